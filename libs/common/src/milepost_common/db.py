@@ -1,0 +1,53 @@
+"""Async database access: one engine per process (per prefork child in the worker).
+
+Apps get the request's transaction from ``SessionDep`` (``web/deps.py``); workers and
+scripts use :func:`unit_of_work`. Nothing else commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from milepost_common.settings import DbSettings
+
+
+@dataclass(frozen=True, slots=True)
+class Database:
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def create_database(settings: DbSettings, *, application_name: str = "milepost") -> Database:
+    """Build the engine and session factory; connects lazily."""
+    server_settings = {"application_name": application_name}
+    if settings.statement_timeout_ms:
+        server_settings["statement_timeout"] = str(settings.statement_timeout_ms)
+    engine = create_async_engine(
+        settings.url,
+        pool_size=settings.pool_size,
+        max_overflow=settings.max_overflow,
+        pool_timeout=settings.pool_timeout_s,
+        pool_pre_ping=True,
+        echo=settings.echo,
+        connect_args={"timeout": settings.connect_timeout_s, "server_settings": server_settings},
+    )
+    return Database(engine, session_factory(engine))
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    # expire_on_commit=False: objects stay readable after commit without lazy I/O.
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+@asynccontextmanager
+async def unit_of_work(db: Database) -> AsyncIterator[AsyncSession]:
+    """One transaction: committed when the block ends, rolled back if it raises."""
+    async with db.sessionmaker() as session, session.begin():
+        yield session

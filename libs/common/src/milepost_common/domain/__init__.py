@@ -1,0 +1,1 @@
+"""The domain: tables, schemas, repositories and use cases shared by every service."""

@@ -1,0 +1,40 @@
+"""Column helpers shared by the tables: UUID keys, UTC timestamps, JSONB."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Column, DateTime, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def id_field() -> Any:
+    return Field(default_factory=uuid.uuid4, primary_key=True)
+
+
+def tz_field(*, nullable: bool = True, index: bool = False, default_now: bool = False) -> Any:
+    """A ``timestamptz`` column (timestamps are stored and emitted in UTC)."""
+    column = Column(
+        DateTime(timezone=True),
+        nullable=nullable,
+        index=index,
+        server_default=text("now()") if default_now else None,
+    )
+    if default_now:
+        return Field(default_factory=utcnow, sa_column=column)
+    return Field(default=None, sa_column=column)
+
+
+def jsonb_field(default_factory: Any = dict, *, nullable: bool = False) -> Any:
+    empty = "'[]'::jsonb" if default_factory is list else "'{}'::jsonb"
+    return Field(
+        default_factory=default_factory,
+        sa_column=Column(JSONB, nullable=nullable, server_default=None if nullable else text(empty)),
+    )

@@ -1,0 +1,1 @@
+"""ingest batches feature."""

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from milepost_common.domain.base import id_field, tz_field
+
+
+class Trip(SQLModel, table=True):
+    """A drive between two stops, materialized by the worker; ``end_time`` null while open."""
+
+    __tablename__ = "trips"
+    __table_args__ = (
+        UniqueConstraint("device_id", "start_time", name="uq_trips_device_start"),
+        Index("ix_trips_org_start", "org_id", "start_time"),
+    )
+
+    id: uuid.UUID = id_field()
+    org_id: uuid.UUID = Field(foreign_key="organizations.id", ondelete="CASCADE")
+    device_id: uuid.UUID = Field(foreign_key="devices.id", ondelete="CASCADE")
+    start_time: datetime = tz_field(nullable=False)
+    end_time: datetime | None = tz_field()
+    start_lat: float
+    start_lon: float
+    end_lat: float
+    end_lon: float
+    distance_m: float = 0.0
+    duration_s: float = 0.0
+    avg_speed: float = 0.0
+    max_speed: float = 0.0
+
+
+class Stop(SQLModel, table=True):
+    """Where a vehicle rested between trips; its position is its first fix."""
+
+    __tablename__ = "stops"
+    __table_args__ = (
+        UniqueConstraint("device_id", "start_time", name="uq_stops_device_start"),
+        Index("ix_stops_org_start", "org_id", "start_time"),
+    )
+
+    id: uuid.UUID = id_field()
+    org_id: uuid.UUID = Field(foreign_key="organizations.id", ondelete="CASCADE")
+    device_id: uuid.UUID = Field(foreign_key="devices.id", ondelete="CASCADE")
+    start_time: datetime = tz_field(nullable=False)
+    end_time: datetime | None = tz_field()
+    lat: float
+    lon: float
+    duration_s: float = 0.0

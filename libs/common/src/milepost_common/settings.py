@@ -1,0 +1,180 @@
+"""Configuration, only from the environment (prefix ``MILEPOST_``, groups joined by ``__``).
+
+Each service subclasses :class:`CommonSettings` and adds its own group. ``load_settings``
+validates at start and exits with one line naming the bad variable.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import StrEnum
+from typing import Any, Self, TypeVar
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "MILEPOST_"
+
+# Used only when MILEPOST_ENV is local or test and no secret was configured: the stack on
+# one machine must start with nothing configured, production must not.
+_DEV_JWT_KEYS = {"dev": "milepost-insecure-development-signing-key-0000000000"}
+_DEV_SECRETS_KEY = "bWlsZXBvc3QtaW5zZWN1cmUtZGV2LWtleS0wMDAwMDA="
+
+
+class Environment(StrEnum):
+    LOCAL = "local"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class DbSettings(BaseModel):
+    url: str = "postgresql+asyncpg://milepost@127.0.0.1:5432/milepost"
+    pool_size: int = Field(10, ge=1, le=200)
+    max_overflow: int = Field(10, ge=0, le=200)
+    pool_timeout_s: float = Field(5.0, gt=0, description="Wait for a pooled connection.")
+    statement_timeout_ms: int = Field(30_000, ge=0, description="0 disables the limit.")
+    connect_timeout_s: float = Field(5.0, gt=0)
+    echo: bool = False
+
+    @model_validator(mode="after")
+    def _async_driver(self) -> Self:
+        # Accept the plain libpq form people paste (postgresql://, postgres://).
+        for plain in ("postgresql://", "postgres://"):
+            if self.url.startswith(plain):
+                self.url = "postgresql+asyncpg://" + self.url.removeprefix(plain)
+        if not self.url.startswith("postgresql+asyncpg://"):
+            raise ValueError("must be a postgresql:// URL")
+        return self
+
+
+class RedisSettings(BaseModel):
+    url: str = Field("redis://127.0.0.1:6379/0", description="Broker (logical DB 0).")
+    cache_db: int = Field(1, ge=0, le=15, description="Logical DB for cache, rate limits, live.")
+    socket_timeout_s: float = Field(2.0, gt=0)
+
+    @model_validator(mode="after")
+    def _scheme(self) -> Self:
+        if not self.url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis:// URL")
+        return self
+
+    @property
+    def cache_url(self) -> str:
+        """The same server, another logical DB: cache eviction never touches the broker."""
+        base, _, _db = self.url.rpartition("/")
+        if not base or base.endswith(":/"):  # no db path
+            return f"{self.url.rstrip('/')}/{self.cache_db}"
+        return f"{base}/{self.cache_db}"
+
+
+class CelerySettings(BaseModel):
+    publish_timeout_s: float = Field(2.0, gt=0, description="Give up publishing after this.")
+    task_expires_s: int = Field(3600, gt=0, description="A sent task not started by then is dropped.")
+    visibility_timeout_s: int = Field(
+        7200, gt=0, description="Above every task time limit and retry delay."
+    )
+
+
+class AuthSettings(BaseModel):
+    issuer: str = "milepost"
+    jwt_keys: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description='JSON object {"kid": "secret"}: every key verifies, the active one signs.',
+    )
+    jwt_active_kid: str | None = None
+    secrets_key: SecretStr | None = Field(
+        None, description="Fernet key that encrypts secrets used again (webhook secrets)."
+    )
+    api_key_pepper: SecretStr = SecretStr("")
+    access_token_ttl_s: int = Field(15 * 60, gt=0)
+    refresh_token_ttl_s: int = Field(30 * 24 * 3600, gt=0)
+    # argon2 costs; the test suite lowers them.
+    argon2_time_cost: int = Field(3, ge=1)
+    argon2_memory_kib: int = Field(65536, ge=8)
+    argon2_max_concurrency: int = Field(4, ge=1, description="Hashes running at once.")
+    login_attempts_per_minute: int = Field(10, ge=1)
+    principal_cache_s: float = Field(5.0, ge=0, description="Active/suspended checks cache.")
+
+    @property
+    def active_kid(self) -> str:
+        return self.jwt_active_kid or sorted(self.jwt_keys)[-1]
+
+
+class HttpSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    cors_origins: list[str] = Field(default_factory=list)
+    trusted_hosts: list[str] = Field(default_factory=lambda: ["*"])
+    rate_limit: str = Field("600/minute", description="Per principal, `limits` notation.")
+
+
+class CommonSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+    )
+
+    env: Environment = Environment.LOCAL
+    log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
+    db: DbSettings = DbSettings()
+    redis: RedisSettings = RedisSettings()
+    celery: CelerySettings = CelerySettings()
+    auth: AuthSettings = AuthSettings()
+    otel_endpoint: str | None = Field(None, description="OTLP endpoint; tracing off when unset.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _aliases(cls, data: Any) -> Any:
+        """DATABASE_URL and REDIS_URL, the conventional names, fill the groups' url."""
+        import os
+
+        if not isinstance(data, dict):
+            return data
+        for alias, group in (("DATABASE_URL", "db"), ("REDIS_URL", "redis")):
+            value = os.environ.get(alias)
+            if value:
+                section = data.get(group) or {}
+                if isinstance(section, str):
+                    section = json.loads(section)
+                section.setdefault("url", value)
+                data[group] = section
+        return data
+
+    @model_validator(mode="after")
+    def _secrets(self) -> Self:
+        if self.env is Environment.PRODUCTION:
+            if not self.auth.jwt_keys:
+                raise ValueError("MILEPOST_AUTH__JWT_KEYS is required in production")
+            if self.auth.secrets_key is None:
+                raise ValueError("MILEPOST_AUTH__SECRETS_KEY is required in production")
+        else:
+            if not self.auth.jwt_keys:
+                self.auth.jwt_keys = {k: SecretStr(v) for k, v in _DEV_JWT_KEYS.items()}
+            if self.auth.secrets_key is None:
+                self.auth.secrets_key = SecretStr(_DEV_SECRETS_KEY)
+        if self.auth.jwt_active_kid and self.auth.jwt_active_kid not in self.auth.jwt_keys:
+            raise ValueError("MILEPOST_AUTH__JWT_ACTIVE_KID names no key of JWT_KEYS")
+        return self
+
+
+SettingsT = TypeVar("SettingsT", bound=CommonSettings)
+
+
+def describe_error(exc: ValidationError) -> str:
+    """One line naming the first bad variable, the way an operator would set it."""
+    err = exc.errors()[0]
+    loc = [str(part) for part in err["loc"] if not str(part).isdigit()]
+    name = ENV_PREFIX + "__".join(loc).upper() if loc else "configuration"
+    return f"milepost: invalid configuration: {name}: {err['msg']}"
+
+
+def load_settings(cls: type[SettingsT], **overrides: Any) -> SettingsT:
+    """Validate the environment at start; on bad config print one line and exit (status 2)."""
+    try:
+        return cls(**overrides)
+    except ValidationError as exc:
+        print(describe_error(exc), file=sys.stderr)  # noqa: T201 - before logging exists
+        raise SystemExit(2) from None

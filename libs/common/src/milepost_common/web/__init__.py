@@ -1,0 +1,1 @@
+"""FastAPI glue: the only part of the kit that knows the web framework."""

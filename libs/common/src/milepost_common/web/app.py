@@ -1,0 +1,114 @@
+"""The app factory all three apps use: lifespan, middlewares, errors, health, OpenAPI, metrics."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from fastapi import APIRouter, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.middleware.gzip import GZipMiddleware
+from fastapi.routing import APIRoute
+from prometheus_client import make_asgi_app
+from redis.asyncio import Redis
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+from milepost_common.db import create_database
+from milepost_common.logging import configure_logging
+from milepost_common.settings import CommonSettings, HttpSettings
+from milepost_common.tasks import Publisher
+from milepost_common.web.errors import install_error_handlers
+from milepost_common.web.health import Check, check_postgres, check_redis, health_router
+from milepost_common.web.middleware import RequestContextMiddleware, SecurityHeadersMiddleware
+
+Hook = Callable[[FastAPI], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class AppSpec:
+    """What distinguishes one app: its name, URL prefix, routers and readiness needs."""
+
+    name: str
+    title: str
+    description: str
+    routers: Sequence[APIRouter]
+    http: HttpSettings
+    redis_required_for_ready: bool = True
+    on_startup: Sequence[Hook] = field(default_factory=tuple)
+    on_shutdown: Sequence[Hook] = field(default_factory=tuple)
+    openapi_tags: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def prefix(self) -> str:
+        return f"/{self.name}"
+
+
+def operation_id(route: APIRoute) -> str:
+    """Stable operation ids: the handler's name, which is the service function's name."""
+    return route.name
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: CommonSettings = app.state.settings
+    spec: AppSpec = app.state.spec
+    app.state.db = create_database(settings.db, application_name=f"milepost-{spec.name}")
+    app.state.redis = Redis.from_url(
+        settings.redis.cache_url,
+        socket_timeout=settings.redis.socket_timeout_s,
+        socket_connect_timeout=settings.redis.socket_timeout_s,
+        health_check_interval=30,
+    )
+    app.state.publisher = Publisher(settings.redis, settings.celery)
+    try:
+        for hook in spec.on_startup:
+            await hook(app)
+        yield
+    finally:
+        for hook in spec.on_shutdown:
+            await hook(app)
+        app.state.publisher.close()
+        await app.state.redis.aclose()
+        await app.state.db.dispose()
+
+
+def create_base_app(settings: CommonSettings, spec: AppSpec) -> FastAPI:
+    configure_logging(settings.log_level, service=spec.name)
+    prefix = spec.prefix
+    app = FastAPI(
+        title=spec.title,
+        description=spec.description,
+        version="1.0.0",
+        lifespan=_lifespan,
+        openapi_url=f"{prefix}/openapi.json",
+        docs_url=f"{prefix}/docs",
+        redoc_url=None,
+        generate_unique_id_function=operation_id,
+        openapi_tags=spec.openapi_tags or None,
+    )
+    app.state.settings = settings
+    app.state.spec = spec
+    checks: dict[str, Check] = {"postgres": check_postgres}
+    if spec.redis_required_for_ready:
+        checks["redis"] = check_redis
+    app.include_router(health_router(checks), prefix=prefix)
+    for router in spec.routers:
+        app.include_router(router, prefix=prefix)
+    app.mount("/metrics", make_asgi_app())
+    install_error_handlers(app)
+    # Added innermost first: the request-context middleware is outermost, so every answer
+    # (errors and 500s included) carries the request id and is logged and counted.
+    app.add_middleware(GZipMiddleware, minimum_size=1024)
+    if spec.http.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=spec.http.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["X-Request-ID", "ETag", "Retry-After"],
+        )
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=spec.http.trusted_hosts)
+    app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(RequestContextMiddleware, app_name=spec.name)
+    return app

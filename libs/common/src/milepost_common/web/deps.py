@@ -1,0 +1,66 @@
+"""Dependencies every app uses: the request's transaction, Redis, settings, paging."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from milepost_common.db import Database
+from milepost_common.settings import CommonSettings
+from milepost_common.tasks import Publisher
+
+
+def get_database(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """The request's one transaction: committed before the response is sent, else rolled back.
+
+    Used with ``scope="function"``: the commit runs when the endpoint returns, so a client
+    never holds a 201 for a row that then fails to commit.
+    """
+    async with get_database(request).sessionmaker() as session:
+        try:
+            yield session
+        except BaseException:
+            await session.rollback()
+            raise
+        else:
+            await session.commit()
+
+
+def get_redis(request: Request) -> Redis:
+    redis: Redis = request.app.state.redis
+    return redis
+
+
+def get_settings_dep(request: Request) -> CommonSettings:
+    settings: CommonSettings = request.app.state.settings
+    return settings
+
+
+def get_publisher(request: Request) -> Publisher:
+    publisher: Publisher = request.app.state.publisher
+    return publisher
+
+
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+DatabaseDep = Annotated[Database, Depends(get_database)]
+RedisDep = Annotated[Redis, Depends(get_redis)]
+SettingsDep = Annotated[CommonSettings, Depends(get_settings_dep)]
+PublisherDep = Annotated[Publisher, Depends(get_publisher)]
+ClientIpDep = Annotated[str, Depends(client_ip)]
+
+
+def state(request: Request, name: str) -> Any:
+    return getattr(request.app.state, name)

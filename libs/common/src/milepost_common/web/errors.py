@@ -1,0 +1,137 @@
+"""The error envelope of DESIGN.md for every non-2xx answer of every app.
+
+The only module that touches ``HTTPException``: routing 404/405 and framework errors are
+mapped onto the same codes as the domain's ``AppError`` hierarchy.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from milepost_common import errors
+from milepost_common.logging import get_logger
+from milepost_common.web.middleware import REQUEST_ID_HEADER, request_id_of
+
+log = get_logger("milepost.errors")
+
+_CODE_BY_STATUS = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_failed",
+    429: "rate_limited",
+    500: "internal_error",
+    503: "unavailable",
+}
+_MESSAGE_BY_STATUS = {404: "Not found.", 405: "Method not allowed."}
+
+
+class ErrorDetail(BaseModel):
+    loc: list[str | int] = Field(examples=[["body", "positions", 0, "lat"]])
+    msg: str
+    type: str
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(examples=["not_found"])
+    message: str = Field(examples=["Not found."])
+    details: list[ErrorDetail] = Field(default_factory=list)
+    trace_id: str = Field(examples=["3f1c2a9d8e7b4c6a9f0e1d2c3b4a5968"])
+
+
+class ErrorEnvelope(BaseModel):
+    error: ErrorBody
+
+
+def error_response(
+    request: Request,
+    status: int,
+    code: str,
+    message: str,
+    details: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    body = {
+        "error": {
+            "code": code,
+            "message": message,
+            "details": details or [],
+            "trace_id": request_id_of(request.scope),
+        }
+    }
+    # Set here too: the 500 handler runs outside the middleware that adds it to the rest.
+    headers = {**(headers or {}), REQUEST_ID_HEADER: body["error"]["trace_id"]}
+    return Response(orjson.dumps(body), status, headers=headers, media_type="application/json")
+
+
+async def _app_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, errors.AppError)
+    if exc.status_code >= 500:
+        log.warning("app_error", code=exc.code, error=exc.message)
+    return error_response(request, exc.status_code, exc.code, exc.message, exc.details, exc.headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _CODE_BY_STATUS.get(exc.status_code, "bad_request" if exc.status_code < 500 else "internal_error")
+    message = _MESSAGE_BY_STATUS.get(exc.status_code) or (
+        exc.detail if isinstance(exc.detail, str) else "Request failed."
+    )
+    headers = dict(exc.headers or {})
+    if exc.status_code == 401:
+        headers.setdefault("WWW-Authenticate", "Bearer")
+    return error_response(request, exc.status_code, code, message, headers=headers)
+
+
+def validation_details(raw: list[Any]) -> list[dict[str, Any]]:
+    """Pydantic errors reduced to {loc, msg, type}: never echo the input (it may be a secret)."""
+    return [
+        {"loc": [p if isinstance(p, int) else str(p) for p in e.get("loc", ())],
+         "msg": str(e.get("msg", "")), "type": str(e.get("type", "value_error"))}
+        for e in raw
+    ]
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    raw = list(exc.errors())
+    # A body that is not JSON at all is a 400 malformed_body, not a field problem.
+    if any(e.get("type") == "json_invalid" for e in raw):
+        return error_response(request, 400, errors.MalformedBody.code, errors.MalformedBody.default_message)
+    return error_response(
+        request, 422, "validation_failed", "The request is not valid.", validation_details(raw)
+    )
+
+
+async def _unhandled(request: Request, exc: Exception) -> Response:
+    log.error("unhandled_error", exc_info=exc, route=getattr(request.scope.get("route"), "path", None))
+    return error_response(request, 500, "internal_error", "Internal server error.")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(errors.AppError, _app_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unhandled)
+
+
+def error_responses(*error_types: type[errors.AppError]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` for the errors a route can answer, all in the envelope."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for err in error_types:
+        entry = out.setdefault(err.status_code, {"model": ErrorEnvelope, "description": ""})
+        codes = {*entry["description"].split(", ")} - {""} | {f"`{err.code}`"}
+        entry["description"] = ", ".join(sorted(codes))
+    return out
