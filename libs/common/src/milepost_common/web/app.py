@@ -6,11 +6,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.routing import APIRoute
-from prometheus_client import make_asgi_app
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.asyncio import Redis
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
@@ -47,6 +48,11 @@ class AppSpec:
 def operation_id(route: APIRoute) -> str:
     """Stable operation ids: the handler's name, which is the service function's name."""
     return route.name
+
+
+async def metrics(_: Request) -> Response:
+    """Prometheus exposition on the app's own port (Traefik never routes it)."""
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
 @asynccontextmanager
@@ -95,7 +101,7 @@ def create_base_app(settings: CommonSettings, spec: AppSpec) -> FastAPI:
     app.include_router(health_router(checks), prefix=prefix)
     for router in spec.routers:
         app.include_router(router, prefix=prefix)
-    app.mount("/metrics", make_asgi_app())
+    app.add_api_route("/metrics", metrics, include_in_schema=False)
     install_error_handlers(app)
     # Added innermost first: the request-context middleware is outermost, so every answer
     # (errors and 500s included) carries the request id and is logged and counted.

@@ -56,6 +56,7 @@ def health_router(checks: dict[str, Check]) -> APIRouter:
         "/ready",
         summary="Readiness: every dependency this app needs answers",
         operation_id="ready",
+        response_model=Readiness,
         responses={503: {"description": "A dependency is unavailable; `checks` names it."}},
     )
     async def ready(request: Request) -> Readiness | Response:

@@ -30,9 +30,16 @@ def request_id_of(scope: Scope) -> str:
 
 
 def route_template(scope: Scope) -> str:
-    """The matched route's path template, never the raw path (keys can live in paths)."""
-    route = scope.get("route")
-    path = getattr(route, "path_format", None) or getattr(route, "path", None)
+    """The matched route's full path template, never the raw path (keys can live in paths).
+
+    FastAPI keeps included routers unflattened: the route in the scope knows only its own
+    path, the effective context it records knows the path with every prefix.
+    """
+    effective = (scope.get("fastapi") or {}).get("effective_route_context")
+    path = getattr(effective, "path", None)
+    if not path:
+        route = scope.get("route")
+        path = getattr(route, "path_format", None) or getattr(route, "path", None)
     return str(path) if path else _UNMATCHED
 
 

@@ -1,0 +1,165 @@
+"""Who is calling: one resolved principal per request, carrying its organization.
+
+Resolution re-checks, on every request, what DESIGN.md says takes effect at once: an inactive
+user, a suspended organization, a revoked or expired key. The answers are cached in-process
+for a few seconds at most, so a suspension is seen within that time.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from milepost_common.auth import Realm, TokenCodec, hash_secret, secrets_match
+from milepost_common.domain.api_keys.models import ApiKey
+from milepost_common.domain.organizations.models import Organization
+from milepost_common.domain.users.models import OrgRole, PlatformRole, User
+from milepost_common.errors import Forbidden, Unauthorized
+
+API_KEY_PREFIX = "mp"
+API_KEY_PREFIX_LEN = 12  # "mp_" + 9 random characters, unique, used to find the row
+
+
+class PrincipalKind(StrEnum):
+    USER = "user"
+    OPERATOR = "operator"
+    API_KEY = "api_key"
+    SYSTEM = "system"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    kind: PrincipalKind
+    id: uuid.UUID | None
+    org_id: uuid.UUID | None
+    label: str
+    role: OrgRole | None = None
+    platform_role: PlatformRole | None = None
+    scopes: frozenset[str] = field(default_factory=frozenset)
+    ip: str | None = None
+    request_id: str | None = None
+    token_expires_at: datetime | None = None
+
+    def with_request(self, ip: str | None, request_id: str | None) -> Principal:
+        return replace(self, ip=ip, request_id=request_id)
+
+    def require_org(self) -> uuid.UUID:
+        if self.org_id is None:
+            raise Forbidden()
+        return self.org_id
+
+    def require_role(self, minimum: OrgRole) -> None:
+        """Raises Forbidden unless an organization member with at least ``minimum``."""
+        if self.role is None or OrgRole(self.role).rank < minimum.rank:
+            raise Forbidden()
+
+    def require_platform_role(self, minimum: PlatformRole) -> None:
+        if self.platform_role is None or PlatformRole(self.platform_role).rank < minimum.rank:
+            raise Forbidden()
+
+
+SYSTEM = Principal(kind=PrincipalKind.SYSTEM, id=None, org_id=None, label="system")
+
+
+class _TtlCache:
+    """A tiny per-process cache: user/key id → (expires, principal)."""
+
+    def __init__(self, ttl_s: float, max_entries: int = 10_000) -> None:
+        self.ttl_s = ttl_s
+        self._data: dict[object, tuple[float, Principal]] = {}
+        self._max = max_entries
+
+    def get(self, key: object) -> Principal | None:
+        hit = self._data.get(key)
+        if hit is None or hit[0] < time.monotonic():
+            return None
+        return hit[1]
+
+    def put(self, key: object, value: Principal) -> None:
+        if self.ttl_s <= 0:
+            return
+        if len(self._data) >= self._max:
+            self._data.clear()
+        self._data[key] = (time.monotonic() + self.ttl_s, value)
+
+    def clear(self) -> None:
+        self._data.clear()
+
+
+class PrincipalResolver:
+    """Resolves bearer tokens and API keys; one instance per app process."""
+
+    def __init__(self, codec: TokenCodec, *, cache_ttl_s: float, api_key_pepper: str = "") -> None:
+        self.codec = codec
+        self.pepper = api_key_pepper
+        self._cache = _TtlCache(cache_ttl_s)
+
+    def clear_cache(self) -> None:
+        self._cache.clear()
+
+    async def from_access_token(self, session: AsyncSession, token: str, realm: Realm) -> Principal:
+        """Raises Unauthorized for a bad token, an inactive user or a suspended organization."""
+        claims = self.codec.verify(token, realm)
+        principal = self._cache.get(("user", claims.subject, realm))
+        if principal is None:
+            principal = await self._load_user(session, claims.subject, realm)
+            self._cache.put(("user", claims.subject, realm), principal)
+        return replace(principal, token_expires_at=claims.expires_at)
+
+    async def _load_user(self, session: AsyncSession, user_id: uuid.UUID, realm: Realm) -> Principal:
+        row = (
+            await session.execute(
+                select(User, Organization)
+                .outerjoin(Organization, Organization.id == User.org_id)
+                .where(User.id == user_id)
+            )
+        ).first()
+        if row is None:
+            raise Unauthorized("Invalid token.")
+        user, org = row
+        if not user.is_active:
+            raise Unauthorized("This account is deactivated.")
+        if realm is Realm.API:
+            if org is None or user.role is None:
+                raise Unauthorized("Invalid token.")
+            if org.suspended_at is not None:
+                raise Unauthorized("This organization is suspended.")
+            return Principal(PrincipalKind.USER, user.id, org.id, user.email, role=OrgRole(user.role))
+        if user.platform_role is None:
+            raise Unauthorized("Invalid token.")
+        return Principal(PrincipalKind.OPERATOR, user.id, None, user.email,
+                         platform_role=PlatformRole(user.platform_role))
+
+    async def from_api_key(self, session: AsyncSession, key: str) -> Principal:
+        """One hash and one indexed read; raises Unauthorized for unknown, revoked or expired
+        keys and for keys of suspended organizations."""
+        prefix = key[:API_KEY_PREFIX_LEN]
+        cache_key = ("key", hash_secret(key, self.pepper))
+        cached = self._cache.get(cache_key)
+        if cached is not None:
+            return cached
+        row = (
+            await session.execute(
+                select(ApiKey, Organization)
+                .join(Organization, Organization.id == ApiKey.org_id)
+                .where(ApiKey.prefix == prefix)
+            )
+        ).first()
+        if row is None or not secrets_match(key, row[0].key_hash, self.pepper):
+            raise Unauthorized("Invalid API key.")
+        api_key, org = row
+        now = datetime.now(UTC)
+        if api_key.revoked_at is not None or (api_key.expires_at and api_key.expires_at <= now):
+            raise Unauthorized("This API key is revoked or expired.")
+        if org.suspended_at is not None:
+            raise Unauthorized("This organization is suspended.")
+        principal = Principal(PrincipalKind.API_KEY, api_key.id, org.id, api_key.prefix,
+                              scopes=frozenset(api_key.scopes))
+        self._cache.put(cache_key, principal)
+        return principal

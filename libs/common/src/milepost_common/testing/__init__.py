@@ -1,0 +1,1 @@
+"""Test support: the pytest plugin (real Postgres and Redis), app clients and factories."""
