@@ -51,7 +51,7 @@ async def ensure_partitions(conn: AsyncConnection, days_back: int | None = None)
     return int(created or 0)
 
 
-async def migrate(url: str, *, revision: str = "head", partition_days_back: int | None = None) -> None:
+async def migrate(url: str, *, revision: str = "heads", partition_days_back: int | None = None) -> None:
     engine = create_async_engine(url, poolclass=pool.NullPool)
     try:
         async with engine.connect() as conn:
@@ -60,7 +60,7 @@ async def migrate(url: str, *, revision: str = "head", partition_days_back: int 
             try:
                 await conn.run_sync(_upgrade, revision)
                 await conn.commit()
-                if revision == "head":
+                if revision in ("head", "heads"):
                     await ensure_partitions(conn, partition_days_back)
                     await conn.commit()
             except BaseException:
@@ -75,7 +75,7 @@ async def migrate(url: str, *, revision: str = "head", partition_days_back: int 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Upgrade the Milepost database schema.")
-    parser.add_argument("--revision", default="head")
+    parser.add_argument("--revision", default="heads")
     parser.add_argument("--partition-days-back", type=int, default=None,
                         help="Days of position partitions to create behind today "
                              "(default: the longest organization retention).")
