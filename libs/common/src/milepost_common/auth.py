@@ -39,7 +39,11 @@ class PasswordHasher:
 
     def __init__(self, settings: AuthSettings) -> None:
         self._hash = PasswordHash(
-            (Argon2Hasher(time_cost=settings.argon2_time_cost, memory_cost=settings.argon2_memory_kib),)
+            (
+                Argon2Hasher(
+                    time_cost=settings.argon2_time_cost, memory_cost=settings.argon2_memory_kib
+                ),
+            )
         )
         self._slots = asyncio.Semaphore(settings.argon2_max_concurrency)
         # Verified against when the user does not exist, so timing does not reveal it.
@@ -51,9 +55,10 @@ class PasswordHasher:
 
     async def verify(self, password: str, password_hash: str | None) -> bool:
         async with self._slots:
-            return await asyncio.to_thread(
-                self._hash.verify, password, password_hash or self._dummy
-            ) and password_hash is not None
+            return (
+                await asyncio.to_thread(self._hash.verify, password, password_hash or self._dummy)
+                and password_hash is not None
+            )
 
     def hash_blocking(self, password: str) -> str:
         return self._hash.hash(password)
@@ -104,8 +109,9 @@ class TokenCodec:
             "exp": int((now + timedelta(seconds=ttl_s)).timestamp()),
             "jti": uuid.uuid4().hex,
         }
-        token = jwt.encode(claims, self._keys[self._active], JWT_ALGORITHM,
-                           headers={"kid": self._active})
+        token = jwt.encode(
+            claims, self._keys[self._active], JWT_ALGORITHM, headers={"kid": self._active}
+        )
         return token, ttl_s
 
     def verify(self, token: str, realm: Realm) -> TokenClaims:

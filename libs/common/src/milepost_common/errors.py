@@ -15,6 +15,9 @@ class AppError(Exception):
     status_code: ClassVar[int] = 500
     code: ClassVar[str] = "internal_error"
     default_message: ClassVar[str] = "Internal server error."
+    # True for errors whose transaction must still commit (a failed login's audit entry,
+    # the revocation that answers a refresh-token reuse).
+    commits: ClassVar[bool] = False
     headers: dict[str, str]
 
     def __init__(
@@ -119,7 +122,9 @@ class Unavailable(AppError):
     code = "unavailable"
     default_message = "The service is temporarily unavailable."
 
-    def __init__(self, message: str | None = None, *, retry_after_s: int = 5, **kwargs: Any) -> None:
+    def __init__(
+        self, message: str | None = None, *, retry_after_s: int = 5, **kwargs: Any
+    ) -> None:
         super().__init__(message, **kwargs)
         self.headers.setdefault("Retry-After", str(retry_after_s))
 

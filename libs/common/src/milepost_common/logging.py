@@ -10,8 +10,18 @@ import orjson
 import structlog
 
 # Keys never written to a log line, whatever a caller binds (secrets, credentials).
-_REDACTED_KEYS = frozenset({"password", "token", "access_token", "refresh_token", "key", "secret",
-                            "authorization", "api_key"})
+_REDACTED_KEYS = frozenset(
+    {
+        "password",
+        "token",
+        "access_token",
+        "refresh_token",
+        "key",
+        "secret",
+        "authorization",
+        "api_key",
+    }
+)
 
 
 def _redact(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:

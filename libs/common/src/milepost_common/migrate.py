@@ -51,7 +51,9 @@ async def ensure_partitions(conn: AsyncConnection, days_back: int | None = None)
     return int(created or 0)
 
 
-async def migrate(url: str, *, revision: str = "heads", partition_days_back: int | None = None) -> None:
+async def migrate(
+    url: str, *, revision: str = "heads", partition_days_back: int | None = None
+) -> None:
     engine = create_async_engine(url, poolclass=pool.NullPool)
     try:
         async with engine.connect() as conn:
@@ -67,7 +69,9 @@ async def migrate(url: str, *, revision: str = "heads", partition_days_back: int
                 await conn.rollback()
                 raise
             finally:
-                await conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
+                await conn.execute(
+                    text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY}
+                )
                 await conn.commit()
     finally:
         await engine.dispose()
@@ -76,13 +80,20 @@ async def migrate(url: str, *, revision: str = "heads", partition_days_back: int
 def main() -> None:
     parser = argparse.ArgumentParser(description="Upgrade the Milepost database schema.")
     parser.add_argument("--revision", default="heads")
-    parser.add_argument("--partition-days-back", type=int, default=None,
-                        help="Days of position partitions to create behind today "
-                             "(default: the longest organization retention).")
+    parser.add_argument(
+        "--partition-days-back",
+        type=int,
+        default=None,
+        help="Days of position partitions to create behind today "
+        "(default: the longest organization retention).",
+    )
     args = parser.parse_args()
     settings = load_settings(CommonSettings)
-    asyncio.run(migrate(settings.db.url, revision=args.revision,
-                        partition_days_back=args.partition_days_back))
+    asyncio.run(
+        migrate(
+            settings.db.url, revision=args.revision, partition_days_back=args.partition_days_back
+        )
+    )
 
 
 if __name__ == "__main__":

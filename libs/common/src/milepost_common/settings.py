@@ -70,7 +70,9 @@ class RedisSettings(BaseModel):
 
 class CelerySettings(BaseModel):
     publish_timeout_s: float = Field(2.0, gt=0, description="Give up publishing after this.")
-    task_expires_s: int = Field(3600, gt=0, description="A sent task not started by then is dropped.")
+    task_expires_s: int = Field(
+        3600, gt=0, description="A sent task not started by then is dropped."
+    )
     visibility_timeout_s: int = Field(
         7200, gt=0, description="Above every task time limit and retry delay."
     )

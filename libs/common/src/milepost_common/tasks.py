@@ -90,7 +90,8 @@ class Publisher:
         loop = asyncio.get_running_loop()
         try:
             await asyncio.wait_for(
-                loop.run_in_executor(self._executor, self.send_blocking, name, *args), self._timeout_s
+                loop.run_in_executor(self._executor, self.send_blocking, name, *args),
+                self._timeout_s,
             )
         except Exception as exc:  # noqa: BLE001 - any broker failure leaves the work to the sweep
             log.warning("publish_failed", task=name, error=type(exc).__name__)

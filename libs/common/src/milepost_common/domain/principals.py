@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from sqlalchemy import select
+from sqlmodel import col, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from milepost_common.auth import Realm, TokenCodec, hash_secret, secrets_match
@@ -112,11 +112,13 @@ class PrincipalResolver:
             self._cache.put(("user", claims.subject, realm), principal)
         return replace(principal, token_expires_at=claims.expires_at)
 
-    async def _load_user(self, session: AsyncSession, user_id: uuid.UUID, realm: Realm) -> Principal:
+    async def _load_user(
+        self, session: AsyncSession, user_id: uuid.UUID, realm: Realm
+    ) -> Principal:
         row = (
             await session.execute(
                 select(User, Organization)
-                .outerjoin(Organization, Organization.id == User.org_id)
+                .outerjoin(Organization, col(Organization.id) == col(User.org_id))
                 .where(User.id == user_id)
             )
         ).first()
@@ -130,11 +132,18 @@ class PrincipalResolver:
                 raise Unauthorized("Invalid token.")
             if org.suspended_at is not None:
                 raise Unauthorized("This organization is suspended.")
-            return Principal(PrincipalKind.USER, user.id, org.id, user.email, role=OrgRole(user.role))
+            return Principal(
+                PrincipalKind.USER, user.id, org.id, user.email, role=OrgRole(user.role)
+            )
         if user.platform_role is None:
             raise Unauthorized("Invalid token.")
-        return Principal(PrincipalKind.OPERATOR, user.id, None, user.email,
-                         platform_role=PlatformRole(user.platform_role))
+        return Principal(
+            PrincipalKind.OPERATOR,
+            user.id,
+            None,
+            user.email,
+            platform_role=PlatformRole(user.platform_role),
+        )
 
     async def from_api_key(self, session: AsyncSession, key: str) -> Principal:
         """One hash and one indexed read; raises Unauthorized for unknown, revoked or expired
@@ -147,7 +156,7 @@ class PrincipalResolver:
         row = (
             await session.execute(
                 select(ApiKey, Organization)
-                .join(Organization, Organization.id == ApiKey.org_id)
+                .join(Organization, col(Organization.id) == col(ApiKey.org_id))
                 .where(ApiKey.prefix == prefix)
             )
         ).first()
@@ -159,7 +168,12 @@ class PrincipalResolver:
             raise Unauthorized("This API key is revoked or expired.")
         if org.suspended_at is not None:
             raise Unauthorized("This organization is suspended.")
-        principal = Principal(PrincipalKind.API_KEY, api_key.id, org.id, api_key.prefix,
-                              scopes=frozenset(api_key.scopes))
+        principal = Principal(
+            PrincipalKind.API_KEY,
+            api_key.id,
+            org.id,
+            api_key.prefix,
+            scopes=frozenset(api_key.scopes),
+        )
         self._cache.put(cache_key, principal)
         return principal

@@ -55,6 +55,8 @@ CREATE TRIGGER audit_log_no_truncate
 )
 
 
-def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+def include_object(
+    _obj: Any, name: str | None, type_: str, _reflected: bool, _compare_to: Any
+) -> bool:
     """Skip what the models do not describe: partitions of ``positions``."""
     return not (type_ == "table" and name is not None and PARTITION_NAME.match(name))

@@ -20,7 +20,8 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
-from hypothesis import HealthCheck, settings as hypothesis_settings
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from redis.asyncio import Redis
 from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
@@ -56,8 +57,9 @@ def _with_db(url: str, name: str) -> str:
 
 
 async def _admin_execute(server_url: str, *statements: str) -> None:
-    engine = create_async_engine(_with_db(_asyncpg(server_url), "postgres"), poolclass=NullPool,
-                                 isolation_level="AUTOCOMMIT")
+    engine = create_async_engine(
+        _with_db(_asyncpg(server_url), "postgres"), poolclass=NullPool, isolation_level="AUTOCOMMIT"
+    )
     try:
         async with engine.connect() as conn:
             for statement in statements:
@@ -97,7 +99,8 @@ async def clone_database(template_url: str, prefix: str) -> str:
 
 async def drop_database(url: str) -> None:
     name = make_url(url).database
-    assert name and re.fullmatch(r"[a-z0-9_]+", name)
+    assert name
+    assert re.fullmatch(r"[a-z0-9_]+", name)
     await _admin_execute(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
@@ -158,7 +161,9 @@ def redis_url(redis_server_url: str, request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-async def redis(redis_url: str, settings_factory: Callable[..., CommonSettings]) -> AsyncIterator[Redis]:
+async def redis(
+    redis_url: str, settings_factory: Callable[..., CommonSettings]
+) -> AsyncIterator[Redis]:
     """The cache Redis the apps use, emptied before each test; the broker DB too."""
     cache_url = settings_factory(CommonSettings).redis.cache_url
     client = Redis.from_url(cache_url)
@@ -180,8 +185,11 @@ def settings_factory(database_url: str, redis_url: str) -> Callable[..., Any]:
             "env": Environment.TEST,
             "db": {"url": database_url, "pool_size": 5},
             "redis": {"url": redis_url, "cache_db": index + 1},
-            "auth": {"argon2_time_cost": 1, "argon2_memory_kib": 64,
-                     "jwt_keys": {"test-1": "test-signing-key-" + "x" * 32}},
+            "auth": {
+                "argon2_time_cost": 1,
+                "argon2_memory_kib": 64,
+                "jwt_keys": {"test-1": "test-signing-key-" + "x" * 32},
+            },
         }
         for key, value in overrides.items():
             if isinstance(value, dict) and isinstance(values.get(key), dict):
@@ -194,8 +202,9 @@ def settings_factory(database_url: str, redis_url: str) -> Callable[..., Any]:
 
 
 @asynccontextmanager
-async def app_client(app: FastAPI, database: Database | None = None,
-                     base_url: str = "http://testserver") -> AsyncIterator[httpx.AsyncClient]:
+async def app_client(
+    app: FastAPI, database: Database | None = None, base_url: str = "http://testserver"
+) -> AsyncIterator[httpx.AsyncClient]:
     """Run the app's lifespan and talk to it in-process; ``database`` replaces its own."""
     async with LifespanManager(app) as manager:
         if database is not None:

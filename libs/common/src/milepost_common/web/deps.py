@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from milepost_common.db import Database
+from milepost_common.errors import AppError
 from milepost_common.settings import CommonSettings
 from milepost_common.tasks import Publisher
 
@@ -28,6 +29,9 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     async with get_database(request).sessionmaker() as session:
         try:
             yield session
+        except AppError as exc:
+            await (session.commit() if exc.commits else session.rollback())
+            raise
         except BaseException:
             await session.rollback()
             raise

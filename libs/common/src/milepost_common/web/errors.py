@@ -6,7 +6,7 @@ mapped onto the same codes as the domain's ``AppError`` hierarchy.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from fastapi import FastAPI, Request
@@ -63,29 +63,32 @@ def error_response(
     details: list[dict[str, Any]] | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response:
+    trace_id = request_id_of(request.scope)
     body = {
         "error": {
             "code": code,
             "message": message,
             "details": details or [],
-            "trace_id": request_id_of(request.scope),
+            "trace_id": trace_id,
         }
     }
     # Set here too: the 500 handler runs outside the middleware that adds it to the rest.
-    headers = {**(headers or {}), REQUEST_ID_HEADER: body["error"]["trace_id"]}
+    headers = {**(headers or {}), REQUEST_ID_HEADER: trace_id}
     return Response(orjson.dumps(body), status, headers=headers, media_type="application/json")
 
 
 async def _app_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, errors.AppError)
+    exc = cast(errors.AppError, exc)
     if exc.status_code >= 500:
         log.warning("app_error", code=exc.code, error=exc.message)
     return error_response(request, exc.status_code, exc.code, exc.message, exc.details, exc.headers)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, StarletteHTTPException)
-    code = _CODE_BY_STATUS.get(exc.status_code, "bad_request" if exc.status_code < 500 else "internal_error")
+    exc = cast(StarletteHTTPException, exc)
+    code = _CODE_BY_STATUS.get(
+        exc.status_code, "bad_request" if exc.status_code < 500 else "internal_error"
+    )
     message = _MESSAGE_BY_STATUS.get(exc.status_code) or (
         exc.detail if isinstance(exc.detail, str) else "Request failed."
     )
@@ -98,25 +101,32 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 def validation_details(raw: list[Any]) -> list[dict[str, Any]]:
     """Pydantic errors reduced to {loc, msg, type}: never echo the input (it may be a secret)."""
     return [
-        {"loc": [p if isinstance(p, int) else str(p) for p in e.get("loc", ())],
-         "msg": str(e.get("msg", "")), "type": str(e.get("type", "value_error"))}
+        {
+            "loc": [p if isinstance(p, int) else str(p) for p in e.get("loc", ())],
+            "msg": str(e.get("msg", "")),
+            "type": str(e.get("type", "value_error")),
+        }
         for e in raw
     ]
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, RequestValidationError)
+    exc = cast(RequestValidationError, exc)
     raw = list(exc.errors())
     # A body that is not JSON at all is a 400 malformed_body, not a field problem.
     if any(e.get("type") == "json_invalid" for e in raw):
-        return error_response(request, 400, errors.MalformedBody.code, errors.MalformedBody.default_message)
+        return error_response(
+            request, 400, errors.MalformedBody.code, errors.MalformedBody.default_message
+        )
     return error_response(
         request, 422, "validation_failed", "The request is not valid.", validation_details(raw)
     )
 
 
 async def _unhandled(request: Request, exc: Exception) -> Response:
-    log.error("unhandled_error", exc_info=exc, route=getattr(request.scope.get("route"), "path", None))
+    log.error(
+        "unhandled_error", exc_info=exc, route=getattr(request.scope.get("route"), "path", None)
+    )
     return error_response(request, 500, "internal_error", "Internal server error.")
 
 

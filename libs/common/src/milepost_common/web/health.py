@@ -61,8 +61,11 @@ def health_router(checks: dict[str, Check]) -> APIRouter:
     )
     async def ready(request: Request) -> Readiness | Response:
         names = list(checks)
-        results = dict(zip(names, await asyncio.gather(*(_run(checks[n], request) for n in names)),
-                           strict=True))
+        results = dict(
+            zip(
+                names, await asyncio.gather(*(_run(checks[n], request) for n in names)), strict=True
+            )
+        )
         if all(v == "ok" for v in results.values()):
             return Readiness(status="ok", checks=results)
         failing = [n for n, v in results.items() if v != "ok"]
@@ -70,13 +73,16 @@ def health_router(checks: dict[str, Check]) -> APIRouter:
             "error": {
                 "code": "unavailable",
                 "message": f"Not ready: {', '.join(failing)} unavailable.",
-                "details": [{"loc": [n], "msg": results[n], "type": "dependency_unavailable"}
-                            for n in failing],
+                "details": [
+                    {"loc": [n], "msg": results[n], "type": "dependency_unavailable"}
+                    for n in failing
+                ],
                 "trace_id": request_id_of(request.scope),
             },
             "checks": results,
         }
-        return Response(orjson.dumps(body), 503, headers={"Retry-After": "5"},
-                        media_type="application/json")
+        return Response(
+            orjson.dumps(body), 503, headers={"Retry-After": "5"}, media_type="application/json"
+        )
 
     return router

@@ -30,7 +30,9 @@ class ApiKey(SQLModel, table=True):
         default_factory=lambda: [Scope.INGEST.value],
         sa_column=Column(ARRAY(String(32)), nullable=False),
     )
-    created_by_id: uuid.UUID | None = Field(default=None, foreign_key="users.id", ondelete="SET NULL")
+    created_by_id: uuid.UUID | None = Field(
+        default=None, foreign_key="users.id", ondelete="SET NULL"
+    )
     created_at: datetime = tz_field(nullable=False, default_now=True)
     expires_at: datetime | None = tz_field()
     revoked_at: datetime | None = tz_field()

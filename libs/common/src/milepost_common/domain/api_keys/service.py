@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlmodel import col, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from milepost_common.auth import hash_secret
@@ -54,14 +54,21 @@ async def issue_api_key(
     )
     session.add(api_key)
     await session.flush()
-    await audit.record(session, actor, "api_keys.issue", target_type="api_key",
-                       target_id=api_key.id, org_id=org_id,
-                       diff={"name": name, "prefix": api_key.prefix, "scopes": api_key.scopes})
+    await audit.record(
+        session,
+        actor,
+        "api_keys.issue",
+        target_type="api_key",
+        target_id=api_key.id,
+        org_id=org_id,
+        diff={"name": name, "prefix": api_key.prefix, "scopes": api_key.scopes},
+    )
     return IssuedKey(api_key, secret)
 
 
-async def get_api_key(session: AsyncSession, key_id: uuid.UUID,
-                      org_id: uuid.UUID | None = None) -> ApiKey:
+async def get_api_key(
+    session: AsyncSession, key_id: uuid.UUID, org_id: uuid.UUID | None = None
+) -> ApiKey:
     """Raises NotFound when missing or (with ``org_id``) of another organization."""
     api_key = await session.get(ApiKey, key_id)
     if api_key is None or (org_id is not None and api_key.org_id != org_id):
@@ -70,7 +77,11 @@ async def get_api_key(session: AsyncSession, key_id: uuid.UUID,
 
 
 async def list_api_keys(session: AsyncSession, org_id: uuid.UUID) -> list[ApiKey]:
-    query = select(ApiKey).where(ApiKey.org_id == org_id).order_by(ApiKey.created_at, ApiKey.id)
+    query = (
+        select(ApiKey)
+        .where(ApiKey.org_id == org_id)
+        .order_by(col(ApiKey.created_at), col(ApiKey.id))
+    )
     return list((await session.scalars(query)).all())
 
 
@@ -80,7 +91,13 @@ async def revoke_api_key(session: AsyncSession, actor: Principal, api_key: ApiKe
         api_key.revoked_at = datetime.now(UTC)
         session.add(api_key)
         await session.flush()
-        await audit.record(session, actor, "api_keys.revoke", target_type="api_key",
-                           target_id=api_key.id, org_id=api_key.org_id,
-                           diff={"prefix": api_key.prefix})
+        await audit.record(
+            session,
+            actor,
+            "api_keys.revoke",
+            target_type="api_key",
+            target_id=api_key.id,
+            org_id=api_key.org_id,
+            diff={"prefix": api_key.prefix},
+        )
     return api_key

@@ -5,17 +5,27 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import select
+from sqlmodel import col, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from milepost_common.domain.audit.models import AuditEntry
 from milepost_common.domain.principals import Principal
 
 # Field names whose values never reach the audit log, whatever the caller passes.
-SECRET_FIELDS = frozenset({
-    "password", "password_hash", "key", "key_hash", "secret", "secret_encrypted", "token",
-    "token_hash", "refresh_token", "access_token",
-})
+SECRET_FIELDS = frozenset(
+    {
+        "password",
+        "password_hash",
+        "key",
+        "key_hash",
+        "secret",
+        "secret_encrypted",
+        "token",
+        "token_hash",
+        "refresh_token",
+        "access_token",
+    }
+)
 
 
 def redact(diff: dict[str, Any]) -> dict[str, Any]:
@@ -63,9 +73,16 @@ async def record(
     return entry
 
 
-async def list_entries(session: AsyncSession, *, org_id: uuid.UUID | None = None,
-                       action: str | None = None, limit: int = 100) -> list[AuditEntry]:
-    query = select(AuditEntry).order_by(AuditEntry.occurred_at, AuditEntry.id).limit(limit)
+async def list_entries(
+    session: AsyncSession,
+    *,
+    org_id: uuid.UUID | None = None,
+    action: str | None = None,
+    limit: int = 100,
+) -> list[AuditEntry]:
+    query = (
+        select(AuditEntry).order_by(col(AuditEntry.occurred_at), col(AuditEntry.id)).limit(limit)
+    )
     if org_id is not None:
         query = query.where(AuditEntry.org_id == org_id)
     if action is not None:

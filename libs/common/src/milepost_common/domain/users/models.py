@@ -36,7 +36,7 @@ _PLATFORM_RANK = {PlatformRole.SUPPORT: 1, PlatformRole.OPERATOR: 2, PlatformRol
 
 class TokenPurpose(StrEnum):
     INVITATION = "invitation"
-    PASSWORD_RESET = "password_reset"
+    PASSWORD_RESET = "password_reset"  # noqa: S105 - a purpose name
 
 
 class User(SQLModel, table=True):
@@ -53,8 +53,9 @@ class User(SQLModel, table=True):
     )
 
     id: uuid.UUID = id_field()
-    org_id: uuid.UUID | None = Field(default=None, foreign_key="organizations.id", index=True,
-                                     ondelete="CASCADE")
+    org_id: uuid.UUID | None = Field(
+        default=None, foreign_key="organizations.id", index=True, ondelete="CASCADE"
+    )
     email: str = Field(max_length=320)
     name: str | None = Field(default=None, max_length=200)
     password_hash: str | None = None

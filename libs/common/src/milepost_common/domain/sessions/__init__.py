@@ -1,0 +1,1 @@
+"""Sessions: logins, token pairs, refresh rotation, one-time tokens."""

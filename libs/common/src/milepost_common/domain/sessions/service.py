@@ -1,0 +1,287 @@
+"""Logins, access/refresh token pairs and one-time tokens for both realms.
+
+Refresh tokens follow RFC 9700 §4.14.2: opaque, stored as a hash, rotated on every use;
+presenting a rotated one again revokes the whole family. One-time tokens (invitations,
+password resets) are hashed, single use and expire after 48 hours.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import update
+from sqlmodel import col, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from milepost_common.auth import PasswordHasher, Realm, TokenCodec, hash_secret, new_secret
+from milepost_common.domain.audit import service as audit
+from milepost_common.domain.organizations.models import Organization
+from milepost_common.domain.principals import Principal, PrincipalKind
+from milepost_common.domain.sessions.errors import (
+    LoginFailed,
+    OneTimeTokenInvalid,
+    RefreshTokenInvalid,
+    RefreshTokenReused,
+)
+from milepost_common.domain.users import service as user_service
+from milepost_common.domain.users.models import (
+    OneTimeToken,
+    OrgRole,
+    PlatformRole,
+    RefreshToken,
+    TokenPurpose,
+    User,
+)
+from milepost_common.settings import AuthSettings
+
+ONE_TIME_TOKEN_TTL = timedelta(hours=48)
+REFRESH_PREFIX = "mprt"
+ONE_TIME_PREFIX = "mpot"
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPair:
+    access_token: str
+    expires_in: int
+    refresh_token: str | None = None
+    token_type: str = "bearer"  # noqa: S105 - the OAuth2 token type, not a secret
+
+
+def principal_of(user: User, *, ip: str | None = None, request_id: str | None = None) -> Principal:
+    if user.platform_role is not None:
+        return Principal(
+            PrincipalKind.OPERATOR,
+            user.id,
+            None,
+            user.email,
+            platform_role=PlatformRole(user.platform_role),
+            ip=ip,
+            request_id=request_id,
+        )
+    return Principal(
+        PrincipalKind.USER,
+        user.id,
+        user.org_id,
+        user.email,
+        role=OrgRole(user.role) if user.role else None,
+        ip=ip,
+        request_id=request_id,
+    )
+
+
+async def _may_log_in(session: AsyncSession, user: User, realm: Realm) -> bool:
+    if not user.is_active or user.password_hash is None:
+        return False
+    if realm is Realm.ADMIN:
+        return user.platform_role is not None
+    if user.org_id is None:
+        return False
+    org = await session.get(Organization, user.org_id)
+    return org is not None and org.suspended_at is None
+
+
+async def authenticate(
+    session: AsyncSession,
+    hasher: PasswordHasher,
+    realm: Realm,
+    email: str,
+    password: str,
+    *,
+    ip: str | None = None,
+    request_id: str | None = None,
+) -> User:
+    """The user, or LoginFailed (no hint whether the email exists). Both outcomes audited."""
+    user = await user_service.find_user_by_email(session, email)
+    password_ok = await hasher.verify(password, user.password_hash if user else None)
+    if user is None or not password_ok or not await _may_log_in(session, user, realm):
+        anonymous = Principal(
+            PrincipalKind.USER if realm is Realm.API else PrincipalKind.OPERATOR,
+            user.id if user else None,
+            user.org_id if user else None,
+            user_service.normalize_email(email),
+            ip=ip,
+            request_id=request_id,
+        )
+        await audit.record(
+            session, anonymous, "auth.login_failed", target_type="realm", target_id=realm.value
+        )
+        raise LoginFailed()
+    user.last_login_at = datetime.now(UTC)
+    session.add(user)
+    await audit.record(
+        session,
+        principal_of(user, ip=ip, request_id=request_id),
+        "auth.login",
+        target_type="realm",
+        target_id=realm.value,
+    )
+    return user
+
+
+async def issue_token_pair(
+    session: AsyncSession,
+    codec: TokenCodec,
+    settings: AuthSettings,
+    user: User,
+    realm: Realm,
+    *,
+    with_refresh: bool = True,
+    family_id: uuid.UUID | None = None,
+) -> TokenPair:
+    access, ttl = codec.issue(user.id, realm, settings.access_token_ttl_s)
+    if not with_refresh:
+        return TokenPair(access_token=access, expires_in=ttl)
+    raw = new_secret(REFRESH_PREFIX)
+    session.add(
+        RefreshToken(
+            user_id=user.id,
+            family_id=family_id or uuid.uuid4(),
+            token_hash=hash_secret(raw),
+            expires_at=datetime.now(UTC) + timedelta(seconds=settings.refresh_token_ttl_s),
+        )
+    )
+    await session.flush()
+    return TokenPair(access_token=access, expires_in=ttl, refresh_token=raw)
+
+
+async def refresh(
+    session: AsyncSession,
+    codec: TokenCodec,
+    settings: AuthSettings,
+    raw: str,
+    *,
+    ip: str | None = None,
+    request_id: str | None = None,
+) -> TokenPair:
+    """Rotate a refresh token. Reuse of a rotated one revokes its family and is audited."""
+    token = (
+        await session.scalars(
+            select(RefreshToken)
+            .where(RefreshToken.token_hash == hash_secret(raw))
+            .with_for_update()
+        )
+    ).first()
+    now = datetime.now(UTC)
+    if token is None or token.revoked_at is not None or token.expires_at <= now:
+        raise RefreshTokenInvalid()
+    user = await session.get(User, token.user_id)
+    if token.rotated_at is not None:
+        await revoke_family(session, token.family_id)
+        if user is not None:
+            await audit.record(
+                session,
+                principal_of(user, ip=ip, request_id=request_id),
+                "auth.refresh_reuse",
+                target_type="refresh_token_family",
+                target_id=token.family_id,
+            )
+        raise RefreshTokenReused()
+    if user is None or not await _may_log_in(session, user, Realm.API):
+        raise RefreshTokenInvalid()
+    token.rotated_at = now
+    session.add(token)
+    return await issue_token_pair(
+        session, codec, settings, user, Realm.API, family_id=token.family_id
+    )
+
+
+async def revoke_family(session: AsyncSession, family_id: uuid.UUID) -> None:
+    await session.execute(
+        update(RefreshToken)
+        .where(col(RefreshToken.family_id) == family_id, col(RefreshToken.revoked_at).is_(None))
+        .values(revoked_at=datetime.now(UTC))
+    )
+
+
+async def logout(session: AsyncSession, raw: str) -> None:
+    """Revoke the refresh token's family; unknown tokens are ignored (idempotent)."""
+    token = (
+        await session.scalars(
+            select(RefreshToken).where(RefreshToken.token_hash == hash_secret(raw))
+        )
+    ).first()
+    if token is not None:
+        await revoke_family(session, token.family_id)
+
+
+async def revoke_user_sessions(
+    session: AsyncSession, user_id: uuid.UUID, *, keep_family: uuid.UUID | None = None
+) -> None:
+    """Revoke every refresh token of a user (deactivation, password change, suspension)."""
+    query = update(RefreshToken).where(
+        col(RefreshToken.user_id) == user_id,
+        col(RefreshToken.revoked_at).is_(None),
+    )
+    if keep_family is not None:
+        query = query.where(col(RefreshToken.family_id) != keep_family)
+    await session.execute(query.values(revoked_at=datetime.now(UTC)))
+
+
+async def revoke_org_sessions(session: AsyncSession, org_id: uuid.UUID) -> None:
+    """Revoke every refresh token of an organization's users (suspension)."""
+    users = select(col(User.id)).where(col(User.org_id) == org_id)
+    await session.execute(
+        update(RefreshToken)
+        .where(col(RefreshToken.user_id).in_(users), col(RefreshToken.revoked_at).is_(None))
+        .values(revoked_at=datetime.now(UTC))
+    )
+
+
+async def issue_one_time_token(session: AsyncSession, user: User, purpose: TokenPurpose) -> str:
+    """A single-use link secret for ``purpose``; earlier unused ones of the same purpose die."""
+    now = datetime.now(UTC)
+    await session.execute(
+        update(OneTimeToken)
+        .where(
+            col(OneTimeToken.user_id) == user.id,
+            col(OneTimeToken.purpose) == purpose,
+            col(OneTimeToken.used_at).is_(None),
+        )
+        .values(used_at=now)
+    )
+    raw = new_secret(ONE_TIME_PREFIX)
+    session.add(
+        OneTimeToken(
+            user_id=user.id,
+            purpose=purpose,
+            token_hash=hash_secret(raw),
+            expires_at=now + ONE_TIME_TOKEN_TTL,
+        )
+    )
+    await session.flush()
+    return raw
+
+
+async def redeem_one_time_token(
+    session: AsyncSession,
+    hasher: PasswordHasher,
+    raw: str,
+    purpose: TokenPurpose,
+    new_password: str,
+) -> User:
+    """Set the password through a one-time link; the link then dies and sessions are revoked."""
+    token = (
+        await session.scalars(
+            select(OneTimeToken)
+            .where(OneTimeToken.token_hash == hash_secret(raw), OneTimeToken.purpose == purpose)
+            .with_for_update()
+        )
+    ).first()
+    now = datetime.now(UTC)
+    if token is None or token.used_at is not None or token.expires_at <= now:
+        raise OneTimeTokenInvalid()
+    user = await session.get(User, token.user_id)
+    if user is None or not user.is_active:
+        raise OneTimeTokenInvalid()
+    token.used_at = now
+    user.password_hash = await hasher.hash(new_password)
+    user.password_changed_at = now
+    session.add_all([token, user])
+    await revoke_user_sessions(session, user.id)
+    action = (
+        "auth.invitation_accept" if purpose is TokenPurpose.INVITATION else "auth.password_reset"
+    )
+    await audit.record(session, principal_of(user), action, target_type="user", target_id=user.id)
+    return user
