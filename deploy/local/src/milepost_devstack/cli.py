@@ -1,0 +1,130 @@
+"""`milepost-stack up|down|status|logs`: the whole stack on this machine (see stack.py).
+
+Configured by the environment only (MILEPOST_STATE_DIR, the port variables of config.py,
+MILEPOST_BOOTSTRAP_EMAIL / _PASSWORD). Exit status 0 on success, 1 with one message on
+stderr otherwise; `status` exits 1 when anything is stopped or unhealthy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from milepost_devstack.config import StackConfig
+from milepost_devstack.errors import StackError
+from milepost_devstack.process import tail
+from milepost_devstack.stack import APPS, Stack
+
+
+def _progress(message: str) -> None:
+    print(f"milepost-stack: {message}", file=sys.stderr, flush=True)
+
+
+def _up(stack: Stack, timeout: float) -> int:
+    started = time.monotonic()
+    operator = stack.up(timeout=timeout)
+    ports = stack.config.ports
+    print(f"Milepost is up ({time.monotonic() - started:.1f} s); state in {stack.config.state_dir}")
+    print(f"  gateway  {stack.gateway_url}  (/api, /admin, /ingest; docs at /<app>/docs)")
+    for app in APPS:
+        print(f"  {app:<7}  {stack.app_url(app)}  (metrics at /metrics)")
+    print(f"  worker   metrics at http://127.0.0.1:{ports.worker_metrics}/metrics")
+    print(f"  traefik  metrics at http://127.0.0.1:{ports.gateway_metrics}/metrics")
+    if operator is not None:
+        print(f"First operator (shown once; also kept in {stack.config.secrets_file}):")
+        print(f"  email    {operator.email}")
+        print(f"  password {operator.password}")
+    return 0
+
+
+def _down(stack: Stack) -> int:
+    stopped = stack.down()
+    print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+    return 0
+
+
+def _status(stack: Stack) -> int:
+    statuses = stack.status()
+    for status in statuses:
+        state = "healthy" if status.healthy else ("UNHEALTHY" if status.pid else "stopped")
+        pid = str(status.pid) if status.pid else "-"
+        print(f"{status.name:<9} {state:<9} pid {pid:<8} {status.detail}")
+    return 0 if all(status.healthy for status in statuses) else 1
+
+
+def _log_files(stack: Stack, components: list[str]) -> list[Path]:
+    files = sorted(stack.config.log_dir.glob("*.log"))
+    if components:
+        files = [path for path in files if path.stem in components]
+    return files
+
+
+def _logs(stack: Stack, components: list[str], lines: int, follow: bool) -> int:
+    files = _log_files(stack, components)
+    if not files:
+        print(f"no logs in {stack.config.log_dir}", file=sys.stderr)
+        return 1
+    for path in files:
+        print(f"==> {path.stem} <==")
+        print(tail(path, lines))
+    if follow:
+        _follow(files)
+    return 0
+
+
+def _follow(files: list[Path]) -> None:
+    """Print lines appended to `files`, prefixed with the component, until interrupted."""
+    offsets = {path: path.stat().st_size for path in files}
+    width = max(len(path.stem) for path in files)
+    try:
+        while True:
+            for path, offset in offsets.items():
+                offsets[path] = _print_new_lines(path, offset, f"{path.stem:<{width}} | ")
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        return
+
+
+def _print_new_lines(path: Path, offset: int, prefix: str) -> int:
+    """Print the complete lines of `path` after byte `offset`; return the new offset."""
+    size = path.stat().st_size
+    if size < offset:  # truncated or replaced: start over
+        offset = 0
+    with path.open("rb") as handle:
+        handle.seek(offset)
+        complete, newline, _ = handle.read(size - offset).rpartition(b"\n")
+    for line in complete.decode("utf-8", "replace").splitlines():
+        print(f"{prefix}{line}", flush=True)
+    return offset + len(complete) + len(newline)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="milepost-stack", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    up = commands.add_parser("up", help="start everything not running; wait until healthy")
+    up.add_argument("--timeout", type=float, default=180.0, help="seconds (default 180)")
+    commands.add_parser("down", help="stop every process the stack started")
+    commands.add_parser("status", help="each component's pid and health")
+    logs = commands.add_parser("logs", help="the last lines of each log")
+    logs.add_argument("components", nargs="*", help="only these (e.g. api worker)")
+    logs.add_argument("-n", "--lines", type=int, default=30)
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        stack = Stack(StackConfig.from_environ(), report=_progress)
+        if args.command == "up":
+            return _up(stack, args.timeout)
+        if args.command == "down":
+            return _down(stack)
+        if args.command == "status":
+            return _status(stack)
+        return _logs(stack, args.components, args.lines, args.follow)
+    except StackError as error:
+        print(f"milepost-stack: {error}", file=sys.stderr)
+        return 1

@@ -1,0 +1,370 @@
+"""The whole Milepost stack on one machine, from local binaries: what `make up` runs.
+
+`Stack.up()` starts whatever is not running yet — Redis, Postgres, the migrations, the first
+operator, the three apps, the worker, beat and Traefik — and returns once all of it is
+healthy: each app's /ready on its own port and through the gateway, and a ping task consumed
+by the worker. Running pieces are left alone, so `up` is idempotent. `Stack.down()` stops
+exactly the processes the stack started (pidfiles in `<state>/run`, checked against the
+kernel's record of each pid) and the Postgres cluster of `<state>/postgres`; data survives.
+
+Every process gets the same environment: the caller's, plus the stack's ports, URLs and the
+secrets of `<state>/secrets.env`. Logs go to `<state>/logs/<component>.log`.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sysconfig
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+from milepost_devstack import traefik
+from milepost_devstack.config import PORT_VARIABLES, StackConfig
+from milepost_devstack.credentials import Credentials, load_or_create
+from milepost_devstack.errors import ComponentError, StackError
+from milepost_devstack.net import LOOPBACK, http_status, port_in_use
+from milepost_devstack.postgres import PostgresServer
+from milepost_devstack.process import ProcessManager, ProcessSpec, tail
+from milepost_devstack.redis import RedisServer
+
+APPS = ("api", "admin", "ingest")
+# Start order of the processes the ProcessManager owns; stopped in reverse.
+PROCESSES = ("redis", "api", "admin", "ingest", "worker", "beat", "traefik")
+COMPONENTS = ("redis", "postgres", "api", "admin", "ingest", "worker", "beat", "traefik")
+DATABASE = "milepost"
+# Inherited variables that would override what the stack passes to its processes.
+_SHADOWING_VARIABLES = ("DATABASE_URL", "REDIS_URL", "MILEPOST_BOOTSTRAP_PASSWORD")
+
+
+def _script(name: str) -> str:
+    """A console script of this virtual environment (where uv installed the workspace)."""
+    path = Path(sysconfig.get_path("scripts")) / name
+    if not path.exists():
+        raise StackError(f"{path} not found: run `uv sync --all-packages` first")
+    return str(path)
+
+
+@dataclass(frozen=True)
+class Operator:
+    """The first operator's login, when `up` just created it with a generated password."""
+
+    email: str
+    password: str
+
+
+@dataclass(frozen=True)
+class ComponentStatus:
+    name: str
+    pid: int | None
+    healthy: bool
+    detail: str
+
+
+class Stack:
+    """One local stack, configured by `config`; safe to drive from several processes in turn."""
+
+    def __init__(
+        self,
+        config: StackConfig,
+        *,
+        report: Callable[[str], None] | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.config = config
+        self._report = report or (lambda _message: None)
+        self._environ = dict(os.environ if environ is None else environ)
+        self.processes = ProcessManager(config.run_dir, config.log_dir)
+        ports = config.ports
+        self.redis = RedisServer(config.state_dir / "redis", ports.redis)
+        self.postgres = PostgresServer(
+            config.state_dir / "postgres", ports.postgres, config.log_dir / "postgres.log"
+        )
+
+    # URLs -----------------------------------------------------------------------------------
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.config.ports.gateway}"
+
+    def app_url(self, app: str) -> str:
+        """The app's own base URL (serves /<app>/... and /metrics)."""
+        return f"http://{LOOPBACK}:{getattr(self.config.ports, app)}"
+
+    def database_url(self, credentials: Credentials) -> str:
+        return self.postgres.url(DATABASE, credentials.db_password, DATABASE)
+
+    # Environment and commands ---------------------------------------------------------------
+
+    def credentials(self) -> Credentials:
+        """The stack's secrets, created on first use in a mode-600 file."""
+        self._prepare_state_dir()
+        return load_or_create(self.config.secrets_file)
+
+    def process_env(self, credentials: Credentials) -> dict[str, str]:
+        """The environment every process of the stack gets."""
+        ports = self.config.ports
+        env = {k: v for k, v in self._environ.items() if k not in _SHADOWING_VARIABLES}
+        env |= {
+            "MILEPOST_ENV": self.config.environment,
+            "MILEPOST_DB__URL": self.database_url(credentials).replace(
+                "postgresql://", "postgresql+asyncpg://", 1
+            ),
+            "MILEPOST_REDIS__URL": self.redis.url,
+            "MILEPOST_GATEWAY_PORT": str(ports.gateway),
+            "MILEPOST_WORKER__METRICS_PORT": str(ports.worker_metrics),
+            "PYTHONUNBUFFERED": "1",
+        }
+        for app in APPS:
+            env[f"MILEPOST_{app.upper()}__HOST"] = LOOPBACK
+            env[f"MILEPOST_{app.upper()}__PORT"] = str(getattr(ports, app))
+        return env | credentials.app_env()
+
+    def _spec(self, name: str, env: dict[str, str]) -> ProcessSpec:
+        state = self.config.state_dir
+        if name == "redis":
+            return self.redis.process_spec(env)
+        if name == "traefik":
+            ports = self.config.ports
+            static = traefik.render_static_config(
+                state / "traefik" / "traefik.yml", ports.gateway, ports.gateway_metrics
+            )
+            upstreams = traefik.Upstreams.on_loopback(ports.api, ports.admin, ports.ingest)
+            return traefik.process_spec(static, upstreams, env, state)
+        commands = {
+            "api": [_script("milepost-api")],
+            "admin": [_script("milepost-admin"), "serve"],
+            "ingest": [_script("milepost-ingest")],
+            "worker": [_script("milepost-worker"), "--concurrency", "2"],
+            "beat": [_script("milepost-beat"), "--schedule", str(state / "beat" / "schedule")],
+        }
+        return ProcessSpec(name, commands[name], env, state)
+
+    def _prepare_state_dir(self) -> None:
+        state = self.config.state_dir
+        state.mkdir(parents=True, exist_ok=True)
+        # Root runs Postgres as `postgres`, which must traverse (not list) the state directory.
+        state.chmod(0o711 if os.geteuid() == 0 else 0o700)
+        self.config.log_dir.mkdir(exist_ok=True)
+        self.config.log_dir.chmod(0o711 if os.geteuid() == 0 else 0o700)
+        self.config.run_dir.mkdir(mode=0o700, exist_ok=True)
+        (state / "beat").mkdir(mode=0o700, exist_ok=True)
+
+    # up -------------------------------------------------------------------------------------
+
+    def up(self, timeout: float = 180.0) -> Operator | None:
+        """Start what is not running and wait until everything is healthy.
+
+        Returns the first operator's login when this call created it with a generated
+        password (so the caller can show it once), else None. Raises StackError (with the
+        failing component's log tail) when something does not come up within `timeout`.
+        """
+        deadline = time.monotonic() + timeout
+        credentials = self.credentials()
+        env = self.process_env(credentials)
+        self._start_process("redis", env)
+        self._start_postgres(credentials)
+        self._wait("redis", self.redis.ping, deadline)
+        self._run_once("migrate", [_script("milepost-migrate")], env)
+        operator = self._bootstrap_operator(credentials, env)
+        for name in PROCESSES[1:]:
+            self._start_process(name, env)
+        self._wait_healthy(env, deadline)
+        return operator
+
+    def _check_port_free(self, name: str, port: int) -> None:
+        if port_in_use(port):
+            variable = PORT_VARIABLES[name]
+            raise StackError(
+                f"cannot start {name}: port {port} is taken by another process "
+                f"(choose another with {variable})"
+            )
+
+    def _port_of(self, name: str) -> tuple[str, int] | None:
+        ports = self.config.ports
+        by_name = {
+            "redis": ("redis", ports.redis),
+            "api": ("api", ports.api),
+            "admin": ("admin", ports.admin),
+            "ingest": ("ingest", ports.ingest),
+            "worker": ("worker_metrics", ports.worker_metrics),
+            "traefik": ("gateway", ports.gateway),
+        }
+        return by_name.get(name)
+
+    def _start_process(self, name: str, env: dict[str, str]) -> None:
+        if self.processes.running(name) is not None:
+            return
+        port = self._port_of(name)
+        if port is not None:
+            self._check_port_free(*port)
+        if name == "traefik":
+            self._check_port_free("gateway_metrics", self.config.ports.gateway_metrics)
+        self._report(f"starting {name}")
+        self.processes.start(self._spec(name, env))
+
+    def _start_postgres(self, credentials: Credentials) -> None:
+        server = self.postgres
+        server.prepare()
+        if not server.initialized:
+            self._report("initialising the Postgres cluster")
+            # The stack administers over the socket only: nobody needs the superuser's TCP
+            # password, so it is random and not kept.
+            server.initdb(secrets.token_urlsafe(24))
+        if not server.is_running():
+            self._check_port_free("postgres", server.port)
+            self._report("starting postgres")
+            server.start()
+        server.ensure_database(DATABASE, DATABASE, credentials.db_password)
+
+    def _run_once(self, name: str, argv: list[str], env: dict[str, str], stdin: str = "") -> str:
+        """Run a one-shot command to completion, its output appended to `<logs>/<name>.log`."""
+        self._report(f"running {name}")
+        result = subprocess.run(
+            argv,
+            env=env,
+            cwd=self.config.state_dir,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=300,
+        )
+        with self.processes.log_path(name).open("a") as log:
+            log.write(result.stdout + result.stderr)
+        if result.returncode != 0:
+            raise ComponentError(
+                f"{name} exited {result.returncode}; last lines of its log:\n"
+                + self.processes.log_tail(name)
+            )
+        return result.stdout
+
+    def _bootstrap_operator(self, credentials: Credentials, env: dict[str, str]) -> Operator | None:
+        email = self._environ.get("MILEPOST_BOOTSTRAP_EMAIL", "").strip()
+        given_password = self._environ.get("MILEPOST_BOOTSTRAP_PASSWORD", "")
+        email = email or credentials.operator_email
+        password = given_password or credentials.operator_password
+        argv = [_script("milepost-admin"), "create-operator", "--email", email]
+        output = self._run_once("create-operator", argv, env, stdin=password + "\n")
+        created = output.strip().splitlines()[-1:] == ["created"]
+        return Operator(email, password) if created and not given_password else None
+
+    def _wait(self, name: str, check: Callable[[], bool], deadline: float) -> None:
+        """Poll `check` until it passes; fail early, with its log, if `name` exits."""
+        while not check():
+            if name in PROCESSES and self.processes.running(name) is None:
+                raise ComponentError(self._failure(name, "exited during start-up"))
+            if time.monotonic() >= deadline:
+                raise ComponentError(self._failure(name, "did not become healthy in time"))
+            time.sleep(0.25)
+
+    def _failure(self, name: str, what: str) -> str:
+        log = self.processes.log_path(name)
+        return f"{name} {what}; last lines of {log}:\n{tail(log, 40)}"
+
+    def _wait_healthy(self, env: dict[str, str], deadline: float) -> None:
+        self._report("waiting for the stack to be healthy")
+        self._wait("traefik", self._traefik_ready, deadline)
+        for app in APPS:
+            self._wait(app, partial(self._app_ready, app), deadline)
+        for app in APPS:
+            self._wait("traefik", partial(self._app_ready, app, self.gateway_url), deadline)
+        self._wait("worker", lambda: self._worker_consumes(env), deadline)
+        self._wait("beat", lambda: self.processes.running("beat") is not None, deadline)
+
+    # Health checks --------------------------------------------------------------------------
+
+    def _traefik_ready(self) -> bool:
+        return traefik.ping(self.config.ports.gateway_metrics)
+
+    def _app_ready(self, app: str, base_url: str | None = None) -> bool:
+        return http_status(f"{base_url or self.app_url(app)}/{app}/ready") == 200
+
+    def _worker_consumes(self, env: dict[str, str]) -> bool:
+        """Whether a worker consumed a ping task within 10 s (milepost-worker-ping)."""
+        ping = subprocess.run(
+            [_script("milepost-worker-ping"), "--timeout", "10"],
+            env=env,
+            cwd=self.config.state_dir,
+            capture_output=True,
+            check=False,
+            timeout=60,
+        )
+        return ping.returncode == 0
+
+    # down, status, single components --------------------------------------------------------
+
+    def down(self) -> list[str]:
+        """Stop every component of this stack; return the names that were running."""
+        self._report("stopping the stack")
+        stopped = self.processes.stop(list(reversed(PROCESSES[1:])))
+        if self.postgres.is_running():
+            self.postgres.stop()
+            stopped.append("postgres")
+        stopped += self.processes.stop(["redis"])
+        return stopped
+
+    def stop_component(self, name: str) -> None:
+        """Stop one component (e.g. Redis, to watch the apps degrade); data is kept."""
+        if name == "postgres":
+            self.postgres.stop()
+        else:
+            self.processes.stop([self._known(name)])
+
+    def start_component(self, name: str, timeout: float = 60.0) -> None:
+        """Start one stopped component again and wait until it answers."""
+        deadline = time.monotonic() + timeout
+        credentials = self.credentials()
+        if name == "postgres":
+            self._start_postgres(credentials)
+            return
+        env = self.process_env(credentials)
+        self._start_process(self._known(name), env)
+        checks: dict[str, Callable[[], bool]] = {
+            "redis": self.redis.ping,
+            "traefik": self._traefik_ready,
+            "worker": lambda: self._worker_consumes(env),
+            "beat": lambda: self.processes.running("beat") is not None,
+        }
+        self._wait(name, checks.get(name, partial(self._app_ready, name)), deadline)
+
+    @staticmethod
+    def _known(name: str) -> str:
+        if name not in PROCESSES:
+            raise StackError(f"unknown component {name!r}; one of {', '.join(COMPONENTS)}")
+        return name
+
+    def status(self) -> list[ComponentStatus]:
+        """Each component's pid (None when stopped) and health, without changing anything."""
+        statuses = [self._postgres_status()]
+        for name in PROCESSES:
+            record = self.processes.running(name)
+            healthy, detail = self._probe(name) if record else (False, "stopped")
+            statuses.append(ComponentStatus(name, record.pid if record else None, healthy, detail))
+        order = {name: index for index, name in enumerate(COMPONENTS)}
+        return sorted(statuses, key=lambda status: order[status.name])
+
+    def _postgres_status(self) -> ComponentStatus:
+        if not self.postgres.is_running():
+            return ComponentStatus("postgres", None, False, "stopped")
+        return ComponentStatus(
+            "postgres", self.postgres.pid(), True, f"{LOOPBACK}:{self.postgres.port}"
+        )
+
+    def _probe(self, name: str) -> tuple[bool, str]:
+        ports = self.config.ports
+        if name == "redis":
+            return self.redis.ping(), self.redis.url
+        if name == "traefik":
+            return self._traefik_ready(), f"{self.gateway_url} (metrics :{ports.gateway_metrics})"
+        if name in APPS:
+            status = http_status(f"{self.app_url(name)}/{name}/ready")
+            return status == 200, f"{self.app_url(name)}/{name}/ready -> {status or 'no answer'}"
+        if name == "worker":
+            metrics = http_status(f"http://{LOOPBACK}:{ports.worker_metrics}/metrics")
+            return metrics == 200, f"metrics :{ports.worker_metrics} -> {metrics or 'no answer'}"
+        return True, "running"
