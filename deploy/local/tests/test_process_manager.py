@@ -1,0 +1,110 @@
+"""ProcessManager: pidfiles that survive the starting command and never target a stranger."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from milepost_devstack.errors import StackError
+from milepost_devstack.net import wait_until
+from milepost_devstack.process import ProcessManager, ProcessSpec, tail
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> ProcessManager:
+    return ProcessManager(tmp_path / "run", tmp_path / "logs")
+
+
+def sleeper(name: str, tmp_path: Path, script: str = "import time; time.sleep(60)") -> ProcessSpec:
+    return ProcessSpec(name, [sys.executable, "-c", script], dict(os.environ), tmp_path)
+
+
+def alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie waiting for its reaper has finished running)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
+
+
+class TestStart:
+    def test_started_process_is_found_by_a_second_manager(
+        self, processes: ProcessManager, tmp_path: Path
+    ) -> None:
+        record = processes.start(sleeper("one", tmp_path))
+        try:
+            again = ProcessManager(processes.run_dir, processes.log_dir).running("one")
+        finally:
+            processes.stop(["one"])
+
+        assert again == record
+
+    def test_output_goes_to_the_log(self, processes: ProcessManager, tmp_path: Path) -> None:
+        processes.start(sleeper("talker", tmp_path, "print('hello from the child')"))
+
+        wait_until(lambda: processes.running("talker") is None, timeout=10, what="talker exit")
+        assert "hello from the child" in tail(processes.log_path("talker"), 5)
+
+
+class TestRunning:
+    def test_pidfile_of_a_reused_pid_is_not_ours(
+        self, processes: ProcessManager, tmp_path: Path
+    ) -> None:
+        processes.run_dir.mkdir(parents=True)
+        # This very test process, with another start time: what a recycled pid looks like.
+        fake = {"pid": os.getpid(), "start_ticks": 1, "argv": ["gone"]}
+        (processes.run_dir / "stranger.pid").write_text(json.dumps(fake))
+
+        assert processes.running("stranger") is None
+        assert processes.stop(["stranger"]) == []
+        assert not (processes.run_dir / "stranger.pid").exists()
+
+    def test_torn_pidfile_means_not_running(self, processes: ProcessManager) -> None:
+        processes.run_dir.mkdir(parents=True)
+        (processes.run_dir / "torn.pid").write_text('{"pid": ')
+
+        assert processes.running("torn") is None
+
+
+class TestStop:
+    def test_stops_the_whole_process_group(self, processes: ProcessManager, tmp_path: Path) -> None:
+        grandchild_pidfile = tmp_path / "grandchild.pid"
+        script = (
+            "import subprocess, sys, time\n"
+            "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+            f"open({str(grandchild_pidfile)!r}, 'w').write(str(child.pid))\n"
+            "time.sleep(60)\n"
+        )
+        processes.start(sleeper("parent", tmp_path, script))
+        wait_until(
+            lambda: grandchild_pidfile.exists() and grandchild_pidfile.read_text() != "",
+            timeout=10,
+            what="grandchild",
+        )
+        grandchild = int(grandchild_pidfile.read_text())
+
+        assert processes.stop(["parent"]) == ["parent"]
+        assert not alive(grandchild)
+
+    def test_kills_what_ignores_sigterm(self, processes: ProcessManager, tmp_path: Path) -> None:
+        script = (
+            "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
+        )
+        record = processes.start(sleeper("stubborn", tmp_path, script))
+
+        processes.stop(["stubborn"], timeout=0.5)
+
+        assert not alive(record.pid)
+
+    def test_refuses_to_start_twice(self, processes: ProcessManager, tmp_path: Path) -> None:
+        processes.start(sleeper("once", tmp_path))
+        try:
+            with pytest.raises(StackError, match="already running"):
+                processes.start(sleeper("once", tmp_path))
+        finally:
+            processes.stop(["once"])
