@@ -1,0 +1,84 @@
+# Milepost: the developer's and CI's entry points. `make help` lists them.
+#
+#   make up / down / status / logs    the whole stack on this machine, no Docker (deploy/local)
+#   make test                         install, lint, then the whole suite with e2e (.ci/run)
+#
+# Every MILEPOST_* variable in the environment reaches the stack (ports, MILEPOST_STATE_DIR);
+# `make logs FOLLOW=1` keeps following.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+# uv from PATH, else the module (`pip install --user` may put the script off PATH).
+UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
+PYTEST_WORKERS ?= 2
+MYPY_TARGETS := libs/common/src services/api/src services/admin/src services/ingest/src \
+	services/worker/src deploy/local/src
+# Debian packages the suite and the benchmarks need: command=package.
+SYSTEM_PACKAGES := redis-server=redis-server wrk=wrk chromium=chromium
+
+.PHONY: help install system-packages lint test up down status logs \
+	bench-ingest bench-worker bench-api openapi
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
+
+install: ## uv (via pip if missing), the locked workspace, Debian packages when root
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 \
+		|| python3 -m pip install --quiet --user uv \
+		|| python3 -m pip install --quiet --user --break-system-packages uv
+	$(UV) sync --all-packages --frozen
+	@$(MAKE) system-packages
+
+system-packages: ## apt-get install redis-server, wrk and chromium when missing (root only)
+	@missing=""; \
+	for pair in $(SYSTEM_PACKAGES); do \
+		command -v "$${pair%%=*}" >/dev/null 2>&1 || missing="$$missing $${pair#*=}"; \
+	done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" -ne 0 ]; then \
+		echo "make: missing Debian packages:$$missing (install them as root)" >&2; exit 0; \
+	fi; \
+	echo "make: apt-get install$$missing"; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing
+
+lint: ## ruff, ruff format --check, mypy (cached in .cache/mypy), import-linter
+	$(UV) run ruff check .
+	$(UV) run ruff format --check .
+	$(UV) run mypy $(MYPY_TARGETS)
+	$(UV) run lint-imports
+
+# Exit status 5 (nothing collected) fails like any other: a suite that ran nothing passed nothing.
+test: install lint ## the whole suite, e2e included (pytest -n 2; hypothesis CI profile)
+	@CI="$${CI:-true}" $(UV) run pytest -n $(PYTEST_WORKERS) --dist loadgroup || { \
+		status=$$?; \
+		if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; \
+		exit $$status; \
+	}
+
+up: ## start the stack (Postgres, Redis, migrations, apps, worker, beat, Traefik on :8080)
+	$(UV) run milepost-stack up
+
+down: ## stop every process `make up` started; data is kept
+	$(UV) run milepost-stack down
+
+status: ## each component's pid and health
+	$(UV) run milepost-stack status
+
+logs: ## the last lines of every log (FOLLOW=1 to keep following)
+	$(UV) run milepost-stack logs $(if $(FOLLOW),--follow)
+
+bench-ingest: ## ingest through the gateway vs the direct asyncpg write (on `make up`)
+	$(UV) run python -m bench.ingest
+
+bench-worker: ## worker through Celery vs its handlers in-process (on `make up`)
+	$(UV) run python -m bench.worker
+
+bench-api: ## positions read vs a bare FastAPI endpoint (on `make up`)
+	$(UV) run python -m bench.api
+
+openapi: ## export each app's OpenAPI document
+	$(UV) run python -m milepost_common.openapi_export
