@@ -27,6 +27,13 @@ RETENTION_APPLY = "retention.apply"
 SYSTEM_HEARTBEAT = "system.heartbeat"
 SYSTEM_PING = "system.ping"
 
+# The worker's liveness record, on the broker Redis: one key per worker node,
+# ``WORKER_HEARTBEAT_PREFIX + <node name>``, whose value is the JSON
+# ``{"at": <unix seconds>}`` of its last consumed heartbeat, with a TTL. The admin's system
+# status lists them; a worker not seen for WORKER_HEARTBEAT_STALE_S is reported as stale.
+WORKER_HEARTBEAT_PREFIX = "milepost:worker:heartbeat:"
+WORKER_HEARTBEAT_STALE_S = 180
+
 QUEUE_PROCESSING = "processing"
 QUEUE_WEBHOOKS = "webhooks"
 QUEUE_MAINTENANCE = "maintenance"

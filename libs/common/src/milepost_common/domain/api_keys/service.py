@@ -8,14 +8,17 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlmodel import col, select
+from sqlalchemy import or_
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
 
 from milepost_common.auth import hash_secret
+from milepost_common.domain import paging
 from milepost_common.domain.api_keys.models import ApiKey, Scope
+from milepost_common.domain.api_keys.schemas import ApiKeyFilters, ApiKeySort, ApiKeyStatus
 from milepost_common.domain.audit import service as audit
 from milepost_common.domain.principals import API_KEY_PREFIX, API_KEY_PREFIX_LEN, Principal
-from milepost_common.errors import NotFound
+from milepost_common.errors import Conflict, NotFound
 
 _ALPHABET = string.ascii_letters + string.digits
 
@@ -101,3 +104,71 @@ async def revoke_api_key(session: AsyncSession, actor: Principal, api_key: ApiKe
             diff={"prefix": api_key.prefix},
         )
     return api_key
+
+
+async def rotate_api_key(
+    session: AsyncSession, actor: Principal, api_key: ApiKey, *, pepper: str = ""
+) -> IssuedKey:
+    """A new key with the same name, scopes and expiry; the old one is revoked at once.
+
+    Raises Conflict for a revoked key (issue a new one instead). Audited
+    (``api_keys.rotate``, naming both prefixes).
+    """
+    if api_key.revoked_at is not None:
+        raise Conflict("This API key is revoked; issue a new one.")
+    issued = await issue_api_key(
+        session,
+        actor,
+        api_key.org_id,
+        api_key.name,
+        scopes=[Scope(s) for s in api_key.scopes],
+        expires_at=api_key.expires_at,
+        pepper=pepper,
+    )
+    api_key.revoked_at = datetime.now(UTC)
+    session.add(api_key)
+    await session.flush()
+    await audit.record(
+        session,
+        actor,
+        "api_keys.rotate",
+        target_type="api_key",
+        target_id=api_key.id,
+        org_id=api_key.org_id,
+        diff={"prefix": [api_key.prefix, issued.api_key.prefix], "new_id": str(issued.api_key.id)},
+    )
+    return issued
+
+
+async def list_api_keys_page(
+    session: AsyncSession, filters: ApiKeyFilters
+) -> paging.PageResult[ApiKey]:
+    """A keyset page of keys (of one organization or all), by creation time."""
+    query = select(ApiKey)
+    if filters.org_id is not None:
+        query = query.where(ApiKey.org_id == filters.org_id)
+    if filters.q:
+        query = query.where(
+            or_(
+                col(ApiKey.name).icontains(filters.q, autoescape=True),
+                col(ApiKey.prefix).startswith(filters.q, autoescape=True),
+            )
+        )
+    now = datetime.now(UTC)
+    revoked, expires = col(ApiKey.revoked_at), col(ApiKey.expires_at)
+    if filters.status is ApiKeyStatus.REVOKED:
+        query = query.where(revoked.is_not(None))
+    elif filters.status is ApiKeyStatus.EXPIRED:
+        query = query.where(revoked.is_(None), expires <= now)
+    elif filters.status is ApiKeyStatus.ACTIVE:
+        query = query.where(revoked.is_(None), or_(expires.is_(None), expires > now))
+    paged = paging.keyset(
+        query,
+        col(ApiKey.created_at),
+        col(ApiKey.id),
+        limit=filters.limit,
+        cursor=filters.cursor,
+        descending=filters.sort is ApiKeySort.CREATED_AT_DESC,
+    )
+    rows = (await session.scalars(paged)).all()
+    return paging.page_of(rows, filters.limit, lambda k: (k.created_at, k.id))

@@ -1,0 +1,247 @@
+"""Operator-side device functions: across organizations, CSV import, transfer, disable.
+
+Registration of a single device is ``devices.service.register_device`` (with ``org_id``);
+these are the operator's additions. A transfer moves future data only: stored positions,
+trips, stops and alerts keep the organization they were recorded for.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from datetime import UTC, datetime
+
+from pydantic import ValidationError
+from sqlalchemy import func, or_, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
+
+from milepost_common.domain import paging
+from milepost_common.domain.audit import service as audit
+from milepost_common.domain.devices.admin_schemas import (
+    IMPORT_COLUMNS,
+    MAX_IMPORT_ROWS,
+    DeviceFilters,
+    DeviceImportReport,
+    DeviceSort,
+    ImportRow,
+    ImportRowCode,
+    ImportRowStatus,
+)
+from milepost_common.domain.devices.errors import DeviceLimitReached, DeviceNotFound
+from milepost_common.domain.devices.models import Device, DeviceState
+from milepost_common.domain.devices.schemas import VehicleCreate
+from milepost_common.domain.organizations.errors import OrganizationSuspended
+from milepost_common.domain.organizations.models import Organization
+from milepost_common.domain.principals import Principal
+from milepost_common.errors import BadRequest, PayloadTooLarge
+
+TRANSFER_ACTION = "devices.transfer"
+
+
+async def get_any_device(session: AsyncSession, device_id: uuid.UUID) -> Device:
+    """A device of any organization. Raises DeviceNotFound."""
+    device = await session.get(Device, device_id)
+    if device is None:
+        raise DeviceNotFound("Device not found.")
+    return device
+
+
+async def list_devices(session: AsyncSession, filters: DeviceFilters) -> paging.PageResult[Device]:
+    """A keyset page of devices of every organization (or one), by creation time."""
+    query = select(Device)
+    if filters.org_id is not None:
+        query = query.where(Device.org_id == filters.org_id)
+    if filters.q:
+        query = query.where(
+            or_(
+                col(Device.unique_id).icontains(filters.q, autoescape=True),
+                col(Device.name).icontains(filters.q, autoescape=True),
+                col(Device.plate).icontains(filters.q, autoescape=True),
+            )
+        )
+    if filters.disabled is not None:
+        query = query.where(Device.disabled == filters.disabled)
+    paged = paging.keyset(
+        query,
+        col(Device.created_at),
+        col(Device.id),
+        limit=filters.limit,
+        cursor=filters.cursor,
+        descending=filters.sort is DeviceSort.CREATED_AT_DESC,
+    )
+    rows = (await session.scalars(paged)).all()
+    return paging.page_of(rows, filters.limit, lambda d: (d.created_at, d.id))
+
+
+async def _device_count(session: AsyncSession, org_id: uuid.UUID) -> int:
+    query = select(func.count()).select_from(Device).where(Device.org_id == org_id)
+    return int(await session.scalar(query) or 0)
+
+
+def _failure(line: int, unique_id: str | None, code: ImportRowCode, message: str) -> ImportRow:
+    return ImportRow(
+        line=line, unique_id=unique_id, status=ImportRowStatus.FAILED, code=code, message=message
+    )
+
+
+def _parse_rows(text: str) -> list[tuple[int, dict[str, str]]]:
+    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")), skipinitialspace=True)
+    header = [name.strip() for name in reader.fieldnames or []]
+    if "unique_id" not in header or "name" not in header:
+        raise BadRequest(
+            "The CSV needs a header line with at least unique_id and name "
+            f"(known columns: {', '.join(IMPORT_COLUMNS)})."
+        )
+    reader.fieldnames = header
+    rows: list[tuple[int, dict[str, str]]] = []
+    for record in reader:
+        if len(rows) >= MAX_IMPORT_ROWS:
+            raise PayloadTooLarge(f"At most {MAX_IMPORT_ROWS} devices per import.")
+        values = {k: (v or "").strip() for k, v in record.items() if k in IMPORT_COLUMNS}
+        if any(values.values()):
+            rows.append((reader.line_num, values))
+    return rows
+
+
+async def import_devices(
+    session: AsyncSession, actor: Principal, org: Organization, text: str
+) -> DeviceImportReport:
+    """Register every valid row of a CSV (``unique_id,name[,plate][,speed_limit_kmh]``);
+    the others are reported with a code, line by line. Raises BadRequest without the
+    header and PayloadTooLarge over 10,000 rows. Audited once (``devices.import``)."""
+    parsed = _parse_rows(text)
+    candidates: list[tuple[int, VehicleCreate]] = []
+    report: dict[int, ImportRow] = {}
+    seen: set[str] = set()
+    for line, values in parsed:
+        unique_id = values.get("unique_id") or None
+        try:
+            data = VehicleCreate.model_validate(
+                {name: values.get(name) or None for name in IMPORT_COLUMNS}
+            )
+        except ValidationError as exc:
+            problem = exc.errors()[0]
+            where = ".".join(str(p) for p in problem["loc"])
+            report[line] = _failure(
+                line, unique_id, ImportRowCode.INVALID_FIELD, f"{where}: {problem['msg']}"
+            )
+            continue
+        if data.unique_id in seen:
+            report[line] = _failure(
+                line, data.unique_id, ImportRowCode.DUPLICATE_IN_FILE, "Repeated in this file."
+            )
+            continue
+        seen.add(data.unique_id)
+        candidates.append((line, data))
+
+    taken: set[str] = set()
+    if candidates:
+        wanted = [data.unique_id for _, data in candidates]
+        for start in range(0, len(wanted), 1000):
+            chunk = wanted[start : start + 1000]
+            query = select(col(Device.unique_id)).where(col(Device.unique_id).in_(chunk))
+            taken.update((await session.scalars(query)).all())
+
+    await session.refresh(org, with_for_update=True)
+    room = (
+        None if org.max_devices is None else org.max_devices - await _device_count(session, org.id)
+    )
+    devices: list[tuple[int, Device]] = []
+    for line, data in candidates:
+        if data.unique_id in taken:
+            report[line] = _failure(
+                line, data.unique_id, ImportRowCode.UNIQUE_ID_TAKEN, "This unique_id is in use."
+            )
+        elif room is not None and len(devices) >= room:
+            report[line] = _failure(
+                line, data.unique_id, ImportRowCode.DEVICE_LIMIT, DeviceLimitReached.default_message
+            )
+        else:
+            devices.append((line, Device(org_id=org.id, **data.model_dump())))
+    session.add_all([device for _, device in devices])
+    await session.flush()
+    for line, device in devices:
+        report[line] = ImportRow(
+            line=line,
+            unique_id=device.unique_id,
+            status=ImportRowStatus.CREATED,
+            device_id=device.id,
+        )
+    result = DeviceImportReport(
+        created=len(devices),
+        failed=len(report) - len(devices),
+        rows=[report[line] for line in sorted(report)],
+    )
+    await audit.record(
+        session,
+        actor,
+        "devices.import",
+        target_type="organization",
+        target_id=org.id,
+        org_id=org.id,
+        diff={
+            "created": result.created,
+            "failed": result.failed,
+            "unique_ids": [device.unique_id for _, device in devices][:1000],
+        },
+    )
+    return result
+
+
+async def transfer_device(
+    session: AsyncSession, actor: Principal, device: Device, target: Organization
+) -> Device:
+    """Move a device to ``target`` for the data it sends from now on; what is stored stays
+    with the old organization. Raises OrganizationSuspended or DeviceLimitReached (409).
+    Idempotent for the current organization. Audited under the old organization."""
+    if device.org_id == target.id:
+        return device
+    if target.suspended_at is not None:
+        raise OrganizationSuspended("The receiving organization is suspended.")
+    await session.refresh(target, with_for_update=True)
+    if target.max_devices is not None and await _device_count(session, target.id) >= (
+        target.max_devices
+    ):
+        raise DeviceLimitReached()
+    source = device.org_id
+    device.org_id = target.id
+    device.updated_at = datetime.now(UTC)
+    session.add(device)
+    await session.flush()
+    await session.execute(
+        update(DeviceState).where(col(DeviceState.device_id) == device.id).values(org_id=target.id)
+    )
+    await audit.record(
+        session,
+        actor,
+        TRANSFER_ACTION,
+        target_type="device",
+        target_id=device.id,
+        org_id=source,
+        diff={"org_id": [str(source), str(target.id)], "unique_id": device.unique_id},
+    )
+    return device
+
+
+async def set_device_disabled(
+    session: AsyncSession, actor: Principal, device: Device, disabled: bool
+) -> Device:
+    """Idempotent. A disabled device's fixes are rejected at ingest. Audited on change."""
+    if device.disabled == disabled:
+        return device
+    device.disabled = disabled
+    device.updated_at = datetime.now(UTC)
+    session.add(device)
+    await session.flush()
+    await audit.record(
+        session,
+        actor,
+        "devices.disable" if disabled else "devices.enable",
+        target_type="device",
+        target_id=device.id,
+        org_id=device.org_id,
+        diff={"disabled": [not disabled, disabled]},
+    )
+    return device

@@ -1,0 +1,61 @@
+"""Operator-side views of ingest batches: every organization's, with the rejected items."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from milepost_common.domain.ingest_batches.models import BatchStatus
+from milepost_common.domain.ingest_batches.schemas import IngestBatchRead
+from milepost_common.pagination import DEFAULT_LIMIT, MAX_LIMIT
+
+
+class BatchSummary(IngestBatchRead):
+    """The public batch shape plus what an operator needs to find it."""
+
+    org_id: uuid.UUID
+    api_key_id: uuid.UUID | None
+    idempotency_key: str | None
+
+
+class BatchDetail(BatchSummary):
+    rejected_items: list[dict[str, Any]] = Field(
+        description="The rejected items as sent, each with its `index` and `code` (kept 7 days)."
+    )
+    rejected_items_expire_at: datetime | None
+    device_ids: list[str]
+    queued_at: datetime | None
+    processing_started_at: datetime | None
+
+
+class BatchReplayed(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    status: BatchStatus
+
+
+class BatchesReplayed(BaseModel):
+    items: list[BatchReplayed]
+
+
+class BatchSort(StrEnum):
+    RECEIVED_AT = "received_at"
+    RECEIVED_AT_DESC = "-received_at"
+
+
+class BatchFilters(BaseModel):
+    org_id: uuid.UUID | None = None
+    status: BatchStatus | None = None
+    from_: datetime | None = Field(None, alias="from", description="received_at ≥ this.")
+    to: datetime | None = Field(None, description="received_at < this.")
+    has_rejected: bool | None = Field(None, description="Only batches with rejected items.")
+    limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
+    cursor: str | None = None
+    sort: BatchSort = BatchSort.RECEIVED_AT
+
+    model_config = ConfigDict(populate_by_name=True)

@@ -1,0 +1,1 @@
+"""system feature: the platform's health as operators see it."""

@@ -1,0 +1,190 @@
+"""The system status: queue depths, worker heartbeats, ingest rate, processing lag,
+database size and the ``positions`` partitions. Reads only; every part is one cheap query
+or a few Redis commands."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import orjson
+from redis.asyncio import Redis
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from milepost_common.domain.system.schemas import (
+    IngestRate,
+    MinutePoint,
+    Partitions,
+    ProcessingLag,
+    QueueDepth,
+    SystemStatus,
+    WorkerHeartbeat,
+)
+from milepost_common.tasks import QUEUES, WORKER_HEARTBEAT_PREFIX, WORKER_HEARTBEAT_STALE_S
+
+# kombu's Redis transport keeps one list per priority step: "<queue>", "<queue>\x06\x163", …
+_PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
+RATE_WINDOW_MINUTES = 15
+
+
+async def queue_depths(broker: Redis) -> list[QueueDepth]:
+    async with broker.pipeline(transaction=False) as pipe:
+        for queue in QUEUES:
+            for suffix in _PRIORITY_SUFFIXES:
+                pipe.llen(queue + suffix)
+        lengths = await pipe.execute()
+    step = len(_PRIORITY_SUFFIXES)
+    return [
+        QueueDepth(name=queue, depth=sum(lengths[i * step : (i + 1) * step]))
+        for i, queue in enumerate(QUEUES)
+    ]
+
+
+def _heartbeat_time(raw: bytes | str) -> datetime | None:
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if isinstance(value, dict):
+        value = value.get("at")
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value, UTC)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return None
+
+
+async def worker_heartbeats(broker: Redis, now: datetime) -> list[WorkerHeartbeat]:
+    keys = [key async for key in broker.scan_iter(match=f"{WORKER_HEARTBEAT_PREFIX}*", count=100)]
+    values = await broker.mget(keys) if keys else []
+    beats: list[WorkerHeartbeat] = []
+    for key, raw in zip(keys, values, strict=True):
+        seen = _heartbeat_time(raw) if raw is not None else None
+        if seen is None:
+            continue
+        name = (key.decode() if isinstance(key, bytes) else key).removeprefix(
+            WORKER_HEARTBEAT_PREFIX
+        )
+        age = max(0.0, (now - seen).total_seconds())
+        beats.append(
+            WorkerHeartbeat(
+                name=name, last_seen_at=seen, age_s=age, alive=age <= WORKER_HEARTBEAT_STALE_S
+            )
+        )
+    return sorted(beats, key=lambda b: b.name)
+
+
+async def _ingest_rate(session: AsyncSession, now: datetime) -> IngestRate:
+    row = (
+        await session.execute(
+            text(
+                "SELECT count(*), coalesce(sum(accepted), 0), coalesce(sum(rejected), 0) "
+                "FROM ingest_batches WHERE received_at >= :since"
+            ),
+            {"since": now - timedelta(minutes=RATE_WINDOW_MINUTES)},
+        )
+    ).one()
+    return IngestRate(
+        window_minutes=RATE_WINDOW_MINUTES,
+        batches=row[0],
+        positions_accepted=row[1],
+        positions_rejected=row[2],
+        positions_per_minute=round(row[1] / RATE_WINDOW_MINUTES, 2),
+    )
+
+
+async def _processing(session: AsyncSession, now: datetime) -> ProcessingLag:
+    row = (
+        await session.execute(
+            text(
+                "SELECT count(*) FILTER (WHERE status IN ('received', 'queued', 'processing')),"
+                " count(*) FILTER (WHERE status = 'failed'),"
+                " min(received_at) FILTER (WHERE status IN ('received', 'queued', 'processing')),"
+                " avg(extract(epoch FROM processed_at - received_at))"
+                "   FILTER (WHERE status = 'processed' AND processed_at >= :since)"
+                " FROM ingest_batches WHERE status <> 'processed' OR processed_at >= :since"
+            ),
+            {"since": now - timedelta(minutes=RATE_WINDOW_MINUTES)},
+        )
+    ).one()
+    oldest: datetime | None = row[2]
+    return ProcessingLag(
+        pending_batches=row[0],
+        failed_batches=row[1],
+        oldest_pending_received_at=oldest,
+        lag_s=max(0.0, (now - oldest).total_seconds()) if oldest else 0.0,
+        avg_processing_s=round(float(row[3]), 3) if row[3] is not None else None,
+    )
+
+
+async def _partitions(session: AsyncSession, today: date) -> Partitions:
+    rows = (
+        await session.execute(
+            text(
+                "SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_inherits i "
+                "JOIN pg_class c ON c.oid = i.inhrelid "
+                "WHERE i.inhparent = 'positions'::regclass ORDER BY c.relname"
+            )
+        )
+    ).all()
+    days = sorted(
+        datetime.strptime(name.removeprefix("positions_p"), "%Y%m%d").replace(tzinfo=UTC).date()
+        for name, _ in rows
+        if name.startswith("positions_p")
+    )
+    last = days[-1] if days else None
+    return Partitions(
+        count=len(rows),
+        first_day=days[0] if days else None,
+        last_day=last,
+        days_ahead=(last - today).days if last else 0,
+        total_bytes=sum(int(size) for _, size in rows),
+    )
+
+
+async def get_system_status(session: AsyncSession, broker: Redis) -> SystemStatus:
+    """A snapshot of the platform; Redis errors propagate (the caller decides on 503)."""
+    now = datetime.now(UTC)
+    database_bytes = await session.scalar(text("SELECT pg_database_size(current_database())"))
+    return SystemStatus(
+        checked_at=now,
+        queues=await queue_depths(broker),
+        workers=await worker_heartbeats(broker, now),
+        ingest=await _ingest_rate(session, now),
+        processing=await _processing(session, now),
+        database_bytes=int(database_bytes or 0),
+        positions_partitions=await _partitions(session, now.date()),
+    )
+
+
+async def ingest_series(session: AsyncSession, minutes: int = 60) -> list[MinutePoint]:
+    """Per minute over the last ``minutes`` (oldest first, every minute present): positions
+    accepted, batches received, and mean processing time of the batches received then."""
+    rows = (
+        await session.execute(
+            text(
+                "WITH minutes AS ("
+                "  SELECT generate_series(date_trunc('minute', now()) - make_interval(mins => :n),"
+                "                         date_trunc('minute', now()), interval '1 minute') AS m)"
+                " SELECT m.m, coalesce(sum(b.accepted), 0), count(b.id),"
+                "        avg(extract(epoch FROM b.processed_at - b.received_at))"
+                " FROM minutes m LEFT JOIN ingest_batches b"
+                "   ON b.received_at >= m.m AND b.received_at < m.m + interval '1 minute'"
+                " GROUP BY m.m ORDER BY m.m"
+            ),
+            {"n": minutes - 1},
+        )
+    ).all()
+    return [
+        MinutePoint(
+            minute=row[0],
+            positions=int(row[1]),
+            batches=int(row[2]),
+            lag_s=round(float(row[3]), 3) if row[3] is not None else None,
+        )
+        for row in rows
+    ]

@@ -1,0 +1,96 @@
+"""Operator-side webhook functions: list deliveries, put a dead one back in the queue.
+
+Delivering is the worker's (``webhooks/delivery.py``); a retry only makes the delivery
+due again in the database, so the worker's sweep finds it even if the task sent after the
+commit is lost.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
+
+from milepost_common.domain import paging
+from milepost_common.domain.audit import service as audit
+from milepost_common.domain.principals import Principal
+from milepost_common.domain.webhooks.admin_schemas import DeliveryFilters, DeliverySort
+from milepost_common.domain.webhooks.models import DeliveryStatus, WebhookDelivery
+from milepost_common.errors import Conflict, NotFound
+
+
+class DeliveryNotFound(NotFound):
+    default_message = "Webhook delivery not found."
+
+
+class DeliveryNotDead(Conflict):
+    default_message = "Only a dead delivery can be retried."
+
+
+async def get_delivery(
+    session: AsyncSession, delivery_id: uuid.UUID, *, for_update: bool = False
+) -> WebhookDelivery:
+    """Raises DeliveryNotFound."""
+    query = select(WebhookDelivery).where(WebhookDelivery.id == delivery_id)
+    if for_update:
+        query = query.with_for_update()
+    delivery = (await session.scalars(query)).first()
+    if delivery is None:
+        raise DeliveryNotFound()
+    return delivery
+
+
+async def list_deliveries(
+    session: AsyncSession, filters: DeliveryFilters
+) -> paging.PageResult[WebhookDelivery]:
+    """A keyset page by creation time, filtered by organization, endpoint, status, type."""
+    query = select(WebhookDelivery)
+    if filters.org_id is not None:
+        query = query.where(WebhookDelivery.org_id == filters.org_id)
+    if filters.endpoint_id is not None:
+        query = query.where(WebhookDelivery.endpoint_id == filters.endpoint_id)
+    if filters.status is not None:
+        query = query.where(WebhookDelivery.status == filters.status)
+    if filters.event_type:
+        query = query.where(WebhookDelivery.event_type == filters.event_type)
+    if filters.from_ is not None:
+        query = query.where(col(WebhookDelivery.created_at) >= filters.from_)
+    if filters.to is not None:
+        query = query.where(col(WebhookDelivery.created_at) < filters.to)
+    paged = paging.keyset(
+        query,
+        col(WebhookDelivery.created_at),
+        col(WebhookDelivery.id),
+        limit=filters.limit,
+        cursor=filters.cursor,
+        descending=filters.sort is DeliverySort.CREATED_AT_DESC,
+    )
+    rows = (await session.scalars(paged)).all()
+    return paging.page_of(rows, filters.limit, lambda d: (d.created_at, d.id))
+
+
+async def retry_delivery(
+    session: AsyncSession, actor: Principal, delivery: WebhookDelivery
+) -> WebhookDelivery:
+    """Make a dead delivery pending and due now, with a fresh attempt budget; the caller
+    sends ``webhooks.deliver`` after the commit. Raises DeliveryNotDead (409). Audited."""
+    if delivery.status != DeliveryStatus.DEAD:
+        raise DeliveryNotDead()
+    delivery.status = DeliveryStatus.PENDING
+    delivery.next_attempt_at = datetime.now(UTC)
+    previous_attempts = delivery.attempts
+    delivery.attempts = 0
+    session.add(delivery)
+    await session.flush()
+    await audit.record(
+        session,
+        actor,
+        "webhook_deliveries.retry",
+        target_type="webhook_delivery",
+        target_id=delivery.id,
+        org_id=delivery.org_id,
+        diff={"status": ["dead", "pending"], "attempts": [previous_attempts, 0]},
+    )
+    return delivery
