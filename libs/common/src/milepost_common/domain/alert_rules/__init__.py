@@ -1,0 +1,1 @@
+"""alert_rules feature: CRUD of the rules the worker evaluates."""

@@ -1,0 +1,17 @@
+"""Errors of the devices feature (the public API calls devices vehicles)."""
+
+from __future__ import annotations
+
+from milepost_common.errors import Conflict, NotFound
+
+
+class DeviceNotFound(NotFound):
+    default_message = "Vehicle not found."
+
+
+class DeviceUniqueIdTaken(Conflict):
+    default_message = "A vehicle with this unique_id already exists."
+
+
+class DeviceLimitReached(Conflict):
+    default_message = "The organization's plan allows no more vehicles."

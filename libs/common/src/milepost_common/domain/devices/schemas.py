@@ -1,0 +1,69 @@
+"""Vehicle DTOs of the public API (the table is ``devices``)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class VehicleStatus(StrEnum):
+    ONLINE = "online"
+    OFFLINE = "offline"
+    UNKNOWN = "unknown"
+
+
+class VehicleRead(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "id": "0b9e4d0c-6a55-4a8e-9f0e-5f2a4f3b8c11",
+                "unique_id": "358240051111110",
+                "name": "Van 12",
+                "plate": "B-MP 1212",
+                "speed_limit_kmh": 90.0,
+                "disabled": False,
+                "last_fix_time": "2026-03-01T08:15:00Z",
+                "status": "online",
+            }
+        }
+    )
+
+    id: uuid.UUID
+    unique_id: str = Field(description="The tracker's identifier, unique platform-wide.")
+    name: str
+    plate: str | None
+    speed_limit_kmh: float | None
+    disabled: bool
+    last_fix_time: datetime | None = Field(description="Time of the latest stored fix.")
+    status: VehicleStatus = Field(
+        description="`online` when the latest fix is recent, `unknown` before the first fix."
+    )
+
+
+class VehicleCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    unique_id: str = Field(min_length=1, max_length=128, examples=["358240051111110"])
+    name: str = Field(min_length=1, max_length=200, examples=["Van 12"])
+    plate: str | None = Field(None, max_length=32, examples=["B-MP 1212"])
+    speed_limit_kmh: float | None = Field(None, gt=0, le=400)
+
+
+class VehicleUpdate(BaseModel):
+    """Only the fields sent change; ``null`` clears plate and speed limit."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, min_length=1, max_length=200)
+    plate: str | None = Field(None, max_length=32)
+    speed_limit_kmh: float | None = Field(None, gt=0, le=400)
+    disabled: bool | None = None
+
+
+class VehicleFilters(BaseModel):
+    q: str | None = Field(None, max_length=200, description="Search name, plate or unique_id.")
+    disabled: bool | None = None
+    status: VehicleStatus | None = None

@@ -1,0 +1,120 @@
+"""Geofence DTOs: a GeoJSON Polygon ([lon, lat], closed rings) or a Point with ``radius_m``."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Lon = Annotated[float, Field(ge=-180, le=180)]
+Lat = Annotated[float, Field(ge=-90, le=90)]
+LonLat = tuple[Lon, Lat]
+
+
+class PointGeometry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["Point"]
+    coordinates: LonLat = Field(description="[lon, lat] of the circle's center.")
+
+
+class PolygonGeometry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["Polygon"]
+    coordinates: list[Annotated[list[LonLat], Field(min_length=4, max_length=10_000)]] = Field(
+        min_length=1,
+        max_length=100,
+        description="Linear rings of [lon, lat]: the outer ring first, then holes; each closed.",
+    )
+
+    @model_validator(mode="after")
+    def _closed_rings(self) -> Self:
+        for ring in self.coordinates:
+            if ring[0] != ring[-1]:
+                raise ValueError("each ring must be closed: its last position equals its first")
+            if len(set(ring)) < 3:
+                raise ValueError("each ring needs at least three distinct positions")
+        return self
+
+
+Geometry = Annotated[PointGeometry | PolygonGeometry, Field(discriminator="type")]
+
+_CIRCLE: dict[str, Any] = {"type": "Point", "coordinates": [13.405, 52.52]}
+_POLYGON: dict[str, Any] = {
+    "type": "Polygon",
+    "coordinates": [[[13.3, 52.5], [13.5, 52.5], [13.5, 52.6], [13.3, 52.6], [13.3, 52.5]]],
+}
+
+
+def _shape_matches_radius(
+    geometry: PointGeometry | PolygonGeometry, radius_m: float | None
+) -> None:
+    if isinstance(geometry, PointGeometry) and radius_m is None:
+        raise ValueError("a Point geofence needs radius_m > 0")
+    if isinstance(geometry, PolygonGeometry) and radius_m is not None:
+        raise ValueError("radius_m applies to Point geofences only")
+
+
+class GeofenceCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"name": "Depot", "geometry": _CIRCLE, "radius_m": 250},
+                {"name": "City center", "geometry": _POLYGON},
+            ]
+        },
+    )
+
+    name: str = Field(min_length=1, max_length=200)
+    geometry: Geometry
+    radius_m: float | None = Field(None, gt=0, le=1_000_000, description="Point geofences only.")
+
+    @model_validator(mode="after")
+    def _radius(self) -> Self:
+        _shape_matches_radius(self.geometry, self.radius_m)
+        return self
+
+
+class GeofenceUpdate(BaseModel):
+    """Only the fields sent change; a new geometry comes with its ``radius_m`` (or none)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, min_length=1, max_length=200)
+    geometry: Geometry | None = None
+    radius_m: float | None = Field(None, gt=0, le=1_000_000)
+
+    @model_validator(mode="after")
+    def _radius(self) -> Self:
+        if self.geometry is not None:
+            _shape_matches_radius(self.geometry, self.radius_m)
+        elif self.radius_m is not None:
+            raise ValueError("send radius_m together with its geometry")
+        return self
+
+
+class GeofenceRead(BaseModel):
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "example": {
+                "id": "1f2e3d4c-5b6a-4798-8a7b-6c5d4e3f2a1b",
+                "name": "Depot",
+                "geometry": _CIRCLE,
+                "radius_m": 250.0,
+                "created_at": "2026-03-01T07:00:00Z",
+                "updated_at": "2026-03-01T07:00:00Z",
+            }
+        },
+    )
+
+    id: uuid.UUID
+    name: str
+    geometry: dict[str, Any] = Field(description="GeoJSON Point or Polygon, [lon, lat].")
+    radius_m: float | None
+    created_at: datetime
+    updated_at: datetime

@@ -1,0 +1,136 @@
+"""Geofences of an organization: circles (Point + radius) and polygons, as GeoJSON."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func
+from sqlalchemy import select as sa_select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
+
+from milepost_common.domain import paging
+from milepost_common.domain.alerts.models import AlertRule
+from milepost_common.domain.audit import service as audit
+from milepost_common.domain.geofences.models import Geofence
+from milepost_common.domain.geofences.schemas import GeofenceCreate, GeofenceUpdate
+from milepost_common.domain.principals import Principal
+from milepost_common.errors import Conflict, NotFound
+
+
+class GeofenceNotFound(NotFound):
+    default_message = "Geofence not found."
+
+
+class GeofenceInUse(Conflict):
+    default_message = "Alert rules still use this geofence; change or delete them first."
+
+
+async def create_geofence(
+    session: AsyncSession, actor: Principal, data: GeofenceCreate
+) -> Geofence:
+    """Create a geofence in the actor's organization (the shape is validated). Audited."""
+    geofence = Geofence(
+        org_id=actor.require_org(),
+        name=data.name,
+        geometry=data.geometry.model_dump(mode="json"),
+        radius_m=data.radius_m,
+    )
+    session.add(geofence)
+    await session.flush()
+    await audit.record(
+        session,
+        actor,
+        "geofences.create",
+        target_type="geofence",
+        target_id=geofence.id,
+        diff={"name": data.name, "type": data.geometry.type, "radius_m": data.radius_m},
+    )
+    return geofence
+
+
+async def get_geofence(session: AsyncSession, actor: Principal, geofence_id: uuid.UUID) -> Geofence:
+    """Raises GeofenceNotFound when missing or of another organization."""
+    query = select(Geofence).where(
+        Geofence.id == geofence_id, Geofence.org_id == actor.require_org()
+    )
+    geofence = (await session.scalars(query)).first()
+    if geofence is None:
+        raise GeofenceNotFound()
+    return geofence
+
+
+async def list_geofences(
+    session: AsyncSession, actor: Principal, page: paging.PageRequest
+) -> paging.PageResult[Geofence]:
+    """A keyset page by ``created_at`` (or ``name``)."""
+    sort = page.sort or paging.Sort("created_at")
+    query = paging.keyset(
+        select(Geofence).where(Geofence.org_id == actor.require_org()),
+        col(getattr(Geofence, sort.field)),
+        col(Geofence.id),
+        limit=page.limit,
+        cursor=page.cursor,
+        descending=sort.descending,
+        key_is_time=sort.field == "created_at",
+    )
+    rows = list((await session.scalars(query)).all())
+    return paging.page_of(rows, page.limit, lambda g: (getattr(g, sort.field), g.id))
+
+
+async def update_geofence(
+    session: AsyncSession, actor: Principal, geofence_id: uuid.UUID, data: GeofenceUpdate
+) -> Geofence:
+    """Change the fields sent. Raises GeofenceNotFound. Audited."""
+    geofence = await get_geofence(session, actor, geofence_id)
+    sent = data.model_dump(mode="json", exclude_unset=True)
+    changes: dict[str, Any] = {}
+    if sent.get("name") is not None:
+        changes["name"] = sent["name"]
+    if data.geometry is not None:
+        changes["geometry"] = data.geometry.model_dump(mode="json")
+        changes["radius_m"] = data.radius_m
+    diff = audit.changes({k: getattr(geofence, k) for k in changes}, changes)
+    if diff:
+        for name, value in changes.items():
+            setattr(geofence, name, value)
+        geofence.updated_at = datetime.now(UTC)
+        session.add(geofence)
+        await session.flush()
+        await audit.record(
+            session,
+            actor,
+            "geofences.update",
+            target_type="geofence",
+            target_id=geofence.id,
+            diff={k: v for k, v in diff.items() if k != "geometry"}
+            | ({"geometry": "changed"} if "geometry" in diff else {}),
+        )
+    return geofence
+
+
+async def delete_geofence(session: AsyncSession, actor: Principal, geofence_id: uuid.UUID) -> None:
+    """Raises GeofenceNotFound, or GeofenceInUse while an alert rule refers to it. Audited."""
+    geofence = await get_geofence(session, actor, geofence_id)
+    in_use = await session.scalar(
+        sa_select(func.count())
+        .select_from(AlertRule)
+        .where(
+            col(AlertRule.org_id) == geofence.org_id,
+            col(AlertRule.params)["geofence_id"].astext == str(geofence.id),
+        )
+    )
+    if in_use:
+        raise GeofenceInUse()
+    await session.delete(geofence)
+    await session.flush()
+    await audit.record(
+        session,
+        actor,
+        "geofences.delete",
+        target_type="geofence",
+        target_id=geofence_id,
+        diff={"name": geofence.name},
+    )

@@ -1,0 +1,125 @@
+"""Keyset pages for the read side: ``(sort key, id)`` cursors over allow-listed columns.
+
+A page is fetched with ``limit + 1`` rows: the extra row only tells whether another page
+exists. The cursor is the last returned row's sort key and id, so a page never skips or
+repeats rows however many are inserted meanwhile.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import tuple_
+from sqlalchemy.sql import ColumnElement, Select
+
+from milepost_common.errors import ValidationFailed
+from milepost_common.pagination import cursor_time, decode_cursor, encode_cursor
+
+T = TypeVar("T")
+RowT = TypeVar("RowT")
+QueryT = TypeVar("QueryT", bound="Select[*tuple[Any, ...]]")
+
+
+@dataclass(frozen=True, slots=True)
+class Sort:
+    """A validated ``?sort=``: one allow-listed field, ascending or descending."""
+
+    field: str
+    descending: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """``?from=`` and ``?to=``: the half-open interval ``[start, end)`` of the item's time."""
+
+    start: datetime | None = None
+    end: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PageRequest:
+    limit: int
+    cursor: str | None = None
+    sort: Sort | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PageResult(Generic[T]):
+    items: list[T]
+    next_cursor: str | None
+
+
+def parse_sort(raw: str | None, allowed: Sequence[str], default: str) -> Sort:
+    """``name`` or ``-name`` from the allow-list; anything else is a 422."""
+    if not raw:
+        return Sort(default)
+    name = raw.removeprefix("-")
+    if name not in allowed:
+        raise ValidationFailed(
+            f"Cannot sort by {name!r}.",
+            details=[
+                {
+                    "loc": ["query", "sort"],
+                    "msg": f"Allowed: {', '.join(allowed)} (prefix '-' for descending).",
+                    "type": "value_error",
+                }
+            ],
+        )
+    return Sort(name, raw.startswith("-"))
+
+
+def time_window(query: QueryT, column: Any, window: Window) -> QueryT:
+    if window.start is not None:
+        query = query.where(column >= window.start)
+    if window.end is not None:
+        query = query.where(column < window.end)
+    return query
+
+
+def _cursor_key(raw: Any, is_time: bool) -> Any:
+    if is_time:
+        return cursor_time(raw)
+    if not isinstance(raw, str | int | float):
+        raise ValidationFailed(
+            "Invalid cursor.",
+            details=[{"loc": ["query", "cursor"], "msg": "Invalid cursor.", "type": "value_error"}],
+        )
+    return raw
+
+
+def keyset(
+    query: QueryT,
+    key: ColumnElement[Any] | Any,
+    id_column: ColumnElement[Any] | Any,
+    *,
+    limit: int,
+    cursor: str | None,
+    descending: bool = False,
+    key_is_time: bool = True,
+) -> QueryT:
+    """Order by ``(key, id)`` and start after the cursor; fetches ``limit + 1`` rows."""
+    if cursor is not None:
+        raw_key, last_id = decode_cursor(cursor)
+        after = (_cursor_key(raw_key, key_is_time), last_id)
+        pair = tuple_(key, id_column)
+        query = query.where(pair < after if descending else pair > after)
+    if descending:
+        query = query.order_by(key.desc(), id_column.desc())
+    else:
+        query = query.order_by(key.asc(), id_column.asc())
+    return query.limit(limit + 1)
+
+
+def page_of(
+    rows: Sequence[RowT], limit: int, cursor_of: Callable[[RowT], tuple[Any, uuid.UUID]]
+) -> PageResult[RowT]:
+    """Cut the ``limit + 1`` rows to a page and name the cursor of the next one."""
+    items = list(rows[:limit])
+    if len(rows) <= limit or not items:
+        return PageResult(items, None)
+    key, item_id = cursor_of(items[-1])
+    return PageResult(items, encode_cursor(key, item_id))

@@ -1,0 +1,43 @@
+"""Position DTOs of the public API."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+POSITION_EXAMPLE: dict[str, Any] = {
+    "fix_time": "2026-03-01T08:15:00Z",
+    "lat": 52.520008,
+    "lon": 13.404954,
+    "speed": 42.5,
+    "course": 90.0,
+    "altitude": 34.0,
+    "accuracy": 5.0,
+    "attributes": {"ignition": True, "battery": 87},
+}
+
+
+class PositionRead(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"example": POSITION_EXAMPLE})
+
+    fix_time: datetime
+    lat: float = Field(description="WGS84 latitude, decimal degrees.")
+    lon: float = Field(description="WGS84 longitude, decimal degrees.")
+    speed: float | None = Field(description="km/h.")
+    course: float | None = Field(description="Degrees clockwise from north.")
+    altitude: float | None = Field(description="Meters.")
+    accuracy: float | None = Field(description="Meters.")
+    attributes: dict[str, Any]
+
+
+class LatestPositionRead(PositionRead):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {"vehicle_id": "0b9e4d0c-6a55-4a8e-9f0e-5f2a4f3b8c11", **POSITION_EXAMPLE}
+        }
+    )
+
+    vehicle_id: uuid.UUID

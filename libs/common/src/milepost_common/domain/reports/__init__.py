@@ -1,0 +1,1 @@
+"""reports feature: per-vehicle, per-day summaries and CSV exports."""
