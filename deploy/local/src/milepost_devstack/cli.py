@@ -2,7 +2,8 @@
 
 Configured by the environment only (MILEPOST_STATE_DIR, the port variables of config.py,
 MILEPOST_BOOTSTRAP_EMAIL / _PASSWORD). Exit status 0 on success, 1 with one message on
-stderr otherwise; `status` exits 1 when anything is stopped or unhealthy.
+stderr otherwise; `status` exits 1 when anything is stopped or unhealthy. Running
+components keep their ports: change port variables between `down` and `up`.
 """
 
 from __future__ import annotations

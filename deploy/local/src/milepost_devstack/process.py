@@ -76,13 +76,24 @@ class ProcessManager:
     def _pidfile(self, name: str) -> Path:
         return self.run_dir / f"{name}.pid"
 
+    def _open_log(self, name: str) -> int:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        return os.open(self.log_path(name), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+
+    def append_log(self, name: str, text: str) -> None:
+        """Append `text` to `name`'s log (output of one-shot commands)."""
+        fd = self._open_log(name)
+        try:
+            os.write(fd, text.encode())
+        finally:
+            os.close(fd)
+
     def start(self, spec: ProcessSpec) -> ProcessRecord:
         """Start `spec` in the background. Raises StackError when it is already running."""
         if self.running(spec.name) is not None:
             raise StackError(f"{spec.name} is already running")
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        log_fd = os.open(self.log_path(spec.name), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+        log_fd = self._open_log(spec.name)
         try:
             child = subprocess.Popen(
                 list(spec.argv),

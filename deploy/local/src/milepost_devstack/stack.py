@@ -234,8 +234,7 @@ class Stack:
             check=False,
             timeout=300,
         )
-        with self.processes.log_path(name).open("a") as log:
-            log.write(result.stdout + result.stderr)
+        self.processes.append_log(name, result.stdout + result.stderr)
         if result.returncode != 0:
             raise ComponentError(
                 f"{name} exited {result.returncode}; last lines of its log:\n"
