@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from milepost_common.errors import Conflict, NotFound
+from milepost_common.errors import Conflict, InvalidCredentials, NotFound
 
 
 class UserNotFound(NotFound):
@@ -23,3 +23,7 @@ class LastOwner(Conflict):
 
 class OwnAccount(Conflict):
     default_message = "Operators cannot change their own role or deactivate themselves."
+
+
+class WrongPassword(InvalidCredentials):
+    default_message = "The current password is incorrect."

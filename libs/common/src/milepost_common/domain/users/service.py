@@ -28,6 +28,7 @@ from milepost_common.domain.users.errors import (
     OperatorNotFound,
     OwnAccount,
     UserNotFound,
+    WrongPassword,
 )
 from milepost_common.domain.users.models import OrgRole, PlatformRole, TokenPurpose, User
 from milepost_common.domain.users.schemas import (
@@ -360,3 +361,51 @@ async def deactivate_operator(session: AsyncSession, actor: Principal, operator:
 async def reactivate_operator(session: AsyncSession, actor: Principal, operator: User) -> User:
     """Idempotent. Audited."""
     return await _set_active(session, actor, operator, True, "operators")
+
+
+async def update_own_profile(
+    session: AsyncSession, actor: Principal, *, name: str | None
+) -> User:
+    """The actor's own account, renamed when ``name`` differs. Audited when it changes."""
+    assert actor.id is not None  # noqa: S101 - a user principal always has an id
+    user = await get_user(session, actor.id, org_id=actor.org_id)
+    if name is not None and name != user.name:
+        before = user.name
+        user.name = name
+        user.updated_at = datetime.now(UTC)
+        session.add(user)
+        await session.flush()
+        await audit.record(
+            session,
+            actor,
+            "users.update_profile",
+            target_type="user",
+            target_id=user.id,
+            diff={"name": [before, name]},
+        )
+    return user
+
+
+async def change_own_password(
+    session: AsyncSession,
+    actor: Principal,
+    hasher: PasswordHasher,
+    *,
+    current_password: str,
+    new_password: str,
+) -> User:
+    """Set a new password after checking the current one; every refresh token of the
+    account is revoked. Raises WrongPassword (401). Audited (never with either password)."""
+    assert actor.id is not None  # noqa: S101 - a user principal always has an id
+    user = await get_user(session, actor.id, org_id=actor.org_id)
+    if not await hasher.verify(current_password, user.password_hash):
+        raise WrongPassword()
+    user.password_hash = await hasher.hash(new_password)
+    user.password_changed_at = user.updated_at = datetime.now(UTC)
+    session.add(user)
+    await session.flush()
+    await sessions.revoke_user_sessions(session, user.id)
+    await audit.record(
+        session, actor, "users.change_password", target_type="user", target_id=user.id
+    )
+    return user
