@@ -10,14 +10,30 @@ from milepost_common.domain.geofences.models import Geofence
 from milepost_common.domain.ingest_batches.models import IngestBatch
 from milepost_common.domain.organizations.models import Organization
 from milepost_common.domain.positions.models import Position
-from milepost_common.domain.trips.models import Stop, Trip
+from milepost_common.domain.trips.models import MotionCheckpoint, Stop, Trip
 from milepost_common.domain.users.models import OneTimeToken, RefreshToken, User
 from milepost_common.domain.webhooks.models import WebhookDelivery, WebhookEndpoint
 
 metadata = SQLModel.metadata
 
 __all__ = [
-    "Alert", "AlertRule", "ApiKey", "AuditEntry", "Device", "DeviceState", "Geofence",
-    "IngestBatch", "OneTimeToken", "Organization", "Position", "RefreshToken", "Stop", "Trip",
-    "User", "WebhookDelivery", "WebhookEndpoint", "metadata",
+    "Alert",
+    "AlertRule",
+    "ApiKey",
+    "AuditEntry",
+    "Device",
+    "DeviceState",
+    "Geofence",
+    "IngestBatch",
+    "MotionCheckpoint",
+    "OneTimeToken",
+    "Organization",
+    "Position",
+    "RefreshToken",
+    "Stop",
+    "Trip",
+    "User",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "metadata",
 ]

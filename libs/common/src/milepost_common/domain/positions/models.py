@@ -16,6 +16,8 @@ class Position(SQLModel, table=True):
     __tablename__ = "positions"
     __table_args__ = (
         Index("ix_positions_fix_time_brin", "fix_time", postgresql_using="brin"),
+        # The worker reads a batch's own fixes (late ones included) without scanning devices.
+        Index("ix_positions_batch_id", "batch_id"),
         {"postgresql_partition_by": "RANGE (fix_time)"},
     )
 

@@ -2,11 +2,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Index, UniqueConstraint
+from sqlalchemy import Column, DateTime, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from milepost_common.domain.base import id_field, tz_field
+from milepost_common.domain.base import id_field, jsonb_field, tz_field
 
 
 class Trip(SQLModel, table=True):
@@ -50,3 +51,17 @@ class Stop(SQLModel, table=True):
     lat: float
     lon: float
     duration_s: float = 0.0
+
+
+class MotionCheckpoint(SQLModel, table=True):
+    """The worker's state right after a stop settled: where a late fix's recomputation starts.
+
+    ``state`` holds the trip/stop machine and the alert rules' states (worker-defined JSON).
+    """
+
+    __tablename__ = "motion_checkpoints"
+
+    device_id: uuid.UUID = Field(foreign_key="devices.id", primary_key=True, ondelete="CASCADE")
+    anchor_time: datetime = Field(sa_column=Column(DateTime(timezone=True), primary_key=True))
+    org_id: uuid.UUID = Field(foreign_key="organizations.id", ondelete="CASCADE", index=True)
+    state: dict[str, Any] = jsonb_field()
