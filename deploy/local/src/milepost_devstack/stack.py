@@ -36,7 +36,18 @@ APPS = ("api", "admin", "ingest")
 # Start order of the processes the ProcessManager owns; stopped in reverse.
 PROCESSES = ("redis", "api", "admin", "ingest", "worker", "beat", "traefik")
 COMPONENTS = ("redis", "postgres", "api", "admin", "ingest", "worker", "beat", "traefik")
-DATABASE = "milepost"
+ROLE = DATABASE = "milepost"
+# The Ports fields each component listens on.
+_PORT_FIELDS = {
+    "redis": ("redis",),
+    "postgres": ("postgres",),
+    "api": ("api",),
+    "admin": ("admin",),
+    "ingest": ("ingest",),
+    "worker": ("worker_metrics",),
+    "beat": (),
+    "traefik": ("gateway", "gateway_metrics"),
+}
 # Inherited variables that would override what the stack passes to its processes.
 _SHADOWING_VARIABLES = ("DATABASE_URL", "REDIS_URL", "MILEPOST_BOOTSTRAP_PASSWORD")
 
@@ -96,7 +107,7 @@ class Stack:
         return f"http://{LOOPBACK}:{getattr(self.config.ports, app)}"
 
     def database_url(self, credentials: Credentials) -> str:
-        return self.postgres.url(DATABASE, credentials.db_password, DATABASE)
+        return self.postgres.url(ROLE, credentials.db_password, DATABASE)
 
     # Environment and commands ---------------------------------------------------------------
 
@@ -176,34 +187,20 @@ class Stack:
         self._wait_healthy(env, deadline)
         return operator
 
-    def _check_port_free(self, name: str, port: int) -> None:
-        if port_in_use(port):
-            variable = PORT_VARIABLES[name]
-            raise StackError(
-                f"cannot start {name}: port {port} is taken by another process "
-                f"(choose another with {variable})"
-            )
-
-    def _port_of(self, name: str) -> tuple[str, int] | None:
-        ports = self.config.ports
-        by_name = {
-            "redis": ("redis", ports.redis),
-            "api": ("api", ports.api),
-            "admin": ("admin", ports.admin),
-            "ingest": ("ingest", ports.ingest),
-            "worker": ("worker_metrics", ports.worker_metrics),
-            "traefik": ("gateway", ports.gateway),
-        }
-        return by_name.get(name)
+    def _check_ports_free(self, name: str) -> None:
+        """Raise StackError naming the variable to change when a port of `name` is taken."""
+        for field in _PORT_FIELDS[name]:
+            port = getattr(self.config.ports, field)
+            if port_in_use(port):
+                raise StackError(
+                    f"cannot start {name}: port {port} is taken by another process "
+                    f"(choose another with {PORT_VARIABLES[field]})"
+                )
 
     def _start_process(self, name: str, env: dict[str, str]) -> None:
         if self.processes.running(name) is not None:
             return
-        port = self._port_of(name)
-        if port is not None:
-            self._check_port_free(*port)
-        if name == "traefik":
-            self._check_port_free("gateway_metrics", self.config.ports.gateway_metrics)
+        self._check_ports_free(name)
         self._report(f"starting {name}")
         self.processes.start(self._spec(name, env))
 
@@ -216,10 +213,10 @@ class Stack:
             # password, so it is random and not kept.
             server.initdb(secrets.token_urlsafe(24))
         if not server.is_running():
-            self._check_port_free("postgres", server.port)
+            self._check_ports_free("postgres")
             self._report("starting postgres")
             server.start()
-        server.ensure_database(DATABASE, DATABASE, credentials.db_password)
+        server.ensure_database(DATABASE, ROLE, credentials.db_password)
 
     def _run_once(self, name: str, argv: list[str], env: dict[str, str], stdin: str = "") -> str:
         """Run a one-shot command to completion, its output appended to `<logs>/<name>.log`."""
