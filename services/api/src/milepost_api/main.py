@@ -3,21 +3,105 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from starlette.middleware import Middleware
 
+from milepost_api.deps import start_context, stop_context
+from milepost_api.http_cache import HttpCacheMiddleware
+from milepost_api.routes import (
+    alert_rules,
+    alerts,
+    api_keys,
+    auth,
+    geofences,
+    me,
+    positions,
+    reports,
+    trips,
+    users,
+    vehicles,
+    webhooks,
+)
 from milepost_api.settings import ApiSettings, get_settings
+from milepost_api.ws import stream
 from milepost_common.web import serve as web_serve
 from milepost_common.web.app import AppSpec, create_base_app
+
+DESCRIPTION = """\
+Vehicles, positions, trips, stops, alerts, geofences, alert rules, webhooks, reports, the
+team and ingest keys of one organization — the caller's — for fleet owners' web and mobile
+apps, dashboards and scripts.
+
+**Authentication.** `POST /api/v1/auth/token` (OAuth2 password form) returns an access
+token (15 minutes) and a refresh token (30 days, rotated on every use). Send the access token
+as `Authorization: Bearer <token>`. Everything is scoped to the caller's organization: an id
+of another organization answers 404, exactly like a missing one. Roles: `viewer` reads,
+`manager` also edits vehicles, geofences, alert rules and acknowledges alerts, `owner` also
+manages webhooks, the team, API keys and registers vehicles. Checks run 401 → 403 → 404.
+
+**Lists** answer `{"items": [...], "next_cursor": "..." | null}`; pass `cursor` to get the
+next page. `limit` defaults to 50 (at most 1000; positions 10,000). Items are ascending by
+their own time, ties broken by id; `sort=-field` from each list's allow-list. `from` and `to`
+(ISO 8601 with offset) filter that time, half-open `[from, to)`.
+
+**Caching.** Reads carry a weak `ETag`; send it back in `If-None-Match` for a `304`.
+`Cache-Control` says how long a private cache may keep an answer; writes are `no-store`.
+
+**Errors** share one envelope: `{"error": {"code", "message", "details", "trace_id"}}`.
+
+**Live stream.** `WebSocket /api/v1/stream`: send `{"type": "auth", "token": "..."}` first
+(within 5 s), then `{"type": "subscribe", "vehicle_ids": [...] | "all"}`; receive
+`{"type": "position" | "alert", "data": {...}}` and a `ping` every 20 s. Close codes: 4401 bad
+or expired token, 4408 no auth in time, 4429 too slow to keep up.
+"""
+
+TAGS = [
+    {"name": "auth", "description": "Log in, refresh, log out, redeem one-time links."},
+    {"name": "me", "description": "The caller's own account."},
+    {"name": "vehicles", "description": "The fleet."},
+    {"name": "positions", "description": "Position history and the latest fix per vehicle."},
+    {"name": "trips", "description": "Trips and stops, computed from positions."},
+    {"name": "alerts", "description": "Alerts raised by the rules; acknowledgement."},
+    {"name": "geofences", "description": "Circles and polygons for geofence rules."},
+    {"name": "alert rules", "description": "What raises alerts."},
+    {"name": "webhooks", "description": "Signed HTTP callbacks for events (owners)."},
+    {"name": "team", "description": "Members, roles, invitations (owners)."},
+    {"name": "api keys", "description": "Keys for the ingest API (owners)."},
+    {"name": "reports", "description": "Summaries and CSV exports."},
+    {"name": "health", "description": "Liveness and readiness."},
+]
+
+ROUTERS = (
+    auth.router,
+    me.router,
+    vehicles.router,
+    positions.router,
+    trips.router,
+    alerts.router,
+    geofences.router,
+    alert_rules.router,
+    webhooks.router,
+    users.router,
+    api_keys.router,
+    reports.router,
+    stream.router,
+)
 
 
 def create_app(settings: ApiSettings) -> FastAPI:
     spec = AppSpec(
         name="api",
         title="Milepost public API",
-        description="Vehicles, positions, trips, stops, alerts and more for fleet owners' apps.",
-        routers=(),
+        description=DESCRIPTION,
+        routers=ROUTERS,
         http=settings.api,
+        on_startup=(start_context,),
+        on_shutdown=(stop_context,),
+        openapi_tags=TAGS,
     )
-    return create_base_app(settings, spec)
+    app = create_base_app(settings, spec)
+    # Innermost: ETags are computed on the handler's own bytes, before compression.
+    app.user_middleware.append(Middleware(HttpCacheMiddleware))
+    return app
 
 
 def serve() -> None:

@@ -11,6 +11,28 @@ from milepost_common.settings import CommonSettings, HttpSettings, load_settings
 
 class ApiHttp(HttpSettings):
     port: int = Field(8001, ge=1, le=65535)
+    public_url: str = Field(
+        "http://127.0.0.1:8080",
+        description="Base of the links in invitations and password resets (the web app).",
+    )
+    latest_positions_cache_s: int = Field(
+        10,
+        ge=0,
+        description="Upper bound (a drop racing a fill is stale at most this long); the worker"
+        " drops the entry on every position event.",
+    )
+    summary_cache_s: int = Field(60, ge=0, description="Summary reports cached this long.")
+    webhook_allow_private: bool = Field(
+        False, description="Let test pings reach private and loopback addresses (local dev)."
+    )
+    stream_auth_timeout_s: float = Field(5.0, gt=0, description="First message must be auth.")
+    stream_ping_interval_s: float = Field(20.0, gt=0)
+    stream_queue_size: int = Field(
+        256, ge=1, description="Messages buffered per connection before it is cut off (4429)."
+    )
+    stream_send_timeout_s: float = Field(
+        5.0, gt=0, description="A client that cannot take one message this long is cut off."
+    )
 
 
 class ApiSettings(CommonSettings):

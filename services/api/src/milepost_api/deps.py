@@ -1,0 +1,174 @@
+"""The api app's dependencies: who is calling (with their organization), paging, windows.
+
+``CurrentUser`` is the only way a route learns about its caller, and it always carries the
+caller's organization: the services take the organization from it, never from the client.
+Role checks (``ManagerUser``, ``OwnerUser``) run before anything loads a resource, so the
+order of answers is 401 → 403 → 404.
+"""
+
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+import httpx
+import structlog
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.security import OAuth2PasswordBearer
+from pydantic import AwareDatetime
+from starlette.requests import HTTPConnection
+
+from milepost_api.settings import ApiSettings
+from milepost_common.auth import PasswordHasher, Realm, TokenCodec
+from milepost_common.crypto import SecretBox
+from milepost_common.domain import paging
+from milepost_common.domain.principals import Principal, PrincipalResolver
+from milepost_common.domain.users.models import OrgRole
+from milepost_common.errors import Unauthorized
+from milepost_common.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from milepost_common.ratelimit import LoginThrottle, RateLimiter
+from milepost_common.web.deps import ClientIpDep, SessionDep
+from milepost_common.web.middleware import request_id_of
+
+TOKEN_URL = "/api/v1/auth/token"  # noqa: S105 - a path
+
+
+@dataclass(frozen=True, slots=True)
+class ApiContext:
+    """What the app builds once at start-up and every request shares."""
+
+    settings: ApiSettings
+    codec: TokenCodec
+    hasher: PasswordHasher
+    resolver: PrincipalResolver
+    limiter: RateLimiter
+    login_throttle: LoginThrottle
+    box: SecretBox
+    http: httpx.AsyncClient
+
+
+async def start_context(app: FastAPI) -> None:
+    settings: ApiSettings = app.state.settings
+    codec = TokenCodec(settings.auth)
+    limiter = RateLimiter(settings.redis.cache_url)
+    secrets_key = settings.auth.secrets_key
+    assert secrets_key is not None  # noqa: S101 - CommonSettings guarantees one
+    app.state.ctx = ApiContext(
+        settings=settings,
+        codec=codec,
+        hasher=PasswordHasher(settings.auth),
+        resolver=PrincipalResolver(
+            codec,
+            cache_ttl_s=settings.auth.principal_cache_s,
+            api_key_pepper=settings.auth.api_key_pepper.get_secret_value(),
+        ),
+        limiter=limiter,
+        login_throttle=LoginThrottle(limiter, settings.auth.login_attempts_per_minute),
+        box=SecretBox(secrets_key.get_secret_value()),
+        http=httpx.AsyncClient(trust_env=False),
+    )
+
+
+async def stop_context(app: FastAPI) -> None:
+    ctx: ApiContext = app.state.ctx
+    await ctx.http.aclose()
+
+
+def get_context(conn: HTTPConnection) -> ApiContext:
+    ctx: ApiContext = conn.app.state.ctx
+    return ctx
+
+
+ContextDep = Annotated[ApiContext, Depends(get_context)]
+
+bearer = OAuth2PasswordBearer(
+    tokenUrl=TOKEN_URL,
+    auto_error=False,
+    scheme_name="BearerToken",
+    description="An access token from `POST /api/v1/auth/token` (15 minutes, `aud=api`).",
+)
+
+
+async def current_user(
+    request: Request,
+    session: SessionDep,
+    ctx: ContextDep,
+    ip: ClientIpDep,
+    token: Annotated[str | None, Depends(bearer)],
+) -> Principal:
+    """The caller, a member of an active organization (checked on every request, cached a
+    few seconds). Raises Unauthorized (401) and RateLimited (429, per user)."""
+    if not token:
+        raise Unauthorized()
+    principal = await ctx.resolver.from_access_token(session, token, Realm.API)
+    principal = principal.with_request(ip, request_id_of(request.scope))
+    structlog.contextvars.bind_contextvars(org_id=str(principal.org_id), user_id=str(principal.id))
+    await ctx.limiter.enforce(ctx.settings.api.rate_limit, "api-user", str(principal.id))
+    return principal
+
+
+CurrentUser = Annotated[Principal, Depends(current_user, scope="function")]
+
+
+async def manager_user(user: CurrentUser) -> Principal:
+    """The caller, if at least a manager; raises Forbidden (403) otherwise."""
+    user.require_role(OrgRole.MANAGER)
+    return user
+
+
+async def owner_user(user: CurrentUser) -> Principal:
+    """The caller, if an owner; raises Forbidden (403) otherwise."""
+    user.require_role(OrgRole.OWNER)
+    return user
+
+
+ManagerUser = Annotated[Principal, Depends(manager_user, scope="function")]
+OwnerUser = Annotated[Principal, Depends(owner_user, scope="function")]
+
+
+def page_params(
+    sortable: tuple[str, ...], default_sort: str, *, max_limit: int = MAX_LIMIT
+) -> Callable[..., paging.PageRequest]:
+    """A dependency reading ``limit``, ``cursor`` and an allow-listed ``sort``."""
+    pattern = "^-?(" + "|".join(sortable) + ")$"
+
+    def read_page(
+        limit: Annotated[
+            int, Query(ge=1, le=max_limit, description=f"Page size, at most {max_limit}.")
+        ] = DEFAULT_LIMIT,
+        cursor: Annotated[
+            str | None,
+            Query(max_length=512, description="`next_cursor` of the previous page."),
+        ] = None,
+        sort: Annotated[
+            str | None,
+            Query(
+                pattern=pattern,
+                description=(
+                    f"One of {', '.join(sortable)}; prefix `-` for descending"
+                    f" (default `{default_sort}`, ties broken by id)."
+                ),
+            ),
+        ] = None,
+    ) -> paging.PageRequest:
+        return paging.PageRequest(
+            limit=limit, cursor=cursor, sort=paging.parse_sort(sort, sortable, default_sort)
+        )
+
+    return read_page
+
+
+def read_window(
+    start: Annotated[
+        AwareDatetime | None,
+        Query(alias="from", description="Inclusive lower bound (ISO 8601 with offset)."),
+    ] = None,
+    end: Annotated[
+        AwareDatetime | None,
+        Query(alias="to", description="Exclusive upper bound (ISO 8601 with offset)."),
+    ] = None,
+) -> paging.Window:
+    return paging.Window(start, end)
+
+
+WindowDep = Annotated[paging.Window, Depends(read_window)]

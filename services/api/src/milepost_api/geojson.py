@@ -1,0 +1,89 @@
+"""Fast JSON and GeoJSON bodies for position reads (the hot path: no model round trip).
+
+Rows are turned into bytes with orjson directly; ``attributes`` arrive as JSON text from
+Postgres and are embedded as they are (``orjson.Fragment``), never decoded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import orjson
+from starlette.datastructures import Headers
+
+from milepost_common.domain.positions.queries import LatestRow, PositionRow
+
+JSON = "application/json"
+GEOJSON = "application/geo+json"
+_OPTIONS = orjson.OPT_UTC_Z
+
+
+def wants_geojson(headers: Headers) -> bool:
+    return GEOJSON in headers.get("accept", "")
+
+
+def _position(row: PositionRow | LatestRow) -> dict[str, Any]:
+    return {
+        "fix_time": row.fix_time,
+        "lat": row.lat,
+        "lon": row.lon,
+        "speed": row.speed,
+        "course": row.course,
+        "altitude": row.altitude,
+        "accuracy": row.accuracy,
+        "attributes": orjson.Fragment(row.attributes or "{}"),
+    }
+
+
+def position_items(rows: Sequence[PositionRow]) -> list[dict[str, Any]]:
+    return [_position(row) for row in rows]
+
+
+def latest_items(rows: Sequence[LatestRow]) -> list[dict[str, Any]]:
+    return [{"vehicle_id": row.vehicle_id, **_position(row)} for row in rows]
+
+
+def page_body(items: Any, next_cursor: str | None) -> bytes:
+    return orjson.dumps({"items": items, "next_cursor": next_cursor}, option=_OPTIONS)
+
+
+def dumps(value: Any) -> bytes:
+    return orjson.dumps(value, option=_OPTIONS)
+
+
+def feature_collection(items: Iterable[dict[str, Any]], next_cursor: str | None) -> bytes:
+    """A FeatureCollection of Point features ([lon, lat]); the other fields are properties.
+    ``next_cursor`` is a foreign member (RFC 7946 §6.1) so paging works the same way."""
+    features = [
+        {
+            "type": "Feature",
+            "geometry": {"type": "Point", "coordinates": [item["lon"], item["lat"]]},
+            "properties": {k: v for k, v in item.items() if k not in ("lat", "lon")},
+        }
+        for item in items
+    ]
+    return orjson.dumps(
+        {"type": "FeatureCollection", "features": features, "next_cursor": next_cursor},
+        option=_OPTIONS,
+    )
+
+
+GEOJSON_EXAMPLE: dict[str, Any] = {
+    "type": "FeatureCollection",
+    "features": [
+        {
+            "type": "Feature",
+            "geometry": {"type": "Point", "coordinates": [13.404954, 52.520008]},
+            "properties": {
+                "fix_time": "2026-03-01T08:15:00Z",
+                "speed": 42.5,
+                "course": 90.0,
+                "altitude": 34.0,
+                "accuracy": 5.0,
+                "attributes": {"ignition": True},
+            },
+        }
+    ],
+    "next_cursor": None,
+}

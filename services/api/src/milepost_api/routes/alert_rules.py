@@ -1,0 +1,101 @@
+"""Alert rules: what the worker checks every fix against."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, status
+
+from milepost_api.deps import CurrentUser, ManagerUser, page_params
+from milepost_api.http_cache import REVALIDATE, cache_control
+from milepost_common.domain import paging
+from milepost_common.domain.alert_rules import service as rule_service
+from milepost_common.domain.alert_rules.schemas import (
+    AlertRuleCreate,
+    AlertRuleRead,
+    AlertRuleUpdate,
+)
+from milepost_common.domain.devices.errors import DeviceNotFound
+from milepost_common.domain.geofences.service import GeofenceNotFound
+from milepost_common.errors import Forbidden, Unauthorized, ValidationFailed
+from milepost_common.pagination import Page
+from milepost_common.web.deps import SessionDep
+from milepost_common.web.errors import error_responses
+
+router = APIRouter(prefix="/v1/alert-rules", tags=["alert rules"])
+
+RulesPage = Annotated[
+    paging.PageRequest, Depends(page_params(("created_at", "name"), "created_at"))
+]
+RuleNotFound = rule_service.AlertRuleNotFound
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    summary="Create an alert rule",
+    responses=error_responses(
+        Unauthorized, Forbidden, DeviceNotFound, GeofenceNotFound, ValidationFailed
+    ),
+)
+async def create_alert_rule(
+    user: ManagerUser, body: AlertRuleCreate, session: SessionDep
+) -> AlertRuleRead:
+    """Managers and owners. `params` are checked against `type` and stored with their
+    defaults; `vehicle_ids: null` applies the rule to every vehicle."""
+    return AlertRuleRead.model_validate(await rule_service.create_alert_rule(session, user, body))
+
+
+@router.get(
+    "", summary="List alert rules", responses=error_responses(Unauthorized, ValidationFailed)
+)
+@cache_control(REVALIDATE)
+async def list_alert_rules(
+    user: CurrentUser, session: SessionDep, page: RulesPage
+) -> Page[AlertRuleRead]:
+    """Ascending by `created_at` (or `sort=name`)."""
+    result = await rule_service.list_alert_rules(session, user, page)
+    return Page(
+        items=[AlertRuleRead.model_validate(r) for r in result.items],
+        next_cursor=result.next_cursor,
+    )
+
+
+@router.get(
+    "/{rule_id}",
+    summary="Get an alert rule",
+    responses=error_responses(Unauthorized, RuleNotFound, ValidationFailed),
+)
+@cache_control(REVALIDATE)
+async def get_alert_rule(
+    user: CurrentUser, rule_id: uuid.UUID, session: SessionDep
+) -> AlertRuleRead:
+    return AlertRuleRead.model_validate(await rule_service.get_alert_rule(session, user, rule_id))
+
+
+@router.patch(
+    "/{rule_id}",
+    summary="Update an alert rule",
+    responses=error_responses(
+        Unauthorized, Forbidden, RuleNotFound, DeviceNotFound, GeofenceNotFound, ValidationFailed
+    ),
+)
+async def update_alert_rule(
+    user: ManagerUser, rule_id: uuid.UUID, body: AlertRuleUpdate, session: SessionDep
+) -> AlertRuleRead:
+    """Managers and owners. Only the fields sent change; the type is fixed."""
+    return AlertRuleRead.model_validate(
+        await rule_service.update_alert_rule(session, user, rule_id, body)
+    )
+
+
+@router.delete(
+    "/{rule_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Delete an alert rule",
+    responses=error_responses(Unauthorized, Forbidden, RuleNotFound, ValidationFailed),
+)
+async def delete_alert_rule(user: ManagerUser, rule_id: uuid.UUID, session: SessionDep) -> None:
+    """Managers and owners. The rule's alerts go with it."""
+    await rule_service.delete_alert_rule(session, user, rule_id)

@@ -1,0 +1,75 @@
+"""Ingest API keys (owners): for the organization's upstream systems."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, status
+
+from milepost_api.deps import ContextDep, OwnerUser
+from milepost_api.http_cache import REVALIDATE, cache_control
+from milepost_api.schemas import ApiKeyCreate, ApiKeyIssued, ApiKeyRead
+from milepost_common.domain.api_keys import service as api_key_service
+from milepost_common.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
+from milepost_common.pagination import Page
+from milepost_common.web.deps import SessionDep
+from milepost_common.web.errors import error_responses
+
+router = APIRouter(prefix="/v1/api-keys", tags=["api keys"])
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    summary="Issue an ingest API key",
+    responses=error_responses(Unauthorized, Forbidden, ValidationFailed),
+)
+async def issue_api_key(
+    user: OwnerUser, body: ApiKeyCreate, session: SessionDep, ctx: ContextDep
+) -> ApiKeyIssued:
+    """Owners only. `key` is in this answer and never again (only its hash is stored).
+    Send it as `Authorization: Bearer <key>` or `X-API-Key` to `/ingest`."""
+    issued = await api_key_service.issue_api_key(
+        session,
+        user,
+        user.require_org(),
+        body.name,
+        scopes=body.scopes,
+        expires_at=body.expires_at,
+        pepper=ctx.settings.auth.api_key_pepper.get_secret_value(),
+    )
+    read = ApiKeyRead.model_validate(issued.api_key)
+    return ApiKeyIssued(**read.model_dump(), key=issued.secret)
+
+
+@router.get("", summary="List API keys", responses=error_responses(Unauthorized, Forbidden))
+@cache_control(REVALIDATE)
+async def list_api_keys(user: OwnerUser, session: SessionDep) -> Page[ApiKeyRead]:
+    """Owners only. Every key of the organization (revoked ones too), by creation time;
+    never paged."""
+    keys = await api_key_service.list_api_keys(session, user.require_org())
+    return Page(items=[ApiKeyRead.model_validate(k) for k in keys], next_cursor=None)
+
+
+@router.get(
+    "/{key_id}",
+    summary="Get an API key",
+    responses=error_responses(Unauthorized, Forbidden, NotFound, ValidationFailed),
+)
+@cache_control(REVALIDATE)
+async def get_api_key(user: OwnerUser, key_id: uuid.UUID, session: SessionDep) -> ApiKeyRead:
+    """Owners only. Prefix and last use; never the secret."""
+    return ApiKeyRead.model_validate(
+        await api_key_service.get_api_key(session, key_id, user.require_org())
+    )
+
+
+@router.post(
+    "/{key_id}/revoke",
+    summary="Revoke an API key",
+    responses=error_responses(Unauthorized, Forbidden, NotFound, ValidationFailed),
+)
+async def revoke_api_key(user: OwnerUser, key_id: uuid.UUID, session: SessionDep) -> ApiKeyRead:
+    """Owners only; idempotent. Ingest refuses the key from its next request on."""
+    api_key = await api_key_service.get_api_key(session, key_id, user.require_org())
+    return ApiKeyRead.model_validate(await api_key_service.revoke_api_key(session, user, api_key))

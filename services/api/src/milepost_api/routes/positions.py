@@ -1,0 +1,100 @@
+"""Positions: a vehicle's history (keyset pages straight from the partitioned table) and
+the fleet's latest fixes (cached in Redis; the worker drops the entry on every new fix).
+Both answer GeoJSON to `Accept: application/geo+json`."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+
+from milepost_api import geojson
+from milepost_api.cache import cache_get, cache_set
+from milepost_api.deps import ContextDep, CurrentUser, WindowDep, page_params
+from milepost_api.http_cache import HISTORY, LIVE, cache_control
+from milepost_common.domain import paging
+from milepost_common.domain.devices.errors import DeviceNotFound
+from milepost_common.domain.positions import queries as position_queries
+from milepost_common.domain.positions.schemas import LatestPositionRead, PositionRead
+from milepost_common.errors import RateLimited, Unauthorized, ValidationFailed
+from milepost_common.live import latest_positions_key
+from milepost_common.pagination import Page
+from milepost_common.web.deps import RedisDep, SessionDep
+from milepost_common.web.errors import error_responses
+
+router = APIRouter(prefix="/v1", tags=["positions"])
+
+PositionsPage = Annotated[
+    paging.PageRequest,
+    Depends(page_params(("fix_time",), "fix_time", max_limit=position_queries.MAX_POSITIONS_LIMIT)),
+]
+
+
+def _geojson_response(example: dict[str, Any]) -> dict[int | str, dict[str, Any]]:
+    return {
+        200: {
+            "description": "JSON by default; a GeoJSON FeatureCollection of Points for "
+            "`Accept: application/geo+json`.",
+            "content": {geojson.GEOJSON: {"schema": {"type": "object"}, "example": example}},
+        }
+    }
+
+
+@router.get(
+    "/vehicles/{vehicle_id}/positions",
+    summary="A vehicle's position history",
+    response_model=Page[PositionRead],
+    responses={
+        **_geojson_response(geojson.GEOJSON_EXAMPLE),
+        **error_responses(Unauthorized, DeviceNotFound, ValidationFailed, RateLimited),
+    },
+)
+@cache_control(HISTORY)
+async def list_positions(
+    user: CurrentUser,
+    vehicle_id: uuid.UUID,
+    request: Request,
+    session: SessionDep,
+    window: WindowDep,
+    page: PositionsPage,
+) -> Response:
+    """Ascending by `fix_time` (`sort=-fix_time` for newest first), up to 10,000 per page,
+    `from`/`to` half-open on `fix_time`."""
+    result = await position_queries.list_positions(session, user, vehicle_id, window, page)
+    items = geojson.position_items(result.items)
+    if geojson.wants_geojson(request.headers):
+        return Response(
+            geojson.feature_collection(items, result.next_cursor), media_type=geojson.GEOJSON
+        )
+    return Response(geojson.page_body(items, result.next_cursor), media_type=geojson.JSON)
+
+
+@router.get(
+    "/positions/latest",
+    summary="The fleet's latest positions",
+    response_model=Page[LatestPositionRead],
+    responses={
+        **_geojson_response(geojson.GEOJSON_EXAMPLE),
+        **error_responses(Unauthorized, RateLimited),
+    },
+)
+@cache_control(LIVE)
+async def list_latest_positions(
+    user: CurrentUser, request: Request, session: SessionDep, redis: RedisDep, ctx: ContextDep
+) -> Response:
+    """One item per vehicle with a fix, ascending by `fix_time`; never paged
+    (`next_cursor` is null)."""
+    key = latest_positions_key(user.require_org())
+    cached: bytes | None = await cache_get(redis, key)
+    if cached is None:
+        rows = await position_queries.list_latest_positions(session, user)
+        cached = geojson.dumps(geojson.latest_items(rows))
+        await cache_set(redis, key, cached, ctx.settings.api.latest_positions_cache_s)
+    if geojson.wants_geojson(request.headers):
+        return Response(
+            geojson.feature_collection(orjson.loads(cached), None), media_type=geojson.GEOJSON
+        )
+    return Response(b'{"items":' + cached + b',"next_cursor":null}', media_type=geojson.JSON)

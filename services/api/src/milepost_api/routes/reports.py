@@ -1,0 +1,211 @@
+"""Reports: the per-vehicle, per-day summary (JSON, cached briefly) and CSV exports
+(streamed: the body is produced by its own database session after the request's one has
+closed, so a large export never holds a request transaction open)."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import date, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response, StreamingResponse
+
+from milepost_api.cache import cache_get, cache_set
+from milepost_api.deps import ContextDep, CurrentUser
+from milepost_api.http_cache import HISTORY, cache_control
+from milepost_common.db import Database, unit_of_work
+from milepost_common.domain import paging
+from milepost_common.domain.devices.errors import DeviceNotFound
+from milepost_common.domain.principals import Principal
+from milepost_common.domain.reports import service as report_service
+from milepost_common.domain.reports.schemas import GroupBy, SummaryReport
+from milepost_common.errors import Unauthorized, ValidationFailed
+from milepost_common.web.deps import RedisDep, SessionDep
+from milepost_common.web.errors import error_responses
+
+router = APIRouter(prefix="/v1/reports", tags=["reports"])
+
+From = Annotated[
+    datetime | date,
+    Query(
+        alias="from",
+        description="Inclusive start: ISO 8601 with offset, or a date (midnight in the "
+        "organization's time zone).",
+    ),
+]
+To = Annotated[
+    datetime | date,
+    Query(alias="to", description="Exclusive end, like `from`; at most 366 days after it."),
+]
+VehicleFilter = Annotated[uuid.UUID | None, Query(description="Only this vehicle.")]
+CSV = "text/csv; charset=utf-8"
+RowSource = Callable[
+    [Any, Principal, paging.Window, uuid.UUID | None], AsyncIterator[Sequence[Any]]
+]
+
+
+def _aware(value: datetime | date, name: str) -> datetime | date:
+    if isinstance(value, datetime) and value.tzinfo is None:
+        raise ValidationFailed(
+            f"`{name}` needs an offset (or give a date).",
+            details=[{"loc": ["query", name], "msg": "Offset required.", "type": "value_error"}],
+        )
+    return value
+
+
+def _cache_key(user: Principal, *parts: object) -> str:
+    digest = hashlib.blake2b(repr(parts).encode(), digest_size=12).hexdigest()
+    return f"milepost:cache:summary:{user.require_org()}:{digest}"
+
+
+@router.get(
+    "/summary",
+    summary="Summary per vehicle and day",
+    response_model=SummaryReport,
+    responses=error_responses(Unauthorized, DeviceNotFound, ValidationFailed),
+)
+@cache_control(HISTORY)
+async def summarize(
+    user: CurrentUser,
+    session: SessionDep,
+    redis: RedisDep,
+    ctx: ContextDep,
+    start: From,
+    end: To,
+    vehicle_id: VehicleFilter = None,
+    group_by: GroupBy = GroupBy.DAY,
+) -> Response:
+    """Distance, driving time, idle time, stops, max speed and alerts per vehicle and day,
+    days cut in the organization's time zone; vehicles without activity are left out."""
+    key = _cache_key(user, start, end, vehicle_id, group_by)
+    body = await cache_get(redis, key)
+    if body is None:
+        report = await report_service.summarize(
+            session,
+            user,
+            _aware(start, "from"),
+            _aware(end, "to"),
+            vehicle_id=vehicle_id,
+            group_by=group_by,
+        )
+        body = report.model_dump_json(by_alias=True).encode()
+        await cache_set(redis, key, body, ctx.settings.api.summary_cache_s)
+    return Response(body, media_type="application/json")
+
+
+def _csv_line(row: Sequence[Any]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n").writerow(
+        [
+            value.isoformat().replace("+00:00", "Z") if isinstance(value, datetime) else value
+            for value in row
+        ]
+    )
+    return buffer.getvalue()
+
+
+async def _stream(
+    db: Database,
+    user: Principal,
+    window: paging.Window,
+    vehicle_id: uuid.UUID | None,
+    header: Sequence[str],
+    source: RowSource,
+) -> AsyncIterator[str]:
+    yield _csv_line(header)
+    async with unit_of_work(db) as session:
+        chunk: list[str] = []
+        async for row in source(session, user, window, vehicle_id):
+            chunk.append(_csv_line(row))
+            if len(chunk) >= report_service.STREAM_CHUNK_ROWS:
+                yield "".join(chunk)
+                chunk = []
+        if chunk:
+            yield "".join(chunk)
+
+
+def _csv_response(
+    request: Request,
+    user: Principal,
+    window: paging.Window,
+    vehicle_id: uuid.UUID | None,
+    name: str,
+    header: Sequence[str],
+    source: RowSource,
+) -> StreamingResponse:
+    db: Database = request.app.state.db
+    return StreamingResponse(
+        _stream(db, user, window, vehicle_id, header, source),
+        media_type=CSV,
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+_CSV_DOC: dict[int | str, dict[str, Any]] = {
+    200: {"content": {CSV: {"schema": {"type": "string"}}}, "description": "CSV with a header."}
+}
+
+
+@router.get(
+    "/summary.csv",
+    summary="Summary per vehicle and day as CSV",
+    response_class=StreamingResponse,
+    responses={**_CSV_DOC, **error_responses(Unauthorized, DeviceNotFound, ValidationFailed)},
+)
+@cache_control(HISTORY)
+async def export_summary(
+    user: CurrentUser,
+    request: Request,
+    session: SessionDep,
+    start: From,
+    end: To,
+    vehicle_id: VehicleFilter = None,
+) -> StreamingResponse:
+    """The summary's rows as CSV, streamed."""
+    window = await report_service.prepare_export(
+        session, user, _aware(start, "from"), _aware(end, "to"), vehicle_id
+    )
+    return _csv_response(
+        request,
+        user,
+        window,
+        vehicle_id,
+        "summary.csv",
+        report_service.SUMMARY_COLUMNS,
+        report_service.iter_summary_rows,
+    )
+
+
+@router.get(
+    "/trips.csv",
+    summary="Trips as CSV",
+    response_class=StreamingResponse,
+    responses={**_CSV_DOC, **error_responses(Unauthorized, DeviceNotFound, ValidationFailed)},
+)
+@cache_control(HISTORY)
+async def export_trips(
+    user: CurrentUser,
+    request: Request,
+    session: SessionDep,
+    start: From,
+    end: To,
+    vehicle_id: VehicleFilter = None,
+) -> StreamingResponse:
+    """Every trip that started in `[from, to)`, by start time, streamed in chunks."""
+    window = await report_service.prepare_export(
+        session, user, _aware(start, "from"), _aware(end, "to"), vehicle_id
+    )
+    return _csv_response(
+        request,
+        user,
+        window,
+        vehicle_id,
+        "trips.csv",
+        report_service.TRIP_COLUMNS,
+        report_service.iter_trip_rows,
+    )

@@ -1,0 +1,234 @@
+"""The live stream (``WebSocket /api/v1/stream``): positions and alerts of the caller's
+organization, relayed from Redis pub/sub.
+
+Protocol (DESIGN.md "Live stream"): the first message, within 5 s, is
+``{"type": "auth", "token": ...}`` (else close 4408; a bad or expired token closes 4401);
+the server answers ``{"type": "ready"}``; ``{"type": "subscribe", "vehicle_ids": [...] |
+"all"}`` chooses what to receive (only the organization's vehicles; the server confirms with
+``{"type": "subscribed", "vehicle_ids": ...}``); events arrive as ``{"type": "position" |
+"alert", "data": {...}}`` and ``{"type": "ping"}`` every 20 s. A new ``auth`` message
+extends the session; when the token expires without one, the stream closes with 4401.
+
+Each connection has a bounded queue: a client that does not keep up is cut off with 4429
+instead of letting memory grow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, WebSocket
+from pydantic import ValidationError
+from redis.asyncio import Redis
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from milepost_api.deps import ApiContext, get_context
+from milepost_common.auth import Realm
+from milepost_common.db import Database, unit_of_work
+from milepost_common.domain.devices import service as device_service
+from milepost_common.domain.principals import Principal
+from milepost_common.errors import Unauthorized
+from milepost_common.live import LiveEvent, org_channel
+from milepost_common.logging import get_logger
+from milepost_common.web.middleware import request_id_of
+
+router = APIRouter(tags=["stream"])
+log = get_logger("milepost.api.stream")
+
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_AUTH_TIMEOUT = 4408
+CLOSE_SLOW_CONSUMER = 4429
+MAX_SUBSCRIBED = 10_000
+
+
+class _Close(Exception):
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class StreamSession:
+    """One connection: authentication, subscription, relay, pings, expiry."""
+
+    def __init__(self, websocket: WebSocket, ctx: ApiContext, db: Database, redis: Redis) -> None:
+        self.ws = websocket
+        self.ctx = ctx
+        self.db = db
+        self.redis = redis
+        settings = ctx.settings.api
+        self.queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=settings.stream_queue_size)
+        self.principal: Principal | None = None
+        self.vehicles: frozenset[uuid.UUID] | None = frozenset()  # None means all
+        self.expired = asyncio.Event()
+        self.reauthenticated = asyncio.Event()
+
+    async def run(self) -> None:
+        await self.ws.accept()
+        try:
+            await self._authenticate_first()
+            await self._send_now({"type": "ready"})
+            await self._relay()
+        except _Close as close:
+            await self._close(close.code, close.reason)
+        except WebSocketDisconnect:
+            return
+
+    async def _authenticate_first(self) -> None:
+        timeout = self.ctx.settings.api.stream_auth_timeout_s
+        try:
+            raw = await asyncio.wait_for(self.ws.receive_text(), timeout)
+        except TimeoutError:
+            raise _Close(CLOSE_AUTH_TIMEOUT, "No auth message in time.") from None
+        message = _parse(raw)
+        if message.get("type") != "auth":
+            raise _Close(CLOSE_UNAUTHORIZED, "The first message must be auth.")
+        await self._authenticate(message)
+
+    async def _authenticate(self, message: dict[str, Any]) -> None:
+        token = message.get("token")
+        if not isinstance(token, str) or not token:
+            raise _Close(CLOSE_UNAUTHORIZED, "Invalid token.")
+        try:
+            async with unit_of_work(self.db) as session:
+                principal = await self.ctx.resolver.from_access_token(session, token, Realm.API)
+        except Unauthorized:
+            raise _Close(CLOSE_UNAUTHORIZED, "Invalid or expired token.") from None
+        if self.principal is not None and principal.id != self.principal.id:
+            raise _Close(CLOSE_UNAUTHORIZED, "The token belongs to another user.")
+        self.principal = principal.with_request(
+            self.ws.client.host if self.ws.client else None, request_id_of(self.ws.scope)
+        )
+        self.reauthenticated.set()
+
+    async def _relay(self) -> None:
+        assert self.principal is not None  # noqa: S101 - authenticated before relaying
+        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        await pubsub.subscribe(org_channel(self.principal.require_org()))
+        tasks = [
+            asyncio.create_task(self._receive_loop()),
+            asyncio.create_task(self._listen_loop(pubsub)),
+            asyncio.create_task(self._send_loop()),
+            asyncio.create_task(self._ping_loop()),
+            asyncio.create_task(self._expiry_loop()),
+        ]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _receive_loop(self) -> None:
+        while True:
+            message = _parse(await self.ws.receive_text())
+            kind = message.get("type")
+            if kind == "subscribe":
+                await self._subscribe(message.get("vehicle_ids"))
+            elif kind == "auth":
+                await self._authenticate(message)
+            else:
+                self._enqueue({"type": "error", "message": "Unknown message type."})
+
+    async def _subscribe(self, wanted: Any) -> None:
+        assert self.principal is not None  # noqa: S101 - authenticated before subscribing
+        if wanted == "all":
+            self.vehicles = None
+            self._enqueue({"type": "subscribed", "vehicle_ids": "all"})
+            return
+        try:
+            ids = {uuid.UUID(str(v)) for v in wanted} if isinstance(wanted, list) else None
+        except ValueError:
+            ids = None
+        if ids is None or len(ids) > MAX_SUBSCRIBED:
+            self._enqueue({"type": "error", "message": 'vehicle_ids: a list of ids or "all".'})
+            return
+        async with unit_of_work(self.db) as session:
+            owned = await device_service.owned_device_ids(session, self.principal, ids)
+        self.vehicles = frozenset(owned)
+        self._enqueue({"type": "subscribed", "vehicle_ids": sorted(str(v) for v in owned)})
+
+    async def _listen_loop(self, pubsub: Any) -> None:
+        assert self.principal is not None  # noqa: S101 - authenticated before listening
+        org_id = self.principal.require_org()
+        while True:
+            message = await pubsub.get_message(timeout=1.0)
+            if message is None:
+                continue
+            try:
+                event = LiveEvent.model_validate_json(message["data"])
+            except ValidationError:
+                log.warning("live_event_invalid")
+                continue
+            if event.org_id != org_id:
+                continue
+            if self.vehicles is not None and event.vehicle_id not in self.vehicles:
+                continue
+            self._enqueue({"type": event.type, "data": event.data})
+
+    def _enqueue(self, message: dict[str, Any]) -> None:
+        try:
+            self.queue.put_nowait(orjson.dumps(message, option=orjson.OPT_UTC_Z))
+        except asyncio.QueueFull:
+            raise _Close(CLOSE_SLOW_CONSUMER, "Too slow: messages are piling up.") from None
+
+    async def _send_loop(self) -> None:
+        timeout = self.ctx.settings.api.stream_send_timeout_s
+        while True:
+            payload = await self.queue.get()
+            try:
+                await asyncio.wait_for(self.ws.send_text(payload.decode()), timeout)
+            except TimeoutError:
+                raise _Close(CLOSE_SLOW_CONSUMER, "Too slow: a send timed out.") from None
+
+    async def _ping_loop(self) -> None:
+        interval = self.ctx.settings.api.stream_ping_interval_s
+        while True:
+            await asyncio.sleep(interval)
+            self._enqueue({"type": "ping"})
+
+    async def _expiry_loop(self) -> None:
+        while True:
+            assert self.principal is not None  # noqa: S101 - authenticated before
+            expires_at = self.principal.token_expires_at
+            if expires_at is None:
+                return
+            self.reauthenticated.clear()
+            remaining = (expires_at - datetime.now(UTC)).total_seconds()
+            try:
+                await asyncio.wait_for(self.reauthenticated.wait(), max(remaining, 0))
+            except TimeoutError:
+                raise _Close(CLOSE_UNAUTHORIZED, "The token expired.") from None
+
+    async def _send_now(self, message: dict[str, Any]) -> None:
+        await self.ws.send_text(orjson.dumps(message).decode())
+
+    async def _close(self, code: int, reason: str) -> None:
+        if self.ws.application_state == WebSocketState.DISCONNECTED:
+            return
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.ws.close(code=code, reason=reason), 5.0)
+
+
+def _parse(raw: str) -> dict[str, Any]:
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+@router.websocket("/v1/stream", name="stream")
+async def stream(websocket: WebSocket) -> None:
+    """Live positions and alerts; authentication is the first message (see the module)."""
+    app = websocket.app
+    await StreamSession(websocket, get_context(websocket), app.state.db, app.state.redis).run()
