@@ -2,22 +2,172 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+import hashlib
+import hmac
+from importlib.resources import files
 
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from fastapi.staticfiles import StaticFiles
+from redis.asyncio import Redis
+from starlette.middleware.sessions import SessionMiddleware
+
+from milepost_admin.console import auth_views, pages, tables
+from milepost_admin.console.deps import LoginRequired
+from milepost_admin.console.oidc import SingleSignOn
+from milepost_admin.console.render import page
+from milepost_admin.console.sessions import SessionStore
+from milepost_admin.deps import AdminServices
+from milepost_admin.routes import (
+    api_keys,
+    audit_log,
+    auth,
+    devices,
+    ingest_batches,
+    operators,
+    organizations,
+    system,
+    users,
+    webhook_deliveries,
+)
 from milepost_admin.settings import AdminSettings, get_settings
+from milepost_common.auth import PasswordHasher, TokenCodec
+from milepost_common.domain.principals import PrincipalResolver
+from milepost_common.errors import AppError
+from milepost_common.ratelimit import LoginThrottle, RateLimiter
 from milepost_common.web import serve as web_serve
 from milepost_common.web.app import AppSpec, create_base_app
+from milepost_common.web.errors import error_response
+
+CONSOLE_PREFIX = "/admin"
+API_PREFIX = "/admin/v1/"
+OPENAPI_TAGS = [
+    {"name": "auth", "description": "Operator login (`aud=admin`)."},
+    {"name": "organizations", "description": "Tenants: onboarding, settings, suspension."},
+    {"name": "users", "description": "Members of organizations."},
+    {"name": "operators", "description": "Platform staff (managed by superadmins)."},
+    {"name": "devices", "description": "Trackers of every organization."},
+    {"name": "api-keys", "description": "Keys of upstream systems."},
+    {"name": "ingest-batches", "description": "Pushes received, their rejects, replays."},
+    {"name": "webhook-deliveries", "description": "Deliveries of customer webhooks."},
+    {"name": "audit-log", "description": "Every change and security event."},
+    {"name": "system", "description": "Queues, workers, ingest rate, lag, database."},
+]
+
+
+async def start_services(app: FastAPI) -> None:
+    settings: AdminSettings = app.state.settings
+    codec = TokenCodec(settings.auth)
+    limiter = RateLimiter(settings.redis.cache_url)
+    broker = Redis.from_url(
+        settings.redis.url,
+        socket_timeout=settings.redis.socket_timeout_s,
+        socket_connect_timeout=settings.redis.socket_timeout_s,
+    )
+    app.state.admin = AdminServices(
+        settings=settings,
+        codec=codec,
+        resolver=PrincipalResolver(
+            codec,
+            cache_ttl_s=settings.auth.principal_cache_s,
+            api_key_pepper=settings.auth.api_key_pepper.get_secret_value(),
+        ),
+        hasher=PasswordHasher(settings.auth),
+        limiter=limiter,
+        throttle=LoginThrottle(limiter, settings.auth.login_attempts_per_minute),
+        broker=broker,
+    )
+    app.state.console_sessions = SessionStore(
+        app.state.redis, ttl_s=settings.admin.session_ttl_s, idle_s=settings.admin.session_idle_s
+    )
+
+
+async def stop_services(app: FastAPI) -> None:
+    await app.state.admin.broker.aclose()
+
+
+def _is_console(request: Request) -> bool:
+    path = request.url.path
+    return path.startswith(CONSOLE_PREFIX + "/") and not path.startswith(API_PREFIX)
+
+
+async def _login_required(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, LoginRequired)  # noqa: S101 - registered for this class only
+    if request.headers.get("HX-Request"):
+        return Response(status_code=401, headers={"HX-Redirect": "/admin/login"})
+    return Response(status_code=303, headers={"Location": f"/admin/login?next={exc.next_path}"})
+
+
+async def _app_error(request: Request, exc: Exception) -> Response:
+    """Envelope for the JSON API; an error page for the console's browser."""
+    assert isinstance(exc, AppError)  # noqa: S101 - registered for this class only
+    if not _is_console(request):
+        return error_response(
+            request, exc.status_code, exc.code, exc.message, exc.details, exc.headers
+        )
+    return await page(
+        request,
+        request.app.state.console_sessions,
+        None,
+        "error.html",
+        {"error": exc, "back": request.headers.get("referer") or "/admin/"},
+        status_code=exc.status_code,
+    )
+
+
+def _state_secret(settings: AdminSettings) -> str:
+    key = settings.auth.jwt_keys[settings.auth.active_kid].get_secret_value()
+    return hmac.new(key.encode(), b"milepost-admin-oidc-state", hashlib.sha256).hexdigest()
 
 
 def create_app(settings: AdminSettings) -> FastAPI:
     spec = AppSpec(
         name="admin",
         title="Milepost admin",
-        description="Organizations, users, devices, API keys, ingest batches and the audit log.",
-        routers=(),
+        description="Organizations, users, devices, API keys, ingest batches, webhook "
+        "deliveries, the audit log and the system status, for platform operators. "
+        "Authenticate with `POST /admin/v1/auth/token`; `support` reads, `operator` also "
+        "writes, `superadmin` also manages operators.",
+        routers=(
+            auth.router,
+            organizations.router,
+            users.router,
+            operators.router,
+            devices.router,
+            api_keys.router,
+            ingest_batches.router,
+            webhook_deliveries.router,
+            audit_log.router,
+            system.router,
+        ),
         http=settings.admin,
+        on_startup=(start_services,),
+        on_shutdown=(stop_services,),
+        openapi_tags=OPENAPI_TAGS,
     )
-    return create_base_app(settings, spec)
+    app = create_base_app(settings, spec)
+    app.state.sso = SingleSignOn(settings.oidc) if settings.oidc.enabled else None
+    app.include_router(auth_views.router, prefix=CONSOLE_PREFIX)
+    app.include_router(pages.router, prefix=CONSOLE_PREFIX)
+    app.mount(
+        f"{CONSOLE_PREFIX}/static",
+        StaticFiles(directory=str(files("milepost_admin") / "static")),
+        name="static",
+    )
+    tables.install(app, settings)
+    app.add_exception_handler(LoginRequired, _login_required)
+    app.add_exception_handler(AppError, _app_error)
+    # Only the SSO round trip keeps state here (state and nonce, minutes long).
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=_state_secret(settings),
+        session_cookie="milepost_admin_sso",
+        max_age=600,
+        path="/admin/login",
+        same_site="lax",
+        https_only=settings.cookie_secure,
+    )
+    return app
 
 
 def serve() -> None:

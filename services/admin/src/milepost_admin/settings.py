@@ -4,17 +4,60 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import BaseModel, Field, SecretStr
 
-from milepost_common.settings import CommonSettings, HttpSettings, load_settings
+from milepost_common.settings import CommonSettings, Environment, HttpSettings, load_settings
+
+
+class OidcSettings(BaseModel):
+    """Single sign-on for the console; off unless ``issuer`` and ``client_id`` are set.
+
+    Operators are matched by the verified email of the ID token: SSO never creates one.
+    """
+
+    issuer: str | None = Field(
+        None, description="The provider's issuer URL (discovery at /.well-known/...)."
+    )
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    scopes: str = "openid email profile"
+    role_claim: str | None = Field(
+        None,
+        description="Claim carrying the platform role (support, operator, superadmin); "
+        "when unset or absent, the operator's local role applies.",
+    )
+    button_label: str = "Sign in with SSO"
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.issuer and self.client_id)
 
 
 class AdminHttp(HttpSettings):
     port: int = Field(8002, ge=1, le=65535)
+    public_url: str = Field(
+        "http://127.0.0.1:8080",
+        description="Where people reach the platform; invitation and reset links start here.",
+    )
+    invite_path: str = Field("/invitations/accept?token=", description="Appended to public_url.")
+    reset_path: str = Field("/password-reset?token=", description="Appended to public_url.")
+    session_cookie: str = "milepost_admin_session"
+    session_ttl_s: int = Field(8 * 3600, gt=0, description="Console session lifetime.")
+    session_idle_s: int = Field(3600, gt=0, description="Console session ends after this idle.")
+    cookie_secure: bool | None = Field(
+        None, description="Secure cookies; default: on except in the local and test envs."
+    )
 
 
 class AdminSettings(CommonSettings):
     admin: AdminHttp = AdminHttp()
+    oidc: OidcSettings = OidcSettings()
+
+    @property
+    def cookie_secure(self) -> bool:
+        if self.admin.cookie_secure is not None:
+            return self.admin.cookie_secure
+        return self.env not in (Environment.LOCAL, Environment.TEST)
 
 
 @lru_cache

@@ -22,13 +22,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel, col, select
 
 from milepost_common.domain.alerts.models import Alert, AlertRule
+from milepost_common.domain.audit import service as audit
 from milepost_common.domain.api_keys.models import ApiKey
 from milepost_common.domain.devices.models import Device
 from milepost_common.domain.geofences.models import Geofence
 from milepost_common.domain.ingest_batches.models import IngestBatch
 from milepost_common.domain.organizations.models import Organization
-from milepost_common.domain.organizations.schemas import ExportKind
+from milepost_common.domain.organizations.schemas import ExportFormat, ExportKind
 from milepost_common.domain.positions.models import Position
+from milepost_common.domain.principals import Principal
 from milepost_common.domain.trips.models import Stop, Trip
 from milepost_common.domain.users.models import User
 from milepost_common.domain.webhooks.models import WebhookDelivery, WebhookEndpoint
@@ -78,6 +80,25 @@ _SOURCES: dict[ExportKind, _Source] = {
         (col(WebhookDelivery.created_at), col(WebhookDelivery.id)),
     ),
 }
+
+
+async def record_export(
+    session: AsyncSession,
+    actor: Principal,
+    org: Organization,
+    fmt: ExportFormat,
+    kinds: Sequence[ExportKind],
+) -> None:
+    """Audit an export (``organizations.export``) before any of it is sent."""
+    await audit.record(
+        session,
+        actor,
+        "organizations.export",
+        target_type="organization",
+        target_id=org.id,
+        org_id=org.id,
+        diff={"format": fmt.value, "kinds": [k.value for k in kinds]},
+    )
 
 
 def columns_of(kind: ExportKind) -> list[str]:

@@ -1,0 +1,240 @@
+"""Console login (password form or SSO) and logout."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, Response
+
+from milepost_admin import login
+from milepost_admin.console.deps import CSRF_FIELD, ConsoleAnyWriter, StoreDep
+from milepost_admin.console.oidc import OAuthError, SingleSignOn
+from milepost_admin.console.render import page, see_other
+from milepost_admin.deps import ServicesDep
+from milepost_common.domain.audit import service as audit
+from milepost_common.domain.principals import Principal, PrincipalKind
+from milepost_common.domain.sessions import service as sessions
+from milepost_common.domain.sessions.errors import LoginFailed
+from milepost_common.domain.users import service as user_service
+from milepost_common.domain.users.models import PlatformRole, User
+from milepost_common.errors import RateLimited
+from milepost_common.web.deps import ClientIpDep, SessionDep
+from milepost_common.web.middleware import request_id_of
+
+router = APIRouter(tags=["console"], include_in_schema=False)
+LOGIN_CSRF_COOKIE = "milepost_admin_login"
+
+
+def safe_next(raw: str | None) -> str:
+    """Only paths of this console: never an open redirect."""
+    if raw and raw.startswith("/admin/") and not raw.startswith("//") and "\\" not in raw:
+        return raw
+    return "/admin/"
+
+
+async def _login_page(
+    request: Request,
+    services: ServicesDep,
+    store: StoreDep,
+    *,
+    error: str | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    token = secrets.token_urlsafe(24)
+    response = await page(
+        request,
+        store,
+        None,
+        "login.html",
+        {
+            "login_csrf": token,
+            "next": safe_next(request.query_params.get("next")),
+            "error": error,
+            "sso": services.settings.oidc.enabled,
+            "sso_label": services.settings.oidc.button_label,
+        },
+        status_code=status_code,
+    )
+    response.set_cookie(
+        LOGIN_CSRF_COOKIE,
+        token,
+        max_age=3600,
+        path="/admin/login",
+        httponly=True,
+        samesite="strict",
+        secure=services.settings.cookie_secure,
+    )
+    return response
+
+
+async def _start_session(
+    services: ServicesDep, store: StoreDep, user: User, method: str, next_path: str
+) -> Response:
+    token, _ = await store.create(user.id, method)
+    response = see_other(safe_next(next_path))
+    response.set_cookie(
+        services.settings.admin.session_cookie,
+        token,
+        max_age=services.settings.admin.session_ttl_s,
+        path="/admin",
+        httponly=True,
+        samesite="lax",
+        secure=services.settings.cookie_secure,
+    )
+    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/admin/login")
+    return response
+
+
+@router.get("/login", response_class=HTMLResponse)
+async def login_form(request: Request, services: ServicesDep, store: StoreDep) -> HTMLResponse:
+    return await _login_page(request, services, store)
+
+
+@router.post("/login", response_model=None)
+async def login_submit(
+    request: Request,
+    session: SessionDep,
+    services: ServicesDep,
+    store: StoreDep,
+    ip: ClientIpDep,
+    email: Annotated[str, Form(max_length=320)],
+    password: Annotated[str, Form(max_length=1024)],
+    csrf_token: Annotated[str, Form(alias=CSRF_FIELD)] = "",
+    next_path: Annotated[str, Form(alias="next")] = "/admin/",
+) -> Response:
+    expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    if not expected or not hmac.compare_digest(expected.encode(), csrf_token.encode()):
+        return await _login_page(
+            request, services, store, error="The form expired; try again.", status_code=403
+        )
+    try:
+        user = await login.log_in(
+            session,
+            services,
+            email,
+            password,
+            ip=ip,
+            request_id=request_id_of(request.scope),
+        )
+    except LoginFailed as exc:
+        return await _login_page(request, services, store, error=exc.message, status_code=401)
+    except RateLimited as exc:
+        return await _login_page(request, services, store, error=exc.message, status_code=429)
+    return await _start_session(services, store, user, "password", next_path)
+
+
+@router.post("/logout", response_model=None)
+async def logout(
+    console: ConsoleAnyWriter, session: SessionDep, services: ServicesDep, store: StoreDep
+) -> Response:
+    await store.delete(console.token)
+    await audit.record(
+        session, console.principal, "auth.logout", target_type="realm", target_id="admin"
+    )
+    response = see_other("/admin/login")
+    response.delete_cookie(services.settings.admin.session_cookie, path="/admin")
+    return response
+
+
+def _sso(request: Request) -> SingleSignOn | None:
+    sso: SingleSignOn | None = request.app.state.sso
+    return sso
+
+
+@router.get("/login/sso", response_model=None)
+async def sso_start(request: Request, services: ServicesDep, store: StoreDep) -> Response:
+    sso = _sso(request)
+    if sso is None:
+        return await _login_page(
+            request, services, store, error="SSO is not configured.", status_code=404
+        )
+    request.session["next"] = safe_next(request.query_params.get("next"))
+    return await sso.start(request, str(request.url_for("sso_callback")))
+
+
+async def _sso_failed(
+    request: Request,
+    session: SessionDep,
+    services: ServicesDep,
+    store: StoreDep,
+    ip: str,
+    email: str | None,
+    reason: str,
+) -> HTMLResponse:
+    anonymous = Principal(
+        PrincipalKind.OPERATOR,
+        None,
+        None,
+        email or "unknown",
+        ip=ip,
+        request_id=request_id_of(request.scope),
+    )
+    await audit.record(
+        session,
+        anonymous,
+        "auth.login_failed",
+        target_type="realm",
+        target_id="admin",
+        diff={"method": "oidc", "reason": reason},
+    )
+    return await _login_page(
+        request, services, store, error="Single sign-on failed: " + reason, status_code=401
+    )
+
+
+@router.get("/login/sso/callback", response_model=None)
+async def sso_callback(
+    request: Request,
+    session: SessionDep,
+    services: ServicesDep,
+    store: StoreDep,
+    ip: ClientIpDep,
+) -> Response:
+    sso = _sso(request)
+    if sso is None:
+        return await _login_page(
+            request, services, store, error="SSO is not configured.", status_code=404
+        )
+    try:
+        claims = await sso.finish(request)
+    except OAuthError as exc:
+        return await _sso_failed(
+            request,
+            session,
+            services,
+            store,
+            ip,
+            None,
+            exc.description or exc.error or "invalid response",
+        )
+    email = claims.get("email")
+    if not isinstance(email, str) or claims.get("email_verified") is False:
+        return await _sso_failed(
+            request, session, services, store, ip, None, "the provider sent no verified email"
+        )
+    user = await user_service.find_user_by_email(session, email)
+    if user is None or user.platform_role is None or not user.is_active:
+        return await _sso_failed(
+            request, session, services, store, ip, email, "no active operator has this email"
+        )
+    role_claim = services.settings.oidc.role_claim
+    claimed = claims.get(role_claim) if role_claim else None
+    if isinstance(claimed, str) and claimed in PlatformRole.__members__.values():
+        system = Principal(
+            PrincipalKind.SYSTEM, None, None, "oidc", ip=ip, request_id=request_id_of(request.scope)
+        )
+        await user_service.change_operator_role(session, system, user, PlatformRole(claimed))
+    await audit.record(
+        session,
+        sessions.principal_of(user, ip=ip, request_id=request_id_of(request.scope)),
+        "auth.login",
+        target_type="realm",
+        target_id="admin",
+        diff={"method": "oidc", "subject": str(claims.get("sub"))},
+    )
+    next_path = str(request.session.pop("next", "/admin/"))
+    redirect: Response = await _start_session(services, store, user, "oidc", next_path)
+    return redirect

@@ -1,0 +1,90 @@
+"""Rendering console pages: templates, the shared context, flashes, the page CSP."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from importlib.resources import files
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.templating import Jinja2Templates
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
+
+from milepost_admin.console.deps import Console
+from milepost_admin.console.sessions import SessionStore
+from milepost_common.domain.organizations.models import Organization
+from milepost_common.domain.users.models import PlatformRole
+
+TEMPLATES = Jinja2Templates(directory=str(files("milepost_admin") / "templates"))
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+
+
+def static_url(name: str) -> str:
+    return f"/admin/static/{name}"
+
+
+def with_query(request: Request, **changes: Any) -> str:
+    params = dict(request.query_params)
+    for name, value in changes.items():
+        if value is None:
+            params.pop(name, None)
+        else:
+            params[name] = str(value)
+    return f"{request.url.path}?{urlencode(params)}" if params else request.url.path
+
+
+TEMPLATES.env.globals.update(static=static_url, with_query=with_query)
+
+
+async def flash(store: SessionStore, console: Console, kind: str, text: str) -> None:
+    console.record.flash.append((kind, text))
+    await store.save(console.token, console.record)
+
+
+async def page(
+    request: Request,
+    store: SessionStore,
+    console: Console | None,
+    template: str,
+    context: Mapping[str, Any],
+    *,
+    status_code: int = 200,
+) -> HTMLResponse:
+    """A full page (or, for an htmx request, the same page: htmx selects what it needs)."""
+    flashes: list[tuple[str, str]] = []
+    if console is not None and console.record.flash:
+        flashes, console.record.flash = console.record.flash, []
+        await store.save(console.token, console.record)
+    ctx = {
+        "me": console.user if console else None,
+        "csrf": console.record.csrf if console else None,
+        "can_write": console.can(PlatformRole.OPERATOR) if console else False,
+        "is_superadmin": console.can(PlatformRole.SUPERADMIN) if console else False,
+        "flashes": flashes,
+        **context,
+    }
+    response = TEMPLATES.TemplateResponse(request, template, ctx, status_code=status_code)
+    response.headers["Content-Security-Policy"] = CSP
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def see_other(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+async def org_names(session: AsyncSession, ids: Iterable[uuid.UUID | None]) -> dict[uuid.UUID, str]:
+    wanted = {i for i in ids if i is not None}
+    if not wanted:
+        return {}
+    rows = await session.execute(
+        select(col(Organization.id), col(Organization.name)).where(col(Organization.id).in_(wanted))
+    )
+    return {row[0]: row[1] for row in rows.all()}

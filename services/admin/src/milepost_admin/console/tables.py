@@ -1,0 +1,136 @@
+"""SQLAdmin's model views: read-only, behind the console session.
+
+Creating, editing, deleting and exporting are off: every change goes through the
+console's forms, which call the domain services (audit, hashing, side effects). Secret
+columns are never shown.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import types
+from typing import Any
+
+from fastapi import FastAPI
+from sqladmin import Admin, ModelView
+from sqladmin.authentication import AuthenticationBackend
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from milepost_admin.console.sessions import SessionStore
+from milepost_admin.settings import AdminSettings
+from milepost_common.domain.alerts.models import Alert, AlertRule
+from milepost_common.domain.api_keys.models import ApiKey
+from milepost_common.domain.audit.models import AuditEntry
+from milepost_common.domain.devices.models import Device
+from milepost_common.domain.geofences.models import Geofence
+from milepost_common.domain.ingest_batches.models import IngestBatch
+from milepost_common.domain.organizations.models import Organization
+from milepost_common.domain.trips.models import Stop, Trip
+from milepost_common.domain.users.models import User
+from milepost_common.domain.webhooks.models import WebhookDelivery, WebhookEndpoint
+
+BASE_URL = "/admin/models"
+
+
+class _AppSessionmaker(async_sessionmaker[AsyncSession]):
+    """The app's own session factory, looked up per use (it is made in the lifespan)."""
+
+    def __init__(self, app: FastAPI) -> None:
+        super().__init__()
+        self._app = app
+
+    def __call__(self, **local_kw: Any) -> AsyncSession:
+        maker: async_sessionmaker[AsyncSession] = self._app.state.db.sessionmaker
+        return maker(**local_kw)
+
+
+class ConsoleAuth(AuthenticationBackend):
+    """SQLAdmin lets in whoever holds a live console session of an active operator."""
+
+    def __init__(self, app: FastAPI, settings: AdminSettings) -> None:
+        key = settings.auth.jwt_keys[settings.auth.active_kid].get_secret_value()
+        secret = hmac.new(key.encode(), b"milepost-admin-sqladmin", hashlib.sha256).hexdigest()
+        super().__init__(
+            secret_key=secret,
+            session_cookie="milepost_admin_tables",
+            https_only=settings.cookie_secure,
+            same_site="lax",
+        )
+        self._app = app
+        self._cookie = settings.admin.session_cookie
+
+    async def login(self, request: Request) -> bool:  # noqa: ARG002 - the console logs in
+        return False
+
+    async def logout(self, request: Request) -> Response:  # noqa: ARG002
+        return RedirectResponse("/admin/", status_code=303)
+
+    async def authenticate(self, request: Request) -> Response | bool:
+        store: SessionStore = self._app.state.console_sessions
+        token = request.cookies.get(self._cookie)
+        record = await store.get(token) if token else None
+        if record is not None:
+            async with self._app.state.db.sessionmaker() as session:
+                user = await session.get(User, record.user_id)
+            if user is not None and user.is_active and user.platform_role is not None:
+                return True
+        return RedirectResponse(f"/admin/login?next={BASE_URL}/", status_code=303)
+
+
+class ReadOnly(ModelView):
+    can_create = False
+    can_edit = False
+    can_delete = False
+    can_export = False
+    page_size = 50
+
+
+def _view(model: type[Any], label: str, icon: str, hidden: tuple[str, ...] = ()) -> type[ModelView]:
+    columns = [name for name in model.model_fields if name not in hidden]
+    attrs: dict[str, Any] = {
+        "name": label,
+        "name_plural": label,
+        "icon": icon,
+        "column_list": [getattr(model, c) for c in columns[:8]],
+        "column_details_list": [getattr(model, c) for c in columns],
+        "column_searchable_list": [
+            getattr(model, c)
+            for c in ("name", "email", "unique_id", "action", "prefix")
+            if c in columns
+        ],
+    }
+    return types.new_class(
+        f"{model.__name__}Table", (ReadOnly,), {"model": model}, lambda ns: ns.update(attrs)
+    )
+
+
+VIEWS = (
+    _view(Organization, "Organizations", "fa-solid fa-building"),
+    _view(User, "Users", "fa-solid fa-user", ("password_hash",)),
+    _view(Device, "Devices", "fa-solid fa-truck"),
+    _view(ApiKey, "API keys", "fa-solid fa-key", ("key_hash",)),
+    _view(IngestBatch, "Ingest batches", "fa-solid fa-inbox"),
+    _view(Trip, "Trips", "fa-solid fa-route"),
+    _view(Stop, "Stops", "fa-solid fa-square-parking"),
+    _view(Geofence, "Geofences", "fa-solid fa-draw-polygon"),
+    _view(AlertRule, "Alert rules", "fa-solid fa-bell"),
+    _view(Alert, "Alerts", "fa-solid fa-triangle-exclamation"),
+    _view(WebhookEndpoint, "Webhook endpoints", "fa-solid fa-plug", ("secret_encrypted",)),
+    _view(WebhookDelivery, "Webhook deliveries", "fa-solid fa-paper-plane"),
+    _view(AuditEntry, "Audit log", "fa-solid fa-scroll"),
+)
+
+
+def install(app: FastAPI, settings: AdminSettings) -> None:
+    admin = Admin(
+        app,
+        session_maker=_AppSessionmaker(app),
+        base_url=BASE_URL,
+        title="Milepost tables (read-only)",
+        authentication_backend=ConsoleAuth(app, settings),
+    )
+    for view in VIEWS:
+        admin.add_view(view)

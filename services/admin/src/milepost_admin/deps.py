@@ -1,0 +1,83 @@
+"""The admin app's dependencies: operator principals by platform role, and its services.
+
+The JSON API takes an admin bearer token (``aud=admin``): public API tokens and API keys
+are refused with 401. The principal is re-resolved on every request, so a deactivated
+operator stops at the next one. Roles: ``support`` reads, ``operator`` also writes,
+``superadmin`` also manages operators.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+import structlog
+from fastapi import Depends, Request
+from fastapi.security import OAuth2PasswordBearer
+from redis.asyncio import Redis
+
+from milepost_admin.settings import AdminSettings
+from milepost_common.auth import PasswordHasher, Realm, TokenCodec
+from milepost_common.domain.principals import Principal, PrincipalResolver
+from milepost_common.domain.users.models import PlatformRole
+from milepost_common.errors import Unauthorized
+from milepost_common.ratelimit import LoginThrottle, RateLimiter
+from milepost_common.web.deps import ClientIpDep, SessionDep
+from milepost_common.web.middleware import request_id_of
+
+TOKEN_URL = "/admin/v1/auth/token"  # noqa: S105 - a path, not a secret
+
+
+@dataclass(frozen=True, slots=True)
+class AdminServices:
+    """What the app builds once at start-up (see ``main.startup``)."""
+
+    settings: AdminSettings
+    codec: TokenCodec
+    resolver: PrincipalResolver
+    hasher: PasswordHasher
+    limiter: RateLimiter
+    throttle: LoginThrottle
+    broker: Redis
+
+
+def get_services(request: Request) -> AdminServices:
+    services: AdminServices = request.app.state.admin
+    return services
+
+
+ServicesDep = Annotated[AdminServices, Depends(get_services)]
+
+_bearer = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
+
+
+async def current_operator(
+    request: Request,
+    session: SessionDep,
+    services: ServicesDep,
+    ip: ClientIpDep,
+    token: Annotated[str | None, Depends(_bearer)],
+) -> Principal:
+    """An active operator holding a valid admin token; raises Unauthorized (401) otherwise
+    and RateLimited (429) over the per-operator rate."""
+    if not token:
+        raise Unauthorized()
+    principal = await services.resolver.from_access_token(session, token, Realm.ADMIN)
+    await services.limiter.enforce(services.settings.admin.rate_limit, "admin", str(principal.id))
+    structlog.contextvars.bind_contextvars(user_id=str(principal.id))
+    return principal.with_request(ip, request_id_of(request.scope))
+
+
+def _at_least(minimum: PlatformRole) -> Callable[..., Awaitable[Principal]]:
+    async def check(principal: Annotated[Principal, Depends(current_operator)]) -> Principal:
+        principal.require_platform_role(minimum)
+        return principal
+
+    check.__doc__ = f"An operator with at least the {minimum.value} role; else 403."
+    return check
+
+
+SupportUser = Annotated[Principal, Depends(_at_least(PlatformRole.SUPPORT))]
+OperatorUser = Annotated[Principal, Depends(_at_least(PlatformRole.OPERATOR))]
+SuperadminUser = Annotated[Principal, Depends(_at_least(PlatformRole.SUPERADMIN))]

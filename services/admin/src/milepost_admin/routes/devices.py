@@ -1,0 +1,173 @@
+"""Devices of every organization: register one or many (CSV), transfer, disable."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Depends, Query
+
+from milepost_admin.deps import OperatorUser, SupportUser
+from milepost_common.domain.devices import admin_service as device_admin
+from milepost_common.domain.devices import service as device_service
+from milepost_common.domain.devices.admin_schemas import (
+    DeviceFilters,
+    DeviceImportReport,
+    DeviceRead,
+    DeviceTransfer,
+)
+from milepost_common.domain.devices.errors import (
+    DeviceLimitReached,
+    DeviceNotFound,
+    DeviceUniqueIdTaken,
+)
+from milepost_common.domain.devices.models import Device
+from milepost_common.domain.devices.schemas import VehicleCreate
+from milepost_common.domain.organizations import service as org_service
+from milepost_common.domain.organizations.errors import (
+    OrganizationNotFound,
+    OrganizationSuspended,
+)
+from milepost_common.errors import (
+    BadRequest,
+    Forbidden,
+    PayloadTooLarge,
+    Unauthorized,
+    ValidationFailed,
+)
+from milepost_common.pagination import Page
+from milepost_common.web.deps import SessionDep
+from milepost_common.web.errors import error_responses
+
+router = APIRouter(prefix="/v1", tags=["devices"])
+AUTH_ERRORS = (Unauthorized, Forbidden)
+
+
+async def load_device(device_id: uuid.UUID, session: SessionDep) -> Device:
+    return await device_admin.get_any_device(session, device_id)
+
+
+DeviceDep = Annotated[Device, Depends(load_device)]
+
+
+@router.post(
+    "/organizations/{org_id}/devices",
+    status_code=201,
+    summary="Register a device",
+    responses=error_responses(
+        *AUTH_ERRORS,
+        OrganizationNotFound,
+        DeviceUniqueIdTaken,
+        DeviceLimitReached,
+        ValidationFailed,
+    ),
+)
+async def register_device(
+    user: OperatorUser, org_id: uuid.UUID, body: VehicleCreate, session: SessionDep
+) -> DeviceRead:
+    org = await org_service.get_organization(session, org_id)
+    device = await device_service.register_device(session, user, body, org_id=org.id)
+    return DeviceRead.model_validate(device)
+
+
+@router.post(
+    "/organizations/{org_id}/devices/import",
+    summary="Register devices from CSV, with a report per line",
+    description="Body: `text/csv` with the header `unique_id,name,plate,speed_limit_kmh` "
+    "(plate and speed limit optional). Valid lines are registered, the others reported "
+    "with a code: `invalid_field`, `duplicate_in_file`, `unique_id_taken`, `device_limit`.",
+    responses=error_responses(
+        *AUTH_ERRORS, OrganizationNotFound, BadRequest, PayloadTooLarge, ValidationFailed
+    ),
+)
+async def import_devices(
+    user: OperatorUser,
+    org_id: uuid.UUID,
+    body: Annotated[str, Body(media_type="text/csv", max_length=2_000_000)],
+    session: SessionDep,
+) -> DeviceImportReport:
+    org = await org_service.get_organization(session, org_id)
+    return await device_admin.import_devices(session, user, org, body)
+
+
+@router.get(
+    "/organizations/{org_id}/devices",
+    summary="List an organization's devices",
+    responses=error_responses(*AUTH_ERRORS, OrganizationNotFound),
+)
+async def list_organization_devices(
+    _user: SupportUser,
+    org_id: uuid.UUID,
+    filters: Annotated[DeviceFilters, Query()],
+    session: SessionDep,
+) -> Page[DeviceRead]:
+    org = await org_service.get_organization(session, org_id)
+    page = await device_admin.list_devices(session, filters.model_copy(update={"org_id": org.id}))
+    return Page(
+        items=[DeviceRead.model_validate(d) for d in page.items], next_cursor=page.next_cursor
+    )
+
+
+@router.get(
+    "/devices",
+    summary="Search devices of every organization",
+    responses=error_responses(*AUTH_ERRORS),
+)
+async def list_devices(
+    _user: SupportUser, filters: Annotated[DeviceFilters, Query()], session: SessionDep
+) -> Page[DeviceRead]:
+    page = await device_admin.list_devices(session, filters)
+    return Page(
+        items=[DeviceRead.model_validate(d) for d in page.items], next_cursor=page.next_cursor
+    )
+
+
+@router.get(
+    "/devices/{device_id}",
+    summary="Read a device",
+    responses=error_responses(*AUTH_ERRORS, DeviceNotFound),
+)
+async def get_device(_user: SupportUser, device: DeviceDep) -> DeviceRead:
+    return DeviceRead.model_validate(device)
+
+
+@router.post(
+    "/devices/{device_id}/transfer",
+    summary="Transfer a device to another organization (future data only)",
+    responses=error_responses(
+        *AUTH_ERRORS,
+        DeviceNotFound,
+        OrganizationNotFound,
+        OrganizationSuspended,
+        DeviceLimitReached,
+    ),
+)
+async def transfer_device(
+    user: OperatorUser, device: DeviceDep, body: DeviceTransfer, session: SessionDep
+) -> DeviceRead:
+    target = await org_service.get_organization(session, body.org_id)
+    return DeviceRead.model_validate(
+        await device_admin.transfer_device(session, user, device, target)
+    )
+
+
+@router.post(
+    "/devices/{device_id}/disable",
+    summary="Disable a device (idempotent; its fixes are rejected)",
+    responses=error_responses(*AUTH_ERRORS, DeviceNotFound),
+)
+async def disable_device(user: OperatorUser, device: DeviceDep, session: SessionDep) -> DeviceRead:
+    return DeviceRead.model_validate(
+        await device_admin.set_device_disabled(session, user, device, True)
+    )
+
+
+@router.post(
+    "/devices/{device_id}/enable",
+    summary="Enable a device (idempotent)",
+    responses=error_responses(*AUTH_ERRORS, DeviceNotFound),
+)
+async def enable_device(user: OperatorUser, device: DeviceDep, session: SessionDep) -> DeviceRead:
+    return DeviceRead.model_validate(
+        await device_admin.set_device_disabled(session, user, device, False)
+    )

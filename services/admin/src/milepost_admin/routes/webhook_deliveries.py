@@ -1,0 +1,72 @@
+"""Webhook deliveries of every organization: list, inspect, retry a dead one."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, BackgroundTasks, Depends, Query
+
+from milepost_admin import enqueue
+from milepost_admin.deps import OperatorUser, SupportUser
+from milepost_common.domain.webhooks import admin_service as webhook_admin
+from milepost_common.domain.webhooks.admin_schemas import (
+    DeliveryDetail,
+    DeliveryFilters,
+    DeliveryRead,
+    DeliveryRetried,
+)
+from milepost_common.domain.webhooks.models import WebhookDelivery
+from milepost_common.errors import Forbidden, Unauthorized
+from milepost_common.pagination import Page
+from milepost_common.web.deps import PublisherDep, SessionDep
+from milepost_common.web.errors import error_responses
+
+router = APIRouter(prefix="/v1/webhook-deliveries", tags=["webhook-deliveries"])
+AUTH_ERRORS = (Unauthorized, Forbidden)
+
+
+async def load_delivery(delivery_id: uuid.UUID, session: SessionDep) -> WebhookDelivery:
+    return await webhook_admin.get_delivery(session, delivery_id, for_update=True)
+
+
+DeliveryDep = Annotated[WebhookDelivery, Depends(load_delivery)]
+
+
+@router.get("", summary="List webhook deliveries", responses=error_responses(*AUTH_ERRORS))
+async def list_deliveries(
+    _user: SupportUser, filters: Annotated[DeliveryFilters, Query()], session: SessionDep
+) -> Page[DeliveryRead]:
+    page = await webhook_admin.list_deliveries(session, filters)
+    return Page(
+        items=[DeliveryRead.model_validate(d) for d in page.items], next_cursor=page.next_cursor
+    )
+
+
+@router.get(
+    "/{delivery_id}",
+    summary="Read a delivery with its payload and every attempt",
+    responses=error_responses(*AUTH_ERRORS, webhook_admin.DeliveryNotFound),
+)
+async def get_delivery(_user: SupportUser, delivery: DeliveryDep) -> DeliveryDetail:
+    return DeliveryDetail.model_validate(delivery)
+
+
+@router.post(
+    "/{delivery_id}/retry",
+    status_code=202,
+    summary="Retry a dead delivery (pending again, due now)",
+    responses=error_responses(
+        *AUTH_ERRORS, webhook_admin.DeliveryNotFound, webhook_admin.DeliveryNotDead
+    ),
+)
+async def retry_delivery(
+    user: OperatorUser,
+    delivery: DeliveryDep,
+    session: SessionDep,
+    publisher: PublisherDep,
+    background: BackgroundTasks,
+) -> DeliveryRetried:
+    retried = await webhook_admin.retry_delivery(session, user, delivery)
+    background.add_task(enqueue.deliver_webhook, publisher, retried.id)
+    return DeliveryRetried.model_validate(retried)
