@@ -8,6 +8,7 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from worker_support import LAT0, LON0, MemoryStore, at
 
 from milepost_worker.geo import Circle, parse_shape
 from milepost_worker.motion.machine import Fix, MotionParams
@@ -19,16 +20,33 @@ from milepost_worker.rules.engine import (
     OVERSPEED,
     RuleSpec,
 )
-from tests.support import LAT0, LON0, MemoryStore, at
 
 RULES = [
     RuleSpec("over", OVERSPEED, {"multiplier": 1.0, "min_duration_s": 20}, limit_kmh=60.0),
-    RuleSpec("enter", GEOFENCE_ENTER, {"geofence_id": "c", "min_dwell_s": 30},
-             shape=Circle(LAT0, LON0 + 0.01, 400.0)),
-    RuleSpec("exit", GEOFENCE_EXIT, {"geofence_id": "p", "min_dwell_s": 0},
-             shape=parse_shape({"type": "Polygon", "coordinates": [[
-                 [LON0 - 0.004, LAT0 - 0.004], [LON0 + 0.004, LAT0 - 0.004],
-                 [LON0 + 0.004, LAT0 + 0.004], [LON0 - 0.004, LAT0 + 0.004]]]})),
+    RuleSpec(
+        "enter",
+        GEOFENCE_ENTER,
+        {"geofence_id": "c", "min_dwell_s": 30},
+        shape=Circle(LAT0, LON0 + 0.01, 400.0),
+    ),
+    RuleSpec(
+        "exit",
+        GEOFENCE_EXIT,
+        {"geofence_id": "p", "min_dwell_s": 0},
+        shape=parse_shape(
+            {
+                "type": "Polygon",
+                "coordinates": [
+                    [
+                        [LON0 - 0.004, LAT0 - 0.004],
+                        [LON0 + 0.004, LAT0 - 0.004],
+                        [LON0 + 0.004, LAT0 + 0.004],
+                        [LON0 - 0.004, LAT0 + 0.004],
+                    ]
+                ],
+            }
+        ),
+    ),
     RuleSpec("idle", IDLE, {"min_duration_s": 60}),
     RuleSpec("battery", LOW_BATTERY, {"threshold_pct": 30}),
 ]
@@ -63,8 +81,9 @@ def drives(draw: st.DrawFn) -> list[Fix]:
                 north += draw(st.floats(-15, 15))
                 reported = draw(st.sampled_from([None, 0.0]))
             battery = max(0.0, min(100.0, battery + draw(st.sampled_from([-7.0, -1.0, 0.0, 4.0]))))
-            fixes.append(at(t, east, north, speed=reported, accuracy=5.0,
-                            ignition=ignition, battery=battery))
+            fixes.append(
+                at(t, east, north, speed=reported, accuracy=5.0, ignition=ignition, battery=battery)
+            )
     return fixes
 
 
@@ -102,7 +121,7 @@ class TestOrderIndependence:
         expected = in_order(fixes)
         store = MemoryStore(MotionParams(), RULES)
         for lo in range(0, len(fixes), size):
-            store.process(store.ingest(fixes[lo:lo + size]))
+            store.process(store.ingest(fixes[lo : lo + size]))
         assert outcome(store) == outcome(expected)
         assert sorted(store.created) == sorted(expected.alerts)
 

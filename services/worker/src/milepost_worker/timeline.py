@@ -15,7 +15,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from milepost_worker.motion.machine import Fix, MotionMachine, MotionParams, StopSegment, TripSegment
+from milepost_worker.motion.machine import (
+    Fix,
+    MotionMachine,
+    MotionParams,
+    StopSegment,
+    TripSegment,
+)
 from milepost_worker.rules.engine import AlertKey, AlertOut, RuleEngine, RuleSpec
 
 
@@ -83,8 +89,9 @@ def scope_of(start: Snapshot | None, params: MotionParams, rules: Sequence[RuleS
     return Scope(anchor_t, stops_from, start.last_t, frozenset(pending), start.last_t)
 
 
-def replay(start: Snapshot | None, fixes: Iterable[Fix], params: MotionParams,
-           rules: Sequence[RuleSpec]) -> Replay | None:
+def replay(
+    start: Snapshot | None, fixes: Iterable[Fix], params: MotionParams, rules: Sequence[RuleSpec]
+) -> Replay | None:
     """Feed ``fixes`` (ascending, all newer than ``start``) from ``start``; None if none."""
     scope = scope_of(start, params, rules)
     machine = MotionMachine.from_json(params, start.machine if start else None)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from worker_support import at, latlon
 
 from milepost_worker.geo import haversine_m
 from milepost_worker.motion.machine import (
@@ -17,7 +19,6 @@ from milepost_worker.motion.machine import (
     StopSegment,
     TripSegment,
 )
-from tests.support import at, latlon
 
 S = MICROS
 
@@ -57,7 +58,8 @@ class TestStopConfirmation:
         machine = run(self.FIXES)
         assert kinds(machine) == ["stop", "trip", "stop"]
         first, trip, stop = machine.segments
-        assert isinstance(first, StopSegment) and isinstance(trip, TripSegment)
+        assert isinstance(first, StopSegment)
+        assert isinstance(trip, TripSegment)
         assert isinstance(stop, StopSegment)
         assert (first.start_t, first.end_t, first.closed) == (0, 290 * S, True)
         # The start moves back over the 290 -> 310 s leg (4.5 m/s > 200/180 m/s).
@@ -74,8 +76,7 @@ class TestStopConfirmation:
 class TestDrift:
     def test_drift_within_min_distance_is_no_trip(self) -> None:
         # An hour of fixes wandering in a 90 m box (< 130 m apart), sometimes fast.
-        fixes = [at(t, 45 * math.sin(t / 7.0), 45 * math.cos(t / 11.0))
-                 for t in range(0, 3600, 5)]
+        fixes = [at(t, 45 * math.sin(t / 7.0), 45 * math.cos(t / 11.0)) for t in range(0, 3600, 5)]
         machine = run(fixes)
         assert kinds(machine) == ["stop"]
         stop = machine.segments[0]
@@ -109,7 +110,7 @@ class TestTripStart:
 class TestGap:
     def test_gap_trip(self) -> None:
         # 20 km in 7300 s (2.7 m/s): a trip L -> P, then stopped at P.
-        fixes = parked(0, 100) + [at(7400, 20_000)] + parked(7410, 7600, 20_000)
+        fixes = [*parked(0, 100), at(7400, 20000), *parked(7410, 7600, 20000)]
         machine = run(fixes)
         assert kinds(machine) == ["stop", "trip", "stop"]
         first, trip, stop = machine.segments
@@ -128,7 +129,8 @@ class TestGap:
         machine = run(fixes)
         assert kinds(machine) == ["stop", "trip", "trip", "stop"]
         trip, gap_trip = machine.segments[1], machine.segments[2]
-        assert isinstance(trip, TripSegment) and isinstance(gap_trip, TripSegment)
+        assert isinstance(trip, TripSegment)
+        assert isinstance(gap_trip, TripSegment)
         assert (trip.end_t, trip.closed) == (310 * S, True)
         assert trip.distance_m == pytest.approx(1800.0, abs=0.01)
         assert (gap_trip.start_t, gap_trip.end_t) == (310 * S, 4000 * S)
@@ -148,12 +150,18 @@ class TestGap:
 
 class TestSeveralTripsAndStops:
     def test_drive_of_several_trips_and_stops(self) -> None:
-        fixes = (parked(0, 290) + drive(310, 30, 90.0, 90.0) + parked(610, 1000, 2700.0)
-                 + drive(1020, 30, 2610.0, -90.0) + parked(1320, 1800, 0.0))
+        fixes = (
+            parked(0, 290)
+            + drive(310, 30, 90.0, 90.0)
+            + parked(610, 1000, 2700.0)
+            + drive(1020, 30, 2610.0, -90.0)
+            + parked(1320, 1800, 0.0)
+        )
         machine = run(fixes)
         assert kinds(machine) == ["stop", "trip", "stop", "trip", "stop"]
         s1, t1, s2, t2, s3 = machine.segments
-        assert isinstance(t1, TripSegment) and isinstance(t2, TripSegment)
+        assert isinstance(t1, TripSegment)
+        assert isinstance(t2, TripSegment)
         assert (s1.start_t, s1.end_t) == (0, 290 * S)
         assert (t1.start_t, t1.end_t) == (290 * S, 580 * S)
         assert (s2.start_t, s2.end_t) == (580 * S, 1000 * S)
@@ -183,7 +191,7 @@ class TestProperties:
         segments = machine.segments
         assert isinstance(segments[0], StopSegment)
         assert segments[0].start_t == fixes[0].t
-        for prev, cur in zip(segments, segments[1:], strict=False):
+        for prev, cur in itertools.pairwise(segments):
             assert prev.closed
             assert prev.end_t == cur.start_t
         assert not segments[-1].closed or isinstance(segments[-1], TripSegment)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from worker_support import LAT0, LON0, at, latlon
 
 from milepost_worker.geo import Circle, Polygon, parse_shape
 from milepost_worker.motion.machine import MICROS, Fix
@@ -15,7 +16,6 @@ from milepost_worker.rules.engine import (
     RuleEngine,
     RuleSpec,
 )
-from tests.support import LAT0, LON0, at, latlon
 
 S = MICROS
 
@@ -34,8 +34,11 @@ class TestOverspeed:
         assert engine.outputs == {}
         feed(engine, [at(30, 300, speed=65)])
         alert = engine.outputs[("r1", 10 * S)]
-        assert alert.details == {"limit_kmh": pytest.approx(55.0), "max_speed": 70,
-                                 "end_time": None}
+        assert alert.details == {
+            "limit_kmh": pytest.approx(55.0),
+            "max_speed": 70,
+            "end_time": None,
+        }
         assert (alert.lat, alert.lon) == pytest.approx(latlon(100))
 
     def test_updated_when_the_episode_ends(self) -> None:
@@ -65,9 +68,20 @@ class TestOverspeed:
 
 
 CIRCLE = Circle(LAT0, LON0, 500.0)
-SQUARE = parse_shape({"type": "Polygon", "coordinates": [[
-    [LON0 - 0.01, LAT0 - 0.01], [LON0 + 0.01, LAT0 - 0.01], [LON0 + 0.01, LAT0 + 0.01],
-    [LON0 - 0.01, LAT0 + 0.01], [LON0 - 0.01, LAT0 - 0.01]]]})
+SQUARE = parse_shape(
+    {
+        "type": "Polygon",
+        "coordinates": [
+            [
+                [LON0 - 0.01, LAT0 - 0.01],
+                [LON0 + 0.01, LAT0 - 0.01],
+                [LON0 + 0.01, LAT0 + 0.01],
+                [LON0 - 0.01, LAT0 + 0.01],
+                [LON0 - 0.01, LAT0 - 0.01],
+            ]
+        ],
+    }
+)
 
 
 class TestGeofence:
@@ -92,8 +106,16 @@ class TestGeofence:
         rule = RuleSpec("g", GEOFENCE_ENTER, {"geofence_id": "x"}, shape=CIRCLE)
         engine = RuleEngine([rule])
         # 520 m and 480 m from the center, each with 30 m accuracy: never clearly inside.
-        feed(engine, [at(0, 600), at(10, 520, accuracy=30), at(20, 480, accuracy=30),
-                      at(30, 520, accuracy=30), at(40, 485, accuracy=30)])
+        feed(
+            engine,
+            [
+                at(0, 600),
+                at(10, 520, accuracy=30),
+                at(20, 480, accuracy=30),
+                at(30, 520, accuracy=30),
+                at(40, 485, accuracy=30),
+            ],
+        )
         assert engine.outputs == {}
         feed(engine, [at(50, 400, accuracy=30)])
         assert list(engine.outputs) == [("g", 50 * S)]
@@ -112,9 +134,18 @@ class TestGeofence:
 
     def test_polygon_hole_is_outside(self) -> None:
         d = 0.01
-        ring = [[LON0 - d, LAT0 - d], [LON0 + d, LAT0 - d], [LON0 + d, LAT0 + d], [LON0 - d, LAT0 + d]]
-        hole = [[LON0 - d / 2, LAT0 - d / 2], [LON0 + d / 2, LAT0 - d / 2],
-                [LON0 + d / 2, LAT0 + d / 2], [LON0 - d / 2, LAT0 + d / 2]]
+        ring = [
+            [LON0 - d, LAT0 - d],
+            [LON0 + d, LAT0 - d],
+            [LON0 + d, LAT0 + d],
+            [LON0 - d, LAT0 + d],
+        ]
+        hole = [
+            [LON0 - d / 2, LAT0 - d / 2],
+            [LON0 + d / 2, LAT0 - d / 2],
+            [LON0 + d / 2, LAT0 + d / 2],
+            [LON0 - d / 2, LAT0 + d / 2],
+        ]
         shape = parse_shape({"type": "Polygon", "coordinates": [ring, hole]})
         assert shape.signed_distance_m(LAT0, LON0) < 0
         assert shape.signed_distance_m(LAT0 + 0.75 * d, LON0) > 0
@@ -130,7 +161,10 @@ class TestIdle:
         assert alert.details["end_time"] is None
         feed(engine, [at(90, 0, ignition=False)], moving=False)
         assert engine.outputs[("i", 0)].details == {
-            "min_duration_s": 60, "end_time": "1970-01-01T00:01:30Z", "duration_s": 90.0}
+            "min_duration_s": 60,
+            "end_time": "1970-01-01T00:01:30Z",
+            "duration_s": 90.0,
+        }
 
     def test_moving_or_ignition_off_is_not_idle(self) -> None:
         engine = RuleEngine([self.RULE])
@@ -144,8 +178,17 @@ class TestLowBattery:
 
     def test_once_per_episode(self) -> None:
         engine = RuleEngine([self.RULE])
-        feed(engine, [at(0, 0, battery=25), at(10, 0, battery=19), at(20, 0, battery=20),
-                      at(30, 0, battery=18), at(40, 0, battery=50), at(50, 0, battery=10)])
+        feed(
+            engine,
+            [
+                at(0, 0, battery=25),
+                at(10, 0, battery=19),
+                at(20, 0, battery=20),
+                at(30, 0, battery=18),
+                at(40, 0, battery=50),
+                at(50, 0, battery=10),
+            ],
+        )
         assert sorted(engine.outputs) == [("b", 10 * S), ("b", 50 * S)]
         assert engine.outputs[("b", 10 * S)].details == {"battery_pct": 19, "threshold_pct": 20}
 

@@ -19,6 +19,7 @@ Rules (D = ``min_distance``, T = ``min_duration``, v = D / T; L = the previous f
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,6 +50,8 @@ class Fix:
     speed: float | None = None
     accuracy: float | None = None
     attributes: Mapping[str, Any] = field(default_factory=dict)
+    course: float | None = None  # carried for the latest position, unused by the rule
+    altitude: float | None = None
 
 
 @dataclass(slots=True)
@@ -74,13 +77,23 @@ class TripSegment:
         return self.distance_m / duration * 3.6 if duration > 0 else 0.0
 
     def to_json(self) -> list[Any]:
-        return [self.start_t, self.start_lat, self.start_lon, self.end_t, self.end_lat,
-                self.end_lon, self.distance_m, self.max_speed, self.closed]
+        return [
+            self.start_t,
+            self.start_lat,
+            self.start_lon,
+            self.end_t,
+            self.end_lat,
+            self.end_lon,
+            self.distance_m,
+            self.max_speed,
+            self.closed,
+        ]
 
     @classmethod
     def from_json(cls, raw: list[Any]) -> TripSegment:
-        return cls(int(raw[0]), raw[1], raw[2], int(raw[3]), raw[4], raw[5], raw[6], raw[7],
-                   bool(raw[8]))
+        return cls(
+            int(raw[0]), raw[1], raw[2], int(raw[3]), raw[4], raw[5], raw[6], raw[7], bool(raw[8])
+        )
 
 
 @dataclass(slots=True)
@@ -110,8 +123,16 @@ _T, _LAT, _LON, _SPEED, _DIST, _VMAX = range(6)
 class MotionMachine:
     """The state of one device; feed fixes in time order, read the segments it opened."""
 
-    __slots__ = ("anchor", "checkpoint_due", "moving", "params", "segments", "stop", "trip",
-                 "window")
+    __slots__ = (
+        "anchor",
+        "checkpoint_due",
+        "moving",
+        "params",
+        "segments",
+        "stop",
+        "trip",
+        "window",
+    )
 
     def __init__(self, params: MotionParams) -> None:
         self.params = params
@@ -209,13 +230,30 @@ class MotionMachine:
         elif not self.moving and self.stop is not None:
             self.stop.end_t = last[_T]
             self.stop.closed = True
-        gap_trip = TripSegment(last[_T], last[_LAT], last[_LON], fix.t, fix.lat, fix.lon, leg_m,
-                               max(last[_SPEED], speed), closed=True)
+        gap_trip = TripSegment(
+            last[_T],
+            last[_LAT],
+            last[_LON],
+            fix.t,
+            fix.lat,
+            fix.lon,
+            leg_m,
+            max(last[_SPEED], speed),
+            closed=True,
+        )
         if self.moving and self.trip is not None and self.trip.start_t == last[_T]:
             # The open trip began at L itself: it becomes the L->P trip (same start, one row).
             trip = self.trip
-            trip.end_t, trip.end_lat, trip.end_lon = gap_trip.end_t, gap_trip.end_lat, gap_trip.end_lon
-            trip.distance_m, trip.max_speed, trip.closed = gap_trip.distance_m, gap_trip.max_speed, True
+            trip.end_t, trip.end_lat, trip.end_lon = (
+                gap_trip.end_t,
+                gap_trip.end_lat,
+                gap_trip.end_lon,
+            )
+            trip.distance_m, trip.max_speed, trip.closed = (
+                gap_trip.distance_m,
+                gap_trip.max_speed,
+                True,
+            )
         else:
             self.segments.append(gap_trip)
         self._settle_at(fix, speed)
@@ -226,7 +264,8 @@ class MotionMachine:
         p = self.params
         window = self.window
         anchor = self.anchor
-        assert anchor is not None  # set by the first fix
+        if anchor is None:  # the first fix sets it; a stored state always has one
+            raise RuntimeError("a stopped machine without an anchor")
         if haversine_m(anchor[1], anchor[2], fix.lat, fix.lon) < p.min_distance_m:
             window.append([fix.t, fix.lat, fix.lon, speed, 0.0, 0.0])
             self._prune(fix.t)
@@ -254,7 +293,7 @@ class MotionMachine:
         vmax = trip_fixes[0][_SPEED]
         trip_fixes[0][_DIST] = 0.0
         trip_fixes[0][_VMAX] = vmax
-        for prev, cur in zip(trip_fixes, trip_fixes[1:], strict=False):
+        for prev, cur in itertools.pairwise(trip_fixes):
             distance += haversine_m(prev[_LAT], prev[_LON], cur[_LAT], cur[_LON])
             vmax = max(vmax, cur[_SPEED])
             cur[_DIST] = distance
@@ -266,8 +305,9 @@ class MotionMachine:
         self.stop = None
         self.moving = True
         self.anchor = [first[_T], first[_LAT], first[_LON]]
-        self.trip = TripSegment(first[_T], first[_LAT], first[_LON], fix.t, fix.lat, fix.lon,
-                                distance, vmax)
+        self.trip = TripSegment(
+            first[_T], first[_LAT], first[_LON], fix.t, fix.lat, fix.lon, distance, vmax
+        )
         self.segments.append(self.trip)
         self.window = trip_fixes
         self._prune(fix.t)

@@ -119,7 +119,9 @@ class RuleEngine:
             else:
                 self._low_battery(rule, state, fix)
 
-    def _emit(self, rule: RuleSpec, t: int, lat: float, lon: float, details: dict[str, Any]) -> None:
+    def _emit(
+        self, rule: RuleSpec, t: int, lat: float, lon: float, details: dict[str, Any]
+    ) -> None:
         self.outputs[(rule.id, t)] = AlertOut(rule.id, rule.type, t, lat, lon, details)
 
     def _overspeed(self, rule: RuleSpec, state: dict[str, Any], fix: Fix, speed: float) -> None:
@@ -139,12 +141,22 @@ class RuleEngine:
             if not state["created"] and fix.t - state["s"] >= min_duration * MICROS:
                 state["created"] = True
             if state["created"]:
-                self._emit(rule, state["s"], state["lat"], state["lon"],
-                           {"limit_kmh": limit, "max_speed": state["max"], "end_time": None})
+                self._emit(
+                    rule,
+                    state["s"],
+                    state["lat"],
+                    state["lon"],
+                    {"limit_kmh": limit, "max_speed": state["max"], "end_time": None},
+                )
         elif start is not None:
             if state["created"]:
-                self._emit(rule, start, state["lat"], state["lon"],
-                           {"limit_kmh": limit, "max_speed": state["max"], "end_time": iso(fix.t)})
+                self._emit(
+                    rule,
+                    start,
+                    state["lat"],
+                    state["lon"],
+                    {"limit_kmh": limit, "max_speed": state["max"], "end_time": iso(fix.t)},
+                )
             for name in ("s", "lat", "lon", "max", "created"):
                 state.pop(name, None)
 
@@ -171,8 +183,13 @@ class RuleEngine:
             for name in ("cand", "cs", "clat", "clon"):
                 state.pop(name, None)
             if (rule.type == GEOFENCE_ENTER) == (side == "in"):
-                self._emit(rule, since, lat, lon,
-                           {"geofence_id": rule.params.get("geofence_id"), "min_dwell_s": min_dwell})
+                self._emit(
+                    rule,
+                    since,
+                    lat,
+                    lon,
+                    {"geofence_id": rule.params.get("geofence_id"), "min_dwell_s": min_dwell},
+                )
 
     def _idle(self, rule: RuleSpec, state: dict[str, Any], fix: Fix, moving: bool) -> None:
         ignition = fix.attributes.get("ignition")
@@ -186,13 +203,26 @@ class RuleEngine:
             if fix.t - state["s"] >= min_duration * MICROS:
                 state["created"] = True
             if state["created"]:
-                self._emit(rule, state["s"], state["lat"], state["lon"],
-                           {"min_duration_s": min_duration, "end_time": None, "duration_s": None})
+                self._emit(
+                    rule,
+                    state["s"],
+                    state["lat"],
+                    state["lon"],
+                    {"min_duration_s": min_duration, "end_time": None, "duration_s": None},
+                )
         elif start is not None:
             if state["created"]:
-                self._emit(rule, start, state["lat"], state["lon"],
-                           {"min_duration_s": min_duration, "end_time": iso(fix.t),
-                            "duration_s": (fix.t - start) / MICROS})
+                self._emit(
+                    rule,
+                    start,
+                    state["lat"],
+                    state["lon"],
+                    {
+                        "min_duration_s": min_duration,
+                        "end_time": iso(fix.t),
+                        "duration_s": (fix.t - start) / MICROS,
+                    },
+                )
             for name in ("s", "lat", "lon", "created"):
                 state.pop(name, None)
 
@@ -203,8 +233,9 @@ class RuleEngine:
             return
         if not state.get("low") and battery < threshold:
             state["low"] = True
-            self._emit(rule, fix.t, fix.lat, fix.lon,
-                       {"battery_pct": battery, "threshold_pct": threshold})
+            self._emit(
+                rule, fix.t, fix.lat, fix.lon, {"battery_pct": battery, "threshold_pct": threshold}
+            )
         elif state.get("low") and battery >= threshold + LOW_BATTERY_HYSTERESIS_PCT:
             state["low"] = False
 

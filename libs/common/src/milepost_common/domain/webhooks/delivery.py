@@ -1,0 +1,209 @@
+"""Webhook deliveries: written ``pending`` with their cause, attempted by the worker, retried
+with exponential backoff and jitter scheduled in the database (``next_attempt_at``), every
+attempt appended to ``attempt_log``; dead after the last attempt or on ``410 Gone`` (which also
+disables the endpoint). Endpoint CRUD lives in ``service.py``.
+
+An alert's creation is the event ``alert.created`` (``schemas.WebhookEventType``), sent once per
+alert: its event id derives from the alert id, so every endpoint and attempt share it. Sending
+itself (address check at connect time, signature) is ``service.post_signed``.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
+
+from milepost_common.domain.alerts.models import Alert
+from milepost_common.domain.alerts.service import alert_data
+from milepost_common.domain.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
+from milepost_common.domain.webhooks.schemas import WebhookEventType
+
+ALERT_CREATED = WebhookEventType.ALERT_CREATED.value
+_EVENT_NAMESPACE = uuid.UUID("4f0b6f3e-8d1a-4c4e-9a57-6d696c65706f")
+GONE = 410
+
+
+def alert_event_id(alert_id: uuid.UUID) -> uuid.UUID:
+    """The stable event id of an alert's creation (the same for every endpoint and attempt)."""
+    return uuid.uuid5(_EVENT_NAMESPACE, f"alert.created:{alert_id}")
+
+
+def alert_event(alert: Alert, created_at: datetime) -> dict[str, Any]:
+    """The webhook payload ``{id, type, created_at, org_id, data}``."""
+    return {
+        "id": str(alert_event_id(alert.id)),
+        "type": ALERT_CREATED,
+        "created_at": created_at.isoformat().replace("+00:00", "Z"),
+        "org_id": str(alert.org_id),
+        "data": alert_data(alert),
+    }
+
+
+async def create_alert_deliveries(
+    session: AsyncSession, alerts: Sequence[Alert], now: datetime
+) -> list[uuid.UUID]:
+    """One ``pending`` delivery per new alert and subscribed, enabled endpoint (due now)."""
+    if not alerts:
+        return []
+    org_ids = {a.org_id for a in alerts}
+    endpoints = list(
+        (
+            await session.execute(
+                select(WebhookEndpoint).where(
+                    col(WebhookEndpoint.org_id).in_(org_ids), col(WebhookEndpoint.enabled).is_(True)
+                )
+            )
+        ).scalars()
+    )
+    deliveries = [
+        WebhookDelivery(
+            org_id=alert.org_id,
+            endpoint_id=endpoint.id,
+            event_id=alert_event_id(alert.id),
+            event_type=ALERT_CREATED,
+            payload=alert_event(alert, now),
+            next_attempt_at=now,
+            created_at=now,
+        )
+        for alert in alerts
+        for endpoint in endpoints
+        if endpoint.org_id == alert.org_id and ALERT_CREATED in endpoint.event_types
+    ]
+    session.add_all(deliveries)
+    await session.flush()
+    return [d.id for d in deliveries]
+
+
+async def claim_delivery(
+    session: AsyncSession, delivery_id: uuid.UUID, now: datetime, claim_s: float
+) -> tuple[WebhookDelivery, WebhookEndpoint] | None:
+    """Take a due pending delivery for one attempt (hidden from others for ``claim_s``)."""
+    claimed = (
+        await session.execute(
+            update(WebhookDelivery)
+            .where(
+                col(WebhookDelivery.id) == delivery_id,
+                col(WebhookDelivery.status) == DeliveryStatus.PENDING,
+                col(WebhookDelivery.next_attempt_at) <= now,
+            )
+            .values(next_attempt_at=now + timedelta(seconds=claim_s))
+            .returning(col(WebhookDelivery.id))
+        )
+    ).scalar_one_or_none()
+    if claimed is None:
+        return None
+    row = (
+        (
+            await session.execute(
+                select(WebhookDelivery, WebhookEndpoint)
+                .join(WebhookEndpoint, col(WebhookEndpoint.id) == col(WebhookDelivery.endpoint_id))
+                .where(col(WebhookDelivery.id) == delivery_id)
+                .execution_options(populate_existing=True)
+            )
+        )
+        .tuples()
+        .first()
+    )
+    return (row[0], row[1]) if row else None
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    at: datetime
+    status_code: int | None
+    error: str | None
+    duration_ms: float
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+def backoff_s(
+    attempts: int, base_s: float, cap_s: float, rnd: random.Random | None = None
+) -> float:
+    """Exponential (base x 2^(n-1), capped) with full jitter over its upper half."""
+    ceiling: float = min(cap_s, base_s * 2.0 ** max(0, attempts - 1))
+    draw: float = (rnd or random).random()
+    return ceiling * (0.5 + 0.5 * draw)
+
+
+async def record_attempt(
+    session: AsyncSession,
+    delivery: WebhookDelivery,
+    endpoint: WebhookEndpoint,
+    attempt: Attempt,
+    *,
+    max_attempts: int,
+    backoff_base_s: float,
+    backoff_max_s: float,
+) -> DeliveryStatus:
+    """Append the attempt, then succeed, schedule the next one, or give up."""
+    attempts = delivery.attempts + 1
+    entry = {
+        "attempt": attempts,
+        "at": attempt.at.isoformat().replace("+00:00", "Z"),
+        "status_code": attempt.status_code,
+        "error": attempt.error,
+        "duration_ms": round(attempt.duration_ms, 1),
+    }
+    values: dict[str, Any] = {
+        "attempts": attempts,
+        "attempt_log": [*delivery.attempt_log, entry],
+        "last_response_code": attempt.status_code,
+        "last_error": attempt.error,
+    }
+    if attempt.succeeded:
+        values.update(
+            status=DeliveryStatus.SUCCEEDED, delivered_at=attempt.at, next_attempt_at=None
+        )
+    elif attempt.status_code == GONE:
+        values.update(status=DeliveryStatus.DEAD, next_attempt_at=None)
+        await session.execute(
+            update(WebhookEndpoint)
+            .where(col(WebhookEndpoint.id) == endpoint.id)
+            .values(
+                enabled=False, disabled_reason="receiver answered 410 Gone", updated_at=attempt.at
+            )
+        )
+    elif attempts >= max_attempts:
+        values.update(status=DeliveryStatus.DEAD, next_attempt_at=None)
+    else:
+        delay = backoff_s(attempts, backoff_base_s, backoff_max_s)
+        values.update(next_attempt_at=attempt.at + timedelta(seconds=delay))
+    await session.execute(
+        update(WebhookDelivery).where(col(WebhookDelivery.id) == delivery.id).values(**values)
+    )
+    return DeliveryStatus(values.get("status", DeliveryStatus.PENDING))
+
+
+async def give_up(session: AsyncSession, delivery: WebhookDelivery, reason: str) -> None:
+    """Dead without an attempt (endpoint disabled or removed)."""
+    await session.execute(
+        update(WebhookDelivery)
+        .where(col(WebhookDelivery.id) == delivery.id)
+        .values(status=DeliveryStatus.DEAD, next_attempt_at=None, last_error=reason)
+    )
+
+
+async def list_due_deliveries(
+    session: AsyncSession, now: datetime, limit: int = 500
+) -> list[uuid.UUID]:
+    rows = await session.execute(
+        select(col(WebhookDelivery.id))
+        .where(
+            col(WebhookDelivery.status) == DeliveryStatus.PENDING,
+            col(WebhookDelivery.next_attempt_at) <= now,
+        )
+        .order_by(col(WebhookDelivery.next_attempt_at))
+        .limit(limit)
+    )
+    return list(rows.scalars())

@@ -1,0 +1,1 @@
+"""Async, idempotent work behind the tasks; callable in-process with a WorkerContext."""

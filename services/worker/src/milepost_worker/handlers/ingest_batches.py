@@ -1,0 +1,454 @@
+"""``ingest_batches.process``: a batch's fixes become trips, stops, alerts and live events.
+
+One transaction per batch: the batch row is locked (a redelivered task waits, then finds it
+``processed``), every device's ``device_state`` row is locked in id order (two workers never
+process one device at once), and the batch is marked ``processed`` in the same transaction as
+its effects, so a crash anywhere leaves nothing half done and a retry redoes it all. Fixes
+newer than a device's watermark continue from its state; a late fix recomputes the device
+from the last settled stop before it (see ``milepost_worker.timeline``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, update
+from sqlalchemy import select as sa_select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
+
+from milepost_common.db import unit_of_work
+from milepost_common.domain.alerts import service as alert_service
+from milepost_common.domain.alerts.models import Alert, AlertRule
+from milepost_common.domain.devices import state as device_state
+from milepost_common.domain.devices.models import Device, DeviceState, MotionState
+from milepost_common.domain.geofences.models import Geofence
+from milepost_common.domain.ingest_batches.models import BatchStatus, IngestBatch
+from milepost_common.domain.organizations.models import Organization
+from milepost_common.domain.positions.models import Position
+from milepost_common.domain.trips import service as trip_service
+from milepost_common.domain.trips.models import Stop, Trip
+from milepost_common.domain.webhooks import delivery as webhook_delivery
+from milepost_common.live import LiveEvent
+from milepost_common.logging import get_logger
+from milepost_worker import geo, metrics, timeline
+from milepost_worker.handlers import live
+from milepost_worker.motion.machine import Fix, MotionParams, StopSegment, TripSegment
+from milepost_worker.rules.engine import FIX_RULE_TYPES, AlertOut, RuleSpec
+from milepost_worker.runtime import WorkerContext
+from milepost_worker.timeutil import from_micros, to_micros, utcnow
+
+log = get_logger("milepost.worker.batches")
+
+
+def _positions() -> Select[Any]:
+    return sa_select(
+        col(Position.device_id),
+        col(Position.fix_time),
+        col(Position.lat),
+        col(Position.lon),
+        col(Position.speed),
+        col(Position.accuracy),
+        col(Position.attributes),
+        col(Position.course),
+        col(Position.altitude),
+    )
+
+
+@dataclass(slots=True)
+class BatchOutcome:
+    status: str  # "processed", or "skipped" when already processed or unknown
+    fixes: int = 0
+    recomputed_devices: int = 0
+    deliveries: list[uuid.UUID] = field(default_factory=list)
+    alerts_created: int = 0
+
+
+@dataclass(slots=True)
+class _DeviceWork:
+    device: Device
+    state: DeviceState
+    result: timeline.Replay
+    start: timeline.Snapshot | None
+    rules: list[RuleSpec]
+
+
+async def process_batch(ctx: WorkerContext, batch_id: uuid.UUID) -> BatchOutcome:
+    """Process a batch exactly once in effect (idempotent; a redelivery finds it processed)."""
+    now = utcnow()
+    async with unit_of_work(ctx.db) as session:
+        started = (
+            await session.execute(
+                update(IngestBatch)
+                .where(
+                    col(IngestBatch.id) == batch_id,
+                    col(IngestBatch.status) != BatchStatus.PROCESSED,
+                )
+                .values(
+                    status=BatchStatus.PROCESSING,
+                    attempts=col(IngestBatch.attempts) + 1,
+                    processing_started_at=now,
+                )
+                .returning(col(IngestBatch.id))
+            )
+        ).scalar_one_or_none()
+    if started is None:
+        return BatchOutcome("skipped")
+
+    events: list[LiveEvent] = []
+    async with unit_of_work(ctx.db) as session:
+        batch = (
+            (
+                await session.execute(
+                    select(IngestBatch)
+                    .where(col(IngestBatch.id) == batch_id)
+                    .with_for_update()
+                    .execution_options(populate_existing=True)
+                )
+            )
+            .scalars()
+            .first()
+        )
+        if batch is None or batch.status == BatchStatus.PROCESSED:
+            return BatchOutcome("skipped")
+        outcome = await _process_locked(session, batch, events)
+        batch.status = BatchStatus.PROCESSED
+        batch.processed_at = utcnow()
+        batch.last_error = None
+        session.add(batch)
+        await session.flush()
+    await live.publish(ctx.cache, events)
+    return outcome
+
+
+async def fail_batch(ctx: WorkerContext, batch_id: uuid.UUID, error: str) -> None:
+    """Record that a batch gave up (after its last retry, or on a non-retryable error)."""
+    async with unit_of_work(ctx.db) as session:
+        await session.execute(
+            update(IngestBatch)
+            .where(
+                col(IngestBatch.id) == batch_id, col(IngestBatch.status) != BatchStatus.PROCESSED
+            )
+            .values(status=BatchStatus.FAILED, last_error=error[:2000])
+        )
+
+
+async def _process_locked(
+    session: AsyncSession, batch: IngestBatch, events: list[LiveEvent]
+) -> BatchOutcome:
+    rows = (await session.execute(_positions().where(col(Position.batch_id) == batch.id))).all()
+    by_device: dict[uuid.UUID, list[Fix]] = defaultdict(list)
+    for row in rows:
+        by_device[row[0]].append(_fix(row))
+    outcome = BatchOutcome("processed", fixes=len(rows))
+    if not by_device:
+        return outcome
+
+    devices = {
+        d.id: d
+        for d in (
+            await session.execute(select(Device).where(col(Device.id).in_(list(by_device))))
+        ).scalars()
+    }
+    orgs = {
+        o.id: o
+        for o in (
+            await session.execute(
+                select(Organization).where(
+                    col(Organization.id).in_({d.org_id for d in devices.values()})
+                )
+            )
+        ).scalars()
+    }
+    states = await device_state.lock_device_states(
+        session, {d.id: d.org_id for d in devices.values()}
+    )
+    rules = await alert_service.list_enabled_rules(session, orgs.keys())
+    shapes = await _geofence_shapes(session, rules)
+
+    work: list[_DeviceWork] = []
+    for device_id in sorted(devices):
+        device = devices[device_id]
+        org = orgs[device.org_id]
+        state = states[device_id]
+        specs = _rule_specs(rules, device, org, shapes)
+        params = _params(device, org)
+        snapshot = timeline.Snapshot.from_json(state.machine)
+        batch_fixes = sorted(by_device[device_id], key=lambda f: f.t)
+        late = timeline.restart_point(
+            snapshot.last_t if snapshot else None, (f.t for f in batch_fixes)
+        )
+        if late is None:
+            start = snapshot
+            fixes = batch_fixes
+            metrics.FIXES.labels("continue").inc(len(fixes))
+        else:
+            checkpoint = await trip_service.find_checkpoint_before(
+                session, device_id, from_micros(late)
+            )
+            start = timeline.Snapshot.from_json(checkpoint.state) if checkpoint else None
+            fixes = await _fixes_after(session, device_id, start.last_t if start else None)
+            outcome.recomputed_devices += 1
+            metrics.FIXES.labels("recompute").inc(len(fixes))
+        result = timeline.replay(start, fixes, params, specs)
+        if result is not None:
+            work.append(_DeviceWork(device, state, result, start, specs))
+
+    await _write_segments(session, work)
+    created: list[Alert] = []
+    for item in work:
+        created += await _write_alerts(session, item)
+        await trip_service.replace_checkpoints(
+            session,
+            item.device.id,
+            item.device.org_id,
+            from_micros(item.start.last_t) if item.start else None,
+            [(from_micros(t), snap.to_json()) for t, snap in item.result.checkpoints],
+        )
+        _update_state(item, events)
+    await session.flush()
+    now = utcnow()
+    outcome.deliveries = await webhook_delivery.create_alert_deliveries(session, created, now)
+    outcome.alerts_created = len(created)
+    events.extend(
+        LiveEvent(
+            type="alert",
+            org_id=alert.org_id,
+            vehicle_id=alert.device_id,
+            data=alert_service.alert_data(alert),
+        )
+        for alert in created
+    )
+    return outcome
+
+
+def _fix(row: Any) -> Fix:
+    return Fix(
+        t=to_micros(row[1]),
+        lat=row[2],
+        lon=row[3],
+        speed=row[4],
+        accuracy=row[5],
+        attributes=row[6] or {},
+        course=row[7],
+        altitude=row[8],
+    )
+
+
+async def _fixes_after(session: AsyncSession, device_id: uuid.UUID, after: int | None) -> list[Fix]:
+    query = _positions().where(col(Position.device_id) == device_id)
+    if after is not None:
+        query = query.where(col(Position.fix_time) > from_micros(after))
+    rows = (await session.execute(query.order_by(col(Position.fix_time)))).all()
+    return [_fix(row) for row in rows]
+
+
+def _params(device: Device, org: Organization) -> MotionParams:
+    return MotionParams(
+        min_distance_m=device.trip_min_distance_m or org.trip_min_distance_m,
+        min_duration_s=float(device.trip_min_duration_s or org.trip_min_duration_s),
+        stop_gap_s=float(device.trip_stop_gap_s or org.trip_stop_gap_s),
+    )
+
+
+async def _geofence_shapes(
+    session: AsyncSession, rules: Sequence[AlertRule]
+) -> dict[uuid.UUID, geo.Shape]:
+    ids: set[uuid.UUID] = set()
+    for rule in rules:
+        raw = rule.params.get("geofence_id")
+        if raw is not None:
+            try:
+                ids.add(uuid.UUID(str(raw)))
+            except ValueError:
+                continue
+    if not ids:
+        return {}
+    shapes: dict[uuid.UUID, geo.Shape] = {}
+    for fence in (
+        await session.execute(select(Geofence).where(col(Geofence.id).in_(ids)))
+    ).scalars():
+        try:
+            shapes[fence.id] = geo.parse_shape(fence.geometry, fence.radius_m)
+        except (ValueError, TypeError, IndexError):
+            log.warning("geofence_unreadable", geofence_id=str(fence.id))
+    return shapes
+
+
+def _rule_specs(
+    rules: Sequence[AlertRule],
+    device: Device,
+    org: Organization,
+    shapes: Mapping[uuid.UUID, geo.Shape],
+) -> list[RuleSpec]:
+    specs = []
+    limit = (
+        device.speed_limit_kmh
+        if device.speed_limit_kmh is not None
+        else org.default_speed_limit_kmh
+    )
+    for rule in rules:
+        if (
+            rule.org_id != device.org_id
+            or rule.type not in FIX_RULE_TYPES
+            or not alert_service.rule_applies(rule, device.id)
+        ):
+            continue
+        shape = None
+        if "geofence_id" in rule.params:
+            try:
+                shape = shapes.get(uuid.UUID(str(rule.params["geofence_id"])))
+            except ValueError:
+                shape = None
+        specs.append(RuleSpec(str(rule.id), str(rule.type), rule.params, limit, shape))
+    return specs
+
+
+def _trip_row(device: Device, trip: TripSegment) -> dict[str, Any]:
+    return {
+        "org_id": device.org_id,
+        "device_id": device.id,
+        "start_time": from_micros(trip.start_t),
+        "end_time": from_micros(trip.end_t) if trip.closed else None,
+        "start_lat": trip.start_lat,
+        "start_lon": trip.start_lon,
+        "end_lat": trip.end_lat,
+        "end_lon": trip.end_lon,
+        "distance_m": trip.distance_m,
+        "duration_s": trip.duration_s,
+        "avg_speed": trip.avg_speed,
+        "max_speed": trip.max_speed,
+    }
+
+
+def _stop_row(device: Device, stop: StopSegment) -> dict[str, Any]:
+    return {
+        "org_id": device.org_id,
+        "device_id": device.id,
+        "start_time": from_micros(stop.start_t),
+        "end_time": from_micros(stop.end_t) if stop.closed else None,
+        "lat": stop.lat,
+        "lon": stop.lon,
+        "duration_s": stop.duration_s,
+    }
+
+
+def _unchanged(existing: Trip | Stop | None, row: Mapping[str, Any], names: Sequence[str]) -> bool:
+    return existing is not None and all(getattr(existing, n) == row[n] for n in names)
+
+
+async def _write_segments(session: AsyncSession, work: Sequence[_DeviceWork]) -> None:
+    def scope(value: int | None) -> datetime | None:
+        return from_micros(value) if value is not None else None
+
+    trips = await trip_service.list_trips_from(
+        session, {w.device.id: scope(w.result.scope.trips_from) for w in work}
+    )
+    stops = await trip_service.list_stops_from(
+        session, {w.device.id: scope(w.result.scope.stops_from) for w in work}
+    )
+    old_trips = {(t.device_id, to_micros(t.start_time)): t for t in trips}
+    old_stops = {(s.device_id, to_micros(s.start_time)): s for s in stops}
+    trip_rows: list[dict[str, Any]] = []
+    stop_rows: list[dict[str, Any]] = []
+    keep_trips: set[uuid.UUID] = set()
+    keep_stops: set[uuid.UUID] = set()
+    for item in work:
+        for trip in item.result.trips:
+            row = _trip_row(item.device, trip)
+            old_trip = old_trips.get((item.device.id, trip.start_t))
+            if old_trip is not None:
+                keep_trips.add(old_trip.id)
+            if not _unchanged(old_trip, row, trip_service.TRIP_FIELDS):
+                trip_rows.append(row)
+        for stop in item.result.stops:
+            row = _stop_row(item.device, stop)
+            old_stop = old_stops.get((item.device.id, stop.start_t))
+            if old_stop is not None:
+                keep_stops.add(old_stop.id)
+            if not _unchanged(old_stop, row, trip_service.STOP_FIELDS):
+                stop_rows.append(row)
+    await trip_service.delete_trips(session, (t.id for t in trips if t.id not in keep_trips))
+    await trip_service.delete_stops(session, (s.id for s in stops if s.id not in keep_stops))
+    await trip_service.upsert_trips(session, trip_rows)
+    await trip_service.upsert_stops(session, stop_rows)
+
+
+async def _write_alerts(session: AsyncSession, item: _DeviceWork) -> list[Alert]:
+    """Reconcile the device's fix-derived alerts in the replay's scope; returns new ones."""
+    if not item.rules:
+        return []
+    scope = item.result.scope
+    rule_ids = [uuid.UUID(r.id) for r in item.rules]
+    existing = await alert_service.list_alerts_in_scope(
+        session,
+        item.device.id,
+        rule_ids,
+        from_micros(scope.alerts_after) if scope.alerts_after is not None else None,
+        [(uuid.UUID(r), from_micros(t)) for r, t in scope.alert_keys],
+    )
+    by_key = {(str(a.rule_id), to_micros(a.occurred_at)): a for a in existing}
+    wanted: dict[tuple[str, int], AlertOut] = item.result.alerts
+    await alert_service.delete_alerts(
+        session, (a.id for key, a in by_key.items() if key not in wanted)
+    )
+    new_rows = []
+    for key, out in wanted.items():
+        alert = by_key.get(key)
+        if alert is None:
+            new_rows.append(
+                {
+                    "org_id": item.device.org_id,
+                    "device_id": item.device.id,
+                    "rule_id": uuid.UUID(out.rule_id),
+                    "type": out.type,
+                    "occurred_at": from_micros(out.occurred_at),
+                    "lat": out.lat,
+                    "lon": out.lon,
+                    "details": out.details,
+                }
+            )
+        elif (alert.details, alert.lat, alert.lon) != (out.details, out.lat, out.lon):
+            await alert_service.update_alert(
+                session, alert.id, {"details": out.details, "lat": out.lat, "lon": out.lon}
+            )
+    return await alert_service.insert_alerts(session, new_rows)
+
+
+def _update_state(item: _DeviceWork, events: list[LiveEvent]) -> None:
+    state, device, result = item.state, item.device, item.result
+    final = result.final
+    state.machine = final.to_json()
+    state.watermark = from_micros(final.last_t)
+    state.motion = MotionState.MOVING if final.machine.get("moving") else MotionState.STOPPED
+    state.updated_at = utcnow()
+    last = result.last_fix
+    fix_time = from_micros(last.t)
+    values = {
+        "lat": last.lat,
+        "lon": last.lon,
+        "speed": last.speed,
+        "course": last.course,
+        "altitude": last.altitude,
+        "accuracy": last.accuracy,
+        "attributes": dict(last.attributes),
+    }
+    if device_state.record_position(state, fix_time, values):
+        metrics.PROCESSING_LAG.observe(max(0.0, (utcnow() - fix_time).total_seconds()))
+        events.append(
+            LiveEvent(
+                type="position",
+                org_id=device.org_id,
+                vehicle_id=device.id,
+                data={
+                    "vehicle_id": str(device.id),
+                    "fix_time": fix_time.isoformat().replace("+00:00", "Z"),
+                    **values,
+                },
+            )
+        )

@@ -1,0 +1,182 @@
+"""Beat jobs: offline detection, partitions and retention, the batch reconciler, heartbeat."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+
+import orjson
+from sqlalchemy import text, update
+from sqlmodel import col, select
+
+from milepost_common.db import unit_of_work
+from milepost_common.domain.alerts import service as alert_service
+from milepost_common.domain.ingest_batches.models import BatchStatus, IngestBatch
+from milepost_common.domain.organizations.models import Organization
+from milepost_common.domain.webhooks import delivery as webhook_delivery
+from milepost_common.live import LiveEvent
+from milepost_common.logging import get_logger
+from milepost_common.migrate import DEFAULT_RETENTION_DAYS, ensure_partitions
+from milepost_worker.handlers import live
+from milepost_worker.runtime import WorkerContext
+from milepost_worker.timeutil import utcnow
+
+log = get_logger("milepost.worker.maintenance")
+
+HEARTBEAT_KEY = "milepost:worker:heartbeat"
+PING_KEY_PREFIX = "milepost:worker:ping:"
+_PARTITION = re.compile(r"^positions_p(\d{8})$")
+
+
+@dataclass(slots=True)
+class OfflineOutcome:
+    alerts_created: int = 0
+    deliveries: list[uuid.UUID] = field(default_factory=list)
+
+
+async def detect_offline(ctx: WorkerContext) -> OfflineOutcome:
+    """Offline alerts for silent devices (idempotent per silence), their webhooks and events."""
+    now = utcnow()
+    async with unit_of_work(ctx.db) as session:
+        created = await alert_service.record_offline_alerts(session, now)
+        deliveries = await webhook_delivery.create_alert_deliveries(session, created, now)
+    await live.publish(
+        ctx.cache,
+        [
+            LiveEvent(
+                type="alert",
+                org_id=a.org_id,
+                vehicle_id=a.device_id,
+                data=alert_service.alert_data(a),
+            )
+            for a in created
+        ],
+    )
+    return OfflineOutcome(len(created), deliveries)
+
+
+async def maintain_partitions(ctx: WorkerContext) -> int:
+    """Create the daily position partitions ahead (and back to the longest retention)."""
+    async with ctx.db.engine.begin() as conn:
+        return await ensure_partitions(conn)
+
+
+@dataclass(slots=True)
+class RetentionOutcome:
+    partitions_dropped: list[str] = field(default_factory=list)
+    rows_deleted: dict[str, int] = field(default_factory=dict)
+
+
+async def apply_retention(ctx: WorkerContext, today: date | None = None) -> RetentionOutcome:
+    """Drop position partitions past the longest retention; delete, in batches, the older
+    positions, trips, stops, alerts and checkpoints of organizations keeping less."""
+    outcome = RetentionOutcome()
+    now = utcnow()
+    today = today or now.date()
+    async with unit_of_work(ctx.db) as session:
+        orgs = [
+            (o.id, o.retention_days)
+            for o in (await session.execute(select(Organization))).scalars()
+        ]
+        partitions = [
+            str(n)
+            for n in (
+                await session.execute(
+                    text(
+                        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                        "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'positions'"
+                    )
+                )
+            ).scalars()
+        ]
+    longest = max([days for _, days in orgs] or [DEFAULT_RETENTION_DAYS])
+    oldest_kept = today - timedelta(days=longest)
+    for name in sorted(partitions):
+        match = _PARTITION.match(name)
+        if match is None:
+            continue
+        day = datetime.strptime(match.group(1), "%Y%m%d").replace(tzinfo=UTC).date()
+        if day + timedelta(days=1) <= oldest_kept:
+            async with ctx.db.engine.begin() as conn:
+                await conn.execute(text(f'ALTER TABLE positions DETACH PARTITION "{name}"'))
+                await conn.execute(text(f'DROP TABLE "{name}"'))
+            outcome.partitions_dropped.append(name)
+    size = ctx.settings.worker.retention_batch_size
+    statements = {
+        "positions": "DELETE FROM positions WHERE (device_id, fix_time) IN (SELECT device_id, "
+        "fix_time FROM positions WHERE org_id = :org AND fix_time < :cutoff LIMIT :n)",
+        "trips": "DELETE FROM trips WHERE id IN (SELECT id FROM trips WHERE org_id = :org "
+        "AND start_time < :cutoff LIMIT :n)",
+        "stops": "DELETE FROM stops WHERE id IN (SELECT id FROM stops WHERE org_id = :org "
+        "AND start_time < :cutoff LIMIT :n)",
+        "alerts": "DELETE FROM alerts WHERE id IN (SELECT id FROM alerts WHERE org_id = :org "
+        "AND occurred_at < :cutoff LIMIT :n)",
+        "motion_checkpoints": "DELETE FROM motion_checkpoints WHERE (device_id, anchor_time) IN "
+        "(SELECT device_id, anchor_time FROM motion_checkpoints "
+        "WHERE org_id = :org AND anchor_time < :cutoff LIMIT :n)",
+    }
+    for org_id, days in orgs:
+        cutoff = now - timedelta(days=days)
+        for table, sql in statements.items():
+            if table == "positions" and days >= longest:
+                continue  # the partitions dropped above already cover it
+            while True:
+                async with ctx.db.engine.begin() as conn:
+                    deleted = (
+                        await conn.execute(text(sql), {"org": org_id, "cutoff": cutoff, "n": size})
+                    ).rowcount
+                outcome.rows_deleted[table] = outcome.rows_deleted.get(table, 0) + deleted
+                if deleted < size:
+                    break
+    return outcome
+
+
+async def stale_batches(ctx: WorkerContext) -> list[uuid.UUID]:
+    """Batches to enqueue again: received/queued too long ago, or processing far too long.
+
+    ``received`` ones become ``queued``. A batch still being processed elsewhere is harmless
+    to resend: its row lock makes the new task wait, then find it processed.
+    """
+    w = ctx.settings.worker
+    now = utcnow()
+    pending_before = now - timedelta(seconds=w.reconcile_pending_after_s)
+    processing_before = now - timedelta(seconds=w.processing_stale_after_s)
+    async with unit_of_work(ctx.db) as session:
+        rows = await session.execute(
+            select(col(IngestBatch.id), col(IngestBatch.status))
+            .where(
+                (
+                    (col(IngestBatch.status).in_([BatchStatus.RECEIVED, BatchStatus.QUEUED]))
+                    & (col(IngestBatch.received_at) < pending_before)
+                )
+                | (
+                    (col(IngestBatch.status) == BatchStatus.PROCESSING)
+                    & (col(IngestBatch.processing_started_at) < processing_before)
+                )
+            )
+            .order_by(col(IngestBatch.received_at))
+            .limit(1000)
+        )
+        found = rows.all()
+        received = [batch_id for batch_id, status in found if status == BatchStatus.RECEIVED]
+        if received:
+            await session.execute(
+                update(IngestBatch)
+                .where(col(IngestBatch.id).in_(received))
+                .values(status=BatchStatus.QUEUED, queued_at=now)
+            )
+    return [batch_id for batch_id, _ in found]
+
+
+async def beat_heartbeat(ctx: WorkerContext, hostname: str, queue_depths: dict[str, int]) -> None:
+    """Refresh the key the liveness check reads: a worker consumed a task from beat just now."""
+    value = orjson.dumps({"at": time.time(), "hostname": hostname, "queues": queue_depths})
+    ttl = int(max(ctx.settings.worker.liveness_max_age_s * 10, 60))
+    await ctx.cache.set(HEARTBEAT_KEY, value, ex=ttl)
+
+
+async def answer_ping(ctx: WorkerContext, nonce: str) -> None:
+    await ctx.cache.set(PING_KEY_PREFIX + nonce, b"pong", ex=300)

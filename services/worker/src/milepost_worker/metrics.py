@@ -1,0 +1,52 @@
+"""Worker metrics, in prometheus-client's multiprocess mode (one file set per prefork child).
+
+``PROMETHEUS_MULTIPROC_DIR`` must be set before this module is imported (the CLI does it);
+the main process serves the merged view on ``MILEPOST_WORKER__METRICS_PORT``.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    multiprocess,
+    start_http_server,
+)
+
+TASKS = Counter(
+    "milepost_worker_tasks_total", "Tasks run, by task name and outcome.", ["task", "outcome"]
+)
+TASK_DURATION = Histogram(
+    "milepost_worker_task_duration_seconds",
+    "Task run time by task name.",
+    ["task"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+PROCESSING_LAG = Histogram(
+    "milepost_worker_processing_lag_seconds",
+    "Now minus fix_time of each device's newest fix, when its batch is processed.",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 86400),
+)
+FIXES = Counter("milepost_worker_fixes_total", "Fixes fed to the trip/stop machine.", ["path"])
+WEBHOOK_ATTEMPTS = Counter(
+    "milepost_worker_webhook_attempts_total", "Webhook delivery attempts by outcome.", ["outcome"]
+)
+QUEUE_DEPTH = Gauge(
+    "milepost_worker_queue_depth",
+    "Messages waiting per queue (at heartbeat).",
+    ["queue"],
+    multiprocess_mode="livemostrecent",
+)
+
+
+def serve(host: str, port: int) -> None:
+    """Serve the children's merged metrics from this (main) process."""
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    start_http_server(port, addr=host, registry=registry)
+
+
+def mark_dead(pid: int) -> None:
+    multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]

@@ -1,0 +1,84 @@
+"""Settings of the worker and beat: the common groups plus ``worker`` (MILEPOST_WORKER__*)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Self
+
+from pydantic import BaseModel, Field, model_validator
+
+from milepost_common.settings import CommonSettings, load_settings
+
+
+class WorkerGroup(BaseModel):
+    metrics_port: int = Field(9101, ge=0, le=65535, description="0 turns the metrics server off.")
+    metrics_host: str = "127.0.0.1"
+    # Celery limits. The Redis visibility timeout (celery group) must exceed all of them.
+    task_time_limit_s: int = Field(300, gt=0, description="Hard limit: the child is killed.")
+    task_soft_time_limit_s: int = Field(240, gt=0, description="SoftTimeLimitExceeded raised.")
+    soft_shutdown_timeout_s: float = Field(
+        30.0, ge=0, description="On SIGTERM, running tasks get this long to finish."
+    )
+    batch_max_retries: int = Field(8, ge=0, description="Retries of a batch on transient errors.")
+    retry_backoff_base_s: float = Field(2.0, gt=0, description="First retry delay (doubles).")
+    retry_backoff_max_s: float = Field(300.0, gt=0, description="Largest retry delay.")
+    # Beat.
+    heartbeat_interval_s: float = Field(30.0, gt=0)
+    liveness_max_age_s: float = Field(
+        120.0, gt=0, description="The liveness check fails when the heartbeat is older."
+    )
+    offline_interval_s: float = Field(60.0, gt=0)
+    reconcile_interval_s: float = Field(60.0, gt=0)
+    reconcile_pending_after_s: float = Field(
+        60.0, ge=0, description="Batches received/queued this long ago are enqueued again."
+    )
+    reconcile_processing_after_s: float | None = Field(
+        None,
+        ge=0,
+        description="Batches processing this long are enqueued again "
+        "(default: three times the task time limit).",
+    )
+    maintenance_interval_s: float = Field(
+        3600.0, gt=0, description="Partitions ahead and retention run this often."
+    )
+    retention_batch_size: int = Field(5000, gt=0, description="Rows per DELETE statement.")
+    # Webhooks.
+    webhook_sweep_interval_s: float = Field(15.0, gt=0)
+    webhook_timeout_s: float = Field(10.0, gt=0)
+    webhook_max_attempts: int = Field(8, ge=1)
+    webhook_backoff_base_s: float = Field(30.0, gt=0, description="Delay after the 1st failure.")
+    webhook_backoff_max_s: float = Field(6 * 3600.0, gt=0)
+    webhook_claim_s: float = Field(
+        60.0, gt=0, description="An attempt in flight hides its delivery from the sweep this long."
+    )
+    webhook_allow_private: bool = Field(
+        False, description="Allow private and loopback receivers (local development, tests)."
+    )
+
+    @property
+    def processing_stale_after_s(self) -> float:
+        if self.reconcile_processing_after_s is not None:
+            return self.reconcile_processing_after_s
+        return 3.0 * self.task_time_limit_s
+
+
+class WorkerSettings(CommonSettings):
+    worker: WorkerGroup = WorkerGroup()
+
+    @model_validator(mode="after")
+    def _visibility(self) -> Self:
+        w = self.worker
+        longest = max(w.task_time_limit_s, w.retry_backoff_max_s)
+        if self.celery.visibility_timeout_s <= longest:
+            raise ValueError(
+                "MILEPOST_CELERY__VISIBILITY_TIMEOUT_S must exceed the task time limit and the "
+                "longest retry delay"
+            )
+        if w.task_soft_time_limit_s >= w.task_time_limit_s:
+            raise ValueError("MILEPOST_WORKER__TASK_SOFT_TIME_LIMIT_S must be below the hard limit")
+        return self
+
+
+@lru_cache
+def get_settings() -> WorkerSettings:
+    return load_settings(WorkerSettings)

@@ -1,0 +1,40 @@
+"""``system.heartbeat`` (from beat; the liveness check reads it) and ``system.ping``."""
+
+from __future__ import annotations
+
+import socket
+
+from redis import Redis
+from redis.exceptions import RedisError
+
+from milepost_common import tasks as names
+from milepost_worker import metrics
+from milepost_worker.celery_app import celery_app
+from milepost_worker.handlers import maintenance
+from milepost_worker.runtime import get_runtime
+from milepost_worker.settings import get_settings
+
+
+@celery_app.task(name=names.SYSTEM_HEARTBEAT)
+def heartbeat() -> None:
+    """Refresh the heartbeat key (proof that this worker consumes) and the queue depths."""
+    runtime = get_runtime()
+    depths: dict[str, int] = {}
+    settings = get_settings()
+    try:
+        with Redis.from_url(
+            settings.redis.url, socket_timeout=settings.redis.socket_timeout_s
+        ) as broker:
+            for queue in names.QUEUES:
+                depths[queue] = int(broker.llen(queue))
+                metrics.QUEUE_DEPTH.labels(queue).set(depths[queue])
+    except RedisError:
+        depths = {}
+    runtime.run(maintenance.beat_heartbeat(runtime.context, socket.gethostname(), depths))
+
+
+@celery_app.task(name=names.SYSTEM_PING)
+def ping(nonce: str) -> None:
+    """Answer ``milepost-worker-ping``: set its nonce key in the cache Redis."""
+    runtime = get_runtime()
+    runtime.run(maintenance.answer_ping(runtime.context, nonce))

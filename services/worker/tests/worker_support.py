@@ -1,0 +1,95 @@
+"""Builders shared by the worker tests: fixes on a local grid, drives, the in-memory store."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from milepost_worker.geo import EARTH_RADIUS_M
+from milepost_worker.motion.machine import MICROS, Fix, MotionParams, StopSegment, TripSegment
+from milepost_worker.rules.engine import AlertKey, AlertOut, RuleSpec
+from milepost_worker.timeline import Snapshot, replay, restart_point
+
+LAT0, LON0 = 52.0, 13.0
+_K = EARTH_RADIUS_M * math.pi / 180
+
+
+def at(
+    t_s: float,
+    east_m: float,
+    north_m: float = 0.0,
+    *,
+    speed: float | None = None,
+    accuracy: float | None = None,
+    t0_s: float = 0.0,
+    **attributes: Any,
+) -> Fix:
+    """A fix ``east_m``/``north_m`` from (LAT0, LON0) at ``t0_s + t_s`` seconds."""
+    return Fix(
+        t=round((t0_s + t_s) * MICROS),
+        lat=LAT0 + north_m / _K,
+        lon=LON0 + east_m / (_K * math.cos(math.radians(LAT0))),
+        speed=speed,
+        accuracy=accuracy,
+        attributes=attributes,
+    )
+
+
+def latlon(east_m: float, north_m: float = 0.0) -> tuple[float, float]:
+    return LAT0 + north_m / _K, LON0 + east_m / (_K * math.cos(math.radians(LAT0)))
+
+
+@dataclass
+class MemoryStore:
+    """The handler's algorithm over dicts: the model the property test checks against."""
+
+    params: MotionParams
+    rules: list[RuleSpec]
+    positions: dict[int, Fix] = field(default_factory=dict)
+    trips: dict[int, TripSegment] = field(default_factory=dict)
+    stops: dict[int, StopSegment] = field(default_factory=dict)
+    alerts: dict[AlertKey, AlertOut] = field(default_factory=dict)
+    checkpoints: dict[int, Snapshot] = field(default_factory=dict)
+    state: Snapshot | None = None
+    created: list[AlertKey] = field(default_factory=list)
+
+    def ingest(self, fixes: list[Fix]) -> list[Fix]:
+        fresh = [f for f in fixes if f.t not in self.positions]
+        for fix in fresh:
+            self.positions[fix.t] = fix
+        return fresh
+
+    def process(self, batch: list[Fix]) -> None:
+        watermark = self.state.last_t if self.state else None
+        late = restart_point(watermark, (f.t for f in batch))
+        if late is None:
+            start = self.state
+            fixes = sorted(
+                (f for f in batch if watermark is None or f.t > watermark), key=lambda f: f.t
+            )
+        else:
+            before = [a for a in self.checkpoints if a < late]
+            start = self.checkpoints[max(before)] if before else None
+            after = start.last_t if start else None
+            fixes = [
+                self.positions[t] for t in sorted(self.positions) if after is None or t > after
+            ]
+        result = replay(start, fixes, self.params, self.rules)
+        if result is None:
+            return
+        scope = result.scope
+        trips = {s.start_t: s for s in result.trips}
+        self.trips = {k: v for k, v in self.trips.items() if not scope.owns_trip(k)} | trips
+        stops = {s.start_t: s for s in result.stops}
+        self.stops = {k: v for k, v in self.stops.items() if not scope.owns_stop(k)} | stops
+        kept = {k: v for k, v in self.alerts.items() if not scope.owns_alert(k)}
+        for key in result.alerts:
+            if key not in self.alerts:
+                self.created.append(key)
+        self.alerts = kept | dict(result.alerts)
+        self.checkpoints = {
+            k: v for k, v in self.checkpoints.items() if not scope.owns_checkpoint(k)
+        } | dict(result.checkpoints)
+        if self.state is None or result.final.last_t >= self.state.last_t:
+            self.state = result.final
