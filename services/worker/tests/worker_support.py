@@ -93,3 +93,59 @@ class MemoryStore:
         } | dict(result.checkpoints)
         if self.state is None or result.final.last_t >= self.state.last_t:
             self.state = result.final
+
+
+# -- database helpers (writing batches the way ingest does) ----------------------------------
+
+
+def base_time_s() -> float:
+    """A whole second about a day ago (position partitions exist there)."""
+    import time
+
+    return float(int(time.time()) - 86_400)
+
+
+async def write_batch(session: Any, device: Any, fixes: list[Fix]) -> Any:
+    """An ``ingest_batches`` row (queued) and its positions, conflict-skipped, like ingest."""
+    import uuid as _uuid
+
+    from sqlalchemy.dialects.postgresql import insert
+
+    from milepost_common.domain.ingest_batches.models import BatchSource, BatchStatus, IngestBatch
+    from milepost_common.domain.positions.models import Position
+    from milepost_worker.timeutil import from_micros, utcnow
+
+    batch = IngestBatch(
+        org_id=device.org_id,
+        source=BatchSource.JSON,
+        status=BatchStatus.QUEUED,
+        accepted=len(fixes),
+        device_ids=[str(device.id)],
+        queued_at=utcnow(),
+    )
+    session.add(batch)
+    await session.flush()
+    if fixes:
+        await session.execute(
+            insert(Position)
+            .values(
+                [
+                    {
+                        "device_id": device.id,
+                        "org_id": device.org_id,
+                        "fix_time": from_micros(f.t),
+                        "lat": f.lat,
+                        "lon": f.lon,
+                        "speed": f.speed,
+                        "accuracy": f.accuracy,
+                        "attributes": dict(f.attributes),
+                        "batch_id": batch.id,
+                    }
+                    for f in fixes
+                ]
+            )
+            .on_conflict_do_nothing()
+        )
+    await session.flush()
+    assert isinstance(batch.id, _uuid.UUID)
+    return batch

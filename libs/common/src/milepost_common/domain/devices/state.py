@@ -65,4 +65,4 @@ async def list_silent_devices(
         .join(Device, col(Device.id) == col(DeviceState.device_id))
         .where(col(DeviceState.last_fix_time) < silent_before, col(Device.disabled).is_(False))
     )
-    return [(state, device) for state, device in rows.tuples()]
+    return [(row[0], row[1]) for row in rows]

@@ -101,17 +101,13 @@ async def claim_delivery(
     if claimed is None:
         return None
     row = (
-        (
-            await session.execute(
-                select(WebhookDelivery, WebhookEndpoint)
-                .join(WebhookEndpoint, col(WebhookEndpoint.id) == col(WebhookDelivery.endpoint_id))
-                .where(col(WebhookDelivery.id) == delivery_id)
-                .execution_options(populate_existing=True)
-            )
+        await session.execute(
+            select(WebhookDelivery, WebhookEndpoint)
+            .join(WebhookEndpoint, col(WebhookEndpoint.id) == col(WebhookDelivery.endpoint_id))
+            .where(col(WebhookDelivery.id) == delivery_id)
+            .execution_options(populate_existing=True)
         )
-        .tuples()
-        .first()
-    )
+    ).first()
     return (row[0], row[1]) if row else None
 
 

@@ -1,0 +1,132 @@
+"""Every alert type, stored through the batch handler (and beat's offline detection)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from worker_support import LAT0, LON0, at, base_time_s, latlon, write_batch
+
+from milepost_common.domain.alerts.models import Alert, AlertRule, AlertType
+from milepost_common.domain.devices.models import DeviceState
+from milepost_common.domain.geofences.models import Geofence
+from milepost_common.testing.factories import make_device, make_organization
+from milepost_worker.handlers.ingest_batches import process_batch
+from milepost_worker.handlers.maintenance import detect_offline
+from milepost_worker.runtime import WorkerContext
+from milepost_worker.timeutil import from_micros, utcnow
+
+
+async def stored(session: AsyncSession, device_id: object) -> dict[str, list[Alert]]:
+    alerts = (
+        (
+            await session.execute(
+                select(Alert).where(Alert.device_id == device_id).order_by(Alert.occurred_at)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    by_type: dict[str, list[Alert]] = {}
+    for alert in alerts:
+        by_type.setdefault(str(alert.type), []).append(alert)
+    return by_type
+
+
+class TestEveryAlertType:
+    async def test_a_drive_raises_each_fix_derived_alert(
+        self, ctx: WorkerContext, session: AsyncSession
+    ) -> None:
+        org = await make_organization(session, default_speed_limit_kmh=80.0)
+        device = await make_device(session, org)
+        lat, lon = latlon(3000.0)
+        circle = Geofence(
+            org_id=org.id,
+            name="depot",
+            radius_m=300.0,
+            geometry={"type": "Point", "coordinates": [lon, lat]},
+        )
+        d = 0.002
+        square = Geofence(
+            org_id=org.id,
+            name="yard",
+            geometry={
+                "type": "Polygon",
+                "coordinates": [
+                    [
+                        [LON0 - d, LAT0 - d],
+                        [LON0 + d, LAT0 - d],
+                        [LON0 + d, LAT0 + d],
+                        [LON0 - d, LAT0 + d],
+                        [LON0 - d, LAT0 - d],
+                    ]
+                ],
+            },
+        )
+        session.add_all([circle, square])
+        await session.flush()
+        rules = {
+            AlertType.OVERSPEED: {"min_duration_s": 10},
+            AlertType.GEOFENCE_ENTER: {"geofence_id": str(circle.id), "min_dwell_s": 20},
+            AlertType.GEOFENCE_EXIT: {"geofence_id": str(square.id)},
+            AlertType.IDLE: {"min_duration_s": 120},
+            AlertType.LOW_BATTERY: {"threshold_pct": 15},
+        }
+        session.add_all(
+            [AlertRule(org_id=org.id, name=str(t), type=t, params=p) for t, p in rules.items()]
+        )
+        t0 = base_time_s()
+        # In the yard, then 3 km east at 108 km/h into the depot, idling there; battery drains.
+        fixes = [at(t, 0, t0_s=t0, speed=0, ignition=False, battery=60) for t in range(0, 60, 10)]
+        fixes += [
+            at(60 + 10 * i, 300.0 * i, t0_s=t0, speed=108, ignition=True, battery=40)
+            for i in range(1, 11)
+        ]
+        fixes += [
+            at(160 + 10 * i, 3000.0, t0_s=t0, speed=0, ignition=True, battery=12)
+            for i in range(1, 60)
+        ]
+        batch = await write_batch(session, device, fixes)
+        await session.commit()
+        await process_batch(ctx, batch.id)
+
+        alerts = await stored(session, device.id)
+        assert sorted(alerts) == sorted(str(t) for t in rules)
+        assert all(len(found) == 1 for found in alerts.values())
+        overspeed = alerts["overspeed"][0]
+        assert overspeed.occurred_at == from_micros(fixes[6].t)
+        assert overspeed.details["limit_kmh"] == 80.0
+        assert overspeed.details["max_speed"] == 108
+        assert overspeed.details["end_time"] is not None
+        assert alerts["geofence_exit"][0].occurred_at == from_micros(fixes[6].t)
+        enter = alerts["geofence_enter"][0]
+        assert enter.details["geofence_id"] == str(circle.id)
+        assert alerts["low_battery"][0].details == {"battery_pct": 12, "threshold_pct": 15}
+        assert alerts["idle"][0].details["end_time"] is None
+
+    async def test_offline_once_per_silence(
+        self, ctx: WorkerContext, session: AsyncSession
+    ) -> None:
+        org = await make_organization(session)
+        device = await make_device(session, org)
+        session.add(
+            AlertRule(org_id=org.id, name="silent", type=AlertType.OFFLINE, params={"after_s": 600})
+        )
+        last_fix = utcnow() - timedelta(hours=1)
+        session.add(
+            DeviceState(
+                device_id=device.id,
+                org_id=org.id,
+                last_fix_time=last_fix,
+                last_lat=52.0,
+                last_lon=13.0,
+            )
+        )
+        await session.commit()
+        first = await detect_offline(ctx)
+        second = await detect_offline(ctx)
+        assert (first.alerts_created, second.alerts_created) == (1, 0)
+        alert = (await stored(session, device.id))["offline"][0]
+        assert alert.occurred_at == last_fix + timedelta(seconds=600)
+        assert (alert.lat, alert.lon) == (52.0, 13.0)

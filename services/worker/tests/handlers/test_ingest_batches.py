@@ -1,0 +1,287 @@
+"""Batch processing against Postgres: rows written, recomputation, idempotency, live events."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import orjson
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from worker_support import MemoryStore, at, base_time_s, write_batch
+
+from milepost_common.domain.alerts.models import Alert, AlertRule, AlertType
+from milepost_common.domain.devices.models import Device, DeviceState
+from milepost_common.domain.ingest_batches.models import BatchStatus, IngestBatch
+from milepost_common.domain.trips.models import Stop, Trip
+from milepost_common.domain.webhooks.models import WebhookDelivery, WebhookEndpoint
+from milepost_common.live import latest_positions_key, org_channel
+from milepost_common.testing.factories import make_device, make_organization
+from milepost_worker.handlers.ingest_batches import process_batch
+from milepost_worker.motion.machine import MICROS, Fix, MotionParams
+from milepost_worker.rules.engine import RuleSpec
+from milepost_worker.runtime import WorkerContext
+from milepost_worker.timeutil import from_micros, to_micros
+
+
+def golden_drive(t0: float) -> list[Fix]:
+    """Parked, 30 legs of 90 m, parked: one trip (290..580 s) between two stops."""
+    fixes = [at(t, 0, t0_s=t0) for t in range(0, 300, 10)]
+    fixes += [at(310 + 10 * i, 90.0 * (i + 1), t0_s=t0, speed=32.4) for i in range(30)]
+    fixes += [at(t, 2700.0, t0_s=t0) for t in range(610, 1000, 10)]
+    return fixes
+
+
+async def rows(session: AsyncSession, device: Device) -> dict[str, Any]:
+    trips = (
+        (
+            await session.execute(
+                select(Trip).where(Trip.device_id == device.id).order_by(Trip.start_time)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    stops = (
+        (
+            await session.execute(
+                select(Stop).where(Stop.device_id == device.id).order_by(Stop.start_time)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    alerts = (
+        (
+            await session.execute(
+                select(Alert).where(Alert.device_id == device.id).order_by(Alert.occurred_at)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    return {
+        "trips": [
+            (t.start_time, t.end_time, round(t.distance_m, 6), round(t.max_speed, 6)) for t in trips
+        ],
+        "stops": [(s.start_time, s.end_time, round(s.lat, 9), round(s.lon, 9)) for s in stops],
+        "alerts": [(str(a.rule_id), a.occurred_at, str(a.type), a.details) for a in alerts],
+    }
+
+
+def expected_rows(store: MemoryStore) -> dict[str, Any]:
+    def end(seg: Any) -> Any:
+        return from_micros(seg.end_t) if seg.closed else None
+
+    return {
+        "trips": [
+            (from_micros(t.start_t), end(t), round(t.distance_m, 6), round(t.max_speed, 6))
+            for _, t in sorted(store.trips.items())
+        ],
+        "stops": [
+            (from_micros(s.start_t), end(s), round(s.lat, 9), round(s.lon, 9))
+            for _, s in sorted(store.stops.items())
+        ],
+        "alerts": [
+            (a.rule_id, from_micros(a.occurred_at), a.type, a.details)
+            for _, a in sorted(store.alerts.items(), key=lambda kv: kv[0][1])
+        ],
+    }
+
+
+async def status_of(session: AsyncSession, batch: IngestBatch) -> str:
+    return str(
+        (
+            await session.execute(select(IngestBatch.status).where(IngestBatch.id == batch.id))
+        ).scalar_one()
+    )
+
+
+class TestProcessBatch:
+    async def test_fixes_become_trips_stops_and_state(
+        self, ctx: WorkerContext, session: AsyncSession
+    ) -> None:
+        device = await make_device(session)
+        fixes = golden_drive(base_time_s())
+        first = await write_batch(session, device, fixes[:40])
+        second = await write_batch(session, device, fixes[40:])
+        await session.commit()
+        for batch in (first, second):
+            outcome = await process_batch(ctx, batch.id)
+            assert outcome.status == "processed"
+            assert await status_of(session, batch) == BatchStatus.PROCESSED
+        t0 = fixes[0].t
+        got = await rows(session, device)
+        assert [(to_micros(s) - t0, e and to_micros(e) - t0) for s, e, *_ in got["trips"]] == [
+            (290 * MICROS, 580 * MICROS)
+        ]
+        assert [(to_micros(s) - t0, e and to_micros(e) - t0) for s, e, *_ in got["stops"]] == [
+            (0, 290 * MICROS),
+            (580 * MICROS, None),
+        ]
+        state = await session.get(DeviceState, device.id, populate_existing=True)
+        assert state is not None
+        assert state.motion == "stopped"
+        assert state.last_fix_time == from_micros(fixes[-1].t)
+        assert state.watermark == from_micros(fixes[-1].t)
+
+    async def test_a_redelivered_batch_changes_nothing(
+        self, ctx: WorkerContext, session: AsyncSession
+    ) -> None:
+        device = await make_device(session)
+        batch = await write_batch(session, device, golden_drive(base_time_s()))
+        await session.commit()
+        assert (await process_batch(ctx, batch.id)).status == "processed"
+        before = await rows(session, device)
+        assert (await process_batch(ctx, batch.id)).status == "skipped"
+        assert await rows(session, device) == before
+
+    async def test_late_batches_give_the_in_order_result(
+        self, ctx: WorkerContext, session: AsyncSession
+    ) -> None:
+        device = await make_device(session)
+        fixes = golden_drive(base_time_s())
+        parts = [fixes[:25], fixes[25:50], fixes[50:]]
+        batches = [await write_batch(session, device, part) for part in parts]
+        await session.commit()
+        for index in (2, 0, 1):
+            await process_batch(ctx, batches[index].id)
+        store = MemoryStore(MotionParams(), [])
+        store.process(store.ingest(fixes))
+        assert await rows(session, device) == expected_rows(store)
+
+    async def test_live_events_after_commit(
+        self, ctx: WorkerContext, session: AsyncSession
+    ) -> None:
+        device = await make_device(session)
+        batch = await write_batch(session, device, golden_drive(base_time_s())[:5])
+        await session.commit()
+        await ctx.cache.set(latest_positions_key(device.org_id), b"cached")
+        pubsub = ctx.cache.pubsub()
+        await pubsub.subscribe(org_channel(device.org_id))
+        await pubsub.get_message(timeout=1.0)  # the subscribe confirmation
+        await process_batch(ctx, batch.id)
+        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=2.0)
+        await pubsub.aclose()
+        assert message is not None
+        event = orjson.loads(message["data"])
+        assert event["type"] == "position"
+        assert event["vehicle_id"] == str(device.id)
+        assert await ctx.cache.get(latest_positions_key(device.org_id)) is None
+
+
+class TestAlertsReconciled:
+    async def test_recompute_keeps_the_alert_id_and_acknowledgement(
+        self, ctx: WorkerContext, session: AsyncSession
+    ) -> None:
+        org = await make_organization(session)
+        device = await make_device(session, org, speed_limit_kmh=50.0)
+        rule = AlertRule(
+            org_id=org.id, name="speeding", type=AlertType.OVERSPEED, params={"min_duration_s": 20}
+        )
+        session.add(rule)
+        session.add(
+            WebhookEndpoint(
+                org_id=org.id,
+                url="http://127.0.0.1:9/hook",
+                secret_encrypted=ctx.box.encrypt("s"),
+                event_types=["alert.created"],
+            )
+        )
+        t0 = base_time_s()
+        early = [at(t, 0, t0_s=t0, speed=10) for t in range(0, 100, 10)]
+        fast = [at(200 + 10 * i, 200.0 * i, t0_s=t0, speed=90) for i in range(10)]
+        late_batch = await write_batch(session, device, early)
+        fast_batch = await write_batch(session, device, fast)
+        await session.commit()
+        first = await process_batch(ctx, fast_batch.id)
+        assert first.alerts_created == 1
+        assert len(first.deliveries) == 1
+        alert = (
+            await session.execute(select(Alert).where(Alert.device_id == device.id))
+        ).scalar_one()
+        acked_at = from_micros(fast[0].t + 999)
+        await session.execute(
+            update(Alert).where(Alert.id == alert.id).values(acknowledged_at=acked_at)
+        )
+        await session.commit()
+
+        second = await process_batch(ctx, late_batch.id)
+        assert second.recomputed_devices == 1
+        assert second.alerts_created == 0
+        assert second.deliveries == []
+        again = (
+            await session.execute(
+                select(Alert)
+                .where(Alert.device_id == device.id)
+                .execution_options(populate_existing=True)
+            )
+        ).scalar_one()
+        assert (again.id, again.acknowledged_at) == (alert.id, acked_at)
+        assert again.occurred_at == from_micros(fast[0].t)
+        deliveries = (
+            await session.execute(
+                select(func.count())
+                .select_from(WebhookDelivery)
+                .where(WebhookDelivery.org_id == org.id)
+            )
+        ).scalar_one()
+        assert deliveries == 1
+
+
+@st.composite
+def split_drives(draw: st.DrawFn) -> tuple[list[Fix], list[list[Fix]]]:
+    t0 = base_time_s() - 20_000
+    fixes: list[Fix] = []
+    t, east = 0.0, 0.0
+    for _ in range(draw(st.integers(2, 5))):
+        moving = draw(st.booleans())
+        for _ in range(draw(st.integers(5, 40))):
+            t += draw(st.sampled_from([5.0, 10.0, 60.0]))
+            east += 120.0 if moving else draw(st.floats(-10, 10))
+            fixes.append(
+                at(
+                    t,
+                    east,
+                    t0_s=t0,
+                    speed=50.0 if moving else 0.0,
+                    battery=draw(st.sampled_from([50, 10])),
+                )
+            )
+    order = draw(st.permutations(range(len(fixes))))
+    cuts = sorted(draw(st.sets(st.integers(1, len(fixes) - 1), max_size=4)))
+    shuffled = [fixes[i] for i in order]
+    bounds = [0, *cuts, len(fixes)]
+    return fixes, [shuffled[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+
+
+class TestOrderIndependenceInPostgres:
+    @settings(
+        max_examples=6, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None
+    )
+    @given(split_drives())
+    async def test_random_batches_in_random_order(
+        self,
+        ctx: WorkerContext,
+        session: AsyncSession,
+        drive: tuple[list[Fix], list[list[Fix]]],
+    ) -> None:
+        fixes, batches = drive
+        org = await make_organization(session)
+        device = await make_device(session, org)
+        rule = AlertRule(
+            org_id=org.id, name="battery", type=AlertType.LOW_BATTERY, params={"threshold_pct": 20}
+        )
+        session.add(rule)
+        written = [await write_batch(session, device, part) for part in batches]
+        await session.commit()
+        random.Random(len(fixes)).shuffle(written)
+        for batch in written:
+            await process_batch(ctx, batch.id)
+        store = MemoryStore(
+            MotionParams(), [RuleSpec(str(rule.id), "low_battery", {"threshold_pct": 20})]
+        )
+        store.process(store.ingest(fixes))
+        assert await rows(session, device) == expected_rows(store)
