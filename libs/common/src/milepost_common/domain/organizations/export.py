@@ -121,7 +121,10 @@ async def export_rows(
         )
         rows = await session.stream_scalars(query)
         async for row in rows:
-            yield kind, row.model_dump(mode="json", exclude=set(source.secret_fields))
+            yield (
+                kind,
+                row.model_dump(mode="json", exclude=set(source.secret_fields), warnings=False),
+            )
 
 
 async def ndjson_lines(

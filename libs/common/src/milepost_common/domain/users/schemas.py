@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, EmailStr, Field
 
 from milepost_common.domain.users.models import OrgRole, PlatformRole
 from milepost_common.pagination import DEFAULT_LIMIT, MAX_LIMIT
@@ -77,7 +77,7 @@ class OperatorRead(BaseModel):
     id: uuid.UUID
     email: str
     name: str | None
-    role: PlatformRole = Field(validation_alias="platform_role")
+    role: PlatformRole = Field(validation_alias=AliasChoices("platform_role", "role"))
     is_active: bool
     created_at: datetime
     last_login_at: datetime | None

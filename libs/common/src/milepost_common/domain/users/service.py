@@ -218,7 +218,7 @@ async def change_user_role(
         target_type="user",
         target_id=user.id,
         org_id=user.org_id,
-        diff={"role": [before.value if before else None, role.value]},
+        diff={"role": [str(before) if before else None, role.value]},
     )
     return user
 
@@ -346,7 +346,7 @@ async def change_operator_role(
         "operators.change_role",
         target_type="user",
         target_id=operator.id,
-        diff={"platform_role": [before.value if before else None, role.value]},
+        diff={"platform_role": [str(before) if before else None, role.value]},
     )
     return operator
 
@@ -363,9 +363,7 @@ async def reactivate_operator(session: AsyncSession, actor: Principal, operator:
     return await _set_active(session, actor, operator, True, "operators")
 
 
-async def update_own_profile(
-    session: AsyncSession, actor: Principal, *, name: str | None
-) -> User:
+async def update_own_profile(session: AsyncSession, actor: Principal, *, name: str | None) -> User:
     """The actor's own account, renamed when ``name`` differs. Audited when it changes."""
     assert actor.id is not None  # noqa: S101 - a user principal always has an id
     user = await get_user(session, actor.id, org_id=actor.org_id)

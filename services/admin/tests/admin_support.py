@@ -1,0 +1,46 @@
+"""Helpers shared by the admin's tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
+
+from milepost_admin.settings import AdminSettings
+from milepost_common.auth import Realm, TokenCodec
+from milepost_common.domain.audit.models import AuditEntry
+from milepost_common.domain.users.models import User
+
+
+def bearer(settings: AdminSettings, user: User, realm: Realm = Realm.ADMIN) -> dict[str, str]:
+    """The header of a token minted the way ``POST /auth/token`` mints it."""
+    token, _ = TokenCodec(settings.auth).issue(user.id, realm, 900)
+    return {"Authorization": f"Bearer {token}"}
+
+
+@dataclass(frozen=True)
+class Staff:
+    support: User
+    operator: User
+    superadmin: User
+    support_auth: dict[str, str]
+    operator_auth: dict[str, str]
+    superadmin_auth: dict[str, str]
+
+
+async def audit_actions(session: AsyncSession, **where: Any) -> list[str]:
+    query = select(AuditEntry).order_by(col(AuditEntry.occurred_at), col(AuditEntry.id))
+    for name, value in where.items():
+        query = query.where(getattr(AuditEntry, name) == value)
+    return [e.action for e in (await session.scalars(query)).all()]
+
+
+async def audit_entries(session: AsyncSession, action: str) -> list[AuditEntry]:
+    query = (
+        select(AuditEntry)
+        .where(AuditEntry.action == action)
+        .order_by(col(AuditEntry.occurred_at), col(AuditEntry.id))
+    )
+    return list((await session.scalars(query)).all())

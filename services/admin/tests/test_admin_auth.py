@@ -1,0 +1,126 @@
+"""Operator login and the realms: only admin tokens of active operators get in."""
+
+from __future__ import annotations
+
+import httpx
+from admin_support import Staff, audit_entries, bearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from milepost_admin.settings import AdminSettings
+from milepost_common.auth import Realm, TokenCodec
+from milepost_common.testing.factories import (
+    DEFAULT_PASSWORD,
+    make_api_key,
+    make_operator,
+    make_organization,
+    make_user,
+)
+
+
+async def _login(client: httpx.AsyncClient, email: str, password: str) -> httpx.Response:
+    return await client.post("/admin/v1/auth/token", data={"username": email, "password": password})
+
+
+class TestIssueToken:
+    async def test_operator_gets_an_admin_token(
+        self, client: httpx.AsyncClient, session: AsyncSession, admin_settings: AdminSettings
+    ) -> None:
+        operator = await make_operator(session)
+
+        response = await _login(client, operator.email.upper(), DEFAULT_PASSWORD)
+
+        assert response.status_code == 200
+        body = response.json()
+        assert set(body) == {"access_token", "token_type", "expires_in"}
+        assert body["token_type"] == "bearer"
+        claims = TokenCodec(admin_settings.auth).verify(body["access_token"], Realm.ADMIN)
+        assert claims.subject == operator.id
+        [entry] = await audit_entries(session, "auth.login")
+        assert entry.actor_id == operator.id
+
+    async def test_wrong_password_is_refused_and_audited(
+        self, client: httpx.AsyncClient, session: AsyncSession
+    ) -> None:
+        operator = await make_operator(session)
+
+        response = await _login(client, operator.email, "not the password at all")
+
+        assert response.status_code == 401
+        assert response.json()["error"]["code"] == "invalid_credentials"
+        [entry] = await audit_entries(session, "auth.login_failed")
+        assert entry.actor_label == operator.email
+
+    async def test_organization_user_cannot_log_in(
+        self, client: httpx.AsyncClient, session: AsyncSession
+    ) -> None:
+        user = await make_user(session)
+
+        response = await _login(client, user.email, DEFAULT_PASSWORD)
+
+        assert response.status_code == 401
+
+    async def test_repeated_failures_are_throttled(
+        self, client: httpx.AsyncClient, session: AsyncSession
+    ) -> None:
+        operator = await make_operator(session)
+        for _ in range(3):
+            assert (await _login(client, operator.email, "wrong password 123")).status_code == 401
+
+        response = await _login(client, operator.email, DEFAULT_PASSWORD)
+
+        assert response.status_code == 429
+        assert response.json()["error"]["code"] == "rate_limited"
+        assert "Retry-After" in response.headers
+
+
+class TestRealms:
+    async def test_without_a_token_is_401(self, client: httpx.AsyncClient) -> None:
+        response = await client.get("/admin/v1/organizations")
+
+        assert response.status_code == 401
+        assert response.headers["WWW-Authenticate"] == "Bearer"
+
+    async def test_public_api_token_is_refused(
+        self, client: httpx.AsyncClient, session: AsyncSession, admin_settings: AdminSettings
+    ) -> None:
+        owner = await make_user(session)
+
+        response = await client.get(
+            "/admin/v1/organizations", headers=bearer(admin_settings, owner, Realm.API)
+        )
+
+        assert response.status_code == 401
+        assert response.json()["error"]["code"] == "unauthorized"
+
+    async def test_operator_token_of_the_api_realm_is_refused(
+        self, client: httpx.AsyncClient, staff: Staff, admin_settings: AdminSettings
+    ) -> None:
+        headers = bearer(admin_settings, staff.superadmin, Realm.API)
+
+        response = await client.get("/admin/v1/organizations", headers=headers)
+
+        assert response.status_code == 401
+
+    async def test_api_key_is_refused(
+        self, client: httpx.AsyncClient, session: AsyncSession
+    ) -> None:
+        issued = await make_api_key(session, await make_organization(session))
+
+        for headers in ({"Authorization": f"Bearer {issued.secret}"}, {"X-API-Key": issued.secret}):
+            response = await client.get("/admin/v1/organizations", headers=headers)
+            assert response.status_code == 401
+
+    async def test_deactivated_operator_is_refused_at_the_next_request(
+        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
+    ) -> None:
+        assert (
+            await client.get("/admin/v1/organizations", headers=staff.operator_auth)
+        ).status_code == 200
+        deactivate = await client.post(
+            f"/admin/v1/operators/{staff.operator.id}/deactivate", headers=staff.superadmin_auth
+        )
+        assert deactivate.status_code == 200
+
+        response = await client.get("/admin/v1/organizations", headers=staff.operator_auth)
+
+        assert response.status_code == 401

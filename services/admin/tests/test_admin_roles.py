@@ -1,0 +1,110 @@
+"""The role matrix: support reads, operator writes, superadmin manages operators."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+import pytest
+from admin_support import Staff
+
+WRITES = [
+    ("POST", "/admin/v1/organizations", {"name": "Acme"}),
+    ("POST", f"/admin/v1/organizations/{uuid.uuid4()}/suspend", None),
+    ("POST", f"/admin/v1/organizations/{uuid.uuid4()}/api-keys", {"name": "k"}),
+    ("POST", f"/admin/v1/api-keys/{uuid.uuid4()}/revoke", None),
+    ("POST", f"/admin/v1/ingest-batches/{uuid.uuid4()}/replay", None),
+    ("POST", f"/admin/v1/webhook-deliveries/{uuid.uuid4()}/retry", None),
+]
+READS = [
+    "/admin/v1/organizations",
+    "/admin/v1/users",
+    "/admin/v1/devices",
+    "/admin/v1/api-keys",
+    "/admin/v1/ingest-batches",
+    "/admin/v1/webhook-deliveries",
+    "/admin/v1/audit-log",
+    "/admin/v1/operators",
+    "/admin/v1/system/status",
+]
+
+
+class TestRoleMatrix:
+    @pytest.mark.parametrize("path", READS)
+    async def test_support_reads_everything(
+        self, client: httpx.AsyncClient, staff: Staff, path: str
+    ) -> None:
+        response = await client.get(path, headers=staff.support_auth)
+
+        assert response.status_code == 200, response.text
+
+    @pytest.mark.parametrize(("method", "path", "body"), WRITES)
+    async def test_support_changes_nothing_and_403_comes_before_404(
+        self,
+        client: httpx.AsyncClient,
+        staff: Staff,
+        method: str,
+        path: str,
+        body: dict[str, str] | None,
+    ) -> None:
+        response = await client.request(method, path, json=body, headers=staff.support_auth)
+
+        assert response.status_code == 403
+        assert response.json()["error"]["code"] == "forbidden"
+
+    async def test_operator_writes(self, client: httpx.AsyncClient, staff: Staff) -> None:
+        response = await client.post(
+            "/admin/v1/organizations", json={"name": "Acme"}, headers=staff.operator_auth
+        )
+
+        assert response.status_code == 201
+
+    async def test_operator_cannot_manage_operators(
+        self, client: httpx.AsyncClient, staff: Staff
+    ) -> None:
+        create = await client.post(
+            "/admin/v1/operators",
+            json={"email": "new-op@example.com", "role": "support"},
+            headers=staff.operator_auth,
+        )
+        promote = await client.patch(
+            f"/admin/v1/operators/{staff.support.id}",
+            json={"role": "superadmin"},
+            headers=staff.operator_auth,
+        )
+
+        assert create.status_code == 403
+        assert promote.status_code == 403
+
+    async def test_superadmin_manages_operators(
+        self, client: httpx.AsyncClient, staff: Staff
+    ) -> None:
+        create = await client.post(
+            "/admin/v1/operators",
+            json={"email": "New-Op@Example.com", "role": "support"},
+            headers=staff.superadmin_auth,
+        )
+        assert create.status_code == 201
+        body = create.json()
+        assert body["email"] == "new-op@example.com"
+        assert body["role"] == "support"
+        assert body["invite_url"].startswith("https://fleet.example/")
+
+        promote = await client.patch(
+            f"/admin/v1/operators/{body['id']}",
+            json={"role": "operator"},
+            headers=staff.superadmin_auth,
+        )
+        assert promote.status_code == 200
+        assert promote.json()["role"] == "operator"
+
+    async def test_superadmin_cannot_demote_themselves(
+        self, client: httpx.AsyncClient, staff: Staff
+    ) -> None:
+        response = await client.patch(
+            f"/admin/v1/operators/{staff.superadmin.id}",
+            json={"role": "support"},
+            headers=staff.superadmin_auth,
+        )
+
+        assert response.status_code == 409
