@@ -1,0 +1,117 @@
+"""API keys: issued with the secret once, listed without it, revoked, rotated."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from admin_support import Staff, audit_actions
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from milepost_admin.settings import AdminSettings
+from milepost_common.auth import TokenCodec
+from milepost_common.domain.principals import PrincipalResolver
+from milepost_common.errors import Unauthorized
+from milepost_common.testing.factories import make_api_key, make_organization
+
+
+class TestIssueApiKey:
+    async def test_secret_only_in_the_201(
+        self,
+        client: httpx.AsyncClient,
+        session: AsyncSession,
+        staff: Staff,
+        admin_settings: AdminSettings,
+    ) -> None:
+        org = await make_organization(session)
+
+        response = await client.post(
+            f"/admin/v1/organizations/{org.id}/api-keys",
+            json={"name": "Gateway", "scopes": ["ingest", "ingest:osmand"]},
+            headers=staff.operator_auth,
+        )
+
+        assert response.status_code == 201
+        body = response.json()
+        assert {"id", "prefix", "key"} <= set(body)
+        assert body["key"].startswith(body["prefix"])
+        assert body["scopes"] == ["ingest", "ingest:osmand"]
+        resolver = PrincipalResolver(
+            TokenCodec(admin_settings.auth),
+            cache_ttl_s=0,
+            api_key_pepper=admin_settings.auth.api_key_pepper.get_secret_value(),
+        )
+        assert (await resolver.from_api_key(session, body["key"])).org_id == org.id
+        listed = await client.get(
+            f"/admin/v1/organizations/{org.id}/api-keys", headers=staff.support_auth
+        )
+        assert listed.status_code == 200
+        [item] = listed.json()["items"]
+        assert item["prefix"] == body["prefix"]
+        assert "key" not in item
+        assert body["key"] not in listed.text
+        assert "last_used_at" in item
+
+    async def test_unknown_scope_is_422(
+        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
+    ) -> None:
+        org = await make_organization(session)
+
+        response = await client.post(
+            f"/admin/v1/organizations/{org.id}/api-keys",
+            json={"name": "Gateway", "scopes": ["admin"]},
+            headers=staff.operator_auth,
+        )
+
+        assert response.status_code == 422
+
+
+class TestRevokeApiKey:
+    async def test_idempotent_and_effective_at_once(
+        self,
+        client: httpx.AsyncClient,
+        session: AsyncSession,
+        staff: Staff,
+        admin_settings: AdminSettings,
+    ) -> None:
+        issued = await make_api_key(session, await make_organization(session))
+        url = f"/admin/v1/api-keys/{issued.api_key.id}/revoke"
+
+        first = await client.post(url, headers=staff.operator_auth)
+        second = await client.post(url, headers=staff.operator_auth)
+
+        assert first.status_code == second.status_code == 200
+        assert first.json()["revoked_at"] == second.json()["revoked_at"] is not None
+        assert await audit_actions(session, action="api_keys.revoke") == ["api_keys.revoke"]
+        session.expire_all()
+        resolver = PrincipalResolver(TokenCodec(admin_settings.auth), cache_ttl_s=0)
+        with pytest.raises(Unauthorized):
+            await resolver.from_api_key(session, issued.secret)
+
+
+class TestRotateApiKey:
+    async def test_new_secret_and_old_key_revoked(
+        self,
+        client: httpx.AsyncClient,
+        session: AsyncSession,
+        staff: Staff,
+        admin_settings: AdminSettings,
+    ) -> None:
+        issued = await make_api_key(session, await make_organization(session), name="Gateway")
+
+        response = await client.post(
+            f"/admin/v1/api-keys/{issued.api_key.id}/rotate", headers=staff.operator_auth
+        )
+
+        assert response.status_code == 201
+        body = response.json()
+        assert body["name"] == "Gateway"
+        assert body["id"] != str(issued.api_key.id)
+        session.expire_all()
+        resolver = PrincipalResolver(TokenCodec(admin_settings.auth), cache_ttl_s=0)
+        assert (await resolver.from_api_key(session, body["key"])).id is not None
+        with pytest.raises(Unauthorized):
+            await resolver.from_api_key(session, issued.secret)
+        again = await client.post(
+            f"/admin/v1/api-keys/{issued.api_key.id}/rotate", headers=staff.operator_auth
+        )
+        assert again.status_code == 409

@@ -1,0 +1,151 @@
+"""Ingest batches: list and filter, the rejected items, replay one or all failed."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from admin_support import Staff, audit_actions
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from milepost_common.domain.ingest_batches.models import BatchSource, BatchStatus, IngestBatch
+from milepost_common.domain.organizations.models import Organization
+from milepost_common.domain.positions.models import Position
+from milepost_common.testing.factories import make_device, make_organization
+
+
+async def make_batch(
+    session: AsyncSession,
+    org: Organization,
+    *,
+    status: BatchStatus = BatchStatus.PROCESSED,
+    rejected_items: list[dict[str, Any]] | None = None,
+    received_at: datetime | None = None,
+) -> IngestBatch:
+    items = rejected_items or []
+    batch = IngestBatch(
+        org_id=org.id,
+        source=BatchSource.JSON,
+        status=status,
+        rejected=len(items),
+        errors=[{"index": i["index"], "code": i["code"], "message": "x"} for i in items],
+        rejected_items=items,
+        rejected_items_expire_at=datetime.now(UTC) + timedelta(days=7) if items else None,
+        received_at=received_at or datetime.now(UTC),
+    )
+    session.add(batch)
+    await session.flush()
+    return batch
+
+
+def unknown_device_item(unique_id: str, index: int = 0) -> dict[str, Any]:
+    fix = (datetime.now(UTC) - timedelta(minutes=10)).isoformat()
+    return {
+        "index": index,
+        "code": "unknown_device",
+        "item": {"device_id": unique_id, "fix_time": fix, "lat": 52.5, "lon": 13.4},
+    }
+
+
+class TestListBatches:
+    async def test_filters_by_organization_status_and_time(
+        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
+    ) -> None:
+        org = await make_organization(session)
+        now = datetime.now(UTC)
+        failed = await make_batch(session, org, status=BatchStatus.FAILED, received_at=now)
+        await make_batch(session, org, received_at=now)
+        await make_batch(
+            session, org, status=BatchStatus.FAILED, received_at=now - timedelta(days=2)
+        )
+        await make_batch(session, await make_organization(session), status=BatchStatus.FAILED)
+
+        response = await client.get(
+            "/admin/v1/ingest-batches",
+            params={
+                "org_id": str(org.id),
+                "status": "failed",
+                "from": (now - timedelta(hours=1)).isoformat(),
+            },
+            headers=staff.support_auth,
+        )
+
+        assert response.status_code == 200
+        assert [b["id"] for b in response.json()["items"]] == [str(failed.id)]
+
+    async def test_bad_status_is_422(self, client: httpx.AsyncClient, staff: Staff) -> None:
+        response = await client.get(
+            "/admin/v1/ingest-batches", params={"status": "lost"}, headers=staff.support_auth
+        )
+
+        assert response.status_code == 422
+
+
+class TestGetBatch:
+    async def test_detail_has_the_rejected_items(
+        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
+    ) -> None:
+        batch = await make_batch(
+            session, await make_organization(session), rejected_items=[unknown_device_item("nope")]
+        )
+
+        response = await client.get(
+            f"/admin/v1/ingest-batches/{batch.id}", headers=staff.support_auth
+        )
+
+        assert response.status_code == 200
+        [item] = response.json()["rejected_items"]
+        assert item["code"] == "unknown_device"
+        assert item["item"]["device_id"] == "nope"
+
+    async def test_unknown_is_404(self, client: httpx.AsyncClient, staff: Staff) -> None:
+        response = await client.get(
+            f"/admin/v1/ingest-batches/{uuid.uuid4()}", headers=staff.support_auth
+        )
+
+        assert response.status_code == 404
+
+
+class TestReplayBatch:
+    async def test_stores_what_is_valid_now(
+        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
+    ) -> None:
+        org = await make_organization(session)
+        batch = await make_batch(
+            session, org, rejected_items=[unknown_device_item("late-registered")]
+        )
+        device = await make_device(session, org, unique_id="late-registered")
+
+        response = await client.post(
+            f"/admin/v1/ingest-batches/{batch.id}/replay", headers=staff.operator_auth
+        )
+
+        assert response.status_code == 202
+        assert response.json() == {"id": str(batch.id), "status": "received"}
+        stored = await session.scalar(
+            select(func.count()).select_from(Position).where(Position.device_id == device.id)
+        )
+        assert stored == 1
+        assert await audit_actions(session, action="ingest_batches.replay") == [
+            "ingest_batches.replay"
+        ]
+
+    async def test_replay_all_failed_of_an_organization(
+        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
+    ) -> None:
+        org = await make_organization(session)
+        failed = [await make_batch(session, org, status=BatchStatus.FAILED) for _ in range(2)]
+        await make_batch(session, org)
+
+        response = await client.post(
+            f"/admin/v1/organizations/{org.id}/ingest-batches/replay-failed",
+            headers=staff.operator_auth,
+        )
+
+        assert response.status_code == 202
+        assert sorted(b["id"] for b in response.json()["items"]) == sorted(
+            str(b.id) for b in failed
+        )
