@@ -6,7 +6,6 @@ Role checks (``ManagerUser``, ``OwnerUser``) run before anything loads a resourc
 order of answers is 401 → 403 → 404.
 """
 
-
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
@@ -72,6 +71,7 @@ async def start_context(app: FastAPI) -> None:
 async def stop_context(app: FastAPI) -> None:
     ctx: ApiContext = app.state.ctx
     await ctx.http.aclose()
+    await ctx.limiter.aclose()
 
 
 def get_context(conn: HTTPConnection) -> ApiContext:

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
+from pydantic import AwareDatetime, Field
 
 from milepost_api.cache import cache_get, cache_set
 from milepost_api.deps import ContextDep, CurrentUser
@@ -30,8 +31,10 @@ from milepost_common.web.errors import error_responses
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
 
+# A date (midnight in the organization's time zone) or an instant with an offset.
+Instant = Annotated[AwareDatetime | date, Field(union_mode="left_to_right")]
 From = Annotated[
-    datetime | date,
+    Instant,
     Query(
         alias="from",
         description="Inclusive start: ISO 8601 with offset, or a date (midnight in the "
@@ -39,7 +42,7 @@ From = Annotated[
     ),
 ]
 To = Annotated[
-    datetime | date,
+    Instant,
     Query(alias="to", description="Exclusive end, like `from`; at most 366 days after it."),
 ]
 VehicleFilter = Annotated[uuid.UUID | None, Query(description="Only this vehicle.")]
@@ -47,15 +50,6 @@ CSV = "text/csv; charset=utf-8"
 RowSource = Callable[
     [Any, Principal, paging.Window, uuid.UUID | None], AsyncIterator[Sequence[Any]]
 ]
-
-
-def _aware(value: datetime | date, name: str) -> datetime | date:
-    if isinstance(value, datetime) and value.tzinfo is None:
-        raise ValidationFailed(
-            f"`{name}` needs an offset (or give a date).",
-            details=[{"loc": ["query", name], "msg": "Offset required.", "type": "value_error"}],
-        )
-    return value
 
 
 def _cache_key(user: Principal, *parts: object) -> str:
@@ -88,8 +82,8 @@ async def summarize(
         report = await report_service.summarize(
             session,
             user,
-            _aware(start, "from"),
-            _aware(end, "to"),
+            start,
+            end,
             vehicle_id=vehicle_id,
             group_by=group_by,
         )
@@ -167,9 +161,7 @@ async def export_summary(
     vehicle_id: VehicleFilter = None,
 ) -> StreamingResponse:
     """The summary's rows as CSV, streamed."""
-    window = await report_service.prepare_export(
-        session, user, _aware(start, "from"), _aware(end, "to"), vehicle_id
-    )
+    window = await report_service.prepare_export(session, user, start, end, vehicle_id)
     return _csv_response(
         request,
         user,
@@ -197,9 +189,7 @@ async def export_trips(
     vehicle_id: VehicleFilter = None,
 ) -> StreamingResponse:
     """Every trip that started in `[from, to)`, by start time, streamed in chunks."""
-    window = await report_service.prepare_export(
-        session, user, _aware(start, "from"), _aware(end, "to"), vehicle_id
-    )
+    window = await report_service.prepare_export(session, user, start, end, vehicle_id)
     return _csv_response(
         request,
         user,
