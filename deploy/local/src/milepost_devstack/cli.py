@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from milepost_devstack.config import StackConfig
@@ -19,8 +20,15 @@ from milepost_devstack.process import tail
 from milepost_devstack.stack import APPS, Stack
 
 
-def _progress(message: str) -> None:
-    print(f"milepost-stack: {message}", file=sys.stderr, flush=True)
+def _progress() -> Callable[[str], None]:
+    """A reporter printing each step with the seconds since the command started."""
+    started = time.monotonic()
+
+    def report(message: str) -> None:
+        elapsed = time.monotonic() - started
+        print(f"milepost-stack: [{elapsed:5.1f}s] {message}", file=sys.stderr, flush=True)
+
+    return report
 
 
 def _up(stack: Stack, timeout: float) -> int:
@@ -118,7 +126,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        stack = Stack(StackConfig.from_environ(), report=_progress)
+        stack = Stack(StackConfig.from_environ(), report=_progress())
         if args.command == "up":
             return _up(stack, args.timeout)
         if args.command == "down":

@@ -19,6 +19,9 @@ from pathlib import Path
 
 from milepost_devstack.errors import ComponentError, StackError
 
+# Unit of the start times in /proc/<pid>/stat.
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
 
 @dataclass(frozen=True)
 class ProcessSpec:
@@ -78,15 +81,7 @@ class ProcessManager:
 
     def _open_log(self, name: str) -> int:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        return os.open(self.log_path(name), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
-
-    def append_log(self, name: str, text: str) -> None:
-        """Append `text` to `name`'s log (output of one-shot commands)."""
-        fd = self._open_log(name)
-        try:
-            os.write(fd, text.encode())
-        finally:
-            os.close(fd)
+        return _open_append(self.log_path(name))
 
     def start(self, spec: ProcessSpec) -> ProcessRecord:
         """Start `spec` in the background. Raises StackError when it is already running."""
@@ -152,6 +147,14 @@ class ProcessManager:
             return None
         return record
 
+    def has_run_for(self, name: str, seconds: float) -> bool:
+        """Whether `name` is running and started at least `seconds` ago."""
+        record = self.running(name)
+        if record is None:
+            return False
+        uptime_ticks = float(Path("/proc/uptime").read_text().split()[0]) * _CLOCK_TICKS
+        return (uptime_ticks - record.start_ticks) / _CLOCK_TICKS >= seconds
+
     def stop(self, names: Sequence[str], timeout: float = 20.0) -> list[str]:
         """Stop the named processes and their children; return the names that were running.
 
@@ -199,6 +202,20 @@ class ProcessManager:
     def log_tail(self, name: str, lines: int = 40) -> str:
         """The last `lines` lines of `name`'s log (empty when there is none)."""
         return tail(self.log_path(name), lines)
+
+
+def _open_append(path: Path) -> int:
+    """A write descriptor appending to `path`, created readable by its owner and group only."""
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+
+
+def append_text(path: Path, text: str) -> None:
+    """Append `text` to the log at `path` (the output of one-shot commands)."""
+    fd = _open_append(path)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
 
 
 def tail(path: Path, lines: int) -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import subprocess
 import sysconfig
 import time
 from collections.abc import Callable, Mapping
@@ -24,9 +23,10 @@ from functools import partial
 from pathlib import Path
 
 from milepost_devstack import traefik
+from milepost_devstack.checks import Check, Command, eventually_succeeds, succeeded, wait_all
 from milepost_devstack.config import PORT_VARIABLES, StackConfig
 from milepost_devstack.credentials import Credentials, load_or_create
-from milepost_devstack.errors import ComponentError, StackError
+from milepost_devstack.errors import StackError
 from milepost_devstack.net import LOOPBACK, http_status, port_in_use
 from milepost_devstack.postgres import PostgresServer
 from milepost_devstack.process import ProcessManager, ProcessSpec, tail
@@ -48,6 +48,8 @@ _PORT_FIELDS = {
     "beat": (),
     "traefik": ("gateway", "gateway_metrics"),
 }
+# Beat serves nothing to probe: it counts as started once it survived its imports this long.
+BEAT_SETTLE_S = 8.0
 # Inherited variables that would override what the stack passes to its processes.
 _SHADOWING_VARIABLES = ("DATABASE_URL", "REDIS_URL", "MILEPOST_BOOTSTRAP_PASSWORD")
 
@@ -153,6 +155,10 @@ class Stack:
             "worker": [_script("milepost-worker"), "--concurrency", "2"],
             "beat": [_script("milepost-beat"), "--schedule", str(state / "beat" / "schedule")],
         }
+        if name == "worker":
+            # The prefork children's metric files: inside the state directory, and only for
+            # the worker (it switches prometheus-client to multiprocess mode).
+            env = env | {"PROMETHEUS_MULTIPROC_DIR": str(self.config.run_dir / "worker-metrics")}
         return ProcessSpec(name, commands[name], env, state)
 
     def _prepare_state_dir(self) -> None:
@@ -179,13 +185,25 @@ class Stack:
         env = self.process_env(credentials)
         self._start_process("redis", env)
         self._start_postgres(credentials)
-        self._wait("redis", self.redis.ping, deadline)
-        self._run_once("migrate", [_script("milepost-migrate")], env)
-        operator = self._bootstrap_operator(credentials, env)
-        for name in PROCESSES[1:]:
-            self._start_process(name, env)
-        self._wait_healthy(env, deadline)
-        return operator
+        self._wait([self._health_check("redis", env, [])], deadline)
+        self._report("running migrations")
+        migrate = self._command("migrate", [_script("milepost-migrate")], env)
+        background = [migrate.start()]
+        try:
+            self._wait([succeeded(migrate)], deadline)
+            bootstrap, operator = self._bootstrap_command(credentials, env)
+            background.append(bootstrap.start())
+            for name in PROCESSES[1:]:
+                self._start_process(name, env)
+            self._report("waiting for the stack to be healthy")
+            own_ports = [self._health_check(name, env, background) for name in PROCESSES[1:]]
+            self._wait([succeeded(bootstrap), *own_ports], deadline)
+            self._wait(self._gateway_checks(), deadline)
+        finally:
+            for command in background:
+                command.stop()
+        created = bootstrap.output.strip().splitlines()[-1:] == ["created"]
+        return operator if created else None
 
     def _check_ports_free(self, name: str) -> None:
         """Raise StackError naming the variable to change when a port of `name` is taken."""
@@ -218,79 +236,71 @@ class Stack:
             server.start()
         server.ensure_database(DATABASE, ROLE, credentials.db_password)
 
-    def _run_once(self, name: str, argv: list[str], env: dict[str, str], stdin: str = "") -> str:
-        """Run a one-shot command to completion, its output appended to `<logs>/<name>.log`."""
-        self._report(f"running {name}")
-        result = subprocess.run(
-            argv,
-            env=env,
-            cwd=self.config.state_dir,
-            input=stdin,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=300,
-        )
-        self.processes.append_log(name, result.stdout + result.stderr)
-        if result.returncode != 0:
-            raise ComponentError(
-                f"{name} exited {result.returncode}; last lines of its log:\n"
-                + self.processes.log_tail(name)
-            )
-        return result.stdout
+    def _command(self, name: str, argv: list[str], env: dict[str, str], stdin: str = "") -> Command:
+        """A one-shot command whose output goes to `<logs>/<name>.log`."""
+        log = self.processes.log_path(name)
+        return Command(argv, env, self.config.state_dir, log, stdin=stdin)
 
-    def _bootstrap_operator(self, credentials: Credentials, env: dict[str, str]) -> Operator | None:
+    def _bootstrap_command(
+        self, credentials: Credentials, env: dict[str, str]
+    ) -> tuple[Command, Operator | None]:
+        """`milepost-admin create-operator` for the first operator (idempotent), and that
+        operator's login when its password is generated rather than given."""
         email = self._environ.get("MILEPOST_BOOTSTRAP_EMAIL", "").strip()
         given_password = self._environ.get("MILEPOST_BOOTSTRAP_PASSWORD", "")
         email = email or credentials.operator_email
         password = given_password or credentials.operator_password
         argv = [_script("milepost-admin"), "create-operator", "--email", email]
-        output = self._run_once("create-operator", argv, env, stdin=password + "\n")
-        created = output.strip().splitlines()[-1:] == ["created"]
-        return Operator(email, password) if created and not given_password else None
+        command = self._command("create-operator", argv, env, stdin=password + "\n")
+        return command, None if given_password else Operator(email, password)
 
-    def _wait(self, name: str, check: Callable[[], bool], deadline: float) -> None:
-        """Poll `check` until it passes; fail early, with its log, if `name` exits."""
-        while not check():
-            if name in PROCESSES and self.processes.running(name) is None:
-                raise ComponentError(self._failure(name, "exited during start-up"))
-            if time.monotonic() >= deadline:
-                raise ComponentError(self._failure(name, "did not become healthy in time"))
-            time.sleep(0.25)
+    def _wait(self, checks: list[Check], deadline: float) -> None:
+        wait_all(checks, deadline, self._failure, self._report)
 
     def _failure(self, name: str, what: str) -> str:
         log = self.processes.log_path(name)
         return f"{name} {what}; last lines of {log}:\n{tail(log, 40)}"
 
-    def _wait_healthy(self, env: dict[str, str], deadline: float) -> None:
-        self._report("waiting for the stack to be healthy")
-        self._wait("traefik", self._traefik_ready, deadline)
-        for app in APPS:
-            self._wait(app, partial(self._app_ready, app), deadline)
-        for app in APPS:
-            self._wait("traefik", partial(self._app_ready, app, self.gateway_url), deadline)
-        self._wait("worker", lambda: self._worker_consumes(env), deadline)
-        self._wait("beat", lambda: self.processes.running("beat") is not None, deadline)
-
     # Health checks --------------------------------------------------------------------------
+
+    def _alive(self, name: str) -> Callable[[], bool]:
+        return lambda: self.processes.running(name) is not None
+
+    def _health_check(self, name: str, env: dict[str, str], background: list[Command]) -> Check:
+        """`name` answers on its own port. The worker must consume a ping task (a command
+        run in the background, added to `background` so the caller can stop it); beat, which
+        answers nothing, must stay up for BEAT_SETTLE_S."""
+        if name == "redis":
+            return Check(name, self.redis.ping, self._alive(name))
+        if name == "traefik":
+            return Check(name, self._traefik_ready, self._alive(name))
+        if name in APPS:
+            return Check(name, partial(self._app_ready, name), self._alive(name))
+        if name == "worker":
+            argv = [_script("milepost-worker-ping"), "--timeout", "10"]
+            ping = self._command("worker-ping", argv, env)
+            background.append(ping)
+            return Check(name, eventually_succeeds(ping), self._alive(name))
+        settled = partial(self.processes.has_run_for, name, BEAT_SETTLE_S)
+        return Check(name, settled, self._alive(name))
+
+    def _gateway_checks(self) -> list[Check]:
+        """Each app's /ready answers 200 through Traefik."""
+        return [
+            Check(
+                "traefik",
+                partial(self._app_ready, app, self.gateway_url),
+                self._alive("traefik"),
+                label=f"gateway /{app}",
+            )
+            for app in APPS
+        ]
 
     def _traefik_ready(self) -> bool:
         return traefik.ping(self.config.ports.gateway_metrics)
 
     def _app_ready(self, app: str, base_url: str | None = None) -> bool:
         return http_status(f"{base_url or self.app_url(app)}/{app}/ready") == 200
-
-    def _worker_consumes(self, env: dict[str, str]) -> bool:
-        """Whether a worker consumed a ping task within 10 s (milepost-worker-ping)."""
-        ping = subprocess.run(
-            [_script("milepost-worker-ping"), "--timeout", "10"],
-            env=env,
-            cwd=self.config.state_dir,
-            capture_output=True,
-            check=False,
-            timeout=60,
-        )
-        return ping.returncode == 0
 
     # down, status, single components --------------------------------------------------------
 
@@ -312,21 +322,19 @@ class Stack:
             self.processes.stop([self._known(name)])
 
     def start_component(self, name: str, timeout: float = 60.0) -> None:
-        """Start one stopped component again and wait until it answers."""
-        deadline = time.monotonic() + timeout
+        """Start one stopped component again and wait until it answers on its own port."""
         credentials = self.credentials()
         if name == "postgres":
             self._start_postgres(credentials)
             return
         env = self.process_env(credentials)
         self._start_process(self._known(name), env)
-        checks: dict[str, Callable[[], bool]] = {
-            "redis": self.redis.ping,
-            "traefik": self._traefik_ready,
-            "worker": lambda: self._worker_consumes(env),
-            "beat": lambda: self.processes.running("beat") is not None,
-        }
-        self._wait(name, checks.get(name, partial(self._app_ready, name)), deadline)
+        background: list[Command] = []
+        try:
+            self._wait([self._health_check(name, env, background)], time.monotonic() + timeout)
+        finally:
+            for command in background:
+                command.stop()
 
     @staticmethod
     def _known(name: str) -> str:
