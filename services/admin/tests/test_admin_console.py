@@ -1,0 +1,245 @@
+"""The console: form login with a session cookie, CSRF on every change, roles, pages."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+from admin_support import Staff, audit_actions
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from milepost_common.domain.users.models import User
+from milepost_common.testing.factories import (
+    DEFAULT_PASSWORD,
+    make_api_key,
+    make_device,
+    make_organization,
+    make_user,
+)
+
+PAGES = [
+    "/admin/",
+    "/admin/organizations",
+    "/admin/users",
+    "/admin/devices",
+    "/admin/api-keys",
+    "/admin/ingest-batches",
+    "/admin/webhook-deliveries",
+    "/admin/audit-log",
+    "/admin/operators",
+]
+
+
+def csrf_of(html: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match, "no CSRF field in the page"
+    return match.group(1)
+
+
+async def log_in(client: httpx.AsyncClient, user: User) -> str:
+    """Log in through the form; returns the session's CSRF token."""
+    form = await client.get("/admin/login")
+    response = await client.post(
+        "/admin/login",
+        data={
+            "email": user.email,
+            "password": DEFAULT_PASSWORD,
+            "csrf_token": csrf_of(form.text),
+            "next": "/admin/",
+        },
+    )
+    assert response.status_code == 303, response.text
+    return csrf_of((await client.get("/admin/")).text)
+
+
+class TestLogin:
+    async def test_session_cookie_flags(self, client: httpx.AsyncClient, staff: Staff) -> None:
+        form = await client.get("/admin/login")
+
+        response = await client.post(
+            "/admin/login",
+            data={
+                "email": staff.operator.email,
+                "password": DEFAULT_PASSWORD,
+                "csrf_token": csrf_of(form.text),
+                "next": "https://evil.example/",
+            },
+        )
+
+        assert response.status_code == 303
+        assert response.headers["location"] == "/admin/"
+        cookie = next(
+            h
+            for h in response.headers.get_list("set-cookie")
+            if h.startswith("milepost_admin_session=")
+        )
+        assert "HttpOnly" in cookie
+        assert "SameSite=lax" in cookie
+        assert "Path=/admin" in cookie
+
+    async def test_login_form_needs_its_csrf_token(
+        self, client: httpx.AsyncClient, staff: Staff
+    ) -> None:
+        await client.get("/admin/login")
+
+        response = await client.post(
+            "/admin/login",
+            data={"email": staff.operator.email, "password": DEFAULT_PASSWORD, "csrf_token": "x"},
+        )
+
+        assert response.status_code == 403
+
+    async def test_wrong_password_shows_the_form_again(
+        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
+    ) -> None:
+        form = await client.get("/admin/login")
+
+        response = await client.post(
+            "/admin/login",
+            data={
+                "email": staff.operator.email,
+                "password": "wrong wrong wrong",
+                "csrf_token": csrf_of(form.text),
+            },
+        )
+
+        assert response.status_code == 401
+        assert "Incorrect email or password" in response.text
+        assert await audit_actions(session, action="auth.login_failed") == ["auth.login_failed"]
+
+    async def test_pages_need_a_session(self, client: httpx.AsyncClient) -> None:
+        response = await client.get("/admin/organizations?q=x")
+
+        assert response.status_code == 303
+        assert response.headers["location"].startswith("/admin/login?next=/admin/organizations")
+
+    async def test_organization_user_cannot_log_in(
+        self, client: httpx.AsyncClient, session: AsyncSession
+    ) -> None:
+        user = await make_user(session)
+        form = await client.get("/admin/login")
+
+        response = await client.post(
+            "/admin/login",
+            data={
+                "email": user.email,
+                "password": DEFAULT_PASSWORD,
+                "csrf_token": csrf_of(form.text),
+            },
+        )
+
+        assert response.status_code == 401
+
+    async def test_logout_ends_the_session(self, client: httpx.AsyncClient, staff: Staff) -> None:
+        csrf = await log_in(client, staff.support)
+
+        response = await client.post("/admin/logout", data={"csrf_token": csrf})
+
+        assert response.status_code == 303
+        client.cookies.clear()
+        assert (await client.get("/admin/")).status_code == 303
+
+
+class TestPages:
+    @pytest.mark.parametrize("path", PAGES)
+    async def test_every_list_page_renders(
+        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff, path: str
+    ) -> None:
+        org = await make_organization(session)
+        await make_device(session, org)
+        await make_user(session, org)
+        await make_api_key(session, org)
+        await log_in(client, staff.superadmin)
+
+        response = await client.get(path)
+
+        assert response.status_code == 200, response.text
+        assert "Content-Security-Policy" in response.headers
+
+    async def test_detail_pages_render(
+        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
+    ) -> None:
+        org = await make_organization(session)
+        device = await make_device(session, org)
+        user = await make_user(session, org)
+        issued = await make_api_key(session, org)
+        await log_in(client, staff.operator)
+
+        for path in (
+            f"/admin/organizations/{org.id}",
+            f"/admin/devices/{device.id}",
+            f"/admin/users/{user.id}",
+            f"/admin/api-keys/{issued.api_key.id}",
+        ):
+            response = await client.get(path)
+            assert response.status_code == 200, (path, response.text)
+        assert issued.secret not in response.text
+
+    async def test_tables_are_read_only(self, client: httpx.AsyncClient, staff: Staff) -> None:
+        await log_in(client, staff.support)
+
+        listing = await client.get("/admin/models/organization/list")
+        create = await client.get("/admin/models/organization/create")
+
+        assert listing.status_code == 200
+        assert create.status_code in (403, 404)
+
+
+class TestActions:
+    async def test_change_without_csrf_is_refused(
+        self, client: httpx.AsyncClient, staff: Staff
+    ) -> None:
+        await log_in(client, staff.operator)
+
+        response = await client.post("/admin/organizations", data={"name": "No CSRF"})
+
+        assert response.status_code == 403
+        assert "reload and retry" in response.text
+
+    async def test_support_cannot_change(self, client: httpx.AsyncClient, staff: Staff) -> None:
+        csrf = await log_in(client, staff.support)
+
+        response = await client.post(
+            "/admin/organizations", data={"name": "Support's", "csrf_token": csrf}
+        )
+
+        assert response.status_code == 403
+
+    async def test_operator_creates_and_suspends_an_organization(
+        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
+    ) -> None:
+        csrf = await log_in(client, staff.operator)
+
+        created = await client.post(
+            "/admin/organizations", data={"name": "Console Org", "csrf_token": csrf}
+        )
+        assert created.status_code == 303
+        org_url = created.headers["location"]
+        suspended = await client.post(f"{org_url}/suspend", data={"csrf_token": csrf})
+        page = await client.get(org_url)
+
+        assert suspended.status_code == 303
+        assert "suspended" in page.text
+        assert await audit_actions(session, actor_id=staff.operator.id) == [
+            "auth.login",
+            "organizations.create",
+            "organizations.suspend",
+        ]
+
+    async def test_issued_key_secret_is_shown_once(
+        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
+    ) -> None:
+        org = await make_organization(session)
+        csrf = await log_in(client, staff.operator)
+
+        response = await client.post(
+            f"/admin/organizations/{org.id}/api-keys",
+            data={"name": "Gateway", "scopes": "ingest", "csrf_token": csrf},
+        )
+
+        assert response.status_code == 200
+        secret = re.search(r'id="secret-value">(mp_[A-Za-z0-9]+)<', response.text)
+        assert secret
+        detail = await client.get(f"/admin/organizations/{org.id}")
+        assert secret.group(1) not in detail.text
