@@ -11,7 +11,7 @@ import sys
 from enum import StrEnum
 from typing import Any, Self, TypeVar
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "MILEPOST_"
@@ -37,15 +37,16 @@ class DbSettings(BaseModel):
     connect_timeout_s: float = Field(5.0, gt=0)
     echo: bool = False
 
-    @model_validator(mode="after")
-    def _async_driver(self) -> Self:
+    @field_validator("url")
+    @classmethod
+    def _async_driver(cls, url: str) -> str:
         # Accept the plain libpq form people paste (postgresql://, postgres://).
         for plain in ("postgresql://", "postgres://"):
-            if self.url.startswith(plain):
-                self.url = "postgresql+asyncpg://" + self.url.removeprefix(plain)
-        if not self.url.startswith("postgresql+asyncpg://"):
+            if url.startswith(plain):
+                url = "postgresql+asyncpg://" + url.removeprefix(plain)
+        if not url.startswith("postgresql+asyncpg://"):
             raise ValueError("must be a postgresql:// URL")
-        return self
+        return url
 
 
 class RedisSettings(BaseModel):
@@ -53,11 +54,12 @@ class RedisSettings(BaseModel):
     cache_db: int = Field(1, ge=0, le=15, description="Logical DB for cache, rate limits, live.")
     socket_timeout_s: float = Field(2.0, gt=0)
 
-    @model_validator(mode="after")
-    def _scheme(self) -> Self:
-        if not self.url.startswith(("redis://", "rediss://", "unix://")):
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, url: str) -> str:
+        if not url.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must be a redis:// URL")
-        return self
+        return url
 
     @property
     def cache_url(self) -> str:

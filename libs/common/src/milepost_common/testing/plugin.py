@@ -207,9 +207,13 @@ async def app_client(
 ) -> AsyncIterator[httpx.AsyncClient]:
     """Run the app's lifespan and talk to it in-process; ``database`` replaces its own."""
     async with LifespanManager(app) as manager:
+        own = app.state.db
         if database is not None:
-            await app.state.db.dispose()
             app.state.db = database
-        transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
-            yield client
+        try:
+            transport = httpx.ASGITransport(app=manager.app)
+            async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
+                yield client
+        finally:
+            # The lifespan disposes what it created, never the test's shared engine.
+            app.state.db = own

@@ -13,11 +13,13 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as SqlTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from milepost_common import errors
 from milepost_common.logging import get_logger
-from milepost_common.web.middleware import REQUEST_ID_HEADER, request_id_of
+from milepost_common.web.middleware import REQUEST_ID_HEADER, request_id_of, route_template
 
 log = get_logger("milepost.errors")
 
@@ -123,10 +125,19 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     )
 
 
-async def _unhandled(request: Request, exc: Exception) -> Response:
-    log.error(
-        "unhandled_error", exc_info=exc, route=getattr(request.scope.get("route"), "path", None)
+async def _dependency_down(request: Request, exc: Exception) -> Response:
+    """The database (or another dependency) cannot be reached: 503, retry later."""
+    if isinstance(exc, DBAPIError) and not isinstance(exc, OperationalError | InterfaceError):
+        return await _unhandled(request, exc)
+    log.warning("dependency_unavailable", error=type(exc).__name__)
+    unavailable = errors.Unavailable()
+    return error_response(
+        request, 503, unavailable.code, unavailable.message, headers=unavailable.headers
     )
+
+
+async def _unhandled(request: Request, exc: Exception) -> Response:
+    log.error("unhandled_error", exc_info=exc, route=route_template(request.scope))
     return error_response(request, 500, "internal_error", "Internal server error.")
 
 
@@ -134,6 +145,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(errors.AppError, _app_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    for down in (OperationalError, InterfaceError, SqlTimeoutError, OSError, TimeoutError):
+        app.add_exception_handler(down, _dependency_down)
     app.add_exception_handler(Exception, _unhandled)
 
 
