@@ -12,7 +12,7 @@ import os
 from typing import Any
 
 from celery import Celery, signals
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from milepost_common import tasks as names
 from milepost_common.logging import configure_logging, get_logger
@@ -32,7 +32,8 @@ def create_celery(settings: WorkerSettings) -> Celery:
         broker_connection_retry=True,
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,
-        task_queues=[Queue(q) for q in names.QUEUES],
+        # Each queue on its own direct exchange, as the apps' publisher declares them.
+        task_queues=[Queue(q, Exchange(q, type="direct"), routing_key=q) for q in names.QUEUES],
         task_default_queue=names.QUEUE_PROCESSING,
         task_acks_late=True,
         task_reject_on_worker_lost=True,

@@ -9,9 +9,8 @@ fresh temporary directory unless given).
 
 ``milepost-worker-ping [--timeout S]``: exit 0 once a worker consumed a ``system.ping`` sent now.
 ``milepost-worker-ping --liveness [--max-age S]``: exit 0 when the heartbeat that beat sends
-through the workers is fresh (key ``milepost:worker:heartbeat`` in the cache Redis, a JSON
-``{"at": unix seconds, "hostname", "queues": {queue: depth}}``); a worker that stopped
-consuming fails it. Exit status 1 otherwise, with one line on stderr.
+through the workers is fresh (``milepost_worker.health`` says how). Exit status 1 otherwise,
+with one line on stderr.
 """
 
 from __future__ import annotations
@@ -20,8 +19,6 @@ import argparse
 import os
 import sys
 import tempfile
-import time
-import uuid
 from pathlib import Path
 
 from redis import Redis
@@ -53,7 +50,10 @@ def worker(argv: list[str] | None = None) -> None:
         metrics.serve(settings.worker.metrics_host, settings.worker.metrics_port)
     if not any(a in QUEUE_ARGS or a.startswith("--queues=") for a in args):
         args = ["--queues", ",".join(names.QUEUES), *args]
-    celery_app.worker_main(["worker", "--pool", "prefork", *args])
+    # Mingle and gossip only add broker chatter here: revocations are not used.
+    celery_app.worker_main(
+        ["worker", "--pool", "prefork", "--without-mingle", "--without-gossip", *args]
+    )
 
 
 def beat(argv: list[str] | None = None) -> None:
@@ -69,18 +69,15 @@ def ping(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--timeout", type=float, default=10.0, help="Seconds to wait (ping).")
     parser.add_argument(
-        "--liveness",
-        action="store_true",
-        help="Check the beat heartbeat instead of sending a ping.",
+        "--liveness", action="store_true", help="Check the beat heartbeat instead of a ping."
     )
     parser.add_argument(
-        "--max-age",
-        type=float,
-        default=None,
-        help="Oldest acceptable heartbeat in seconds (liveness).",
+        "--max-age", type=float, default=None, help="Oldest acceptable heartbeat (seconds)."
     )
     args = parser.parse_args(argv)
 
+    from milepost_common.tasks import Publisher
+    from milepost_worker import health
     from milepost_worker.settings import get_settings
 
     settings = get_settings()
@@ -88,55 +85,16 @@ def ping(argv: list[str] | None = None) -> None:
         settings.redis.cache_url, socket_timeout=settings.redis.socket_timeout_s
     ) as cache:
         if args.liveness:
-            ok, message = check_liveness(cache, args.max_age or settings.worker.liveness_max_age_s)
+            max_age = args.max_age or settings.worker.liveness_max_age_s
+            ok, message = health.check_liveness(cache, max_age)
         else:
-            ok, message = send_ping(cache, args.timeout)
-    print(message, file=sys.stdout if ok else sys.stderr)
+            publisher = Publisher(settings.redis, settings.celery)
+            try:
+                ok, message = health.send_ping(publisher, cache, args.timeout)
+            finally:
+                publisher.close()
+    if ok:
+        print(message)
+    else:
+        print(f"milepost-worker-ping: {message}", file=sys.stderr)
     raise SystemExit(0 if ok else 1)
-
-
-def check_liveness(cache: Redis, max_age_s: float) -> tuple[bool, str]:
-    import orjson
-    from redis.exceptions import RedisError
-
-    from milepost_worker.handlers.maintenance import HEARTBEAT_KEY
-
-    try:
-        raw = cache.get(HEARTBEAT_KEY)
-    except RedisError as exc:
-        return False, f"milepost-worker-ping: redis unavailable ({type(exc).__name__})"
-    if raw is None:
-        return False, "milepost-worker-ping: no heartbeat yet"
-    assert isinstance(raw, bytes)  # noqa: S101 - a sync client returns bytes
-    age = time.time() - float(orjson.loads(raw)["at"])
-    if age > max_age_s:
-        return False, f"milepost-worker-ping: heartbeat is {age:.0f}s old"
-    return True, f"worker alive (heartbeat {age:.1f}s ago)"
-
-
-def send_ping(cache: Redis, timeout_s: float) -> tuple[bool, str]:
-    from redis.exceptions import RedisError
-
-    from milepost_common import tasks as names
-    from milepost_worker.handlers.maintenance import PING_KEY_PREFIX
-    from milepost_worker.settings import get_settings
-
-    settings = get_settings()
-    nonce = uuid.uuid4().hex
-    publisher = names.Publisher(settings.redis, settings.celery)
-    deadline = time.monotonic() + timeout_s
-    try:
-        publisher.send_blocking(names.SYSTEM_PING, nonce)
-    except Exception as exc:  # noqa: BLE001 - reported as one line
-        return False, f"milepost-worker-ping: broker unavailable ({type(exc).__name__})"
-    finally:
-        publisher.close()
-    while time.monotonic() < deadline:
-        try:
-            if cache.get(PING_KEY_PREFIX + nonce) is not None:
-                cache.delete(PING_KEY_PREFIX + nonce)
-                return True, "worker consumed a ping"
-        except RedisError:
-            pass
-        time.sleep(0.1)
-    return False, f"milepost-worker-ping: no worker answered within {timeout_s:g}s"

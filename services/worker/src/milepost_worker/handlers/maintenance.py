@@ -21,13 +21,12 @@ from milepost_common.live import LiveEvent
 from milepost_common.logging import get_logger
 from milepost_common.migrate import DEFAULT_RETENTION_DAYS, ensure_partitions
 from milepost_worker.handlers import live
+from milepost_worker.health import HEARTBEAT_KEY, PING_KEY_PREFIX
 from milepost_worker.runtime import WorkerContext
 from milepost_worker.timeutil import utcnow
 
 log = get_logger("milepost.worker.maintenance")
 
-HEARTBEAT_KEY = "milepost:worker:heartbeat"
-PING_KEY_PREFIX = "milepost:worker:ping:"
 _PARTITION = re.compile(r"^positions_p(\d{8})$")
 
 

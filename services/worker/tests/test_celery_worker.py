@@ -1,0 +1,209 @@
+"""Through a real prefork worker process: ping, a batch, metrics, a webhook that fails twice,
+beat's heartbeat and the liveness check. One worker (and its database and Redis) is shared by
+the module's tests."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+import urllib.request
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from worker_processes import RedisProcess, WorkerStack, eventually
+from worker_support import at, base_time_s, write_batch
+
+from milepost_common import tasks as names
+from milepost_common.crypto import SecretBox
+from milepost_common.db import unit_of_work
+from milepost_common.domain.alerts.models import AlertRule, AlertType
+from milepost_common.domain.devices.models import Device
+from milepost_common.domain.ingest_batches.models import BatchStatus, IngestBatch
+from milepost_common.domain.organizations.models import Organization
+from milepost_common.domain.trips.models import Trip
+from milepost_common.domain.webhooks import signing
+from milepost_common.domain.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
+from milepost_common.testing.plugin import clone_database, drop_database
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+async def stack(
+    template_database_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[WorkerStack]:
+    db_url = await clone_database(template_database_url, "milepost_worker")
+    redis = RedisProcess(tmp_path_factory.mktemp("redis"))
+    redis.start()
+    stack = WorkerStack(db_url, redis)
+    worker = stack.worker()
+    try:
+        assert stack.consumed_ping(60), worker.log_tail()
+        yield stack
+    finally:
+        await stack.close()
+        redis.stop()
+        await drop_database(db_url)
+
+
+async def new_device(stack: WorkerStack, **fields: Any) -> Device:
+    async with unit_of_work(stack.db) as session:
+        org = Organization(name=f"org {uuid.uuid4().hex[:6]}")
+        session.add(org)
+        await session.flush()
+        device = Device(org_id=org.id, unique_id=uuid.uuid4().hex, name="van", **fields)
+        session.add(device)
+    return device
+
+
+async def batch_status(stack: WorkerStack, batch_id: uuid.UUID) -> str:
+    async with unit_of_work(stack.db) as session:
+        return str(
+            (
+                await session.execute(select(IngestBatch.status).where(IngestBatch.id == batch_id))
+            ).scalar_one()
+        )
+
+
+class TestWorkerProcess:
+    def test_ping_command_exits_zero_once_a_worker_consumed(self, stack: WorkerStack) -> None:
+        answer = stack.ping(20)
+        assert answer.returncode == 0, answer.stderr
+
+    async def test_batch_processed_through_celery(self, stack: WorkerStack) -> None:
+        device = await new_device(stack)
+        t0 = base_time_s()
+        fixes = [at(t, 0, t0_s=t0) for t in range(0, 300, 10)]
+        fixes += [at(310 + 10 * i, 90.0 * (i + 1), t0_s=t0) for i in range(30)]
+        fixes += [at(t, 2700.0, t0_s=t0) for t in range(610, 1000, 10)]
+        async with unit_of_work(stack.db) as session:
+            batch = await write_batch(session, device, fixes)
+        stack.send(names.INGEST_BATCHES_PROCESS, str(batch.id))
+
+        async def processed() -> bool:
+            return await batch_status(stack, batch.id) == BatchStatus.PROCESSED
+
+        await eventually(processed, what="the batch processed")
+        async with unit_of_work(stack.db) as session:
+            trips = (
+                await session.execute(
+                    select(func.count()).select_from(Trip).where(Trip.device_id == device.id)
+                )
+            ).scalar_one()
+        assert trips == 1
+        metrics = (
+            urllib.request.urlopen(
+                f"http://127.0.0.1:{stack.metrics_port}/metrics", timeout=5
+            )
+            .read()
+            .decode()
+        )
+        assert 'milepost_worker_tasks_total{outcome="ok",task="ingest_batches.process"}' in metrics
+        assert "milepost_worker_processing_lag_seconds_bucket" in metrics
+
+
+class FlakyReceiver(http.server.BaseHTTPRequestHandler):
+    """Answers 500 twice, then 200; keeps what it received."""
+
+    received: list[tuple[dict[str, str], bytes]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.received.append(({k: v for k, v in self.headers.items()}, body))
+        self.send_response(500 if len(self.received) <= 2 else 200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        return
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[str, type[FlakyReceiver]]]:
+    FlakyReceiver.received = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FlakyReceiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hooks/milepost", FlakyReceiver
+    server.shutdown()
+    server.server_close()
+
+
+class TestWebhooks:
+    async def test_receiver_failing_twice_gets_the_event_on_the_third_attempt(
+        self, stack: WorkerStack, receiver: tuple[str, type[FlakyReceiver]]
+    ) -> None:
+        url, handler = receiver
+        device = await new_device(stack)
+        secret = "whsec-test-" + uuid.uuid4().hex
+        box = SecretBox(stack.settings.auth.secrets_key.get_secret_value())  # type: ignore[union-attr]
+        async with unit_of_work(stack.db) as session:
+            session.add(
+                AlertRule(
+                    org_id=device.org_id,
+                    name="battery",
+                    type=AlertType.LOW_BATTERY,
+                    params={"threshold_pct": 20},
+                )
+            )
+            session.add(
+                WebhookEndpoint(
+                    org_id=device.org_id,
+                    url=url,
+                    secret_encrypted=box.encrypt(secret),
+                    event_types=["alert.created"],
+                )
+            )
+            batch = await write_batch(session, device, [at(0, 0, t0_s=base_time_s(), battery=9)])
+        stack.send(names.INGEST_BATCHES_PROCESS, str(batch.id))
+
+        async def delivered() -> bool:
+            stack.send(names.WEBHOOKS_SWEEP)  # what beat does every few seconds
+            async with unit_of_work(stack.db) as session:
+                status = (
+                    await session.execute(
+                        select(WebhookDelivery.status).where(
+                            WebhookDelivery.org_id == device.org_id
+                        )
+                    )
+                ).scalar_one_or_none()
+            return status == DeliveryStatus.SUCCEEDED
+
+        await eventually(delivered, timeout_s=40, interval_s=0.5, what="the delivery")
+        async with unit_of_work(stack.db) as session:
+            delivery = (
+                await session.execute(
+                    select(WebhookDelivery).where(WebhookDelivery.org_id == device.org_id)
+                )
+            ).scalar_one()
+        assert delivery.attempts == 3
+        assert [a["status_code"] for a in delivery.attempt_log] == [500, 500, 200]
+        assert len(handler.received) == 3
+        event_ids = {headers[signing.EVENT_ID_HEADER] for headers, _ in handler.received}
+        assert event_ids == {str(delivery.event_id)}
+        for headers, body in handler.received:
+            assert signing.verify(secret, body, headers[signing.SIGNATURE_HEADER])
+            assert headers["Content-Type"] == "application/json"
+
+
+class TestBeat:
+    async def test_heartbeat_from_beat_makes_the_liveness_check_pass(
+        self, stack: WorkerStack, tmp_path: Path
+    ) -> None:
+        assert not stack.alive(60)
+        beat = stack.beat()
+        try:
+
+            async def alive() -> bool:
+                return stack.alive(3)
+
+            await eventually(alive, timeout_s=30, interval_s=0.2, what="a fresh heartbeat")
+        finally:
+            beat.stop()
+        answer = stack.ping(5, "--liveness", "--max-age", "30")
+        assert answer.returncode == 0, answer.stderr
