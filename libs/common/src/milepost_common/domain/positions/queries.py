@@ -36,7 +36,7 @@ class PositionRow(NamedTuple):
 
 
 class LatestRow(NamedTuple):
-    vehicle_id: uuid.UUID
+    vehicle_id: str
     fix_time: datetime
     lat: float
     lon: float
@@ -127,7 +127,7 @@ async def list_latest_positions(session: AsyncSession, actor: Principal) -> list
     """Every vehicle of the organization with a fix, ascending by fix time then vehicle id."""
     query = text(
         """
-        SELECT s.device_id, s.last_fix_time, s.last_lat, s.last_lon, s.last_speed,
+        SELECT s.device_id::text, s.last_fix_time, s.last_lat, s.last_lon, s.last_speed,
                s.last_course, s.last_altitude, s.last_accuracy, s.last_attributes::text
         FROM device_state s
         JOIN devices d ON d.id = s.device_id

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
-from datetime import date, datetime
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -15,7 +15,7 @@ class GroupBy(StrEnum):
 
 class SummaryRow(BaseModel):
     vehicle_id: uuid.UUID
-    date: date = Field(description="The day in the organization's time zone.")
+    date: dt.date = Field(description="The day in the organization's time zone.")
     distance_m: float = Field(description="Sum of the distances of trips that started that day.")
     driving_time_s: float = Field(description="Sum of the durations of those trips.")
     idle_time_s: float = Field(description="Time stopped between trips, for stops begun that day.")
@@ -51,6 +51,6 @@ class SummaryReport(BaseModel):
 
     timezone: str = Field(description="The organization's IANA time zone that cuts the days.")
     group_by: GroupBy
-    start: datetime = Field(alias="from")
-    end: datetime = Field(alias="to")
+    start: dt.datetime = Field(alias="from")
+    end: dt.datetime = Field(alias="to")
     items: list[SummaryRow] = Field(description="Ascending by date, then vehicle id.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -127,8 +127,8 @@ async def summarize(
     return SummaryReport(
         timezone=zone.key,
         group_by=group_by,
-        start=start_at,
-        end=end_at,
+        start=start_at.astimezone(UTC),
+        end=end_at.astimezone(UTC),
         items=[SummaryRow(**dict(zip(SUMMARY_COLUMNS, row, strict=True))) for row in rows],
     )
 

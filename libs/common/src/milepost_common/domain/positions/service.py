@@ -1,0 +1,86 @@
+"""The write path of positions: store new fixes with conflict-skip, know where fixes may go."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from milepost_common.domain.positions.repository import (
+    InsertedPositions,
+    NewPositions,
+    PositionRepository,
+)
+
+__all__ = [
+    "InsertedPositions",
+    "NewPositions",
+    "StorableWindow",
+    "WindowCache",
+    "load_storable_window",
+    "store_positions",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class StorableWindow:
+    """``[start, end)``: the contiguous run of daily partitions that holds the present."""
+
+    start: datetime
+    end: datetime
+
+
+async def store_positions(
+    session: AsyncSession, org_id: uuid.UUID, batch_id: uuid.UUID, rows: NewPositions
+) -> InsertedPositions:
+    """Insert the fixes not stored yet in one statement; repeats (in the batch or already
+    stored) are skipped, never errors. Every fix must lie in the storable window."""
+    if not rows:
+        return InsertedPositions(0, [])
+    return await PositionRepository(session).insert_new(org_id, batch_id, rows)
+
+
+def contiguous_window(
+    bounds: list[tuple[datetime, datetime]], now: datetime
+) -> StorableWindow | None:
+    """The gap-free run of partitions around ``now`` (or the newest run when none holds it)."""
+    runs: list[StorableWindow] = []
+    for lower, upper in sorted(bounds):
+        if runs and lower <= runs[-1].end:
+            runs[-1] = StorableWindow(runs[-1].start, max(runs[-1].end, upper))
+        else:
+            runs.append(StorableWindow(lower, upper))
+    for run in runs:
+        if run.start <= now < run.end:
+            return run
+    return runs[-1] if runs else None
+
+
+async def load_storable_window(session: AsyncSession, now: datetime) -> StorableWindow | None:
+    """The fix times an insert can take without hitting a missing partition (None: none)."""
+    return contiguous_window(await PositionRepository(session).partition_bounds(), now)
+
+
+class WindowCache:
+    """The storable window, re-read from the catalog at most every ``ttl_s`` seconds.
+
+    Partitions are created days ahead and dropped only past the longest retention, so a
+    window a minute old is still right; ``invalidate`` serves the rare case where it is not.
+    """
+
+    def __init__(self, ttl_s: float) -> None:
+        self.ttl_s = ttl_s
+        self._value: StorableWindow | None = None
+        self._expires = 0.0
+
+    def invalidate(self) -> None:
+        self._expires = 0.0
+
+    async def get(self, session: AsyncSession, now: datetime) -> StorableWindow | None:
+        if time.monotonic() >= self._expires or self._value is None:
+            self._value = await load_storable_window(session, now)
+            self._expires = time.monotonic() + self.ttl_s
+        return self._value

@@ -1,0 +1,154 @@
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import select
+
+from milepost_common.domain.audit.models import AuditEntry
+from milepost_common.testing.factories import make_device
+from services.api.tests.api_support import Bearer, Team, error_code
+
+SQUARE = {
+    "type": "Polygon",
+    "coordinates": [[[13.3, 52.5], [13.5, 52.5], [13.5, 52.6], [13.3, 52.6], [13.3, 52.5]]],
+}
+
+
+class TestGeofences:
+    async def test_crud(
+        self, client: httpx.AsyncClient, session: AsyncSession, team: Team, bearer: Bearer
+    ) -> None:
+        headers = bearer(team.manager)
+        created = await client.post(
+            "/api/v1/geofences", json={"name": "Center", "geometry": SQUARE}, headers=headers
+        )
+        geofence_id = created.json()["id"]
+        circle = await client.patch(
+            f"/api/v1/geofences/{geofence_id}",
+            json={"geometry": {"type": "Point", "coordinates": [13.4, 52.5]}, "radius_m": 300},
+            headers=headers,
+        )
+        listed = await client.get("/api/v1/geofences", headers=bearer(team.viewer))
+        deleted = await client.delete(f"/api/v1/geofences/{geofence_id}", headers=headers)
+
+        assert created.status_code == 201
+        assert created.json()["geometry"] == SQUARE
+        assert circle.json()["radius_m"] == 300.0
+        assert [g["id"] for g in listed.json()["items"]] == [geofence_id]
+        assert deleted.status_code == 204
+        actions = set((await session.scalars(select(AuditEntry.action))).all())
+        assert {"geofences.create", "geofences.update", "geofences.delete"} <= actions
+
+    @pytest.mark.parametrize(
+        "payload",
+        [
+            {
+                "name": "open ring",
+                "geometry": {"type": "Polygon", "coordinates": [[[0, 1], [1, 1], [1, 2], [0, 2]]]},
+            },
+            {"name": "no radius", "geometry": {"type": "Point", "coordinates": [13.4, 52.5]}},
+            {
+                "name": "zero radius",
+                "geometry": {"type": "Point", "coordinates": [13.4, 52.5]},
+                "radius_m": 0,
+            },
+            {
+                "name": "lat out of range",
+                "geometry": {"type": "Point", "coordinates": [13.4, 95]},
+                "radius_m": 5,
+            },
+            {"name": "line", "geometry": {"type": "LineString", "coordinates": [[0, 0], [1, 1]]}},
+            {"name": "radius on polygon", "geometry": SQUARE, "radius_m": 10},
+        ],
+    )
+    async def test_invalid_shapes_are_422(
+        self, client: httpx.AsyncClient, team: Team, bearer: Bearer, payload: dict[str, Any]
+    ) -> None:
+        response = await client.post(
+            "/api/v1/geofences", json=payload, headers=bearer(team.manager)
+        )
+        assert response.status_code == 422
+        assert error_code(response) == "validation_failed"
+
+    async def test_in_use_geofence_cannot_be_deleted(
+        self, client: httpx.AsyncClient, team: Team, bearer: Bearer
+    ) -> None:
+        headers = bearer(team.manager)
+        geofence = (
+            await client.post(
+                "/api/v1/geofences", json={"name": "Depot", "geometry": SQUARE}, headers=headers
+            )
+        ).json()
+        await client.post(
+            "/api/v1/alert-rules",
+            json={
+                "name": "Left",
+                "type": "geofence_exit",
+                "params": {"geofence_id": geofence["id"]},
+            },
+            headers=headers,
+        )
+        response = await client.delete(f"/api/v1/geofences/{geofence['id']}", headers=headers)
+        assert response.status_code == 409
+
+
+class TestAlertRules:
+    async def test_params_get_their_defaults(
+        self, client: httpx.AsyncClient, session: AsyncSession, team: Team, bearer: Bearer
+    ) -> None:
+        device = await make_device(session, team.org)
+        created = await client.post(
+            "/api/v1/alert-rules",
+            json={
+                "name": "Speeding",
+                "type": "overspeed",
+                "params": {"limit_kmh": 90},
+                "vehicle_ids": [str(device.id)],
+            },
+            headers=bearer(team.manager),
+        )
+        assert created.status_code == 201
+        assert created.json()["params"] == {
+            "limit_kmh": 90.0,
+            "multiplier": 1.0,
+            "min_duration_s": 0,
+        }
+        rule_id = created.json()["id"]
+        updated = await client.patch(
+            f"/api/v1/alert-rules/{rule_id}",
+            json={"vehicle_ids": None, "enabled": False},
+            headers=bearer(team.manager),
+        )
+        assert updated.json()["vehicle_ids"] is None
+        assert updated.json()["enabled"] is False
+        deleted = await client.delete(f"/api/v1/alert-rules/{rule_id}", headers=bearer(team.owner))
+        assert deleted.status_code == 204
+
+    @pytest.mark.parametrize(
+        ("rule_type", "params"),
+        [
+            ("idle", {}),
+            ("offline", {"after_s": 0}),
+            ("low_battery", {"threshold_pct": 150}),
+            ("overspeed", {"unknown": 1}),
+            ("geofence_enter", {"geofence_id": "not-a-uuid"}),
+        ],
+    )
+    async def test_invalid_params_are_422(
+        self,
+        client: httpx.AsyncClient,
+        team: Team,
+        bearer: Bearer,
+        rule_type: str,
+        params: dict[str, Any],
+    ) -> None:
+        response = await client.post(
+            "/api/v1/alert-rules",
+            json={"name": "x", "type": rule_type, "params": params},
+            headers=bearer(team.manager),
+        )
+        assert response.status_code == 422
+        assert response.json()["error"]["details"][0]["loc"][:2] == ["body", "params"]

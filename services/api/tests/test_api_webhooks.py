@@ -1,0 +1,161 @@
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import select
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from milepost_api.deps import ApiContext
+from milepost_common.domain.audit.models import AuditEntry
+from milepost_common.domain.webhooks import signing
+from milepost_common.domain.webhooks.models import WebhookDelivery, WebhookEndpoint
+from services.api.tests.api_support import Bearer, Team, serving
+
+
+def receiver(received: list[dict[str, Any]]) -> Starlette:
+    async def hook(request: Request) -> Response:
+        received.append({"headers": dict(request.headers), "body": await request.body()})
+        return Response(status_code=204)
+
+    return Starlette(routes=[Route("/hook", hook, methods=["POST"])])
+
+
+class TestWebhookLifecycle:
+    async def test_secret_only_on_create_and_rotation(
+        self, client: httpx.AsyncClient, session: AsyncSession, team: Team, bearer: Bearer
+    ) -> None:
+        headers = bearer(team.owner)
+        created = await client.post(
+            "/api/v1/webhooks",
+            json={"url": "https://hooks.example.com/x", "event_types": ["alert.created"]},
+            headers=headers,
+        )
+        assert created.status_code == 201
+        body = created.json()
+        webhook_id = body["id"]
+        assert body["secret"].startswith("mpwh_")
+
+        read = await client.get(f"/api/v1/webhooks/{webhook_id}", headers=headers)
+        listed = await client.get("/api/v1/webhooks", headers=headers)
+        rotated = await client.post(f"/api/v1/webhooks/{webhook_id}/rotate-secret", headers=headers)
+        patched = await client.patch(
+            f"/api/v1/webhooks/{webhook_id}", json={"enabled": False}, headers=headers
+        )
+        deleted = await client.delete(f"/api/v1/webhooks/{webhook_id}", headers=headers)
+        gone = await client.get(f"/api/v1/webhooks/{webhook_id}", headers=headers)
+
+        assert "secret" not in read.json()
+        assert body["secret"] not in listed.text
+        assert rotated.json()["secret"] not in (body["secret"], None)
+        assert patched.json()["enabled"] is False
+        assert (deleted.status_code, gone.status_code) == (204, 404)
+        stored = await session.scalars(select(WebhookEndpoint.secret_encrypted))
+        assert body["secret"] not in "".join(stored.all())
+        actions = (await session.scalars(select(AuditEntry.action))).all()
+        assert {
+            "webhooks.create",
+            "webhooks.rotate_secret",
+            "webhooks.update",
+            "webhooks.delete",
+        } <= set(actions)
+        assert body["secret"] not in str(
+            [e.diff for e in (await session.scalars(select(AuditEntry))).all()]
+        )
+
+    async def test_unknown_event_type_and_bad_url_are_422(
+        self, client: httpx.AsyncClient, team: Team, bearer: Bearer
+    ) -> None:
+        for payload in (
+            {"url": "https://hooks.example.com/x", "event_types": ["everything"]},
+            {"url": "ftp://hooks.example.com/x", "event_types": ["alert.created"]},
+            {"url": "https://u:p@hooks.example.com/x", "event_types": ["alert.created"]},
+        ):
+            response = await client.post(
+                "/api/v1/webhooks", json=payload, headers=bearer(team.owner)
+            )
+            assert response.status_code == 422, payload
+
+
+class TestSendTestPing:
+    async def test_ping_is_signed_with_the_endpoint_secret(
+        self, client: httpx.AsyncClient, team: Team, bearer: Bearer
+    ) -> None:
+        received: list[dict[str, Any]] = []
+        async with serving(receiver(received)) as address:
+            created = (
+                await client.post(
+                    "/api/v1/webhooks",
+                    json={"url": f"http://{address}/hook", "event_types": ["alert.created"]},
+                    headers=bearer(team.owner),
+                )
+            ).json()
+            result = await client.post(
+                f"/api/v1/webhooks/{created['id']}/test", headers=bearer(team.owner)
+            )
+
+        assert result.status_code == 200
+        assert result.json()["delivered"] is True
+        assert result.json()["status_code"] == 204
+        (request,) = received
+        assert request["headers"]["milepost-event-id"] == result.json()["event_id"]
+        assert signing.verify(
+            created["secret"], request["body"], request["headers"]["milepost-signature"]
+        )
+
+    async def test_private_addresses_are_refused_unless_allowed(
+        self, client: httpx.AsyncClient, api_app: Any, team: Team, bearer: Bearer
+    ) -> None:
+        ctx: ApiContext = api_app.state.ctx
+        created = (
+            await client.post(
+                "/api/v1/webhooks",
+                json={"url": "http://127.0.0.1:9/hook", "event_types": ["alert.created"]},
+                headers=bearer(team.owner),
+            )
+        ).json()
+        original = ctx.settings.api.webhook_allow_private
+        ctx.settings.api.webhook_allow_private = False
+        try:
+            result = await client.post(
+                f"/api/v1/webhooks/{created['id']}/test", headers=bearer(team.owner)
+            )
+        finally:
+            ctx.settings.api.webhook_allow_private = original
+        assert result.json()["delivered"] is False
+        assert result.json()["error"].startswith("refused")
+
+
+class TestListDeliveries:
+    async def test_lists_the_endpoints_deliveries(
+        self, client: httpx.AsyncClient, session: AsyncSession, team: Team, bearer: Bearer
+    ) -> None:
+        created = (
+            await client.post(
+                "/api/v1/webhooks",
+                json={"url": "https://hooks.example.com/x", "event_types": ["alert.created"]},
+                headers=bearer(team.owner),
+            )
+        ).json()
+        for _ in range(3):
+            session.add(
+                WebhookDelivery(
+                    org_id=team.org.id,
+                    endpoint_id=uuid.UUID(created["id"]),
+                    event_id=uuid.uuid4(),
+                    event_type="alert.created",
+                )
+            )
+        await session.flush()
+        page = await client.get(
+            f"/api/v1/webhooks/{created['id']}/deliveries",
+            params={"limit": 2, "status": "pending"},
+            headers=bearer(team.owner),
+        )
+        assert len(page.json()["items"]) == 2
+        assert page.json()["next_cursor"] is not None
