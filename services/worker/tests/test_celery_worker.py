@@ -97,9 +97,7 @@ class TestWorkerProcess:
             ).scalar_one()
         assert trips == 1
         metrics = (
-            urllib.request.urlopen(
-                f"http://127.0.0.1:{stack.metrics_port}/metrics", timeout=5
-            )
+            urllib.request.urlopen(f"http://127.0.0.1:{stack.metrics_port}/metrics", timeout=5)
             .read()
             .decode()
         )

@@ -6,10 +6,15 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import select
+
+from milepost_common.domain.alerts.models import Alert
+from milepost_common.domain.trips.models import Stop, Trip
 from milepost_worker.geo import EARTH_RADIUS_M
 from milepost_worker.motion.machine import MICROS, Fix, MotionParams, StopSegment, TripSegment
 from milepost_worker.rules.engine import AlertKey, AlertOut, RuleSpec
 from milepost_worker.timeline import Snapshot, replay, restart_point
+from milepost_worker.timeutil import from_micros
 
 LAT0, LON0 = 52.0, 13.0
 _K = EARTH_RADIUS_M * math.pi / 180
@@ -149,3 +154,71 @@ async def write_batch(session: Any, device: Any, fixes: list[Fix]) -> Any:
     await session.flush()
     assert isinstance(batch.id, _uuid.UUID)
     return batch
+
+
+# -- comparing stored rows with the in-memory model ------------------------------------------
+
+
+def golden_drive(t0: float) -> list[Fix]:
+    """Parked, 30 legs of 90 m, parked: one trip (290..580 s) between two stops."""
+    fixes = [at(t, 0, t0_s=t0) for t in range(0, 300, 10)]
+    fixes += [at(310 + 10 * i, 90.0 * (i + 1), t0_s=t0, speed=32.4) for i in range(30)]
+    fixes += [at(t, 2700.0, t0_s=t0) for t in range(610, 1000, 10)]
+    return fixes
+
+
+async def rows(session: Any, device: Any) -> dict[str, Any]:
+    trips = (
+        (
+            await session.execute(
+                select(Trip).where(Trip.device_id == device.id).order_by(Trip.start_time)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    stops = (
+        (
+            await session.execute(
+                select(Stop).where(Stop.device_id == device.id).order_by(Stop.start_time)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    alerts = (
+        (
+            await session.execute(
+                select(Alert).where(Alert.device_id == device.id).order_by(Alert.occurred_at)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    return {
+        "trips": [
+            (t.start_time, t.end_time, round(t.distance_m, 6), round(t.max_speed, 6)) for t in trips
+        ],
+        "stops": [(s.start_time, s.end_time, round(s.lat, 9), round(s.lon, 9)) for s in stops],
+        "alerts": [(str(a.rule_id), a.occurred_at, str(a.type), a.details) for a in alerts],
+    }
+
+
+def expected_rows(store: MemoryStore) -> dict[str, Any]:
+    def end(seg: Any) -> Any:
+        return from_micros(seg.end_t) if seg.closed else None
+
+    return {
+        "trips": [
+            (from_micros(t.start_t), end(t), round(t.distance_m, 6), round(t.max_speed, 6))
+            for _, t in sorted(store.trips.items())
+        ],
+        "stops": [
+            (from_micros(s.start_t), end(s), round(s.lat, 9), round(s.lon, 9))
+            for _, s in sorted(store.stops.items())
+        ],
+        "alerts": [
+            (a.rule_id, from_micros(a.occurred_at), a.type, a.details)
+            for _, a in sorted(store.alerts.items(), key=lambda kv: kv[0][1])
+        ],
+    }

@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import random
-from typing import Any
 
 import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from worker_support import MemoryStore, at, base_time_s, write_batch
+from worker_support import (
+    MemoryStore,
+    at,
+    base_time_s,
+    expected_rows,
+    golden_drive,
+    rows,
+    write_batch,
+)
 
 from milepost_common.domain.alerts.models import Alert, AlertRule, AlertType
-from milepost_common.domain.devices.models import Device, DeviceState
+from milepost_common.domain.devices.models import DeviceState
 from milepost_common.domain.ingest_batches.models import BatchStatus, IngestBatch
-from milepost_common.domain.trips.models import Stop, Trip
 from milepost_common.domain.webhooks.models import WebhookDelivery, WebhookEndpoint
 from milepost_common.live import latest_positions_key, org_channel
 from milepost_common.testing.factories import make_device, make_organization
@@ -24,71 +30,6 @@ from milepost_worker.motion.machine import MICROS, Fix, MotionParams
 from milepost_worker.rules.engine import RuleSpec
 from milepost_worker.runtime import WorkerContext
 from milepost_worker.timeutil import from_micros, to_micros
-
-
-def golden_drive(t0: float) -> list[Fix]:
-    """Parked, 30 legs of 90 m, parked: one trip (290..580 s) between two stops."""
-    fixes = [at(t, 0, t0_s=t0) for t in range(0, 300, 10)]
-    fixes += [at(310 + 10 * i, 90.0 * (i + 1), t0_s=t0, speed=32.4) for i in range(30)]
-    fixes += [at(t, 2700.0, t0_s=t0) for t in range(610, 1000, 10)]
-    return fixes
-
-
-async def rows(session: AsyncSession, device: Device) -> dict[str, Any]:
-    trips = (
-        (
-            await session.execute(
-                select(Trip).where(Trip.device_id == device.id).order_by(Trip.start_time)
-            )
-        )
-        .scalars()
-        .all()
-    )
-    stops = (
-        (
-            await session.execute(
-                select(Stop).where(Stop.device_id == device.id).order_by(Stop.start_time)
-            )
-        )
-        .scalars()
-        .all()
-    )
-    alerts = (
-        (
-            await session.execute(
-                select(Alert).where(Alert.device_id == device.id).order_by(Alert.occurred_at)
-            )
-        )
-        .scalars()
-        .all()
-    )
-    return {
-        "trips": [
-            (t.start_time, t.end_time, round(t.distance_m, 6), round(t.max_speed, 6)) for t in trips
-        ],
-        "stops": [(s.start_time, s.end_time, round(s.lat, 9), round(s.lon, 9)) for s in stops],
-        "alerts": [(str(a.rule_id), a.occurred_at, str(a.type), a.details) for a in alerts],
-    }
-
-
-def expected_rows(store: MemoryStore) -> dict[str, Any]:
-    def end(seg: Any) -> Any:
-        return from_micros(seg.end_t) if seg.closed else None
-
-    return {
-        "trips": [
-            (from_micros(t.start_t), end(t), round(t.distance_m, 6), round(t.max_speed, 6))
-            for _, t in sorted(store.trips.items())
-        ],
-        "stops": [
-            (from_micros(s.start_t), end(s), round(s.lat, 9), round(s.lon, 9))
-            for _, s in sorted(store.stops.items())
-        ],
-        "alerts": [
-            (a.rule_id, from_micros(a.occurred_at), a.type, a.details)
-            for _, a in sorted(store.alerts.items(), key=lambda kv: kv[0][1])
-        ],
-    }
 
 
 async def status_of(session: AsyncSession, batch: IngestBatch) -> str:
