@@ -8,8 +8,9 @@ from typing import Any
 
 import httpx
 from admin_support import Staff, audit_actions
-from sqlalchemy import func, select
+from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
 
 from milepost_common.domain.ingest_batches.models import BatchSource, BatchStatus, IngestBatch
 from milepost_common.domain.organizations.models import Organization
@@ -126,7 +127,7 @@ class TestReplayBatch:
         assert response.status_code == 202
         assert response.json() == {"id": str(batch.id), "status": "received"}
         stored = await session.scalar(
-            select(func.count()).select_from(Position).where(Position.device_id == device.id)
+            select(func.count()).select_from(Position).where(col(Position.device_id) == device.id)
         )
         assert stored == 1
         assert await audit_actions(session, action="ingest_batches.replay") == [

@@ -12,8 +12,9 @@ import httpx
 import orjson
 import pytest
 from admin_support import Staff, audit_actions, audit_entries, bearer
-from sqlalchemy import func, select, text
+from sqlalchemy import func, text
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
 
 from milepost_admin.settings import AdminSettings
 from milepost_common.auth import Realm, TokenCodec
@@ -140,7 +141,7 @@ class TestSuspendOrganization:
         with pytest.raises(Unauthorized):
             await resolver.from_access_token(session, pair.access_token, Realm.API)
         revoked = await session.scalar(
-            select(RefreshToken.revoked_at).where(RefreshToken.user_id == owner.id)
+            select(col(RefreshToken.revoked_at)).where(col(RefreshToken.user_id) == owner.id)
         )
         assert revoked is not None
 
@@ -216,14 +217,14 @@ class TestDeleteOrganization:
         session.expunge_all()
         assert await session.get(Organization, org.id) is None
         count = await session.scalar(
-            select(func.count()).select_from(Position).where(Position.org_id == org.id)
+            select(func.count()).select_from(Position).where(col(Position.org_id) == org.id)
         )
         assert count == 0
         assert (
             await session.scalar(
                 select(func.count())
                 .select_from(Position)
-                .where(Position.device_id == kept.device_id)
+                .where(col(Position.device_id) == kept.device_id)
             )
             == 1
         )

@@ -7,8 +7,8 @@ from urllib.parse import parse_qs, urlparse
 
 import httpx
 from admin_support import Staff, audit_entries
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
 
 from milepost_admin.settings import AdminSettings
 from milepost_common.auth import PasswordHasher, Realm, TokenCodec
@@ -148,7 +148,7 @@ class TestDeactivateUser:
         assert first.status_code == second.status_code == 200
         assert second.json()["is_active"] is False
         revoked = await session.scalar(
-            select(RefreshToken.revoked_at).where(RefreshToken.user_id == manager.id)
+            select(col(RefreshToken.revoked_at)).where(col(RefreshToken.user_id) == manager.id)
         )
         assert revoked is not None
         assert len(await audit_entries(session, "users.deactivate")) == 1
