@@ -48,7 +48,7 @@ def stack() -> Iterator[Stack]:
     # the `postgres` user when the suite runs as root.
     state_dir = Path(tempfile.mkdtemp(prefix="milepost-e2e-"))
     environ = {key: value for key, value in os.environ.items() if not key.startswith("MILEPOST_")}
-    stack = Stack(StackConfig(state_dir, Ports.free()), environ=environ)
+    stack = Stack(StackConfig(state_dir, Ports.free(), durable=False), environ=environ)
     try:
         stack.up(timeout=240)
         yield stack

@@ -106,6 +106,9 @@ class StackConfig:
     state_dir: Path
     ports: Ports
     environment: str = "local"
+    # False: Postgres without fsync and Redis without AOF. Much faster to migrate and to
+    # stop, for throw-away stacks (the e2e tests) whose data may be lost on a crash.
+    durable: bool = True
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> StackConfig:

@@ -93,9 +93,12 @@ class Stack:
         self._environ = dict(os.environ if environ is None else environ)
         self.processes = ProcessManager(config.run_dir, config.log_dir)
         ports = config.ports
-        self.redis = RedisServer(config.state_dir / "redis", ports.redis)
+        self.redis = RedisServer(config.state_dir / "redis", ports.redis, durable=config.durable)
         self.postgres = PostgresServer(
-            config.state_dir / "postgres", ports.postgres, config.log_dir / "postgres.log"
+            config.state_dir / "postgres",
+            ports.postgres,
+            config.log_dir / "postgres.log",
+            durable=config.durable,
         )
 
     # URLs -----------------------------------------------------------------------------------
