@@ -30,5 +30,4 @@ async def log_in(
     except LoginFailed:
         await services.throttle.failed(email, ip)
         raise
-    await services.throttle.succeeded(email)
     return user

@@ -6,6 +6,7 @@ import hmac
 import secrets
 from typing import Annotated
 
+import httpx
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
@@ -21,11 +22,13 @@ from milepost_common.domain.sessions.errors import LoginFailed
 from milepost_common.domain.users import service as user_service
 from milepost_common.domain.users.models import PlatformRole, User
 from milepost_common.errors import RateLimited
+from milepost_common.logging import get_logger
 from milepost_common.web.deps import ClientIpDep, SessionDep
 from milepost_common.web.middleware import request_id_of
 
 router = APIRouter(tags=["console"], include_in_schema=False)
 LOGIN_CSRF_COOKIE = "milepost_admin_login"
+log = get_logger("milepost.admin.console")
 
 
 def safe_next(raw: str | None) -> str:
@@ -209,6 +212,11 @@ async def sso_callback(
             ip,
             None,
             exc.description or exc.error or "invalid response",
+        )
+    except httpx.HTTPError as exc:
+        log.warning("sso_provider_error", error=type(exc).__name__)
+        return await _sso_failed(
+            request, session, services, store, ip, None, "the provider did not answer"
         )
     email = claims.get("email")
     if not isinstance(email, str) or claims.get("email_verified") is False:
