@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 
 from limits import RateLimitItem, parse
+from redis.asyncio import ConnectionPool
 from limits.aio.storage import RedisStorage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
@@ -36,14 +37,19 @@ class Verdict:
 
 class RateLimiter:
     def __init__(self, redis_url: str) -> None:
-        # The redis-py implementation: one client library in the whole code base.
+        # Our own pool (redis-py, the one client library of the code base), so we can close it.
+        self._pool = ConnectionPool.from_url(
+            redis_url, socket_timeout=0.5, socket_connect_timeout=0.5
+        )
         self._storage = RedisStorage(
             redis_url.replace("redis://", "async+redis://", 1),
             implementation="redispy",
-            socket_timeout=0.5,
-            socket_connect_timeout=0.5,
+            connection_pool=self._pool,  # type: ignore[arg-type]
         )
         self._limiter = SlidingWindowCounterRateLimiter(self._storage)
+
+    async def aclose(self) -> None:
+        await self._pool.aclose()
 
     async def hit(self, rate: str | RateLimitItem, *identifiers: str) -> Verdict | None:
         """Count one hit; None when Redis could not answer (fail open)."""
@@ -69,19 +75,17 @@ class RateLimiter:
         item = parse(rate) if isinstance(rate, str) else rate
         return await self._limiter.test(item, *identifiers)
 
-    async def reset(self, rate: str | RateLimitItem, *identifiers: str) -> None:
-        item = parse(rate) if isinstance(rate, str) else rate
-        try:
-            await self._limiter.clear(item, *identifiers)
-        except Exception as exc:  # noqa: BLE001
-            log.warning("rate_limit_unavailable", error=type(exc).__name__)
+    async def aclose(self) -> None:
+        """Close the Redis connections (at shutdown)."""
+        await self._storage.bridge.storage.aclose()
 
 
 class LoginThrottle:
     """Failed logins counted per email and per client IP; over either limit → 429.
 
-    Only failures count, so a user who types the right password is never locked out by
-    their own successful logins; the answer never tells whether the email exists.
+    Only failures count (they age out of the one-minute window), so a user who types the
+    right password is never locked out by their own logins; the answer never tells whether
+    the email exists.
     """
 
     def __init__(self, limiter: RateLimiter, attempts_per_minute: int) -> None:
@@ -106,6 +110,3 @@ class LoginThrottle:
     async def failed(self, email: str, ip: str) -> None:
         await self._limiter.hit(self._per_email, "login-email", email.lower())
         await self._limiter.hit(self._per_ip, "login-ip", ip)
-
-    async def succeeded(self, email: str) -> None:
-        await self._limiter.reset(self._per_email, "login-email", email.lower())

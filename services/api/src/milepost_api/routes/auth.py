@@ -46,7 +46,6 @@ async def _throttled_login(
     except LoginFailed:
         await throttle.failed(email, ip)
         raise
-    await throttle.succeeded(email)
     return user
 
 

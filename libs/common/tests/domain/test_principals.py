@@ -1,0 +1,90 @@
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from pydantic import SecretStr
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from milepost_common.auth import Realm, TokenCodec
+from milepost_common.domain.principals import PrincipalKind, PrincipalResolver
+from milepost_common.domain.users.models import OrgRole, PlatformRole
+from milepost_common.errors import Unauthorized
+from milepost_common.settings import AuthSettings
+from milepost_common.testing.factories import (
+    make_api_key,
+    make_operator,
+    make_organization,
+    make_user,
+)
+
+CODEC = TokenCodec(AuthSettings(jwt_keys={"k": SecretStr("k" * 40)}))
+
+
+def resolver() -> PrincipalResolver:
+    return PrincipalResolver(CODEC, cache_ttl_s=0)
+
+
+class TestAccessTokens:
+    async def test_member_resolves_with_org_and_role(self, session: AsyncSession) -> None:
+        user = await make_user(session, role=OrgRole.MANAGER)
+        token, _ = CODEC.issue(user.id, Realm.API, 60)
+        principal = await resolver().from_access_token(session, token, Realm.API)
+        assert principal.kind is PrincipalKind.USER
+        assert principal.org_id == user.org_id
+        assert principal.role is OrgRole.MANAGER
+
+    async def test_suspended_org_is_refused_on_the_next_request(
+        self, session: AsyncSession
+    ) -> None:
+        org = await make_organization(session)
+        user = await make_user(session, org)
+        token, _ = CODEC.issue(user.id, Realm.API, 60)
+        await resolver().from_access_token(session, token, Realm.API)
+        org.suspended_at = datetime.now(UTC)
+        await session.flush()
+        with pytest.raises(Unauthorized):
+            await resolver().from_access_token(session, token, Realm.API)
+
+    async def test_deactivated_user_is_refused(self, session: AsyncSession) -> None:
+        user = await make_user(session, is_active=False)
+        token, _ = CODEC.issue(user.id, Realm.API, 60)
+        with pytest.raises(Unauthorized):
+            await resolver().from_access_token(session, token, Realm.API)
+
+    async def test_operator_token_does_not_open_the_public_api(self, session: AsyncSession) -> None:
+        operator = await make_operator(session, role=PlatformRole.SUPPORT)
+        token, _ = CODEC.issue(operator.id, Realm.API, 60)
+        with pytest.raises(Unauthorized):
+            await resolver().from_access_token(session, token, Realm.API)
+
+    async def test_member_cannot_use_admin_realm(self, session: AsyncSession) -> None:
+        user = await make_user(session)
+        token, _ = CODEC.issue(user.id, Realm.ADMIN, 60)
+        with pytest.raises(Unauthorized):
+            await resolver().from_access_token(session, token, Realm.ADMIN)
+
+
+class TestApiKeys:
+    async def test_valid_key_resolves_to_its_org(self, session: AsyncSession) -> None:
+        org = await make_organization(session)
+        issued = await make_api_key(session, org)
+        principal = await resolver().from_api_key(session, issued.secret)
+        assert principal.org_id == org.id
+        assert "ingest" in principal.scopes
+
+    @pytest.mark.parametrize("state", ["revoked", "expired", "suspended", "wrong"])
+    async def test_unusable_keys_are_refused(self, session: AsyncSession, state: str) -> None:
+        org = await make_organization(session)
+        issued = await make_api_key(session, org)
+        now = datetime.now(UTC)
+        secret = issued.secret
+        if state == "revoked":
+            issued.api_key.revoked_at = now
+        elif state == "expired":
+            issued.api_key.expires_at = now - timedelta(seconds=1)
+        elif state == "suspended":
+            org.suspended_at = now
+        else:
+            secret = secret[:-1] + ("A" if secret[-1] != "A" else "B")
+        await session.flush()
+        with pytest.raises(Unauthorized):
+            await resolver().from_api_key(session, secret)
