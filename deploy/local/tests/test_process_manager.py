@@ -108,3 +108,20 @@ class TestStop:
                 processes.start(sleeper("once", tmp_path))
         finally:
             processes.stop(["once"])
+
+
+class TestTail:
+    def test_returns_the_last_lines(self, tmp_path: Path) -> None:
+        log = tmp_path / "x.log"
+        log.write_text("one\ntwo\nthree\n")
+
+        assert tail(log, 2) == "two\nthree"
+
+    def test_zero_lines_is_nothing(self, tmp_path: Path) -> None:
+        log = tmp_path / "x.log"
+        log.write_text("one\n")
+
+        assert tail(log, 0) == ""
+
+    def test_missing_file_is_nothing(self, tmp_path: Path) -> None:
+        assert tail(tmp_path / "missing.log", 5) == ""

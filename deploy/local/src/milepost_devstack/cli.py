@@ -75,9 +75,10 @@ def _logs(stack: Stack, components: list[str], lines: int, follow: bool) -> int:
     if not files:
         print(f"no logs in {stack.config.log_dir}", file=sys.stderr)
         return 1
-    for path in files:
-        print(f"==> {path.stem} <==")
-        print(tail(path, lines))
+    if lines > 0:
+        for path in files:
+            print(f"==> {path.stem} <==")
+            print(tail(path, lines))
     if follow:
         _follow(files)
     return 0

@@ -220,6 +220,8 @@ def append_text(path: Path, text: str) -> None:
 
 def tail(path: Path, lines: int) -> str:
     """The last `lines` lines of the text file at `path`, or "" when it does not exist."""
+    if lines <= 0:
+        return ""
     try:
         with path.open("rb") as handle:
             handle.seek(0, os.SEEK_END)
