@@ -55,7 +55,7 @@ class TestTokenCodec:
     def test_tampered_is_refused(self) -> None:
         codec = TokenCodec(auth_settings(k1=OLD))
         token, _ = codec.issue(uuid.uuid4(), Realm.API, 900)
-        header, payload, signature = token.split(".")
+        header, _, signature = token.split(".")
         forged = jwt.encode(
             {"sub": str(uuid.uuid4()), "aud": "api"}, "guess" * 8, "HS256", headers={"kid": "k1"}
         )

@@ -76,7 +76,8 @@ async def test_fix_without_partition_is_refused(connection: AsyncConnection) -> 
 async def test_audit_log_is_append_only(connection: AsyncConnection, statement: str) -> None:
     await connection.execute(
         text(
-            "INSERT INTO audit_log (id, actor_type, action, diff) VALUES (:id, 'system', 'test.x', '{}')"
+            "INSERT INTO audit_log (id, actor_type, action, diff) "
+            "VALUES (:id, 'system', 'test.x', '{}')"
         ),
         {"id": uuid.uuid4()},
     )

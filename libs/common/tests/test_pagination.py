@@ -18,5 +18,10 @@ def test_cursor_round_trips() -> None:
 @pytest.mark.parametrize("garbage", ["", "abc", "!!!", "W10", "WyJ4Il0"])
 def test_garbage_cursor_is_422(garbage: str) -> None:
     with pytest.raises(ValidationFailed):
-        key, _ = decode_cursor(garbage)
+        decode_cursor(garbage)
+
+
+def test_cursor_with_a_bad_time_is_422() -> None:
+    key, _ = decode_cursor(encode_cursor("not-a-time", uuid.uuid4()))
+    with pytest.raises(ValidationFailed):
         cursor_time(key)

@@ -59,7 +59,8 @@ class TestRefresh:
         first = await sessions.issue_token_pair(session, CODEC, SETTINGS, user, Realm.API)
         assert first.refresh_token
         second = await sessions.refresh(session, CODEC, SETTINGS, first.refresh_token)
-        assert second.refresh_token and second.refresh_token != first.refresh_token
+        assert second.refresh_token
+        assert second.refresh_token != first.refresh_token
         with pytest.raises(RefreshTokenReused):
             await sessions.refresh(session, CODEC, SETTINGS, first.refresh_token)
         # The legitimate holder's newer token died with the family.

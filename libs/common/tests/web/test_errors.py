@@ -1,7 +1,6 @@
-import httpx
-
 from collections.abc import Callable
 
+import httpx
 from fastapi import FastAPI
 
 from milepost_common.settings import CommonSettings
@@ -55,7 +54,7 @@ async def test_unhandled_error_is_generic_and_traced(
 ) -> None:
     app = kit_app_factory(kit_settings)
     async with app_client(app) as client:
-        client._transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)  # noqa: SLF001
+        client._transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         response = await client.get("/kit/v1/boom")
     error = assert_envelope(response, 500, "internal_error")
     assert "secret internal detail" not in response.text
