@@ -38,7 +38,13 @@ from milepost_common.domain.users import service as user_service
 from milepost_common.domain.users.models import OrgRole, PlatformRole
 from milepost_common.domain.users.schemas import UserCreate, UserRead
 from milepost_common.errors import AppError
-from milepost_common.tasks import INGEST_BATCHES_PROCESS, Publisher
+from milepost_common.tasks import (
+    INGEST_BATCHES_PROCESS,
+    QUEUES,
+    WORKER_HEARTBEAT_PREFIX,
+    WORKER_HEARTBEAT_STALE_S,
+    Publisher,
+)
 
 CLI = Principal(PrincipalKind.SYSTEM, None, None, "cli")
 
@@ -177,7 +183,10 @@ async def print_status(settings: AdminSettings) -> None:
     )
 
     async def work(session: AsyncSession) -> None:
-        _print(await system_service.get_system_status(session, broker))
+        target = system_service.Broker(
+            broker, QUEUES, WORKER_HEARTBEAT_PREFIX, WORKER_HEARTBEAT_STALE_S
+        )
+        _print(await system_service.get_system_status(session, target))
 
     try:
         await _run(settings, work)

@@ -15,11 +15,11 @@ from typing import Annotated
 import structlog
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
-from redis.asyncio import Redis
 
 from milepost_admin.settings import AdminSettings
 from milepost_common.auth import PasswordHasher, Realm, TokenCodec
 from milepost_common.domain.principals import Principal, PrincipalResolver
+from milepost_common.domain.system.service import Broker
 from milepost_common.domain.users.models import PlatformRole
 from milepost_common.errors import Unauthorized
 from milepost_common.ratelimit import LoginThrottle, RateLimiter
@@ -39,7 +39,7 @@ class AdminServices:
     hasher: PasswordHasher
     limiter: RateLimiter
     throttle: LoginThrottle
-    broker: Redis
+    broker: Broker
 
 
 def get_services(request: Request) -> AdminServices:

@@ -33,8 +33,10 @@ from milepost_admin.routes import (
 from milepost_admin.settings import AdminSettings, get_settings
 from milepost_common.auth import PasswordHasher, TokenCodec
 from milepost_common.domain.principals import PrincipalResolver
+from milepost_common.domain.system.service import Broker
 from milepost_common.errors import AppError
 from milepost_common.ratelimit import LoginThrottle, RateLimiter
+from milepost_common.tasks import QUEUES, WORKER_HEARTBEAT_PREFIX, WORKER_HEARTBEAT_STALE_S
 from milepost_common.web import serve as web_serve
 from milepost_common.web.app import AppSpec, create_base_app
 from milepost_common.web.errors import error_response
@@ -75,7 +77,7 @@ async def start_services(app: FastAPI) -> None:
         hasher=PasswordHasher(settings.auth),
         limiter=limiter,
         throttle=LoginThrottle(limiter, settings.auth.login_attempts_per_minute),
-        broker=broker,
+        broker=Broker(broker, QUEUES, WORKER_HEARTBEAT_PREFIX, WORKER_HEARTBEAT_STALE_S),
     )
     app.state.console_sessions = SessionStore(
         app.state.redis, ttl_s=settings.admin.session_ttl_s, idle_s=settings.admin.session_idle_s
@@ -83,7 +85,7 @@ async def start_services(app: FastAPI) -> None:
 
 
 async def stop_services(app: FastAPI) -> None:
-    await app.state.admin.broker.aclose()
+    await app.state.admin.broker.redis.aclose()
 
 
 def _is_console(request: Request) -> bool:

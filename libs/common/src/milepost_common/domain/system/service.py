@@ -1,13 +1,17 @@
 """The system status: queue depths, worker heartbeats, ingest rate, processing lag,
 database size and the ``positions`` partitions. Reads only; every part is one cheap query
-or a few Redis commands."""
+or a few Redis commands. The queue names and the heartbeat keys are the task kit's
+(``milepost_common.tasks``), passed in: the domain knows no queue library."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 import orjson
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,23 +24,33 @@ from milepost_common.domain.system.schemas import (
     SystemStatus,
     WorkerHeartbeat,
 )
-from milepost_common.tasks import QUEUES, WORKER_HEARTBEAT_PREFIX, WORKER_HEARTBEAT_STALE_S
+from milepost_common.errors import Unavailable
 
 # kombu's Redis transport keeps one list per priority step: "<queue>", "<queue>\x06\x163", …
 _PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
 RATE_WINDOW_MINUTES = 15
 
 
-async def queue_depths(broker: Redis) -> list[QueueDepth]:
+@dataclass(frozen=True, slots=True)
+class Broker:
+    """Where the queues and the workers' heartbeats live."""
+
+    redis: Redis
+    queues: Sequence[str]
+    heartbeat_prefix: str
+    heartbeat_stale_s: float
+
+
+async def queue_depths(broker: Redis, queues: Sequence[str]) -> list[QueueDepth]:
     async with broker.pipeline(transaction=False) as pipe:
-        for queue in QUEUES:
+        for queue in queues:
             for suffix in _PRIORITY_SUFFIXES:
                 pipe.llen(queue + suffix)
         lengths = await pipe.execute()
     step = len(_PRIORITY_SUFFIXES)
     return [
         QueueDepth(name=queue, depth=sum(lengths[i * step : (i + 1) * step]))
-        for i, queue in enumerate(QUEUES)
+        for i, queue in enumerate(queues)
     ]
 
 
@@ -58,21 +72,20 @@ def _heartbeat_time(raw: bytes | str) -> datetime | None:
     return None
 
 
-async def worker_heartbeats(broker: Redis, now: datetime) -> list[WorkerHeartbeat]:
-    keys = [key async for key in broker.scan_iter(match=f"{WORKER_HEARTBEAT_PREFIX}*", count=100)]
-    values = await broker.mget(keys) if keys else []
+async def worker_heartbeats(broker: Broker, now: datetime) -> list[WorkerHeartbeat]:
+    prefix = broker.heartbeat_prefix
+    keys = [key async for key in broker.redis.scan_iter(match=f"{prefix}*", count=100)]
+    values = await broker.redis.mget(keys) if keys else []
     beats: list[WorkerHeartbeat] = []
     for key, raw in zip(keys, values, strict=True):
         seen = _heartbeat_time(raw) if raw is not None else None
         if seen is None:
             continue
-        name = (key.decode() if isinstance(key, bytes) else key).removeprefix(
-            WORKER_HEARTBEAT_PREFIX
-        )
+        name = (key.decode() if isinstance(key, bytes) else key).removeprefix(prefix)
         age = max(0.0, (now - seen).total_seconds())
         beats.append(
             WorkerHeartbeat(
-                name=name, last_seen_at=seen, age_s=age, alive=age <= WORKER_HEARTBEAT_STALE_S
+                name=name, last_seen_at=seen, age_s=age, alive=age <= broker.heartbeat_stale_s
             )
         )
     return sorted(beats, key=lambda b: b.name)
@@ -146,14 +159,19 @@ async def _partitions(session: AsyncSession, today: date) -> Partitions:
     )
 
 
-async def get_system_status(session: AsyncSession, broker: Redis) -> SystemStatus:
-    """A snapshot of the platform; Redis errors propagate (the caller decides on 503)."""
+async def get_system_status(session: AsyncSession, broker: Broker) -> SystemStatus:
+    """A snapshot of the platform. Raises Unavailable (503) when the broker cannot answer."""
     now = datetime.now(UTC)
+    try:
+        queues = await queue_depths(broker.redis, broker.queues)
+        workers = await worker_heartbeats(broker, now)
+    except (RedisError, OSError):
+        raise Unavailable("The broker (Redis) does not answer.") from None
     database_bytes = await session.scalar(text("SELECT pg_database_size(current_database())"))
     return SystemStatus(
         checked_at=now,
-        queues=await queue_depths(broker),
-        workers=await worker_heartbeats(broker, now),
+        queues=queues,
+        workers=workers,
         ingest=await _ingest_rate(session, now),
         processing=await _processing(session, now),
         database_bytes=int(database_bytes or 0),
