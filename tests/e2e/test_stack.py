@@ -77,6 +77,19 @@ class TestMetrics:
         assert not any("raw-path-never-a-label" in str(route) for route in routes)
 
 
+class TestFirstOperator:
+    def test_logs_in_to_admin_through_the_gateway(
+        self, stack: Stack, gateway: httpx.Client
+    ) -> None:
+        credentials = stack.credentials()
+        login = {"username": credentials.operator_email, "password": credentials.operator_password}
+
+        token = gateway.post("/admin/v1/auth/token", data=login).json()["access_token"]
+        bearer = {"Authorization": f"Bearer {token}"}
+
+        assert gateway.get("/admin/v1/system/status", headers=bearer).status_code == 200
+
+
 class TestRedisOutage:
     def test_api_degrades_ingest_stays_ready_and_both_recover(
         self, stack: Stack, gateway: httpx.Client
