@@ -4,6 +4,7 @@ the module's tests."""
 
 from __future__ import annotations
 
+import asyncio
 import http.server
 import threading
 import urllib.request
@@ -13,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func
+from sqlmodel import col, select
 from worker_processes import RedisProcess, WorkerStack, eventually
 from worker_support import at, base_time_s, write_batch
 
@@ -65,7 +67,9 @@ async def batch_status(stack: WorkerStack, batch_id: uuid.UUID) -> str:
     async with unit_of_work(stack.db) as session:
         return str(
             (
-                await session.execute(select(IngestBatch.status).where(IngestBatch.id == batch_id))
+                await session.execute(
+                    select(col(IngestBatch.status)).where(col(IngestBatch.id) == batch_id)
+                )
             ).scalar_one()
         )
 
@@ -92,12 +96,18 @@ class TestWorkerProcess:
         async with unit_of_work(stack.db) as session:
             trips = (
                 await session.execute(
-                    select(func.count()).select_from(Trip).where(Trip.device_id == device.id)
+                    select(func.count()).select_from(Trip).where(col(Trip.device_id) == device.id)
                 )
             ).scalar_one()
         assert trips == 1
         metrics = (
-            urllib.request.urlopen(f"http://127.0.0.1:{stack.metrics_port}/metrics", timeout=5)
+            (
+                await asyncio.to_thread(
+                    urllib.request.urlopen,
+                    f"http://127.0.0.1:{stack.metrics_port}/metrics",
+                    timeout=5,
+                )
+            )
             .read()
             .decode()
         )
@@ -112,7 +122,7 @@ class FlakyReceiver(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.received.append(({k: v for k, v in self.headers.items()}, body))
+        self.received.append((dict(self.headers.items()), body))
         self.send_response(500 if len(self.received) <= 2 else 200)
         self.send_header("Content-Length", "0")
         self.end_headers()
@@ -166,7 +176,7 @@ class TestWebhooks:
                 status = (
                     await session.execute(
                         select(WebhookDelivery.status).where(
-                            WebhookDelivery.org_id == device.org_id
+                            col(WebhookDelivery.org_id) == device.org_id
                         )
                     )
                 ).scalar_one_or_none()
@@ -176,7 +186,7 @@ class TestWebhooks:
         async with unit_of_work(stack.db) as session:
             delivery = (
                 await session.execute(
-                    select(WebhookDelivery).where(WebhookDelivery.org_id == device.org_id)
+                    select(WebhookDelivery).where(col(WebhookDelivery.org_id) == device.org_id)
                 )
             ).scalar_one()
         assert delivery.attempts == 3

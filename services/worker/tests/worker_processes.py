@@ -168,16 +168,18 @@ class WorkerStack:
             **{f"MILEPOST_WORKER__{k.upper()}": str(v) for k, v in settings.items()},
         }
         self.env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        self.settings = WorkerSettings(
-            env="test",
-            db={"url": db_url},
-            redis={"url": redis.url, "cache_db": 1},
-            celery={"visibility_timeout_s": 60},
-            worker={
-                "task_time_limit_s": 30,
-                "task_soft_time_limit_s": 25,
-                "retry_backoff_max_s": 2,
-            },
+        self.settings = WorkerSettings.model_validate(
+            {
+                "env": "test",
+                "db": {"url": db_url},
+                "redis": {"url": redis.url, "cache_db": 1},
+                "celery": {"visibility_timeout_s": 60},
+                "worker": {
+                    "task_time_limit_s": 30,
+                    "task_soft_time_limit_s": 25,
+                    "retry_backoff_max_s": 2,
+                },
+            }
         )
         self.publisher = Publisher(self.settings.redis, self.settings.celery)
         self.db: Database = create_database(DbSettings(url=db_url, pool_size=3))

@@ -6,7 +6,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlmodel import col, select
 
 from milepost_common.domain.alerts.models import Alert
 from milepost_common.domain.trips.models import Stop, Trip
@@ -114,8 +115,6 @@ async def write_batch(session: Any, device: Any, fixes: list[Fix]) -> Any:
     """An ``ingest_batches`` row (queued) and its positions, conflict-skipped, like ingest."""
     import uuid as _uuid
 
-    from sqlalchemy.dialects.postgresql import insert
-
     from milepost_common.domain.ingest_batches.models import BatchSource, BatchStatus, IngestBatch
     from milepost_common.domain.positions.models import Position
     from milepost_worker.timeutil import from_micros, utcnow
@@ -171,7 +170,7 @@ async def rows(session: Any, device: Any) -> dict[str, Any]:
     trips = (
         (
             await session.execute(
-                select(Trip).where(Trip.device_id == device.id).order_by(Trip.start_time)
+                select(Trip).where(col(Trip.device_id) == device.id).order_by(col(Trip.start_time))
             )
         )
         .scalars()
@@ -180,7 +179,7 @@ async def rows(session: Any, device: Any) -> dict[str, Any]:
     stops = (
         (
             await session.execute(
-                select(Stop).where(Stop.device_id == device.id).order_by(Stop.start_time)
+                select(Stop).where(col(Stop.device_id) == device.id).order_by(col(Stop.start_time))
             )
         )
         .scalars()
@@ -189,7 +188,9 @@ async def rows(session: Any, device: Any) -> dict[str, Any]:
     alerts = (
         (
             await session.execute(
-                select(Alert).where(Alert.device_id == device.id).order_by(Alert.occurred_at)
+                select(Alert)
+                .where(col(Alert.device_id) == device.id)
+                .order_by(col(Alert.occurred_at))
             )
         )
         .scalars()

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
 from worker_support import LAT0, LON0, at, base_time_s, latlon, write_batch
 
 from milepost_common.domain.alerts.models import Alert, AlertRule, AlertType
@@ -22,7 +23,9 @@ async def stored(session: AsyncSession, device_id: object) -> dict[str, list[Ale
     alerts = (
         (
             await session.execute(
-                select(Alert).where(Alert.device_id == device_id).order_by(Alert.occurred_at)
+                select(Alert)
+                .where(col(Alert.device_id) == device_id)
+                .order_by(col(Alert.occurred_at))
             )
         )
         .scalars()
@@ -66,7 +69,7 @@ class TestEveryAlertType:
         )
         session.add_all([circle, square])
         await session.flush()
-        rules = {
+        rules: dict[AlertType, dict[str, Any]] = {
             AlertType.OVERSPEED: {"min_duration_s": 10},
             AlertType.GEOFENCE_ENTER: {"geofence_id": str(circle.id), "min_dwell_s": 20},
             AlertType.GEOFENCE_EXIT: {"geofence_id": str(square.id)},

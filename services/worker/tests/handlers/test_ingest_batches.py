@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import func, select, update
+from sqlalchemy import func, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
 from worker_support import (
     MemoryStore,
     at,
@@ -35,7 +37,9 @@ from milepost_worker.timeutil import from_micros, to_micros
 async def status_of(session: AsyncSession, batch: IngestBatch) -> str:
     return str(
         (
-            await session.execute(select(IngestBatch.status).where(IngestBatch.id == batch.id))
+            await session.execute(
+                select(col(IngestBatch.status)).where(col(IngestBatch.id) == batch.id)
+            )
         ).scalar_one()
     )
 
@@ -105,7 +109,7 @@ class TestProcessBatch:
         await pubsub.get_message(timeout=1.0)  # the subscribe confirmation
         await process_batch(ctx, batch.id)
         message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=2.0)
-        await pubsub.aclose()
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
         assert message is not None
         event = orjson.loads(message["data"])
         assert event["type"] == "position"
@@ -141,11 +145,11 @@ class TestAlertsReconciled:
         assert first.alerts_created == 1
         assert len(first.deliveries) == 1
         alert = (
-            await session.execute(select(Alert).where(Alert.device_id == device.id))
+            await session.execute(select(Alert).where(col(Alert.device_id) == device.id))
         ).scalar_one()
         acked_at = from_micros(fast[0].t + 999)
         await session.execute(
-            update(Alert).where(Alert.id == alert.id).values(acknowledged_at=acked_at)
+            update(Alert).where(col(Alert.id) == alert.id).values(acknowledged_at=acked_at)
         )
         await session.commit()
 
@@ -156,7 +160,7 @@ class TestAlertsReconciled:
         again = (
             await session.execute(
                 select(Alert)
-                .where(Alert.device_id == device.id)
+                .where(col(Alert.device_id) == device.id)
                 .execution_options(populate_existing=True)
             )
         ).scalar_one()
@@ -166,7 +170,7 @@ class TestAlertsReconciled:
             await session.execute(
                 select(func.count())
                 .select_from(WebhookDelivery)
-                .where(WebhookDelivery.org_id == org.id)
+                .where(col(WebhookDelivery.org_id) == org.id)
             )
         ).scalar_one()
         assert deliveries == 1
@@ -195,7 +199,7 @@ def split_drives(draw: st.DrawFn) -> tuple[list[Fix], list[list[Fix]]]:
     cuts = sorted(draw(st.sets(st.integers(1, len(fixes) - 1), max_size=4)))
     shuffled = [fixes[i] for i in order]
     bounds = [0, *cuts, len(fixes)]
-    return fixes, [shuffled[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    return fixes, [shuffled[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 class TestOrderIndependenceInPostgres:

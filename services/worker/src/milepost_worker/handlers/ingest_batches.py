@@ -76,6 +76,7 @@ class _DeviceWork:
     result: timeline.Replay
     start: timeline.Snapshot | None
     rules: list[RuleSpec]
+    resumed: bool  # continued from the device's latest state (no late fix)
 
 
 async def process_batch(ctx: WorkerContext, batch_id: uuid.UUID) -> BatchOutcome:
@@ -197,19 +198,20 @@ async def _process_locked(
             metrics.FIXES.labels("recompute").inc(len(fixes))
         result = timeline.replay(start, fixes, params, specs)
         if result is not None:
-            work.append(_DeviceWork(device, state, result, start, specs))
+            work.append(_DeviceWork(device, state, result, start, specs, late is None))
 
     await _write_segments(session, work)
-    created: list[Alert] = []
+    created = await _write_alerts(session, work)
     for item in work:
-        created += await _write_alerts(session, item)
-        await trip_service.replace_checkpoints(
-            session,
-            item.device.id,
-            item.device.org_id,
-            from_micros(item.start.last_t) if item.start else None,
-            [(from_micros(t), snap.to_json()) for t, snap in item.result.checkpoints],
-        )
+        # Resumed from the latest state: nothing stored after the watermark to replace.
+        if not item.resumed or item.result.checkpoints:
+            await trip_service.replace_checkpoints(
+                session,
+                item.device.id,
+                item.device.org_id,
+                from_micros(item.start.last_t) if item.start else None,
+                [(from_micros(t), snap.to_json()) for t, snap in item.result.checkpoints],
+            )
         _update_state(item, events)
     await session.flush()
     now = utcnow()
@@ -379,32 +381,47 @@ async def _write_segments(session: AsyncSession, work: Sequence[_DeviceWork]) ->
     await trip_service.upsert_stops(session, stop_rows)
 
 
-async def _write_alerts(session: AsyncSession, item: _DeviceWork) -> list[Alert]:
-    """Reconcile the device's fix-derived alerts in the replay's scope; returns new ones."""
-    if not item.rules:
-        return []
-    scope = item.result.scope
-    rule_ids = [uuid.UUID(r.id) for r in item.rules]
-    existing = await alert_service.list_alerts_in_scope(
-        session,
-        item.device.id,
-        rule_ids,
-        from_micros(scope.alerts_after) if scope.alerts_after is not None else None,
-        [(uuid.UUID(r), from_micros(t)) for r, t in scope.alert_keys],
-    )
-    by_key = {(str(a.rule_id), to_micros(a.occurred_at)): a for a in existing}
-    wanted: dict[tuple[str, int], AlertOut] = item.result.alerts
+async def _write_alerts(session: AsyncSession, work: Sequence[_DeviceWork]) -> list[Alert]:
+    """Reconcile the devices' fix-derived alerts in their replays' scopes; returns new ones.
+
+    A device resumed from its latest state owns no stored alert after its watermark, so only
+    the keys its open episodes and its new outputs name are looked up.
+    """
+    scopes: list[alert_service.AlertScope] = []
+    for item in work:
+        if not item.rules:
+            continue
+        scope = item.result.scope
+        keys = set(scope.alert_keys)
+        if item.resumed:
+            keys |= set(item.result.alerts)
+        scopes.append(
+            alert_service.AlertScope(
+                device_id=item.device.id,
+                rule_ids=[uuid.UUID(r.id) for r in item.rules],
+                after=from_micros(scope.alerts_after) if scope.alerts_after is not None else None,
+                keys=[(uuid.UUID(r), from_micros(t)) for r, t in keys],
+                keys_only=item.resumed,
+            )
+        )
+    existing = await alert_service.list_alerts_in_scopes(session, scopes)
+    by_key = {(a.device_id, str(a.rule_id), to_micros(a.occurred_at)): a for a in existing}
+    wanted: dict[tuple[uuid.UUID, str, int], tuple[Device, AlertOut]] = {
+        (item.device.id, *key): (item.device, out)
+        for item in work
+        for key, out in item.result.alerts.items()
+    }
     await alert_service.delete_alerts(
         session, (a.id for key, a in by_key.items() if key not in wanted)
     )
     new_rows = []
-    for key, out in wanted.items():
+    for key, (device, out) in wanted.items():
         alert = by_key.get(key)
         if alert is None:
             new_rows.append(
                 {
-                    "org_id": item.device.org_id,
-                    "device_id": item.device.id,
+                    "org_id": device.org_id,
+                    "device_id": device.id,
                     "rule_id": uuid.UUID(out.rule_id),
                     "type": out.type,
                     "occurred_at": from_micros(out.occurred_at),

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, or_, update
+from sqlalchemy import ColumnElement, and_, delete, or_, true, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
@@ -56,24 +57,39 @@ def rule_applies(rule: AlertRule, device_id: uuid.UUID) -> bool:
     return rule.vehicle_ids is None or device_id in rule.vehicle_ids
 
 
-async def list_alerts_in_scope(
-    session: AsyncSession,
-    device_id: uuid.UUID,
-    rule_ids: Collection[uuid.UUID],
-    after: datetime | None,
-    keys: Collection[tuple[uuid.UUID, datetime]],
-) -> list[Alert]:
-    """The device's alerts of these rules after ``after`` (None: all), plus the given keys."""
-    if not rule_ids:
-        return []
-    scope = [col(Alert.occurred_at) > after] if after is not None else []
-    scope += [and_(col(Alert.rule_id) == r, col(Alert.occurred_at) == t) for r, t in keys]
-    condition = or_(*scope) if after is not None else col(Alert.occurred_at).is_not(None)
-    rows = await session.execute(
-        select(Alert).where(
-            col(Alert.device_id) == device_id, col(Alert.rule_id).in_(list(rule_ids)), condition
+@dataclass(frozen=True, slots=True)
+class AlertScope:
+    """One device's alerts of some rules: after ``after`` (None: all, unless ``keys_only``) or
+    with one of ``keys`` (rule id, occurred_at)."""
+
+    device_id: uuid.UUID
+    rule_ids: Collection[uuid.UUID]
+    after: datetime | None
+    keys: Collection[tuple[uuid.UUID, datetime]]
+    keys_only: bool = False
+
+
+async def list_alerts_in_scopes(session: AsyncSession, scopes: Sequence[AlertScope]) -> list[Alert]:
+    """Every alert inside any of the scopes, in one query."""
+    clauses: list[ColumnElement[bool]] = []
+    for scope in scopes:
+        if not scope.rule_ids or (scope.keys_only and not scope.keys):
+            continue
+        parts = [and_(col(Alert.rule_id) == r, col(Alert.occurred_at) == t) for r, t in scope.keys]
+        if not scope.keys_only:
+            parts.append(
+                col(Alert.occurred_at) > scope.after if scope.after is not None else true()
+            )
+        clauses.append(
+            and_(
+                col(Alert.device_id) == scope.device_id,
+                col(Alert.rule_id).in_(list(scope.rule_ids)),
+                or_(*parts),
+            )
         )
-    )
+    if not clauses:
+        return []
+    rows = await session.execute(select(Alert).where(or_(*clauses)))
     return list(rows.scalars())
 
 

@@ -1,0 +1,5 @@
+"""``python -m bench.worker``: see run.py."""
+
+from run import main
+
+main()
