@@ -72,6 +72,8 @@ class Operator:
 
 @dataclass(frozen=True)
 class ComponentStatus:
+    """One component as `status` sees it: pid None when stopped."""
+
     name: str
     pid: int | None
     healthy: bool
@@ -101,8 +103,6 @@ class Stack:
             durable=config.durable,
         )
 
-    # URLs -----------------------------------------------------------------------------------
-
     @property
     def gateway_url(self) -> str:
         return f"http://{LOOPBACK}:{self.config.ports.gateway}"
@@ -113,8 +113,6 @@ class Stack:
 
     def database_url(self, credentials: Credentials) -> str:
         return self.postgres.url(ROLE, credentials.db_password, DATABASE)
-
-    # Environment and commands ---------------------------------------------------------------
 
     def credentials(self) -> Credentials:
         """The stack's secrets, created on first use in a mode-600 file."""
@@ -173,8 +171,6 @@ class Stack:
         self.config.log_dir.chmod(0o711 if os.geteuid() == 0 else 0o700)
         self.config.run_dir.mkdir(mode=0o700, exist_ok=True)
         (state / "beat").mkdir(mode=0o700, exist_ok=True)
-
-    # up -------------------------------------------------------------------------------------
 
     def up(self, timeout: float = 180.0) -> Operator | None:
         """Start what is not running and wait until everything is healthy.
@@ -264,8 +260,6 @@ class Stack:
         log = self.processes.log_path(name)
         return f"{name} {what}; last lines of {log}:\n{tail(log, 40)}"
 
-    # Health checks --------------------------------------------------------------------------
-
     def _alive(self, name: str) -> Callable[[], bool]:
         return lambda: self.processes.running(name) is not None
 
@@ -304,8 +298,6 @@ class Stack:
 
     def _app_ready(self, app: str, base_url: str | None = None) -> bool:
         return http_status(f"{base_url or self.app_url(app)}/{app}/ready") == 200
-
-    # down, status, single components --------------------------------------------------------
 
     def down(self) -> list[str]:
         """Stop every component of this stack; return the names that were running."""
