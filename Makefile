@@ -13,6 +13,8 @@ MAKEFLAGS += --no-print-directory
 
 # uv from PATH, else the module (`pip install --user` may put the script off PATH).
 UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
+# From the committed lockfile as is: nothing re-locked or fetched behind the developer's back.
+RUN := $(UV) run --frozen
 PYTEST_WORKERS ?= 2
 MYPY_TARGETS := libs/common/src services/api/src services/admin/src services/ingest/src \
 	services/worker/src deploy/local/src
@@ -46,39 +48,39 @@ system-packages: ## apt-get install redis-server, wrk and chromium when missing 
 	apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing
 
 lint: ## ruff, ruff format --check, mypy (cached in .cache/mypy), import-linter
-	$(UV) run ruff check .
-	$(UV) run ruff format --check .
-	$(UV) run mypy $(MYPY_TARGETS)
-	$(UV) run lint-imports
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+	$(RUN) mypy $(MYPY_TARGETS)
+	$(RUN) lint-imports
 
 # Exit status 5 (nothing collected) fails like any other: a suite that ran nothing passed nothing.
 test: install lint ## the whole suite, e2e included (pytest -n 2; hypothesis CI profile)
-	@CI="$${CI:-true}" $(UV) run pytest -n $(PYTEST_WORKERS) --dist loadgroup || { \
+	@CI="$${CI:-true}" $(RUN) pytest -n $(PYTEST_WORKERS) --dist loadgroup || { \
 		status=$$?; \
 		if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; \
 		exit $$status; \
 	}
 
 up: ## start the stack (Postgres, Redis, migrations, apps, worker, beat, Traefik on :8080)
-	$(UV) run milepost-stack up
+	$(RUN) milepost-stack up
 
 down: ## stop every process `make up` started; data is kept
-	$(UV) run milepost-stack down
+	$(RUN) milepost-stack down
 
 status: ## each component's pid and health
-	$(UV) run milepost-stack status
+	$(RUN) milepost-stack status
 
 logs: ## the last lines of every log (FOLLOW=1 to keep following)
-	$(UV) run milepost-stack logs $(if $(FOLLOW),--follow)
+	$(RUN) milepost-stack logs $(if $(FOLLOW),--follow)
 
 bench-ingest: ## ingest through the gateway vs the direct asyncpg write (on `make up`)
-	$(UV) run python -m bench.ingest
+	$(RUN) python -m bench.ingest
 
 bench-worker: ## worker through Celery vs its handlers in-process (on `make up`)
-	$(UV) run python -m bench.worker
+	$(RUN) python -m bench.worker
 
 bench-api: ## positions read vs a bare FastAPI endpoint (on `make up`)
-	$(UV) run python -m bench.api
+	$(RUN) python -m bench.api
 
 openapi: ## export each app's OpenAPI document
-	$(UV) run python -m milepost_common.openapi_export
+	$(RUN) python -m milepost_common.openapi_export
