@@ -188,3 +188,42 @@ class TestRedisRestarted:
         async with unit_of_work(stack.db) as session:
             for device in devices:
                 assert await rows(session, device) == expected(drives[device.id], rule)
+
+
+class TestRetriesExhausted:
+    async def test_batch_is_failed_with_its_error_after_the_last_retry(
+        self, stack: WorkerStack
+    ) -> None:
+        stack.env["MILEPOST_DB__STATEMENT_TIMEOUT_MS"] = "300"
+        stack.env["MILEPOST_WORKER__BATCH_MAX_RETRIES"] = "2"
+        worker = stack.worker()
+        assert stack.consumed_ping(60), worker.log_tail()
+        (device,), _ = await fleet(stack, 1)
+        async with unit_of_work(stack.db) as session:
+            batch = await write_batch(session, device, golden_drive(base_time_s())[:5])
+            await session.execute(
+                text(
+                    "INSERT INTO device_state (device_id, org_id, motion) "
+                    "VALUES (:d, :o, 'stopped')"
+                ),
+                {"d": device.id, "o": device.org_id},
+            )
+
+        # The device stays locked: every attempt times out (a transient database error).
+        async with stack.db.engine.connect() as blocker:
+            await blocker.execute(
+                text("SELECT 1 FROM device_state WHERE device_id = :d FOR UPDATE"), {"d": device.id}
+            )
+            stack.send(names.INGEST_BATCHES_PROCESS, str(batch.id))
+
+            async def failed() -> bool:
+                return await statuses(stack, [batch.id]) == [BatchStatus.FAILED]
+
+            await eventually(failed, timeout_s=60, what="the batch failed")
+            await blocker.rollback()
+        async with unit_of_work(stack.db) as session:
+            row = await session.get(IngestBatch, batch.id)
+        assert row is not None
+        assert row.attempts == 3
+        assert row.last_error is not None
+        assert "statement timeout" in row.last_error

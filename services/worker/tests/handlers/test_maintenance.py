@@ -1,0 +1,151 @@
+"""Beat jobs in-process: the batch reconciler, partitions ahead, retention, the heartbeat."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
+from typing import Any
+
+import orjson
+import pytest
+from redis.asyncio import Redis
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, func, select
+
+from milepost_common.db import unit_of_work
+from milepost_common.domain.alerts.models import Alert, AlertRule, AlertType
+from milepost_common.domain.ingest_batches.models import BatchSource, BatchStatus, IngestBatch
+from milepost_common.domain.positions.models import Position
+from milepost_common.domain.trips.models import Stop, Trip
+from milepost_common.testing.factories import make_device, make_organization
+from milepost_worker.handlers import maintenance
+from milepost_worker.health import HEARTBEAT_KEY
+from milepost_worker.runtime import WorkerContext, build_context
+from milepost_worker.settings import WorkerSettings
+from milepost_worker.timeutil import utcnow
+
+
+class TestReconcile:
+    async def test_left_behind_batches_are_enqueued_again(
+        self, ctx: WorkerContext, session: AsyncSession
+    ) -> None:
+        org = await make_organization(session)
+        old = utcnow() - timedelta(minutes=30)
+
+        def batch(status: BatchStatus, **fields: Any) -> IngestBatch:
+            return IngestBatch(org_id=org.id, source=BatchSource.JSON, status=status, **fields)
+
+        received = batch(BatchStatus.RECEIVED, received_at=old)
+        queued = batch(BatchStatus.QUEUED, received_at=old)
+        fresh = batch(BatchStatus.RECEIVED)
+        stuck = batch(
+            BatchStatus.PROCESSING,
+            received_at=old,
+            processing_started_at=utcnow() - timedelta(hours=1),
+        )
+        running = batch(BatchStatus.PROCESSING, received_at=old, processing_started_at=utcnow())
+        done = batch(BatchStatus.PROCESSED, received_at=old)
+        failed = batch(BatchStatus.FAILED, received_at=old)
+        session.add_all([received, queued, fresh, stuck, running, done, failed])
+        await session.commit()
+        found = set(await maintenance.stale_batches(ctx))
+        assert {received.id, queued.id, stuck.id} <= found
+        assert not {fresh.id, running.id, done.id, failed.id} & found
+        await session.refresh(received)
+        assert received.status == BatchStatus.QUEUED
+
+
+class TestHeartbeat:
+    async def test_heartbeat_key_is_fresh(self, ctx: WorkerContext, redis: Redis) -> None:
+        await maintenance.beat_heartbeat(ctx, "host-1", {"processing": 3})
+        raw = await redis.get(HEARTBEAT_KEY)
+        assert raw is not None
+        value = orjson.loads(raw)
+        assert (value["hostname"], value["queues"]) == ("host-1", {"processing": 3})
+        assert await redis.ttl(HEARTBEAT_KEY) > 0
+
+
+@pytest.fixture
+async def own_ctx(
+    committed_database: str, redis: Redis, settings_factory: Callable[..., Any]
+) -> AsyncIterator[WorkerContext]:
+    """A context on a database of its own: partitions are DDL, outside any test transaction."""
+    settings = settings_factory(
+        WorkerSettings, db={"url": committed_database}, worker={"retention_batch_size": 2}
+    )
+    ctx = build_context(settings)
+    yield ctx
+    await ctx.aclose()
+
+
+class TestPartitionsAndRetention:
+    async def test_partitions_exist_ahead(self, own_ctx: WorkerContext) -> None:
+        async with own_ctx.db.engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "DROP TABLE IF EXISTS positions_p"
+                    + (utcnow() + timedelta(days=2)).strftime("%Y%m%d")
+                )
+            )
+        assert await maintenance.maintain_partitions(own_ctx) >= 1
+        assert await maintenance.maintain_partitions(own_ctx) == 0
+
+    async def test_retention_drops_old_partitions_and_deletes_per_organization(
+        self, own_ctx: WorkerContext
+    ) -> None:
+        now = utcnow()
+        ancient = (now - timedelta(days=400)).date()
+        async with unit_of_work(own_ctx.db) as session:
+            await session.execute(
+                text("SELECT milepost_ensure_position_partitions(:d, :d)"), {"d": ancient}
+            )
+            short = await make_organization(session, retention_days=5)
+            long = await make_organization(session, retention_days=365)
+            for org in (short, long):
+                device = await make_device(session, org)
+                rule = AlertRule(
+                    org_id=org.id, name="b", type=AlertType.LOW_BATTERY, params={"threshold_pct": 5}
+                )
+                session.add(rule)
+                await session.flush()
+                for days in (1, 10, 20):
+                    at = now - timedelta(days=days)
+                    session.add(
+                        Position(device_id=device.id, org_id=org.id, fix_time=at, lat=1.0, lon=1.0)
+                    )
+                    session.add(
+                        Trip(
+                            org_id=org.id,
+                            device_id=device.id,
+                            start_time=at,
+                            start_lat=1,
+                            start_lon=1,
+                            end_lat=1,
+                            end_lon=1,
+                        )
+                    )
+                    session.add(
+                        Stop(org_id=org.id, device_id=device.id, start_time=at, lat=1, lon=1)
+                    )
+                    session.add(
+                        Alert(
+                            org_id=org.id,
+                            device_id=device.id,
+                            rule_id=rule.id,
+                            type=AlertType.LOW_BATTERY,
+                            occurred_at=at,
+                        )
+                    )
+        outcome = await maintenance.apply_retention(own_ctx)
+        assert "positions_p" + ancient.strftime("%Y%m%d") in outcome.partitions_dropped
+        async with unit_of_work(own_ctx.db) as session:
+            for model in (Position, Trip, Stop, Alert):
+                counts = dict(
+                    (
+                        await session.execute(
+                            select(col(model.org_id), func.count()).group_by(col(model.org_id))
+                        )
+                    ).all()
+                )
+                assert counts == {short.id: 1, long.id: 3}, model.__name__
