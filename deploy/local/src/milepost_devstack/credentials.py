@@ -78,7 +78,11 @@ def _parse(text: str) -> dict[str, str]:
 
 def _render(values: dict[str, str]) -> str:
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    lines = [f"# Secrets of the local Milepost stack (milepost-stack), since {stamp}. Mode 600."]
+    lines = [
+        f"# Secrets of the local Milepost stack (milepost-stack), since {stamp}. Mode 600.",
+        "# MILEPOST_BOOTSTRAP_* is the first operator's login unless the environment gave one",
+        "# when `make up` created that operator.",
+    ]
     for field, key in _KEYS.items():
         value = values[field]
         if "'" in value or "\n" in value:
