@@ -111,6 +111,11 @@ class HttpSettings(BaseModel):
     cors_origins: list[str] = Field(default_factory=list)
     trusted_hosts: list[str] = Field(default_factory=lambda: ["*"])
     rate_limit: str = Field("600/minute", description="Per principal, `limits` notation.")
+    forwarded_allow_ips: str = Field(
+        "127.0.0.1",
+        description="Proxies whose X-Forwarded-For is trusted for the client IP (the gateway's "
+        "address; comma-separated, or * inside a private network).",
+    )
 
 
 class CommonSettings(BaseSettings):

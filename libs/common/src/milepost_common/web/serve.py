@@ -18,7 +18,7 @@ def run(app_factory: Callable[[], FastAPI], http: HttpSettings) -> None:
         workers=1,
         access_log=False,  # the request middleware logs route templates, never raw paths
         proxy_headers=True,
-        forwarded_allow_ips="127.0.0.1",
+        forwarded_allow_ips=http.forwarded_allow_ips,
         server_header=False,
         log_config=None,
     )
