@@ -1,5 +1,6 @@
-"""``python -m bench.worker``: see run.py."""
+"""``python -m bench.worker`` (what ``make bench-worker`` runs): the same as run.py."""
 
-from run import main
+import runpy
+from pathlib import Path
 
-main()
+runpy.run_path(str(Path(__file__).with_name("run.py")), run_name="__main__")

@@ -362,7 +362,7 @@ async def bench(args: argparse.Namespace, server_url: str) -> dict[str, Any]:
 
 
 def write_results(results: dict[str, Any]) -> None:
-    machine = f"{os.cpu_count()} cores"
+    machine = f"{os.cpu_count()} cores, load average {results['load']:.1f} at the start"
     lines = [
         "# Worker benchmark",
         "",
@@ -398,6 +398,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=int, default=20)
     parser.add_argument("--samples", type=int, default=60)
     args = parser.parse_args()
+    load = os.getloadavg()[0]
     url = os.environ.get("MILEPOST_BENCH_DATABASE_URL") or os.environ.get(
         "MILEPOST_TEST_DATABASE_URL"
     )
@@ -405,7 +406,7 @@ def main() -> None:
         if url is None:
             url = resources.enter_context(services.provide_postgres())
         results = asyncio.run(bench(args, url))
-    write_results(results)
+    write_results({**results, "load": load})
 
 
 if __name__ == "__main__":
