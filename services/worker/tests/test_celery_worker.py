@@ -13,7 +13,9 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
+from redis import Redis as SyncRedis
 from sqlalchemy import func
 from sqlmodel import col, select
 from worker_processes import RedisProcess, WorkerStack, eventually
@@ -29,6 +31,7 @@ from milepost_common.domain.organizations.models import Organization
 from milepost_common.domain.trips.models import Trip
 from milepost_common.domain.webhooks import signing
 from milepost_common.domain.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
+from milepost_common.tasks import WORKER_HEARTBEAT_PREFIX
 from milepost_common.testing.plugin import clone_database, drop_database
 
 pytestmark = pytest.mark.slow
@@ -215,3 +218,8 @@ class TestBeat:
             beat.stop()
         answer = stack.ping(5, "--liveness", "--max-age", "30")
         assert answer.returncode == 0, answer.stderr
+        # Admin's system status lists each node from its own key on the broker Redis.
+        with SyncRedis.from_url(stack.redis.url) as broker:
+            nodes = list(broker.scan_iter(match=WORKER_HEARTBEAT_PREFIX + "*"))
+            assert nodes
+            assert orjson.loads(broker.get(nodes[0]))["at"] > 0
