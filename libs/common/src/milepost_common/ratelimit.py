@@ -10,9 +10,9 @@ import time
 from dataclasses import dataclass
 
 from limits import RateLimitItem, parse
-from redis.asyncio import ConnectionPool
 from limits.aio.storage import RedisStorage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
+from redis.asyncio import ConnectionPool
 
 from milepost_common.errors import RateLimited
 from milepost_common.logging import get_logger
@@ -49,6 +49,7 @@ class RateLimiter:
         self._limiter = SlidingWindowCounterRateLimiter(self._storage)
 
     async def aclose(self) -> None:
+        """Close the Redis connections (at shutdown)."""
         await self._pool.aclose()
 
     async def hit(self, rate: str | RateLimitItem, *identifiers: str) -> Verdict | None:
@@ -74,10 +75,6 @@ class RateLimiter:
         """Whether one more hit would be allowed, without counting it (raises if Redis is down)."""
         item = parse(rate) if isinstance(rate, str) else rate
         return await self._limiter.test(item, *identifiers)
-
-    async def aclose(self) -> None:
-        """Close the Redis connections (at shutdown)."""
-        await self._storage.bridge.storage.aclose()
 
 
 class LoginThrottle:

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from sqlmodel import col, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
 
 from milepost_common.auth import Realm, TokenCodec, hash_secret, secrets_match
 from milepost_common.domain.api_keys.models import ApiKey

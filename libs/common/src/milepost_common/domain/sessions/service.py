@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import update
-from sqlmodel import col, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
 
 from milepost_common.auth import PasswordHasher, Realm, TokenCodec, hash_secret, new_secret
 from milepost_common.domain.audit import service as audit
