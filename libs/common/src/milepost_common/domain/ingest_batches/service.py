@@ -1,0 +1,247 @@
+"""Use cases of ingest batches: record a push with its positions, answer a repeated
+Idempotency-Key, read a batch, mark it queued, replay its rejected items.
+
+Nothing here commits: the caller's transaction holds the batch row and its positions
+together, so a batch is either wholly stored or not at all.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from milepost_common.domain.audit import service as audit
+from milepost_common.domain.ingest_batches.errors import (
+    BatchBusy,
+    BatchNotFound,
+    IdempotencyKeyReused,
+)
+from milepost_common.domain.ingest_batches.models import BatchSource, BatchStatus, IngestBatch
+from milepost_common.domain.ingest_batches.repository import IngestBatchRepository, NewBatch
+from milepost_common.domain.ingest_batches.validation import (
+    CheckedItems,
+    DeviceRef,
+    FixPolicy,
+    build_policy,
+    check_items,
+    named_devices,
+)
+from milepost_common.domain.positions import service as position_service
+from milepost_common.domain.principals import Principal
+from milepost_common.errors import NotFound
+
+IDEMPOTENCY_TTL = timedelta(hours=24)
+REJECTED_ITEMS_KEPT = timedelta(days=7)
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """One push as received: its items in order, and how to recognise it again."""
+
+    source: BatchSource
+    items: Sequence[Any]
+    received_at: datetime
+    idempotency_key: str | None = None
+    body_hash: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOutcome:
+    """The 202 answer of a push; ``created`` is False for an idempotent replay."""
+
+    batch_id: uuid.UUID
+    response: dict[str, Any]
+    created: bool
+    checked: CheckedItems | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OrgFilters:
+    """An organization's ingest settings (DESIGN.md: filters configurable per organization)."""
+
+    retention_days: int
+    max_clock_skew_s: int
+    max_speed_kmh: float
+    ingest_rate_limit: str | None
+
+
+def _json(value: Any) -> str:
+    # Postgres text and jsonb cannot hold NUL; a rejected item may (it is kept as sent).
+    return orjson.dumps(value).replace(b"\\u0000", b"\\ufffd").decode()
+
+
+async def load_org_filters(session: AsyncSession, org_id: uuid.UUID) -> OrgFilters:
+    """Raises NotFound for an organization that does not exist (deleted under a cached key)."""
+    row = await IngestBatchRepository(session).org_filters(org_id)
+    if row is None:
+        raise NotFound("Organization not found.")
+    return OrgFilters(
+        row.retention_days, row.max_clock_skew_s, row.max_speed_kmh, row.ingest_rate_limit
+    )
+
+
+async def find_devices(
+    session: AsyncSession, org_id: uuid.UUID, unique_ids: set[str]
+) -> dict[str, DeviceRef]:
+    """The organization's devices by ``unique_id``; another organization's are never found."""
+    rows = await IngestBatchRepository(session).devices_by_unique_id(org_id, sorted(unique_ids))
+    return {row.unique_id: DeviceRef(row.id, row.disabled) for row in rows}
+
+
+async def load_policy(
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    items: Sequence[Any],
+    now: datetime,
+    *,
+    filters: OrgFilters | None = None,
+    window_cache: position_service.WindowCache | None = None,
+) -> FixPolicy:
+    """The rules the items are checked against; ``filters`` and ``window_cache`` let a
+    caller reuse what it already knows, anything not given is read now."""
+    if filters is None:
+        filters = await load_org_filters(session, org_id)
+    if window_cache is None:
+        window = await position_service.load_storable_window(session, now)
+    else:
+        window = await window_cache.get(session, now)
+    return build_policy(
+        now,
+        retention_days=filters.retention_days,
+        max_clock_skew_s=filters.max_clock_skew_s,
+        max_speed_kmh=filters.max_speed_kmh,
+        window=window,
+        devices=await find_devices(session, org_id, named_devices(items)),
+    )
+
+
+async def prior_answer(
+    session: AsyncSession, actor: Principal, submission: Submission
+) -> BatchOutcome | None:
+    """The stored answer when this Idempotency-Key was used within 24 h with the same body;
+    None when it is unused (or expired: it is then released). Raises IdempotencyKeyReused
+    for the same key with another body."""
+    key = submission.idempotency_key
+    if key is None:
+        return None
+    repo = IngestBatchRepository(session)
+    prior = await repo.find_by_idempotency_key(actor.require_org(), key)
+    if prior is None:
+        return None
+    if prior.received_at <= submission.received_at - IDEMPOTENCY_TTL:
+        await repo.release_idempotency_key(prior.id)
+        return None
+    if prior.body_hash != submission.body_hash:
+        raise IdempotencyKeyReused()
+    return BatchOutcome(prior.id, prior.response, created=False)
+
+
+async def record_batch(
+    session: AsyncSession, actor: Principal, submission: Submission, checked: CheckedItems
+) -> BatchOutcome:
+    """Write the batch row (status ``received``, rejected items kept 7 days) and its new
+    positions. With an Idempotency-Key already used (also concurrently, once that request
+    commits), writes nothing and answers as :func:`prior_answer` does."""
+    org_id = actor.require_org()
+    repo = IngestBatchRepository(session)
+    batch_id = uuid.uuid4()
+    new_batch = NewBatch(
+        id=batch_id,
+        org_id=org_id,
+        api_key_id=actor.id,
+        source=submission.source,
+        idempotency_key=submission.idempotency_key,
+        body_hash=submission.body_hash,
+        received_at=submission.received_at,
+        rejected=checked.rejected,
+        errors_json=_json(checked.errors),
+        rejected_items_json=_json(checked.rejected_items),
+        rejected_items_expire_at=(
+            submission.received_at + REJECTED_ITEMS_KEPT if checked.rejected_items else None
+        ),
+    )
+    if await repo.insert(new_batch) is None:
+        prior = await prior_answer(session, actor, submission)
+        if prior is None:  # the holder of the key expired in between: released, try again
+            if await repo.insert(new_batch) is None:
+                raise IdempotencyKeyReused()
+        else:
+            return prior
+    inserted = await position_service.store_positions(session, org_id, batch_id, checked.rows)
+    response = await repo.finish(
+        batch_id,
+        accepted=inserted.count,
+        duplicates=checked.valid - inserted.count,
+        device_ids_json=_json([str(d) for d in inserted.device_ids]),
+    )
+    return BatchOutcome(batch_id, response, created=True, checked=checked)
+
+
+async def mark_queued(session: AsyncSession, batch_id: uuid.UUID) -> bool:
+    """``received → queued`` after a successful publish; False when a worker was faster."""
+    return await IngestBatchRepository(session).mark_queued(batch_id)
+
+
+async def get_batch(session: AsyncSession, actor: Principal, batch_id: uuid.UUID) -> IngestBatch:
+    """Raises BatchNotFound for a missing batch or one of another organization."""
+    batch = await IngestBatchRepository(session).get_for_org(actor.require_org(), batch_id)
+    if batch is None:
+        raise BatchNotFound()
+    return batch
+
+
+async def replay_batch(session: AsyncSession, actor: Principal, batch: IngestBatch) -> IngestBatch:
+    """Re-validate the batch's kept rejected items against today's devices and filters,
+    store those now valid (repeats count as duplicates), keep the rest with their codes and
+    original indexes, and set the batch back to ``received`` so it is processed again (the
+    caller publishes ``ingest_batches.process`` after commit; the reconciler covers a failed
+    publish). Raises BatchBusy while a worker is processing it. Audited."""
+    locked = await IngestBatchRepository(session).get_for_update(batch.id)
+    if locked is None:
+        raise BatchNotFound()
+    if locked.status == BatchStatus.PROCESSING:
+        raise BatchBusy()
+    now = datetime.now(UTC)
+    kept = locked.rejected_items
+    expired = locked.rejected_items_expire_at is not None and locked.rejected_items_expire_at <= now
+    stored = duplicates = 0
+    if kept and not expired:
+        items = [entry["item"] for entry in kept]
+        policy = await load_policy(session, locked.org_id, items, now)
+        checked = check_items(items, policy)
+        inserted = await position_service.store_positions(
+            session, locked.org_id, locked.id, checked.rows
+        )
+        stored, duplicates = inserted.count, checked.valid - inserted.count
+        original = [entry["index"] for entry in kept]
+        locked.errors = [{**e, "index": original[e["index"]]} for e in checked.errors]
+        locked.rejected_items = [
+            {**r, "index": original[r["index"]]} for r in checked.rejected_items
+        ]
+        if not locked.rejected_items:
+            locked.rejected_items_expire_at = None
+        locked.accepted += stored
+        locked.duplicates += duplicates
+        locked.rejected = len(locked.errors)
+        locked.device_ids = sorted({*locked.device_ids, *(str(d) for d in inserted.device_ids)})
+    locked.status = BatchStatus.RECEIVED
+    locked.queued_at = locked.processing_started_at = locked.processed_at = None
+    locked.last_error = None
+    session.add(locked)
+    await session.flush()
+    await audit.record(
+        session,
+        actor,
+        "ingest_batches.replay",
+        target_type="ingest_batch",
+        target_id=locked.id,
+        org_id=locked.org_id,
+        diff={"stored": stored, "duplicates": duplicates, "still_rejected": locked.rejected},
+    )
+    return locked

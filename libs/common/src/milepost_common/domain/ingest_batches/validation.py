@@ -1,0 +1,263 @@
+"""Every item of a batch checked in one pass: stored as a row, or rejected with one code.
+
+Pure (no I/O): the caller hands in a :class:`FixPolicy` carrying the organization's
+filters, the window of fix times the ``positions`` partitions can take, and the devices of
+the organization that the batch names. An item gets the first code that applies, in the
+order ``invalid_field``, ``invalid_coordinates``, ``fix_time_in_future``,
+``fix_time_too_old``, ``implausible_speed``, ``unknown_device``: what is wrong with the fix
+itself comes before whom it belongs to. A disabled device counts as ``unknown_device``: its
+fixes are refused until it is enabled again (and can then be replayed).
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from milepost_common.domain.ingest_batches.schemas import ItemCode
+from milepost_common.domain.positions import service as position_service
+
+MAX_UNIQUE_ID_LENGTH = 128
+MAX_ATTRIBUTES_BYTES = 8192
+_EMPTY_ATTRIBUTES = "{}"
+_NUMBER = (int, float)
+# Known attribute keys (DESIGN.md) and the JSON types the worker relies on.
+KNOWN_ATTRIBUTES: dict[str, tuple[type, ...]] = {
+    "battery": _NUMBER,
+    "ignition": (bool,),
+    "charge": (bool,),
+    "motion": (bool,),
+    "odometer": _NUMBER,
+    "hdop": _NUMBER,
+    "driver_unique_id": (str,),
+    "alarm": (str,),
+}
+_TYPE_NAMES: dict[tuple[type, ...], str] = {
+    _NUMBER: "a number",
+    (bool,): "a boolean",
+    (str,): "a string",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRef:
+    id: uuid.UUID
+    disabled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Unparseable:
+    """An NDJSON line that is not JSON: rejected as ``invalid_field``, kept as sent."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class FixPolicy:
+    """What a fix must satisfy to be stored; both time bounds are inclusive."""
+
+    oldest: datetime
+    newest: datetime
+    max_speed_kmh: float
+    devices: Mapping[str, DeviceRef]
+    too_old_message: str
+    in_future_message: str
+
+
+def build_policy(
+    now: datetime,
+    *,
+    retention_days: int,
+    max_clock_skew_s: int,
+    max_speed_kmh: float,
+    window: position_service.StorableWindow | None,
+    devices: Mapping[str, DeviceRef],
+) -> FixPolicy:
+    """Bounds from the retention and the clock skew, narrowed to the storable window."""
+    oldest = now - timedelta(days=retention_days)
+    newest = now + timedelta(seconds=max_clock_skew_s)
+    if window is None:  # no partition at all: nothing can be stored
+        oldest, newest = datetime.max.replace(tzinfo=UTC), datetime.min.replace(tzinfo=UTC)
+    else:
+        oldest = max(oldest, window.start)
+        newest = min(newest, window.end - timedelta(microseconds=1))
+    return FixPolicy(
+        oldest=oldest,
+        newest=newest,
+        max_speed_kmh=max_speed_kmh,
+        devices=devices,
+        too_old_message=f"fix_time is older than {_iso(oldest)}, the oldest time stored.",
+        in_future_message=f"fix_time is later than {_iso(newest)}, beyond the allowed clock skew.",
+    )
+
+
+@dataclass(slots=True)
+class CheckedItems:
+    """The outcome of the pass: rows to store, and each rejected item with its code."""
+
+    total: int = 0
+    rows: position_service.NewPositions = field(default_factory=position_service.NewPositions)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    rejected_items: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def rejected(self) -> int:
+        return len(self.errors)
+
+    @property
+    def valid(self) -> int:
+        return len(self.rows)
+
+    def reject(self, index: int, item: Any, code: ItemCode, message: str) -> None:
+        self.errors.append({"index": index, "code": code.value, "message": message})
+        stored = item.text if isinstance(item, Unparseable) else item
+        self.rejected_items.append({"index": index, "code": code.value, "item": stored})
+
+
+class _Rejected(Exception):
+    def __init__(self, code: ItemCode, message: str) -> None:
+        self.code = code
+        self.message = message
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _invalid(message: str) -> _Rejected:
+    return _Rejected(ItemCode.INVALID_FIELD, message)
+
+
+def _number(value: Any, name: str) -> float | None:
+    kind = type(value)
+    if kind is float:
+        if not math.isfinite(value):
+            raise _invalid(f"{name} must be a finite number.")
+        return float(value)
+    if kind is int:
+        return float(value)
+    if value is None:
+        return None
+    raise _invalid(f"{name} must be a number.")
+
+
+def _fix_time(value: Any) -> datetime:
+    if type(value) is str:
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            parsed = None
+    elif type(value) is datetime:
+        parsed = value
+    else:
+        parsed = None
+    if parsed is None or parsed.tzinfo is None:
+        raise _invalid("fix_time must be an ISO 8601 time with a UTC offset.")
+    return parsed
+
+
+def _attributes(value: Any) -> str:
+    if value is None:
+        return _EMPTY_ATTRIBUTES
+    if type(value) is not dict:
+        raise _invalid("attributes must be an object.")
+    if not value:
+        return _EMPTY_ATTRIBUTES
+    for name, kinds in KNOWN_ATTRIBUTES.items():
+        if name in value and value[name] is not None and type(value[name]) not in kinds:
+            raise _invalid(f"attributes.{name} must be {_TYPE_NAMES[kinds]}.")
+    try:
+        encoded = orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        raise _invalid("attributes must hold JSON values only.") from None
+    if len(encoded) > MAX_ATTRIBUTES_BYTES:
+        raise _invalid(f"attributes must not exceed {MAX_ATTRIBUTES_BYTES} bytes of JSON.")
+    if b"\\u0000" in encoded:  # Postgres text cannot hold NUL
+        raise _invalid("attributes must not contain NUL characters.")
+    return encoded.decode()
+
+
+def check_items(items: Sequence[Any], policy: FixPolicy) -> CheckedItems:
+    """One pass over the items; ``rows`` keep the items' order (the first of two repeats of
+    one ``(device, fix_time)`` is the one stored)."""
+    out = CheckedItems(total=len(items))
+    rows = out.rows
+    devices = policy.devices
+    oldest, newest, max_speed = policy.oldest, policy.newest, policy.max_speed_kmh
+    for index, item in enumerate(items):
+        try:
+            if type(item) is not dict:
+                if isinstance(item, Unparseable):
+                    raise _invalid("The line is not valid JSON.")
+                raise _invalid("Each position must be a JSON object.")
+            unique_id = item.get("device_id")
+            if (
+                type(unique_id) is not str
+                or not 0 < len(unique_id) <= MAX_UNIQUE_ID_LENGTH
+                or "\x00" in unique_id
+            ):
+                raise _invalid(
+                    f"device_id must be a string of 1 to {MAX_UNIQUE_ID_LENGTH} characters."
+                )
+            fix_time = _fix_time(item.get("fix_time"))
+            lat = _number(item.get("lat"), "lat")
+            lon = _number(item.get("lon"), "lon")
+            if lat is None or lon is None:
+                raise _invalid("lat and lon are required.")
+            speed = _number(item.get("speed"), "speed")
+            if speed is not None and speed < 0:
+                raise _invalid("speed must not be negative.")
+            course = _number(item.get("course"), "course")
+            if course is not None and not 0 <= course <= 360:
+                raise _invalid("course must be between 0 and 360.")
+            altitude = _number(item.get("altitude"), "altitude")
+            accuracy = _number(item.get("accuracy"), "accuracy")
+            if accuracy is not None and accuracy < 0:
+                raise _invalid("accuracy must not be negative.")
+            attributes = _attributes(item.get("attributes"))
+            if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):
+                raise _Rejected(ItemCode.INVALID_COORDINATES, "lat or lon is out of range.")
+            if lat == 0.0 and lon == 0.0:
+                raise _Rejected(ItemCode.INVALID_COORDINATES, "(0, 0) is not a real fix.")
+            if fix_time > newest:
+                raise _Rejected(ItemCode.FIX_TIME_IN_FUTURE, policy.in_future_message)
+            if fix_time < oldest:
+                raise _Rejected(ItemCode.FIX_TIME_TOO_OLD, policy.too_old_message)
+            if speed is not None and speed > max_speed:
+                raise _Rejected(ItemCode.IMPLAUSIBLE_SPEED, f"speed is above {max_speed:g} km/h.")
+            device = devices.get(unique_id)
+            if device is None:
+                raise _Rejected(ItemCode.UNKNOWN_DEVICE, "Unknown device.")
+            if device.disabled:
+                raise _Rejected(ItemCode.UNKNOWN_DEVICE, "The device is disabled.")
+        except _Rejected as rejected:
+            out.reject(index, item, rejected.code, rejected.message)
+            continue
+        rows.device_ids.append(device.id)
+        rows.fix_times.append(fix_time)
+        rows.lats.append(lat)
+        rows.lons.append(lon)
+        rows.speeds.append(speed)
+        rows.courses.append(course)
+        rows.altitudes.append(altitude)
+        rows.accuracies.append(accuracy)
+        rows.attributes.append(attributes)
+    return out
+
+
+def named_devices(items: Sequence[Any]) -> set[str]:
+    """The ``device_id`` strings the items name (to look them up before the pass)."""
+    return {
+        unique_id
+        for item in items
+        if type(item) is dict
+        and type(unique_id := item.get("device_id")) is str
+        and 0 < len(unique_id) <= MAX_UNIQUE_ID_LENGTH
+        and "\x00" not in unique_id
+    }

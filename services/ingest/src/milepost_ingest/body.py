@@ -1,0 +1,163 @@
+"""Reading a batch body within its limits, and splitting it into items.
+
+The body is read chunk by chunk as the client sends it: the bytes as sent and the bytes
+after gzip decoding are counted while reading, so a 30 MB body or a gzip bomb is refused
+with 413 once a limit is crossed and never sits in memory whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+
+from milepost_common.domain.ingest_batches.models import BatchSource
+from milepost_common.domain.ingest_batches.validation import Unparseable
+from milepost_common.errors import (
+    BatchTooLarge,
+    MalformedBody,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
+
+MEDIA_TYPES = {
+    "application/json": BatchSource.JSON,
+    "application/x-ndjson": BatchSource.NDJSON,
+    "application/ndjson": BatchSource.NDJSON,
+}
+_GZIP_WBITS = 16 + zlib.MAX_WBITS
+
+
+@dataclass(frozen=True, slots=True)
+class BodyLimits:
+    max_bytes: int
+    max_decoded_bytes: int
+    max_items: int
+
+
+def batch_source(content_type: str | None) -> BatchSource:
+    """The batch format a Content-Type names; raises UnsupportedMediaType (415) otherwise."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    source = MEDIA_TYPES.get(media)
+    if source is None:
+        raise UnsupportedMediaType(
+            "Send application/json or application/x-ndjson (optionally gzip-encoded)."
+        )
+    return source
+
+
+def is_gzip(content_encoding: str | None) -> bool:
+    """True for gzip; identity (or none) is False; any other coding is a 415."""
+    coding = (content_encoding or "identity").strip().lower()
+    if coding in ("gzip", "x-gzip"):
+        return True
+    if coding == "identity":
+        return False
+    raise UnsupportedMediaType("Only gzip content encoding is accepted.")
+
+
+def _too_large(limit: int, what: str) -> PayloadTooLarge:
+    return PayloadTooLarge(f"The request body exceeds {limit} bytes {what}.")
+
+
+async def read_body(
+    chunks: AsyncIterator[bytes],
+    *,
+    gzip: bool,
+    declared_length: int | None,
+    limits: BodyLimits,
+) -> bytearray:
+    """The decoded body; raises PayloadTooLarge as soon as either limit is crossed and
+    MalformedBody for a corrupt or truncated gzip stream."""
+    if declared_length is not None and declared_length > limits.max_bytes:
+        raise _too_large(limits.max_bytes, "as sent")
+    received = 0
+    out = bytearray()
+    decoder = zlib.decompressobj(_GZIP_WBITS) if gzip else None
+    async for chunk in chunks:
+        received += len(chunk)
+        if received > limits.max_bytes:
+            raise _too_large(limits.max_bytes, "as sent")
+        if decoder is None:
+            out += chunk
+            continue
+        data = chunk
+        try:
+            while data:
+                room = limits.max_decoded_bytes - len(out)
+                # One byte more than fits: enough to see the limit crossed, never more.
+                out += decoder.decompress(data, room + 1)
+                if len(out) > limits.max_decoded_bytes:
+                    raise _too_large(limits.max_decoded_bytes, "decoded")
+                data = decoder.unconsumed_tail
+                if decoder.eof and decoder.unused_data:  # the next member of a multi-member gzip
+                    data = decoder.unused_data
+                    decoder = zlib.decompressobj(_GZIP_WBITS)
+        except zlib.error:
+            raise MalformedBody("The gzip stream is corrupt.") from None
+    if decoder is not None and not decoder.eof:
+        raise MalformedBody("The gzip stream is truncated.")
+    return out
+
+
+def body_hash(source: BatchSource, body: bytes | bytearray) -> str:
+    """What makes two requests "the same body" for an Idempotency-Key (decoded bytes)."""
+    digest = hashlib.sha256(source.value.encode())
+    digest.update(b"\n")
+    digest.update(body)
+    return digest.hexdigest()
+
+
+def _positions_missing(message: str) -> ValidationFailed:
+    return ValidationFailed(
+        message, details=[{"loc": ["body", "positions"], "msg": message, "type": "missing"}]
+    )
+
+
+def parse_items(body: bytes | bytearray, source: BatchSource, max_items: int) -> list[Any]:
+    """The batch's items in order: JSON ``positions`` or the non-blank NDJSON lines (a line
+    that is not JSON becomes an item rejected as ``invalid_field``, not a failed request)."""
+    if source is BatchSource.NDJSON:
+        lines = [line for line in body.split(b"\n") if line.strip()]
+        if not lines:
+            raise _positions_missing("The body holds no positions.")
+        if len(lines) > max_items:
+            raise BatchTooLarge(f"A batch holds at most {max_items} positions.")
+        items: list[Any] = []
+        for line in lines:
+            try:
+                items.append(orjson.loads(line))
+            except orjson.JSONDecodeError:
+                items.append(Unparseable(line.decode("utf-8", "replace").strip()))
+        return items
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise MalformedBody() from None
+    positions = document.get("positions") if type(document) is dict else None
+    if type(positions) is not list:
+        raise _positions_missing("`positions` must be a list of positions.")
+    if not positions:
+        raise _positions_missing("`positions` is empty.")
+    if len(positions) > max_items:
+        raise BatchTooLarge(f"A batch holds at most {max_items} positions.")
+    return positions
+
+
+def parse_json(body: bytes | bytearray) -> Any:
+    """Raises MalformedBody (400) for a body that is not JSON."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise MalformedBody() from None
+
+
+def parse_form(body: bytes | bytearray) -> list[tuple[str, str]]:
+    """``application/x-www-form-urlencoded`` pairs, blank values kept."""
+    return parse_qsl(bytes(body).decode("utf-8", "replace"), keep_blank_values=True)

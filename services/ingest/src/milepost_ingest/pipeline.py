@@ -1,0 +1,179 @@
+"""The write path shared by batches and OsmAnd fixes: check, store, commit, then enqueue.
+
+Each push runs in its own :func:`unit_of_work` here rather than in the request's
+``SessionDep``, for three reasons: the commit must precede the publish of
+``ingest_batches.process`` and the ``queued`` mark (a second short transaction), which a
+dependency's teardown order cannot make obvious; connection failures of exactly this
+block must become ``503`` while a failure after the commit must not (the batch is stored,
+the answer is still ``202``); and OsmAnd fixes from many requests share one transaction.
+Routes stay thin: they hand a parsed submission to one method of this class.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from milepost_common.db import Database, unit_of_work
+from milepost_common.domain.ingest_batches import service as batch_service
+from milepost_common.domain.ingest_batches.models import BatchSource
+from milepost_common.domain.ingest_batches.validation import CheckedItems, FixPolicy, check_items
+from milepost_common.domain.positions import service as position_service
+from milepost_common.domain.principals import Principal
+from milepost_common.logging import get_logger
+from milepost_common.tasks import INGEST_BATCHES_PROCESS, Publisher
+from milepost_ingest import metrics
+from milepost_ingest.cache import TtlCache
+from milepost_ingest.unavailable import DatabaseUnavailable, database_errors
+
+log = get_logger("milepost.ingest")
+
+
+class IngestPipeline:
+    def __init__(
+        self,
+        *,
+        database: Callable[[], Database],
+        publisher: Callable[[], Publisher],
+        filters_cache_s: float,
+        partitions_cache_s: float,
+    ) -> None:
+        self._database = database
+        self._publisher = publisher
+        self._filters: TtlCache[uuid.UUID, batch_service.OrgFilters] = TtlCache(filters_cache_s)
+        self.windows = position_service.WindowCache(partitions_cache_s)
+
+    async def org_filters(
+        self, org_id: uuid.UUID, session: AsyncSession | None = None
+    ) -> batch_service.OrgFilters:
+        """The organization's filters and rate limit, cached a few seconds; raises
+        DatabaseUnavailable when they must be read and Postgres is down."""
+
+        async def load() -> batch_service.OrgFilters:
+            if session is not None:
+                return await batch_service.load_org_filters(session, org_id)
+            with database_errors():
+                async with self._database().sessionmaker() as own:
+                    return await batch_service.load_org_filters(own, org_id)
+
+        return await self._filters.get(org_id, load)
+
+    async def _policy(
+        self, session: AsyncSession, org_id: uuid.UUID, items: Sequence[Any], now: datetime
+    ) -> FixPolicy:
+        return await batch_service.load_policy(
+            session,
+            org_id,
+            items,
+            now,
+            filters=await self.org_filters(org_id, session),
+            window_cache=self.windows,
+        )
+
+    async def ingest_batch(
+        self, actor: Principal, submission: batch_service.Submission
+    ) -> batch_service.BatchOutcome:
+        """Store a batch and enqueue its processing. The batch and its positions are
+        committed before this returns (or nothing is: DatabaseUnavailable, 503); a
+        broker that is down leaves the batch ``received`` for the reconciler. A repeated
+        Idempotency-Key answers the first outcome and writes nothing; raises
+        IdempotencyKeyReused for the key with another body."""
+        started = time.perf_counter()
+        org_id = actor.require_org()
+        with database_errors(self.windows.invalidate):
+            async with unit_of_work(self._database()) as session:
+                outcome = await batch_service.prior_answer(session, actor, submission)
+                if outcome is None:
+                    now = submission.received_at
+                    policy = await self._policy(session, org_id, submission.items, now)
+                    checked = check_items(submission.items, policy)
+                    outcome = await batch_service.record_batch(session, actor, submission, checked)
+        if outcome.created:
+            await self._after_commit(actor, submission.source, outcome, started)
+        else:
+            log.info(
+                "ingest_batch_replayed", batch_id=str(outcome.batch_id), key_prefix=actor.label
+            )
+        return outcome
+
+    async def ingest_fixes(
+        self, actor: Principal, items: Sequence[dict[str, Any]], now: datetime
+    ) -> list[bool]:
+        """Store single fixes (OsmAnd) as one batch; for each fix, whether its device is
+        one of the organization's (fixes of unknown devices are left out and not recorded:
+        their senders are answered 400, a known device 200 whatever became of its fix)."""
+        started = time.perf_counter()
+        org_id = actor.require_org()
+        outcome = None
+        with database_errors(self.windows.invalidate):
+            async with unit_of_work(self._database()) as session:
+                policy = await self._policy(session, org_id, items, now)
+                known = [item["device_id"] in policy.devices for item in items]
+                kept = [item for item, is_known in zip(items, known, strict=True) if is_known]
+                if kept:
+                    submission = batch_service.Submission(BatchSource.OSMAND, kept, now)
+                    checked = check_items(kept, policy)
+                    outcome = await batch_service.record_batch(session, actor, submission, checked)
+        if outcome is not None:
+            await self._after_commit(actor, BatchSource.OSMAND, outcome, started)
+        return known
+
+    async def _after_commit(
+        self,
+        actor: Principal,
+        source: BatchSource,
+        outcome: batch_service.BatchOutcome,
+        started: float,
+    ) -> None:
+        committed = time.perf_counter()
+        queued = await self._enqueue(outcome.batch_id)
+        assert outcome.checked is not None  # noqa: S101 - a created batch was checked
+        self._observe(actor, source, outcome.checked, outcome.response, queued)
+        metrics.BATCH_LATENCY.labels(source.value).observe(committed - started)
+
+    async def _enqueue(self, batch_id: uuid.UUID) -> bool:
+        """Publish, then mark ``queued``; either failing leaves the batch to the reconciler."""
+        if not await self._publisher().send(INGEST_BATCHES_PROCESS, str(batch_id)):
+            metrics.BATCHES_UNQUEUED.inc()
+            return False
+        try:
+            with database_errors():
+                async with unit_of_work(self._database()) as session:
+                    await batch_service.mark_queued(session, batch_id)
+        except DatabaseUnavailable:
+            log.warning("mark_queued_failed", batch_id=str(batch_id))
+        return True
+
+    @staticmethod
+    def _observe(
+        actor: Principal,
+        source: BatchSource,
+        checked: CheckedItems,
+        response: dict[str, Any],
+        queued: bool,
+    ) -> None:
+        label = source.value
+        accepted, duplicates = int(response["accepted"]), int(response["duplicates"])
+        metrics.BATCH_SIZE.labels(label).observe(checked.total)
+        metrics.FIXES_ACCEPTED.labels(label).inc(accepted)
+        metrics.FIXES_DUPLICATE.labels(label).inc(duplicates)
+        for code, count in Counter(error["code"] for error in checked.errors).items():
+            metrics.FIXES_REJECTED.labels(label, code).inc(count)
+        log.info(
+            "ingest_batch",
+            batch_id=str(response["batch_id"]),
+            org_id=str(actor.org_id),
+            key_prefix=actor.label,
+            source=label,
+            items=checked.total,
+            accepted=accepted,
+            rejected=checked.rejected,
+            duplicates=duplicates,
+            queued=queued,
+        )

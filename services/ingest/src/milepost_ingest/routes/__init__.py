@@ -1,0 +1,1 @@
+"""The ingest app's routers."""

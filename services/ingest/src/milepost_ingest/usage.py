@@ -1,0 +1,64 @@
+"""Coalesced ``last_used_at``: keys seen are remembered in-process and written together.
+
+A write per request would put an UPDATE (and its row lock, WAL, bloat) on the hottest path
+for a timestamp nobody needs to the second. Keys seen since the last flush are written in
+one UPDATE every ``interval_s``, and once more at shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from milepost_common.db import Database, unit_of_work
+from milepost_common.domain.api_keys import usage as key_usage
+from milepost_common.logging import get_logger
+
+log = get_logger("milepost.ingest")
+
+
+class KeyUsage:
+    def __init__(self, database: Callable[[], Database], interval_s: float) -> None:
+        self._database = database
+        self._interval_s = interval_s
+        self._seen: dict[uuid.UUID, datetime] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def touch(self, key_id: uuid.UUID) -> None:
+        self._seen[key_id] = datetime.now(UTC)
+
+    @property
+    def pending(self) -> int:
+        return len(self._seen)
+
+    async def flush(self) -> None:
+        """Write what was seen; on failure keep it for the next flush (nothing raised)."""
+        if not self._seen:
+            return
+        seen, self._seen = self._seen, {}
+        try:
+            async with unit_of_work(self._database()) as session:
+                await key_usage.record_usage(session, seen)
+        except Exception as exc:  # noqa: BLE001 - a missed timestamp waits for the next flush
+            log.warning("key_usage_flush_failed", error=type(exc).__name__, keys=len(seen))
+            for key_id, used_at in seen.items():
+                self._seen[key_id] = max(used_at, self._seen.get(key_id, used_at))
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval_s)
+            await self.flush()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="ingest-key-usage")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.flush()
