@@ -32,6 +32,7 @@ MEDIA_TYPES = {
     "application/ndjson": BatchSource.NDJSON,
 }
 _GZIP_WBITS = 16 + zlib.MAX_WBITS
+_DECODE_STEP = 1024 * 1024  # decoded bytes produced per step: bounds the copy beside `out`
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +92,8 @@ async def read_body(
         try:
             while data:
                 room = limits.max_decoded_bytes - len(out)
-                # One byte more than fits: enough to see the limit crossed, never more.
-                out += decoder.decompress(data, room + 1)
+                # At most one byte more than fits: enough to see the limit crossed.
+                out += decoder.decompress(data, min(room + 1, _DECODE_STEP))
                 if len(out) > limits.max_decoded_bytes:
                     raise _too_large(limits.max_decoded_bytes, "decoded")
                 data = decoder.unconsumed_tail

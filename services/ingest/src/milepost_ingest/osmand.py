@@ -28,6 +28,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _INTEGER = re.compile(r"[+-]?\d+")
 _DECIMAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 _SPEED_DIGITS = 6
+_OFFSET = re.compile(r"\d{2}(:?\d{2})?")
 
 
 class DeviceIdMissing(BadRequest):
@@ -95,6 +96,17 @@ def _from_epoch(amount: Decimal) -> datetime:
     return _EPOCH + timedelta(microseconds=int(amount * 1_000_000))
 
 
+def _iso(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        # A "+02:00" offset sent unencoded in a query string arrives as " 02:00".
+        head, space, offset = text.rpartition(" ")
+        if space and _OFFSET.fullmatch(offset):
+            return datetime.fromisoformat(f"{head}+{offset}")
+        raise
+
+
 def parse_timestamp(value: Any) -> Any:
     """Unix seconds, Unix milliseconds (values ≥ 2^31), ISO 8601, or ``yyyy-MM-dd HH:mm:ss``
     (times without an offset are UTC). What cannot be read is returned as sent."""
@@ -106,7 +118,7 @@ def parse_timestamp(value: Any) -> Any:
         text = value.strip()
         if _DECIMAL.fullmatch(text) and "e" not in text.lower():
             return _from_epoch(Decimal(text))
-        parsed = datetime.fromisoformat(text)
+        parsed = _iso(text)
     except (ValueError, OverflowError, InvalidOperation):
         return value
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)

@@ -83,7 +83,7 @@ def build_policy(
     oldest = now - timedelta(days=retention_days)
     newest = now + timedelta(seconds=max_clock_skew_s)
     if window is None:  # no partition at all: nothing can be stored
-        oldest, newest = datetime.max.replace(tzinfo=UTC), datetime.min.replace(tzinfo=UTC)
+        oldest = datetime.max.replace(tzinfo=UTC)
     else:
         oldest = max(oldest, window.start)
         newest = min(newest, window.end - timedelta(microseconds=1))

@@ -1,0 +1,77 @@
+"""The storable window of ``positions`` and the conflict-skipping insert."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from milepost_common.domain.positions import service as position_service
+from milepost_common.domain.positions.service import NewPositions, StorableWindow
+from milepost_common.testing.factories import make_device
+from milepost_common.testing.plugin import TEST_PARTITION_DAYS_BACK
+
+DAY = timedelta(days=1)
+T0 = datetime(2026, 1, 10, tzinfo=UTC)
+
+
+class TestContiguousWindow:
+    def test_the_run_around_now(self) -> None:
+        bounds = [(T0 + i * DAY, T0 + (i + 1) * DAY) for i in range(5)]
+        window = position_service.contiguous_window(bounds, T0 + 2 * DAY)
+        assert window == StorableWindow(T0, T0 + 5 * DAY)
+
+    def test_a_gap_ends_the_window(self) -> None:
+        bounds = [(T0, T0 + DAY), (T0 + 2 * DAY, T0 + 3 * DAY), (T0 + 3 * DAY, T0 + 4 * DAY)]
+        window = position_service.contiguous_window(bounds, T0 + 2 * DAY + timedelta(hours=1))
+        assert window == StorableWindow(T0 + 2 * DAY, T0 + 4 * DAY)
+
+    def test_no_partition_is_no_window(self) -> None:
+        assert position_service.contiguous_window([], T0) is None
+
+
+class TestStorableWindow:
+    async def test_window_of_the_test_database(self, session: AsyncSession) -> None:
+        now = datetime.now(UTC)
+        window = await position_service.load_storable_window(session, now)
+        assert window is not None
+        today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        assert window.start == today - TEST_PARTITION_DAYS_BACK * DAY
+        assert window.end == today + 3 * DAY
+
+    async def test_cache_reads_once_until_invalidated(self, session: AsyncSession) -> None:
+        cache = position_service.WindowCache(ttl_s=3600)
+        now = datetime.now(UTC)
+        first = await cache.get(session, now)
+        assert await cache.get(session, now) is first
+        cache.invalidate()
+        assert await cache.get(session, now) == first
+
+
+class TestStorePositions:
+    async def test_repeats_are_skipped_and_counted(self, session: AsyncSession) -> None:
+        device = await make_device(session)
+        moment = datetime.now(UTC) - timedelta(hours=1)
+        rows = NewPositions(
+            device_ids=[device.id] * 3,
+            fix_times=[moment, moment, moment + timedelta(seconds=1)],
+            lats=[1.0, 2.0, 3.0],
+            lons=[1.0, 2.0, 3.0],
+            speeds=[None, 5.0, None],
+            courses=[None] * 3,
+            altitudes=[None] * 3,
+            accuracies=[None] * 3,
+            attributes=['{"ignition": true}', "{}", "{}"],
+        )
+        batch_id = uuid.uuid4()
+        first = await position_service.store_positions(session, device.org_id, batch_id, rows)
+        assert (first.count, first.device_ids) == (2, [device.id])
+        again = await position_service.store_positions(session, device.org_id, batch_id, rows)
+        assert (again.count, again.device_ids) == (0, [])
+
+    async def test_nothing_to_store_is_no_statement(self, session: AsyncSession) -> None:
+        result = await position_service.store_positions(
+            session, uuid.uuid4(), uuid.uuid4(), NewPositions()
+        )
+        assert result.count == 0

@@ -1,0 +1,128 @@
+"""Body limits are enforced while reading: a 30 MB body or a gzip bomb never sits in memory."""
+
+from __future__ import annotations
+
+import tracemalloc
+import zlib
+from collections.abc import AsyncIterator, Callable
+from functools import lru_cache
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from milepost_common.db import Database
+from milepost_common.testing.plugin import app_client
+from milepost_ingest.main import create_app
+from milepost_ingest.settings import MIB, IngestSettings
+
+URL = "/ingest/v1/positions"
+CHUNK = 256 * 1024
+
+
+class Sender:
+    """A request body sent chunk by chunk, counting what the server pulled."""
+
+    def __init__(self, chunks: list[bytes] | None = None, *, zeros: int = 0) -> None:
+        self.chunks = chunks
+        self.zeros = zeros
+        self.pulled = 0
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        if self.chunks is not None:
+            for chunk in self.chunks:
+                self.pulled += len(chunk)
+                yield chunk
+            return
+        block = b"0" * CHUNK
+        for _ in range(self.zeros // CHUNK):
+            self.pulled += CHUNK
+            yield block
+
+
+@lru_cache(maxsize=1)
+def gzip_bomb(decoded: int = 128 * MIB) -> list[bytes]:
+    """``decoded`` bytes of a JSON-looking body, gzip-compressed (about 1000:1)."""
+    encoder = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    out = [encoder.compress(b'{"positions": ["')]
+    block = b"\x20" * MIB
+    out += [encoder.compress(block) for _ in range(decoded // MIB)]
+    out.append(encoder.flush())
+    data = b"".join(out)
+    step = 16 * 1024  # small pieces: show that decoding stops long before the end
+    return [data[i : i + step] for i in range(0, len(data), step)]
+
+
+async def measured(
+    client: httpx.AsyncClient, sender: Sender, headers: dict[str, str]
+) -> tuple[httpx.Response, int]:
+    tracemalloc.start()
+    try:
+        response = await client.post(URL, content=sender, headers=headers)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return response, peak
+
+
+class TestBodyLimits:
+    async def test_a_30_mb_body_is_refused_while_reading(
+        self, client: httpx.AsyncClient, auth: dict[str, str], ingest_settings: IngestSettings
+    ) -> None:
+        sender = Sender(zeros=30 * MIB)
+        response, peak = await measured(
+            client, sender, {**auth, "Content-Type": "application/json"}
+        )
+        assert response.status_code == 413
+        assert response.json()["error"]["code"] == "payload_too_large"
+        limit = ingest_settings.ingest.max_body_bytes
+        assert sender.pulled <= limit + CHUNK  # stopped at the limit, not at 30 MB
+        assert peak < limit + 4 * MIB
+
+    async def test_a_declared_oversize_body_is_refused_before_reading(
+        self, client: httpx.AsyncClient, auth: dict[str, str]
+    ) -> None:
+        sender = Sender(zeros=30 * MIB)
+        response = await client.post(
+            URL,
+            content=sender,
+            headers={**auth, "Content-Type": "application/json", "Content-Length": str(30 * MIB)},
+        )
+        assert response.status_code == 413
+        assert sender.pulled == 0
+
+    async def test_a_gzip_bomb_is_refused_while_decoding(
+        self, client: httpx.AsyncClient, auth: dict[str, str], ingest_settings: IngestSettings
+    ) -> None:
+        bomb = gzip_bomb()
+        sender = Sender(bomb)
+        headers = {**auth, "Content-Type": "application/json", "Content-Encoding": "gzip"}
+        response, peak = await measured(client, sender, headers)
+        assert response.status_code == 413
+        assert response.json()["error"]["code"] == "payload_too_large"
+        assert sender.pulled < sum(map(len, bomb))  # decoding stopped before the end
+        assert peak < ingest_settings.ingest.max_decoded_bytes + 8 * MIB  # not 128 MB
+
+    @pytest.mark.parametrize("gzip", [False, True])
+    async def test_too_many_items_is_batch_too_large(
+        self,
+        make_settings: Callable[..., IngestSettings],
+        database: Database,
+        redis: Redis,
+        auth: dict[str, str],
+        gzip: bool,
+    ) -> None:
+        app = create_app(make_settings(ingest={"max_items": 3}))
+        lines = b"\n".join(b'{"device_id": "x"}' for _ in range(4))
+        headers = {**auth, "Content-Type": "application/x-ndjson"}
+        if gzip:
+            encoder = zlib.compressobj(wbits=16 + zlib.MAX_WBITS)
+            lines = encoder.compress(lines) + encoder.flush()
+            headers["Content-Encoding"] = "gzip"
+        async with app_client(app, database) as client:
+            response = await client.post(URL, content=lines, headers=headers)
+            assert response.status_code == 413
+            assert response.json()["error"]["code"] == "batch_too_large"
+            json_body = {"positions": [{"device_id": "x"}] * 4}
+            response = await client.post(URL, json=json_body, headers=auth)
+            assert response.json()["error"]["code"] == "batch_too_large"
