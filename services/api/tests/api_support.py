@@ -48,4 +48,8 @@ async def serving(app: ASGIApp) -> AsyncIterator[str]:
         yield f"127.0.0.1:{port}"
     finally:
         server.should_exit = True
-        await asyncio.wait_for(task, 10)
+        done, _ = await asyncio.wait([task], timeout=5)
+        if not done:
+            server.force_exit = True
+            task.cancel()
+            await asyncio.wait([task], timeout=5)

@@ -82,7 +82,8 @@ class StreamSession:
     async def _authenticate_first(self) -> None:
         timeout = self.ctx.settings.api.stream_auth_timeout_s
         try:
-            raw = await asyncio.wait_for(self.ws.receive_text(), timeout)
+            async with asyncio.timeout(timeout):
+                raw = await self.ws.receive_text()
         except TimeoutError:
             raise _Close(CLOSE_AUTH_TIMEOUT, "No auth message in time.") from None
         message = _parse(raw)
@@ -124,7 +125,7 @@ class StreamSession:
         finally:
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.wait(tasks, timeout=5.0)
             with contextlib.suppress(Exception):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
 
@@ -186,7 +187,10 @@ class StreamSession:
         while True:
             payload = await self.queue.get()
             try:
-                await asyncio.wait_for(self.ws.send_text(payload.decode()), timeout)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+                # that races the send finishing, and the loop would then never stop.
+                async with asyncio.timeout(timeout):
+                    await self.ws.send_text(payload.decode())
             except TimeoutError:
                 raise _Close(CLOSE_SLOW_CONSUMER, "Too slow: a send timed out.") from None
 
@@ -205,7 +209,8 @@ class StreamSession:
             self.reauthenticated.clear()
             remaining = (expires_at - datetime.now(UTC)).total_seconds()
             try:
-                await asyncio.wait_for(self.reauthenticated.wait(), max(remaining, 0))
+                async with asyncio.timeout(max(remaining, 0)):
+                    await self.reauthenticated.wait()
             except TimeoutError:
                 raise _Close(CLOSE_UNAUTHORIZED, "The token expired.") from None
 
@@ -216,7 +221,8 @@ class StreamSession:
         if self.ws.application_state == WebSocketState.DISCONNECTED:
             return
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.ws.close(code=code, reason=reason), 5.0)
+            async with asyncio.timeout(5.0):
+                await self.ws.close(code=code, reason=reason)
 
 
 def _parse(raw: str) -> dict[str, Any]:
