@@ -68,11 +68,12 @@ def fixes() -> Callable[..., list[Item]]:
 
 @pytest.fixture
 def make_settings(settings_factory: SettingsFactory) -> SettingsFactory:
-    """Ingest settings for tests: keys re-checked on every request, OsmAnd fixes unbatched."""
+    """Ingest settings for tests: keys re-checked on every request, OsmAnd fixes unbatched,
+    the test process's garbage collector left alone."""
 
     def make(**overrides: Any) -> IngestSettings:
         auth = {"principal_cache_s": 0, **overrides.pop("auth", {})}
-        ingest = {"osmand_linger_s": 0.0, **overrides.pop("ingest", {})}
+        ingest = {"osmand_linger_s": 0.0, "tune_gc": False, **overrides.pop("ingest", {})}
         return settings_factory(IngestSettings, auth=auth, ingest=ingest, **overrides)
 
     return make

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
+import msgspec
 import orjson
 
 from milepost_common.domain.ingest_batches.models import BatchSource
-from milepost_common.domain.ingest_batches.validation import Unparseable
+from milepost_common.domain.ingest_batches.validation import decode_item
 from milepost_common.errors import (
     BatchTooLarge,
     MalformedBody,
@@ -121,34 +122,48 @@ def _positions_missing(message: str) -> ValidationFailed:
     )
 
 
-def parse_items(body: bytes | bytearray, source: BatchSource, max_items: int) -> list[Any]:
-    """The batch's items in order: JSON ``positions`` or the non-blank NDJSON lines (a line
+class _Envelope(msgspec.Struct):
+    positions: list[msgspec.Raw] | None = None
+
+
+_ENVELOPE = msgspec.json.Decoder(_Envelope)
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedItems:
+    """The items in order (typed where well-formed) and each one's JSON as sent."""
+
+    items: list[Any]
+    raws: list[Any]
+
+
+def parse_items(body: bytes | bytearray, source: BatchSource, max_items: int) -> ParsedItems:
+    """The batch's items in order: JSON ``positions`` or the non-blank NDJSON lines (one
     that is not JSON becomes an item rejected as ``invalid_field``, not a failed request)."""
+    if not body.isascii():
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise MalformedBody("The body is not UTF-8.") from None
     if source is BatchSource.NDJSON:
-        lines = [line for line in body.split(b"\n") if line.strip()]
-        if not lines:
+        raws: list[Any] = [line for line in body.split(b"\n") if line.strip()]
+        if not raws:
             raise _positions_missing("The body holds no positions.")
-        if len(lines) > max_items:
-            raise BatchTooLarge(f"A batch holds at most {max_items} positions.")
-        items: list[Any] = []
-        for line in lines:
-            try:
-                items.append(orjson.loads(line))
-            except orjson.JSONDecodeError:
-                items.append(Unparseable(line.decode("utf-8", "replace").strip()))
-        return items
-    try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise MalformedBody() from None
-    positions = document.get("positions") if type(document) is dict else None
-    if type(positions) is not list:
-        raise _positions_missing("`positions` must be a list of positions.")
-    if not positions:
-        raise _positions_missing("`positions` is empty.")
-    if len(positions) > max_items:
+    else:
+        try:
+            positions = _ENVELOPE.decode(body).positions
+        except msgspec.ValidationError:
+            positions = None
+        except msgspec.DecodeError:
+            raise MalformedBody() from None
+        if positions is None:
+            raise _positions_missing("`positions` must be a list of positions.")
+        if not positions:
+            raise _positions_missing("`positions` is empty.")
+        raws = positions
+    if len(raws) > max_items:
         raise BatchTooLarge(f"A batch holds at most {max_items} positions.")
-    return positions
+    return ParsedItems([decode_item(raw) for raw in raws], raws)
 
 
 def parse_json(body: bytes | bytearray) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass
 
 from fastapi import FastAPI
@@ -29,9 +30,21 @@ class IngestContext:
     limits: BodyLimits
 
 
+# Young-generation threshold (default 700): one 1,000-fix batch allocates several thousand
+# objects, which would run the collector a few times per request.
+GC_THRESHOLDS = (100_000, 50, 100)
+
+
 async def start_context(app: FastAPI) -> None:
     settings: IngestSettings = app.state.settings
     ingest = settings.ingest
+    if ingest.tune_gc:
+        # Measured (bench/ingest): 7-15 % less CPU per batch. The long-lived objects built
+        # at start-up (routes, models, the engine) are never scanned again; cycles among
+        # the requests' objects are still collected.
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(*GC_THRESHOLDS)
 
     # Read through app.state on each use: tests swap the database in after start-up.
     def database() -> Database:

@@ -18,13 +18,13 @@ from fastapi import Depends, Header, Path, Request
 from limits import RateLimitItem, parse
 from starlette.requests import HTTPConnection
 
+from milepost_common.db import Database
 from milepost_common.domain.api_keys.models import Scope
 from milepost_common.domain.ingest_batches import service as batch_service
 from milepost_common.domain.ingest_batches.models import IngestBatch
 from milepost_common.domain.principals import Principal
 from milepost_common.errors import Forbidden, Unauthorized
 from milepost_common.logging import get_logger
-from milepost_common.web.deps import ClientIpDep, DatabaseDep
 from milepost_common.web.middleware import request_id_of
 from milepost_ingest import body as batch_body
 from milepost_ingest.context import IngestContext
@@ -38,9 +38,16 @@ OSMAND_SCOPES = frozenset({Scope.INGEST.value, Scope.INGEST_OSMAND.value})
 OSMAND_MAX_BODY_BYTES = 64 * 1024
 
 
-def get_context(conn: HTTPConnection) -> IngestContext:
+# The dependencies here are coroutines on purpose: FastAPI runs a plain `def` dependency in
+# a worker thread, a hop that cost measurable CPU per push (bench/ingest).
+async def get_context(conn: HTTPConnection) -> IngestContext:
     ctx: IngestContext = conn.app.state.ctx
     return ctx
+
+
+def _database(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
 
 
 ContextDep = Annotated[IngestContext, Depends(get_context)]
@@ -63,20 +70,16 @@ def presented_key(request: Request) -> str | None:
 
 
 async def _authorize(
-    request: Request,
-    ctx: IngestContext,
-    db: DatabaseDep,
-    ip: str,
-    key: str | None,
-    scopes: frozenset[str],
+    request: Request, ctx: IngestContext, key: str | None, scopes: frozenset[str]
 ) -> Principal:
     if not key:
         raise Unauthorized("An API key is required (Authorization: Bearer <key>, or X-API-Key).")
     with database_errors():
-        async with db.sessionmaker() as session:
+        async with _database(request).sessionmaker() as session:
             principal = await ctx.resolver.from_api_key(session, key)
     if not principal.scopes & scopes:
         raise Forbidden(f"This API key lacks the scope `{sorted(scopes)[0]}`.")
+    ip = request.client.host if request.client else None
     principal = principal.with_request(ip, request_id_of(request.scope))
     structlog.contextvars.bind_contextvars(org_id=str(principal.org_id))
     if principal.id is not None:
@@ -89,24 +92,20 @@ async def _authorize(
     return principal
 
 
-async def ingest_key(
-    request: Request, ctx: ContextDep, db: DatabaseDep, ip: ClientIpDep
-) -> Principal:
+async def ingest_key(request: Request, ctx: ContextDep) -> Principal:
     """The caller's API key with scope ``ingest``. Raises Unauthorized (401), Forbidden
     (403), RateLimited (429, per key; fails open without Redis), Unavailable (503)."""
-    return await _authorize(request, ctx, db, ip, presented_key(request), INGEST_SCOPES)
+    return await _authorize(request, ctx, presented_key(request), INGEST_SCOPES)
 
 
 async def osmand_key(
     request: Request,
     ctx: ContextDep,
-    db: DatabaseDep,
-    ip: ClientIpDep,
     api_key: Annotated[str, Path(description="An API key with scope `ingest:osmand` or `ingest`.")],
 ) -> Principal:
     """The API key in the path (stock OsmAnd clients cannot set headers), with scope
     ``ingest:osmand`` or ``ingest``; raises as :func:`ingest_key` does."""
-    return await _authorize(request, ctx, db, ip, api_key, OSMAND_SCOPES)
+    return await _authorize(request, ctx, api_key, OSMAND_SCOPES)
 
 
 IngestKey = Annotated[Principal, Depends(ingest_key)]
@@ -143,10 +142,11 @@ async def batch_submission(
         declared_length=int(length) if length and length.isdigit() else None,
         limits=ctx.limits,
     )
-    items = batch_body.parse_items(data, source, ctx.limits.max_items)
+    parsed = batch_body.parse_items(data, source, ctx.limits.max_items)
     return batch_service.Submission(
         source=source,
-        items=items,
+        items=parsed.items,
+        raws=parsed.raws,
         received_at=received_at,
         idempotency_key=idempotency_key,
         body_hash=batch_body.body_hash(source, data) if idempotency_key else None,
@@ -181,10 +181,10 @@ async def osmand_fix(request: Request, _: OsmandKey) -> OsmandFix:
 OsmandFixDep = Annotated[OsmandFix, Depends(osmand_fix)]
 
 
-async def load_batch(batch_id: uuid.UUID, principal: IngestKey, db: DatabaseDep) -> IngestBatch:
+async def load_batch(batch_id: uuid.UUID, principal: IngestKey, request: Request) -> IngestBatch:
     """The batch, if it belongs to the key's organization; raises BatchNotFound (404)."""
     with database_errors():
-        async with db.sessionmaker() as session:
+        async with _database(request).sessionmaker() as session:
             return await batch_service.get_batch(session, principal, batch_id)
 
 

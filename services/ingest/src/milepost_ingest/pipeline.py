@@ -92,7 +92,7 @@ class IngestPipeline:
                 if outcome is None:
                     now = submission.received_at
                     policy = await self._policy(session, org_id, submission.items, now)
-                    checked = check_items(submission.items, policy)
+                    checked = check_items(submission.items, policy, submission.raws)
                     outcome = await batch_service.record_batch(session, actor, submission, checked)
         if outcome.created:
             await self._after_commit(actor, submission.source, outcome, started)

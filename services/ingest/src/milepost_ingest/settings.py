@@ -43,6 +43,11 @@ class IngestHttp(HttpSettings):
     osmand_max_fixes: int = Field(
         500, ge=1, description="An OsmAnd batch is written at once when it holds this many."
     )
+    tune_gc: bool = Field(
+        True,
+        description="At start-up, freeze the objects built so far out of the garbage "
+        "collector and collect young objects less often (a push allocates thousands).",
+    )
 
 
 class IngestSettings(CommonSettings):

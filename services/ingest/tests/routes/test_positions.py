@@ -100,7 +100,7 @@ class TestAccepted:
         body = response.json()
         assert (body["accepted"], body["rejected"], body["duplicates"]) == (2, 1, 0)
         assert body["errors"] == [
-            {"index": 1, "code": "invalid_field", "message": "The line is not valid JSON."}
+            {"index": 1, "code": "invalid_field", "message": "Not valid JSON."}
         ]
 
     async def test_gzip_json_is_decoded(

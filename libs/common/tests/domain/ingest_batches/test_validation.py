@@ -4,19 +4,21 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
 from milepost_common.domain.ingest_batches.validation import (
     DeviceRef,
+    FastFix,
     FixPolicy,
     Unparseable,
     build_policy,
     check_items,
+    decode_item,
     named_devices,
 )
 from milepost_common.domain.positions.service import StorableWindow
@@ -57,11 +59,10 @@ class TestCodes:
     def test_a_minimal_item_is_stored(self) -> None:
         checked = check_items([item()], policy())
         assert checked.errors == []
-        rows = checked.rows
-        assert (rows.device_ids, rows.lats, rows.speeds, rows.attributes) == (
-            [KNOWN.id], [48.1], [None], ["{}"],
-        )  # fmt: skip
-        assert rows.fix_times == [datetime(2026, 6, 1, 11, tzinfo=UTC)]
+        [row] = checked.rows.rows
+        fix_time = datetime(2026, 6, 1, 11, tzinfo=UTC)
+        assert row[:8] == (KNOWN.id, fix_time, 48.1, 11.5, None, None, None, None)
+        assert checked.rows.to_json().endswith(",null,null,null,null,{}]]")
 
     def test_invalid_fields(self) -> None:
         for bad in (
@@ -116,7 +117,7 @@ class TestCodes:
                       "custom": {"nested": [1, "two"]}, "motion": None}  # fmt: skip
         checked = check_items([item(attributes=attributes)], policy())
         assert checked.errors == []
-        assert checked.rows.attributes[0].startswith('{"battery":55')
+        assert orjson.loads(checked.rows.to_json())[0][8] == attributes
 
     def test_rejected_items_are_kept_as_sent(self) -> None:
         checked = check_items([item(), "junk", Unparseable("{x")], policy())
@@ -130,6 +131,7 @@ class TestCodes:
         assert named_devices(items) == {"known", "b"}
 
 
+json_text = st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=5)
 any_item = st.one_of(
     st.builds(
         item,
@@ -137,13 +139,60 @@ any_item = st.one_of(
         fix_time=st.sampled_from(
             ["2026-06-01T11:00:00Z", "2026-06-03T00:00:00Z", "2020-01-01T00:00:00Z", "nope"]
         ),
-        lat=st.one_of(st.floats(-100, 100), st.none(), st.text(max_size=3)),
+        lat=st.one_of(st.floats(-100, 100), st.none(), json_text),
         lon=st.floats(-200, 200, allow_nan=False),
         speed=st.one_of(st.none(), st.floats(-10, 600, allow_nan=False)),
+        course=st.sampled_from([None, 10, 359.5, 400, -1, True]),
+        altitude=st.sampled_from([None, 3, -12.5, "high"]),
+        accuracy=st.sampled_from([None, 0, 5.5, -1]),
+        attributes=st.sampled_from(
+            [
+                None,
+                {},
+                {"battery": 50},
+                {"battery": "x"},
+                [],
+                "x",
+                {"ignition": True, "odometer": None, "x": [1, {"y": "z"}]},
+                {"alarm": 1},
+            ]
+        ),
     ),
-    st.integers(),
-    st.text(max_size=5),
+    st.integers(-(2**63), 2**63 - 1),
+    json_text,
 )
+
+
+def both_paths(items: list[Any]) -> tuple[Any, Any]:
+    """The items checked as parsed dicts, and as the app decodes them (FastFix first)."""
+    raws = [orjson.dumps(one) for one in items]
+    general = check_items(items, policy())
+    fast = check_items([decode_item(raw) for raw in raws], policy(), raws)
+    return general, fast
+
+
+class TestFastPath:
+    def test_a_well_formed_item_is_decoded_in_c(self) -> None:
+        assert isinstance(decode_item(orjson.dumps(item(speed=3, attributes={"a": 1}))), FastFix)
+        assert isinstance(decode_item(b'{"device_id": "x"}'), dict)
+        assert isinstance(decode_item(b"{nope"), Unparseable)
+
+    def test_rejected_fast_items_are_kept_as_sent(self) -> None:
+        sent = item(device_id="stranger", extra={"kept": True}, speed=None)
+        _, fast = both_paths([sent])
+        assert fast.rejected_items == [{"index": 0, "code": "unknown_device", "item": sent}]
+
+    def test_unusual_attributes_take_the_general_check(self) -> None:
+        for attributes, code in (
+            ({"battery": "full"}, "invalid_field"),
+            ({"x": "a\u0000b"}, "invalid_field"),
+            ({"x": "caf\u00e9"}, None),
+            ({"x": "x" * 9000}, "invalid_field"),
+        ):
+            general, fast = both_paths([item(attributes=attributes)])
+            assert general.errors == fast.errors
+            assert [e["code"] for e in fast.errors] == ([code] if code else [])
+            assert general.rows.to_json() == fast.rows.to_json().replace('"caf\u00e9"', '"café"')
 
 
 class TestProperties:
@@ -154,5 +203,11 @@ class TestProperties:
         assert indexes == sorted(set(indexes))
         assert checked.valid + checked.rejected == checked.total == len(items)
         assert len(checked.rejected_items) == checked.rejected
-        columns = [getattr(checked.rows, f.name) for f in fields(checked.rows)]
-        assert {len(column) for column in columns} <= {checked.valid}  # columns line up
+        assert all(len(row) == 9 for row in checked.rows.rows)
+
+    @given(items=st.lists(any_item, max_size=30))
+    def test_the_fast_and_the_general_path_agree(self, items: list[Any]) -> None:
+        general, fast = both_paths(items)
+        assert fast.errors == general.errors
+        assert fast.rejected_items == general.rejected_items
+        assert orjson.loads(fast.rows.to_json()) == orjson.loads(general.rows.to_json())

@@ -5,9 +5,12 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
 
 from milepost_common.domain.positions import service as position_service
+from milepost_common.domain.positions.models import Position
 from milepost_common.domain.positions.service import NewPositions, StorableWindow
 from milepost_common.testing.factories import make_device
 from milepost_common.testing.plugin import TEST_PARTITION_DAYS_BACK
@@ -53,22 +56,48 @@ class TestStorePositions:
     async def test_repeats_are_skipped_and_counted(self, session: AsyncSession) -> None:
         device = await make_device(session)
         moment = datetime.now(UTC) - timedelta(hours=1)
+        attributes = orjson.Fragment(b'{"ignition": true}')
         rows = NewPositions(
-            device_ids=[device.id] * 3,
-            fix_times=[moment, moment, moment + timedelta(seconds=1)],
-            lats=[1.0, 2.0, 3.0],
-            lons=[1.0, 2.0, 3.0],
-            speeds=[None, 5.0, None],
-            courses=[None] * 3,
-            altitudes=[None] * 3,
-            accuracies=[None] * 3,
-            attributes=['{"ignition": true}', "{}", "{}"],
+            [
+                (device.id, moment, 1.0, 1.0, None, None, None, None, attributes),
+                (device.id, moment, 2.0, 2.0, 5.0, None, None, None, attributes),
+                (
+                    device.id,
+                    moment + timedelta(seconds=1),
+                    3.0,
+                    3.0,
+                    None,
+                    90.0,
+                    4.0,
+                    5.0,
+                    attributes,
+                ),
+            ]
         )
         batch_id = uuid.uuid4()
         first = await position_service.store_positions(session, device.org_id, batch_id, rows)
         assert (first.count, first.device_ids) == (2, [device.id])
         again = await position_service.store_positions(session, device.org_id, batch_id, rows)
         assert (again.count, again.device_ids) == (0, [])
+        stored = (
+            (
+                await session.execute(
+                    select(Position)
+                    .where(col(Position.device_id) == device.id)
+                    .order_by(col(Position.fix_time))
+                )
+            )
+            .scalars()
+            .all()
+        )
+        assert [
+            (p.lat, p.speed, p.course, p.altitude, p.accuracy, p.attributes) for p in stored
+        ] == [
+            (1.0, None, None, None, None, {"ignition": True}),
+            (3.0, None, 90.0, 4.0, 5.0, {"ignition": True}),
+        ]
+        assert stored[0].fix_time == moment
+        assert {p.batch_id for p in stored} == {batch_id}
 
     async def test_nothing_to_store_is_no_statement(self, session: AsyncSession) -> None:
         result = await position_service.store_positions(

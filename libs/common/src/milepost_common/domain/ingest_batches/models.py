@@ -30,15 +30,22 @@ class IngestBatch(SQLModel, table=True):
 
     __tablename__ = "ingest_batches"
     __table_args__ = (
-        Index("uq_ingest_batches_idempotency", "org_id", "idempotency_key", unique=True,
-              postgresql_where=text("idempotency_key IS NOT NULL")),
+        Index(
+            "uq_ingest_batches_idempotency",
+            "org_id",
+            "idempotency_key",
+            unique=True,
+            postgresql_where=text("idempotency_key IS NOT NULL"),
+        ),
         Index("ix_ingest_batches_status_received", "status", "received_at"),
         Index("ix_ingest_batches_org_received", "org_id", "received_at"),
     )
 
     id: uuid.UUID = id_field()
     org_id: uuid.UUID = Field(foreign_key="organizations.id", ondelete="CASCADE")
-    api_key_id: uuid.UUID | None = Field(default=None, foreign_key="api_keys.id", ondelete="SET NULL")
+    api_key_id: uuid.UUID | None = Field(
+        default=None, foreign_key="api_keys.id", ondelete="SET NULL"
+    )
     source: BatchSource = Field(sa_type=String(16))
     idempotency_key: str | None = Field(default=None, max_length=255)
     body_hash: str | None = Field(default=None, max_length=64)

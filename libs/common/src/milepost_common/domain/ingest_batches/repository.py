@@ -6,15 +6,15 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import String, any_, bindparam, text
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from milepost_common.domain.devices.models import Device
 from milepost_common.domain.ingest_batches.models import BatchSource, BatchStatus, IngestBatch
 from milepost_common.domain.organizations.models import Organization
+from milepost_common.domain.positions.repository import INSERTED_CTE, NewPositions
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,21 +49,28 @@ _INSERT = text(
     """
 )
 
-# The counts known once the positions are in; the stored answer is built from the row
-# itself, so the errors cross the wire once.
-_FINISH = text(
-    """
-    UPDATE ingest_batches
-    SET accepted = CAST(:accepted AS integer),
-        duplicates = CAST(:duplicates AS integer),
-        device_ids = CAST(:device_ids AS jsonb),
-        response = jsonb_build_object('batch_id', id, 'accepted', CAST(:accepted AS integer),
-                                      'rejected', rejected,
-                                      'duplicates', CAST(:duplicates AS integer),
-                                      'errors', errors)
-    WHERE id = :id
-    RETURNING response
-    """
+# The positions and, from what was inserted, the batch's counts and stored answer: one
+# statement, so the errors cross the wire once and the counts cost no extra round trip.
+_STORE_AND_FINISH = text(
+    f"""
+    WITH {INSERTED_CTE},
+    counted AS (
+        SELECT count(*) AS n,
+               coalesce(jsonb_agg(DISTINCT device_id::text), '[]'::jsonb) AS devices
+        FROM inserted
+    )
+    UPDATE ingest_batches AS b
+    SET accepted = counted.n,
+        duplicates = CAST(:valid AS integer) - counted.n,
+        device_ids = counted.devices,
+        response = jsonb_build_object('batch_id', b.id, 'accepted', counted.n,
+                                      'rejected', b.rejected,
+                                      'duplicates', CAST(:valid AS integer) - counted.n,
+                                      'errors', b.errors)
+    FROM counted
+    WHERE b.id = :batch_id
+    RETURNING b.response
+    """  # noqa: S608 - constant SQL
 )
 
 # Only a batch still `received` becomes `queued`: a worker may already have started it.
@@ -88,6 +95,14 @@ class OrgFilterRow:
     max_clock_skew_s: int
     max_speed_kmh: float
     ingest_rate_limit: str | None
+
+
+_DEVICES = text(
+    """
+    SELECT id, unique_id, disabled FROM devices
+    WHERE org_id = :org_id AND unique_id = ANY(CAST(:unique_ids AS text[]))
+    """
+)
 
 
 class IngestBatchRepository:
@@ -116,20 +131,15 @@ class IngestBatchRepository:
         inserted: uuid.UUID | None = result.scalar_one_or_none()
         return inserted
 
-    async def finish(
-        self, batch_id: uuid.UUID, *, accepted: int, duplicates: int, device_ids_json: str
-    ) -> dict[str, object]:
-        """Store the counts and the answer; return the answer."""
+    async def store_and_finish(
+        self, batch_id: uuid.UUID, org_id: uuid.UUID, rows: NewPositions
+    ) -> dict[str, Any]:
+        """Insert the batch's new positions and store its counts; return its answer."""
         result = await self.session.execute(
-            _FINISH,
-            {
-                "id": batch_id,
-                "accepted": accepted,
-                "duplicates": duplicates,
-                "device_ids": device_ids_json,
-            },
+            _STORE_AND_FINISH,
+            {"org_id": org_id, "batch_id": batch_id, "rows": rows.to_json(), "valid": len(rows)},
         )
-        response: dict[str, object] = result.scalar_one()
+        response: dict[str, Any] = result.scalar_one()
         return response
 
     async def find_by_idempotency_key(self, org_id: uuid.UUID, key: str) -> IngestBatch | None:
@@ -187,9 +197,6 @@ class IngestBatchRepository:
         """The organization's devices among ``unique_ids`` (another organization's: none)."""
         if not unique_ids:
             return []
-        query = select(col(Device.id), col(Device.unique_id), col(Device.disabled)).where(
-            col(Device.org_id) == org_id,
-            # One array parameter: the statement stays the same whatever the batch size.
-            col(Device.unique_id) == any_(bindparam("unique_ids", unique_ids, ARRAY(String))),
-        )
-        return [DeviceRow(*row) for row in (await self.session.execute(query)).all()]
+        # One array parameter: the statement stays the same whatever the batch size.
+        result = await self.session.execute(_DEVICES, {"org_id": org_id, "unique_ids": unique_ids})
+        return [DeviceRow(*row) for row in result.all()]

@@ -49,6 +49,7 @@ class Submission:
     received_at: datetime
     idempotency_key: str | None = None
     body_hash: str | None = None
+    raws: Sequence[Any] | None = None  # each item's JSON as sent (what a rejection keeps)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +92,8 @@ async def find_devices(
 ) -> dict[str, DeviceRef]:
     """The organization's devices by ``unique_id``; another organization's are never found."""
     rows = await IngestBatchRepository(session).devices_by_unique_id(org_id, sorted(unique_ids))
-    return {row.unique_id: DeviceRef(row.id, row.disabled) for row in rows}
+    # Plain uuid.UUID (asyncpg returns its own subclass): orjson writes those natively.
+    return {row.unique_id: DeviceRef(uuid.UUID(int=row.id.int), row.disabled) for row in rows}
 
 
 async def load_policy(
@@ -173,13 +175,7 @@ async def record_batch(
                 raise IdempotencyKeyReused()
         else:
             return prior
-    inserted = await position_service.store_positions(session, org_id, batch_id, checked.rows)
-    response = await repo.finish(
-        batch_id,
-        accepted=inserted.count,
-        duplicates=checked.valid - inserted.count,
-        device_ids_json=_json([str(d) for d in inserted.device_ids]),
-    )
+    response = await repo.store_and_finish(batch_id, org_id, checked.rows)
     return BatchOutcome(batch_id, response, created=True, checked=checked)
 
 
