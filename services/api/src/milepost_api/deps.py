@@ -23,13 +23,17 @@ from milepost_common.crypto import SecretBox
 from milepost_common.domain import paging
 from milepost_common.domain.principals import Principal, PrincipalResolver
 from milepost_common.domain.users.models import OrgRole
-from milepost_common.errors import Unauthorized
+from milepost_common.errors import RateLimited, Unauthorized, ValidationFailed
 from milepost_common.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from milepost_common.ratelimit import LoginThrottle, RateLimiter
 from milepost_common.web.deps import ClientIpDep, SessionDep
+from milepost_common.web.errors import error_responses
 from milepost_common.web.middleware import request_id_of
 
 TOKEN_URL = "/api/v1/auth/token"  # noqa: S105 - a path
+# What every route behind CurrentUser may answer (422 in the envelope, not FastAPI's own
+# schema), documented once per router.
+AUTHENTICATED = error_responses(Unauthorized, RateLimited, ValidationFailed)
 
 
 @dataclass(frozen=True, slots=True)

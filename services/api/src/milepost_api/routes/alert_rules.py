@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, status
 
-from milepost_api.deps import CurrentUser, ManagerUser, page_params
+from milepost_api.deps import AUTHENTICATED, CurrentUser, ManagerUser, page_params
 from milepost_api.http_cache import REVALIDATE, cache_control
 from milepost_common.domain import paging
 from milepost_common.domain.alert_rules import service as rule_service
@@ -23,7 +23,7 @@ from milepost_common.pagination import Page
 from milepost_common.web.deps import SessionDep
 from milepost_common.web.errors import error_responses
 
-router = APIRouter(prefix="/v1/alert-rules", tags=["alert rules"])
+router = APIRouter(prefix="/v1/alert-rules", tags=["alert rules"], responses=AUTHENTICATED)
 
 RulesPage = Annotated[
     paging.PageRequest, Depends(page_params(("created_at", "name"), "created_at"))
@@ -71,6 +71,7 @@ async def list_alert_rules(
 async def get_alert_rule(
     user: CurrentUser, rule_id: uuid.UUID, session: SessionDep
 ) -> AlertRuleRead:
+    """With its params as stored (defaults filled in)."""
     return AlertRuleRead.model_validate(await rule_service.get_alert_rule(session, user, rule_id))
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from milepost_api.deps import CurrentUser, ManagerUser, WindowDep, page_params
+from milepost_api.deps import AUTHENTICATED, CurrentUser, ManagerUser, WindowDep, page_params
 from milepost_api.http_cache import REVALIDATE, cache_control
 from milepost_common.domain import paging
 from milepost_common.domain.alerts import queries as alert_queries
@@ -19,7 +19,7 @@ from milepost_common.pagination import Page
 from milepost_common.web.deps import SessionDep
 from milepost_common.web.errors import error_responses
 
-router = APIRouter(prefix="/v1/alerts", tags=["alerts"])
+router = APIRouter(prefix="/v1/alerts", tags=["alerts"], responses=AUTHENTICATED)
 
 AlertsPage = Annotated[
     paging.PageRequest, Depends(page_params(alert_queries.SORTABLE, "occurred_at"))

@@ -6,7 +6,7 @@ import uuid
 
 from fastapi import APIRouter, status
 
-from milepost_api.deps import ContextDep, OwnerUser
+from milepost_api.deps import AUTHENTICATED, ContextDep, OwnerUser
 from milepost_api.http_cache import REVALIDATE, cache_control
 from milepost_api.schemas import ApiKeyCreate, ApiKeyIssued, ApiKeyRead
 from milepost_common.domain.api_keys import service as api_key_service
@@ -15,7 +15,7 @@ from milepost_common.pagination import Page
 from milepost_common.web.deps import SessionDep
 from milepost_common.web.errors import error_responses
 
-router = APIRouter(prefix="/v1/api-keys", tags=["api keys"])
+router = APIRouter(prefix="/v1/api-keys", tags=["api keys"], responses=AUTHENTICATED)
 
 
 @router.post(

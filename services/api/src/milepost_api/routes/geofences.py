@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, status
 
-from milepost_api.deps import CurrentUser, ManagerUser, page_params
+from milepost_api.deps import AUTHENTICATED, CurrentUser, ManagerUser, page_params
 from milepost_api.http_cache import REVALIDATE, cache_control
 from milepost_common.domain import paging
 from milepost_common.domain.geofences import service as geofence_service
@@ -17,7 +17,7 @@ from milepost_common.pagination import Page
 from milepost_common.web.deps import SessionDep
 from milepost_common.web.errors import error_responses
 
-router = APIRouter(prefix="/v1/geofences", tags=["geofences"])
+router = APIRouter(prefix="/v1/geofences", tags=["geofences"], responses=AUTHENTICATED)
 
 GeofencesPage = Annotated[
     paging.PageRequest, Depends(page_params(("created_at", "name"), "created_at"))
@@ -61,6 +61,7 @@ async def list_geofences(
 async def get_geofence(
     user: CurrentUser, geofence_id: uuid.UUID, session: SessionDep
 ) -> GeofenceRead:
+    """404 for a geofence of another organization, as for a missing one."""
     return GeofenceRead.model_validate(
         await geofence_service.get_geofence(session, user, geofence_id)
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from milepost_api.deps import ContextDep, CurrentUser
+from milepost_api.deps import AUTHENTICATED, ContextDep, CurrentUser
 from milepost_api.http_cache import REVALIDATE, cache_control
 from milepost_api.schemas import MeRead, MeUpdate, PasswordChange, TokenPairRead
 from milepost_common.auth import Realm
@@ -16,7 +16,7 @@ from milepost_common.errors import RateLimited, Unauthorized, ValidationFailed
 from milepost_common.web.deps import SessionDep
 from milepost_common.web.errors import error_responses
 
-router = APIRouter(prefix="/v1/me", tags=["me"])
+router = APIRouter(prefix="/v1/me", tags=["me"], responses=AUTHENTICATED)
 
 
 @router.get("", summary="Who am I", responses=error_responses(Unauthorized))

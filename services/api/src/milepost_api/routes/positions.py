@@ -13,7 +13,7 @@ from fastapi.responses import Response
 
 from milepost_api import geojson
 from milepost_api.cache import cache_get, cache_set
-from milepost_api.deps import ContextDep, CurrentUser, WindowDep, page_params
+from milepost_api.deps import AUTHENTICATED, ContextDep, CurrentUser, WindowDep, page_params
 from milepost_api.http_cache import HISTORY, LIVE, cache_control
 from milepost_common.domain import paging
 from milepost_common.domain.devices.errors import DeviceNotFound
@@ -25,7 +25,7 @@ from milepost_common.pagination import Page
 from milepost_common.web.deps import RedisDep, SessionDep
 from milepost_common.web.errors import error_responses
 
-router = APIRouter(prefix="/v1", tags=["positions"])
+router = APIRouter(prefix="/v1", tags=["positions"], responses=AUTHENTICATED)
 
 PositionsPage = Annotated[
     paging.PageRequest,

@@ -17,7 +17,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import AwareDatetime, Field
 
 from milepost_api.cache import cache_get, cache_set
-from milepost_api.deps import ContextDep, CurrentUser
+from milepost_api.deps import AUTHENTICATED, ContextDep, CurrentUser
 from milepost_api.http_cache import HISTORY, cache_control
 from milepost_common.db import Database, unit_of_work
 from milepost_common.domain import paging
@@ -29,7 +29,7 @@ from milepost_common.errors import Unauthorized, ValidationFailed
 from milepost_common.web.deps import RedisDep, SessionDep
 from milepost_common.web.errors import error_responses
 
-router = APIRouter(prefix="/v1/reports", tags=["reports"])
+router = APIRouter(prefix="/v1/reports", tags=["reports"], responses=AUTHENTICATED)
 
 # A date (midnight in the organization's time zone) or an instant with an offset.
 Instant = Annotated[AwareDatetime | date, Field(union_mode="left_to_right")]

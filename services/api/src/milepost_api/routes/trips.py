@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from milepost_api.deps import CurrentUser, WindowDep, page_params
+from milepost_api.deps import AUTHENTICATED, CurrentUser, WindowDep, page_params
 from milepost_api.http_cache import HISTORY, cache_control
 from milepost_common.domain import paging
 from milepost_common.domain.devices.errors import DeviceNotFound
@@ -18,7 +18,7 @@ from milepost_common.pagination import Page
 from milepost_common.web.deps import SessionDep
 from milepost_common.web.errors import error_responses
 
-router = APIRouter(prefix="/v1", tags=["trips"])
+router = APIRouter(prefix="/v1", tags=["trips"], responses=AUTHENTICATED)
 
 VehicleFilter = Annotated[
     uuid.UUID | None, Query(description="Only this vehicle's (404 if not in your fleet).")

@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Query, status
 
-from milepost_api.deps import ContextDep, OwnerUser
+from milepost_api.deps import AUTHENTICATED, ContextDep, OwnerUser
 from milepost_api.http_cache import REVALIDATE, cache_control
 from milepost_api.schemas import (
     Invitation,
@@ -26,7 +26,7 @@ from milepost_common.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 from milepost_common.web.deps import SessionDep
 from milepost_common.web.errors import error_responses
 
-router = APIRouter(prefix="/v1/users", tags=["team"])
+router = APIRouter(prefix="/v1/users", tags=["team"], responses=AUTHENTICATED)
 
 
 def _link(ctx: ContextDep, path: str, token: str) -> str:

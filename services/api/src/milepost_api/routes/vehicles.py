@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, status
 
-from milepost_api.deps import CurrentUser, ManagerUser, OwnerUser, page_params
+from milepost_api.deps import AUTHENTICATED, CurrentUser, ManagerUser, OwnerUser, page_params
 from milepost_api.http_cache import REVALIDATE, cache_control
 from milepost_common.domain import paging
 from milepost_common.domain.devices import service as device_service
@@ -28,7 +28,7 @@ from milepost_common.pagination import Page
 from milepost_common.web.deps import SessionDep
 from milepost_common.web.errors import error_responses
 
-router = APIRouter(prefix="/v1/vehicles", tags=["vehicles"])
+router = APIRouter(prefix="/v1/vehicles", tags=["vehicles"], responses=AUTHENTICATED)
 
 VehiclePage = Annotated[
     paging.PageRequest, Depends(page_params(device_service.SORTABLE, "created_at"))

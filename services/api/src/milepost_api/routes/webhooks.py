@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, status
 
-from milepost_api.deps import ContextDep, OwnerUser, page_params
+from milepost_api.deps import AUTHENTICATED, ContextDep, OwnerUser, page_params
 from milepost_api.http_cache import REVALIDATE, cache_control
 from milepost_common.domain import paging
 from milepost_common.domain.webhooks import service as webhook_service
@@ -25,7 +25,7 @@ from milepost_common.pagination import Page
 from milepost_common.web.deps import SessionDep
 from milepost_common.web.errors import error_responses
 
-router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], responses=AUTHENTICATED)
 
 ByCreation = Annotated[paging.PageRequest, Depends(page_params(("created_at",), "created_at"))]
 NotFound = webhook_service.WebhookNotFound
