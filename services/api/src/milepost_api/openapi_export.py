@@ -14,13 +14,14 @@ import orjson
 
 from milepost_api.main import create_app
 from milepost_api.settings import ApiSettings
+from milepost_common.settings import Environment
 
 DEFAULT_PATH = Path(__file__).resolve().parents[4] / "docs" / "openapi" / "api.json"
 
 
 def document() -> dict[str, Any]:
     """The OpenAPI document of an app built with default settings (nothing is started)."""
-    schema: dict[str, Any] = create_app(ApiSettings(env="local")).openapi()
+    schema: dict[str, Any] = create_app(ApiSettings(env=Environment.LOCAL)).openapi()
     return schema
 
 
