@@ -241,6 +241,20 @@ class Target:
     base_url: str
     database_url: str  # libpq form
     notes: list[str] = field(default_factory=list)
+    pids: dict[str, int] = field(default_factory=dict)  # processes whose CPU is reported
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far (Linux /proc)."""
+    fields_ = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields_[11]) + int(fields_[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy() -> float:
+    """CPU seconds all cores spent busy so far (Linux /proc/stat)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]
+    return (sum(values) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def _libpq(url: str) -> str:
@@ -326,7 +340,12 @@ def own_stack(stack: ExitStack, work: Path) -> Target:
     stack.callback(_stop, gateway)
     base_url = f"http://127.0.0.1:{gateway_port}"
     _wait_ready(f"{base_url}/ingest/ready")
-    return Target("own stack (ingest app + Traefik, no worker)", base_url, database_url)
+    return Target(
+        "own stack (ingest app + Traefik, no worker)",
+        base_url,
+        database_url,
+        pids={"ingest app": app.pid, "Traefik": gateway.pid},
+    )
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -454,12 +473,16 @@ async def _direct(
                 latencies.append((time.perf_counter() - started) * 1000)
 
     try:
+        busy, own = machine_busy(), time.process_time()
         started = time.perf_counter()
         await asyncio.gather(*(client() for _ in range(clients)))
         seconds = time.perf_counter() - started
+        # "writer": this process, i.e. what the client side of the statement costs.
+        cpu = {"whole machine": machine_busy() - busy, "writer": time.process_time() - own}
     finally:
         await pool.close()
-    return PhaseResult(name, sum(b.size for b in batches), seconds, latencies)
+    fixes = sum(b.size for b in batches)
+    return PhaseResult(name, fixes, seconds, latencies, extra={"cpu": cpu})
 
 
 def _rows_json(batch: Batch) -> str:
@@ -626,7 +649,11 @@ def gateway(
         str(LUA),
         target.base_url,
     ]
+    before = {name: cpu_seconds(pid) for name, pid in target.pids.items()}
+    busy = machine_busy()
     out = subprocess.run(argv, env=env, capture_output=True, text=True, check=True).stdout
+    cpu = {name: cpu_seconds(pid) - before[name] for name, pid in target.pids.items()}
+    cpu["whole machine"] = machine_busy() - busy
     shutil.rmtree(phase_dir, ignore_errors=True)
     line = next(line for line in out.splitlines() if line.startswith("BENCH "))
     stats = json.loads(line.removeprefix("BENCH "))
@@ -639,7 +666,7 @@ def gateway(
         stats["duration_us"] / 1e6,
         p50_ms=stats["p50_us"] / 1000,
         p99_ms=stats["p99_us"] / 1000,
-        extra=stats,
+        extra={**stats, "cpu": cpu},
     )
 
 
@@ -729,23 +756,45 @@ def report(outcome: dict[str, Any], started: datetime, machine_line: str) -> str
         f"Best of {args.rounds} alternating rounds per path; every row written is new "
         "(each path gets its own stretch of time).",
         "",
-        "| path | fixes/s | x dedupe write | p50 ms | p99 ms |",
-        "|---|---:|---:|---:|---:|",
+        "| path | fixes/s | x dedupe write | p50 ms | p99 ms | CPU ms / 1,000 fixes: "
+        "machine | writer |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for key in ("gateway", "dedupe", "unnest", "staging", "copy"):
         result = best[key]
         p50, p99 = result.percentiles()
+        cpu = result.extra["cpu"]
+        machine_ms = cpu["whole machine"] * 1e6 / result.fixes
+        writer = cpu.get("writer", cpu.get("ingest app"))
+        writer_ms = f"{writer * 1e6 / result.fixes:.1f}" if writer is not None else "-"
         lines.append(
             f"| {result.name} | {result.rate:,.0f} | {result.rate / dedupe:.2f} | "
-            f"{p50:.1f} | {p99:.1f} |"
+            f"{p50:.1f} | {p99:.1f} | {machine_ms:.1f} | {writer_ms} |"
         )
     ratio = best["gateway"].rate / dedupe
+    fastest = max((best[k] for k in ("dedupe", "unnest", "staging")), key=lambda r: r.rate)
+    gateway_cpu = best["gateway"].extra["cpu"]
+    split = ", ".join(
+        f"{name} {seconds * 1e6 / best['gateway'].fixes:.1f} ms"
+        for name, seconds in gateway_cpu.items()
+        if name != "whole machine"
+    )
     lines += [
         "",
-        f"Ingest through the gateway / direct dedupe write: **{ratio:.2f}** (target >= 0.5).",
+        f"Ingest through the gateway / direct write with the app's statement: **{ratio:.2f}** "
+        f"(target >= 0.5); / the fastest direct dedupe path ({fastest.name}): "
+        f"**{best['gateway'].rate / fastest.rate:.2f}**.",
+        "",
+        f"CPU per 1,000 fixes through the gateway: {split or 'not measured (not our processes)'}"
+        " (the rest: Postgres, wrk, Redis and whatever else ran on the machine).",
+    ]
+    lines += [
         "",
         "Latencies: the gateway's are per HTTP request as wrk measured them (the 202 comes "
-        "after the commit and the publish); the direct paths' are per transaction of one batch.",
+        "after the commit and the publish); the direct paths' are per transaction of one batch. "
+        "CPU: `machine` is every core's busy time during the phase (Postgres included) per "
+        "1,000 fixes; `writer` is the process that sends the rows (the ingest app through the "
+        "gateway, the benchmark's own asyncpg client for the direct paths).",
         "",
         "All rounds (fixes/s):",
         "",

@@ -8,6 +8,8 @@ answer makes the phone resend that fix forever.
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Response
 
 from milepost_common.errors import (
@@ -36,30 +38,81 @@ class DeviceNotFound(NotFound):
     default_message = "Unknown device."
 
 
-@router.api_route("/{api_key}/", methods=METHODS, include_in_schema=False, response_class=Response)
+_ANSWERS: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Stored, or recorded as rejected or duplicate in its batch (empty)."},
+    **error_responses(
+        DeviceIdMissing,
+        MalformedBody,
+        Unauthorized,
+        Forbidden,
+        DeviceNotFound,
+        RateLimited,
+        Unavailable,
+    ),
+}
+_PARAMETERS = (
+    "`id`/`deviceid`; `timestamp` (Unix s or ms, ISO 8601, `yyyy-MM-dd HH:mm:ss` UTC; the "
+    "receive time when absent); `lat`/`lon` or `location=lat,lon`; `speed` (knots); "
+    "`bearing`/`heading`; `altitude`; `accuracy`; `hdop`; `batt`; `charge`; `driverUniqueId`; "
+    "any other parameter becomes an attribute."
+)
+_FORM_OR_JSON: dict[str, Any] = {
+    "requestBody": {
+        "required": False,
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {"type": "object", "additionalProperties": {"type": "string"}}
+            },
+            "application/json": {
+                "schema": {"type": "object"},
+                "example": {
+                    "location": {
+                        "timestamp": "2025-06-15T13:45:12.862Z",
+                        "coords": {"latitude": 37.4219983, "longitude": -122.084, "speed": 0},
+                        "is_moving": False,
+                        "battery": {"level": 1, "is_charging": False},
+                    },
+                    "device_id": "48241179",
+                },
+            },
+        },
+    }
+}
+
+
+# Stock clients differ in method and in a trailing slash: every variant is served; GET and
+# POST are documented (one operation id each: the kit names operations after routes).
+@router.api_route(
+    "/{api_key}/",
+    methods=METHODS,
+    include_in_schema=False,
+    response_class=Response,
+    name="ingest_osmand_slash",
+)
 @router.api_route(
     "/{api_key}",
-    methods=METHODS,
-    summary="Push one fix (OsmAnd protocol)",
-    description="Parameters in the query string (any method) or a form body, or the JSON "
-    "body of the Traccar Client. `id`/`deviceid`; `timestamp` (Unix s or ms, ISO 8601, "
-    "`yyyy-MM-dd HH:mm:ss` UTC; the receive time when absent); `lat`/`lon` or "
-    "`location=lat,lon`; `speed` (knots); `bearing`/`heading`; `altitude`; `accuracy`; "
-    "`hdop`; `batt`; `charge`; `driverUniqueId`; any other parameter becomes an attribute. "
-    "Unknown device: 400 (404 for the JSON body). Also served with a trailing slash.",
+    methods=[method for method in METHODS if method not in ("GET", "POST")],
+    include_in_schema=False,
     response_class=Response,
-    responses={
-        200: {"description": "Stored, or recorded as rejected or duplicate in its batch."},
-        **error_responses(
-            DeviceIdMissing,
-            MalformedBody,
-            Unauthorized,
-            Forbidden,
-            DeviceNotFound,
-            RateLimited,
-            Unavailable,
-        ),
-    },
+    name="ingest_osmand_other",
+)
+@router.post(
+    "/{api_key}",
+    summary="Push one fix (OsmAnd protocol) as a form or the Traccar Client's JSON",
+    description=f"A form body, or the JSON body of the Traccar Client. {_PARAMETERS} "
+    "Unknown device: 400 (404 for the JSON body).",
+    response_class=Response,
+    responses=_ANSWERS,
+    name="ingest_osmand_body",
+    openapi_extra=_FORM_OR_JSON,
+)
+@router.get(
+    "/{api_key}",
+    summary="Push one fix (OsmAnd protocol) in the query string",
+    description=f"Parameters in the query string (any method works). {_PARAMETERS} "
+    "Unknown device: 400. Also served with a trailing slash.",
+    response_class=Response,
+    responses=_ANSWERS,
 )
 async def ingest_osmand(principal: OsmandKey, fix: OsmandFixDep, ctx: ContextDep) -> Response:
     if not await ctx.coalescer.submit(principal, fix.item):
