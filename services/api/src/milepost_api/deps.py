@@ -6,7 +6,7 @@ Role checks (``ManagerUser``, ``OwnerUser``) run before anything loads a resourc
 order of answers is 401 → 403 → 404.
 """
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -78,7 +78,7 @@ async def stop_context(app: FastAPI) -> None:
     await ctx.limiter.aclose()
 
 
-def get_context(conn: HTTPConnection) -> ApiContext:
+async def get_context(conn: HTTPConnection) -> ApiContext:
     ctx: ApiContext = conn.app.state.ctx
     return ctx
 
@@ -132,11 +132,11 @@ OwnerUser = Annotated[Principal, Depends(owner_user, scope="function")]
 
 def page_params(
     sortable: tuple[str, ...], default_sort: str, *, max_limit: int = MAX_LIMIT
-) -> Callable[..., paging.PageRequest]:
+) -> Callable[..., Awaitable[paging.PageRequest]]:
     """A dependency reading ``limit``, ``cursor`` and an allow-listed ``sort``."""
     pattern = "^-?(" + "|".join(sortable) + ")$"
 
-    def read_page(
+    async def read_page(
         limit: Annotated[
             int, Query(ge=1, le=max_limit, description=f"Page size, at most {max_limit}.")
         ] = DEFAULT_LIMIT,
@@ -162,7 +162,7 @@ def page_params(
     return read_page
 
 
-def read_window(
+async def read_window(
     start: Annotated[
         AwareDatetime | None,
         Query(alias="from", description="Inclusive lower bound (ISO 8601 with offset)."),

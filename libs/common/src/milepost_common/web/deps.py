@@ -1,4 +1,8 @@
-"""Dependencies every app uses: the request's transaction, Redis, settings, paging."""
+"""Dependencies every app uses: the request's transaction, Redis, settings, paging.
+
+All ``async def``: FastAPI runs a plain ``def`` dependency in its thread pool, a thread hop
+per dependency per request for what is an attribute read.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ from milepost_common.settings import CommonSettings
 from milepost_common.tasks import Publisher
 
 
-def get_database(request: Request) -> Database:
+async def get_database(request: Request) -> Database:
     db: Database = request.app.state.db
     return db
 
@@ -26,7 +30,8 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     Used with ``scope="function"``: the commit runs when the endpoint returns, so a client
     never holds a 201 for a row that then fails to commit.
     """
-    async with get_database(request).sessionmaker() as session:
+    db: Database = request.app.state.db
+    async with db.sessionmaker() as session:
         try:
             yield session
         except AppError as exc:
@@ -39,22 +44,22 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
             await session.commit()
 
 
-def get_redis(request: Request) -> Redis:
+async def get_redis(request: Request) -> Redis:
     redis: Redis = request.app.state.redis
     return redis
 
 
-def get_settings_dep(request: Request) -> CommonSettings:
+async def get_settings_dep(request: Request) -> CommonSettings:
     settings: CommonSettings = request.app.state.settings
     return settings
 
 
-def get_publisher(request: Request) -> Publisher:
+async def get_publisher(request: Request) -> Publisher:
     publisher: Publisher = request.app.state.publisher
     return publisher
 
 
-def client_ip(request: Request) -> str:
+async def client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 

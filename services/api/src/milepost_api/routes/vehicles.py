@@ -35,7 +35,7 @@ VehiclePage = Annotated[
 ]
 
 
-def vehicle_filters(
+async def vehicle_filters(
     q: Annotated[
         str | None, Query(max_length=200, description="Part of the name, plate or unique_id.")
     ] = None,

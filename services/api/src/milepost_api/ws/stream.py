@@ -27,7 +27,7 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from milepost_api.deps import ApiContext, get_context
+from milepost_api.deps import ApiContext
 from milepost_common.auth import Realm
 from milepost_common.db import Database, unit_of_work
 from milepost_common.domain.devices import service as device_service
@@ -237,4 +237,4 @@ def _parse(raw: str) -> dict[str, Any]:
 async def stream(websocket: WebSocket) -> None:
     """Live positions and alerts; authentication is the first message (see the module)."""
     app = websocket.app
-    await StreamSession(websocket, get_context(websocket), app.state.db, app.state.redis).run()
+    await StreamSession(websocket, websocket.app.state.ctx, app.state.db, app.state.redis).run()

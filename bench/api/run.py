@@ -1,0 +1,476 @@
+"""Public API benchmark: a vehicle's positions (``limit=100``), the fleet's latest positions
+and the summary report, against a bare FastAPI endpoint returning a constant, in one run.
+
+    uv run python bench/api/run.py [--vehicles 1000] [--days 30] [--interval-min 15]
+                                   [--duration 8] [--connections 32] [--rounds 2]
+
+The script runs everything it measures: a scratch database on the server of
+MILEPOST_BENCH_DATABASE_URL or MILEPOST_TEST_DATABASE_URL (a role that may create databases;
+else a throwaway local server), migrated, seeded with COPY (an organization, its owner,
+``--vehicles`` vehicles with their latest state, ``--days`` of positions every
+``--interval-min`` minutes per vehicle and four trips a day each); a throwaway Redis; the api
+app (``milepost-api``: one uvicorn process, the per-user rate limit raised but still checked
+on every request) and the bare app (one uvicorn process) on their own ports. The same
+``wrk`` (Debian's) drives both: one thread, the same connections and duration, phases
+alternating over the rounds, the best round of each reported. Each positions request asks
+for a random vehicle's first page of 100 fixes. Results are printed and written to
+bench/api/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from contextlib import ExitStack
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg  # type: ignore[import-untyped]
+import httpx
+from sqlalchemy import make_url
+
+from milepost_common.auth import Realm, TokenCodec
+from milepost_common.migrate import migrate
+from milepost_common.settings import AuthSettings
+from milepost_common.testing import services
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+TARGET_RATIO = 0.4
+JWT_KEYS = '{"bench": "milepost-bench-signing-key-000000000000000000"}'
+
+
+def log(message: str) -> None:
+    print(f"bench-api: {message}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Measure:
+    name: str
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def _libpq(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_ready(url: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"bench-api: {url} not ready after {timeout:.0f} s")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+async def _admin(url: str, statement: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+# --- seeding ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Seeded:
+    owner_id: uuid.UUID
+    vehicle_ids: list[uuid.UUID]
+    positions: int
+    trips: int
+
+
+async def seed(url: str, vehicles: int, days: int, interval_min: int) -> Seeded:
+    rnd = random.Random(11)
+    conn = await asyncpg.connect(url)
+    try:
+        org_id, owner_id = uuid.uuid4(), uuid.uuid4()
+        await conn.execute(
+            "INSERT INTO organizations (id, name, timezone, retention_days, trip_min_distance_m,"
+            " trip_min_duration_s, trip_stop_gap_s, max_speed_kmh, max_clock_skew_s)"
+            " VALUES ($1, 'Bench fleet', 'Europe/Berlin', 365, 200, 180, 3600, 400, 300)",
+            org_id,
+        )
+        await conn.execute(
+            "INSERT INTO users (id, org_id, email, role, is_active) VALUES"
+            " ($1, $2, 'owner@bench.example', 'owner', true)",
+            owner_id,
+            org_id,
+        )
+        now = datetime.now(UTC).replace(second=0, microsecond=0)
+        start = now - timedelta(days=days)
+        ids = [uuid.uuid4() for _ in range(vehicles)]
+        await conn.copy_records_to_table(
+            "devices",
+            records=[
+                (d, org_id, f"imei-{i:06d}", f"Vehicle {i}", False) for i, d in enumerate(ids)
+            ],
+            columns=["id", "org_id", "unique_id", "name", "disabled"],
+        )
+        await conn.copy_records_to_table(
+            "device_state",
+            records=[
+                (
+                    d,
+                    org_id,
+                    now,
+                    52.5 + rnd.random() / 5,
+                    13.3 + rnd.random() / 5,
+                    42.0,
+                    "{}",
+                    "moving",
+                )
+                for d in ids
+            ],
+            columns=[
+                "device_id",
+                "org_id",
+                "last_fix_time",
+                "last_lat",
+                "last_lon",
+                "last_speed",
+                "last_attributes",
+                "motion",
+            ],
+        )
+        steps = days * 24 * 60 // interval_min
+        positions = 0
+        for chunk in range(0, vehicles, 50):
+            records = []
+            for d in ids[chunk : chunk + 50]:
+                lat, lon = 52.5 + rnd.random() / 5, 13.3 + rnd.random() / 5
+                for k in range(steps):
+                    lat += rnd.uniform(-1e-3, 1e-3)
+                    lon += rnd.uniform(-1e-3, 1e-3)
+                    records.append(
+                        (
+                            d,
+                            start + timedelta(minutes=k * interval_min),
+                            org_id,
+                            lat,
+                            lon,
+                            rnd.uniform(0, 90),
+                            rnd.uniform(0, 360),
+                            '{"ignition": true, "battery": 80}',
+                        )
+                    )
+            await conn.copy_records_to_table(
+                "positions",
+                records=records,
+                columns=[
+                    "device_id",
+                    "fix_time",
+                    "org_id",
+                    "lat",
+                    "lon",
+                    "speed",
+                    "course",
+                    "attributes",
+                ],
+            )
+            positions += len(records)
+            log(f"seeded {positions:,} positions")
+        trips = []
+        for d in ids:
+            for day in range(days):
+                for hour in (7, 11, 15, 18):
+                    t0 = start + timedelta(days=day, hours=hour)
+                    minutes = rnd.uniform(10, 60)
+                    km = minutes / 60 * rnd.uniform(25, 60)
+                    trips.append(
+                        (
+                            uuid.uuid4(),
+                            org_id,
+                            d,
+                            t0,
+                            t0 + timedelta(minutes=minutes),
+                            52.5,
+                            13.4,
+                            52.6,
+                            13.5,
+                            km * 1000,
+                            minutes * 60,
+                            km / (minutes / 60),
+                            rnd.uniform(60, 120),
+                        )
+                    )
+        await conn.copy_records_to_table(
+            "trips",
+            records=trips,
+            columns=[
+                "id",
+                "org_id",
+                "device_id",
+                "start_time",
+                "end_time",
+                "start_lat",
+                "start_lon",
+                "end_lat",
+                "end_lon",
+                "distance_m",
+                "duration_s",
+                "avg_speed",
+                "max_speed",
+            ],
+        )
+        await conn.execute("ANALYZE")
+        return Seeded(owner_id, ids, positions, len(trips))
+    finally:
+        await conn.close()
+
+
+# --- load --------------------------------------------------------------------------------------
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _latency(output: str, percentile: str) -> float:
+    match = re.search(rf"^\s*{percentile}%\s+([\d.]+)(us|ms|s)\s*$", output, re.MULTILINE)
+    return float(match.group(1)) * _UNITS[match.group(2)] if match else float("nan")
+
+
+def wrk(name: str, script: Path, url: str, duration: int, connections: int) -> Measure:
+    output = subprocess.run(
+        [
+            shutil.which("wrk") or "/usr/bin/wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{duration}s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=duration + 60,
+    ).stdout
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    errors = sum(
+        int(n)
+        for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", output)
+        + re.findall(r"Non-2xx or 3xx responses: (\d+)", output)
+    )
+    return Measure(
+        name,
+        float(rps.group(1)) if rps else 0.0,
+        _latency(output, "50"),
+        _latency(output, "99"),
+        errors,
+    )
+
+
+def lua(work: Path, name: str, paths: list[str], token: str | None) -> Path:
+    lines = ["local paths = {" + ",".join(f'"{p}"' for p in paths) + "}"]
+    if token:
+        lines.append(f'wrk.headers["Authorization"] = "Bearer {token}"')
+    lines += [
+        "request = function()",
+        '  return wrk.format("GET", paths[math.random(#paths)])',
+        "end",
+    ]
+    path = work / f"{name}.lua"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--vehicles", type=int, default=1000)
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--interval-min", type=int, default=15)
+    parser.add_argument("--duration", type=int, default=8)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
+    args = parser.parse_args()
+
+    with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="milepost-bench-api-") as tmp:
+        work = Path(tmp)
+        server = os.environ.get("MILEPOST_BENCH_DATABASE_URL") or os.environ.get(
+            "MILEPOST_TEST_DATABASE_URL"
+        )
+        if not server:
+            log("starting a throwaway Postgres")
+            server = stack.enter_context(services.provide_postgres())
+        admin = _libpq(server)
+        name = f"milepost_bench_api_{uuid.uuid4().hex[:8]}"
+        asyncio.run(_admin(admin, f'CREATE DATABASE "{name}"'))
+        stack.callback(
+            lambda: asyncio.run(_admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        )
+        database_url = make_url(admin).set(database=name).render_as_string(hide_password=False)
+        asyncio.run(
+            migrate(
+                database_url.replace("postgresql://", "postgresql+asyncpg://", 1),
+                partition_days_back=args.days + 2,
+            )
+        )
+        started = time.monotonic()
+        seeded = asyncio.run(seed(database_url, args.vehicles, args.days, args.interval_min))
+        seed_s = time.monotonic() - started
+        log(f"seeded in {seed_s:.0f} s")
+        redis_url = stack.enter_context(services.provide_redis())
+
+        api_port, bare_port = _free_port(), _free_port()
+        env = {
+            **os.environ,
+            "MILEPOST_ENV": "local",
+            "MILEPOST_DB__URL": database_url,
+            "MILEPOST_DB__POOL_SIZE": "10",
+            "MILEPOST_REDIS__URL": redis_url,
+            "MILEPOST_AUTH__JWT_KEYS": JWT_KEYS,
+            "MILEPOST_API__HOST": "127.0.0.1",
+            "MILEPOST_API__PORT": str(api_port),
+            "MILEPOST_API__RATE_LIMIT": "10000000/minute",
+        }
+        api_log = (work / "api.log").open("wb")
+        stack.callback(api_log.close)
+        api = subprocess.Popen(
+            [shutil.which("milepost-api") or "milepost-api"],
+            env=env,
+            stdout=api_log,
+            stderr=subprocess.STDOUT,
+        )
+        stack.callback(_stop, api)
+        bare = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "bench.api.bare:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(bare_port),
+                "--workers",
+                "1",
+                "--no-access-log",
+                "--log-level",
+                "warning",
+            ],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        stack.callback(_stop, bare)
+        api_base = f"http://127.0.0.1:{api_port}"
+        bare_base = f"http://127.0.0.1:{bare_port}"
+        _wait_ready(f"{api_base}/api/ready")
+        _wait_ready(f"{bare_base}/bare")
+
+        auth = AuthSettings.model_validate({"jwt_keys": {"bench": JWT_KEYS.split('"')[3]}})
+        token, _ = TokenCodec(auth).issue(seeded.owner_id, Realm.API, 3600)
+        headers = {"Authorization": f"Bearer {token}"}
+        today = datetime.now(UTC).date()
+        summary_path = f"/api/v1/reports/summary?from={today - timedelta(days=7)}&to={today}"
+        position_paths = [f"/api/v1/vehicles/{v}/positions?limit=100" for v in seeded.vehicle_ids]
+        # Warm up and check every target answers 200 before measuring.
+        for path in (position_paths[0], "/api/v1/positions/latest", summary_path):
+            started = time.monotonic()
+            response = httpx.get(api_base + path, headers=headers, timeout=60)
+            response.raise_for_status()
+            log(f"first {path.split('?')[0]}: {1000 * (time.monotonic() - started):.0f} ms")
+        phases = {
+            "bare FastAPI constant": (lua(work, "bare", ["/bare"], None), bare_base),
+            "positions (limit=100)": (lua(work, "positions", position_paths, token), api_base),
+            "latest positions (fleet)": (
+                lua(work, "latest", ["/api/v1/positions/latest"], token),
+                api_base,
+            ),
+            "summary report (7 days)": (lua(work, "summary", [summary_path], token), api_base),
+        }
+        best: dict[str, Measure] = {}
+        for round_ in range(args.rounds):
+            for phase, (script, base) in phases.items():
+                measure = wrk(phase, script, base, args.duration, args.connections)
+                log(
+                    f"round {round_ + 1} {phase}: {measure.rps:,.0f} req/s,"
+                    f" p50 {measure.p50_ms:.2f} ms, p99 {measure.p99_ms:.2f} ms,"
+                    f" errors {measure.errors}"
+                )
+                if phase not in best or measure.rps > best[phase].rps:
+                    best[phase] = measure
+        report(args, seeded, seed_s, best)
+
+
+def report(
+    args: argparse.Namespace, seeded: Seeded, seed_s: float, best: dict[str, Measure]
+) -> None:
+    bare = best["bare FastAPI constant"].rps
+    ratio = best["positions (limit=100)"].rps / bare if bare else 0.0
+    lines = [
+        "# bench/api — results",
+        "",
+        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node()} "
+        f"({os.cpu_count()} cores, shared), `uv run python bench/api/run.py"
+        f" --vehicles {args.vehicles} --days {args.days} --interval-min {args.interval_min}"
+        f" --duration {args.duration} --connections {args.connections} --rounds {args.rounds}`.",
+        "",
+        f"Seed: {args.vehicles:,} vehicles, {seeded.positions:,} positions ({args.days} days,"
+        f" one fix every {args.interval_min} min per vehicle — scaled down from a fix every few"
+        f" seconds to keep seeding to {seed_s:.0f} s), {seeded.trips:,} trips.",
+        "Load: Debian's `wrk`, 1 thread, the same connections and duration for every phase;"
+        " api and bare app each one uvicorn process on their own port; best of the rounds.",
+        "",
+        "| endpoint | req/s | p50 ms | p99 ms | errors |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {m.name} | {m.rps:,.0f} | {m.p50_ms:.2f} | {m.p99_ms:.2f} | {m.errors} |"
+        for m in best.values()
+    ]
+    verdict = "met" if ratio >= TARGET_RATIO else "NOT met"
+    lines += [
+        "",
+        f"**positions read / bare endpoint = {ratio:.2f}** (target ≥ {TARGET_RATIO}: {verdict}).",
+        "",
+        "The latest positions come from the Redis cache (dropped by the worker on every"
+        " position event; nothing writes during the run), the summary from its 60 s cache"
+        " after the first request; the positions read hits Postgres on every request (a random"
+        " vehicle's first page, keyset on the primary key across the daily partitions).",
+        "",
+    ]
+    text = "\n".join(lines)
+    args.results.write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
