@@ -319,6 +319,11 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=8)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        help="The api's log level; INFO writes one access-log line per request (the default).",
+    )
     parser.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
     args = parser.parse_args()
 
@@ -353,6 +358,7 @@ def main() -> None:
         env = {
             **os.environ,
             "MILEPOST_ENV": "local",
+            "MILEPOST_LOG_LEVEL": args.log_level,
             "MILEPOST_DB__URL": database_url,
             "MILEPOST_DB__POOL_SIZE": "10",
             "MILEPOST_REDIS__URL": redis_url,
@@ -441,7 +447,8 @@ def report(
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node()} "
         f"({os.cpu_count()} cores, shared), `uv run python bench/api/run.py"
         f" --vehicles {args.vehicles} --days {args.days} --interval-min {args.interval_min}"
-        f" --duration {args.duration} --connections {args.connections} --rounds {args.rounds}`.",
+        f" --duration {args.duration} --connections {args.connections} --rounds {args.rounds}"
+        f" --log-level {args.log_level}`.",
         "",
         f"Seed: {args.vehicles:,} vehicles, {seeded.positions:,} positions ({args.days} days,"
         f" one fix every {args.interval_min} min per vehicle — scaled down from a fix every few"
