@@ -48,6 +48,7 @@ class IngestPipeline:
         self._publisher = publisher
         self._filters: TtlCache[uuid.UUID, batch_service.OrgFilters] = TtlCache(filters_cache_s)
         self.windows = position_service.WindowCache(partitions_cache_s)
+        self.devices = batch_service.DeviceCache(filters_cache_s)
 
     async def org_filters(
         self, org_id: uuid.UUID, session: AsyncSession | None = None
@@ -74,6 +75,7 @@ class IngestPipeline:
             now,
             filters=await self.org_filters(org_id, session),
             window_cache=self.windows,
+            device_cache=self.devices,
         )
 
     async def ingest_batch(

@@ -26,7 +26,10 @@ class IngestHttp(HttpSettings):
         40 * MIB, ge=1024, description="Body after gzip decoding; more → 413 (gzip bombs)."
     )
     filters_cache_s: float = Field(
-        5.0, ge=0, description="How long an organization's filters and rate limit are reused."
+        5.0,
+        ge=0,
+        description="How long an organization's filters, rate limit and found devices are "
+        "reused (a disabled device is refused within this time).",
     )
     partitions_cache_s: float = Field(
         60.0, gt=0, description="How long the window of existing `positions` partitions is reused."

@@ -230,6 +230,20 @@ class TestItemCodes:
         )
         assert count == 0
 
+    async def test_a_device_registered_after_a_push_is_found_at_once(
+        self,
+        client: httpx.AsyncClient,
+        auth: dict[str, str],
+        session: AsyncSession,
+        org: Organization,
+        fix: Fix,
+    ) -> None:
+        first = await push(client, auth, [fix("registered-now")])
+        assert first.json()["errors"][0]["code"] == "unknown_device"
+        await make_device(session, org, unique_id="registered-now")
+        again = await push(client, auth, [fix("registered-now")])
+        assert again.json()["accepted"] == 1
+
     async def test_disabled_device_is_unknown(
         self,
         client: httpx.AsyncClient,

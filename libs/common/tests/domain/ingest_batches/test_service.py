@@ -180,6 +180,33 @@ class TestConcurrentIdempotencyKey:
             return await push(session, actor, items, key="race", body_hash=body_hash)
 
 
+class TestDeviceCache:
+    async def test_found_devices_are_reused_missing_ones_looked_up_again(
+        self, session: AsyncSession
+    ) -> None:
+        org = await make_organization(session)
+        device = await make_device(session, org)
+        cache = batch_service.DeviceCache(ttl_s=60)
+        assert set(await cache.find(session, org.id, {device.unique_id, "later"})) == {
+            device.unique_id
+        }
+        device.disabled = True
+        await session.flush()
+        later = await make_device(session, org, unique_id="later")
+        found = await cache.find(session, org.id, {device.unique_id, "later"})
+        assert found[device.unique_id].disabled is False  # reused until the cache expires
+        assert found["later"].id == later.id  # not found before: looked up again
+        fresh = await batch_service.DeviceCache(ttl_s=0).find(session, org.id, {device.unique_id})
+        assert fresh[device.unique_id].disabled is True
+
+    async def test_another_organizations_device_is_never_found(self, session: AsyncSession) -> None:
+        device = await make_device(session)
+        cache = batch_service.DeviceCache(ttl_s=60)
+        assert await cache.find(session, device.org_id, {device.unique_id})
+        other = await make_organization(session)
+        assert await cache.find(session, other.id, {device.unique_id}) == {}
+
+
 class TestMarkQueuedAndRead:
     async def test_only_a_received_batch_becomes_queued(self, session: AsyncSession) -> None:
         org = await make_organization(session)

@@ -7,6 +7,7 @@ together, so a batch is either wholly stored or not at all.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -96,6 +97,40 @@ async def find_devices(
     return {row.unique_id: DeviceRef(uuid.UUID(int=row.id.int), row.disabled) for row in rows}
 
 
+class DeviceCache:
+    """Devices found recently, per organization, reused for ``ttl_s`` seconds (a disable or
+    a transfer is seen within that time). A device not found is looked up again every
+    time, so one registered a moment ago is found at once."""
+
+    def __init__(self, ttl_s: float, max_entries: int = 100_000) -> None:
+        self.ttl_s = ttl_s
+        self._max = max_entries
+        self._data: dict[tuple[uuid.UUID, str], tuple[float, DeviceRef]] = {}
+
+    async def find(
+        self, session: AsyncSession, org_id: uuid.UUID, unique_ids: set[str]
+    ) -> dict[str, DeviceRef]:
+        now = time.monotonic()
+        found: dict[str, DeviceRef] = {}
+        missing: set[str] = set()
+        for unique_id in unique_ids:
+            hit = self._data.get((org_id, unique_id))
+            if hit is not None and hit[0] > now:
+                found[unique_id] = hit[1]
+            else:
+                missing.add(unique_id)
+        if missing:
+            fetched = await find_devices(session, org_id, missing)
+            if self.ttl_s > 0:
+                if len(self._data) + len(fetched) > self._max:
+                    self._data.clear()
+                expires = now + self.ttl_s
+                for unique_id, device in fetched.items():
+                    self._data[(org_id, unique_id)] = (expires, device)
+            found.update(fetched)
+        return found
+
+
 async def load_policy(
     session: AsyncSession,
     org_id: uuid.UUID,
@@ -104,9 +139,10 @@ async def load_policy(
     *,
     filters: OrgFilters | None = None,
     window_cache: position_service.WindowCache | None = None,
+    device_cache: DeviceCache | None = None,
 ) -> FixPolicy:
-    """The rules the items are checked against; ``filters`` and ``window_cache`` let a
-    caller reuse what it already knows, anything not given is read now."""
+    """The rules the items are checked against; the caches and ``filters`` let a caller
+    reuse what it already knows, anything not given is read now."""
     if filters is None:
         filters = await load_org_filters(session, org_id)
     if window_cache is None:
@@ -119,7 +155,11 @@ async def load_policy(
         max_clock_skew_s=filters.max_clock_skew_s,
         max_speed_kmh=filters.max_speed_kmh,
         window=window,
-        devices=await find_devices(session, org_id, named_devices(items)),
+        devices=await (
+            device_cache.find(session, org_id, named_devices(items))
+            if device_cache is not None
+            else find_devices(session, org_id, named_devices(items))
+        ),
     )
 
 
