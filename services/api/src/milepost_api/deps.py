@@ -6,8 +6,10 @@ Role checks (``ManagerUser``, ``OwnerUser``) run before anything loads a resourc
 order of answers is 401 → 403 → 404.
 """
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated
 
 import httpx
@@ -36,6 +38,36 @@ TOKEN_URL = "/api/v1/auth/token"  # noqa: S105 - a path
 AUTHENTICATED = error_responses(Unauthorized, RateLimited, ValidationFailed)
 
 
+class TokenCache:
+    """Access token → resolved principal, for at most the principal cache's few seconds and
+    never past the token's expiry: the same guarantees as the resolver's own cache (a
+    deactivation or suspension is seen within ``principal_cache_s``), without verifying the
+    JWT's signature again on every request of a busy client."""
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self, ttl_s: float) -> None:
+        self.ttl_s = ttl_s
+        self._entries: dict[str, tuple[float, Principal]] = {}
+
+    def get(self, token: str) -> Principal | None:
+        hit = self._entries.get(token)
+        if hit is None or hit[0] < time.monotonic():
+            return None
+        return hit[1]
+
+    def put(self, token: str, principal: Principal) -> None:
+        if self.ttl_s <= 0 or principal.token_expires_at is None:
+            return
+        left = (principal.token_expires_at - datetime.now(UTC)).total_seconds()
+        ttl = min(self.ttl_s, left)
+        if ttl <= 0:
+            return
+        if len(self._entries) >= self.MAX_ENTRIES:
+            self._entries.clear()
+        self._entries[token] = (time.monotonic() + ttl, principal)
+
+
 @dataclass(frozen=True, slots=True)
 class ApiContext:
     """What the app builds once at start-up and every request shares."""
@@ -48,6 +80,7 @@ class ApiContext:
     login_throttle: LoginThrottle
     box: SecretBox
     http: httpx.AsyncClient
+    tokens: TokenCache
 
 
 async def start_context(app: FastAPI) -> None:
@@ -69,6 +102,7 @@ async def start_context(app: FastAPI) -> None:
         login_throttle=LoginThrottle(limiter, settings.auth.login_attempts_per_minute),
         box=SecretBox(secrets_key.get_secret_value()),
         http=httpx.AsyncClient(trust_env=False),
+        tokens=TokenCache(settings.auth.principal_cache_s),
     )
 
 
@@ -104,7 +138,10 @@ async def current_user(
     few seconds). Raises Unauthorized (401) and RateLimited (429, per user)."""
     if not token:
         raise Unauthorized()
-    principal = await ctx.resolver.from_access_token(session, token, Realm.API)
+    principal = ctx.tokens.get(token)
+    if principal is None:
+        principal = await ctx.resolver.from_access_token(session, token, Realm.API)
+        ctx.tokens.put(token, principal)
     principal = principal.with_request(ip, request_id_of(request.scope))
     structlog.contextvars.bind_contextvars(org_id=str(principal.org_id), user_id=str(principal.id))
     await ctx.limiter.enforce(ctx.settings.api.rate_limit, "api-user", str(principal.id))
