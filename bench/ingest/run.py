@@ -372,12 +372,15 @@ def running_stack() -> Target:
     from milepost_devstack.stack import Stack
 
     stack = Stack(StackConfig.from_environ())
+    # Before the credentials: reading them creates the state directory when there is none.
+    _wait_ready(f"{stack.gateway_url}/ingest/ready", timeout=5)
+    if not stack.config.secrets_file.exists():
+        raise SystemExit(f"bench-ingest: no {stack.config.secrets_file}: is `make up` running?")
     target = Target(
         "the running local stack (milepost-stack up)",
         stack.gateway_url,
         stack.database_url(stack.credentials()),
     )
-    _wait_ready(f"{target.base_url}/ingest/ready", timeout=5)
     target.notes.append(
         "The stack's worker processes the pushed batches while the benchmark runs and competes "
         "for the same cores."
