@@ -8,13 +8,15 @@ import httpx
 import pytest
 from admin_support import Staff
 
+# A fixed unknown id: parametrized test ids must be the same in every xdist worker.
+MISSING = uuid.UUID("00000000-0000-4000-8000-00000000beef")
 WRITES = [
     ("POST", "/admin/v1/organizations", {"name": "Acme"}),
-    ("POST", f"/admin/v1/organizations/{uuid.uuid4()}/suspend", None),
-    ("POST", f"/admin/v1/organizations/{uuid.uuid4()}/api-keys", {"name": "k"}),
-    ("POST", f"/admin/v1/api-keys/{uuid.uuid4()}/revoke", None),
-    ("POST", f"/admin/v1/ingest-batches/{uuid.uuid4()}/replay", None),
-    ("POST", f"/admin/v1/webhook-deliveries/{uuid.uuid4()}/retry", None),
+    ("POST", f"/admin/v1/organizations/{MISSING}/suspend", None),
+    ("POST", f"/admin/v1/organizations/{MISSING}/api-keys", {"name": "k"}),
+    ("POST", f"/admin/v1/api-keys/{MISSING}/revoke", None),
+    ("POST", f"/admin/v1/ingest-batches/{MISSING}/replay", None),
+    ("POST", f"/admin/v1/webhook-deliveries/{MISSING}/retry", None),
 ]
 READS = [
     "/admin/v1/organizations",
