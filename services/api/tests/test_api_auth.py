@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -264,3 +265,22 @@ class TestAccessTokens:
         assert user_row is not None
         response = await client.get("/api/v1/me", headers=bearer(user, realm=Realm.ADMIN))
         assert response.status_code == 401
+
+
+class TestPerUserRateLimit:
+    async def test_over_the_limit_is_429_per_user(
+        self, client: httpx.AsyncClient, api_app: Any, team: Team, bearer: Bearer
+    ) -> None:
+        settings = api_app.state.ctx.settings.api
+        original = settings.rate_limit
+        settings.rate_limit = "3/minute"
+        try:
+            viewer = [
+                (await client.get("/api/v1/vehicles", headers=bearer(team.viewer))).status_code
+                for _ in range(4)
+            ]
+            owner = await client.get("/api/v1/vehicles", headers=bearer(team.owner))
+        finally:
+            settings.rate_limit = original
+        assert viewer == [200, 200, 200, 429]
+        assert owner.status_code == 200
