@@ -81,6 +81,18 @@ async def get_device(session: AsyncSession, actor: Principal, device_id: uuid.UU
     return device
 
 
+async def owned_device_ids(
+    session: AsyncSession, actor: Principal, device_ids: set[uuid.UUID]
+) -> set[uuid.UUID]:
+    """The subset of ``device_ids`` that belongs to the actor's organization."""
+    if not device_ids:
+        return set()
+    query = sa_select(col(Device.id)).where(
+        col(Device.org_id) == actor.require_org(), col(Device.id).in_(device_ids)
+    )
+    return set((await session.scalars(query)).all())
+
+
 async def get_vehicle(session: AsyncSession, actor: Principal, device_id: uuid.UUID) -> VehicleRead:
     """Raises DeviceNotFound when missing or of another organization."""
     device = await get_device(session, actor, device_id)
