@@ -36,5 +36,7 @@ def jsonb_field(default_factory: Any = dict, *, nullable: bool = False) -> Any:
     empty = "'[]'::jsonb" if default_factory is list else "'{}'::jsonb"
     return Field(
         default_factory=default_factory,
-        sa_column=Column(JSONB, nullable=nullable, server_default=None if nullable else text(empty)),
+        sa_column=Column(
+            JSONB, nullable=nullable, server_default=None if nullable else text(empty)
+        ),
     )

@@ -57,6 +57,7 @@ class Alert(SQLModel, table=True):
     lon: float | None = None
     details: dict[str, Any] = jsonb_field()
     acknowledged_at: datetime | None = tz_field()
-    acknowledged_by: uuid.UUID | None = Field(default=None, foreign_key="users.id",
-                                              ondelete="SET NULL")
+    acknowledged_by: uuid.UUID | None = Field(
+        default=None, foreign_key="users.id", ondelete="SET NULL"
+    )
     created_at: datetime = tz_field(nullable=False, default_now=True)

@@ -22,8 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel, col, select
 
 from milepost_common.domain.alerts.models import Alert, AlertRule
-from milepost_common.domain.audit import service as audit
 from milepost_common.domain.api_keys.models import ApiKey
+from milepost_common.domain.audit import service as audit
 from milepost_common.domain.devices.models import Device
 from milepost_common.domain.geofences.models import Geofence
 from milepost_common.domain.ingest_batches.models import IngestBatch

@@ -42,8 +42,11 @@ class WebhookDelivery(SQLModel, table=True):
     __tablename__ = "webhook_deliveries"
     __table_args__ = (
         UniqueConstraint("endpoint_id", "event_id", name="uq_webhook_deliveries_endpoint_event"),
-        Index("ix_webhook_deliveries_due", "next_attempt_at",
-              postgresql_where=text("status = 'pending'")),
+        Index(
+            "ix_webhook_deliveries_due",
+            "next_attempt_at",
+            postgresql_where=text("status = 'pending'"),
+        ),
         Index("ix_webhook_deliveries_org_created", "org_id", "created_at"),
     )
 
