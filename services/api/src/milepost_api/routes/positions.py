@@ -11,8 +11,7 @@ import orjson
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from milepost_api import geojson
-from milepost_api.cache import cache_get, cache_set
+from milepost_api import cache, geojson
 from milepost_api.deps import AUTHENTICATED, ContextDep, CurrentUser, WindowDep, page_params
 from milepost_api.http_cache import HISTORY, LIVE, cache_control
 from milepost_common.domain import paging
@@ -87,12 +86,17 @@ async def list_latest_positions(
 ) -> Response:
     """One item per vehicle with a fix, ascending by `fix_time`; never paged
     (`next_cursor` is null)."""
-    key = latest_positions_key(user.require_org())
-    cached: bytes | None = await cache_get(redis, key)
-    if cached is None:
+
+    async def compute() -> bytes:
         rows = await position_queries.list_latest_positions(session, user)
-        cached = geojson.dumps(geojson.latest_items(rows))
-        await cache_set(redis, key, cached, ctx.settings.api.latest_positions_cache_s)
+        return geojson.dumps(geojson.latest_items(rows))
+
+    cached = await cache.cached(
+        redis,
+        latest_positions_key(user.require_org()),
+        ctx.settings.api.latest_positions_cache_s,
+        compute,
+    )
     if geojson.wants_geojson(request.headers):
         return Response(
             geojson.feature_collection(orjson.loads(cached), None), media_type=geojson.GEOJSON

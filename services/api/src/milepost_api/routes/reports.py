@@ -16,7 +16,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import AwareDatetime, Field
 
-from milepost_api.cache import cache_get, cache_set
+from milepost_api import cache
 from milepost_api.deps import AUTHENTICATED, ContextDep, CurrentUser
 from milepost_api.http_cache import HISTORY, cache_control
 from milepost_common.db import Database, unit_of_work
@@ -76,19 +76,19 @@ async def summarize(
 ) -> Response:
     """Distance, driving time, idle time, stops, max speed and alerts per vehicle and day,
     days cut in the organization's time zone; vehicles without activity are left out."""
-    key = _cache_key(user, start, end, vehicle_id, group_by)
-    body = await cache_get(redis, key)
-    if body is None:
+
+    async def compute() -> bytes:
         report = await report_service.summarize(
-            session,
-            user,
-            start,
-            end,
-            vehicle_id=vehicle_id,
-            group_by=group_by,
+            session, user, start, end, vehicle_id=vehicle_id, group_by=group_by
         )
-        body = report.model_dump_json(by_alias=True).encode()
-        await cache_set(redis, key, body, ctx.settings.api.summary_cache_s)
+        return report.model_dump_json(by_alias=True).encode()
+
+    body = await cache.cached(
+        redis,
+        _cache_key(user, start, end, vehicle_id, group_by),
+        ctx.settings.api.summary_cache_s,
+        compute,
+    )
     return Response(body, media_type="application/json")
 
 
