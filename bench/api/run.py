@@ -473,16 +473,17 @@ def report(
         " after the first request; the positions read hits Postgres on every request (a random"
         " vehicle's first page, keyset on the primary key across the daily partitions).",
         "",
-        "Where the time goes (measured apart from this run, same machine): the history query"
-        " itself, sent with asyncpg from 16 tasks over a 10-connection pool, sustains about"
-        " 840 queries/s with Postgres' default plan choice and takes 0.5 ms once generic plans"
-        " are forced (as the api now does), so Postgres is not the limit; `/api/health`"
-        " through the same app and middlewares answers about 3,500 req/s. The rest is"
-        " per-request work in the single Python process, which shares the two cores with Postgres, Redis and wrk: the request's"
-        " session (pool checkout with pre-ping, commit, close), the per-user rate limit (two"
-        " Redis round trips through `limits`), the principal, the access-log line, the ETag over"
-        " the body, and JSON for 100 fixes. The large gap to the bare endpoint is that work, not"
-        " the database; see the closing note of issue 5 for what was done and what is left.",
+        "Where the time goes (measured apart from this run, same machine): the history query "
+        "itself, sent with asyncpg from 16 tasks over a 10-connection pool, sustains about "
+        "840 queries/s with Postgres' default plan choice and takes 0.5 ms once generic plans"
+        " are forced (as the api now does), so Postgres is not the limit; `/api/health` "
+        "through the same app and middlewares answers about 3,500 req/s. The rest is per-"
+        "request work in the single Python process, which shares the two cores with Postgres,"
+        " Redis and wrk: the request's session (pool checkout with pre-ping, commit, close), "
+        "the per-user rate limit (two Redis round trips through `limits`), the principal, the"
+        " access-log line, the ETag over the body, and JSON for 100 fixes. The large gap to "
+        "the bare endpoint is that work, not the database; see the closing note of issue 5 "
+        "for what was done and what is left.",
         "",
     ]
     text = "\n".join(lines)
