@@ -39,7 +39,7 @@ def create_database(settings: DbSettings, *, application_name: str = "milepost")
         pool_size=settings.pool_size,
         max_overflow=settings.max_overflow,
         pool_timeout=settings.pool_timeout_s,
-        pool_pre_ping=True,
+        pool_pre_ping=settings.pool_pre_ping,
         echo=settings.echo,
         connect_args={"timeout": settings.connect_timeout_s, "server_settings": server_settings},
     )

@@ -36,6 +36,11 @@ class DbSettings(BaseModel):
     statement_timeout_ms: int = Field(30_000, ge=0, description="0 disables the limit.")
     connect_timeout_s: float = Field(5.0, gt=0)
     echo: bool = False
+    pool_pre_ping: bool = Field(
+        True,
+        description="Test each pooled connection with a round trip before use. Off only where "
+        "a dead connection already answers a retryable error (ingest's 503).",
+    )
 
     @field_validator("url")
     @classmethod
