@@ -137,7 +137,6 @@ class CommonSettings(BaseSettings):
     redis: RedisSettings = RedisSettings()
     celery: CelerySettings = CelerySettings()
     auth: AuthSettings = AuthSettings()
-    otel_endpoint: str | None = Field(None, description="OTLP endpoint; tracing off when unset.")
 
     @model_validator(mode="before")
     @classmethod
