@@ -18,8 +18,7 @@ async def limiter(settings_factory, redis) -> AsyncIterator[RateLimiter]:
 async def test_over_the_limit_is_429_with_headers(limiter: RateLimiter) -> None:
     who = uuid.uuid4().hex
     for _ in range(3):
-        verdict = await limiter.enforce("3/minute", "test", who)
-        assert verdict is not None
+        assert await limiter.enforce("3/minute", "test", who)
     with pytest.raises(RateLimited) as info:
         await limiter.enforce("3/minute", "test", who)
     assert info.value.status_code == 429
@@ -30,7 +29,7 @@ async def test_over_the_limit_is_429_with_headers(limiter: RateLimiter) -> None:
 async def test_fails_open_when_redis_is_down() -> None:
     limiter = RateLimiter("redis://127.0.0.1:1/0")
     for _ in range(5):
-        assert await limiter.enforce("1/minute", "test", "anyone") is None
+        assert not await limiter.enforce("1/minute", "test", "anyone")
     await limiter.aclose()
 
 

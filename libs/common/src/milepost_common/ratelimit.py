@@ -6,6 +6,7 @@ request goes through and a warning is logged.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 
@@ -21,8 +22,9 @@ log = get_logger("milepost.ratelimit")
 
 
 @dataclass(frozen=True, slots=True)
-class Verdict:
-    allowed: bool
+class Window:
+    """Where a refused caller stands in the current window (for the 429's headers)."""
+
     limit: int
     remaining: int
     reset_after_s: int
@@ -52,24 +54,22 @@ class RateLimiter:
         """Close the Redis connections (at shutdown)."""
         await self._pool.aclose()
 
-    async def hit(self, rate: str | RateLimitItem, *identifiers: str) -> Verdict | None:
-        """Count one hit; None when Redis could not answer (fail open)."""
+    async def enforce(self, rate: str | RateLimitItem, *identifiers: str) -> bool:
+        """Count one hit: True when counted, False when Redis could not answer (fail open).
+
+        Raises RateLimited (429 with Retry-After and RateLimit-* headers) when over the limit.
+        An allowed hit costs one Redis round trip; the window's figures are read only for a 429.
+        """
         item = parse(rate) if isinstance(rate, str) else rate
         try:
-            allowed = await self._limiter.hit(item, *identifiers)
+            if await self._limiter.hit(item, *identifiers):
+                return True
             stats = await self._limiter.get_window_stats(item, *identifiers)
         except Exception as exc:  # noqa: BLE001 - any storage failure fails open
             log.warning("rate_limit_unavailable", error=type(exc).__name__)
-            return None
-        reset = max(1, int(stats.reset_time - time.time()))
-        return Verdict(allowed, item.amount, stats.remaining, reset)
-
-    async def enforce(self, rate: str | RateLimitItem, *identifiers: str) -> Verdict | None:
-        """Raises RateLimited (429 with Retry-After and RateLimit-* headers) when over."""
-        verdict = await self.hit(rate, *identifiers)
-        if verdict is not None and not verdict.allowed:
-            raise RateLimited(verdict.reset_after_s, headers=verdict.headers())
-        return verdict
+            return False
+        window = Window(item.amount, stats.remaining, max(1, int(stats.reset_time - time.time())))
+        raise RateLimited(window.reset_after_s, headers=window.headers())
 
     async def test(self, rate: str | RateLimitItem, *identifiers: str) -> bool:
         """Whether one more hit would be allowed, without counting it (raises if Redis is down)."""
@@ -105,5 +105,9 @@ class LoginThrottle:
                 raise RateLimited(60, "Too many failed login attempts; try again later.")
 
     async def failed(self, email: str, ip: str) -> None:
-        await self._limiter.hit(self._per_email, "login-email", email.lower())
-        await self._limiter.hit(self._per_ip, "login-ip", ip)
+        for item, key in (
+            (self._per_email, ("login-email", email.lower())),
+            (self._per_ip, ("login-ip", ip)),
+        ):
+            with contextlib.suppress(RateLimited):
+                await self._limiter.enforce(item, *key)
