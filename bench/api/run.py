@@ -480,7 +480,7 @@ def report(
         "through the same app and middlewares answers about 3,500 req/s. The rest is per-"
         "request work in the single Python process, which shares the two cores with Postgres,"
         " Redis and wrk: the request's session (pool checkout with pre-ping, commit, close), "
-        "the per-user rate limit (two Redis round trips through `limits`), the principal, the"
+        "the per-user rate limit (one Redis round trip through `limits`), the principal, the"
         " access-log line, the ETag over the body, and JSON for 100 fixes. The large gap to "
         "the bare endpoint is that work, not the database; see the closing note of issue 5 "
         "for what was done and what is left.",
