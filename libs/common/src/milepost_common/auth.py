@@ -60,9 +60,6 @@ class PasswordHasher:
                 and password_hash is not None
             )
 
-    def hash_blocking(self, password: str) -> str:
-        return self._hash.hash(password)
-
 
 def new_secret(prefix: str, nbytes: int = 32) -> str:
     """A random credential like ``mp_live_3kX…``: the prefix tells what it is when leaked."""

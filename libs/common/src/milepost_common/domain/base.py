@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Column, DateTime, text
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlmodel import Field
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import Field, SQLModel, col, select
+
+from milepost_common.errors import AppError
+
+ModelT = TypeVar("ModelT", bound=SQLModel)
 
 
 def utcnow() -> datetime:
@@ -40,3 +45,21 @@ def jsonb_field(default_factory: Any = dict, *, nullable: bool = False) -> Any:
             JSONB, nullable=nullable, server_default=None if nullable else text(empty)
         ),
     )
+
+
+async def get_by_id(
+    session: AsyncSession,
+    model: type[ModelT],
+    row_id: uuid.UUID,
+    not_found: type[AppError],
+    *,
+    for_update: bool = False,
+) -> ModelT:
+    """The row with this id (any organization), locked when asked. Raises ``not_found``."""
+    query = select(model).where(col(model.id) == row_id)  # type: ignore[attr-defined]
+    if for_update:
+        query = query.with_for_update()
+    row = (await session.scalars(query)).first()
+    if row is None:
+        raise not_found()
+    return row

@@ -88,9 +88,6 @@ class _TtlCache:
             self._data.clear()
         self._data[key] = (time.monotonic() + self.ttl_s, value)
 
-    def clear(self) -> None:
-        self._data.clear()
-
 
 class PrincipalResolver:
     """Resolves bearer tokens and API keys; one instance per app process."""
@@ -99,9 +96,6 @@ class PrincipalResolver:
         self.codec = codec
         self.pepper = api_key_pepper
         self._cache = _TtlCache(cache_ttl_s)
-
-    def clear_cache(self) -> None:
-        self._cache.clear()
 
     async def from_access_token(self, session: AsyncSession, token: str, realm: Realm) -> Principal:
         """Raises Unauthorized for a bad token, an inactive user or a suspended organization."""

@@ -7,7 +7,7 @@ per dependency per request for what is an attribute read.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Request
 from redis.asyncio import Redis
@@ -69,7 +69,3 @@ RedisDep = Annotated[Redis, Depends(get_redis)]
 SettingsDep = Annotated[CommonSettings, Depends(get_settings_dep)]
 PublisherDep = Annotated[Publisher, Depends(get_publisher)]
 ClientIpDep = Annotated[str, Depends(client_ip)]
-
-
-def state(request: Request, name: str) -> Any:
-    return getattr(request.app.state, name)

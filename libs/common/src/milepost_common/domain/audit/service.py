@@ -75,23 +75,6 @@ async def record(
     return entry
 
 
-async def list_entries(
-    session: AsyncSession,
-    *,
-    org_id: uuid.UUID | None = None,
-    action: str | None = None,
-    limit: int = 100,
-) -> list[AuditEntry]:
-    query = (
-        select(AuditEntry).order_by(col(AuditEntry.occurred_at), col(AuditEntry.id)).limit(limit)
-    )
-    if org_id is not None:
-        query = query.where(AuditEntry.org_id == org_id)
-    if action is not None:
-        query = query.where(AuditEntry.action == action)
-    return list((await session.scalars(query)).all())
-
-
 async def list_audit_entries(
     session: AsyncSession, filters: AuditFilters
 ) -> paging.PageResult[AuditEntry]:
@@ -112,10 +95,9 @@ async def list_audit_entries(
         query = query.where(AuditEntry.target_type == filters.target_type)
     if filters.target_id:
         query = query.where(AuditEntry.target_id == filters.target_id)
-    if filters.from_ is not None:
-        query = query.where(col(AuditEntry.occurred_at) >= filters.from_)
-    if filters.to is not None:
-        query = query.where(col(AuditEntry.occurred_at) < filters.to)
+    query = paging.time_window(
+        query, col(AuditEntry.occurred_at), paging.Window(filters.from_, filters.to)
+    )
     paged = paging.keyset(
         query,
         col(AuditEntry.occurred_at),

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from milepost_common.domain import paging
+from milepost_common.domain.base import get_by_id
 from milepost_common.domain.ingest_batches.admin_schemas import BatchFilters, BatchSort
 from milepost_common.domain.ingest_batches.errors import BatchNotFound
 from milepost_common.domain.ingest_batches.models import BatchStatus, IngestBatch
@@ -20,13 +21,7 @@ async def get_batch(
     session: AsyncSession, batch_id: uuid.UUID, *, for_update: bool = False
 ) -> IngestBatch:
     """A batch of any organization. Raises BatchNotFound."""
-    query = select(IngestBatch).where(IngestBatch.id == batch_id)
-    if for_update:
-        query = query.with_for_update()
-    batch = (await session.scalars(query)).first()
-    if batch is None:
-        raise BatchNotFound()
-    return batch
+    return await get_by_id(session, IngestBatch, batch_id, BatchNotFound, for_update=for_update)
 
 
 async def list_batches(
@@ -38,10 +33,9 @@ async def list_batches(
         query = query.where(IngestBatch.org_id == filters.org_id)
     if filters.status is not None:
         query = query.where(IngestBatch.status == filters.status)
-    if filters.from_ is not None:
-        query = query.where(col(IngestBatch.received_at) >= filters.from_)
-    if filters.to is not None:
-        query = query.where(col(IngestBatch.received_at) < filters.to)
+    query = paging.time_window(
+        query, col(IngestBatch.received_at), paging.Window(filters.from_, filters.to)
+    )
     if filters.has_rejected is not None:
         rejected = col(IngestBatch.rejected)
         query = query.where(rejected > 0 if filters.has_rejected else rejected == 0)

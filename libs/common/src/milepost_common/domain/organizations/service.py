@@ -18,6 +18,7 @@ from sqlmodel import col, select
 from milepost_common.domain import paging
 from milepost_common.domain.audit import service as audit
 from milepost_common.domain.audit.models import AuditEntry
+from milepost_common.domain.base import get_by_id
 from milepost_common.domain.devices import admin_service as device_admin
 from milepost_common.domain.devices.models import Device
 from milepost_common.domain.organizations.errors import (
@@ -65,13 +66,9 @@ async def get_organization(
     session: AsyncSession, org_id: uuid.UUID, *, for_update: bool = False
 ) -> Organization:
     """Raises OrganizationNotFound."""
-    query = select(Organization).where(Organization.id == org_id)
-    if for_update:
-        query = query.with_for_update()
-    org = (await session.scalars(query)).first()
-    if org is None:
-        raise OrganizationNotFound()
-    return org
+    return await get_by_id(
+        session, Organization, org_id, OrganizationNotFound, for_update=for_update
+    )
 
 
 async def list_organizations(

@@ -15,6 +15,7 @@ from sqlmodel import col, select
 
 from milepost_common.domain import paging
 from milepost_common.domain.audit import service as audit
+from milepost_common.domain.base import get_by_id
 from milepost_common.domain.principals import Principal
 from milepost_common.domain.webhooks.admin_schemas import DeliveryFilters, DeliverySort
 from milepost_common.domain.webhooks.models import DeliveryStatus, WebhookDelivery
@@ -33,13 +34,9 @@ async def get_delivery(
     session: AsyncSession, delivery_id: uuid.UUID, *, for_update: bool = False
 ) -> WebhookDelivery:
     """Raises DeliveryNotFound."""
-    query = select(WebhookDelivery).where(WebhookDelivery.id == delivery_id)
-    if for_update:
-        query = query.with_for_update()
-    delivery = (await session.scalars(query)).first()
-    if delivery is None:
-        raise DeliveryNotFound()
-    return delivery
+    return await get_by_id(
+        session, WebhookDelivery, delivery_id, DeliveryNotFound, for_update=for_update
+    )
 
 
 async def list_deliveries(
@@ -55,10 +52,9 @@ async def list_deliveries(
         query = query.where(WebhookDelivery.status == filters.status)
     if filters.event_type:
         query = query.where(WebhookDelivery.event_type == filters.event_type)
-    if filters.from_ is not None:
-        query = query.where(col(WebhookDelivery.created_at) >= filters.from_)
-    if filters.to is not None:
-        query = query.where(col(WebhookDelivery.created_at) < filters.to)
+    query = paging.time_window(
+        query, col(WebhookDelivery.created_at), paging.Window(filters.from_, filters.to)
+    )
     paged = paging.keyset(
         query,
         col(WebhookDelivery.created_at),
