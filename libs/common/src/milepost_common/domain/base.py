@@ -53,10 +53,14 @@ async def get_by_id(
     row_id: uuid.UUID,
     not_found: type[AppError],
     *,
+    org_id: uuid.UUID | None = None,
     for_update: bool = False,
 ) -> ModelT:
-    """The row with this id (any organization), locked when asked. Raises ``not_found``."""
+    """The row with this id, of ``org_id`` when given (another organization's row is
+    missing, like an absent one), locked when asked. Raises ``not_found``."""
     query = select(model).where(col(model.id) == row_id)  # type: ignore[attr-defined]
+    if org_id is not None:
+        query = query.where(col(model.org_id) == org_id)  # type: ignore[attr-defined]
     if for_update:
         query = query.with_for_update()
     row = (await session.scalars(query)).first()

@@ -14,8 +14,11 @@ from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ColumnElement, Select
+from sqlmodel import col, select
 
+from milepost_common.domain.base import ModelT
 from milepost_common.errors import ValidationFailed
 from milepost_common.pagination import cursor_time, decode_cursor, encode_cursor
 
@@ -112,6 +115,24 @@ def keyset(
     else:
         query = query.order_by(key.asc(), id_column.asc())
     return query.limit(limit + 1)
+
+
+async def org_page(
+    session: AsyncSession, model: type[ModelT], org_id: uuid.UUID, page: PageRequest
+) -> PageResult[ModelT]:
+    """One organization's rows by the page's allow-listed sort (default ``created_at``)."""
+    sort = page.sort or Sort("created_at")
+    query = keyset(
+        select(model).where(col(model.org_id) == org_id),  # type: ignore[attr-defined]
+        col(getattr(model, sort.field)),
+        col(model.id),  # type: ignore[attr-defined]
+        limit=page.limit,
+        cursor=page.cursor,
+        descending=sort.descending,
+        key_is_time=sort.field.endswith("_at"),  # the house naming of times
+    )
+    rows = list((await session.scalars(query)).all())
+    return page_of(rows, page.limit, lambda r: (getattr(r, sort.field), r.id))  # type: ignore[attr-defined]
 
 
 def page_of(

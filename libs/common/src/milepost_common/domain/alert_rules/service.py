@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import func
 from sqlalchemy import select as sa_select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col, select
+from sqlmodel import col
 
 from milepost_common.domain import paging
 from milepost_common.domain.alert_rules.schemas import (
@@ -24,6 +24,7 @@ from milepost_common.domain.alert_rules.schemas import (
 )
 from milepost_common.domain.alerts.models import AlertRule, AlertType
 from milepost_common.domain.audit import service as audit
+from milepost_common.domain.base import get_by_id
 from milepost_common.domain.devices.errors import DeviceNotFound
 from milepost_common.domain.devices.models import Device
 from milepost_common.domain.geofences import service as geofence_service
@@ -89,30 +90,15 @@ async def create_alert_rule(
 
 async def get_alert_rule(session: AsyncSession, actor: Principal, rule_id: uuid.UUID) -> AlertRule:
     """Raises AlertRuleNotFound when missing or of another organization."""
-    query = select(AlertRule).where(
-        AlertRule.id == rule_id, AlertRule.org_id == actor.require_org()
+    return await get_by_id(
+        session, AlertRule, rule_id, AlertRuleNotFound, org_id=actor.require_org()
     )
-    rule = (await session.scalars(query)).first()
-    if rule is None:
-        raise AlertRuleNotFound()
-    return rule
 
 
 async def list_alert_rules(
     session: AsyncSession, actor: Principal, page: paging.PageRequest
 ) -> paging.PageResult[AlertRule]:
-    sort = page.sort or paging.Sort("created_at")
-    query = paging.keyset(
-        select(AlertRule).where(AlertRule.org_id == actor.require_org()),
-        col(getattr(AlertRule, sort.field)),
-        col(AlertRule.id),
-        limit=page.limit,
-        cursor=page.cursor,
-        descending=sort.descending,
-        key_is_time=sort.field == "created_at",
-    )
-    rows = list((await session.scalars(query)).all())
-    return paging.page_of(rows, page.limit, lambda r: (getattr(r, sort.field), r.id))
+    return await paging.org_page(session, AlertRule, actor.require_org(), page)
 
 
 async def update_alert_rule(

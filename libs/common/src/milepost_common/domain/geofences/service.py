@@ -9,11 +9,12 @@ from typing import Any
 from sqlalchemy import func
 from sqlalchemy import select as sa_select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col, select
+from sqlmodel import col
 
 from milepost_common.domain import paging
 from milepost_common.domain.alerts.models import AlertRule
 from milepost_common.domain.audit import service as audit
+from milepost_common.domain.base import get_by_id
 from milepost_common.domain.geofences.models import Geofence
 from milepost_common.domain.geofences.schemas import GeofenceCreate, GeofenceUpdate
 from milepost_common.domain.principals import Principal
@@ -53,31 +54,16 @@ async def create_geofence(
 
 async def get_geofence(session: AsyncSession, actor: Principal, geofence_id: uuid.UUID) -> Geofence:
     """Raises GeofenceNotFound when missing or of another organization."""
-    query = select(Geofence).where(
-        Geofence.id == geofence_id, Geofence.org_id == actor.require_org()
+    return await get_by_id(
+        session, Geofence, geofence_id, GeofenceNotFound, org_id=actor.require_org()
     )
-    geofence = (await session.scalars(query)).first()
-    if geofence is None:
-        raise GeofenceNotFound()
-    return geofence
 
 
 async def list_geofences(
     session: AsyncSession, actor: Principal, page: paging.PageRequest
 ) -> paging.PageResult[Geofence]:
     """A keyset page by ``created_at`` (or ``name``)."""
-    sort = page.sort or paging.Sort("created_at")
-    query = paging.keyset(
-        select(Geofence).where(Geofence.org_id == actor.require_org()),
-        col(getattr(Geofence, sort.field)),
-        col(Geofence.id),
-        limit=page.limit,
-        cursor=page.cursor,
-        descending=sort.descending,
-        key_is_time=sort.field == "created_at",
-    )
-    rows = list((await session.scalars(query)).all())
-    return paging.page_of(rows, page.limit, lambda g: (getattr(g, sort.field), g.id))
+    return await paging.org_page(session, Geofence, actor.require_org(), page)
 
 
 async def update_geofence(

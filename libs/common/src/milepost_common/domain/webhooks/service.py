@@ -28,6 +28,7 @@ from milepost_common.auth import new_secret
 from milepost_common.crypto import SecretBox
 from milepost_common.domain import paging
 from milepost_common.domain.audit import service as audit
+from milepost_common.domain.base import get_by_id
 from milepost_common.domain.principals import Principal
 from milepost_common.domain.webhooks import signing
 from milepost_common.domain.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
@@ -85,29 +86,15 @@ async def get_webhook(
     session: AsyncSession, actor: Principal, endpoint_id: uuid.UUID
 ) -> WebhookEndpoint:
     """Raises WebhookNotFound when missing or of another organization."""
-    query = select(WebhookEndpoint).where(
-        WebhookEndpoint.id == endpoint_id, WebhookEndpoint.org_id == actor.require_org()
+    return await get_by_id(
+        session, WebhookEndpoint, endpoint_id, WebhookNotFound, org_id=actor.require_org()
     )
-    endpoint = (await session.scalars(query)).first()
-    if endpoint is None:
-        raise WebhookNotFound()
-    return endpoint
 
 
 async def list_webhooks(
     session: AsyncSession, actor: Principal, page: paging.PageRequest
 ) -> paging.PageResult[WebhookEndpoint]:
-    descending = page.sort is not None and page.sort.descending
-    query = paging.keyset(
-        select(WebhookEndpoint).where(WebhookEndpoint.org_id == actor.require_org()),
-        col(WebhookEndpoint.created_at),
-        col(WebhookEndpoint.id),
-        limit=page.limit,
-        cursor=page.cursor,
-        descending=descending,
-    )
-    rows = list((await session.scalars(query)).all())
-    return paging.page_of(rows, page.limit, lambda e: (e.created_at, e.id))
+    return await paging.org_page(session, WebhookEndpoint, actor.require_org(), page)
 
 
 async def update_webhook(
