@@ -86,16 +86,19 @@ async def filters_of(
     store: StoreDep,
     console: Console,
     model: type[FiltersT],
+    *,
+    default_sort: str | None = None,
     **fixed: Any,
 ) -> FiltersT:
-    """The page's filters from the query string; bad values are dropped with a notice."""
-    raw = {k: v for k, v in request.query_params.items() if v != ""}
-    raw.setdefault("limit", str(PAGE_SIZE))
+    """The page's filters from the query string (sorted by ``default_sort`` unless the user
+    chose); bad values are dropped with a notice."""
+    defaults = {"limit": str(PAGE_SIZE), **({"sort": default_sort} if default_sort else {})}
+    raw = {**defaults, **{k: v for k, v in request.query_params.items() if v != ""}}
     try:
         return model.model_validate({**raw, **fixed})
     except ValidationError as exc:
         await flash(store, console, "error", f"Filter ignored — {_problem(exc)}")
-        return model.model_validate({"limit": PAGE_SIZE, **fixed})
+        return model.model_validate({**defaults, **fixed})
 
 
 def form_model(model: type[FiltersT], data: dict[str, Any]) -> FiltersT:
@@ -148,9 +151,9 @@ async def dashboard(
 async def organizations_page(
     request: Request, console: ConsoleDep, store: StoreDep, session: SessionDep
 ) -> HTMLResponse:
-    filters = await filters_of(request, store, console, OrganizationFilters)
-    if "sort" not in request.query_params:
-        filters = filters.model_copy(update={"sort": "-created_at"})
+    filters = await filters_of(
+        request, store, console, OrganizationFilters, default_sort="-created_at"
+    )
     result = await org_service.list_organizations(session, filters)
     return await page(
         request,
@@ -714,9 +717,7 @@ async def api_key_rotate(
 async def batches_page(
     request: Request, console: ConsoleDep, store: StoreDep, session: SessionDep
 ) -> HTMLResponse:
-    filters = await filters_of(request, store, console, BatchFilters)
-    if "sort" not in request.query_params:
-        filters = filters.model_copy(update={"sort": "-received_at"})
+    filters = await filters_of(request, store, console, BatchFilters, default_sort="-received_at")
     result = await batch_queries.list_batches(session, filters)
     return await page(
         request,
@@ -805,9 +806,7 @@ async def batches_replay_failed(
 async def deliveries_page(
     request: Request, console: ConsoleDep, store: StoreDep, session: SessionDep
 ) -> HTMLResponse:
-    filters = await filters_of(request, store, console, DeliveryFilters)
-    if "sort" not in request.query_params:
-        filters = filters.model_copy(update={"sort": "-created_at"})
+    filters = await filters_of(request, store, console, DeliveryFilters, default_sort="-created_at")
     result = await webhook_admin.list_deliveries(session, filters)
     return await page(
         request,
@@ -860,9 +859,7 @@ async def delivery_retry(
 async def audit_page(
     request: Request, console: ConsoleDep, store: StoreDep, session: SessionDep
 ) -> HTMLResponse:
-    filters = await filters_of(request, store, console, AuditFilters)
-    if "sort" not in request.query_params:
-        filters = filters.model_copy(update={"sort": "-occurred_at"})
+    filters = await filters_of(request, store, console, AuditFilters, default_sort="-occurred_at")
     result = await audit.list_audit_entries(session, filters)
     return await page(
         request,
