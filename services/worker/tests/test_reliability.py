@@ -184,7 +184,10 @@ class TestRedisRestarted:
             with contextlib.suppress(Exception):  # like ingest: left queued for the reconciler
                 stack.send(names.INGEST_BATCHES_PROCESS, str(batch_id))
             await asyncio.sleep(0.02)
-        await reconcile_until_processed(stack, batch_ids, timeout_s=90)
+        try:
+            await reconcile_until_processed(stack, batch_ids, timeout_s=90)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; worker log:\n{worker.log_tail()}") from None
         async with unit_of_work(stack.db) as session:
             for device in devices:
                 assert await rows(session, device) == expected(drives[device.id], rule)
