@@ -26,6 +26,7 @@ import platform
 import random
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -41,6 +42,7 @@ import httpx
 from sqlalchemy import make_url
 
 from milepost_common.auth import Realm, TokenCodec
+from milepost_common.domain.positions import queries as position_queries
 from milepost_common.migrate import migrate
 from milepost_common.settings import AuthSettings
 from milepost_common.testing import services
@@ -48,6 +50,9 @@ from milepost_common.testing import services
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 TARGET_RATIO = 0.4
+BARE = "bare FastAPI constant"
+POSITIONS = "positions (limit=100)"
+HEALTH = "api /health (no auth, no database)"
 JWT_KEYS = '{"bench": "milepost-bench-signing-key-000000000000000000"}'
 
 
@@ -62,6 +67,33 @@ class Measure:
     p50_ms: float
     p99_ms: float
     errors: int
+    # CPU per request of the serving process and of all Postgres processes (µs; NaN: n/a).
+    app_cpu_us: float = float("nan")
+    db_cpu_us: float = float("nan")
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def _postgres_cpu_s() -> float:
+    """CPU seconds of every running Postgres process (server and backends) on this host."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if stat.read_text().split(" ", 2)[1] == "(postgres)":
+                total += _cpu_s(int(stat.parent.name))
+        except OSError:
+            continue
+    return total
 
 
 def _libpq(url: str) -> str:
@@ -110,6 +142,7 @@ async def _admin(url: str, statement: str) -> None:
 
 @dataclass
 class Seeded:
+    org_id: uuid.UUID
     owner_id: uuid.UUID
     vehicle_ids: list[uuid.UUID]
     positions: int
@@ -250,7 +283,7 @@ async def seed(url: str, vehicles: int, days: int, interval_min: int) -> Seeded:
             ],
         )
         await conn.execute("ANALYZE")
-        return Seeded(owner_id, ids, positions, len(trips))
+        return Seeded(org_id, owner_id, ids, positions, len(trips))
     finally:
         await conn.close()
 
@@ -265,7 +298,10 @@ def _latency(output: str, percentile: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)] if match else float("nan")
 
 
-def wrk(name: str, script: Path, url: str, duration: int, connections: int) -> Measure:
+def wrk(
+    name: str, script: Path, url: str, duration: int, connections: int, server_pid: int
+) -> Measure:
+    app_before, db_before = _cpu_s(server_pid), _postgres_cpu_s()
     output = subprocess.run(
         [
             shutil.which("wrk") or "/usr/bin/wrk",
@@ -282,7 +318,10 @@ def wrk(name: str, script: Path, url: str, duration: int, connections: int) -> M
         check=True,
         timeout=duration + 60,
     ).stdout
+    app_s, db_s = _cpu_s(server_pid) - app_before, _postgres_cpu_s() - db_before
     rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    done = re.search(r"(\d+) requests in", output)
+    requests = int(done.group(1)) if done else 0
     errors = sum(
         int(n)
         for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", output)
@@ -294,6 +333,54 @@ def wrk(name: str, script: Path, url: str, duration: int, connections: int) -> M
         _latency(output, "50"),
         _latency(output, "99"),
         errors,
+        1e6 * app_s / requests if requests else float("nan"),
+        1e6 * db_s / requests if requests else float("nan"),
+    )
+
+
+async def direct_history(
+    url: str, org_id: uuid.UUID, vehicles: list[uuid.UUID], duration: int, connections: int
+) -> Measure:
+    """The positions query alone: the api's statement for a first page of 100, sent with
+    asyncpg by ``connections`` tasks over a pool the api's size, generic plans as the api
+    sets them — what Postgres can serve when no HTTP work is in the way."""
+    statement = position_queries.history_statement(
+        has_after=False, has_start=False, has_end=False, descending=False
+    )
+    pool = await asyncpg.create_pool(
+        url,
+        min_size=10,
+        max_size=10,
+        init=lambda conn: conn.execute("SET plan_cache_mode = force_generic_plan"),
+    )
+    latencies: list[float] = []
+    rnd = random.Random(5)
+    deadline = time.monotonic() + duration
+
+    async def client() -> None:
+        while time.monotonic() < deadline:
+            started = time.perf_counter()
+            await pool.fetch(statement, rnd.choice(vehicles), org_id, 101)
+            latencies.append(time.perf_counter() - started)
+
+    try:
+        app_before, db_before = time.process_time(), _postgres_cpu_s()
+        started = time.monotonic()
+        await asyncio.gather(*(client() for _ in range(connections)))
+        elapsed = time.monotonic() - started
+        app_s, db_s = time.process_time() - app_before, _postgres_cpu_s() - db_before
+    finally:
+        await pool.close()
+    latencies.sort()
+    n = len(latencies)
+    return Measure(
+        "history query direct (asyncpg)",
+        n / elapsed,
+        1000 * latencies[n // 2],
+        1000 * latencies[min(n - 1, int(n * 0.99))],
+        0,
+        1e6 * app_s / n,
+        1e6 * db_s / n,
     )
 
 
@@ -325,6 +412,12 @@ def main() -> None:
         help="The api's log level; INFO writes one access-log line per request (the default).",
     )
     parser.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
+    parser.add_argument(
+        "--hold",
+        action="store_true",
+        help="After the warm-up, print the api's URL, pid and a token and keep everything"
+        " running until interrupted (to profile the api under your own load).",
+    )
     args = parser.parse_args()
 
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="milepost-bench-api-") as tmp:
@@ -413,39 +506,81 @@ def main() -> None:
             response = httpx.get(api_base + path, headers=headers, timeout=60)
             response.raise_for_status()
             log(f"first {path.split('?')[0]}: {1000 * (time.monotonic() - started):.0f} ms")
+        if args.hold:
+            hold(api, api_base, token, position_paths[0])
+            return
         phases = {
-            "bare FastAPI constant": (lua(work, "bare", ["/bare"], None), bare_base),
-            "positions (limit=100)": (lua(work, "positions", position_paths, token), api_base),
+            BARE: (lua(work, "bare", ["/bare"], None), bare_base, bare.pid),
+            POSITIONS: (lua(work, "positions", position_paths, token), api_base, api.pid),
             "latest positions (fleet)": (
                 lua(work, "latest", ["/api/v1/positions/latest"], token),
                 api_base,
+                api.pid,
             ),
-            "summary report (7 days)": (lua(work, "summary", [summary_path], token), api_base),
+            "summary report (7 days)": (
+                lua(work, "summary", [summary_path], token),
+                api_base,
+                api.pid,
+            ),
+            HEALTH: (lua(work, "health", ["/api/health"], None), api_base, api.pid),
         }
         best: dict[str, Measure] = {}
         for round_ in range(args.rounds):
-            for phase, (script, base) in phases.items():
-                measure = wrk(phase, script, base, args.duration, args.connections)
-                log(
-                    f"round {round_ + 1} {phase}: {measure.rps:,.0f} req/s,"
-                    f" p50 {measure.p50_ms:.2f} ms, p99 {measure.p99_ms:.2f} ms,"
-                    f" errors {measure.errors}"
+            measures = [
+                wrk(phase, script, base, args.duration, args.connections, pid)
+                for phase, (script, base, pid) in phases.items()
+            ]
+            measures.append(
+                asyncio.run(
+                    direct_history(
+                        database_url,
+                        seeded.org_id,
+                        seeded.vehicle_ids,
+                        args.duration,
+                        args.connections,
+                    )
                 )
-                if phase not in best or measure.rps > best[phase].rps:
-                    best[phase] = measure
+            )
+            for measure in measures:
+                log(
+                    f"round {round_ + 1} {measure.name}: {measure.rps:,.0f} req/s,"
+                    f" p50 {measure.p50_ms:.2f} ms, p99 {measure.p99_ms:.2f} ms,"
+                    f" errors {measure.errors}, CPU/request app {measure.app_cpu_us:.0f} µs"
+                    f" db {measure.db_cpu_us:.0f} µs"
+                )
+                if measure.name not in best or measure.rps > best[measure.name].rps:
+                    best[measure.name] = measure
         report(args, seeded, seed_s, best)
+
+
+def hold(api: subprocess.Popen[bytes], base: str, token: str, path: str) -> None:
+    log(f"holding: api pid {api.pid} at {base}, e.g. {path}")
+    print(f"API={base} PID={api.pid} TOKEN={token} PATH_EXAMPLE={path}", flush=True)
+    # SIGTERM too (a background job ignores SIGINT): unwind so everything is cleaned up.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        api.wait()
+    except KeyboardInterrupt:
+        log("stopping")
+
+
+def _us(value: float) -> str:
+    return "–" if value != value else f"{value:,.0f}"  # NaN: not measured
 
 
 def report(
     args: argparse.Namespace, seeded: Seeded, seed_s: float, best: dict[str, Measure]
 ) -> None:
-    bare = best["bare FastAPI constant"].rps
-    ratio = best["positions (limit=100)"].rps / bare if bare else 0.0
+    bare, positions, health = best[BARE], best[POSITIONS], best[HEALTH]
+    direct = best["history query direct (asyncpg)"]
+    ratio = positions.rps / bare.rps if bare.rps else 0.0
+    target_rps = TARGET_RATIO * bare.rps
+    cores = os.cpu_count() or 1
     lines = [
         "# bench/api — results",
         "",
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node()} "
-        f"({os.cpu_count()} cores, shared), `uv run python bench/api/run.py"
+        f"({cores} cores, shared), `uv run python bench/api/run.py"
         f" --vehicles {args.vehicles} --days {args.days} --interval-min {args.interval_min}"
         f" --duration {args.duration} --connections {args.connections} --rounds {args.rounds}"
         f" --log-level {args.log_level}`.",
@@ -454,13 +589,16 @@ def report(
         f" one fix every {args.interval_min} min per vehicle — scaled down from a fix every few"
         f" seconds to keep seeding to {seed_s:.0f} s), {seeded.trips:,} trips.",
         "Load: Debian's `wrk`, 1 thread, the same connections and duration for every phase;"
-        " api and bare app each one uvicorn process on their own port; best of the rounds.",
+        " api and bare app each one uvicorn process on their own port; best of the rounds."
+        " CPU per request: the serving process's (the bench process's for the direct query)"
+        " and all Postgres processes' user+system time over the phase, from `/proc`.",
         "",
-        "| endpoint | req/s | p50 ms | p99 ms | errors |",
-        "|---|---:|---:|---:|---:|",
+        "| endpoint | req/s | p50 ms | p99 ms | errors | app CPU µs/req | Postgres CPU µs/req |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     lines += [
-        f"| {m.name} | {m.rps:,.0f} | {m.p50_ms:.2f} | {m.p99_ms:.2f} | {m.errors} |"
+        f"| {m.name} | {m.rps:,.0f} | {m.p50_ms:.2f} | {m.p99_ms:.2f} | {m.errors}"
+        f" | {_us(m.app_cpu_us)} | {_us(m.db_cpu_us)} |"
         for m in best.values()
     ]
     verdict = "met" if ratio >= TARGET_RATIO else "NOT met"
@@ -473,17 +611,16 @@ def report(
         " after the first request; the positions read hits Postgres on every request (a random"
         " vehicle's first page, keyset on the primary key across the daily partitions).",
         "",
-        "Where the time goes (measured apart from this run, same machine): the history query "
-        "itself, sent with asyncpg from 16 tasks over a 10-connection pool, sustains about "
-        "840 queries/s with Postgres' default plan choice and takes 0.5 ms once generic plans"
-        " are forced (as the api now does), so Postgres is not the limit; `/api/health` "
-        "through the same app and middlewares answers about 3,500 req/s. The rest is per-"
-        "request work in the single Python process, which shares the two cores with Postgres,"
-        " Redis and wrk: the request's session (pool checkout with pre-ping, commit, close), "
-        "the per-user rate limit (one Redis round trip through `limits`), the principal, the"
-        " access-log line, the ETag over the body, and JSON for 100 fixes. The large gap to "
-        "the bare endpoint is that work, not the database; see the closing note of issue 5 "
-        "for what was done and what is left.",
+        "What the target asks of this machine, from the CPU columns: "
+        f"{TARGET_RATIO} × {bare.rps:,.0f} = {target_rps:,.0f} positions reads/s would need"
+        f" {target_rps * positions.db_cpu_us / 1e6:.2f} cores of Postgres"
+        f" ({_us(positions.db_cpu_us)} µs per read; {_us(direct.db_cpu_us)} µs when the query"
+        f" is sent directly, which peaks at {direct.rps:,.0f} queries/s with no HTTP in the"
+        f" way) and {target_rps * positions.app_cpu_us / 1e6:.2f} cores of the single api"
+        f" process ({_us(positions.app_cpu_us)} µs per read), next to wrk, on {cores} cores."
+        f" The app's own floor — `/api/health`, no authentication, no database, through the"
+        f" same middlewares — answers {health.rps / bare.rps if bare.rps else 0:.2f} × the"
+        " bare endpoint.",
         "",
     ]
     text = "\n".join(lines)

@@ -284,3 +284,24 @@ class TestPerUserRateLimit:
             settings.rate_limit = original
         assert viewer == [200, 200, 200, 429]
         assert owner.status_code == 200
+
+    async def test_an_organizations_own_limit_replaces_the_default(
+        self,
+        client: httpx.AsyncClient,
+        session: AsyncSession,
+        team: Team,
+        other_team: Team,
+        bearer: Bearer,
+    ) -> None:
+        team.org.api_rate_limit = "2/minute"  # its plan
+        await session.flush()
+        limited = [
+            (await client.get("/api/v1/vehicles", headers=bearer(team.viewer))).status_code
+            for _ in range(3)
+        ]
+        others = [
+            (await client.get("/api/v1/vehicles", headers=bearer(other_team.viewer))).status_code
+            for _ in range(3)
+        ]
+        assert limited == [200, 200, 429]
+        assert others == [200, 200, 200]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 
 from limits import RateLimitItem, parse
 from limits.aio.storage import RedisStorage
@@ -35,6 +36,20 @@ class Window:
             "RateLimit-Remaining": str(max(0, self.remaining)),
             "RateLimit-Reset": str(self.reset_after_s),
         }
+
+
+@lru_cache(maxsize=256)
+def _parsed(rate: str) -> RateLimitItem | None:
+    try:
+        return parse(rate)
+    except ValueError:
+        return None
+
+
+def effective_rate(own: str | None, default: str) -> RateLimitItem | None:
+    """An organization's own limit (its plan) when set and valid, else the service default;
+    None when neither parses (no limit). Parsed once per distinct string."""
+    return (_parsed(own) if own else None) or _parsed(default)
 
 
 class RateLimiter:

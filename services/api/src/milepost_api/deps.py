@@ -23,13 +23,13 @@ from starlette.requests import HTTPConnection
 from milepost_api.settings import ApiSettings
 from milepost_common.auth import PasswordHasher, Realm, TokenCodec
 from milepost_common.crypto import SecretBox
+from milepost_common.db import Database
 from milepost_common.domain import paging
 from milepost_common.domain.principals import Principal, PrincipalResolver
 from milepost_common.domain.users.models import OrgRole
 from milepost_common.errors import RateLimited, Unauthorized, ValidationFailed
 from milepost_common.pagination import DEFAULT_LIMIT, MAX_LIMIT
-from milepost_common.ratelimit import LoginThrottle, RateLimiter
-from milepost_common.web.deps import ClientIpDep, SessionDep
+from milepost_common.ratelimit import LoginThrottle, RateLimiter, effective_rate
 from milepost_common.web.errors import error_responses
 from milepost_common.web.middleware import request_id_of
 
@@ -140,23 +140,30 @@ bearer = OAuth2PasswordBearer(
 
 
 async def current_user(
-    request: Request,
-    session: SessionDep,
-    ctx: ContextDep,
-    ip: ClientIpDep,
-    token: Annotated[str | None, Depends(bearer)],
+    request: Request, token: Annotated[str | None, Depends(bearer)]
 ) -> Principal:
     """The caller, a member of an active organization (checked on every request, cached a
-    few seconds). Raises Unauthorized (401) and RateLimited (429, per user)."""
+    few seconds). Raises Unauthorized (401) and RateLimited (429, per user: the
+    organization's `api_rate_limit`, else the service default).
+
+    Reads the app's context and the client address itself rather than through more
+    dependencies, and opens a session only to resolve a token it has not seen: this runs
+    on every request."""
     if not token:
         raise Unauthorized()
+    ctx: ApiContext = request.app.state.ctx
     principal = ctx.tokens.get(token)
     if principal is None:
-        principal = await ctx.resolver.from_access_token(session, token, Realm.API)
+        db: Database = request.app.state.db
+        async with db.sessionmaker() as session:
+            principal = await ctx.resolver.from_access_token(session, token, Realm.API)
         ctx.tokens.put(token, principal)
+    ip = request.client.host if request.client else "unknown"
     principal = principal.with_request(ip, request_id_of(request.scope))
     structlog.contextvars.bind_contextvars(org_id=str(principal.org_id), user_id=str(principal.id))
-    await ctx.limiter.enforce(ctx.settings.api.rate_limit, "api-user", str(principal.id))
+    rate = effective_rate(principal.rate_limit, ctx.settings.api.rate_limit)
+    if rate is not None:
+        await ctx.limiter.enforce(rate, "api-user", str(principal.id))
     return principal
 
 

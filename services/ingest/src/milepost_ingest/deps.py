@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Annotated
 
 import structlog
 from fastapi import Depends, Header, Path, Request
-from limits import RateLimitItem, parse
 from starlette.requests import HTTPConnection
 
 from milepost_common.db import Database
@@ -25,6 +23,7 @@ from milepost_common.domain.ingest_batches.models import IngestBatch
 from milepost_common.domain.principals import Principal
 from milepost_common.errors import Forbidden, Unauthorized
 from milepost_common.logging import get_logger
+from milepost_common.ratelimit import effective_rate
 from milepost_common.web.middleware import request_id_of
 from milepost_ingest import body as batch_body
 from milepost_ingest.context import IngestContext
@@ -53,14 +52,6 @@ def _database(request: Request) -> Database:
 ContextDep = Annotated[IngestContext, Depends(get_context)]
 
 
-@lru_cache(maxsize=256)
-def _rate_item(rate: str) -> RateLimitItem | None:
-    try:
-        return parse(rate)
-    except ValueError:
-        return None
-
-
 def presented_key(request: Request) -> str | None:
     """``Authorization: Bearer <key>``, else ``X-API-Key``."""
     scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
@@ -85,8 +76,7 @@ async def _authorize(
     if principal.id is not None:
         ctx.usage.touch(principal.id)
     filters = await ctx.pipeline.org_filters(principal.require_org())
-    default = ctx.settings.ingest.rate_limit
-    rate = _rate_item(filters.ingest_rate_limit or default) or _rate_item(default)
+    rate = effective_rate(filters.ingest_rate_limit, ctx.settings.ingest.rate_limit)
     if rate is not None:
         await ctx.limiter.enforce(rate, "ingest", str(principal.id))
     return principal

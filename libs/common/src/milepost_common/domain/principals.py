@@ -45,6 +45,8 @@ class Principal:
     ip: str | None = None
     request_id: str | None = None
     token_expires_at: datetime | None = None
+    # The organization's own request limit for this realm (its plan); None: the default.
+    rate_limit: str | None = None
 
     def with_request(self, ip: str | None, request_id: str | None) -> Principal:
         return replace(self, ip=ip, request_id=request_id)
@@ -127,7 +129,12 @@ class PrincipalResolver:
             if org.suspended_at is not None:
                 raise Unauthorized("This organization is suspended.")
             return Principal(
-                PrincipalKind.USER, user.id, org.id, user.email, role=OrgRole(user.role)
+                PrincipalKind.USER,
+                user.id,
+                org.id,
+                user.email,
+                role=OrgRole(user.role),
+                rate_limit=org.api_rate_limit,
             )
         if user.platform_role is None:
             raise Unauthorized("Invalid token.")

@@ -66,7 +66,7 @@ ORDER BY p.fix_time {direction}
 _STATEMENTS: dict[tuple[bool, bool, bool, bool], str] = {}
 
 
-def _statement(has_after: bool, has_start: bool, has_end: bool, descending: bool) -> str:
+def history_statement(*, has_after: bool, has_start: bool, has_end: bool, descending: bool) -> str:
     """The history query for this combination of bounds; parameters ``$1`` device, ``$2``
     organization, ``$3`` limit, then after, start and end in that order when present."""
     flags = (has_after, has_start, has_end, descending)
@@ -123,8 +123,11 @@ async def list_positions(
         after = cursor_time(raw_key)
         args.append(after)
     args.extend(bound for bound in (window.start, window.end) if bound is not None)
-    statement = _statement(
-        after is not None, window.start is not None, window.end is not None, descending
+    statement = history_statement(
+        has_after=after is not None,
+        has_start=window.start is not None,
+        has_end=window.end is not None,
+        descending=descending,
     )
     rows = await (await _driver(session)).fetch(statement, *args)
     if not rows:
