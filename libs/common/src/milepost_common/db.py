@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from milepost_common.settings import DbSettings
+from milepost_common.tracing import trace_engine
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,7 @@ def create_database(settings: DbSettings, *, application_name: str = "milepost")
         echo=settings.echo,
         connect_args={"timeout": settings.connect_timeout_s, "server_settings": server_settings},
     )
+    trace_engine(engine)
     return Database(engine, session_factory(engine))
 
 

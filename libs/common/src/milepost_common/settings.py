@@ -75,6 +75,15 @@ class RedisSettings(BaseModel):
         return f"{base}/{self.cache_db}"
 
 
+class OtelSettings(BaseModel):
+    endpoint: str | None = Field(
+        None,
+        description="OTLP/HTTP collector base URL (e.g. http://127.0.0.1:4318); unset: no tracing.",
+    )
+    sample_ratio: float = Field(1.0, ge=0, le=1, description="Share of new traces kept.")
+    timeout_s: float = Field(5.0, gt=0, description="Give up one export after this.")
+
+
 class CelerySettings(BaseModel):
     publish_timeout_s: float = Field(2.0, gt=0, description="Give up publishing after this.")
     task_expires_s: int = Field(
@@ -137,6 +146,7 @@ class CommonSettings(BaseSettings):
     redis: RedisSettings = RedisSettings()
     celery: CelerySettings = CelerySettings()
     auth: AuthSettings = AuthSettings()
+    otel: OtelSettings = OtelSettings()
 
     @model_validator(mode="before")
     @classmethod

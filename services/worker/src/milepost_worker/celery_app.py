@@ -16,6 +16,7 @@ from kombu import Exchange, Queue
 
 from milepost_common import tasks as names
 from milepost_common.logging import configure_logging, get_logger
+from milepost_common.tracing import configure_tracing, shutdown_tracing
 from milepost_worker import metrics
 from milepost_worker.runtime import close_runtime, init_runtime
 from milepost_worker.settings import WorkerSettings, get_settings
@@ -90,12 +91,16 @@ def _logging(**_: Any) -> None:
 
 @signals.worker_process_init.connect
 def _child_started(**_: Any) -> None:
-    init_runtime(get_settings())
+    # Tracing after the fork: the exporter's thread and connections belong to this child.
+    settings = get_settings()
+    configure_tracing(settings, service="worker")
+    init_runtime(settings)
 
 
 @signals.worker_process_shutdown.connect
 def _child_stopping(**_: Any) -> None:
     close_runtime()
+    shutdown_tracing()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         metrics.mark_dead(os.getpid())
 

@@ -19,6 +19,7 @@ from milepost_common.db import create_database
 from milepost_common.logging import configure_logging
 from milepost_common.settings import CommonSettings, HttpSettings
 from milepost_common.tasks import Publisher
+from milepost_common.tracing import configure_tracing
 from milepost_common.web.errors import install_error_handlers
 from milepost_common.web.health import Check, check_postgres, check_redis, health_router
 from milepost_common.web.middleware import RequestContextMiddleware, SecurityHeadersMiddleware
@@ -81,6 +82,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def create_base_app(settings: CommonSettings, spec: AppSpec) -> FastAPI:
     configure_logging(settings.log_level, service=spec.name)
+    # Before the app exists: FastAPI's request spans use the global provider. Without an
+    # endpoint its telemetry has nothing to record and is switched off.
+    tracing = configure_tracing(settings, service=spec.name)
     prefix = spec.prefix
     app = FastAPI(
         title=spec.title,
@@ -92,6 +96,7 @@ def create_base_app(settings: CommonSettings, spec: AppSpec) -> FastAPI:
         redoc_url=None,
         generate_unique_id_function=operation_id,
         openapi_tags=spec.openapi_tags or None,
+        telemetry={"tracing": tracing, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.spec = spec
