@@ -1,14 +1,18 @@
 """The live stream over a real socket (uvicorn in this event loop, the `websockets` client):
 authentication and its close codes, subscription, relay from Redis pub/sub, pings, expiry,
-and a slow consumer cut off instead of growing memory."""
+and a slow consumer cut off instead of growing memory; the process's one shared Redis
+subscription per organization, and its recovery when Redis goes away."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 import pytest
@@ -26,7 +30,7 @@ from websockets.uri import parse_uri
 from milepost_api.main import create_app
 from milepost_api.settings import ApiSettings
 from milepost_common.db import Database
-from milepost_common.live import LiveEvent, org_channel
+from milepost_common.live import LiveEvent, LiveEventType, org_channel
 from milepost_common.testing.factories import make_device
 from services.api.tests.api_support import Bearer, Team, serving
 
@@ -77,9 +81,45 @@ async def authenticated(ws: ClientConnection, headers: dict[str, str]) -> None:
     assert await receive(ws) == {"type": "ready"}
 
 
-async def publish(redis: Redis, org_id: uuid.UUID, vehicle_id: uuid.UUID, **data: Any) -> None:
-    event = LiveEvent(type="alert", org_id=org_id, vehicle_id=vehicle_id, data=data)
+async def publish(
+    redis: Redis,
+    org_id: uuid.UUID,
+    vehicle_id: uuid.UUID,
+    kind: LiveEventType = "alert",
+    **data: Any,
+) -> None:
+    event = LiveEvent(type=kind, org_id=org_id, vehicle_id=vehicle_id, data=data)
     await redis.publish(org_channel(org_id), event.model_dump_json())
+
+
+@asynccontextmanager
+async def watching(
+    address: str, headers: dict[str, str], vehicle_ids: list[str] | str = "all"
+) -> AsyncIterator[ClientConnection]:
+    """A client authenticated and subscribed to ``vehicle_ids``."""
+    async with connect(address) as ws:
+        await authenticated(ws, headers)
+        await ws.send(orjson.dumps({"type": "subscribe", "vehicle_ids": vehicle_ids}).decode())
+        assert (await receive(ws))["type"] == "subscribed"
+        yield ws
+
+
+async def subscribers(redis: Redis, org_id: uuid.UUID) -> int:
+    """How many Redis connections are subscribed to the organization's channel."""
+    [(_, count)] = await redis.pubsub_numsub(org_channel(org_id))
+    return int(count)
+
+
+async def hub_connections(redis: Redis, app: FastAPI) -> list[dict[str, str]]:
+    """The app's pub/sub connections, as Redis lists them (``CLIENT LIST TYPE pubsub``)."""
+    name = app.state.stream_hub.client_name
+    return [c for c in await redis.client_list(_type="pubsub") if c["name"] == name]
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 10) -> None:
+    async with asyncio.timeout(timeout_s):
+        while not await check():  # noqa: ASYNC110 - Redis offers no event for this
+            await asyncio.sleep(0.05)
 
 
 class TestAuthentication:
@@ -167,6 +207,229 @@ class TestRelay:
             assert await client.close_code() == 4429
         finally:
             client.close()
+
+
+class TestSharedSubscription:
+    async def test_clients_of_an_organization_share_one_redis_subscription(
+        self,
+        stream_app: FastAPI,
+        address: str,
+        session: AsyncSession,
+        redis: Redis,
+        team: Team,
+        other_team: Team,
+        bearer: Bearer,
+    ) -> None:
+        device = await make_device(session, team.org)
+        theirs = await make_device(session, other_team.org)
+        async with (
+            watching(address, bearer(team.viewer)) as first,
+            watching(address, bearer(team.manager)) as second,
+            watching(address, bearer(other_team.viewer)) as outsider,
+        ):
+            assert await subscribers(redis, team.org.id) == 1
+            assert await subscribers(redis, other_team.org.id) == 1
+            assert len(await hub_connections(redis, stream_app)) == 1
+
+            await publish(redis, team.org.id, device.id, "position", n=1)
+            await publish(redis, other_team.org.id, theirs.id, n=2)
+
+            expected = {"type": "position", "data": {"n": 1}}
+            assert await receive(first) == expected
+            assert await receive(second) == expected
+            # Published after the other organization's position: its client got only this.
+            assert await receive(outsider) == {"type": "alert", "data": {"n": 2}}
+
+    async def test_the_channel_is_unsubscribed_when_the_last_client_leaves(
+        self, address: str, session: AsyncSession, redis: Redis, team: Team, bearer: Bearer
+    ) -> None:
+        device = await make_device(session, team.org)
+        async with watching(address, bearer(team.viewer)) as staying:
+            async with watching(address, bearer(team.manager)):
+                assert await subscribers(redis, team.org.id) == 1
+            await publish(redis, team.org.id, device.id, n=1)
+            assert await receive(staying) == {"type": "alert", "data": {"n": 1}}
+            assert await subscribers(redis, team.org.id) == 1
+
+        async def unsubscribed() -> bool:
+            return await subscribers(redis, team.org.id) == 0
+
+        await eventually(unsubscribed)
+
+    async def test_a_slow_consumer_is_cut_off_while_the_others_keep_receiving(
+        self, address: str, session: AsyncSession, redis: Redis, team: Team, bearer: Bearer
+    ) -> None:
+        flooded = await make_device(session, team.org)
+        quiet = await make_device(session, team.org)
+        client = RawClient(address)
+        await client.open()
+        try:
+            token = bearer(team.viewer)["Authorization"].removeprefix("Bearer ")
+            client.send({"type": "auth", "token": token})
+            assert await client.next_text() == {"type": "ready"}
+            client.send({"type": "subscribe", "vehicle_ids": "all"})
+            assert (await client.next_text())["type"] == "subscribed"
+
+            async with watching(address, bearer(team.manager), [str(quiet.id)]) as other:
+                blob = "x" * 256_000
+                for i in range(100):
+                    await publish(redis, team.org.id, flooded.id, i=i, blob=blob)
+                await asyncio.sleep(2)
+                assert await client.close_code() == 4429
+
+                await publish(redis, team.org.id, quiet.id, n=1)
+                assert await receive(other) == {"type": "alert", "data": {"n": 1}}
+                assert await subscribers(redis, team.org.id) == 1
+        finally:
+            client.close()
+
+
+class TestRedisRecovery:
+    async def test_the_hub_resubscribes_after_its_connection_is_killed(
+        self,
+        stream_app: FastAPI,
+        address: str,
+        session: AsyncSession,
+        redis: Redis,
+        team: Team,
+        bearer: Bearer,
+    ) -> None:
+        device = await make_device(session, team.org)
+        async with watching(address, bearer(team.viewer)) as ws:
+            [killed] = await hub_connections(redis, stream_app)
+            # Only this app's connection: others may share this Redis.
+            await redis.client_kill_filter(_id=killed["id"], _type="pubsub")
+
+            async def resubscribed() -> bool:
+                current = await hub_connections(redis, stream_app)
+                return [c["id"] for c in current] not in ([], [killed["id"]]) and (
+                    await subscribers(redis, team.org.id) == 1
+                )
+
+            await eventually(resubscribed)
+            await publish(redis, team.org.id, device.id, n=1)
+            assert await receive(ws) == {"type": "alert", "data": {"n": 1}}
+
+    async def test_clients_stay_connected_through_a_redis_outage(
+        self,
+        proxied_address: str,
+        redis_proxy: RedisProxy,
+        session: AsyncSession,
+        redis: Redis,
+        team: Team,
+        bearer: Bearer,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        caplog.set_level(logging.INFO, logger="milepost.api.stream")
+        device = await make_device(session, team.org)
+        async with watching(proxied_address, bearer(team.viewer)) as ws:
+            await publish(redis, team.org.id, device.id, n=1)
+            assert await receive(ws) == {"type": "alert", "data": {"n": 1}}
+
+            await redis_proxy.stop()
+            await publish(redis, team.org.id, device.id, n=2)  # missed: nobody listens
+            await asyncio.sleep(1)  # a few refused reconnects
+            assert await receive(ws, pings=True) == {"type": "ping"}  # still connected
+            await redis_proxy.start()
+
+            async def resubscribed() -> bool:
+                return await subscribers(redis, team.org.id) == 1
+
+            await eventually(resubscribed)
+            await publish(redis, team.org.id, device.id, n=3)
+            assert await receive(ws) == {"type": "alert", "data": {"n": 3}}
+
+        logged = [r.msg for r in caplog.records if isinstance(r.msg, dict)]
+        retries = [e["retry_in_s"] for e in logged if e["event"] == "stream_hub_disconnected"]
+        assert len(retries) >= 3
+        assert retries == sorted(retries)  # backing off
+        assert any(e["event"] == "stream_hub_reconnected" for e in logged)
+
+
+@pytest.fixture
+async def redis_proxy(redis_url: str) -> AsyncIterator[RedisProxy]:
+    target = urlsplit(redis_url)
+    assert target.hostname
+    assert target.port
+    proxy = RedisProxy(target.hostname, target.port)
+    await proxy.start()
+    try:
+        yield proxy
+    finally:
+        await proxy.stop()
+
+
+@pytest.fixture
+async def proxied_address(
+    redis_proxy: RedisProxy,
+    redis_url: str,
+    settings_factory: Callable[..., ApiSettings],
+    database: Database,
+) -> AsyncIterator[str]:
+    """The stream of an app whose Redis is reached through ``redis_proxy``."""
+    url = urlunsplit(urlsplit(redis_url)._replace(netloc=f"127.0.0.1:{redis_proxy.port}"))
+    settings = settings_factory(
+        ApiSettings,
+        redis={"url": url},
+        auth={"principal_cache_s": 0},
+        api={"stream_ping_interval_s": 0.5},
+    )
+    app = create_app(settings)
+    async with LifespanManager(app):
+        own = app.state.db
+        await own.dispose()
+        app.state.db = database
+        try:
+            async with serving(app) as served:
+                yield f"ws://{served}/api/v1/stream"
+        finally:
+            app.state.db = own
+
+
+class RedisProxy:
+    """A TCP relay to the test Redis that a test takes down (connections dropped, the port
+    refusing) and brings back on the same port: a Redis restart as the app sees it, without
+    disturbing the Redis other tests share."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._relays: set[asyncio.Task[Any]] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        for task in self._relays:
+            task.cancel()
+        await asyncio.gather(*self._relays, return_exceptions=True)
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._relays.add(task)
+        try:
+            upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
+            try:
+                await asyncio.gather(_pump(reader, upstream_writer), _pump(upstream_reader, writer))
+            finally:
+                upstream_writer.close()
+        finally:
+            writer.close()
+            self._relays.discard(task)
+
+
+async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while data := await reader.read(1 << 16):
+        writer.write(data)
+        await writer.drain()
+    writer.close()
 
 
 class RawClient:

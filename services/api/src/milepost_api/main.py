@@ -24,6 +24,7 @@ from milepost_api.routes import (
 )
 from milepost_api.settings import ApiSettings, get_settings
 from milepost_api.ws import stream
+from milepost_api.ws.hub import start_stream_hub, stop_stream_hub
 from milepost_common.web import serve as web_serve
 from milepost_common.web.app import AppSpec, create_base_app
 
@@ -95,8 +96,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
         description=DESCRIPTION,
         routers=ROUTERS,
         http=settings.api,
-        on_startup=(start_context,),
-        on_shutdown=(stop_context,),
+        on_startup=(start_context, start_stream_hub),
+        on_shutdown=(stop_stream_hub, stop_context),
         openapi_tags=TAGS,
     )
     app = create_base_app(settings, spec)

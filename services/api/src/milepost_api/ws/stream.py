@@ -10,7 +10,8 @@ the server answers ``{"type": "ready"}``; ``{"type": "subscribe", "vehicle_ids":
 extends the session; when the token expires without one, the stream closes with 4401.
 
 Each connection has a bounded queue: a client that does not keep up is cut off with 4429
-instead of letting memory grow.
+instead of letting memory grow. Events come from the process's ``StreamHub`` (one Redis
+pub/sub connection for all clients), which fills the queues without ever waiting.
 """
 
 from __future__ import annotations
@@ -23,22 +24,18 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, WebSocket
-from pydantic import ValidationError
-from redis.asyncio import Redis
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from milepost_api.deps import ApiContext
+from milepost_api.ws.hub import StreamHub
 from milepost_common.auth import Realm
 from milepost_common.db import Database, unit_of_work
 from milepost_common.domain.devices import service as device_service
 from milepost_common.domain.principals import Principal
 from milepost_common.errors import Unauthorized
-from milepost_common.live import LiveEvent, org_channel
-from milepost_common.logging import get_logger
 from milepost_common.web.middleware import request_id_of
 
 router = APIRouter(tags=["stream"])
-log = get_logger("milepost.api.stream")
 
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_AUTH_TIMEOUT = 4408
@@ -56,16 +53,16 @@ class _Close(Exception):
 class StreamSession:
     """One connection: authentication, subscription, relay, pings, expiry."""
 
-    def __init__(self, websocket: WebSocket, ctx: ApiContext, db: Database, redis: Redis) -> None:
+    def __init__(self, websocket: WebSocket, ctx: ApiContext, db: Database, hub: StreamHub) -> None:
         self.ws = websocket
         self.ctx = ctx
         self.db = db
-        self.redis = redis
+        self.hub = hub
         settings = ctx.settings.api
         self.queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=settings.stream_queue_size)
         self.principal: Principal | None = None
         self.vehicles: frozenset[uuid.UUID] | None = frozenset()  # None means all
-        self.expired = asyncio.Event()
+        self.too_slow = asyncio.Event()
         self.reauthenticated = asyncio.Event()
 
     async def run(self) -> None:
@@ -109,11 +106,17 @@ class StreamSession:
 
     async def _relay(self) -> None:
         assert self.principal is not None  # noqa: S101 - authenticated before relaying
-        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-        await pubsub.subscribe(org_channel(self.principal.require_org()))
+        org_id = self.principal.require_org()
+        try:
+            await self.hub.join(org_id, self._deliver)
+            await self._run_loops()
+        finally:
+            await self.hub.leave(org_id, self._deliver)
+
+    async def _run_loops(self) -> None:
         tasks = [
             asyncio.create_task(self._receive_loop()),
-            asyncio.create_task(self._listen_loop(pubsub)),
+            asyncio.create_task(self._too_slow_loop()),
             asyncio.create_task(self._send_loop()),
             asyncio.create_task(self._ping_loop()),
             asyncio.create_task(self._expiry_loop()),
@@ -126,8 +129,6 @@ class StreamSession:
             for task in tasks:
                 task.cancel()
             await asyncio.wait(tasks, timeout=5.0)
-            with contextlib.suppress(Exception):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def _receive_loop(self) -> None:
         while True:
@@ -158,23 +159,19 @@ class StreamSession:
         self.vehicles = frozenset(owned)
         self._enqueue({"type": "subscribed", "vehicle_ids": sorted(str(v) for v in owned)})
 
-    async def _listen_loop(self, pubsub: Any) -> None:
-        assert self.principal is not None  # noqa: S101 - authenticated before listening
-        org_id = self.principal.require_org()
-        while True:
-            message = await pubsub.get_message(timeout=1.0)
-            if message is None:
-                continue
-            try:
-                event = LiveEvent.model_validate_json(message["data"])
-            except ValidationError:
-                log.warning("live_event_invalid")
-                continue
-            if event.org_id != org_id:
-                continue
-            if self.vehicles is not None and event.vehicle_id not in self.vehicles:
-                continue
-            self._enqueue({"type": event.type, "data": event.data})
+    def _deliver(self, vehicle_id: uuid.UUID, frame: bytes) -> None:
+        """The hub's callback for each event of the organization: queues it if watched,
+        never waits (a full queue cuts this client off, not the others)."""
+        if self.vehicles is not None and vehicle_id not in self.vehicles:
+            return
+        try:
+            self.queue.put_nowait(frame)
+        except asyncio.QueueFull:
+            self.too_slow.set()
+
+    async def _too_slow_loop(self) -> None:
+        await self.too_slow.wait()
+        raise _Close(CLOSE_SLOW_CONSUMER, "Too slow: messages are piling up.")
 
     def _enqueue(self, message: dict[str, Any]) -> None:
         try:
@@ -237,4 +234,4 @@ def _parse(raw: str) -> dict[str, Any]:
 async def stream(websocket: WebSocket) -> None:
     """Live positions and alerts; authentication is the first message (see the module)."""
     app = websocket.app
-    await StreamSession(websocket, websocket.app.state.ctx, app.state.db, app.state.redis).run()
+    await StreamSession(websocket, app.state.ctx, app.state.db, app.state.stream_hub).run()
