@@ -187,7 +187,22 @@ class TestRedisRestarted:
         try:
             await reconcile_until_processed(stack, batch_ids, timeout_s=90)
         except AssertionError as exc:
-            raise AssertionError(f"{exc}; worker log:\n{worker.log_tail()}") from None
+            async with unit_of_work(stack.db) as session:
+                left = (
+                    await session.execute(
+                        select(
+                            col(IngestBatch.id),
+                            col(IngestBatch.status),
+                            col(IngestBatch.last_error),
+                        ).where(
+                            col(IngestBatch.id).in_(batch_ids),
+                            col(IngestBatch.status) != BatchStatus.PROCESSED,
+                        )
+                    )
+                ).all()
+            raise AssertionError(
+                f"{exc}; not processed: {left}; worker log:\n{worker.log_tail()}"
+            ) from None
         async with unit_of_work(stack.db) as session:
             for device in devices:
                 assert await rows(session, device) == expected(drives[device.id], rule)

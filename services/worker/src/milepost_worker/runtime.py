@@ -3,6 +3,15 @@
 Created in ``worker_process_init`` (after fork: never share a pool across processes) and
 reused by every task the child runs; ``asyncio.run`` per task would bind the pooled
 connections to a dead loop.
+
+The worker terminates a child in the middle of a task (broker connection lost with
+``worker_cancel_long_running_tasks_on_connection_loss``, cold shutdown, revoke) by SIGTERM,
+and billiard's handler raises ``SystemExit`` wherever the child happens to be. Inside a
+driver (asyncpg's protocol) that can come out as an unrelated error, e.g. ``ValueError: not
+enough values to unpack``: ``Runtime.run`` turns any failure after that signal back into
+``SystemExit``, so a task never records an interrupted job as failed (a batch marked
+``failed`` is never re-sent) and the child exits; the message is redelivered or the
+reconciler re-sends the work.
 """
 
 from __future__ import annotations
@@ -14,13 +23,17 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
+from billiard.common import terminate_handler_fired  # type: ignore[attr-defined]
 from redis.asyncio import Redis
 
 from milepost_common.crypto import SecretBox
 from milepost_common.db import Database, create_database
+from milepost_common.logging import get_logger
 from milepost_worker.settings import WorkerSettings
 
 T = TypeVar("T")
+
+log = get_logger("milepost.worker.runtime")
 
 
 @dataclass(slots=True)
@@ -68,15 +81,19 @@ class Runtime:
         self.context = build_context(settings)
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run a coroutine on this child's loop; on interruption (soft time limit) cancel it."""
+        """Run a coroutine on this child's loop; on interruption (soft time limit) cancel it;
+        once the worker has terminated this child, any failure is ``SystemExit``."""
         task = self.loop.create_task(coro)
         try:
             return self.loop.run_until_complete(task)
-        except BaseException:
+        except BaseException as exc:
             if not task.done():
                 task.cancel()
                 with suppress(BaseException):
                     self.loop.run_until_complete(task)
+            if terminate_handler_fired() and not isinstance(exc, SystemExit):
+                log.warning("task_terminated", error=f"{type(exc).__name__}: {exc}")
+                raise SystemExit("terminated by the worker") from exc
             raise
 
     def close(self) -> None:
