@@ -76,16 +76,18 @@ _TICK = os.sysconf("SC_CLK_TCK")
 
 
 def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds a process has used so far (0 once it is gone)."""
+    """User + system CPU seconds a process and its reaped children have used so far (0 once
+    it is gone)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
-    return (int(fields[11]) + int(fields[12])) / _TICK
+    return sum(int(ticks) for ticks in fields[11:15]) / _TICK
 
 
 def _postgres_cpu_s() -> float:
-    """CPU seconds of every running Postgres process (server and backends) on this host."""
+    """CPU seconds of every Postgres process on this host, backends that ended included (the
+    server has reaped them: their time is in its children's counters)."""
     total = 0.0
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -351,7 +353,8 @@ async def direct_history(
         url,
         min_size=10,
         max_size=10,
-        init=lambda conn: conn.execute("SET plan_cache_mode = force_generic_plan"),
+        # A startup parameter, not a SET: the pool's RESET ALL on release would undo a SET.
+        server_settings={"plan_cache_mode": "force_generic_plan"},
     )
     latencies: list[float] = []
     rnd = random.Random(5)
@@ -612,14 +615,17 @@ def report(
         " vehicle's first page, keyset on the primary key across the daily partitions).",
         "",
         "What the target asks of this machine, from the CPU columns: "
-        f"{TARGET_RATIO} × {bare.rps:,.0f} = {target_rps:,.0f} positions reads/s would need"
-        f" {target_rps * positions.db_cpu_us / 1e6:.2f} cores of Postgres"
-        f" ({_us(positions.db_cpu_us)} µs per read; {_us(direct.db_cpu_us)} µs when the query"
-        f" is sent directly, which peaks at {direct.rps:,.0f} queries/s with no HTTP in the"
-        f" way) and {target_rps * positions.app_cpu_us / 1e6:.2f} cores of the single api"
-        f" process ({_us(positions.app_cpu_us)} µs per read), next to wrk, on {cores} cores."
-        f" The app's own floor — `/api/health`, no authentication, no database, through the"
-        f" same middlewares — answers {health.rps / bare.rps if bare.rps else 0:.2f} × the"
+        f"{TARGET_RATIO} × {bare.rps:,.0f} = {target_rps:,.0f} positions reads/s. The query"
+        " alone — the api's statement sent by asyncpg from this process, no HTTP, no wrk"
+        f" running — peaks at {direct.rps:,.0f} queries/s ="
+        f" {direct.rps / bare.rps if bare.rps else 0:.2f} × the bare endpoint, with"
+        f" {_us(direct.db_cpu_us)} µs of Postgres CPU and {_us(direct.app_cpu_us)} µs of client"
+        " CPU (receiving 100 rows) per query. Through the api each read costs"
+        f" {_us(positions.app_cpu_us)} µs in its one process and {_us(positions.db_cpu_us)} µs"
+        f" in Postgres: the target rate would take {target_rps * positions.app_cpu_us / 1e6:.1f}"
+        f" cores of api process and {target_rps * positions.db_cpu_us / 1e6:.1f} of Postgres,"
+        f" on {cores} cores shared with wrk. `/api/health` (no authentication, no database,"
+        f" the same middlewares) answers {health.rps / bare.rps if bare.rps else 0:.2f} × the"
         " bare endpoint.",
         "",
     ]
