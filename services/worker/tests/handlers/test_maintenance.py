@@ -16,7 +16,11 @@ from sqlmodel import col, func, select
 from milepost_common.db import unit_of_work
 from milepost_common.domain.alerts.models import Alert, AlertRule, AlertType
 from milepost_common.domain.ingest_batches.models import BatchSource, BatchStatus, IngestBatch
+from milepost_common.domain.organizations import service as organizations
+from milepost_common.domain.organizations.models import Organization
+from milepost_common.domain.organizations.schemas import OrganizationUpdate
 from milepost_common.domain.positions.models import Position
+from milepost_common.domain.principals import SYSTEM
 from milepost_common.domain.trips.models import Stop, Trip
 from milepost_common.testing.factories import make_device, make_organization
 from milepost_worker.handlers import maintenance
@@ -149,3 +153,63 @@ class TestPartitionsAndRetention:
                     ).all()
                 )
                 assert counts == {short.id: 1, long.id: 3}, model.__name__
+
+    async def test_positions_retention_reads_only_the_days_after_its_watermark(
+        self, own_ctx: WorkerContext
+    ) -> None:
+        now = utcnow()
+        async with unit_of_work(own_ctx.db) as session:
+            await make_organization(session, retention_days=365)  # keeps the partitions
+            org = await make_organization(session, retention_days=5)
+            device = await make_device(session, org)
+            session.add(
+                Position(
+                    device_id=device.id,
+                    org_id=org.id,
+                    fix_time=now - timedelta(days=8),
+                    lat=1.0,
+                    lon=1.0,
+                )
+            )
+        await maintenance.apply_retention(own_ctx)
+
+        async def state() -> tuple[Any, int]:
+            async with unit_of_work(own_ctx.db) as session:
+                refreshed = await session.get(Organization, org.id)
+                assert refreshed is not None
+                stored = await session.scalar(
+                    select(func.count()).select_from(Position).where(Position.org_id == org.id)
+                )
+            return refreshed.retention_applied_until, stored or 0
+
+        watermark, stored = await state()
+        assert stored == 0
+        assert watermark is not None
+        assert abs((watermark - (now - timedelta(days=5))).total_seconds()) < 60
+
+        # A row below the watermark cannot normally exist (ingest refuses fixes older than the
+        # retention); planted, it shows the next run no longer reads those days at all.
+        async with unit_of_work(own_ctx.db) as session:
+            session.add(
+                Position(
+                    device_id=device.id,
+                    org_id=org.id,
+                    fix_time=now - timedelta(days=7),
+                    lat=1.0,
+                    lon=1.0,
+                )
+            )
+        await maintenance.apply_retention(own_ctx)
+        assert (await state())[1] == 1
+
+        # Changing the retention (a longer one lets ingest store older fixes) clears the
+        # watermark: the next run reads every day before the cutoff again.
+        async with unit_of_work(own_ctx.db) as session:
+            row = await session.get(Organization, org.id)
+            assert row is not None
+            await organizations.update_organization(
+                session, SYSTEM, row, OrganizationUpdate(retention_days=6)
+            )
+        assert (await state())[0] is None
+        await maintenance.apply_retention(own_ctx)
+        assert (await state())[1] == 0

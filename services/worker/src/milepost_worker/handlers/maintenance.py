@@ -63,6 +63,9 @@ async def maintain_partitions(ctx: WorkerContext) -> int:
         return await ensure_partitions(conn)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 @dataclass(slots=True)
 class RetentionOutcome:
     partitions_dropped: list[str] = field(default_factory=list)
@@ -77,7 +80,7 @@ async def apply_retention(ctx: WorkerContext, today: date | None = None) -> Rete
     today = today or now.date()
     async with unit_of_work(ctx.db) as session:
         orgs = [
-            (o.id, o.retention_days)
+            (o.id, o.retention_days, o.retention_applied_until)
             for o in (await session.execute(select(Organization))).scalars()
         ]
         partitions = [
@@ -91,7 +94,7 @@ async def apply_retention(ctx: WorkerContext, today: date | None = None) -> Rete
                 )
             ).scalars()
         ]
-    longest = max([days for _, days in orgs] or [DEFAULT_RETENTION_DAYS])
+    longest = max([days for _, days, _ in orgs] or [DEFAULT_RETENTION_DAYS])
     oldest_kept = today - timedelta(days=longest)
     for name in sorted(partitions):
         match = _PARTITION.match(name)
@@ -104,9 +107,12 @@ async def apply_retention(ctx: WorkerContext, today: date | None = None) -> Rete
                 await conn.execute(text(f'DROP TABLE "{name}"'))
             outcome.partitions_dropped.append(name)
     size = ctx.settings.worker.retention_batch_size
+    # positions has no org_id index (it would slow every ingest write): the days before the
+    # organization's watermark are deleted already, so only the partitions after it are read.
     statements = {
         "positions": "DELETE FROM positions WHERE (device_id, fix_time) IN (SELECT device_id, "
-        "fix_time FROM positions WHERE org_id = :org AND fix_time < :cutoff LIMIT :n)",
+        "fix_time FROM positions WHERE org_id = :org AND fix_time >= :since "
+        "AND fix_time < :cutoff LIMIT :n)",
         "trips": "DELETE FROM trips WHERE id IN (SELECT id FROM trips WHERE org_id = :org "
         "AND start_time < :cutoff LIMIT :n)",
         "stops": "DELETE FROM stops WHERE id IN (SELECT id FROM stops WHERE org_id = :org "
@@ -117,19 +123,28 @@ async def apply_retention(ctx: WorkerContext, today: date | None = None) -> Rete
         "(SELECT device_id, anchor_time FROM motion_checkpoints "
         "WHERE org_id = :org AND anchor_time < :cutoff LIMIT :n)",
     }
-    for org_id, days in orgs:
+    for org_id, days, applied_until in orgs:
         cutoff = now - timedelta(days=days)
+        params = {"org": org_id, "cutoff": cutoff, "since": applied_until or _EPOCH, "n": size}
         for table, sql in statements.items():
             if table == "positions" and days >= longest:
                 continue  # the partitions dropped above already cover it
             while True:
                 async with ctx.db.engine.begin() as conn:
-                    deleted = (
-                        await conn.execute(text(sql), {"org": org_id, "cutoff": cutoff, "n": size})
-                    ).rowcount
+                    deleted = (await conn.execute(text(sql), params)).rowcount
                 outcome.rows_deleted[table] = outcome.rows_deleted.get(table, 0) + deleted
                 if deleted < size:
                     break
+        async with ctx.db.engine.begin() as conn:
+            # Only forward, and not over a retention change made meanwhile (it clears it).
+            await conn.execute(
+                text(
+                    "UPDATE organizations SET retention_applied_until = :cutoff WHERE id = :org"
+                    " AND retention_days = :days AND retention_applied_until IS NOT DISTINCT"
+                    " FROM :since_was"
+                ),
+                {"org": org_id, "cutoff": cutoff, "days": days, "since_was": applied_until},
+            )
     return outcome
 
 

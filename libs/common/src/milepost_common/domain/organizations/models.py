@@ -27,6 +27,9 @@ class Organization(SQLModel, table=True):
     max_speed_kmh: float = Field(default=400.0, gt=0, description="Faster fixes are implausible.")
     max_clock_skew_s: int = Field(default=300, ge=0, description="Tolerated fix time in future.")
     suspended_at: datetime | None = tz_field()
+    # Positions of this organization older than this are deleted already (the retention job
+    # scans only the days after it); cleared when retention_days changes.
+    retention_applied_until: datetime | None = tz_field()
     created_at: datetime = tz_field(nullable=False, default_now=True)
     updated_at: datetime = tz_field(nullable=False, default_now=True)
 

@@ -40,7 +40,10 @@ from milepost_common.domain.sessions import service as sessions
 
 
 def _settings_of(org: Organization) -> dict[str, Any]:
-    return org.model_dump(mode="json", exclude={"id", "created_at", "updated_at", "suspended_at"})
+    return org.model_dump(
+        mode="json",
+        exclude={"id", "created_at", "updated_at", "suspended_at", "retention_applied_until"},
+    )
 
 
 async def create_organization(
@@ -105,6 +108,9 @@ async def update_organization(
             continue
         setattr(org, name, value)
     diff = audit.changes(before, _settings_of(org))
+    if "retention_days" in diff:
+        # A longer retention lets ingest store older fixes than the job has deleted up to.
+        org.retention_applied_until = None
     if diff:
         org.updated_at = datetime.now(UTC)
         session.add(org)
