@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import func, text
 from sqlmodel import col, select
-from worker_processes import RedisProcess, WorkerStack, eventually
+from worker_processes import RedisProcess, WorkerStack, eventually, free_port
 from worker_support import MemoryStore, base_time_s, expected_rows, golden_drive, rows, write_batch
 
 from milepost_common import tasks as names
@@ -21,7 +25,9 @@ from milepost_common.domain.alerts.models import Alert, AlertRule, AlertType
 from milepost_common.domain.devices.models import Device
 from milepost_common.domain.ingest_batches.models import BatchStatus, IngestBatch
 from milepost_common.domain.organizations.models import Organization
+from milepost_common.migrate import migrate
 from milepost_common.testing.plugin import clone_database, drop_database
+from milepost_devstack.postgres import SUPERUSER, PostgresServer
 from milepost_worker.motion.machine import Fix, MotionParams
 from milepost_worker.rules.engine import RuleSpec
 
@@ -206,6 +212,78 @@ class TestRedisRestarted:
         async with unit_of_work(stack.db) as session:
             for device in devices:
                 assert await rows(session, device) == expected(drives[device.id], rule)
+
+
+@pytest.fixture
+async def own_postgres_stack(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[tuple[WorkerStack, PostgresServer]]:
+    """A worker stack on a Postgres server of its own, which the test may restart without
+    disturbing the tests running next to it."""
+    root = Path(tempfile.mkdtemp(prefix="milepost-pg-restart-"))
+    server = PostgresServer(root, free_port(), root / "postgres.log", durable=False)
+    password = secrets.token_urlsafe(16)
+    redis = RedisProcess(tmp_path_factory.mktemp("redis"))
+    try:
+        server.prepare()
+        server.initdb(password)
+        server.start()
+        db_url = server.url(SUPERUSER, password, "postgres").replace(
+            "postgresql://", "postgresql+asyncpg://", 1
+        )
+        await migrate(db_url)
+        redis.start()
+        stack = WorkerStack(db_url, redis)
+        try:
+            yield stack, server
+        finally:
+            await stack.close()
+    finally:
+        redis.stop()
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+class TestPostgresRestarted:
+    async def test_batches_complete_after_a_database_restart(
+        self, own_postgres_stack: tuple[WorkerStack, PostgresServer]
+    ) -> None:
+        stack, server = own_postgres_stack
+        worker = stack.worker()
+        assert stack.consumed_ping(60), worker.log_tail()
+        devices, rule = await fleet(stack, 3)
+        drives = {
+            d.id: drive_with_low_battery(base_time_s() - 5000 * i) for i, d in enumerate(devices)
+        }
+        batch_ids: list[uuid.UUID] = []
+        async with unit_of_work(stack.db) as session:
+            for part in range(6):
+                for device in devices:
+                    fixes = drives[device.id]
+                    size = len(fixes) // 6 + 1
+                    batch = await write_batch(
+                        session, device, fixes[part * size : (part + 1) * size]
+                    )
+                    batch_ids.append(batch.id)
+        for index, batch_id in enumerate(batch_ids):
+            if index == len(batch_ids) // 3:
+                # Fast shutdown (every connection terminated, open transactions rolled back)
+                # and start again, while the worker holds pooled connections and tasks run.
+                server.stop()
+                server.start()
+            stack.send(names.INGEST_BATCHES_PROCESS, str(batch_id))
+            await asyncio.sleep(0.02)
+        # The test's own pooled connections died too: reading the statuses needs them
+        # replaced without an error, as an app's would be.
+        try:
+            await reconcile_until_processed(stack, batch_ids, timeout_s=90)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; worker log:\n{worker.log_tail()}") from None
+        async with unit_of_work(stack.db) as session:
+            for device in devices:
+                assert await rows(session, device) == expected(drives[device.id], rule)
+            alerts = (await session.execute(select(func.count()).select_from(Alert))).scalar_one()
+        assert alerts == len(devices)  # one low-battery alert per van, none twice
 
 
 class TestRetriesExhausted:

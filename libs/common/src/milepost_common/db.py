@@ -9,13 +9,17 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
+from sqlalchemy import event
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 from milepost_common.settings import DbSettings
 from milepost_common.tracing import trace_engine
@@ -44,8 +48,19 @@ def create_database(settings: DbSettings, *, application_name: str = "milepost")
         echo=settings.echo,
         connect_args={"timeout": settings.connect_timeout_s, "server_settings": server_settings},
     )
+    event.listen(engine.sync_engine, "checkout", _replace_if_closed)
     trace_engine(engine)
     return Database(engine, session_factory(engine))
+
+
+def _replace_if_closed(
+    _dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: PoolProxiedConnection
+) -> None:
+    """A connection the server closed while it sat in the pool (Postgres restarted, a backend
+    terminated) is known to the driver already: the pool replaces it instead of handing it
+    to a request that would fail on it. No round trip, unlike a pre-ping."""
+    if record.driver_connection is not None and record.driver_connection.is_closed():
+        raise DisconnectionError()
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

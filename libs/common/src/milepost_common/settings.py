@@ -37,9 +37,11 @@ class DbSettings(BaseModel):
     connect_timeout_s: float = Field(5.0, gt=0)
     echo: bool = False
     pool_pre_ping: bool = Field(
-        True,
-        description="Test each pooled connection with a round trip before use. Off only where "
-        "a dead connection already answers a retryable error (ingest's 503).",
+        False,
+        description="Also test each pooled connection with a round trip before use (three with"
+        " SQLAlchemy's asyncpg adapter: BEGIN, an empty query, ROLLBACK), for networks that drop"
+        " idle connections silently. A connection the server closed (Postgres restarted, a"
+        " backend terminated) is replaced at checkout without it.",
     )
 
     @field_validator("url")

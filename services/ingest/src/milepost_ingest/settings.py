@@ -6,7 +6,7 @@ from functools import lru_cache
 
 from pydantic import Field
 
-from milepost_common.settings import CommonSettings, DbSettings, HttpSettings, load_settings
+from milepost_common.settings import CommonSettings, HttpSettings, load_settings
 
 MIB = 1024 * 1024
 
@@ -53,14 +53,7 @@ class IngestHttp(HttpSettings):
     )
 
 
-class IngestDb(DbSettings):
-    # A pre-ping is a round trip per checkout (~8% of a push's CPU here); a connection that
-    # died with Postgres already answers 503 + Retry-After, and the client resends the batch.
-    pool_pre_ping: bool = False
-
-
 class IngestSettings(CommonSettings):
-    db: IngestDb = IngestDb()
     ingest: IngestHttp = IngestHttp()
 
 
