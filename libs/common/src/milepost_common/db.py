@@ -39,6 +39,8 @@ def create_database(settings: DbSettings, *, application_name: str = "milepost")
     server_settings = {"application_name": application_name}
     if settings.statement_timeout_ms:
         server_settings["statement_timeout"] = str(settings.statement_timeout_ms)
+    if settings.plan_cache_mode != "auto":
+        server_settings["plan_cache_mode"] = settings.plan_cache_mode
     engine = create_async_engine(
         settings.url,
         pool_size=settings.pool_size,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from enum import StrEnum
-from typing import Any, Self, TypeVar
+from typing import Any, Literal, Self, TypeVar
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -28,6 +28,9 @@ class Environment(StrEnum):
     PRODUCTION = "production"
 
 
+PlanCacheMode = Literal["auto", "force_generic_plan", "force_custom_plan"]
+
+
 class DbSettings(BaseModel):
     url: str = "postgresql+asyncpg://milepost@127.0.0.1:5432/milepost"
     pool_size: int = Field(10, ge=1, le=200)
@@ -36,6 +39,11 @@ class DbSettings(BaseModel):
     statement_timeout_ms: int = Field(30_000, ge=0, description="0 disables the limit.")
     connect_timeout_s: float = Field(5.0, gt=0)
     echo: bool = False
+    plan_cache_mode: PlanCacheMode = Field(
+        "auto",
+        description="Postgres' plan_cache_mode for every connection (a startup parameter, so"
+        " no transaction can undo it).",
+    )
     pool_pre_ping: bool = Field(
         False,
         description="Also test each pooled connection with a round trip before use (three with"

@@ -6,7 +6,13 @@ from functools import lru_cache
 
 from pydantic import Field
 
-from milepost_common.settings import CommonSettings, HttpSettings, load_settings
+from milepost_common.settings import (
+    CommonSettings,
+    DbSettings,
+    HttpSettings,
+    PlanCacheMode,
+    load_settings,
+)
 
 
 class ApiHttp(HttpSettings):
@@ -35,7 +41,16 @@ class ApiHttp(HttpSettings):
     )
 
 
+class ApiDb(DbSettings):
+    # Every api query is a short keyed lookup whose best plan does not depend on its
+    # parameters; by default Postgres re-plans a prepared statement per execution while a
+    # custom plan looks cheaper, which for the position history (one index probe per daily
+    # partition) costs three times the execution (measured 1.3-1.5 ms vs 0.5 ms).
+    plan_cache_mode: PlanCacheMode = "force_generic_plan"
+
+
 class ApiSettings(CommonSettings):
+    db: ApiDb = ApiDb()
     api: ApiHttp = ApiHttp()
 
 
