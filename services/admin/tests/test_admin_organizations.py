@@ -235,6 +235,55 @@ class TestDeleteOrganization:
         )
         assert users == 0
 
+    async def test_a_device_transferred_in_keeps_its_old_organizations_history(
+        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
+    ) -> None:
+        source, leaving = await make_organization(session), await make_organization(session)
+        device = await make_device(session, source)
+        history = await make_position(session, device, datetime.now(UTC) - timedelta(hours=2))
+        key = (history.device_id, history.fix_time)
+        device_id, source_id = device.id, source.id
+        leaving_id, leaving_name = leaving.id, leaving.name
+        moved = await client.post(
+            f"/admin/v1/devices/{device_id}/transfer",
+            json={"org_id": str(leaving_id)},
+            headers=staff.operator_auth,
+        )
+        assert moved.status_code == 200
+        suspended = await client.post(
+            f"/admin/v1/organizations/{leaving_id}/suspend", headers=staff.operator_auth
+        )
+        assert suspended.status_code == 200
+
+        refused = await client.delete(
+            f"/admin/v1/organizations/{leaving_id}",
+            params={"confirm": leaving_name},
+            headers=staff.operator_auth,
+        )
+
+        assert refused.status_code == 409
+        assert [d["loc"] for d in refused.json()["error"]["details"]] == [
+            ["devices", str(device_id)]
+        ]
+        session.expire_all()
+        assert await session.get(Position, key) is not None
+
+        # Moved back out, the organization can go, and the history stays where it belongs.
+        back = await client.post(
+            f"/admin/v1/devices/{device_id}/transfer",
+            json={"org_id": str(source_id)},
+            headers=staff.operator_auth,
+        )
+        assert back.status_code == 200
+        deleted = await client.delete(
+            f"/admin/v1/organizations/{leaving_id}",
+            params={"confirm": leaving_name},
+            headers=staff.operator_auth,
+        )
+        assert deleted.status_code == 204
+        session.expire_all()
+        assert await session.get(Position, key) is not None
+
 
 class TestExportOrganization:
     async def test_ndjson_has_every_kind_and_no_secret(

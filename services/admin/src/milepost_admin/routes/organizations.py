@@ -14,6 +14,7 @@ from milepost_common.domain.organizations import export as org_export
 from milepost_common.domain.organizations import service as org_service
 from milepost_common.domain.organizations.errors import (
     DeletionNotConfirmed,
+    DevicesHoldOtherHistory,
     OrganizationNotFound,
     OrganizationNotSuspended,
 )
@@ -115,9 +116,14 @@ async def reactivate_organization(
     status_code=204,
     summary="Delete a suspended organization and all its data",
     description="`confirm` must be the organization's exact name. Irreversible; the audit "
-    "log keeps the record.",
+    "log keeps the record. Refused (409, the devices in `details`) while a device transferred "
+    "in still holds another organization's history: transfer it out first.",
     responses=error_responses(
-        *AUTH_ERRORS, OrganizationNotFound, OrganizationNotSuspended, DeletionNotConfirmed
+        *AUTH_ERRORS,
+        OrganizationNotFound,
+        OrganizationNotSuspended,
+        DeletionNotConfirmed,
+        DevicesHoldOtherHistory,
     ),
 )
 async def delete_organization(

@@ -19,3 +19,10 @@ class OrganizationSuspended(Conflict):
 
 class DeletionNotConfirmed(BadRequest):
     default_message = "The confirmation does not match the organization's name."
+
+
+class DevicesHoldOtherHistory(Conflict):
+    default_message = (
+        "Devices of this organization were transferred in and still hold another "
+        "organization's history, which deleting them would erase: transfer them out first."
+    )

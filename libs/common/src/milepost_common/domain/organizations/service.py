@@ -11,7 +11,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func
+from sqlalchemy import delete, func, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -23,6 +23,7 @@ from milepost_common.domain.devices import admin_service as device_admin
 from milepost_common.domain.devices.models import Device
 from milepost_common.domain.organizations.errors import (
     DeletionNotConfirmed,
+    DevicesHoldOtherHistory,
     OrganizationNotFound,
     OrganizationNotSuspended,
 )
@@ -183,18 +184,64 @@ async def _devices_ever_in(session: AsyncSession, org_id: uuid.UUID) -> list[uui
     return sorted(ids)
 
 
+# Rows of another organization that refer to a device (deleting the device would cascade
+# into them, or orphan the positions, which carry no foreign key).
+_HISTORY_ELSEWHERE = text(
+    """
+    SELECT d FROM unnest(CAST(:ids AS uuid[])) AS d
+    WHERE EXISTS (SELECT 1 FROM positions WHERE device_id = d AND org_id <> :org)
+       OR EXISTS (SELECT 1 FROM trips WHERE device_id = d AND org_id <> :org)
+       OR EXISTS (SELECT 1 FROM stops WHERE device_id = d AND org_id <> :org)
+       OR EXISTS (SELECT 1 FROM alerts WHERE device_id = d AND org_id <> :org)
+    ORDER BY d
+    """
+)
+
+
+async def _devices_with_history_elsewhere(
+    session: AsyncSession, org_id: uuid.UUID
+) -> list[uuid.UUID]:
+    """Its devices that came from another organization and still have that one's data."""
+    transferred = select(col(AuditEntry.target_id)).where(
+        AuditEntry.action == device_admin.TRANSFER_ACTION, AuditEntry.org_id != org_id
+    )
+    arrived = {uuid.UUID(raw) for raw in (await session.scalars(transferred)).all() if raw}
+    current = set(
+        (await session.scalars(select(col(Device.id)).where(Device.org_id == org_id))).all()
+    )
+    candidates = sorted(arrived & current)
+    if not candidates:
+        return []
+    rows = await session.execute(_HISTORY_ELSEWHERE, {"ids": candidates, "org": org_id})
+    return [row[0] for row in rows]
+
+
 async def delete_organization(
     session: AsyncSession, actor: Principal, org: Organization, confirm: str
 ) -> None:
     """Hard delete of a suspended organization and all its data (positions included).
 
-    Raises OrganizationNotSuspended (409) unless suspended and DeletionNotConfirmed (400)
-    unless ``confirm`` is its exact name. The audit log keeps the record of it.
+    Raises OrganizationNotSuspended (409) unless suspended, DeletionNotConfirmed (400)
+    unless ``confirm`` is its exact name, and DevicesHoldOtherHistory (409, the devices in
+    ``details``) while a device transferred in still carries another organization's data.
+    The audit log keeps the record of it.
     """
     if org.suspended_at is None:
         raise OrganizationNotSuspended()
     if confirm != org.name:
         raise DeletionNotConfirmed()
+    shared = await _devices_with_history_elsewhere(session, org.id)
+    if shared:
+        raise DevicesHoldOtherHistory(
+            details=[
+                {
+                    "loc": ["devices", str(device_id)],
+                    "msg": "Holds another organization's history.",
+                    "type": "conflict",
+                }
+                for device_id in shared
+            ]
+        )
     device_ids = await _devices_ever_in(session, org.id)
     # Positions carry no foreign key (partitioned): delete them through the primary key's
     # device column so every partition uses its index.
