@@ -47,9 +47,11 @@ class DbSettings(BaseModel):
     pool_pre_ping: bool = Field(
         False,
         description="Also test each pooled connection with a round trip before use (three with"
-        " SQLAlchemy's asyncpg adapter: BEGIN, an empty query, ROLLBACK), for networks that drop"
-        " idle connections silently. A connection the server closed (Postgres restarted, a"
-        " backend terminated) is replaced at checkout without it.",
+        " SQLAlchemy's asyncpg adapter: BEGIN, an empty query, ROLLBACK). Without it a connection"
+        " the server closed is still replaced at checkout once the process's event loop has"
+        " seen the socket close (always in the apps, whose loop never idles); the worker, whose"
+        " loop is idle between tasks, and networks that drop idle connections silently need it"
+        " (the worker's default is on).",
     )
 
     @field_validator("url")
@@ -134,7 +136,11 @@ class HttpSettings(BaseModel):
     port: int = Field(8000, ge=1, le=65535)
     cors_origins: list[str] = Field(default_factory=list)
     trusted_hosts: list[str] = Field(default_factory=lambda: ["*"])
-    rate_limit: str = Field("600/minute", description="Per principal, `limits` notation.")
+    rate_limit: str = Field(
+        "600/minute",
+        description="Per principal, `limits` notation; an organization's own limit (its plan)"
+        " replaces it for its principals.",
+    )
     forwarded_allow_ips: str = Field(
         "127.0.0.1",
         description="Proxies whose X-Forwarded-For is trusted for the client IP (the gateway's "

@@ -7,7 +7,7 @@ from typing import Self
 
 from pydantic import BaseModel, Field, model_validator
 
-from milepost_common.settings import CommonSettings, load_settings
+from milepost_common.settings import CommonSettings, DbSettings, load_settings
 
 
 class WorkerGroup(BaseModel):
@@ -62,7 +62,15 @@ class WorkerGroup(BaseModel):
         return 3.0 * self.task_time_limit_s
 
 
+class WorkerDb(DbSettings):
+    # A prefork child's event loop is idle between tasks, so the driver has not seen a socket
+    # the server closed meanwhile by the next checkout: only a round trip finds out (and a
+    # task is heavy enough not to mind it).
+    pool_pre_ping: bool = True
+
+
 class WorkerSettings(CommonSettings):
+    db: WorkerDb = WorkerDb()
     worker: WorkerGroup = WorkerGroup()
 
     @model_validator(mode="after")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -15,6 +16,7 @@ from sqlmodel import col, func, select
 
 from milepost_common.db import unit_of_work
 from milepost_common.domain.alerts.models import Alert, AlertRule, AlertType
+from milepost_common.domain.devices.models import Device
 from milepost_common.domain.ingest_batches.models import BatchSource, BatchStatus, IngestBatch
 from milepost_common.domain.organizations import service as organizations
 from milepost_common.domain.organizations.models import Organization
@@ -81,6 +83,21 @@ async def own_ctx(
     ctx = build_context(settings)
     yield ctx
     await ctx.aclose()
+
+
+def position(device: Device, at: datetime) -> Position:
+    return Position(device_id=device.id, org_id=device.org_id, fix_time=at, lat=1.0, lon=1.0)
+
+
+async def retention_state(ctx: WorkerContext, org_id: uuid.UUID) -> tuple[datetime | None, int]:
+    """The organization's retention watermark and how many positions it has stored."""
+    async with unit_of_work(ctx.db) as session:
+        org = await session.get(Organization, org_id)
+        assert org is not None
+        stored = await session.scalar(
+            select(func.count()).select_from(Position).where(Position.org_id == org_id)
+        )
+    return org.retention_applied_until, stored or 0
 
 
 class TestPartitionsAndRetention:
@@ -162,45 +179,21 @@ class TestPartitionsAndRetention:
             await make_organization(session, retention_days=365)  # keeps the partitions
             org = await make_organization(session, retention_days=5)
             device = await make_device(session, org)
-            session.add(
-                Position(
-                    device_id=device.id,
-                    org_id=org.id,
-                    fix_time=now - timedelta(days=8),
-                    lat=1.0,
-                    lon=1.0,
-                )
-            )
+            session.add(position(device, now - timedelta(days=8)))
         await maintenance.apply_retention(own_ctx)
 
-        async def state() -> tuple[Any, int]:
-            async with unit_of_work(own_ctx.db) as session:
-                refreshed = await session.get(Organization, org.id)
-                assert refreshed is not None
-                stored = await session.scalar(
-                    select(func.count()).select_from(Position).where(Position.org_id == org.id)
-                )
-            return refreshed.retention_applied_until, stored or 0
-
-        watermark, stored = await state()
+        watermark, stored = await retention_state(own_ctx, org.id)
         assert stored == 0
         assert watermark is not None
-        assert abs((watermark - (now - timedelta(days=5))).total_seconds()) < 60
+        expected = now - timedelta(days=5) - maintenance.RETENTION_WATERMARK_MARGIN
+        assert abs((watermark - expected).total_seconds()) < 60
 
-        # A row below the watermark cannot normally exist (ingest refuses fixes older than the
-        # retention); planted, it shows the next run no longer reads those days at all.
+        # Below the watermark (ingest refuses fixes that old), a planted row shows the next
+        # run no longer reads those days at all.
         async with unit_of_work(own_ctx.db) as session:
-            session.add(
-                Position(
-                    device_id=device.id,
-                    org_id=org.id,
-                    fix_time=now - timedelta(days=7),
-                    lat=1.0,
-                    lon=1.0,
-                )
-            )
+            session.add(position(device, watermark - timedelta(hours=1)))
         await maintenance.apply_retention(own_ctx)
-        assert (await state())[1] == 1
+        assert (await retention_state(own_ctx, org.id))[1] == 1
 
         # Changing the retention (a longer one lets ingest store older fixes) clears the
         # watermark: the next run reads every day before the cutoff again.
@@ -210,6 +203,28 @@ class TestPartitionsAndRetention:
             await organizations.update_organization(
                 session, SYSTEM, row, OrganizationUpdate(retention_days=6)
             )
-        assert (await state())[0] is None
+        assert (await retention_state(own_ctx, org.id))[0] is None
         await maintenance.apply_retention(own_ctx)
-        assert (await state())[1] == 0
+        assert (await retention_state(own_ctx, org.id))[1] == 0
+
+    async def test_the_longest_retention_is_caught_up_once_another_is_longer(
+        self, own_ctx: WorkerContext
+    ) -> None:
+        """Partitions are dropped by whole days: the longest-keeping organization's rows of
+        its oldest kept day, past its cutoff, wait for the per-organization delete."""
+        now = utcnow()
+        day_start = datetime.combine(
+            (now - timedelta(days=2)).date(), datetime.min.time(), tzinfo=UTC
+        )
+        past_cutoff = day_start + (now - timedelta(days=2) - day_start) / 2
+        async with unit_of_work(own_ctx.db) as session:
+            org = await make_organization(session, retention_days=2)
+            device = await make_device(session, org)
+            session.add(position(device, past_cutoff))
+        await maintenance.apply_retention(own_ctx)  # the only organization: the longest
+        assert (await retention_state(own_ctx, org.id))[1] == 1
+
+        async with unit_of_work(own_ctx.db) as session:
+            await make_organization(session, retention_days=30)
+        await maintenance.apply_retention(own_ctx)
+        assert (await retention_state(own_ctx, org.id))[1] == 0

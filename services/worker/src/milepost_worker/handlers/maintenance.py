@@ -64,6 +64,9 @@ async def maintain_partitions(ctx: WorkerContext) -> int:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# The watermark stays this far behind what was deleted: an ingest transaction validated before
+# a run may commit after it, and hosts' clocks differ.
+RETENTION_WATERMARK_MARGIN = timedelta(days=1)
 
 
 @dataclass(slots=True)
@@ -123,9 +126,12 @@ async def apply_retention(ctx: WorkerContext, today: date | None = None) -> Rete
         "(SELECT device_id, anchor_time FROM motion_checkpoints "
         "WHERE org_id = :org AND anchor_time < :cutoff LIMIT :n)",
     }
+    # What dropping the partitions guarantees: no row before this day is left.
+    dropped_before = datetime.combine(oldest_kept, datetime.min.time(), tzinfo=UTC)
     for org_id, days, applied_until in orgs:
         cutoff = now - timedelta(days=days)
         params = {"org": org_id, "cutoff": cutoff, "since": applied_until or _EPOCH, "n": size}
+        deleted_until = cutoff if days < longest else dropped_before
         for table, sql in statements.items():
             if table == "positions" and days >= longest:
                 continue  # the partitions dropped above already cover it
@@ -136,14 +142,19 @@ async def apply_retention(ctx: WorkerContext, today: date | None = None) -> Rete
                 if deleted < size:
                     break
         async with ctx.db.engine.begin() as conn:
-            # Only forward, and not over a retention change made meanwhile (it clears it).
+            # Not over a retention change made meanwhile (which cleared it).
             await conn.execute(
                 text(
-                    "UPDATE organizations SET retention_applied_until = :cutoff WHERE id = :org"
+                    "UPDATE organizations SET retention_applied_until = :until WHERE id = :org"
                     " AND retention_days = :days AND retention_applied_until IS NOT DISTINCT"
                     " FROM :since_was"
                 ),
-                {"org": org_id, "cutoff": cutoff, "days": days, "since_was": applied_until},
+                {
+                    "org": org_id,
+                    "until": deleted_until - RETENTION_WATERMARK_MARGIN,
+                    "days": days,
+                    "since_was": applied_until,
+                },
             )
     return outcome
 

@@ -28,7 +28,8 @@ class Organization(SQLModel, table=True):
     max_clock_skew_s: int = Field(default=300, ge=0, description="Tolerated fix time in future.")
     suspended_at: datetime | None = tz_field()
     # Positions of this organization older than this are deleted already (the retention job
-    # scans only the days after it); cleared when retention_days changes.
+    # reads only the days after it; it stays a margin behind); cleared when retention_days
+    # changes.
     retention_applied_until: datetime | None = tz_field()
     created_at: datetime = tz_field(nullable=False, default_now=True)
     updated_at: datetime = tz_field(nullable=False, default_now=True)
