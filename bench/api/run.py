@@ -86,16 +86,40 @@ def _cpu_s(pid: int) -> float:
 
 
 def _postgres_cpu_s() -> float:
-    """CPU seconds of every Postgres process on this host, backends that ended included (the
-    server has reaped them: their time is in its children's counters)."""
-    total = 0.0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    """CPU seconds of the bench's Postgres server: the postmaster with the backends it has
+    reaped, and its live children (NaN when the server runs on another host)."""
+    if POSTMASTER is None:
+        return float("nan")
+    total = _cpu_s(POSTMASTER)
+    for status in Path("/proc").glob("[0-9]*/status"):
         try:
-            if stat.read_text().split(" ", 2)[1] == "(postgres)":
-                total += _cpu_s(int(stat.parent.name))
+            if f"\nPPid:\t{POSTMASTER}\n" in status.read_text():
+                total += _cpu_s(int(status.parent.name))
         except OSError:
             continue
     return total
+
+
+async def _backend_pid(url: str) -> int:
+    conn = await asyncpg.connect(url)
+    try:
+        return int(await conn.fetchval("SELECT pg_backend_pid()"))
+    finally:
+        await conn.close()
+
+
+def _parent_of(pid: int) -> int | None:
+    """A local process's parent (for a backend: its postmaster); None if not on this host."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    ppid = re.search(r"^PPid:\t(\d+)$", status, re.MULTILINE)
+    return int(ppid.group(1)) if ppid else None
+
+
+# Set once the database is known; the CPU figures count only this server's processes.
+POSTMASTER: int | None = None
 
 
 def _libpq(url: str) -> str:
@@ -446,6 +470,8 @@ def main() -> None:
         )
         started = time.monotonic()
         seeded = asyncio.run(seed(database_url, args.vehicles, args.days, args.interval_min))
+        global POSTMASTER  # one server for the whole run
+        POSTMASTER = _parent_of(asyncio.run(_backend_pid(database_url)))
         seed_s = time.monotonic() - started
         log(f"seeded in {seed_s:.0f} s")
         redis_url = stack.enter_context(services.provide_redis())

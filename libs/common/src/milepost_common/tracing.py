@@ -70,6 +70,7 @@ def configure_tracing(settings: CommonSettings, *, service: str) -> bool:
         return False
     if _provider is not None:
         return True
+    ratio = TraceIdRatioBased(otel.sample_ratio)
     _provider = TracerProvider(
         resource=Resource.create(
             {
@@ -78,7 +79,13 @@ def configure_tracing(settings: CommonSettings, *, service: str) -> bool:
                 "deployment.environment.name": settings.env.value,
             }
         ),
-        sampler=ParentBased(TraceIdRatioBased(otel.sample_ratio)),
+        # A remote parent's sampled flag is the caller's to set: the ratio decides instead (by
+        # trace id, so the api and the worker it sends a task to still agree).
+        sampler=ParentBased(
+            root=ratio,
+            remote_parent_sampled=ratio,
+            remote_parent_not_sampled=ratio,
+        ),
     )
     _provider.add_span_processor(_NoRawUrls())
     _provider.add_span_processor(
@@ -97,7 +104,10 @@ def configure_tracing(settings: CommonSettings, *, service: str) -> bool:
 
 
 def trace_engine(engine: AsyncEngine) -> None:
-    """SQL spans for this engine (its statements, never their parameters) when tracing is on."""
+    """SQL spans for this engine (its statements, never their parameters) when tracing is on.
+
+    The instrumentor is one per process and ignores a second call: only the first engine of
+    a process is traced, which is all there is (one engine per app and per worker child)."""
     if _provider is not None:
         # The instrumentation declares SQLAlchemy < 2.1; its engine event hooks work on 2.1
         # unchanged (test_api_tracing.py checks the spans), so its version check is skipped.
