@@ -100,10 +100,13 @@ def _postgres_cpu_s() -> float:
     return total
 
 
-async def _backend_pid(url: str) -> int:
+async def _postmaster_of(url: str) -> int | None:
+    """The local postmaster serving ``url``: the parent of this connection's backend, read
+    while the backend still exists."""
     conn = await asyncpg.connect(url)
     try:
-        return int(await conn.fetchval("SELECT pg_backend_pid()"))
+        backend = int(await conn.fetchval("SELECT pg_backend_pid()"))
+        return await asyncio.to_thread(_parent_of, backend)
     finally:
         await conn.close()
 
@@ -471,7 +474,7 @@ def main() -> None:
         started = time.monotonic()
         seeded = asyncio.run(seed(database_url, args.vehicles, args.days, args.interval_min))
         global POSTMASTER  # one server for the whole run
-        POSTMASTER = _parent_of(asyncio.run(_backend_pid(database_url)))
+        POSTMASTER = asyncio.run(_postmaster_of(database_url))
         seed_s = time.monotonic() - started
         log(f"seeded in {seed_s:.0f} s")
         redis_url = stack.enter_context(services.provide_redis())
