@@ -13,6 +13,7 @@ from fastapi import APIRouter, BackgroundTasks, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import func
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import select
 
 from milepost_admin import enqueue
@@ -29,6 +30,7 @@ from milepost_admin.console.render import flash, org_names, page, see_other
 from milepost_admin.deps import ServicesDep
 from milepost_admin.exports import stream_export
 from milepost_admin.links import invite_url, reset_url
+from milepost_common.domain import paging
 from milepost_common.domain.api_keys import service as api_key_service
 from milepost_common.domain.api_keys.models import Scope
 from milepost_common.domain.api_keys.schemas import ApiKeyCreate, ApiKeyFilters
@@ -79,6 +81,32 @@ def _problem(exc: ValidationError) -> str:
 def invalid(exc: ValidationError) -> ValidationFailed:
     """A form's validation error, in the words the form's page shows."""
     return ValidationFailed(_problem(exc))
+
+
+async def list_page(
+    request: Request,
+    store: StoreDep,
+    console: Console,
+    session: AsyncSession,
+    section: str,
+    filters: Any,
+    result: paging.PageResult[Any],
+    **extra: Any,
+) -> HTMLResponse:
+    """A filtered list (template ``<section>.html``) with its items' organization names."""
+    return await page(
+        request,
+        store,
+        console,
+        f"{section}.html",
+        {
+            "section": section,
+            "page": result,
+            "filters": filters,
+            "names": await org_names(session, (item.org_id for item in result.items)),
+            **extra,
+        },
+    )
 
 
 async def filters_of(
@@ -307,18 +335,8 @@ async def users_page(
 ) -> HTMLResponse:
     filters = await filters_of(request, store, console, UserFilters)
     result = await user_service.list_users(session, filters)
-    return await page(
-        request,
-        store,
-        console,
-        "users.html",
-        {
-            "section": "users",
-            "page": result,
-            "filters": filters,
-            "names": await org_names(session, (u.org_id for u in result.items)),
-            "roles": list(OrgRole),
-        },
+    return await list_page(
+        request, store, console, session, "users", filters, result, roles=list(OrgRole)
     )
 
 
@@ -460,18 +478,7 @@ async def devices_page(
 ) -> HTMLResponse:
     filters = await filters_of(request, store, console, DeviceFilters)
     result = await device_admin.list_devices(session, filters)
-    return await page(
-        request,
-        store,
-        console,
-        "devices.html",
-        {
-            "section": "devices",
-            "page": result,
-            "filters": filters,
-            "names": await org_names(session, (d.org_id for d in result.items)),
-        },
-    )
+    return await list_page(request, store, console, session, "devices", filters, result)
 
 
 @router.post("/organizations/{org_id}/devices", response_model=None)
@@ -598,18 +605,7 @@ async def api_keys_page(
 ) -> HTMLResponse:
     filters = await filters_of(request, store, console, ApiKeyFilters)
     result = await api_key_service.list_api_keys_page(session, filters)
-    return await page(
-        request,
-        store,
-        console,
-        "api_keys.html",
-        {
-            "section": "api_keys",
-            "page": result,
-            "filters": filters,
-            "names": await org_names(session, (k.org_id for k in result.items)),
-        },
-    )
+    return await list_page(request, store, console, session, "api_keys", filters, result)
 
 
 async def _secret_page(
@@ -719,18 +715,7 @@ async def batches_page(
 ) -> HTMLResponse:
     filters = await filters_of(request, store, console, BatchFilters, default_sort="-received_at")
     result = await batch_queries.list_batches(session, filters)
-    return await page(
-        request,
-        store,
-        console,
-        "batches.html",
-        {
-            "section": "batches",
-            "page": result,
-            "filters": filters,
-            "names": await org_names(session, (b.org_id for b in result.items)),
-        },
-    )
+    return await list_page(request, store, console, session, "batches", filters, result)
 
 
 @router.get("/ingest-batches/{batch_id}", response_class=HTMLResponse)
@@ -808,18 +793,7 @@ async def deliveries_page(
 ) -> HTMLResponse:
     filters = await filters_of(request, store, console, DeliveryFilters, default_sort="-created_at")
     result = await webhook_admin.list_deliveries(session, filters)
-    return await page(
-        request,
-        store,
-        console,
-        "deliveries.html",
-        {
-            "section": "deliveries",
-            "page": result,
-            "filters": filters,
-            "names": await org_names(session, (d.org_id for d in result.items)),
-        },
-    )
+    return await list_page(request, store, console, session, "deliveries", filters, result)
 
 
 @router.get("/webhook-deliveries/{delivery_id}", response_class=HTMLResponse)
@@ -861,18 +835,7 @@ async def audit_page(
 ) -> HTMLResponse:
     filters = await filters_of(request, store, console, AuditFilters, default_sort="-occurred_at")
     result = await audit.list_audit_entries(session, filters)
-    return await page(
-        request,
-        store,
-        console,
-        "audit.html",
-        {
-            "section": "audit",
-            "page": result,
-            "filters": filters,
-            "names": await org_names(session, (e.org_id for e in result.items)),
-        },
-    )
+    return await list_page(request, store, console, session, "audit", filters, result)
 
 
 # Operators ----------------------------------------------------------------------------
