@@ -17,6 +17,7 @@ from sqlalchemy import tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ColumnElement, Select
 from sqlmodel import col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from milepost_common.domain.base import ModelT
 from milepost_common.errors import ValidationFailed
@@ -118,18 +119,27 @@ def keyset(
 
 
 async def org_page(
-    session: AsyncSession, model: type[ModelT], org_id: uuid.UUID, page: PageRequest
+    session: AsyncSession,
+    model: type[ModelT],
+    org_id: uuid.UUID,
+    page: PageRequest,
+    *,
+    default_sort: str = "created_at",
+    narrowed: SelectOfScalar[ModelT] | None = None,
 ) -> PageResult[ModelT]:
-    """One organization's rows by the page's allow-listed sort (default ``created_at``)."""
-    sort = page.sort or Sort("created_at")
+    """One organization's rows (of ``narrowed`` when given: the caller's further filters) by
+    the page's allow-listed sort, else ``default_sort``."""
+    sort = page.sort or Sort(default_sort)
+    base = narrowed if narrowed is not None else select(model)
     query = keyset(
-        select(model).where(col(model.org_id) == org_id),  # type: ignore[attr-defined]
+        base.where(col(model.org_id) == org_id),  # type: ignore[attr-defined]
         col(getattr(model, sort.field)),
         col(model.id),  # type: ignore[attr-defined]
         limit=page.limit,
         cursor=page.cursor,
         descending=sort.descending,
-        key_is_time=sort.field.endswith("_at"),  # the house naming of times
+        # The house naming of times.
+        key_is_time=sort.field.endswith(("_at", "_time")),
     )
     rows = list((await session.scalars(query)).all())
     return page_of(rows, page.limit, lambda r: (getattr(r, sort.field), r.id))  # type: ignore[attr-defined]

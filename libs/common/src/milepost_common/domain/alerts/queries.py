@@ -11,6 +11,7 @@ from sqlmodel import col, select
 from milepost_common.domain import paging
 from milepost_common.domain.alerts.models import Alert, AlertType
 from milepost_common.domain.audit import service as audit
+from milepost_common.domain.base import get_by_id
 from milepost_common.domain.devices import service as device_service
 from milepost_common.domain.principals import Principal
 from milepost_common.errors import NotFound
@@ -34,36 +35,20 @@ async def list_alerts(
 ) -> paging.PageResult[Alert]:
     """A keyset page of the organization's alerts by ``occurred_at``. Raises DeviceNotFound
     for a foreign ``vehicle_id``."""
-    query = select(Alert).where(Alert.org_id == actor.require_org())
-    if vehicle_id is not None:
-        await device_service.get_device(session, actor, vehicle_id)
-        query = query.where(Alert.device_id == vehicle_id)
+    query = select(Alert)
     if alert_type is not None:
         query = query.where(Alert.type == alert_type)
     if acknowledged is not None:
         ack = col(Alert.acknowledged_at)
         query = query.where(ack.is_not(None) if acknowledged else ack.is_(None))
-    query = paging.time_window(query, col(Alert.occurred_at), window)
-    descending = page.sort is not None and page.sort.descending
-    query = paging.keyset(
-        query,
-        col(Alert.occurred_at),
-        col(Alert.id),
-        limit=page.limit,
-        cursor=page.cursor,
-        descending=descending,
+    return await device_service.vehicle_history_page(
+        session, actor, Alert, "occurred_at", vehicle_id, window, page, narrowed=query
     )
-    rows = list((await session.scalars(query)).all())
-    return paging.page_of(rows, page.limit, lambda a: (a.occurred_at, a.id))
 
 
 async def get_alert(session: AsyncSession, actor: Principal, alert_id: uuid.UUID) -> Alert:
     """Raises AlertNotFound when missing or of another organization."""
-    query = select(Alert).where(Alert.id == alert_id, Alert.org_id == actor.require_org())
-    alert = (await session.scalars(query)).first()
-    if alert is None:
-        raise AlertNotFound()
-    return alert
+    return await get_by_id(session, Alert, alert_id, AlertNotFound, org_id=actor.require_org())
 
 
 async def acknowledge_alert(session: AsyncSession, actor: Principal, alert_id: uuid.UUID) -> Alert:

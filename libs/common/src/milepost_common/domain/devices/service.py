@@ -15,9 +15,11 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from milepost_common.domain import paging
 from milepost_common.domain.audit import service as audit
+from milepost_common.domain.base import ModelT
 from milepost_common.domain.devices.errors import (
     DeviceLimitReached,
     DeviceNotFound,
@@ -79,6 +81,29 @@ async def get_device(session: AsyncSession, actor: Principal, device_id: uuid.UU
     if device is None:
         raise DeviceNotFound()
     return device
+
+
+async def vehicle_history_page(
+    session: AsyncSession,
+    actor: Principal,
+    model: type[ModelT],
+    time_field: str,
+    vehicle_id: uuid.UUID | None,
+    window: paging.Window,
+    page: paging.PageRequest,
+    narrowed: SelectOfScalar[ModelT] | None = None,
+) -> paging.PageResult[ModelT]:
+    """A keyset page of the organization's rows of ``model`` (trips, stops, alerts: rows with
+    ``device_id`` and a time), of one vehicle or all, ``window`` on ``time_field``, by the
+    page's sort (default ``time_field``). Raises DeviceNotFound for a foreign ``vehicle_id``."""
+    query = narrowed if narrowed is not None else select(model)
+    if vehicle_id is not None:
+        await get_device(session, actor, vehicle_id)
+        query = query.where(col(model.device_id) == vehicle_id)  # type: ignore[attr-defined]
+    query = paging.time_window(query, col(getattr(model, time_field)), window)
+    return await paging.org_page(
+        session, model, actor.require_org(), page, default_sort=time_field, narrowed=query
+    )
 
 
 async def owned_device_ids(

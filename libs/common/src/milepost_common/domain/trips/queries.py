@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col, select
 
 from milepost_common.domain import paging
+from milepost_common.domain.base import get_by_id
 from milepost_common.domain.devices import service as device_service
 from milepost_common.domain.positions import queries as position_queries
 from milepost_common.domain.principals import Principal
@@ -32,35 +32,15 @@ async def list_trips(
 ) -> paging.PageResult[TripRead]:
     """A keyset page of the organization's trips. Raises DeviceNotFound for a foreign
     ``vehicle_id``."""
-    query = select(Trip).where(Trip.org_id == actor.require_org())
-    if vehicle_id is not None:
-        await device_service.get_device(session, actor, vehicle_id)
-        query = query.where(Trip.device_id == vehicle_id)
-    query = paging.time_window(query, col(Trip.start_time), window)
-    sort = page.sort or paging.Sort("start_time")
-    query = paging.keyset(
-        query,
-        col(getattr(Trip, sort.field)),
-        col(Trip.id),
-        limit=page.limit,
-        cursor=page.cursor,
-        descending=sort.descending,
-        key_is_time=sort.field == "start_time",
+    result = await device_service.vehicle_history_page(
+        session, actor, Trip, "start_time", vehicle_id, window, page
     )
-    rows = list((await session.scalars(query)).all())
-    result = paging.page_of(rows, page.limit, lambda t: (getattr(t, sort.field), t.id))
     return paging.PageResult([TripRead.model_validate(t) for t in result.items], result.next_cursor)
 
 
 async def get_trip(session: AsyncSession, actor: Principal, trip_id: uuid.UUID) -> TripDetail:
     """The trip with its route. Raises TripNotFound when missing or of another organization."""
-    trip = (
-        await session.scalars(
-            select(Trip).where(Trip.id == trip_id, Trip.org_id == actor.require_org())
-        )
-    ).first()
-    if trip is None:
-        raise TripNotFound()
+    trip = await get_by_id(session, Trip, trip_id, TripNotFound, org_id=actor.require_org())
     points = await position_queries.route_of(
         session, trip.device_id, trip.org_id, trip.start_time, trip.end_time
     )
@@ -77,21 +57,7 @@ async def list_stops(
 ) -> paging.PageResult[StopRead]:
     """A keyset page of the organization's stops. Raises DeviceNotFound for a foreign
     ``vehicle_id``."""
-    query = select(Stop).where(Stop.org_id == actor.require_org())
-    if vehicle_id is not None:
-        await device_service.get_device(session, actor, vehicle_id)
-        query = query.where(Stop.device_id == vehicle_id)
-    query = paging.time_window(query, col(Stop.start_time), window)
-    sort = page.sort or paging.Sort("start_time")
-    query = paging.keyset(
-        query,
-        col(getattr(Stop, sort.field)),
-        col(Stop.id),
-        limit=page.limit,
-        cursor=page.cursor,
-        descending=sort.descending,
-        key_is_time=sort.field == "start_time",
+    result = await device_service.vehicle_history_page(
+        session, actor, Stop, "start_time", vehicle_id, window, page
     )
-    rows = list((await session.scalars(query)).all())
-    result = paging.page_of(rows, page.limit, lambda s: (getattr(s, sort.field), s.id))
     return paging.PageResult([StopRead.model_validate(s) for s in result.items], result.next_cursor)
