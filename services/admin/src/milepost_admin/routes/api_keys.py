@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from milepost_admin.deps import OperatorUser, ServicesDep, SupportUser
+from milepost_admin.deps import AUTH_ERRORS, OperatorUser, ServicesDep, SupportUser
 from milepost_common.domain.api_keys import service as api_key_service
 from milepost_common.domain.api_keys.models import ApiKey
 from milepost_common.domain.api_keys.schemas import (
@@ -18,13 +18,12 @@ from milepost_common.domain.api_keys.schemas import (
 )
 from milepost_common.domain.organizations import service as org_service
 from milepost_common.domain.organizations.errors import OrganizationNotFound
-from milepost_common.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed
+from milepost_common.errors import Conflict, NotFound, ValidationFailed
 from milepost_common.pagination import Page
 from milepost_common.web.deps import SessionDep
 from milepost_common.web.errors import error_responses
 
 router = APIRouter(prefix="/v1", tags=["api-keys"])
-AUTH_ERRORS = (Unauthorized, Forbidden)
 
 
 async def load_api_key(key_id: uuid.UUID, session: SessionDep) -> ApiKey:

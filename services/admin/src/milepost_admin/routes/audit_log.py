@@ -6,10 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from milepost_admin.deps import SupportUser
+from milepost_admin.deps import AUTH_ERRORS, SupportUser
 from milepost_common.domain.audit import service as audit
 from milepost_common.domain.audit.schemas import AuditEntryRead, AuditFilters
-from milepost_common.errors import Forbidden, Unauthorized, ValidationFailed
+from milepost_common.errors import ValidationFailed
 from milepost_common.pagination import Page
 from milepost_common.web.deps import SessionDep
 from milepost_common.web.errors import error_responses
@@ -20,7 +20,7 @@ router = APIRouter(prefix="/v1/audit-log", tags=["audit-log"])
 @router.get(
     "",
     summary="Read the audit log",
-    responses=error_responses(Unauthorized, Forbidden, ValidationFailed),
+    responses=error_responses(*AUTH_ERRORS, ValidationFailed),
 )
 async def list_audit_entries(
     _user: SupportUser, filters: Annotated[AuditFilters, Query()], session: SessionDep

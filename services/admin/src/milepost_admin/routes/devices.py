@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Query
 
-from milepost_admin.deps import OperatorUser, SupportUser
+from milepost_admin.deps import AUTH_ERRORS, OperatorUser, SupportUser
 from milepost_common.domain.devices import admin_service as device_admin
 from milepost_common.domain.devices import service as device_service
 from milepost_common.domain.devices.admin_schemas import (
@@ -30,9 +30,7 @@ from milepost_common.domain.organizations.errors import (
 )
 from milepost_common.errors import (
     BadRequest,
-    Forbidden,
     PayloadTooLarge,
-    Unauthorized,
     ValidationFailed,
 )
 from milepost_common.pagination import Page
@@ -40,7 +38,6 @@ from milepost_common.web.deps import SessionDep
 from milepost_common.web.errors import error_responses
 
 router = APIRouter(prefix="/v1", tags=["devices"])
-AUTH_ERRORS = (Unauthorized, Forbidden)
 
 
 async def load_device(device_id: uuid.UUID, session: SessionDep) -> Device:

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, Depends, Query
 
 from milepost_admin import enqueue
-from milepost_admin.deps import OperatorUser, SupportUser
+from milepost_admin.deps import AUTH_ERRORS, OperatorUser, SupportUser
 from milepost_common.domain.ingest_batches import queries as batch_queries
 from milepost_common.domain.ingest_batches import service as ingest_service
 from milepost_common.domain.ingest_batches.admin_schemas import (
@@ -22,13 +22,11 @@ from milepost_common.domain.ingest_batches.errors import BatchBusy, BatchNotFoun
 from milepost_common.domain.ingest_batches.models import IngestBatch
 from milepost_common.domain.organizations import service as org_service
 from milepost_common.domain.organizations.errors import OrganizationNotFound
-from milepost_common.errors import Forbidden, Unauthorized
 from milepost_common.pagination import Page
 from milepost_common.web.deps import DatabaseDep, PublisherDep, SessionDep
 from milepost_common.web.errors import error_responses
 
 router = APIRouter(prefix="/v1", tags=["ingest-batches"])
-AUTH_ERRORS = (Unauthorized, Forbidden)
 
 
 async def load_batch(batch_id: uuid.UUID, session: SessionDep) -> IngestBatch:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from milepost_admin.deps import ServicesDep, SuperadminUser, SupportUser
+from milepost_admin.deps import AUTH_ERRORS, ServicesDep, SuperadminUser, SupportUser
 from milepost_admin.links import invite_url, reset_url
 from milepost_common.domain.sessions.service import ONE_TIME_TOKEN_TTL
 from milepost_common.domain.users import service as user_service
@@ -22,13 +22,12 @@ from milepost_common.domain.users.schemas import (
     OperatorUpdate,
     PasswordResetLink,
 )
-from milepost_common.errors import Conflict, Forbidden, Unauthorized, ValidationFailed
+from milepost_common.errors import Conflict, ValidationFailed
 from milepost_common.pagination import Page
 from milepost_common.web.deps import SessionDep
 from milepost_common.web.errors import error_responses
 
 router = APIRouter(prefix="/v1/operators", tags=["operators"])
-AUTH_ERRORS = (Unauthorized, Forbidden)
 
 
 async def load_operator(operator_id: uuid.UUID, session: SessionDep) -> User:

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 
-from milepost_admin.deps import OperatorUser, SupportUser
+from milepost_admin.deps import AUTH_ERRORS, OperatorUser, SupportUser
 from milepost_admin.exports import stream_export
 from milepost_common.domain.organizations import export as org_export
 from milepost_common.domain.organizations import service as org_service
@@ -27,13 +27,12 @@ from milepost_common.domain.organizations.schemas import (
     OrganizationRead,
     OrganizationUpdate,
 )
-from milepost_common.errors import Forbidden, Unauthorized, ValidationFailed
+from milepost_common.errors import ValidationFailed
 from milepost_common.pagination import Page
 from milepost_common.web.deps import DatabaseDep, SessionDep
 from milepost_common.web.errors import error_responses
 
 router = APIRouter(prefix="/v1/organizations", tags=["organizations"])
-AUTH_ERRORS = (Unauthorized, Forbidden)
 
 
 async def load_organization(org_id: uuid.UUID, session: SessionDep) -> Organization:

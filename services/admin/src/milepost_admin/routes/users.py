@@ -9,7 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from milepost_admin.deps import OperatorUser, ServicesDep, SupportUser
+from milepost_admin.deps import AUTH_ERRORS, OperatorUser, ServicesDep, SupportUser
 from milepost_admin.links import invite_url, reset_url
 from milepost_common.domain.organizations import service as org_service
 from milepost_common.domain.organizations.errors import OrganizationNotFound
@@ -25,13 +25,12 @@ from milepost_common.domain.users.schemas import (
     UserRead,
     UserUpdate,
 )
-from milepost_common.errors import Conflict, Forbidden, Unauthorized, ValidationFailed
+from milepost_common.errors import Conflict, ValidationFailed
 from milepost_common.pagination import Page
 from milepost_common.web.deps import SessionDep
 from milepost_common.web.errors import error_responses
 
 router = APIRouter(prefix="/v1", tags=["users"])
-AUTH_ERRORS = (Unauthorized, Forbidden)
 
 
 async def load_user(user_id: uuid.UUID, session: SessionDep) -> User:

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, Depends, Query
 
 from milepost_admin import enqueue
-from milepost_admin.deps import OperatorUser, SupportUser
+from milepost_admin.deps import AUTH_ERRORS, OperatorUser, SupportUser
 from milepost_common.domain.webhooks import admin_service as webhook_admin
 from milepost_common.domain.webhooks.admin_schemas import (
     DeliveryDetail,
@@ -17,13 +17,11 @@ from milepost_common.domain.webhooks.admin_schemas import (
     DeliveryRetried,
 )
 from milepost_common.domain.webhooks.models import WebhookDelivery
-from milepost_common.errors import Forbidden, Unauthorized
 from milepost_common.pagination import Page
 from milepost_common.web.deps import PublisherDep, SessionDep
 from milepost_common.web.errors import error_responses
 
 router = APIRouter(prefix="/v1/webhook-deliveries", tags=["webhook-deliveries"])
-AUTH_ERRORS = (Unauthorized, Forbidden)
 
 
 async def load_delivery(delivery_id: uuid.UUID, session: SessionDep) -> WebhookDelivery:
