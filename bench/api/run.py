@@ -1,7 +1,7 @@
 """Public API benchmark: a vehicle's positions (``limit=100``), the fleet's latest positions
 and the summary report, against a bare FastAPI endpoint returning a constant, in one run.
 
-    uv run python bench/api/run.py [--vehicles 1000] [--days 30] [--interval-min 15]
+    uv run python -m bench.api [--vehicles 1000] [--days 30] [--interval-min 15]
                                    [--duration 8] [--connections 32] [--rounds 2]
 
 The script runs everything it measures: a scratch database on the server of
@@ -39,13 +39,13 @@ from pathlib import Path
 
 import asyncpg  # type: ignore[import-untyped]
 import httpx
-from sqlalchemy import make_url
 
+from bench.support import cpu_seconds, scratch_database, stop, wait_ready
 from milepost_common.auth import Realm, TokenCodec
 from milepost_common.domain.positions import queries as position_queries
-from milepost_common.migrate import migrate
 from milepost_common.settings import AuthSettings
 from milepost_common.testing import services
+from milepost_devstack.net import free_ports
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -72,29 +72,16 @@ class Measure:
     db_cpu_us: float = float("nan")
 
 
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds a process and its reaped children have used so far (0 once
-    it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return sum(int(ticks) for ticks in fields[11:15]) / _TICK
-
-
-def _postgres_cpu_s() -> float:
+def _postgrescpu_seconds() -> float:
     """CPU seconds of the bench's Postgres server: the postmaster with the backends it has
     reaped, and its live children (NaN when the server runs on another host)."""
     if POSTMASTER is None:
         return float("nan")
-    total = _cpu_s(POSTMASTER)
+    total = cpu_seconds(POSTMASTER)
     for status in Path("/proc").glob("[0-9]*/status"):
         try:
             if f"\nPPid:\t{POSTMASTER}\n" in status.read_text():
-                total += _cpu_s(int(status.parent.name))
+                total += cpu_seconds(int(status.parent.name))
         except OSError:
             continue
     return total
@@ -123,47 +110,6 @@ def _parent_of(pid: int) -> int | None:
 
 # Set once the database is known; the CPU figures count only this server's processes.
 POSTMASTER: int | None = None
-
-
-def _libpq(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_ready(url: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"bench-api: {url} not ready after {timeout:.0f} s")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-async def _admin(url: str, statement: str) -> None:
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
 
 
 # --- seeding ---------------------------------------------------------------------------------
@@ -330,7 +276,7 @@ def _latency(output: str, percentile: str) -> float:
 def wrk(
     name: str, script: Path, url: str, duration: int, connections: int, server_pid: int
 ) -> Measure:
-    app_before, db_before = _cpu_s(server_pid), _postgres_cpu_s()
+    app_before, db_before = cpu_seconds(server_pid), _postgrescpu_seconds()
     output = subprocess.run(
         [
             shutil.which("wrk") or "/usr/bin/wrk",
@@ -347,7 +293,7 @@ def wrk(
         check=True,
         timeout=duration + 60,
     ).stdout
-    app_s, db_s = _cpu_s(server_pid) - app_before, _postgres_cpu_s() - db_before
+    app_s, db_s = cpu_seconds(server_pid) - app_before, _postgrescpu_seconds() - db_before
     rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
     done = re.search(r"(\d+) requests in", output)
     requests = int(done.group(1)) if done else 0
@@ -394,11 +340,11 @@ async def direct_history(
             latencies.append(time.perf_counter() - started)
 
     try:
-        app_before, db_before = time.process_time(), _postgres_cpu_s()
+        app_before, db_before = time.process_time(), _postgrescpu_seconds()
         started = time.monotonic()
         await asyncio.gather(*(client() for _ in range(connections)))
         elapsed = time.monotonic() - started
-        app_s, db_s = time.process_time() - app_before, _postgres_cpu_s() - db_before
+        app_s, db_s = time.process_time() - app_before, _postgrescpu_seconds() - db_before
     finally:
         await pool.close()
     latencies.sort()
@@ -452,25 +398,7 @@ def main() -> None:
 
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="milepost-bench-api-") as tmp:
         work = Path(tmp)
-        server = os.environ.get("MILEPOST_BENCH_DATABASE_URL") or os.environ.get(
-            "MILEPOST_TEST_DATABASE_URL"
-        )
-        if not server:
-            log("starting a throwaway Postgres")
-            server = stack.enter_context(services.provide_postgres())
-        admin = _libpq(server)
-        name = f"milepost_bench_api_{uuid.uuid4().hex[:8]}"
-        asyncio.run(_admin(admin, f'CREATE DATABASE "{name}"'))
-        stack.callback(
-            lambda: asyncio.run(_admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        )
-        database_url = make_url(admin).set(database=name).render_as_string(hide_password=False)
-        asyncio.run(
-            migrate(
-                database_url.replace("postgresql://", "postgresql+asyncpg://", 1),
-                partition_days_back=args.days + 2,
-            )
-        )
+        database_url = scratch_database(stack, "api", partition_days_back=args.days + 2)
         started = time.monotonic()
         seeded = asyncio.run(seed(database_url, args.vehicles, args.days, args.interval_min))
         global POSTMASTER  # one server for the whole run
@@ -479,7 +407,7 @@ def main() -> None:
         log(f"seeded in {seed_s:.0f} s")
         redis_url = stack.enter_context(services.provide_redis())
 
-        api_port, bare_port = _free_port(), _free_port()
+        api_port, bare_port = free_ports(2)
         env = {
             **os.environ,
             "MILEPOST_ENV": "local",
@@ -500,7 +428,7 @@ def main() -> None:
             stdout=api_log,
             stderr=subprocess.STDOUT,
         )
-        stack.callback(_stop, api)
+        stack.callback(stop, api)
         bare = subprocess.Popen(
             [
                 sys.executable,
@@ -520,11 +448,11 @@ def main() -> None:
             cwd=ROOT,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
         )
-        stack.callback(_stop, bare)
+        stack.callback(stop, bare)
         api_base = f"http://127.0.0.1:{api_port}"
         bare_base = f"http://127.0.0.1:{bare_port}"
-        _wait_ready(f"{api_base}/api/ready")
-        _wait_ready(f"{bare_base}/bare")
+        wait_ready(f"{api_base}/api/ready")
+        wait_ready(f"{bare_base}/bare")
 
         auth = AuthSettings.model_validate({"jwt_keys": {"bench": JWT_KEYS.split('"')[3]}})
         token, _ = TokenCodec(auth).issue(seeded.owner_id, Realm.API, 3600)
@@ -612,7 +540,7 @@ def report(
         "# bench/api — results",
         "",
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node()} "
-        f"({cores} cores, shared), `uv run python bench/api/run.py"
+        f"({cores} cores, shared), `uv run python -m bench.api"
         f" --vehicles {args.vehicles} --days {args.days} --interval-min {args.interval_min}"
         f" --duration {args.duration} --connections {args.connections} --rounds {args.rounds}"
         f" --log-level {args.log_level}`.",

@@ -4,9 +4,9 @@ app's own dedupe statement (the unavoidable database work), with plain COPY (the
 with COPY into a staging table followed by the same conflict-skipping insert (the write-path
 alternative the app was measured against).
 
-    uv run python bench/ingest/run.py [--clients 4] [--duration 10] [--rounds 2]
-    uv run python bench/ingest/run.py --stack            # the running `make up` stack
-    uv run python bench/ingest/run.py --base-url http://127.0.0.1:8080 --database-url postgres://…
+    uv run python -m bench.ingest [--clients 4] [--duration 10] [--rounds 2]
+    uv run python -m bench.ingest --stack            # the running `make up` stack
+    uv run python -m bench.ingest --base-url http://127.0.0.1:8080 --database-url postgres://…
 
 Without ``--stack`` or ``--base-url`` the script runs its own small stack: a scratch database
 on the server of MILEPOST_BENCH_DATABASE_URL or MILEPOST_TEST_DATABASE_URL (a role that may
@@ -41,11 +41,10 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
-import httpx
 import orjson
-from sqlalchemy import make_url
 from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 
+from bench.support import cpu_seconds, libpq, scratch_database, stop, wait_ready
 from milepost_common.db import create_database, unit_of_work
 from milepost_common.domain.api_keys import service as api_key_service
 from milepost_common.domain.api_keys.models import Scope
@@ -53,9 +52,9 @@ from milepost_common.domain.devices.models import Device
 from milepost_common.domain.organizations.models import Organization
 from milepost_common.domain.positions.repository import INSERT_NEW_POSITIONS, NewPositions
 from milepost_common.domain.principals import SYSTEM
-from milepost_common.migrate import migrate
 from milepost_common.settings import DbSettings
 from milepost_common.testing import services
+from milepost_devstack.net import free_ports
 
 HERE = Path(__file__).resolve().parent
 LUA = HERE / "push.lua"
@@ -244,12 +243,6 @@ class Target:
     pids: dict[str, int] = field(default_factory=dict)  # processes whose CPU is reported
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process so far (Linux /proc)."""
-    fields_ = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields_[11]) + int(fields_[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def machine_busy() -> float:
     """CPU seconds all cores spent busy so far (Linux /proc/stat)."""
     values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
@@ -257,51 +250,11 @@ def machine_busy() -> float:
     return (sum(values) - idle) / os.sysconf("SC_CLK_TCK")
 
 
-def _libpq(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-def _wait_ready(url: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"bench-ingest: {url} not ready after {timeout:.0f} s")
-
-
-def _free_port() -> int:
-    from milepost_devstack.net import free_port
-
-    return free_port()
-
-
 def own_stack(stack: ExitStack, work: Path) -> Target:
     """Scratch database, Redis, the ingest app and Traefik, all torn down afterwards."""
-    server = os.environ.get("MILEPOST_BENCH_DATABASE_URL") or os.environ.get(
-        "MILEPOST_TEST_DATABASE_URL"
-    )
-    if not server:
-        log("starting a throwaway Postgres")
-        server = stack.enter_context(services.provide_postgres())
-    name = f"milepost_bench_ingest_{uuid.uuid4().hex[:8]}"
-    admin = _libpq(server)
-    asyncio.run(_admin(admin, f'CREATE DATABASE "{name}"'))
-    stack.callback(
-        lambda: asyncio.run(_admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    )
-    database_url = make_url(admin).set(database=name).render_as_string(hide_password=False)
-    asyncio.run(
-        migrate(
-            database_url.replace("postgresql://", "postgresql+asyncpg://", 1),
-            partition_days_back=PARTITION_DAYS,
-        )
-    )
+    database_url = scratch_database(stack, "ingest", partition_days_back=PARTITION_DAYS)
     redis_url = stack.enter_context(services.provide_redis())
-    app_port, gateway_port, metrics_port = _free_port(), _free_port(), _free_port()
+    app_port, gateway_port, metrics_port = free_ports(3)
     env = {
         **os.environ,
         "MILEPOST_ENV": "local",
@@ -322,8 +275,8 @@ def own_stack(stack: ExitStack, work: Path) -> Target:
         stdout=ingest_log,
         stderr=subprocess.STDOUT,
     )
-    stack.callback(_stop, app)
-    _wait_ready(f"http://127.0.0.1:{app_port}/ingest/ready")
+    stack.callback(stop, app)
+    wait_ready(f"http://127.0.0.1:{app_port}/ingest/ready")
     from milepost_devstack import traefik
 
     static = traefik.render_static_config(work / "traefik.yml", gateway_port, metrics_port)
@@ -337,9 +290,9 @@ def own_stack(stack: ExitStack, work: Path) -> Target:
         stdout=gateway_log,
         stderr=subprocess.STDOUT,
     )
-    stack.callback(_stop, gateway)
+    stack.callback(stop, gateway)
     base_url = f"http://127.0.0.1:{gateway_port}"
-    _wait_ready(f"{base_url}/ingest/ready")
+    wait_ready(f"{base_url}/ingest/ready")
     return Target(
         "own stack (ingest app + Traefik, no worker)",
         base_url,
@@ -348,32 +301,13 @@ def own_stack(stack: ExitStack, work: Path) -> Target:
     )
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-async def _admin(url: str, statement: str) -> None:
-    conn = await asyncpg.connect(
-        make_url(url).set(database="postgres").render_as_string(hide_password=False)
-    )
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
 def running_stack() -> Target:
     from milepost_devstack.config import StackConfig
     from milepost_devstack.stack import Stack
 
     stack = Stack(StackConfig.from_environ())
     # Before the credentials: reading them creates the state directory when there is none.
-    _wait_ready(f"{stack.gateway_url}/ingest/ready", timeout=5)
+    wait_ready(f"{stack.gateway_url}/ingest/ready", timeout=5)
     if not stack.config.secrets_file.exists():
         raise SystemExit(f"bench-ingest: no {stack.config.secrets_file}: is `make up` running?")
     target = Target(
@@ -688,7 +622,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if not args.database_url:
                 raise SystemExit("bench-ingest: --base-url needs --database-url")
             target = Target(
-                "the stack at --base-url", args.base_url.rstrip("/"), _libpq(args.database_url)
+                "the stack at --base-url", args.base_url.rstrip("/"), libpq(args.database_url)
             )
         elif args.stack:
             target = running_stack()

@@ -1,7 +1,7 @@
 """Worker benchmark: a fleet's fixes through real Celery tasks vs the same handlers in-process
 vs the pure state machine in memory; and ingest-to-alert-stored latency on an idle worker.
 
-    uv run python bench/worker/run.py [--vehicles 300] [--minutes 20] [--samples 60]
+    uv run python -m bench.worker [--vehicles 300] [--minutes 20] [--samples 60]
 
 Postgres: the server of MILEPOST_BENCH_DATABASE_URL or MILEPOST_TEST_DATABASE_URL (a role that
 may create databases), else a throwaway local server; a scratch database is created and dropped.
