@@ -155,22 +155,30 @@ async def _page(
     return paging.page_of(rows, limit, lambda u: (u.created_at, u.id))
 
 
+def _searched(
+    query: SelectOfScalar[User], q: str | None, is_active: bool | None
+) -> SelectOfScalar[User]:
+    """Narrowed to a text found in the email or name, and to the active flag, when given."""
+    if q:
+        query = query.where(
+            or_(
+                col(User.email).icontains(q, autoescape=True),
+                col(User.name).icontains(q, autoescape=True),
+            )
+        )
+    if is_active is not None:
+        query = query.where(User.is_active == is_active)
+    return query
+
+
 async def list_users(session: AsyncSession, filters: UserFilters) -> paging.PageResult[User]:
     """Organization members (of one organization or all), a keyset page by creation time."""
     query = select(User).where(col(User.org_id).is_not(None))
     if filters.org_id is not None:
         query = query.where(User.org_id == filters.org_id)
-    if filters.q:
-        query = query.where(
-            or_(
-                col(User.email).icontains(filters.q, autoescape=True),
-                col(User.name).icontains(filters.q, autoescape=True),
-            )
-        )
     if filters.role is not None:
         query = query.where(User.role == filters.role)
-    if filters.is_active is not None:
-        query = query.where(User.is_active == filters.is_active)
+    query = _searched(query, filters.q, filters.is_active)
     return await _page(session, query, filters.limit, filters.cursor, filters.sort)
 
 
@@ -309,17 +317,9 @@ async def list_operators(
     session: AsyncSession, filters: OperatorFilters
 ) -> paging.PageResult[User]:
     query = select(User).where(col(User.platform_role).is_not(None))
-    if filters.q:
-        query = query.where(
-            or_(
-                col(User.email).icontains(filters.q, autoescape=True),
-                col(User.name).icontains(filters.q, autoescape=True),
-            )
-        )
     if filters.role is not None:
         query = query.where(User.platform_role == filters.role)
-    if filters.is_active is not None:
-        query = query.where(User.is_active == filters.is_active)
+    query = _searched(query, filters.q, filters.is_active)
     return await _page(session, query, filters.limit, filters.cursor, filters.sort)
 
 
