@@ -32,6 +32,8 @@ class Device(SQLModel, table=True):
     trip_min_distance_m: float | None = None
     trip_min_duration_s: int | None = None
     trip_stop_gap_s: int | None = None
+    # Start of the current organization's tenure (set by a transfer); None: since registration.
+    assigned_at: datetime | None = tz_field()
     created_at: datetime = tz_field(nullable=False, default_now=True)
     updated_at: datetime = tz_field(nullable=False, default_now=True)
 

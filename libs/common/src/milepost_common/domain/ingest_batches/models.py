@@ -39,6 +39,11 @@ class IngestBatch(SQLModel, table=True):
         ),
         Index("ix_ingest_batches_status_received", "status", "received_at"),
         Index("ix_ingest_batches_org_received", "org_id", "received_at"),
+        Index(
+            "ix_ingest_batches_lease",
+            "lease_expires_at",
+            postgresql_where=text("status = 'processing'"),
+        ),
     )
 
     id: uuid.UUID = id_field()
@@ -62,5 +67,8 @@ class IngestBatch(SQLModel, table=True):
     queued_at: datetime | None = tz_field()
     processing_started_at: datetime | None = tz_field()
     processed_at: datetime | None = tz_field()
+    # Who is processing the batch and until when; renewed while alive, re-queued once expired.
+    lease_holder: str | None = Field(default=None, max_length=128)
+    lease_expires_at: datetime | None = tz_field()
     attempts: int = 0
     last_error: str | None = None

@@ -50,6 +50,13 @@ class User(SQLModel, table=True):
             " OR (org_id IS NULL AND role IS NULL AND platform_role IS NOT NULL)",
             name="ck_users_member_or_operator",
         ),
+        Index(
+            "uq_users_sso_identity",
+            "sso_issuer",
+            "sso_subject",
+            unique=True,
+            postgresql_where=text("sso_subject IS NOT NULL"),
+        ),
     )
 
     id: uuid.UUID = id_field()
@@ -66,6 +73,9 @@ class User(SQLModel, table=True):
     updated_at: datetime = tz_field(nullable=False, default_now=True)
     last_login_at: datetime | None = tz_field()
     password_changed_at: datetime | None = tz_field()
+    # An operator's SSO identity, bound on the first SSO login (the provider's iss and sub).
+    sso_issuer: str | None = Field(default=None, max_length=512)
+    sso_subject: str | None = Field(default=None, max_length=255)
 
 
 class RefreshToken(SQLModel, table=True):
