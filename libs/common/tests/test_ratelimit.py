@@ -1,5 +1,8 @@
+import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -33,12 +36,65 @@ async def test_fails_open_when_redis_is_down() -> None:
     await limiter.aclose()
 
 
-async def test_login_throttle_counts_failures_per_email(limiter: RateLimiter) -> None:
-    throttle = LoginThrottle(limiter, 2)
-    email = f"{uuid.uuid4().hex}@example.com"
-    await throttle.check(email, "10.0.0.1")
-    await throttle.failed(email, "10.0.0.1")
-    await throttle.failed(email, "10.0.0.1")
-    with pytest.raises(RateLimited):
-        await throttle.check(email.upper(), "10.0.0.2")
-    await throttle.check(f"other-{email}", "10.0.0.3")
+class TestLoginThrottle:
+    async def test_attempts_are_counted_before_the_block_and_kept_when_it_fails(
+        self, limiter: RateLimiter
+    ) -> None:
+        throttle = LoginThrottle(limiter, 2)
+        email = f"{uuid.uuid4().hex}@example.com"
+        for ip in ("10.0.0.1", "10.0.0.2"):
+            with pytest.raises(LookupError):
+                async with throttle.attempt(email, ip):
+                    raise LookupError("wrong password")
+
+        with pytest.raises(RateLimited) as refused:
+            async with throttle.attempt(email, "10.0.0.3"):
+                pytest.fail("a third attempt ran")
+        assert 1 <= refused.value.retry_after_s <= 60
+        async with throttle.attempt(f"other-{email}", "10.0.0.3"):
+            pass
+
+    async def test_a_successful_attempt_is_released(self, limiter: RateLimiter) -> None:
+        throttle = LoginThrottle(limiter, 2)
+        email = f"{uuid.uuid4().hex}@example.com"
+        for _ in range(5):
+            async with throttle.attempt(email, "10.0.0.1"):
+                pass
+
+        with pytest.raises(LookupError):
+            async with throttle.attempt(email, "10.0.0.1"):
+                raise LookupError("still two attempts left before this one")
+
+    async def test_spaces_and_case_share_one_bucket(self, limiter: RateLimiter) -> None:
+        throttle = LoginThrottle(limiter, 1)
+        with pytest.raises(LookupError):
+            async with throttle.attempt("owner@x", "10.0.0.1"):
+                raise LookupError
+
+        with pytest.raises(RateLimited):
+            async with throttle.attempt(" Owner@X ", "10.0.0.2"):
+                pass
+
+    async def test_concurrent_attempts_of_two_processes_never_pass_the_limit(
+        self, settings_factory: Any, redis: Any
+    ) -> None:
+        url = settings_factory(CommonSettings).redis.cache_url
+        processes = [RateLimiter(url), RateLimiter(url)]  # two pools: two app processes
+        throttles = [LoginThrottle(limiter, 7) for limiter in processes]
+        email = f"{uuid.uuid4().hex}@example.com"
+        admitted: list[int] = []
+
+        async def one(index: int) -> None:
+            with contextlib.suppress(RateLimited, LookupError):
+                async with throttles[index % 2].attempt(email, f"10.0.1.{index}"):
+                    admitted.append(index)
+                    await asyncio.sleep(0.01)  # the password check
+                    raise LookupError("wrong password")
+
+        try:
+            await asyncio.gather(*(one(i) for i in range(60)))
+        finally:
+            for limiter in processes:
+                await limiter.aclose()
+
+        assert len(admitted) == 7

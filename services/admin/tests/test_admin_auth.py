@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections import Counter
+from collections.abc import Callable
+
 import httpx
+import pytest
 from admin_support import Staff, audit_entries, bearer
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from milepost_admin.main import create_app
 from milepost_admin.settings import AdminSettings
 from milepost_common.auth import Realm, TokenCodec
 from milepost_common.testing.factories import (
@@ -15,6 +22,8 @@ from milepost_common.testing.factories import (
     make_organization,
     make_user,
 )
+from milepost_common.testing.passwords import count_argon2_verifications
+from milepost_common.testing.plugin import app_client
 
 
 async def _login(client: httpx.AsyncClient, email: str, password: str) -> httpx.Response:
@@ -71,6 +80,43 @@ class TestIssueToken:
         assert response.status_code == 429
         assert response.json()["error"]["code"] == "rate_limited"
         assert "Retry-After" in response.headers
+
+
+class TestLoginThrottle:
+    async def test_concurrent_wrong_passwords_are_counted_before_the_password_check(
+        self,
+        settings_factory: Callable[..., AdminSettings],
+        committed_database: str,
+        redis: Redis,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        settings = settings_factory(
+            AdminSettings, db={"url": committed_database}, auth={"login_attempts_per_minute": 3}
+        )
+        app = create_app(settings)
+        async with app_client(app) as client:
+            async with app.state.db.sessionmaker() as session:
+                operator = await make_operator(session)
+                await session.commit()
+            verified = count_argon2_verifications(monkeypatch)
+
+            responses = await asyncio.gather(
+                *(_login(client, operator.email, f"wrong password {n}") for n in range(40))
+            )
+
+        assert Counter(response.status_code for response in responses) == {401: 3, 429: 37}
+        assert len(verified) == 3
+
+    async def test_spaces_and_case_share_the_bucket_of_the_email(
+        self, client: httpx.AsyncClient, session: AsyncSession
+    ) -> None:
+        operator = await make_operator(session)
+        for _ in range(3):
+            assert (await _login(client, operator.email, "wrong password 123")).status_code == 401
+
+        response = await _login(client, f" {operator.email.upper()}  ", DEFAULT_PASSWORD)
+
+        assert response.status_code == 429
 
 
 class TestRealms:

@@ -61,6 +61,12 @@ class PasswordHasher:
             )
 
 
+def normalize_email(email: str) -> str:
+    """The one form of an email for lookups, uniqueness and login throttles alike: two
+    spellings a login would accept as the same account never get two throttle buckets."""
+    return email.strip().lower()
+
+
 def new_secret(prefix: str, nbytes: int = 32) -> str:
     """A random credential like ``mp_live_3kX…``: the prefix tells what it is when leaked."""
     return f"{prefix}_{secrets.token_urlsafe(nbytes)}"

@@ -7,15 +7,20 @@ request goes through and a warning is logged.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import math
 import time
+import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from functools import lru_cache
 
 from limits import RateLimitItem, parse
 from limits.aio.storage import RedisStorage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
-from redis.asyncio import ConnectionPool
+from redis.asyncio import ConnectionPool, Redis
 
+from milepost_common.auth import normalize_email
 from milepost_common.errors import RateLimited
 from milepost_common.logging import get_logger
 
@@ -64,6 +69,8 @@ class RateLimiter:
             connection_pool=self._pool,  # type: ignore[arg-type]
         )
         self._limiter = SlidingWindowCounterRateLimiter(self._storage)
+        # The same connections, for what `limits` cannot do (the login throttle).
+        self.redis = Redis(connection_pool=self._pool)
 
     async def aclose(self) -> None:
         """Close the Redis connections (at shutdown)."""
@@ -86,43 +93,82 @@ class RateLimiter:
         window = Window(item.amount, stats.remaining, max(1, int(stats.reset_time - time.time())))
         raise RateLimited(window.reset_after_s, headers=window.headers())
 
-    async def test(self, rate: str | RateLimitItem, *identifiers: str) -> bool:
-        """Whether one more hit would be allowed, without counting it (raises if Redis is down)."""
-        item = parse(rate) if isinstance(rate, str) else rate
-        return await self._limiter.test(item, *identifiers)
+
+# Reserve one attempt in every bucket (KEYS), or in none when any is full. A sorted set per
+# bucket holds the attempts of the last window (score: Redis' own clock, so processes with
+# skewed clocks agree); ARGV: window ms, the attempt's id, then each bucket's limit.
+# Returns 0 when reserved, else the milliseconds until the fullest bucket frees a place.
+_RESERVE = """
+local now_s, now_us = unpack(redis.call('TIME'))
+local now = now_s * 1000 + math.floor(now_us / 1000)
+local window = tonumber(ARGV[1])
+local wait = 0
+for i, key in ipairs(KEYS) do
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+    if redis.call('ZCARD', key) >= tonumber(ARGV[2 + i]) then
+        local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+        wait = math.max(wait, tonumber(oldest[2]) + window - now)
+    end
+end
+if wait > 0 then
+    return wait
+end
+for _, key in ipairs(KEYS) do
+    redis.call('ZADD', key, now, ARGV[2])
+    redis.call('PEXPIRE', key, window)
+end
+return 0
+"""
 
 
 class LoginThrottle:
-    """Failed logins counted per email and per client IP; over either limit → 429.
+    """Login attempts per email and per client IP (five times the email's limit), counted
+    before the password is checked; over either limit → 429.
 
-    Only failures count (they age out of the one-minute window), so a user who types the
-    right password is never locked out by their own logins; the answer never tells whether
-    the email exists.
+    Each attempt is reserved in both buckets by one Redis script, so concurrent attempts
+    from any number of processes never get more password checks than the limit (no local
+    budget, no approximate counter: this limit holds exactly). A successful login releases
+    its attempt, so only failures stay counted for the minute and a user who types the right
+    password is never locked out by their own logins. Emails are keyed in the one normalized
+    form logins use (and hashed: no addresses in Redis). The answer never tells whether the
+    email exists. Fails open, like every limit here, when Redis cannot answer.
     """
 
+    WINDOW_S = 60
+
     def __init__(self, limiter: RateLimiter, attempts_per_minute: int) -> None:
-        self._limiter = limiter
-        self._per_email = parse(f"{attempts_per_minute}/minute")
-        self._per_ip = parse(f"{attempts_per_minute * 5}/minute")
+        self._redis = limiter.redis
+        self._reserve = self._redis.register_script(_RESERVE)
+        self._limits = (attempts_per_minute, attempts_per_minute * 5)
 
-    async def check(self, email: str, ip: str) -> None:
-        """Raises RateLimited when this email or IP has failed too often recently."""
-        for item, key in (
-            (self._per_email, ("login-email", email.lower())),
-            (self._per_ip, ("login-ip", ip)),
-        ):
-            try:
-                allowed = await self._limiter.test(item, *key)
-            except Exception as exc:  # noqa: BLE001 - fail open
-                log.warning("rate_limit_unavailable", error=type(exc).__name__)
-                return
-            if not allowed:
-                raise RateLimited(60, "Too many failed login attempts; try again later.")
+    @staticmethod
+    def _keys(email: str, ip: str) -> list[str]:
+        digest = hashlib.sha256(normalize_email(email).encode()).hexdigest()
+        return [f"milepost:login:email:{digest}", f"milepost:login:ip:{ip}"]
 
-    async def failed(self, email: str, ip: str) -> None:
-        for item, key in (
-            (self._per_email, ("login-email", email.lower())),
-            (self._per_ip, ("login-ip", ip)),
-        ):
-            with contextlib.suppress(RateLimited):
-                await self._limiter.enforce(item, *key)
+    @contextlib.asynccontextmanager
+    async def attempt(self, email: str, ip: str) -> AsyncIterator[None]:
+        """Reserve one attempt for the block; it stays counted if the block raises (a wrong
+        password) and is released when it returns. Raises RateLimited when either bucket is
+        full."""
+        keys = self._keys(email, ip)
+        member = uuid.uuid4().hex
+        try:
+            wait_ms = int(
+                await self._reserve(keys=keys, args=[self.WINDOW_S * 1000, member, *self._limits])
+            )
+        except Exception as exc:  # noqa: BLE001 - fail open
+            log.warning("rate_limit_unavailable", error=type(exc).__name__)
+            wait_ms = 0
+        if wait_ms > 0:
+            raise RateLimited(
+                math.ceil(wait_ms / 1000), "Too many failed login attempts; try again later."
+            )
+        yield
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.zrem(key, member)
+                await pipe.execute()
+        except Exception as exc:  # noqa: BLE001 - the attempt then ages out with the window
+            log.warning("rate_limit_unavailable", error=type(exc).__name__)

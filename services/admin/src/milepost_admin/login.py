@@ -7,7 +7,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from milepost_admin.deps import AdminServices
 from milepost_common.auth import Realm
 from milepost_common.domain.sessions import service as sessions
-from milepost_common.domain.sessions.errors import LoginFailed
 from milepost_common.domain.users.models import User
 
 
@@ -20,14 +19,10 @@ async def log_in(
     ip: str,
     request_id: str,
 ) -> User:
-    """The operator, or LoginFailed (401, audited, counted) / RateLimited (429) after too
-    many failures for this email or IP. Only operators log in here."""
-    await services.throttle.check(email, ip)
-    try:
-        user = await sessions.authenticate(
+    """The operator, or LoginFailed (401, audited) / RateLimited (429) after too many
+    attempts for this email or IP. The attempt is counted before the password is checked and
+    released on success. Only operators log in here."""
+    async with services.throttle.attempt(email, ip):
+        return await sessions.authenticate(
             session, services.hasher, Realm.ADMIN, email, password, ip=ip, request_id=request_id
         )
-    except LoginFailed:
-        await services.throttle.failed(email, ip)
-        raise
-    return user

@@ -86,6 +86,7 @@ async def start_services(app: FastAPI) -> None:
 
 async def stop_services(app: FastAPI) -> None:
     await app.state.admin.broker.redis.aclose()
+    await app.state.admin.limiter.aclose()
 
 
 def _is_console(request: Request) -> bool:

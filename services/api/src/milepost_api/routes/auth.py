@@ -36,17 +36,12 @@ def _pair(pair: sessions.TokenPair) -> TokenPairRead:
 async def _throttled_login(
     ctx: ContextDep, session: SessionDep, email: str, password: str, ip: str, request_id: str
 ) -> User:
-    """Refuse early when this email or IP failed too often; count failures, not successes."""
-    throttle = ctx.login_throttle
-    await throttle.check(email, ip)
-    try:
-        user = await sessions.authenticate(
+    """The attempt is counted for this email and IP before the password is checked (429 when
+    either had too many); a successful login releases it."""
+    async with ctx.login_throttle.attempt(email, ip):
+        return await sessions.authenticate(
             session, ctx.hasher, Realm.API, email, password, ip=ip, request_id=request_id
         )
-    except LoginFailed:
-        await throttle.failed(email, ip)
-        raise
-    return user
 
 
 @router.post(

@@ -11,7 +11,6 @@ from milepost_common.auth import Realm
 from milepost_common.domain.sessions import service as sessions
 from milepost_common.domain.users import service as user_service
 from milepost_common.domain.users.errors import WrongPassword
-from milepost_common.domain.users.models import User
 from milepost_common.errors import RateLimited, Unauthorized, ValidationFailed
 from milepost_common.web.deps import SessionDep
 from milepost_common.web.errors import error_responses
@@ -48,9 +47,14 @@ async def change_own_password(
     """Needs the current password. Every session of the account (other devices included)
     is revoked; the answer is a fresh token pair for this one. Wrong current passwords are
     throttled like logins."""
-    throttle = ctx.login_throttle
-    await throttle.check(user.label, user.ip or "unknown")
-    account = await _verified_change(body, session, user, ctx)
+    async with ctx.login_throttle.attempt(user.label, user.ip or "unknown"):
+        account = await user_service.change_own_password(
+            session,
+            user,
+            ctx.hasher,
+            current_password=body.current_password,
+            new_password=body.new_password,
+        )
     pair = await sessions.issue_token_pair(
         session, ctx.codec, ctx.settings.auth, account, Realm.API
     )
@@ -58,19 +62,3 @@ async def change_own_password(
     return TokenPairRead(
         access_token=pair.access_token, refresh_token=pair.refresh_token, expires_in=pair.expires_in
     )
-
-
-async def _verified_change(
-    body: PasswordChange, session: SessionDep, user: CurrentUser, ctx: ContextDep
-) -> User:
-    try:
-        return await user_service.change_own_password(
-            session,
-            user,
-            ctx.hasher,
-            current_password=body.current_password,
-            new_password=body.new_password,
-        )
-    except WrongPassword:
-        await ctx.login_throttle.failed(user.label, user.ip or "unknown")
-        raise

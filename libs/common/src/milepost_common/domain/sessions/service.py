@@ -15,7 +15,14 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from milepost_common.auth import PasswordHasher, Realm, TokenCodec, hash_secret, new_secret
+from milepost_common.auth import (
+    PasswordHasher,
+    Realm,
+    TokenCodec,
+    hash_secret,
+    new_secret,
+    normalize_email,
+)
 from milepost_common.domain.audit import service as audit
 from milepost_common.domain.organizations.models import Organization
 from milepost_common.domain.principals import Principal, PrincipalKind
@@ -100,7 +107,7 @@ async def authenticate(
             PrincipalKind.USER if realm is Realm.API else PrincipalKind.OPERATOR,
             user.id if user else None,
             user.org_id if user else None,
-            user_service.normalize_email(email),
+            normalize_email(email),
             ip=ip,
             request_id=request_id,
         )

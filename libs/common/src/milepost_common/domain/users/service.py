@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
-from milepost_common.auth import PasswordHasher
+from milepost_common.auth import PasswordHasher, normalize_email
 from milepost_common.domain import paging
 from milepost_common.domain.audit import service as audit
 from milepost_common.domain.principals import Principal
@@ -45,10 +45,6 @@ from milepost_common.errors import Conflict
 class CreatedUser:
     user: User
     invitation_token: str | None  # the raw one-time token, when invited without a password
-
-
-def normalize_email(email: str) -> str:
-    return email.strip().lower()
 
 
 async def find_user_by_email(session: AsyncSession, email: str) -> User | None:
