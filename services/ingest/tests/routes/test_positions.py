@@ -15,6 +15,7 @@ from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
+from milepost_common.domain.devices import admin_service as device_admin
 from milepost_common.domain.devices.models import Device
 from milepost_common.domain.ingest_batches.models import IngestBatch
 from milepost_common.domain.organizations.models import Organization
@@ -22,8 +23,10 @@ from milepost_common.domain.positions.models import Position
 from milepost_common.testing.factories import (
     make_api_key,
     make_device,
+    make_operator,
     make_organization,
     make_position,
+    principal_for,
 )
 
 URL = "/ingest/v1/positions"
@@ -229,6 +232,32 @@ class TestItemCodes:
             select(func.count()).where(col(Position.device_id) == foreign.id)
         )
         assert count == 0
+
+    async def test_a_fix_older_than_the_devices_tenure_is_before_transfer(
+        self, client: httpx.AsyncClient, session: AsyncSession, fix: Fix
+    ) -> None:
+        old, new = await make_organization(session), await make_organization(session)
+        device = await make_device(session, old)
+        last_old = await make_position(session, device, datetime.now(UTC) - timedelta(minutes=10))
+        operator = principal_for(await make_operator(session))
+        await device_admin.transfer_device(session, operator, device, new)
+        auth = {"Authorization": f"Bearer {(await make_api_key(session, new)).secret}"}
+
+        response = await push(
+            client,
+            auth,
+            [fix(device, last_old.fix_time), fix(device, datetime.now(UTC) + timedelta(seconds=1))],
+        )
+
+        body = response.json()
+        assert [(e["index"], e["code"]) for e in body["errors"]] == [(0, "before_transfer")]
+        assert (body["accepted"], body["rejected"]) == (1, 1)
+        kept = await session.scalar(
+            select(func.count()).where(
+                col(Position.device_id) == device.id, col(Position.org_id) == old.id
+            )
+        )
+        assert kept == 1  # the old organization's fix, untouched
 
     async def test_a_device_registered_after_a_push_is_found_at_once(
         self,

@@ -49,6 +49,7 @@ log = get_logger("milepost.worker.batches")
 def _positions() -> Select[Any]:
     return sa_select(
         col(Position.device_id),
+        col(Position.org_id),
         col(Position.fix_time),
         col(Position.lat),
         col(Position.lon),
@@ -72,6 +73,7 @@ class BatchOutcome:
 @dataclass(slots=True)
 class _DeviceWork:
     device: Device
+    tenure: trip_service.Tenure
     state: DeviceState
     result: timeline.Replay
     start: timeline.Snapshot | None
@@ -143,19 +145,27 @@ async def _process_locked(
     session: AsyncSession, batch: IngestBatch, events: list[LiveEvent]
 ) -> BatchOutcome:
     rows = (await session.execute(_positions().where(col(Position.batch_id) == batch.id))).all()
-    by_device: dict[uuid.UUID, list[Fix]] = defaultdict(list)
-    for row in rows:
-        by_device[row[0]].append(_fix(row))
     outcome = BatchOutcome("processed", fixes=len(rows))
-    if not by_device:
+    if not rows:
         return outcome
-
     devices = {
         d.id: d
         for d in (
-            await session.execute(select(Device).where(col(Device.id).in_(list(by_device))))
+            await session.execute(
+                select(Device).where(col(Device.id).in_({row[0] for row in rows}))
+            )
         ).scalars()
     }
+    # Only fixes of each device's current tenure: one accepted before a transfer belongs to
+    # a timeline the transfer closed, and must not reach into the new organization's.
+    by_device: dict[uuid.UUID, list[Fix]] = defaultdict(list)
+    for row in rows:
+        device = devices.get(row[0])
+        if device is not None and _in_tenure(_tenure(device), row[1], row[2]):
+            by_device[row[0]].append(_fix(row))
+    devices = {device_id: devices[device_id] for device_id in by_device}
+    if not devices:
+        return outcome
     orgs = {
         o.id: o
         for o in (
@@ -175,6 +185,7 @@ async def _process_locked(
     work: list[_DeviceWork] = []
     for device_id in sorted(devices):
         device = devices[device_id]
+        tenure = _tenure(device)
         org = orgs[device.org_id]
         state = states[device_id]
         specs = _rule_specs(rules, device, org, shapes)
@@ -190,15 +201,15 @@ async def _process_locked(
             metrics.FIXES.labels("continue").inc(len(fixes))
         else:
             checkpoint = await trip_service.find_checkpoint_before(
-                session, device_id, from_micros(late)
+                session, tenure, from_micros(late)
             )
             start = timeline.Snapshot.from_json(checkpoint.state) if checkpoint else None
-            fixes = await _fixes_after(session, device_id, start.last_t if start else None)
+            fixes = await _fixes_after(session, tenure, start.last_t if start else None)
             outcome.recomputed_devices += 1
             metrics.FIXES.labels("recompute").inc(len(fixes))
         result = timeline.replay(start, fixes, params, specs)
         if result is not None:
-            work.append(_DeviceWork(device, state, result, start, specs, late is None))
+            work.append(_DeviceWork(device, tenure, state, result, start, specs, late is None))
 
     await _write_segments(session, work)
     created = await _write_alerts(session, work)
@@ -207,8 +218,7 @@ async def _process_locked(
         if not item.resumed or item.result.checkpoints:
             await trip_service.replace_checkpoints(
                 session,
-                item.device.id,
-                item.device.org_id,
+                item.tenure,
                 from_micros(item.start.last_t) if item.start else None,
                 [(from_micros(t), snap.to_json()) for t, snap in item.result.checkpoints],
             )
@@ -231,21 +241,39 @@ async def _process_locked(
 
 def _fix(row: Any) -> Fix:
     return Fix(
-        t=to_micros(row[1]),
-        lat=row[2],
-        lon=row[3],
-        speed=row[4],
-        accuracy=row[5],
-        attributes=row[6] or {},
-        course=row[7],
-        altitude=row[8],
+        t=to_micros(row[2]),
+        lat=row[3],
+        lon=row[4],
+        speed=row[5],
+        accuracy=row[6],
+        attributes=row[7] or {},
+        course=row[8],
+        altitude=row[9],
     )
 
 
-async def _fixes_after(session: AsyncSession, device_id: uuid.UUID, after: int | None) -> list[Fix]:
-    query = _positions().where(col(Position.device_id) == device_id)
-    if after is not None:
-        query = query.where(col(Position.fix_time) > from_micros(after))
+def _tenure(device: Device) -> trip_service.Tenure:
+    return trip_service.Tenure(device.id, device.org_id, device.assigned_at)
+
+
+def _in_tenure(tenure: trip_service.Tenure, org_id: uuid.UUID, fix_time: datetime) -> bool:
+    return org_id == tenure.org_id and (tenure.since is None or fix_time >= tenure.since)
+
+
+async def _fixes_after(
+    session: AsyncSession, tenure: trip_service.Tenure, after: int | None
+) -> list[Fix]:
+    """The tenure's stored fixes after ``after`` (None: all of them), in time order."""
+    query = _positions().where(
+        col(Position.device_id) == tenure.device_id, col(Position.org_id) == tenure.org_id
+    )
+    lower = tenure.floor(from_micros(after) if after is not None else None)
+    if lower is not None:
+        # The tenure's start is inclusive, a watermark is not.
+        strict = after is not None and lower == from_micros(after)
+        query = query.where(
+            col(Position.fix_time) > lower if strict else col(Position.fix_time) >= lower
+        )
     rows = (await session.execute(query.order_by(col(Position.fix_time)))).all()
     return [_fix(row) for row in rows]
 
@@ -349,10 +377,10 @@ async def _write_segments(session: AsyncSession, work: Sequence[_DeviceWork]) ->
         return from_micros(value) if value is not None else None
 
     trips = await trip_service.list_trips_from(
-        session, {w.device.id: scope(w.result.scope.trips_from) for w in work}
+        session, {w.tenure: scope(w.result.scope.trips_from) for w in work}
     )
     stops = await trip_service.list_stops_from(
-        session, {w.device.id: scope(w.result.scope.stops_from) for w in work}
+        session, {w.tenure: scope(w.result.scope.stops_from) for w in work}
     )
     old_trips = {(t.device_id, to_micros(t.start_time)): t for t in trips}
     old_stops = {(s.device_id, to_micros(s.start_time)): s for s in stops}
@@ -398,6 +426,8 @@ async def _write_alerts(session: AsyncSession, work: Sequence[_DeviceWork]) -> l
         scopes.append(
             alert_service.AlertScope(
                 device_id=item.device.id,
+                org_id=item.tenure.org_id,
+                since=item.tenure.since,
                 rule_ids=[uuid.UUID(r.id) for r in item.rules],
                 after=from_micros(scope.alerts_after) if scope.alerts_after is not None else None,
                 keys=[(uuid.UUID(r), from_micros(t)) for r, t in keys],

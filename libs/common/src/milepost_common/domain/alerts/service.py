@@ -59,10 +59,13 @@ def rule_applies(rule: AlertRule, device_id: uuid.UUID) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class AlertScope:
-    """One device's alerts of some rules: after ``after`` (None: all, unless ``keys_only``) or
-    with one of ``keys`` (rule id, occurred_at)."""
+    """One device's alerts of some rules in one organization's tenure (from ``since``, None:
+    no bound): after ``after`` (None: all, unless ``keys_only``) or with one of ``keys``
+    (rule id, occurred_at)."""
 
     device_id: uuid.UUID
+    org_id: uuid.UUID
+    since: datetime | None
     rule_ids: Collection[uuid.UUID]
     after: datetime | None
     keys: Collection[tuple[uuid.UUID, datetime]]
@@ -83,6 +86,8 @@ async def list_alerts_in_scopes(session: AsyncSession, scopes: Sequence[AlertSco
         clauses.append(
             and_(
                 col(Alert.device_id) == scope.device_id,
+                col(Alert.org_id) == scope.org_id,
+                col(Alert.occurred_at) >= scope.since if scope.since is not None else true(),
                 col(Alert.rule_id).in_(list(scope.rule_ids)),
                 or_(*parts),
             )

@@ -10,15 +10,16 @@ from __future__ import annotations
 import csv
 import io
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from pydantic import ValidationError
-from sqlalchemy import func, or_, update
+from sqlalchemy import func, or_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from milepost_common.domain import paging
 from milepost_common.domain.audit import service as audit
+from milepost_common.domain.devices import state as device_state
 from milepost_common.domain.devices.admin_schemas import (
     IMPORT_COLUMNS,
     MAX_IMPORT_ROWS,
@@ -30,14 +31,17 @@ from milepost_common.domain.devices.admin_schemas import (
     ImportRowStatus,
 )
 from milepost_common.domain.devices.errors import DeviceLimitReached, DeviceNotFound
-from milepost_common.domain.devices.models import Device, DeviceState
+from milepost_common.domain.devices.models import Device
 from milepost_common.domain.devices.schemas import VehicleCreate
 from milepost_common.domain.organizations.errors import OrganizationSuspended
 from milepost_common.domain.organizations.models import Organization
+from milepost_common.domain.positions import service as position_service
 from milepost_common.domain.principals import Principal
+from milepost_common.domain.trips import service as trip_service
 from milepost_common.errors import BadRequest, PayloadTooLarge
 
 TRANSFER_ACTION = "devices.transfer"
+_TICK = timedelta(microseconds=1)
 
 
 async def get_any_device(session: AsyncSession, device_id: uuid.UUID) -> Device:
@@ -195,7 +199,12 @@ async def transfer_device(
 ) -> Device:
     """Move a device to ``target`` for the data it sends from now on; what is stored stays
     with the old organization. Raises OrganizationSuspended or DeviceLimitReached (409).
-    Idempotent for the current organization. Audited under the old organization."""
+
+    The old tenure ends here: its open trip and stop end at its last processed fix, the
+    device's state starts empty, and the new tenure (``assigned_at``) starts after every
+    stored fix, so the worker, which reads and replaces only within the current tenure, can
+    never join, move or delete a row of an earlier one. Idempotent for the current
+    organization. Audited under the old organization."""
     if device.org_id == target.id:
         return device
     if target.suspended_at is not None:
@@ -206,13 +215,18 @@ async def transfer_device(
     ):
         raise DeviceLimitReached()
     source = device.org_id
+    now = datetime.now(UTC)
+    # The worker's per-device lock: no batch of the old tenure is half-way through meanwhile.
+    state = (await device_state.lock_device_states(session, {device.id: source}))[device.id]
+    last_fix = await position_service.last_fix_time(session, device.id)
+    await trip_service.close_open_segments(session, device.id, source, state.last_fix_time)
+    device_state.reset(state, target.id)
     device.org_id = target.id
-    device.updated_at = datetime.now(UTC)
-    session.add(device)
+    # Strictly after every stored fix: nothing already stored can fall in the new tenure.
+    device.assigned_at = max(now, last_fix + _TICK) if last_fix is not None else now
+    device.updated_at = now
+    session.add_all([device, state])
     await session.flush()
-    await session.execute(
-        update(DeviceState).where(col(DeviceState.device_id) == device.id).values(org_id=target.id)
-    )
     await audit.record(
         session,
         actor,

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from milepost_common.domain.devices.models import Device, DeviceState
+from milepost_common.domain.devices.models import Device, DeviceState, MotionState
 
 
 async def lock_device_states(
@@ -53,6 +53,27 @@ def record_position(state: DeviceState, fix_time: datetime, values: Mapping[str,
     state.last_attributes = dict(values.get("attributes") or {})
     state.offline_alerted_at = None
     return True
+
+
+def reset(state: DeviceState, org_id: uuid.UUID) -> None:
+    """Empty the state for a new tenure: no last position, no motion, no watermark."""
+    for name in (
+        "last_fix_time",
+        "last_lat",
+        "last_lon",
+        "last_speed",
+        "last_course",
+        "last_altitude",
+        "last_accuracy",
+        "watermark",
+        "offline_alerted_at",
+    ):
+        setattr(state, name, None)
+    state.org_id = org_id
+    state.last_attributes = {}
+    state.machine = {}
+    state.motion = MotionState.STOPPED
+    state.updated_at = datetime.now(UTC)
 
 
 async def list_silent_devices(

@@ -87,6 +87,7 @@ class DeviceRow:
     id: uuid.UUID
     unique_id: str
     disabled: bool
+    assigned_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +100,7 @@ class OrgFilterRow:
 
 _DEVICES = text(
     """
-    SELECT id, unique_id, disabled FROM devices
+    SELECT id, unique_id, disabled, assigned_at FROM devices
     WHERE org_id = :org_id AND unique_id = ANY(CAST(:unique_ids AS text[]))
     """
 )

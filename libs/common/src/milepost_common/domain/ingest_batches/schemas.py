@@ -21,6 +21,7 @@ class ItemCode(StrEnum):
     FIX_TIME_IN_FUTURE = "fix_time_in_future"
     FIX_TIME_TOO_OLD = "fix_time_too_old"
     IMPLAUSIBLE_SPEED = "implausible_speed"
+    BEFORE_TRANSFER = "before_transfer"
 
 
 class PositionCreate(BaseModel):

@@ -94,7 +94,10 @@ async def find_devices(
     """The organization's devices by ``unique_id``; another organization's are never found."""
     rows = await IngestBatchRepository(session).devices_by_unique_id(org_id, sorted(unique_ids))
     # Plain uuid.UUID (asyncpg returns its own subclass): orjson writes those natively.
-    return {row.unique_id: DeviceRef(uuid.UUID(int=row.id.int), row.disabled) for row in rows}
+    return {
+        row.unique_id: DeviceRef(uuid.UUID(int=row.id.int), row.disabled, row.assigned_at)
+        for row in rows
+    }
 
 
 class DeviceCache:

@@ -4,9 +4,11 @@ Pure (no I/O): the caller hands in a :class:`FixPolicy` carrying the organizatio
 filters, the window of fix times the ``positions`` partitions can take, and the devices of
 the organization that the batch names. An item gets the first code that applies, in the
 order ``invalid_field``, ``invalid_coordinates``, ``fix_time_in_future``,
-``fix_time_too_old``, ``implausible_speed``, ``unknown_device``: what is wrong with the fix
-itself comes before whom it belongs to. A disabled device counts as ``unknown_device``: its
-fixes are refused until it is enabled again (and can then be replayed).
+``fix_time_too_old``, ``implausible_speed``, ``unknown_device``, ``before_transfer``: what
+is wrong with the fix itself comes before whom it belongs to. A disabled device counts as
+``unknown_device``: its fixes are refused until it is enabled again (and can then be
+replayed). A fix older than the device's tenure in the organization (``before_transfer``)
+belongs to the organization that had it then, and is never stored for this one.
 
 Well-formed items (the common case) are decoded and type-checked by msgspec in C
 (:func:`decode_item` → :class:`FastFix`); any other item is checked field by field in
@@ -55,6 +57,9 @@ _TYPE_NAMES: dict[tuple[type, ...], str] = {
 class DeviceRef:
     id: uuid.UUID
     disabled: bool
+    # The current organization's tenure starts here (None: since registration); an older
+    # fix belongs to an earlier organization's timeline and is refused.
+    since: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,6 +304,12 @@ def check_items(
                 raise _Rejected(ItemCode.UNKNOWN_DEVICE, "Unknown device.")
             if device.disabled:
                 raise _Rejected(ItemCode.UNKNOWN_DEVICE, "The device is disabled.")
+            if device.since is not None and fix_time < device.since:
+                raise _Rejected(
+                    ItemCode.BEFORE_TRANSFER,
+                    f"fix_time is before {_iso(device.since)}, when the device joined this "
+                    "organization.",
+                )
         except _Rejected as rejected:
             raw = raws[index] if raws is not None else None
             out.reject(index, item, rejected.code, rejected.message, raw)

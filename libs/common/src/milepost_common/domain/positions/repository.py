@@ -96,6 +96,15 @@ class PositionRepository:
         count, device_ids = result.one()
         return InsertedPositions(int(count), list(device_ids))
 
+    async def last_fix_time(self, device_id: uuid.UUID) -> datetime | None:
+        # One backward probe of the (device_id, fix_time) index per partition.
+        result = await self.session.execute(
+            text("SELECT max(fix_time) FROM positions WHERE device_id = :device_id"),
+            {"device_id": device_id},
+        )
+        value: datetime | None = result.scalar_one()
+        return value
+
     async def partition_bounds(self) -> list[tuple[datetime, datetime]]:
         """``[from, to)`` of every partition bounded by timestamps, oldest first."""
         result = await self.session.execute(_PARTITION_BOUNDS)

@@ -20,6 +20,7 @@ __all__ = [
     "NewPositions",
     "StorableWindow",
     "WindowCache",
+    "last_fix_time",
     "load_storable_window",
     "store_positions",
 ]
@@ -41,6 +42,11 @@ async def store_positions(
     if not rows:
         return InsertedPositions(0, [])
     return await PositionRepository(session).insert_new(org_id, batch_id, rows)
+
+
+async def last_fix_time(session: AsyncSession, device_id: uuid.UUID) -> datetime | None:
+    """The device's latest stored fix, whichever organization it was stored for."""
+    return await PositionRepository(session).last_fix_time(device_id)
 
 
 def contiguous_window(

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, false, or_, true
+from sqlalchemy import ColumnElement, and_, delete, false, func, or_, true, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
@@ -32,35 +33,50 @@ TRIP_FIELDS = (
 STOP_FIELDS = ("end_time", "lat", "lon", "duration_s")
 
 
+@dataclass(frozen=True, slots=True)
+class Tenure:
+    """A device in one organization from ``since`` on (None: since it was registered): the
+    only rows the worker may read, replace or delete for it."""
+
+    device_id: uuid.UUID
+    org_id: uuid.UUID
+    since: datetime | None
+
+    def floor(self, moment: datetime | None) -> datetime | None:
+        """The later of ``moment`` and the tenure's start (None: no bound)."""
+        if moment is None or self.since is None:
+            return moment or self.since
+        return max(moment, self.since)
+
+
 def _scoped(
-    device: Any, start: Any, scopes: Mapping[uuid.UUID, datetime | None]
+    table: type[Trip] | type[Stop], scopes: Mapping[Tenure, datetime | None]
 ) -> ColumnElement[bool]:
-    clauses = [
-        and_(device == d, start >= s) if s is not None else device == d for d, s in scopes.items()
-    ]
-    return or_(false(), *clauses) if clauses else false()
+    clauses = []
+    for tenure, start in scopes.items():
+        clause = and_(col(table.device_id) == tenure.device_id, col(table.org_id) == tenure.org_id)
+        if (lower := tenure.floor(start)) is not None:
+            clause = and_(clause, col(table.start_time) >= lower)
+        clauses.append(clause)
+    return or_(false(), *clauses)
 
 
 async def list_trips_from(
-    session: AsyncSession, scopes: Mapping[uuid.UUID, datetime | None]
+    session: AsyncSession, scopes: Mapping[Tenure, datetime | None]
 ) -> list[Trip]:
-    """Each device's trips starting at or after its time (None: all of them)."""
+    """Each device's trips in its tenure starting at or after its time (None: all of them)."""
     if not scopes:
         return []
-    rows = await session.execute(
-        select(Trip).where(_scoped(col(Trip.device_id), col(Trip.start_time), scopes))
-    )
+    rows = await session.execute(select(Trip).where(_scoped(Trip, scopes)))
     return list(rows.scalars())
 
 
 async def list_stops_from(
-    session: AsyncSession, scopes: Mapping[uuid.UUID, datetime | None]
+    session: AsyncSession, scopes: Mapping[Tenure, datetime | None]
 ) -> list[Stop]:
     if not scopes:
         return []
-    rows = await session.execute(
-        select(Stop).where(_scoped(col(Stop.device_id), col(Stop.start_time), scopes))
-    )
+    rows = await session.execute(select(Stop).where(_scoped(Stop, scopes)))
     return list(rows.scalars())
 
 
@@ -99,15 +115,56 @@ async def delete_stops(session: AsyncSession, ids: Iterable[uuid.UUID]) -> None:
         await session.execute(delete(Stop).where(col(Stop.id).in_(ids)))
 
 
+async def close_open_segments(
+    session: AsyncSession, device_id: uuid.UUID, org_id: uuid.UUID, last_fix: datetime | None
+) -> None:
+    """End the organization's open trip and stop of the device at its last fix (a transfer
+    ends the tenure as if the device had gone silent for good)."""
+    if last_fix is None:
+        return
+    duration = col(Trip.duration_s)
+    await session.execute(
+        update(Trip)
+        .where(
+            col(Trip.device_id) == device_id,
+            col(Trip.org_id) == org_id,
+            col(Trip.end_time).is_(None),
+        )
+        # An open trip's duration already runs to its last fix.
+        .values(end_time=col(Trip.start_time) + func.make_interval(0, 0, 0, 0, 0, 0, duration))
+    )
+    await session.execute(
+        update(Stop)
+        .where(
+            col(Stop.device_id) == device_id,
+            col(Stop.org_id) == org_id,
+            col(Stop.end_time).is_(None),
+            col(Stop.start_time) <= last_fix,
+        )
+        .values(
+            end_time=last_fix,
+            duration_s=func.extract("epoch", last_fix - col(Stop.start_time)),
+        )
+    )
+
+
+def _checkpoints_of(tenure: Tenure) -> ColumnElement[bool]:
+    clause = and_(
+        col(MotionCheckpoint.device_id) == tenure.device_id,
+        col(MotionCheckpoint.org_id) == tenure.org_id,
+    )
+    if tenure.since is not None:
+        clause = and_(clause, col(MotionCheckpoint.anchor_time) >= tenure.since)
+    return clause
+
+
 async def find_checkpoint_before(
-    session: AsyncSession, device_id: uuid.UUID, before: datetime
+    session: AsyncSession, tenure: Tenure, before: datetime
 ) -> MotionCheckpoint | None:
-    """The device's latest checkpoint strictly before ``before``."""
+    """The device's latest checkpoint of its tenure strictly before ``before``."""
     rows = await session.execute(
         select(MotionCheckpoint)
-        .where(
-            col(MotionCheckpoint.device_id) == device_id, col(MotionCheckpoint.anchor_time) < before
-        )
+        .where(_checkpoints_of(tenure), col(MotionCheckpoint.anchor_time) < before)
         .order_by(col(MotionCheckpoint.anchor_time).desc())
         .limit(1)
     )
@@ -116,20 +173,22 @@ async def find_checkpoint_before(
 
 async def replace_checkpoints(
     session: AsyncSession,
-    device_id: uuid.UUID,
-    org_id: uuid.UUID,
+    tenure: Tenure,
     after: datetime | None,
     checkpoints: Sequence[tuple[datetime, dict[str, Any]]],
 ) -> None:
-    """Delete the device's checkpoints after ``after`` (None: all), then store these."""
+    """Delete the tenure's checkpoints after ``after`` (None: all), then store these."""
     condition = col(MotionCheckpoint.anchor_time) > after if after is not None else true()
-    await session.execute(
-        delete(MotionCheckpoint).where(col(MotionCheckpoint.device_id) == device_id, condition)
-    )
+    await session.execute(delete(MotionCheckpoint).where(_checkpoints_of(tenure), condition))
     if checkpoints:
         stmt = insert(MotionCheckpoint).values(
             [
-                {"device_id": device_id, "org_id": org_id, "anchor_time": t, "state": state}
+                {
+                    "device_id": tenure.device_id,
+                    "org_id": tenure.org_id,
+                    "anchor_time": t,
+                    "state": state,
+                }
                 for t, state in checkpoints
             ]
         )
