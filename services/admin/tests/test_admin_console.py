@@ -243,3 +243,35 @@ class TestActions:
         assert secret
         detail = await client.get(f"/admin/organizations/{org.id}")
         assert secret.group(1) not in detail.text
+
+
+class TestErrorPages:
+    async def test_a_console_route_answers_with_a_page_and_the_json_api_with_the_envelope(
+        self, client: httpx.AsyncClient, staff: Staff
+    ) -> None:
+        await log_in(client, staff.operator)
+        missing = "00000000-0000-4000-8000-000000000000"
+
+        page = await client.get(f"/admin/organizations/{missing}")
+        api = await client.get(f"/admin/v1/organizations/{missing}", headers=staff.operator_auth)
+
+        assert page.status_code == 404
+        assert page.headers["content-type"].startswith("text/html")
+        assert "not found" in page.text.lower()
+        assert api.status_code == 404
+        assert api.json()["error"]["code"] == "not_found"
+
+    async def test_operator_actions_are_routes_of_their_own(
+        self, client: httpx.AsyncClient, staff: Staff
+    ) -> None:
+        csrf = await log_in(client, staff.superadmin)
+
+        unknown = await client.post(
+            f"/admin/operators/{staff.operator.id}/promote", data={"csrf_token": csrf}
+        )
+        deactivated = await client.post(
+            f"/admin/operators/{staff.operator.id}/deactivate", data={"csrf_token": csrf}
+        )
+
+        assert unknown.status_code == 404
+        assert deactivated.status_code == 303

@@ -16,6 +16,7 @@ from milepost_admin.console import auth_views, pages, tables
 from milepost_admin.console.deps import LoginRequired
 from milepost_admin.console.oidc import SingleSignOn
 from milepost_admin.console.render import page
+from milepost_admin.console.routing import is_console
 from milepost_admin.console.sessions import SessionStore
 from milepost_admin.deps import AdminServices
 from milepost_admin.routes import (
@@ -89,11 +90,6 @@ async def stop_services(app: FastAPI) -> None:
     await app.state.admin.limiter.aclose()
 
 
-def _is_console(request: Request) -> bool:
-    path = request.url.path
-    return path.startswith(CONSOLE_PREFIX + "/") and not path.startswith(API_PREFIX)
-
-
 async def _login_required(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, LoginRequired)  # noqa: S101 - registered for this class only
     if request.headers.get("HX-Request"):
@@ -104,7 +100,7 @@ async def _login_required(request: Request, exc: Exception) -> Response:
 async def _app_error(request: Request, exc: Exception) -> Response:
     """Envelope for the JSON API; an error page for the console's browser."""
     assert isinstance(exc, AppError)  # noqa: S101 - registered for this class only
-    if not _is_console(request):
+    if not is_console(request):
         return error_response(
             request, exc.status_code, exc.code, exc.message, exc.details, exc.headers
         )

@@ -14,6 +14,7 @@ from milepost_admin import login
 from milepost_admin.console.deps import CSRF_FIELD, ConsoleAnyWriter, StoreDep
 from milepost_admin.console.oidc import OAuthError, SingleSignOn
 from milepost_admin.console.render import page, see_other
+from milepost_admin.console.routing import ConsoleRoute
 from milepost_admin.deps import ServicesDep
 from milepost_common.domain.audit import service as audit
 from milepost_common.domain.principals import Principal, PrincipalKind
@@ -26,7 +27,7 @@ from milepost_common.logging import get_logger
 from milepost_common.web.deps import ClientIpDep, SessionDep
 from milepost_common.web.middleware import request_id_of
 
-router = APIRouter(tags=["console"], include_in_schema=False)
+router = APIRouter(tags=["console"], include_in_schema=False, route_class=ConsoleRoute)
 LOGIN_CSRF_COOKIE = "milepost_admin_login"
 log = get_logger("milepost.admin.console")
 

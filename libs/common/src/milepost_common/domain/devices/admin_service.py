@@ -79,7 +79,8 @@ async def list_devices(session: AsyncSession, filters: DeviceFilters) -> paging.
     return paging.page_of(rows, filters.limit, lambda d: (d.created_at, d.id))
 
 
-async def _device_count(session: AsyncSession, org_id: uuid.UUID) -> int:
+async def count_devices(session: AsyncSession, org_id: uuid.UUID) -> int:
+    """How many devices the organization has now."""
     query = select(func.count()).select_from(Device).where(Device.org_id == org_id)
     return int(await session.scalar(query) or 0)
 
@@ -150,7 +151,7 @@ async def import_devices(
 
     await session.refresh(org, with_for_update=True)
     room = (
-        None if org.max_devices is None else org.max_devices - await _device_count(session, org.id)
+        None if org.max_devices is None else org.max_devices - await count_devices(session, org.id)
     )
     devices: list[tuple[int, Device]] = []
     for line, data in candidates:
@@ -210,7 +211,7 @@ async def transfer_device(
     if target.suspended_at is not None:
         raise OrganizationSuspended("The receiving organization is suspended.")
     await session.refresh(target, with_for_update=True)
-    if target.max_devices is not None and await _device_count(session, target.id) >= (
+    if target.max_devices is not None and await count_devices(session, target.id) >= (
         target.max_devices
     ):
         raise DeviceLimitReached()

@@ -167,6 +167,12 @@ def _searched(
     return query
 
 
+async def count_users(session: AsyncSession, org_id: uuid.UUID) -> int:
+    """How many users the organization has now (active or not)."""
+    query = select(func.count()).select_from(User).where(col(User.org_id) == org_id)
+    return int(await session.scalar(query) or 0)
+
+
 async def list_users(session: AsyncSession, filters: UserFilters) -> paging.PageResult[User]:
     """Organization members (of one organization or all), a keyset page by creation time."""
     query = select(User).where(col(User.org_id).is_not(None))

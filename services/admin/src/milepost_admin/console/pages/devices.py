@@ -1,0 +1,149 @@
+"""Devices: list, register, CSV import, transfer, disable."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.responses import HTMLResponse, Response
+
+from milepost_admin.console.deps import ConsoleDep, ConsoleOperator, StoreDep, parse_uuid
+from milepost_admin.console.render import flash, page, see_other
+from milepost_admin.console.routing import ConsoleRoute
+from milepost_admin.console.views import filters_of, form_model, list_page
+from milepost_common.domain.audit import service as audit
+from milepost_common.domain.audit.schemas import AuditFilters, AuditSort
+from milepost_common.domain.devices import admin_service as device_admin
+from milepost_common.domain.devices import service as device_service
+from milepost_common.domain.devices.admin_schemas import DeviceFilters
+from milepost_common.domain.devices.schemas import VehicleCreate
+from milepost_common.domain.organizations import service as org_service
+from milepost_common.errors import ValidationFailed
+from milepost_common.web.deps import SessionDep
+
+router = APIRouter(route_class=ConsoleRoute)
+
+
+@router.get("/devices", response_class=HTMLResponse)
+async def devices_page(
+    request: Request, console: ConsoleDep, store: StoreDep, session: SessionDep
+) -> HTMLResponse:
+    filters = await filters_of(request, store, console, DeviceFilters)
+    result = await device_admin.list_devices(session, filters)
+    return await list_page(request, store, console, session, "devices", filters, result)
+
+
+@router.post("/organizations/{org_id}/devices", response_model=None)
+async def device_create(
+    org_id: uuid.UUID,
+    console: ConsoleOperator,
+    store: StoreDep,
+    session: SessionDep,
+    unique_id: Annotated[str, Form()],
+    name: Annotated[str, Form()],
+    plate: Annotated[str, Form()] = "",
+    speed_limit_kmh: Annotated[str, Form()] = "",
+) -> Response:
+    org = await org_service.get_organization(session, org_id)
+    data = form_model(
+        VehicleCreate,
+        {
+            "unique_id": unique_id.strip(),
+            "name": name,
+            "plate": plate,
+            "speed_limit_kmh": speed_limit_kmh,
+        },
+    )
+    device = await device_service.register_device(session, console.principal, data, org_id=org.id)
+    await flash(store, console, "ok", f"Device {device.unique_id} registered.")
+    return see_other(f"/admin/devices/{device.id}")
+
+
+@router.post("/organizations/{org_id}/devices/import", response_class=HTMLResponse)
+async def device_import(
+    request: Request,
+    org_id: uuid.UUID,
+    console: ConsoleOperator,
+    store: StoreDep,
+    session: SessionDep,
+    csv_file: Annotated[UploadFile, File()],
+) -> HTMLResponse:
+    org = await org_service.get_organization(session, org_id)
+    raw = await csv_file.read(2_000_001)
+    if len(raw) > 2_000_000:
+        raise ValidationFailed("The file is larger than 2 MB.")
+    report = await device_admin.import_devices(
+        session, console.principal, org, raw.decode("utf-8", errors="replace")
+    )
+    return await page(
+        request,
+        store,
+        console,
+        "import_report.html",
+        {"section": "devices", "org": org, "report": report},
+    )
+
+
+@router.get("/devices/{device_id}", response_class=HTMLResponse)
+async def device_page(
+    request: Request,
+    device_id: uuid.UUID,
+    console: ConsoleDep,
+    store: StoreDep,
+    session: SessionDep,
+) -> HTMLResponse:
+    device = await device_admin.get_any_device(session, device_id)
+    history = await audit.list_audit_entries(
+        session, AuditFilters(target_id=str(device.id), limit=20, sort=AuditSort.OCCURRED_AT_DESC)
+    )
+    return await page(
+        request,
+        store,
+        console,
+        "device.html",
+        {
+            "section": "devices",
+            "device": device,
+            "org": await org_service.get_organization(session, device.org_id),
+            "history": history,
+        },
+    )
+
+
+@router.post("/devices/{device_id}/transfer", response_model=None)
+async def device_transfer(
+    device_id: uuid.UUID,
+    console: ConsoleOperator,
+    store: StoreDep,
+    session: SessionDep,
+    org_id: Annotated[str, Form()],
+) -> Response:
+    target_id = parse_uuid(org_id.strip())
+    if target_id is None:
+        raise ValidationFailed("Give the receiving organization's id.")
+    device = await device_admin.get_any_device(session, device_id)
+    target = await org_service.get_organization(session, target_id)
+    await device_admin.transfer_device(session, console.principal, device, target)
+    await flash(store, console, "ok", f"Device transferred to “{target.name}” (future data).")
+    return see_other(f"/admin/devices/{device.id}")
+
+
+@router.post("/devices/{device_id}/disable", response_model=None)
+async def device_disable(
+    device_id: uuid.UUID, console: ConsoleOperator, store: StoreDep, session: SessionDep
+) -> Response:
+    device = await device_admin.get_any_device(session, device_id)
+    await device_admin.set_device_disabled(session, console.principal, device, True)
+    await flash(store, console, "ok", "Device disabled: its fixes are rejected.")
+    return see_other(f"/admin/devices/{device.id}")
+
+
+@router.post("/devices/{device_id}/enable", response_model=None)
+async def device_enable(
+    device_id: uuid.UUID, console: ConsoleOperator, store: StoreDep, session: SessionDep
+) -> Response:
+    device = await device_admin.get_any_device(session, device_id)
+    await device_admin.set_device_disabled(session, console.principal, device, False)
+    await flash(store, console, "ok", "Device enabled.")
+    return see_other(f"/admin/devices/{device.id}")

@@ -1,0 +1,108 @@
+"""Operators (superadmin): list, invite, role, deactivate, reactivate."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, Response
+
+from milepost_admin.console.deps import ConsoleDep, ConsoleSuperadmin, StoreDep
+from milepost_admin.console.render import flash, page, see_other
+from milepost_admin.console.routing import ConsoleRoute
+from milepost_admin.console.views import filters_of, form_model
+from milepost_admin.deps import ServicesDep
+from milepost_admin.links import invite_url
+from milepost_common.domain.users import service as user_service
+from milepost_common.domain.users.models import PlatformRole
+from milepost_common.domain.users.schemas import OperatorCreate, OperatorFilters
+from milepost_common.web.deps import SessionDep
+
+router = APIRouter(route_class=ConsoleRoute)
+
+
+@router.get("/operators", response_class=HTMLResponse)
+async def operators_page(
+    request: Request, console: ConsoleDep, store: StoreDep, session: SessionDep
+) -> HTMLResponse:
+    filters = await filters_of(request, store, console, OperatorFilters)
+    result = await user_service.list_operators(session, filters)
+    return await page(
+        request,
+        store,
+        console,
+        "operators.html",
+        {
+            "section": "operators",
+            "page": result,
+            "filters": filters,
+            "platform_roles": list(PlatformRole),
+        },
+    )
+
+
+@router.post("/operators", response_model=None)
+async def operator_create(
+    request: Request,
+    console: ConsoleSuperadmin,
+    store: StoreDep,
+    session: SessionDep,
+    services: ServicesDep,
+    email: Annotated[str, Form()],
+    role: Annotated[str, Form()],
+) -> Response:
+    data = form_model(OperatorCreate, {"email": email, "role": role})
+    created = await user_service.create_operator_account(
+        session, console.principal, data, hasher=services.hasher
+    )
+    if created.invitation_token is None:
+        return see_other("/admin/operators")
+    return await page(
+        request,
+        store,
+        console,
+        "secret.html",
+        {
+            "section": "operators",
+            "title": f"Invitation for operator {created.user.email}",
+            "secret": invite_url(services.settings, created.invitation_token),
+            "explain": "Send this link to the new operator: it works once, within 48 hours. "
+            "It is shown only now.",
+            "back": "/admin/operators",
+        },
+    )
+
+
+@router.post("/operators/{operator_id}/role", response_model=None)
+async def operator_role(
+    operator_id: uuid.UUID,
+    console: ConsoleSuperadmin,
+    store: StoreDep,
+    session: SessionDep,
+    role: Annotated[PlatformRole, Form()],
+) -> Response:
+    operator = await user_service.get_operator(session, operator_id)
+    await user_service.change_operator_role(session, console.principal, operator, role)
+    await flash(store, console, "ok", f"Operator {operator.email} is now {role.value}.")
+    return see_other("/admin/operators")
+
+
+@router.post("/operators/{operator_id}/deactivate", response_model=None)
+async def operator_deactivate(
+    operator_id: uuid.UUID, console: ConsoleSuperadmin, store: StoreDep, session: SessionDep
+) -> Response:
+    operator = await user_service.get_operator(session, operator_id)
+    await user_service.deactivate_operator(session, console.principal, operator)
+    await flash(store, console, "ok", f"Operator {operator.email} is deactivated.")
+    return see_other("/admin/operators")
+
+
+@router.post("/operators/{operator_id}/reactivate", response_model=None)
+async def operator_reactivate(
+    operator_id: uuid.UUID, console: ConsoleSuperadmin, store: StoreDep, session: SessionDep
+) -> Response:
+    operator = await user_service.get_operator(session, operator_id)
+    await user_service.reactivate_operator(session, console.principal, operator)
+    await flash(store, console, "ok", f"Operator {operator.email} is active again.")
+    return see_other("/admin/operators")
