@@ -1,14 +1,23 @@
 """Console single sign-on against a real OpenID provider run by the test
-(``oidc-provider-mock``: authorization code flow, signed ID tokens, discovery)."""
+(``oidc-provider-mock``: authorization code flow, signed ID tokens, discovery), behind a
+PKCE check the mock lacks (RFC 7636: S256 challenge required, code exchanged only with its
+verifier)."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import io
+import threading
 import warnings
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import httpx
 import pytest
+import werkzeug.serving
 from admin_support import audit_entries
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,65 +40,157 @@ ROLE_CLAIM = "milepost_role"
 # The provider (in a thread of this process) uses authlib APIs that authlib deprecates.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def s256(verifier: str) -> str:
+    return (
+        base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    )
+
+
+@dataclass
+class PkceProvider:
+    """The mock provider's WSGI app, refusing authorization requests without an S256
+    challenge and code exchanges whose verifier does not match it."""
+
+    app: WsgiApp
+    challenges: dict[str, str] = field(default_factory=dict)  # code -> challenge
+    verified: list[str] = field(default_factory=list)  # codes exchanged with their verifier
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        path, method = environ["PATH_INFO"], environ["REQUEST_METHOD"]
+        if path == "/oauth2/authorize" and method == "POST":
+            query = parse_qs(environ["QUERY_STRING"])
+            challenge = query.get("code_challenge", [""])[0]
+            if query.get("code_challenge_method") != ["S256"] or len(challenge) != 43:
+                return self._refuse(start_response, "invalid_request")
+
+            def remember(status: str, headers: list[tuple[str, str]], *rest: Any) -> Any:
+                location = dict(headers).get("Location", "")
+                for code in parse_qs(urlparse(location).query).get("code", []):
+                    self.challenges[code] = challenge
+                return start_response(status, headers, *rest)
+
+            return self.app(environ, remember)
+        if path == "/oauth2/token":
+            body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+            environ["wsgi.input"] = io.BytesIO(body)
+            form = parse_qs(body.decode())
+            if form.get("grant_type") == ["authorization_code"]:
+                code = form.get("code", [""])[0]
+                challenge = self.challenges.pop(code, None)
+                verifier = form.get("code_verifier", [""])[0]
+                if challenge is None or s256(verifier) != challenge:
+                    return self._refuse(start_response, "invalid_grant")
+                self.verified.append(code)
+        return self.app(environ, start_response)
+
+    @staticmethod
+    def _refuse(start_response: Callable[..., Any], error: str) -> list[bytes]:
+        start_response("400 Bad Request", [("Content-Type", "application/json")])
+        return [f'{{"error": "{error}"}}'.encode()]
+
+
+@dataclass(frozen=True)
+class Provider:
+    url: str
+    pkce: PkceProvider
+
 
 @pytest.fixture(scope="module")
-def provider() -> Iterator[str]:
-    with oidc_provider_mock.run_server_in_thread(require_nonce=True) as server:
-        yield f"http://localhost:{server.server_port}"
+def provider() -> Iterator[Provider]:
+    pkce = PkceProvider(oidc_provider_mock.app(require_nonce=True))
+    server = werkzeug.serving.make_server("localhost", 0, pkce, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.1,))
+    thread.start()
+    try:
+        yield Provider(f"http://localhost:{server.server_port}", pkce)
+    finally:
+        server.shutdown()
+        thread.join(5)
+        server.server_close()
+
+
+def sso_settings(
+    settings_factory: Callable[..., AdminSettings], provider: Provider, **oidc: Any
+) -> AdminSettings:
+    return settings_factory(
+        AdminSettings,
+        oidc={
+            "issuer": provider.url,
+            "client_id": "milepost-admin",
+            "client_secret": "client-secret",
+            "role_claim": ROLE_CLAIM,
+            **oidc,
+        },
+    )
 
 
 @pytest.fixture
 async def sso_client(
-    provider: str,
+    provider: Provider,
     settings_factory: Callable[..., AdminSettings],
     database: Database,
     redis: Redis,
 ) -> AsyncIterator[httpx.AsyncClient]:
-    settings = settings_factory(
-        AdminSettings,
-        oidc={
-            "issuer": provider,
-            "client_id": "milepost-admin",
-            "client_secret": "client-secret",
-            "role_claim": ROLE_CLAIM,
-        },
-    )
-    async with app_client(create_app(settings), database) as client:
-        yield client
+    async with app_client(create_app(sso_settings(settings_factory, provider)), database) as c:
+        yield c
+
+
+@dataclass(frozen=True)
+class SignIn:
+    response: httpx.Response
+    authorize_url: str
+    code: str
 
 
 async def _sign_in(
-    client: httpx.AsyncClient, provider: str, claims: dict[str, object]
-) -> httpx.Response:
-    """Through the provider's consent form, as a browser would, back to our callback."""
+    client: httpx.AsyncClient,
+    provider: Provider,
+    claims: dict[str, object],
+    *,
+    sub: str | None = None,
+) -> SignIn:
+    """Through the provider's consent form, as a browser would, back to our callback.
+    ``sub`` is the provider's subject (default: the email)."""
     async with httpx.AsyncClient() as browser:
-        sub = str(claims["email"])
-        assert (await browser.put(f"{provider}/users/{sub}", json=claims)).status_code == 204
+        sub = sub or str(claims["email"])
+        assert (await browser.put(f"{provider.url}/users/{sub}", json=claims)).status_code == 204
         start = await client.get("/admin/login/sso", params={"next": "/admin/audit-log"})
         assert start.status_code == 302
         authorize_url = start.headers["location"]
-        assert authorize_url.startswith(provider)
+        assert authorize_url.startswith(provider.url)
         consent = await browser.post(authorize_url, data={"sub": sub})
-        assert consent.status_code == 302
+        assert consent.status_code == 302, consent.text
         callback = urlparse(consent.headers["location"])
     assert callback.path == "/admin/login/sso/callback"
-    assert "code" in parse_qs(callback.query)
-    return await client.get(f"{callback.path}?{callback.query}")
+    [code] = parse_qs(callback.query)["code"]
+    response = await client.get(f"{callback.path}?{callback.query}")
+    return SignIn(response, authorize_url, code)
+
+
+def verified(email: str, **claims: object) -> dict[str, object]:
+    return {"email": email, "email_verified": True, **claims}
+
+
+async def signed_in(client: httpx.AsyncClient) -> bool:
+    return (await client.get("/admin/audit-log")).status_code == 200
 
 
 class TestSingleSignOn:
     async def test_operator_signs_in_and_role_follows_the_claim(
-        self, sso_client: httpx.AsyncClient, provider: str, session: AsyncSession
+        self, sso_client: httpx.AsyncClient, provider: Provider, session: AsyncSession
     ) -> None:
         operator = await make_operator(session, role=PlatformRole.SUPPORT)
 
-        response = await _sign_in(
-            sso_client, provider, {"email": operator.email, ROLE_CLAIM: "operator"}
+        signed = await _sign_in(
+            sso_client, provider, verified(operator.email, **{ROLE_CLAIM: "operator"})
         )
 
-        assert response.status_code == 303, response.text
-        assert response.headers["location"] == "/admin/audit-log"
-        assert (await sso_client.get("/admin/audit-log")).status_code == 200
+        assert signed.response.status_code == 303, signed.response.text
+        assert signed.response.headers["location"] == "/admin/audit-log"
+        assert await signed_in(sso_client)
         [login] = await audit_entries(session, "auth.login")
         assert login.diff["method"] == "oidc"
         assert login.actor_id == operator.id
@@ -97,12 +198,12 @@ class TestSingleSignOn:
         assert operator.platform_role == PlatformRole.OPERATOR
 
     async def test_unknown_email_is_refused(
-        self, sso_client: httpx.AsyncClient, provider: str, session: AsyncSession
+        self, sso_client: httpx.AsyncClient, provider: Provider, session: AsyncSession
     ) -> None:
-        response = await _sign_in(sso_client, provider, {"email": "stranger@example.com"})
+        signed = await _sign_in(sso_client, provider, verified("stranger@example.com"))
 
-        assert response.status_code == 401
-        assert "no active operator" in response.text
+        assert signed.response.status_code == 401
+        assert "no active operator" in signed.response.text
         [failed] = await audit_entries(session, "auth.login_failed")
         assert failed.diff["method"] == "oidc"
         assert (await sso_client.get("/admin/")).status_code == 303
@@ -115,3 +216,112 @@ class TestSingleSignOn:
         )
 
         assert response.status_code == 401
+
+
+class TestVerifiedEmail:
+    @pytest.mark.parametrize(
+        "claim",
+        [{}, {"email_verified": "false"}, {"email_verified": "true"}, {"email_verified": 1}],
+        ids=["missing", "string-false", "string-true", "one"],
+    )
+    async def test_only_email_verified_true_is_accepted(
+        self,
+        sso_client: httpx.AsyncClient,
+        provider: Provider,
+        session: AsyncSession,
+        claim: dict[str, object],
+    ) -> None:
+        operator = await make_operator(session)
+
+        signed = await _sign_in(sso_client, provider, {"email": operator.email, **claim})
+
+        assert signed.response.status_code == 401
+        assert "no verified email" in signed.response.text
+        assert not await signed_in(sso_client)
+        [failed] = await audit_entries(session, "auth.login_failed")
+        assert failed.diff["method"] == "oidc"
+        await session.refresh(operator)
+        assert operator.sso_subject is None
+
+    async def test_a_provider_declared_as_verifying_every_email_may_omit_the_claim(
+        self,
+        provider: Provider,
+        settings_factory: Callable[..., AdminSettings],
+        database: Database,
+        redis: Redis,
+        session: AsyncSession,
+    ) -> None:
+        operator = await make_operator(session)
+        settings = sso_settings(settings_factory, provider, provider_verifies_email=True)
+
+        async with app_client(create_app(settings), database) as client:
+            omitted = await _sign_in(client, provider, {"email": operator.email})
+            denied = await _sign_in(
+                client, provider, {"email": operator.email, "email_verified": False}
+            )
+
+        assert omitted.response.status_code == 303
+        assert denied.response.status_code == 401
+
+
+class TestIdentityBinding:
+    async def test_the_first_sso_login_binds_the_providers_identity(
+        self, sso_client: httpx.AsyncClient, provider: Provider, session: AsyncSession
+    ) -> None:
+        operator = await make_operator(session)
+
+        signed = await _sign_in(sso_client, provider, verified(operator.email), sub="subject-1")
+
+        assert signed.response.status_code == 303
+        await session.refresh(operator)
+        assert (operator.sso_issuer, operator.sso_subject) == (provider.url, "subject-1")
+        [login] = await audit_entries(session, "auth.login")
+        assert login.diff["subject"] == "subject-1"
+        assert login.diff["bound"] is True
+
+    async def test_a_second_subject_with_the_same_email_is_refused(
+        self, sso_client: httpx.AsyncClient, provider: Provider, session: AsyncSession
+    ) -> None:
+        operator = await make_operator(session)
+        await _sign_in(sso_client, provider, verified(operator.email), sub="subject-a")
+        sso_client.cookies.clear()
+
+        second = await _sign_in(sso_client, provider, verified(operator.email), sub="subject-b")
+
+        assert second.response.status_code == 401
+        assert "another identity" in second.response.text
+        assert not await signed_in(sso_client)
+        await session.refresh(operator)
+        assert operator.sso_subject == "subject-a"
+
+    async def test_an_email_changed_at_the_provider_cannot_take_over_another_operator(
+        self, sso_client: httpx.AsyncClient, provider: Provider, session: AsyncSession
+    ) -> None:
+        mine = await make_operator(session, role=PlatformRole.SUPPORT)
+        theirs = await make_operator(session, role=PlatformRole.SUPERADMIN)
+        await _sign_in(sso_client, provider, verified(mine.email), sub="subject-mine")
+        sso_client.cookies.clear()
+
+        # The provider now says subject-mine has the other operator's email.
+        signed = await _sign_in(sso_client, provider, verified(theirs.email), sub="subject-mine")
+
+        assert signed.response.status_code == 303
+        logins = await audit_entries(session, "auth.login")
+        assert [entry.actor_id for entry in logins] == [mine.id, mine.id]
+        await session.refresh(theirs)
+        assert theirs.sso_subject is None
+
+
+class TestPkce:
+    async def test_the_authorization_request_carries_an_s256_challenge_the_exchange_proves(
+        self, sso_client: httpx.AsyncClient, provider: Provider, session: AsyncSession
+    ) -> None:
+        operator = await make_operator(session)
+
+        signed = await _sign_in(sso_client, provider, verified(operator.email))
+
+        query = parse_qs(urlparse(signed.authorize_url).query)
+        assert query["code_challenge_method"] == ["S256"]
+        assert len(query["code_challenge"][0]) == 43  # base64url of a SHA-256, unpadded
+        assert signed.code in provider.pkce.verified
+        assert signed.response.status_code == 303

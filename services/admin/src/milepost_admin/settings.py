@@ -12,7 +12,9 @@ from milepost_common.settings import CommonSettings, Environment, HttpSettings, 
 class OidcSettings(BaseModel):
     """Single sign-on for the console; off unless ``issuer`` and ``client_id`` are set.
 
-    Operators are matched by the verified email of the ID token: SSO never creates one.
+    An operator's first SSO login matches the provider's verified email and binds the
+    operator to the provider's (iss, sub); later logins match that identity only. SSO never
+    creates an operator.
     """
 
     issuer: str | None = Field(
@@ -27,6 +29,11 @@ class OidcSettings(BaseModel):
         "when unset or absent, the operator's local role applies.",
     )
     button_label: str = "Sign in with SSO"
+    provider_verifies_email: bool = Field(
+        False,
+        description="Declare that the provider verifies every email it sends: an ID token"
+        " without `email_verified` is then accepted. Off: only `email_verified: true` is.",
+    )
 
     @property
     def enabled(self) -> bool:
@@ -41,6 +48,12 @@ class AdminHttp(HttpSettings):
     )
     invite_path: str = Field("/invitations/accept?token=", description="Appended to public_url.")
     reset_path: str = Field("/password-reset?token=", description="Appended to public_url.")
+    max_import_body_bytes: int = Field(
+        8 * 1024 * 1024,
+        ge=1024,
+        description="Body limit of the device CSV imports (JSON API and console), above"
+        " max_body_bytes: room for their own 2,000,000-character / 2 MB file checks.",
+    )
     session_cookie: str = "milepost_admin_session"
     session_ttl_s: int = Field(8 * 3600, gt=0, description="Console session lifetime.")
     session_idle_s: int = Field(3600, gt=0, description="Console session ends after this idle.")

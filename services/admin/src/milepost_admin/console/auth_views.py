@@ -21,6 +21,8 @@ from milepost_common.domain.principals import Principal, PrincipalKind
 from milepost_common.domain.sessions import service as sessions
 from milepost_common.domain.sessions.errors import LoginFailed
 from milepost_common.domain.users import service as user_service
+from milepost_common.domain.users import sso as sso_service
+from milepost_common.domain.users.errors import SsoLoginRefused
 from milepost_common.domain.users.models import PlatformRole, User
 from milepost_common.errors import RateLimited
 from milepost_common.logging import get_logger
@@ -219,16 +221,15 @@ async def sso_callback(
         return await _sso_failed(
             request, session, services, store, ip, None, "the provider did not answer"
         )
-    email = claims.get("email")
-    if not isinstance(email, str) or claims.get("email_verified") is False:
-        return await _sso_failed(
-            request, session, services, store, ip, None, "the provider sent no verified email"
-        )
-    user = await user_service.find_user_by_email(session, email)
-    if user is None or user.platform_role is None or not user.is_active:
-        return await _sso_failed(
-            request, session, services, store, ip, email, "no active operator has this email"
-        )
+    try:
+        identity = sso.identity(claims)
+    except SsoLoginRefused as exc:
+        return await _sso_failed(request, session, services, store, ip, None, exc.message)
+    try:
+        match = await sso_service.find_sso_operator(session, identity)
+    except SsoLoginRefused as exc:
+        return await _sso_failed(request, session, services, store, ip, identity.email, exc.message)
+    user = match.user
     role_claim = services.settings.oidc.role_claim
     claimed = claims.get(role_claim) if role_claim else None
     if isinstance(claimed, str) and claimed in PlatformRole.__members__.values():
@@ -242,7 +243,12 @@ async def sso_callback(
         "auth.login",
         target_type="realm",
         target_id="admin",
-        diff={"method": "oidc", "subject": str(claims.get("sub"))},
+        diff={
+            "method": "oidc",
+            "issuer": identity.issuer,
+            "subject": identity.subject,
+            "bound": match.bound_now,
+        },
     )
     next_path = str(request.session.pop("next", "/admin/"))
     redirect: Response = await _start_session(services, store, user, "oidc", next_path)

@@ -1,9 +1,13 @@
 """OpenID Connect single sign-on with authlib's Starlette client.
 
 The provider is discovered from ``MILEPOST_OIDC__ISSUER``; the ID token (signature,
-issuer, audience, expiry, nonce) is verified by authlib. The verified email must belong
-to an active operator: SSO never creates accounts. When ``role_claim`` is configured and
-present with a valid platform role, the operator's local role follows it (audited).
+issuer, audience, expiry, nonce) is verified by authlib, and the code is exchanged with a
+PKCE (S256) verifier, so an intercepted code is useless. Only an email the provider marks
+``email_verified: true`` is accepted (or, for a provider declared as verifying every email,
+one without the claim). The operator is found by the provider's (iss, sub), bound on the
+first SSO login (``domain.users.sso``): SSO never creates accounts. When ``role_claim`` is
+configured and present with a valid platform role, the operator's local role follows it
+(audited).
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from milepost_admin.settings import OidcSettings
+from milepost_common.domain.users.errors import SsoLoginRefused
+from milepost_common.domain.users.sso import SsoIdentity
 
 with warnings.catch_warnings():
     # authlib falls back to httpx when its successor package is absent and warns about it
@@ -41,7 +47,11 @@ class SingleSignOn:
                 settings.client_secret.get_secret_value() if settings.client_secret else None
             ),
             server_metadata_url=f"{issuer}/.well-known/openid-configuration",
-            client_kwargs={"scope": settings.scopes, "timeout": 10.0},
+            client_kwargs={
+                "scope": settings.scopes,
+                "timeout": 10.0,
+                "code_challenge_method": "S256",
+            },
         )
 
     @property
@@ -54,12 +64,30 @@ class SingleSignOn:
         return response
 
     async def finish(self, request: Request) -> dict[str, Any]:
-        """The verified claims of the ID token (plus userinfo when the email is missing).
+        """The verified claims of the ID token (the email from userinfo when the token has
+        none, if userinfo speaks of the same subject).
 
         Raises OAuthError for a denied login, a state mismatch or an invalid token.
         """
         token: dict[str, Any] = await self._client.authorize_access_token(request)
         claims: dict[str, Any] = dict(token.get("userinfo") or {})
         if "email" not in claims:
-            claims.update(await self._client.userinfo(token=token))
+            info = await self._client.userinfo(token=token)
+            # OIDC Core 5.3.4: an answer about another subject must not be used.
+            if info.get("sub") == claims.get("sub"):
+                claims.update({k: info[k] for k in ("email", "email_verified") if k in info})
         return claims
+
+    def identity(self, claims: dict[str, Any]) -> SsoIdentity:
+        """The identity the claims vouch for. Raises SsoLoginRefused unless they carry the
+        issuer, the subject and a verified email: ``email_verified`` exactly true (a missing
+        claim, ``"true"`` or ``"false"`` as strings do not count), or absent when the
+        provider is declared as verifying every email."""
+        issuer, subject, email = claims.get("iss"), claims.get("sub"), claims.get("email")
+        verified = claims.get("email_verified")
+        trusted = self.settings.provider_verifies_email and "email_verified" not in claims
+        if not (isinstance(issuer, str) and issuer and isinstance(subject, str) and subject):
+            raise SsoLoginRefused("the provider sent no subject")
+        if not isinstance(email, str) or not email or not (verified is True or trusted):
+            raise SsoLoginRefused("the provider sent no verified email")
+        return SsoIdentity(issuer=issuer, subject=subject, email=email)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from milepost_common.errors import Conflict, InvalidCredentials, NotFound
+from milepost_common.errors import Conflict, InvalidCredentials, NotFound, Unauthorized
 
 
 class UserNotFound(NotFound):
@@ -27,3 +27,9 @@ class OwnAccount(Conflict):
 
 class WrongPassword(InvalidCredentials):
     default_message = "The current password is incorrect."
+
+
+class SsoLoginRefused(Unauthorized):
+    """The message says why, for the console's login page and the audit log."""
+
+    default_message = "Single sign-on was refused."
