@@ -11,9 +11,11 @@ import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import httpx
 import orjson
 import pytest
 from asgi_lifespan import LifespanManager
@@ -30,16 +32,22 @@ from websockets.uri import parse_uri
 from milepost_api.main import create_app
 from milepost_api.settings import ApiSettings
 from milepost_common.db import Database
+from milepost_common.domain.organizations import service as organization_service
+from milepost_common.domain.organizations.models import Organization
+from milepost_common.domain.principals import SYSTEM
+from milepost_common.domain.users.models import OrgRole
 from milepost_common.live import LiveEvent, LiveEventType, org_channel
-from milepost_common.testing.factories import make_device
+from milepost_common.testing.factories import make_device, make_organization, make_user
 from services.api.tests.api_support import Bearer, Team, serving
 
 
 @pytest.fixture(scope="module")
 async def stream_app(settings_factory: Callable[..., ApiSettings]) -> AsyncIterator[FastAPI]:
+    # No re-check of the principal during these tests: their streams share the test's one
+    # database connection (TestPrincipalRecheck has a pool of its own).
     settings = settings_factory(
         ApiSettings,
-        auth={"principal_cache_s": 0},
+        auth={"principal_cache_s": 600},
         api={
             "stream_auth_timeout_s": 0.5,
             "stream_ping_interval_s": 0.5,
@@ -209,6 +217,87 @@ class TestRelay:
             client.close()
 
 
+@dataclass(frozen=True)
+class Served:
+    app: FastAPI
+    base: str  # host:port
+
+    @property
+    def stream(self) -> str:
+        return f"ws://{self.base}/api/v1/stream"
+
+
+@pytest.fixture
+async def recheck_served(
+    settings_factory: Callable[..., ApiSettings], committed_database: str, redis: Redis
+) -> AsyncIterator[Served]:
+    """An app with its own pool (its streams re-check the principal every second)."""
+    settings = settings_factory(
+        ApiSettings,
+        db={"url": committed_database},
+        auth={"principal_cache_s": 1},
+        api={"stream_ping_interval_s": 60},
+    )
+    app = create_app(settings)
+    async with LifespanManager(app), serving(app) as served:
+        yield Served(app, served)
+
+
+async def committed_team(app: FastAPI) -> Team:
+    async with app.state.db.sessionmaker() as session:
+        org = await make_organization(session)
+        team = Team(
+            org,
+            await make_user(session, org, role=OrgRole.OWNER),
+            await make_user(session, org, role=OrgRole.MANAGER),
+            await make_user(session, org, role=OrgRole.VIEWER),
+        )
+        await session.commit()
+    return team
+
+
+async def closed_within(ws: ClientConnection, seconds: float) -> int | None:
+    async with asyncio.timeout(seconds):
+        return await close_code(ws)
+
+
+class TestPrincipalRecheck:
+    async def test_deactivating_the_user_closes_the_stream_with_4401(
+        self, recheck_served: Served, bearer: Bearer
+    ) -> None:
+        team = await committed_team(recheck_served.app)
+        async with watching(recheck_served.stream, bearer(team.viewer)) as ws:
+            async with httpx.AsyncClient(base_url=f"http://{recheck_served.base}") as http:
+                deactivated = await http.post(
+                    f"/api/v1/users/{team.viewer.id}/deactivate", headers=bearer(team.owner)
+                )
+            assert deactivated.status_code == 200
+
+            assert await closed_within(ws, 5) == 4401
+
+    async def test_suspending_the_organization_closes_the_stream_with_4401(
+        self, recheck_served: Served, bearer: Bearer
+    ) -> None:
+        team = await committed_team(recheck_served.app)
+        async with watching(recheck_served.stream, bearer(team.viewer)) as ws:
+            async with recheck_served.app.state.db.sessionmaker() as session:
+                org = await session.get(Organization, team.org.id)
+                assert org is not None
+                await organization_service.suspend_organization(session, SYSTEM, org)
+                await session.commit()
+
+            assert await closed_within(ws, 5) == 4401
+
+    async def test_an_active_principal_keeps_its_stream(
+        self, recheck_served: Served, bearer: Bearer
+    ) -> None:
+        team = await committed_team(recheck_served.app)
+        async with watching(recheck_served.stream, bearer(team.viewer)) as ws:
+            await asyncio.sleep(1.5)  # a re-check
+
+            assert ws.state is State.OPEN
+
+
 class TestSharedSubscription:
     async def test_clients_of_an_organization_share_one_redis_subscription(
         self,
@@ -371,7 +460,7 @@ async def proxied_address(
     settings = settings_factory(
         ApiSettings,
         redis={"url": url},
-        auth={"principal_cache_s": 0},
+        auth={"principal_cache_s": 600},
         api={"stream_ping_interval_s": 0.5},
     )
     app = create_app(settings)

@@ -8,6 +8,9 @@ the server answers ``{"type": "ready"}``; ``{"type": "subscribe", "vehicle_ids":
 ``{"type": "subscribed", "vehicle_ids": ...}``); events arrive as ``{"type": "position" |
 "alert", "data": {...}}`` and ``{"type": "ping"}`` every 20 s. A new ``auth`` message
 extends the session; when the token expires without one, the stream closes with 4401.
+The principal is resolved again at least every ``principal_cache_s`` (the same checks as an
+HTTP request: the token, the user active, the organization not suspended), so a
+deactivation or suspension also closes the stream with 4401 within seconds.
 
 Each connection has a bounded queue: a client that does not keep up is cut off with 4429
 instead of letting memory grow. Events come from the process's ``StreamHub`` (one Redis
@@ -24,6 +27,7 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, WebSocket
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from milepost_api.deps import ApiContext
@@ -33,6 +37,7 @@ from milepost_common.db import Database, unit_of_work
 from milepost_common.domain.devices import service as device_service
 from milepost_common.domain.principals import Principal
 from milepost_common.errors import Unauthorized
+from milepost_common.logging import get_logger
 from milepost_common.web.middleware import request_id_of
 
 router = APIRouter(tags=["stream"])
@@ -41,6 +46,11 @@ CLOSE_UNAUTHORIZED = 4401
 CLOSE_AUTH_TIMEOUT = 4408
 CLOSE_SLOW_CONSUMER = 4429
 MAX_SUBSCRIBED = 10_000
+# Re-checks of the principal run every principal_cache_s, but not more often than this (a
+# cache of 0 means every HTTP request is checked, not a query per connection in a loop).
+RECHECK_FLOOR_S = 1.0
+
+log = get_logger("milepost.api.stream")
 
 
 class _Close(Exception):
@@ -61,6 +71,7 @@ class StreamSession:
         settings = ctx.settings.api
         self.queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=settings.stream_queue_size)
         self.principal: Principal | None = None
+        self.token = ""  # the latest token the client authenticated with
         self.vehicles: frozenset[uuid.UUID] | None = frozenset()  # None means all
         self.too_slow = asyncio.Event()
         self.reauthenticated = asyncio.Event()
@@ -99,6 +110,7 @@ class StreamSession:
             raise _Close(CLOSE_UNAUTHORIZED, "Invalid or expired token.") from None
         if self.principal is not None and principal.id != self.principal.id:
             raise _Close(CLOSE_UNAUTHORIZED, "The token belongs to another user.")
+        self.token = token
         self.principal = principal.with_request(
             self.ws.client.host if self.ws.client else None, request_id_of(self.ws.scope)
         )
@@ -120,6 +132,7 @@ class StreamSession:
             asyncio.create_task(self._send_loop()),
             asyncio.create_task(self._ping_loop()),
             asyncio.create_task(self._expiry_loop()),
+            asyncio.create_task(self._recheck_loop()),
         ]
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
@@ -210,6 +223,20 @@ class StreamSession:
                     await self.reauthenticated.wait()
             except TimeoutError:
                 raise _Close(CLOSE_UNAUTHORIZED, "The token expired.") from None
+
+    async def _recheck_loop(self) -> None:
+        """Closes with 4401 once the principal would be refused on an HTTP request. A
+        database that cannot answer skips one check: the stream keeps what it had."""
+        interval = max(self.ctx.settings.auth.principal_cache_s, RECHECK_FLOOR_S)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                async with unit_of_work(self.db) as session:
+                    await self.ctx.resolver.from_access_token(session, self.token, Realm.API)
+            except Unauthorized as exc:
+                raise _Close(CLOSE_UNAUTHORIZED, exc.message) from None
+            except (SQLAlchemyError, OSError) as exc:
+                log.warning("stream_recheck_failed", error=type(exc).__name__)
 
     async def _send_now(self, message: dict[str, Any]) -> None:
         await self.ws.send_text(orjson.dumps(message).decode())
