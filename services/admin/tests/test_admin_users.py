@@ -6,11 +6,13 @@ import uuid
 from urllib.parse import parse_qs, urlparse
 
 import httpx
+import pytest
 from admin_support import Staff, audit_entries
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from milepost_admin.settings import AdminSettings
+from milepost_admin.settings import AdminHttp, AdminSettings
 from milepost_common.auth import PasswordHasher, Realm, TokenCodec
 from milepost_common.domain.sessions import service as sessions
 from milepost_common.domain.users.models import OrgRole, RefreshToken, TokenPurpose, User
@@ -58,9 +60,10 @@ class TestCreateUser:
         )
 
         assert response.status_code == 201
-        url = response.json()["invite_url"]
-        assert url.startswith("https://fleet.example/")
-        token = parse_qs(urlparse(url).query)["token"][0]
+        url = urlparse(response.json()["invite_url"])
+        assert url.geturl().startswith("https://fleet.example/")
+        assert url.query == ""  # the token is in the fragment only, which browsers never send
+        token = parse_qs(url.fragment)["token"][0]
         user = await sessions.redeem_one_time_token(
             session,
             PasswordHasher(admin_settings.auth),
@@ -177,7 +180,9 @@ class TestResetUserPassword:
         )
 
         assert response.status_code == 200
-        assert "token=mpot_" in response.json()["reset_url"]
+        url = urlparse(response.json()["reset_url"])
+        assert url.query == ""
+        assert url.fragment.startswith("token=mpot_")
         [entry] = await audit_entries(session, "users.reset_password")
         assert "mpot_" not in str(entry.diff)
 
@@ -204,3 +209,10 @@ class TestListUsers:
         assert response.status_code == 200
         assert [u["id"] for u in response.json()["items"]] == [str(u.id) for u in users]
         assert isinstance(users[0], User)
+
+
+class TestLinkSettings:
+    @pytest.mark.parametrize("path", ["/invitations/accept?token=", "/accept#token=", "accept"])
+    def test_a_link_path_with_a_query_or_fragment_is_refused(self, path: str) -> None:
+        with pytest.raises(ValidationError, match="invite_path"):
+            AdminHttp(invite_path=path)

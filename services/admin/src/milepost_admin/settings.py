@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 
 from milepost_common.settings import CommonSettings, Environment, HttpSettings, load_settings
 
@@ -46,8 +46,15 @@ class AdminHttp(HttpSettings):
         "http://127.0.0.1:8080",
         description="Where people reach the platform; invitation and reset links start here.",
     )
-    invite_path: str = Field("/invitations/accept?token=", description="Appended to public_url.")
-    reset_path: str = Field("/password-reset?token=", description="Appended to public_url.")
+    invite_path: str = Field(
+        "/invitations/accept",
+        description="Page of the invitation links (after public_url); the token follows in"
+        " the fragment (#token=...), which browsers never send: it stays out of access logs"
+        " and Referer headers.",
+    )
+    reset_path: str = Field(
+        "/password-reset", description="Page of the reset links, the same way as invite_path."
+    )
     max_import_body_bytes: int = Field(
         8 * 1024 * 1024,
         ge=1024,
@@ -60,6 +67,14 @@ class AdminHttp(HttpSettings):
     cookie_secure: bool | None = Field(
         None, description="Secure cookies; default: on except in the local and test envs."
     )
+
+    @field_validator("invite_path", "reset_path")
+    @classmethod
+    def _path_only(cls, path: str) -> str:
+        # A query or fragment here would put the one-time token where servers log it.
+        if not path.startswith("/") or "?" in path or "#" in path:
+            raise ValueError("must be a path (/...) without a query or fragment")
+        return path
 
 
 class AdminSettings(CommonSettings):
