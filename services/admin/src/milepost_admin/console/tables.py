@@ -133,4 +133,6 @@ def install(app: FastAPI, settings: AdminSettings) -> None:
         authentication_backend=ConsoleAuth(app, settings),
     )
     for view in VIEWS:
-        admin.add_view(view)
+        # sqladmin keeps the session maker (and its Admin) on the view class: a subclass per
+        # app, or the last app built in a process would serve the tables of every other one.
+        admin.add_view(type(view.__name__, (view,), {}))
