@@ -69,6 +69,7 @@ class TestStatus:
             "admin",
             "ingest",
             "worker",
+            "worker-webhooks",
             "beat",
             "traefik",
         ]

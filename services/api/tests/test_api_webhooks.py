@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
+from collections.abc import Callable
+from contextlib import suppress
 from typing import Any
 
 import httpx
@@ -12,9 +16,16 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from milepost_api.deps import ApiContext
+from milepost_api.main import create_app
+from milepost_api.settings import ApiSettings
+from milepost_common.db import create_database, unit_of_work
 from milepost_common.domain.audit.models import AuditEntry
+from milepost_common.domain.users.models import OrgRole
 from milepost_common.domain.webhooks import signing
 from milepost_common.domain.webhooks.models import WebhookDelivery, WebhookEndpoint
+from milepost_common.settings import DbSettings
+from milepost_common.testing.factories import DEFAULT_PASSWORD, make_organization, make_user
+from milepost_common.testing.plugin import app_client
 from services.api.tests.api_support import Bearer, Team, serving
 
 
@@ -129,6 +140,68 @@ class TestSendTestPing:
             ctx.settings.api.webhook_allow_private = original
         assert result.json()["delivered"] is False
         assert result.json()["error"].startswith("refused")
+
+
+def holding_receiver(release: asyncio.Event, waiting: list[int], full: asyncio.Event) -> Starlette:
+    """Answers 204 once ``release`` is set; ``waiting[0]`` counts the requests held, ``full``
+    is set at the 50th."""
+
+    async def hook(request: Request) -> Response:
+        await request.body()
+        waiting[0] += 1
+        if waiting[0] == 50:
+            full.set()
+        await release.wait()
+        return Response(status_code=204)
+
+    return Starlette(routes=[Route("/hook", hook, methods=["POST"])])
+
+
+class TestPingsHoldNoConnection:
+    async def test_fifty_pings_to_a_slow_receiver_leave_the_api_answering(
+        self, committed_database: str, settings_factory: Callable[..., ApiSettings]
+    ) -> None:
+        # The app's own pool, on a database the test does not hold: 3 connections, and a
+        # request that finds none within a second is answered 503.
+        settings = settings_factory(
+            ApiSettings,
+            db={"url": committed_database, "pool_size": 3, "max_overflow": 0, "pool_timeout_s": 1},
+            auth={"principal_cache_s": 0},
+            api={"webhook_allow_private": True, "rate_limit": "100000/minute"},
+        )
+        db = create_database(DbSettings(url=committed_database))
+        async with unit_of_work(db) as session:
+            owner = await make_user(session, await make_organization(session), role=OrgRole.OWNER)
+        await db.dispose()
+        release, waiting, full = asyncio.Event(), [0], asyncio.Event()
+        async with (
+            serving(holding_receiver(release, waiting, full)) as address,
+            app_client(create_app(settings)) as client,
+        ):
+            login = {"username": owner.email, "password": DEFAULT_PASSWORD}
+            token = (await client.post("/api/v1/auth/token", data=login)).json()["access_token"]
+            headers = {"Authorization": f"Bearer {token}"}
+            created = await client.post(
+                "/api/v1/webhooks",
+                json={"url": f"http://{address}/hook", "event_types": ["alert.created"]},
+                headers=headers,
+            )
+            ping_url = f"/api/v1/webhooks/{created.json()['id']}/test"
+            pings = [asyncio.create_task(client.post(ping_url, headers=headers)) for _ in range(50)]
+            with suppress(TimeoutError):  # all 50 waiting on the receiver, unless starved
+                await asyncio.wait_for(full.wait(), 5)
+            started = time.monotonic()
+            vehicles = await client.get("/api/v1/vehicles", headers=headers)
+            webhooks = await client.get("/api/v1/webhooks", headers=headers)
+            elapsed = time.monotonic() - started
+            release.set()
+            answers = await asyncio.gather(*pings)
+
+        assert (vehicles.status_code, webhooks.status_code) == (200, 200)
+        assert elapsed < 1.0
+        assert waiting[0] == 50
+        assert [a.status_code for a in answers] == [200] * 50
+        assert all(a.json()["delivered"] for a in answers)
 
 
 class TestListDeliveries:

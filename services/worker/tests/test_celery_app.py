@@ -14,6 +14,7 @@ from milepost_common.errors import TransientError
 from milepost_worker.celery_app import beat_schedule, create_celery
 from milepost_worker.settings import WorkerSettings
 from milepost_worker.tasks import is_transient, retry_delay_s
+from milepost_worker.tasks.webhooks import deliver
 
 
 @pytest.fixture
@@ -91,3 +92,18 @@ class TestRetries:
         delays = [retry_delay_s(n) for n in range(12)]
         assert all(d <= 300 for d in delays)
         assert delays[0] <= 2.0 <= delays[4]
+
+
+class TestWebhookTaskLimits:
+    def test_the_attempt_deadline_ends_well_inside_the_delivery_task_limits(
+        self, settings: WorkerSettings
+    ) -> None:
+        soft, hard = settings.webhook_task_limits_s
+        assert settings.webhooks.timeout_s + 5 <= soft < hard < settings.worker.webhook_claim_s
+        assert (deliver.soft_time_limit, deliver.time_limit) == (soft, hard)
+
+    def test_a_claim_must_outlast_the_delivery_task(
+        self, settings_factory: Callable[..., Any]
+    ) -> None:
+        with pytest.raises(ValidationError, match="WEBHOOK_CLAIM_S"):
+            settings_factory(WorkerSettings, webhooks={"timeout_s": 45})

@@ -1,15 +1,13 @@
-"""Through a real prefork worker process: ping, a batch, metrics, a webhook that fails twice,
-beat's heartbeat and the liveness check. One worker (and its database and Redis) is shared by
-the module's tests."""
+"""Through a real prefork worker process: ping, a batch, metrics, beat's heartbeat and the
+liveness check. One worker (and its database and Redis) is shared by the module's tests.
+Webhook deliveries have a worker group of their own: ``test_webhooks_worker.py``."""
 
 from __future__ import annotations
 
 import asyncio
-import http.server
-import threading
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +20,11 @@ from worker_processes import RedisProcess, WorkerStack, eventually
 from worker_support import at, base_time_s, write_batch
 
 from milepost_common import tasks as names
-from milepost_common.crypto import SecretBox
 from milepost_common.db import unit_of_work
-from milepost_common.domain.alerts.models import AlertRule, AlertType
 from milepost_common.domain.devices.models import Device
 from milepost_common.domain.ingest_batches.models import BatchStatus, IngestBatch
 from milepost_common.domain.organizations.models import Organization
 from milepost_common.domain.trips.models import Trip
-from milepost_common.domain.webhooks import signing
-from milepost_common.domain.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 from milepost_common.tasks import WORKER_HEARTBEAT_PREFIX
 from milepost_common.testing.plugin import clone_database, drop_database
 
@@ -116,90 +110,6 @@ class TestWorkerProcess:
         )
         assert 'milepost_worker_tasks_total{outcome="ok",task="ingest_batches.process"}' in metrics
         assert "milepost_worker_processing_lag_seconds_bucket" in metrics
-
-
-class FlakyReceiver(http.server.BaseHTTPRequestHandler):
-    """Answers 500 twice, then 200; keeps what it received."""
-
-    received: list[tuple[dict[str, str], bytes]] = []
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.received.append((dict(self.headers.items()), body))
-        self.send_response(500 if len(self.received) <= 2 else 200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args: Any) -> None:
-        return
-
-
-@pytest.fixture
-def receiver() -> Iterator[tuple[str, type[FlakyReceiver]]]:
-    FlakyReceiver.received = []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FlakyReceiver)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/hooks/milepost", FlakyReceiver
-    server.shutdown()
-    server.server_close()
-
-
-class TestWebhooks:
-    async def test_receiver_failing_twice_gets_the_event_on_the_third_attempt(
-        self, stack: WorkerStack, receiver: tuple[str, type[FlakyReceiver]]
-    ) -> None:
-        url, handler = receiver
-        device = await new_device(stack)
-        secret = "whsec-test-" + uuid.uuid4().hex
-        box = SecretBox(stack.settings.auth.secrets_key.get_secret_value())  # type: ignore[union-attr]
-        async with unit_of_work(stack.db) as session:
-            session.add(
-                AlertRule(
-                    org_id=device.org_id,
-                    name="battery",
-                    type=AlertType.LOW_BATTERY,
-                    params={"threshold_pct": 20},
-                )
-            )
-            session.add(
-                WebhookEndpoint(
-                    org_id=device.org_id,
-                    url=url,
-                    secret_encrypted=box.encrypt(secret),
-                    event_types=["alert.created"],
-                )
-            )
-            batch = await write_batch(session, device, [at(0, 0, t0_s=base_time_s(), battery=9)])
-        stack.send(names.INGEST_BATCHES_PROCESS, str(batch.id))
-
-        async def delivered() -> bool:
-            stack.send(names.WEBHOOKS_SWEEP)  # what beat does every few seconds
-            async with unit_of_work(stack.db) as session:
-                status = (
-                    await session.execute(
-                        select(WebhookDelivery.status).where(
-                            col(WebhookDelivery.org_id) == device.org_id
-                        )
-                    )
-                ).scalar_one_or_none()
-            return status == DeliveryStatus.SUCCEEDED
-
-        await eventually(delivered, timeout_s=40, interval_s=0.5, what="the delivery")
-        async with unit_of_work(stack.db) as session:
-            delivery = (
-                await session.execute(
-                    select(WebhookDelivery).where(col(WebhookDelivery.org_id) == device.org_id)
-                )
-            ).scalar_one()
-        assert delivery.attempts == 3
-        assert [a["status_code"] for a in delivery.attempt_log] == [500, 500, 200]
-        assert len(handler.received) == 3
-        event_ids = {headers[signing.EVENT_ID_HEADER] for headers, _ in handler.received}
-        assert event_ids == {str(delivery.event_id)}
-        for headers, body in handler.received:
-            assert signing.verify(secret, body, headers[signing.SIGNATURE_HEADER])
-            assert headers["Content-Type"] == "application/json"
 
 
 class TestBeat:

@@ -136,7 +136,13 @@ class CeleryProcess:
 class WorkerStack:
     """A database, a Redis and the worker's environment; starts workers and beats on them."""
 
-    def __init__(self, db_url: str, redis: RedisProcess, **worker: Any) -> None:
+    def __init__(
+        self,
+        db_url: str,
+        redis: RedisProcess,
+        webhooks: dict[str, Any] | None = None,
+        **worker: Any,
+    ) -> None:
         self.db_url = db_url
         self.redis = redis
         self.tmp = Path(tempfile.mkdtemp(prefix="milepost-worker-test-"))
@@ -148,7 +154,7 @@ class WorkerStack:
             "retry_backoff_max_s": 2,
             "webhook_allow_private": "true",
             "webhook_backoff_base_s": 0.3,
-            "webhook_claim_s": 5,
+            "webhook_claim_s": 40,
             "reconcile_pending_after_s": 1,
             "reconcile_processing_after_s": 3,
             "heartbeat_interval_s": 1,
@@ -166,6 +172,7 @@ class WorkerStack:
             "MILEPOST_REDIS__CACHE_DB": "1",
             "MILEPOST_CELERY__VISIBILITY_TIMEOUT_S": "60",
             **{f"MILEPOST_WORKER__{k.upper()}": str(v) for k, v in settings.items()},
+            **{f"MILEPOST_WEBHOOKS__{k.upper()}": str(v) for k, v in (webhooks or {}).items()},
         }
         self.env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         self.settings = WorkerSettings.model_validate(
@@ -185,7 +192,8 @@ class WorkerStack:
         self.db: Database = create_database(DbSettings(url=db_url, pool_size=3))
         self.processes: list[CeleryProcess] = []
 
-    def worker(self, concurrency: int = 2) -> CeleryProcess:
+    def worker(self, concurrency: int = 2, queues: str | None = None) -> CeleryProcess:
+        """A worker on ``queues`` (else the default ones: all but webhooks)."""
         process = CeleryProcess(
             [
                 "milepost-worker",
@@ -195,13 +203,18 @@ class WorkerStack:
                 "INFO",
                 "--hostname",
                 f"test{len(self.processes)}@%h",
+                *(["--queues", queues] if queues else []),
             ],
-            self.env,
+            # Only the first worker serves metrics (on ``metrics_port``).
+            self.env | ({"MILEPOST_WORKER__METRICS_PORT": "0"} if self._has_worker() else {}),
             self.tmp / f"worker{len(self.processes)}.log",
         )
         process.start()
         self.processes.append(process)
         return process
+
+    def _has_worker(self) -> bool:
+        return any(p.argv[0] == "milepost-worker" for p in self.processes)
 
     def beat(self) -> CeleryProcess:
         process = CeleryProcess(
@@ -223,10 +236,10 @@ class WorkerStack:
             check=False,
         )
 
-    def consumed_ping(self, timeout_s: float = 30.0) -> bool:
+    def consumed_ping(self, timeout_s: float = 30.0, queue: str | None = None) -> bool:
         """In-process version of ``milepost-worker-ping`` (no interpreter start-up)."""
         with Redis.from_url(self.settings.redis.cache_url) as cache:
-            return health.send_ping(self.publisher, cache, timeout_s)[0]
+            return health.send_ping(self.publisher, cache, timeout_s, queue=queue)[0]
 
     def alive(self, max_age_s: float) -> bool:
         with Redis.from_url(self.settings.redis.cache_url) as cache:

@@ -40,6 +40,7 @@ def _up(stack: Stack, timeout: float) -> int:
     for app in APPS:
         print(f"  {app:<7}  {stack.app_url(app)}  (metrics at /metrics)")
     print(f"  worker   metrics at http://127.0.0.1:{ports.worker_metrics}/metrics")
+    print(f"  webhooks metrics at http://127.0.0.1:{ports.worker_webhooks_metrics}/metrics")
     print(f"  traefik  metrics at http://127.0.0.1:{ports.gateway_metrics}/metrics")
     if operator is not None:
         print(f"First operator (shown once; also kept in {stack.config.secrets_file}):")

@@ -30,6 +30,7 @@ class Ports:
     worker_metrics: int = 9101
     postgres: int = 5432
     redis: int = 6379
+    worker_webhooks_metrics: int = 9102
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Ports:
@@ -70,6 +71,7 @@ PORT_VARIABLES = {
     "worker_metrics": "MILEPOST_WORKER__METRICS_PORT",
     "postgres": "MILEPOST_POSTGRES_PORT",
     "redis": "MILEPOST_REDIS_PORT",
+    "worker_webhooks_metrics": "MILEPOST_WORKER_WEBHOOKS_METRICS_PORT",
 }
 
 

@@ -1,11 +1,12 @@
 """The whole Milepost stack on one machine, from local binaries: what `make up` runs.
 
 `Stack.up()` starts whatever is not running yet — Redis, Postgres, the migrations, the first
-operator, the three apps, the worker, beat and Traefik — and returns once all of it is
-healthy: each app's /ready on its own port and through the gateway, and a ping task consumed
-by the worker. Running pieces are left alone, so `up` is idempotent. `Stack.down()` stops
-exactly the processes the stack started (pidfiles in `<state>/run`, checked against the
-kernel's record of each pid) and the Postgres cluster of `<state>/postgres`; data survives.
+operator, the three apps, the worker, the webhooks worker, beat and Traefik — and returns once
+all of it is healthy: each app's /ready on its own port and through the gateway, and a ping
+task consumed by each worker group. Running pieces are left alone, so `up` is idempotent.
+`Stack.down()` stops exactly the processes the stack started (pidfiles in `<state>/run`,
+checked against the kernel's record of each pid) and the Postgres cluster of
+`<state>/postgres`; data survives.
 
 Every process gets the same environment: the caller's, plus the stack's ports, URLs and the
 secrets of `<state>/secrets.env`. Logs go to `<state>/logs/<component>.log`.
@@ -34,8 +35,20 @@ from milepost_devstack.redis import RedisServer
 
 APPS = ("api", "admin", "ingest")
 # Start order of the processes the ProcessManager owns; stopped in reverse.
-PROCESSES = ("redis", "api", "admin", "ingest", "worker", "beat", "traefik")
-COMPONENTS = ("redis", "postgres", "api", "admin", "ingest", "worker", "beat", "traefik")
+PROCESSES = ("redis", "api", "admin", "ingest", "worker", "worker-webhooks", "beat", "traefik")
+COMPONENTS = (
+    "redis",
+    "postgres",
+    "api",
+    "admin",
+    "ingest",
+    "worker",
+    "worker-webhooks",
+    "beat",
+    "traefik",
+)
+# Each worker group's queues; "worker" consumes the default ones (all but webhooks).
+WORKER_QUEUES = {"worker": None, "worker-webhooks": "webhooks"}
 ROLE = DATABASE = "milepost"
 # The Ports fields each component listens on.
 _PORT_FIELDS = {
@@ -45,6 +58,7 @@ _PORT_FIELDS = {
     "admin": ("admin",),
     "ingest": ("ingest",),
     "worker": ("worker_metrics",),
+    "worker-webhooks": ("worker_webhooks_metrics",),
     "beat": (),
     "traefik": ("gateway", "gateway_metrics"),
 }
@@ -154,12 +168,22 @@ class Stack:
             "admin": [_script("milepost-admin"), "serve"],
             "ingest": [_script("milepost-ingest")],
             "worker": [_script("milepost-worker"), "--concurrency", "2"],
+            # Deliveries wait on receivers, not on the CPU: more children than cores.
+            "worker-webhooks": [
+                _script("milepost-worker"),
+                *("--queues", "webhooks", "--concurrency", "4", "--hostname", "webhooks@%h"),
+            ],
             "beat": [_script("milepost-beat"), "--schedule", str(state / "beat" / "schedule")],
         }
-        if name == "worker":
-            # The prefork children's metric files: inside the state directory, and only for
-            # the worker (it switches prometheus-client to multiprocess mode).
-            env = env | {"PROMETHEUS_MULTIPROC_DIR": str(self.config.run_dir / "worker-metrics")}
+        if name in WORKER_QUEUES:
+            # The prefork children's metric files: inside the state directory, one directory
+            # per worker (each clears its own at start), and only for workers (they switch
+            # prometheus-client to multiprocess mode).
+            port = getattr(self.config.ports, _PORT_FIELDS[name][0])
+            env = env | {
+                "PROMETHEUS_MULTIPROC_DIR": str(self.config.run_dir / f"{name}-metrics"),
+                "MILEPOST_WORKER__METRICS_PORT": str(port),
+            }
         return ProcessSpec(name, commands[name], env, state)
 
     def _prepare_state_dir(self) -> None:
@@ -264,18 +288,20 @@ class Stack:
         return lambda: self.processes.running(name) is not None
 
     def _health_check(self, name: str, env: dict[str, str], background: list[Command]) -> Check:
-        """`name` answers on its own port. The worker must consume a ping task (a command
-        run in the background, added to `background` so the caller can stop it); beat, which
-        answers nothing, must stay up for BEAT_SETTLE_S."""
+        """`name` answers on its own port. Each worker group must consume a ping task sent to
+        its queue (a command run in the background, added to `background` so the caller can
+        stop it); beat, which answers nothing, must stay up for BEAT_SETTLE_S."""
         if name == "redis":
             return Check(name, self.redis.ping, self._alive(name))
         if name == "traefik":
             return Check(name, self._traefik_ready, self._alive(name))
         if name in APPS:
             return Check(name, partial(self._app_ready, name), self._alive(name))
-        if name == "worker":
+        if name in WORKER_QUEUES:
             argv = [_script("milepost-worker-ping"), "--timeout", "10"]
-            ping = self._command("worker-ping", argv, env)
+            queue = WORKER_QUEUES[name]
+            argv += ["--queue", queue] if queue else []
+            ping = self._command(f"{name}-ping", argv, env)
             background.append(ping)
             return Check(name, eventually_succeeds(ping), self._alive(name))
         settled = partial(self.processes.has_run_for, name, BEAT_SETTLE_S)
@@ -363,7 +389,8 @@ class Stack:
         if name in APPS:
             status = http_status(f"{self.app_url(name)}/{name}/ready")
             return status == 200, f"{self.app_url(name)}/{name}/ready -> {status or 'no answer'}"
-        if name == "worker":
-            metrics = http_status(f"http://{LOOPBACK}:{ports.worker_metrics}/metrics")
-            return metrics == 200, f"metrics :{ports.worker_metrics} -> {metrics or 'no answer'}"
+        if name in WORKER_QUEUES:
+            port = getattr(ports, _PORT_FIELDS[name][0])
+            metrics = http_status(f"http://{LOOPBACK}:{port}/metrics")
+            return metrics == 200, f"metrics :{port} -> {metrics or 'no answer'}"
         return True, "running"

@@ -106,6 +106,31 @@ class CelerySettings(BaseModel):
     )
 
 
+class WebhooksSettings(BaseModel):
+    """Outbound webhook attempts: the api's test ping and the worker's deliveries."""
+
+    timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=120,
+        description="One deadline for a whole attempt: resolving, connecting, sending the"
+        " event and reading the answer. A receiver that has not answered by then is cut off"
+        " and the attempt recorded as a timeout (the worker's delivery task limits follow it).",
+    )
+    max_response_bytes: int = Field(
+        64 * 1024,
+        ge=1,
+        description="Reading a receiver's answer body stops once this much has arrived (the"
+        " last network read may add up to 64 KiB more); what was read is dropped.",
+    )
+    max_in_flight_per_org: int = Field(
+        4,
+        ge=1,
+        description="Deliveries of one organization attempted at the same time, across every"
+        " webhooks worker; one over the limit stays due and is attempted when a slot frees.",
+    )
+
+
 class AuthSettings(BaseModel):
     issuer: str = "milepost"
     jwt_keys: dict[str, SecretStr] = Field(
@@ -163,6 +188,7 @@ class CommonSettings(BaseSettings):
     celery: CelerySettings = CelerySettings()
     auth: AuthSettings = AuthSettings()
     otel: OtelSettings = OtelSettings()
+    webhooks: WebhooksSettings = WebhooksSettings()
 
     @model_validator(mode="before")
     @classmethod

@@ -88,9 +88,14 @@ class Publisher:
         # Own small pool: a hung publish never takes a thread the event loop needs.
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="publisher")
 
-    def send_blocking(self, name: str, *args: Any) -> None:
+    def send_blocking(self, name: str, *args: Any, queue: str | None = None) -> None:
+        """``queue`` overrides the task's own (a health ping to one worker group)."""
         self._celery.send_task(
-            name, args=list(args), queue=TASK_QUEUES[name], expires=self._expires_s, retry=False
+            name,
+            args=list(args),
+            queue=queue or TASK_QUEUES[name],
+            expires=self._expires_s,
+            retry=False,
         )
 
     async def send(self, name: str, *args: Any) -> bool:

@@ -23,6 +23,11 @@ from milepost_worker.settings import WorkerSettings, get_settings
 
 log = get_logger("milepost.worker")
 
+# What `milepost-worker` consumes without -Q: everything but `webhooks`. Deliveries wait on
+# customers' receivers, so they run in a worker group of their own (`-Q webhooks`): no
+# receiver can hold a child that batch processing needs.
+PROCESSING_QUEUES = (names.QUEUE_PROCESSING, names.QUEUE_MAINTENANCE)
+
 
 def create_celery(settings: WorkerSettings) -> Celery:
     w = settings.worker

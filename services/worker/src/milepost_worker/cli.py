@@ -1,13 +1,15 @@
 """Console scripts: ``milepost-worker``, ``milepost-beat``, ``milepost-worker-ping``.
 
-``milepost-worker [celery worker args]``: prefork worker on the processing, webhooks and
-maintenance queues; Prometheus metrics of all children served from the main process on
+``milepost-worker [celery worker args]``: prefork worker on the processing and maintenance
+queues; ``milepost-worker -Q webhooks`` is the webhook delivery group, which must run too.
+Prometheus metrics of all children served from the main process on
 ``MILEPOST_WORKER__METRICS_PORT`` (multiprocess mode, ``PROMETHEUS_MULTIPROC_DIR`` set to a
-fresh temporary directory unless given).
+fresh temporary directory unless given; one directory per worker process, never shared).
 
 ``milepost-beat [celery beat args]``: the one beat process.
 
-``milepost-worker-ping [--timeout S]``: exit 0 once a worker consumed a ``system.ping`` sent now.
+``milepost-worker-ping [--timeout S] [--queue Q]``: exit 0 once a worker consumed a
+``system.ping`` sent now (to the maintenance queue, or to ``Q``).
 ``milepost-worker-ping --liveness [--max-age S]``: exit 0 when the heartbeat that beat sends
 through the workers is fresh (``milepost_worker.health`` says how). Exit status 1 otherwise,
 with one line on stderr.
@@ -40,16 +42,15 @@ def _multiproc_dir() -> None:
 def worker(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     _multiproc_dir()
-    from milepost_common import tasks as names
     from milepost_worker import metrics
-    from milepost_worker.celery_app import celery_app
+    from milepost_worker.celery_app import PROCESSING_QUEUES, celery_app
     from milepost_worker.settings import get_settings
 
     settings = get_settings()
     if settings.worker.metrics_port:
         metrics.serve(settings.worker.metrics_host, settings.worker.metrics_port)
     if not any(a in QUEUE_ARGS or a.startswith("--queues=") for a in args):
-        args = ["--queues", ",".join(names.QUEUES), *args]
+        args = ["--queues", ",".join(PROCESSING_QUEUES), *args]
     # Mingle and gossip only add broker chatter here: revocations are not used.
     celery_app.worker_main(
         ["worker", "--pool", "prefork", "--without-mingle", "--without-gossip", *args]
@@ -68,6 +69,9 @@ def ping(argv: list[str] | None = None) -> None:
         prog="milepost-worker-ping", description="Check that a Milepost worker consumes tasks."
     )
     parser.add_argument("--timeout", type=float, default=10.0, help="Seconds to wait (ping).")
+    parser.add_argument(
+        "--queue", default=None, help="Send the ping to this queue (e.g. webhooks)."
+    )
     parser.add_argument(
         "--liveness", action="store_true", help="Check the beat heartbeat instead of a ping."
     )
@@ -90,7 +94,7 @@ def ping(argv: list[str] | None = None) -> None:
         else:
             publisher = Publisher(settings.redis, settings.celery)
             try:
-                ok, message = health.send_ping(publisher, cache, args.timeout)
+                ok, message = health.send_ping(publisher, cache, args.timeout, queue=args.queue)
             finally:
                 publisher.close()
     if ok:

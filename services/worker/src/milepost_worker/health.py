@@ -38,12 +38,15 @@ def check_liveness(cache: Redis, max_age_s: float) -> tuple[bool, str]:
     return True, f"worker alive (heartbeat {age:.1f}s ago)"
 
 
-def send_ping(publisher: names.Publisher, cache: Redis, timeout_s: float) -> tuple[bool, str]:
-    """(answered, one line): a worker consumed a ``system.ping`` sent now within the timeout."""
+def send_ping(
+    publisher: names.Publisher, cache: Redis, timeout_s: float, *, queue: str | None = None
+) -> tuple[bool, str]:
+    """(answered, one line): a worker consumed a ``system.ping`` sent now (to ``queue``, else
+    the ping's own) within the timeout."""
     nonce = uuid.uuid4().hex
     deadline = time.monotonic() + timeout_s
     try:
-        publisher.send_blocking(names.SYSTEM_PING, nonce)
+        publisher.send_blocking(names.SYSTEM_PING, nonce, queue=queue)
     except Exception as exc:  # noqa: BLE001 - reported as one line
         return False, f"broker unavailable ({type(exc).__name__})"
     while time.monotonic() < deadline:

@@ -26,6 +26,9 @@ import httpx
 from billiard.common import terminate_handler_fired  # type: ignore[attr-defined]
 from redis.asyncio import Redis
 
+# Every table mapped, whatever the handlers happen to import: an ORM flush resolves each
+# mapped table's foreign keys (ingest_batches.api_key_id needs api_keys).
+import milepost_common.domain.models  # noqa: F401
 from milepost_common.crypto import SecretBox
 from milepost_common.db import Database, create_database
 from milepost_common.logging import get_logger
@@ -69,7 +72,7 @@ def build_context(
         ),
         box=SecretBox(secrets_key.get_secret_value()),
         http=httpx.AsyncClient(
-            timeout=settings.worker.webhook_timeout_s, follow_redirects=False, trust_env=False
+            timeout=settings.webhooks.timeout_s, follow_redirects=False, trust_env=False
         ),
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 from typing import Self
 
@@ -42,14 +43,18 @@ class WorkerGroup(BaseModel):
         3600.0, gt=0, description="Partitions ahead and retention run this often."
     )
     retention_batch_size: int = Field(5000, gt=0, description="Rows per DELETE statement.")
-    # Webhooks.
+    # Webhooks (the attempt's deadline, answer cap and per-organization limit: the
+    # `webhooks` group, MILEPOST_WEBHOOKS__*).
     webhook_sweep_interval_s: float = Field(15.0, gt=0)
-    webhook_timeout_s: float = Field(10.0, gt=0)
     webhook_max_attempts: int = Field(8, ge=1)
     webhook_backoff_base_s: float = Field(30.0, gt=0, description="Delay after the 1st failure.")
     webhook_backoff_max_s: float = Field(6 * 3600.0, gt=0)
     webhook_claim_s: float = Field(
-        60.0, gt=0, description="An attempt in flight hides its delivery from the sweep this long."
+        60.0,
+        gt=0,
+        description="An attempt in flight hides its delivery from the sweep, and holds its"
+        " organization's slot, this long; must exceed the delivery task's hard time limit"
+        " (the attempt deadline + 20 s), so no delivery is sent again while it is running.",
     )
     webhook_allow_private: bool = Field(
         False, description="Allow private and loopback receivers (local development, tests)."
@@ -69,14 +74,26 @@ class WorkerDb(DbSettings):
     pool_pre_ping: bool = True
 
 
+# Room after the attempt's deadline for claiming and recording it, before the delivery
+# task's soft time limit (and again before its hard one).
+WEBHOOK_TASK_MARGIN_S = 10
+
+
 class WorkerSettings(CommonSettings):
     db: WorkerDb = WorkerDb()
     worker: WorkerGroup = WorkerGroup()
 
+    @property
+    def webhook_task_limits_s(self) -> tuple[int, int]:
+        """(soft, hard) time limits of one delivery task: its attempt ends at the deadline,
+        well inside them, so the outcome is always recorded."""
+        soft = math.ceil(self.webhooks.timeout_s) + WEBHOOK_TASK_MARGIN_S
+        return soft, soft + WEBHOOK_TASK_MARGIN_S
+
     @model_validator(mode="after")
     def _visibility(self) -> Self:
         w = self.worker
-        longest = max(w.task_time_limit_s, w.retry_backoff_max_s)
+        longest = max(w.task_time_limit_s, w.retry_backoff_max_s, self.webhook_task_limits_s[1])
         if self.celery.visibility_timeout_s <= longest:
             raise ValueError(
                 "MILEPOST_CELERY__VISIBILITY_TIMEOUT_S must exceed the task time limit and the "
@@ -84,6 +101,11 @@ class WorkerSettings(CommonSettings):
             )
         if w.task_soft_time_limit_s >= w.task_time_limit_s:
             raise ValueError("MILEPOST_WORKER__TASK_SOFT_TIME_LIMIT_S must be below the hard limit")
+        if w.webhook_claim_s <= self.webhook_task_limits_s[1]:
+            raise ValueError(
+                "MILEPOST_WORKER__WEBHOOK_CLAIM_S must exceed MILEPOST_WEBHOOKS__TIMEOUT_S + "
+                f"{2 * WEBHOOK_TASK_MARGIN_S} s (the delivery task's hard time limit)"
+            )
         return self
 
 

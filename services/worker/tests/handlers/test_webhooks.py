@@ -1,19 +1,26 @@
-"""Webhook attempts in-process: success, backoff scheduled in the database, 410, refusal."""
+"""Webhook attempts in-process: success, backoff scheduled in the database, 410, refusal, the
+attempt's deadline and answer cap, attempts cut short, the sweep's share per organization."""
 
 from __future__ import annotations
 
+import asyncio
 import http.server
 import threading
+import time
 import uuid
 from collections.abc import Iterator
+from contextlib import suppress
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from receivers import Endless, Holding, RawServer, drip, serve_holding
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
+from worker_processes import eventually
 
+from milepost_common.domain.webhooks import delivery as webhook_delivery
 from milepost_common.domain.webhooks import signing
 from milepost_common.domain.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 from milepost_common.testing.factories import make_organization
@@ -75,6 +82,22 @@ async def pending(
     return row
 
 
+async def more_of(session: AsyncSession, row: WebhookDelivery, count: int) -> None:
+    """``count`` more due deliveries for the endpoint (and organization) of ``row``."""
+    for _ in range(count):
+        session.add(
+            WebhookDelivery(
+                org_id=row.org_id,
+                endpoint_id=row.endpoint_id,
+                event_id=uuid.uuid4(),
+                event_type="alert.created",
+                payload={},
+                next_attempt_at=utcnow(),
+            )
+        )
+    await session.commit()
+
+
 async def reload(session: AsyncSession, row: WebhookDelivery) -> WebhookDelivery:
     found = await session.get(WebhookDelivery, row.id, populate_existing=True)
     assert found is not None
@@ -86,7 +109,7 @@ class TestDeliver:
         self, ctx: WorkerContext, session: AsyncSession, receiver: str
     ) -> None:
         row = await pending(session, ctx, receiver)
-        assert await deliver(ctx, row.id) == DeliveryStatus.SUCCEEDED
+        assert (await deliver(ctx, row.id)).status == DeliveryStatus.SUCCEEDED
         headers, body = Receiver.received[0]
         assert headers[signing.EVENT_ID_HEADER] == str(row.event_id)
         assert signing.verify("s3cret", body, headers[signing.SIGNATURE_HEADER])
@@ -100,7 +123,7 @@ class TestDeliver:
         Receiver.status = 503
         row = await pending(session, ctx, receiver)
         before = utcnow()
-        assert await deliver(ctx, row.id) == DeliveryStatus.PENDING
+        assert (await deliver(ctx, row.id)).status == DeliveryStatus.PENDING
         failed = await reload(session, row)
         assert failed.attempts == 1
         assert failed.attempt_log[0]["status_code"] == 503
@@ -108,7 +131,7 @@ class TestDeliver:
         # First retry after base (1 s in these settings) x jitter in [0.5, 1].
         assert before + timedelta(seconds=0.4) < failed.next_attempt_at
         assert failed.next_attempt_at < utcnow() + timedelta(seconds=1.1)
-        assert await deliver(ctx, row.id) is None  # not due yet: nothing sent
+        assert (await deliver(ctx, row.id)).status is None  # not due yet: nothing sent
         assert len(Receiver.received) == 1
 
     async def test_gone_disables_the_endpoint(
@@ -116,7 +139,7 @@ class TestDeliver:
     ) -> None:
         Receiver.status = 410
         row = await pending(session, ctx, receiver)
-        assert await deliver(ctx, row.id) == DeliveryStatus.DEAD
+        assert (await deliver(ctx, row.id)).status == DeliveryStatus.DEAD
         endpoint = await session.get(WebhookEndpoint, row.endpoint_id, populate_existing=True)
         assert endpoint is not None
         assert not endpoint.enabled
@@ -135,7 +158,7 @@ class TestDeliver:
                 .values(next_attempt_at=utcnow())
             )
             await session.commit()
-            statuses.append(await deliver(ctx, row.id))
+            statuses.append((await deliver(ctx, row.id)).status)
         assert statuses[-1] == DeliveryStatus.DEAD
         assert set(statuses[:-1]) == {DeliveryStatus.PENDING}
         dead = await reload(session, row)
@@ -147,13 +170,99 @@ class TestDeliver:
         ctx.settings.worker.webhook_allow_private = False
         try:
             row = await pending(session, ctx, receiver)
-            assert await deliver(ctx, row.id) == DeliveryStatus.PENDING
+            assert (await deliver(ctx, row.id)).status == DeliveryStatus.PENDING
         finally:
             ctx.settings.worker.webhook_allow_private = True
         refused = await reload(session, row)
         assert refused.last_error is not None
         assert refused.last_error.startswith("refused")
         assert Receiver.received == []
+
+
+class TestAttemptLimits:
+    async def test_a_receiver_dripping_its_answer_is_cut_at_the_deadline_and_recorded(
+        self, ctx: WorkerContext, session: AsyncSession
+    ) -> None:
+        ctx.settings.webhooks.timeout_s = 1.5
+        server = RawServer(drip(seconds=30))
+        try:
+            row = await pending(session, ctx, f"http://127.0.0.1:{server.port}/hook")
+            started = time.monotonic()
+            async with asyncio.timeout(10):  # without the deadline: 30 s of drip
+                outcome = await deliver(ctx, row.id)
+            elapsed = time.monotonic() - started
+        finally:
+            server.close()
+            ctx.settings.webhooks.timeout_s = 10.0
+        assert outcome.status == DeliveryStatus.PENDING
+        assert 1.4 < elapsed < 3.0
+        recorded = await reload(session, row)
+        assert recorded.attempts == 1
+        assert recorded.last_error is not None
+        assert recorded.last_error.startswith("timeout")
+        assert recorded.attempt_log[0]["error"] == recorded.last_error
+
+    async def test_an_endless_answer_is_read_up_to_the_cap_only(
+        self, ctx: WorkerContext, session: AsyncSession
+    ) -> None:
+        ctx.settings.webhooks.timeout_s = 3.0
+        endless = Endless()
+        server = RawServer(endless)
+        try:
+            row = await pending(session, ctx, f"http://127.0.0.1:{server.port}/hook")
+            started = time.monotonic()
+            outcome = await deliver(ctx, row.id)
+            elapsed = time.monotonic() - started
+        finally:
+            server.close()
+            ctx.settings.webhooks.timeout_s = 10.0
+        # Read 64 KiB and hung up: delivered at once, not cut at the deadline mid-body.
+        assert outcome.status == DeliveryStatus.SUCCEEDED
+        assert elapsed < 2.0
+        # What the server got into the socket before it filled: kernel buffers, not the body.
+        assert endless.sent < 16 * 1024 * 1024
+
+    async def test_attempts_cut_short_still_count_until_the_delivery_is_dead(
+        self, ctx: WorkerContext, session: AsyncSession
+    ) -> None:
+        server, port = serve_holding(hold_s=10)
+
+        async def held() -> bool:
+            return Holding.in_flight.get("/hook", 0) == 1
+
+        async def answered() -> bool:
+            return Holding.in_flight["/hook"] == 0
+
+        ctx.settings.worker.webhook_max_attempts = 3
+        try:
+            row = await pending(session, ctx, f"http://127.0.0.1:{port}/hook")
+            for sent in range(1, 4):
+                # What a soft time limit or a shutdown does to a running attempt.
+                attempt = asyncio.create_task(deliver(ctx, row.id))
+                await eventually(held, timeout_s=5, interval_s=0.02, what="the attempt held")
+                attempt.cancel()
+                with suppress(asyncio.CancelledError):
+                    await attempt
+                assert (await reload(session, row)).attempts == sent
+                await session.execute(
+                    update(WebhookDelivery)
+                    .where(col(WebhookDelivery.id) == row.id)
+                    .values(next_attempt_at=utcnow())  # its claim ran out: due again
+                )
+                await session.commit()
+                Holding.release.set()
+                await eventually(answered, timeout_s=5, interval_s=0.02, what="the answer")
+                Holding.release.clear()
+            assert (await deliver(ctx, row.id)).status == DeliveryStatus.DEAD
+        finally:
+            ctx.settings.worker.webhook_max_attempts = 8
+            Holding.release.set()
+            server.shutdown()
+            server.server_close()
+        dead = await reload(session, row)
+        assert dead.attempts == 3
+        assert [e["error"] for e in dead.attempt_log] == [webhook_delivery.INTERRUPTED] * 3
+        assert len(Holding.done) == 3
 
 
 class TestSweep:
@@ -169,3 +278,21 @@ class TestSweep:
                 select(WebhookDelivery.status).where(col(WebhookDelivery.id) == row.id)
             )
         ).scalar_one() == DeliveryStatus.SUCCEEDED
+
+    async def test_sends_at_most_the_in_flight_limit_of_each_organization(
+        self, ctx: WorkerContext, session: AsyncSession, receiver: str
+    ) -> None:
+        busy = await pending(session, ctx, receiver)
+        await more_of(session, busy, 5)
+        quiet = await pending(session, ctx, receiver)
+        ctx.settings.webhooks.max_in_flight_per_org = 2
+        try:
+            due = await due_deliveries(ctx)
+        finally:
+            ctx.settings.webhooks.max_in_flight_per_org = 4
+        orgs = (
+            await session.execute(
+                select(WebhookDelivery.org_id).where(col(WebhookDelivery.id).in_(due))
+            )
+        ).scalars()
+        assert sorted(orgs, key=lambda o: o == quiet.org_id) == [busy.org_id] * 2 + [quiet.org_id]

@@ -22,7 +22,7 @@ from milepost_common.domain.webhooks.schemas import (
 )
 from milepost_common.errors import Forbidden, Unauthorized, ValidationFailed
 from milepost_common.pagination import Page
-from milepost_common.web.deps import SessionDep
+from milepost_common.web.deps import DatabaseDep, SessionDep
 from milepost_common.web.errors import error_responses
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], responses=AUTHENTICATED)
@@ -120,23 +120,32 @@ async def rotate_webhook_secret(
     )
 
 
+async def load_ping_target(
+    user: OwnerUser, webhook_id: uuid.UUID, db: DatabaseDep, ctx: ContextDep
+) -> webhook_service.PingTarget:
+    """The endpoint to ping, read in a session of its own that is closed before the ping
+    goes out: a slow receiver never holds a pooled connection. Raises WebhookNotFound."""
+    async with db.sessionmaker() as session:
+        return await webhook_service.get_ping_target(session, user, webhook_id, ctx.box)
+
+
+PingTargetDep = Annotated[webhook_service.PingTarget, Depends(load_ping_target)]
+
+
 @router.post(
     "/{webhook_id}/test",
     summary="Send a signed test ping",
     responses=error_responses(Unauthorized, Forbidden, NotFound, ValidationFailed),
 )
-async def send_test_ping(
-    user: OwnerUser, webhook_id: uuid.UUID, session: SessionDep, ctx: ContextDep
-) -> WebhookPingResult:
-    """Owners only. POSTs a signed `ping` event now (10 s timeout) and reports what the
-    receiver answered; private and loopback addresses are refused."""
+async def send_test_ping(target: PingTargetDep, ctx: ContextDep) -> WebhookPingResult:
+    """Owners only. POSTs a signed `ping` event now and reports what the receiver answered;
+    private and loopback addresses are refused. The whole attempt has one deadline (10 s by
+    default) and at most 64 KiB of the answer is read."""
     return await webhook_service.send_test_ping(
-        session,
-        user,
-        webhook_id,
-        ctx.box,
+        target,
         ctx.http,
         allow_private=ctx.settings.api.webhook_allow_private,
+        limits=ctx.settings.webhooks,
     )
 
 

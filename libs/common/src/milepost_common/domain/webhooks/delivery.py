@@ -1,11 +1,12 @@
 """Webhook deliveries: written ``pending`` with their cause, attempted by the worker, retried
 with exponential backoff and jitter scheduled in the database (``next_attempt_at``), every
-attempt appended to ``attempt_log``; dead after the last attempt or on ``410 Gone`` (which also
-disables the endpoint). Endpoint CRUD lives in ``service.py``.
+attempt appended to ``attempt_log`` (counted when it is claimed, its outcome filled in after);
+dead after the last attempt or on ``410 Gone`` (which also disables the endpoint). Endpoint
+CRUD lives in ``service.py``.
 
 An alert's creation is the event ``alert.created`` (``schemas.WebhookEventType``), sent once per
 alert: its event id derives from the alert id, so every endpoint and attempt share it. Sending
-itself (address check at connect time, signature) is ``service.post_signed``.
+itself (address check at connect time, signature, deadline) is ``sending.send_signed``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import func, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -29,6 +30,7 @@ from milepost_common.domain.webhooks.schemas import WebhookEventType
 ALERT_CREATED = WebhookEventType.ALERT_CREATED.value
 _EVENT_NAMESPACE = uuid.UUID("4f0b6f3e-8d1a-4c4e-9a57-6d696c65706f")
 GONE = 410
+INTERRUPTED = "interrupted: no outcome was recorded"
 
 
 def alert_event_id(alert_id: uuid.UUID) -> uuid.UUID:
@@ -82,10 +84,47 @@ async def create_alert_deliveries(
     return [d.id for d in deliveries]
 
 
+@dataclass(frozen=True, slots=True)
+class Due:
+    """A pending delivery whose next attempt is due."""
+
+    org_id: uuid.UUID
+    attempts: int
+
+
+async def find_due(session: AsyncSession, delivery_id: uuid.UUID, now: datetime) -> Due | None:
+    """The delivery's organization and attempts so far, if it is pending and due."""
+    row = (
+        await session.execute(
+            select(col(WebhookDelivery.org_id), col(WebhookDelivery.attempts)).where(
+                col(WebhookDelivery.id) == delivery_id,
+                col(WebhookDelivery.status) == DeliveryStatus.PENDING,
+                col(WebhookDelivery.next_attempt_at) <= now,
+            )
+        )
+    ).first()
+    return Due(row[0], row[1]) if row else None
+
+
+def _log_entry(number: int, attempt: Attempt | None, at: datetime) -> dict[str, Any]:
+    return {
+        "attempt": number,
+        "at": at.isoformat().replace("+00:00", "Z"),
+        "status_code": attempt.status_code if attempt else None,
+        "error": attempt.error if attempt else INTERRUPTED,
+        "duration_ms": round(attempt.duration_ms, 1) if attempt else None,
+    }
+
+
 async def claim_delivery(
-    session: AsyncSession, delivery_id: uuid.UUID, now: datetime, claim_s: float
+    session: AsyncSession, delivery_id: uuid.UUID, now: datetime, lease_s: float
 ) -> tuple[WebhookDelivery, WebhookEndpoint] | None:
-    """Take a due pending delivery for one attempt (hidden from others for ``claim_s``)."""
+    """Take a due pending delivery for one attempt, hidden from others for ``lease_s``.
+
+    The attempt is counted here, before anything is sent, with an ``interrupted`` entry
+    that ``record_attempt`` replaces: an attempt cut short by a time limit, a shutdown or a
+    crash still counts, so a delivery can never be re-sent forever.
+    """
     claimed = (
         await session.execute(
             update(WebhookDelivery)
@@ -94,7 +133,10 @@ async def claim_delivery(
                 col(WebhookDelivery.status) == DeliveryStatus.PENDING,
                 col(WebhookDelivery.next_attempt_at) <= now,
             )
-            .values(next_attempt_at=now + timedelta(seconds=claim_s))
+            .values(
+                next_attempt_at=now + timedelta(seconds=lease_s),
+                attempts=col(WebhookDelivery.attempts) + 1,
+            )
             .returning(col(WebhookDelivery.id))
         )
     ).scalar_one_or_none()
@@ -108,7 +150,16 @@ async def claim_delivery(
             .execution_options(populate_existing=True)
         )
     ).first()
-    return (row[0], row[1]) if row else None
+    if row is None:
+        return None
+    delivery, endpoint = row[0], row[1]
+    # The session's copy of the delivery gets the placeholder too (synchronized by the ORM).
+    await session.execute(
+        update(WebhookDelivery)
+        .where(col(WebhookDelivery.id) == delivery_id)
+        .values(attempt_log=[*delivery.attempt_log, _log_entry(delivery.attempts, None, now)])
+    )
+    return delivery, endpoint
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,18 +193,14 @@ async def record_attempt(
     backoff_base_s: float,
     backoff_max_s: float,
 ) -> DeliveryStatus:
-    """Append the attempt, then succeed, schedule the next one, or give up."""
-    attempts = delivery.attempts + 1
-    entry = {
-        "attempt": attempts,
-        "at": attempt.at.isoformat().replace("+00:00", "Z"),
-        "status_code": attempt.status_code,
-        "error": attempt.error,
-        "duration_ms": round(attempt.duration_ms, 1),
-    }
+    """Put the outcome in place of the claimed attempt's placeholder, then succeed, schedule
+    the next attempt, or give up. ``delivery`` is as ``claim_delivery`` returned it."""
+    attempts = delivery.attempts
+    log = list(delivery.attempt_log)
+    if log and log[-1].get("attempt") == attempts and log[-1].get("error") == INTERRUPTED:
+        log.pop()  # this attempt's placeholder
     values: dict[str, Any] = {
-        "attempts": attempts,
-        "attempt_log": [*delivery.attempt_log, entry],
+        "attempt_log": [*log, _log_entry(attempts, attempt, attempt.at)],
         "last_response_code": attempt.status_code,
         "last_error": attempt.error,
     }
@@ -181,21 +228,54 @@ async def record_attempt(
     return DeliveryStatus(values.get("status", DeliveryStatus.PENDING))
 
 
-async def give_up(session: AsyncSession, delivery: WebhookDelivery, reason: str) -> None:
-    """Dead without an attempt (endpoint disabled or removed)."""
+async def give_up(session: AsyncSession, delivery_id: uuid.UUID, reason: str) -> None:
+    """Dead without an attempt (endpoint disabled or removed, every attempt used)."""
     await session.execute(
         update(WebhookDelivery)
-        .where(col(WebhookDelivery.id) == delivery.id)
+        .where(
+            col(WebhookDelivery.id) == delivery_id,
+            col(WebhookDelivery.status) == DeliveryStatus.PENDING,
+        )
         .values(status=DeliveryStatus.DEAD, next_attempt_at=None, last_error=reason)
     )
 
 
 async def list_due_deliveries(
-    session: AsyncSession, now: datetime, limit: int = 500
+    session: AsyncSession, now: datetime, *, per_org: int, limit: int = 500
 ) -> list[uuid.UUID]:
+    """The longest-waiting due deliveries, at most ``per_org`` of each organization: one
+    organization's backlog never fills the sweep and starves the others' retries."""
+    ranked = (
+        select(
+            col(WebhookDelivery.id).label("id"),
+            col(WebhookDelivery.next_attempt_at).label("due_at"),
+            func.row_number()
+            .over(
+                partition_by=col(WebhookDelivery.org_id),
+                order_by=col(WebhookDelivery.next_attempt_at),
+            )
+            .label("rank"),
+        )
+        .where(
+            col(WebhookDelivery.status) == DeliveryStatus.PENDING,
+            col(WebhookDelivery.next_attempt_at) <= now,
+        )
+        .subquery()
+    )
+    rows = await session.execute(
+        select(ranked.c.id).where(ranked.c.rank <= per_org).order_by(ranked.c.due_at).limit(limit)
+    )
+    return list(rows.scalars())
+
+
+async def due_for_org(
+    session: AsyncSession, org_id: uuid.UUID, now: datetime, limit: int
+) -> list[uuid.UUID]:
+    """The organization's longest-waiting due deliveries (sent when one of its slots frees)."""
     rows = await session.execute(
         select(col(WebhookDelivery.id))
         .where(
+            col(WebhookDelivery.org_id) == org_id,
             col(WebhookDelivery.status) == DeliveryStatus.PENDING,
             col(WebhookDelivery.next_attempt_at) <= now,
         )

@@ -2,22 +2,18 @@
 the list of deliveries.
 
 The signing secret is generated here, encrypted at rest with the SecretBox, and returned in
-plaintext only on creation and on rotation. The test ping connects only to public
-addresses unless ``allow_private`` (checked on the resolved address at connect time, so a
-DNS answer cannot redirect it to the internal network).
+plaintext only on creation and on rotation. The test ping goes out through
+``sending.send_signed`` (public addresses only unless ``allow_private``, one deadline, a
+capped answer) after the caller's session is closed: a slow receiver holds no database
+connection.
 """
 
 from __future__ import annotations
 
-import asyncio
-import ipaddress
-import socket
-import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import orjson
@@ -30,7 +26,7 @@ from milepost_common.domain import paging
 from milepost_common.domain.audit import service as audit
 from milepost_common.domain.base import get_by_id
 from milepost_common.domain.principals import Principal
-from milepost_common.domain.webhooks import signing
+from milepost_common.domain.webhooks import sending
 from milepost_common.domain.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 from milepost_common.domain.webhooks.schemas import (
     PING_EVENT_TYPE,
@@ -39,17 +35,13 @@ from milepost_common.domain.webhooks.schemas import (
     WebhookUpdate,
 )
 from milepost_common.errors import NotFound
+from milepost_common.settings import WebhooksSettings
 
 SECRET_PREFIX = "mpwh"  # noqa: S105 - a prefix, not a secret
-PING_TIMEOUT_S = 10.0
 
 
 class WebhookNotFound(NotFound):
     default_message = "Webhook not found."
-
-
-class AddressRefused(Exception):
-    """The receiver resolves to a private, loopback or otherwise non-public address."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,107 +185,60 @@ async def list_webhook_deliveries(
     return paging.page_of(rows, page.limit, lambda d: (d.created_at, d.id))
 
 
-def is_public_address(address: str) -> bool:
-    ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not ip.is_multicast
+@dataclass(frozen=True, slots=True)
+class PingTarget:
+    """What a test ping needs, loaded before any call goes out (no session is held then)."""
+
+    endpoint_id: uuid.UUID
+    org_id: uuid.UUID
+    url: str = field(repr=False)  # its path and query may carry the receiver's token
+    secret: str = field(repr=False)
 
 
-async def resolve_receiver(host: str, port: int, *, allow_private: bool) -> str:
-    """The address to connect to; raises AddressRefused for non-public ones (unless allowed)."""
-    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    addresses = [str(info[4][0]) for info in infos]
-    if not addresses:
-        raise AddressRefused(f"{host} does not resolve")
-    if not allow_private:
-        refused = [a for a in addresses if not is_public_address(a)]
-        if refused:
-            raise AddressRefused(f"{host} resolves to a non-public address")
-    return addresses[0]
-
-
-async def post_signed(
-    client: httpx.AsyncClient,
-    url: str,
-    secret: str,
-    event_id: uuid.UUID,
-    body: bytes,
-    *,
-    allow_private: bool,
-    timeout_s: float = PING_TIMEOUT_S,
-) -> httpx.Response:
-    """POST ``body`` signed, to the address resolved and checked here (TLS still verifies
-    the certificate against the URL's host name). Raises AddressRefused or httpx errors."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    address = await resolve_receiver(host, port, allow_private=allow_private)
-    literal = f"[{address}]" if ":" in address else address
-    netloc = f"{literal}:{parts.port}" if parts.port else literal
-    target = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
-    headers = {
-        "Host": parts.netloc,
-        "Content-Type": "application/json",
-        "User-Agent": "Milepost-Webhooks/1.0",
-        signing.EVENT_ID_HEADER: str(event_id),
-        signing.SIGNATURE_HEADER: signing.sign(secret, body),
-    }
-    return await client.post(
-        target,
-        content=body,
-        headers=headers,
-        timeout=timeout_s,
-        follow_redirects=False,
-        extensions={"sni_hostname": host},
+async def get_ping_target(
+    session: AsyncSession, actor: Principal, endpoint_id: uuid.UUID, box: SecretBox
+) -> PingTarget:
+    """The endpoint's address and plaintext secret. Raises WebhookNotFound."""
+    endpoint = await get_webhook(session, actor, endpoint_id)
+    return PingTarget(
+        endpoint.id, endpoint.org_id, endpoint.url, box.decrypt(endpoint.secret_encrypted)
     )
 
 
 async def send_test_ping(
-    session: AsyncSession,
-    actor: Principal,
-    endpoint_id: uuid.UUID,
-    box: SecretBox,
+    target: PingTarget,
     client: httpx.AsyncClient,
     *,
     allow_private: bool,
+    limits: WebhooksSettings,
 ) -> WebhookPingResult:
-    """POST a signed ``ping`` event to the endpoint now and report the receiver's answer
-    (never raises for a receiver's failure). Raises WebhookNotFound."""
-    endpoint = await get_webhook(session, actor, endpoint_id)
+    """POST a signed ``ping`` event to the endpoint now (within the attempt deadline) and
+    report the receiver's answer; never raises for a receiver's failure."""
     event_id = uuid.uuid4()
     body = orjson.dumps(
         {
             "id": str(event_id),
             "type": PING_EVENT_TYPE,
             "created_at": datetime.now(UTC),
-            "org_id": str(endpoint.org_id),
-            "data": {"webhook_id": str(endpoint.id)},
+            "org_id": str(target.org_id),
+            "data": {"webhook_id": str(target.endpoint_id)},
         },
         option=orjson.OPT_UTC_Z,
     )
-    started = time.perf_counter()
-    status_code: int | None = None
-    error: str | None = None
-    try:
-        response = await post_signed(
-            client,
-            endpoint.url,
-            box.decrypt(endpoint.secret_encrypted),
-            event_id,
-            body,
-            allow_private=allow_private,
-        )
-        status_code = response.status_code
-    except AddressRefused as exc:
-        error = f"refused: {exc}"
-    except (httpx.HTTPError, OSError) as exc:
-        error = f"{type(exc).__name__}: could not deliver"
-    elapsed = round((time.perf_counter() - started) * 1000, 1)
+    sent = await sending.send_signed(
+        client,
+        target.url,
+        target.secret,
+        event_id,
+        body,
+        allow_private=allow_private,
+        timeout_s=limits.timeout_s,
+        max_response_bytes=limits.max_response_bytes,
+    )
     return WebhookPingResult(
         event_id=event_id,
-        delivered=status_code is not None and 200 <= status_code < 300,
-        status_code=status_code,
-        error=error if status_code is None else None,
-        duration_ms=elapsed,
+        delivered=sent.succeeded,
+        status_code=sent.status_code,
+        error=sent.error if sent.status_code is None else None,
+        duration_ms=round(sent.duration_ms, 1),
     )

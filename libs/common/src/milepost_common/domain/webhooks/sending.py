@@ -1,0 +1,171 @@
+"""One signed POST to a customer's receiver, shared by the api's test ping and the worker.
+
+Every attempt has one deadline for all of it (resolving, connecting, sending, reading the
+answer), so a receiver that drips its answer byte by byte is cut off like one that never
+answers; at most ``max_response_bytes`` of the answer body are read and dropped. Receivers
+are reached only at public addresses unless ``allow_private``: the check runs on the resolved
+address at connect time, and an IPv4 address carried inside an IPv6 one (NAT64, 6to4, Teredo,
+IPv4-mapped and -compatible) is judged as that IPv4 address.
+
+Nothing here logs: the URL's path and query often carry the receiver's own token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from milepost_common.domain.webhooks import signing
+
+_MASK32 = 0xFFFF_FFFF
+_NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")
+_NAT64_LOCAL_USE = ipaddress.IPv6Network("64:ff9b:1::/48")
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+_IPV4_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")
+_UNJUDGEABLE = ipaddress.IPv4Address("0.0.0.0")  # noqa: S104 - never public: refused
+
+
+class AddressRefused(Exception):
+    """The receiver resolves to a private, loopback or otherwise non-public address."""
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses a packet to ``ip`` ends up at through a translator or a tunnel
+    (empty when ``ip`` carries none)."""
+    if ip.ipv4_mapped is not None:
+        return [ip.ipv4_mapped]
+    if ip.sixtofour is not None:
+        return [ip.sixtofour]
+    if ip.teredo is not None:
+        # (server, client); the client's address is stored bit-inverted, ipaddress undoes it.
+        return list(ip.teredo)
+    low = ipaddress.IPv4Address(int(ip) & _MASK32)
+    if ip in _NAT64_WELL_KNOWN or ip in _IPV4_TRANSLATED or ip in _IPV4_COMPATIBLE:
+        return [low]
+    if ip in _NAT64_LOCAL_USE:
+        # Where the IPv4 sits depends on the operator's prefix length (RFC 6052): only the
+        # /96 form, with the bits between prefix and address zero, can be judged.
+        return [low] if (int(ip) >> 32) & ((1 << 48) - 1) == 0 else [_UNJUDGEABLE]
+    return []
+
+
+def is_public_address(address: str) -> bool:
+    """A globally reachable unicast address, judged by the IPv4 it carries if it carries one."""
+    ip = ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv6Address):
+        inner = embedded_ipv4(ip)
+        if inner:
+            return all(v4.is_global and not v4.is_multicast for v4 in inner)
+    return ip.is_global and not ip.is_multicast
+
+
+async def resolve_receiver(host: str, port: int, *, allow_private: bool) -> str:
+    """The address to connect to; raises AddressRefused for non-public ones (unless allowed)."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    addresses = [str(info[4][0]) for info in infos]
+    if not addresses:
+        raise AddressRefused(f"{host} does not resolve")
+    if not allow_private and not all(is_public_address(a) for a in addresses):
+        raise AddressRefused(f"{host} resolves to a non-public address")
+    return addresses[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """What one attempt came to: the receiver's status, or why there is none."""
+
+    status_code: int | None
+    error: str | None
+    duration_ms: float
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+async def _post(
+    client: httpx.AsyncClient,
+    url: str,
+    headers: dict[str, str],
+    body: bytes,
+    *,
+    allow_private: bool,
+    timeout_s: float,
+    max_response_bytes: int,
+) -> int:
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    address = await resolve_receiver(host, port, allow_private=allow_private)
+    literal = f"[{address}]" if ":" in address else address
+    netloc = f"{literal}:{parts.port}" if parts.port else literal
+    target = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
+    async with client.stream(
+        "POST",
+        target,
+        content=body,
+        headers={**headers, "Host": parts.netloc},
+        timeout=timeout_s,
+        follow_redirects=False,
+        # TLS still verifies the certificate against the URL's host name.
+        extensions={"sni_hostname": host},
+    ) as response:
+        read = 0
+        # Raw (still compressed) bytes: a small gzip answer cannot inflate past the cap.
+        async for chunk in response.aiter_raw():
+            read += len(chunk)
+            if read >= max_response_bytes:
+                break  # the rest is never read: closing drops the connection
+        return response.status_code
+
+
+async def send_signed(
+    client: httpx.AsyncClient,
+    url: str,
+    secret: str,
+    event_id: uuid.UUID,
+    body: bytes,
+    *,
+    allow_private: bool,
+    timeout_s: float,
+    max_response_bytes: int,
+) -> Sent:
+    """POST ``body`` signed to the receiver, all of it within ``timeout_s``. Never raises for
+    the receiver's failures (refused address, network error, timeout): they are the outcome."""
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "Milepost-Webhooks/1.0",
+        signing.EVENT_ID_HEADER: str(event_id),
+        signing.SIGNATURE_HEADER: signing.sign(secret, body),
+    }
+    started = time.perf_counter()
+    status_code: int | None = None
+    error: str | None = None
+    try:
+        async with asyncio.timeout(timeout_s):
+            status_code = await _post(
+                client,
+                url,
+                headers,
+                body,
+                allow_private=allow_private,
+                timeout_s=timeout_s,
+                max_response_bytes=max_response_bytes,
+            )
+    except AddressRefused as exc:
+        error = f"refused: {exc}"
+    except (TimeoutError, httpx.TimeoutException):
+        error = f"timeout: no complete answer within {timeout_s:g} s"
+    except (httpx.HTTPError, httpx.InvalidURL, OSError, UnicodeError) as exc:
+        # The type only: some exceptions' messages carry the URL.
+        error = f"{type(exc).__name__}: could not deliver"
+    if status_code is not None and not 200 <= status_code < 300:
+        error = f"receiver answered {status_code}"
+    return Sent(status_code, error, (time.perf_counter() - started) * 1000)
