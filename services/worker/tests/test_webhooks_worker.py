@@ -290,3 +290,41 @@ class TestWebhooks:
         for headers, body in handler.received:
             assert signing.verify(secret, body, headers[signing.SIGNATURE_HEADER])
             assert headers["Content-Type"] == "application/json"
+
+
+class TestLogs:
+    async def test_a_delivery_logs_its_endpoint_id_and_nothing_of_the_url(
+        self, workers: Workers
+    ) -> None:
+        server, port = serve_holding(hold_s=0)
+        token, key = uuid.uuid4().hex, uuid.uuid4().hex
+        url = f"http://127.0.0.1:{port}/services/T000/B000/{token}?token={key}"
+        org = await new_org(workers, url, 1)
+        try:
+            (delivery_id,) = await delivery_ids(workers, org)
+            workers.stack.send(names.WEBHOOKS_DELIVER, str(delivery_id))
+
+            async def delivered() -> bool:
+                return (await statuses(workers, org)).get(DeliveryStatus.SUCCEEDED) == 1
+
+            await eventually(delivered, timeout_s=20, what="the delivery")
+            async with unit_of_work(workers.stack.db) as session:
+                endpoint_id = await session.scalar(
+                    select(col(WebhookEndpoint.id)).where(col(WebhookEndpoint.org_id) == org.id)
+                )
+
+            def logs() -> str:
+                processes = (workers.processing, workers.webhooks)
+                return "".join(p.log_path.read_text(errors="replace") for p in processes)
+
+            async def attempt_logged() -> bool:  # written after the outcome is recorded
+                return f'"endpoint_id":"{endpoint_id}"' in logs()
+
+            await eventually(attempt_logged, timeout_s=5, what="the attempt's log line")
+        finally:
+            server.shutdown()
+            server.server_close()
+
+        assert token not in logs()
+        assert key not in logs()
+        assert "/services/T000" not in logs()

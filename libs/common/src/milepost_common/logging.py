@@ -67,6 +67,11 @@ def configure_logging(level: str = "INFO", *, service: str) -> None:
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    # httpx logs every request's full URL at INFO (httpcore its connections at DEBUG); an
+    # outbound webhook URL often carries the receiver's token in its path or query. Callers
+    # log their own line naming the endpoint by id instead.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
