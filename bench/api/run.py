@@ -455,7 +455,7 @@ def main() -> None:
         wait_ready(f"{bare_base}/bare")
 
         auth = AuthSettings.model_validate({"jwt_keys": {"bench": JWT_KEYS.split('"')[3]}})
-        token, _ = TokenCodec(auth).issue(seeded.owner_id, Realm.API, 3600)
+        token, _ = TokenCodec(auth, Realm.API).issue(seeded.owner_id, Realm.API, 3600)
         headers = {"Authorization": f"Bearer {token}"}
         today = datetime.now(UTC).date()
         summary_path = f"/api/v1/reports/summary?from={today - timedelta(days=7)}&to={today}"

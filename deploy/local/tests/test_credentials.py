@@ -52,16 +52,21 @@ class TestLoadOrCreate:
 
 class TestAppEnv:
     def test_holds_the_settings_the_apps_read(self, tmp_path: Path) -> None:
-        env = load_or_create(tmp_path / "secrets.env").app_env()
+        credentials = load_or_create(tmp_path / "secrets.env")
+        env, admin = credentials.app_env("api"), credentials.app_env("admin")
 
         keys = json.loads(env["MILEPOST_AUTH__JWT_KEYS"])
         assert env["MILEPOST_AUTH__JWT_ACTIVE_KID"] in keys
+        admin_keys = json.loads(admin["MILEPOST_AUTH__ADMIN_JWT_KEYS"])
+        assert admin["MILEPOST_AUTH__ADMIN_JWT_ACTIVE_KID"] in admin_keys
+        assert not set(keys.values()) & set(admin_keys.values())
+        assert admin["MILEPOST_ADMIN__COOKIE_KEY"]
         assert len(base64.urlsafe_b64decode(env["MILEPOST_AUTH__SECRETS_KEY"])) == 32
         assert env["MILEPOST_AUTH__API_KEY_PEPPER"]
 
     def test_file_is_shell_sourceable(self, tmp_path: Path) -> None:
         path = tmp_path / "secrets.env"
-        env = load_or_create(path).app_env()
+        env = load_or_create(path).app_env("api")
 
         lines = path.read_text().splitlines()
         line = next(line for line in lines if line.startswith("MILEPOST_AUTH__JWT_KEYS"))

@@ -7,6 +7,14 @@ from pydantic import ValidationError
 from milepost_common.settings import CommonSettings, Environment, describe_error
 
 
+class ApiLike(CommonSettings):
+    token_realms = ("api",)
+
+
+class AdminLike(CommonSettings):
+    token_realms = ("admin",)
+
+
 class TestCommonSettings:
     def test_nested_groups_from_prefixed_env(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("MILEPOST_DB__URL", "postgresql://u@db.internal:5433/fleet")
@@ -26,13 +34,49 @@ class TestCommonSettings:
 
     def test_production_requires_secrets(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("MILEPOST_ENV", "production")
-        with pytest.raises(ValidationError, match="JWT_KEYS"):
+        with pytest.raises(ValidationError, match="SECRETS_KEY"):
             CommonSettings()
 
+    @pytest.mark.parametrize(
+        ("cls", "variable"),
+        [(ApiLike, "MILEPOST_AUTH__JWT_KEYS"), (AdminLike, "MILEPOST_AUTH__ADMIN_JWT_KEYS")],
+    )
+    def test_production_requires_the_key_set_of_each_realm_served(
+        self, monkeypatch: pytest.MonkeyPatch, cls: type[CommonSettings], variable: str
+    ) -> None:
+        monkeypatch.setenv("MILEPOST_ENV", "production")
+        monkeypatch.setenv("MILEPOST_AUTH__SECRETS_KEY", "k" * 44)
+        with pytest.raises(ValidationError, match=variable):
+            cls()
+
+    def test_a_process_serving_no_realm_needs_no_token_keys(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("MILEPOST_ENV", "production")
+        monkeypatch.setenv("MILEPOST_AUTH__SECRETS_KEY", "k" * 44)
+        settings = CommonSettings()
+        assert settings.auth.jwt_keys == settings.auth.admin_jwt_keys == {}
+
+    def test_keys_of_a_realm_not_served_are_dropped(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("MILEPOST_AUTH__JWT_KEYS", '{"api-1": "' + "a" * 40 + '"}')
+        monkeypatch.setenv("MILEPOST_AUTH__ADMIN_JWT_KEYS", '{"admin-1": "' + "b" * 40 + '"}')
+        api, admin, neither = ApiLike(), AdminLike(), CommonSettings()
+        assert (set(api.auth.jwt_keys), api.auth.admin_jwt_keys) == ({"api-1"}, {})
+        assert (admin.auth.jwt_keys, set(admin.auth.admin_jwt_keys)) == ({}, {"admin-1"})
+        assert neither.auth.jwt_keys == neither.auth.admin_jwt_keys == {}
+
+    def test_an_active_kid_must_name_a_key_of_its_set(self) -> None:
+        with pytest.raises(ValidationError, match="ADMIN_JWT_ACTIVE_KID"):
+            AdminLike(auth={"admin_jwt_keys": {"a1": "a" * 40}, "admin_jwt_active_kid": "a2"})
+
     def test_local_falls_back_to_development_secrets(self) -> None:
-        settings = CommonSettings(env=Environment.LOCAL)
-        assert settings.auth.jwt_keys
-        assert settings.auth.secrets_key is not None
+        api, admin = ApiLike(env=Environment.LOCAL), AdminLike(env=Environment.LOCAL)
+        assert api.auth.jwt_keys
+        assert admin.auth.admin_jwt_keys
+        api_keys = {k.get_secret_value() for k in api.auth.jwt_keys.values()}
+        admin_keys = {k.get_secret_value() for k in admin.auth.admin_jwt_keys.values()}
+        assert not api_keys & admin_keys
+        assert api.auth.secrets_key is not None
 
     def test_error_line_names_the_variable(self) -> None:
         with pytest.raises(ValidationError) as info:

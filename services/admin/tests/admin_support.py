@@ -12,11 +12,14 @@ from milepost_admin.settings import AdminSettings
 from milepost_common.auth import Realm, TokenCodec
 from milepost_common.domain.audit.models import AuditEntry
 from milepost_common.domain.users.models import User
+from milepost_common.testing.plugin import token_codec
 
 
 def bearer(settings: AdminSettings, user: User, realm: Realm = Realm.ADMIN) -> dict[str, str]:
-    """The header of a token minted the way ``POST /auth/token`` mints it."""
-    token, _ = TokenCodec(settings.auth).issue(user.id, realm, 900)
+    """The header of a token minted the way ``POST /auth/token`` mints it (an api token, which
+    admin cannot make, the way the api mints it)."""
+    codec = TokenCodec(settings.auth, Realm.ADMIN) if realm is Realm.ADMIN else token_codec()
+    token, _ = codec.issue(user.id, realm, 900)
     return {"Authorization": f"Bearer {token}"}
 
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
 
 import httpx
+import jwt
 import pytest
 from admin_support import Staff, audit_entries, bearer
 from redis.asyncio import Redis
@@ -23,7 +26,7 @@ from milepost_common.testing.factories import (
     make_user,
 )
 from milepost_common.testing.passwords import count_argon2_verifications
-from milepost_common.testing.plugin import app_client
+from milepost_common.testing.plugin import TEST_ADMIN_JWT_KEYS, TEST_JWT_KEYS, app_client
 
 
 async def _login(client: httpx.AsyncClient, email: str, password: str) -> httpx.Response:
@@ -42,7 +45,8 @@ class TestIssueToken:
         body = response.json()
         assert set(body) == {"access_token", "token_type", "expires_in"}
         assert body["token_type"] == "bearer"
-        claims = TokenCodec(admin_settings.auth).verify(body["access_token"], Realm.ADMIN)
+        codec = TokenCodec(admin_settings.auth, Realm.ADMIN)
+        claims = codec.verify(body["access_token"], Realm.ADMIN)
         assert claims.subject == operator.id
         [entry] = await audit_entries(session, "auth.login")
         assert entry.actor_id == operator.id
@@ -120,6 +124,28 @@ class TestLoginThrottle:
 
 
 class TestRealms:
+    async def test_a_token_signed_with_an_api_key_is_refused_even_with_aud_admin(
+        self, client: httpx.AsyncClient, staff: Staff
+    ) -> None:
+        [(admin_kid, admin_key)] = TEST_ADMIN_JWT_KEYS.items()
+        [(api_kid, api_key)] = TEST_JWT_KEYS.items()
+        now = int(time.time())
+        claims = {"sub": str(staff.superadmin.id), "aud": "admin", "iss": "milepost"}
+        claims |= {"iat": now, "exp": now + 600, "jti": uuid.uuid4().hex}
+
+        def signed(key: str, kid: str) -> dict[str, str]:
+            token = jwt.encode(claims, key, "HS256", headers={"kid": kid})
+            return {"Authorization": f"Bearer {token}"}
+
+        with_api_kid = await client.get("/admin/v1/organizations", headers=signed(api_key, api_kid))
+        with_admin_kid = await client.get(
+            "/admin/v1/organizations", headers=signed(api_key, admin_kid)
+        )
+        control = await client.get("/admin/v1/organizations", headers=signed(admin_key, admin_kid))
+
+        assert (with_api_kid.status_code, with_admin_kid.status_code) == (401, 401)
+        assert control.status_code == 200
+
     async def test_without_a_token_is_401(self, client: httpx.AsyncClient) -> None:
         response = await client.get("/admin/v1/organizations")
 

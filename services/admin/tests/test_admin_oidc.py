@@ -19,6 +19,7 @@ import httpx
 import pytest
 import werkzeug.serving
 from admin_support import audit_entries
+from itsdangerous import BadSignature, TimestampSigner
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -325,3 +326,22 @@ class TestPkce:
         assert len(query["code_challenge"][0]) == 43  # base64url of a SHA-256, unpadded
         assert signed.code in provider.pkce.verified
         assert signed.response.status_code == 303
+
+
+class TestStateCookie:
+    async def test_is_signed_with_a_key_derived_from_the_cookie_key(
+        self,
+        sso_client: httpx.AsyncClient,
+        provider: Provider,
+        settings_factory: Callable[..., AdminSettings],
+    ) -> None:
+        settings = sso_settings(settings_factory, provider)
+        token_keys = [key.get_secret_value() for key in settings.auth.admin_jwt_keys.values()]
+
+        start = await sso_client.get("/admin/login/sso")
+        cookie = start.cookies["milepost_admin_sso"]
+
+        TimestampSigner(settings.cookie_secret("oidc-state")).unsign(cookie)
+        for key in token_keys:
+            with pytest.raises(BadSignature):
+                TimestampSigner(key).unsign(cookie)

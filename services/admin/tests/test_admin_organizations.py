@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from milepost_admin.settings import AdminSettings
-from milepost_common.auth import Realm, TokenCodec
+from milepost_common.auth import Realm
 from milepost_common.domain.organizations.models import Organization
 from milepost_common.domain.positions.models import Position
 from milepost_common.domain.principals import PrincipalResolver
@@ -31,6 +31,7 @@ from milepost_common.testing.factories import (
     make_position,
     make_user,
 )
+from milepost_common.testing.plugin import token_codec
 
 
 class TestCreateOrganization:
@@ -124,9 +125,9 @@ class TestSuspendOrganization:
         owner = await make_user(session, org)
         issued = await make_api_key(session, org)
         pair = await sessions.issue_token_pair(
-            session, TokenCodec(admin_settings.auth), admin_settings.auth, owner, Realm.API
+            session, token_codec(), admin_settings.auth, owner, Realm.API
         )
-        resolver = PrincipalResolver(TokenCodec(admin_settings.auth), cache_ttl_s=0)
+        resolver = PrincipalResolver(token_codec(), cache_ttl_s=0)
         assert (await resolver.from_api_key(session, issued.secret)).org_id == org.id
         assert (await resolver.from_access_token(session, pair.access_token, Realm.API)).id
 
@@ -162,7 +163,7 @@ class TestSuspendOrganization:
         assert first.status_code == second.status_code == 200
         assert second.json()["suspended"] is False
         session.expire_all()
-        resolver = PrincipalResolver(TokenCodec(admin_settings.auth), cache_ttl_s=0)
+        resolver = PrincipalResolver(None, cache_ttl_s=0)
         assert (await resolver.from_api_key(session, issued.secret)).org_id == org.id
 
 

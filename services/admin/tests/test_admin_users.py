@@ -13,10 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from milepost_admin.settings import AdminHttp, AdminSettings
-from milepost_common.auth import PasswordHasher, Realm, TokenCodec
+from milepost_common.auth import PasswordHasher, Realm
 from milepost_common.domain.sessions import service as sessions
 from milepost_common.domain.users.models import OrgRole, RefreshToken, TokenPurpose, User
 from milepost_common.testing.factories import make_organization, make_user
+from milepost_common.testing.plugin import token_codec
 
 
 class TestCreateUser:
@@ -141,7 +142,7 @@ class TestDeactivateUser:
         await make_user(session, org, role=OrgRole.OWNER)
         manager = await make_user(session, org, role=OrgRole.MANAGER)
         await sessions.issue_token_pair(
-            session, TokenCodec(admin_settings.auth), admin_settings.auth, manager, Realm.API
+            session, token_codec(), admin_settings.auth, manager, Realm.API
         )
         url = f"/admin/v1/users/{manager.id}/deactivate"
 

@@ -19,6 +19,7 @@ from milepost_common.auth import Realm, TokenCodec
 from milepost_common.db import Database
 from milepost_common.domain.users.models import OrgRole, User
 from milepost_common.testing.factories import make_organization, make_user
+from milepost_common.testing.plugin import token_codec
 from services.api.tests.api_support import Team
 
 
@@ -74,11 +75,12 @@ async def other_team(session: AsyncSession) -> Team:
 
 @pytest.fixture
 def bearer(api_settings: ApiSettings) -> Callable[..., dict[str, str]]:
-    """``Authorization`` headers with an access token for a user (or a given realm/ttl)."""
-    codec = TokenCodec(api_settings.auth)
+    """``Authorization`` headers with an access token for a user (or a given realm/ttl; an
+    admin token is signed with admin's keys, which the api does not hold)."""
+    codec = TokenCodec(api_settings.auth, Realm.API)
 
     def headers(user: User, *, realm: Realm = Realm.API, ttl_s: int = 900) -> dict[str, str]:
-        token, _ = codec.issue(user.id, realm, ttl_s)
+        token, _ = (codec if realm is Realm.API else token_codec()).issue(user.id, realm, ttl_s)
         return {"Authorization": f"Bearer {token}"}
 
     return headers

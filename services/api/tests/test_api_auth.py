@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import asyncio
+import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 from redis.asyncio import Redis
 from sqlalchemy import update
@@ -21,7 +24,7 @@ from milepost_common.domain.sessions import service as sessions
 from milepost_common.domain.users.models import OneTimeToken, TokenPurpose, User
 from milepost_common.testing.factories import DEFAULT_PASSWORD, make_user
 from milepost_common.testing.passwords import count_argon2_verifications
-from milepost_common.testing.plugin import app_client
+from milepost_common.testing.plugin import TEST_ADMIN_JWT_KEYS, TEST_JWT_KEYS, app_client
 from services.api.tests.api_support import Bearer, Team, error_code
 
 NEW_PASSWORD = "a brand new passphrase"
@@ -308,6 +311,26 @@ class TestAccessTokens:
         session.add(team.org)
         await session.flush()
         assert (await client.get("/api/v1/vehicles", headers=owner_headers)).status_code == 401
+
+    async def test_a_token_signed_with_an_admin_key_is_refused_even_with_aud_api(
+        self, client: httpx.AsyncClient, team: Team
+    ) -> None:
+        [(admin_kid, admin_key)] = TEST_ADMIN_JWT_KEYS.items()
+        [(api_kid, api_key)] = TEST_JWT_KEYS.items()
+        now = int(time.time())
+        claims = {"sub": str(team.owner.id), "aud": "api", "iss": "milepost", "iat": now}
+        claims |= {"exp": now + 600, "jti": uuid.uuid4().hex}
+
+        def signed(key: str, kid: str) -> dict[str, str]:
+            token = jwt.encode(claims, key, "HS256", headers={"kid": kid})
+            return {"Authorization": f"Bearer {token}"}
+
+        with_admin_kid = await client.get("/api/v1/me", headers=signed(admin_key, admin_kid))
+        with_api_kid = await client.get("/api/v1/me", headers=signed(admin_key, api_kid))
+        control = await client.get("/api/v1/me", headers=signed(api_key, api_kid))
+
+        assert (with_admin_kid.status_code, with_api_kid.status_code) == (401, 401)
+        assert control.status_code == 200
 
     async def test_operator_token_is_refused(
         self, client: httpx.AsyncClient, session: AsyncSession, bearer: Bearer

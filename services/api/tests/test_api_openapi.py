@@ -69,7 +69,7 @@ async def fuzz_target(
     api_settings = settings_factory(
         ApiSettings, db={"url": url}, api={"rate_limit": "1000000/minute"}
     )
-    token, _ = TokenCodec(api_settings.auth).issue(owner.id, Realm.API, 3600)
+    token, _ = TokenCodec(api_settings.auth, Realm.API).issue(owner.id, Realm.API, 3600)
     server = uvicorn.Server(
         uvicorn.Config(create_app(api_settings), host="127.0.0.1", port=0, log_config=None)
     )

@@ -130,7 +130,7 @@ async def test_an_alert_from_a_real_worker_reaches_the_stream(
                     ]
                 )
             )
-        token, _ = TokenCodec(settings.auth).issue(viewer.id, Realm.API, 600)
+        token, _ = TokenCodec(settings.auth, Realm.API).issue(viewer.id, Realm.API, 600)
         async with connect(address) as ws:
             await ws.send(orjson.dumps({"type": "auth", "token": token}).decode())
             assert orjson.loads(await ws.recv()) == {"type": "ready"}

@@ -1,5 +1,9 @@
 """The stack's secrets, generated once into a mode-600 file in the state directory.
 
+Each process is given only the secrets it uses (`Credentials.app_env`): the api's token keys
+reach the api alone, admin's token and cookie keys admin alone (and its command line), and
+ingest, the workers and beat hold no token key at all.
+
 The file is `KEY='value'` lines, so `set -a; . secrets.env` works in a shell. Values are
 generated once and never changed: missing keys (a file from an older version) are added,
 present ones are kept, because rotating them would invalidate issued tokens and make the
@@ -24,6 +28,9 @@ DEFAULT_OPERATOR_EMAIL = "admin@example.com"
 _KEYS = {
     "jwt_keys": "MILEPOST_AUTH__JWT_KEYS",
     "jwt_active_kid": "MILEPOST_AUTH__JWT_ACTIVE_KID",
+    "admin_jwt_keys": "MILEPOST_AUTH__ADMIN_JWT_KEYS",
+    "admin_jwt_active_kid": "MILEPOST_AUTH__ADMIN_JWT_ACTIVE_KID",
+    "admin_cookie_key": "MILEPOST_ADMIN__COOKIE_KEY",
     "secrets_key": "MILEPOST_AUTH__SECRETS_KEY",
     "api_key_pepper": "MILEPOST_AUTH__API_KEY_PEPPER",
     "db_password": "MILEPOST_STACK_DB_PASSWORD",
@@ -32,11 +39,22 @@ _KEYS = {
 }
 
 
+# The secrets every process of the stack gets, and those of the one process that uses them.
+_SHARED = ("secrets_key", "api_key_pepper")
+_OWN = {
+    "api": ("jwt_keys", "jwt_active_kid"),
+    "admin": ("admin_jwt_keys", "admin_jwt_active_kid", "admin_cookie_key"),
+}
+
+
 def _generate() -> dict[str, str]:
-    kid = f"local-{secrets.token_hex(4)}"
+    kid, admin_kid = f"local-{secrets.token_hex(4)}", f"local-admin-{secrets.token_hex(4)}"
     return {
         "jwt_keys": json.dumps({kid: secrets.token_urlsafe(48)}),
         "jwt_active_kid": kid,
+        "admin_jwt_keys": json.dumps({admin_kid: secrets.token_urlsafe(48)}),
+        "admin_jwt_active_kid": admin_kid,
+        "admin_cookie_key": secrets.token_urlsafe(48),
         # A Fernet key: urlsafe base64 of 32 random bytes.
         "secrets_key": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
         "api_key_pepper": secrets.token_urlsafe(32),
@@ -52,18 +70,20 @@ class Credentials:
 
     jwt_keys: str
     jwt_active_kid: str
+    admin_jwt_keys: str
+    admin_jwt_active_kid: str
+    admin_cookie_key: str
     secrets_key: str
     api_key_pepper: str
     db_password: str
     operator_email: str
     operator_password: str
 
-    def app_env(self) -> dict[str, str]:
-        """The secret settings every app and worker process gets."""
-        return {
-            _KEYS[field]: getattr(self, field)
-            for field in ("jwt_keys", "jwt_active_kid", "secrets_key", "api_key_pepper")
-        }
+    def app_env(self, process: str | None = None) -> dict[str, str]:
+        """The secret settings `process` gets: the shared ones, plus the api's token keys for
+        "api" and admin's token and cookie keys for "admin" (its server and command line)."""
+        fields = (*_SHARED, *_OWN.get(process or "", ()))
+        return {_KEYS[field]: getattr(self, field) for field in fields}
 
 
 def _parse(text: str) -> dict[str, str]:

@@ -9,7 +9,8 @@ checked against the kernel's record of each pid) and the Postgres cluster of
 `<state>/postgres`; data survives.
 
 Every process gets the same environment: the caller's, plus the stack's ports, URLs and the
-secrets of `<state>/secrets.env`. Logs go to `<state>/logs/<component>.log`.
+secrets of `<state>/secrets.env` it uses (token keys only to the app of their realm). Logs go
+to `<state>/logs/<component>.log`.
 """
 
 from __future__ import annotations
@@ -64,6 +65,14 @@ _PORT_FIELDS = {
 }
 # Beat serves nothing to probe: it counts as started once it survived its imports this long.
 BEAT_SETTLE_S = 8.0
+# Token keys: each process gets only those of its own realm, from the stack's secrets.
+_REALM_SECRETS = (
+    "MILEPOST_AUTH__JWT_KEYS",
+    "MILEPOST_AUTH__JWT_ACTIVE_KID",
+    "MILEPOST_AUTH__ADMIN_JWT_KEYS",
+    "MILEPOST_AUTH__ADMIN_JWT_ACTIVE_KID",
+    "MILEPOST_ADMIN__COOKIE_KEY",
+)
 # Inherited variables that would override what the stack passes to its processes.
 _SHADOWING_VARIABLES = ("DATABASE_URL", "REDIS_URL", "MILEPOST_BOOTSTRAP_PASSWORD")
 
@@ -133,8 +142,9 @@ class Stack:
         self._prepare_state_dir()
         return load_or_create(self.config.secrets_file)
 
-    def process_env(self, credentials: Credentials) -> dict[str, str]:
-        """The environment every process of the stack gets."""
+    def process_env(self, credentials: Credentials, process: str | None = None) -> dict[str, str]:
+        """The environment of `process` (None: any other command of the stack). Token keys
+        reach only the app of their realm, never ingest, the workers or beat."""
         ports = self.config.ports
         env = {k: v for k, v in self._environ.items() if k not in _SHADOWING_VARIABLES}
         env |= {
@@ -150,7 +160,9 @@ class Stack:
         for app in APPS:
             env[f"MILEPOST_{app.upper()}__HOST"] = LOOPBACK
             env[f"MILEPOST_{app.upper()}__PORT"] = str(getattr(ports, app))
-        return env | credentials.app_env()
+        # Inherited token keys would reach every process: only the stack's own are passed.
+        env = {k: v for k, v in env.items() if k not in _REALM_SECRETS}
+        return env | credentials.app_env(process)
 
     def _spec(self, name: str, env: dict[str, str]) -> ProcessSpec:
         state = self.config.state_dir
@@ -214,10 +226,11 @@ class Stack:
         background = [migrate.start()]
         try:
             self._wait([succeeded(migrate)], deadline)
-            bootstrap, operator = self._bootstrap_command(credentials, env)
+            admin_env = self.process_env(credentials, "admin")
+            bootstrap, operator = self._bootstrap_command(credentials, admin_env)
             background.append(bootstrap.start())
             for name in PROCESSES[1:]:
-                self._start_process(name, env)
+                self._start_process(name, self.process_env(credentials, name))
             self._report("waiting for the stack to be healthy")
             own_ports = [self._health_check(name, env, background) for name in PROCESSES[1:]]
             self._wait([succeeded(bootstrap), *own_ports], deadline)
@@ -348,7 +361,7 @@ class Stack:
         if name == "postgres":
             self._start_postgres(credentials)
             return
-        env = self.process_env(credentials)
+        env = self.process_env(credentials, name)
         self._start_process(self._known(name), env)
         background: list[Command] = []
         try:

@@ -93,15 +93,37 @@ class TokenClaims:
     extra: dict[str, Any]
 
 
-class TokenCodec:
-    """Issues and verifies JWTs; every configured key verifies, the active one signs."""
+@dataclass(frozen=True, slots=True)
+class _KeySet:
+    keys: dict[str, str]
+    active: str
 
-    def __init__(self, settings: AuthSettings) -> None:
-        self._keys = {kid: key.get_secret_value() for kid, key in settings.jwt_keys.items()}
-        self._active = settings.active_kid
+
+def _key_set(settings: AuthSettings, realm: Realm) -> _KeySet:
+    if realm is Realm.API:
+        configured, active, name = settings.jwt_keys, settings.jwt_active_kid, "JWT_KEYS"
+    else:
+        configured, active = settings.admin_jwt_keys, settings.admin_jwt_active_kid
+        name = "ADMIN_JWT_KEYS"
+    if not configured:
+        raise ValueError(f"no MILEPOST_AUTH__{name}: this process cannot sign {realm} tokens")
+    keys = {kid: key.get_secret_value() for kid, key in configured.items()}
+    return _KeySet(keys, active or sorted(keys)[-1])
+
+
+class TokenCodec:
+    """Issues and verifies the JWTs of the realms it is built for, each with its own key set
+    (api: ``MILEPOST_AUTH__JWT_KEYS``, admin: ``MILEPOST_AUTH__ADMIN_JWT_KEYS``): every key
+    of a set verifies its realm's tokens, the active one signs them. A token is checked
+    against its realm's keys only, so a key of one realm never vouches for the other, and a
+    process holds only the keys of the realms it serves."""
+
+    def __init__(self, settings: AuthSettings, realm: Realm, *more: Realm) -> None:
+        self._sets = {r: _key_set(settings, r) for r in (realm, *more)}
         self._issuer = settings.issuer
 
     def issue(self, subject: uuid.UUID, realm: Realm, ttl_s: int, **extra: Any) -> tuple[str, int]:
+        keys = self._sets[realm]  # a realm without keys here is a programming error
         now = datetime.now(UTC)
         claims = {
             **extra,
@@ -113,15 +135,17 @@ class TokenCodec:
             "jti": uuid.uuid4().hex,
         }
         token = jwt.encode(
-            claims, self._keys[self._active], JWT_ALGORITHM, headers={"kid": self._active}
+            claims, keys.keys[keys.active], JWT_ALGORITHM, headers={"kid": keys.active}
         )
         return token, ttl_s
 
     def verify(self, token: str, realm: Realm) -> TokenClaims:
-        """Raises Unauthorized for a tampered, expired, unknown-key or wrong-realm token."""
+        """Raises Unauthorized for a tampered, expired, unknown-key or wrong-realm token, and
+        for every token of a realm this codec holds no keys for."""
+        keys = self._sets.get(realm)
         try:
             kid = jwt.get_unverified_header(token).get("kid")
-            key = self._keys.get(kid) if isinstance(kid, str) else None
+            key = keys.keys.get(kid) if keys is not None and isinstance(kid, str) else None
             if key is None:
                 raise Unauthorized("Invalid token.")
             claims = jwt.decode(

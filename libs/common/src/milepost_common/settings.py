@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from enum import StrEnum
-from typing import Any, Literal, Self, TypeVar
+from typing import Any, ClassVar, Literal, Self, TypeVar
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -19,6 +19,7 @@ ENV_PREFIX = "MILEPOST_"
 # Used only when MILEPOST_ENV is local or test and no secret was configured: the stack on
 # one machine must start with nothing configured, production must not.
 _DEV_JWT_KEYS = {"dev": "milepost-insecure-development-signing-key-0000000000"}
+_DEV_ADMIN_JWT_KEYS = {"dev-admin": "milepost-insecure-development-admin-signing-key-00000"}
 _DEV_SECRETS_KEY = "bWlsZXBvc3QtaW5zZWN1cmUtZGV2LWtleS0wMDAwMDA="
 
 
@@ -135,9 +136,16 @@ class AuthSettings(BaseModel):
     issuer: str = "milepost"
     jwt_keys: dict[str, SecretStr] = Field(
         default_factory=dict,
-        description='JSON object {"kid": "secret"}: every key verifies, the active one signs.',
+        description='Public API tokens (aud=api), JSON object {"kid": "secret"}: every key'
+        " verifies, the active one signs. Only the api holds them.",
     )
     jwt_active_kid: str | None = None
+    admin_jwt_keys: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="Admin tokens (aud=admin), the same way: a key set of their own, held by"
+        " the admin app only.",
+    )
+    admin_jwt_active_kid: str | None = None
     secrets_key: SecretStr | None = Field(
         None, description="Fernet key that encrypts secrets used again (webhook secrets)."
     )
@@ -150,10 +158,6 @@ class AuthSettings(BaseModel):
     argon2_max_concurrency: int = Field(4, ge=1, description="Hashes running at once.")
     login_attempts_per_minute: int = Field(10, ge=1)
     principal_cache_s: float = Field(5.0, ge=0, description="Active/suspended checks cache.")
-
-    @property
-    def active_kid(self) -> str:
-        return self.jwt_active_kid or sorted(self.jwt_keys)[-1]
 
 
 class HttpSettings(BaseModel):
@@ -173,6 +177,13 @@ class HttpSettings(BaseModel):
     )
 
 
+# Per token realm: its key set and active kid in AuthSettings, and the development keys.
+_TOKEN_KEY_SETS = (
+    ("api", "jwt_keys", "jwt_active_kid", _DEV_JWT_KEYS),
+    ("admin", "admin_jwt_keys", "admin_jwt_active_kid", _DEV_ADMIN_JWT_KEYS),
+)
+
+
 class CommonSettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -180,6 +191,10 @@ class CommonSettings(BaseSettings):
         env_file=".env",
         extra="ignore",
     )
+
+    # The token realms ("api", "admin") whose JWTs this service issues and verifies: only
+    # their key sets are kept (required in production); any other realm's keys are dropped.
+    token_realms: ClassVar[tuple[str, ...]] = ()
 
     env: Environment = Environment.LOCAL
     log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
@@ -210,18 +225,27 @@ class CommonSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _secrets(self) -> Self:
-        if self.env is Environment.PRODUCTION:
-            if not self.auth.jwt_keys:
-                raise ValueError("MILEPOST_AUTH__JWT_KEYS is required in production")
-            if self.auth.secrets_key is None:
+        production = self.env is Environment.PRODUCTION
+        if self.auth.secrets_key is None:
+            if production:
                 raise ValueError("MILEPOST_AUTH__SECRETS_KEY is required in production")
-        else:
-            if not self.auth.jwt_keys:
-                self.auth.jwt_keys = {k: SecretStr(v) for k, v in _DEV_JWT_KEYS.items()}
-            if self.auth.secrets_key is None:
-                self.auth.secrets_key = SecretStr(_DEV_SECRETS_KEY)
-        if self.auth.jwt_active_kid and self.auth.jwt_active_kid not in self.auth.jwt_keys:
-            raise ValueError("MILEPOST_AUTH__JWT_ACTIVE_KID names no key of JWT_KEYS")
+            self.auth.secrets_key = SecretStr(_DEV_SECRETS_KEY)
+        for realm, keys_field, kid_field, dev_keys in _TOKEN_KEY_SETS:
+            keys_name, kid_name = (f"MILEPOST_AUTH__{f.upper()}" for f in (keys_field, kid_field))
+            if realm not in self.token_realms:
+                # Never held where that realm is not verified, even when the environment has it.
+                setattr(self.auth, keys_field, {})
+                setattr(self.auth, kid_field, None)
+                continue
+            keys = getattr(self.auth, keys_field)
+            if not keys:
+                if production:
+                    raise ValueError(f"{keys_name} is required in production")
+                keys = {kid: SecretStr(key) for kid, key in dev_keys.items()}
+                setattr(self.auth, keys_field, keys)
+            kid = getattr(self.auth, kid_field)
+            if kid and kid not in keys:
+                raise ValueError(f"{kid_name} names no key of {keys_name}")
         return self
 
 

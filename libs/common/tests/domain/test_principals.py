@@ -16,7 +16,11 @@ from milepost_common.testing.factories import (
     make_user,
 )
 
-CODEC = TokenCodec(AuthSettings(jwt_keys={"k": SecretStr("k" * 40)}))
+CODEC = TokenCodec(
+    AuthSettings(jwt_keys={"k": SecretStr("k" * 40)}, admin_jwt_keys={"a": SecretStr("a" * 40)}),
+    Realm.API,
+    Realm.ADMIN,
+)
 
 
 def resolver() -> PrincipalResolver:

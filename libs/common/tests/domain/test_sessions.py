@@ -21,7 +21,7 @@ from milepost_common.testing.factories import DEFAULT_PASSWORD, make_operator, m
 SETTINGS = AuthSettings(
     jwt_keys={"k": SecretStr("k" * 40)}, argon2_time_cost=1, argon2_memory_kib=64
 )
-CODEC = TokenCodec(SETTINGS)
+CODEC = TokenCodec(SETTINGS, Realm.API)
 HASHER = PasswordHasher(SETTINGS)
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from importlib.resources import files
 
 from fastapi import FastAPI, Request
@@ -32,7 +30,7 @@ from milepost_admin.routes import (
     webhook_deliveries,
 )
 from milepost_admin.settings import AdminSettings, get_settings
-from milepost_common.auth import PasswordHasher, TokenCodec
+from milepost_common.auth import PasswordHasher, Realm, TokenCodec
 from milepost_common.domain.principals import PrincipalResolver
 from milepost_common.domain.system.service import Broker
 from milepost_common.errors import AppError
@@ -60,7 +58,7 @@ OPENAPI_TAGS = [
 
 async def start_services(app: FastAPI) -> None:
     settings: AdminSettings = app.state.settings
-    codec = TokenCodec(settings.auth)
+    codec = TokenCodec(settings.auth, Realm.ADMIN)
     limiter = RateLimiter(settings.redis.cache_url)
     broker = Redis.from_url(
         settings.redis.url,
@@ -114,11 +112,6 @@ async def _app_error(request: Request, exc: Exception) -> Response:
     )
 
 
-def _state_secret(settings: AdminSettings) -> str:
-    key = settings.auth.jwt_keys[settings.auth.active_kid].get_secret_value()
-    return hmac.new(key.encode(), b"milepost-admin-oidc-state", hashlib.sha256).hexdigest()
-
-
 def create_app(settings: AdminSettings) -> FastAPI:
     spec = AppSpec(
         name="admin",
@@ -159,7 +152,7 @@ def create_app(settings: AdminSettings) -> FastAPI:
     # Only the SSO round trip keeps state here (state and nonce, minutes long).
     app.add_middleware(
         SessionMiddleware,
-        secret_key=_state_secret(settings),
+        secret_key=settings.cookie_secret("oidc-state"),
         session_cookie="milepost_admin_sso",
         max_age=600,
         path="/admin/login",

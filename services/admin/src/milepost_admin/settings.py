@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from functools import lru_cache
+from typing import Self
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 
 from milepost_common.settings import CommonSettings, Environment, HttpSettings, load_settings
+
+# Only when MILEPOST_ENV is local or test and no key was configured (as the common secrets).
+_DEV_COOKIE_KEY = "milepost-insecure-development-cookie-key-000000000000"
 
 
 class OidcSettings(BaseModel):
@@ -67,6 +73,12 @@ class AdminHttp(HttpSettings):
     cookie_secure: bool | None = Field(
         None, description="Secure cookies; default: on except in the local and test envs."
     )
+    cookie_key: SecretStr | None = Field(
+        None,
+        description="Signs the console's own cookies (the SSO round trip's state, SQLAdmin's"
+        " session), each with a key derived from this one for its purpose; never a token key."
+        " Required in production.",
+    )
 
     @field_validator("invite_path", "reset_path")
     @classmethod
@@ -78,8 +90,25 @@ class AdminHttp(HttpSettings):
 
 
 class AdminSettings(CommonSettings):
+    token_realms = ("admin",)
+
     admin: AdminHttp = AdminHttp()
     oidc: OidcSettings = OidcSettings()
+
+    @model_validator(mode="after")
+    def _cookie_key(self) -> Self:
+        if self.admin.cookie_key is None:
+            if self.env is Environment.PRODUCTION:
+                raise ValueError("MILEPOST_ADMIN__COOKIE_KEY is required in production")
+            self.admin.cookie_key = SecretStr(_DEV_COOKIE_KEY)
+        return self
+
+    def cookie_secret(self, purpose: str) -> str:
+        """The signing secret of one kind of console cookie: one leaked secret signs nothing
+        else."""
+        assert self.admin.cookie_key is not None  # noqa: S101 - set by the validator
+        key = self.admin.cookie_key.get_secret_value().encode()
+        return hmac.new(key, f"milepost-admin-{purpose}".encode(), hashlib.sha256).hexdigest()
 
     @property
     def cookie_secure(self) -> bool:

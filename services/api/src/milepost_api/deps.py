@@ -85,7 +85,7 @@ class ApiContext:
 
 async def start_context(app: FastAPI) -> None:
     settings: ApiSettings = app.state.settings
-    codec = TokenCodec(settings.auth)
+    codec = TokenCodec(settings.auth, Realm.API)
     limiter = RateLimiter(settings.redis.cache_url)
     secrets_key = settings.auth.secrets_key
     assert secrets_key is not None  # noqa: S101 - CommonSettings guarantees one

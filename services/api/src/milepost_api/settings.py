@@ -50,6 +50,8 @@ class ApiDb(DbSettings):
 
 
 class ApiSettings(CommonSettings):
+    token_realms = ("api",)
+
     db: ApiDb = ApiDb()
     api: ApiHttp = ApiHttp()
 

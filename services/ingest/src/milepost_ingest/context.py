@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 from fastapi import FastAPI
 
-from milepost_common.auth import TokenCodec
 from milepost_common.db import Database
 from milepost_common.domain.principals import PrincipalResolver
 from milepost_common.ratelimit import RateLimiter
@@ -66,7 +65,7 @@ async def start_context(app: FastAPI) -> None:
     app.state.ctx = IngestContext(
         settings=settings,
         resolver=PrincipalResolver(
-            TokenCodec(settings.auth),
+            None,  # API keys only: ingest holds no token keys
             cache_ttl_s=settings.auth.principal_cache_s,
             api_key_pepper=settings.auth.api_key_pepper.get_secret_value(),
         ),

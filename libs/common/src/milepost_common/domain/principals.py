@@ -92,15 +92,20 @@ class _TtlCache:
 
 
 class PrincipalResolver:
-    """Resolves bearer tokens and API keys; one instance per app process."""
+    """Resolves bearer tokens and API keys; one instance per app process. Without a codec
+    (ingest: API keys only) it holds no token keys and refuses every bearer token."""
 
-    def __init__(self, codec: TokenCodec, *, cache_ttl_s: float, api_key_pepper: str = "") -> None:
+    def __init__(
+        self, codec: TokenCodec | None, *, cache_ttl_s: float, api_key_pepper: str = ""
+    ) -> None:
         self.codec = codec
         self.pepper = api_key_pepper
         self._cache = _TtlCache(cache_ttl_s)
 
     async def from_access_token(self, session: AsyncSession, token: str, realm: Realm) -> Principal:
         """Raises Unauthorized for a bad token, an inactive user or a suspended organization."""
+        if self.codec is None:
+            raise Unauthorized("Invalid token.")
         claims = self.codec.verify(token, realm)
         principal = self._cache.get(("user", claims.subject, realm))
         if principal is None:

@@ -27,15 +27,19 @@ from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from milepost_common.auth import Realm, TokenCodec
 from milepost_common.db import Database, session_factory
 from milepost_common.migrate import migrate
-from milepost_common.settings import CommonSettings, Environment
+from milepost_common.settings import AuthSettings, CommonSettings, Environment
 from milepost_common.testing import services
 
 SettingsT = TypeVar("SettingsT", bound=CommonSettings)
 
 # Position partitions the test databases get behind today (the suite's fixtures stay inside).
 TEST_PARTITION_DAYS_BACK = 40
+# The test settings' token key sets: each realm its own, as in every deployment.
+TEST_JWT_KEYS = {"test-1": "test-signing-key-" + "x" * 32}
+TEST_ADMIN_JWT_KEYS = {"test-admin-1": "test-admin-signing-key-" + "y" * 32}
 
 hypothesis_settings.register_profile(
     "ci", max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -188,7 +192,8 @@ def settings_factory(database_url: str, redis_url: str) -> Callable[..., Any]:
             "auth": {
                 "argon2_time_cost": 1,
                 "argon2_memory_kib": 64,
-                "jwt_keys": {"test-1": "test-signing-key-" + "x" * 32},
+                "jwt_keys": TEST_JWT_KEYS,
+                "admin_jwt_keys": TEST_ADMIN_JWT_KEYS,
             },
         }
         for key, value in overrides.items():
@@ -199,6 +204,16 @@ def settings_factory(database_url: str, redis_url: str) -> Callable[..., Any]:
         return cls(**values)
 
     return make
+
+
+def token_codec() -> TokenCodec:
+    """Mints and verifies tokens of both realms as the apps do under the test settings (an api
+    token with the api's keys, an admin token with admin's): for tests that hand one app a
+    token of the other's realm, which that app's own settings cannot make."""
+    auth = AuthSettings.model_validate(
+        {"jwt_keys": TEST_JWT_KEYS, "admin_jwt_keys": TEST_ADMIN_JWT_KEYS}
+    )
+    return TokenCodec(auth, Realm.API, Realm.ADMIN)
 
 
 @asynccontextmanager

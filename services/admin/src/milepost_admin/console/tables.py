@@ -7,8 +7,6 @@ columns are never shown.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import types
 from typing import Any
 
@@ -51,10 +49,8 @@ class ConsoleAuth(AuthenticationBackend):
     """SQLAdmin lets in whoever holds a live console session of an active operator."""
 
     def __init__(self, app: FastAPI, settings: AdminSettings) -> None:
-        key = settings.auth.jwt_keys[settings.auth.active_kid].get_secret_value()
-        secret = hmac.new(key.encode(), b"milepost-admin-sqladmin", hashlib.sha256).hexdigest()
         super().__init__(
-            secret_key=secret,
+            secret_key=settings.cookie_secret("sqladmin"),
             session_cookie="milepost_admin_tables",
             https_only=settings.cookie_secure,
             same_site="lax",

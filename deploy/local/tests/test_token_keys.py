@@ -1,0 +1,126 @@
+"""Token keys reach only the process of their realm: the api's keys the api, admin's token
+and cookie keys admin (its server and command line); ingest, the workers and beat none.
+Checked in `make up` (each process's environment, and the settings every service renders
+from it in production) and in docker-compose.yml."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from milepost_admin.settings import AdminSettings
+from milepost_api.settings import ApiSettings
+from milepost_common.settings import CommonSettings
+from milepost_devstack.config import Ports, StackConfig
+from milepost_devstack.stack import PROCESSES, Stack
+from milepost_ingest.settings import IngestSettings
+from milepost_worker.settings import WorkerSettings
+
+COMPOSE_FILE = Path(__file__).resolve().parents[3] / "docker-compose.yml"
+API_KEYS = {"MILEPOST_AUTH__JWT_KEYS", "MILEPOST_AUTH__JWT_ACTIVE_KID"}
+ADMIN_KEYS = {
+    "MILEPOST_AUTH__ADMIN_JWT_KEYS",
+    "MILEPOST_AUTH__ADMIN_JWT_ACTIVE_KID",
+    "MILEPOST_ADMIN__COOKIE_KEY",
+}
+OWN_KEYS = {"api": API_KEYS, "admin": ADMIN_KEYS}
+SETTINGS: dict[str, type[CommonSettings]] = {
+    "api": ApiSettings,
+    "admin": AdminSettings,
+    "ingest": IngestSettings,
+    "worker": WorkerSettings,
+    "worker-webhooks": WorkerSettings,
+    "beat": WorkerSettings,
+}
+MILEPOST_PROCESSES = [name for name in PROCESSES if name not in ("redis", "traefik")]
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Stack:
+    # A key exported in the caller's shell must not ride along to every process either.
+    inherited = {"PATH": "/usr/bin", "MILEPOST_AUTH__JWT_KEYS": '{"exported": "' + "e" * 40 + '"}'}
+    config = StackConfig(tmp_path / "state", Ports(), environment="production")
+    return Stack(config, environ=inherited)
+
+
+class TestMakeUp:
+    @pytest.mark.parametrize("process", [*PROCESSES, None])
+    def test_each_process_gets_the_token_keys_of_its_own_realm_only(
+        self, stack: Stack, process: str | None
+    ) -> None:
+        credentials = stack.credentials()
+
+        env = stack.process_env(credentials, process)
+
+        given = {key: value for key, value in env.items() if key in API_KEYS | ADMIN_KEYS}
+        expected = OWN_KEYS.get(process or "", set())
+        assert set(given) == expected
+        assert given.items() <= credentials.app_env(process).items()
+
+    @pytest.mark.parametrize("process", MILEPOST_PROCESSES)
+    def test_each_service_renders_production_settings_with_its_own_realm_only(
+        self, stack: Stack, monkeypatch: pytest.MonkeyPatch, process: str
+    ) -> None:
+        for name in os.environ:
+            if name.startswith("MILEPOST_") or name in ("DATABASE_URL", "REDIS_URL"):
+                monkeypatch.delenv(name)
+        for name, value in stack.process_env(stack.credentials(), process).items():
+            monkeypatch.setenv(name, value)
+
+        auth = SETTINGS[process]().auth
+
+        held = {field for field in ("jwt_keys", "admin_jwt_keys") if getattr(auth, field)}
+        assert held == {"api": {"jwt_keys"}, "admin": {"admin_jwt_keys"}}.get(process, set())
+
+    def test_the_two_realms_get_different_keys(self, stack: Stack) -> None:
+        credentials = stack.credentials()
+
+        assert credentials.jwt_keys != credentials.admin_jwt_keys
+        assert credentials.admin_cookie_key not in credentials.admin_jwt_keys
+
+
+@pytest.fixture(scope="module")
+def services() -> dict[str, dict[str, Any]]:
+    loaded: dict[str, dict[str, Any]] = yaml.safe_load(COMPOSE_FILE.read_text())["services"]
+    return loaded
+
+
+class TestCompose:
+    def test_token_keys_come_only_from_the_files_of_their_app(
+        self, services: dict[str, dict[str, Any]]
+    ) -> None:
+        env_files = {
+            name: [entry["path"] for entry in service.get("env_file", [])]
+            for name, service in services.items()
+        }
+
+        assert env_files["api"] == ["./milepost.env", "./milepost-api.env"]
+        assert env_files["admin"] == ["./milepost.env", "./milepost-admin.env"]
+        others = {
+            path for name, paths in env_files.items() if name not in OWN_KEYS for path in paths
+        }
+        assert others == {"./milepost.env"}
+
+    def test_no_service_is_given_a_token_key_inline(
+        self, services: dict[str, dict[str, Any]]
+    ) -> None:
+        inline = {
+            name: set(service.get("environment", {})) & (API_KEYS | ADMIN_KEYS)
+            for name, service in services.items()
+        }
+
+        assert not any(inline.values()), inline
+
+    def test_ingest_and_every_worker_run_without_token_keys(
+        self, services: dict[str, dict[str, Any]]
+    ) -> None:
+        keyless = {"ingest", "worker", "beat", "migrate"} | {
+            name for name in services if name.startswith("worker")
+        }
+
+        for name in keyless:
+            assert [entry["path"] for entry in services[name]["env_file"]] == ["./milepost.env"]
