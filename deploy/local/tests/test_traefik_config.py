@@ -23,23 +23,50 @@ from milepost_devstack.process import ProcessManager
 
 APPS = ("api", "admin", "ingest")
 LARGE_BODY_PATH_SUFFIX = "/large"
+STREAM_PATH_SUFFIX = "/stream"
+MIB = 1024 * 1024
+# The apps' default body limits, which the gateway matches.
+BODY_LIMIT = MIB
+IMPORT_BODY_LIMIT = 8 * MIB
+# Set by a test once it has the first part of a streamed answer.
+stream_released = threading.Event()
 
 
 class _EchoHandler(BaseHTTPRequestHandler):
-    """Answers every GET with JSON naming the backend and the path it received."""
+    """Answers with JSON naming the backend, the path and (POST) the size of the body."""
 
     backend = "unset"
 
     def do_GET(self) -> None:
+        if self.path.endswith(STREAM_PATH_SUFFIX):
+            self._stream()
+            return
         payload: dict[str, object] = {"backend": self.backend, "path": self.path}
         if self.path.endswith(LARGE_BODY_PATH_SUFFIX):
             payload["padding"] = "x" * 4096
+        self._answer(payload)
+
+    def do_POST(self) -> None:
+        received = len(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+        self._answer({"backend": self.backend, "path": self.path, "received": received})
+
+    def _answer(self, payload: dict[str, object]) -> None:
         body = json.dumps(payload).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    def _stream(self) -> None:
+        """The first part at once, the rest once the test has seen it (or after 5 s)."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/csv")
+        self.end_headers()
+        self.wfile.write(b"first\n")
+        self.wfile.flush()
+        stream_released.wait(timeout=5)
+        self.wfile.write(b"rest\n")
 
     def log_message(self, format: str, *args: object) -> None:
         return
@@ -157,6 +184,83 @@ class TestMiddlewares:
         assert 429 in statuses
 
 
+def post(url: str, content: bytes | Iterator[bytes]) -> httpx.Response:
+    return httpx.post(url, content=content, timeout=10)
+
+
+def chunked(total: int) -> Iterator[bytes]:
+    """A body sent in 64 KiB chunks, without a Content-Length."""
+    for _ in range(total // (64 * 1024)):
+        yield b"x" * 64 * 1024
+
+
+class TestBodyLimits:
+    @pytest.mark.parametrize("app", ["api", "admin"])
+    def test_body_over_the_limit_never_reaches_the_app(self, gateway: Gateway, app: str) -> None:
+        response = post(f"{gateway.url}/{app}/v1/things", b"x" * (BODY_LIMIT + 1))
+
+        assert response.status_code == 413
+        assert "backend" not in response.text
+
+    def test_streamed_body_over_the_limit_is_refused(self, gateway: Gateway) -> None:
+        response = post(f"{gateway.url}/api/v1/auth/refresh", chunked(50 * MIB))
+
+        assert response.status_code == 413
+        assert "backend" not in response.text
+
+    @pytest.mark.parametrize("app", ["api", "admin"])
+    def test_body_at_the_limit_reaches_the_app(self, gateway: Gateway, app: str) -> None:
+        response = post(f"{gateway.url}/{app}/v1/things", b"x" * BODY_LIMIT)
+
+        assert response.json() == {
+            "backend": app,
+            "path": f"/{app}/v1/things",
+            "received": BODY_LIMIT,
+        }
+
+    def test_ingest_keeps_its_own_limits(self, gateway: Gateway) -> None:
+        response = post(f"{gateway.url}/ingest/v1/positions", b"x" * (2 * BODY_LIMIT))
+
+        assert response.json()["received"] == 2 * BODY_LIMIT
+
+    @pytest.mark.parametrize(
+        "path",
+        ["/admin/v1/organizations/o-1/devices/import", "/admin/organizations/o-1/devices/import"],
+    )
+    def test_device_imports_take_their_larger_limit(self, gateway: Gateway, path: str) -> None:
+        within = post(f"{gateway.url}{path}", b"x" * IMPORT_BODY_LIMIT)
+        over = post(f"{gateway.url}{path}", b"x" * (IMPORT_BODY_LIMIT + 1))
+
+        assert within.json() == {"backend": "admin", "path": path, "received": IMPORT_BODY_LIMIT}
+        assert over.status_code == 413
+
+    @pytest.mark.parametrize("app", ["api", "admin"])
+    def test_reads_stream_through_unbuffered(self, gateway: Gateway, app: str) -> None:
+        stream_released.clear()
+        url = f"{gateway.url}/{app}/v1/export{STREAM_PATH_SUFFIX}"
+        with httpx.stream("GET", url, timeout=10) as response:
+            parts = response.iter_bytes()
+            first = next(parts)
+            seen_before_the_rest = not stream_released.is_set()
+            stream_released.set()
+            rest = b"".join(parts)
+
+        assert first == b"first\n"
+        assert seen_before_the_rest
+        assert rest == b"rest\n"
+
+    def test_limit_follows_the_apps_variable(
+        self, tmp_path: Path, backends: dict[str, int]
+    ) -> None:
+        limits = {"MILEPOST_API__MAX_BODY_BYTES": "2048"}
+        with running_gateway(tmp_path, backends, limits) as small_limit:
+            over = post(f"{small_limit.url}/api/v1/things", b"x" * 2049)
+            admin = post(f"{small_limit.url}/admin/v1/things", b"x" * 2049)
+
+        assert over.status_code == 413
+        assert admin.json()["received"] == 2049
+
+
 class TestObservability:
     def test_access_log_skips_osmand_paths(self, gateway: Gateway) -> None:
         get(f"{gateway.url}/ingest/osmand/secret-key-in-path?id=dev1")
@@ -174,7 +278,7 @@ class TestObservability:
 
         metrics = get(f"{gateway.metrics_url}/metrics").text
 
-        assert 'router="admin@file"' in metrics
+        assert 'router="admin-reads@file"' in metrics
 
     def test_configuration_loads_without_errors(self, gateway: Gateway) -> None:
         lines = [
@@ -183,4 +287,8 @@ class TestObservability:
             if line.startswith("{")
         ]
 
-        assert [line for line in lines if line.get("level") in {"error", "fatal"}] == []
+        errors = [line for line in lines if line.get("level") in {"error", "fatal"}]
+
+        # Bodies the tests sent over a limit are logged as errors of the request, not of
+        # the configuration.
+        assert [line for line in errors if line.get("middlewareType") != "Buffer"] == []

@@ -175,6 +175,12 @@ class HttpSettings(BaseModel):
         description="Proxies whose X-Forwarded-For is trusted for the client IP (the gateway's "
         "address; comma-separated, or * inside a private network).",
     )
+    max_body_bytes: int = Field(
+        1024 * 1024,
+        ge=1024,
+        description="Largest request body, counted while it arrives; more → 413 before"
+        " authentication. The gateway reads the same variable for its own limit.",
+    )
 
 
 # Per token realm: its key set and active kid in AuthSettings, and the development keys.

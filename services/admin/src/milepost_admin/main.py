@@ -42,6 +42,11 @@ from milepost_common.web.errors import error_response
 
 CONSOLE_PREFIX = "/admin"
 API_PREFIX = "/admin/v1/"
+# The device CSV imports take a file: they have their own, larger body limit.
+IMPORT_PATHS = (
+    f"{API_PREFIX}organizations/{{org_id}}/devices/import",
+    f"{CONSOLE_PREFIX}/organizations/{{org_id}}/devices/import",
+)
 OPENAPI_TAGS = [
     {"name": "auth", "description": "Operator login (`aud=admin`)."},
     {"name": "organizations", "description": "Tenants: onboarding, settings, suspension."},
@@ -133,6 +138,7 @@ def create_app(settings: AdminSettings) -> FastAPI:
             system.router,
         ),
         http=settings.admin,
+        larger_bodies=dict.fromkeys(IMPORT_PATHS, settings.admin.max_import_body_bytes),
         on_startup=(start_services,),
         on_shutdown=(stop_services,),
         openapi_tags=OPENAPI_TAGS,

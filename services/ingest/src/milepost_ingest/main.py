@@ -20,6 +20,9 @@ def create_app(settings: IngestSettings) -> FastAPI:
         routers=(positions.router, batches.router, osmand.router),
         http=settings.ingest,
         redis_required_for_ready=False,
+        # Each push is read as it streams, within ingest's own limits (as sent and decoded),
+        # once its key is checked: a generic limit in front would only duplicate that.
+        limit_bodies=False,
         on_startup=(start_context,),
         on_shutdown=(stop_context,),
         openapi_tags=[

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -20,6 +20,7 @@ from milepost_common.logging import configure_logging
 from milepost_common.settings import CommonSettings, HttpSettings
 from milepost_common.tasks import Publisher
 from milepost_common.tracing import configure_tracing
+from milepost_common.web.body_limit import BodyLimitMiddleware, document_body_limit
 from milepost_common.web.errors import install_error_handlers
 from milepost_common.web.health import Check, check_postgres, check_redis, health_router
 from milepost_common.web.middleware import RequestContextMiddleware, SecurityHeadersMiddleware
@@ -37,6 +38,11 @@ class AppSpec:
     routers: Sequence[APIRouter]
     http: HttpSettings
     redis_required_for_ready: bool = True
+    # Refuse bodies over `http.max_body_bytes` before any route reads them; off only for an
+    # app that reads every body itself within limits of its own (ingest).
+    limit_bodies: bool = True
+    # Path templates of the few routes that take a larger body, and their limits.
+    larger_bodies: Mapping[str, int] = field(default_factory=dict)
     on_startup: Sequence[Hook] = field(default_factory=tuple)
     on_shutdown: Sequence[Hook] = field(default_factory=tuple)
     openapi_tags: list[dict[str, str]] = field(default_factory=list)
@@ -111,6 +117,13 @@ def create_base_app(settings: CommonSettings, spec: AppSpec) -> FastAPI:
     # Added innermost first: the request-context middleware is outermost, so every answer
     # (errors and 500s included) carries the request id and is logged and counted.
     app.add_middleware(GZipMiddleware, minimum_size=1024)
+    if spec.limit_bodies:
+        # Outside every reader of a body (routes, dependencies, authentication), inside the
+        # request context and CORS so that its 413 carries the request id and CORS headers.
+        app.add_middleware(
+            BodyLimitMiddleware, max_bytes=spec.http.max_body_bytes, larger=spec.larger_bodies
+        )
+        document_body_limit(app, spec.http.max_body_bytes, spec.larger_bodies)
     if spec.http.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -57,6 +57,21 @@ class ErrorEnvelope(BaseModel):
     error: ErrorBody
 
 
+class BodyTooLarge(StarletteHTTPException):
+    """Raised by the body limit's ``receive`` once the running total passes the limit.
+
+    An HTTPException because FastAPI's body parsing lets those through and turns any other
+    exception into 400; the handlers below render it as 413 ``payload_too_large``.
+    """
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, body_too_large_message(limit))
+
+
+def body_too_large_message(limit: int) -> str:
+    return f"The request body exceeds {limit} bytes."
+
+
 def error_response(
     request: Request,
     status: int,
