@@ -17,7 +17,7 @@ UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 RUN := $(UV) run --frozen
 PYTEST_WORKERS ?= 2
 MYPY_TARGETS := libs/common/src services/api/src services/admin/src services/ingest/src \
-	services/worker/src deploy/local/src
+	services/worker/src deploy/local/src tools/sim/src
 # Debian packages the suite and the benchmarks need: command=package.
 SYSTEM_PACKAGES := redis-server=redis-server wrk=wrk chromium=chromium
 

@@ -1,0 +1,141 @@
+"""`milepost-sim run|backfill|demo|demo-stop`: the fleet through the gateway (see README).
+
+The gateway and the state directory are those of `make up` (the same MILEPOST_* variables).
+The API key comes from MILEPOST_SIM_API_KEY, else from the demo's state file. Exit status 0
+on success, 1 with one message on stderr otherwise; SIGTERM or Ctrl-C ends a run cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from datetime import UTC, datetime, timedelta
+from types import FrameType
+
+from milepost_devstack.errors import ConfigError
+from milepost_sim import demo
+from milepost_sim.fleet import Fleet, Schedule, fleet_specs
+from milepost_sim.push import Pusher, PushRefused
+from milepost_sim.runner import Progress, backfill, day_start, run_live, yesterday
+
+# Working hours of a backfilled day (seconds after midnight UTC): out at 06:30-07:30.
+WORKDAY = Schedule(park_s=(600, 2400), hours=(6.5 * 3600, 19 * 3600))
+
+
+def _fleet_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--gateway", help="base URL (default: make up's gateway)")
+    parser.add_argument("--vehicles", type=int, default=10, help="fleet size (default 10)")
+    parser.add_argument("--prefix", default="demo-", help="unique_id prefix (default demo-)")
+    parser.add_argument("--seed", type=int, default=1, help="the fleet's seed (default 1)")
+    parser.add_argument("--format", choices=["json", "ndjson"], default="json")
+    parser.add_argument("--gzip", action="store_true", help="gzip batch bodies")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="milepost-sim", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="push the fleet's fixes live")
+    _fleet_options(run)
+    run.add_argument("--rate", type=float, default=2.0, help="fixes per second (fleet)")
+    run.add_argument("--duration", type=float, default=60.0, help="seconds; 0 runs until stopped")
+    past = commands.add_parser("backfill", help="write a past day of history at once")
+    _fleet_options(past)
+    past.add_argument("--date", help="the day, YYYY-MM-DD (UTC; default yesterday)")
+    past.add_argument("--moving-interval", type=float, default=10.0, help="s between fixes")
+    past.add_argument("--parked-interval", type=float, default=300.0, help="s while parked")
+    past.add_argument("--batch-size", type=int, default=5000)
+    start = commands.add_parser("demo", help="set up the demo organization, start its fleet")
+    start.add_argument("--vehicles", type=int, default=10)
+    start.add_argument("--seed", type=int, default=1)
+    start.add_argument("--rate", type=float, default=2.0, help="fixes per second (fleet)")
+    commands.add_parser("demo-stop", help="stop the demo's fleet")
+    return parser
+
+
+def _api_key(settings: demo.DemoSettings) -> str:
+    key = os.environ.get(demo.API_KEY_VARIABLE, "").strip()
+    key = key or demo.DemoState.load(settings.state_file).api_key
+    if not key:
+        raise demo.DemoError(f"no API key: set {demo.API_KEY_VARIABLE} or run `make demo`")
+    return key
+
+
+def _pusher(args: argparse.Namespace, settings: demo.DemoSettings) -> Pusher:
+    gateway = args.gateway or settings.gateway_url
+    return Pusher(gateway, _api_key(settings), fmt=args.format, compress=args.gzip)
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+
+    def handle(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+    return stop
+
+
+def _run(args: argparse.Namespace, settings: demo.DemoSettings) -> int:
+    epoch = day_start(datetime.now(UTC))  # the same trajectories after a restart
+    fleet = Fleet(fleet_specs(args.vehicles, args.prefix), args.seed, epoch)
+    with _pusher(args, settings) as pusher:
+        run_live(
+            pusher,
+            fleet,
+            rate=args.rate,
+            duration_s=args.duration,
+            progress=Progress(),
+            stop=_stop_on_signals(),
+        )
+    return 0
+
+
+def _backfill(args: argparse.Namespace, settings: demo.DemoSettings) -> int:
+    day = datetime.strptime(args.date, "%Y-%m-%d").replace(tzinfo=UTC) if args.date else yesterday()
+    fleet = Fleet(fleet_specs(args.vehicles, args.prefix), args.seed, day, WORKDAY)
+    with _pusher(args, settings) as pusher:
+        result = backfill(
+            pusher,
+            fleet,
+            day,
+            min(day + timedelta(days=1), datetime.now(UTC)),
+            moving_s=args.moving_interval,
+            parked_s=args.parked_interval,
+            batch_size=args.batch_size,
+            progress=Progress(every_s=5.0),
+        )
+    return 0 if result.stats.failed == 0 else 1
+
+
+def _demo(args: argparse.Namespace) -> int:
+    settings = demo.settings_from_environ(
+        operator=True, vehicles=args.vehicles, seed=args.seed, rate=args.rate
+    )
+    state = demo.setup(settings)
+    pid, started = demo.start(settings, state)
+    print(demo.describe(settings, state, pid, started))
+    return 0
+
+
+def _demo_stop() -> int:
+    pid = demo.stop(demo.settings_from_environ())
+    print(f"demo fleet stopped (pid {pid})" if pid else "the demo fleet was not running")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "demo":
+            return _demo(args)
+        if args.command == "demo-stop":
+            return _demo_stop()
+        settings = demo.settings_from_environ()
+        return _run(args, settings) if args.command == "run" else _backfill(args, settings)
+    except (demo.DemoError, PushRefused, ConfigError) as exc:
+        print(f"milepost-sim: {exc}", file=sys.stderr)
+        return 1
