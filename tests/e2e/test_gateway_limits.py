@@ -1,16 +1,34 @@
-"""Through the real gateway of `make up`: bodies over the apps' limits are refused there."""
+"""Through the real gateway of `make up`: body limits, and clients told apart by address.
+
+Each client below binds its own loopback source address (127.0.0.2, 127.0.0.3): Traefik
+sees that address, forwards it in X-Forwarded-For, and the apps trust that header from the
+gateway alone, so per-address limits count each client on its own.
+"""
 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 
+from milepost_devstack.stack import Stack
+
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 
 MIB = 1024 * 1024
+LOCKED_OUT = "127.0.0.2"
+OTHER = "127.0.0.3"
+# More failed logins than the e2e stack's per-address limit lets through in a minute.
+FAILED_LOGINS = 40
+
+
+def client_from(stack: Stack, address: str) -> httpx.Client:
+    transport = httpx.HTTPTransport(local_address=address)
+    return httpx.Client(base_url=stack.gateway_url, transport=transport, timeout=30)
 
 
 def chunked(total: int) -> Iterator[bytes]:
@@ -52,3 +70,42 @@ class TestBodyLimit:
 
         assert response.status_code == 413
         assert_refused_by_the_gateway(response)
+
+
+class TestClientAddresses:
+    def test_a_client_locked_out_of_login_does_not_lock_out_another(self, stack: Stack) -> None:
+        credentials = stack.credentials()
+        operator = {
+            "username": credentials.operator_email,
+            "password": credentials.operator_password,
+        }
+        with client_from(stack, LOCKED_OUT) as locked, client_from(stack, OTHER) as other:
+
+            def fail_once(_: int) -> int:
+                wrong = {"username": f"nobody-{uuid.uuid4().hex}@example.com", "password": "x"}
+                return locked.post("/admin/v1/auth/token", data=wrong).status_code
+
+            with ThreadPoolExecutor(max_workers=4) as pool:
+                failures = list(pool.map(fail_once, range(FAILED_LOGINS)))
+            # Another client's address in the header changes nothing: the gateway drops it.
+            spoofing = locked.post(
+                "/admin/v1/auth/token", data=operator, headers={"X-Forwarded-For": OTHER}
+            )
+            other_login = other.post("/admin/v1/auth/token", data=operator)
+
+        assert set(failures) == {401, 429}
+        assert spoofing.status_code == 429
+        assert other_login.status_code == 200, other_login.text
+        self.assert_audited_from(stack, other_login, OTHER)
+
+    @staticmethod
+    def assert_audited_from(stack: Stack, login: httpx.Response, address: str) -> None:
+        """The audit entry of `login` names the client's address, not the gateway's."""
+        bearer = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        with httpx.Client(base_url=stack.gateway_url, headers=bearer, timeout=10) as client:
+            entries = client.get(
+                "/admin/v1/audit-log", params={"action": "auth.login", "limit": 1000}
+            ).json()["items"]
+
+        [entry] = [e for e in entries if e["request_id"] == login.headers["X-Request-ID"]]
+        assert entry["ip"] == address

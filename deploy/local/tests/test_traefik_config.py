@@ -24,6 +24,7 @@ from milepost_devstack.process import ProcessManager
 APPS = ("api", "admin", "ingest")
 LARGE_BODY_PATH_SUFFIX = "/large"
 STREAM_PATH_SUFFIX = "/stream"
+WHOAMI_PATH_SUFFIX = "/whoami"
 MIB = 1024 * 1024
 # The apps' default body limits, which the gateway matches.
 BODY_LIMIT = MIB
@@ -33,7 +34,8 @@ stream_released = threading.Event()
 
 
 class _EchoHandler(BaseHTTPRequestHandler):
-    """Answers with JSON naming the backend, the path and (POST) the size of the body."""
+    """Answers with JSON naming the backend, the path, the X-Forwarded-For it received and
+    (POST) the size of the body."""
 
     backend = "unset"
 
@@ -42,6 +44,8 @@ class _EchoHandler(BaseHTTPRequestHandler):
             self._stream()
             return
         payload: dict[str, object] = {"backend": self.backend, "path": self.path}
+        if self.path.endswith(WHOAMI_PATH_SUFFIX):
+            payload["forwarded_for"] = self.headers.get("X-Forwarded-For")
         if self.path.endswith(LARGE_BODY_PATH_SUFFIX):
             payload["padding"] = "x" * 4096
         self._answer(payload)
@@ -259,6 +263,21 @@ class TestBodyLimits:
 
         assert over.status_code == 413
         assert admin.json()["received"] == 2049
+
+
+class TestForwardedHeaders:
+    @pytest.mark.parametrize("app", APPS)
+    def test_a_clients_forwarded_for_is_replaced_by_its_address(
+        self, gateway: Gateway, app: str
+    ) -> None:
+        transport = httpx.HTTPTransport(local_address="127.0.0.2")
+        with httpx.Client(transport=transport, timeout=5) as client:
+            response = client.get(
+                f"{gateway.url}/{app}/v1{WHOAMI_PATH_SUFFIX}",
+                headers={"X-Forwarded-For": "203.0.113.7"},
+            )
+
+        assert response.json()["forwarded_for"] == "127.0.0.2"
 
 
 class TestObservability:

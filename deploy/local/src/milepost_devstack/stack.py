@@ -160,6 +160,8 @@ class Stack:
         for app in APPS:
             env[f"MILEPOST_{app.upper()}__HOST"] = LOOPBACK
             env[f"MILEPOST_{app.upper()}__PORT"] = str(getattr(ports, app))
+            # Traefik on loopback is the only proxy: its X-Forwarded-For alone names clients.
+            env[f"MILEPOST_{app.upper()}__FORWARDED_ALLOW_IPS"] = LOOPBACK
         # Inherited token keys would reach every process: only the stack's own are passed.
         env = {k: v for k, v in env.items() if k not in _REALM_SECRETS}
         return env | credentials.app_env(process)
