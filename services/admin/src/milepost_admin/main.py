@@ -23,6 +23,7 @@ from milepost_admin.routes import (
     auth,
     devices,
     ingest_batches,
+    maps,
     operators,
     organizations,
     system,
@@ -58,6 +59,10 @@ OPENAPI_TAGS = [
     {"name": "webhook-deliveries", "description": "Deliveries of customer webhooks."},
     {"name": "audit-log", "description": "Every change and security event."},
     {"name": "system", "description": "Queues, workers, ingest rate, lag, database."},
+    {
+        "name": "map",
+        "description": "What the console's map polls: latest positions, a device's day, alerts.",
+    },
 ]
 
 
@@ -136,6 +141,7 @@ def create_app(settings: AdminSettings) -> FastAPI:
             webhook_deliveries.router,
             audit_log.router,
             system.router,
+            maps.router,
         ),
         http=settings.admin,
         larger_bodies=dict.fromkeys(IMPORT_PATHS, settings.admin.max_import_body_bytes),

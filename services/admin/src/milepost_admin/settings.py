@@ -79,6 +79,20 @@ class AdminHttp(HttpSettings):
         " session), each with a key derived from this one for its purpose; never a token key."
         " Required in production.",
     )
+    map_tile_url: str = Field(
+        "https://tile.openstreetmap.org/{z}/{x}/{y}.png",
+        description="Tile URL template of the console's map (Leaflet's {s}, {z}, {x}, {y});"
+        " its origin is added to the console's CSP img-src. Empty: no tiles (markers and"
+        " lines on a blank map, as the tests run). OpenStreetMap's tile servers are for light"
+        " use only: point this at your own or a provider's for real traffic.",
+    )
+    map_tile_attribution: str = Field(
+        '&copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a> contributors',
+        description="Credit shown on the map for the tiles (HTML, trusted configuration).",
+    )
+    map_poll_s: float = Field(
+        5, ge=0.5, le=300, description="How often the console's map asks for new positions."
+    )
 
     @field_validator("invite_path", "reset_path")
     @classmethod
@@ -87,6 +101,29 @@ class AdminHttp(HttpSettings):
         if not path.startswith("/") or "?" in path or "#" in path:
             raise ValueError("must be a path (/...) without a query or fragment")
         return path
+
+    @field_validator("map_tile_url")
+    @classmethod
+    def _tile_template(cls, url: str) -> str:
+        if url:
+            map_tile_source(url)
+        return url
+
+
+def map_tile_source(url: str) -> str:
+    """The CSP source of a tile URL template: its origin, a ``{s}.`` subdomain as ``*.``.
+    Raises ValueError for anything else than an http(s) template with {z}, {x} and {y}."""
+    scheme, sep, rest = url.partition("://")
+    host = rest.split("/", 1)[0]
+    if scheme not in ("http", "https") or not sep or not host:
+        raise ValueError("must be an http(s) URL template")
+    if not all(part in rest for part in ("{z}", "{x}", "{y}")):
+        raise ValueError("must contain {z}, {x} and {y}")
+    if host.startswith("{s}."):
+        host = "*." + host.removeprefix("{s}.")
+    if any(c in host for c in "{}@;, '\"\\"):
+        raise ValueError("the host may hold no placeholder but a leading {s}.")
+    return f"{scheme}://{host}"
 
 
 class AdminSettings(CommonSettings):

@@ -9,15 +9,18 @@ from dataclasses import dataclass
 from typing import Annotated
 from urllib.parse import quote
 
+import structlog
 from fastapi import Depends, Request
+from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import FormData
 
 from milepost_admin.console.sessions import ConsoleSession, SessionStore
-from milepost_admin.deps import ServicesDep
+from milepost_admin.deps import TOKEN_URL, AdminServices, ServicesDep, current_operator
 from milepost_common.domain.principals import Principal
 from milepost_common.domain.sessions import service as sessions
 from milepost_common.domain.users.models import PlatformRole, User
-from milepost_common.errors import Forbidden
+from milepost_common.errors import Forbidden, Unauthorized
 from milepost_common.web.deps import ClientIpDep, SessionDep
 from milepost_common.web.middleware import request_id_of
 
@@ -62,6 +65,23 @@ def _here(request: Request) -> str:
     return quote(request.url.path + query, safe="/?=&")
 
 
+async def find_console(
+    request: Request, session: AsyncSession, services: AdminServices, store: SessionStore, ip: str
+) -> Console | None:
+    """The operator of the request's live session, re-checked in the database; None when
+    there is none (a session of a deactivated operator is ended)."""
+    token = request.cookies.get(services.settings.admin.session_cookie)
+    record = await store.get(token) if token else None
+    if token is None or record is None:
+        return None
+    user = await session.get(User, record.user_id)
+    if user is None or not user.is_active or user.platform_role is None:
+        await store.delete(token)
+        return None
+    principal = sessions.principal_of(user, ip=ip, request_id=request_id_of(request.scope))
+    return Console(principal, user, record, token)
+
+
 async def console_operator(
     request: Request,
     session: SessionDep,
@@ -71,19 +91,45 @@ async def console_operator(
 ) -> Console:
     """The operator of a live session, re-checked in the database on every request;
     raises LoginRequired (a redirect to the login page) otherwise."""
-    token = request.cookies.get(services.settings.admin.session_cookie)
-    record = await store.get(token) if token else None
-    if token is None or record is None:
+    console = await find_console(request, session, services, store, ip)
+    if console is None:
         raise LoginRequired(_here(request))
-    user = await session.get(User, record.user_id)
-    if user is None or not user.is_active or user.platform_role is None:
-        await store.delete(token)
-        raise LoginRequired(_here(request))
-    principal = sessions.principal_of(user, ip=ip, request_id=request_id_of(request.scope))
-    return Console(principal, user, record, token)
+    return console
 
 
 ConsoleDep = Annotated[Console, Depends(console_operator)]
+
+_bearer = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
+
+
+async def support_or_console(
+    request: Request,
+    session: SessionDep,
+    services: ServicesDep,
+    store: StoreDep,
+    ip: ClientIpDep,
+    token: Annotated[str | None, Depends(_bearer)],
+) -> Principal:
+    """An operator with at least the support role, by admin bearer token or, without one,
+    by the console's session cookie: the console's own scripts (the map) read JSON routes
+    that take this. Only for reads: a cookie never authorizes a change without CSRF.
+    Raises Unauthorized (401), Forbidden (403) or RateLimited (429) as the token routes do."""
+    if token:
+        principal = await current_operator(request, session, services, ip, token)
+    else:
+        console = await find_console(request, session, services, store, ip)
+        if console is None:
+            raise Unauthorized()
+        principal = console.principal
+        await services.limiter.enforce(
+            services.settings.admin.rate_limit, "admin", str(principal.id)
+        )
+        structlog.contextvars.bind_contextvars(user_id=str(principal.id))
+    principal.require_platform_role(PlatformRole.SUPPORT)
+    return principal
+
+
+SupportOrConsole = Annotated[Principal, Depends(support_or_console)]
 
 
 def _csrf_ok(expected: str, form: FormData, request: Request) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 from importlib.resources import files
 from typing import Any
 from urllib.parse import urlencode
@@ -16,14 +17,22 @@ from sqlmodel import col, select
 
 from milepost_admin.console.deps import Console
 from milepost_admin.console.sessions import SessionStore
+from milepost_admin.settings import map_tile_source
 from milepost_common.domain.organizations.models import Organization
 from milepost_common.domain.users.models import PlatformRole
 
 TEMPLATES = Jinja2Templates(directory=str(files("milepost_admin") / "templates"))
-CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+CSP_TEMPLATE = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src {img_src}; "
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
+
+
+@lru_cache(maxsize=8)
+def content_security_policy(tile_url: str) -> str:
+    """The console's CSP: images from the app itself and from the map's tile server only."""
+    img_src = "'self' data:" + (f" {map_tile_source(tile_url)}" if tile_url else "")
+    return CSP_TEMPLATE.format(img_src=img_src)
 
 
 def static_url(name: str) -> str:
@@ -71,7 +80,8 @@ async def page(
         **context,
     }
     response = TEMPLATES.TemplateResponse(request, template, ctx, status_code=status_code)
-    response.headers["Content-Security-Policy"] = CSP
+    tile_url = request.app.state.settings.admin.map_tile_url
+    response.headers["Content-Security-Policy"] = content_security_policy(tile_url)
     response.headers["Cache-Control"] = "no-store"
     return response
 

@@ -35,14 +35,36 @@ async def list_alerts(
 ) -> paging.PageResult[Alert]:
     """A keyset page of the organization's alerts by ``occurred_at``. Raises DeviceNotFound
     for a foreign ``vehicle_id``."""
+    return await list_org_alerts(
+        session,
+        actor.require_org(),
+        vehicle_id,
+        window,
+        page,
+        alert_type=alert_type,
+        acknowledged=acknowledged,
+    )
+
+
+async def list_org_alerts(
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    vehicle_id: uuid.UUID | None,
+    window: paging.Window,
+    page: paging.PageRequest,
+    *,
+    alert_type: AlertType | None = None,
+    acknowledged: bool | None = None,
+) -> paging.PageResult[Alert]:
+    """``list_alerts`` of an organization named by its id (operators read any)."""
     query = select(Alert)
     if alert_type is not None:
         query = query.where(Alert.type == alert_type)
     if acknowledged is not None:
         ack = col(Alert.acknowledged_at)
         query = query.where(ack.is_not(None) if acknowledged else ack.is_(None))
-    return await device_service.vehicle_history_page(
-        session, actor, Alert, "occurred_at", vehicle_id, window, page, narrowed=query
+    return await device_service.org_history_page(
+        session, org_id, Alert, "occurred_at", vehicle_id, window, page, narrowed=query
     )
 
 

@@ -71,13 +71,25 @@ async def find_device(
     session: AsyncSession, actor: Principal, device_id: uuid.UUID
 ) -> Device | None:
     """The device if it belongs to the actor's organization."""
-    query = select(Device).where(Device.id == device_id, Device.org_id == actor.require_org())
+    return await find_org_device(session, actor.require_org(), device_id)
+
+
+async def find_org_device(
+    session: AsyncSession, org_id: uuid.UUID, device_id: uuid.UUID
+) -> Device | None:
+    """The device if it belongs to the organization."""
+    query = select(Device).where(Device.id == device_id, Device.org_id == org_id)
     return (await session.scalars(query)).first()
 
 
 async def get_device(session: AsyncSession, actor: Principal, device_id: uuid.UUID) -> Device:
     """Raises DeviceNotFound when missing or of another organization."""
-    device = await find_device(session, actor, device_id)
+    return await get_org_device(session, actor.require_org(), device_id)
+
+
+async def get_org_device(session: AsyncSession, org_id: uuid.UUID, device_id: uuid.UUID) -> Device:
+    """Raises DeviceNotFound when missing or of another organization."""
+    device = await find_org_device(session, org_id, device_id)
     if device is None:
         raise DeviceNotFound()
     return device
@@ -96,13 +108,29 @@ async def vehicle_history_page(
     """A keyset page of the organization's rows of ``model`` (trips, stops, alerts: rows with
     ``device_id`` and a time), of one vehicle or all, ``window`` on ``time_field``, by the
     page's sort (default ``time_field``). Raises DeviceNotFound for a foreign ``vehicle_id``."""
+    return await org_history_page(
+        session, actor.require_org(), model, time_field, vehicle_id, window, page, narrowed
+    )
+
+
+async def org_history_page(
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    model: type[ModelT],
+    time_field: str,
+    vehicle_id: uuid.UUID | None,
+    window: paging.Window,
+    page: paging.PageRequest,
+    narrowed: SelectOfScalar[ModelT] | None = None,
+) -> paging.PageResult[ModelT]:
+    """``vehicle_history_page`` for an organization named by its id (operators read any)."""
     query = narrowed if narrowed is not None else select(model)
     if vehicle_id is not None:
-        await get_device(session, actor, vehicle_id)
+        await get_org_device(session, org_id, vehicle_id)
         query = query.where(col(model.device_id) == vehicle_id)  # type: ignore[attr-defined]
     query = paging.time_window(query, col(getattr(model, time_field)), window)
     return await paging.org_page(
-        session, model, actor.require_org(), page, default_sort=time_field, narrowed=query
+        session, model, org_id, page, default_sort=time_field, narrowed=query
     )
 
 

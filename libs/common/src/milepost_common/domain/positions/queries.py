@@ -141,6 +141,11 @@ async def list_positions(
 
 async def list_latest_positions(session: AsyncSession, actor: Principal) -> list[LatestRow]:
     """Every vehicle of the organization with a fix, ascending by fix time then vehicle id."""
+    return await list_org_latest_positions(session, actor.require_org())
+
+
+async def list_org_latest_positions(session: AsyncSession, org_id: uuid.UUID) -> list[LatestRow]:
+    """``list_latest_positions`` of an organization named by its id (operators read any)."""
     query = text(
         """
         SELECT s.device_id::text, s.last_fix_time, s.last_lat, s.last_lon, s.last_speed,
@@ -152,7 +157,7 @@ async def list_latest_positions(session: AsyncSession, actor: Principal) -> list
         ORDER BY s.last_fix_time, s.device_id
         """
     )
-    rows = (await session.execute(query, {"org_id": actor.require_org()})).all()
+    rows = (await session.execute(query, {"org_id": org_id})).all()
     return [LatestRow(*row) for row in rows]
 
 

@@ -1,10 +1,11 @@
-"""Reads of trips and stops for the public API (the worker writes them)."""
+"""Reads of trips and stops for the public API and the admin's map (the worker writes them)."""
 
 from __future__ import annotations
 
 import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel.sql.expression import SelectOfScalar
 
 from milepost_common.domain import paging
 from milepost_common.domain.base import get_by_id
@@ -32,8 +33,21 @@ async def list_trips(
 ) -> paging.PageResult[TripRead]:
     """A keyset page of the organization's trips. Raises DeviceNotFound for a foreign
     ``vehicle_id``."""
-    result = await device_service.vehicle_history_page(
-        session, actor, Trip, "start_time", vehicle_id, window, page
+    return await list_org_trips(session, actor.require_org(), vehicle_id, window, page)
+
+
+async def list_org_trips(
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    vehicle_id: uuid.UUID | None,
+    window: paging.Window,
+    page: paging.PageRequest,
+    *,
+    narrowed: SelectOfScalar[Trip] | None = None,
+) -> paging.PageResult[TripRead]:
+    """``list_trips`` of an organization named by its id (``narrowed``: further filters)."""
+    result = await device_service.org_history_page(
+        session, org_id, Trip, "start_time", vehicle_id, window, page, narrowed
     )
     return paging.PageResult([TripRead.model_validate(t) for t in result.items], result.next_cursor)
 
@@ -41,11 +55,15 @@ async def list_trips(
 async def get_trip(session: AsyncSession, actor: Principal, trip_id: uuid.UUID) -> TripDetail:
     """The trip with its route. Raises TripNotFound when missing or of another organization."""
     trip = await get_by_id(session, Trip, trip_id, TripNotFound, org_id=actor.require_org())
+    return await with_route(session, trip.org_id, TripRead.model_validate(trip))
+
+
+async def with_route(session: AsyncSession, org_id: uuid.UUID, trip: TripRead) -> TripDetail:
+    """The trip and its fixes in the organization (``[lon, lat]``, capped)."""
     points = await position_queries.route_of(
-        session, trip.device_id, trip.org_id, trip.start_time, trip.end_time
+        session, trip.vehicle_id, org_id, trip.start_time, trip.end_time
     )
-    read = TripRead.model_validate(trip)
-    return TripDetail(**read.model_dump(), route=LineString(coordinates=points))
+    return TripDetail(**trip.model_dump(), route=LineString(coordinates=points))
 
 
 async def list_stops(
@@ -57,7 +75,20 @@ async def list_stops(
 ) -> paging.PageResult[StopRead]:
     """A keyset page of the organization's stops. Raises DeviceNotFound for a foreign
     ``vehicle_id``."""
-    result = await device_service.vehicle_history_page(
-        session, actor, Stop, "start_time", vehicle_id, window, page
+    return await list_org_stops(session, actor.require_org(), vehicle_id, window, page)
+
+
+async def list_org_stops(
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    vehicle_id: uuid.UUID | None,
+    window: paging.Window,
+    page: paging.PageRequest,
+    *,
+    narrowed: SelectOfScalar[Stop] | None = None,
+) -> paging.PageResult[StopRead]:
+    """``list_stops`` of an organization named by its id (``narrowed``: further filters)."""
+    result = await device_service.org_history_page(
+        session, org_id, Stop, "start_time", vehicle_id, window, page, narrowed
     )
     return paging.PageResult([StopRead.model_validate(s) for s in result.items], result.next_cursor)

@@ -10,6 +10,7 @@ from milepost_admin.console.pages import (
     dashboard,
     devices,
     ingest_batches,
+    maps,
     operators,
     organizations,
     users,
@@ -20,6 +21,7 @@ router = APIRouter(tags=["console"], include_in_schema=False)
 for section in (
     dashboard,
     organizations,
+    maps,
     users,
     devices,
     api_keys,

@@ -1,0 +1,251 @@
+"""The console's map in headless Chromium, against the admin app served by uvicorn over a
+committed database, with no tiles: the fleet's markers appear and one moves when a newer
+latest position is stored, a trip of a chosen day is drawn with its stops, an alert is
+pinned, and the CSP refuses nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import uuid
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
+
+import pytest
+import test_admin_browser as browser
+from playwright.sync_api import ConsoleMessage, Page, expect
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+from sqlalchemy.pool import NullPool
+
+from milepost_admin.settings import AdminSettings
+from milepost_common.domain.alerts.models import Alert, AlertRule, AlertType
+from milepost_common.domain.devices import state as device_state
+from milepost_common.domain.devices.models import Device
+from milepost_common.domain.trips.models import Stop, Trip
+from milepost_common.testing.factories import (
+    DEFAULT_PASSWORD,
+    make_device,
+    make_organization,
+    make_position,
+)
+
+T = TypeVar("T")
+BERLIN = ZoneInfo("Europe/Berlin")
+TIMEOUT_MS = 20_000  # the machine is shared: generous
+START = {"Van 1": (52.520, 13.400), "Van 2": (52.500, 13.350), "Van 3": (52.540, 13.450)}
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not os.path.exists(browser.CHROMIUM), reason="no Debian chromium"),
+]
+page = browser.page  # Chromium with the journey test's options
+
+
+@dataclass(frozen=True)
+class Fleet:
+    org_id: uuid.UUID
+    vans: dict[str, uuid.UUID]
+    day: date
+
+
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run database work from a test: Playwright's sync API holds this thread's loop."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+async def _in_transaction(url: str, work: Any) -> Any:
+    engine = create_async_engine(url, poolclass=NullPool)
+    try:
+        async with AsyncSession(engine, expire_on_commit=False) as session, session.begin():
+            return await work(session)
+    finally:
+        await engine.dispose()
+
+
+async def _store_fix(
+    session: AsyncSession, device: Device, at: datetime, lat: float, lon: float, speed: float
+) -> None:
+    """A fix and the device's latest position, as the worker stores them."""
+    await make_position(session, device, at, lat=lat, lon=lon, speed=speed, course=45.0)
+    states = await device_state.lock_device_states(session, {device.id: device.org_id})
+    values = {"lat": lat, "lon": lon, "speed": speed, "course": 45.0}
+    assert device_state.record_position(states[device.id], at, values)
+
+
+async def seed_fleet(session: AsyncSession) -> Fleet:
+    """Three vans online; Van 2 drove yesterday (a trip between two stops); Van 1 sped."""
+    org = await make_organization(session, name="Map Fleet", timezone="Europe/Berlin")
+    now = datetime.now(UTC)
+    vans: dict[str, Device] = {}
+    for n, (name, (lat, lon)) in enumerate(START.items(), 1):
+        vans[name] = await make_device(session, org, name=name)
+        await _store_fix(session, vans[name], now - timedelta(minutes=n), lat, lon, 30.0 * n)
+    day = datetime.now(BERLIN).date() - timedelta(days=1)
+    start = datetime.combine(day, time(9), tzinfo=BERLIN)
+    end = start + timedelta(minutes=20)
+    for i in range(5):  # a zigzag: Leaflet draws every corner
+        at = start + timedelta(minutes=5 * i)
+        await make_position(
+            session, vans["Van 2"], at, lat=52.46 + i % 2 / 100, lon=13.30 + i / 100
+        )
+    rule = AlertRule(org_id=org.id, name="Fast", type=AlertType.OVERSPEED, params={})
+    session.add(rule)
+    await session.flush()
+    session.add_all(
+        [
+            Trip(
+                org_id=org.id,
+                device_id=vans["Van 2"].id,
+                start_time=start,
+                end_time=end,
+                start_lat=52.46,
+                start_lon=13.30,
+                end_lat=52.46,
+                end_lon=13.34,
+                distance_m=2700.0,
+                duration_s=1200.0,
+                avg_speed=8.1,
+                max_speed=31.0,
+            ),
+            Stop(
+                org_id=org.id,
+                device_id=vans["Van 2"].id,
+                start_time=start - timedelta(hours=12),
+                end_time=start,
+                lat=52.46,
+                lon=13.30,
+                duration_s=43200.0,
+            ),
+            Stop(
+                org_id=org.id,
+                device_id=vans["Van 2"].id,
+                start_time=end,
+                end_time=end + timedelta(hours=2),
+                lat=52.46,
+                lon=13.34,
+                duration_s=7200.0,
+            ),
+            Alert(
+                org_id=org.id,
+                device_id=vans["Van 1"].id,
+                rule_id=rule.id,
+                type=AlertType.OVERSPEED,
+                occurred_at=now - timedelta(hours=1),
+                lat=52.51,
+                lon=13.38,
+                details={"speed": 96.0, "limit_kmh": 50.0},
+            ),
+        ]
+    )
+    await session.flush()
+    return Fleet(org.id, {name: device.id for name, device in vans.items()}, day)
+
+
+def move(url: str, device_id: uuid.UUID, lat: float, lon: float) -> None:
+    async def work(session: AsyncSession) -> None:
+        device = await session.get(Device, device_id)
+        assert device is not None
+        await _store_fix(session, device, datetime.now(UTC), lat, lon, 55.0)
+
+    run(_in_transaction(url, work))
+
+
+@pytest.fixture
+def map_stack(
+    committed_database: str, redis_url: str, settings_factory: Any
+) -> Iterator[dict[str, str]]:
+    """The admin app alone, without tiles and polling every second."""
+    browser.ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    asyncio.run(browser._seed_operator(committed_database))
+    settings: AdminSettings = settings_factory(AdminSettings)
+    port = browser._free_port()
+    env = {
+        **os.environ,
+        "MILEPOST_ENV": "test",
+        "MILEPOST_LOG_LEVEL": "WARNING",
+        "MILEPOST_DB__URL": committed_database,
+        "MILEPOST_REDIS__URL": settings.redis.url,
+        "MILEPOST_REDIS__CACHE_DB": str(settings.redis.cache_db),
+        "MILEPOST_AUTH__ARGON2_TIME_COST": "1",
+        "MILEPOST_AUTH__ARGON2_MEMORY_KIB": "64",
+        "MILEPOST_ADMIN__PORT": str(port),
+        "MILEPOST_ADMIN__MAP_TILE_URL": "",
+        "MILEPOST_ADMIN__MAP_POLL_S": "1",
+    }
+    admin = browser._serve("from milepost_admin.main import serve; serve()", env, port, "admin")
+    try:
+        yield {"admin": f"http://127.0.0.1:{port}", "database": committed_database}
+    finally:
+        admin.terminate()
+        admin.wait(10)
+
+
+def test_the_fleet_moves_and_a_trip_is_drawn(map_stack: dict[str, str], page: Page) -> None:
+    fleet: Fleet = run(_in_transaction(map_stack["database"], seed_fleet))
+    refused: list[str] = []
+
+    def watch(message: ConsoleMessage) -> None:
+        where = message.location.get("url", "")
+        # Served at the root by the gateway's landing router, not by this app.
+        if message.type == "error" and not where.endswith("/favicon.ico"):
+            refused.append(f"{message.text} ({where})")
+
+    page.on("console", watch)
+    page.on("pageerror", lambda error: refused.append(str(error)))
+    page.set_default_timeout(TIMEOUT_MS)
+
+    # The map is behind the console's login, which comes back to it.
+    map_url = f"{map_stack['admin']}/admin/organizations/{fleet.org_id}/map"
+    page.goto(map_url)
+    expect(page).to_have_url(re.compile(r"/admin/login"))
+    page.get_by_label("Email").fill(browser.OPERATOR_EMAIL)
+    page.get_by_label("Password").fill(DEFAULT_PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page).to_have_url(map_url, timeout=TIMEOUT_MS)
+
+    # A marker per van, labelled with its name and speed, coloured by its status.
+    markers = page.locator(".leaflet-marker-icon.vehicle-marker")
+    expect(markers).to_have_count(3, timeout=TIMEOUT_MS)
+    labels = page.locator(".leaflet-tooltip.vehicle-label")
+    expect(labels).to_have_count(3)
+    expect(labels.filter(has_text="Van 3")).to_contain_text("90 km/h")
+    van = page.locator(f'.vehicle-marker[data-vehicle-id="{fleet.vans["Van 1"]}"]')
+    expect(van).to_have_attribute("data-status", "online")
+    expect(van).to_have_class(re.compile(r"\bstatus-online\b"))
+    expect(page.locator("#map-vehicles li")).to_have_count(3)
+    page.screenshot(path=str(browser.ARTIFACTS / "admin-map-fleet.png"))
+
+    # A newer latest position moves the marker on the next poll.
+    was = van.get_attribute("style")
+    move(map_stack["database"], fleet.vans["Van 1"], 52.560, 13.500)
+    expect(van).to_have_attribute("data-lat", "52.56", timeout=TIMEOUT_MS)
+    expect(van).to_have_attribute("data-lon", "13.5")
+    assert van.get_attribute("style") != was
+    expect(labels.filter(has_text="Van 1")).to_contain_text("55 km/h")
+
+    # The alert of the last hour is a pin.
+    expect(page.locator(".leaflet-marker-icon.alert-pin")).to_have_count(1, timeout=TIMEOUT_MS)
+    expect(page.locator("#map-alerts")).to_contain_text("Overspeed")
+
+    # Van 2's trip of yesterday: a line through its five fixes, its two stops.
+    page.locator("#map-vehicle").select_option(label="Van 2")
+    page.locator("#map-day").fill(fleet.day.isoformat())
+    page.get_by_role("button", name="Show trips").click()
+    lines = page.locator("path.trip-line")
+    expect(lines).to_have_count(1, timeout=TIMEOUT_MS)
+    route = lines.first.get_attribute("d") or ""
+    assert len(re.findall(r"[ML]", route)) == 5, route
+    expect(page.locator("path.stop-point")).to_have_count(2)
+    expect(page.locator("#day-summary")).to_contain_text("1 trip(s), 2.7 km, 2 stop(s)")
+    expect(page.locator(f'.vehicle-marker[data-vehicle-id="{fleet.vans["Van 2"]}"]')).to_have_class(
+        re.compile(r"\bselected\b")
+    )
+
+    page.screenshot(path=str(browser.ARTIFACTS / "admin-map-trip.png"))
+    assert refused == []

@@ -1,0 +1,545 @@
+"""What the console's map reads: the JSON routes (latest positions, a device's trips and stops
+of a day in its organization's time zone, recent alerts), the map page, the console's CSP
+built from the tile URL, and the vendored Leaflet."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from datetime import UTC, date, datetime, time, timedelta
+from importlib.resources import files
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+from admin_support import Staff, bearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from milepost_admin.console.render import content_security_policy
+from milepost_admin.settings import AdminSettings
+from milepost_common.auth import Realm
+from milepost_common.domain.alerts.models import Alert, AlertRule, AlertType
+from milepost_common.domain.devices.models import Device, DeviceState
+from milepost_common.domain.organizations.models import Organization
+from milepost_common.domain.trips.models import Stop, Trip
+from milepost_common.domain.users.models import User
+from milepost_common.testing.factories import (
+    DEFAULT_PASSWORD,
+    make_device,
+    make_organization,
+    make_position,
+    make_user,
+)
+
+LEAFLET = files("milepost_admin") / "static" / "vendor" / "leaflet-1.9.4"
+LA = ZoneInfo("America/Los_Angeles")
+
+
+async def fix(
+    session: AsyncSession, device: Device, at: datetime, lat: float, lon: float, **fields: Any
+) -> None:
+    """The device's latest fix, as the worker records it."""
+    session.add(
+        DeviceState(
+            device_id=device.id,
+            org_id=device.org_id,
+            last_fix_time=at,
+            last_lat=lat,
+            last_lon=lon,
+            **fields,
+        )
+    )
+    await session.flush()
+
+
+async def trip(
+    session: AsyncSession, device: Device, start: datetime, end: datetime | None, **fields: Any
+) -> Trip:
+    row = Trip(
+        org_id=fields.pop("org_id", device.org_id),
+        device_id=device.id,
+        start_time=start,
+        end_time=end,
+        start_lat=52.5,
+        start_lon=13.4,
+        end_lat=52.6,
+        end_lon=13.5,
+        **fields,
+    )
+    session.add(row)
+    await session.flush()
+    return row
+
+
+async def stop(
+    session: AsyncSession, device: Device, start: datetime, end: datetime | None
+) -> Stop:
+    row = Stop(
+        org_id=device.org_id,
+        device_id=device.id,
+        start_time=start,
+        end_time=end,
+        lat=52.5,
+        lon=13.4,
+    )
+    session.add(row)
+    await session.flush()
+    return row
+
+
+def local(day: date, hour: int, minute: int = 0) -> datetime:
+    return datetime.combine(day, time(hour, minute), tzinfo=LA)
+
+
+def a_recent_day() -> date:
+    """Two days ago in Los Angeles: its fixes have partitions."""
+    return datetime.now(LA).date() - timedelta(days=2)
+
+
+async def console_login(client: httpx.AsyncClient, user: User) -> None:
+    form = await client.get("/admin/login")
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+    assert csrf
+    response = await client.post(
+        "/admin/login",
+        data={
+            "email": user.email,
+            "password": DEFAULT_PASSWORD,
+            "csrf_token": csrf.group(1),
+            "next": "/admin/",
+        },
+    )
+    assert response.status_code == 303, response.text
+
+
+class TestListFleetPositions:
+    async def test_one_item_per_vehicle_with_a_fix(
+        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
+    ) -> None:
+        org = await make_organization(session)
+        now = datetime.now(UTC)
+        moving = await make_device(session, org, name="Van 1", plate="B-MP 1")
+        parked = await make_device(session, org, name="Van 2")
+        await make_device(session, org, name="Never reported")
+        await fix(
+            session,
+            moving,
+            now - timedelta(minutes=1),
+            52.52,
+            13.40,
+            last_speed=47.5,
+            last_course=90.0,
+        )
+        await fix(session, parked, now - timedelta(hours=3), 52.40, 13.10)
+        await fix(session, await make_device(session), now, 48.1, 11.5)  # another organization's
+
+        response = await client.get(
+            f"/admin/v1/organizations/{org.id}/positions/latest", headers=staff.support_auth
+        )
+
+        assert response.status_code == 200
+        body = response.json()
+        assert body["next_cursor"] is None
+        assert [i["name"] for i in body["items"]] == ["Van 2", "Van 1"]  # by fix time
+        van = body["items"][1]
+        assert van == {
+            "vehicle_id": str(moving.id),
+            "unique_id": moving.unique_id,
+            "name": "Van 1",
+            "plate": "B-MP 1",
+            "disabled": False,
+            "status": "online",
+            "fix_time": van["fix_time"],
+            "lat": 52.52,
+            "lon": 13.40,
+            "speed": 47.5,
+            "course": 90.0,
+        }
+        assert body["items"][0]["status"] == "offline"
+        assert body["items"][0]["speed"] is None
+
+    async def test_unknown_organization_is_404(
+        self, client: httpx.AsyncClient, staff: Staff
+    ) -> None:
+        response = await client.get(
+            f"/admin/v1/organizations/{uuid.uuid4()}/positions/latest", headers=staff.support_auth
+        )
+
+        assert response.status_code == 404
+        assert response.json()["error"]["code"] == "not_found"
+
+    async def test_no_credentials_is_401_before_404(self, client: httpx.AsyncClient) -> None:
+        response = await client.get(f"/admin/v1/organizations/{uuid.uuid4()}/positions/latest")
+
+        assert response.status_code == 401
+        assert response.json()["error"]["code"] == "unauthorized"
+
+    async def test_public_api_token_is_401(
+        self,
+        client: httpx.AsyncClient,
+        session: AsyncSession,
+        admin_settings: AdminSettings,
+    ) -> None:
+        owner = await make_user(session)
+
+        response = await client.get(
+            f"/admin/v1/organizations/{owner.org_id}/positions/latest",
+            headers=bearer(admin_settings, owner, Realm.API),
+        )
+
+        assert response.status_code == 401
+
+    async def test_the_console_session_reads_without_a_token(
+        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
+    ) -> None:
+        org = await make_organization(session)
+        await fix(session, await make_device(session, org), datetime.now(UTC), 52.5, 13.4)
+        await console_login(client, staff.support)
+
+        response = await client.get(f"/admin/v1/organizations/{org.id}/positions/latest")
+
+        assert response.status_code == 200
+        assert len(response.json()["items"]) == 1
+
+
+class TestListDeviceDayTrips:
+    async def test_the_day_is_the_organizations(
+        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
+    ) -> None:
+        org = await make_organization(session, timezone="America/Los_Angeles")
+        device = await make_device(session, org)
+        day = a_recent_day()
+        before = day - timedelta(days=1)
+        after = day + timedelta(days=1)
+        await trip(session, device, local(before, 23, 0), local(before, 23, 50))  # the day before
+        across_start = await trip(session, device, local(before, 23, 40), local(day, 0, 5))
+        first = await trip(session, device, local(day, 0, 10), local(day, 0, 40))
+        across_end = await trip(session, device, local(day, 23, 50), local(after, 0, 20))
+        await trip(session, device, local(after, 0, 10), local(after, 0, 30))  # the day after
+        await trip(session, await make_device(session, org), local(day, 9), local(day, 10))
+        for minute, lon in ((10, 13.40), (20, 13.45), (40, 13.50)):
+            await make_position(session, device, local(day, 0, minute), lat=52.5, lon=lon)
+
+        response = await client.get(
+            f"/admin/v1/devices/{device.id}/trips",
+            params={"date": day.isoformat()},
+            headers=staff.support_auth,
+        )
+
+        assert response.status_code == 200
+        body = response.json()
+        assert [t["id"] for t in body["items"]] == [
+            str(across_start.id),
+            str(first.id),
+            str(across_end.id),
+        ]
+        assert body["vehicle_id"] == str(device.id)
+        assert body["day"] == day.isoformat()
+        assert body["timezone"] == "America/Los_Angeles"
+        start = datetime.fromisoformat(body["start"])
+        assert start == local(day, 0)
+        assert datetime.fromisoformat(body["end"]) == local(after, 0)
+        assert body["items"][1]["route"] == {
+            "type": "LineString",
+            "coordinates": [[13.40, 52.5], [13.45, 52.5], [13.50, 52.5]],
+        }
+
+    async def test_an_open_trip_is_on_every_day_it_spans(
+        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
+    ) -> None:
+        org = await make_organization(session, timezone="America/Los_Angeles")
+        device = await make_device(session, org)
+        day = a_recent_day()
+        moving = await trip(session, device, local(day - timedelta(days=1), 22), None)
+
+        response = await client.get(
+            f"/admin/v1/devices/{device.id}/trips",
+            params={"date": day.isoformat()},
+            headers=staff.support_auth,
+        )
+
+        assert [t["id"] for t in response.json()["items"]] == [str(moving.id)]
+
+    async def test_only_the_current_organizations_trips(
+        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
+    ) -> None:
+        previous = await make_organization(session)
+        org = await make_organization(session, timezone="America/Los_Angeles")
+        device = await make_device(session, org)
+        day = a_recent_day()
+        await trip(session, device, local(day, 8), local(day, 9), org_id=previous.id)
+
+        response = await client.get(
+            f"/admin/v1/devices/{device.id}/trips",
+            params={"date": day.isoformat()},
+            headers=staff.support_auth,
+        )
+
+        assert response.json()["items"] == []
+
+    async def test_unknown_device_is_404(self, client: httpx.AsyncClient, staff: Staff) -> None:
+        response = await client.get(
+            f"/admin/v1/devices/{uuid.uuid4()}/trips",
+            params={"date": "2026-03-01"},
+            headers=staff.support_auth,
+        )
+
+        assert response.status_code == 404
+        assert response.json()["error"]["code"] == "not_found"
+
+    @pytest.mark.parametrize("value", ["2026-13-01", "yesterday", "0001-01-01", "9999-12-31"])
+    async def test_a_bad_date_is_422(
+        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff, value: str
+    ) -> None:
+        device = await make_device(session)
+
+        response = await client.get(
+            f"/admin/v1/devices/{device.id}/trips",
+            params={"date": value},
+            headers=staff.support_auth,
+        )
+
+        assert response.status_code == 422
+        assert response.json()["error"]["code"] == "validation_failed"
+
+    async def test_the_date_is_required(
+        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
+    ) -> None:
+        device = await make_device(session)
+
+        response = await client.get(
+            f"/admin/v1/devices/{device.id}/trips", headers=staff.support_auth
+        )
+
+        assert response.status_code == 422
+
+
+class TestListDeviceDayStops:
+    async def test_the_night_before_and_the_open_stop_count(
+        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
+    ) -> None:
+        org = await make_organization(session, timezone="America/Los_Angeles")
+        device = await make_device(session, org)
+        day = a_recent_day()
+        before = day - timedelta(days=1)
+        await stop(session, device, local(before, 9), local(before, 18))  # over before the day
+        night = await stop(session, device, local(before, 19), local(day, 7))
+        lunch = await stop(session, device, local(day, 12), local(day, 13))
+        parked = await stop(session, device, local(day, 18), None)
+
+        response = await client.get(
+            f"/admin/v1/devices/{device.id}/stops",
+            params={"date": day.isoformat()},
+            headers=staff.support_auth,
+        )
+
+        assert response.status_code == 200
+        items = response.json()["items"]
+        assert [s["id"] for s in items] == [str(night.id), str(lunch.id), str(parked.id)]
+        assert set(items[0]) == {
+            "id",
+            "vehicle_id",
+            "start_time",
+            "end_time",
+            "lat",
+            "lon",
+            "duration_s",
+        }
+
+    async def test_unknown_device_is_404(self, client: httpx.AsyncClient, staff: Staff) -> None:
+        response = await client.get(
+            f"/admin/v1/devices/{uuid.uuid4()}/stops",
+            params={"date": "2026-03-01"},
+            headers=staff.support_auth,
+        )
+
+        assert response.status_code == 404
+
+
+class TestListRecentAlerts:
+    async def test_the_last_hours_of_the_organization_ascending(
+        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
+    ) -> None:
+        org = await make_organization(session)
+        other = await make_organization(session)
+        now = datetime.now(UTC)
+        rule = AlertRule(org_id=org.id, name="Fast", type=AlertType.OVERSPEED, params={})
+        other_rule = AlertRule(org_id=other.id, name="Fast", type=AlertType.OVERSPEED, params={})
+        session.add_all([rule, other_rule])
+        await session.flush()
+        device = await make_device(session, org)
+        ages = {"old": timedelta(hours=30), "earlier": timedelta(hours=5), "latest": timedelta(0)}
+        alerts = {
+            name: Alert(
+                org_id=org.id,
+                device_id=device.id,
+                rule_id=rule.id,
+                type=AlertType.OVERSPEED,
+                occurred_at=now - age,
+                lat=52.5,
+                lon=13.4,
+                details={"speed": 120.0},
+            )
+            for name, age in ages.items()
+        }
+        foreign_device = await make_device(session, other)
+        foreign = Alert(
+            org_id=other.id,
+            device_id=foreign_device.id,
+            rule_id=other_rule.id,
+            type=AlertType.OVERSPEED,
+            occurred_at=now,
+        )
+        session.add_all([*alerts.values(), foreign])
+        await session.flush()
+        url = f"/admin/v1/organizations/{org.id}/alerts/recent"
+
+        day = await client.get(url, headers=staff.support_auth)
+        hour = await client.get(url, params={"hours": 1}, headers=staff.support_auth)
+
+        assert day.status_code == 200
+        assert [a["id"] for a in day.json()["items"]] == [
+            str(alerts["earlier"].id),
+            str(alerts["latest"].id),
+        ]
+        assert day.json()["items"][1]["lat"] == 52.5
+        assert [a["id"] for a in hour.json()["items"]] == [str(alerts["latest"].id)]
+
+    @pytest.mark.parametrize("hours", ["0", "169"])
+    async def test_hours_out_of_range_is_422(
+        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff, hours: str
+    ) -> None:
+        org = await make_organization(session)
+
+        response = await client.get(
+            f"/admin/v1/organizations/{org.id}/alerts/recent",
+            params={"hours": hours},
+            headers=staff.support_auth,
+        )
+
+        assert response.status_code == 422
+
+    async def test_unknown_organization_is_404(
+        self, client: httpx.AsyncClient, staff: Staff
+    ) -> None:
+        response = await client.get(
+            f"/admin/v1/organizations/{uuid.uuid4()}/alerts/recent", headers=staff.support_auth
+        )
+
+        assert response.status_code == 404
+
+
+class TestMapPage:
+    async def test_renders_for_support_with_the_feed_urls(
+        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
+    ) -> None:
+        org: Organization = await make_organization(session, name="Map Fleet")
+        await console_login(client, staff.support)
+
+        response = await client.get(f"/admin/organizations/{org.id}/map")
+
+        assert response.status_code == 200
+        html = response.text
+        assert f'data-positions-url="/admin/v1/organizations/{org.id}/positions/latest"' in html
+        assert "/admin/static/vendor/leaflet-1.9.4/leaflet.js" in html
+        assert "/admin/static/map.js" in html
+        assert "<script>" not in html  # the CSP allows no inline script
+
+    async def test_the_organization_page_links_to_it(
+        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
+    ) -> None:
+        org = await make_organization(session)
+        await console_login(client, staff.support)
+
+        response = await client.get(f"/admin/organizations/{org.id}")
+
+        assert f'href="/admin/organizations/{org.id}/map"' in response.text
+
+    async def test_unknown_organization_is_a_404_page(
+        self, client: httpx.AsyncClient, staff: Staff
+    ) -> None:
+        await console_login(client, staff.support)
+
+        response = await client.get(f"/admin/organizations/{uuid.uuid4()}/map")
+
+        assert response.status_code == 404
+        assert response.headers["content-type"].startswith("text/html")
+
+    async def test_without_a_session_it_sends_to_login(self, client: httpx.AsyncClient) -> None:
+        response = await client.get(f"/admin/organizations/{uuid.uuid4()}/map")
+
+        assert response.status_code == 303
+        assert response.headers["location"].startswith("/admin/login?next=")
+
+
+class TestContentSecurityPolicy:
+    async def test_img_src_follows_the_tile_url(
+        self,
+        client: httpx.AsyncClient,
+        session: AsyncSession,
+        staff: Staff,
+        admin_settings: AdminSettings,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        org = await make_organization(session)
+        await console_login(client, staff.support)
+        url = f"/admin/organizations/{org.id}/map"
+        tiles = "https://{s}.tiles.example.net:8443/osm/{z}/{x}/{y}.png"
+
+        monkeypatch.setattr(admin_settings.admin, "map_tile_url", tiles)
+        with_tiles = await client.get(url)
+        monkeypatch.setattr(admin_settings.admin, "map_tile_url", "")
+        without = await client.get(url)
+
+        assert (
+            "img-src 'self' data: https://*.tiles.example.net:8443;"
+            in (with_tiles.headers["content-security-policy"])
+        )
+        assert 'data-tile-url="https://{s}.tiles.example.net:8443/osm/{z}/{x}/{y}.png"' in (
+            with_tiles.text
+        )
+        assert "img-src 'self' data:;" in without.headers["content-security-policy"]
+        assert "script-src 'self';" in without.headers["content-security-policy"]
+        assert 'data-tile-url=""' in without.text
+
+    def test_the_default_is_openstreetmaps_origin(self) -> None:
+        default = AdminSettings.model_fields["admin"].default.map_tile_url
+
+        assert "img-src 'self' data: https://tile.openstreetmap.org;" in (
+            content_security_policy(default)
+        )
+
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "ftp://tiles.example.net/{z}/{x}/{y}.png",
+            "https://tiles.example.net/tiles.png",
+            "https://tiles-{s}.example.net/{z}/{x}/{y}.png",
+            "https://user@tiles.example.net/{z}/{x}/{y}.png",
+            "tiles.example.net/{z}/{x}/{y}.png",
+        ],
+    )
+    def test_a_bad_tile_url_is_refused_at_start(self, settings_factory: Any, url: str) -> None:
+        with pytest.raises(ValueError, match="map_tile_url"):
+            settings_factory(AdminSettings, admin={"map_tile_url": url})
+
+
+class TestVendoredLeaflet:
+    def test_files_match_their_pinned_digests(self) -> None:
+        sums = (LEAFLET / "SHA256SUMS").read_text().splitlines()
+
+        assert len(sums) == 8
+        for line in sums:
+            digest, name = line.split()
+            assert hashlib.sha256((LEAFLET / name).read_bytes()).hexdigest() == digest, name
+        assert "BSD 2-Clause License" in (LEAFLET / "LICENSE").read_text()
+
+    async def test_served_by_the_app(self, client: httpx.AsyncClient) -> None:
+        script = await client.get("/admin/static/vendor/leaflet-1.9.4/leaflet.js")
+        icon = await client.get("/admin/static/vendor/leaflet-1.9.4/images/marker-icon.png")
+
+        assert script.status_code == 200
+        assert 'version="1.9.4"' in script.text
+        assert icon.headers["content-type"] == "image/png"
