@@ -105,6 +105,7 @@
     icon.dataset.lat = String(item.lat);
     icon.dataset.lon = String(item.lon);
     icon.dataset.status = item.status;
+    icon.title = item.name;
     icon.setAttribute("aria-label", item.name + ", " + item.status + ", " + speedText(item.speed));
   }
 
@@ -179,7 +180,6 @@
       var entry = vehicles[item.vehicle_id] || addVehicle(item, labelled);
       entry.item = item;
       entry.marker.setLatLng([item.lat, item.lon]);
-      entry.marker.options.title = item.name;
       decorate(entry);
     });
     Object.keys(vehicles).forEach(function (id) {
