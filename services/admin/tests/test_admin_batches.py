@@ -102,6 +102,26 @@ class TestGetBatch:
         assert item["code"] == "unknown_device"
         assert item["item"]["device_id"] == "nope"
 
+    async def test_detail_shows_who_holds_a_processing_batch_and_until_when(
+        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
+    ) -> None:
+        batch = await make_batch(session, await make_organization(session))
+        until = datetime.now(UTC) + timedelta(seconds=30)
+        batch.status = BatchStatus.PROCESSING
+        batch.lease_holder = "worker-1:4242:9f3c2a1b"
+        batch.lease_expires_at = until
+        await session.flush()
+
+        response = await client.get(
+            f"/admin/v1/ingest-batches/{batch.id}", headers=staff.support_auth
+        )
+
+        assert response.status_code == 200
+        body = response.json()
+        assert body["status"] == "processing"
+        assert body["lease_holder"] == "worker-1:4242:9f3c2a1b"
+        assert datetime.fromisoformat(body["lease_expires_at"]) == until
+
     async def test_unknown_is_404(self, client: httpx.AsyncClient, staff: Staff) -> None:
         response = await client.get(
             f"/admin/v1/ingest-batches/{uuid.uuid4()}", headers=staff.support_auth

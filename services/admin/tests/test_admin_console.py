@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 import httpx
 import pytest
 from admin_support import Staff, audit_actions
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from milepost_common.domain.ingest_batches.models import BatchSource, BatchStatus, IngestBatch
 from milepost_common.domain.users.models import User
 from milepost_common.testing.factories import (
     DEFAULT_PASSWORD,
@@ -156,6 +158,27 @@ class TestPages:
 
         assert response.status_code == 200, response.text
         assert "Content-Security-Policy" in response.headers
+
+    async def test_batch_page_shows_its_holder_and_lease(
+        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
+    ) -> None:
+        org = await make_organization(session)
+        batch = IngestBatch(
+            org_id=org.id,
+            source=BatchSource.JSON,
+            status=BatchStatus.PROCESSING,
+            lease_holder="worker-1:4242:9f3c2a1b",
+            lease_expires_at=datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC),
+        )
+        session.add(batch)
+        await session.flush()
+        await log_in(client, staff.support)
+
+        response = await client.get(f"/admin/ingest-batches/{batch.id}")
+
+        assert response.status_code == 200, response.text
+        assert '<dd id="batch-lease-holder">worker-1:4242:9f3c2a1b</dd>' in response.text
+        assert "2030-01-02 03:04:05Z" in response.text
 
     async def test_detail_pages_render(
         self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff

@@ -76,6 +76,18 @@ class TestSettings:
         with pytest.raises(ValidationError, match="SOFT_TIME_LIMIT"):
             settings_factory(WorkerSettings, worker={"task_soft_time_limit_s": 300})
 
+    def test_lease_renewed_before_it_runs_out(self, settings_factory: Callable[..., Any]) -> None:
+        with pytest.raises(ValidationError, match="BATCH_LEASE_RENEW_S"):
+            settings_factory(
+                WorkerSettings, worker={"batch_lease_s": 10, "batch_lease_renew_s": 10}
+            )
+
+    def test_recovery_defaults(self, settings: WorkerSettings) -> None:
+        w = settings.worker
+        assert (w.reconcile_interval_s, w.reconcile_pending_after_s) == (10.0, 30.0)
+        assert (w.batch_lease_s, w.batch_lease_renew_s) == (30.0, 10.0)
+        assert beat_schedule(settings)[names.INGEST_BATCHES_RECONCILE]["schedule"] == 10.0
+
 
 class TestRetries:
     def test_transient_errors(self) -> None:

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.request
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -155,8 +156,10 @@ class WorkerStack:
             "webhook_allow_private": "true",
             "webhook_backoff_base_s": 0.3,
             "webhook_claim_s": 40,
+            "reconcile_interval_s": 1,
             "reconcile_pending_after_s": 1,
-            "reconcile_processing_after_s": 3,
+            "batch_lease_s": 3,
+            "batch_lease_renew_s": 1,
             "heartbeat_interval_s": 1,
             "soft_shutdown_timeout_s": 2,
             "metrics_port": self.metrics_port,
@@ -247,6 +250,15 @@ class WorkerStack:
 
     def send(self, name: str, *args: Any) -> None:
         self.publisher.send_blocking(name, *args)
+
+    def metric(self, sample: str) -> float:
+        """A sample of the running worker's metrics (``name{labels}`` as exposed), 0 if absent."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            for line in answer.read().decode().splitlines():
+                if line.startswith(sample + " "):
+                    return float(line.rsplit(" ", 1)[1])
+        return 0.0
 
     async def close(self) -> None:
         for process in self.processes:

@@ -30,6 +30,12 @@ PROCESSING_LAG = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 86400),
 )
 FIXES = Counter("milepost_worker_fixes_total", "Fixes fed to the trip/stop machine.", ["path"])
+BATCHES_REQUEUED = Counter(
+    "milepost_worker_batches_requeued_total",
+    "Batches the reconciler sent again: their holder's lease expired (lease_expired), or "
+    "left received/queued since their last publish attempt (pending).",
+    ["reason"],
+)
 WEBHOOK_ATTEMPTS = Counter(
     "milepost_worker_webhook_attempts_total", "Webhook delivery attempts by outcome.", ["outcome"]
 )

@@ -17,9 +17,12 @@ reconciler re-sends the work.
 from __future__ import annotations
 
 import asyncio
+import os
+import secrets
+import socket
 from collections.abc import Coroutine
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import httpx
@@ -39,15 +42,23 @@ T = TypeVar("T")
 log = get_logger("milepost.worker.runtime")
 
 
+def new_holder_id() -> str:
+    """``host:pid:random``: unique per worker child across every worker group, even where
+    containers share a host name or a pid is reused (it fits ``ingest_batches.lease_holder``)."""
+    return f"{socket.gethostname()[:96]}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
 @dataclass(slots=True)
 class WorkerContext:
-    """What handlers need: settings, the database, the cache Redis, the secrets box, HTTP."""
+    """What handlers need: settings, the database, the cache Redis, the secrets box, HTTP,
+    and the id this child holds batch leases under."""
 
     settings: WorkerSettings
     db: Database
     cache: Redis
     box: SecretBox
     http: httpx.AsyncClient
+    holder: str = field(default_factory=new_holder_id)
 
     async def aclose(self) -> None:
         await self.http.aclose()

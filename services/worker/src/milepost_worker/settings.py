@@ -29,15 +29,24 @@ class WorkerGroup(BaseModel):
         120.0, gt=0, description="The liveness check fails when the heartbeat is older."
     )
     offline_interval_s: float = Field(60.0, gt=0)
-    reconcile_interval_s: float = Field(60.0, gt=0)
-    reconcile_pending_after_s: float = Field(
-        60.0, ge=0, description="Batches received/queued this long ago are enqueued again."
+    reconcile_interval_s: float = Field(
+        10.0, gt=0, description="The batch reconciler runs this often (one indexed query)."
     )
-    reconcile_processing_after_s: float | None = Field(
-        None,
+    reconcile_pending_after_s: float = Field(
+        30.0,
         ge=0,
-        description="Batches processing this long are enqueued again "
-        "(default: three times the task time limit).",
+        description="Batches received/queued whose last publish attempt is this old are sent "
+        "again (never more often than once per reconcile interval).",
+    )
+    batch_lease_s: float = Field(
+        30.0,
+        gt=0,
+        description="A processing batch is held this long past its last renewal; once it "
+        "expires, the reconciler sends the batch again. Longer than any stretch a child's "
+        "event loop spends without I/O.",
+    )
+    batch_lease_renew_s: float = Field(
+        10.0, gt=0, description="The holder renews its lease this often (below the lease)."
     )
     maintenance_interval_s: float = Field(
         3600.0, gt=0, description="Partitions ahead and retention run this often."
@@ -60,11 +69,11 @@ class WorkerGroup(BaseModel):
         False, description="Allow private and loopback receivers (local development, tests)."
     )
 
-    @property
-    def processing_stale_after_s(self) -> float:
-        if self.reconcile_processing_after_s is not None:
-            return self.reconcile_processing_after_s
-        return 3.0 * self.task_time_limit_s
+    @model_validator(mode="after")
+    def _lease(self) -> Self:
+        if self.batch_lease_renew_s >= self.batch_lease_s:
+            raise ValueError("MILEPOST_WORKER__BATCH_LEASE_RENEW_S must be below the lease")
+        return self
 
 
 class WorkerDb(DbSettings):

@@ -37,29 +37,58 @@ class TestReconcile:
         self, ctx: WorkerContext, session: AsyncSession
     ) -> None:
         org = await make_organization(session)
-        old = utcnow() - timedelta(minutes=30)
+        now = utcnow()
+        old = now - timedelta(minutes=30)
 
         def batch(status: BatchStatus, **fields: Any) -> IngestBatch:
             return IngestBatch(org_id=org.id, source=BatchSource.JSON, status=status, **fields)
 
         received = batch(BatchStatus.RECEIVED, received_at=old)
-        queued = batch(BatchStatus.QUEUED, received_at=old)
+        queued = batch(BatchStatus.QUEUED, received_at=old, queued_at=old)
         fresh = batch(BatchStatus.RECEIVED)
-        stuck = batch(
+        # Received long ago, but published again just now: not yet.
+        republished = batch(BatchStatus.QUEUED, received_at=old, queued_at=now)
+        expired = batch(
             BatchStatus.PROCESSING,
             received_at=old,
-            processing_started_at=utcnow() - timedelta(hours=1),
+            processing_started_at=now - timedelta(seconds=90),
+            lease_holder="host:1:dead",
+            lease_expires_at=now - timedelta(seconds=60),
         )
-        running = batch(BatchStatus.PROCESSING, received_at=old, processing_started_at=utcnow())
+        # Running far longer than a lease, and still renewing it.
+        alive = batch(
+            BatchStatus.PROCESSING,
+            received_at=old,
+            processing_started_at=now - timedelta(hours=1),
+            lease_holder="host:2:alive",
+            lease_expires_at=now + timedelta(seconds=20),
+        )
+        unleased = batch(
+            BatchStatus.PROCESSING, received_at=old, processing_started_at=now - timedelta(hours=1)
+        )
         done = batch(BatchStatus.PROCESSED, received_at=old)
         failed = batch(BatchStatus.FAILED, received_at=old)
-        session.add_all([received, queued, fresh, stuck, running, done, failed])
+        everything = [received, queued, fresh, republished, expired, alive, unleased, done, failed]
+        session.add_all(everything)
         await session.commit()
-        found = set(await maintenance.stale_batches(ctx))
-        assert {received.id, queued.id, stuck.id} <= found
-        assert not {fresh.id, running.id, done.id, failed.id} & found
-        await session.refresh(received)
-        assert received.status == BatchStatus.QUEUED
+
+        stale = await maintenance.stale_batches(ctx)
+
+        assert {received.id, queued.id} <= set(stale.pending)
+        assert {expired.id, unleased.id} <= set(stale.lease_expired)
+        ours = {b.id for b in everything}
+        assert not {fresh.id, republished.id, alive.id, done.id, failed.id} & (
+            set(stale.pending) | set(stale.lease_expired)
+        )
+        for row in (received, queued, expired):
+            await session.refresh(row)
+            assert row.status == BatchStatus.QUEUED
+            assert row.queued_at is not None
+            assert row.queued_at > old
+            assert (row.lease_holder, row.lease_expires_at) == (None, None)
+        # Sent again as of now: the next runs leave them alone for a while.
+        again = await maintenance.stale_batches(ctx)
+        assert not ours & (set(again.pending) | set(again.lease_expired))
 
 
 class TestHeartbeat:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, update
+from sqlalchemy import Select, or_, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
@@ -37,7 +37,7 @@ from milepost_common.domain.webhooks import delivery as webhook_delivery
 from milepost_common.live import LiveEvent
 from milepost_common.logging import get_logger
 from milepost_worker import geo, metrics, timeline
-from milepost_worker.handlers import live
+from milepost_worker.handlers import batch_leases, live
 from milepost_worker.motion.machine import Fix, MotionParams, StopSegment, TripSegment
 from milepost_worker.rules.engine import FIX_RULE_TYPES, AlertOut, RuleSpec
 from milepost_worker.runtime import WorkerContext
@@ -82,47 +82,43 @@ class _DeviceWork:
 
 
 async def process_batch(ctx: WorkerContext, batch_id: uuid.UUID) -> BatchOutcome:
-    """Process a batch exactly once in effect (idempotent; a redelivery finds it processed)."""
-    now = utcnow()
+    """Process a batch exactly once in effect (idempotent; a redelivery finds it processed),
+    holding its lease meanwhile (see ``batch_leases``)."""
     async with unit_of_work(ctx.db) as session:
         started = (
-            await session.execute(
-                update(IngestBatch)
-                .where(
-                    col(IngestBatch.id) == batch_id,
-                    col(IngestBatch.status) != BatchStatus.PROCESSED,
-                )
-                .values(
-                    status=BatchStatus.PROCESSING,
-                    attempts=col(IngestBatch.attempts) + 1,
-                    processing_started_at=now,
-                )
-                .returning(col(IngestBatch.id))
-            )
+            await session.execute(batch_leases.claim(ctx, batch_id, utcnow()))
         ).scalar_one_or_none()
     if started is None:
         return BatchOutcome("skipped")
 
     events: list[LiveEvent] = []
-    async with unit_of_work(ctx.db) as session:
+    async with batch_leases.renewed(ctx, batch_id), unit_of_work(ctx.db) as session:
         batch = (
             (
                 await session.execute(
                     select(IngestBatch)
                     .where(col(IngestBatch.id) == batch_id)
-                    .with_for_update()
+                    # FOR KEY SHARE: another claim (FOR UPDATE) waits for it, while the lease's
+                    # renewals (updates of non-key columns) go through.
+                    .with_for_update(read=True, key_share=True)
                     .execution_options(populate_existing=True)
                 )
             )
             .scalars()
             .first()
         )
-        if batch is None or batch.status == BatchStatus.PROCESSED:
+        # Claimed again since ours (our lease had expired): that holder processes it.
+        if (
+            batch is None
+            or batch.status == BatchStatus.PROCESSED
+            or batch.lease_holder != ctx.holder
+        ):
             return BatchOutcome("skipped")
         outcome = await _process_locked(session, batch, events)
         batch.status = BatchStatus.PROCESSED
         batch.processed_at = utcnow()
         batch.last_error = None
+        batch.lease_holder = batch.lease_expires_at = None
         session.add(batch)
         await session.flush()
     await live.publish(ctx.cache, events)
@@ -130,14 +126,20 @@ async def process_batch(ctx: WorkerContext, batch_id: uuid.UUID) -> BatchOutcome
 
 
 async def fail_batch(ctx: WorkerContext, batch_id: uuid.UUID, error: str) -> None:
-    """Record that a batch gave up (after its last retry, or on a non-retryable error)."""
+    """Record that a batch gave up (after its last retry, or on a non-retryable error),
+    unless another child holds it now."""
     async with unit_of_work(ctx.db) as session:
         await session.execute(
             update(IngestBatch)
             .where(
-                col(IngestBatch.id) == batch_id, col(IngestBatch.status) != BatchStatus.PROCESSED
+                col(IngestBatch.id) == batch_id,
+                col(IngestBatch.status) != BatchStatus.PROCESSED,
+                or_(
+                    col(IngestBatch.lease_holder) == ctx.holder,
+                    col(IngestBatch.lease_holder).is_(None),
+                ),
             )
-            .values(status=BatchStatus.FAILED, last_error=error[:2000])
+            .values(status=BatchStatus.FAILED, last_error=error[:2000], **batch_leases.RELEASED)
         )
 
 

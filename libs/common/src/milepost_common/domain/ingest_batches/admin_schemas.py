@@ -28,8 +28,15 @@ class BatchDetail(BatchSummary):
     )
     rejected_items_expire_at: datetime | None
     device_ids: list[str]
-    queued_at: datetime | None
+    queued_at: datetime | None = Field(description="The last publish attempt.")
     processing_started_at: datetime | None
+    lease_holder: str | None = Field(
+        description="The worker child processing the batch (`host:pid:random`), while it does."
+    )
+    lease_expires_at: datetime | None = Field(
+        description="Renewed while the holder works; once past, the reconciler sends the batch "
+        "again at its next run."
+    )
 
 
 class BatchReplayed(BaseModel):
