@@ -61,7 +61,7 @@ test: install lint ## the whole suite, e2e included (pytest -n 2; hypothesis CI 
 		exit $$status; \
 	}
 
-up: ## start the stack (Postgres, Redis, migrations, apps, worker, beat, Traefik on :8080)
+up: install ## install as `make test` does, then start the stack (Traefik on :8080)
 	$(RUN) milepost-stack up
 
 down: ## stop every process `make up` started; data is kept

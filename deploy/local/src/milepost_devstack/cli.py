@@ -17,7 +17,7 @@ from pathlib import Path
 from milepost_devstack.config import StackConfig
 from milepost_devstack.errors import StackError
 from milepost_devstack.process import tail
-from milepost_devstack.stack import APPS, Stack
+from milepost_devstack.stack import APPS, Operator, Stack
 
 
 def _progress() -> Callable[[str], None]:
@@ -42,11 +42,30 @@ def _up(stack: Stack, timeout: float) -> int:
     print(f"  worker   metrics at http://127.0.0.1:{ports.worker_metrics}/metrics")
     print(f"  webhooks metrics at http://127.0.0.1:{ports.worker_webhooks_metrics}/metrics")
     print(f"  traefik  metrics at http://127.0.0.1:{ports.gateway_metrics}/metrics")
-    if operator is not None:
-        print(f"First operator (shown once; also kept in {stack.config.secrets_file}):")
-        print(f"  email    {operator.email}")
-        print(f"  password {operator.password}")
+    email = stack.operator_email(stack.credentials())
+    for line in first_steps(stack.console_url, email, operator, stack.config.secrets_file):
+        print(line)
     return 0
+
+
+def first_steps(
+    console_url: str, email: str, operator: Operator | None, secrets_file: Path
+) -> list[str]:
+    """What `up` ends with: the console, the first operator's login and the next command.
+    The password only when `up` just generated it (`operator`); else where it is kept."""
+    lines = [
+        f"Console: {console_url}  (sign in as the first operator, a superadmin)",
+        f"  email    {email}",
+    ]
+    if operator is not None:
+        lines.append(f"  password {operator.password}  (shown once; kept in {secrets_file})")
+    else:
+        lines.append(
+            "  password the one printed when it was created (MILEPOST_BOOTSTRAP_PASSWORD in "
+            f"{secrets_file}, unless you gave your own)"
+        )
+    lines.append("Next: make demo  (a demo organization with a moving fleet on the console's map)")
+    return lines
 
 
 def _down(stack: Stack) -> int:

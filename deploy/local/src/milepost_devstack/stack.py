@@ -130,6 +130,11 @@ class Stack:
     def gateway_url(self) -> str:
         return f"http://{LOOPBACK}:{self.config.ports.gateway}"
 
+    @property
+    def console_url(self) -> str:
+        """The admin console, through the gateway."""
+        return f"{self.gateway_url}/admin/"
+
     def app_url(self, app: str) -> str:
         """The app's own base URL (serves /<app>/... and /metrics)."""
         return f"http://{LOOPBACK}:{getattr(self.config.ports, app)}"
@@ -284,13 +289,17 @@ class Stack:
     ) -> tuple[Command, Operator | None]:
         """`milepost-admin create-operator` for the first operator (idempotent), and that
         operator's login when its password is generated rather than given."""
-        email = self._environ.get("MILEPOST_BOOTSTRAP_EMAIL", "").strip()
+        email = self.operator_email(credentials)
         given_password = self._environ.get("MILEPOST_BOOTSTRAP_PASSWORD", "")
-        email = email or credentials.operator_email
         password = given_password or credentials.operator_password
         argv = [_script("milepost-admin"), "create-operator", "--email", email]
         command = self._command("create-operator", argv, env, stdin=password + "\n")
         return command, None if given_password else Operator(email, password)
+
+    def operator_email(self, credentials: Credentials) -> str:
+        """The first operator's email: MILEPOST_BOOTSTRAP_EMAIL, else the stack's default."""
+        email = self._environ.get("MILEPOST_BOOTSTRAP_EMAIL", "").strip()
+        return email or credentials.operator_email
 
     def _wait(self, checks: list[Check], deadline: float) -> None:
         wait_all(checks, deadline, self._failure, self._report)
