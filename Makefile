@@ -21,7 +21,7 @@ MYPY_TARGETS := libs/common/src services/api/src services/admin/src services/ing
 # Debian packages the suite and the benchmarks need: command=package.
 SYSTEM_PACKAGES := redis-server=redis-server wrk=wrk chromium=chromium
 
-.PHONY: help install system-packages lint test up down status logs \
+.PHONY: help install system-packages lint test up down status logs demo demo-stop \
 	bench-ingest bench-worker bench-api openapi
 
 help: ## list the targets
@@ -72,6 +72,12 @@ status: ## each component's pid and health
 
 logs: ## the last lines of every log (FOLLOW=1 to keep following)
 	$(RUN) milepost-stack logs $(if $(FOLLOW),--follow)
+
+demo: ## after `make up`: a demo organization and its fleet moving (DEMO_ARGS="--vehicles 20")
+	$(RUN) milepost-sim demo $(DEMO_ARGS)
+
+demo-stop: ## stop the demo's fleet (the organization and its data are kept)
+	$(RUN) milepost-sim demo-stop
 
 bench-ingest: ## ingest through the gateway vs the direct asyncpg write (on `make up`)
 	$(RUN) python -m bench.ingest

@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from types import FrameType
 
@@ -63,9 +64,13 @@ def _api_key(settings: demo.DemoSettings) -> str:
     return key
 
 
-def _pusher(args: argparse.Namespace, settings: demo.DemoSettings) -> Pusher:
+def _pusher(
+    args: argparse.Namespace, settings: demo.DemoSettings, stop: threading.Event | None = None
+) -> Pusher:
     gateway = args.gateway or settings.gateway_url
-    return Pusher(gateway, _api_key(settings), fmt=args.format, compress=args.gzip)
+    # Waiting out a Retry-After ends early when the run is asked to stop.
+    wait = stop.wait if stop is not None else time.sleep
+    return Pusher(gateway, _api_key(settings), fmt=args.format, compress=args.gzip, sleep=wait)
 
 
 def _stop_on_signals() -> threading.Event:
@@ -82,14 +87,10 @@ def _stop_on_signals() -> threading.Event:
 def _run(args: argparse.Namespace, settings: demo.DemoSettings) -> int:
     epoch = day_start(datetime.now(UTC))  # the same trajectories after a restart
     fleet = Fleet(fleet_specs(args.vehicles, args.prefix), args.seed, epoch)
-    with _pusher(args, settings) as pusher:
+    stop = _stop_on_signals()
+    with _pusher(args, settings, stop) as pusher:
         run_live(
-            pusher,
-            fleet,
-            rate=args.rate,
-            duration_s=args.duration,
-            progress=Progress(),
-            stop=_stop_on_signals(),
+            pusher, fleet, rate=args.rate, duration_s=args.duration, progress=Progress(), stop=stop
         )
     return 0
 

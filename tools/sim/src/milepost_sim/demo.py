@@ -15,7 +15,6 @@ import json
 import os
 import secrets
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -359,22 +358,29 @@ def start(settings: DemoSettings, state: DemoState) -> tuple[int, bool]:
     ]
     # The key travels in the environment, never on a command line others can read.
     env = {**os.environ, API_KEY_VARIABLE: state.api_key, "PYTHONUNBUFFERED": "1"}
-    with settings.log_file.open("ab") as log:
-        process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+    log = os.open(settings.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        # A session of its own, detached from the terminal: it outlives `make demo`.
+        pid = os.posix_spawn(
+            sys.executable,
             argv,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
+            env,
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_DUP2, log, 1),
+                (os.POSIX_SPAWN_DUP2, log, 2),
+            ],
+            setsid=True,
         )
-    settings.pid_file.write_text(f"{process.pid}\n")
+    finally:
+        os.close(log)
+    settings.pid_file.write_text(f"{pid}\n")
     time.sleep(1.0)
-    if process.poll() is not None:
+    if os.waitpid(pid, os.WNOHANG) != (0, 0):
         settings.pid_file.unlink(missing_ok=True)
         tail = settings.log_file.read_text(errors="replace").splitlines()[-5:]
         raise DemoError("the simulator stopped at once:\n  " + "\n  ".join(tail))
-    return process.pid, True
+    return pid, True
 
 
 def stop(settings: DemoSettings, timeout_s: float = 10.0) -> int | None:

@@ -100,7 +100,7 @@ class Pusher:
         max_wait_s: float = 30.0,
         timeout_s: float = 30.0,
         client: httpx.Client | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], object] = time.sleep,
     ) -> None:
         self.api_key = api_key
         self.fmt: BatchFormat = fmt

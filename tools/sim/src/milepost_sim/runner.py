@@ -51,6 +51,8 @@ class RunResult:
     stats: PushStats
     # Fixes the ingest answered for (202 or 200), by unique_id: what must be stored once.
     delivered: Counter[str] = field(default_factory=Counter)
+    # Every fix sent, when the run was asked to keep them.
+    fixes: list[SimFix] = field(default_factory=list)
 
 
 def _deliver(
@@ -74,10 +76,11 @@ def run_live(
     progress: Progress | None = None,
     stop: threading.Event | None = None,
     clock: Callable[[], float] = time.time,
+    keep: bool = False,
 ) -> RunResult:
     """Send each vehicle's fix at the current time, ``rate`` fixes a second across the fleet,
     for ``duration_s`` seconds (0: until ``stop`` is set). Phones use OsmAnd, the others
-    share one batch per round."""
+    share one batch per round. ``keep`` keeps every fix sent in the result."""
     stop = stop or threading.Event()
     vehicles = fleet.vehicles
     phones = frozenset(v.spec.unique_id for v in vehicles if v.spec.transport == "osmand")
@@ -99,6 +102,8 @@ def run_live(
             if fix is not None:
                 fixes.append(fix)
         _deliver(pusher, fixes, phones, result)
+        if keep:
+            result.fixes.extend(fixes)
         if progress:
             progress.update(clock() - started, pusher.stats)
         wait = min(due) - clock()
