@@ -18,9 +18,10 @@ import pytest
 
 from milepost_devstack.stack import Stack
 from milepost_sim import cli, demo
+from milepost_sim.cli import WORKDAY
 from milepost_sim.fleet import Fleet, fleet_specs
 from milepost_sim.push import Pusher
-from milepost_sim.runner import run_live
+from milepost_sim.runner import backfill, run_live, yesterday
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 
@@ -140,6 +141,9 @@ class TestDemoCommand:
     ) -> Iterator[demo.DemoSettings]:
         for name, value in environ.items():
             monkeypatch.setenv(name, value)
+        # The operator then comes from the stack's secrets.env, as after `make up`.
+        monkeypatch.delenv("MILEPOST_BOOTSTRAP_EMAIL", raising=False)
+        monkeypatch.delenv("MILEPOST_BOOTSTRAP_PASSWORD", raising=False)
         settings = demo.settings_from_environ(environ)
         try:
             yield settings
@@ -167,6 +171,23 @@ class TestDemoCommand:
         assert demo.running_pid(demo_environ) is None
         assert not os.path.exists(f"/proc/{pid}")
         assert "milepost-sim [" in demo_environ.log_file.read_text()
+
+
+class TestBackfill:
+    """Last in the file: the worker recomputes these vehicles' timelines from yesterday."""
+
+    def test_a_past_day_is_written_in_large_batches(
+        self, stack: Stack, state: demo.DemoState
+    ) -> None:
+        day = yesterday()
+        fleet = Fleet(fleet_specs(VEHICLES), 5, day, WORKDAY)
+        with Pusher(stack.gateway_url, state.api_key, fmt="ndjson", compress=True) as pusher:
+            result = backfill(pusher, fleet, day, day + timedelta(days=1), batch_size=1000)
+
+        sent = sum(result.delivered.values())
+        assert sent > 3000
+        assert result.stats.batches == -(-sent // 1000)
+        assert (result.stats.accepted, result.stats.rejected) == (sent, 0)
 
 
 def fresh_positions(gateway: httpx.Client, owner: dict[str, str], vehicles: int) -> bool:
