@@ -23,6 +23,15 @@ built so that none is borderline:
 * the geofence is a circle around the depot whose radius keeps every fix at least 25 m (five
   times its accuracy) from the boundary; the drive away crosses it once, the drive back once;
 * the battery falls by 0.2 points a fix and is never exactly at the threshold.
+
+Use, e.g. in an end-to-end test (times must be in the past and within the retention)::
+
+    script = scripted_drive(seed=1, start=now - timedelta(hours=2))
+    # register script.vehicle(); POST script.geofence.to_api() to /api/v1/geofences; POST
+    # each body of script.alert_rules(geofence_id, [vehicle_id]) to /api/v1/alert-rules;
+    # push script.fixes (fix.to_item() in batches, fix.to_osmand() one by one, in any split);
+    # then compare /api/v1/trips, /stops and /alerts with script.expected_trips,
+    # expected_stops and expected_alerts (the api rounds km/h and meters to 0.1).
 """
 
 from __future__ import annotations
