@@ -88,5 +88,9 @@ bench-worker: ## worker through Celery vs its handlers in-process (on `make up`)
 bench-api: ## positions read vs a bare FastAPI endpoint (on `make up`)
 	$(RUN) python -m bench.api
 
+.PHONY: bench
+bench: ## the three benchmarks, then bench/results/README.md and latest.json (SMOKE=1: small)
+	$(RUN) python -m bench $(if $(SMOKE),--smoke)
+
 openapi: ## export each app's OpenAPI document
 	$(RUN) python -m milepost_common.openapi_export

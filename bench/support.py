@@ -1,4 +1,5 @@
-"""What the benchmarks share: a migrated scratch database, the servers they start, CPU time.
+"""What the benchmarks share: a migrated scratch database, the servers they start, CPU time,
+peak memory, and their figures as JSON for `make bench`'s report (bench/report.py).
 
 Imported as ``bench.support``: run the benchmarks as modules from the checkout's root
 (``uv run python -m bench.api``, what ``make bench-*`` does).
@@ -7,6 +8,7 @@ Imported as ``bench.support``: run the benchmarks as modules from the checkout's
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -89,3 +91,40 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return sum(int(ticks) for ticks in fields[11:15]) / _TICK
+
+
+def peak_rss_kib(pid: int) -> int | None:
+    """A live process's peak resident set size so far (VmHWM, KiB); None once it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return None
+
+
+def children(pid: int) -> list[int]:
+    """The live direct children of a process (a Celery worker's prefork pool)."""
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            if f"\nPPid:\t{pid}\n" in status.read_text():
+                found.append(int(status.parent.name))
+        except OSError:
+            continue
+    return sorted(found)
+
+
+def write_figures(path: Path, figures: dict[str, object]) -> None:
+    """A benchmark's figures as JSON for `make bench`'s report (NaN, not measured, as null)."""
+
+    def clean(value: object) -> object:
+        if isinstance(value, float) and value != value:
+            return None
+        if isinstance(value, dict):
+            return {key: clean(item) for key, item in value.items()}
+        return value
+
+    path.write_text(json.dumps(clean(figures), indent=2) + "\n")

@@ -40,7 +40,14 @@ from pathlib import Path
 import asyncpg  # type: ignore[import-untyped]
 import httpx
 
-from bench.support import cpu_seconds, scratch_database, stop, wait_ready
+from bench.support import (
+    cpu_seconds,
+    peak_rss_kib,
+    scratch_database,
+    stop,
+    wait_ready,
+    write_figures,
+)
 from milepost_common.auth import Realm, TokenCodec
 from milepost_common.domain.positions import queries as position_queries
 from milepost_common.settings import AuthSettings
@@ -53,6 +60,9 @@ TARGET_RATIO = 0.4
 BARE = "bare FastAPI constant"
 POSITIONS = "positions (limit=100)"
 HEALTH = "api /health (no auth, no database)"
+LATEST = "latest positions (fleet)"
+SUMMARY = "summary report (7 days)"
+DIRECT = "history query direct (asyncpg)"
 JWT_KEYS = '{"bench": "milepost-bench-signing-key-000000000000000000"}'
 
 
@@ -350,7 +360,7 @@ async def direct_history(
     latencies.sort()
     n = len(latencies)
     return Measure(
-        "history query direct (asyncpg)",
+        DIRECT,
         n / elapsed,
         1000 * latencies[n // 2],
         1000 * latencies[min(n - 1, int(n * 0.99))],
@@ -388,6 +398,7 @@ def main() -> None:
         help="The api's log level; INFO writes one access-log line per request (the default).",
     )
     parser.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
+    parser.add_argument("--figures", type=Path, help="also write the figures as JSON here")
     parser.add_argument(
         "--hold",
         action="store_true",
@@ -472,12 +483,12 @@ def main() -> None:
         phases = {
             BARE: (lua(work, "bare", ["/bare"], None), bare_base, bare.pid),
             POSITIONS: (lua(work, "positions", position_paths, token), api_base, api.pid),
-            "latest positions (fleet)": (
+            LATEST: (
                 lua(work, "latest", ["/api/v1/positions/latest"], token),
                 api_base,
                 api.pid,
             ),
-            "summary report (7 days)": (
+            SUMMARY: (
                 lua(work, "summary", [summary_path], token),
                 api_base,
                 api.pid,
@@ -511,6 +522,8 @@ def main() -> None:
                 if measure.name not in best or measure.rps > best[measure.name].rps:
                     best[measure.name] = measure
         report(args, seeded, seed_s, best)
+        if args.figures:
+            write_figures(args.figures, figures(best, {"api": peak_rss_kib(api.pid)}))
 
 
 def hold(api: subprocess.Popen[bytes], base: str, token: str, path: str) -> None:
@@ -524,6 +537,16 @@ def hold(api: subprocess.Popen[bytes], base: str, token: str, path: str) -> None
         log("stopping")
 
 
+def figures(best: dict[str, Measure], rss: dict[str, int | None]) -> dict[str, object]:
+    """The best round's requests per second by endpoint, and the api's peak RSS (KiB)."""
+    keys = {BARE: "bare", POSITIONS: "positions", LATEST: "latest", SUMMARY: "summary"}
+    keys |= {HEALTH: "health", DIRECT: "direct"}
+    return {
+        "rps": {key: best[name].rps for name, key in keys.items()},
+        "peak_rss_kib": rss,
+    }
+
+
 def _us(value: float) -> str:
     return "–" if value != value else f"{value:,.0f}"  # NaN: not measured
 
@@ -532,7 +555,7 @@ def report(
     args: argparse.Namespace, seeded: Seeded, seed_s: float, best: dict[str, Measure]
 ) -> None:
     bare, positions, health = best[BARE], best[POSITIONS], best[HEALTH]
-    direct = best["history query direct (asyncpg)"]
+    direct = best[DIRECT]
     ratio = positions.rps / bare.rps if bare.rps else 0.0
     target_rps = TARGET_RATIO * bare.rps
     cores = os.cpu_count() or 1

@@ -44,7 +44,15 @@ import asyncpg  # type: ignore[import-untyped]
 import orjson
 from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 
-from bench.support import cpu_seconds, libpq, scratch_database, stop, wait_ready
+from bench.support import (
+    cpu_seconds,
+    libpq,
+    peak_rss_kib,
+    scratch_database,
+    stop,
+    wait_ready,
+    write_figures,
+)
 from milepost_common.db import create_database, unit_of_work
 from milepost_common.domain.api_keys import service as api_key_service
 from milepost_common.domain.api_keys.models import Scope
@@ -672,7 +680,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 log(f"round {round_}: {outcome.name}: {outcome.rate:,.0f} fixes/s")
                 results.setdefault(key, []).append(outcome)
         best = {key: max(runs, key=lambda r: r.rate) for key, runs in results.items()}
-    return {"target": target, "best": best, "all": results, "args": args}
+        # Read before the ExitStack stops them (empty when pushing to a stack not ours).
+        rss = {name: peak_rss_kib(pid) for name, pid in target.pids.items()}
+    return {"target": target, "best": best, "all": results, "args": args, "rss": rss}
 
 
 WRITE_PATH_NOTE = (
@@ -769,6 +779,7 @@ def main() -> None:
     parser.add_argument("--base-url", help="gateway (or ingest app) base URL to push to")
     parser.add_argument("--database-url", help="that stack's database (with --base-url)")
     parser.add_argument("--no-write", action="store_true", help="do not write RESULTS.md")
+    parser.add_argument("--figures", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit(
@@ -779,11 +790,23 @@ def main() -> None:
     outcome = run(args)
     text = report(outcome, started, machine_line)
     print(text)
+    if args.figures:
+        write_figures(args.figures, figures(outcome))
     if not args.no_write:
         results = HERE / "RESULTS.md"
         history = _history(results.read_text() if results.exists() else "")
         history.insert(0, _headline(outcome, started, machine_line))
         results.write_text(text + f"\n{HISTORY}\n\n" + "\n".join(history) + "\n")
+
+
+def figures(outcome: dict[str, Any]) -> dict[str, object]:
+    """The best round's fixes/s by path (gateway, dedupe, unnest, staging, copy), the
+    target, and the peak RSS (KiB) of the processes it started."""
+    return {
+        "target": outcome["target"].mode,
+        "fixes_per_s": {key: result.rate for key, result in outcome["best"].items()},
+        "peak_rss_kib": outcome["rss"],
+    }
 
 
 HISTORY = "## Every run so far (the machine is shared: its load moves the figures)"

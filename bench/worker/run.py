@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT / "services" / "worker" / "tests"))
 
 from worker_processes import RedisProcess, WorkerStack  # noqa: E402
 
+from bench.support import children, peak_rss_kib, write_figures  # noqa: E402
 from milepost_common import tasks as names  # noqa: E402
 from milepost_common.db import Database, create_database, unit_of_work  # noqa: E402
 from milepost_common.domain.alerts.models import Alert, AlertRule, AlertType  # noqa: E402
@@ -347,6 +348,12 @@ async def bench(args: argparse.Namespace, server_url: str) -> dict[str, Any]:
         lat = await latency(stack, args.samples)
         results["p50"], results["p95"] = percentile(lat, 0.5), percentile(lat, 0.95)
         results["samples"] = len(lat)
+        # The main process and its prefork children, read before they are stopped.
+        main_pid = worker.process.pid if worker.process else 0
+        results["peak_rss_kib"] = {"worker (main)": peak_rss_kib(main_pid)} | {
+            f"worker (child {n})": peak_rss_kib(pid)
+            for n, pid in enumerate(children(main_pid), start=1)
+        }
         print(
             f"ingest-202 -> alert stored: p50 {results['p50']:.0f} ms, p95 {results['p95']:.0f} ms"
         )
@@ -361,7 +368,7 @@ async def bench(args: argparse.Namespace, server_url: str) -> dict[str, Any]:
         await admin.dispose()
 
 
-def write_results(results: dict[str, Any]) -> None:
+def write_results(results: dict[str, Any], path: Path) -> None:
     machine = f"{os.cpu_count()} cores, load average {results['load']:.1f} at the start"
     lines = [
         "# Worker benchmark",
@@ -389,7 +396,7 @@ def write_results(results: dict[str, Any]) -> None:
         "the clock stops when the alert row is visible in Postgres (polled every 2 ms).",
         "",
     ]
-    (Path(__file__).parent / "RESULTS.md").write_text("\n".join(lines))
+    path.write_text("\n".join(lines))
 
 
 def main() -> None:
@@ -397,6 +404,8 @@ def main() -> None:
     parser.add_argument("--vehicles", type=int, default=300)
     parser.add_argument("--minutes", type=int, default=20)
     parser.add_argument("--samples", type=int, default=60)
+    parser.add_argument("--results", type=Path, default=Path(__file__).parent / "RESULTS.md")
+    parser.add_argument("--figures", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args()
     load = os.getloadavg()[0]
     url = os.environ.get("MILEPOST_BENCH_DATABASE_URL") or os.environ.get(
@@ -406,7 +415,9 @@ def main() -> None:
         if url is None:
             url = resources.enter_context(services.provide_postgres())
         results = asyncio.run(bench(args, url))
-    write_results({**results, "load": load})
+    write_results({**results, "load": load}, args.results)
+    if args.figures:
+        write_figures(args.figures, results)
 
 
 if __name__ == "__main__":
