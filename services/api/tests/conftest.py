@@ -28,7 +28,8 @@ def api_settings(settings_factory: Callable[..., ApiSettings]) -> ApiSettings:
     return settings_factory(
         ApiSettings,
         auth={"principal_cache_s": 0, "login_attempts_per_minute": 5},
-        api={"webhook_allow_private": True, "rate_limit": "100000/minute"},
+        api={"rate_limit": "100000/minute"},
+        webhooks={"allow_private": True},
     )
 
 

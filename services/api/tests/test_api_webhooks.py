@@ -1,13 +1,15 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import suppress
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import select
 from starlette.applications import Starlette
@@ -130,16 +132,130 @@ class TestSendTestPing:
                 headers=bearer(team.owner),
             )
         ).json()
-        original = ctx.settings.api.webhook_allow_private
-        ctx.settings.api.webhook_allow_private = False
+        original = ctx.settings.webhooks.allow_private
+        ctx.settings.webhooks.allow_private = False
         try:
             result = await client.post(
                 f"/api/v1/webhooks/{created['id']}/test", headers=bearer(team.owner)
             )
         finally:
-            ctx.settings.api.webhook_allow_private = original
+            ctx.settings.webhooks.allow_private = original
         assert result.json()["delivered"] is False
         assert result.json()["error"].startswith("refused")
+
+
+@pytest.fixture
+def private_refused(api_app: Any) -> Iterator[None]:
+    """The api as it runs by default: MILEPOST_WEBHOOKS__ALLOW_PRIVATE off."""
+    settings = api_app.state.ctx.settings.webhooks
+    original = settings.allow_private
+    settings.allow_private = False
+    yield
+    settings.allow_private = original
+
+
+class TestPrivateReceivers:
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "http://127.0.0.1:8080/hook",
+            "http://10.1.2.3/hook",
+            "https://192.168.0.10/hook",
+            "http://[::1]:9000/hook",
+            "http://[::ffff:169.254.169.254]/latest",
+            "http://2130706433/hook",
+            "http://localhost:3000/hook",
+            "http://LOCALHOST./hook",
+            "http://hooks.localhost/hook",
+        ],
+    )
+    async def test_a_private_receiver_is_refused_naming_the_setting(
+        self,
+        client: httpx.AsyncClient,
+        session: AsyncSession,
+        team: Team,
+        bearer: Bearer,
+        private_refused: None,
+        url: str,
+    ) -> None:
+        response = await client.post(
+            "/api/v1/webhooks",
+            json={"url": url, "event_types": ["alert.created"]},
+            headers=bearer(team.owner),
+        )
+
+        error = response.json()["error"]
+        assert response.status_code == 422
+        assert error["code"] == "validation_failed"
+        assert "MILEPOST_WEBHOOKS__ALLOW_PRIVATE" in error["message"]
+        assert error["details"][0]["loc"] == ["body", "url"]
+        stored = await session.scalars(
+            select(WebhookEndpoint).where(WebhookEndpoint.org_id == team.org.id)
+        )
+        assert stored.all() == []
+
+    async def test_a_public_name_is_accepted_without_a_lookup(
+        self,
+        client: httpx.AsyncClient,
+        team: Team,
+        bearer: Bearer,
+        private_refused: None,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        def no_dns(*args: object, **kwargs: object) -> None:
+            raise AssertionError("looked up at creation")
+
+        monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+        monkeypatch.setattr(asyncio.BaseEventLoop, "getaddrinfo", no_dns)
+        response = await client.post(
+            "/api/v1/webhooks",
+            json={"url": "https://hooks.invalid/x", "event_types": ["alert.created"]},
+            headers=bearer(team.owner),
+        )
+
+        assert response.status_code == 201
+
+    async def test_changing_the_url_to_a_private_one_is_refused(
+        self, client: httpx.AsyncClient, team: Team, bearer: Bearer, private_refused: None
+    ) -> None:
+        created = await client.post(
+            "/api/v1/webhooks",
+            json={"url": "https://hooks.example.com/x", "event_types": ["alert.created"]},
+            headers=bearer(team.owner),
+        )
+
+        patched = await client.patch(
+            f"/api/v1/webhooks/{created.json()['id']}",
+            json={"url": "http://127.0.0.1/hook"},
+            headers=bearer(team.owner),
+        )
+        read = await client.get(
+            f"/api/v1/webhooks/{created.json()['id']}", headers=bearer(team.owner)
+        )
+
+        assert patched.status_code == 422
+        assert "MILEPOST_WEBHOOKS__ALLOW_PRIVATE" in patched.json()["error"]["message"]
+        assert read.json()["url"] == "https://hooks.example.com/x"
+
+    async def test_the_setting_allows_them(
+        self, client: httpx.AsyncClient, team: Team, bearer: Bearer
+    ) -> None:
+        response = await client.post(
+            "/api/v1/webhooks",
+            json={"url": "http://127.0.0.1:9/hook", "event_types": ["alert.created"]},
+            headers=bearer(team.owner),
+        )
+
+        assert response.status_code == 201
+
+    def test_the_shared_setting_is_read_from_the_environment(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("MILEPOST_WEBHOOKS__ALLOW_PRIVATE", "true")
+        monkeypatch.setenv("MILEPOST_API__WEBHOOK_ALLOW_PRIVATE", "false")  # the old name
+        settings = ApiSettings(env="test")
+        assert settings.webhooks.allow_private is True
+        assert not hasattr(settings.api, "webhook_allow_private")
 
 
 def holding_receiver(release: asyncio.Event, waiting: list[int], full: asyncio.Event) -> Starlette:
@@ -167,7 +283,8 @@ class TestPingsHoldNoConnection:
             ApiSettings,
             db={"url": committed_database, "pool_size": 3, "max_overflow": 0, "pool_timeout_s": 1},
             auth={"principal_cache_s": 0},
-            api={"webhook_allow_private": True, "rate_limit": "100000/minute"},
+            api={"rate_limit": "100000/minute"},
+            webhooks={"allow_private": True},
         )
         db = create_database(DbSettings(url=committed_database))
         async with unit_of_work(db) as session:

@@ -27,7 +27,9 @@ async def ctx(
 ) -> AsyncIterator[WorkerContext]:
     """Handlers' context on the test's transaction (rolled back) and the test's cache Redis."""
     settings: WorkerSettings = settings_factory(
-        WorkerSettings, worker={"webhook_allow_private": True, "webhook_backoff_base_s": 1.0}
+        WorkerSettings,
+        worker={"webhook_backoff_base_s": 1.0},
+        webhooks={"allow_private": True},
     )
     key = settings.auth.secrets_key
     assert key is not None

@@ -153,7 +153,6 @@ class WorkerStack:
             "task_soft_time_limit_s": 25,
             "retry_backoff_base_s": 0.2,
             "retry_backoff_max_s": 2,
-            "webhook_allow_private": "true",
             "webhook_backoff_base_s": 0.3,
             "webhook_claim_s": 40,
             "reconcile_interval_s": 1,
@@ -175,7 +174,10 @@ class WorkerStack:
             "MILEPOST_REDIS__CACHE_DB": "1",
             "MILEPOST_CELERY__VISIBILITY_TIMEOUT_S": "60",
             **{f"MILEPOST_WORKER__{k.upper()}": str(v) for k, v in settings.items()},
-            **{f"MILEPOST_WEBHOOKS__{k.upper()}": str(v) for k, v in (webhooks or {}).items()},
+            **{
+                f"MILEPOST_WEBHOOKS__{k.upper()}": str(v)
+                for k, v in {"allow_private": "true", **(webhooks or {})}.items()
+            },
         }
         self.env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         self.settings = WorkerSettings.model_validate(

@@ -110,6 +110,13 @@ class CelerySettings(BaseModel):
 class WebhooksSettings(BaseModel):
     """Outbound webhook attempts: the api's test ping and the worker's deliveries."""
 
+    allow_private: bool = Field(
+        False,
+        description="Allow receivers at private, loopback and other non-public addresses"
+        " (local development and tests), for the api and the worker alike: endpoints at such"
+        " literal addresses or `localhost` names are accepted at creation, and test pings and"
+        " deliveries may connect to them. Off: refused at creation (422) and at every attempt.",
+    )
     timeout_s: float = Field(
         10.0,
         gt=0,

@@ -28,9 +28,6 @@ class ApiHttp(HttpSettings):
         " drops the entry on every position event.",
     )
     summary_cache_s: int = Field(60, ge=0, description="Summary reports cached this long.")
-    webhook_allow_private: bool = Field(
-        False, description="Let test pings reach private and loopback addresses (local dev)."
-    )
     stream_auth_timeout_s: float = Field(5.0, gt=0, description="First message must be auth.")
     stream_ping_interval_s: float = Field(20.0, gt=0)
     stream_queue_size: int = Field(

@@ -52,8 +52,8 @@ class WorkerGroup(BaseModel):
         3600.0, gt=0, description="Partitions ahead and retention run this often."
     )
     retention_batch_size: int = Field(5000, gt=0, description="Rows per DELETE statement.")
-    # Webhooks (the attempt's deadline, answer cap and per-organization limit: the
-    # `webhooks` group, MILEPOST_WEBHOOKS__*).
+    # Webhooks (the attempt's deadline, answer cap, per-organization limit and private
+    # receivers: the `webhooks` group, MILEPOST_WEBHOOKS__*).
     webhook_sweep_interval_s: float = Field(15.0, gt=0)
     webhook_max_attempts: int = Field(8, ge=1)
     webhook_backoff_base_s: float = Field(30.0, gt=0, description="Delay after the 1st failure.")
@@ -64,9 +64,6 @@ class WorkerGroup(BaseModel):
         description="An attempt in flight hides its delivery from the sweep, and holds its"
         " organization's slot, this long; must exceed the delivery task's hard time limit"
         " (the attempt deadline + 20 s), so no delivery is sent again while it is running.",
-    )
-    webhook_allow_private: bool = Field(
-        False, description="Allow private and loopback receivers (local development, tests)."
     )
 
     @model_validator(mode="after")

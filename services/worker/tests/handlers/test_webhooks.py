@@ -26,6 +26,7 @@ from milepost_common.domain.webhooks.models import DeliveryStatus, WebhookDelive
 from milepost_common.testing.factories import make_organization
 from milepost_worker.handlers.webhooks import deliver, due_deliveries
 from milepost_worker.runtime import WorkerContext
+from milepost_worker.settings import WorkerSettings
 from milepost_worker.timeutil import utcnow
 
 
@@ -167,16 +168,23 @@ class TestDeliver:
     async def test_loopback_refused_unless_allowed(
         self, ctx: WorkerContext, session: AsyncSession, receiver: str
     ) -> None:
-        ctx.settings.worker.webhook_allow_private = False
+        ctx.settings.webhooks.allow_private = False
         try:
             row = await pending(session, ctx, receiver)
             assert (await deliver(ctx, row.id)).status == DeliveryStatus.PENDING
         finally:
-            ctx.settings.worker.webhook_allow_private = True
+            ctx.settings.webhooks.allow_private = True
         refused = await reload(session, row)
         assert refused.last_error is not None
         assert refused.last_error.startswith("refused")
         assert Receiver.received == []
+
+    def test_the_setting_is_the_one_the_api_reads(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("MILEPOST_WEBHOOKS__ALLOW_PRIVATE", "true")
+        monkeypatch.setenv("MILEPOST_WORKER__WEBHOOK_ALLOW_PRIVATE", "false")  # the old name
+        settings = WorkerSettings(env="test")
+        assert settings.webhooks.allow_private is True
+        assert not hasattr(settings.worker, "webhook_allow_private")
 
 
 class TestAttemptLimits:

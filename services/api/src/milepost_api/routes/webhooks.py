@@ -47,8 +47,17 @@ async def create_webhook(
 ) -> WebhookWithSecret:
     """Owners only. The signing secret is in this answer and never again (rotate it to get
     a new one). Each event is POSTed with `Milepost-Event-Id` and
-    `Milepost-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "{t}.{raw body}">`."""
-    return _with_secret(await webhook_service.create_webhook(session, user, body, ctx.box))
+    `Milepost-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "{t}.{raw body}">`.
+
+    Receivers must be public: a URL at a private or loopback IP address, or at a `localhost`
+    name, is refused with 422 unless the server runs with
+    `MILEPOST_WEBHOOKS__ALLOW_PRIVATE=true` (local development). Other names are not looked
+    up here; every delivery checks the addresses they resolve to."""
+    return _with_secret(
+        await webhook_service.create_webhook(
+            session, user, body, ctx.box, allow_private=ctx.settings.webhooks.allow_private
+        )
+    )
 
 
 @router.get(
@@ -85,12 +94,19 @@ async def get_webhook(user: OwnerUser, webhook_id: uuid.UUID, session: SessionDe
     responses=error_responses(Unauthorized, Forbidden, NotFound, ValidationFailed),
 )
 async def update_webhook(
-    user: OwnerUser, webhook_id: uuid.UUID, body: WebhookUpdate, session: SessionDep
+    user: OwnerUser,
+    webhook_id: uuid.UUID,
+    body: WebhookUpdate,
+    session: SessionDep,
+    ctx: ContextDep,
 ) -> WebhookRead:
     """Owners only. Only the fields sent change; `enabled: true` re-enables an endpoint
-    that was disabled (for instance after a `410 Gone`)."""
+    that was disabled (for instance after a `410 Gone`). A new `url` is checked as at
+    creation (422 for a private receiver unless `MILEPOST_WEBHOOKS__ALLOW_PRIVATE`)."""
     return WebhookRead.model_validate(
-        await webhook_service.update_webhook(session, user, webhook_id, body)
+        await webhook_service.update_webhook(
+            session, user, webhook_id, body, allow_private=ctx.settings.webhooks.allow_private
+        )
     )
 
 
@@ -144,7 +160,7 @@ async def send_test_ping(target: PingTargetDep, ctx: ContextDep) -> WebhookPingR
     return await webhook_service.send_test_ping(
         target,
         ctx.http,
-        allow_private=ctx.settings.api.webhook_allow_private,
+        allow_private=ctx.settings.webhooks.allow_private,
         limits=ctx.settings.webhooks,
     )
 

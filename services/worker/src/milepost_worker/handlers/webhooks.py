@@ -102,7 +102,7 @@ async def _attempt(ctx: WorkerContext, delivery_id: uuid.UUID) -> DeliveryStatus
         ctx.box.decrypt(endpoint.secret_encrypted),
         delivery.event_id,
         orjson.dumps(delivery.payload),
-        allow_private=w.webhook_allow_private,
+        allow_private=ctx.settings.webhooks.allow_private,
         timeout_s=limits.timeout_s,
         max_response_bytes=limits.max_response_bytes,
     )

@@ -66,6 +66,19 @@ def is_public_address(address: str) -> bool:
     return ip.is_global and not ip.is_multicast
 
 
+def is_private_literal(host: str) -> bool:
+    """True for a host that is plainly not public without asking DNS: an IP literal
+    (``[…]`` for IPv6) that is not public, or a ``localhost`` name (RFC 6761). Other names
+    are judged at connect time, on every attempt, by what they resolve to."""
+    name = host.strip("[]").rstrip(".").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return not is_public_address(name)
+    except ValueError:  # a name, not an address
+        return False
+
+
 async def resolve_receiver(host: str, port: int, *, allow_private: bool) -> str:
     """The address to connect to; raises AddressRefused for non-public ones (unless allowed)."""
     infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)

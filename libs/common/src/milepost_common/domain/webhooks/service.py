@@ -14,6 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import orjson
@@ -34,14 +35,43 @@ from milepost_common.domain.webhooks.schemas import (
     WebhookPingResult,
     WebhookUpdate,
 )
-from milepost_common.errors import NotFound
+from milepost_common.errors import NotFound, ValidationFailed
 from milepost_common.settings import WebhooksSettings
 
 SECRET_PREFIX = "mpwh"  # noqa: S105 - a prefix, not a secret
 
 
+# The setting that lets receivers be private (``WebhooksSettings.allow_private``).
+ALLOW_PRIVATE_SETTING = "MILEPOST_WEBHOOKS__ALLOW_PRIVATE"
+
+
 class WebhookNotFound(NotFound):
     default_message = "Webhook not found."
+
+
+class WebhookReceiverPrivate(ValidationFailed):
+    default_message = (
+        "The webhook URL points at a private or loopback address, which this server never"
+        f" delivers to. Use a public receiver, or set {ALLOW_PRIVATE_SETTING}=true on the api"
+        " and the worker to allow private receivers (local development)."
+    )
+
+
+def _check_receiver(url: str, *, allow_private: bool) -> None:
+    """Refuse a receiver that is plainly private: a literal non-public address or a
+    ``localhost`` name (no DNS lookup here; deliveries check every resolved address)."""
+    host = urlsplit(url).hostname or ""
+    if not allow_private and sending.is_private_literal(host):
+        raise WebhookReceiverPrivate(
+            details=[
+                {
+                    "loc": ["body", "url"],
+                    "msg": "A private or loopback receiver, allowed only with"
+                    f" {ALLOW_PRIVATE_SETTING}=true.",
+                    "type": "value_error",
+                }
+            ]
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,9 +81,16 @@ class EndpointWithSecret:
 
 
 async def create_webhook(
-    session: AsyncSession, actor: Principal, data: WebhookCreate, box: SecretBox
+    session: AsyncSession,
+    actor: Principal,
+    data: WebhookCreate,
+    box: SecretBox,
+    *,
+    allow_private: bool,
 ) -> EndpointWithSecret:
-    """Create an endpoint with a fresh secret (returned here only). Audited."""
+    """Create an endpoint with a fresh secret (returned here only). Raises
+    WebhookReceiverPrivate for a plainly private receiver unless ``allow_private``. Audited."""
+    _check_receiver(str(data.url), allow_private=allow_private)
     secret = new_secret(SECRET_PREFIX)
     endpoint = WebhookEndpoint(
         org_id=actor.require_org(),
@@ -90,12 +127,19 @@ async def list_webhooks(
 
 
 async def update_webhook(
-    session: AsyncSession, actor: Principal, endpoint_id: uuid.UUID, data: WebhookUpdate
+    session: AsyncSession,
+    actor: Principal,
+    endpoint_id: uuid.UUID,
+    data: WebhookUpdate,
+    *,
+    allow_private: bool,
 ) -> WebhookEndpoint:
-    """Change the fields sent; enabling clears the reason it was disabled. Audited."""
+    """Change the fields sent; enabling clears the reason it was disabled. Raises
+    WebhookNotFound, or WebhookReceiverPrivate for a new URL as ``create_webhook``. Audited."""
     endpoint = await get_webhook(session, actor, endpoint_id)
     changes: dict[str, Any] = {}
     if data.url is not None:
+        _check_receiver(str(data.url), allow_private=allow_private)
         changes["url"] = str(data.url)
     if data.event_types is not None:
         changes["event_types"] = sorted({t.value for t in data.event_types})
