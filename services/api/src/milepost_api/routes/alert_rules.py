@@ -43,8 +43,15 @@ async def create_alert_rule(
     user: ManagerUser, body: AlertRuleCreate, session: SessionDep
 ) -> AlertRuleRead:
     """Managers and owners. `params` are checked against `type` and stored with their
-    defaults; `vehicle_ids: null` applies the rule to every vehicle."""
-    return AlertRuleRead.model_validate(await rule_service.create_alert_rule(session, user, body))
+    defaults; `vehicle_ids: null` applies the rule to every vehicle.
+
+    An overspeed rule without `limit_kmh` takes each vehicle's `speed_limit_kmh`, then the
+    organization's default: it is refused (422, the vehicles named) while a covered vehicle
+    has neither. The rule applies to fixes from now on (`applies_from`): positions already
+    stored are not checked against it."""
+    rule = await rule_service.create_alert_rule(session, user, body)
+    (answer,) = await rule_service.read_alert_rules(session, user, [rule])
+    return answer
 
 
 @router.get(
@@ -54,10 +61,11 @@ async def create_alert_rule(
 async def list_alert_rules(
     user: CurrentUser, session: SessionDep, page: RulesPage
 ) -> Page[AlertRuleRead]:
-    """Ascending by `created_at` (or `sort=name`)."""
+    """Ascending by `created_at` (or `sort=name`). Each rule lists the covered vehicles it
+    cannot fire for now in `inactive_vehicle_ids`."""
     result = await rule_service.list_alert_rules(session, user, page)
     return Page(
-        items=[AlertRuleRead.model_validate(r) for r in result.items],
+        items=await rule_service.read_alert_rules(session, user, result.items),
         next_cursor=result.next_cursor,
     )
 
@@ -71,8 +79,12 @@ async def list_alert_rules(
 async def get_alert_rule(
     user: CurrentUser, rule_id: uuid.UUID, session: SessionDep
 ) -> AlertRuleRead:
-    """With its params as stored (defaults filled in)."""
-    return AlertRuleRead.model_validate(await rule_service.get_alert_rule(session, user, rule_id))
+    """With its params as stored (defaults filled in) and the covered vehicles it cannot
+    fire for now (`inactive_vehicle_ids`: a vehicle whose speed limit was removed, for an
+    overspeed rule without `limit_kmh`)."""
+    rule = await rule_service.get_alert_rule(session, user, rule_id)
+    (answer,) = await rule_service.read_alert_rules(session, user, [rule])
+    return answer
 
 
 @router.patch(
@@ -85,10 +97,12 @@ async def get_alert_rule(
 async def update_alert_rule(
     user: ManagerUser, rule_id: uuid.UUID, body: AlertRuleUpdate, session: SessionDep
 ) -> AlertRuleRead:
-    """Managers and owners. Only the fields sent change; the type is fixed."""
-    return AlertRuleRead.model_validate(
-        await rule_service.update_alert_rule(session, user, rule_id, body)
-    )
+    """Managers and owners. Only the fields sent change; the type is fixed. New `params` or
+    `vehicle_ids` of an overspeed rule are checked as at creation (422 naming the vehicles
+    left without a limit)."""
+    rule = await rule_service.update_alert_rule(session, user, rule_id, body)
+    (answer,) = await rule_service.read_alert_rules(session, user, [rule])
+    return answer
 
 
 @router.delete(

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
 from milepost_common.domain.alerts.models import AlertType
 from milepost_common.errors import ValidationFailed
@@ -18,7 +18,12 @@ class _Params(BaseModel):
 
 class OverspeedParams(_Params):
     limit_kmh: float | None = Field(
-        None, gt=0, le=400, description="Defaults to the vehicle's, then the organization's."
+        None,
+        gt=0,
+        le=400,
+        description="Defaults to the vehicle's speed limit, then the organization's default."
+        " Required while a covered vehicle has neither (the rule is refused with 422 naming"
+        " those vehicles).",
     )
     multiplier: float = Field(1.0, gt=0, le=10, description="Alert above limit × multiplier.")
     min_duration_s: int = Field(0, ge=0, le=86_400)
@@ -128,6 +133,8 @@ class AlertRuleRead(BaseModel):
                 "params": {"limit_kmh": None, "multiplier": 1.1, "min_duration_s": 30},
                 "vehicle_ids": None,
                 "enabled": True,
+                "inactive_vehicle_ids": [],
+                "applies_from": "2026-03-01T07:00:00Z",
                 "created_at": "2026-03-01T07:00:00Z",
                 "updated_at": "2026-03-01T07:00:00Z",
             }
@@ -140,5 +147,20 @@ class AlertRuleRead(BaseModel):
     params: dict[str, Any]
     vehicle_ids: list[uuid.UUID] | None
     enabled: bool
+    inactive_vehicle_ids: list[uuid.UUID] = Field(
+        default_factory=list,
+        description="Covered vehicles the rule cannot fire for now: for an overspeed rule"
+        " without `limit_kmh`, those with no speed limit of their own while the organization"
+        " has no default (one removed after the rule was made); listed vehicles no longer in"
+        " the organization.",
+    )
+    applies_from: datetime = Field(
+        validation_alias=AliasChoices("applies_from", "created_at"),
+        description="The rule applies to fixes from now on: it is checked against fixes"
+        " processed from this moment (its creation). Positions already stored are not checked"
+        " again, so a rule created after the data raises no alert for it (only a late fix,"
+        " which makes the worker recompute the stretch it falls into, re-checks that stretch"
+        " with the rules of the time).",
+    )
     created_at: datetime
     updated_at: datetime

@@ -7,17 +7,19 @@ a foreign id is answered like a missing one.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func
 from sqlalchemy import select as sa_select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col
+from sqlmodel import col, select
 
 from milepost_common.domain import paging
 from milepost_common.domain.alert_rules.schemas import (
     AlertRuleCreate,
+    AlertRuleRead,
     AlertRuleUpdate,
     GeofenceParams,
     validate_params,
@@ -28,12 +30,117 @@ from milepost_common.domain.base import get_by_id
 from milepost_common.domain.devices.errors import DeviceNotFound
 from milepost_common.domain.devices.models import Device
 from milepost_common.domain.geofences import service as geofence_service
+from milepost_common.domain.organizations.models import Organization
 from milepost_common.domain.principals import Principal
-from milepost_common.errors import NotFound
+from milepost_common.errors import NotFound, ValidationFailed
+
+# Vehicles an answer names one by one (the message names fewer).
+_NAMED_MAX = 100
+_MESSAGE_NAMES = 5
 
 
 class AlertRuleNotFound(NotFound):
     default_message = "Alert rule not found."
+
+
+class OverspeedLimitMissing(ValidationFailed):
+    """An overspeed rule without ``limit_kmh`` covering vehicles that have no speed limit
+    while the organization has no default: it would never fire for them."""
+
+    @classmethod
+    def for_vehicles(cls, vehicles: Sequence[Device]) -> OverspeedLimitMissing:
+        shown = ", ".join(f"{v.name} ({v.id})" for v in vehicles[:_MESSAGE_NAMES])
+        more = len(vehicles) - _MESSAGE_NAMES
+        return cls(
+            f"This overspeed rule would never fire for {len(vehicles)} vehicle(s) with no"
+            f" speed limit: {shown}{f' and {more} more' if more > 0 else ''}. Set"
+            " `params.limit_kmh`, give the vehicles a `speed_limit_kmh`, or set the"
+            " organization's default speed limit.",
+            details=[
+                {
+                    "loc": ["body", "params", "limit_kmh"],
+                    "msg": f"Vehicle {v.name!r} ({v.id}) has no speed limit and the"
+                    " organization no default.",
+                    "type": "missing",
+                }
+                for v in vehicles[:_NAMED_MAX]
+            ],
+        )
+
+
+async def _default_limit(session: AsyncSession, org_id: uuid.UUID) -> float | None:
+    return await session.scalar(
+        sa_select(col(Organization.default_speed_limit_kmh)).where(col(Organization.id) == org_id)
+    )
+
+
+async def _check_overspeed(
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    params: dict[str, Any],
+    vehicle_ids: list[uuid.UUID] | None,
+) -> None:
+    """Raises OverspeedLimitMissing when a covered vehicle has no limit to fall back on."""
+    if params.get("limit_kmh") is not None or await _default_limit(session, org_id) is not None:
+        return
+    query = select(Device).where(
+        col(Device.org_id) == org_id, col(Device.speed_limit_kmh).is_(None)
+    )
+    if vehicle_ids is not None:
+        query = query.where(col(Device.id).in_(vehicle_ids))
+    unlimited = list(
+        (await session.scalars(query.order_by(col(Device.name), col(Device.id)))).all()
+    )
+    if unlimited:
+        raise OverspeedLimitMissing.for_vehicles(unlimited)
+
+
+async def read_alert_rules(
+    session: AsyncSession, actor: Principal, rules: Sequence[AlertRule]
+) -> list[AlertRuleRead]:
+    """The rules as answers show them, each with the covered vehicles it cannot fire for now
+    (``inactive_vehicle_ids``); at most three queries whatever the number of rules."""
+    org_id = actor.require_org()
+    unlimited: set[uuid.UUID] = set()
+    if any(_falls_back(rule) for rule in rules) and await _default_limit(session, org_id) is None:
+        unlimited = set(
+            (
+                await session.scalars(
+                    sa_select(col(Device.id)).where(
+                        col(Device.org_id) == org_id, col(Device.speed_limit_kmh).is_(None)
+                    )
+                )
+            ).all()
+        )
+    listed = {v for rule in rules for v in rule.vehicle_ids or ()}
+    held: set[uuid.UUID] = set()
+    if listed:
+        held = set(
+            (
+                await session.scalars(
+                    sa_select(col(Device.id)).where(
+                        col(Device.org_id) == org_id, col(Device.id).in_(listed)
+                    )
+                )
+            ).all()
+        )
+    answers = []
+    for rule in rules:
+        inactive = set(rule.vehicle_ids or ()) - held
+        if _falls_back(rule):
+            covered = unlimited if rule.vehicle_ids is None else unlimited & set(rule.vehicle_ids)
+            inactive |= covered
+        answers.append(
+            AlertRuleRead.model_validate(rule).model_copy(
+                update={"inactive_vehicle_ids": sorted(inactive)}
+            )
+        )
+    return answers
+
+
+def _falls_back(rule: AlertRule) -> bool:
+    """An overspeed rule that takes each vehicle's limit (no ``limit_kmh`` of its own)."""
+    return rule.type == AlertType.OVERSPEED and rule.params.get("limit_kmh") is None
 
 
 async def _checked_params(
@@ -64,9 +171,12 @@ async def _check_vehicles(
 async def create_alert_rule(
     session: AsyncSession, actor: Principal, data: AlertRuleCreate
 ) -> AlertRule:
-    """Raises ValidationFailed (params), DeviceNotFound or GeofenceNotFound. Audited."""
+    """Raises ValidationFailed (params), OverspeedLimitMissing, DeviceNotFound or
+    GeofenceNotFound. Audited."""
     params = await _checked_params(session, actor, data.type, data.params)
     vehicle_ids = await _check_vehicles(session, actor, data.vehicle_ids)
+    if data.type == AlertType.OVERSPEED:
+        await _check_overspeed(session, actor.require_org(), params, vehicle_ids)
     rule = AlertRule(
         org_id=actor.require_org(),
         name=data.name,
@@ -105,7 +215,8 @@ async def update_alert_rule(
     session: AsyncSession, actor: Principal, rule_id: uuid.UUID, data: AlertRuleUpdate
 ) -> AlertRule:
     """Change the fields sent (``vehicle_ids: null`` means all vehicles). Raises
-    AlertRuleNotFound, ValidationFailed, DeviceNotFound or GeofenceNotFound. Audited."""
+    AlertRuleNotFound, ValidationFailed, OverspeedLimitMissing (when new params or vehicles
+    leave a covered vehicle without a limit), DeviceNotFound or GeofenceNotFound. Audited."""
     rule = await get_alert_rule(session, actor, rule_id)
     sent = data.model_dump(exclude_unset=True)
     changes: dict[str, Any] = {}
@@ -117,6 +228,13 @@ async def update_alert_rule(
         changes["params"] = await _checked_params(session, actor, AlertType(rule.type), data.params)
     if "vehicle_ids" in sent:
         changes["vehicle_ids"] = await _check_vehicles(session, actor, data.vehicle_ids)
+    if rule.type == AlertType.OVERSPEED and ("params" in changes or "vehicle_ids" in changes):
+        await _check_overspeed(
+            session,
+            rule.org_id,
+            changes.get("params", rule.params),
+            changes.get("vehicle_ids", rule.vehicle_ids),
+        )
     diff = audit.changes({k: getattr(rule, k) for k in changes}, changes)
     if diff:
         for name, value in changes.items():
