@@ -57,7 +57,9 @@ def _serve(code: str, env: dict[str, str], port: int, name: str) -> subprocess.P
         process = subprocess.Popen(
             [sys.executable, "-c", code], env=env, stdout=out, stderr=subprocess.STDOUT
         )
-    deadline = time.monotonic() + 30
+    # Generous: on a loaded 2-core machine (the other xdist worker busy) an app's imports
+    # alone can take tens of seconds; what is tested here is the journey, not start-up time.
+    deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"{name} exited; see {log}")
