@@ -261,11 +261,15 @@ class TestActions:
             data={"name": "Gateway", "scopes": "ingest", "csrf_token": csrf},
         )
 
-        assert response.status_code == 200
-        secret = re.search(r'id="secret-value">(mp_[A-Za-z0-9]+)<', response.text)
+        assert response.status_code == 303
+        assert response.headers["location"] == "/admin/secret"
+        shown = await client.get("/admin/secret")
+        secret = re.search(r'id="secret-value">(mp_[A-Za-z0-9]+)<', shown.text)
         assert secret
         detail = await client.get(f"/admin/organizations/{org.id}")
         assert secret.group(1) not in detail.text
+        again = await client.get("/admin/secret")
+        assert secret.group(1) not in again.text
 
 
 class TestErrorPages:

@@ -10,10 +10,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import tuple_
+from sqlalchemy import func, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ColumnElement, Select
 from sqlmodel import col, select
@@ -25,6 +25,9 @@ from milepost_common.pagination import cursor_time, decode_cursor, encode_cursor
 
 T = TypeVar("T")
 RowT = TypeVar("RowT")
+# Where a nullable time sorts (``last_login_at`` never set): before every real time, so
+# newest first puts never-seen rows last. A constant, so cursors compare like any time.
+NEVER = datetime(1970, 1, 1, tzinfo=UTC)
 QueryT = TypeVar("QueryT", bound="Select[*tuple[Any, ...]]")
 
 
@@ -154,3 +157,38 @@ def page_of(
         return PageResult(items, None)
     key, item_id = cursor_of(items[-1])
     return PageResult(items, encode_cursor(key, item_id))
+
+
+async def sorted_page(
+    session: AsyncSession,
+    query: SelectOfScalar[ModelT],
+    model: type[ModelT],
+    sort: str,
+    *,
+    limit: int,
+    cursor: str | None,
+) -> PageResult[ModelT]:
+    """A keyset page of ``query`` by ``sort`` (an allow-listed ``field`` or ``-field`` of
+    ``model``, validated by the caller's enum), ties broken by id. A nullable time sorts as
+    ``NEVER``; text sorts by the database's collation."""
+    name, descending = sort.removeprefix("-"), sort.startswith("-")
+    column = col(getattr(model, name))
+    is_time = name.endswith(("_at", "_time"))
+    nullable = bool(getattr(column, "nullable", False)) and is_time
+    key = func.coalesce(column, NEVER) if nullable else column
+    paged = keyset(
+        query,
+        key,
+        col(model.id),  # type: ignore[attr-defined]
+        limit=limit,
+        cursor=cursor,
+        descending=descending,
+        key_is_time=is_time,
+    )
+    rows = list((await session.scalars(paged)).all())
+
+    def cursor_of(row: Any) -> tuple[Any, uuid.UUID]:
+        value = getattr(row, name)
+        return (NEVER if value is None and nullable else value), row.id
+
+    return page_of(rows, limit, cursor_of)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
@@ -16,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from milepost_admin.console.deps import Console
+from milepost_admin.console.routing import FormState
 from milepost_admin.console.sessions import SessionStore
 from milepost_admin.settings import map_tile_source
 from milepost_common.domain.organizations.models import Organization
@@ -49,7 +51,39 @@ def with_query(request: Request, **changes: Any) -> str:
     return f"{request.url.path}?{urlencode(params)}" if params else request.url.path
 
 
-TEMPLATES.env.globals.update(static=static_url, with_query=with_query)
+def sort_link(request: Request, current: str, field: str, *, newest_first: bool = True) -> str:
+    """The list's URL sorted by ``field``: descending first (newest, Z to A) unless
+    ``newest_first`` is off (names: A to Z first), the other way when already so; the
+    cursor is dropped (it belongs to the previous order)."""
+    first = f"-{field}" if newest_first else field
+    other = field if newest_first else f"-{field}"
+    return with_query(request, sort=other if current == first else first, cursor=None)
+
+
+_VEHICLE = re.compile(r"\b([Vv])ehicle(s?)\b")
+
+
+def console_text(message: str) -> str:
+    """A domain message in the console's words: the public API's vehicles are devices here."""
+    return _VEHICLE.sub(
+        lambda m: ("D" if m.group(1) == "V" else "d") + "evice" + m.group(2), message
+    )
+
+
+def sent(form: Any, form_id: str, name: str, default: Any = "") -> Any:
+    """The value a form sent back with errors had (``default`` on a page shown afresh)."""
+    return form.value(form_id, name, default) if isinstance(form, FormState) else default
+
+
+def checked(form: Any, form_id: str, name: str, option: str, default: bool) -> bool:
+    """Whether a sent-back form had this checkbox ticked (``default`` on a fresh page)."""
+    return form.chosen(form_id, name, option, default) if isinstance(form, FormState) else default
+
+
+TEMPLATES.env.globals.update(
+    static=static_url, with_query=with_query, sort_link=sort_link, sent=sent, checked=checked
+)
+TEMPLATES.env.filters["console_text"] = console_text
 
 
 async def flash(store: SessionStore, console: Console, kind: str, text: str) -> None:
@@ -88,6 +122,16 @@ async def page(
 
 def see_other(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303)
+
+
+async def reveal(
+    store: SessionStore, console: Console, *, title: str, secret: str, explain: str, back: str
+) -> RedirectResponse:
+    """Show a created secret once: kept beside the session, the form answers with a redirect
+    to the page that takes it (a reload finds it gone and re-submits nothing)."""
+    payload = {"title": title, "secret": secret, "explain": explain, "back": back}
+    await store.keep(console.token, "secret", payload)
+    return see_other("/admin/secret")
 
 
 async def org_names(session: AsyncSession, ids: Iterable[uuid.UUID | None]) -> dict[uuid.UUID, str]:

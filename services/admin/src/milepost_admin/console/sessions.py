@@ -5,6 +5,12 @@ The cookie is HttpOnly, SameSite=Lax, Secure outside local development, scoped t
 the session's CSRF token; the record expires when idle and at an absolute lifetime, and
 logout deletes it. Whether the operator may still work is checked against the database
 on every request, so a deactivation takes effect at once.
+
+What a form created and the next page shows once (an API key's secret, an invitation
+link, an import's report) is kept beside the session under its own key for a few minutes:
+the form answers with a redirect, and the page that follows takes it (``take``, one
+atomic GETDEL: a reload shows a secret no more) or reads it (``peek``: an import's report
+survives a reload); either way a reload re-submits nothing.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ import orjson
 from redis.asyncio import Redis
 
 KEY_PREFIX = "milepost:admin:session:"
+ONCE_TTL_S = 600
+ONCE_NAMES = ("secret", "import")
 
 
 @dataclass(slots=True)
@@ -57,6 +65,10 @@ def _key(token: str) -> str:
     return KEY_PREFIX + hashlib.sha256(token.encode()).hexdigest()
 
 
+def _once_key(token: str, name: str) -> str:
+    return f"{_key(token)}:once:{name}"
+
+
 class SessionStore:
     def __init__(self, redis: Redis, *, ttl_s: int, idle_s: int) -> None:
         self._redis = redis
@@ -87,4 +99,23 @@ class SessionStore:
         await self._redis.set(_key(token), record.dump(), keepttl=True)
 
     async def delete(self, token: str) -> None:
-        await self._redis.delete(_key(token))
+        await self._redis.delete(_key(token), *(_once_key(token, n) for n in ONCE_NAMES))
+
+    async def keep(self, token: str, name: str, payload: dict[str, Any]) -> None:
+        """Keep ``payload`` for the session's next page (replacing an unshown one)."""
+        await self._redis.set(_once_key(token, name), orjson.dumps(payload), ex=ONCE_TTL_S)
+
+    async def take(self, token: str, name: str) -> dict[str, Any] | None:
+        """The kept payload, removed in the same step: only one page ever shows it."""
+        return _loaded(await self._redis.getdel(_once_key(token, name)))
+
+    async def peek(self, token: str, name: str) -> dict[str, Any] | None:
+        """The kept payload, left in place until it expires."""
+        return _loaded(await self._redis.get(_once_key(token, name)))
+
+
+def _loaded(raw: bytes | None) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    payload: dict[str, Any] = orjson.loads(raw)
+    return payload

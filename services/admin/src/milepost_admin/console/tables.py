@@ -1,22 +1,31 @@
-"""SQLAdmin's model views: read-only, behind the console session.
+"""SQLAdmin's model views: read-only, behind the console session, in the console's look.
 
 Creating, editing, deleting and exporting are off: every change goes through the
 console's forms, which call the domain services (audit, hashing, side effects). Secret
-columns are never shown.
+columns are never shown. SQLAdmin's templates are replaced (``templates/sqladmin/``): the
+console's top bar and stylesheet, no script, no "Actions" menu or selection boxes, the
+name beside every id that points at an organization, device, user, key or rule, and the
+console's own logout (SQLAdmin's logout route only leads back to the console).
 """
 
 from __future__ import annotations
 
 import types
+from collections.abc import Iterable
+from dataclasses import dataclass
+from importlib.resources import files
 from typing import Any
 
 from fastapi import FastAPI
 from sqladmin import Admin, ModelView
 from sqladmin.authentication import AuthenticationBackend
+from sqladmin.pagination import Pagination
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import SQLModel, col, select
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from milepost_admin.console.render import static_url
 from milepost_admin.console.sessions import SessionStore
 from milepost_admin.settings import AdminSettings
 from milepost_common.domain.alerts.models import Alert, AlertRule
@@ -31,6 +40,49 @@ from milepost_common.domain.users.models import User
 from milepost_common.domain.webhooks.models import WebhookDelivery, WebhookEndpoint
 
 BASE_URL = "/admin/models"
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """A column holding another table's id: what to show beside it and where it links."""
+
+    model: type[SQLModel]
+    label: str
+    link: str | None
+
+
+REFERENCES = {
+    "org_id": Reference(Organization, "name", "/admin/organizations/{}"),
+    "device_id": Reference(Device, "name", "/admin/devices/{}"),
+    "api_key_id": Reference(ApiKey, "name", "/admin/api-keys/{}"),
+    "created_by_id": Reference(User, "email", None),
+    "actor_id": Reference(User, "email", None),
+    "acknowledged_by": Reference(User, "email", None),
+    "rule_id": Reference(AlertRule, "name", None),
+}
+
+
+async def _referenced(
+    maker: Any, columns: Iterable[str], rows: Iterable[Any]
+) -> dict[str, dict[str, tuple[str, str | None]]]:
+    """For each reference column shown: id → (name, console link), one query per column."""
+    found: dict[str, dict[str, tuple[str, str | None]]] = {}
+    rows = list(rows)
+    async with maker() as session:
+        for name in columns:
+            reference = REFERENCES.get(name)
+            ids = {getattr(r, name) for r in rows} - {None} if reference else set()
+            if reference is None or not ids:
+                continue
+            model = reference.model
+            query = select(col(model.id), col(getattr(model, reference.label))).where(  # type: ignore[attr-defined]
+                col(model.id).in_(ids)  # type: ignore[attr-defined]
+            )
+            found[name] = {
+                str(i): (label, reference.link.format(i) if reference.link else None)
+                for i, label in (await session.execute(query)).all()
+            }
+    return found
 
 
 class _AppSessionmaker(async_sessionmaker[AsyncSession]):
@@ -72,6 +124,9 @@ class ConsoleAuth(AuthenticationBackend):
             async with self._app.state.db.sessionmaker() as session:
                 user = await session.get(User, record.user_id)
             if user is not None and user.is_active and user.platform_role is not None:
+                # What the console's top bar shows (its logout form needs the CSRF token).
+                request.state.console_me = user
+                request.state.console_csrf = record.csrf
                 return True
         return RedirectResponse(f"/admin/login?next={BASE_URL}/", status_code=303)
 
@@ -82,6 +137,21 @@ class ReadOnly(ModelView):
     can_delete = False
     can_export = False
     page_size = 50
+
+    async def list(self, request: Request) -> Pagination:
+        """The page, and the names its reference columns point at (for the template)."""
+        pagination = await super().list(request)
+        request.state.references = await _referenced(
+            self.session_maker, self._list_prop_names, pagination.rows
+        )
+        return pagination
+
+    async def get_object_for_details(self, request: Request) -> Any:
+        row = await super().get_object_for_details(request)
+        request.state.references = await _referenced(
+            self.session_maker, self._details_prop_names, [row] if row is not None else []
+        )
+        return row
 
 
 def _view(model: type[Any], label: str, icon: str, hidden: tuple[str, ...] = ()) -> type[ModelView]:
@@ -125,9 +195,12 @@ def install(app: FastAPI, settings: AdminSettings) -> None:
         app,
         session_maker=_AppSessionmaker(app),
         base_url=BASE_URL,
-        title="Milepost tables (read-only)",
+        title="Tables (read-only)",
         authentication_backend=ConsoleAuth(app, settings),
+        # The console's templates directory: its sqladmin/ overrides SQLAdmin's pages.
+        templates_dir=str(files("milepost_admin") / "templates"),
     )
+    admin.templates.env.globals.update(static=static_url)
     for view in VIEWS:
         # sqladmin keeps the session maker (and its Admin) on the view class: a subclass per
         # app, or the last app built in a process would serve the tables of every other one.

@@ -1,8 +1,12 @@
 """What the console's pages share: filters from the query string, forms read as the
-domain's request models, and the filtered list page."""
+domain's request models, the filtered list page, and a page shown again after its form
+failed."""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 from fastapi import Request
@@ -10,8 +14,10 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from milepost_admin.console.deps import Console, StoreDep
+from milepost_admin.console.deps import Console, LoginRequired, StoreDep, find_console
 from milepost_admin.console.render import flash, org_names, page
+from milepost_admin.console.sessions import SessionStore
+from milepost_admin.deps import AdminServices
 from milepost_common.domain import paging
 from milepost_common.errors import ValidationFailed
 
@@ -26,8 +32,27 @@ def _problem(exc: ValidationError) -> str:
 
 
 def invalid(exc: ValidationError) -> ValidationFailed:
-    """A form's validation error, in the words the form's page shows."""
-    return ValidationFailed(_problem(exc))
+    """A form's validation errors, one detail per field (the form shows each beside its
+    field), the first as the message."""
+    details = [
+        {"loc": [str(p) for p in e["loc"]], "msg": e["msg"], "type": e["type"]}
+        for e in exc.errors()
+    ]
+    return ValidationFailed(_problem(exc), details=details)
+
+
+@asynccontextmanager
+async def again(request: Request) -> AsyncIterator[tuple[AsyncSession, Console, SessionStore]]:
+    """A new session and the console's operator, to show a page again after its form
+    failed (the form's own transaction is rolled back by then); only reads happen in it."""
+    services: AdminServices = request.app.state.admin
+    store: SessionStore = request.app.state.console_sessions
+    async with request.app.state.db.sessionmaker() as session:
+        ip = request.client.host if request.client else ""
+        console = await find_console(request, session, services, store, ip)
+        if console is None:
+            raise LoginRequired("/admin/")
+        yield session, console, store
 
 
 async def list_page(
@@ -38,21 +63,20 @@ async def list_page(
     section: str,
     filters: Any,
     result: paging.PageResult[Any],
+    *,
+    more_org_ids: Iterable[uuid.UUID] = (),
     **extra: Any,
 ) -> HTMLResponse:
-    """A filtered list (template ``<section>.html``) with its items' organization names."""
+    """A filtered list (template ``<section>.html``) with the names of its items'
+    organizations and of the one it is filtered by."""
+    org_ids = [item.org_id for item in result.items]
+    names = await org_names(session, [*org_ids, getattr(filters, "org_id", None), *more_org_ids])
     return await page(
         request,
         store,
         console,
         f"{section}.html",
-        {
-            "section": section,
-            "page": result,
-            "filters": filters,
-            "names": await org_names(session, (item.org_id for item in result.items)),
-            **extra,
-        },
+        {"section": section, "page": result, "filters": filters, "names": names, **extra},
     )
 
 

@@ -20,7 +20,7 @@ from milepost_api.schemas import (
 from milepost_common.domain.users import service as user_service
 from milepost_common.domain.users.errors import EmailTaken, LastOwner, UserNotFound
 from milepost_common.domain.users.models import OrgRole
-from milepost_common.domain.users.schemas import UserCreate, UserFilters, UserSort
+from milepost_common.domain.users.schemas import UserCreate, UserFilters, UserListSort, UserSort
 from milepost_common.errors import Conflict, Forbidden, Unauthorized, ValidationFailed
 from milepost_common.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 from milepost_common.web.deps import SessionDep
@@ -54,7 +54,7 @@ async def list_users(
         is_active=is_active,
         limit=limit,
         cursor=cursor,
-        sort=sort,
+        sort=UserListSort(sort),
     )
     result = await user_service.list_users(session, filters)
     return Page(

@@ -47,10 +47,17 @@ class ApiKeyStatus(StrEnum):
 class ApiKeySort(StrEnum):
     CREATED_AT = "created_at"
     CREATED_AT_DESC = "-created_at"
+    NAME = "name"
+    NAME_DESC = "-name"
+    LAST_USED_AT = "last_used_at"
+    LAST_USED_AT_DESC = "-last_used_at"
 
 
 class ApiKeyFilters(BaseModel):
     org_id: uuid.UUID | None = None
+    org_name: str | None = Field(
+        None, max_length=200, description="Part of the organization's name (case-insensitive)."
+    )
     q: str | None = Field(None, max_length=200, description="Part of the name or prefix.")
     status: ApiKeyStatus | None = None
     limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)

@@ -15,8 +15,9 @@ from sqlmodel import col, select
 from milepost_common.auth import hash_secret
 from milepost_common.domain import paging
 from milepost_common.domain.api_keys.models import ApiKey, Scope
-from milepost_common.domain.api_keys.schemas import ApiKeyFilters, ApiKeySort, ApiKeyStatus
+from milepost_common.domain.api_keys.schemas import ApiKeyFilters, ApiKeyStatus
 from milepost_common.domain.audit import service as audit
+from milepost_common.domain.organizations import queries as org_queries
 from milepost_common.domain.principals import API_KEY_PREFIX, API_KEY_PREFIX_LEN, Principal
 from milepost_common.errors import Conflict, NotFound
 
@@ -143,10 +144,13 @@ async def rotate_api_key(
 async def list_api_keys_page(
     session: AsyncSession, filters: ApiKeyFilters
 ) -> paging.PageResult[ApiKey]:
-    """A keyset page of keys (of one organization or all), by creation time."""
+    """A keyset page of keys (of one organization, of those named like ``org_name``, or
+    all), by the filters' sort."""
     query = select(ApiKey)
     if filters.org_id is not None:
         query = query.where(ApiKey.org_id == filters.org_id)
+    if filters.org_name:
+        query = query.where(col(ApiKey.org_id).in_(org_queries.ids_named(filters.org_name)))
     if filters.q:
         query = query.where(
             or_(
@@ -162,13 +166,6 @@ async def list_api_keys_page(
         query = query.where(revoked.is_(None), expires <= now)
     elif filters.status is ApiKeyStatus.ACTIVE:
         query = query.where(revoked.is_(None), or_(expires.is_(None), expires > now))
-    paged = paging.keyset(
-        query,
-        col(ApiKey.created_at),
-        col(ApiKey.id),
-        limit=filters.limit,
-        cursor=filters.cursor,
-        descending=filters.sort is ApiKeySort.CREATED_AT_DESC,
+    return await paging.sorted_page(
+        session, query, ApiKey, filters.sort, limit=filters.limit, cursor=filters.cursor
     )
-    rows = (await session.scalars(paged)).all()
-    return paging.page_of(rows, filters.limit, lambda k: (k.created_at, k.id))

@@ -40,6 +40,9 @@ class AuditFilters(BaseModel):
     actor_id: uuid.UUID | None = None
     actor: str | None = Field(None, max_length=320, description="Part of the actor's label.")
     org_id: uuid.UUID | None = None
+    org_name: str | None = Field(
+        None, max_length=200, description="Part of the organization's name (case-insensitive)."
+    )
     action: str | None = Field(
         None,
         max_length=64,

@@ -31,10 +31,17 @@ class DeviceRead(BaseModel):
 class DeviceSort(StrEnum):
     CREATED_AT = "created_at"
     CREATED_AT_DESC = "-created_at"
+    NAME = "name"
+    NAME_DESC = "-name"
+    UNIQUE_ID = "unique_id"
+    UNIQUE_ID_DESC = "-unique_id"
 
 
 class DeviceFilters(BaseModel):
     org_id: uuid.UUID | None = None
+    org_name: str | None = Field(
+        None, max_length=200, description="Part of the organization's name (case-insensitive)."
+    )
     q: str | None = Field(None, max_length=200, description="Part of unique_id, name or plate.")
     disabled: bool | None = None
     limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)

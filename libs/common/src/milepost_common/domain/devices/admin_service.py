@@ -25,7 +25,6 @@ from milepost_common.domain.devices.admin_schemas import (
     MAX_IMPORT_ROWS,
     DeviceFilters,
     DeviceImportReport,
-    DeviceSort,
     ImportRow,
     ImportRowCode,
     ImportRowStatus,
@@ -33,6 +32,7 @@ from milepost_common.domain.devices.admin_schemas import (
 from milepost_common.domain.devices.errors import DeviceLimitReached, DeviceNotFound
 from milepost_common.domain.devices.models import Device
 from milepost_common.domain.devices.schemas import VehicleCreate
+from milepost_common.domain.organizations import queries as org_queries
 from milepost_common.domain.organizations.errors import OrganizationSuspended
 from milepost_common.domain.organizations.models import Organization
 from milepost_common.domain.positions import service as position_service
@@ -53,10 +53,13 @@ async def get_any_device(session: AsyncSession, device_id: uuid.UUID) -> Device:
 
 
 async def list_devices(session: AsyncSession, filters: DeviceFilters) -> paging.PageResult[Device]:
-    """A keyset page of devices of every organization (or one), by creation time."""
+    """A keyset page of devices of every organization (or one, or those named like
+    ``org_name``), by the filters' sort."""
     query = select(Device)
     if filters.org_id is not None:
         query = query.where(Device.org_id == filters.org_id)
+    if filters.org_name:
+        query = query.where(col(Device.org_id).in_(org_queries.ids_named(filters.org_name)))
     if filters.q:
         query = query.where(
             or_(
@@ -67,16 +70,30 @@ async def list_devices(session: AsyncSession, filters: DeviceFilters) -> paging.
         )
     if filters.disabled is not None:
         query = query.where(Device.disabled == filters.disabled)
-    paged = paging.keyset(
-        query,
-        col(Device.created_at),
-        col(Device.id),
-        limit=filters.limit,
-        cursor=filters.cursor,
-        descending=filters.sort is DeviceSort.CREATED_AT_DESC,
+    return await paging.sorted_page(
+        session, query, Device, filters.sort, limit=filters.limit, cursor=filters.cursor
     )
-    rows = (await session.scalars(paged)).all()
-    return paging.page_of(rows, filters.limit, lambda d: (d.created_at, d.id))
+
+
+async def suggest_devices(session: AsyncSession, part: str, *, limit: int = 10) -> list[Device]:
+    """Up to ``limit`` devices whose unique id or name contains ``part``, those whose unique
+    id or name starts with it first: suggestions for a search box."""
+    part = part.strip()
+    if not part:
+        return []
+    unique_id, name = col(Device.unique_id), col(Device.name)
+    starts = or_(
+        unique_id.istartswith(part, autoescape=True), name.istartswith(part, autoescape=True)
+    )
+    query = (
+        select(Device)
+        .where(
+            or_(unique_id.icontains(part, autoescape=True), name.icontains(part, autoescape=True))
+        )
+        .order_by(starts.desc(), unique_id)
+        .limit(limit)
+    )
+    return list((await session.scalars(query)).all())
 
 
 async def count_devices(session: AsyncSession, org_id: uuid.UUID) -> int:

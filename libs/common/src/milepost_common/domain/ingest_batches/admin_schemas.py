@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from milepost_common.domain.ingest_batches.models import BatchStatus
+from milepost_common.domain.ingest_batches.models import BatchSource, BatchStatus
 from milepost_common.domain.ingest_batches.schemas import IngestBatchRead
 from milepost_common.pagination import DEFAULT_LIMIT, MAX_LIMIT
 
@@ -50,6 +50,26 @@ class BatchesReplayed(BaseModel):
     items: list[BatchReplayed]
 
 
+class OsmandDevice(BaseModel):
+    """A device's OsmAnd batches (one fix each) summed up: what the operator's list shows
+    instead of a row per fix."""
+
+    org_id: uuid.UUID
+    device_id: uuid.UUID | None = Field(
+        description="The registered device whose fixes were stored."
+    )
+    unique_id: str | None = Field(
+        description="The device's unique id (as sent, for a batch whose fix was rejected)."
+    )
+    name: str | None
+    batches: int
+    accepted: int
+    rejected: int
+    last_received_at: datetime
+    failed: int = Field(description="Batches whose processing failed.")
+    last_failed_id: uuid.UUID | None = Field(description="The latest of them.")
+
+
 class BatchSort(StrEnum):
     RECEIVED_AT = "received_at"
     RECEIVED_AT_DESC = "-received_at"
@@ -57,6 +77,16 @@ class BatchSort(StrEnum):
 
 class BatchFilters(BaseModel):
     org_id: uuid.UUID | None = None
+    org_name: str | None = Field(
+        None, max_length=200, description="Part of the organization's name (case-insensitive)."
+    )
+    device: str | None = Field(
+        None,
+        max_length=128,
+        description="Part of a device's name or unique id: batches with a fix of such a device "
+        "stored or rejected.",
+    )
+    source: BatchSource | None = None
     status: BatchStatus | None = None
     from_: datetime | None = Field(None, alias="from", description="received_at ≥ this.")
     to: datetime | None = Field(None, description="received_at < this.")

@@ -97,6 +97,8 @@ class OrganizationRead(BaseModel):
 class OrganizationSort(StrEnum):
     CREATED_AT = "created_at"
     CREATED_AT_DESC = "-created_at"
+    NAME = "name"
+    NAME_DESC = "-name"
 
 
 class OrganizationFilters(BaseModel):

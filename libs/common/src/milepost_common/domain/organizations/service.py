@@ -21,6 +21,7 @@ from milepost_common.domain.audit.models import AuditEntry
 from milepost_common.domain.base import get_by_id
 from milepost_common.domain.devices import admin_service as device_admin
 from milepost_common.domain.devices.models import Device
+from milepost_common.domain.organizations import queries as org_queries
 from milepost_common.domain.organizations.errors import (
     DeletionNotConfirmed,
     DevicesHoldOtherHistory,
@@ -32,7 +33,6 @@ from milepost_common.domain.organizations.schemas import (
     NULLABLE_SETTINGS,
     OrganizationCreate,
     OrganizationFilters,
-    OrganizationSort,
     OrganizationUpdate,
 )
 from milepost_common.domain.positions.models import Position
@@ -75,10 +75,18 @@ async def get_organization(
     )
 
 
+async def suggest_names(session: AsyncSession, part: str, *, limit: int = 10) -> list[str]:
+    """Up to ``limit`` organization names containing ``part``, those starting with it first."""
+    part = part.strip()
+    if not part:
+        return []
+    return list((await session.scalars(org_queries.named_like(part, limit=limit))).all())
+
+
 async def list_organizations(
     session: AsyncSession, filters: OrganizationFilters
 ) -> paging.PageResult[Organization]:
-    """A keyset page by creation time; ``q`` matches part of the name, case-insensitively."""
+    """A keyset page by the filters' sort; ``q`` matches part of the name, case-insensitively."""
     query = select(Organization)
     if filters.q:
         query = query.where(col(Organization.name).icontains(filters.q, autoescape=True))
@@ -87,16 +95,9 @@ async def list_organizations(
         query = query.where(
             suspended_at.is_not(None) if filters.suspended else suspended_at.is_(None)
         )
-    paged = paging.keyset(
-        query,
-        col(Organization.created_at),
-        col(Organization.id),
-        limit=filters.limit,
-        cursor=filters.cursor,
-        descending=filters.sort is OrganizationSort.CREATED_AT_DESC,
+    return await paging.sorted_page(
+        session, query, Organization, filters.sort, limit=filters.limit, cursor=filters.cursor
     )
-    rows = (await session.scalars(paged)).all()
-    return paging.page_of(rows, filters.limit, lambda o: (o.created_at, o.id))
 
 
 async def update_organization(

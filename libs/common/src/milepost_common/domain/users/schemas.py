@@ -92,19 +92,34 @@ class PasswordResetLink(BaseModel):
     expires_at: datetime
 
 
+# The public API's team list (its OpenAPI enum); operators' lists sort by more (below).
 class UserSort(StrEnum):
     CREATED_AT = "created_at"
     CREATED_AT_DESC = "-created_at"
 
 
+class UserListSort(StrEnum):
+    """Operators' lists of users: also by email and last login (never logged in last)."""
+
+    CREATED_AT = "created_at"
+    CREATED_AT_DESC = "-created_at"
+    EMAIL = "email"
+    EMAIL_DESC = "-email"
+    LAST_LOGIN_AT = "last_login_at"
+    LAST_LOGIN_AT_DESC = "-last_login_at"
+
+
 class UserFilters(BaseModel):
     org_id: uuid.UUID | None = None
+    org_name: str | None = Field(
+        None, max_length=200, description="Part of the organization's name (case-insensitive)."
+    )
     q: str | None = Field(None, max_length=320, description="Part of the email or name.")
     role: OrgRole | None = None
     is_active: bool | None = None
     limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
     cursor: str | None = None
-    sort: UserSort = UserSort.CREATED_AT
+    sort: UserListSort = UserListSort.CREATED_AT
 
 
 class OperatorFilters(BaseModel):
@@ -113,4 +128,4 @@ class OperatorFilters(BaseModel):
     is_active: bool | None = None
     limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
     cursor: str | None = None
-    sort: UserSort = UserSort.CREATED_AT
+    sort: UserListSort = UserListSort.CREATED_AT

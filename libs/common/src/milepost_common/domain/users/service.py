@@ -20,6 +20,7 @@ from sqlmodel.sql.expression import SelectOfScalar
 from milepost_common.auth import PasswordHasher, normalize_email
 from milepost_common.domain import paging
 from milepost_common.domain.audit import service as audit
+from milepost_common.domain.organizations import queries as org_queries
 from milepost_common.domain.principals import Principal
 from milepost_common.domain.sessions import service as sessions
 from milepost_common.domain.users.errors import (
@@ -36,7 +37,7 @@ from milepost_common.domain.users.schemas import (
     OperatorFilters,
     UserCreate,
     UserFilters,
-    UserSort,
+    UserListSort,
 )
 from milepost_common.errors import Conflict
 
@@ -137,18 +138,9 @@ async def _page(
     query: SelectOfScalar[User],
     limit: int,
     cursor: str | None,
-    sort: UserSort,
+    sort: UserListSort,
 ) -> paging.PageResult[User]:
-    paged = paging.keyset(
-        query,
-        col(User.created_at),
-        col(User.id),
-        limit=limit,
-        cursor=cursor,
-        descending=sort is UserSort.CREATED_AT_DESC,
-    )
-    rows = (await session.scalars(paged)).all()
-    return paging.page_of(rows, limit, lambda u: (u.created_at, u.id))
+    return await paging.sorted_page(session, query, User, sort, limit=limit, cursor=cursor)
 
 
 def _searched(
@@ -174,10 +166,13 @@ async def count_users(session: AsyncSession, org_id: uuid.UUID) -> int:
 
 
 async def list_users(session: AsyncSession, filters: UserFilters) -> paging.PageResult[User]:
-    """Organization members (of one organization or all), a keyset page by creation time."""
+    """Organization members (of one organization or all, or of those whose name contains
+    ``org_name``), a keyset page by the filters' sort."""
     query = select(User).where(col(User.org_id).is_not(None))
     if filters.org_id is not None:
         query = query.where(User.org_id == filters.org_id)
+    if filters.org_name:
+        query = query.where(col(User.org_id).in_(org_queries.ids_named(filters.org_name)))
     if filters.role is not None:
         query = query.where(User.role == filters.role)
     query = _searched(query, filters.q, filters.is_active)

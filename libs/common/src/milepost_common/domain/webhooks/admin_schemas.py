@@ -51,6 +51,9 @@ class DeliveryFilters(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
     org_id: uuid.UUID | None = None
+    org_name: str | None = Field(
+        None, max_length=200, description="Part of the organization's name (case-insensitive)."
+    )
     endpoint_id: uuid.UUID | None = None
     status: DeliveryStatus | None = None
     event_type: str | None = Field(None, max_length=64)

@@ -13,6 +13,8 @@ from milepost_admin.console.pages import (
     maps,
     operators,
     organizations,
+    secrets,
+    suggestions,
     users,
     webhook_deliveries,
 )
@@ -29,5 +31,7 @@ for section in (
     webhook_deliveries,
     audit_log,
     operators,
+    secrets,
+    suggestions,
 ):
     router.include_router(section.router)

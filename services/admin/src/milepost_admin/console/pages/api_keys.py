@@ -9,8 +9,10 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
 from milepost_admin.console.deps import Console, ConsoleDep, ConsoleOperator, StoreDep
-from milepost_admin.console.render import flash, page, see_other
-from milepost_admin.console.routing import ConsoleRoute
+from milepost_admin.console.pages.organizations import organization_again
+from milepost_admin.console.render import flash, page, reveal, see_other
+from milepost_admin.console.routing import ConsoleRoute, shown_on
+from milepost_admin.console.sessions import SessionStore
 from milepost_admin.console.views import filters_of, form_model, list_page
 from milepost_admin.deps import ServicesDep
 from milepost_common.domain.api_keys import service as api_key_service
@@ -27,33 +29,28 @@ router = APIRouter(route_class=ConsoleRoute)
 async def api_keys_page(
     request: Request, console: ConsoleDep, store: StoreDep, session: SessionDep
 ) -> HTMLResponse:
-    filters = await filters_of(request, store, console, ApiKeyFilters)
+    filters = await filters_of(request, store, console, ApiKeyFilters, default_sort="-created_at")
     result = await api_key_service.list_api_keys_page(session, filters)
     return await list_page(request, store, console, session, "api_keys", filters, result)
 
 
-async def _secret_page(
-    request: Request, store: StoreDep, console: Console, issued: api_key_service.IssuedKey
-) -> HTMLResponse:
-    return await page(
-        request,
+async def _reveal(
+    store: SessionStore, console: Console, issued: api_key_service.IssuedKey
+) -> Response:
+    return await reveal(
         store,
         console,
-        "secret.html",
-        {
-            "section": "api_keys",
-            "title": f"API key “{issued.api_key.name}” ({issued.api_key.prefix}…)",
-            "secret": issued.secret,
-            "explain": "Copy the key now and hand it to the upstream system: it is shown "
-            "only once and cannot be recovered (only its hash is stored).",
-            "back": f"/admin/api-keys/{issued.api_key.id}",
-        },
+        title=f"API key “{issued.api_key.name}” ({issued.api_key.prefix}…)",
+        secret=issued.secret,
+        explain="Copy the key now and hand it to the upstream system: it is shown "
+        "only once and cannot be recovered (only its hash is stored).",
+        back=f"/admin/api-keys/{issued.api_key.id}",
     )
 
 
-@router.post("/organizations/{org_id}/api-keys", response_class=HTMLResponse)
+@router.post("/organizations/{org_id}/api-keys", response_model=None)
+@shown_on("issue-key", organization_again)
 async def api_key_issue(
-    request: Request,
     org_id: uuid.UUID,
     console: ConsoleOperator,
     store: StoreDep,
@@ -61,7 +58,7 @@ async def api_key_issue(
     services: ServicesDep,
     name: Annotated[str, Form()],
     scopes: Annotated[list[str] | None, Form()] = None,
-) -> HTMLResponse:
+) -> Response:
     org = await org_service.get_organization(session, org_id)
     data = form_model(ApiKeyCreate, {"name": name, "scopes": scopes or None})
     issued = await api_key_service.issue_api_key(
@@ -72,7 +69,7 @@ async def api_key_issue(
         scopes=data.scopes,
         pepper=services.settings.auth.api_key_pepper.get_secret_value(),
     )
-    return await _secret_page(request, store, console, issued)
+    return await _reveal(store, console, issued)
 
 
 @router.get("/api-keys/{key_id}", response_class=HTMLResponse)
@@ -111,15 +108,14 @@ async def api_key_revoke(
     return see_other(f"/admin/api-keys/{api_key.id}")
 
 
-@router.post("/api-keys/{key_id}/rotate", response_class=HTMLResponse)
+@router.post("/api-keys/{key_id}/rotate", response_model=None)
 async def api_key_rotate(
-    request: Request,
     key_id: uuid.UUID,
     console: ConsoleOperator,
     store: StoreDep,
     session: SessionDep,
     services: ServicesDep,
-) -> HTMLResponse:
+) -> Response:
     api_key = await api_key_service.get_api_key(session, key_id)
     issued = await api_key_service.rotate_api_key(
         session,
@@ -127,4 +123,4 @@ async def api_key_rotate(
         api_key,
         pepper=services.settings.auth.api_key_pepper.get_secret_value(),
     )
-    return await _secret_page(request, store, console, issued)
+    return await _reveal(store, console, issued)

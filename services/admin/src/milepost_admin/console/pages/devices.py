@@ -9,14 +9,16 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
 
 from milepost_admin.console.deps import ConsoleDep, ConsoleOperator, StoreDep, parse_uuid
+from milepost_admin.console.pages.organizations import organization_again
 from milepost_admin.console.render import flash, page, see_other
-from milepost_admin.console.routing import ConsoleRoute
+from milepost_admin.console.routing import ConsoleRoute, shown_on
 from milepost_admin.console.views import filters_of, form_model, list_page
 from milepost_common.domain.audit import service as audit
 from milepost_common.domain.audit.schemas import AuditFilters, AuditSort
 from milepost_common.domain.devices import admin_service as device_admin
 from milepost_common.domain.devices import service as device_service
-from milepost_common.domain.devices.admin_schemas import DeviceFilters
+from milepost_common.domain.devices.admin_schemas import DeviceFilters, DeviceImportReport
+from milepost_common.domain.devices.errors import DeviceUniqueIdTaken
 from milepost_common.domain.devices.schemas import VehicleCreate
 from milepost_common.domain.organizations import service as org_service
 from milepost_common.errors import ValidationFailed
@@ -29,12 +31,13 @@ router = APIRouter(route_class=ConsoleRoute)
 async def devices_page(
     request: Request, console: ConsoleDep, store: StoreDep, session: SessionDep
 ) -> HTMLResponse:
-    filters = await filters_of(request, store, console, DeviceFilters)
+    filters = await filters_of(request, store, console, DeviceFilters, default_sort="-created_at")
     result = await device_admin.list_devices(session, filters)
     return await list_page(request, store, console, session, "devices", filters, result)
 
 
 @router.post("/organizations/{org_id}/devices", response_model=None)
+@shown_on("new-device", organization_again, fields={DeviceUniqueIdTaken: "unique_id"})
 async def device_create(
     org_id: uuid.UUID,
     console: ConsoleOperator,
@@ -60,21 +63,47 @@ async def device_create(
     return see_other(f"/admin/devices/{device.id}")
 
 
-@router.post("/organizations/{org_id}/devices/import", response_class=HTMLResponse)
+@router.post("/organizations/{org_id}/devices/import", response_model=None)
+@shown_on("import-devices", organization_again)
 async def device_import(
-    request: Request,
     org_id: uuid.UUID,
     console: ConsoleOperator,
     store: StoreDep,
     session: SessionDep,
     csv_file: Annotated[UploadFile, File()],
-) -> HTMLResponse:
+) -> Response:
     org = await org_service.get_organization(session, org_id)
     raw = await csv_file.read(2_000_001)
     if len(raw) > 2_000_000:
-        raise ValidationFailed("The file is larger than 2 MB.")
+        raise ValidationFailed(
+            "The file is larger than 2 MB.",
+            details=[{"loc": ["csv_file"], "msg": "Larger than 2 MB.", "type": "value_error"}],
+        )
     report = await device_admin.import_devices(
         session, console.principal, org, raw.decode("utf-8", errors="replace")
+    )
+    # The report is kept beside the session (10 minutes) and shown by the redirect's page:
+    # a reload of that page shows it again and imports nothing twice.
+    await store.keep(
+        console.token, "import", {"org_id": str(org.id), **report.model_dump(mode="json")}
+    )
+    return see_other(f"/admin/organizations/{org.id}/devices/import")
+
+
+@router.get("/organizations/{org_id}/devices/import", response_class=HTMLResponse)
+async def device_import_report(
+    request: Request,
+    org_id: uuid.UUID,
+    console: ConsoleDep,
+    store: StoreDep,
+    session: SessionDep,
+) -> HTMLResponse:
+    org = await org_service.get_organization(session, org_id)
+    kept = await store.peek(console.token, "import")
+    report = (
+        DeviceImportReport.model_validate(kept)
+        if kept is not None and kept.get("org_id") == str(org.id)
+        else None
     )
     return await page(
         request,

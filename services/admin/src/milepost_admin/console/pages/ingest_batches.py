@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 
 from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import HTMLResponse, Response
@@ -12,22 +13,63 @@ from milepost_admin.console.deps import ConsoleDep, ConsoleOperator, StoreDep
 from milepost_admin.console.render import flash, page, see_other
 from milepost_admin.console.routing import ConsoleRoute
 from milepost_admin.console.views import filters_of, list_page
+from milepost_common.domain import paging
 from milepost_common.domain.ingest_batches import queries as batch_queries
 from milepost_common.domain.ingest_batches import service as ingest_service
-from milepost_common.domain.ingest_batches.admin_schemas import BatchFilters
+from milepost_common.domain.ingest_batches.admin_schemas import BatchFilters, OsmandDevice
+from milepost_common.domain.ingest_batches.models import BatchSource, BatchStatus
 from milepost_common.domain.organizations import service as org_service
 from milepost_common.web.deps import DatabaseDep, PublisherDep, SessionDep
 
 router = APIRouter(route_class=ConsoleRoute)
+SUMMARY_WINDOW_H = 24
 
 
 @router.get("/ingest-batches", response_class=HTMLResponse)
 async def batches_page(
     request: Request, console: ConsoleDep, store: StoreDep, session: SessionDep
 ) -> HTMLResponse:
+    """Batches newest first; OsmAnd's one-fix batches summed up per device (unless the
+    operator asks for one row each), so the other pushes stay visible and a failed fix is
+    one click away from its device's row."""
     filters = await filters_of(request, store, console, BatchFilters, default_sort="-received_at")
-    result = await batch_queries.list_batches(session, filters)
-    return await list_page(request, store, console, session, "batches", filters, result)
+    grouped = request.query_params.get("osmand") != "each"
+    osmand: list[OsmandDevice] | None = None
+    if not grouped:
+        result = await batch_queries.list_batches(session, filters)
+    else:
+        if filters.source is BatchSource.OSMAND:
+            result = paging.PageResult([], None)
+        else:
+            result = await batch_queries.list_batches(
+                session, filters, exclude_source=BatchSource.OSMAND
+            )
+        if filters.source in (None, BatchSource.OSMAND) and filters.cursor is None:
+            osmand = await batch_queries.osmand_by_device(session, _summary_window(filters))
+    return await list_page(
+        request,
+        store,
+        console,
+        session,
+        "batches",
+        filters,
+        result,
+        more_org_ids=[row.org_id for row in osmand or []],
+        grouped=grouped,
+        osmand=osmand,
+        osmand_window_h=None if filters.from_ or filters.status else SUMMARY_WINDOW_H,
+        sources=list(BatchSource),
+        statuses=list(BatchStatus),
+    )
+
+
+def _summary_window(filters: BatchFilters) -> BatchFilters:
+    """The filters of the per-device summary: the last day unless a start or a status (a
+    failed batch of any age) is asked for, so the page never sums a year of fixes."""
+    if filters.from_ is not None or filters.status is not None:
+        return filters
+    since = datetime.now(UTC) - timedelta(hours=SUMMARY_WINDOW_H)
+    return filters.model_copy(update={"from_": since})
 
 
 @router.get("/ingest-batches/{batch_id}", response_class=HTMLResponse)

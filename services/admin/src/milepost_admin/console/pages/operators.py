@@ -7,14 +7,17 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from milepost_admin.console.deps import ConsoleDep, ConsoleSuperadmin, StoreDep
-from milepost_admin.console.render import flash, page, see_other
-from milepost_admin.console.routing import ConsoleRoute
-from milepost_admin.console.views import filters_of, form_model
+from milepost_admin.console.deps import Console, ConsoleDep, ConsoleSuperadmin, StoreDep
+from milepost_admin.console.render import flash, page, reveal, see_other
+from milepost_admin.console.routing import ConsoleRoute, FormState, shown_on
+from milepost_admin.console.sessions import SessionStore
+from milepost_admin.console.views import again, filters_of, form_model
 from milepost_admin.deps import ServicesDep
 from milepost_admin.links import invite_url
 from milepost_common.domain.users import service as user_service
+from milepost_common.domain.users.errors import EmailTaken
 from milepost_common.domain.users.models import PlatformRole
 from milepost_common.domain.users.schemas import OperatorCreate, OperatorFilters
 from milepost_common.web.deps import SessionDep
@@ -22,11 +25,14 @@ from milepost_common.web.deps import SessionDep
 router = APIRouter(route_class=ConsoleRoute)
 
 
-@router.get("/operators", response_class=HTMLResponse)
-async def operators_page(
-    request: Request, console: ConsoleDep, store: StoreDep, session: SessionDep
+async def _operators(
+    request: Request,
+    console: Console,
+    store: SessionStore,
+    session: AsyncSession,
+    form: FormState | None = None,
 ) -> HTMLResponse:
-    filters = await filters_of(request, store, console, OperatorFilters)
+    filters = await filters_of(request, store, console, OperatorFilters, default_sort="-created_at")
     result = await user_service.list_operators(session, filters)
     return await page(
         request,
@@ -38,13 +44,26 @@ async def operators_page(
             "page": result,
             "filters": filters,
             "platform_roles": list(PlatformRole),
+            "form": form,
         },
     )
 
 
+async def operators_again(request: Request, form: FormState) -> HTMLResponse:
+    async with again(request) as (session, console, store):
+        return await _operators(request, console, store, session, form)
+
+
+@router.get("/operators", response_class=HTMLResponse)
+async def operators_page(
+    request: Request, console: ConsoleDep, store: StoreDep, session: SessionDep
+) -> HTMLResponse:
+    return await _operators(request, console, store, session)
+
+
 @router.post("/operators", response_model=None)
+@shown_on("new-operator", operators_again, fields={EmailTaken: "email"})
 async def operator_create(
-    request: Request,
     console: ConsoleSuperadmin,
     store: StoreDep,
     session: SessionDep,
@@ -57,24 +76,21 @@ async def operator_create(
         session, console.principal, data, hasher=services.hasher
     )
     if created.invitation_token is None:
+        await flash(store, console, "ok", f"Operator {created.user.email} created.")
         return see_other("/admin/operators")
-    return await page(
-        request,
+    return await reveal(
         store,
         console,
-        "secret.html",
-        {
-            "section": "operators",
-            "title": f"Invitation for operator {created.user.email}",
-            "secret": invite_url(services.settings, created.invitation_token),
-            "explain": "Send this link to the new operator: it works once, within 48 hours. "
-            "It is shown only now.",
-            "back": "/admin/operators",
-        },
+        title=f"Invitation for operator {created.user.email}",
+        secret=invite_url(services.settings, created.invitation_token),
+        explain="Send this link to the new operator: it works once, within 48 hours. "
+        "It is shown only now.",
+        back="/admin/operators",
     )
 
 
 @router.post("/operators/{operator_id}/role", response_model=None)
+@shown_on("operator-actions", operators_again)
 async def operator_role(
     operator_id: uuid.UUID,
     console: ConsoleSuperadmin,
@@ -89,6 +105,7 @@ async def operator_role(
 
 
 @router.post("/operators/{operator_id}/deactivate", response_model=None)
+@shown_on("operator-actions", operators_again)
 async def operator_deactivate(
     operator_id: uuid.UUID, console: ConsoleSuperadmin, store: StoreDep, session: SessionDep
 ) -> Response:
@@ -99,6 +116,7 @@ async def operator_deactivate(
 
 
 @router.post("/operators/{operator_id}/reactivate", response_model=None)
+@shown_on("operator-actions", operators_again)
 async def operator_reactivate(
     operator_id: uuid.UUID, console: ConsoleSuperadmin, store: StoreDep, session: SessionDep
 ) -> Response:

@@ -7,21 +7,24 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from milepost_admin.console.deps import ConsoleDep, ConsoleOperator, StoreDep
+from milepost_admin.console.deps import Console, ConsoleDep, ConsoleOperator, StoreDep
 from milepost_admin.console.render import flash, page, see_other
-from milepost_admin.console.routing import ConsoleRoute
-from milepost_admin.console.views import filters_of, form_model
+from milepost_admin.console.routing import ConsoleRoute, FormState, shown_on
+from milepost_admin.console.sessions import SessionStore
+from milepost_admin.console.views import again, filters_of, form_model
 from milepost_admin.exports import stream_export
 from milepost_common.domain.api_keys import service as api_key_service
 from milepost_common.domain.api_keys.models import Scope
-from milepost_common.domain.api_keys.schemas import ApiKeyFilters
+from milepost_common.domain.api_keys.schemas import ApiKeyFilters, ApiKeySort
 from milepost_common.domain.devices import admin_service as device_admin
-from milepost_common.domain.devices.admin_schemas import DeviceFilters
+from milepost_common.domain.devices.admin_schemas import DeviceFilters, DeviceSort
 from milepost_common.domain.ingest_batches import queries as batch_queries
 from milepost_common.domain.ingest_batches.admin_schemas import BatchFilters, BatchSort
 from milepost_common.domain.organizations import export as org_export
 from milepost_common.domain.organizations import service as org_service
+from milepost_common.domain.organizations.errors import DeletionNotConfirmed
 from milepost_common.domain.organizations.schemas import (
     ExportFormat,
     ExportKind,
@@ -31,16 +34,19 @@ from milepost_common.domain.organizations.schemas import (
 )
 from milepost_common.domain.users import service as user_service
 from milepost_common.domain.users.models import OrgRole
-from milepost_common.domain.users.schemas import UserFilters
+from milepost_common.domain.users.schemas import UserFilters, UserListSort
 from milepost_common.errors import ValidationFailed
 from milepost_common.web.deps import DatabaseDep, SessionDep
 
 router = APIRouter(route_class=ConsoleRoute)
 
 
-@router.get("/organizations", response_class=HTMLResponse)
-async def organizations_page(
-    request: Request, console: ConsoleDep, store: StoreDep, session: SessionDep
+async def _organizations(
+    request: Request,
+    console: Console,
+    store: SessionStore,
+    session: AsyncSession,
+    form: FormState | None = None,
 ) -> HTMLResponse:
     filters = await filters_of(
         request, store, console, OrganizationFilters, default_sort="-created_at"
@@ -51,11 +57,25 @@ async def organizations_page(
         store,
         console,
         "organizations.html",
-        {"section": "organizations", "page": result, "filters": filters},
+        {"section": "organizations", "page": result, "filters": filters, "form": form},
     )
 
 
+async def organizations_again(request: Request, form: FormState) -> HTMLResponse:
+    """The list with the new-organization form open, its values and errors."""
+    async with again(request) as (session, console, store):
+        return await _organizations(request, console, store, session, form)
+
+
+@router.get("/organizations", response_class=HTMLResponse)
+async def organizations_page(
+    request: Request, console: ConsoleDep, store: StoreDep, session: SessionDep
+) -> HTMLResponse:
+    return await _organizations(request, console, store, session)
+
+
 @router.post("/organizations", response_model=None)
+@shown_on("new-organization", organizations_again)
 async def organization_create(
     console: ConsoleOperator,
     store: StoreDep,
@@ -69,18 +89,24 @@ async def organization_create(
     return see_other(f"/admin/organizations/{org.id}")
 
 
-@router.get("/organizations/{org_id}", response_class=HTMLResponse)
-async def organization_page(
+async def _organization(
     request: Request,
     org_id: uuid.UUID,
-    console: ConsoleDep,
-    store: StoreDep,
-    session: SessionDep,
+    console: Console,
+    store: SessionStore,
+    session: AsyncSession,
+    form: FormState | None = None,
 ) -> HTMLResponse:
     org = await org_service.get_organization(session, org_id)
-    users = await user_service.list_users(session, UserFilters(org_id=org.id, limit=10))
-    devices = await device_admin.list_devices(session, DeviceFilters(org_id=org.id, limit=10))
-    keys = await api_key_service.list_api_keys_page(session, ApiKeyFilters(org_id=org.id, limit=10))
+    users = await user_service.list_users(
+        session, UserFilters(org_id=org.id, limit=10, sort=UserListSort.CREATED_AT_DESC)
+    )
+    devices = await device_admin.list_devices(
+        session, DeviceFilters(org_id=org.id, limit=10, sort=DeviceSort.CREATED_AT_DESC)
+    )
+    keys = await api_key_service.list_api_keys_page(
+        session, ApiKeyFilters(org_id=org.id, limit=10, sort=ApiKeySort.CREATED_AT_DESC)
+    )
     batches = await batch_queries.list_batches(
         session, BatchFilters(org_id=org.id, limit=5, sort=BatchSort.RECEIVED_AT_DESC)
     )
@@ -101,11 +127,31 @@ async def organization_page(
             "roles": list(OrgRole),
             "scopes": list(Scope),
             "export_kinds": list(ExportKind),
+            "form": form,
         },
     )
 
 
+async def organization_again(request: Request, form: FormState) -> HTMLResponse:
+    """The organization's page with one of its forms' values and errors."""
+    async with again(request) as (session, console, store):
+        org_id = uuid.UUID(str(request.path_params["org_id"]))
+        return await _organization(request, org_id, console, store, session, form)
+
+
+@router.get("/organizations/{org_id}", response_class=HTMLResponse)
+async def organization_page(
+    request: Request,
+    org_id: uuid.UUID,
+    console: ConsoleDep,
+    store: StoreDep,
+    session: SessionDep,
+) -> HTMLResponse:
+    return await _organization(request, org_id, console, store, session)
+
+
 @router.post("/organizations/{org_id}/settings", response_model=None)
+@shown_on("settings", organization_again)
 async def organization_settings(
     request: Request,
     org_id: uuid.UUID,
@@ -147,6 +193,7 @@ async def organization_reactivate(
 
 
 @router.post("/organizations/{org_id}/export", response_model=None)
+@shown_on("export", organization_again)
 async def organization_export(
     org_id: uuid.UUID,
     console: ConsoleOperator,
@@ -158,7 +205,10 @@ async def organization_export(
     org = await org_service.get_organization(session, org_id)
     chosen = ExportKind(kind) if kind else None
     if fmt is ExportFormat.CSV and chosen is None:
-        raise ValidationFailed("A CSV export needs a kind of data.")
+        raise ValidationFailed(
+            "A CSV export needs a kind of data.",
+            details=[{"loc": ["kind"], "msg": "Choose a kind for CSV.", "type": "value_error"}],
+        )
     kinds = [chosen] if chosen else list(ExportKind)
     await org_export.record_export(session, console.principal, org, fmt, kinds)
     name = f"milepost-{org.id}-{chosen.value if chosen else 'all'}.{fmt.value}"
@@ -170,6 +220,7 @@ async def organization_export(
 
 
 @router.post("/organizations/{org_id}/delete", response_model=None)
+@shown_on("delete", organization_again, fields={DeletionNotConfirmed: "confirm"})
 async def organization_delete(
     org_id: uuid.UUID,
     console: ConsoleOperator,

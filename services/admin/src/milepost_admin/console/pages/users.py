@@ -7,17 +7,21 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from milepost_admin.console.deps import ConsoleDep, ConsoleOperator, StoreDep
-from milepost_admin.console.render import flash, page, see_other
-from milepost_admin.console.routing import ConsoleRoute
-from milepost_admin.console.views import filters_of, form_model, list_page
+from milepost_admin.console.deps import Console, ConsoleDep, ConsoleOperator, StoreDep
+from milepost_admin.console.pages.organizations import organization_again
+from milepost_admin.console.render import flash, page, reveal, see_other
+from milepost_admin.console.routing import ConsoleRoute, FormState, shown_on
+from milepost_admin.console.sessions import SessionStore
+from milepost_admin.console.views import again, filters_of, form_model, list_page
 from milepost_admin.deps import ServicesDep
 from milepost_admin.links import invite_url, reset_url
 from milepost_common.domain.audit import service as audit
 from milepost_common.domain.audit.schemas import AuditFilters, AuditSort
 from milepost_common.domain.organizations import service as org_service
 from milepost_common.domain.users import service as user_service
+from milepost_common.domain.users.errors import EmailTaken, LastOwner
 from milepost_common.domain.users.models import OrgRole
 from milepost_common.domain.users.schemas import UserCreate, UserFilters
 from milepost_common.web.deps import SessionDep
@@ -29,7 +33,7 @@ router = APIRouter(route_class=ConsoleRoute)
 async def users_page(
     request: Request, console: ConsoleDep, store: StoreDep, session: SessionDep
 ) -> HTMLResponse:
-    filters = await filters_of(request, store, console, UserFilters)
+    filters = await filters_of(request, store, console, UserFilters, default_sort="-created_at")
     result = await user_service.list_users(session, filters)
     return await list_page(
         request, store, console, session, "users", filters, result, roles=list(OrgRole)
@@ -37,8 +41,8 @@ async def users_page(
 
 
 @router.post("/organizations/{org_id}/users", response_model=None)
+@shown_on("new-user", organization_again, fields={EmailTaken: "email"})
 async def user_create(
-    request: Request,
     org_id: uuid.UUID,
     console: ConsoleOperator,
     store: StoreDep,
@@ -59,29 +63,24 @@ async def user_create(
     if created.invitation_token is None:
         await flash(store, console, "ok", f"User {created.user.email} created.")
         return see_other(f"/admin/users/{created.user.id}")
-    return await page(
-        request,
+    return await reveal(
         store,
         console,
-        "secret.html",
-        {
-            "section": "users",
-            "title": f"Invitation for {created.user.email}",
-            "secret": invite_url(services.settings, created.invitation_token),
-            "explain": "Send this link to the person: it lets them choose a password, once, "
-            "within 48 hours. It is shown only now.",
-            "back": f"/admin/users/{created.user.id}",
-        },
+        title=f"Invitation for {created.user.email}",
+        secret=invite_url(services.settings, created.invitation_token),
+        explain="Send this link to the person: it lets them choose a password, once, "
+        "within 48 hours. It is shown only now.",
+        back=f"/admin/users/{created.user.id}",
     )
 
 
-@router.get("/users/{user_id}", response_class=HTMLResponse)
-async def user_page(
+async def _user(
     request: Request,
     user_id: uuid.UUID,
-    console: ConsoleDep,
-    store: StoreDep,
-    session: SessionDep,
+    console: Console,
+    store: SessionStore,
+    session: AsyncSession,
+    form: FormState | None = None,
 ) -> HTMLResponse:
     target = await user_service.get_user(session, user_id)
     history = await audit.list_audit_entries(
@@ -100,11 +99,31 @@ async def user_page(
             else None,
             "roles": list(OrgRole),
             "history": history,
+            "form": form,
         },
     )
 
 
+async def user_again(request: Request, form: FormState) -> HTMLResponse:
+    """The user's page with the refused action's error."""
+    async with again(request) as (session, console, store):
+        user_id = uuid.UUID(str(request.path_params["user_id"]))
+        return await _user(request, user_id, console, store, session, form)
+
+
+@router.get("/users/{user_id}", response_class=HTMLResponse)
+async def user_page(
+    request: Request,
+    user_id: uuid.UUID,
+    console: ConsoleDep,
+    store: StoreDep,
+    session: SessionDep,
+) -> HTMLResponse:
+    return await _user(request, user_id, console, store, session)
+
+
 @router.post("/users/{user_id}/role", response_model=None)
+@shown_on("role", user_again, fields={LastOwner: "role"})
 async def user_role(
     user_id: uuid.UUID,
     console: ConsoleOperator,
@@ -119,6 +138,7 @@ async def user_role(
 
 
 @router.post("/users/{user_id}/deactivate", response_model=None)
+@shown_on("actions", user_again)
 async def user_deactivate(
     user_id: uuid.UUID, console: ConsoleOperator, store: StoreDep, session: SessionDep
 ) -> Response:
@@ -140,7 +160,6 @@ async def user_reactivate(
 
 @router.post("/users/{user_id}/reset-password", response_model=None)
 async def user_reset_password(
-    request: Request,
     user_id: uuid.UUID,
     console: ConsoleOperator,
     store: StoreDep,
@@ -149,17 +168,12 @@ async def user_reset_password(
 ) -> Response:
     target = await user_service.get_user(session, user_id)
     raw = await user_service.reset_user_password(session, console.principal, target)
-    return await page(
-        request,
+    return await reveal(
         store,
         console,
-        "secret.html",
-        {
-            "section": "users",
-            "title": f"Password reset for {target.email}",
-            "secret": reset_url(services.settings, raw),
-            "explain": "Send this link to the person: it works once, within 48 hours. "
-            "It is shown only now.",
-            "back": f"/admin/users/{target.id}",
-        },
+        title=f"Password reset for {target.email}",
+        secret=reset_url(services.settings, raw),
+        explain="Send this link to the person: it works once, within 48 hours. "
+        "It is shown only now.",
+        back=f"/admin/users/{target.id}",
     )
