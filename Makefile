@@ -22,7 +22,7 @@ MYPY_TARGETS := libs/common/src services/api/src services/admin/src services/ing
 SYSTEM_PACKAGES := redis-server=redis-server wrk=wrk chromium=chromium
 
 .PHONY: help install system-packages lint test up down status logs demo demo-stop \
-	bench-ingest bench-worker bench-api openapi
+	bench-ingest bench-worker bench-api openapi fuzz
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -92,5 +92,13 @@ bench-api: ## positions read vs a bare FastAPI endpoint (on `make up`)
 bench: ## the three benchmarks, then bench/results/README.md and latest.json (SMOKE=1: small)
 	$(RUN) python -m bench $(if $(SMOKE),--smoke)
 
-openapi: ## export each app's OpenAPI document
-	$(RUN) python -m milepost_common.openapi_export
+openapi: ## export each app's OpenAPI document to docs/openapi/ (a test fails when one is stale)
+	@for app in api admin ingest; do $(RUN) python -m milepost_$$app.openapi_export; done
+
+# The fuzz tests `make test` runs with a few examples per operation, here with many.
+FUZZ_EXAMPLES ?= 200
+FUZZ_TESTS := services/api/tests/test_api_openapi.py services/admin/tests/test_admin_openapi.py \
+	services/ingest/tests/test_openapi.py services/ingest/tests/test_fuzz_bodies.py
+fuzz: install ## fuzz the three apps' OpenAPI and the ingest parsers at length (FUZZ_EXAMPLES=200)
+	@MILEPOST_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) CI="$${CI:-true}" \
+		$(RUN) pytest -n $(PYTEST_WORKERS) --dist loadfile $(FUZZ_TESTS)

@@ -45,6 +45,20 @@ class TestRegisterDevice:
 
         assert response.status_code == 409
 
+    async def test_text_postgres_cannot_store_is_422(
+        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
+    ) -> None:
+        org = await make_organization(session)
+
+        response = await client.post(
+            f"/admin/v1/organizations/{org.id}/devices",
+            json={"unique_id": "nul\u0000", "name": "Van"},
+            headers=staff.operator_auth,
+        )
+
+        assert response.status_code == 422, response.text
+        assert response.json()["error"]["code"] == "validation_failed"
+
 
 class TestImportDevices:
     async def test_reports_every_line(
@@ -97,6 +111,34 @@ class TestImportDevices:
         )
 
         assert response.status_code == 400
+
+    async def test_lines_ending_in_a_lone_carriage_return_are_read(
+        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
+    ) -> None:
+        org = await make_organization(session)
+
+        response = await client.post(
+            f"/admin/v1/organizations/{org.id}/devices/import",
+            content="unique_id,name\rcr-1,Truck 1\rcr-2,Truck 2\r",
+            headers={**staff.operator_auth, "Content-Type": "text/csv"},
+        )
+
+        assert response.status_code == 200, response.text
+        assert response.json()["created"] == 2
+
+    async def test_a_file_the_csv_reader_refuses_is_400(
+        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
+    ) -> None:
+        org = await make_organization(session)
+
+        response = await client.post(
+            f"/admin/v1/organizations/{org.id}/devices/import",
+            content="unique_id,name\nbig," + "x" * 200_000 + "\n",
+            headers={**staff.operator_auth, "Content-Type": "text/csv"},
+        )
+
+        assert response.status_code == 400, response.text
+        assert response.json()["error"]["code"] == "bad_request"
 
 
 class TestTransferDevice:

@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import uvicorn
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import ASGIApp
 
+from milepost_common.domain.alerts.models import Alert, AlertRule, AlertType
+from milepost_common.domain.geofences.models import Geofence
 from milepost_common.domain.organizations.models import Organization
+from milepost_common.domain.trips.models import Trip
 from milepost_common.domain.users.models import User
+from milepost_common.domain.webhooks.models import WebhookEndpoint
+from milepost_common.testing.factories import make_api_key, make_device
 
 Bearer = Callable[..., dict[str, str]]
 
@@ -24,6 +32,51 @@ class Team:
     owner: User
     manager: User
     viewer: User
+
+
+async def one_of_everything(
+    session: AsyncSession, org: Organization, member: User
+) -> dict[str, uuid.UUID]:
+    """A vehicle, trip, alert, geofence, rule, webhook and API key of ``org``, by the names
+    of the path parameters that take their ids (``user_id`` is ``member``'s)."""
+    device = await make_device(session, org)
+    now = datetime.now(UTC)
+    geofence = Geofence(
+        org_id=org.id,
+        name="Depot",
+        geometry={"type": "Point", "coordinates": [13.4, 52.5]},
+        radius_m=100,
+    )
+    rule = AlertRule(org_id=org.id, name="Idle", type=AlertType.IDLE, params={"min_duration_s": 60})
+    session.add_all([geofence, rule])
+    await session.flush()
+    trip = Trip(
+        org_id=org.id,
+        device_id=device.id,
+        start_time=now - timedelta(hours=1),
+        end_time=now,
+        start_lat=52.5,
+        start_lon=13.4,
+        end_lat=52.6,
+        end_lon=13.5,
+    )
+    alert = Alert(
+        org_id=org.id, device_id=device.id, rule_id=rule.id, type=AlertType.IDLE, occurred_at=now
+    )
+    webhook = WebhookEndpoint(org_id=org.id, url="https://example.com/h", secret_encrypted="x")
+    session.add_all([trip, alert, webhook])
+    await session.flush()
+    key = await make_api_key(session, org)
+    return {
+        "vehicle_id": device.id,
+        "trip_id": trip.id,
+        "alert_id": alert.id,
+        "geofence_id": geofence.id,
+        "rule_id": rule.id,
+        "webhook_id": webhook.id,
+        "user_id": member.id,
+        "key_id": key.api_key.id,
+    }
 
 
 def error_code(response: httpx.Response) -> Any:

@@ -1,3 +1,5 @@
+"""Values validation lets through but Postgres refuses (SQLSTATE class 22) answer 422."""
+
 from __future__ import annotations
 
 import httpx
@@ -22,3 +24,16 @@ class TestUnstorableText:
             assert error_code(response) == "validation_failed"
         after = await client.get("/api/v1/vehicles", headers=headers)
         assert after.status_code == 200
+
+
+class TestValuesOutOfRange:
+    async def test_a_time_before_year_1_in_utc_is_422_not_500(
+        self, client: httpx.AsyncClient, team: Team, bearer: Bearer
+    ) -> None:
+        response = await client.post(
+            "/api/v1/api-keys",
+            json={"name": "old", "expires_at": "0001-01-01T00:01:00+01:00"},
+            headers=bearer(team.owner),
+        )
+        assert response.status_code == 422, response.text
+        assert error_code(response) == "validation_failed"

@@ -7,7 +7,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -18,12 +17,7 @@ from fastapi.routing import APIRoute, APIWebSocketRoute, iter_route_contexts
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from milepost_api.deps import current_user
-from milepost_common.domain.alerts.models import Alert, AlertRule, AlertType
-from milepost_common.domain.geofences.models import Geofence
-from milepost_common.domain.trips.models import Trip
-from milepost_common.domain.webhooks.models import WebhookEndpoint
-from milepost_common.testing.factories import make_api_key, make_device
-from services.api.tests.api_support import Bearer, Team, error_code
+from services.api.tests.api_support import Bearer, Team, error_code, one_of_everything
 
 # Routes anyone may call: health, docs, and the sign-in flows (they authenticate by what
 # they are sent: a password, a refresh token, a one-time token).
@@ -121,47 +115,7 @@ async def send(
 @pytest.fixture
 async def foreign_ids(session: AsyncSession, other_team: Team) -> dict[str, uuid.UUID]:
     """One of everything, in another organization: the ids an attacker would try."""
-    org = other_team.org
-    device = await make_device(session, org)
-    now = datetime.now(UTC)
-    geofence = Geofence(
-        org_id=org.id,
-        name="Theirs",
-        geometry={"type": "Point", "coordinates": [13.4, 52.5]},
-        radius_m=100,
-    )
-    rule = AlertRule(
-        org_id=org.id, name="Theirs", type=AlertType.IDLE, params={"min_duration_s": 60}
-    )
-    session.add_all([geofence, rule])
-    await session.flush()
-    trip = Trip(
-        org_id=org.id,
-        device_id=device.id,
-        start_time=now - timedelta(hours=1),
-        end_time=now,
-        start_lat=52.5,
-        start_lon=13.4,
-        end_lat=52.6,
-        end_lon=13.5,
-    )
-    alert = Alert(
-        org_id=org.id, device_id=device.id, rule_id=rule.id, type=AlertType.IDLE, occurred_at=now
-    )
-    webhook = WebhookEndpoint(org_id=org.id, url="https://example.com/h", secret_encrypted="x")
-    session.add_all([trip, alert, webhook])
-    await session.flush()
-    key = await make_api_key(session, org)
-    return {
-        "vehicle_id": device.id,
-        "trip_id": trip.id,
-        "alert_id": alert.id,
-        "geofence_id": geofence.id,
-        "rule_id": rule.id,
-        "webhook_id": webhook.id,
-        "user_id": other_team.viewer.id,
-        "key_id": key.api_key.id,
-    }
+    return await one_of_everything(session, other_team.org, other_team.viewer)
 
 
 class TestRouteWalk:

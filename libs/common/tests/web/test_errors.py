@@ -37,6 +37,18 @@ class TestEnvelope:
         )
         assert_envelope(response, 400, "malformed_body")
 
+    async def test_json_body_that_is_not_utf8_is_malformed(self, client: httpx.AsyncClient) -> None:
+        response = await client.post(
+            "/kit/v1/orgs", content=b"\x16\xffB", headers={"Content-Type": "application/json"}
+        )
+        assert_envelope(response, 400, "malformed_body")
+
+    async def test_text_postgres_cannot_store_is_a_validation_error(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        response = await client.post("/kit/v1/orgs", json={"name": "nul\u0000"})
+        assert_envelope(response, 422, "validation_failed")
+
     async def test_sane_incoming_request_id_is_kept(self, client: httpx.AsyncClient) -> None:
         response = await client.get("/kit/v1/orgs/1", headers={"X-Request-ID": "abc-123-def-456"})
         assert response.json()["error"]["trace_id"] == "abc-123-def-456"

@@ -21,15 +21,16 @@ from milepost_common.auth import PasswordHasher, Realm, TokenCodec
 from milepost_common.domain.principals import Principal, PrincipalResolver
 from milepost_common.domain.system.service import Broker
 from milepost_common.domain.users.models import PlatformRole
-from milepost_common.errors import Forbidden, Unauthorized
+from milepost_common.errors import Forbidden, RateLimited, Unauthorized
 from milepost_common.ratelimit import LoginThrottle, RateLimiter
 from milepost_common.web.deps import ClientIpDep, SessionDep
 from milepost_common.web.middleware import request_id_of
 
 TOKEN_URL = "/admin/v1/auth/token"  # noqa: S105 - a path, not a secret
 
-# What every route behind an operator dependency may answer (for its OpenAPI responses).
-AUTH_ERRORS = (Unauthorized, Forbidden)
+# What every route behind an operator dependency may answer (for its OpenAPI responses):
+# no or a bad token, a role too low, the operator's rate limit.
+AUTH_ERRORS = (Unauthorized, Forbidden, RateLimited)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from fastapi import FastAPI
 from starlette.middleware import Middleware
 
-from milepost_api import db_errors
 from milepost_api.deps import start_context, stop_context
 from milepost_api.http_cache import HttpCacheMiddleware
 from milepost_api.routes import (
@@ -101,7 +100,6 @@ def create_app(settings: ApiSettings) -> FastAPI:
         openapi_tags=TAGS,
     )
     app = create_base_app(settings, spec)
-    db_errors.install(app)
     # Innermost: ETags are computed on the handler's own bytes, before compression.
     app.user_middleware.append(Middleware(HttpCacheMiddleware))
     return app

@@ -24,6 +24,7 @@ from milepost_common.web.body_limit import BodyLimitMiddleware, document_body_li
 from milepost_common.web.errors import install_error_handlers
 from milepost_common.web.health import Check, check_postgres, check_redis, health_router
 from milepost_common.web.middleware import RequestContextMiddleware, SecurityHeadersMiddleware
+from milepost_common.web.openapi import document_common_responses
 
 Hook = Callable[[FastAPI], Awaitable[None]]
 
@@ -114,6 +115,7 @@ def create_base_app(settings: CommonSettings, spec: AppSpec) -> FastAPI:
         app.include_router(router, prefix=prefix)
     app.add_api_route("/metrics", metrics, include_in_schema=False)
     install_error_handlers(app)
+    document_common_responses(app)
     # Added innermost first: the request-context middleware is outermost, so every answer
     # (errors and 500s included) carries the request id and is logged and counted.
     app.add_middleware(GZipMiddleware, minimum_size=1024)

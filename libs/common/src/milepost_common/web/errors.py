@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+import asyncpg  # type: ignore[import-untyped]
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -103,6 +104,11 @@ async def _app_error(request: Request, exc: Exception) -> Response:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     exc = cast(StarletteHTTPException, exc)
+    if exc.status_code == 400:
+        # The framework's only 400: a body it could not read (JSON that is not UTF-8, a
+        # broken form or multipart body). Domain 400s are AppErrors and never come here.
+        malformed = errors.MalformedBody()
+        return error_response(request, 400, malformed.code, malformed.message)
     code = _CODE_BY_STATUS.get(
         exc.status_code, "bad_request" if exc.status_code < 500 else "internal_error"
     )
@@ -151,6 +157,31 @@ async def _dependency_down(request: Request, exc: Exception) -> Response:
     )
 
 
+def _sqlstate(exc: Exception) -> str:
+    source: Any = exc.orig if isinstance(exc, DBAPIError) else exc
+    state = getattr(source, "sqlstate", None)
+    return state if isinstance(state, str) else ""
+
+
+async def _database_error(request: Request, exc: Exception) -> Response:
+    """SQLSTATE class 22, "data exception": Postgres (or the driver encoding a parameter)
+    refused a value the request carried that validation let through — a NUL character in
+    text or JSON, a time or number out of the column's range. The request is invalid: 422,
+    on every route of every app, instead of a validator on each field. Anything else: 500."""
+    state = _sqlstate(exc)
+    if not state.startswith("22"):
+        return await _unhandled(request, exc)
+    log.warning("unstorable_value", sqlstate=state, route=route_template(request.scope))
+    return error_response(
+        request,
+        422,
+        errors.ValidationFailed.code,
+        "The request holds a value that cannot be stored or compared (a NUL character, or a"
+        " number or time out of range).",
+        [{"loc": ["request"], "msg": "Unsupported value.", "type": "value_error"}],
+    )
+
+
 async def _unhandled(request: Request, exc: Exception) -> Response:
     log.error("unhandled_error", exc_info=exc, route=route_template(request.scope))
     return error_response(request, 500, "internal_error", "Internal server error.")
@@ -162,6 +193,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     for down in (OperationalError, InterfaceError, SqlTimeoutError, OSError, TimeoutError):
         app.add_exception_handler(down, _dependency_down)
+    for refused in (DBAPIError, asyncpg.PostgresError):
+        app.add_exception_handler(refused, _database_error)
     app.add_exception_handler(Exception, _unhandled)
 
 

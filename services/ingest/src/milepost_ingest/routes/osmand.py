@@ -56,7 +56,37 @@ _PARAMETERS = (
     "`bearing`/`heading`; `altitude`; `accuracy`; `hdop`; `batt`; `charge`; `driverUniqueId`; "
     "any other parameter becomes an attribute."
 )
+
+
+def _query(name: str, kind: str, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": {"type": kind},
+    }
+
+
+# Read by the decoder from the raw query string (no FastAPI parameters: any other name is an
+# attribute, and a value that cannot be read is recorded as rejected, never refused).
+_QUERY: dict[str, Any] = {
+    "parameters": [
+        _query("id", "string", "The tracker's unique id (or `deviceid`)."),
+        _query("deviceid", "string", "The tracker's unique id (or `id`)."),
+        _query("timestamp", "string", "Unix s or ms, ISO 8601, or `yyyy-MM-dd HH:mm:ss` UTC."),
+        _query("lat", "number", "Latitude, decimal degrees."),
+        _query("lon", "number", "Longitude, decimal degrees."),
+        _query("location", "string", "`lat,lon` instead of `lat` and `lon`."),
+        _query("speed", "number", "Knots."),
+        _query("bearing", "number", "Course, degrees (or `heading`)."),
+        _query("altitude", "number", "Metres."),
+        _query("accuracy", "number", "Metres."),
+        _query("batt", "number", "Battery, percent."),
+    ]
+}
 _FORM_OR_JSON: dict[str, Any] = {
+    **_QUERY,
     "requestBody": {
         "required": False,
         "content": {
@@ -76,7 +106,7 @@ _FORM_OR_JSON: dict[str, Any] = {
                 },
             },
         },
-    }
+    },
 }
 
 
@@ -113,6 +143,7 @@ _FORM_OR_JSON: dict[str, Any] = {
     "Unknown device: 400. Also served with a trailing slash.",
     response_class=Response,
     responses=_ANSWERS,
+    openapi_extra=_QUERY,
 )
 async def ingest_osmand(principal: OsmandKey, fix: OsmandFixDep, ctx: ContextDep) -> Response:
     if not await ctx.coalescer.submit(principal, fix.item):

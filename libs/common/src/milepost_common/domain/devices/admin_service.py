@@ -109,7 +109,18 @@ def _failure(line: int, unique_id: str | None, code: ImportRowCode, message: str
 
 
 def _parse_rows(text: str) -> list[tuple[int, dict[str, str]]]:
-    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")), skipinitialspace=True)
+    """The non-blank rows by line number. Raises BadRequest for a file the csv module cannot
+    read (a field over its size limit, a stray quote or NUL) or without the header."""
+    try:
+        return _read_rows(text)
+    except csv.Error as exc:
+        raise BadRequest(f"The CSV cannot be read: {exc}.") from None
+
+
+def _read_rows(text: str) -> list[tuple[int, dict[str, str]]]:
+    # newline="": lines end in \n, \r\n or a lone \r (as the csv module expects its input).
+    source = io.StringIO(text.lstrip("\ufeff"), newline="")
+    reader = csv.DictReader(source, skipinitialspace=True)
     header = [name.strip() for name in reader.fieldnames or []]
     if "unique_id" not in header or "name" not in header:
         raise BadRequest(

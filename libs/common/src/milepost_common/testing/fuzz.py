@@ -1,0 +1,251 @@
+"""Schemathesis over an app's own OpenAPI document, in process, as one of its real users.
+
+The fuzz tests of ingest, api and admin share this: :func:`asgi_schema` loads the document
+from the app (``schemathesis.openapi.from_asgi``, the app's lifespan run once), :func:`fuzz`
+sends each operation a bounded number of generated requests, positive and negative, some
+with the ids of rows that exist (``known`` path parameters), and :func:`malformed_bodies`
+sends each operation that takes JSON one body that is not JSON. Every answer is checked:
+
+- no 5xx;
+- conformance: the status code, the content type and the body are the ones documented;
+- every error (4xx, 5xx) is the envelope ``{"error": {code, message, details, trace_id}}``
+  with ``trace_id`` equal to ``X-Request-ID``.
+
+Examples per operation: ``MILEPOST_FUZZ_EXAMPLES`` when set (``make fuzz`` raises it), else
+each test's bounded default, so that ``make test`` stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, cast
+
+import orjson
+import schemathesis
+from fastapi import FastAPI
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from schemathesis.checks import not_a_server_error
+from schemathesis.generation import GenerationMode
+from schemathesis.python import asgi
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+EXAMPLES_VARIABLE = "MILEPOST_FUZZ_EXAMPLES"
+_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
+
+Check = Callable[[Any, Any, Any], bool | None]
+
+
+def examples(default: int) -> int:
+    """Examples per operation (or per property): ``MILEPOST_FUZZ_EXAMPLES``, else ``default``."""
+    value = os.environ.get(EXAMPLES_VARIABLE, "").strip()
+    return int(value) if value else default
+
+
+def envelope_problem(status: int, headers: Mapping[str, str], body: bytes) -> str | None:
+    """Why an error answer is not DESIGN.md's envelope, or None when it is (or not an error).
+
+    ``headers`` are looked up by lower-case name."""
+    if status < 400:
+        return None
+    media = headers.get("content-type", "").split(";", 1)[0].strip()
+    if media != "application/json":
+        return f"{status} answered as {media or 'no content type'}, not the JSON envelope"
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return f"{status} answered with a body that is not JSON"
+    error = document.get("error") if isinstance(document, dict) else None
+    if not isinstance(error, dict) or set(error) != {"code", "message", "details", "trace_id"}:
+        return (
+            f"{status} answered {document!r}, not {{'error': {{code, message, details, trace_id}}}}"
+        )
+    if not isinstance(error["code"], str) or not isinstance(error["message"], str):
+        return f"{status}: code and message must be strings: {error!r}"
+    if not isinstance(error["details"], list):
+        return f"{status}: details must be a list: {error!r}"
+    if error["trace_id"] != headers.get("x-request-id"):
+        return f"{status}: trace_id {error['trace_id']!r} is not the X-Request-ID header"
+    return None
+
+
+def error_is_envelope(ctx: Any, response: Any, case: Any) -> bool | None:  # noqa: ARG001
+    """A schemathesis check: every error answer of the app is the envelope."""
+    headers = {name: values[0] for name, values in response.headers.items() if values}
+    problem = envelope_problem(response.status_code, headers, response.content)
+    if problem is not None:
+        raise AssertionError(problem)
+    return None
+
+
+# No 5xx, status code, content type and body as documented, errors in the envelope.
+CHECKS: list[Check] = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    error_is_envelope,
+]
+
+
+@contextmanager
+def asgi_schema(app: FastAPI, openapi_path: str) -> Iterator[Any]:
+    """The app's OpenAPI as schemathesis loads it, the app's lifespan running meanwhile (in
+    schemathesis' own event loop thread, so the app's database and Redis clients live there)."""
+    schema = schemathesis.openapi.from_asgi(openapi_path, app)
+    try:
+        yield schema
+    finally:
+        asgi.shutdown_lifespans()
+
+
+def log_in(app: FastAPI, token_path: str, email: str, password: str) -> dict[str, str]:
+    """The ``Authorization`` header of a user logged in as a client does (OAuth2 password
+    form to ``token_path``), through the app that :func:`asgi_schema` runs."""
+    with asgi.get_client(cast(Any, app)) as client:
+        response = client.post(token_path, data={"username": email, "password": password})
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+@contextmanager
+def resolving_only(hosts: Iterable[str | None]) -> Iterator[None]:
+    """``socket.getaddrinfo`` answers for ``hosts`` and loopback only; any other name or
+    address fails at once as unresolvable (DECISIONS.md: fuzzing never resolves the host
+    names it generates, e.g. a webhook's, and never connects out)."""
+    allowed = _LOOPBACK | {host for host in hosts if host}
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        name = host.decode() if isinstance(host, bytes) else host
+        if name is None or name in allowed:
+            return real(host, *args, **kwargs)
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known (fuzzing)")
+
+    socket.getaddrinfo = getaddrinfo
+    try:
+        yield
+    finally:
+        socket.getaddrinfo = real
+
+
+def _operations(schema: Any) -> list[Any]:
+    operations = [cast(Any, result).ok() for result in schema.get_all_operations()]
+    # Deletes last: the rows the other operations are given ids of stay until then.
+    return sorted(operations, key=lambda operation: operation.method.upper() == "DELETE")
+
+
+def _parameter_names(operation: Any, location: str) -> list[str]:
+    return [
+        parameter["name"]
+        for parameter in operation.definition.raw.get("parameters", [])
+        if parameter.get("in") == location
+    ]
+
+
+def _known(operation: Any, location: str, known: Mapping[str, str]) -> dict[str, str]:
+    return {name: known[name] for name in _parameter_names(operation, location) if name in known}
+
+
+def fuzz(
+    schema: Any,
+    *,
+    headers: Mapping[str, str],
+    known: Mapping[str, str] | None = None,
+    max_examples: int,
+) -> dict[str, set[int]]:
+    """Generated requests to every operation, sent with ``headers``; about a third of them
+    with the ``known`` path and query parameters (name → value of a row that exists:
+    ``vehicle_id``, an OsmAnd ``id``). Fails listing every operation that failed a check;
+    returns the statuses each operation answered (by label: ``GET /api/v1/vehicles``)."""
+    answered: dict[str, set[int]] = {}
+    failures: list[str] = []
+    operations = _operations(schema)
+    assert operations, "no operation to fuzz"
+    for operation in operations:
+        statuses = answered.setdefault(operation.label, set())
+        try:
+            _fuzz_operation(operation, headers, known or {}, max_examples, statuses)
+        except Exception as exc:  # noqa: BLE001 - every failing operation is reported together
+            failures.append(f"{operation.label}: {exc}")
+    assert not failures, f"{len(failures)} of {len(operations)} operations failed:\n\n" + (
+        "\n\n".join(failures)
+    )
+    return answered
+
+
+def _fuzz_operation(
+    operation: Any,
+    headers: Mapping[str, str],
+    known: Mapping[str, str],
+    max_examples: int,
+    statuses: set[int],
+) -> None:
+    path, query = _known(operation, "path", known), _known(operation, "query", known)
+    strategies = [
+        operation.as_strategy(GenerationMode.POSITIVE),
+        operation.as_strategy(GenerationMode.NEGATIVE),
+    ]
+    if path or query:
+        strategies.append(
+            operation.as_strategy(
+                GenerationMode.POSITIVE, path_parameters=path or None, query=query or None
+            )
+        )
+
+    @given(case=st.one_of(strategies))
+    @settings(
+        max_examples=max_examples,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    def call(case: Any) -> None:
+        response = case.call_and_validate(headers=dict(headers), checks=CHECKS)
+        statuses.add(response.status_code)
+
+    call()
+
+
+def malformed_bodies(
+    schema: Any, *, headers: Mapping[str, str], known: Mapping[str, str] | None = None
+) -> int:
+    """Send every operation that takes JSON a body that is not JSON: each must answer a
+    documented 400 ``malformed_body`` in the envelope. Returns how many were tried."""
+    failures: list[str] = []
+    tried = 0
+    for operation in _operations(schema):
+        content = operation.definition.raw.get("requestBody", {}).get("content", {})
+        if "application/json" not in content:
+            continue
+        tried += 1
+        path_parameters = {
+            name: (known or {}).get(name, str(uuid.uuid4()))
+            for name in _parameter_names(operation, "path")
+        }
+        case = operation.Case(path_parameters=path_parameters, media_type="application/json")
+        try:
+            response = case.call_and_validate(
+                headers={**headers, "Content-Type": "application/json"},
+                checks=CHECKS,
+                data=b'{"unterminated',
+            )
+            code = orjson.loads(response.content)["error"]["code"]
+            assert (response.status_code, code) == (400, "malformed_body"), (
+                response.status_code,
+                code,
+            )
+        except Exception as exc:  # noqa: BLE001 - every failing operation is reported together
+            failures.append(f"{operation.label}: {exc}")
+    assert not failures, f"{len(failures)} of {tried} operations failed:\n\n" + "\n\n".join(
+        failures
+    )
+    return tried

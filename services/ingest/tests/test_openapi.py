@@ -1,0 +1,121 @@
+"""The ingest app's OpenAPI document: committed and current, every operation's errors
+documented, and fuzzed in process with an API key (schemathesis): no 5xx, every answer as
+documented, every error the envelope."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from sqlalchemy import make_url
+
+from milepost_common.db import create_database, unit_of_work
+from milepost_common.domain.ingest_batches.models import BatchSource, BatchStatus, IngestBatch
+from milepost_common.settings import DbSettings
+from milepost_common.testing import fuzz
+from milepost_common.testing.factories import make_api_key, make_device, make_organization
+from milepost_common.testing.plugin import clone_database, drop_database
+from milepost_common.web.openapi import render
+from milepost_ingest.main import create_app
+from milepost_ingest.openapi_export import DEFAULT_PATH, document
+from milepost_ingest.settings import IngestSettings
+
+
+class TestDocument:
+    def test_the_committed_document_is_current(self) -> None:
+        assert DEFAULT_PATH.read_bytes() == render(document()), (
+            "docs/openapi/ingest.json is stale: run `make openapi`"
+        )
+
+    def test_every_operation_documents_its_errors(self) -> None:
+        doc = document()
+        for path, methods in doc["paths"].items():
+            for method, op in methods.items():
+                where = f"{method.upper()} {path}"
+                responses = op["responses"]
+                assert op.get("summary"), where
+                assert {"429", "502", "503", "504"} <= set(responses), where
+                if path.startswith(("/ingest/v1/", "/ingest/osmand/")):
+                    for code in ("401", "403", "429"):
+                        assert "application/json" in responses[code]["content"], (where, code)
+                if "requestBody" in op:
+                    assert "`malformed_body`" in responses["400"]["description"], where
+                for code, response in responses.items():
+                    if code.startswith(("4", "5")) and "application/json" in response["content"]:
+                        schema = response["content"]["application/json"]["schema"]
+                        assert schema["$ref"].endswith("/ErrorEnvelope"), (where, code)
+
+
+@dataclass(frozen=True)
+class FuzzTarget:
+    schema: Any
+    headers: dict[str, str]
+    known: dict[str, str]
+    hosts: tuple[str | None, ...]
+
+
+@pytest.fixture(scope="module")
+async def target(
+    template_database_url: str, settings_factory: Callable[..., IngestSettings]
+) -> AsyncIterator[FuzzTarget]:
+    """The ingest app in process on a database of its own with a device, a batch and an API
+    key (sent as `Authorization: Bearer`, and as the OsmAnd path's key); its rate raised."""
+    url = await clone_database(template_database_url, "milepost_fuzz")
+    settings = settings_factory(
+        IngestSettings,
+        db={"url": url, "pool_size": 2},
+        auth={"principal_cache_s": 0},
+        ingest={"rate_limit": "1000000/minute", "osmand_linger_s": 0.0, "tune_gc": False},
+    )
+    db = create_database(DbSettings(url=url, pool_size=2))
+    async with unit_of_work(db) as session:
+        org = await make_organization(session)
+        device = await make_device(session, org)
+        key = await make_api_key(session, org)
+        batch = IngestBatch(
+            org_id=org.id,
+            source=BatchSource.JSON,
+            status=BatchStatus.PROCESSED,
+            received_at=datetime.now(UTC) - timedelta(minutes=5),
+        )
+        session.add(batch)
+        await session.flush()
+        known = {"batch_id": str(batch.id), "api_key": key.secret, "id": device.unique_id}
+    await db.dispose()
+    try:
+        with fuzz.asgi_schema(create_app(settings), "/ingest/openapi.json") as schema:
+            yield FuzzTarget(
+                schema,
+                {"Authorization": f"Bearer {key.secret}"},
+                known,
+                (make_url(url).host, urlsplit(settings.redis.url).hostname),
+            )
+    finally:
+        await drop_database(url)
+
+
+@pytest.fixture
+def no_dns(target: FuzzTarget) -> Iterator[None]:
+    with fuzz.resolving_only(target.hosts):
+        yield
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("no_dns")
+def test_fuzzing_finds_no_server_error_and_no_undocumented_answer(target: FuzzTarget) -> None:
+    answered = fuzz.fuzz(
+        target.schema,
+        headers=target.headers,
+        known=target.known,
+        max_examples=fuzz.examples(default=25),
+    )
+    succeeded = [label for label, statuses in answered.items() if min(statuses) < 300]
+    assert len(succeeded) == len(answered), "every operation must get through: " + str(answered)
+
+
+def test_every_json_body_that_cannot_be_parsed_is_a_documented_400(target: FuzzTarget) -> None:
+    assert fuzz.malformed_bodies(target.schema, headers=target.headers, known=target.known) == 2
