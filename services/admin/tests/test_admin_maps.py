@@ -341,6 +341,7 @@ class TestListDeviceDayStops:
         assert set(items[0]) == {
             "id",
             "vehicle_id",
+            "vehicle_name",
             "start_time",
             "end_time",
             "lat",

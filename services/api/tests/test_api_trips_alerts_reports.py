@@ -233,8 +233,8 @@ class TestReports:
         rows = list(csv.reader(io.StringIO(text)))
         assert response.headers["content-type"].startswith("text/csv")
         assert "ETag" not in response.headers
-        assert rows[0][:3] == ["id", "vehicle_id", "start_time"]
-        assert [r[2] for r in rows[1:]] == [
+        assert rows[0][:5] == ["id", "vehicle_id", "vehicle_name", "vehicle_plate", "start_time"]
+        assert [r[4] for r in rows[1:]] == [
             "2026-01-01T00:00:00Z",
             "2026-01-01T01:00:00Z",
             "2026-01-01T02:00:00Z",
@@ -243,7 +243,7 @@ class TestReports:
     async def test_summary_csv(
         self, client: httpx.AsyncClient, session: AsyncSession, team: Team, bearer: Bearer
     ) -> None:
-        device = await make_device(session, team.org)
+        device = await make_device(session, team.org, plate="B-MP 1")
         session.add(trip(device, JAN1, 10, 1, 30))
         await session.flush()
         response = await client.get(
@@ -255,13 +255,28 @@ class TestReports:
         assert rows == [
             [
                 "vehicle_id",
+                "vehicle_name",
+                "vehicle_plate",
                 "date",
                 "distance_m",
                 "driving_time_s",
+                "stopped_time_s",
                 "idle_time_s",
                 "stops",
                 "max_speed",
                 "alerts",
             ],
-            [str(device.id), "2026-01-01", "1000.0", "600.0", "0.0", "0", "30.0", "0"],
+            [
+                str(device.id),
+                device.name,
+                "B-MP 1",
+                "2026-01-01",
+                "1000.0",
+                "600",
+                "0",
+                "0",
+                "0",
+                "30.0",
+                "0",
+            ],
         ]

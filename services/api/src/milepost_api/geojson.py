@@ -13,6 +13,7 @@ import orjson
 from starlette.datastructures import Headers
 
 from milepost_common.domain.positions.queries import LatestRow, PositionRow
+from milepost_common.units import tenth
 
 JSON = "application/json"
 GEOJSON = "application/geo+json"
@@ -24,14 +25,15 @@ def wants_geojson(headers: Headers) -> bool:
 
 
 def _position(row: PositionRow | LatestRow) -> dict[str, Any]:
+    # Rounded at the edge like every answer (km/h and metres to 0.1).
     return {
         "fix_time": row.fix_time,
         "lat": row.lat,
         "lon": row.lon,
-        "speed": row.speed,
+        "speed": tenth(row.speed),
         "course": row.course,
-        "altitude": row.altitude,
-        "accuracy": row.accuracy,
+        "altitude": tenth(row.altitude),
+        "accuracy": tenth(row.accuracy),
         "attributes": orjson.Fragment(row.attributes or "{}"),
     }
 
@@ -41,7 +43,15 @@ def position_items(rows: Sequence[PositionRow]) -> list[dict[str, Any]]:
 
 
 def latest_items(rows: Sequence[LatestRow]) -> list[dict[str, Any]]:
-    return [{"vehicle_id": row.vehicle_id, **_position(row)} for row in rows]
+    return [
+        {
+            "vehicle_id": row.vehicle_id,
+            "vehicle_name": row.vehicle_name,
+            "vehicle_plate": row.vehicle_plate,
+            **_position(row),
+        }
+        for row in rows
+    ]
 
 
 def page_body(items: Any, next_cursor: str | None) -> bytes:
@@ -86,4 +96,20 @@ GEOJSON_EXAMPLE: dict[str, Any] = {
         }
     ],
     "next_cursor": None,
+}
+
+LATEST_GEOJSON_EXAMPLE: dict[str, Any] = {
+    **GEOJSON_EXAMPLE,
+    "features": [
+        {
+            **feature,
+            "properties": {
+                "vehicle_id": "0b9e4d0c-6a55-4a8e-9f0e-5f2a4f3b8c11",
+                "vehicle_name": "Van 7",
+                "vehicle_plate": "B-MP 42",
+                **feature["properties"],
+            },
+        }
+        for feature in GEOJSON_EXAMPLE["features"]
+    ],
 }

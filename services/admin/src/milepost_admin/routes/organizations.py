@@ -138,7 +138,10 @@ async def delete_organization(
     "/{org_id}/export",
     summary="Export an organization's data (streamed NDJSON or CSV)",
     description="NDJSON: one `{type, data}` line per row of every kind (or of `kind`). "
-    "CSV: one kind per file, `kind` required. Secrets are never exported. Audited.",
+    "CSV: one kind per file, `kind` required. Secrets are never exported. Audited. "
+    "Positions, trips, stops and alerts show their numbers as the public API does (metres "
+    "and km/h rounded to 0.1, durations to whole seconds) and carry `vehicle_name` after "
+    "`device_id` (null for rows of an earlier tenure).",
     responses={
         200: {"content": {"application/x-ndjson": {}, "text/csv": {}}},
         **error_responses(*AUTH_ERRORS, OrganizationNotFound, ValidationFailed),

@@ -49,9 +49,7 @@ async def list_alerts(
     result = await alert_queries.list_alerts(
         session, user, vehicle_id, window, page, alert_type=type, acknowledged=acknowledged
     )
-    return Page(
-        items=[AlertRead.model_validate(a) for a in result.items], next_cursor=result.next_cursor
-    )
+    return Page(items=result.items, next_cursor=result.next_cursor)
 
 
 @router.post(
@@ -66,4 +64,4 @@ async def acknowledge_alert(
 ) -> AlertRead:
     """Managers and owners. Records who and when; idempotent (the first acknowledgement
     stays)."""
-    return AlertRead.model_validate(await alert_queries.acknowledge_alert(session, user, alert_id))
+    return await alert_queries.acknowledge_alert(session, user, alert_id)

@@ -76,7 +76,7 @@ async def list_positions(
     summary="The fleet's latest positions",
     response_model=Page[LatestPositionRead],
     responses={
-        **_geojson_response(geojson.GEOJSON_EXAMPLE),
+        **_geojson_response(geojson.LATEST_GEOJSON_EXAMPLE),
         **error_responses(Unauthorized, RateLimited),
     },
 )
@@ -84,8 +84,9 @@ async def list_positions(
 async def list_latest_positions(
     user: CurrentUser, request: Request, session: SessionDep, redis: RedisDep, ctx: ContextDep
 ) -> Response:
-    """One item per vehicle with a fix, ascending by `fix_time`; never paged
-    (`next_cursor` is null)."""
+    """One item per vehicle with a fix, ascending by `fix_time`, with the vehicle's name
+    and plate (GeoJSON: in each feature's properties); never paged (`next_cursor` is
+    null). Cached for a few seconds: a renamed vehicle shows its new name within that."""
 
     async def compute() -> bytes:
         rows = await position_queries.list_latest_positions(session, user)

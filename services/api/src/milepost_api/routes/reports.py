@@ -34,16 +34,21 @@ router = APIRouter(prefix="/v1/reports", tags=["reports"], responses=AUTHENTICAT
 # A date (midnight in the organization's time zone) or an instant with an offset.
 Instant = Annotated[AwareDatetime | date, Field(union_mode="left_to_right")]
 From = Annotated[
-    Instant,
+    Instant | None,
     Query(
         alias="from",
         description="Inclusive start: ISO 8601 with offset, or a date (midnight in the "
-        "organization's time zone).",
+        "organization's time zone). Default: 7 days before `to`; without both, the last 7 "
+        "whole days in the organization's time zone (today excluded).",
     ),
 ]
 To = Annotated[
-    Instant,
-    Query(alias="to", description="Exclusive end, like `from`; at most 366 days after it."),
+    Instant | None,
+    Query(
+        alias="to",
+        description="Exclusive end, like `from`; at most 366 days after it. Default: 7 days "
+        "after `from`; without both, today's midnight in the organization's time zone.",
+    ),
 ]
 VehicleFilter = Annotated[uuid.UUID | None, Query(description="Only this vehicle.")]
 CSV = "text/csv; charset=utf-8"
@@ -69,13 +74,18 @@ async def summarize(
     session: SessionDep,
     redis: RedisDep,
     ctx: ContextDep,
-    start: From,
-    end: To,
+    start: From = None,
+    end: To = None,
     vehicle_id: VehicleFilter = None,
     group_by: GroupBy = GroupBy.DAY,
 ) -> Response:
-    """Distance, driving time, idle time, stops, max speed and alerts per vehicle and day,
-    days cut in the organization's time zone; vehicles without activity are left out."""
+    """Distance, driving time, time stopped, stops, max speed and alerts per vehicle and
+    day, with the vehicle's name and plate, days cut in the organization's time zone;
+    vehicles without activity are left out. Metres and km/h rounded to 0.1, durations to
+    whole seconds. Without `from` and `to`: the last 7 whole days."""
+    if start is None or end is None:
+        # Resolved before the cache is asked: every request of a day shares one entry.
+        start, end = await report_service.report_range(session, user, start, end)
 
     async def compute() -> bytes:
         report = await report_service.summarize(
@@ -156,11 +166,12 @@ async def export_summary(
     user: CurrentUser,
     request: Request,
     session: SessionDep,
-    start: From,
-    end: To,
+    start: From = None,
+    end: To = None,
     vehicle_id: VehicleFilter = None,
 ) -> StreamingResponse:
-    """The summary's rows as CSV, streamed."""
+    """The summary's rows as CSV, streamed: the JSON report's columns, rounded alike
+    (`vehicle_name` and `vehicle_plate` empty for rows of an earlier tenure)."""
     window = await report_service.prepare_export(session, user, start, end, vehicle_id)
     return _csv_response(
         request,
@@ -184,11 +195,12 @@ async def export_trips(
     user: CurrentUser,
     request: Request,
     session: SessionDep,
-    start: From,
-    end: To,
+    start: From = None,
+    end: To = None,
     vehicle_id: VehicleFilter = None,
 ) -> StreamingResponse:
-    """Every trip that started in `[from, to)`, by start time, streamed in chunks."""
+    """Every trip that started in `[from, to)`, by start time, streamed in chunks, with the
+    vehicle's name and plate; metres and km/h rounded to 0.1, durations to whole seconds."""
     window = await report_service.prepare_export(session, user, start, end, vehicle_id)
     return _csv_response(
         request,

@@ -10,9 +10,12 @@ from sqlmodel import col, select
 
 from milepost_common.domain import paging
 from milepost_common.domain.alerts.models import Alert, AlertType
+from milepost_common.domain.alerts.schemas import AlertRead
 from milepost_common.domain.audit import service as audit
 from milepost_common.domain.base import get_by_id
+from milepost_common.domain.devices import names
 from milepost_common.domain.devices import service as device_service
+from milepost_common.domain.devices.models import Device
 from milepost_common.domain.principals import Principal
 from milepost_common.errors import NotFound
 
@@ -32,7 +35,7 @@ async def list_alerts(
     *,
     alert_type: AlertType | None = None,
     acknowledged: bool | None = None,
-) -> paging.PageResult[Alert]:
+) -> paging.PageResult[AlertRead]:
     """A keyset page of the organization's alerts by ``occurred_at``. Raises DeviceNotFound
     for a foreign ``vehicle_id``."""
     return await list_org_alerts(
@@ -55,7 +58,7 @@ async def list_org_alerts(
     *,
     alert_type: AlertType | None = None,
     acknowledged: bool | None = None,
-) -> paging.PageResult[Alert]:
+) -> paging.PageResult[AlertRead]:
     """``list_alerts`` of an organization named by its id (operators read any)."""
     query = select(Alert)
     if alert_type is not None:
@@ -63,8 +66,12 @@ async def list_org_alerts(
     if acknowledged is not None:
         ack = col(Alert.acknowledged_at)
         query = query.where(ack.is_not(None) if acknowledged else ack.is_(None))
-    return await device_service.org_history_page(
+    result = await device_service.org_history_page(
         session, org_id, Alert, "occurred_at", vehicle_id, window, page, narrowed=query
+    )
+    return paging.PageResult(
+        [names.read_as(AlertRead, item.row, item.vehicle_name) for item in result.items],
+        result.next_cursor,
     )
 
 
@@ -73,7 +80,9 @@ async def get_alert(session: AsyncSession, actor: Principal, alert_id: uuid.UUID
     return await get_by_id(session, Alert, alert_id, AlertNotFound, org_id=actor.require_org())
 
 
-async def acknowledge_alert(session: AsyncSession, actor: Principal, alert_id: uuid.UUID) -> Alert:
+async def acknowledge_alert(
+    session: AsyncSession, actor: Principal, alert_id: uuid.UUID
+) -> AlertRead:
     """Record who acknowledged the alert and when; idempotent (the first acknowledgement
     stays). Raises AlertNotFound. Audited."""
     alert = await get_alert(session, actor, alert_id)
@@ -85,4 +94,5 @@ async def acknowledge_alert(session: AsyncSession, actor: Principal, alert_id: u
         await audit.record(
             session, actor, "alerts.acknowledge", target_type="alert", target_id=alert.id
         )
-    return alert
+    device = await session.get(Device, alert.device_id)
+    return names.read_as(AlertRead, alert, names.name_of(device, alert.org_id, alert.occurred_at))

@@ -8,6 +8,17 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# Outputs that name a vehicle by id carry its name (DESIGN.md), never one another
+# organization chose (DECISIONS.md, device transfer).
+VEHICLE_NAME = (
+    "The vehicle's name; null for a row of an earlier tenure (the device has since moved to"
+    " another organization, or left and came back)."
+)
+VEHICLE_PLATE = (
+    "The vehicle's plate; null without one, and, like `vehicle_name`, for a row of an earlier"
+    " tenure."
+)
+
 
 class VehicleStatus(StrEnum):
     ONLINE = "online"

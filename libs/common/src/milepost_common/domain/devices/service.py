@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Generic, NamedTuple
 
 from sqlalchemy import func, or_
 from sqlalchemy import select as sa_select
@@ -20,6 +20,7 @@ from sqlmodel.sql.expression import SelectOfScalar
 from milepost_common.domain import paging
 from milepost_common.domain.audit import service as audit
 from milepost_common.domain.base import ModelT
+from milepost_common.domain.devices import names
 from milepost_common.domain.devices.errors import (
     DeviceLimitReached,
     DeviceNotFound,
@@ -95,6 +96,14 @@ async def get_org_device(session: AsyncSession, org_id: uuid.UUID, device_id: uu
     return device
 
 
+class Named(NamedTuple, Generic[ModelT]):
+    """A row and the name of the vehicle it names by id (``names``: None for a row of an
+    earlier tenure)."""
+
+    row: ModelT
+    vehicle_name: str | None
+
+
 async def vehicle_history_page(
     session: AsyncSession,
     actor: Principal,
@@ -104,10 +113,11 @@ async def vehicle_history_page(
     window: paging.Window,
     page: paging.PageRequest,
     narrowed: SelectOfScalar[ModelT] | None = None,
-) -> paging.PageResult[ModelT]:
+) -> paging.PageResult[Named[ModelT]]:
     """A keyset page of the organization's rows of ``model`` (trips, stops, alerts: rows with
     ``device_id`` and a time), of one vehicle or all, ``window`` on ``time_field``, by the
-    page's sort (default ``time_field``). Raises DeviceNotFound for a foreign ``vehicle_id``."""
+    page's sort (default ``time_field``), each with its vehicle's name. Raises DeviceNotFound
+    for a foreign ``vehicle_id``."""
     return await org_history_page(
         session, actor.require_org(), model, time_field, vehicle_id, window, page, narrowed
     )
@@ -122,16 +132,33 @@ async def org_history_page(
     window: paging.Window,
     page: paging.PageRequest,
     narrowed: SelectOfScalar[ModelT] | None = None,
-) -> paging.PageResult[ModelT]:
-    """``vehicle_history_page`` for an organization named by its id (operators read any)."""
-    query = narrowed if narrowed is not None else select(model)
+) -> paging.PageResult[Named[ModelT]]:
+    """``vehicle_history_page`` for an organization named by its id (operators read any).
+    The vehicle's name is joined in the page's own statement."""
+    fields: Any = model
     if vehicle_id is not None:
         await get_org_device(session, org_id, vehicle_id)
-        query = query.where(col(model.device_id) == vehicle_id)  # type: ignore[attr-defined]
-    query = paging.time_window(query, col(getattr(model, time_field)), window)
-    return await paging.org_page(
-        session, model, org_id, page, default_sort=time_field, narrowed=query
+    sort = page.sort or paging.Sort(time_field)
+    base = narrowed if narrowed is not None else select(model)
+    query = (
+        base.add_columns(names.name_column(col(fields.org_id), col(getattr(model, time_field))))
+        .join(Device, col(Device.id) == col(fields.device_id))
+        .where(col(fields.org_id) == org_id)
     )
+    if vehicle_id is not None:
+        query = query.where(col(fields.device_id) == vehicle_id)
+    query = paging.time_window(query, col(getattr(model, time_field)), window)
+    query = paging.keyset(
+        query,
+        col(getattr(model, sort.field)),
+        col(fields.id),
+        limit=page.limit,
+        cursor=page.cursor,
+        descending=sort.descending,
+        key_is_time=sort.field.endswith(("_at", "_time")),
+    )
+    rows = [Named(row, name) for row, name in (await session.execute(query)).all()]
+    return paging.page_of(rows, page.limit, lambda n: (getattr(n.row, sort.field), n.row.id))
 
 
 async def owned_device_ids(

@@ -8,7 +8,9 @@ from typing import Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from milepost_common import units
 from milepost_common.domain.devices.schemas import VehicleStatus
+from milepost_common.units import Kmh
 
 ItemT = TypeVar("ItemT")
 
@@ -43,7 +45,7 @@ class FleetPositionRead(BaseModel):
     fix_time: datetime
     lat: float = Field(description="WGS84 latitude, decimal degrees.")
     lon: float = Field(description="WGS84 longitude, decimal degrees.")
-    speed: float | None = Field(description="km/h.")
+    speed: Kmh | None = Field(description=units.KMH)
     course: float | None = Field(description="Degrees clockwise from north.")
 
 

@@ -167,4 +167,4 @@ async def list_recent_alerts(
     result = await alert_queries.list_org_alerts(
         session, org.id, None, paging.Window(start=since), newest_first
     )
-    return [AlertRead.model_validate(alert) for alert in reversed(result.items)]
+    return list(reversed(result.items))

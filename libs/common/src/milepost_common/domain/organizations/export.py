@@ -6,6 +6,10 @@ never leave the database. NDJSON lines are ``{"type": <kind>, "data": {...}}``; 
 one kind per file (a header, then one line per row, nested values as JSON). Positions are
 the rows stored under the organization, so a device transferred in brings only what was
 stored after its transfer.
+
+Measurements are shown as in every answer (``units``: metres and km/h to 0.1, durations to
+whole seconds), and rows that name a vehicle by ``device_id`` carry its ``vehicle_name``
+(null for a row of an earlier tenure, ``devices.names``).
 """
 
 from __future__ import annotations
@@ -21,9 +25,11 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel, col, select
 
+from milepost_common import units
 from milepost_common.domain.alerts.models import Alert, AlertRule
 from milepost_common.domain.api_keys.models import ApiKey
 from milepost_common.domain.audit import service as audit
+from milepost_common.domain.devices import names
 from milepost_common.domain.devices.models import Device
 from milepost_common.domain.geofences.models import Geofence
 from milepost_common.domain.ingest_batches.models import IngestBatch
@@ -44,6 +50,9 @@ class _Source:
     org_column: Any
     order_by: tuple[Any, ...]
     secret_fields: frozenset[str] = frozenset()
+    # Rows of a device's timeline: the time that places them in a tenure; their numbers
+    # (and an alert's details) are measurements.
+    time_field: str | None = None
 
 
 _SOURCES: dict[ExportKind, _Source] = {
@@ -69,11 +78,20 @@ _SOURCES: dict[ExportKind, _Source] = {
         IngestBatch, IngestBatch.org_id, (col(IngestBatch.received_at), col(IngestBatch.id))
     ),
     ExportKind.POSITIONS: _Source(
-        Position, Position.org_id, (col(Position.device_id), col(Position.fix_time))
+        Position,
+        Position.org_id,
+        (col(Position.device_id), col(Position.fix_time)),
+        time_field="fix_time",
     ),
-    ExportKind.TRIPS: _Source(Trip, Trip.org_id, (col(Trip.start_time), col(Trip.id))),
-    ExportKind.STOPS: _Source(Stop, Stop.org_id, (col(Stop.start_time), col(Stop.id))),
-    ExportKind.ALERTS: _Source(Alert, Alert.org_id, (col(Alert.occurred_at), col(Alert.id))),
+    ExportKind.TRIPS: _Source(
+        Trip, Trip.org_id, (col(Trip.start_time), col(Trip.id)), time_field="start_time"
+    ),
+    ExportKind.STOPS: _Source(
+        Stop, Stop.org_id, (col(Stop.start_time), col(Stop.id)), time_field="start_time"
+    ),
+    ExportKind.ALERTS: _Source(
+        Alert, Alert.org_id, (col(Alert.occurred_at), col(Alert.id)), time_field="occurred_at"
+    ),
     ExportKind.WEBHOOK_DELIVERIES: _Source(
         WebhookDelivery,
         WebhookDelivery.org_id,
@@ -102,17 +120,46 @@ async def record_export(
 
 
 def columns_of(kind: ExportKind) -> list[str]:
-    """The exported field names of ``kind`` (the table's, less its secrets)."""
+    """The exported field names of ``kind`` (the table's, less its secrets; ``vehicle_name``
+    after ``device_id`` for a device's timeline)."""
     source = _SOURCES[kind]
-    return [name for name in source.model.model_fields if name not in source.secret_fields]
+    columns = []
+    for name in source.model.model_fields:
+        if name not in source.secret_fields:
+            columns.append(name)
+        if name == "device_id" and source.time_field is not None:
+            columns.append("vehicle_name")
+    return columns
+
+
+def _shown(
+    source: _Source, row: Any, data: dict[str, Any], devices: dict[uuid.UUID, Device]
+) -> dict[str, Any]:
+    """A timeline row as answers show it: rounded measurements and the vehicle's name."""
+    data = units.round_fields(data)
+    if isinstance(data.get("details"), dict):
+        data["details"] = units.round_fields(data["details"])
+    name = names.name_of(
+        devices.get(row.device_id), row.org_id, getattr(row, source.time_field or "")
+    )
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        out[key] = value
+        if key == "device_id":
+            out["vehicle_name"] = name
+    return out
 
 
 async def export_rows(
     session: AsyncSession, org_id: uuid.UUID, kinds: Sequence[ExportKind]
 ) -> AsyncIterator[tuple[ExportKind, dict[str, Any]]]:
     """Every row of the organization of the given kinds, in a stable order, without secrets."""
+    devices: dict[uuid.UUID, Device] | None = None
     for kind in kinds:
         source = _SOURCES[kind]
+        if source.time_field is not None and devices is None:
+            held = await session.scalars(select(Device).where(col(Device.org_id) == org_id))
+            devices = {device.id: device for device in held}
         query = (
             select(source.model)
             .where(source.org_column == org_id)
@@ -121,10 +168,10 @@ async def export_rows(
         )
         rows = await session.stream_scalars(query)
         async for row in rows:
-            yield (
-                kind,
-                row.model_dump(mode="json", exclude=set(source.secret_fields), warnings=False),
-            )
+            data = row.model_dump(mode="json", exclude=set(source.secret_fields), warnings=False)
+            if source.time_field is not None:
+                data = _shown(source, row, data, devices or {})
+            yield (kind, data)
 
 
 async def ndjson_lines(

@@ -37,6 +37,8 @@ class PositionRow(NamedTuple):
 
 class LatestRow(NamedTuple):
     vehicle_id: str
+    vehicle_name: str
+    vehicle_plate: str | None
     fix_time: datetime
     lat: float
     lon: float
@@ -145,11 +147,14 @@ async def list_latest_positions(session: AsyncSession, actor: Principal) -> list
 
 
 async def list_org_latest_positions(session: AsyncSession, org_id: uuid.UUID) -> list[LatestRow]:
-    """``list_latest_positions`` of an organization named by its id (operators read any)."""
+    """``list_latest_positions`` of an organization named by its id (operators read any).
+    The vehicle's name and plate come in the same statement: ``device_state`` holds the
+    current tenure only, so the name is always the organization's own."""
     query = text(
         """
-        SELECT s.device_id::text, s.last_fix_time, s.last_lat, s.last_lon, s.last_speed,
-               s.last_course, s.last_altitude, s.last_accuracy, s.last_attributes::text
+        SELECT s.device_id::text, d.name, d.plate, s.last_fix_time, s.last_lat, s.last_lon,
+               s.last_speed, s.last_course, s.last_altitude, s.last_accuracy,
+               s.last_attributes::text
         FROM device_state s
         JOIN devices d ON d.id = s.device_id
         WHERE d.org_id = :org_id AND s.last_fix_time IS NOT NULL

@@ -8,6 +8,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from milepost_common import units
+from milepost_common.domain.devices.schemas import VEHICLE_NAME, VEHICLE_PLATE
+from milepost_common.units import Kmh, Metres
+
 POSITION_EXAMPLE: dict[str, Any] = {
     "fix_time": "2026-03-01T08:15:00Z",
     "lat": 52.520008,
@@ -26,18 +30,25 @@ class PositionRead(BaseModel):
     fix_time: datetime
     lat: float = Field(description="WGS84 latitude, decimal degrees.")
     lon: float = Field(description="WGS84 longitude, decimal degrees.")
-    speed: float | None = Field(description="km/h.")
+    speed: Kmh | None = Field(description=units.KMH)
     course: float | None = Field(description="Degrees clockwise from north.")
-    altitude: float | None = Field(description="Meters.")
-    accuracy: float | None = Field(description="Meters.")
+    altitude: Metres | None = Field(description=units.METRES)
+    accuracy: Metres | None = Field(description=units.METRES)
     attributes: dict[str, Any]
 
 
 class LatestPositionRead(PositionRead):
     model_config = ConfigDict(
         json_schema_extra={
-            "example": {"vehicle_id": "0b9e4d0c-6a55-4a8e-9f0e-5f2a4f3b8c11", **POSITION_EXAMPLE}
+            "example": {
+                "vehicle_id": "0b9e4d0c-6a55-4a8e-9f0e-5f2a4f3b8c11",
+                "vehicle_name": "Van 7",
+                "vehicle_plate": "B-MP 42",
+                **POSITION_EXAMPLE,
+            }
         }
     )
 
     vehicle_id: uuid.UUID
+    vehicle_name: str | None = Field(description=VEHICLE_NAME)
+    vehicle_plate: str | None = Field(description=VEHICLE_PLATE)

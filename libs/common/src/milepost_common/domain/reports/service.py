@@ -14,8 +14,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
+from milepost_common import units
 from milepost_common.domain import paging
+from milepost_common.domain.devices import names
 from milepost_common.domain.devices import service as device_service
+from milepost_common.domain.devices.models import Device
 from milepost_common.domain.organizations.models import Organization
 from milepost_common.domain.principals import Principal
 from milepost_common.domain.reports.schemas import GroupBy, SummaryReport, SummaryRow
@@ -23,21 +26,17 @@ from milepost_common.domain.trips.models import Trip
 from milepost_common.errors import ValidationFailed
 
 MAX_RANGE = timedelta(days=366)
+# Without `from` and `to`: the last this many whole days in the organization's time zone
+# (day boundaries, so repeated requests of a day share their cache entry).
+DEFAULT_DAYS = 7
 STREAM_CHUNK_ROWS = 1000
 
-SUMMARY_COLUMNS = (
-    "vehicle_id",
-    "date",
-    "distance_m",
-    "driving_time_s",
-    "idle_time_s",
-    "stops",
-    "max_speed",
-    "alerts",
-)
+SUMMARY_COLUMNS = tuple(SummaryRow.model_fields)
 TRIP_COLUMNS = (
     "id",
     "vehicle_id",
+    "vehicle_name",
+    "vehicle_plate",
     "start_time",
     "end_time",
     "start_lat",
@@ -50,31 +49,44 @@ TRIP_COLUMNS = (
     "max_speed",
 )
 
+# One row per vehicle and day; the vehicle's name and plate only where the row has activity
+# in the device's current tenure in this organization (devices.names).
 _SUMMARY = """
 WITH t AS (
     SELECT device_id, (start_time AT TIME ZONE :tz)::date AS day,
            sum(distance_m) AS distance_m, sum(duration_s) AS driving_time_s,
-           max(max_speed) AS max_speed
+           max(max_speed) AS max_speed, max(start_time) AS last_at
     FROM trips
     WHERE org_id = :org_id AND start_time >= :start AND start_time < :end {vehicle}
     GROUP BY 1, 2
 ), s AS (
     SELECT device_id, (start_time AT TIME ZONE :tz)::date AS day,
-           count(*) AS stops, sum(duration_s) AS idle_time_s
+           count(*) AS stops, sum(duration_s) AS stopped_time_s, max(start_time) AS last_at
     FROM stops
     WHERE org_id = :org_id AND start_time >= :start AND start_time < :end {vehicle}
     GROUP BY 1, 2
 ), a AS (
-    SELECT device_id, (occurred_at AT TIME ZONE :tz)::date AS day, count(*) AS alerts
+    SELECT device_id, (occurred_at AT TIME ZONE :tz)::date AS day, count(*) AS alerts,
+           max(occurred_at) AS last_at
     FROM alerts
     WHERE org_id = :org_id AND occurred_at >= :start AND occurred_at < :end {vehicle}
     GROUP BY 1, 2
+), r AS (
+    SELECT device_id, day,
+           coalesce(t.distance_m, 0) AS distance_m,
+           coalesce(t.driving_time_s, 0) AS driving_time_s,
+           coalesce(s.stopped_time_s, 0) AS stopped_time_s,
+           coalesce(s.stops, 0) AS stops, t.max_speed, coalesce(a.alerts, 0) AS alerts,
+           greatest(t.last_at, s.last_at, a.last_at) AS last_at
+    FROM t FULL JOIN s USING (device_id, day) FULL JOIN a USING (device_id, day)
 )
-SELECT device_id, day,
-       coalesce(t.distance_m, 0), coalesce(t.driving_time_s, 0), coalesce(s.idle_time_s, 0),
-       coalesce(s.stops, 0), t.max_speed, coalesce(a.alerts, 0)
-FROM t FULL JOIN s USING (device_id, day) FULL JOIN a USING (device_id, day)
-ORDER BY day, device_id
+SELECT r.device_id,
+       CASE WHEN {held} THEN d.name END,
+       CASE WHEN {held} THEN d.plate END,
+       r.day, r.distance_m, r.driving_time_s, r.stopped_time_s, r.stopped_time_s, r.stops,
+       r.max_speed, r.alerts
+FROM r LEFT JOIN devices d ON d.id = r.device_id
+ORDER BY r.day, r.device_id
 """
 
 
@@ -109,20 +121,50 @@ def _check_range(start: datetime, end: datetime) -> None:
         )
 
 
+def resolve_range(
+    start: datetime | date | None,
+    end: datetime | date | None,
+    zone: ZoneInfo,
+    now: datetime | None = None,
+) -> tuple[datetime, datetime]:
+    """``[start, end)`` as instants. Without both: the last ``DEFAULT_DAYS`` whole days in
+    ``zone`` (today excluded); with one of them: ``DEFAULT_DAYS`` days from or to it. Raises
+    ValidationFailed for an empty or too long range."""
+    if start is None:
+        if end is None:
+            end = (now or datetime.now(UTC)).astimezone(zone).date()
+        start = end - timedelta(days=DEFAULT_DAYS)
+    elif end is None:
+        end = start + timedelta(days=DEFAULT_DAYS)
+    start_at, end_at = to_instant(start, zone), to_instant(end, zone)
+    _check_range(start_at, end_at)
+    return start_at, end_at
+
+
+async def report_range(
+    session: AsyncSession,
+    actor: Principal,
+    start: datetime | date | None,
+    end: datetime | date | None,
+) -> tuple[datetime, datetime]:
+    """``resolve_range`` in the actor's organization's time zone (UTC instants)."""
+    start_at, end_at = resolve_range(start, end, await _zone_of(session, actor))
+    return start_at.astimezone(UTC), end_at.astimezone(UTC)
+
+
 async def summarize(
     session: AsyncSession,
     actor: Principal,
-    start: datetime | date,
-    end: datetime | date,
+    start: datetime | date | None,
+    end: datetime | date | None,
     *,
     vehicle_id: uuid.UUID | None = None,
     group_by: GroupBy = GroupBy.DAY,
 ) -> SummaryReport:
-    """Per vehicle and day of ``[start, end)``. Raises ValidationFailed for a bad range and
-    DeviceNotFound for a foreign ``vehicle_id``."""
+    """Per vehicle and day of ``[start, end)`` (``resolve_range``'s defaults). Raises
+    ValidationFailed for a bad range and DeviceNotFound for a foreign ``vehicle_id``."""
     zone = await _zone_of(session, actor)
-    start_at, end_at = to_instant(start, zone), to_instant(end, zone)
-    _check_range(start_at, end_at)
+    start_at, end_at = resolve_range(start, end, zone)
     rows = await _summary_rows(session, actor, zone, start_at, end_at, vehicle_id)
     return SummaryReport(
         timezone=zone.key,
@@ -152,58 +194,72 @@ async def _summary_rows(
         await device_service.get_device(session, actor, vehicle_id)
         params["vehicle_id"] = vehicle_id
         vehicle = "AND device_id = :vehicle_id"
-    result = await session.execute(text(_SUMMARY.format(vehicle=vehicle)), params)
+    statement = _SUMMARY.format(
+        vehicle=vehicle, held=names.in_tenure_sql("d", ":org_id", "r.last_at")
+    )
+    result = await session.execute(text(statement), params)
     return result.all()
 
 
 async def prepare_export(
     session: AsyncSession,
     actor: Principal,
-    start: datetime | date,
-    end: datetime | date,
+    start: datetime | date | None,
+    end: datetime | date | None,
     vehicle_id: uuid.UUID | None,
 ) -> paging.Window:
-    """Validate an export before its body streams: the range (422) and the vehicle (404)."""
+    """Validate an export before its body streams: the range (422; ``resolve_range``'s
+    defaults) and the vehicle (404)."""
     zone = await _zone_of(session, actor)
-    window = paging.Window(to_instant(start, zone), to_instant(end, zone))
-    if window.start is None or window.end is None:
-        raise ValidationFailed("`from` and `to` are required.")
-    _check_range(window.start, window.end)
+    window = paging.Window(*resolve_range(start, end, zone))
     if vehicle_id is not None:
         await device_service.get_device(session, actor, vehicle_id)
     return window
 
 
+def _bounds(window: paging.Window) -> tuple[datetime, datetime]:
+    if window.start is None or window.end is None:
+        raise ValidationFailed("`from` and `to` are required.")
+    return window.start, window.end
+
+
 async def iter_summary_rows(
     session: AsyncSession, actor: Principal, window: paging.Window, vehicle_id: uuid.UUID | None
 ) -> AsyncIterator[Sequence[Any]]:
-    """The summary's rows in CSV column order (``SUMMARY_COLUMNS``)."""
-    if window.start is None or window.end is None:
-        raise ValidationFailed("`from` and `to` are required.")
+    """The summary's rows in CSV column order (``SUMMARY_COLUMNS``), rounded as in JSON."""
+    start, end = _bounds(window)
     zone = await _zone_of(session, actor)
-    for row in await _summary_rows(session, actor, zone, window.start, window.end, vehicle_id):
-        yield tuple(row)
+    for row in await _summary_rows(session, actor, zone, start, end, vehicle_id):
+        shown = SummaryRow(**dict(zip(SUMMARY_COLUMNS, row, strict=True))).model_dump()
+        yield tuple(shown[name] for name in SUMMARY_COLUMNS)
 
 
 async def iter_trip_rows(
     session: AsyncSession, actor: Principal, window: paging.Window, vehicle_id: uuid.UUID | None
 ) -> AsyncIterator[Sequence[Any]]:
-    """Trips of ``window`` in CSV column order (``TRIP_COLUMNS``), by start time then id,
-    fetched in chunks through a server-side cursor."""
-    query = sa_select(
-        col(Trip.id),
-        col(Trip.device_id),
-        col(Trip.start_time),
-        col(Trip.end_time),
-        col(Trip.start_lat),
-        col(Trip.start_lon),
-        col(Trip.end_lat),
-        col(Trip.end_lon),
-        col(Trip.distance_m),
-        col(Trip.duration_s),
-        col(Trip.avg_speed),
-        col(Trip.max_speed),
-    ).where(col(Trip.org_id) == actor.require_org())
+    """Trips of ``window`` in CSV column order (``TRIP_COLUMNS``), rounded as in JSON, by
+    start time then id, fetched in chunks through a server-side cursor."""
+    org_id = actor.require_org()
+    query = (
+        sa_select(
+            col(Trip.id),
+            col(Trip.device_id),
+            names.name_column(col(Trip.org_id), col(Trip.start_time)),
+            names.plate_column(col(Trip.org_id), col(Trip.start_time)),
+            col(Trip.start_time),
+            col(Trip.end_time),
+            col(Trip.start_lat),
+            col(Trip.start_lon),
+            col(Trip.end_lat),
+            col(Trip.end_lon),
+            col(Trip.distance_m),
+            col(Trip.duration_s),
+            col(Trip.avg_speed),
+            col(Trip.max_speed),
+        )
+        .join(Device, col(Device.id) == col(Trip.device_id))
+        .where(col(Trip.org_id) == org_id)
+    )
     if vehicle_id is not None:
         query = query.where(col(Trip.device_id) == vehicle_id)
     query = paging.time_window(query, col(Trip.start_time), window).order_by(
@@ -212,4 +268,5 @@ async def iter_trip_rows(
     result = await session.stream(query.execution_options(yield_per=STREAM_CHUNK_ROWS))
     async for partition in result.partitions():
         for row in partition:
-            yield tuple(row)
+            shown = units.round_fields(dict(zip(TRIP_COLUMNS, row, strict=True)))
+            yield tuple(shown.values())

@@ -9,7 +9,9 @@ from sqlmodel.sql.expression import SelectOfScalar
 
 from milepost_common.domain import paging
 from milepost_common.domain.base import get_by_id
+from milepost_common.domain.devices import names
 from milepost_common.domain.devices import service as device_service
+from milepost_common.domain.devices.models import Device
 from milepost_common.domain.positions import queries as position_queries
 from milepost_common.domain.principals import Principal
 from milepost_common.domain.trips.models import Stop, Trip
@@ -49,13 +51,18 @@ async def list_org_trips(
     result = await device_service.org_history_page(
         session, org_id, Trip, "start_time", vehicle_id, window, page, narrowed
     )
-    return paging.PageResult([TripRead.model_validate(t) for t in result.items], result.next_cursor)
+    return paging.PageResult(
+        [names.read_as(TripRead, item.row, item.vehicle_name) for item in result.items],
+        result.next_cursor,
+    )
 
 
 async def get_trip(session: AsyncSession, actor: Principal, trip_id: uuid.UUID) -> TripDetail:
     """The trip with its route. Raises TripNotFound when missing or of another organization."""
     trip = await get_by_id(session, Trip, trip_id, TripNotFound, org_id=actor.require_org())
-    return await with_route(session, trip.org_id, TripRead.model_validate(trip))
+    device = await session.get(Device, trip.device_id)
+    read = names.read_as(TripRead, trip, names.name_of(device, trip.org_id, trip.start_time))
+    return await with_route(session, trip.org_id, read)
 
 
 async def with_route(session: AsyncSession, org_id: uuid.UUID, trip: TripRead) -> TripDetail:
@@ -91,4 +98,7 @@ async def list_org_stops(
     result = await device_service.org_history_page(
         session, org_id, Stop, "start_time", vehicle_id, window, page, narrowed
     )
-    return paging.PageResult([StopRead.model_validate(s) for s in result.items], result.next_cursor)
+    return paging.PageResult(
+        [names.read_as(StopRead, item.row, item.vehicle_name) for item in result.items],
+        result.next_cursor,
+    )

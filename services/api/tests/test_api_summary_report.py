@@ -1,0 +1,156 @@
+"""The summary report names time stopped for what it is (`stopped_time_s`; `idle_time_s` kept,
+deprecated) and defaults to the last 7 whole days in the organization's time zone (issue 15,
+item 12)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import httpx
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from milepost_common.domain.devices.models import Device
+from milepost_common.domain.trips.models import Stop, Trip
+from milepost_common.testing.factories import make_device
+from services.api.tests.api_support import Bearer, Team
+
+ZONE = ZoneInfo("America/Los_Angeles")
+SUMMARY = "/api/v1/reports/summary"
+
+
+def trip_at(device: Device, start: datetime, km: float) -> Trip:
+    return Trip(
+        org_id=device.org_id,
+        device_id=device.id,
+        start_time=start,
+        end_time=start + timedelta(minutes=10),
+        start_lat=52.5,
+        start_lon=13.4,
+        end_lat=52.6,
+        end_lon=13.5,
+        distance_m=km * 1000,
+        duration_s=600,
+    )
+
+
+def local_midnight(days_ago: int) -> datetime:
+    today = datetime.now(ZONE).date()
+    return datetime.combine(today - timedelta(days=days_ago), time.min, tzinfo=ZONE)
+
+
+def utc_z(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+async def in_los_angeles(session: AsyncSession, team: Team) -> Device:
+    team.org.timezone = "America/Los_Angeles"
+    session.add(team.org)
+    return await make_device(session, team.org)
+
+
+class TestStoppedTime:
+    async def test_stopped_time_is_the_stops_duration_and_idle_time_keeps_it(
+        self, client: httpx.AsyncClient, session: AsyncSession, team: Team, bearer: Bearer
+    ) -> None:
+        device = await make_device(session, team.org)
+        start = datetime(2026, 1, 1, 9, tzinfo=UTC)
+        session.add_all(
+            [
+                Stop(
+                    org_id=team.org.id,
+                    device_id=device.id,
+                    start_time=start + timedelta(hours=h),
+                    end_time=start + timedelta(hours=h, minutes=30),
+                    lat=52.5,
+                    lon=13.4,
+                    duration_s=1800,
+                )
+                for h in (0, 2)
+            ]
+        )
+        await session.flush()
+
+        response = await client.get(
+            SUMMARY, params={"from": "2026-01-01", "to": "2026-01-02"}, headers=bearer(team.viewer)
+        )
+
+        (row,) = response.json()["items"]
+        assert (row["stops"], row["stopped_time_s"], row["idle_time_s"]) == (2, 3600, 3600)
+
+    def test_the_document_marks_idle_time_deprecated(self, api_app: FastAPI) -> None:
+        row = api_app.openapi()["components"]["schemas"]["SummaryRow"]["properties"]
+        assert row["idle_time_s"]["deprecated"] is True
+        assert "stopped_time_s" in row["idle_time_s"]["description"]
+        assert "deprecated" not in row["stopped_time_s"]
+        assert "between trips" in row["stopped_time_s"]["description"]
+
+
+class TestDefaultRange:
+    async def test_without_from_and_to_the_last_seven_whole_days_of_the_organization(
+        self, client: httpx.AsyncClient, session: AsyncSession, team: Team, bearer: Bearer
+    ) -> None:
+        device = await in_los_angeles(session, team)
+        session.add_all(
+            [
+                trip_at(device, local_midnight(8) + timedelta(hours=12), 1),  # too old
+                trip_at(device, local_midnight(7) + timedelta(minutes=1), 2),  # first day
+                trip_at(device, local_midnight(1) + timedelta(hours=23), 3),  # yesterday
+                trip_at(device, local_midnight(0) + timedelta(minutes=1), 4),  # today
+            ]
+        )
+        await session.flush()
+
+        response = await client.get(SUMMARY, headers=bearer(team.viewer))
+
+        body = response.json()
+        assert response.status_code == 200
+        assert (body["from"], body["to"]) == (
+            utc_z(local_midnight(7)),
+            utc_z(local_midnight(0)),
+        )
+        assert [row["distance_m"] for row in body["items"]] == [2000.0, 3000.0]
+
+    async def test_one_bound_given_the_other_is_seven_days_away(
+        self, client: httpx.AsyncClient, session: AsyncSession, team: Team, bearer: Bearer
+    ) -> None:
+        await in_los_angeles(session, team)
+        await session.flush()
+
+        only_from = await client.get(
+            SUMMARY, params={"from": "2026-03-08"}, headers=bearer(team.viewer)
+        )
+        only_to = await client.get(
+            SUMMARY, params={"to": "2026-03-15"}, headers=bearer(team.viewer)
+        )
+
+        # Clocks go forward in Los Angeles on 2026-03-08: 7 days there are 167 hours.
+        expected = ("2026-03-08T08:00:00Z", "2026-03-15T07:00:00Z")
+        assert (only_from.json()["from"], only_from.json()["to"]) == expected
+        assert (only_to.json()["from"], only_to.json()["to"]) == expected
+
+    async def test_exports_take_the_same_default(
+        self, client: httpx.AsyncClient, session: AsyncSession, team: Team, bearer: Bearer
+    ) -> None:
+        device = await in_los_angeles(session, team)
+        session.add(trip_at(device, local_midnight(2) + timedelta(hours=8), 5))
+        await session.flush()
+
+        summary_csv = await client.get("/api/v1/reports/summary.csv", headers=bearer(team.viewer))
+        trips_csv = await client.get("/api/v1/reports/trips.csv", headers=bearer(team.viewer))
+
+        assert summary_csv.status_code == 200
+        assert [r["distance_m"] for r in csv.DictReader(io.StringIO(summary_csv.text))] == [
+            "5000.0"
+        ]
+        assert [r["distance_m"] for r in csv.DictReader(io.StringIO(trips_csv.text))] == ["5000.0"]
+
+    def test_the_document_states_the_defaults(self, api_app: FastAPI) -> None:
+        operation = api_app.openapi()["paths"][SUMMARY]["get"]
+        parameters = {p["name"]: p for p in operation["parameters"]}
+        assert parameters["from"]["required"] is False
+        assert "last 7 whole days" in parameters["from"]["description"]
+        assert parameters["to"]["required"] is False
