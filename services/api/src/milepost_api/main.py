@@ -22,6 +22,7 @@ from milepost_api.routes import (
     webhooks,
 )
 from milepost_api.settings import ApiSettings, get_settings
+from milepost_api.webhook_events import document_webhook_events
 from milepost_api.ws import stream
 from milepost_api.ws.hub import start_stream_hub, stop_stream_hub
 from milepost_common.web import serve as web_serve
@@ -100,6 +101,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         openapi_tags=TAGS,
     )
     app = create_base_app(settings, spec)
+    document_webhook_events(app)
     # Innermost: ETags are computed on the handler's own bytes, before compression.
     app.user_middleware.append(Middleware(HttpCacheMiddleware))
     return app

@@ -24,22 +24,22 @@ from sqlmodel import col, select
 
 from milepost_common.db import unit_of_work
 from milepost_common.domain.alerts import service as alert_service
-from milepost_common.domain.alerts.models import Alert, AlertRule
+from milepost_common.domain.alerts.models import AlertRule
 from milepost_common.domain.devices import state as device_state
-from milepost_common.domain.devices.models import Device, DeviceState, MotionState
+from milepost_common.domain.devices.models import Device, MotionState
 from milepost_common.domain.geofences.models import Geofence
 from milepost_common.domain.ingest_batches.models import BatchStatus, IngestBatch
 from milepost_common.domain.organizations.models import Organization
 from milepost_common.domain.positions.models import Position
 from milepost_common.domain.trips import service as trip_service
-from milepost_common.domain.trips.models import Stop, Trip
 from milepost_common.domain.webhooks import delivery as webhook_delivery
+from milepost_common.domain.webhooks import events as webhook_events
 from milepost_common.live import LiveEvent
 from milepost_common.logging import get_logger
 from milepost_worker import geo, metrics, timeline
-from milepost_worker.handlers import batch_leases, live
-from milepost_worker.motion.machine import Fix, MotionParams, StopSegment, TripSegment
-from milepost_worker.rules.engine import FIX_RULE_TYPES, AlertOut, RuleSpec
+from milepost_worker.handlers import batch_leases, live, materialize
+from milepost_worker.motion.machine import Fix, MotionParams
+from milepost_worker.rules.engine import FIX_RULE_TYPES, RuleSpec
 from milepost_worker.runtime import WorkerContext
 from milepost_worker.timeutil import from_micros, to_micros, utcnow
 
@@ -68,17 +68,6 @@ class BatchOutcome:
     recomputed_devices: int = 0
     deliveries: list[uuid.UUID] = field(default_factory=list)
     alerts_created: int = 0
-
-
-@dataclass(slots=True)
-class _DeviceWork:
-    device: Device
-    tenure: trip_service.Tenure
-    state: DeviceState
-    result: timeline.Replay
-    start: timeline.Snapshot | None
-    rules: list[RuleSpec]
-    resumed: bool  # continued from the device's latest state (no late fix)
 
 
 async def process_batch(ctx: WorkerContext, batch_id: uuid.UUID) -> BatchOutcome:
@@ -184,7 +173,7 @@ async def _process_locked(
     rules = await alert_service.list_enabled_rules(session, orgs.keys())
     shapes = await _geofence_shapes(session, rules)
 
-    work: list[_DeviceWork] = []
+    work: list[materialize.DeviceWork] = []
     for device_id in sorted(devices):
         device = devices[device_id]
         tenure = _tenure(device)
@@ -211,10 +200,14 @@ async def _process_locked(
             metrics.FIXES.labels("recompute").inc(len(fixes))
         result = timeline.replay(start, fixes, params, specs)
         if result is not None:
-            work.append(_DeviceWork(device, tenure, state, result, start, specs, late is None))
+            work.append(
+                materialize.DeviceWork(device, tenure, state, result, start, specs, late is None)
+            )
 
-    await _write_segments(session, work)
-    created = await _write_alerts(session, work)
+    now = utcnow()
+    changes = await materialize.write_segments(session, work)
+    written = await materialize.write_alerts(session, work)
+    changes.extend(written.events)
     for item in work:
         # Resumed from the latest state: nothing stored after the watermark to replace.
         if not item.resumed or item.result.checkpoints:
@@ -224,10 +217,10 @@ async def _process_locked(
                 from_micros(item.start.last_t) if item.start else None,
                 [(from_micros(t), snap.to_json()) for t, snap in item.result.checkpoints],
             )
-        _update_state(item, events)
+        changes.extend(_update_state(item, events, now))
     await session.flush()
-    now = utcnow()
-    outcome.deliveries = await webhook_delivery.create_alert_deliveries(session, created, now)
+    created = written.created_alerts
+    outcome.deliveries = await webhook_delivery.create_deliveries(session, changes, now)
     outcome.alerts_created = len(created)
     events.extend(
         LiveEvent(
@@ -341,135 +334,11 @@ def _rule_specs(
     return specs
 
 
-def _trip_row(device: Device, trip: TripSegment) -> dict[str, Any]:
-    return {
-        "org_id": device.org_id,
-        "device_id": device.id,
-        "start_time": from_micros(trip.start_t),
-        "end_time": from_micros(trip.end_t) if trip.closed else None,
-        "start_lat": trip.start_lat,
-        "start_lon": trip.start_lon,
-        "end_lat": trip.end_lat,
-        "end_lon": trip.end_lon,
-        "distance_m": trip.distance_m,
-        "duration_s": trip.duration_s,
-        "avg_speed": trip.avg_speed,
-        "max_speed": trip.max_speed,
-    }
-
-
-def _stop_row(device: Device, stop: StopSegment) -> dict[str, Any]:
-    return {
-        "org_id": device.org_id,
-        "device_id": device.id,
-        "start_time": from_micros(stop.start_t),
-        "end_time": from_micros(stop.end_t) if stop.closed else None,
-        "lat": stop.lat,
-        "lon": stop.lon,
-        "duration_s": stop.duration_s,
-    }
-
-
-def _unchanged(existing: Trip | Stop | None, row: Mapping[str, Any], names: Sequence[str]) -> bool:
-    return existing is not None and all(getattr(existing, n) == row[n] for n in names)
-
-
-async def _write_segments(session: AsyncSession, work: Sequence[_DeviceWork]) -> None:
-    def scope(value: int | None) -> datetime | None:
-        return from_micros(value) if value is not None else None
-
-    trips = await trip_service.list_trips_from(
-        session, {w.tenure: scope(w.result.scope.trips_from) for w in work}
-    )
-    stops = await trip_service.list_stops_from(
-        session, {w.tenure: scope(w.result.scope.stops_from) for w in work}
-    )
-    old_trips = {(t.device_id, to_micros(t.start_time)): t for t in trips}
-    old_stops = {(s.device_id, to_micros(s.start_time)): s for s in stops}
-    trip_rows: list[dict[str, Any]] = []
-    stop_rows: list[dict[str, Any]] = []
-    keep_trips: set[uuid.UUID] = set()
-    keep_stops: set[uuid.UUID] = set()
-    for item in work:
-        for trip in item.result.trips:
-            row = _trip_row(item.device, trip)
-            old_trip = old_trips.get((item.device.id, trip.start_t))
-            if old_trip is not None:
-                keep_trips.add(old_trip.id)
-            if not _unchanged(old_trip, row, trip_service.TRIP_FIELDS):
-                trip_rows.append(row)
-        for stop in item.result.stops:
-            row = _stop_row(item.device, stop)
-            old_stop = old_stops.get((item.device.id, stop.start_t))
-            if old_stop is not None:
-                keep_stops.add(old_stop.id)
-            if not _unchanged(old_stop, row, trip_service.STOP_FIELDS):
-                stop_rows.append(row)
-    await trip_service.delete_trips(session, (t.id for t in trips if t.id not in keep_trips))
-    await trip_service.delete_stops(session, (s.id for s in stops if s.id not in keep_stops))
-    await trip_service.upsert_trips(session, trip_rows)
-    await trip_service.upsert_stops(session, stop_rows)
-
-
-async def _write_alerts(session: AsyncSession, work: Sequence[_DeviceWork]) -> list[Alert]:
-    """Reconcile the devices' fix-derived alerts in their replays' scopes; returns new ones.
-
-    A device resumed from its latest state owns no stored alert after its watermark, so only
-    the keys its open episodes and its new outputs name are looked up.
-    """
-    scopes: list[alert_service.AlertScope] = []
-    for item in work:
-        if not item.rules:
-            continue
-        scope = item.result.scope
-        keys = set(scope.alert_keys)
-        if item.resumed:
-            keys |= set(item.result.alerts)
-        scopes.append(
-            alert_service.AlertScope(
-                device_id=item.device.id,
-                org_id=item.tenure.org_id,
-                since=item.tenure.since,
-                rule_ids=[uuid.UUID(r.id) for r in item.rules],
-                after=from_micros(scope.alerts_after) if scope.alerts_after is not None else None,
-                keys=[(uuid.UUID(r), from_micros(t)) for r, t in keys],
-                keys_only=item.resumed,
-            )
-        )
-    existing = await alert_service.list_alerts_in_scopes(session, scopes)
-    by_key = {(a.device_id, str(a.rule_id), to_micros(a.occurred_at)): a for a in existing}
-    wanted: dict[tuple[uuid.UUID, str, int], tuple[Device, AlertOut]] = {
-        (item.device.id, *key): (item.device, out)
-        for item in work
-        for key, out in item.result.alerts.items()
-    }
-    await alert_service.delete_alerts(
-        session, (a.id for key, a in by_key.items() if key not in wanted)
-    )
-    new_rows = []
-    for key, (device, out) in wanted.items():
-        alert = by_key.get(key)
-        if alert is None:
-            new_rows.append(
-                {
-                    "org_id": device.org_id,
-                    "device_id": device.id,
-                    "rule_id": uuid.UUID(out.rule_id),
-                    "type": out.type,
-                    "occurred_at": from_micros(out.occurred_at),
-                    "lat": out.lat,
-                    "lon": out.lon,
-                    "details": out.details,
-                }
-            )
-        elif (alert.details, alert.lat, alert.lon) != (out.details, out.lat, out.lon):
-            await alert_service.update_alert(
-                session, alert.id, {"details": out.details, "lat": out.lat, "lon": out.lon}
-            )
-    return await alert_service.insert_alerts(session, new_rows)
-
-
-def _update_state(item: _DeviceWork, events: list[LiveEvent]) -> None:
+def _update_state(
+    item: materialize.DeviceWork, events: list[LiveEvent], now: datetime
+) -> list[webhook_events.Event]:
+    """Move the state on (the latest position only forward); the device's own webhook
+    events (``device.online``)."""
     state, device, result = item.state, item.device, item.result
     final = result.final
     state.machine = final.to_json()
@@ -487,17 +356,19 @@ def _update_state(item: _DeviceWork, events: list[LiveEvent]) -> None:
         "accuracy": last.accuracy,
         "attributes": dict(last.attributes),
     }
-    if device_state.record_position(state, fix_time, values):
-        metrics.PROCESSING_LAG.observe(max(0.0, (utcnow() - fix_time).total_seconds()))
-        events.append(
-            LiveEvent(
-                type="position",
-                org_id=device.org_id,
-                vehicle_id=device.id,
-                data={
-                    "vehicle_id": str(device.id),
-                    "fix_time": fix_time.isoformat().replace("+00:00", "Z"),
-                    **values,
-                },
-            )
+    if not device_state.record_position(state, fix_time, values):
+        return []
+    metrics.PROCESSING_LAG.observe(max(0.0, (utcnow() - fix_time).total_seconds()))
+    events.append(
+        LiveEvent(
+            type="position",
+            org_id=device.org_id,
+            vehicle_id=device.id,
+            data={
+                "vehicle_id": str(device.id),
+                "fix_time": fix_time.isoformat().replace("+00:00", "Z"),
+                **values,
+            },
         )
+    )
+    return materialize.device_events(item, fix_time, last.lat, last.lon, now)

@@ -1,4 +1,5 @@
-"""Beat jobs: offline detection, partitions and retention, the batch reconciler, heartbeat."""
+"""Beat jobs: offline detection (alerts and ``device.offline``), partitions and retention,
+the batch reconciler, heartbeat."""
 
 from __future__ import annotations
 
@@ -14,9 +15,13 @@ from sqlmodel import col, select
 
 from milepost_common.db import unit_of_work
 from milepost_common.domain.alerts import service as alert_service
+from milepost_common.domain.devices import service as device_service
+from milepost_common.domain.devices import state as device_state
+from milepost_common.domain.devices.models import Device
 from milepost_common.domain.ingest_batches.models import BatchStatus, IngestBatch
 from milepost_common.domain.organizations.models import Organization
 from milepost_common.domain.webhooks import delivery as webhook_delivery
+from milepost_common.domain.webhooks import events as webhook_events
 from milepost_common.live import LiveEvent
 from milepost_common.logging import get_logger
 from milepost_common.migrate import DEFAULT_RETENTION_DAYS, ensure_partitions
@@ -33,15 +38,37 @@ _PARTITION = re.compile(r"^positions_p(\d{8})$")
 @dataclass(slots=True)
 class OfflineOutcome:
     alerts_created: int = 0
+    devices_offline: int = 0
     deliveries: list[uuid.UUID] = field(default_factory=list)
 
 
 async def detect_offline(ctx: WorkerContext) -> OfflineOutcome:
-    """Offline alerts for silent devices (idempotent per silence), their webhooks and events."""
+    """Offline alerts for silent devices (idempotent per silence), ``device.offline`` for the
+    devices whose status has just become offline (once per silence), their webhooks and live
+    events."""
     now = utcnow()
     async with unit_of_work(ctx.db) as session:
         created = await alert_service.record_offline_alerts(session, now)
-        deliveries = await webhook_delivery.create_alert_deliveries(session, created, now)
+        silent = await device_state.mark_offline(session, now)
+        named = await session.execute(
+            select(col(Device.id), col(Device.name)).where(
+                col(Device.id).in_({a.device_id for a in created})
+            )
+        )
+        names = {row[0]: row[1] for row in named}
+        after_s = int(device_service.ONLINE_WINDOW.total_seconds())
+        changes = [webhook_events.alert_created(a, names.get(a.device_id)) for a in created]
+        changes.extend(
+            webhook_events.device_offline(
+                webhook_events.VehicleRef(d.device_id, d.org_id, d.name, d.unique_id),
+                d.last_fix_time,
+                d.lat,
+                d.lon,
+                after_s,
+            )
+            for d in silent
+        )
+        deliveries = await webhook_delivery.create_deliveries(session, changes, now)
     await live.publish(
         ctx.cache,
         [
@@ -54,7 +81,7 @@ async def detect_offline(ctx: WorkerContext) -> OfflineOutcome:
             for a in created
         ],
     )
-    return OfflineOutcome(len(created), deliveries)
+    return OfflineOutcome(len(created), len(silent), deliveries)
 
 
 async def maintain_partitions(ctx: WorkerContext) -> int:

@@ -13,7 +13,9 @@ detected elsewhere (beat).
 * geofence_enter / geofence_exit: a fix counts as inside (outside) only when it is inside
   (outside) by more than its accuracy; the side changes once the vehicle has stayed on the
   new side for ``min_dwell_s``; ``occurred_at`` is the first fix on the new side. The first
-  side a device is seen on sets the state without an alert.
+  side a device is seen on sets the state without an alert. The alert announces a dwell
+  (inside for enter, outside for exit): ``details = {geofence_id, min_dwell_s, end_time}``,
+  ``end_time`` null until the other side is confirmed, then that side's first fix.
 * idle: stopped with ignition on (the last reported ``ignition``) for ``min_duration_s``;
   ``occurred_at`` is the start; ``details.end_time`` / ``duration_s`` once it ends.
 * low_battery: ``battery`` below ``threshold_pct``, once per episode; the episode ends when the
@@ -103,8 +105,11 @@ class RuleEngine:
             state = self.states[rule.id]
             if rule.type in (OVERSPEED, IDLE) and state.get("s") is not None:
                 keys.add((rule.id, int(state["s"])))
-            elif rule.type in (GEOFENCE_ENTER, GEOFENCE_EXIT) and state.get("cand") is not None:
-                keys.add((rule.id, int(state["cs"])))
+            elif rule.type in (GEOFENCE_ENTER, GEOFENCE_EXIT):
+                if state.get("cand") is not None:
+                    keys.add((rule.id, int(state["cs"])))
+                if state.get("a") is not None:
+                    keys.add((rule.id, int(state["a"])))
         return keys
 
     def feed(self, fix: Fix, speed: float, moving: bool) -> None:
@@ -161,6 +166,11 @@ class RuleEngine:
                 state.pop(name, None)
 
     def _geofence(self, rule: RuleSpec, state: dict[str, Any], fix: Fix) -> None:
+        min_dwell = _number(rule.params.get("min_dwell_s")) or 0.0
+        if state.get("a") is not None:
+            # The open dwell's alert, on every fix, as overspeed's open episode: a replay that
+            # starts while it is open owns it (``pending_keys``) and must produce it.
+            self._emit(rule, state["a"], state["alat"], state["alon"], _fence(rule, min_dwell))
         if rule.shape is None:
             return
         margin = rule.shape.signed_distance_m(fix.lat, fix.lon)
@@ -176,20 +186,18 @@ class RuleEngine:
             return
         if state.get("cand") != side:
             state.update(cand=side, cs=fix.t, clat=fix.lat, clon=fix.lon)
-        min_dwell = _number(rule.params.get("min_dwell_s")) or 0.0
         if fix.t - state["cs"] >= min_dwell * MICROS:
             since, lat, lon = state["cs"], state["clat"], state["clon"]
             state["c"] = side
             for name in ("cand", "cs", "clat", "clon"):
                 state.pop(name, None)
+            if state.get("a") is not None:
+                # The dwell the alert announced ends where the other side begins.
+                start, a_lat, a_lon = state.pop("a"), state.pop("alat"), state.pop("alon")
+                self._emit(rule, start, a_lat, a_lon, _fence(rule, min_dwell, iso(since)))
             if (rule.type == GEOFENCE_ENTER) == (side == "in"):
-                self._emit(
-                    rule,
-                    since,
-                    lat,
-                    lon,
-                    {"geofence_id": rule.params.get("geofence_id"), "min_dwell_s": min_dwell},
-                )
+                state.update(a=since, alat=lat, alon=lon)
+                self._emit(rule, since, lat, lon, _fence(rule, min_dwell))
 
     def _idle(self, rule: RuleSpec, state: dict[str, Any], fix: Fix, moving: bool) -> None:
         ignition = fix.attributes.get("ignition")
@@ -238,6 +246,14 @@ class RuleEngine:
             )
         elif state.get("low") and battery >= threshold + LOW_BATTERY_HYSTERESIS_PCT:
             state["low"] = False
+
+
+def _fence(rule: RuleSpec, min_dwell: float, end_time: str | None = None) -> dict[str, Any]:
+    return {
+        "geofence_id": rule.params.get("geofence_id"),
+        "min_dwell_s": min_dwell,
+        "end_time": end_time,
+    }
 
 
 def rule_ids(rules: Iterable[RuleSpec]) -> list[str]:

@@ -11,7 +11,7 @@ from milepost_worker.tasks import log, observed, send
 
 @celery_app.task(name=names.ALERTS_DETECT_OFFLINE)
 def detect_offline() -> int:
-    """Offline alerts (idempotent per silence) and their webhooks."""
+    """Offline alerts and `device.offline` (each once per silence) and their webhooks."""
     runtime = get_runtime()
     with observed(names.ALERTS_DETECT_OFFLINE):
         outcome = runtime.run(maintenance.detect_offline(runtime.context))

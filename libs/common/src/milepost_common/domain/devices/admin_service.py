@@ -38,6 +38,8 @@ from milepost_common.domain.organizations.models import Organization
 from milepost_common.domain.positions import service as position_service
 from milepost_common.domain.principals import Principal
 from milepost_common.domain.trips import service as trip_service
+from milepost_common.domain.webhooks import delivery as webhook_delivery
+from milepost_common.domain.webhooks import events as webhook_events
 from milepost_common.errors import BadRequest, PayloadTooLarge
 
 TRANSFER_ACTION = "devices.transfer"
@@ -229,8 +231,9 @@ async def transfer_device(
     """Move a device to ``target`` for the data it sends from now on; what is stored stays
     with the old organization. Raises OrganizationSuspended or DeviceLimitReached (409).
 
-    The old tenure ends here: its open trip and stop end at its last processed fix, the
-    device's state starts empty, and the new tenure (``assigned_at``) starts after every
+    The old tenure ends here: its open trip and stop end at its last processed fix (the old
+    organization's webhooks get ``trip.ended`` with ``reason: transferred``), the device's
+    state starts empty, and the new tenure (``assigned_at``) starts after every
     stored fix, so the worker, which reads and replaces only within the current tenure, can
     never join, move or delete a row of an earlier one. Idempotent for the current
     organization. Audited under the old organization."""
@@ -248,7 +251,17 @@ async def transfer_device(
     # The worker's per-device lock: no batch of the old tenure is half-way through meanwhile.
     state = (await device_state.lock_device_states(session, {device.id: source}))[device.id]
     last_fix = await position_service.last_fix_time(session, device.id)
-    await trip_service.close_open_segments(session, device.id, source, state.last_fix_time)
+    ended = await trip_service.close_open_segments(session, device.id, source, state.last_fix_time)
+    # The old organization learns its trip ended; the vehicle has left it (no name, no
+    # device.offline). The webhook sweep sends the deliveries.
+    await webhook_delivery.create_deliveries(
+        session,
+        [
+            webhook_events.trip_ended(t, None, webhook_events.TripEndReason.TRANSFERRED)
+            for t in ended
+        ],
+        now,
+    )
     device_state.reset(state, target.id)
     device.org_id = target.id
     # Strictly after every stored fix: nothing already stored can fall in the new tenure.

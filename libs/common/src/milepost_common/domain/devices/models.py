@@ -57,4 +57,7 @@ class DeviceState(SQLModel, table=True):
     watermark: datetime | None = tz_field()
     machine: dict[str, Any] = jsonb_field()
     offline_alerted_at: datetime | None = tz_field()
+    # Set by the offline detection (device.offline) to the last fix before the silence;
+    # cleared by the first recent fix after it (device.online).
+    offline_since: datetime | None = tz_field()
     updated_at: datetime = tz_field(nullable=False, default_now=True)

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from milepost_common.domain.devices.models import Device, DeviceState, MotionState
+from milepost_common.domain.devices.schemas import VehicleStatus
+from milepost_common.domain.devices.service import ONLINE_WINDOW, status_of
 
 
 async def lock_device_states(
@@ -67,6 +71,7 @@ def reset(state: DeviceState, org_id: uuid.UUID) -> None:
         "last_accuracy",
         "watermark",
         "offline_alerted_at",
+        "offline_since",
     ):
         setattr(state, name, None)
     state.org_id = org_id
@@ -87,3 +92,92 @@ async def list_silent_devices(
         .where(col(DeviceState.last_fix_time) < silent_before, col(Device.disabled).is_(False))
     )
     return [(row[0], row[1]) for row in rows]
+
+
+def come_online(state: DeviceState, fix_time: datetime, now: datetime) -> datetime | None:
+    """After ``record_position`` moved to ``fix_time``: if the offline detection had marked
+    the device offline and this fix is recent (the device's ``status`` is online again),
+    clear the mark and return it (the last fix before the silence)."""
+    since = state.offline_since
+    if since is None or fix_time <= since or now - fix_time > ONLINE_WINDOW:
+        return None
+    state.offline_since = None
+    return since
+
+
+@dataclass(frozen=True, slots=True)
+class WentOffline:
+    device_id: uuid.UUID
+    org_id: uuid.UUID
+    name: str
+    unique_id: str
+    last_fix_time: datetime
+    lat: float | None
+    lon: float | None
+
+
+async def mark_offline(session: AsyncSession, now: datetime) -> list[WentOffline]:
+    """Mark every enabled device silent for longer than ``ONLINE_WINDOW`` (its ``status`` is
+    offline) and not marked yet: ``offline_since`` = its last fix; returns them. Once per
+    silence: a device stays marked until a recent fix arrives. A device a batch is
+    processing (its row locked) is judged after that batch, on the row it leaves."""
+    marked = await session.execute(
+        update(DeviceState)
+        .where(
+            col(DeviceState.device_id) == col(Device.id),
+            col(DeviceState.org_id) == col(Device.org_id),
+            col(Device.disabled).is_(False),
+            col(DeviceState.offline_since).is_(None),
+            col(DeviceState.last_fix_time) < now - ONLINE_WINDOW,
+        )
+        .values(offline_since=col(DeviceState.last_fix_time))
+        .returning(
+            col(DeviceState.device_id),
+            col(Device.org_id),
+            col(Device.name),
+            col(Device.unique_id),
+            col(DeviceState.last_fix_time),
+            col(DeviceState.last_lat),
+            col(DeviceState.last_lon),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    went = [
+        WentOffline(device_id, org_id, name, unique_id, last_fix, lat, lon)
+        for device_id, org_id, name, unique_id, last_fix, lat, lon in marked
+        if last_fix is not None  # never, by the update's condition
+    ]
+    return sorted(went, key=lambda w: w.device_id)
+
+
+async def find_state(session: AsyncSession, device_id: uuid.UUID) -> DeviceState | None:
+    """The device's state: its latest position in its current tenure (none before a fix)."""
+    return await session.get(DeviceState, device_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """When a device last sent a fix (in its current tenure) and its status by that."""
+
+    at: datetime | None
+    status: VehicleStatus
+
+
+async def last_seen(
+    session: AsyncSession, device_ids: Collection[uuid.UUID], now: datetime | None = None
+) -> dict[uuid.UUID, Seen]:
+    """Every device's last fix time and status (``unknown`` before its first fix): what the
+    console's device lists show."""
+    if not device_ids:
+        return {}
+    rows = await session.execute(
+        select(col(DeviceState.device_id), col(DeviceState.last_fix_time)).where(
+            col(DeviceState.device_id).in_(list(device_ids))
+        )
+    )
+    times = {row[0]: row[1] for row in rows}
+    now = now or datetime.now(UTC)
+    return {
+        device_id: Seen(times.get(device_id), status_of(times.get(device_id), now))
+        for device_id in device_ids
+    }

@@ -80,27 +80,33 @@ async def list_stops_from(
     return list(rows.scalars())
 
 
-async def upsert_trips(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Insert or update by ``(device_id, start_time)``; an existing row keeps its id."""
+async def upsert_trips(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> list[Trip]:
+    """Insert or update by ``(device_id, start_time)``; an existing row keeps its id. Returns
+    the rows as written."""
     if not rows:
-        return
+        return []
     stmt = insert(Trip).values([{"id": uuid.uuid4(), **r} for r in rows])
-    await session.execute(
-        stmt.on_conflict_do_update(
-            constraint="uq_trips_device_start", set_={f: stmt.excluded[f] for f in TRIP_FIELDS}
-        )
+    upsert = stmt.on_conflict_do_update(
+        constraint="uq_trips_device_start", set_={f: stmt.excluded[f] for f in TRIP_FIELDS}
+    ).returning(Trip)
+    written = await session.execute(
+        select(Trip).from_statement(upsert).execution_options(populate_existing=True)
     )
+    return list(written.scalars())
 
 
-async def upsert_stops(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
+async def upsert_stops(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> list[Stop]:
+    """``upsert_trips`` for stops."""
     if not rows:
-        return
+        return []
     stmt = insert(Stop).values([{"id": uuid.uuid4(), **r} for r in rows])
-    await session.execute(
-        stmt.on_conflict_do_update(
-            constraint="uq_stops_device_start", set_={f: stmt.excluded[f] for f in STOP_FIELDS}
-        )
+    upsert = stmt.on_conflict_do_update(
+        constraint="uq_stops_device_start", set_={f: stmt.excluded[f] for f in STOP_FIELDS}
+    ).returning(Stop)
+    written = await session.execute(
+        select(Stop).from_statement(upsert).execution_options(populate_existing=True)
     )
+    return list(written.scalars())
 
 
 async def delete_trips(session: AsyncSession, ids: Iterable[uuid.UUID]) -> None:
@@ -117,13 +123,13 @@ async def delete_stops(session: AsyncSession, ids: Iterable[uuid.UUID]) -> None:
 
 async def close_open_segments(
     session: AsyncSession, device_id: uuid.UUID, org_id: uuid.UUID, last_fix: datetime | None
-) -> None:
+) -> list[Trip]:
     """End the organization's open trip and stop of the device at its last fix (a transfer
-    ends the tenure as if the device had gone silent for good)."""
+    ends the tenure as if the device had gone silent for good); returns the trip it ended."""
     if last_fix is None:
-        return
+        return []
     duration = col(Trip.duration_s)
-    await session.execute(
+    ended = (
         update(Trip)
         .where(
             col(Trip.device_id) == device_id,
@@ -132,7 +138,12 @@ async def close_open_segments(
         )
         # An open trip's duration already runs to its last fix.
         .values(end_time=col(Trip.start_time) + func.make_interval(0, 0, 0, 0, 0, 0, duration))
+        .returning(Trip)
     )
+    trips = await session.execute(
+        select(Trip).from_statement(ended).execution_options(populate_existing=True)
+    )
+    closed = list(trips.scalars())
     await session.execute(
         update(Stop)
         .where(
@@ -146,6 +157,7 @@ async def close_open_segments(
             duration_s=func.extract("epoch", last_fix - col(Stop.start_time)),
         )
     )
+    return closed
 
 
 def _checkpoints_of(tenure: Tenure) -> ColumnElement[bool]:

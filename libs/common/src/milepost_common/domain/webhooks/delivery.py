@@ -4,9 +4,10 @@ attempt appended to ``attempt_log`` (counted when it is claimed, its outcome fil
 dead after the last attempt or on ``410 Gone`` (which also disables the endpoint). Endpoint
 CRUD lives in ``service.py``.
 
-An alert's creation is the event ``alert.created`` (``schemas.WebhookEventType``), sent once per
-alert: its event id derives from the alert id, so every endpoint and attempt share it. Sending
-itself (address check at connect time, signature, deadline) is ``sending.send_signed``.
+What is sent is an ``events.Event`` (``alert.created``, ``trip.started``, …): one delivery per
+event and subscribed, enabled endpoint, unique per ``(endpoint, event id)``. Event ids are
+stable (see ``events.py``), so writing the same event again is a no-op. Sending itself
+(address check at connect time, signature, deadline) is ``sending.send_signed``.
 """
 
 from __future__ import annotations
@@ -19,69 +20,64 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from milepost_common.domain.alerts.models import Alert
-from milepost_common.domain.alerts.service import alert_data
+from milepost_common.domain.webhooks.events import Event
 from milepost_common.domain.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
-from milepost_common.domain.webhooks.schemas import WebhookEventType
 
-ALERT_CREATED = WebhookEventType.ALERT_CREATED.value
-_EVENT_NAMESPACE = uuid.UUID("4f0b6f3e-8d1a-4c4e-9a57-6d696c65706f")
 GONE = 410
 INTERRUPTED = "interrupted: no outcome was recorded"
+_ROWS_PER_INSERT = 1000
 
 
-def alert_event_id(alert_id: uuid.UUID) -> uuid.UUID:
-    """The stable event id of an alert's creation (the same for every endpoint and attempt)."""
-    return uuid.uuid5(_EVENT_NAMESPACE, f"alert.created:{alert_id}")
-
-
-def alert_event(alert: Alert, created_at: datetime) -> dict[str, Any]:
-    """The webhook payload ``{id, type, created_at, org_id, data}``."""
-    return {
-        "id": str(alert_event_id(alert.id)),
-        "type": ALERT_CREATED,
-        "created_at": created_at.isoformat().replace("+00:00", "Z"),
-        "org_id": str(alert.org_id),
-        "data": alert_data(alert),
-    }
-
-
-async def create_alert_deliveries(
-    session: AsyncSession, alerts: Sequence[Alert], now: datetime
+async def create_deliveries(
+    session: AsyncSession, events: Sequence[Event], now: datetime
 ) -> list[uuid.UUID]:
-    """One ``pending`` delivery per new alert and subscribed, enabled endpoint (due now)."""
-    if not alerts:
+    """One ``pending`` delivery (due now) per event and enabled endpoint of its organization
+    subscribed to its type; an event already written for an endpoint is skipped (at most one
+    delivery per endpoint and event id). Returns the new deliveries' ids."""
+    if not events:
         return []
-    org_ids = {a.org_id for a in alerts}
     endpoints = list(
         (
             await session.execute(
                 select(WebhookEndpoint).where(
-                    col(WebhookEndpoint.org_id).in_(org_ids), col(WebhookEndpoint.enabled).is_(True)
+                    col(WebhookEndpoint.org_id).in_({e.org_id for e in events}),
+                    col(WebhookEndpoint.enabled).is_(True),
                 )
             )
         ).scalars()
     )
-    deliveries = [
-        WebhookDelivery(
-            org_id=alert.org_id,
-            endpoint_id=endpoint.id,
-            event_id=alert_event_id(alert.id),
-            event_type=ALERT_CREATED,
-            payload=alert_event(alert, now),
-            next_attempt_at=now,
-            created_at=now,
-        )
-        for alert in alerts
+    rows: list[dict[str, Any]] = [
+        {
+            "id": uuid.uuid4(),
+            "org_id": event.org_id,
+            "endpoint_id": endpoint.id,
+            "event_id": event.id,
+            "event_type": event.type.value,
+            "payload": event.payload(now),
+            "status": DeliveryStatus.PENDING.value,
+            "attempts": 0,
+            "next_attempt_at": now,
+            "attempt_log": [],
+            "created_at": now,
+        }
+        for event in events
         for endpoint in endpoints
-        if endpoint.org_id == alert.org_id and ALERT_CREATED in endpoint.event_types
+        if endpoint.org_id == event.org_id and event.type.value in endpoint.event_types
     ]
-    session.add_all(deliveries)
-    await session.flush()
-    return [d.id for d in deliveries]
+    created: list[uuid.UUID] = []
+    for start in range(0, len(rows), _ROWS_PER_INSERT):
+        inserted = await session.execute(
+            insert(WebhookDelivery)
+            .values(rows[start : start + _ROWS_PER_INSERT])
+            .on_conflict_do_nothing(constraint="uq_webhook_deliveries_endpoint_event")
+            .returning(col(WebhookDelivery.id))
+        )
+        created.extend(inserted.scalars())
+    return created
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,9 +13,15 @@ from milepost_common.domain.webhooks.models import DeliveryStatus
 
 
 class WebhookEventType(StrEnum):
-    """What an endpoint can subscribe to; the payload's ``type``."""
+    """What an endpoint can subscribe to; the payload's ``type`` (``events.py`` builds them)."""
 
     ALERT_CREATED = "alert.created"
+    ALERT_ENDED = "alert.ended"
+    TRIP_STARTED = "trip.started"
+    TRIP_ENDED = "trip.ended"
+    STOP_STARTED = "stop.started"
+    DEVICE_OFFLINE = "device.offline"
+    DEVICE_ONLINE = "device.online"
 
 
 PING_EVENT_TYPE = "ping"
