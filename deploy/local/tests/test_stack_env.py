@@ -43,6 +43,16 @@ class TestProcessEnv:
         assert env["MILEPOST_WORKER__METRICS_PORT"] == "19101"
         assert env["MILEPOST_ENV"] == "local"
 
+    def test_links_start_at_the_gateway(self, stack: Stack, tmp_path: Path) -> None:
+        env = stack.process_env(stack.credentials())
+        public = {"MILEPOST_API__PUBLIC_URL": "https://fleet.example"}
+        configured = Stack(StackConfig(tmp_path / "other", PORTS), environ=public)
+
+        assert env["MILEPOST_API__PUBLIC_URL"] == "http://127.0.0.1:18080"
+        assert env["MILEPOST_ADMIN__PUBLIC_URL"] == "http://127.0.0.1:18080"
+        own = configured.process_env(configured.credentials())
+        assert own["MILEPOST_API__PUBLIC_URL"] == "https://fleet.example"
+
     def test_carries_the_generated_secrets(self, stack: Stack) -> None:
         credentials = stack.credentials()
 

@@ -155,7 +155,13 @@ class TestRouting:
 
         assert response.json()["backend"] == "ingest"
 
-    @pytest.mark.parametrize("path", ["/apis", "/administrator", "/", "/metrics"])
+    @pytest.mark.parametrize("path", ["/", "/favicon.ico"])
+    def test_landing_page_and_favicon_reach_the_api(self, gateway: Gateway, path: str) -> None:
+        assert get(f"{gateway.url}{path}").json() == {"backend": "api", "path": path}
+
+    @pytest.mark.parametrize(
+        "path", ["/apis", "/administrator", "/metrics", "/index.html", "/robots.txt", "/favicon"]
+    )
     def test_other_paths_are_not_routed(self, gateway: Gateway, path: str) -> None:
         response = get(f"{gateway.url}{path}")
 

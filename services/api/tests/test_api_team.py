@@ -30,7 +30,9 @@ class TestTeam:
 
         assert invited.status_code == 201
         assert invited.json()["email"] == "ops@example.com"
-        assert invited.json()["invite_url"].startswith("http://127.0.0.1:8080/invitation#token=")
+        assert invited.json()["invite_url"].startswith(
+            "http://127.0.0.1:8080/api/account/invitation#token="
+        )
         assert promoted.json()["role"] == "manager"
         assert deactivated.json()["is_active"] is False
         assert [u["id"] for u in listed.json()["items"]] == [member_id]

@@ -167,6 +167,9 @@ class Stack:
             env[f"MILEPOST_{app.upper()}__PORT"] = str(getattr(ports, app))
             # Traefik on loopback is the only proxy: its X-Forwarded-For alone names clients.
             env[f"MILEPOST_{app.upper()}__FORWARDED_ALLOW_IPS"] = LOOPBACK
+        # Invitation and reset links start with the gateway's URL, whatever its port.
+        for app in ("api", "admin"):
+            env.setdefault(f"MILEPOST_{app.upper()}__PUBLIC_URL", self.gateway_url)
         # Inherited token keys would reach every process: only the stack's own are passed.
         env = {k: v for k, v in env.items() if k not in _REALM_SECRETS}
         return env | credentials.app_env(process)

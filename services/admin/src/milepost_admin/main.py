@@ -10,7 +10,7 @@ from fastapi.staticfiles import StaticFiles
 from redis.asyncio import Redis
 from starlette.middleware.sessions import SessionMiddleware
 
-from milepost_admin.console import auth_views, pages, tables
+from milepost_admin.console import accounts, auth_views, pages, tables
 from milepost_admin.console.deps import LoginRequired
 from milepost_admin.console.oidc import SingleSignOn
 from milepost_admin.console.render import page
@@ -34,7 +34,7 @@ from milepost_admin.settings import AdminSettings, get_settings
 from milepost_common.auth import PasswordHasher, Realm, TokenCodec
 from milepost_common.domain.principals import PrincipalResolver
 from milepost_common.domain.system.service import Broker
-from milepost_common.errors import AppError
+from milepost_common.errors import AppError, NotFound
 from milepost_common.ratelimit import LoginThrottle, RateLimiter
 from milepost_common.tasks import QUEUES, WORKER_HEARTBEAT_PREFIX, WORKER_HEARTBEAT_STALE_S
 from milepost_common.web import serve as web_serve
@@ -43,6 +43,9 @@ from milepost_common.web.errors import error_response
 
 CONSOLE_PREFIX = "/admin"
 API_PREFIX = "/admin/v1/"
+# Paths under /admin/ that are not the console's pages: they keep the JSON envelope.
+NOT_CONSOLE = (API_PREFIX, "/admin/v1", "/admin/static/", "/admin/docs", "/admin/redoc")
+NOT_CONSOLE_EXACT = ("/admin/openapi.json", "/admin/health", "/admin/ready")
 # The device CSV imports take a file: they have their own, larger body limit.
 IMPORT_PATHS = (
     f"{API_PREFIX}organizations/{{org_id}}/devices/import",
@@ -122,9 +125,35 @@ async def _app_error(request: Request, exc: Exception) -> Response:
     )
 
 
+def _console_path(path: str) -> bool:
+    return (
+        path.startswith(f"{CONSOLE_PREFIX}/")
+        and not path.startswith(NOT_CONSOLE)
+        and path not in NOT_CONSOLE_EXACT
+    )
+
+
+async def _not_found_page(request: Request) -> Response | None:
+    """A console address that leads nowhere gets the console's own 404 page; the JSON API,
+    the docs and the static files keep the kit's envelope."""
+    if not _console_path(request.url.path):
+        return None
+    return await page(
+        request,
+        request.app.state.console_sessions,
+        None,
+        "error.html",
+        {"error": NotFound("There is no such page in the console."), "back": "/admin/"},
+        status_code=404,
+    )
+
+
 def create_app(settings: AdminSettings) -> FastAPI:
     spec = AppSpec(
         name="admin",
+        # /admin/ is the console's home page, and its unknown pages have their own 404.
+        index=False,
+        not_found_page=_not_found_page,
         title="Milepost admin",
         description="Organizations, users, devices, API keys, ingest batches, webhook "
         "deliveries, the audit log and the system status, for platform operators. "
@@ -152,6 +181,7 @@ def create_app(settings: AdminSettings) -> FastAPI:
     app = create_base_app(settings, spec)
     app.state.sso = SingleSignOn(settings.oidc) if settings.oidc.enabled else None
     app.include_router(auth_views.router, prefix=CONSOLE_PREFIX)
+    app.include_router(accounts.router, prefix=CONSOLE_PREFIX)
     app.include_router(pages.router, prefix=CONSOLE_PREFIX)
     app.mount(
         f"{CONSOLE_PREFIX}/static",

@@ -53,13 +53,16 @@ class AdminHttp(HttpSettings):
         description="Where people reach the platform; invitation and reset links start here.",
     )
     invite_path: str = Field(
-        "/invitations/accept",
-        description="Page of the invitation links (after public_url); the token follows in"
-        " the fragment (#token=...), which browsers never send: it stays out of access logs"
-        " and Referer headers.",
+        "/api/account/invitation",
+        description="Page of the invitation links of organizations' users (after public_url;"
+        " by default the api's own page); the token follows in the fragment (#token=...),"
+        " which browsers never send: it stays out of access logs and Referer headers."
+        " Operators' links always open the console's own pages (/admin/invitation,"
+        " /admin/password-reset).",
     )
     reset_path: str = Field(
-        "/password-reset", description="Page of the reset links, the same way as invite_path."
+        "/api/account/password-reset",
+        description="Page of the users' reset links, the same way as invite_path.",
     )
     max_import_body_bytes: int = Field(
         8 * 1024 * 1024,

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from importlib.resources import files
+
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 from starlette.middleware import Middleware
 
 from milepost_api.deps import start_context, stop_context
 from milepost_api.http_cache import HttpCacheMiddleware
 from milepost_api.routes import (
+    account,
     alert_rules,
     alerts,
     api_keys,
     auth,
     geofences,
+    landing,
     me,
     positions,
     reports,
@@ -22,7 +27,6 @@ from milepost_api.routes import (
     webhooks,
 )
 from milepost_api.settings import ApiSettings, get_settings
-from milepost_api.webhook_events import document_webhook_events
 from milepost_api.ws import stream
 from milepost_api.ws.hub import start_stream_hub, stop_stream_hub
 from milepost_common.web import serve as web_serve
@@ -86,6 +90,7 @@ ROUTERS = (
     api_keys.router,
     reports.router,
     stream.router,
+    account.router,
 )
 
 
@@ -101,7 +106,13 @@ def create_app(settings: ApiSettings) -> FastAPI:
         openapi_tags=TAGS,
     )
     app = create_base_app(settings, spec)
-    document_webhook_events(app)
+    # The landing page at / and the favicon: the gateway routes exactly these two paths here.
+    app.include_router(landing.router)
+    app.mount(
+        account.STATIC,
+        StaticFiles(directory=str(files("milepost_api") / "static")),
+        name="static",
+    )
     # Innermost: ETags are computed on the handler's own bytes, before compression.
     app.user_middleware.append(Middleware(HttpCacheMiddleware))
     return app

@@ -19,7 +19,8 @@ class ApiHttp(HttpSettings):
     port: int = Field(8001, ge=1, le=65535)
     public_url: str = Field(
         "http://127.0.0.1:8080",
-        description="Base of the links in invitations and password resets (the web app).",
+        description="Where people reach the platform: the invitation and reset links that owners"
+        " hand out start here and open the api's own pages (/api/account/...).",
     )
     latest_positions_cache_s: int = Field(
         10,

@@ -21,6 +21,7 @@ from milepost_common.settings import CommonSettings, HttpSettings
 from milepost_common.tasks import Publisher
 from milepost_common.tracing import configure_tracing
 from milepost_common.web.body_limit import BodyLimitMiddleware, document_body_limit
+from milepost_common.web.docs import install_docs, install_index
 from milepost_common.web.errors import install_error_handlers
 from milepost_common.web.health import Check, check_postgres, check_redis, health_router
 from milepost_common.web.middleware import RequestContextMiddleware, SecurityHeadersMiddleware
@@ -47,6 +48,12 @@ class AppSpec:
     on_startup: Sequence[Hook] = field(default_factory=tuple)
     on_shutdown: Sequence[Hook] = field(default_factory=tuple)
     openapi_tags: list[dict[str, str]] = field(default_factory=list)
+    # `/<name>` and `/<name>/` point to the docs (a browser is sent there, a client gets
+    # the links in JSON); off for an app that serves a page of its own there (admin).
+    index: bool = True
+    # Answers a "no such route" 404 with a page of the app's own (an HTML console), or
+    # returns None to keep the envelope.
+    not_found_page: Callable[[Request], Awaitable[Response | None]] | None = None
 
     @property
     def prefix(self) -> str:
@@ -99,7 +106,8 @@ def create_base_app(settings: CommonSettings, spec: AppSpec) -> FastAPI:
         version="1.0.0",
         lifespan=_lifespan,
         openapi_url=f"{prefix}/openapi.json",
-        docs_url=f"{prefix}/docs",
+        # Served by install_docs from the app's own files, not FastAPI's CDN pages.
+        docs_url=None,
         redoc_url=None,
         generate_unique_id_function=operation_id,
         openapi_tags=spec.openapi_tags or None,
@@ -114,6 +122,10 @@ def create_base_app(settings: CommonSettings, spec: AppSpec) -> FastAPI:
     for router in spec.routers:
         app.include_router(router, prefix=prefix)
     app.add_api_route("/metrics", metrics, include_in_schema=False)
+    openapi_url = f"{prefix}/openapi.json"
+    install_docs(app, prefix, spec.title, openapi_url)
+    if spec.index:
+        install_index(app, prefix, spec.title, openapi_url)
     install_error_handlers(app)
     document_common_responses(app)
     # Added innermost first: the request-context middleware is outermost, so every answer

@@ -6,12 +6,14 @@ mapped onto the same codes as the domain's ``AppError`` hierarchy.
 
 from __future__ import annotations
 
+import re
 from typing import Any, cast
 
 import asyncpg  # type: ignore[import-untyped]
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.params import Form
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -102,7 +104,8 @@ async def _app_error(request: Request, exc: Exception) -> Response:
     return error_response(request, exc.status_code, exc.code, exc.message, exc.details, exc.headers)
 
 
-async def _http_error(request: Request, exc: Exception) -> Response:
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Framework errors (routing 404/405, unreadable bodies) in the envelope."""
     exc = cast(StarletteHTTPException, exc)
     if exc.status_code == 400:
         # The framework's only 400: a body it could not read (JSON that is not UTF-8, a
@@ -115,6 +118,16 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     message = _MESSAGE_BY_STATUS.get(exc.status_code) or (
         exc.detail if isinstance(exc.detail, str) else "Request failed."
     )
+    spec = getattr(request.app.state, "spec", None)
+    if exc.status_code == 404 and spec is not None:
+        # No route here (domain 404s are AppErrors): the app's own page, or where the
+        # operations are.
+        own_page: Response | None = None
+        if spec.not_found_page is not None:
+            own_page = await spec.not_found_page(request)
+        if own_page is not None:
+            return own_page
+        message = f"{message} The operations are listed at {spec.prefix}/docs."
     headers = dict(exc.headers or {})
     if exc.status_code == 401:
         headers.setdefault("WWW-Authenticate", "Bearer")
@@ -133,6 +146,42 @@ def validation_details(raw: list[Any]) -> list[dict[str, Any]]:
     ]
 
 
+# A `+` in a query string means a space: an offset such as `+01:00` sent unencoded arrives
+# as ` 01:00` right after the time.
+_UNENCODED_OFFSET = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}([.,]\d+)?)? \d{2}(:?\d{2})?$"
+)
+OFFSET_HINT = (
+    "A `+` in a query string arrives as a space: encode `+` as `%2B` or use `Z` (UTC),"
+    " e.g. `2026-01-01T00:00:00%2B01:00` or `2026-01-01T00:00:00Z`."
+)
+FORM_HINT = (
+    "This operation takes a form: send `application/x-www-form-urlencoded`"
+    " (`username=...&password=...`), not JSON."
+)
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def _takes_form(request: Request) -> bool:
+    body = getattr(request.scope.get("route"), "body_field", None)
+    return isinstance(getattr(body, "field_info", None), Form)
+
+
+def validation_hint(request: Request, raw: list[Any]) -> str | None:
+    """What to do about two common mistakes whose plain validation errors do not say it: an
+    unencoded `+` offset in a query, and JSON (or nothing) sent to a form operation."""
+    for error in raw:
+        loc, value = error.get("loc", ()), error.get("input")
+        query = bool(loc) and loc[0] == "query"
+        if query and isinstance(value, str) and _UNENCODED_OFFSET.match(value):
+            return OFFSET_HINT
+    content_type = request.headers.get("content-type", "").lower()
+    body_errors = any(e.get("loc", ())[:1] == ("body",) for e in raw)
+    if body_errors and _takes_form(request) and not content_type.startswith(_FORM_TYPES):
+        return FORM_HINT
+    return None
+
+
 async def _validation_error(request: Request, exc: Exception) -> Response:
     exc = cast(RequestValidationError, exc)
     raw = list(exc.errors())
@@ -141,9 +190,10 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
         return error_response(
             request, 400, errors.MalformedBody.code, errors.MalformedBody.default_message
         )
-    return error_response(
-        request, 422, "validation_failed", "The request is not valid.", validation_details(raw)
-    )
+    details = validation_details(raw)
+    hint = validation_hint(request, raw)
+    message = "The request is not valid." + (f" {hint}" if hint else "")
+    return error_response(request, 422, "validation_failed", message, details)
 
 
 async def _dependency_down(request: Request, exc: Exception) -> Response:
@@ -189,7 +239,7 @@ async def _unhandled(request: Request, exc: Exception) -> Response:
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(errors.AppError, _app_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     for down in (OperationalError, InterfaceError, SqlTimeoutError, OSError, TimeoutError):
         app.add_exception_handler(down, _dependency_down)

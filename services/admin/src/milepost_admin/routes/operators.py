@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from milepost_admin.deps import AUTH_ERRORS, ServicesDep, SuperadminUser, SupportUser
-from milepost_admin.links import invite_url, reset_url
+from milepost_admin.links import operator_invite_url, operator_reset_url
 from milepost_common.domain.sessions.service import ONE_TIME_TOKEN_TTL
 from milepost_common.domain.users import service as user_service
 from milepost_common.domain.users.errors import EmailTaken, OperatorNotFound, OwnAccount
@@ -54,7 +54,7 @@ async def create_operator(
     return OperatorCreated.model_validate(
         {
             **OperatorRead.model_validate(created.user).model_dump(),
-            "invite_url": invite_url(services.settings, token) if token else None,
+            "invite_url": operator_invite_url(services.settings, token) if token else None,
         }
     )
 
@@ -127,6 +127,6 @@ async def reset_operator_password(
 ) -> PasswordResetLink:
     raw = await user_service.reset_user_password(session, user, operator)
     return PasswordResetLink(
-        reset_url=reset_url(services.settings, raw),
+        reset_url=operator_reset_url(services.settings, raw),
         expires_at=datetime.now(UTC) + ONE_TIME_TOKEN_TTL,
     )

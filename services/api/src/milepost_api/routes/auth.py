@@ -106,9 +106,15 @@ async def logout(body: RefreshRequest, session: SessionDep) -> None:
     responses=error_responses(OneTimeTokenInvalid, ValidationFailed),
 )
 async def accept_invitation(body: RedeemRequest, session: SessionDep, ctx: ContextDep) -> None:
-    """Single use, valid 48 hours; then log in with `POST /auth/token`."""
+    """Single use, valid 48 hours; then log in with `POST /auth/token`. The invitation link
+    opens the page `/api/account/invitation`, which calls this."""
     await sessions.redeem_one_time_token(
-        session, ctx.hasher, body.token, TokenPurpose.INVITATION, body.password
+        session,
+        ctx.hasher,
+        body.token,
+        TokenPurpose.INVITATION,
+        body.password,
+        realm=Realm.API,
     )
 
 
@@ -119,7 +125,13 @@ async def accept_invitation(body: RedeemRequest, session: SessionDep, ctx: Conte
     responses=error_responses(OneTimeTokenInvalid, ValidationFailed),
 )
 async def reset_password(body: RedeemRequest, session: SessionDep, ctx: ContextDep) -> None:
-    """Single use, valid 48 hours; every existing session of the account is revoked."""
+    """Single use, valid 48 hours; every existing session of the account is revoked. The
+    reset link opens the page `/api/account/password-reset`, which calls this."""
     await sessions.redeem_one_time_token(
-        session, ctx.hasher, body.token, TokenPurpose.PASSWORD_RESET, body.password
+        session,
+        ctx.hasher,
+        body.token,
+        TokenPurpose.PASSWORD_RESET,
+        body.password,
+        realm=Realm.API,
     )

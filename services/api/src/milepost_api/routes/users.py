@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, status
 
 from milepost_api.deps import AUTHENTICATED, ContextDep, OwnerUser
 from milepost_api.http_cache import REVALIDATE, cache_control
+from milepost_api.routes.account import INVITATION_PAGE, PASSWORD_RESET_PAGE
 from milepost_api.schemas import (
     Invitation,
     InvitedMember,
@@ -29,9 +30,10 @@ from milepost_common.web.errors import error_responses
 router = APIRouter(prefix="/v1/users", tags=["team"], responses=AUTHENTICATED)
 
 
-def _link(ctx: ContextDep, path: str, token: str) -> str:
-    # The token travels in the fragment: browsers never send it to a server or a log.
-    return f"{ctx.settings.api.public_url.rstrip('/')}/{path}#token={quote(token)}"
+def _link(ctx: ContextDep, page: str, token: str) -> str:
+    # The api's own account page (routes/account.py). The token travels in the fragment:
+    # browsers never send it to a server or a log.
+    return f"{ctx.settings.api.public_url.rstrip('/')}{page}#token={quote(token)}"
 
 
 @router.get("", summary="List team members", responses=error_responses(Unauthorized, Forbidden))
@@ -84,7 +86,7 @@ async def create_user(
     assert created.invitation_token is not None  # noqa: S101 - created without a password
     member = TeamMemberRead.model_validate(created.user)
     return InvitedMember(
-        **member.model_dump(), invite_url=_link(ctx, "invitation", created.invitation_token)
+        **member.model_dump(), invite_url=_link(ctx, INVITATION_PAGE, created.invitation_token)
     )
 
 
@@ -142,4 +144,4 @@ async def reset_user_password(
     `POST /auth/password-reset`; earlier unused links die."""
     member = await user_service.get_user(session, user_id, org_id=user.require_org())
     token = await user_service.reset_user_password(session, user, member)
-    return ResetLink(reset_url=_link(ctx, "password-reset", token))
+    return ResetLink(reset_url=_link(ctx, PASSWORD_RESET_PAGE, token))

@@ -261,14 +261,26 @@ async def issue_one_time_token(session: AsyncSession, user: User, purpose: Token
     return raw
 
 
+def _of_realm(user: User, realm: Realm | None) -> bool:
+    if realm is None:
+        return True
+    if realm is Realm.ADMIN:
+        return user.platform_role is not None
+    return user.org_id is not None
+
+
 async def redeem_one_time_token(
     session: AsyncSession,
     hasher: PasswordHasher,
     raw: str,
     purpose: TokenPurpose,
     new_password: str,
+    *,
+    realm: Realm | None = None,
 ) -> User:
-    """Set the password through a one-time link; the link then dies and sessions are revoked."""
+    """Set the password through a one-time link; the link then dies and sessions are revoked.
+    With ``realm``, only an account of that realm redeems here (an operator's link at the
+    console, a member's at the api); any other link raises OneTimeTokenInvalid, unused."""
     token = (
         await session.scalars(
             select(OneTimeToken)
@@ -280,7 +292,7 @@ async def redeem_one_time_token(
     if token is None or token.used_at is not None or token.expires_at <= now:
         raise OneTimeTokenInvalid()
     user = await session.get(User, token.user_id)
-    if user is None or not user.is_active:
+    if user is None or not user.is_active or not _of_realm(user, realm):
         raise OneTimeTokenInvalid()
     token.used_at = now
     user.password_hash = await hasher.hash(new_password)

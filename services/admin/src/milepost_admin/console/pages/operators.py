@@ -15,7 +15,7 @@ from milepost_admin.console.routing import ConsoleRoute, FormState, shown_on
 from milepost_admin.console.sessions import SessionStore
 from milepost_admin.console.views import again, filters_of, form_model
 from milepost_admin.deps import ServicesDep
-from milepost_admin.links import invite_url
+from milepost_admin.links import operator_invite_url
 from milepost_common.domain.users import service as user_service
 from milepost_common.domain.users.errors import EmailTaken
 from milepost_common.domain.users.models import PlatformRole
@@ -82,7 +82,7 @@ async def operator_create(
         store,
         console,
         title=f"Invitation for operator {created.user.email}",
-        secret=invite_url(services.settings, created.invitation_token),
+        secret=operator_invite_url(services.settings, created.invitation_token),
         explain="Send this link to the new operator: it works once, within 48 hours. "
         "It is shown only now.",
         back="/admin/operators",

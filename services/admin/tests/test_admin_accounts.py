@@ -1,0 +1,186 @@
+"""Operators' own invitation and reset pages in the console, the links that lead there, the
+console's 404 page, and the helpful 422 of the token form."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import select
+
+from milepost_common.domain.sessions import service as sessions
+from milepost_common.domain.users.models import OneTimeToken, TokenPurpose
+from milepost_common.testing.factories import DEFAULT_PASSWORD, make_organization, make_user
+from milepost_common.web.errors import FORM_HINT
+from services.admin.tests.admin_support import Staff
+
+NEW_PASSWORD = "a brand new operator passphrase"
+
+
+def token_of(link: str) -> str:
+    return parse_qs(urlsplit(link).fragment)["token"][0]
+
+
+async def log_in(client: httpx.AsyncClient, email: str, password: str) -> int:
+    form = {"username": email, "password": password}
+    return (await client.post("/admin/v1/auth/token", data=form)).status_code
+
+
+class TestLinks:
+    async def test_operator_links_open_the_console(
+        self, client: httpx.AsyncClient, staff: Staff
+    ) -> None:
+        created = await client.post(
+            "/admin/v1/operators",
+            json={"email": "new-op@example.com", "role": "support"},
+            headers=staff.superadmin_auth,
+        )
+        reset = await client.post(
+            f"/admin/v1/operators/{staff.support.id}/reset-password",
+            headers=staff.superadmin_auth,
+        )
+
+        assert urlsplit(created.json()["invite_url"]).path == "/admin/invitation"
+        assert urlsplit(reset.json()["reset_url"]).path == "/admin/password-reset"
+
+    async def test_user_links_open_the_api_pages(
+        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
+    ) -> None:
+        org = await make_organization(session)
+        invited = await client.post(
+            f"/admin/v1/organizations/{org.id}/users",
+            json={"email": "member@example.com", "role": "viewer"},
+            headers=staff.operator_auth,
+        )
+        reset = await client.post(
+            f"/admin/v1/users/{invited.json()['id']}/reset-password", headers=staff.operator_auth
+        )
+
+        assert urlsplit(invited.json()["invite_url"]).path == "/api/account/invitation"
+        assert urlsplit(reset.json()["reset_url"]).path == "/api/account/password-reset"
+
+
+class TestResetPage:
+    async def test_operator_sets_a_new_password_and_logs_in(
+        self, client: httpx.AsyncClient, staff: Staff
+    ) -> None:
+        link = await client.post(
+            f"/admin/v1/operators/{staff.support.id}/reset-password",
+            headers=staff.superadmin_auth,
+        )
+        path = urlsplit(link.json()["reset_url"]).path
+        form = {"token": token_of(link.json()["reset_url"]), "password": NEW_PASSWORD}
+
+        opened = await client.get(path)
+        done = await client.post(path, data={**form, "confirm": NEW_PASSWORD})
+        again = await client.post(path, data={**form, "confirm": NEW_PASSWORD})
+
+        assert opened.status_code == 200
+        assert 'name="token"' in opened.text
+        assert "/admin/static/account.js" in opened.text
+        assert done.status_code == 200
+        assert "Done: your password is set." in done.text
+        assert await log_in(client, staff.support.email, NEW_PASSWORD) == 200
+        assert again.status_code == 400
+        assert "already used" in again.text
+
+    async def test_passwords_that_differ_are_shown_on_the_form(
+        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
+    ) -> None:
+        token = await sessions.issue_one_time_token(
+            session, staff.support, TokenPurpose.PASSWORD_RESET
+        )
+        form = {"token": token, "password": NEW_PASSWORD, "confirm": NEW_PASSWORD + "!"}
+
+        response = await client.post("/admin/password-reset", data=form)
+
+        assert response.status_code == 422
+        assert "The two passwords differ." in response.text
+        assert await log_in(client, staff.support.email, DEFAULT_PASSWORD) == 200
+
+    async def test_a_users_link_does_not_redeem_in_the_console(
+        self, client: httpx.AsyncClient, session: AsyncSession
+    ) -> None:
+        user = await make_user(session)
+        before = user.password_hash
+        token = await sessions.issue_one_time_token(session, user, TokenPurpose.PASSWORD_RESET)
+        form = {"token": token, "password": NEW_PASSWORD, "confirm": NEW_PASSWORD}
+
+        response = await client.post("/admin/password-reset", data=form)
+
+        assert response.status_code == 400
+        assert "This link is invalid" in response.text
+        await session.refresh(user)
+        assert user.password_hash == before
+        unused = await session.scalar(select(OneTimeToken).where(OneTimeToken.user_id == user.id))
+        assert unused is not None
+        assert unused.used_at is None
+
+
+class TestInvitationPage:
+    async def test_invited_operator_chooses_a_password(
+        self, client: httpx.AsyncClient, staff: Staff
+    ) -> None:
+        created = await client.post(
+            "/admin/v1/operators",
+            json={"email": "invited-op@example.com", "role": "support"},
+            headers=staff.superadmin_auth,
+        )
+        form = {"token": token_of(created.json()["invite_url"]), "password": NEW_PASSWORD}
+
+        done = await client.post("/admin/invitation", data={**form, "confirm": NEW_PASSWORD})
+
+        assert "Done: your password is set." in done.text
+        assert await log_in(client, "invited-op@example.com", NEW_PASSWORD) == 200
+
+
+class TestConsoleNotFound:
+    @pytest.mark.parametrize("path", ["/admin/no-such-page", "/admin/organizations/x/nothing"])
+    async def test_unknown_console_page_is_an_html_404(
+        self, client: httpx.AsyncClient, path: str
+    ) -> None:
+        response = await client.get(path)
+
+        assert response.status_code == 404
+        assert response.headers["content-type"].startswith("text/html")
+        assert "There is no such page in the console." in response.text
+        assert "Content-Security-Policy" in response.headers
+
+    @pytest.mark.parametrize(
+        "path", ["/admin/v1/no-such-thing", "/admin/v1", "/admin/static/no-such-file.css"]
+    )
+    async def test_api_and_files_keep_the_envelope(
+        self, client: httpx.AsyncClient, path: str
+    ) -> None:
+        response = await client.get(path)
+
+        assert response.status_code == 404
+        assert response.json()["error"]["code"] == "not_found"
+
+    @pytest.mark.parametrize(
+        ("path", "status"),
+        [("/admin/docs", 200), ("/admin/redoc", 200), ("/admin/openapi.json", 200)],
+    )
+    async def test_other_routes_are_not_shadowed(
+        self, client: httpx.AsyncClient, path: str, status: int
+    ) -> None:
+        assert (await client.get(path)).status_code == status
+
+    async def test_the_tables_view_is_not_shadowed(self, client: httpx.AsyncClient) -> None:
+        response = await client.get("/admin/models/", follow_redirects=False)
+
+        assert "There is no such page in the console." not in response.text
+        assert response.status_code in (200, 302, 303, 307)
+
+
+class TestHelpfulValidationErrors:
+    async def test_json_to_the_token_form(self, client: httpx.AsyncClient, staff: Staff) -> None:
+        response = await client.post(
+            "/admin/v1/auth/token",
+            json={"username": staff.support.email, "password": DEFAULT_PASSWORD},
+        )
+
+        assert response.status_code == 422
+        assert FORM_HINT in response.json()["error"]["message"]
