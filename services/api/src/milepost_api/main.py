@@ -27,6 +27,7 @@ from milepost_api.routes import (
     webhooks,
 )
 from milepost_api.settings import ApiSettings, get_settings
+from milepost_api.webhook_events import document_webhook_events
 from milepost_api.ws import stream
 from milepost_api.ws.hub import start_stream_hub, stop_stream_hub
 from milepost_common.web import serve as web_serve
@@ -106,6 +107,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         openapi_tags=TAGS,
     )
     app = create_base_app(settings, spec)
+    document_webhook_events(app)
     # The landing page at / and the favicon: the gateway routes exactly these two paths here.
     app.include_router(landing.router)
     app.mount(
