@@ -1,7 +1,8 @@
 """The console's map in headless Chromium, against the admin app served by uvicorn over a
 committed database, with no tiles: the fleet's markers appear and one moves when a newer
 latest position is stored, a trip of a chosen day is drawn with its stops, an alert is
-pinned, and the CSP refuses nothing."""
+pinned, a device's page shows its marker and links to the map with it chosen, and the CSP
+refuses nothing."""
 
 from __future__ import annotations
 
@@ -248,4 +249,18 @@ def test_the_fleet_moves_and_a_trip_is_drawn(map_stack: dict[str, str], page: Pa
     )
 
     page.screenshot(path=str(browser.ARTIFACTS / "admin-map-trip.png"))
+
+    # A vehicle's own page: its last position on a small map, and a link to the fleet map
+    # with the vehicle chosen.
+    van_3 = fleet.vans["Van 3"]
+    page.goto(f"{map_stack['admin']}/admin/devices/{van_3}")
+    expect(page.locator("#device-status")).to_have_text("online")
+    own = page.locator(f'#device-map .vehicle-marker[data-vehicle-id="{van_3}"]')
+    expect(own).to_have_class(re.compile(r"\bstatus-online\b"))
+    expect(page.locator("#device-map .leaflet-tooltip.vehicle-label")).to_have_text("Van 3")
+    page.get_by_role("link", name="On the fleet map").click()
+    expect(page.locator("#map-vehicle")).to_have_value(str(van_3), timeout=TIMEOUT_MS)
+    expect(page.locator(f'#fleet-map .vehicle-marker[data-vehicle-id="{van_3}"]')).to_have_class(
+        re.compile(r"\bselected\b")
+    )
     assert refused == []

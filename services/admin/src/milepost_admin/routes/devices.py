@@ -1,4 +1,5 @@
-"""Devices of every organization: register one or many (CSV), transfer, disable."""
+"""Devices of every organization: register one or many (CSV), edit, delete, transfer,
+disable."""
 
 from __future__ import annotations
 
@@ -15,8 +16,11 @@ from milepost_common.domain.devices.admin_schemas import (
     DeviceImportReport,
     DeviceRead,
     DeviceTransfer,
+    DeviceUpdate,
 )
 from milepost_common.domain.devices.errors import (
+    DeviceDeletionNotConfirmed,
+    DeviceHoldsOtherHistory,
     DeviceLimitReached,
     DeviceNotFound,
     DeviceUniqueIdTaken,
@@ -126,6 +130,47 @@ async def list_devices(
 )
 async def get_device(_user: SupportUser, device: DeviceDep) -> DeviceRead:
     return DeviceRead.model_validate(device)
+
+
+@router.patch(
+    "/devices/{device_id}",
+    summary="Edit a device's name, plate or speed limit",
+    description="Only the fields sent change; `null` clears the plate or the speed limit. "
+    "Audited (`devices.update`).",
+    responses=error_responses(*AUTH_ERRORS, DeviceNotFound, ValidationFailed),
+)
+async def update_device(
+    user: OperatorUser, device: DeviceDep, body: DeviceUpdate, session: SessionDep
+) -> DeviceRead:
+    return DeviceRead.model_validate(await device_admin.update_device(session, user, device, body))
+
+
+@router.delete(
+    "/devices/{device_id}",
+    status_code=204,
+    summary="Delete a device with its history",
+    description="Deletes the device with its positions, trips, stops and alerts. Irreversible; "
+    "the audit log keeps the record (`devices.delete`). `confirm`, when given, must be the "
+    "device's `unique_id` (the console always sends it). Refused (409) while the device holds "
+    "another organization's history (it was transferred: deleting it would erase that "
+    "organization's data).",
+    responses=error_responses(
+        *AUTH_ERRORS,
+        DeviceNotFound,
+        DeviceDeletionNotConfirmed,
+        DeviceHoldsOtherHistory,
+        ValidationFailed,
+    ),
+)
+async def delete_device(
+    user: OperatorUser,
+    device: DeviceDep,
+    session: SessionDep,
+    confirm: Annotated[
+        str | None, Query(max_length=128, description="The device's unique_id.")
+    ] = None,
+) -> None:
+    await device_admin.delete_device(session, user, device, confirm=confirm)
 
 
 @router.post(

@@ -194,6 +194,19 @@
     }
     listVehicles(items);
     fillPicker(items);
+    if (requested && vehicles[requested]) focusRequested();
+  }
+
+  // ?vehicle=<id> (a device's page links here): that vehicle, once, with its trips of the day.
+  var requested = new URLSearchParams(location.search).get("vehicle");
+
+  function focusRequested() {
+    var entry = vehicles[requested];
+    requested = null;
+    select.value = entry.item.vehicle_id;
+    map.setView(entry.marker.getLatLng(), 15);
+    entry.marker.openPopup();
+    loadDay();
   }
 
   function fitFleet() {

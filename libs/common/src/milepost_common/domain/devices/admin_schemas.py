@@ -55,6 +55,19 @@ class DeviceTransfer(BaseModel):
     org_id: uuid.UUID = Field(description="The organization that receives the device.")
 
 
+class DeviceUpdate(BaseModel):
+    """Only the fields sent change; ``null`` clears plate and speed limit."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"example": {"name": "Van 12", "speed_limit_kmh": 90}},
+    )
+
+    name: str | None = Field(None, min_length=1, max_length=200)
+    plate: str | None = Field(None, max_length=32)
+    speed_limit_kmh: float | None = Field(None, gt=0, le=400)
+
+
 class ImportRowStatus(StrEnum):
     CREATED = "created"
     FAILED = "failed"

@@ -1,4 +1,5 @@
-"""Operator-side device functions: across organizations, CSV import, transfer, disable.
+"""Operator-side device functions: across organizations, CSV import, transfer, disable,
+edit, delete.
 
 Registration of a single device is ``devices.service.register_device`` (with ``org_id``);
 these are the operator's additions. A transfer moves future data only: stored positions,
@@ -13,31 +14,41 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from pydantic import ValidationError
-from sqlalchemy import func, or_
+from sqlalchemy import delete, func, or_, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from milepost_common.domain import paging
+from milepost_common.domain.alerts.models import Alert
 from milepost_common.domain.audit import service as audit
+from milepost_common.domain.audit.models import AuditEntry
 from milepost_common.domain.devices import state as device_state
 from milepost_common.domain.devices.admin_schemas import (
     IMPORT_COLUMNS,
     MAX_IMPORT_ROWS,
     DeviceFilters,
     DeviceImportReport,
+    DeviceUpdate,
     ImportRow,
     ImportRowCode,
     ImportRowStatus,
 )
-from milepost_common.domain.devices.errors import DeviceLimitReached, DeviceNotFound
+from milepost_common.domain.devices.errors import (
+    DeviceDeletionNotConfirmed,
+    DeviceHoldsOtherHistory,
+    DeviceLimitReached,
+    DeviceNotFound,
+)
 from milepost_common.domain.devices.models import Device
 from milepost_common.domain.devices.schemas import VehicleCreate
 from milepost_common.domain.organizations import queries as org_queries
 from milepost_common.domain.organizations.errors import OrganizationSuspended
 from milepost_common.domain.organizations.models import Organization
 from milepost_common.domain.positions import service as position_service
+from milepost_common.domain.positions.models import Position
 from milepost_common.domain.principals import Principal
 from milepost_common.domain.trips import service as trip_service
+from milepost_common.domain.trips.models import Stop, Trip
 from milepost_common.domain.webhooks import delivery as webhook_delivery
 from milepost_common.domain.webhooks import events as webhook_events
 from milepost_common.errors import BadRequest, PayloadTooLarge
@@ -301,3 +312,91 @@ async def set_device_disabled(
         diff={"disabled": [not disabled, disabled]},
     )
     return device
+
+
+async def update_device(
+    session: AsyncSession, actor: Principal, device: Device, data: DeviceUpdate
+) -> Device:
+    """Change the fields sent (``name: null`` is ignored; ``null`` clears plate and speed
+    limit). Audited (``devices.update``, under the device's organization) when something
+    changed."""
+    sent = data.model_dump(exclude_unset=True)
+    if sent.get("name", "") is None:
+        del sent["name"]
+    diff = audit.changes({name: getattr(device, name) for name in sent}, sent)
+    if not diff:
+        return device
+    for name, value in sent.items():
+        setattr(device, name, value)
+    device.updated_at = datetime.now(UTC)
+    session.add(device)
+    await session.flush()
+    await audit.record(
+        session,
+        actor,
+        "devices.update",
+        target_type="device",
+        target_id=device.id,
+        org_id=device.org_id,
+        diff=diff,
+    )
+    return device
+
+
+# Rows of another organization than the device's that name the device (deleting it would
+# cascade into them, or orphan the positions, which carry no foreign key).
+_HISTORY_ELSEWHERE = text(
+    """
+    SELECT EXISTS (SELECT 1 FROM positions WHERE device_id = :d AND org_id <> :org)
+        OR EXISTS (SELECT 1 FROM trips WHERE device_id = :d AND org_id <> :org)
+        OR EXISTS (SELECT 1 FROM stops WHERE device_id = :d AND org_id <> :org)
+        OR EXISTS (SELECT 1 FROM alerts WHERE device_id = :d AND org_id <> :org)
+    """
+)
+
+
+async def holds_other_history(session: AsyncSession, device: Device) -> bool:
+    """Whether the device still holds rows of an organization it has left. Only a device
+    ever transferred (the append-only audit log says so) can; the others cost one lookup."""
+    transferred = select(col(AuditEntry.id)).where(
+        AuditEntry.action == TRANSFER_ACTION, AuditEntry.target_id == str(device.id)
+    )
+    if (await session.scalars(transferred.limit(1))).first() is None:
+        return False
+    found = await session.scalar(_HISTORY_ELSEWHERE, {"d": device.id, "org": device.org_id})
+    return bool(found)
+
+
+async def delete_device(
+    session: AsyncSession, actor: Principal, device: Device, *, confirm: str | None = None
+) -> None:
+    """Delete the device with its history (positions, trips, stops, alerts, state). Raises
+    DeviceDeletionNotConfirmed (400) when ``confirm`` is given and is not its unique_id,
+    DeviceHoldsOtherHistory (409) while it holds another organization's history (it was
+    transferred; deleting would erase that organization's data). Audited
+    (``devices.delete``, with what was deleted); the audit log keeps the record."""
+    if confirm is not None and confirm != device.unique_id:
+        raise DeviceDeletionNotConfirmed()
+    # The worker's per-device lock: no batch of the device is half-way through meanwhile.
+    await device_state.lock_device_states(session, {device.id: device.org_id})
+    if await holds_other_history(session, device):
+        raise DeviceHoldsOtherHistory()
+    counts: dict[str, int] = {}
+    for table in (Trip, Stop, Alert):
+        query = select(func.count()).select_from(table).where(col(table.device_id) == device.id)
+        counts[table.__tablename__] = int(await session.scalar(query) or 0)
+    # Positions carry no foreign key (partitioned): through the primary key's device column.
+    removed = await session.execute(delete(Position).where(col(Position.device_id) == device.id))
+    counts["positions"] = int(getattr(removed, "rowcount", 0) or 0)
+    await audit.record(
+        session,
+        actor,
+        "devices.delete",
+        target_type="device",
+        target_id=device.id,
+        org_id=device.org_id,
+        diff={"unique_id": device.unique_id, "name": device.name, "deleted": counts},
+    )
+    # Trips, stops, alerts, checkpoints and the state refer to it with ON DELETE CASCADE.
+    await session.delete(device)
+    await session.flush()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from milepost_common.errors import Conflict, NotFound
+from milepost_common.errors import BadRequest, Conflict, NotFound
 
 
 class DeviceNotFound(NotFound):
@@ -15,3 +15,14 @@ class DeviceUniqueIdTaken(Conflict):
 
 class DeviceLimitReached(Conflict):
     default_message = "The organization's plan allows no more vehicles."
+
+
+class DeviceDeletionNotConfirmed(BadRequest):
+    default_message = "The confirmation does not match the device's unique_id."
+
+
+class DeviceHoldsOtherHistory(Conflict):
+    default_message = (
+        "This device was transferred and still holds another organization's history, which "
+        "deleting it would erase."
+    )

@@ -1,4 +1,5 @@
-"""Operator-side webhook functions: list deliveries, put a dead one back in the queue.
+"""Operator-side webhook functions: an organization's endpoints, list deliveries, put a dead
+one back in the queue.
 
 Delivering is the worker's (``webhooks/delivery.py``); a retry only makes the delivery
 due again in the database, so the worker's sweep finds it even if the task sent after the
@@ -8,7 +9,9 @@ commit is lost.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
@@ -19,7 +22,11 @@ from milepost_common.domain.base import get_by_id
 from milepost_common.domain.organizations import queries as org_queries
 from milepost_common.domain.principals import Principal
 from milepost_common.domain.webhooks.admin_schemas import DeliveryFilters, DeliverySort
-from milepost_common.domain.webhooks.models import DeliveryStatus, WebhookDelivery
+from milepost_common.domain.webhooks.models import (
+    DeliveryStatus,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from milepost_common.errors import Conflict, NotFound
 
 
@@ -69,6 +76,31 @@ async def list_deliveries(
     )
     rows = (await session.scalars(paged)).all()
     return paging.page_of(rows, filters.limit, lambda d: (d.created_at, d.id))
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointView:
+    """An endpoint as operators see it: its receiver's address without the query (which
+    may carry the receiver's own token)."""
+
+    endpoint: WebhookEndpoint
+    address: str
+
+
+async def list_org_endpoints(session: AsyncSession, org_id: uuid.UUID) -> list[EndpointView]:
+    """The organization's webhook endpoints, newest first."""
+    rows = await session.scalars(
+        select(WebhookEndpoint)
+        .where(WebhookEndpoint.org_id == org_id)
+        .order_by(col(WebhookEndpoint.created_at).desc(), col(WebhookEndpoint.id))
+    )
+    return [EndpointView(e, _address(e.url)) for e in rows.all()]
+
+
+def _address(url: str) -> str:
+    parts = urlsplit(url)  # no credentials: refused at creation
+    shown = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+    return f"{shown}?…" if parts.query else shown
 
 
 async def retry_delivery(

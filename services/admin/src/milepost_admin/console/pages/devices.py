@@ -1,4 +1,5 @@
-"""Devices: list, register, CSV import, transfer, disable."""
+"""Devices: list, register, CSV import, a device's page (where it is, its trips and alerts),
+edit, delete, transfer, disable."""
 
 from __future__ import annotations
 
@@ -7,24 +8,37 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from milepost_admin.console.deps import ConsoleDep, ConsoleOperator, StoreDep, parse_uuid
+from milepost_admin.console.deps import Console, ConsoleDep, ConsoleOperator, StoreDep, parse_uuid
+from milepost_admin.console.pages.maps import LEAFLET
 from milepost_admin.console.pages.organizations import organization_again
 from milepost_admin.console.render import flash, page, see_other
-from milepost_admin.console.routing import ConsoleRoute, shown_on
-from milepost_admin.console.views import filters_of, form_model, list_page
+from milepost_admin.console.routing import ConsoleRoute, FormState, shown_on
+from milepost_admin.console.sessions import SessionStore
+from milepost_admin.console.views import again, filters_of, form_model, invalid, list_page
+from milepost_common.domain import paging
+from milepost_common.domain.alerts import queries as alert_queries
 from milepost_common.domain.audit import service as audit
 from milepost_common.domain.audit.schemas import AuditFilters, AuditSort
 from milepost_common.domain.devices import admin_service as device_admin
 from milepost_common.domain.devices import service as device_service
-from milepost_common.domain.devices.admin_schemas import DeviceFilters, DeviceImportReport
-from milepost_common.domain.devices.errors import DeviceUniqueIdTaken
+from milepost_common.domain.devices import state as device_state
+from milepost_common.domain.devices.admin_schemas import (
+    DeviceFilters,
+    DeviceImportReport,
+    DeviceUpdate,
+)
+from milepost_common.domain.devices.errors import DeviceDeletionNotConfirmed, DeviceUniqueIdTaken
 from milepost_common.domain.devices.schemas import VehicleCreate
 from milepost_common.domain.organizations import service as org_service
+from milepost_common.domain.trips import queries as trip_queries
 from milepost_common.errors import ValidationFailed
 from milepost_common.web.deps import SessionDep
 
 router = APIRouter(route_class=ConsoleRoute)
+LATEST = 10  # trips and alerts on a device's page
 
 
 @router.get("/devices", response_class=HTMLResponse)
@@ -33,7 +47,8 @@ async def devices_page(
 ) -> HTMLResponse:
     filters = await filters_of(request, store, console, DeviceFilters, default_sort="-created_at")
     result = await device_admin.list_devices(session, filters)
-    return await list_page(request, store, console, session, "devices", filters, result)
+    seen = await device_state.last_seen(session, [d.id for d in result.items])
+    return await list_page(request, store, console, session, "devices", filters, result, seen=seen)
 
 
 @router.post("/organizations/{org_id}/devices", response_model=None)
@@ -114,18 +129,29 @@ async def device_import_report(
     )
 
 
-@router.get("/devices/{device_id}", response_class=HTMLResponse)
-async def device_page(
+async def _device(
     request: Request,
     device_id: uuid.UUID,
-    console: ConsoleDep,
-    store: StoreDep,
-    session: SessionDep,
+    console: Console,
+    store: SessionStore,
+    session: AsyncSession,
+    form: FormState | None = None,
 ) -> HTMLResponse:
     device = await device_admin.get_any_device(session, device_id)
     history = await audit.list_audit_entries(
         session, AuditFilters(target_id=str(device.id), limit=20, sort=AuditSort.OCCURRED_AT_DESC)
     )
+    # Its current organization's latest trips and alerts, newest first.
+    newest = paging.Window()
+    trips = await trip_queries.list_org_trips(
+        session, device.org_id, device.id, newest, _newest("start_time")
+    )
+    alerts = await alert_queries.list_org_alerts(
+        session, device.org_id, device.id, newest, _newest("occurred_at")
+    )
+    state = await device_state.find_state(session, device.id)
+    last_seen = state.last_fix_time if state else None
+    admin = request.app.state.settings.admin
     return await page(
         request,
         store,
@@ -136,8 +162,39 @@ async def device_page(
             "device": device,
             "org": await org_service.get_organization(session, device.org_id),
             "history": history,
+            "position": state if last_seen else None,
+            "last_seen": last_seen,
+            "status": device_service.status_of(last_seen).value,
+            "trips": trips.items,
+            "alerts": alerts.items,
+            "leaflet": LEAFLET,
+            "tile_url": admin.map_tile_url,
+            "tile_attribution": admin.map_tile_attribution,
+            "form": form,
         },
     )
+
+
+async def device_again(request: Request, form: FormState) -> HTMLResponse:
+    """The device's page with one of its forms' values and errors."""
+    async with again(request) as (session, console, store):
+        device_id = uuid.UUID(str(request.path_params["device_id"]))
+        return await _device(request, device_id, console, store, session, form)
+
+
+@router.get("/devices/{device_id}", response_class=HTMLResponse)
+async def device_page(
+    request: Request,
+    device_id: uuid.UUID,
+    console: ConsoleDep,
+    store: StoreDep,
+    session: SessionDep,
+) -> HTMLResponse:
+    return await _device(request, device_id, console, store, session)
+
+
+def _newest(field: str) -> paging.PageRequest:
+    return paging.PageRequest(limit=LATEST, sort=paging.Sort(field, descending=True))
 
 
 @router.post("/devices/{device_id}/transfer", response_model=None)
@@ -176,3 +233,42 @@ async def device_enable(
     await device_admin.set_device_disabled(session, console.principal, device, False)
     await flash(store, console, "ok", "Device enabled.")
     return see_other(f"/admin/devices/{device.id}")
+
+
+@router.post("/devices/{device_id}/edit", response_model=None)
+@shown_on("edit-device", device_again)
+async def device_edit(
+    device_id: uuid.UUID,
+    console: ConsoleOperator,
+    store: StoreDep,
+    session: SessionDep,
+    name: Annotated[str, Form()],
+    plate: Annotated[str, Form()] = "",
+    speed_limit_kmh: Annotated[str, Form()] = "",
+) -> Response:
+    device = await device_admin.get_any_device(session, device_id)
+    # Every field is sent: an emptied plate or speed limit clears it.
+    sent = {"name": name, "plate": plate.strip(), "speed_limit_kmh": speed_limit_kmh.strip()}
+    try:
+        data = DeviceUpdate.model_validate({k: v or None for k, v in sent.items()})
+    except ValidationError as exc:
+        raise invalid(exc) from None
+    await device_admin.update_device(session, console.principal, device, data)
+    await flash(store, console, "ok", "Device saved.")
+    return see_other(f"/admin/devices/{device.id}")
+
+
+@router.post("/devices/{device_id}/delete", response_model=None)
+@shown_on("delete-device", device_again, fields={DeviceDeletionNotConfirmed: "confirm"})
+async def device_delete(
+    device_id: uuid.UUID,
+    console: ConsoleOperator,
+    store: StoreDep,
+    session: SessionDep,
+    confirm: Annotated[str, Form()] = "",
+) -> Response:
+    device = await device_admin.get_any_device(session, device_id)
+    unique_id, org_id = device.unique_id, device.org_id
+    await device_admin.delete_device(session, console.principal, device, confirm=confirm.strip())
+    await flash(store, console, "ok", f"Device {unique_id} and its history were deleted.")
+    return see_other(f"/admin/organizations/{org_id}")

@@ -19,6 +19,7 @@ from milepost_common.domain.api_keys import service as api_key_service
 from milepost_common.domain.api_keys.models import Scope
 from milepost_common.domain.api_keys.schemas import ApiKeyFilters, ApiKeySort
 from milepost_common.domain.devices import admin_service as device_admin
+from milepost_common.domain.devices import state as device_state
 from milepost_common.domain.devices.admin_schemas import DeviceFilters, DeviceSort
 from milepost_common.domain.ingest_batches import queries as batch_queries
 from milepost_common.domain.ingest_batches.admin_schemas import BatchFilters, BatchSort
@@ -35,6 +36,8 @@ from milepost_common.domain.organizations.schemas import (
 from milepost_common.domain.users import service as user_service
 from milepost_common.domain.users.models import OrgRole
 from milepost_common.domain.users.schemas import UserFilters, UserListSort
+from milepost_common.domain.webhooks import admin_service as webhook_admin
+from milepost_common.domain.webhooks.admin_schemas import DeliveryFilters, DeliverySort
 from milepost_common.errors import ValidationFailed
 from milepost_common.web.deps import DatabaseDep, SessionDep
 
@@ -122,6 +125,12 @@ async def _organization(
             "devices": devices,
             "keys": keys,
             "batches": batches,
+            "seen": await device_state.last_seen(session, [d.id for d in devices.items]),
+            "webhooks": await webhook_admin.list_org_endpoints(session, org.id),
+            "deliveries": await webhook_admin.list_deliveries(
+                session,
+                DeliveryFilters(org_id=org.id, limit=10, sort=DeliverySort.CREATED_AT_DESC),
+            ),
             "device_count": await device_admin.count_devices(session, org.id),
             "user_count": await user_service.count_users(session, org.id),
             "roles": list(OrgRole),
