@@ -19,14 +19,24 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from milepost_api.deps import current_user
 from services.api.tests.api_support import Bearer, Team, error_code, one_of_everything
 
-# Routes anyone may call: health, docs, and the sign-in flows (they authenticate by what
-# they are sent: a password, a refresh token, a one-time token).
+# Routes anyone may call: health, docs, the landing and account pages (static HTML), and the
+# sign-in flows (they authenticate by what they are sent: a password, a refresh token, a
+# one-time token).
 PUBLIC = {
     "/api/health",
     "/api/ready",
     "/metrics",
     "/api/openapi.json",
     "/api/docs",
+    "/api/docs/static",
+    "/api/redoc",
+    "/api",
+    "/api/",
+    "/",
+    "/favicon.ico",
+    "/api/static",
+    "/api/account/invitation",
+    "/api/account/password-reset",
     "/docs/oauth2-redirect",
     "/api/v1/auth/token",
     "/api/v1/auth/refresh",
