@@ -51,8 +51,12 @@ class Row:
         return value >= float(bound) if operator == ">=" else value <= float(bound)
 
     def as_json(self) -> dict[str, Any]:
+        """The row for latest.json: rates to 0.1, ratios to 0.001."""
         record = asdict(self)
         del record["missing"]
+        for key, digits in (("figure", 1), ("baseline", 1), ("ratio", 3)):
+            if record[key] is not None:
+                record[key] = round(record[key], digits)
         return record
 
 
