@@ -51,6 +51,8 @@ def stack() -> Iterator[Stack]:
     # Locking an address out of login takes five times this many failed logins, each a full
     # argon2 check: kept low so that the test doing it stays short.
     environ["MILEPOST_AUTH__LOGIN_ATTEMPTS_PER_MINUTE"] = "2"
+    # The journeys' webhook receiver listens on loopback (the api and the workers read it).
+    environ["MILEPOST_WEBHOOKS__ALLOW_PRIVATE"] = "true"
     stack = Stack(StackConfig(state_dir, Ports.free(), durable=False), environ=environ)
     try:
         stack.up(timeout=240)
