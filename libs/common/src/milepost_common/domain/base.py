@@ -47,6 +47,25 @@ def jsonb_field(default_factory: Any = dict, *, nullable: bool = False) -> Any:
     )
 
 
+async def find_by_id(
+    session: AsyncSession,
+    model: type[ModelT],
+    row_id: uuid.UUID,
+    *,
+    org_id: uuid.UUID | None = None,
+    for_update: bool = False,
+) -> ModelT | None:
+    """The row with this id, of ``org_id`` when given (another organization's row is
+    missing, like an absent one), locked when asked; None when missing. A building block of
+    the features' repositories."""
+    query = select(model).where(col(model.id) == row_id)  # type: ignore[attr-defined]
+    if org_id is not None:
+        query = query.where(col(model.org_id) == org_id)  # type: ignore[attr-defined]
+    if for_update:
+        query = query.with_for_update()
+    return (await session.scalars(query)).first()
+
+
 async def get_by_id(
     session: AsyncSession,
     model: type[ModelT],
@@ -56,14 +75,8 @@ async def get_by_id(
     org_id: uuid.UUID | None = None,
     for_update: bool = False,
 ) -> ModelT:
-    """The row with this id, of ``org_id`` when given (another organization's row is
-    missing, like an absent one), locked when asked. Raises ``not_found``."""
-    query = select(model).where(col(model.id) == row_id)  # type: ignore[attr-defined]
-    if org_id is not None:
-        query = query.where(col(model.org_id) == org_id)  # type: ignore[attr-defined]
-    if for_update:
-        query = query.with_for_update()
-    row = (await session.scalars(query)).first()
+    """Like ``find_by_id``, but raises ``not_found`` when missing."""
+    row = await find_by_id(session, model, row_id, org_id=org_id, for_update=for_update)
     if row is None:
         raise not_found()
     return row

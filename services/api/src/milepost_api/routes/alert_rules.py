@@ -17,7 +17,7 @@ from milepost_common.domain.alert_rules.schemas import (
     AlertRuleUpdate,
 )
 from milepost_common.domain.devices.errors import DeviceNotFound
-from milepost_common.domain.geofences.service import GeofenceNotFound
+from milepost_common.domain.geofences.errors import GeofenceNotFound
 from milepost_common.errors import Forbidden, Unauthorized, ValidationFailed
 from milepost_common.pagination import Page
 from milepost_common.web.deps import SessionDep

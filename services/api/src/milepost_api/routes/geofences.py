@@ -11,6 +11,7 @@ from milepost_api.deps import AUTHENTICATED, CurrentUser, ManagerUser, page_para
 from milepost_api.http_cache import REVALIDATE, cache_control
 from milepost_common.domain import paging
 from milepost_common.domain.geofences import service as geofence_service
+from milepost_common.domain.geofences.errors import GeofenceInUse, GeofenceNotFound
 from milepost_common.domain.geofences.schemas import GeofenceCreate, GeofenceRead, GeofenceUpdate
 from milepost_common.errors import Forbidden, Unauthorized, ValidationFailed
 from milepost_common.pagination import Page
@@ -22,7 +23,7 @@ router = APIRouter(prefix="/v1/geofences", tags=["geofences"], responses=AUTHENT
 GeofencesPage = Annotated[
     paging.PageRequest, Depends(page_params(("created_at", "name"), "created_at"))
 ]
-NotFound = geofence_service.GeofenceNotFound
+NotFound = GeofenceNotFound
 
 
 @router.post(
@@ -85,9 +86,7 @@ async def update_geofence(
     "/{geofence_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Delete a geofence",
-    responses=error_responses(
-        Unauthorized, Forbidden, NotFound, geofence_service.GeofenceInUse, ValidationFailed
-    ),
+    responses=error_responses(Unauthorized, Forbidden, NotFound, GeofenceInUse, ValidationFailed),
 )
 async def delete_geofence(user: ManagerUser, geofence_id: uuid.UUID, session: SessionDep) -> None:
     """Managers and owners. 409 while an alert rule still refers to it."""

@@ -6,27 +6,15 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func
-from sqlalchemy import select as sa_select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col
 
 from milepost_common.domain import paging
-from milepost_common.domain.alerts.models import AlertRule
 from milepost_common.domain.audit import service as audit
-from milepost_common.domain.base import get_by_id
+from milepost_common.domain.geofences.errors import GeofenceInUse, GeofenceNotFound
 from milepost_common.domain.geofences.models import Geofence
+from milepost_common.domain.geofences.repository import GeofenceRepository
 from milepost_common.domain.geofences.schemas import GeofenceCreate, GeofenceUpdate
 from milepost_common.domain.principals import Principal
-from milepost_common.errors import Conflict, NotFound
-
-
-class GeofenceNotFound(NotFound):
-    default_message = "Geofence not found."
-
-
-class GeofenceInUse(Conflict):
-    default_message = "Alert rules still use this geofence; change or delete them first."
 
 
 async def create_geofence(
@@ -54,16 +42,17 @@ async def create_geofence(
 
 async def get_geofence(session: AsyncSession, actor: Principal, geofence_id: uuid.UUID) -> Geofence:
     """Raises GeofenceNotFound when missing or of another organization."""
-    return await get_by_id(
-        session, Geofence, geofence_id, GeofenceNotFound, org_id=actor.require_org()
-    )
+    geofence = await GeofenceRepository(session).get_for_org(actor.require_org(), geofence_id)
+    if geofence is None:
+        raise GeofenceNotFound()
+    return geofence
 
 
 async def list_geofences(
     session: AsyncSession, actor: Principal, page: paging.PageRequest
 ) -> paging.PageResult[Geofence]:
     """A keyset page by ``created_at`` (or ``name``)."""
-    return await paging.org_page(session, Geofence, actor.require_org(), page)
+    return await GeofenceRepository(session).page_for_org(actor.require_org(), page)
 
 
 async def update_geofence(
@@ -100,15 +89,7 @@ async def update_geofence(
 async def delete_geofence(session: AsyncSession, actor: Principal, geofence_id: uuid.UUID) -> None:
     """Raises GeofenceNotFound, or GeofenceInUse while an alert rule refers to it. Audited."""
     geofence = await get_geofence(session, actor, geofence_id)
-    in_use = await session.scalar(
-        sa_select(func.count())
-        .select_from(AlertRule)
-        .where(
-            col(AlertRule.org_id) == geofence.org_id,
-            col(AlertRule.params)["geofence_id"].astext == str(geofence.id),
-        )
-    )
-    if in_use:
+    if await GeofenceRepository(session).count_rules_using(geofence):
         raise GeofenceInUse()
     await session.delete(geofence)
     await session.flush()

@@ -1,0 +1,41 @@
+"""Statements on ``geofences`` (and the alert rules that refer to one)."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import func
+from sqlalchemy import select as sa_select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from milepost_common.domain import paging
+from milepost_common.domain.alerts.models import AlertRule
+from milepost_common.domain.base import find_by_id
+from milepost_common.domain.geofences.models import Geofence
+
+
+class GeofenceRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get_for_org(self, org_id: uuid.UUID, geofence_id: uuid.UUID) -> Geofence | None:
+        return await find_by_id(self.session, Geofence, geofence_id, org_id=org_id)
+
+    async def page_for_org(
+        self, org_id: uuid.UUID, page: paging.PageRequest
+    ) -> paging.PageResult[Geofence]:
+        """A keyset page by ``created_at`` (or the page's allow-listed sort)."""
+        return await paging.org_page(self.session, Geofence, org_id, page)
+
+    async def count_rules_using(self, geofence: Geofence) -> int:
+        """How many of its organization's alert rules name this geofence in their params."""
+        count = await self.session.scalar(
+            sa_select(func.count())
+            .select_from(AlertRule)
+            .where(
+                col(AlertRule.org_id) == geofence.org_id,
+                col(AlertRule.params)["geofence_id"].astext == str(geofence.id),
+            )
+        )
+        return int(count or 0)
