@@ -6,7 +6,6 @@ Role checks (``ManagerUser``, ``OwnerUser``) run before anything loads a resourc
 order of answers is 401 → 403 → 404.
 """
 
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,6 +20,7 @@ from starlette.requests import HTTPConnection
 
 from milepost_api.settings import ApiSettings
 from milepost_common.auth import PasswordHasher, Realm, TokenCodec
+from milepost_common.cache import TtlCache
 from milepost_common.crypto import SecretBox
 from milepost_common.db import Database
 from milepost_common.domain import paging
@@ -38,36 +38,6 @@ TOKEN_URL = "/api/v1/auth/token"  # noqa: S105 - a path
 AUTHENTICATED = error_responses(Unauthorized, RateLimited, ValidationFailed)
 
 
-class TokenCache:
-    """Access token → resolved principal, for at most the principal cache's few seconds and
-    never past the token's expiry: the same guarantees as the resolver's own cache (a
-    deactivation or suspension is seen within ``principal_cache_s``), without verifying the
-    JWT's signature again on every request of a busy client."""
-
-    MAX_ENTRIES = 10_000
-
-    def __init__(self, ttl_s: float) -> None:
-        self.ttl_s = ttl_s
-        self._entries: dict[str, tuple[float, Principal]] = {}
-
-    def get(self, token: str) -> Principal | None:
-        hit = self._entries.get(token)
-        if hit is None or hit[0] < time.monotonic():
-            return None
-        return hit[1]
-
-    def put(self, token: str, principal: Principal) -> None:
-        if self.ttl_s <= 0 or principal.token_expires_at is None:
-            return
-        left = (principal.token_expires_at - datetime.now(UTC)).total_seconds()
-        ttl = min(self.ttl_s, left)
-        if ttl <= 0:
-            return
-        if len(self._entries) >= self.MAX_ENTRIES:
-            self._entries.clear()
-        self._entries[token] = (time.monotonic() + ttl, principal)
-
-
 @dataclass(frozen=True, slots=True)
 class ApiContext:
     """What the app builds once at start-up and every request shares."""
@@ -80,7 +50,11 @@ class ApiContext:
     login_throttle: LoginThrottle
     box: SecretBox
     http: httpx.AsyncClient
-    tokens: TokenCache
+    # Access token → resolved principal, for at most the principal cache's few seconds and
+    # never past the token's expiry: the resolver's guarantees (a deactivation or suspension
+    # is seen within ``principal_cache_s``) without verifying the JWT's signature again on
+    # every request of a busy client.
+    tokens: TtlCache[str, Principal]
 
 
 async def start_context(app: FastAPI) -> None:
@@ -102,7 +76,7 @@ async def start_context(app: FastAPI) -> None:
         login_throttle=LoginThrottle(limiter, settings.auth.login_attempts_per_minute),
         box=SecretBox(secrets_key.get_secret_value()),
         http=httpx.AsyncClient(trust_env=False),
-        tokens=TokenCache(settings.auth.principal_cache_s),
+        tokens=TtlCache(settings.auth.principal_cache_s),
     )
 
 
@@ -145,7 +119,9 @@ async def current_user(
         db: Database = request.app.state.db
         async with db.sessionmaker() as session:
             principal = await ctx.resolver.from_access_token(session, token, Realm.API)
-        ctx.tokens.put(token, principal)
+        if principal.token_expires_at is not None:
+            left = (principal.token_expires_at - datetime.now(UTC)).total_seconds()
+            ctx.tokens.put(token, principal, ttl_s=left)
     ip = request.client.host if request.client else "unknown"
     principal = principal.with_request(ip, request_id_of(request.scope))
     structlog.contextvars.bind_contextvars(org_id=str(principal.org_id), user_id=str(principal.id))

@@ -7,7 +7,6 @@ for a few seconds at most, so a suspension is seen within that time.
 
 from __future__ import annotations
 
-import time
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -17,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from milepost_common.auth import Realm, TokenCodec, hash_secret, secrets_match
+from milepost_common.cache import TtlCache
 from milepost_common.domain.api_keys.models import ApiKey
 from milepost_common.domain.organizations.models import Organization
 from milepost_common.domain.users.models import OrgRole, PlatformRole, User
@@ -69,28 +69,6 @@ class Principal:
 SYSTEM = Principal(kind=PrincipalKind.SYSTEM, id=None, org_id=None, label="system")
 
 
-class _TtlCache:
-    """A tiny per-process cache: user/key id → (expires, principal)."""
-
-    def __init__(self, ttl_s: float, max_entries: int = 10_000) -> None:
-        self.ttl_s = ttl_s
-        self._data: dict[object, tuple[float, Principal]] = {}
-        self._max = max_entries
-
-    def get(self, key: object) -> Principal | None:
-        hit = self._data.get(key)
-        if hit is None or hit[0] < time.monotonic():
-            return None
-        return hit[1]
-
-    def put(self, key: object, value: Principal) -> None:
-        if self.ttl_s <= 0:
-            return
-        if len(self._data) >= self._max:
-            self._data.clear()
-        self._data[key] = (time.monotonic() + self.ttl_s, value)
-
-
 class PrincipalResolver:
     """Resolves bearer tokens and API keys; one instance per app process. Without a codec
     (ingest: API keys only) it holds no token keys and refuses every bearer token."""
@@ -100,7 +78,8 @@ class PrincipalResolver:
     ) -> None:
         self.codec = codec
         self.pepper = api_key_pepper
-        self._cache = _TtlCache(cache_ttl_s)
+        # ("user", user id, realm) or ("key", the key's hash) → the principal it resolved to
+        self._cache: TtlCache[tuple[object, ...], Principal] = TtlCache(cache_ttl_s)
 
     async def from_access_token(self, session: AsyncSession, token: str, realm: Realm) -> Principal:
         """Raises Unauthorized for a bad token, an inactive user or a suspended organization."""
