@@ -11,6 +11,7 @@ from milepost_api.deps import AUTHENTICATED, CurrentUser, ManagerUser, page_para
 from milepost_api.http_cache import REVALIDATE, cache_control
 from milepost_common.domain import paging
 from milepost_common.domain.alert_rules import service as rule_service
+from milepost_common.domain.alert_rules.errors import AlertRuleNotFound
 from milepost_common.domain.alert_rules.schemas import (
     AlertRuleCreate,
     AlertRuleRead,
@@ -28,7 +29,7 @@ router = APIRouter(prefix="/v1/alert-rules", tags=["alert rules"], responses=AUT
 RulesPage = Annotated[
     paging.PageRequest, Depends(page_params(("created_at", "name"), "created_at"))
 ]
-RuleNotFound = rule_service.AlertRuleNotFound
+RuleNotFound = AlertRuleNotFound
 
 
 @router.post(

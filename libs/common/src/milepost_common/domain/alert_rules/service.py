@@ -11,12 +11,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func
-from sqlalchemy import select as sa_select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col, select
 
 from milepost_common.domain import paging
+from milepost_common.domain.alert_rules.errors import AlertRuleNotFound, OverspeedLimitMissing
+from milepost_common.domain.alert_rules.repository import AlertRuleRepository
 from milepost_common.domain.alert_rules.schemas import (
     AlertRuleCreate,
     AlertRuleRead,
@@ -26,52 +25,9 @@ from milepost_common.domain.alert_rules.schemas import (
 )
 from milepost_common.domain.alerts.models import AlertRule, AlertType
 from milepost_common.domain.audit import service as audit
-from milepost_common.domain.base import get_by_id
 from milepost_common.domain.devices.errors import DeviceNotFound
-from milepost_common.domain.devices.models import Device
 from milepost_common.domain.geofences import service as geofence_service
-from milepost_common.domain.organizations.models import Organization
 from milepost_common.domain.principals import Principal
-from milepost_common.errors import NotFound, ValidationFailed
-
-# Vehicles an answer names one by one (the message names fewer).
-_NAMED_MAX = 100
-_MESSAGE_NAMES = 5
-
-
-class AlertRuleNotFound(NotFound):
-    default_message = "Alert rule not found."
-
-
-class OverspeedLimitMissing(ValidationFailed):
-    """An overspeed rule without ``limit_kmh`` covering vehicles that have no speed limit
-    while the organization has no default: it would never fire for them."""
-
-    @classmethod
-    def for_vehicles(cls, vehicles: Sequence[Device]) -> OverspeedLimitMissing:
-        shown = ", ".join(f"{v.name} ({v.id})" for v in vehicles[:_MESSAGE_NAMES])
-        more = len(vehicles) - _MESSAGE_NAMES
-        return cls(
-            f"This overspeed rule would never fire for {len(vehicles)} vehicle(s) with no"
-            f" speed limit: {shown}{f' and {more} more' if more > 0 else ''}. Set"
-            " `params.limit_kmh`, give the vehicles a `speed_limit_kmh`, or set the"
-            " organization's default speed limit.",
-            details=[
-                {
-                    "loc": ["body", "params", "limit_kmh"],
-                    "msg": f"Vehicle {v.name!r} ({v.id}) has no speed limit and the"
-                    " organization no default.",
-                    "type": "missing",
-                }
-                for v in vehicles[:_NAMED_MAX]
-            ],
-        )
-
-
-async def _default_limit(session: AsyncSession, org_id: uuid.UUID) -> float | None:
-    return await session.scalar(
-        sa_select(col(Organization.default_speed_limit_kmh)).where(col(Organization.id) == org_id)
-    )
 
 
 async def _check_overspeed(
@@ -81,16 +37,10 @@ async def _check_overspeed(
     vehicle_ids: list[uuid.UUID] | None,
 ) -> None:
     """Raises OverspeedLimitMissing when a covered vehicle has no limit to fall back on."""
-    if params.get("limit_kmh") is not None or await _default_limit(session, org_id) is not None:
+    rules = AlertRuleRepository(session)
+    if params.get("limit_kmh") is not None or await rules.default_speed_limit(org_id) is not None:
         return
-    query = select(Device).where(
-        col(Device.org_id) == org_id, col(Device.speed_limit_kmh).is_(None)
-    )
-    if vehicle_ids is not None:
-        query = query.where(col(Device.id).in_(vehicle_ids))
-    unlimited = list(
-        (await session.scalars(query.order_by(col(Device.name), col(Device.id)))).all()
-    )
+    unlimited = await rules.devices_without_limit(org_id, vehicle_ids)
     if unlimited:
         raise OverspeedLimitMissing.for_vehicles(unlimited)
 
@@ -101,29 +51,17 @@ async def read_alert_rules(
     """The rules as answers show them, each with the covered vehicles it cannot fire for now
     (``inactive_vehicle_ids``); at most three queries whatever the number of rules."""
     org_id = actor.require_org()
+    repository = AlertRuleRepository(session)
     unlimited: set[uuid.UUID] = set()
-    if any(_falls_back(rule) for rule in rules) and await _default_limit(session, org_id) is None:
-        unlimited = set(
-            (
-                await session.scalars(
-                    sa_select(col(Device.id)).where(
-                        col(Device.org_id) == org_id, col(Device.speed_limit_kmh).is_(None)
-                    )
-                )
-            ).all()
-        )
+    if (
+        any(_falls_back(rule) for rule in rules)
+        and await repository.default_speed_limit(org_id) is None
+    ):
+        unlimited = await repository.device_ids_without_limit(org_id)
     listed = {v for rule in rules for v in rule.vehicle_ids or ()}
     held: set[uuid.UUID] = set()
     if listed:
-        held = set(
-            (
-                await session.scalars(
-                    sa_select(col(Device.id)).where(
-                        col(Device.org_id) == org_id, col(Device.id).in_(listed)
-                    )
-                )
-            ).all()
-        )
+        held = await repository.held_device_ids(org_id, listed)
     answers = []
     for rule in rules:
         inactive = set(rule.vehicle_ids or ()) - held
@@ -158,11 +96,7 @@ async def _check_vehicles(
     if vehicle_ids is None:
         return None
     wanted = set(vehicle_ids)
-    found = await session.scalar(
-        sa_select(func.count())
-        .select_from(Device)
-        .where(col(Device.org_id) == actor.require_org(), col(Device.id).in_(wanted))
-    )
+    found = await AlertRuleRepository(session).count_held_devices(actor.require_org(), wanted)
     if found != len(wanted):
         raise DeviceNotFound("One or more vehicles not found.")
     return sorted(wanted)
@@ -200,15 +134,16 @@ async def create_alert_rule(
 
 async def get_alert_rule(session: AsyncSession, actor: Principal, rule_id: uuid.UUID) -> AlertRule:
     """Raises AlertRuleNotFound when missing or of another organization."""
-    return await get_by_id(
-        session, AlertRule, rule_id, AlertRuleNotFound, org_id=actor.require_org()
-    )
+    rule = await AlertRuleRepository(session).get_for_org(actor.require_org(), rule_id)
+    if rule is None:
+        raise AlertRuleNotFound()
+    return rule
 
 
 async def list_alert_rules(
     session: AsyncSession, actor: Principal, page: paging.PageRequest
 ) -> paging.PageResult[AlertRule]:
-    return await paging.org_page(session, AlertRule, actor.require_org(), page)
+    return await AlertRuleRepository(session).page_for_org(actor.require_org(), page)
 
 
 async def update_alert_rule(
