@@ -70,6 +70,7 @@ class TestDeviceImport:
             f"/admin/organizations/{org.id}/devices/import",
             data={"csrf_token": csrf},
             files={"csv_file": ("devices.csv", padded_csv("big-import-2", int(1.5 * MIB)))},
+            follow_redirects=True,  # the import answers with a redirect to its report
         )
 
         assert response.status_code == 200, response.text
