@@ -24,12 +24,10 @@ from milepost_common.db import Database, unit_of_work
 from milepost_common.domain.ingest_batches import service as batch_service
 from milepost_common.domain.ingest_batches.models import BatchSource
 from milepost_common.domain.ingest_batches.validation import CheckedItems, FixPolicy, check_items
-from milepost_common.domain.positions import service as position_service
 from milepost_common.domain.principals import Principal
 from milepost_common.logging import get_logger
 from milepost_common.tasks import INGEST_BATCHES_PROCESS, Publisher
 from milepost_ingest import metrics
-from milepost_ingest.cache import TtlCache
 from milepost_ingest.unavailable import DatabaseUnavailable, database_errors
 
 log = get_logger("milepost.ingest")
@@ -46,37 +44,24 @@ class IngestPipeline:
     ) -> None:
         self._database = database
         self._publisher = publisher
-        self._filters: TtlCache[uuid.UUID, batch_service.OrgFilters] = TtlCache(filters_cache_s)
-        self.windows = position_service.WindowCache(partitions_cache_s)
-        self.devices = batch_service.DeviceCache(filters_cache_s)
+        self.caches = batch_service.IngestCaches.create(filters_cache_s, partitions_cache_s)
 
-    async def org_filters(
-        self, org_id: uuid.UUID, session: AsyncSession | None = None
-    ) -> batch_service.OrgFilters:
+    async def org_filters(self, org_id: uuid.UUID) -> batch_service.OrgFilters:
         """The organization's filters and rate limit, cached a few seconds; raises
         DatabaseUnavailable when they must be read and Postgres is down."""
-
-        async def load() -> batch_service.OrgFilters:
-            if session is not None:
-                return await batch_service.load_org_filters(session, org_id)
+        filters = self.caches.filters.get(org_id)
+        if filters is None:
             with database_errors():
-                async with self._database().sessionmaker() as own:
-                    return await batch_service.load_org_filters(own, org_id)
-
-        return await self._filters.get(org_id, load)
+                async with self._database().sessionmaker() as session:
+                    filters = await batch_service.load_org_filters(
+                        session, org_id, self.caches.filters
+                    )
+        return filters
 
     async def _policy(
         self, session: AsyncSession, org_id: uuid.UUID, items: Sequence[Any], now: datetime
     ) -> FixPolicy:
-        return await batch_service.load_policy(
-            session,
-            org_id,
-            items,
-            now,
-            filters=await self.org_filters(org_id, session),
-            window_cache=self.windows,
-            device_cache=self.devices,
-        )
+        return await batch_service.load_policy(session, org_id, items, now, self.caches)
 
     async def ingest_batch(
         self, actor: Principal, submission: batch_service.Submission
@@ -88,7 +73,7 @@ class IngestPipeline:
         IdempotencyKeyReused for the key with another body."""
         started = time.perf_counter()
         org_id = actor.require_org()
-        with database_errors(self.windows.invalidate):
+        with database_errors(self.caches.window.clear):
             async with unit_of_work(self._database()) as session:
                 outcome = await batch_service.prior_answer(session, actor, submission)
                 if outcome is None:
@@ -113,7 +98,7 @@ class IngestPipeline:
         started = time.perf_counter()
         org_id = actor.require_org()
         outcome = None
-        with database_errors(self.windows.invalidate):
+        with database_errors(self.caches.window.clear):
             async with unit_of_work(self._database()) as session:
                 policy = await self._policy(session, org_id, items, now)
                 known = [item["device_id"] in policy.devices for item in items]

@@ -13,6 +13,7 @@ from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
+from milepost_common.cache import TtlCache
 from milepost_common.db import create_database, unit_of_work
 from milepost_common.domain.api_keys.models import Scope
 from milepost_common.domain.audit.models import AuditEntry
@@ -23,7 +24,7 @@ from milepost_common.domain.ingest_batches.errors import (
     IdempotencyKeyReused,
 )
 from milepost_common.domain.ingest_batches.models import BatchSource, BatchStatus, IngestBatch
-from milepost_common.domain.ingest_batches.validation import check_items
+from milepost_common.domain.ingest_batches.validation import DeviceRef, check_items
 from milepost_common.domain.organizations.models import Organization
 from milepost_common.domain.positions.models import Position
 from milepost_common.domain.principals import Principal, PrincipalKind
@@ -34,6 +35,8 @@ from milepost_common.testing.factories import (
     make_organization,
     principal_for,
 )
+
+DeviceCache = TtlCache[tuple[uuid.UUID, str], DeviceRef]
 
 
 def key_actor(org: Organization) -> Principal:
@@ -180,31 +183,34 @@ class TestConcurrentIdempotencyKey:
             return await push(session, actor, items, key="race", body_hash=body_hash)
 
 
-class TestDeviceCache:
+class TestFindDevices:
     async def test_found_devices_are_reused_missing_ones_looked_up_again(
         self, session: AsyncSession
     ) -> None:
         org = await make_organization(session)
         device = await make_device(session, org)
-        cache = batch_service.DeviceCache(ttl_s=60)
-        assert set(await cache.find(session, org.id, {device.unique_id, "later"})) == {
-            device.unique_id
-        }
+        cache: DeviceCache = TtlCache(60)
+        found = await batch_service.find_devices(
+            session, org.id, {device.unique_id, "later"}, cache
+        )
+        assert set(found) == {device.unique_id}
         device.disabled = True
         await session.flush()
         later = await make_device(session, org, unique_id="later")
-        found = await cache.find(session, org.id, {device.unique_id, "later"})
+        found = await batch_service.find_devices(
+            session, org.id, {device.unique_id, "later"}, cache
+        )
         assert found[device.unique_id].disabled is False  # reused until the cache expires
         assert found["later"].id == later.id  # not found before: looked up again
-        fresh = await batch_service.DeviceCache(ttl_s=0).find(session, org.id, {device.unique_id})
+        fresh = await batch_service.find_devices(session, org.id, {device.unique_id}, TtlCache(0))
         assert fresh[device.unique_id].disabled is True
 
     async def test_another_organizations_device_is_never_found(self, session: AsyncSession) -> None:
         device = await make_device(session)
-        cache = batch_service.DeviceCache(ttl_s=60)
-        assert await cache.find(session, device.org_id, {device.unique_id})
+        cache: DeviceCache = TtlCache(60)
+        assert await batch_service.find_devices(session, device.org_id, {device.unique_id}, cache)
         other = await make_organization(session)
-        assert await cache.find(session, other.id, {device.unique_id}) == {}
+        assert await batch_service.find_devices(session, other.id, {device.unique_id}, cache) == {}
 
 
 class TestMarkQueuedAndRead:

@@ -9,6 +9,7 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
+from milepost_common.cache import TtlCache
 from milepost_common.domain.positions import service as position_service
 from milepost_common.domain.positions.models import Position
 from milepost_common.domain.positions.service import NewPositions, StorableWindow
@@ -44,12 +45,12 @@ class TestStorableWindow:
         assert window.end == today + 3 * DAY
 
     async def test_cache_reads_once_until_invalidated(self, session: AsyncSession) -> None:
-        cache = position_service.WindowCache(ttl_s=3600)
+        cache: TtlCache[str, StorableWindow] = TtlCache(3600)
         now = datetime.now(UTC)
-        first = await cache.get(session, now)
-        assert await cache.get(session, now) is first
-        cache.invalidate()
-        assert await cache.get(session, now) == first
+        first = await position_service.storable_window(session, now, cache)
+        assert await position_service.storable_window(session, now, cache) is first
+        cache.clear()
+        assert await position_service.storable_window(session, now, cache) == first
 
 
 class TestStorePositions:

@@ -7,7 +7,6 @@ together, so a batch is either wholly stored or not at all.
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Any
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from milepost_common.cache import TtlCache
 from milepost_common.domain.audit import service as audit
 from milepost_common.domain.ingest_batches.errors import (
     BatchBusy,
@@ -78,20 +78,75 @@ def _json(value: Any) -> str:
     return orjson.dumps(value).replace(b"\\u0000", b"\\ufffd").decode()
 
 
-async def load_org_filters(session: AsyncSession, org_id: uuid.UUID) -> OrgFilters:
-    """Raises NotFound for an organization that does not exist (deleted under a cached key)."""
+@dataclass(frozen=True, slots=True)
+class IngestCaches:
+    """What an ingest process reuses between pushes, a few seconds at most each: the
+    organizations' filters, their devices by ``unique_id`` (a disable or a transfer is seen
+    within that time; a device not found is looked up again every time, so one registered a
+    moment ago is found at once), and the storable partition window."""
+
+    filters: TtlCache[uuid.UUID, OrgFilters]
+    devices: TtlCache[tuple[uuid.UUID, str], DeviceRef]
+    window: TtlCache[str, position_service.StorableWindow]
+
+    @classmethod
+    def create(cls, filters_s: float, window_s: float) -> IngestCaches:
+        return cls(
+            filters=TtlCache(filters_s),
+            devices=TtlCache(filters_s, max_entries=100_000),
+            window=TtlCache(window_s),
+        )
+
+
+async def load_org_filters(
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    cache: TtlCache[uuid.UUID, OrgFilters] | None = None,
+) -> OrgFilters:
+    """The organization's filters (from ``cache`` when it holds them, then kept there).
+    Raises NotFound for an organization that does not exist (deleted under a cached key)."""
+    if cache is not None and (filters := cache.get(org_id)) is not None:
+        return filters
     row = await IngestBatchRepository(session).org_filters(org_id)
     if row is None:
         raise NotFound("Organization not found.")
-    return OrgFilters(
+    filters = OrgFilters(
         row.retention_days, row.max_clock_skew_s, row.max_speed_kmh, row.ingest_rate_limit
     )
+    if cache is not None:
+        cache.put(org_id, filters)
+    return filters
 
 
 async def find_devices(
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    unique_ids: set[str],
+    cache: TtlCache[tuple[uuid.UUID, str], DeviceRef] | None = None,
+) -> dict[str, DeviceRef]:
+    """The organization's devices by ``unique_id``; another organization's are never found.
+    With a cache, devices found are reused from it and those not found looked up again."""
+    if cache is None:
+        return await _fetch_devices(session, org_id, unique_ids)
+    found: dict[str, DeviceRef] = {}
+    missing: set[str] = set()
+    for unique_id in unique_ids:
+        device = cache.get((org_id, unique_id))
+        if device is None:
+            missing.add(unique_id)
+        else:
+            found[unique_id] = device
+    if missing:
+        fetched = await _fetch_devices(session, org_id, missing)
+        for unique_id, device in fetched.items():
+            cache.put((org_id, unique_id), device)
+        found.update(fetched)
+    return found
+
+
+async def _fetch_devices(
     session: AsyncSession, org_id: uuid.UUID, unique_ids: set[str]
 ) -> dict[str, DeviceRef]:
-    """The organization's devices by ``unique_id``; another organization's are never found."""
     rows = await IngestBatchRepository(session).devices_by_unique_id(org_id, sorted(unique_ids))
     # Plain uuid.UUID (asyncpg returns its own subclass): orjson writes those natively.
     return {
@@ -100,68 +155,25 @@ async def find_devices(
     }
 
 
-class DeviceCache:
-    """Devices found recently, per organization, reused for ``ttl_s`` seconds (a disable or
-    a transfer is seen within that time). A device not found is looked up again every
-    time, so one registered a moment ago is found at once."""
-
-    def __init__(self, ttl_s: float, max_entries: int = 100_000) -> None:
-        self.ttl_s = ttl_s
-        self._max = max_entries
-        self._data: dict[tuple[uuid.UUID, str], tuple[float, DeviceRef]] = {}
-
-    async def find(
-        self, session: AsyncSession, org_id: uuid.UUID, unique_ids: set[str]
-    ) -> dict[str, DeviceRef]:
-        now = time.monotonic()
-        found: dict[str, DeviceRef] = {}
-        missing: set[str] = set()
-        for unique_id in unique_ids:
-            hit = self._data.get((org_id, unique_id))
-            if hit is not None and hit[0] > now:
-                found[unique_id] = hit[1]
-            else:
-                missing.add(unique_id)
-        if missing:
-            fetched = await find_devices(session, org_id, missing)
-            if self.ttl_s > 0:
-                if len(self._data) + len(fetched) > self._max:
-                    self._data.clear()
-                expires = now + self.ttl_s
-                for unique_id, device in fetched.items():
-                    self._data[(org_id, unique_id)] = (expires, device)
-            found.update(fetched)
-        return found
-
-
 async def load_policy(
     session: AsyncSession,
     org_id: uuid.UUID,
     items: Sequence[Any],
     now: datetime,
-    *,
-    filters: OrgFilters | None = None,
-    window_cache: position_service.WindowCache | None = None,
-    device_cache: DeviceCache | None = None,
+    caches: IngestCaches | None = None,
 ) -> FixPolicy:
-    """The rules the items are checked against; the caches and ``filters`` let a caller
-    reuse what it already knows, anything not given is read now."""
-    if filters is None:
-        filters = await load_org_filters(session, org_id)
-    if window_cache is None:
-        window = await position_service.load_storable_window(session, now)
-    else:
-        window = await window_cache.get(session, now)
+    """The rules the items are checked against; what ``caches`` hold is reused, anything
+    else read now."""
+    filters = await load_org_filters(session, org_id, caches.filters if caches else None)
+    window = await position_service.storable_window(session, now, caches.window if caches else None)
     return build_policy(
         now,
         retention_days=filters.retention_days,
         max_clock_skew_s=filters.max_clock_skew_s,
         max_speed_kmh=filters.max_speed_kmh,
         window=window,
-        devices=await (
-            device_cache.find(session, org_id, named_devices(items))
-            if device_cache is not None
-            else find_devices(session, org_id, named_devices(items))
+        devices=await find_devices(
+            session, org_id, named_devices(items), caches.devices if caches else None
         ),
     )
 

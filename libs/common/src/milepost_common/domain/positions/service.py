@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from milepost_common.cache import TtlCache
 from milepost_common.domain.positions.repository import (
     InsertedPositions,
     NewPositions,
@@ -19,11 +19,15 @@ __all__ = [
     "InsertedPositions",
     "NewPositions",
     "StorableWindow",
-    "WindowCache",
     "last_fix_time",
     "load_storable_window",
+    "storable_window",
     "store_positions",
 ]
+
+
+# The one key of a cache of the storable window.
+_WINDOW = "storable_window"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,23 +74,21 @@ async def load_storable_window(session: AsyncSession, now: datetime) -> Storable
     return contiguous_window(await PositionRepository(session).partition_bounds(), now)
 
 
-class WindowCache:
-    """The storable window, re-read from the catalog at most every ``ttl_s`` seconds.
+async def storable_window(
+    session: AsyncSession, now: datetime, cache: TtlCache[str, StorableWindow] | None = None
+) -> StorableWindow | None:
+    """:func:`load_storable_window`, re-read from the catalog at most every ``cache.ttl_s``
+    seconds when a cache is given.
 
     Partitions are created days ahead and dropped only past the longest retention, so a
-    window a minute old is still right; ``invalidate`` serves the rare case where it is not.
+    window a minute old is still right; clearing the cache serves the rare case where it is
+    not.
     """
-
-    def __init__(self, ttl_s: float) -> None:
-        self.ttl_s = ttl_s
-        self._value: StorableWindow | None = None
-        self._expires = 0.0
-
-    def invalidate(self) -> None:
-        self._expires = 0.0
-
-    async def get(self, session: AsyncSession, now: datetime) -> StorableWindow | None:
-        if time.monotonic() >= self._expires or self._value is None:
-            self._value = await load_storable_window(session, now)
-            self._expires = time.monotonic() + self.ttl_s
-        return self._value
+    if cache is None:
+        return await load_storable_window(session, now)
+    window = cache.get(_WINDOW)
+    if window is None:
+        window = await load_storable_window(session, now)
+        if window is not None:
+            cache.put(_WINDOW, window)
+    return window
