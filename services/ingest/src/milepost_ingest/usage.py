@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from milepost_common.db import Database, unit_of_work
-from milepost_common.domain.api_keys import usage as key_usage
+from milepost_common.domain.api_keys import service as api_key_service
 from milepost_common.logging import get_logger
 
 log = get_logger("milepost.ingest")
@@ -41,7 +41,7 @@ class KeyUsage:
         seen, self._seen = self._seen, {}
         try:
             async with unit_of_work(self._database()) as session:
-                await key_usage.record_usage(session, seen)
+                await api_key_service.record_usage(session, seen)
         except Exception as exc:  # noqa: BLE001 - a missed timestamp waits for the next flush
             log.warning("key_usage_flush_failed", error=type(exc).__name__, keys=len(seen))
             for key_id, used_at in seen.items():

@@ -5,21 +5,20 @@ from __future__ import annotations
 import secrets
 import string
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import or_
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col, select
 
 from milepost_common.auth import hash_secret
 from milepost_common.domain import paging
+from milepost_common.domain.api_keys.errors import ApiKeyNotFound, ApiKeyRevoked
 from milepost_common.domain.api_keys.models import ApiKey, Scope
-from milepost_common.domain.api_keys.schemas import ApiKeyFilters, ApiKeyStatus
+from milepost_common.domain.api_keys.repository import ApiKeyRepository
+from milepost_common.domain.api_keys.schemas import ApiKeyFilters
 from milepost_common.domain.audit import service as audit
-from milepost_common.domain.organizations import queries as org_queries
 from milepost_common.domain.principals import API_KEY_PREFIX, API_KEY_PREFIX_LEN, Principal
-from milepost_common.errors import Conflict, NotFound
 
 _ALPHABET = string.ascii_letters + string.digits
 
@@ -73,20 +72,15 @@ async def issue_api_key(
 async def get_api_key(
     session: AsyncSession, key_id: uuid.UUID, org_id: uuid.UUID | None = None
 ) -> ApiKey:
-    """Raises NotFound when missing or (with ``org_id``) of another organization."""
-    api_key = await session.get(ApiKey, key_id)
+    """Raises ApiKeyNotFound when missing or (with ``org_id``) of another organization."""
+    api_key = await ApiKeyRepository(session).get(key_id)
     if api_key is None or (org_id is not None and api_key.org_id != org_id):
-        raise NotFound("API key not found.")
+        raise ApiKeyNotFound()
     return api_key
 
 
 async def list_api_keys(session: AsyncSession, org_id: uuid.UUID) -> list[ApiKey]:
-    query = (
-        select(ApiKey)
-        .where(ApiKey.org_id == org_id)
-        .order_by(col(ApiKey.created_at), col(ApiKey.id))
-    )
-    return list((await session.scalars(query)).all())
+    return await ApiKeyRepository(session).list_for_org(org_id)
 
 
 async def revoke_api_key(session: AsyncSession, actor: Principal, api_key: ApiKey) -> ApiKey:
@@ -112,11 +106,11 @@ async def rotate_api_key(
 ) -> IssuedKey:
     """A new key with the same name, scopes and expiry; the old one is revoked at once.
 
-    Raises Conflict for a revoked key (issue a new one instead). Audited
+    Raises ApiKeyRevoked (409) for a revoked key (issue a new one instead). Audited
     (``api_keys.rotate``, naming both prefixes).
     """
     if api_key.revoked_at is not None:
-        raise Conflict("This API key is revoked; issue a new one.")
+        raise ApiKeyRevoked()
     issued = await issue_api_key(
         session,
         actor,
@@ -146,26 +140,10 @@ async def list_api_keys_page(
 ) -> paging.PageResult[ApiKey]:
     """A keyset page of keys (of one organization, of those named like ``org_name``, or
     all), by the filters' sort."""
-    query = select(ApiKey)
-    if filters.org_id is not None:
-        query = query.where(ApiKey.org_id == filters.org_id)
-    if filters.org_name:
-        query = query.where(col(ApiKey.org_id).in_(org_queries.ids_named(filters.org_name)))
-    if filters.q:
-        query = query.where(
-            or_(
-                col(ApiKey.name).icontains(filters.q, autoescape=True),
-                col(ApiKey.prefix).startswith(filters.q, autoescape=True),
-            )
-        )
-    now = datetime.now(UTC)
-    revoked, expires = col(ApiKey.revoked_at), col(ApiKey.expires_at)
-    if filters.status is ApiKeyStatus.REVOKED:
-        query = query.where(revoked.is_not(None))
-    elif filters.status is ApiKeyStatus.EXPIRED:
-        query = query.where(revoked.is_(None), expires <= now)
-    elif filters.status is ApiKeyStatus.ACTIVE:
-        query = query.where(revoked.is_(None), or_(expires.is_(None), expires > now))
-    return await paging.sorted_page(
-        session, query, ApiKey, filters.sort, limit=filters.limit, cursor=filters.cursor
-    )
+    return await ApiKeyRepository(session).page(filters)
+
+
+async def record_usage(session: AsyncSession, last_used: Mapping[uuid.UUID, datetime]) -> None:
+    """Write the keys' ``last_used_at`` (the system's book-keeping, no principal); one
+    statement for many keys, never moving a key's time backwards."""
+    await ApiKeyRepository(session).record_usage(last_used)

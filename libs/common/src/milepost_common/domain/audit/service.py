@@ -11,7 +11,7 @@ from sqlmodel import col, select
 from milepost_common.domain import paging
 from milepost_common.domain.audit.models import AuditEntry
 from milepost_common.domain.audit.schemas import AuditFilters, AuditSort
-from milepost_common.domain.organizations import queries as org_queries
+from milepost_common.domain.organizations import repository as org_repository
 from milepost_common.domain.principals import Principal
 
 # Field names whose values never reach the audit log, whatever the caller passes.
@@ -88,7 +88,7 @@ async def list_audit_entries(
     if filters.org_id is not None:
         query = query.where(AuditEntry.org_id == filters.org_id)
     if filters.org_name:
-        query = query.where(col(AuditEntry.org_id).in_(org_queries.ids_named(filters.org_name)))
+        query = query.where(col(AuditEntry.org_id).in_(org_repository.ids_named(filters.org_name)))
     if filters.action:
         if filters.action.endswith("."):
             query = query.where(col(AuditEntry.action).startswith(filters.action, autoescape=True))

@@ -41,7 +41,7 @@ from milepost_common.domain.devices.errors import (
 )
 from milepost_common.domain.devices.models import Device
 from milepost_common.domain.devices.schemas import VehicleCreate
-from milepost_common.domain.organizations import queries as org_queries
+from milepost_common.domain.organizations import repository as org_repository
 from milepost_common.domain.organizations.errors import OrganizationSuspended
 from milepost_common.domain.organizations.models import Organization
 from milepost_common.domain.positions import service as position_service
@@ -72,7 +72,7 @@ async def list_devices(session: AsyncSession, filters: DeviceFilters) -> paging.
     if filters.org_id is not None:
         query = query.where(Device.org_id == filters.org_id)
     if filters.org_name:
-        query = query.where(col(Device.org_id).in_(org_queries.ids_named(filters.org_name)))
+        query = query.where(col(Device.org_id).in_(org_repository.ids_named(filters.org_name)))
     if filters.q:
         query = query.where(
             or_(

@@ -22,7 +22,7 @@ from milepost_common.domain.ingest_batches.admin_schemas import (
 )
 from milepost_common.domain.ingest_batches.errors import BatchNotFound
 from milepost_common.domain.ingest_batches.models import BatchSource, BatchStatus, IngestBatch
-from milepost_common.domain.organizations import queries as org_queries
+from milepost_common.domain.organizations import repository as org_repository
 
 MAX_REPLAY_ALL = 500
 # A rejected item keeps the fix as sent: its device_id is the tracker's unique id.
@@ -64,7 +64,7 @@ def _conditions(filters: BatchFilters) -> list[ColumnElement[bool]]:
     if filters.org_id is not None:
         where.append(col(IngestBatch.org_id) == filters.org_id)
     if filters.org_name:
-        where.append(col(IngestBatch.org_id).in_(org_queries.ids_named(filters.org_name)))
+        where.append(col(IngestBatch.org_id).in_(org_repository.ids_named(filters.org_name)))
     if filters.device:
         where.append(_device_condition(filters.device))
     if filters.source is not None:

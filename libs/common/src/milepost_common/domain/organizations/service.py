@@ -21,7 +21,7 @@ from milepost_common.domain.audit.models import AuditEntry
 from milepost_common.domain.base import get_by_id
 from milepost_common.domain.devices import admin_service as device_admin
 from milepost_common.domain.devices.models import Device
-from milepost_common.domain.organizations import queries as org_queries
+from milepost_common.domain.organizations import repository as org_repository
 from milepost_common.domain.organizations.errors import (
     DeletionNotConfirmed,
     DevicesHoldOtherHistory,
@@ -80,7 +80,7 @@ async def suggest_names(session: AsyncSession, part: str, *, limit: int = 10) ->
     part = part.strip()
     if not part:
         return []
-    return list((await session.scalars(org_queries.named_like(part, limit=limit))).all())
+    return list((await session.scalars(org_repository.named_like(part, limit=limit))).all())
 
 
 async def list_organizations(

@@ -20,7 +20,7 @@ from sqlmodel.sql.expression import SelectOfScalar
 from milepost_common.auth import PasswordHasher, normalize_email
 from milepost_common.domain import paging
 from milepost_common.domain.audit import service as audit
-from milepost_common.domain.organizations import queries as org_queries
+from milepost_common.domain.organizations import repository as org_repository
 from milepost_common.domain.principals import Principal
 from milepost_common.domain.sessions import service as sessions
 from milepost_common.domain.users.errors import (
@@ -172,7 +172,7 @@ async def list_users(session: AsyncSession, filters: UserFilters) -> paging.Page
     if filters.org_id is not None:
         query = query.where(User.org_id == filters.org_id)
     if filters.org_name:
-        query = query.where(col(User.org_id).in_(org_queries.ids_named(filters.org_name)))
+        query = query.where(col(User.org_id).in_(org_repository.ids_named(filters.org_name)))
     if filters.role is not None:
         query = query.where(User.role == filters.role)
     query = _searched(query, filters.q, filters.is_active)

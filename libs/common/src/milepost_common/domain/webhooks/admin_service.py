@@ -19,7 +19,7 @@ from sqlmodel import col, select
 from milepost_common.domain import paging
 from milepost_common.domain.audit import service as audit
 from milepost_common.domain.base import get_by_id
-from milepost_common.domain.organizations import queries as org_queries
+from milepost_common.domain.organizations import repository as org_repository
 from milepost_common.domain.principals import Principal
 from milepost_common.domain.webhooks.admin_schemas import DeliveryFilters, DeliverySort
 from milepost_common.domain.webhooks.models import (
@@ -55,7 +55,7 @@ async def list_deliveries(
     if filters.org_id is not None:
         query = query.where(WebhookDelivery.org_id == filters.org_id)
     if filters.org_name:
-        org_ids = org_queries.ids_named(filters.org_name)
+        org_ids = org_repository.ids_named(filters.org_name)
         query = query.where(col(WebhookDelivery.org_id).in_(org_ids))
     if filters.endpoint_id is not None:
         query = query.where(WebhookDelivery.endpoint_id == filters.endpoint_id)

@@ -1,5 +1,5 @@
-"""Organizations found by name, for the other features' filters (operators search by name,
-not by id)."""
+"""Statements on ``organizations``. Found by name, for the other features' filters
+(operators search by name, not by id): statement builders the other repositories embed."""
 
 from __future__ import annotations
 

@@ -1,0 +1,13 @@
+"""Errors of the API keys feature."""
+
+from __future__ import annotations
+
+from milepost_common.errors import Conflict, NotFound
+
+
+class ApiKeyNotFound(NotFound):
+    default_message = "API key not found."
+
+
+class ApiKeyRevoked(Conflict):
+    default_message = "This API key is revoked; issue a new one."

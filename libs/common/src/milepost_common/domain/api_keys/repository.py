@@ -1,0 +1,77 @@
+"""Statements on ``api_keys``: lookups, lists, and ``last_used_at`` written in bulk by the
+app that sees the keys in use."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+from sqlalchemy import or_, text
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
+
+from milepost_common.domain import paging
+from milepost_common.domain.api_keys.models import ApiKey
+from milepost_common.domain.api_keys.schemas import ApiKeyFilters, ApiKeyStatus
+from milepost_common.domain.organizations import repository as org_repository
+
+_RECORD_USAGE = text(
+    """
+    UPDATE api_keys AS k SET last_used_at = u.used_at
+    FROM unnest(CAST(:ids AS uuid[]), CAST(:used_at AS timestamptz[])) AS u(id, used_at)
+    WHERE k.id = u.id AND (k.last_used_at IS NULL OR k.last_used_at < u.used_at)
+    """
+)
+
+
+class ApiKeyRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, key_id: uuid.UUID) -> ApiKey | None:
+        return await self.session.get(ApiKey, key_id)
+
+    async def list_for_org(self, org_id: uuid.UUID) -> list[ApiKey]:
+        query = (
+            select(ApiKey)
+            .where(ApiKey.org_id == org_id)
+            .order_by(col(ApiKey.created_at), col(ApiKey.id))
+        )
+        return list((await self.session.scalars(query)).all())
+
+    async def page(self, filters: ApiKeyFilters) -> paging.PageResult[ApiKey]:
+        """A keyset page of keys (of one organization, of those named like ``org_name``, or
+        all), by the filters' sort."""
+        query = select(ApiKey)
+        if filters.org_id is not None:
+            query = query.where(ApiKey.org_id == filters.org_id)
+        if filters.org_name:
+            query = query.where(col(ApiKey.org_id).in_(org_repository.ids_named(filters.org_name)))
+        if filters.q:
+            query = query.where(
+                or_(
+                    col(ApiKey.name).icontains(filters.q, autoescape=True),
+                    col(ApiKey.prefix).startswith(filters.q, autoescape=True),
+                )
+            )
+        now = datetime.now(UTC)
+        revoked, expires = col(ApiKey.revoked_at), col(ApiKey.expires_at)
+        if filters.status is ApiKeyStatus.REVOKED:
+            query = query.where(revoked.is_not(None))
+        elif filters.status is ApiKeyStatus.EXPIRED:
+            query = query.where(revoked.is_(None), expires <= now)
+        elif filters.status is ApiKeyStatus.ACTIVE:
+            query = query.where(revoked.is_(None), or_(expires.is_(None), expires > now))
+        return await paging.sorted_page(
+            self.session, query, ApiKey, filters.sort, limit=filters.limit, cursor=filters.cursor
+        )
+
+    async def record_usage(self, last_used: Mapping[uuid.UUID, datetime]) -> None:
+        """One UPDATE for many keys; never moves a key's ``last_used_at`` backwards."""
+        if not last_used:
+            return
+        ids = list(last_used)
+        await self.session.execute(
+            _RECORD_USAGE, {"ids": ids, "used_at": [last_used[i] for i in ids]}
+        )
