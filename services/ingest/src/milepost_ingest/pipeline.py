@@ -1,4 +1,6 @@
-"""The write path shared by batches and OsmAnd fixes: check, store, commit, then enqueue.
+"""The write path shared by batches and OsmAnd fixes: the domain's use case
+(``ingest_batches.service.ingest_batch`` / ``ingest_fixes``: check, store) in a transaction,
+commit, then enqueue.
 
 Each push runs in its own :func:`unit_of_work` here rather than in the request's
 ``SessionDep``, for three reasons: the commit must precede the publish of
@@ -6,7 +8,9 @@ Each push runs in its own :func:`unit_of_work` here rather than in the request's
 dependency's teardown order cannot make obvious; connection failures of exactly this
 block must become ``503`` while a failure after the commit must not (the batch is stored,
 the answer is still ``202``); and OsmAnd fixes from many requests share one transaction.
-Routes stay thin: they hand a parsed submission to one method of this class.
+What stays here is the app's: the transactions, the 503 mapping, the publish, the caches'
+lifetime, metrics and the log line. Routes stay thin: they hand a parsed submission to one
+method of this class.
 """
 
 from __future__ import annotations
@@ -18,12 +22,10 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from milepost_common.db import Database, unit_of_work
 from milepost_common.domain.ingest_batches import service as batch_service
 from milepost_common.domain.ingest_batches.models import BatchSource
-from milepost_common.domain.ingest_batches.validation import CheckedItems, FixPolicy, check_items
+from milepost_common.domain.ingest_batches.validation import CheckedItems
 from milepost_common.domain.principals import Principal
 from milepost_common.logging import get_logger
 from milepost_common.tasks import INGEST_BATCHES_PROCESS, Publisher
@@ -58,29 +60,17 @@ class IngestPipeline:
                     )
         return filters
 
-    async def _policy(
-        self, session: AsyncSession, org_id: uuid.UUID, items: Sequence[Any], now: datetime
-    ) -> FixPolicy:
-        return await batch_service.load_policy(session, org_id, items, now, self.caches)
-
     async def ingest_batch(
         self, actor: Principal, submission: batch_service.Submission
     ) -> batch_service.BatchOutcome:
-        """Store a batch and enqueue its processing. The batch and its positions are
-        committed before this returns (or nothing is: DatabaseUnavailable, 503); a
-        broker that is down leaves the batch ``received`` for the reconciler. A repeated
-        Idempotency-Key answers the first outcome and writes nothing; raises
-        IdempotencyKeyReused for the key with another body."""
+        """Store a batch (:func:`batch_service.ingest_batch`) and enqueue its processing.
+        The batch and its positions are committed before this returns (or nothing is:
+        DatabaseUnavailable, 503); a broker that is down leaves the batch ``received`` for
+        the reconciler."""
         started = time.perf_counter()
-        org_id = actor.require_org()
         with database_errors(self.caches.window.clear):
             async with unit_of_work(self._database()) as session:
-                outcome = await batch_service.prior_answer(session, actor, submission)
-                if outcome is None:
-                    now = submission.received_at
-                    policy = await self._policy(session, org_id, submission.items, now)
-                    checked = check_items(submission.items, policy, submission.raws)
-                    outcome = await batch_service.record_batch(session, actor, submission, checked)
+                outcome = await batch_service.ingest_batch(session, actor, submission, self.caches)
         if outcome.created:
             await self._after_commit(actor, submission.source, outcome, started)
         else:
@@ -92,24 +82,15 @@ class IngestPipeline:
     async def ingest_fixes(
         self, actor: Principal, items: Sequence[dict[str, Any]], now: datetime
     ) -> list[bool]:
-        """Store single fixes (OsmAnd) as one batch; for each fix, whether its device is
-        one of the organization's (fixes of unknown devices are left out and not recorded:
-        their senders are answered 400, a known device 200 whatever became of its fix)."""
+        """Store single fixes (OsmAnd) as one batch (:func:`batch_service.ingest_fixes`),
+        then enqueue it; for each fix, whether its device is one of the organization's."""
         started = time.perf_counter()
-        org_id = actor.require_org()
-        outcome = None
         with database_errors(self.caches.window.clear):
             async with unit_of_work(self._database()) as session:
-                policy = await self._policy(session, org_id, items, now)
-                known = [item["device_id"] in policy.devices for item in items]
-                kept = [item for item, is_known in zip(items, known, strict=True) if is_known]
-                if kept:
-                    submission = batch_service.Submission(BatchSource.OSMAND, kept, now)
-                    checked = check_items(kept, policy)
-                    outcome = await batch_service.record_batch(session, actor, submission, checked)
-        if outcome is not None:
-            await self._after_commit(actor, BatchSource.OSMAND, outcome, started)
-        return known
+                outcome = await batch_service.ingest_fixes(session, actor, items, now, self.caches)
+        if outcome.batch is not None:
+            await self._after_commit(actor, BatchSource.OSMAND, outcome.batch, started)
+        return outcome.known
 
     async def _after_commit(
         self,

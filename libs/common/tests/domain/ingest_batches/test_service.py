@@ -24,7 +24,7 @@ from milepost_common.domain.ingest_batches.errors import (
     IdempotencyKeyReused,
 )
 from milepost_common.domain.ingest_batches.models import BatchSource, BatchStatus, IngestBatch
-from milepost_common.domain.ingest_batches.validation import DeviceRef, check_items
+from milepost_common.domain.ingest_batches.validation import DeviceRef
 from milepost_common.domain.organizations.models import Organization
 from milepost_common.domain.positions.models import Position
 from milepost_common.domain.principals import Principal, PrincipalKind
@@ -66,11 +66,7 @@ async def push(
 ) -> batch_service.BatchOutcome:
     now = datetime.now(UTC)
     submission = batch_service.Submission(BatchSource.JSON, items, now, key, body_hash)
-    prior = await batch_service.prior_answer(session, actor, submission)
-    if prior is not None:
-        return prior
-    policy = await batch_service.load_policy(session, actor.require_org(), items, now)
-    return await batch_service.record_batch(session, actor, submission, check_items(items, policy))
+    return await batch_service.ingest_batch(session, actor, submission)
 
 
 async def positions_of(session: AsyncSession, batch_id: uuid.UUID) -> int:
@@ -80,7 +76,7 @@ async def positions_of(session: AsyncSession, batch_id: uuid.UUID) -> int:
     return int(count or 0)
 
 
-class TestRecordBatch:
+class TestIngestBatch:
     async def test_batch_and_positions_in_one_transaction(self, session: AsyncSession) -> None:
         org = await make_organization(session)
         device = await make_device(session, org)
@@ -111,6 +107,31 @@ class TestRecordBatch:
         )  # fmt: skip
         with pytest.raises(IdempotencyKeyReused):
             await push(session, key_actor(org), items, key="k", body_hash="other")
+
+
+class TestIngestFixes:
+    async def test_fixes_of_unknown_devices_are_left_out(self, session: AsyncSession) -> None:
+        org = await make_organization(session)
+        device = await make_device(session, org)
+        fixes = [item(device.unique_id), item("stranger"), item(device.unique_id, 4)]
+        outcome = await batch_service.ingest_fixes(
+            session, key_actor(org), fixes, datetime.now(UTC)
+        )
+        assert outcome.known == [True, False, True]
+        assert outcome.batch is not None
+        assert outcome.batch.response["accepted"] == 2
+        batch = await session.get(IngestBatch, outcome.batch.batch_id)
+        assert batch is not None
+        assert (batch.source, batch.rejected) == (BatchSource.OSMAND, 0)
+
+    async def test_no_known_device_records_nothing(self, session: AsyncSession) -> None:
+        org = await make_organization(session)
+        outcome = await batch_service.ingest_fixes(
+            session, key_actor(org), [item("stranger")], datetime.now(UTC)
+        )
+        assert (outcome.known, outcome.batch) == ([False], None)
+        batches = select(func.count()).where(col(IngestBatch.org_id) == org.id)
+        assert await session.scalar(batches) == 0
 
 
 class TestConcurrentIdempotencyKey:

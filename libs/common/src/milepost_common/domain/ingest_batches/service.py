@@ -1,5 +1,6 @@
-"""Use cases of ingest batches: record a push with its positions, answer a repeated
-Idempotency-Key, read a batch, mark it queued, replay its rejected items.
+"""Use cases of ingest batches: ingest a push (check its items, record it with its
+positions, or answer a repeated Idempotency-Key) or a few single fixes, read a batch, mark it
+queued, replay its rejected items.
 
 Nothing here commits: the caller's transaction holds the batch row and its positions
 together, so a batch is either wholly stored or not at all.
@@ -232,6 +233,54 @@ async def record_batch(
             return prior
     response = await repo.store_and_finish(batch_id, org_id, checked.rows)
     return BatchOutcome(batch_id, response, created=True, checked=checked)
+
+
+async def ingest_batch(
+    session: AsyncSession,
+    actor: Principal,
+    submission: Submission,
+    caches: IngestCaches | None = None,
+) -> BatchOutcome:
+    """Check a push's items against the organization's rules and record it (status
+    ``received``) with its new positions; a repeated Idempotency-Key answers the first
+    outcome (``created`` False) and writes nothing. Raises IdempotencyKeyReused for the key
+    with another body. The caller commits, then enqueues the processing of a created batch."""
+    outcome = await prior_answer(session, actor, submission)
+    if outcome is not None:
+        return outcome
+    items = submission.items
+    policy = await load_policy(session, actor.require_org(), items, submission.received_at, caches)
+    checked = check_items(items, policy, submission.raws)
+    return await record_batch(session, actor, submission, checked)
+
+
+@dataclass(frozen=True, slots=True)
+class FixesOutcome:
+    """For each fix, whether its device is one of the organization's; the batch recorded of
+    those (None when there was none)."""
+
+    known: list[bool]
+    batch: BatchOutcome | None
+
+
+async def ingest_fixes(
+    session: AsyncSession,
+    actor: Principal,
+    items: Sequence[dict[str, Any]],
+    now: datetime,
+    caches: IngestCaches | None = None,
+) -> FixesOutcome:
+    """Record single fixes (OsmAnd) as one batch. Fixes of devices the organization does not
+    have are left out and not recorded (their senders are answered 400); the others are
+    checked and stored as a push's items are."""
+    policy = await load_policy(session, actor.require_org(), items, now, caches)
+    known = [item["device_id"] in policy.devices for item in items]
+    kept = [item for item, is_known in zip(items, known, strict=True) if is_known]
+    if not kept:
+        return FixesOutcome(known, None)
+    submission = Submission(BatchSource.OSMAND, kept, now)
+    checked = check_items(kept, policy)
+    return FixesOutcome(known, await record_batch(session, actor, submission, checked))
 
 
 async def mark_queued(session: AsyncSession, batch_id: uuid.UUID) -> bool:
