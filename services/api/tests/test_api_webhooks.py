@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from milepost_api.deps import ApiContext
+from milepost_api.context import ApiContext
 from milepost_api.main import create_app
 from milepost_api.settings import ApiSettings
 from milepost_common.db import create_database, unit_of_work

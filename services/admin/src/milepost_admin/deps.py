@@ -1,4 +1,4 @@
-"""The admin app's dependencies: operator principals by platform role, and its services.
+"""The admin app's dependencies: operator principals by platform role, and its context.
 
 The JSON API takes an admin bearer token (``aud=admin``): public API tokens and API keys
 are refused with 401. The principal is re-resolved on every request, so a deactivated
@@ -9,20 +9,17 @@ operator stops at the next one. Roles: ``support`` reads, ``operator`` also writ
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Annotated
 
 import structlog
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
-from milepost_admin.settings import AdminSettings
-from milepost_common.auth import PasswordHasher, Realm, TokenCodec
-from milepost_common.domain.principals import Principal, PrincipalResolver
-from milepost_common.domain.system.service import Broker
+from milepost_admin.context import AdminContext
+from milepost_common.auth import Realm
+from milepost_common.domain.principals import Principal
 from milepost_common.domain.users.models import PlatformRole
 from milepost_common.errors import Forbidden, RateLimited, Unauthorized
-from milepost_common.ratelimit import LoginThrottle, RateLimiter
 from milepost_common.web.deps import ClientIpDep, SessionDep
 from milepost_common.web.middleware import request_id_of
 
@@ -33,25 +30,12 @@ TOKEN_URL = "/admin/v1/auth/token"  # noqa: S105 - a path, not a secret
 AUTH_ERRORS = (Unauthorized, Forbidden, RateLimited)
 
 
-@dataclass(frozen=True, slots=True)
-class AdminServices:
-    """What the app builds once at start-up (see ``main.startup``)."""
-
-    settings: AdminSettings
-    codec: TokenCodec
-    resolver: PrincipalResolver
-    hasher: PasswordHasher
-    limiter: RateLimiter
-    throttle: LoginThrottle
-    broker: Broker
+def get_context(request: Request) -> AdminContext:
+    ctx: AdminContext = request.app.state.ctx
+    return ctx
 
 
-def get_services(request: Request) -> AdminServices:
-    services: AdminServices = request.app.state.admin
-    return services
-
-
-ServicesDep = Annotated[AdminServices, Depends(get_services)]
+ContextDep = Annotated[AdminContext, Depends(get_context)]
 
 _bearer = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
 
@@ -59,7 +43,7 @@ _bearer = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
 async def current_operator(
     request: Request,
     session: SessionDep,
-    services: ServicesDep,
+    ctx: ContextDep,
     ip: ClientIpDep,
     token: Annotated[str | None, Depends(_bearer)],
 ) -> Principal:
@@ -67,8 +51,8 @@ async def current_operator(
     and RateLimited (429) over the per-operator rate."""
     if not token:
         raise Unauthorized()
-    principal = await services.resolver.from_access_token(session, token, Realm.ADMIN)
-    await services.limiter.enforce(services.settings.admin.rate_limit, "admin", str(principal.id))
+    principal = await ctx.resolver.from_access_token(session, token, Realm.ADMIN)
+    await ctx.limiter.enforce(ctx.settings.admin.rate_limit, "admin", str(principal.id))
     structlog.contextvars.bind_contextvars(user_id=str(principal.id))
     return principal.with_request(ip, request_id_of(request.scope))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from milepost_admin.deps import AdminServices
+from milepost_admin.context import AdminContext
 from milepost_common.auth import Realm
 from milepost_common.domain.sessions import service as sessions
 from milepost_common.domain.users.models import User
@@ -12,7 +12,7 @@ from milepost_common.domain.users.models import User
 
 async def log_in(
     session: AsyncSession,
-    services: AdminServices,
+    ctx: AdminContext,
     email: str,
     password: str,
     *,
@@ -22,7 +22,7 @@ async def log_in(
     """The operator, or LoginFailed (401, audited) / RateLimited (429) after too many
     attempts for this email or IP. The attempt is counted before the password is checked and
     released on success. Only operators log in here."""
-    async with services.throttle.attempt(email, ip):
+    async with ctx.throttle.attempt(email, ip):
         return await sessions.authenticate(
-            session, services.hasher, Realm.ADMIN, email, password, ip=ip, request_id=request_id
+            session, ctx.hasher, Realm.ADMIN, email, password, ip=ip, request_id=request_id
         )

@@ -7,7 +7,6 @@ from importlib.resources import files
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
-from redis.asyncio import Redis
 from starlette.middleware.sessions import SessionMiddleware
 
 from milepost_admin.console import accounts, auth_views, pages, tables
@@ -15,8 +14,7 @@ from milepost_admin.console.deps import LoginRequired
 from milepost_admin.console.oidc import SingleSignOn
 from milepost_admin.console.render import page
 from milepost_admin.console.routing import is_console
-from milepost_admin.console.sessions import SessionStore
-from milepost_admin.deps import AdminServices
+from milepost_admin.context import start_context, stop_context
 from milepost_admin.routes import (
     api_keys,
     audit_log,
@@ -31,12 +29,7 @@ from milepost_admin.routes import (
     webhook_deliveries,
 )
 from milepost_admin.settings import AdminSettings, get_settings
-from milepost_common.auth import PasswordHasher, Realm, TokenCodec
-from milepost_common.domain.principals import PrincipalResolver
-from milepost_common.domain.system.service import Broker
 from milepost_common.errors import AppError, NotFound
-from milepost_common.ratelimit import LoginThrottle, RateLimiter
-from milepost_common.tasks import QUEUES, WORKER_HEARTBEAT_PREFIX, WORKER_HEARTBEAT_STALE_S
 from milepost_common.web import serve as web_serve
 from milepost_common.web.app import AppSpec, create_base_app
 from milepost_common.web.errors import error_response
@@ -69,38 +62,6 @@ OPENAPI_TAGS = [
 ]
 
 
-async def start_services(app: FastAPI) -> None:
-    settings: AdminSettings = app.state.settings
-    codec = TokenCodec(settings.auth, Realm.ADMIN)
-    limiter = RateLimiter(settings.redis.cache_url)
-    broker = Redis.from_url(
-        settings.redis.url,
-        socket_timeout=settings.redis.socket_timeout_s,
-        socket_connect_timeout=settings.redis.socket_timeout_s,
-    )
-    app.state.admin = AdminServices(
-        settings=settings,
-        codec=codec,
-        resolver=PrincipalResolver(
-            codec,
-            cache_ttl_s=settings.auth.principal_cache_s,
-            api_key_pepper=settings.auth.api_key_pepper.get_secret_value(),
-        ),
-        hasher=PasswordHasher(settings.auth),
-        limiter=limiter,
-        throttle=LoginThrottle(limiter, settings.auth.login_attempts_per_minute),
-        broker=Broker(broker, QUEUES, WORKER_HEARTBEAT_PREFIX, WORKER_HEARTBEAT_STALE_S),
-    )
-    app.state.console_sessions = SessionStore(
-        app.state.redis, ttl_s=settings.admin.session_ttl_s, idle_s=settings.admin.session_idle_s
-    )
-
-
-async def stop_services(app: FastAPI) -> None:
-    await app.state.admin.broker.redis.aclose()
-    await app.state.admin.limiter.aclose()
-
-
 async def _login_required(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, LoginRequired)  # noqa: S101 - registered for this class only
     if request.headers.get("HX-Request"):
@@ -117,7 +78,7 @@ async def _app_error(request: Request, exc: Exception) -> Response:
         )
     return await page(
         request,
-        request.app.state.console_sessions,
+        request.app.state.ctx.console_sessions,
         None,
         "error.html",
         {"error": exc, "back": request.headers.get("referer") or "/admin/"},
@@ -140,7 +101,7 @@ async def _not_found_page(request: Request) -> Response | None:
         return None
     return await page(
         request,
-        request.app.state.console_sessions,
+        request.app.state.ctx.console_sessions,
         None,
         "error.html",
         {"error": NotFound("There is no such page in the console."), "back": "/admin/"},
@@ -174,8 +135,8 @@ def create_app(settings: AdminSettings) -> FastAPI:
         ),
         http=settings.admin,
         larger_bodies=dict.fromkeys(IMPORT_PATHS, settings.admin.max_import_body_bytes),
-        on_startup=(start_services,),
-        on_shutdown=(stop_services,),
+        on_startup=(start_context,),
+        on_shutdown=(stop_context,),
         openapi_tags=OPENAPI_TAGS,
     )
     app = create_base_app(settings, spec)

@@ -7,28 +7,24 @@ order of answers is 401 → 403 → 404.
 """
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated
 
-import httpx
 import structlog
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, Query, Request
 from fastapi.security import OAuth2PasswordBearer
 from pydantic import AwareDatetime
 from starlette.requests import HTTPConnection
 
-from milepost_api.settings import ApiSettings
-from milepost_common.auth import PasswordHasher, Realm, TokenCodec
-from milepost_common.cache import TtlCache
-from milepost_common.crypto import SecretBox
+from milepost_api.context import ApiContext
+from milepost_common.auth import Realm
 from milepost_common.db import Database
 from milepost_common.domain import paging
-from milepost_common.domain.principals import Principal, PrincipalResolver
+from milepost_common.domain.principals import Principal
 from milepost_common.domain.users.models import OrgRole
 from milepost_common.errors import RateLimited, Unauthorized, ValidationFailed
 from milepost_common.pagination import DEFAULT_LIMIT, MAX_LIMIT
-from milepost_common.ratelimit import LoginThrottle, RateLimiter, effective_rate
+from milepost_common.ratelimit import effective_rate
 from milepost_common.web.errors import error_responses
 from milepost_common.web.middleware import request_id_of
 
@@ -36,54 +32,6 @@ TOKEN_URL = "/api/v1/auth/token"  # noqa: S105 - a path
 # What every route behind CurrentUser may answer (422 in the envelope, not FastAPI's own
 # schema), documented once per router.
 AUTHENTICATED = error_responses(Unauthorized, RateLimited, ValidationFailed)
-
-
-@dataclass(frozen=True, slots=True)
-class ApiContext:
-    """What the app builds once at start-up and every request shares."""
-
-    settings: ApiSettings
-    codec: TokenCodec
-    hasher: PasswordHasher
-    resolver: PrincipalResolver
-    limiter: RateLimiter
-    login_throttle: LoginThrottle
-    box: SecretBox
-    http: httpx.AsyncClient
-    # Access token → resolved principal, for at most the principal cache's few seconds and
-    # never past the token's expiry: the resolver's guarantees (a deactivation or suspension
-    # is seen within ``principal_cache_s``) without verifying the JWT's signature again on
-    # every request of a busy client.
-    tokens: TtlCache[str, Principal]
-
-
-async def start_context(app: FastAPI) -> None:
-    settings: ApiSettings = app.state.settings
-    codec = TokenCodec(settings.auth, Realm.API)
-    limiter = RateLimiter(settings.redis.cache_url)
-    secrets_key = settings.auth.secrets_key
-    assert secrets_key is not None  # noqa: S101 - CommonSettings guarantees one
-    app.state.ctx = ApiContext(
-        settings=settings,
-        codec=codec,
-        hasher=PasswordHasher(settings.auth),
-        resolver=PrincipalResolver(
-            codec,
-            cache_ttl_s=settings.auth.principal_cache_s,
-            api_key_pepper=settings.auth.api_key_pepper.get_secret_value(),
-        ),
-        limiter=limiter,
-        login_throttle=LoginThrottle(limiter, settings.auth.login_attempts_per_minute),
-        box=SecretBox(secrets_key.get_secret_value()),
-        http=httpx.AsyncClient(trust_env=False),
-        tokens=TtlCache(settings.auth.principal_cache_s),
-    )
-
-
-async def stop_context(app: FastAPI) -> None:
-    ctx: ApiContext = app.state.ctx
-    await ctx.http.aclose()
-    await ctx.limiter.aclose()
 
 
 async def get_context(conn: HTTPConnection) -> ApiContext:

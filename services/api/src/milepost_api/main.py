@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware import Middleware
 
-from milepost_api.deps import start_context, stop_context
+from milepost_api.context import start_context, stop_context
 from milepost_api.http_cache import HttpCacheMiddleware
 from milepost_api.routes import (
     account,

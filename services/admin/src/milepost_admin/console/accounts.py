@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse
 from milepost_admin.console.deps import StoreDep
 from milepost_admin.console.render import page
 from milepost_admin.console.routing import ConsoleRoute
-from milepost_admin.deps import ServicesDep
+from milepost_admin.deps import ContextDep
 from milepost_admin.links import OPERATOR_INVITE_PATH, OPERATOR_RESET_PATH
 from milepost_common.auth import Realm
 from milepost_common.domain.sessions import service as sessions
@@ -65,7 +65,7 @@ def _password_problem(password: str, confirm: str) -> str | None:
 async def _redeem(
     request: Request,
     session: SessionDep,
-    services: ServicesDep,
+    ctx: ContextDep,
     store: StoreDep,
     purpose: TokenPurpose,
     token: str,
@@ -81,7 +81,7 @@ async def _redeem(
         return await _account_page(request, store, purpose, status_code=422, error=problem)
     try:
         await sessions.redeem_one_time_token(
-            session, services.hasher, token, purpose, password, realm=Realm.ADMIN
+            session, ctx.hasher, token, purpose, password, realm=Realm.ADMIN
         )
     except OneTimeTokenInvalid:
         # Raised before anything changed: the transaction has nothing to undo.
@@ -102,14 +102,14 @@ async def invitation_form(request: Request, store: StoreDep) -> HTMLResponse:
 async def invitation_submit(
     request: Request,
     session: SessionDep,
-    services: ServicesDep,
+    ctx: ContextDep,
     store: StoreDep,
     password: Password,
     confirm: Password,
     token: Token = "",
 ) -> HTMLResponse:
     return await _redeem(
-        request, session, services, store, TokenPurpose.INVITATION, token, password, confirm
+        request, session, ctx, store, TokenPurpose.INVITATION, token, password, confirm
     )
 
 
@@ -122,12 +122,12 @@ async def password_reset_form(request: Request, store: StoreDep) -> HTMLResponse
 async def password_reset_submit(
     request: Request,
     session: SessionDep,
-    services: ServicesDep,
+    ctx: ContextDep,
     store: StoreDep,
     password: Password,
     confirm: Password,
     token: Token = "",
 ) -> HTMLResponse:
     return await _redeem(
-        request, session, services, store, TokenPurpose.PASSWORD_RESET, token, password, confirm
+        request, session, ctx, store, TokenPurpose.PASSWORD_RESET, token, password, confirm
     )

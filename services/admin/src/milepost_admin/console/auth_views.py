@@ -15,7 +15,7 @@ from milepost_admin.console.deps import CSRF_FIELD, ConsoleAnyWriter, StoreDep
 from milepost_admin.console.oidc import OAuthError, SingleSignOn
 from milepost_admin.console.render import page, see_other
 from milepost_admin.console.routing import ConsoleRoute
-from milepost_admin.deps import ServicesDep
+from milepost_admin.deps import ContextDep
 from milepost_common.domain.audit import service as audit
 from milepost_common.domain.principals import Principal, PrincipalKind
 from milepost_common.domain.sessions import service as sessions
@@ -43,7 +43,7 @@ def safe_next(raw: str | None) -> str:
 
 async def _login_page(
     request: Request,
-    services: ServicesDep,
+    ctx: ContextDep,
     store: StoreDep,
     *,
     error: str | None = None,
@@ -59,8 +59,8 @@ async def _login_page(
             "login_csrf": token,
             "next": safe_next(request.query_params.get("next")),
             "error": error,
-            "sso": services.settings.oidc.enabled,
-            "sso_label": services.settings.oidc.button_label,
+            "sso": ctx.settings.oidc.enabled,
+            "sso_label": ctx.settings.oidc.button_label,
         },
         status_code=status_code,
     )
@@ -71,39 +71,39 @@ async def _login_page(
         path="/admin/login",
         httponly=True,
         samesite="strict",
-        secure=services.settings.cookie_secure,
+        secure=ctx.settings.cookie_secure,
     )
     return response
 
 
 async def _start_session(
-    services: ServicesDep, store: StoreDep, user: User, method: str, next_path: str
+    ctx: ContextDep, store: StoreDep, user: User, method: str, next_path: str
 ) -> Response:
     token, _ = await store.create(user.id, method)
     response = see_other(safe_next(next_path))
     response.set_cookie(
-        services.settings.admin.session_cookie,
+        ctx.settings.admin.session_cookie,
         token,
-        max_age=services.settings.admin.session_ttl_s,
+        max_age=ctx.settings.admin.session_ttl_s,
         path="/admin",
         httponly=True,
         samesite="lax",
-        secure=services.settings.cookie_secure,
+        secure=ctx.settings.cookie_secure,
     )
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/admin/login")
     return response
 
 
 @router.get("/login", response_class=HTMLResponse)
-async def login_form(request: Request, services: ServicesDep, store: StoreDep) -> HTMLResponse:
-    return await _login_page(request, services, store)
+async def login_form(request: Request, ctx: ContextDep, store: StoreDep) -> HTMLResponse:
+    return await _login_page(request, ctx, store)
 
 
 @router.post("/login", response_model=None)
 async def login_submit(
     request: Request,
     session: SessionDep,
-    services: ServicesDep,
+    ctx: ContextDep,
     store: StoreDep,
     ip: ClientIpDep,
     email: Annotated[str, Form(max_length=320)],
@@ -114,34 +114,34 @@ async def login_submit(
     expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     if not expected or not hmac.compare_digest(expected.encode(), csrf_token.encode()):
         return await _login_page(
-            request, services, store, error="The form expired; try again.", status_code=403
+            request, ctx, store, error="The form expired; try again.", status_code=403
         )
     try:
         user = await login.log_in(
             session,
-            services,
+            ctx,
             email,
             password,
             ip=ip,
             request_id=request_id_of(request.scope),
         )
     except LoginFailed as exc:
-        return await _login_page(request, services, store, error=exc.message, status_code=401)
+        return await _login_page(request, ctx, store, error=exc.message, status_code=401)
     except RateLimited as exc:
-        return await _login_page(request, services, store, error=exc.message, status_code=429)
-    return await _start_session(services, store, user, "password", next_path)
+        return await _login_page(request, ctx, store, error=exc.message, status_code=429)
+    return await _start_session(ctx, store, user, "password", next_path)
 
 
 @router.post("/logout", response_model=None)
 async def logout(
-    console: ConsoleAnyWriter, session: SessionDep, services: ServicesDep, store: StoreDep
+    console: ConsoleAnyWriter, session: SessionDep, ctx: ContextDep, store: StoreDep
 ) -> Response:
     await store.delete(console.token)
     await audit.record(
         session, console.principal, "auth.logout", target_type="realm", target_id="admin"
     )
     response = see_other("/admin/login")
-    response.delete_cookie(services.settings.admin.session_cookie, path="/admin")
+    response.delete_cookie(ctx.settings.admin.session_cookie, path="/admin")
     return response
 
 
@@ -151,11 +151,11 @@ def _sso(request: Request) -> SingleSignOn | None:
 
 
 @router.get("/login/sso", response_model=None)
-async def sso_start(request: Request, services: ServicesDep, store: StoreDep) -> Response:
+async def sso_start(request: Request, ctx: ContextDep, store: StoreDep) -> Response:
     sso = _sso(request)
     if sso is None:
         return await _login_page(
-            request, services, store, error="SSO is not configured.", status_code=404
+            request, ctx, store, error="SSO is not configured.", status_code=404
         )
     request.session["next"] = safe_next(request.query_params.get("next"))
     return await sso.start(request, str(request.url_for("sso_callback")))
@@ -164,7 +164,7 @@ async def sso_start(request: Request, services: ServicesDep, store: StoreDep) ->
 async def _sso_failed(
     request: Request,
     session: SessionDep,
-    services: ServicesDep,
+    ctx: ContextDep,
     store: StoreDep,
     ip: str,
     email: str | None,
@@ -187,7 +187,7 @@ async def _sso_failed(
         diff={"method": "oidc", "reason": reason},
     )
     return await _login_page(
-        request, services, store, error="Single sign-on failed: " + reason, status_code=401
+        request, ctx, store, error="Single sign-on failed: " + reason, status_code=401
     )
 
 
@@ -195,14 +195,14 @@ async def _sso_failed(
 async def sso_callback(
     request: Request,
     session: SessionDep,
-    services: ServicesDep,
+    ctx: ContextDep,
     store: StoreDep,
     ip: ClientIpDep,
 ) -> Response:
     sso = _sso(request)
     if sso is None:
         return await _login_page(
-            request, services, store, error="SSO is not configured.", status_code=404
+            request, ctx, store, error="SSO is not configured.", status_code=404
         )
     try:
         claims = await sso.finish(request)
@@ -210,7 +210,7 @@ async def sso_callback(
         return await _sso_failed(
             request,
             session,
-            services,
+            ctx,
             store,
             ip,
             None,
@@ -219,18 +219,18 @@ async def sso_callback(
     except httpx.HTTPError as exc:
         log.warning("sso_provider_error", error=type(exc).__name__)
         return await _sso_failed(
-            request, session, services, store, ip, None, "the provider did not answer"
+            request, session, ctx, store, ip, None, "the provider did not answer"
         )
     try:
         identity = sso.identity(claims)
     except SsoLoginRefused as exc:
-        return await _sso_failed(request, session, services, store, ip, None, exc.message)
+        return await _sso_failed(request, session, ctx, store, ip, None, exc.message)
     try:
         match = await sso_service.find_sso_operator(session, identity)
     except SsoLoginRefused as exc:
-        return await _sso_failed(request, session, services, store, ip, identity.email, exc.message)
+        return await _sso_failed(request, session, ctx, store, ip, identity.email, exc.message)
     user = match.user
-    role_claim = services.settings.oidc.role_claim
+    role_claim = ctx.settings.oidc.role_claim
     claimed = claims.get(role_claim) if role_claim else None
     if isinstance(claimed, str) and claimed in PlatformRole.__members__.values():
         system = Principal(
@@ -251,5 +251,5 @@ async def sso_callback(
         },
     )
     next_path = str(request.session.pop("next", "/admin/"))
-    redirect: Response = await _start_session(services, store, user, "oidc", next_path)
+    redirect: Response = await _start_session(ctx, store, user, "oidc", next_path)
     return redirect

@@ -16,7 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import FormData
 
 from milepost_admin.console.sessions import ConsoleSession, SessionStore
-from milepost_admin.deps import TOKEN_URL, AdminServices, ServicesDep, current_operator
+from milepost_admin.context import AdminContext
+from milepost_admin.deps import TOKEN_URL, ContextDep, current_operator
 from milepost_common.domain.principals import Principal
 from milepost_common.domain.sessions import service as sessions
 from milepost_common.domain.users.models import PlatformRole, User
@@ -53,7 +54,7 @@ class Console:
 
 
 def get_store(request: Request) -> SessionStore:
-    store: SessionStore = request.app.state.console_sessions
+    store: SessionStore = request.app.state.ctx.console_sessions
     return store
 
 
@@ -66,11 +67,11 @@ def _here(request: Request) -> str:
 
 
 async def find_console(
-    request: Request, session: AsyncSession, services: AdminServices, store: SessionStore, ip: str
+    request: Request, session: AsyncSession, ctx: AdminContext, store: SessionStore, ip: str
 ) -> Console | None:
     """The operator of the request's live session, re-checked in the database; None when
     there is none (a session of a deactivated operator is ended)."""
-    token = request.cookies.get(services.settings.admin.session_cookie)
+    token = request.cookies.get(ctx.settings.admin.session_cookie)
     record = await store.get(token) if token else None
     if token is None or record is None:
         return None
@@ -85,13 +86,13 @@ async def find_console(
 async def console_operator(
     request: Request,
     session: SessionDep,
-    services: ServicesDep,
+    ctx: ContextDep,
     store: StoreDep,
     ip: ClientIpDep,
 ) -> Console:
     """The operator of a live session, re-checked in the database on every request;
     raises LoginRequired (a redirect to the login page) otherwise."""
-    console = await find_console(request, session, services, store, ip)
+    console = await find_console(request, session, ctx, store, ip)
     if console is None:
         raise LoginRequired(_here(request))
     return console
@@ -105,7 +106,7 @@ _bearer = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
 async def support_or_console(
     request: Request,
     session: SessionDep,
-    services: ServicesDep,
+    ctx: ContextDep,
     store: StoreDep,
     ip: ClientIpDep,
     token: Annotated[str | None, Depends(_bearer)],
@@ -115,15 +116,13 @@ async def support_or_console(
     that take this. Only for reads: a cookie never authorizes a change without CSRF.
     Raises Unauthorized (401), Forbidden (403) or RateLimited (429) as the token routes do."""
     if token:
-        principal = await current_operator(request, session, services, ip, token)
+        principal = await current_operator(request, session, ctx, ip, token)
     else:
-        console = await find_console(request, session, services, store, ip)
+        console = await find_console(request, session, ctx, store, ip)
         if console is None:
             raise Unauthorized()
         principal = console.principal
-        await services.limiter.enforce(
-            services.settings.admin.rate_limit, "admin", str(principal.id)
-        )
+        await ctx.limiter.enforce(ctx.settings.admin.rate_limit, "admin", str(principal.id))
         structlog.contextvars.bind_contextvars(user_id=str(principal.id))
     principal.require_platform_role(PlatformRole.SUPPORT)
     return principal

@@ -117,7 +117,7 @@ class ConsoleAuth(AuthenticationBackend):
         return RedirectResponse("/admin/", status_code=303)
 
     async def authenticate(self, request: Request) -> Response | bool:
-        store: SessionStore = self._app.state.console_sessions
+        store: SessionStore = self._app.state.ctx.console_sessions
         token = request.cookies.get(self._cookie)
         record = await store.get(token) if token else None
         if record is not None:

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from milepost_admin.console.deps import Console, LoginRequired, StoreDep, find_console
 from milepost_admin.console.render import flash, org_names, page
 from milepost_admin.console.sessions import SessionStore
-from milepost_admin.deps import AdminServices
+from milepost_admin.context import AdminContext
 from milepost_common.domain import paging
 from milepost_common.errors import ValidationFailed
 
@@ -45,11 +45,11 @@ def invalid(exc: ValidationError) -> ValidationFailed:
 async def again(request: Request) -> AsyncIterator[tuple[AsyncSession, Console, SessionStore]]:
     """A new session and the console's operator, to show a page again after its form
     failed (the form's own transaction is rolled back by then); only reads happen in it."""
-    services: AdminServices = request.app.state.admin
-    store: SessionStore = request.app.state.console_sessions
+    ctx: AdminContext = request.app.state.ctx
+    store: SessionStore = request.app.state.ctx.console_sessions
     async with request.app.state.db.sessionmaker() as session:
         ip = request.client.host if request.client else ""
-        console = await find_console(request, session, services, store, ip)
+        console = await find_console(request, session, ctx, store, ip)
         if console is None:
             raise LoginRequired("/admin/")
         yield session, console, store

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from milepost_admin.deps import AUTH_ERRORS, OperatorUser, ServicesDep, SupportUser
+from milepost_admin.deps import AUTH_ERRORS, ContextDep, OperatorUser, SupportUser
 from milepost_common.domain.api_keys import service as api_key_service
 from milepost_common.domain.api_keys.models import ApiKey
 from milepost_common.domain.api_keys.schemas import (
@@ -50,7 +50,7 @@ async def issue_api_key(
     org_id: uuid.UUID,
     body: ApiKeyCreate,
     session: SessionDep,
-    services: ServicesDep,
+    ctx: ContextDep,
 ) -> ApiKeyCreated:
     org = await org_service.get_organization(session, org_id)
     issued = await api_key_service.issue_api_key(
@@ -60,7 +60,7 @@ async def issue_api_key(
         body.name,
         scopes=body.scopes,
         expires_at=body.expires_at,
-        pepper=services.settings.auth.api_key_pepper.get_secret_value(),
+        pepper=ctx.settings.auth.api_key_pepper.get_secret_value(),
     )
     return created(issued)
 
@@ -124,9 +124,9 @@ async def revoke_api_key(user: OperatorUser, api_key: ApiKeyDep, session: Sessio
     responses=error_responses(*AUTH_ERRORS, NotFound, Conflict),
 )
 async def rotate_api_key(
-    user: OperatorUser, api_key: ApiKeyDep, session: SessionDep, services: ServicesDep
+    user: OperatorUser, api_key: ApiKeyDep, session: SessionDep, ctx: ContextDep
 ) -> ApiKeyCreated:
     issued = await api_key_service.rotate_api_key(
-        session, user, api_key, pepper=services.settings.auth.api_key_pepper.get_secret_value()
+        session, user, api_key, pepper=ctx.settings.auth.api_key_pepper.get_secret_value()
     )
     return created(issued)

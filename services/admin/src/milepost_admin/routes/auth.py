@@ -9,7 +9,7 @@ from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel, Field
 
 from milepost_admin import login
-from milepost_admin.deps import ServicesDep
+from milepost_admin.deps import ContextDep
 from milepost_common.auth import Realm
 from milepost_common.domain.sessions import service as sessions
 from milepost_common.domain.sessions.errors import LoginFailed
@@ -36,19 +36,19 @@ async def issue_token(
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
     request: Request,
     session: SessionDep,
-    services: ServicesDep,
+    ctx: ContextDep,
     ip: ClientIpDep,
 ) -> AdminToken:
     """No refresh token: an operator logs in again when the access token expires."""
     user = await login.log_in(
         session,
-        services,
+        ctx,
         form.username,
         form.password,
         ip=ip,
         request_id=request_id_of(request.scope),
     )
     pair = await sessions.issue_token_pair(
-        session, services.codec, services.settings.auth, user, Realm.ADMIN, with_refresh=False
+        session, ctx.codec, ctx.settings.auth, user, Realm.ADMIN, with_refresh=False
     )
     return AdminToken(access_token=pair.access_token, expires_in=pair.expires_in)

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from milepost_admin.deps import AUTH_ERRORS, ServicesDep, SuperadminUser, SupportUser
+from milepost_admin.deps import AUTH_ERRORS, ContextDep, SuperadminUser, SupportUser
 from milepost_admin.links import operator_invite_url, operator_reset_url
 from milepost_common.domain.sessions.service import ONE_TIME_TOKEN_TTL
 from milepost_common.domain.users import service as user_service
@@ -45,16 +45,14 @@ OperatorDep = Annotated[User, Depends(load_operator)]
     responses=error_responses(*AUTH_ERRORS, EmailTaken, ValidationFailed),
 )
 async def create_operator(
-    user: SuperadminUser, body: OperatorCreate, session: SessionDep, services: ServicesDep
+    user: SuperadminUser, body: OperatorCreate, session: SessionDep, ctx: ContextDep
 ) -> OperatorCreated:
-    created = await user_service.create_operator_account(
-        session, user, body, hasher=services.hasher
-    )
+    created = await user_service.create_operator_account(session, user, body, hasher=ctx.hasher)
     token = created.invitation_token
     return OperatorCreated.model_validate(
         {
             **OperatorRead.model_validate(created.user).model_dump(),
-            "invite_url": operator_invite_url(services.settings, token) if token else None,
+            "invite_url": operator_invite_url(ctx.settings, token) if token else None,
         }
     )
 
@@ -123,10 +121,10 @@ async def reactivate_operator(
     responses=error_responses(*AUTH_ERRORS, OperatorNotFound, Conflict),
 )
 async def reset_operator_password(
-    user: SuperadminUser, operator: OperatorDep, session: SessionDep, services: ServicesDep
+    user: SuperadminUser, operator: OperatorDep, session: SessionDep, ctx: ContextDep
 ) -> PasswordResetLink:
     raw = await user_service.reset_user_password(session, user, operator)
     return PasswordResetLink(
-        reset_url=operator_reset_url(services.settings, raw),
+        reset_url=operator_reset_url(ctx.settings, raw),
         expires_at=datetime.now(UTC) + ONE_TIME_TOKEN_TTL,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from milepost_admin.deps import AUTH_ERRORS, ServicesDep, SupportUser
+from milepost_admin.deps import AUTH_ERRORS, ContextDep, SupportUser
 from milepost_common.domain.system import service as system_service
 from milepost_common.domain.system.schemas import MinutePoint, SystemStatus
 from milepost_common.errors import Unavailable
@@ -20,9 +20,9 @@ router = APIRouter(prefix="/v1/system", tags=["system"])
     responses=error_responses(*AUTH_ERRORS, Unavailable),
 )
 async def get_system_status(
-    _user: SupportUser, session: SessionDep, services: ServicesDep
+    _user: SupportUser, session: SessionDep, ctx: ContextDep
 ) -> SystemStatus:
-    return await system_service.get_system_status(session, services.broker)
+    return await system_service.get_system_status(session, ctx.broker)
 
 
 @router.get(

@@ -9,7 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from milepost_admin.deps import AUTH_ERRORS, OperatorUser, ServicesDep, SupportUser
+from milepost_admin.deps import AUTH_ERRORS, ContextDep, OperatorUser, SupportUser
 from milepost_admin.links import invite_url, reset_url
 from milepost_common.domain.organizations import service as org_service
 from milepost_common.domain.organizations.errors import OrganizationNotFound
@@ -52,15 +52,11 @@ async def create_user(
     org_id: uuid.UUID,
     body: UserCreate,
     session: SessionDep,
-    services: ServicesDep,
+    ctx: ContextDep,
 ) -> UserCreated:
     org = await org_service.get_organization(session, org_id)
-    created = await user_service.create_user(session, user, org.id, body, hasher=services.hasher)
-    link = (
-        invite_url(services.settings, created.invitation_token)
-        if created.invitation_token
-        else None
-    )
+    created = await user_service.create_user(session, user, org.id, body, hasher=ctx.hasher)
+    link = invite_url(ctx.settings, created.invitation_token) if created.invitation_token else None
     return UserCreated.model_validate(
         {**UserRead.model_validate(created.user).model_dump(), "invite_url": link}
     )
@@ -140,10 +136,10 @@ async def reactivate_user(user: OperatorUser, target: UserDep, session: SessionD
     responses=error_responses(*AUTH_ERRORS, UserNotFound, Conflict),
 )
 async def reset_user_password(
-    user: OperatorUser, target: UserDep, session: SessionDep, services: ServicesDep
+    user: OperatorUser, target: UserDep, session: SessionDep, ctx: ContextDep
 ) -> PasswordResetLink:
     raw = await user_service.reset_user_password(session, user, target)
     return PasswordResetLink(
-        reset_url=reset_url(services.settings, raw),
+        reset_url=reset_url(ctx.settings, raw),
         expires_at=datetime.now(UTC) + ONE_TIME_TOKEN_TTL,
     )

@@ -30,7 +30,7 @@ from fastapi import APIRouter, WebSocket
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from milepost_api.deps import ApiContext
+from milepost_api.context import ApiContext
 from milepost_api.ws.hub import StreamHub
 from milepost_common.auth import Realm
 from milepost_common.db import Database, unit_of_work

@@ -14,7 +14,7 @@ from milepost_admin.console.render import flash, page, reveal, see_other
 from milepost_admin.console.routing import ConsoleRoute, shown_on
 from milepost_admin.console.sessions import SessionStore
 from milepost_admin.console.views import filters_of, form_model, list_page
-from milepost_admin.deps import ServicesDep
+from milepost_admin.deps import ContextDep
 from milepost_common.domain.api_keys import service as api_key_service
 from milepost_common.domain.api_keys.schemas import ApiKeyCreate, ApiKeyFilters
 from milepost_common.domain.audit import service as audit
@@ -55,7 +55,7 @@ async def api_key_issue(
     console: ConsoleOperator,
     store: StoreDep,
     session: SessionDep,
-    services: ServicesDep,
+    ctx: ContextDep,
     name: Annotated[str, Form()],
     scopes: Annotated[list[str] | None, Form()] = None,
 ) -> Response:
@@ -67,7 +67,7 @@ async def api_key_issue(
         org.id,
         data.name,
         scopes=data.scopes,
-        pepper=services.settings.auth.api_key_pepper.get_secret_value(),
+        pepper=ctx.settings.auth.api_key_pepper.get_secret_value(),
     )
     return await _reveal(store, console, issued)
 
@@ -114,13 +114,13 @@ async def api_key_rotate(
     console: ConsoleOperator,
     store: StoreDep,
     session: SessionDep,
-    services: ServicesDep,
+    ctx: ContextDep,
 ) -> Response:
     api_key = await api_key_service.get_api_key(session, key_id)
     issued = await api_key_service.rotate_api_key(
         session,
         console.principal,
         api_key,
-        pepper=services.settings.auth.api_key_pepper.get_secret_value(),
+        pepper=ctx.settings.auth.api_key_pepper.get_secret_value(),
     )
     return await _reveal(store, console, issued)

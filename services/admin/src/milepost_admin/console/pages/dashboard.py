@@ -9,7 +9,7 @@ from milepost_admin.console.charts import Series, line_chart
 from milepost_admin.console.deps import ConsoleDep, StoreDep
 from milepost_admin.console.render import page
 from milepost_admin.console.routing import ConsoleRoute
-from milepost_admin.deps import ServicesDep
+from milepost_admin.deps import ContextDep
 from milepost_common.domain.system import service as system_service
 from milepost_common.web.deps import SessionDep
 
@@ -22,9 +22,9 @@ async def dashboard(
     console: ConsoleDep,
     store: StoreDep,
     session: SessionDep,
-    services: ServicesDep,
+    ctx: ContextDep,
 ) -> HTMLResponse:
-    status = await system_service.get_system_status(session, services.broker)
+    status = await system_service.get_system_status(session, ctx.broker)
     series = await system_service.ingest_series(session)
     times = [p.minute for p in series]
     charts = {

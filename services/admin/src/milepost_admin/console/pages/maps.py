@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse
 from milepost_admin.console.deps import ConsoleDep, StoreDep
 from milepost_admin.console.render import page
 from milepost_admin.console.routing import ConsoleRoute
-from milepost_admin.deps import ServicesDep
+from milepost_admin.deps import ContextDep
 from milepost_common.domain.maps import service as map_service
 from milepost_common.domain.organizations import service as org_service
 from milepost_common.web.deps import SessionDep
@@ -27,10 +27,10 @@ async def organization_map_page(
     console: ConsoleDep,
     store: StoreDep,
     session: SessionDep,
-    services: ServicesDep,
+    ctx: ContextDep,
 ) -> HTMLResponse:
     org = await org_service.get_organization(session, org_id)
-    settings = services.settings.admin
+    settings = ctx.settings.admin
     return await page(
         request,
         store,

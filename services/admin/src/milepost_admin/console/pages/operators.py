@@ -14,7 +14,7 @@ from milepost_admin.console.render import flash, page, reveal, see_other
 from milepost_admin.console.routing import ConsoleRoute, FormState, shown_on
 from milepost_admin.console.sessions import SessionStore
 from milepost_admin.console.views import again, filters_of, form_model
-from milepost_admin.deps import ServicesDep
+from milepost_admin.deps import ContextDep
 from milepost_admin.links import operator_invite_url
 from milepost_common.domain.users import service as user_service
 from milepost_common.domain.users.errors import EmailTaken
@@ -67,13 +67,13 @@ async def operator_create(
     console: ConsoleSuperadmin,
     store: StoreDep,
     session: SessionDep,
-    services: ServicesDep,
+    ctx: ContextDep,
     email: Annotated[str, Form()],
     role: Annotated[str, Form()],
 ) -> Response:
     data = form_model(OperatorCreate, {"email": email, "role": role})
     created = await user_service.create_operator_account(
-        session, console.principal, data, hasher=services.hasher
+        session, console.principal, data, hasher=ctx.hasher
     )
     if created.invitation_token is None:
         await flash(store, console, "ok", f"Operator {created.user.email} created.")
@@ -82,7 +82,7 @@ async def operator_create(
         store,
         console,
         title=f"Invitation for operator {created.user.email}",
-        secret=operator_invite_url(services.settings, created.invitation_token),
+        secret=operator_invite_url(ctx.settings, created.invitation_token),
         explain="Send this link to the new operator: it works once, within 48 hours. "
         "It is shown only now.",
         back="/admin/operators",

@@ -15,7 +15,7 @@ from milepost_admin.console.render import flash, page, reveal, see_other
 from milepost_admin.console.routing import ConsoleRoute, FormState, shown_on
 from milepost_admin.console.sessions import SessionStore
 from milepost_admin.console.views import again, filters_of, form_model, list_page
-from milepost_admin.deps import ServicesDep
+from milepost_admin.deps import ContextDep
 from milepost_admin.links import invite_url, reset_url
 from milepost_common.domain.audit import service as audit
 from milepost_common.domain.audit.schemas import AuditFilters, AuditSort
@@ -47,7 +47,7 @@ async def user_create(
     console: ConsoleOperator,
     store: StoreDep,
     session: SessionDep,
-    services: ServicesDep,
+    ctx: ContextDep,
     email: Annotated[str, Form()],
     role: Annotated[str, Form()],
     password: Annotated[str, Form()] = "",
@@ -58,7 +58,7 @@ async def user_create(
         UserCreate, {"email": email, "role": role, "password": password, "name": name}
     )
     created = await user_service.create_user(
-        session, console.principal, org.id, data, hasher=services.hasher
+        session, console.principal, org.id, data, hasher=ctx.hasher
     )
     if created.invitation_token is None:
         await flash(store, console, "ok", f"User {created.user.email} created.")
@@ -67,7 +67,7 @@ async def user_create(
         store,
         console,
         title=f"Invitation for {created.user.email}",
-        secret=invite_url(services.settings, created.invitation_token),
+        secret=invite_url(ctx.settings, created.invitation_token),
         explain="Send this link to the person: it lets them choose a password, once, "
         "within 48 hours. It is shown only now.",
         back=f"/admin/users/{created.user.id}",
@@ -164,7 +164,7 @@ async def user_reset_password(
     console: ConsoleOperator,
     store: StoreDep,
     session: SessionDep,
-    services: ServicesDep,
+    ctx: ContextDep,
 ) -> Response:
     target = await user_service.get_user(session, user_id)
     raw = await user_service.reset_user_password(session, console.principal, target)
@@ -172,7 +172,7 @@ async def user_reset_password(
         store,
         console,
         title=f"Password reset for {target.email}",
-        secret=reset_url(services.settings, raw),
+        secret=reset_url(ctx.settings, raw),
         explain="Send this link to the person: it works once, within 48 hours. "
         "It is shown only now.",
         back=f"/admin/users/{target.id}",

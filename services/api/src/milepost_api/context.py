@@ -1,0 +1,65 @@
+"""What the api app builds once at start-up and every request shares: ``app.state.ctx``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+from fastapi import FastAPI
+
+from milepost_api.settings import ApiSettings
+from milepost_common.auth import PasswordHasher, Realm, TokenCodec
+from milepost_common.cache import TtlCache
+from milepost_common.crypto import SecretBox
+from milepost_common.domain.principals import Principal, PrincipalResolver
+from milepost_common.ratelimit import LoginThrottle, RateLimiter
+
+
+@dataclass(frozen=True, slots=True)
+class ApiContext:
+    """The app's shared services; routes take it as ``ContextDep`` (``deps.py``)."""
+
+    settings: ApiSettings
+    codec: TokenCodec
+    hasher: PasswordHasher
+    resolver: PrincipalResolver
+    limiter: RateLimiter
+    login_throttle: LoginThrottle
+    box: SecretBox
+    http: httpx.AsyncClient
+    # Access token → resolved principal, for at most the principal cache's few seconds and
+    # never past the token's expiry: the resolver's guarantees (a deactivation or suspension
+    # is seen within ``principal_cache_s``) without verifying the JWT's signature again on
+    # every request of a busy client.
+    tokens: TtlCache[str, Principal]
+
+
+async def start_context(app: FastAPI) -> None:
+    """Build the context (on start-up, after the kit has set ``app.state.settings``)."""
+    settings: ApiSettings = app.state.settings
+    codec = TokenCodec(settings.auth, Realm.API)
+    limiter = RateLimiter(settings.redis.cache_url)
+    secrets_key = settings.auth.secrets_key
+    assert secrets_key is not None  # noqa: S101 - CommonSettings guarantees one
+    app.state.ctx = ApiContext(
+        settings=settings,
+        codec=codec,
+        hasher=PasswordHasher(settings.auth),
+        resolver=PrincipalResolver(
+            codec,
+            cache_ttl_s=settings.auth.principal_cache_s,
+            api_key_pepper=settings.auth.api_key_pepper.get_secret_value(),
+        ),
+        limiter=limiter,
+        login_throttle=LoginThrottle(limiter, settings.auth.login_attempts_per_minute),
+        box=SecretBox(secrets_key.get_secret_value()),
+        http=httpx.AsyncClient(trust_env=False),
+        tokens=TtlCache(settings.auth.principal_cache_s),
+    )
+
+
+async def stop_context(app: FastAPI) -> None:
+    """Close what the context holds open: the HTTP client and the rate limiter's Redis."""
+    ctx: ApiContext = app.state.ctx
+    await ctx.http.aclose()
+    await ctx.limiter.aclose()
