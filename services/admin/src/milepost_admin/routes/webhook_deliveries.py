@@ -9,14 +9,15 @@ from fastapi import APIRouter, BackgroundTasks, Depends, Query
 
 from milepost_admin import enqueue
 from milepost_admin.deps import AUTH_ERRORS, OperatorUser, SupportUser
-from milepost_common.domain.webhooks import admin_service as webhook_admin
-from milepost_common.domain.webhooks.admin_schemas import (
+from milepost_common.domain.webhooks import service as webhook_service
+from milepost_common.domain.webhooks.errors import DeliveryNotDead, DeliveryNotFound
+from milepost_common.domain.webhooks.models import WebhookDelivery
+from milepost_common.domain.webhooks.schemas import (
     DeliveryDetail,
     DeliveryFilters,
     DeliveryRead,
     DeliveryRetried,
 )
-from milepost_common.domain.webhooks.models import WebhookDelivery
 from milepost_common.pagination import Page
 from milepost_common.web.deps import PublisherDep, SessionDep
 from milepost_common.web.errors import error_responses
@@ -25,7 +26,7 @@ router = APIRouter(prefix="/v1/webhook-deliveries", tags=["webhook-deliveries"])
 
 
 async def load_delivery(delivery_id: uuid.UUID, session: SessionDep) -> WebhookDelivery:
-    return await webhook_admin.get_delivery(session, delivery_id, for_update=True)
+    return await webhook_service.get_delivery(session, delivery_id, for_update=True)
 
 
 DeliveryDep = Annotated[WebhookDelivery, Depends(load_delivery)]
@@ -35,7 +36,7 @@ DeliveryDep = Annotated[WebhookDelivery, Depends(load_delivery)]
 async def list_deliveries(
     _user: SupportUser, filters: Annotated[DeliveryFilters, Query()], session: SessionDep
 ) -> Page[DeliveryRead]:
-    page = await webhook_admin.list_deliveries(session, filters)
+    page = await webhook_service.list_deliveries(session, filters)
     return Page(
         items=[DeliveryRead.model_validate(d) for d in page.items], next_cursor=page.next_cursor
     )
@@ -44,7 +45,7 @@ async def list_deliveries(
 @router.get(
     "/{delivery_id}",
     summary="Read a delivery with its payload and every attempt",
-    responses=error_responses(*AUTH_ERRORS, webhook_admin.DeliveryNotFound),
+    responses=error_responses(*AUTH_ERRORS, DeliveryNotFound),
 )
 async def get_delivery(_user: SupportUser, delivery: DeliveryDep) -> DeliveryDetail:
     return DeliveryDetail.model_validate(delivery)
@@ -54,9 +55,7 @@ async def get_delivery(_user: SupportUser, delivery: DeliveryDep) -> DeliveryDet
     "/{delivery_id}/retry",
     status_code=202,
     summary="Retry a dead delivery (pending again, due now)",
-    responses=error_responses(
-        *AUTH_ERRORS, webhook_admin.DeliveryNotFound, webhook_admin.DeliveryNotDead
-    ),
+    responses=error_responses(*AUTH_ERRORS, DeliveryNotFound, DeliveryNotDead),
 )
 async def retry_delivery(
     user: OperatorUser,
@@ -65,6 +64,6 @@ async def retry_delivery(
     publisher: PublisherDep,
     background: BackgroundTasks,
 ) -> DeliveryRetried:
-    retried = await webhook_admin.retry_delivery(session, user, delivery)
+    retried = await webhook_service.retry_delivery(session, user, delivery)
     background.add_task(enqueue.deliver_webhook, publisher, retried.id)
     return DeliveryRetried.model_validate(retried)

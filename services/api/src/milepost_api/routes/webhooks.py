@@ -11,6 +11,7 @@ from milepost_api.deps import AUTHENTICATED, ContextDep, OwnerUser, page_params
 from milepost_api.http_cache import REVALIDATE, cache_control
 from milepost_common.domain import paging
 from milepost_common.domain.webhooks import service as webhook_service
+from milepost_common.domain.webhooks.errors import WebhookNotFound
 from milepost_common.domain.webhooks.models import DeliveryStatus
 from milepost_common.domain.webhooks.schemas import (
     WebhookCreate,
@@ -28,7 +29,7 @@ from milepost_common.web.errors import error_responses
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], responses=AUTHENTICATED)
 
 ByCreation = Annotated[paging.PageRequest, Depends(page_params(("created_at",), "created_at"))]
-NotFound = webhook_service.WebhookNotFound
+NotFound = WebhookNotFound
 
 
 def _with_secret(issued: webhook_service.EndpointWithSecret) -> WebhookWithSecret:

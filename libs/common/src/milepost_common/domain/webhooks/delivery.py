@@ -19,17 +19,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col, select
 
 from milepost_common.domain.webhooks.events import Event
 from milepost_common.domain.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
+from milepost_common.domain.webhooks.repository import (
+    WebhookDeliveryRepository,
+    WebhookEndpointRepository,
+)
 
 GONE = 410
 INTERRUPTED = "interrupted: no outcome was recorded"
-_ROWS_PER_INSERT = 1000
 
 
 async def create_deliveries(
@@ -40,15 +40,8 @@ async def create_deliveries(
     delivery per endpoint and event id). Returns the new deliveries' ids."""
     if not events:
         return []
-    endpoints = list(
-        (
-            await session.execute(
-                select(WebhookEndpoint).where(
-                    col(WebhookEndpoint.org_id).in_({e.org_id for e in events}),
-                    col(WebhookEndpoint.enabled).is_(True),
-                )
-            )
-        ).scalars()
+    endpoints = await WebhookEndpointRepository(session).list_enabled_for_orgs(
+        {e.org_id for e in events}
     )
     rows: list[dict[str, Any]] = [
         {
@@ -68,16 +61,7 @@ async def create_deliveries(
         for endpoint in endpoints
         if endpoint.org_id == event.org_id and event.type.value in endpoint.event_types
     ]
-    created: list[uuid.UUID] = []
-    for start in range(0, len(rows), _ROWS_PER_INSERT):
-        inserted = await session.execute(
-            insert(WebhookDelivery)
-            .values(rows[start : start + _ROWS_PER_INSERT])
-            .on_conflict_do_nothing(constraint="uq_webhook_deliveries_endpoint_event")
-            .returning(col(WebhookDelivery.id))
-        )
-        created.extend(inserted.scalars())
-    return created
+    return await WebhookDeliveryRepository(session).insert_new(rows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,16 +74,8 @@ class Due:
 
 async def find_due(session: AsyncSession, delivery_id: uuid.UUID, now: datetime) -> Due | None:
     """The delivery's organization and attempts so far, if it is pending and due."""
-    row = (
-        await session.execute(
-            select(col(WebhookDelivery.org_id), col(WebhookDelivery.attempts)).where(
-                col(WebhookDelivery.id) == delivery_id,
-                col(WebhookDelivery.status) == DeliveryStatus.PENDING,
-                col(WebhookDelivery.next_attempt_at) <= now,
-            )
-        )
-    ).first()
-    return Due(row[0], row[1]) if row else None
+    row = await WebhookDeliveryRepository(session).find_due(delivery_id, now)
+    return Due(*row) if row else None
 
 
 def _log_entry(number: int, attempt: Attempt | None, at: datetime) -> dict[str, Any]:
@@ -121,39 +97,17 @@ async def claim_delivery(
     that ``record_attempt`` replaces: an attempt cut short by a time limit, a shutdown or a
     crash still counts, so a delivery can never be re-sent forever.
     """
-    claimed = (
-        await session.execute(
-            update(WebhookDelivery)
-            .where(
-                col(WebhookDelivery.id) == delivery_id,
-                col(WebhookDelivery.status) == DeliveryStatus.PENDING,
-                col(WebhookDelivery.next_attempt_at) <= now,
-            )
-            .values(
-                next_attempt_at=now + timedelta(seconds=lease_s),
-                attempts=col(WebhookDelivery.attempts) + 1,
-            )
-            .returning(col(WebhookDelivery.id))
-        )
-    ).scalar_one_or_none()
-    if claimed is None:
+    deliveries = WebhookDeliveryRepository(session)
+    if not await deliveries.take_for_attempt(delivery_id, now, now + timedelta(seconds=lease_s)):
         return None
-    row = (
-        await session.execute(
-            select(WebhookDelivery, WebhookEndpoint)
-            .join(WebhookEndpoint, col(WebhookEndpoint.id) == col(WebhookDelivery.endpoint_id))
-            .where(col(WebhookDelivery.id) == delivery_id)
-            .execution_options(populate_existing=True)
-        )
-    ).first()
+    row = await deliveries.get_with_endpoint(delivery_id)
     if row is None:
         return None
-    delivery, endpoint = row[0], row[1]
+    delivery, endpoint = row
     # The session's copy of the delivery gets the placeholder too (synchronized by the ORM).
-    await session.execute(
-        update(WebhookDelivery)
-        .where(col(WebhookDelivery.id) == delivery_id)
-        .values(attempt_log=[*delivery.attempt_log, _log_entry(delivery.attempts, None, now)])
+    await deliveries.update(
+        delivery_id,
+        attempt_log=[*delivery.attempt_log, _log_entry(delivery.attempts, None, now)],
     )
     return delivery, endpoint
 
@@ -206,34 +160,21 @@ async def record_attempt(
         )
     elif attempt.status_code == GONE:
         values.update(status=DeliveryStatus.DEAD, next_attempt_at=None)
-        await session.execute(
-            update(WebhookEndpoint)
-            .where(col(WebhookEndpoint.id) == endpoint.id)
-            .values(
-                enabled=False, disabled_reason="receiver answered 410 Gone", updated_at=attempt.at
-            )
+        await WebhookEndpointRepository(session).disable(
+            endpoint.id, "receiver answered 410 Gone", attempt.at
         )
     elif attempts >= max_attempts:
         values.update(status=DeliveryStatus.DEAD, next_attempt_at=None)
     else:
         delay = backoff_s(attempts, backoff_base_s, backoff_max_s)
         values.update(next_attempt_at=attempt.at + timedelta(seconds=delay))
-    await session.execute(
-        update(WebhookDelivery).where(col(WebhookDelivery.id) == delivery.id).values(**values)
-    )
+    await WebhookDeliveryRepository(session).update(delivery.id, **values)
     return DeliveryStatus(values.get("status", DeliveryStatus.PENDING))
 
 
 async def give_up(session: AsyncSession, delivery_id: uuid.UUID, reason: str) -> None:
     """Dead without an attempt (endpoint disabled or removed, every attempt used)."""
-    await session.execute(
-        update(WebhookDelivery)
-        .where(
-            col(WebhookDelivery.id) == delivery_id,
-            col(WebhookDelivery.status) == DeliveryStatus.PENDING,
-        )
-        .values(status=DeliveryStatus.DEAD, next_attempt_at=None, last_error=reason)
-    )
+    await WebhookDeliveryRepository(session).give_up(delivery_id, reason)
 
 
 async def list_due_deliveries(
@@ -241,41 +182,11 @@ async def list_due_deliveries(
 ) -> list[uuid.UUID]:
     """The longest-waiting due deliveries, at most ``per_org`` of each organization: one
     organization's backlog never fills the sweep and starves the others' retries."""
-    ranked = (
-        select(
-            col(WebhookDelivery.id).label("id"),
-            col(WebhookDelivery.next_attempt_at).label("due_at"),
-            func.row_number()
-            .over(
-                partition_by=col(WebhookDelivery.org_id),
-                order_by=col(WebhookDelivery.next_attempt_at),
-            )
-            .label("rank"),
-        )
-        .where(
-            col(WebhookDelivery.status) == DeliveryStatus.PENDING,
-            col(WebhookDelivery.next_attempt_at) <= now,
-        )
-        .subquery()
-    )
-    rows = await session.execute(
-        select(ranked.c.id).where(ranked.c.rank <= per_org).order_by(ranked.c.due_at).limit(limit)
-    )
-    return list(rows.scalars())
+    return await WebhookDeliveryRepository(session).list_due(now, per_org=per_org, limit=limit)
 
 
 async def due_for_org(
     session: AsyncSession, org_id: uuid.UUID, now: datetime, limit: int
 ) -> list[uuid.UUID]:
     """The organization's longest-waiting due deliveries (sent when one of its slots frees)."""
-    rows = await session.execute(
-        select(col(WebhookDelivery.id))
-        .where(
-            col(WebhookDelivery.org_id) == org_id,
-            col(WebhookDelivery.status) == DeliveryStatus.PENDING,
-            col(WebhookDelivery.next_attempt_at) <= now,
-        )
-        .order_by(col(WebhookDelivery.next_attempt_at))
-        .limit(limit)
-    )
-    return list(rows.scalars())
+    return await WebhookDeliveryRepository(session).due_for_org(org_id, now, limit)

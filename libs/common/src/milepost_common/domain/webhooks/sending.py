@@ -23,6 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from milepost_common.domain.webhooks import signing
+from milepost_common.domain.webhooks.errors import AddressRefused
 
 _MASK32 = 0xFFFF_FFFF
 _NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")
@@ -30,10 +31,6 @@ _NAT64_LOCAL_USE = ipaddress.IPv6Network("64:ff9b:1::/48")
 _IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
 _IPV4_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")
 _UNJUDGEABLE = ipaddress.IPv4Address("0.0.0.0")  # noqa: S104 - never public: refused
-
-
-class AddressRefused(Exception):
-    """The receiver resolves to a private, loopback or otherwise non-public address."""
 
 
 def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:

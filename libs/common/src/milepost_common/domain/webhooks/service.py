@@ -1,11 +1,16 @@
 """Webhook endpoints of an organization: CRUD, secret rotation, a signed test ping, and
-the list of deliveries.
+the list of deliveries; for operators, every organization's deliveries and putting a dead
+one back in the queue.
 
 The signing secret is generated here, encrypted at rest with the SecretBox, and returned in
 plaintext only on creation and on rotation. The test ping goes out through
 ``sending.send_signed`` (public addresses only unless ``allow_private``, one deadline, a
 capped answer) after the caller's session is closed: a slow receiver holds no database
 connection.
+
+Delivering is the worker's (``delivery.py``); an operator's retry only makes the delivery
+due again in the database, so the worker's sweep finds it even if the task sent after the
+commit is lost.
 """
 
 from __future__ import annotations
@@ -14,47 +19,40 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col, select
 
 from milepost_common.auth import new_secret
 from milepost_common.crypto import SecretBox
 from milepost_common.domain import paging
 from milepost_common.domain.audit import service as audit
-from milepost_common.domain.base import get_by_id
 from milepost_common.domain.principals import Principal
 from milepost_common.domain.webhooks import sending
+from milepost_common.domain.webhooks.errors import (
+    ALLOW_PRIVATE_SETTING,
+    DeliveryNotDead,
+    DeliveryNotFound,
+    WebhookNotFound,
+    WebhookReceiverPrivate,
+)
 from milepost_common.domain.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
+from milepost_common.domain.webhooks.repository import (
+    WebhookDeliveryRepository,
+    WebhookEndpointRepository,
+)
 from milepost_common.domain.webhooks.schemas import (
     PING_EVENT_TYPE,
+    DeliveryFilters,
     WebhookCreate,
     WebhookPingResult,
     WebhookUpdate,
 )
-from milepost_common.errors import NotFound, ValidationFailed
 from milepost_common.settings import WebhooksSettings
 
 SECRET_PREFIX = "mpwh"  # noqa: S105 - a prefix, not a secret
-
-
-# The setting that lets receivers be private (``WebhooksSettings.allow_private``).
-ALLOW_PRIVATE_SETTING = "MILEPOST_WEBHOOKS__ALLOW_PRIVATE"
-
-
-class WebhookNotFound(NotFound):
-    default_message = "Webhook not found."
-
-
-class WebhookReceiverPrivate(ValidationFailed):
-    default_message = (
-        "The webhook URL points at a private or loopback address, which this server never"
-        f" delivers to. Use a public receiver, or set {ALLOW_PRIVATE_SETTING}=true on the api"
-        " and the worker to allow private receivers (local development)."
-    )
 
 
 def _check_receiver(url: str, *, allow_private: bool) -> None:
@@ -115,15 +113,18 @@ async def get_webhook(
     session: AsyncSession, actor: Principal, endpoint_id: uuid.UUID
 ) -> WebhookEndpoint:
     """Raises WebhookNotFound when missing or of another organization."""
-    return await get_by_id(
-        session, WebhookEndpoint, endpoint_id, WebhookNotFound, org_id=actor.require_org()
+    endpoint = await WebhookEndpointRepository(session).get_for_org(
+        actor.require_org(), endpoint_id
     )
+    if endpoint is None:
+        raise WebhookNotFound()
+    return endpoint
 
 
 async def list_webhooks(
     session: AsyncSession, actor: Principal, page: paging.PageRequest
 ) -> paging.PageResult[WebhookEndpoint]:
-    return await paging.org_page(session, WebhookEndpoint, actor.require_org(), page)
+    return await WebhookEndpointRepository(session).page_for_org(actor.require_org(), page)
 
 
 async def update_webhook(
@@ -211,22 +212,7 @@ async def list_webhook_deliveries(
 ) -> paging.PageResult[WebhookDelivery]:
     """A keyset page of an endpoint's deliveries by ``created_at``. Raises WebhookNotFound."""
     endpoint = await get_webhook(session, actor, endpoint_id)
-    query = select(WebhookDelivery).where(
-        WebhookDelivery.endpoint_id == endpoint.id, WebhookDelivery.org_id == endpoint.org_id
-    )
-    if status is not None:
-        query = query.where(WebhookDelivery.status == status)
-    descending = page.sort is not None and page.sort.descending
-    query = paging.keyset(
-        query,
-        col(WebhookDelivery.created_at),
-        col(WebhookDelivery.id),
-        limit=page.limit,
-        cursor=page.cursor,
-        descending=descending,
-    )
-    rows = list((await session.scalars(query)).all())
-    return paging.page_of(rows, page.limit, lambda d: (d.created_at, d.id))
+    return await WebhookDeliveryRepository(session).page_for_endpoint(endpoint, page, status=status)
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,3 +272,68 @@ async def send_test_ping(
         error=sent.error if sent.status_code is None else None,
         duration_ms=round(sent.duration_ms, 1),
     )
+
+
+async def get_delivery(
+    session: AsyncSession, delivery_id: uuid.UUID, *, for_update: bool = False
+) -> WebhookDelivery:
+    """For operators: any organization's delivery. Raises DeliveryNotFound."""
+    delivery = await WebhookDeliveryRepository(session).get(delivery_id, for_update=for_update)
+    if delivery is None:
+        raise DeliveryNotFound()
+    return delivery
+
+
+async def list_deliveries(
+    session: AsyncSession, filters: DeliveryFilters
+) -> paging.PageResult[WebhookDelivery]:
+    """For operators: a keyset page of every organization's deliveries by creation time,
+    filtered by organization, endpoint, status, type."""
+    return await WebhookDeliveryRepository(session).page(filters)
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointView:
+    """An endpoint as operators see it: its receiver's address without the query (which
+    may carry the receiver's own token)."""
+
+    endpoint: WebhookEndpoint
+    address: str
+
+
+async def list_org_endpoints(session: AsyncSession, org_id: uuid.UUID) -> list[EndpointView]:
+    """For operators: the organization's webhook endpoints, newest first."""
+    endpoints = await WebhookEndpointRepository(session).list_for_org_newest_first(org_id)
+    return [EndpointView(e, _address(e.url)) for e in endpoints]
+
+
+def _address(url: str) -> str:
+    parts = urlsplit(url)  # no credentials: refused at creation
+    shown = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+    return f"{shown}?…" if parts.query else shown
+
+
+async def retry_delivery(
+    session: AsyncSession, actor: Principal, delivery: WebhookDelivery
+) -> WebhookDelivery:
+    """For operators: make a dead delivery pending and due now, with a fresh attempt
+    budget; the caller sends ``webhooks.deliver`` after the commit. Raises DeliveryNotDead
+    (409). Audited."""
+    if delivery.status != DeliveryStatus.DEAD:
+        raise DeliveryNotDead()
+    delivery.status = DeliveryStatus.PENDING
+    delivery.next_attempt_at = datetime.now(UTC)
+    previous_attempts = delivery.attempts
+    delivery.attempts = 0
+    session.add(delivery)
+    await session.flush()
+    await audit.record(
+        session,
+        actor,
+        "webhook_deliveries.retry",
+        target_type="webhook_delivery",
+        target_id=delivery.id,
+        org_id=delivery.org_id,
+        diff={"status": ["dead", "pending"], "attempts": [previous_attempts, 0]},
+    )
+    return delivery

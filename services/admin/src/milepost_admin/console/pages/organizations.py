@@ -36,8 +36,8 @@ from milepost_common.domain.organizations.schemas import (
 from milepost_common.domain.users import service as user_service
 from milepost_common.domain.users.models import OrgRole
 from milepost_common.domain.users.schemas import UserFilters, UserListSort
-from milepost_common.domain.webhooks import admin_service as webhook_admin
-from milepost_common.domain.webhooks.admin_schemas import DeliveryFilters, DeliverySort
+from milepost_common.domain.webhooks import service as webhook_service
+from milepost_common.domain.webhooks.schemas import DeliveryFilters, DeliverySort
 from milepost_common.errors import ValidationFailed
 from milepost_common.web.deps import DatabaseDep, SessionDep
 
@@ -126,8 +126,8 @@ async def _organization(
             "keys": keys,
             "batches": batches,
             "seen": await device_state.last_seen(session, [d.id for d in devices.items]),
-            "webhooks": await webhook_admin.list_org_endpoints(session, org.id),
-            "deliveries": await webhook_admin.list_deliveries(
+            "webhooks": await webhook_service.list_org_endpoints(session, org.id),
+            "deliveries": await webhook_service.list_deliveries(
                 session,
                 DeliveryFilters(org_id=org.id, limit=10, sort=DeliverySort.CREATED_AT_DESC),
             ),

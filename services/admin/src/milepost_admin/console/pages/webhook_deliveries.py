@@ -12,8 +12,8 @@ from milepost_admin.console.deps import ConsoleDep, ConsoleOperator, StoreDep
 from milepost_admin.console.render import flash, page, see_other
 from milepost_admin.console.routing import ConsoleRoute
 from milepost_admin.console.views import filters_of, list_page
-from milepost_common.domain.webhooks import admin_service as webhook_admin
-from milepost_common.domain.webhooks.admin_schemas import DeliveryFilters
+from milepost_common.domain.webhooks import service as webhook_service
+from milepost_common.domain.webhooks.schemas import DeliveryFilters
 from milepost_common.web.deps import PublisherDep, SessionDep
 
 router = APIRouter(route_class=ConsoleRoute)
@@ -24,7 +24,7 @@ async def deliveries_page(
     request: Request, console: ConsoleDep, store: StoreDep, session: SessionDep
 ) -> HTMLResponse:
     filters = await filters_of(request, store, console, DeliveryFilters, default_sort="-created_at")
-    result = await webhook_admin.list_deliveries(session, filters)
+    result = await webhook_service.list_deliveries(session, filters)
     return await list_page(request, store, console, session, "deliveries", filters, result)
 
 
@@ -36,7 +36,7 @@ async def delivery_page(
     store: StoreDep,
     session: SessionDep,
 ) -> HTMLResponse:
-    delivery = await webhook_admin.get_delivery(session, delivery_id)
+    delivery = await webhook_service.get_delivery(session, delivery_id)
     return await page(
         request, store, console, "delivery.html", {"section": "deliveries", "delivery": delivery}
     )
@@ -51,8 +51,8 @@ async def delivery_retry(
     publisher: PublisherDep,
     background: BackgroundTasks,
 ) -> Response:
-    delivery = await webhook_admin.get_delivery(session, delivery_id, for_update=True)
-    await webhook_admin.retry_delivery(session, console.principal, delivery)
+    delivery = await webhook_service.get_delivery(session, delivery_id, for_update=True)
+    await webhook_service.retry_delivery(session, console.principal, delivery)
     background.add_task(enqueue.deliver_webhook, publisher, delivery.id)
     await flash(store, console, "ok", "Delivery queued again.")
     return see_other(f"/admin/webhook-deliveries/{delivery.id}")
