@@ -2,23 +2,34 @@
 
 Safe when several processes start at once: a Postgres advisory lock serialises them, and the
 ones that wait find the schema already at head.
+
+``milepost-migrate --check [--wait SECONDS]`` changes nothing: it exits 0 once the database is
+at the head revision(s) this release's migrations end in, and 1 (one line on stderr) when it is
+not, or cannot be read, by the end of the wait. Kubernetes runs it as an init container of every
+app and worker pod, so a new release's pods start only after its migrate Job has run.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
+import time
 from importlib.resources import files
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import pool, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from milepost_common.settings import CommonSettings, load_settings
 
 MIGRATION_LOCK_KEY = 0x6D696C65  # "mile"
+CHECK_INTERVAL_S = 2.0
 PARTITION_DAYS_AHEAD = 2
 DEFAULT_RETENTION_DAYS = 365
 
@@ -77,9 +88,66 @@ async def migrate(
         await engine.dispose()
 
 
-def main() -> None:
+def release_heads() -> set[str]:
+    """The head revision(s) this release's migrations end in."""
+    return set(ScriptDirectory.from_config(alembic_config()).get_heads())
+
+
+def _current_heads(connection: Connection) -> set[str]:
+    return set(MigrationContext.configure(connection).get_current_heads())
+
+
+async def database_heads(url: str, *, connect_timeout_s: float = 5.0) -> set[str]:
+    """The revision(s) the database is at (empty before the first migration)."""
+    engine = create_async_engine(
+        url, poolclass=pool.NullPool, connect_args={"timeout": connect_timeout_s}
+    )
+    try:
+        async with engine.connect() as conn:
+            return await conn.run_sync(_current_heads)
+    finally:
+        await engine.dispose()
+
+
+async def check(
+    url: str, *, wait_s: float = 0.0, interval_s: float = CHECK_INTERVAL_S
+) -> str | None:
+    """None once the database is at this release's heads; otherwise why not, after polling
+    for up to ``wait_s`` seconds (a database not reachable yet counts as not ready)."""
+    expected = release_heads()
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            current = await database_heads(url, connect_timeout_s=max(1.0, interval_s))
+        except (OSError, SQLAlchemyError, TimeoutError) as exc:
+            problem = f"cannot read the schema version: {type(exc).__name__}"
+        else:
+            if current == expected:
+                return None
+            problem = (
+                f"the schema is at {', '.join(sorted(current)) or 'no revision'}; this release"
+                f" needs {', '.join(sorted(expected))} (run milepost-migrate first)"
+            )
+        if time.monotonic() + interval_s > deadline:
+            return problem
+        await asyncio.sleep(interval_s)
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Upgrade the Milepost database schema.")
     parser.add_argument("--revision", default="heads")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="Change nothing: exit 0 when the schema is at this release's head, else 1.",
+    )
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="With --check: keep checking (every 2 s) for up to this long.",
+    )
     parser.add_argument(
         "--partition-days-back",
         type=int,
@@ -87,8 +155,15 @@ def main() -> None:
         help="Days of position partitions to create behind today "
         "(default: the longest organization retention).",
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     settings = load_settings(CommonSettings)
+    if args.check:
+        problem = asyncio.run(check(settings.db.url, wait_s=args.wait))
+        if problem is not None:
+            print(f"milepost-migrate: {problem}", file=sys.stderr)  # noqa: T201 - a CLI's answer
+            raise SystemExit(1)
+        print("milepost-migrate: the schema is at this release's head")  # noqa: T201
+        return
     asyncio.run(
         migrate(
             settings.db.url, revision=args.revision, partition_days_back=args.partition_days_back
