@@ -32,10 +32,19 @@ class TestCommonSettings:
         assert settings.redis.url == "redis://cache:6380/0"
         assert settings.redis.cache_url == "redis://cache:6380/1"
 
-    def test_production_requires_secrets(self, monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_production_requires_the_secrets_key_where_it_is_used(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         monkeypatch.setenv("MILEPOST_ENV", "production")
+        monkeypatch.delenv("MILEPOST_AUTH__SECRETS_KEY", raising=False)
+
+        class UsesSecrets(CommonSettings):
+            uses_secrets_key = True
+
         with pytest.raises(ValidationError, match="SECRETS_KEY"):
-            CommonSettings()
+            UsesSecrets()
+        # Elsewhere it need not be given, and no development key is filled in.
+        assert CommonSettings().auth.secrets_key is None
 
     @pytest.mark.parametrize(
         ("cls", "variable"),

@@ -208,6 +208,9 @@ class CommonSettings(BaseSettings):
     # The token realms ("api", "admin") whose JWTs this service issues and verifies: only
     # their key sets are kept (required in production); any other realm's keys are dropped.
     token_realms: ClassVar[tuple[str, ...]] = ()
+    # Whether this service encrypts or decrypts webhook secrets (MILEPOST_AUTH__SECRETS_KEY):
+    # required in production where it does; elsewhere it need not be given at all.
+    uses_secrets_key: ClassVar[bool] = False
 
     env: Environment = Environment.LOCAL
     log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
@@ -240,9 +243,10 @@ class CommonSettings(BaseSettings):
     def _secrets(self) -> Self:
         production = self.env is Environment.PRODUCTION
         if self.auth.secrets_key is None:
-            if production:
+            if production and self.uses_secrets_key:
                 raise ValueError("MILEPOST_AUTH__SECRETS_KEY is required in production")
-            self.auth.secrets_key = SecretStr(_DEV_SECRETS_KEY)
+            if not production:
+                self.auth.secrets_key = SecretStr(_DEV_SECRETS_KEY)
         for realm, keys_field, kid_field, dev_keys in _TOKEN_KEY_SETS:
             keys_name, kid_name = (f"MILEPOST_AUTH__{f.upper()}" for f in (keys_field, kid_field))
             if realm not in self.token_realms:

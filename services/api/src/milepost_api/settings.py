@@ -49,6 +49,7 @@ class ApiDb(DbSettings):
 
 class ApiSettings(CommonSettings):
     token_realms = ("api",)
+    uses_secrets_key = True  # webhook secrets: created, rotated, used by the test ping
 
     db: ApiDb = ApiDb()
     api: ApiHttp = ApiHttp()

@@ -1,7 +1,9 @@
 """Console scripts: ``milepost-worker``, ``milepost-beat``, ``milepost-worker-ping``.
 
 ``milepost-worker [celery worker args]``: prefork worker on the processing and maintenance
-queues; ``milepost-worker -Q webhooks`` is the webhook delivery group, which must run too.
+queues; ``milepost-worker -Q webhooks`` is the webhook delivery group, which must run too (and
+the only one that needs ``MILEPOST_AUTH__SECRETS_KEY``: in production it refuses to start
+without it).
 Prometheus metrics of all children served from the main process on
 ``MILEPOST_WORKER__METRICS_PORT`` (multiprocess mode, ``PROMETHEUS_MULTIPROC_DIR`` set to a
 fresh temporary directory unless given; one directory per worker process, never shared).
@@ -39,18 +41,43 @@ def _multiproc_dir() -> None:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="milepost-worker-metrics-")
 
 
+def consumed_queues(args: list[str]) -> set[str] | None:
+    """The queues named by celery's -Q/--queues arguments (None: none named)."""
+    named: list[str] = []
+    for i, arg in enumerate(args):
+        if arg in QUEUE_ARGS and i + 1 < len(args):
+            named.append(args[i + 1])
+        elif arg.startswith("--queues="):
+            named.append(arg.removeprefix("--queues="))
+        elif arg.startswith("-Q") and len(arg) > 2:
+            named.append(arg[2:])
+    if not named:
+        return None
+    return {queue.strip() for value in named for queue in value.split(",") if queue.strip()}
+
+
 def worker(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     _multiproc_dir()
+    from milepost_common.tasks import QUEUE_WEBHOOKS
     from milepost_worker import metrics
     from milepost_worker.celery_app import PROCESSING_QUEUES, celery_app
     from milepost_worker.settings import get_settings
 
     settings = get_settings()
+    queues = consumed_queues(args)
+    if queues is None:
+        args = ["--queues", ",".join(PROCESSING_QUEUES), *args]
+    elif QUEUE_WEBHOOKS in queues and settings.auth.secrets_key is None:
+        # Only production leaves it unset (elsewhere the development key is filled in).
+        print(
+            "milepost: invalid configuration: MILEPOST_AUTH__SECRETS_KEY: required in"
+            " production by the workers of the webhooks queue (they sign deliveries)",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
     if settings.worker.metrics_port:
         metrics.serve(settings.worker.metrics_host, settings.worker.metrics_port)
-    if not any(a in QUEUE_ARGS or a.startswith("--queues=") for a in args):
-        args = ["--queues", ",".join(PROCESSING_QUEUES), *args]
     # Mingle and gossip only add broker chatter here: revocations are not used.
     celery_app.worker_main(
         ["worker", "--pool", "prefork", "--without-mingle", "--without-gossip", *args]

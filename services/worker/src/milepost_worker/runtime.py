@@ -56,7 +56,7 @@ class WorkerContext:
     settings: WorkerSettings
     db: Database
     cache: Redis
-    box: SecretBox
+    box: SecretBox | None  # only where MILEPOST_AUTH__SECRETS_KEY is given (the webhooks group)
     http: httpx.AsyncClient
     holder: str = field(default_factory=new_holder_id)
 
@@ -70,8 +70,6 @@ def build_context(
     settings: WorkerSettings, *, application_name: str = "milepost-worker"
 ) -> WorkerContext:
     secrets_key = settings.auth.secrets_key
-    if secrets_key is None:  # settings validation fills it or refuses to start
-        raise RuntimeError("MILEPOST_AUTH__SECRETS_KEY is not set")
     redis_timeout = settings.redis.socket_timeout_s
     return WorkerContext(
         settings=settings,
@@ -81,7 +79,7 @@ def build_context(
             socket_timeout=redis_timeout,
             socket_connect_timeout=redis_timeout,
         ),
-        box=SecretBox(secrets_key.get_secret_value()),
+        box=SecretBox(secrets_key.get_secret_value()) if secrets_key is not None else None,
         http=httpx.AsyncClient(
             timeout=settings.webhooks.timeout_s, follow_redirects=False, trust_env=False
         ),

@@ -57,6 +57,8 @@ async def deliver(ctx: WorkerContext, delivery_id: uuid.UUID) -> Outcome:
     cut short still counts; the outcome (and the next attempt's time) is recorded after, in
     a transaction of its own, once the attempt's deadline has ended it.
     """
+    if ctx.box is None:  # `milepost-worker -Q webhooks` refuses to start without the key
+        raise RuntimeError("MILEPOST_AUTH__SECRETS_KEY is not set: deliveries cannot be signed")
     w = ctx.settings.worker
     async with unit_of_work(ctx.db) as session:
         due = await webhook_delivery.find_due(session, delivery_id, utcnow())
@@ -96,6 +98,7 @@ async def _attempt(ctx: WorkerContext, delivery_id: uuid.UUID) -> DeliveryStatus
             await webhook_delivery.give_up(session, delivery.id, "endpoint disabled")
             return DeliveryStatus.DEAD
     limits = ctx.settings.webhooks
+    assert ctx.box is not None  # noqa: S101 - checked by deliver()
     sent = await sending.send_signed(
         ctx.http,
         endpoint.url,
