@@ -1,0 +1,417 @@
+"""The gateway and the network of deploy/kubernetes, on the rendered overlays.
+
+- The IngressRoutes and Middlewares are deploy/traefik/dynamic/milepost.toml's routers and
+  middlewares (the reference that test_traefik_config.py runs the real Traefik on), with body
+  limits equal to the apps' own, and route nothing but the apps' prefixes: never /metrics.
+- The apps trust X-Forwarded-For from the pod network only, where the network policies let
+  only the gateway reach them.
+- The network policies deny by default and allow exactly: gateway -> apps, apps and workers ->
+  Postgres and Redis, the webhook senders -> the internet on 443/80, everyone -> DNS.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import tomllib
+from collections.abc import Callable
+from typing import Any, cast
+
+import pytest
+from kubernetes_support import (
+    APPS,
+    OVERLAYS,
+    REPO,
+    SETTINGS,
+    Object,
+    Pod,
+    container_env,
+    find,
+    load_settings,
+    lookup,
+    of_kind,
+    pod,
+    pods,
+    render,
+    selects,
+)
+from starlette.types import Message, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+TRAEFIK_DYNAMIC = REPO / "deploy" / "traefik" / "dynamic" / "milepost.toml"
+TEMPLATE = re.compile(r'\{\{\s*env\s+"([A-Z0-9_]+)"\s*\|\s*default\s+"([^"]*)"\s*\}\}')
+OUTSIDE = "203.0.113.7"  # TEST-NET-3: a client on the internet
+SPOOFED = "198.51.100.9"
+GATEWAY_PEER = {
+    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "traefik"}},
+    "podSelector": {"matchLabels": {"app.kubernetes.io/name": "traefik"}},
+}
+POSTGRES_CLIENTS = {"api", "admin", "ingest", "worker", "worker-webhooks", "migrate"}
+REDIS_CLIENTS = {"api", "admin", "ingest", "worker", "worker-webhooks", "beat"}
+WEBHOOK_SENDERS = {"api", "worker-webhooks"}
+NOT_THE_INTERNET = [  # must stay unreachable for webhook senders (cloud metadata included)
+    "10.0.0.1",
+    "172.16.0.1",
+    "192.168.0.1",
+    "169.254.169.254",
+    "127.0.0.1",
+    "100.64.0.1",
+]
+
+
+def traefik_dynamic(environ: dict[str, str]) -> dict[str, Any]:
+    """The file provider's configuration as Traefik renders its Go templates with `environ`."""
+    text = TEMPLATE.sub(lambda m: environ.get(m[1], m[2]), TRAEFIK_DYNAMIC.read_text())
+    return tomllib.loads(text)["http"]
+
+
+# --- Traefik's rule language (the matchers the routes use) -------------------------------
+
+RULE_TOKEN = re.compile(r"\s*(&&|\|\||!|\(|\)|(Path|PathPrefix|PathRegexp|Method)\(`([^`]*)`\))")
+
+
+def rule_matches(rule: str, method: str, path: str) -> bool:
+    """Whether a Traefik v3 rule made of Path, PathPrefix, PathRegexp and Method matches."""
+    tokens: list[tuple[str, str | None, str | None]] = []
+    position = 0
+    while position < len(rule.rstrip()):
+        match = RULE_TOKEN.match(rule, position)
+        assert match, f"unsupported rule syntax at {rule[position:]!r}"
+        tokens.append((match[1], match[2], match[3]))
+        position = match.end()
+    matchers: dict[str, Callable[[str], bool]] = {
+        "Path": lambda v: path == v,
+        "PathPrefix": lambda v: path.startswith(v),
+        "PathRegexp": lambda v: re.match(v, path) is not None,
+        "Method": lambda v: method == v,
+    }
+
+    def expression(i: int) -> tuple[bool, int]:  # or := and ("||" and)*
+        value, i = conjunction(i)
+        while i < len(tokens) and tokens[i][0] == "||":
+            right, i = conjunction(i + 1)
+            value = value or right
+        return value, i
+
+    def conjunction(i: int) -> tuple[bool, int]:
+        value, i = unary(i)
+        while i < len(tokens) and tokens[i][0] == "&&":
+            right, i = unary(i + 1)
+            value = value and right
+        return value, i
+
+    def unary(i: int) -> tuple[bool, int]:
+        token, name, argument = tokens[i]
+        if token == "!":
+            value, i = unary(i + 1)
+            return not value, i
+        if token == "(":
+            value, i = expression(i + 1)
+            assert tokens[i][0] == ")"
+            return value, i + 1
+        assert name is not None
+        assert argument is not None
+        return matchers[name](argument), i + 1
+
+    value, end = expression(0)
+    assert end == len(tokens)
+    return value
+
+
+def route_for(routes: list[Object], method: str, path: str) -> str | None:
+    """The IngressRoute Traefik picks: the highest priority (by default the rule's length)."""
+    candidates = [
+        (route["spec"]["routes"][0].get("priority", len(route["spec"]["routes"][0]["match"])), r)
+        for r, route in ((route["metadata"]["name"], route) for route in routes)
+        if rule_matches(route["spec"]["routes"][0]["match"], method, path)
+    ]
+    return max(candidates)[1] if candidates else None
+
+
+@pytest.fixture(scope="module", params=OVERLAYS)
+def overlay(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    return name
+
+
+class TestRoutes:
+    def test_every_router_of_the_reference_is_an_ingress_route(self, overlay: str) -> None:
+        routers = traefik_dynamic({})["routers"]
+        routes = {r["metadata"]["name"]: r for r in of_kind(render(overlay), "IngressRoute")}
+
+        assert set(routes) == set(routers)
+        for name, router in routers.items():
+            (route,) = routes[name]["spec"]["routes"]
+            assert route["match"] == router["rule"], name
+            assert route.get("priority") == router.get("priority"), name
+            assert [m["name"] for m in route["middlewares"]] == router["middlewares"], name
+            (service,) = route["services"]
+            upstream = traefik_dynamic({})["services"][router["service"]]
+            (server,) = upstream["loadBalancer"]["servers"]
+            assert f"http://{service['name']}:{service['port']}" == server["url"], name
+            access_logs = router.get("observability", {}).get("accessLogs", True)
+            assert route.get("observability", {}).get("accessLogs", True) == access_logs
+
+    def test_middlewares_are_the_references(self, overlay: str) -> None:
+        reference = traefik_dynamic({})["middlewares"]
+        middlewares = {
+            m["metadata"]["name"]: m["spec"] for m in of_kind(render(overlay), "Middleware")
+        }
+
+        assert set(middlewares) == set(reference)
+        for name, spec in middlewares.items():
+            expected = reference[name]
+            if "rateLimit" in expected:
+                expected = {"rateLimit": {**expected["rateLimit"], "period": "1s"}}
+            assert spec == expected, name
+
+    def test_body_limits_are_the_apps_own(
+        self, overlay: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        objects = render(overlay)
+        limits = {
+            m["metadata"]["name"]: m["spec"]["buffering"]["maxRequestBodyBytes"]
+            for m in of_kind(objects, "Middleware")
+            if "buffering" in m["spec"]
+        }
+        http = {
+            app: getattr(
+                load_settings(
+                    SETTINGS[app], container_env(objects, pod(objects, app).main), monkeypatch
+                ),
+                app,
+            )
+            for app in ("api", "admin")
+        }
+
+        assert limits == {
+            "api-body-limit": http["api"].max_body_bytes,
+            "admin-body-limit": http["admin"].max_body_bytes,
+            "admin-import-body-limit": http["admin"].max_import_body_bytes,
+        }
+
+    def test_each_route_reaches_the_service_of_its_app(self, overlay: str) -> None:
+        objects = render(overlay)
+
+        for route in of_kind(objects, "IngressRoute"):
+            (service_ref,) = route["spec"]["routes"][0]["services"]
+            service = find(objects, "Service", service_ref["name"])
+            (port,) = service["spec"]["ports"]
+            assert port["port"] == service_ref["port"]
+            target = pod(objects, service["spec"]["selector"]["app.kubernetes.io/name"])
+            assert target.name in APPS
+            assert port["targetPort"] in {p["name"] for p in target.main["ports"]}
+
+    @pytest.mark.parametrize(
+        ("method", "path", "expected"),
+        [
+            ("GET", "/metrics", None),
+            ("GET", "/metrics/", None),
+            ("POST", "/metrics", None),
+            ("GET", "/ping", None),
+            ("GET", "/docs", None),
+            ("GET", "/apix", None),
+            ("GET", "/", "landing"),
+            ("POST", "/", None),
+            ("GET", "/api", "api-reads"),
+            ("POST", "/api/v1/auth/token", "api"),
+            ("GET", "/api/v1/vehicles", "api-reads"),
+            ("GET", "/admin/", "admin-reads"),
+            ("PATCH", "/admin/v1/devices/1", "admin"),
+            ("POST", "/admin/v1/organizations/o/devices/import", "admin-imports"),
+            ("POST", "/admin/organizations/o/devices/import", "admin-imports"),
+            ("POST", "/ingest/v1/positions", "ingest"),
+            ("GET", "/ingest/osmand/key", "ingest-osmand"),
+        ],
+    )
+    def test_requests_reach_the_route_the_reference_gives_them(
+        self, overlay: str, method: str, path: str, expected: str | None
+    ) -> None:
+        assert route_for(of_kind(render(overlay), "IngressRoute"), method, path) == expected
+
+    def test_metrics_are_never_routed(self, overlay: str) -> None:
+        routes = of_kind(render(overlay), "IngressRoute")
+
+        for method in ("GET", "HEAD", "POST", "PUT", "DELETE"):
+            for path in ("/metrics", "/metrics/", "/metrics?x=1", "/metrics/x"):
+                assert route_for(routes, method, path) is None
+
+
+async def client_seen_by_app(forwarded_allow_ips: str, peer: str, forwarded_for: str) -> str:
+    """The client address uvicorn's proxy headers (as `web.serve` runs them) record for a
+    connection from `peer` carrying `X-Forwarded-For: forwarded_for`."""
+    seen: list[str] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append(scope["client"][0])
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: Message) -> None:
+        return None
+
+    scope = {
+        "type": "http",
+        "scheme": "http",
+        "client": (peer, 40000),
+        "headers": [(b"x-forwarded-for", forwarded_for.encode())],
+    }
+    proxy: Any = ProxyHeadersMiddleware(cast(Any, app), trusted_hosts=forwarded_allow_ips)
+    await proxy(scope, receive, send)
+    return seen[0]
+
+
+class TestForwardedHeaders:
+    @pytest.mark.parametrize("app", APPS)
+    async def test_app_trusts_the_pod_network_where_only_the_gateway_reaches_it(
+        self, overlay: str, app: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        objects = render(overlay)
+        pod_cidr = ipaddress.ip_network(
+            lookup(objects, "ConfigMap", "milepost-network")["pod-cidr"]
+        )
+        http = getattr(
+            load_settings(
+                SETTINGS[app], container_env(objects, pod(objects, app).main), monkeypatch
+            ),
+            app,
+        )
+        gateway = str(pod_cidr.network_address + 7)
+
+        assert ipaddress.ip_network(http.forwarded_allow_ips) == pod_cidr
+        assert pod_cidr.is_private
+        assert await client_seen_by_app(http.forwarded_allow_ips, gateway, OUTSIDE) == OUTSIDE
+        assert await client_seen_by_app(http.forwarded_allow_ips, OUTSIDE, SPOOFED) == OUTSIDE
+        # Trusting the pod network is trusting the gateway: no one else may connect.
+        assert ingress_peers(objects, pod(objects, app)) == [(GATEWAY_PEER, "http")]
+
+
+# --- network policies -------------------------------------------------------------------
+
+
+def policies_for(objects: list[Object], p: Pod, direction: str) -> list[Object]:
+    return [
+        policy
+        for policy in of_kind(objects, "NetworkPolicy")
+        if direction in policy["spec"]["policyTypes"]
+        and selects(policy["spec"]["podSelector"], p.labels)
+    ]
+
+
+def ingress_peers(objects: list[Object], p: Pod) -> list[tuple[Object, Any]]:
+    return [
+        (peer, port["port"])
+        for policy in policies_for(objects, p, "Ingress")
+        for rule in policy["spec"].get("ingress", [])
+        for peer in rule["from"]
+        for port in rule["ports"]
+    ]
+
+
+def egress(objects: list[Object], p: Pod) -> list[tuple[Object, int]]:
+    return [
+        (peer, port["port"])
+        for policy in policies_for(objects, p, "Egress")
+        for rule in policy["spec"].get("egress", [])
+        for peer in rule["to"]
+        for port in rule["ports"]
+    ]
+
+
+def reaches_internet_only(peer: Object) -> bool:
+    block = peer.get("ipBlock")
+    if block is None or block["cidr"] not in ("0.0.0.0/0", "::/0"):
+        return False
+    excluded = [ipaddress.ip_network(e) for e in block.get("except", [])]
+    if block["cidr"] == "::/0":
+        return {"::1/128", "fc00::/7", "fe80::/10"} <= {str(e) for e in excluded}
+    return all(
+        any(ipaddress.ip_address(a) in e for e in excluded if e.version == 4)
+        for a in NOT_THE_INTERNET
+    )
+
+
+def in_namespace(objects: list[Object], peer: Object, names: set[str]) -> bool:
+    """A peer of pods of this namespace that selects exactly the pods named `names`."""
+    if set(peer) != {"podSelector"}:
+        return False
+    chosen = {p.name for p in pods(objects) if selects(peer["podSelector"], p.labels)}
+    return chosen == names
+
+
+class TestNetworkPolicies:
+    def test_everything_is_denied_by_default(self, overlay: str) -> None:
+        policy = find(render(overlay), "NetworkPolicy", "default-deny")
+
+        assert policy["spec"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+
+    def test_every_policy_selects_pods_that_exist(self, overlay: str) -> None:
+        objects = render(overlay)
+
+        for policy in of_kind(objects, "NetworkPolicy"):
+            assert any(selects(policy["spec"]["podSelector"], p.labels) for p in pods(objects))
+
+    def test_only_the_gateway_reaches_the_apps_and_nothing_else_is_reached(
+        self, overlay: str
+    ) -> None:
+        objects = render(overlay)
+
+        for p in pods(objects):
+            peers = ingress_peers(objects, p)
+            if p.name in APPS:
+                assert peers == [(GATEWAY_PEER, "http")], p.name
+            elif p.name == "postgres":
+                assert [
+                    (in_namespace(objects, peer, POSTGRES_CLIENTS), port) for peer, port in peers
+                ] == [(True, 5432)]
+            elif p.name == "redis":
+                clients, keda = peers
+                assert in_namespace(objects, clients[0], REDIS_CLIENTS)
+                assert keda[0]["namespaceSelector"]["matchLabels"] == {
+                    "kubernetes.io/metadata.name": "keda"
+                }
+                assert {port for _, port in peers} == {6379}
+            else:
+                assert peers == [], p.name
+
+    def test_each_pod_goes_only_where_it_must(self, overlay: str) -> None:
+        objects = render(overlay)
+        postgres = f"{overlay}-postgres"
+        redis = f"{overlay}-redis"
+        backing = {
+            "dev": {
+                postgres: lambda peer: in_namespace(objects, peer, {"postgres"}),
+                redis: lambda peer: in_namespace(objects, peer, {"redis"}),
+            },
+            "production": {
+                postgres: lambda peer: (
+                    set(peer) == {"ipBlock"}
+                    and ipaddress.ip_network(peer["ipBlock"]["cidr"]).is_private
+                ),
+                redis: lambda peer: (
+                    set(peer) == {"ipBlock"}
+                    and ipaddress.ip_network(peer["ipBlock"]["cidr"]).is_private
+                ),
+            },
+        }[overlay]
+
+        for p in pods(objects):
+            allowed = set()
+            for peer, port in egress(objects, p):
+                if peer.get("podSelector") == {"matchLabels": {"k8s-app": "kube-dns"}}:
+                    assert port == 53
+                    allowed.add("dns")
+                elif port == 5432 and backing[postgres](peer):
+                    allowed.add("postgres")
+                elif port == 6379 and backing[redis](peer):
+                    allowed.add("redis")
+                elif port in (443, 80) and reaches_internet_only(peer):
+                    allowed.add("internet")
+                else:
+                    pytest.fail(f"{p.name} may reach {peer} on {port}")
+            expected = {"dns"}
+            expected |= {"postgres"} if p.name in POSTGRES_CLIENTS else set()
+            expected |= {"redis"} if p.name in REDIS_CLIENTS else set()
+            expected |= {"internet"} if p.name in WEBHOOK_SENDERS else set()
+            assert allowed == expected, p.name
