@@ -128,6 +128,13 @@ class TestBeat:
             beat.stop()
         answer = stack.ping(5, "--liveness", "--max-age", "30")
         assert answer.returncode == 0, answer.stderr
+        # The heartbeat's gauges, merged from the children (deploy/monitoring alerts on them).
+        assert stack.metric("milepost_worker_heartbeat_timestamp_seconds") > 0
+
+        async def measured() -> bool:  # the snapshot follows the liveness key
+            return stack.metric("milepost_worker_positions_partition_days_ahead") == 2
+
+        await eventually(measured, timeout_s=10, interval_s=0.2, what="the backlog gauges")
         # Admin's system status lists each node from its own key on the broker Redis.
         with SyncRedis.from_url(stack.redis.url) as broker:
             nodes = list(broker.scan_iter(match=WORKER_HEARTBEAT_PREFIX + "*"))

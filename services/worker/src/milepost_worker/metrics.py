@@ -45,6 +45,42 @@ QUEUE_DEPTH = Gauge(
     ["queue"],
     multiprocess_mode="livemostrecent",
 )
+BATCHES_FAILED = Counter(
+    "milepost_worker_batches_failed_total",
+    "Batches given up (now `failed`): after their last retry or on an error not worth one.",
+)
+WEBHOOK_DELIVERIES_DEAD = Counter(
+    "milepost_worker_webhook_deliveries_dead_total",
+    "Webhook deliveries given up (now `dead`): attempts used up, 410 Gone, endpoint disabled.",
+)
+# Set by the heartbeat task that beat sends through the workers every
+# MILEPOST_WORKER__HEARTBEAT_INTERVAL_S: a stale value means nothing consumed beat's tasks.
+HEARTBEAT = Gauge(
+    "milepost_worker_heartbeat_timestamp_seconds",
+    "Unix time of the last heartbeat task this worker consumed (0: none yet).",
+    multiprocess_mode="max",
+)
+# A snapshot of the database taken with each heartbeat (one indexed query, one catalog query).
+# Every worker that ran a heartbeat keeps its last snapshot: read the one of the worker with
+# the newest heartbeat (the milepost:* recording rules of deploy/monitoring do).
+BATCHES = Gauge(
+    "milepost_worker_ingest_batches",
+    "Ingest batches not processed, by status (received, queued, processing, failed).",
+    ["status"],
+    multiprocess_mode="mostrecent",
+)
+OLDEST_UNPROCESSED = Gauge(
+    "milepost_worker_oldest_unprocessed_batch_age_seconds",
+    "Processing lag: now minus the receive time of the oldest batch not processed yet "
+    "(received, queued or processing); 0 when there is none.",
+    multiprocess_mode="mostrecent",
+)
+PARTITION_DAYS_AHEAD = Gauge(
+    "milepost_worker_positions_partition_days_ahead",
+    "Days after today (UTC) covered by positions partitions: 2 when partition maintenance "
+    "keeps up; -1 when there is none.",
+    multiprocess_mode="mostrecent",
+)
 
 
 def serve(host: str, port: int) -> None:

@@ -118,7 +118,7 @@ async def fail_batch(ctx: WorkerContext, batch_id: uuid.UUID, error: str) -> Non
     """Record that a batch gave up (after its last retry, or on a non-retryable error),
     unless another child holds it now."""
     async with unit_of_work(ctx.db) as session:
-        await session.execute(
+        result = await session.execute(
             update(IngestBatch)
             .where(
                 col(IngestBatch.id) == batch_id,
@@ -130,6 +130,8 @@ async def fail_batch(ctx: WorkerContext, batch_id: uuid.UUID, error: str) -> Non
             )
             .values(status=BatchStatus.FAILED, last_error=error[:2000], **batch_leases.RELEASED)
         )
+    if getattr(result, "rowcount", 0):
+        metrics.BATCHES_FAILED.inc()
 
 
 async def _process_locked(

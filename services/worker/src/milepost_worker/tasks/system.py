@@ -1,4 +1,5 @@
-"""``system.heartbeat`` (from beat; the liveness check reads it) and ``system.ping``."""
+"""``system.heartbeat`` (from beat; the liveness check reads it, and it exports the backlog
+gauges) and ``system.ping``."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from milepost_worker.celery_app import celery_app
 from milepost_worker.handlers import maintenance
 from milepost_worker.runtime import get_runtime
 from milepost_worker.settings import get_settings
+from milepost_worker.tasks import log
 
 # A node silent this long disappears from the status page instead of showing as stale.
 NODE_HEARTBEAT_TTL_S = 24 * 3600
@@ -47,6 +49,19 @@ def heartbeat(self: Task[[], None]) -> None:
     except RedisError:
         depths = {}
     runtime.run(maintenance.beat_heartbeat(runtime.context, socket.gethostname(), depths))
+    metrics.HEARTBEAT.set(time.time())
+    # After the liveness key: a database that does not answer must not fail the heartbeat.
+    try:
+        export_backlog(runtime.run(maintenance.backlog(runtime.context)))
+    except Exception as exc:  # noqa: BLE001 - the gauges keep their last values meanwhile
+        log.warning("backlog_not_measured", error=type(exc).__name__)
+
+
+def export_backlog(backlog: maintenance.Backlog) -> None:
+    for status, count in backlog.batches.items():
+        metrics.BATCHES.labels(str(status)).set(count)
+    metrics.OLDEST_UNPROCESSED.set(backlog.oldest_unprocessed_age_s)
+    metrics.PARTITION_DAYS_AHEAD.set(backlog.partition_days_ahead)
 
 
 @celery_app.task(name=names.SYSTEM_PING)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import uuid
 
 from milepost_common import tasks as names
+from milepost_common.domain.webhooks.models import DeliveryStatus
+from milepost_worker import metrics
 from milepost_worker.celery_app import celery_app
 from milepost_worker.handlers import webhooks
 from milepost_worker.runtime import get_runtime
@@ -25,6 +27,8 @@ def deliver(delivery_id: str) -> str | None:
     runtime = get_runtime()
     with observed(names.WEBHOOKS_DELIVER):
         outcome = runtime.run(webhooks.deliver(runtime.context, uuid.UUID(delivery_id)))
+    if outcome.status == DeliveryStatus.DEAD:
+        metrics.WEBHOOK_DELIVERIES_DEAD.inc()
     for next_id in outcome.next_ids:
         send(names.WEBHOOKS_DELIVER, str(next_id))
     if outcome.deferred:
