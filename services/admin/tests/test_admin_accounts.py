@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import select
 
 from milepost_common.domain.sessions import service as sessions
-from milepost_common.domain.users.models import OneTimeToken, TokenPurpose
+from milepost_common.domain.sessions.models import OneTimeToken, TokenPurpose
 from milepost_common.testing.factories import DEFAULT_PASSWORD, make_organization, make_user
 from milepost_common.web.errors import FORM_HINT
 from services.admin.tests.admin_support import Staff

@@ -14,7 +14,7 @@ import pytest
 from milepost_admin import cli
 from milepost_admin.settings import AdminSettings
 from milepost_common.domain.api_keys.models import Scope
-from milepost_common.domain.users.models import OrgRole
+from milepost_common.domain.users.models import OrgRole, PlatformRole
 
 
 @pytest.fixture
@@ -32,6 +32,14 @@ def printed(capsys: pytest.CaptureFixture[str]) -> dict[str, object]:
 
 
 class TestCommands:
+    async def test_create_operator_twice_creates_one(self, cli_settings: AdminSettings) -> None:
+        email = f"boot-{uuid.uuid4().hex[:8]}@example.com"
+        password = "a long passphrase"
+        assert await cli.create_operator(cli_settings, email, password, PlatformRole.SUPERADMIN)
+        assert not await cli.create_operator(
+            cli_settings, email.upper(), password, PlatformRole.SUPPORT
+        )
+
     async def test_onboarding_by_script(
         self, cli_settings: AdminSettings, capsys: pytest.CaptureFixture[str]
     ) -> None:

@@ -22,7 +22,7 @@ from milepost_common.domain.organizations.models import Organization
 from milepost_common.domain.positions.models import Position
 from milepost_common.domain.principals import PrincipalResolver
 from milepost_common.domain.sessions import service as sessions
-from milepost_common.domain.users.models import RefreshToken
+from milepost_common.domain.sessions.models import RefreshToken
 from milepost_common.errors import Unauthorized
 from milepost_common.testing.factories import (
     make_api_key,

@@ -15,7 +15,8 @@ from sqlmodel import col, select
 from milepost_admin.settings import AdminHttp, AdminSettings
 from milepost_common.auth import PasswordHasher, Realm
 from milepost_common.domain.sessions import service as sessions
-from milepost_common.domain.users.models import OrgRole, RefreshToken, TokenPurpose, User
+from milepost_common.domain.sessions.models import RefreshToken, TokenPurpose
+from milepost_common.domain.users.models import OrgRole, User
 from milepost_common.testing.factories import make_organization, make_user
 from milepost_common.testing.plugin import token_codec
 

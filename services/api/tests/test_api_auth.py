@@ -21,7 +21,8 @@ from milepost_api.settings import ApiSettings
 from milepost_common.auth import Realm
 from milepost_common.domain.audit.models import AuditEntry
 from milepost_common.domain.sessions import service as sessions
-from milepost_common.domain.users.models import OneTimeToken, TokenPurpose, User
+from milepost_common.domain.sessions.models import OneTimeToken, TokenPurpose
+from milepost_common.domain.users.models import User
 from milepost_common.testing.factories import DEFAULT_PASSWORD, make_user
 from milepost_common.testing.passwords import count_argon2_verifications
 from milepost_common.testing.plugin import TEST_ADMIN_JWT_KEYS, TEST_JWT_KEYS, app_client

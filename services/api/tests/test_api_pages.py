@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from milepost_common.domain.sessions import service as sessions
-from milepost_common.domain.users.models import TokenPurpose
+from milepost_common.domain.sessions.models import TokenPurpose
 from milepost_common.testing.factories import DEFAULT_PASSWORD, make_operator
 from milepost_common.web.errors import FORM_HINT, OFFSET_HINT
 from services.api.tests.api_support import Bearer, Team

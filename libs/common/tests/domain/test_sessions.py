@@ -14,7 +14,7 @@ from milepost_common.domain.sessions.errors import (
     RefreshTokenInvalid,
     RefreshTokenReused,
 )
-from milepost_common.domain.users.models import OneTimeToken, TokenPurpose
+from milepost_common.domain.sessions.models import OneTimeToken, TokenPurpose
 from milepost_common.settings import AuthSettings
 from milepost_common.testing.factories import DEFAULT_PASSWORD, make_operator, make_user
 

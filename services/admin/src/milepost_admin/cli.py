@@ -30,6 +30,7 @@ from milepost_common.domain.devices.admin_schemas import DeviceRead
 from milepost_common.domain.devices.schemas import VehicleCreate
 from milepost_common.domain.ingest_batches import queries as batch_queries
 from milepost_common.domain.ingest_batches import service as ingest_service
+from milepost_common.domain.operators import service as operator_service
 from milepost_common.domain.organizations import service as org_service
 from milepost_common.domain.organizations.schemas import OrganizationCreate, OrganizationRead
 from milepost_common.domain.principals import SYSTEM, Principal, PrincipalKind
@@ -70,9 +71,13 @@ async def create_operator(
         async with unit_of_work(db) as session:
             if await user_service.find_user_by_email(session, email) is not None:
                 return False
-            password_hash = await PasswordHasher(settings.auth).hash(password)
-            await user_service.create_operator(
-                session, SYSTEM, email=email, password_hash=password_hash, role=role
+            await operator_service.create_operator(
+                session,
+                SYSTEM,
+                email=email,
+                role=role,
+                password=password,
+                hasher=PasswordHasher(settings.auth),
             )
             return True
     finally:

@@ -10,8 +10,9 @@ from milepost_common.domain.geofences.models import Geofence
 from milepost_common.domain.ingest_batches.models import IngestBatch
 from milepost_common.domain.organizations.models import Organization
 from milepost_common.domain.positions.models import Position
+from milepost_common.domain.sessions.models import OneTimeToken, RefreshToken
 from milepost_common.domain.trips.models import MotionCheckpoint, Stop, Trip
-from milepost_common.domain.users.models import OneTimeToken, RefreshToken, User
+from milepost_common.domain.users.models import User
 from milepost_common.domain.webhooks.models import WebhookDelivery, WebhookEndpoint
 
 metadata = SQLModel.metadata

@@ -18,7 +18,7 @@ from milepost_admin.links import OPERATOR_INVITE_PATH, OPERATOR_RESET_PATH
 from milepost_common.auth import Realm
 from milepost_common.domain.sessions import service as sessions
 from milepost_common.domain.sessions.errors import OneTimeTokenInvalid
-from milepost_common.domain.users.models import TokenPurpose
+from milepost_common.domain.sessions.models import TokenPurpose
 from milepost_common.domain.users.schemas import MIN_PASSWORD_LENGTH
 from milepost_common.web.deps import SessionDep
 

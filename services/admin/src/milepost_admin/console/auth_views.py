@@ -17,12 +17,12 @@ from milepost_admin.console.render import page, see_other
 from milepost_admin.console.routing import ConsoleRoute
 from milepost_admin.deps import ContextDep
 from milepost_common.domain.audit import service as audit
+from milepost_common.domain.operators import service as operator_service
+from milepost_common.domain.operators import sso as sso_service
+from milepost_common.domain.operators.errors import SsoLoginRefused
 from milepost_common.domain.principals import Principal, PrincipalKind
 from milepost_common.domain.sessions import service as sessions
 from milepost_common.domain.sessions.errors import LoginFailed
-from milepost_common.domain.users import service as user_service
-from milepost_common.domain.users import sso as sso_service
-from milepost_common.domain.users.errors import SsoLoginRefused
 from milepost_common.domain.users.models import PlatformRole, User
 from milepost_common.errors import RateLimited
 from milepost_common.logging import get_logger
@@ -236,7 +236,7 @@ async def sso_callback(
         system = Principal(
             PrincipalKind.SYSTEM, None, None, "oidc", ip=ip, request_id=request_id_of(request.scope)
         )
-        await user_service.change_operator_role(session, system, user, PlatformRole(claimed))
+        await operator_service.change_operator_role(session, system, user, PlatformRole(claimed))
     await audit.record(
         session,
         sessions.principal_of(user, ip=ip, request_id=request_id_of(request.scope)),

@@ -5,7 +5,7 @@ issuer, audience, expiry, nonce) is verified by authlib, and the code is exchang
 PKCE (S256) verifier, so an intercepted code is useless. Only an email the provider marks
 ``email_verified: true`` is accepted (or, for a provider declared as verifying every email,
 one without the claim). The operator is found by the provider's (iss, sub), bound on the
-first SSO login (``domain.users.sso``): SSO never creates accounts. When ``role_claim`` is
+first SSO login (``domain.operators.sso``): SSO never creates accounts. When ``role_claim`` is
 configured and present with a valid platform role, the operator's local role follows it
 (audited).
 """
@@ -19,8 +19,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from milepost_admin.settings import OidcSettings
-from milepost_common.domain.users.errors import SsoLoginRefused
-from milepost_common.domain.users.sso import SsoIdentity
+from milepost_common.domain.operators.errors import SsoLoginRefused
+from milepost_common.domain.operators.sso import SsoIdentity
 
 with warnings.catch_warnings():
     # authlib falls back to httpx when its successor package is absent and warns about it

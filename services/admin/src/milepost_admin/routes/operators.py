@@ -10,18 +10,20 @@ from fastapi import APIRouter, Depends, Query
 
 from milepost_admin.deps import AUTH_ERRORS, ContextDep, SuperadminUser, SupportUser
 from milepost_admin.links import operator_invite_url, operator_reset_url
-from milepost_common.domain.sessions.service import ONE_TIME_TOKEN_TTL
-from milepost_common.domain.users import service as user_service
-from milepost_common.domain.users.errors import EmailTaken, OperatorNotFound, OwnAccount
-from milepost_common.domain.users.models import User
-from milepost_common.domain.users.schemas import (
+from milepost_common.domain.operators import service as operator_service
+from milepost_common.domain.operators.errors import OperatorNotFound, OwnAccount
+from milepost_common.domain.operators.schemas import (
     OperatorCreate,
     OperatorCreated,
     OperatorFilters,
     OperatorRead,
     OperatorUpdate,
-    PasswordResetLink,
 )
+from milepost_common.domain.sessions.service import ONE_TIME_TOKEN_TTL
+from milepost_common.domain.users import service as user_service
+from milepost_common.domain.users.errors import EmailTaken
+from milepost_common.domain.users.models import User
+from milepost_common.domain.users.schemas import PasswordResetLink
 from milepost_common.errors import Conflict, ValidationFailed
 from milepost_common.pagination import Page
 from milepost_common.web.deps import SessionDep
@@ -31,7 +33,7 @@ router = APIRouter(prefix="/v1/operators", tags=["operators"])
 
 
 async def load_operator(operator_id: uuid.UUID, session: SessionDep) -> User:
-    return await user_service.get_operator(session, operator_id)
+    return await operator_service.get_operator(session, operator_id)
 
 
 OperatorDep = Annotated[User, Depends(load_operator)]
@@ -47,7 +49,15 @@ OperatorDep = Annotated[User, Depends(load_operator)]
 async def create_operator(
     user: SuperadminUser, body: OperatorCreate, session: SessionDep, ctx: ContextDep
 ) -> OperatorCreated:
-    created = await user_service.create_operator_account(session, user, body, hasher=ctx.hasher)
+    created = await operator_service.create_operator(
+        session,
+        user,
+        email=body.email,
+        role=body.role,
+        password=body.password,
+        name=body.name,
+        hasher=ctx.hasher,
+    )
     token = created.invitation_token
     return OperatorCreated.model_validate(
         {
@@ -61,7 +71,7 @@ async def create_operator(
 async def list_operators(
     _user: SupportUser, filters: Annotated[OperatorFilters, Query()], session: SessionDep
 ) -> Page[OperatorRead]:
-    page = await user_service.list_operators(session, filters)
+    page = await operator_service.list_operators(session, filters)
     return Page(
         items=[OperatorRead.model_validate(u) for u in page.items], next_cursor=page.next_cursor
     )
@@ -85,7 +95,7 @@ async def change_operator_role(
     user: SuperadminUser, operator: OperatorDep, body: OperatorUpdate, session: SessionDep
 ) -> OperatorRead:
     return OperatorRead.model_validate(
-        await user_service.change_operator_role(session, user, operator, body.role)
+        await operator_service.change_operator_role(session, user, operator, body.role)
     )
 
 
@@ -98,7 +108,7 @@ async def deactivate_operator(
     user: SuperadminUser, operator: OperatorDep, session: SessionDep
 ) -> OperatorRead:
     return OperatorRead.model_validate(
-        await user_service.deactivate_operator(session, user, operator)
+        await operator_service.deactivate_operator(session, user, operator)
     )
 
 
@@ -111,7 +121,7 @@ async def reactivate_operator(
     user: SuperadminUser, operator: OperatorDep, session: SessionDep
 ) -> OperatorRead:
     return OperatorRead.model_validate(
-        await user_service.reactivate_operator(session, user, operator)
+        await operator_service.reactivate_operator(session, user, operator)
     )
 
 

@@ -17,7 +17,8 @@ from milepost_common.domain.sessions.errors import (
     OneTimeTokenInvalid,
     RefreshTokenInvalid,
 )
-from milepost_common.domain.users.models import TokenPurpose, User
+from milepost_common.domain.sessions.models import TokenPurpose
+from milepost_common.domain.users.models import User
 from milepost_common.errors import RateLimited, ValidationFailed
 from milepost_common.web.deps import ClientIpDep, SessionDep
 from milepost_common.web.errors import error_responses

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
@@ -29,3 +30,11 @@ def named_like(part: str, *, limit: int = 10) -> SelectOfScalar[str]:
         .order_by(name.istartswith(part, autoescape=True).desc(), name)
         .limit(limit)
     )
+
+
+class OrganizationRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, org_id: uuid.UUID) -> Organization | None:
+        return await self.session.get(Organization, org_id)

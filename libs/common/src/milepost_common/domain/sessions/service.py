@@ -11,9 +11,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col, select
 
 from milepost_common.auth import (
     PasswordHasher,
@@ -24,7 +22,7 @@ from milepost_common.auth import (
     normalize_email,
 )
 from milepost_common.domain.audit import service as audit
-from milepost_common.domain.organizations.models import Organization
+from milepost_common.domain.organizations.repository import OrganizationRepository
 from milepost_common.domain.principals import Principal, PrincipalKind
 from milepost_common.domain.sessions.errors import (
     LoginFailed,
@@ -32,15 +30,13 @@ from milepost_common.domain.sessions.errors import (
     RefreshTokenInvalid,
     RefreshTokenReused,
 )
-from milepost_common.domain.users import service as user_service
-from milepost_common.domain.users.models import (
-    OneTimeToken,
-    OrgRole,
-    PlatformRole,
-    RefreshToken,
-    TokenPurpose,
-    User,
+from milepost_common.domain.sessions.models import OneTimeToken, RefreshToken, TokenPurpose
+from milepost_common.domain.sessions.repository import (
+    OneTimeTokenRepository,
+    RefreshTokenRepository,
 )
+from milepost_common.domain.users.models import OrgRole, PlatformRole, User
+from milepost_common.domain.users.repository import UserRepository
 from milepost_common.settings import AuthSettings
 
 ONE_TIME_TOKEN_TTL = timedelta(hours=48)
@@ -85,7 +81,7 @@ async def _may_log_in(session: AsyncSession, user: User, realm: Realm) -> bool:
         return user.platform_role is not None
     if user.org_id is None:
         return False
-    org = await session.get(Organization, user.org_id)
+    org = await OrganizationRepository(session).get(user.org_id)
     return org is not None and org.suspended_at is None
 
 
@@ -100,7 +96,7 @@ async def authenticate(
     request_id: str | None = None,
 ) -> User:
     """The user, or LoginFailed (no hint whether the email exists). Both outcomes audited."""
-    user = await user_service.find_user_by_email(session, email)
+    user = await UserRepository(session).find_by_email(email)
     password_ok = await hasher.verify(password, user.password_hash if user else None)
     if user is None or not password_ok or not await _may_log_in(session, user, realm):
         anonymous = Principal(
@@ -163,17 +159,11 @@ async def refresh(
     request_id: str | None = None,
 ) -> TokenPair:
     """Rotate a refresh token. Reuse of a rotated one revokes its family and is audited."""
-    token = (
-        await session.scalars(
-            select(RefreshToken)
-            .where(RefreshToken.token_hash == hash_secret(raw))
-            .with_for_update()
-        )
-    ).first()
+    token = await RefreshTokenRepository(session).find_by_hash(hash_secret(raw), for_update=True)
     now = datetime.now(UTC)
     if token is None or token.revoked_at is not None or token.expires_at <= now:
         raise RefreshTokenInvalid()
-    user = await session.get(User, token.user_id)
+    user = await UserRepository(session).get(token.user_id)
     if token.rotated_at is not None:
         await revoke_family(session, token.family_id)
         if user is not None:
@@ -195,20 +185,12 @@ async def refresh(
 
 
 async def revoke_family(session: AsyncSession, family_id: uuid.UUID) -> None:
-    await session.execute(
-        update(RefreshToken)
-        .where(col(RefreshToken.family_id) == family_id, col(RefreshToken.revoked_at).is_(None))
-        .values(revoked_at=datetime.now(UTC))
-    )
+    await RefreshTokenRepository(session).revoke_family(family_id, datetime.now(UTC))
 
 
 async def logout(session: AsyncSession, raw: str) -> None:
     """Revoke the refresh token's family; unknown tokens are ignored (idempotent)."""
-    token = (
-        await session.scalars(
-            select(RefreshToken).where(RefreshToken.token_hash == hash_secret(raw))
-        )
-    ).first()
+    token = await RefreshTokenRepository(session).find_by_hash(hash_secret(raw))
     if token is not None:
         await revoke_family(session, token.family_id)
 
@@ -217,37 +199,20 @@ async def revoke_user_sessions(
     session: AsyncSession, user_id: uuid.UUID, *, keep_family: uuid.UUID | None = None
 ) -> None:
     """Revoke every refresh token of a user (deactivation, password change, suspension)."""
-    query = update(RefreshToken).where(
-        col(RefreshToken.user_id) == user_id,
-        col(RefreshToken.revoked_at).is_(None),
+    await RefreshTokenRepository(session).revoke_for_user(
+        user_id, datetime.now(UTC), keep_family=keep_family
     )
-    if keep_family is not None:
-        query = query.where(col(RefreshToken.family_id) != keep_family)
-    await session.execute(query.values(revoked_at=datetime.now(UTC)))
 
 
 async def revoke_org_sessions(session: AsyncSession, org_id: uuid.UUID) -> None:
     """Revoke every refresh token of an organization's users (suspension)."""
-    users = select(col(User.id)).where(col(User.org_id) == org_id)
-    await session.execute(
-        update(RefreshToken)
-        .where(col(RefreshToken.user_id).in_(users), col(RefreshToken.revoked_at).is_(None))
-        .values(revoked_at=datetime.now(UTC))
-    )
+    await RefreshTokenRepository(session).revoke_for_org(org_id, datetime.now(UTC))
 
 
 async def issue_one_time_token(session: AsyncSession, user: User, purpose: TokenPurpose) -> str:
     """A single-use link secret for ``purpose``; earlier unused ones of the same purpose die."""
     now = datetime.now(UTC)
-    await session.execute(
-        update(OneTimeToken)
-        .where(
-            col(OneTimeToken.user_id) == user.id,
-            col(OneTimeToken.purpose) == purpose,
-            col(OneTimeToken.used_at).is_(None),
-        )
-        .values(used_at=now)
-    )
+    await OneTimeTokenRepository(session).use_up_unused(user.id, purpose, now)
     raw = new_secret(ONE_TIME_PREFIX)
     session.add(
         OneTimeToken(
@@ -281,17 +246,11 @@ async def redeem_one_time_token(
     """Set the password through a one-time link; the link then dies and sessions are revoked.
     With ``realm``, only an account of that realm redeems here (an operator's link at the
     console, a member's at the api); any other link raises OneTimeTokenInvalid, unused."""
-    token = (
-        await session.scalars(
-            select(OneTimeToken)
-            .where(OneTimeToken.token_hash == hash_secret(raw), OneTimeToken.purpose == purpose)
-            .with_for_update()
-        )
-    ).first()
+    token = await OneTimeTokenRepository(session).find_for_update(hash_secret(raw), purpose)
     now = datetime.now(UTC)
     if token is None or token.used_at is not None or token.expires_at <= now:
         raise OneTimeTokenInvalid()
-    user = await session.get(User, token.user_id)
+    user = await UserRepository(session).get(token.user_id)
     if user is None or not user.is_active or not _of_realm(user, realm):
         raise OneTimeTokenInvalid()
     token.used_at = now

@@ -34,11 +34,6 @@ _ORG_RANK = {OrgRole.VIEWER: 1, OrgRole.MANAGER: 2, OrgRole.OWNER: 3}
 _PLATFORM_RANK = {PlatformRole.SUPPORT: 1, PlatformRole.OPERATOR: 2, PlatformRole.SUPERADMIN: 3}
 
 
-class TokenPurpose(StrEnum):
-    INVITATION = "invitation"
-    PASSWORD_RESET = "password_reset"  # noqa: S105 - a purpose name
-
-
 class User(SQLModel, table=True):
     """An organization member (org role) or a platform operator (platform role, no org)."""
 
@@ -76,32 +71,3 @@ class User(SQLModel, table=True):
     # An operator's SSO identity, bound on the first SSO login (the provider's iss and sub).
     sso_issuer: str | None = Field(default=None, max_length=512)
     sso_subject: str | None = Field(default=None, max_length=255)
-
-
-class RefreshToken(SQLModel, table=True):
-    """Opaque, stored as a hash, rotated on every use; reuse of a rotated one revokes the family."""
-
-    __tablename__ = "refresh_tokens"
-
-    id: uuid.UUID = id_field()
-    user_id: uuid.UUID = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
-    family_id: uuid.UUID = Field(index=True)
-    token_hash: str = Field(unique=True, max_length=128)
-    created_at: datetime = tz_field(nullable=False, default_now=True)
-    expires_at: datetime = tz_field(nullable=False)
-    rotated_at: datetime | None = tz_field()
-    revoked_at: datetime | None = tz_field()
-
-
-class OneTimeToken(SQLModel, table=True):
-    """Invitation and password-reset links: hashed, single use, 48 h."""
-
-    __tablename__ = "one_time_tokens"
-
-    id: uuid.UUID = id_field()
-    user_id: uuid.UUID = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
-    purpose: TokenPurpose = Field(sa_type=String(32))
-    token_hash: str = Field(unique=True, max_length=128)
-    created_at: datetime = tz_field(nullable=False, default_now=True)
-    expires_at: datetime = tz_field(nullable=False)
-    used_at: datetime | None = tz_field()

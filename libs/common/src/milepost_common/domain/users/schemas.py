@@ -1,4 +1,5 @@
-"""Request and response models of users and operators (the table is ``models.User``)."""
+"""Request and response models of organization members (the table is ``models.User``;
+operators' are in ``domain/operators/schemas.py``)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
-from milepost_common.domain.users.models import OrgRole, PlatformRole
+from milepost_common.domain.users.models import OrgRole
 from milepost_common.pagination import DEFAULT_LIMIT, MAX_LIMIT
 
 MIN_PASSWORD_LENGTH = 12
@@ -54,39 +55,6 @@ class UserCreated(UserRead):
     )
 
 
-class OperatorCreate(BaseModel):
-    """Without a password, the answer carries a one-time invitation link (48 h)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    email: EmailStr
-    password: Password | None = None
-    role: PlatformRole
-    name: str | None = Field(None, max_length=200)
-
-
-class OperatorUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    role: PlatformRole
-
-
-class OperatorRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: uuid.UUID
-    email: str
-    name: str | None
-    role: PlatformRole = Field(validation_alias=AliasChoices("platform_role", "role"))
-    is_active: bool
-    created_at: datetime
-    last_login_at: datetime | None
-
-
-class OperatorCreated(OperatorRead):
-    invite_url: str | None = None
-
-
 class PasswordResetLink(BaseModel):
     reset_url: str = Field(description="One-time link; valid 48 hours, shown only here.")
     expires_at: datetime
@@ -116,15 +84,6 @@ class UserFilters(BaseModel):
     )
     q: str | None = Field(None, max_length=320, description="Part of the email or name.")
     role: OrgRole | None = None
-    is_active: bool | None = None
-    limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
-    cursor: str | None = None
-    sort: UserListSort = UserListSort.CREATED_AT
-
-
-class OperatorFilters(BaseModel):
-    q: str | None = Field(None, max_length=320)
-    role: PlatformRole | None = None
     is_active: bool | None = None
     limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
     cursor: str | None = None

@@ -16,10 +16,10 @@ from milepost_admin.console.sessions import SessionStore
 from milepost_admin.console.views import again, filters_of, form_model
 from milepost_admin.deps import ContextDep
 from milepost_admin.links import operator_invite_url
-from milepost_common.domain.users import service as user_service
+from milepost_common.domain.operators import service as operator_service
+from milepost_common.domain.operators.schemas import OperatorCreate, OperatorFilters
 from milepost_common.domain.users.errors import EmailTaken
 from milepost_common.domain.users.models import PlatformRole
-from milepost_common.domain.users.schemas import OperatorCreate, OperatorFilters
 from milepost_common.web.deps import SessionDep
 
 router = APIRouter(route_class=ConsoleRoute)
@@ -33,7 +33,7 @@ async def _operators(
     form: FormState | None = None,
 ) -> HTMLResponse:
     filters = await filters_of(request, store, console, OperatorFilters, default_sort="-created_at")
-    result = await user_service.list_operators(session, filters)
+    result = await operator_service.list_operators(session, filters)
     return await page(
         request,
         store,
@@ -72,8 +72,14 @@ async def operator_create(
     role: Annotated[str, Form()],
 ) -> Response:
     data = form_model(OperatorCreate, {"email": email, "role": role})
-    created = await user_service.create_operator_account(
-        session, console.principal, data, hasher=ctx.hasher
+    created = await operator_service.create_operator(
+        session,
+        console.principal,
+        email=data.email,
+        role=data.role,
+        password=data.password,
+        name=data.name,
+        hasher=ctx.hasher,
     )
     if created.invitation_token is None:
         await flash(store, console, "ok", f"Operator {created.user.email} created.")
@@ -98,8 +104,8 @@ async def operator_role(
     session: SessionDep,
     role: Annotated[PlatformRole, Form()],
 ) -> Response:
-    operator = await user_service.get_operator(session, operator_id)
-    await user_service.change_operator_role(session, console.principal, operator, role)
+    operator = await operator_service.get_operator(session, operator_id)
+    await operator_service.change_operator_role(session, console.principal, operator, role)
     await flash(store, console, "ok", f"Operator {operator.email} is now {role.value}.")
     return see_other("/admin/operators")
 
@@ -109,8 +115,8 @@ async def operator_role(
 async def operator_deactivate(
     operator_id: uuid.UUID, console: ConsoleSuperadmin, store: StoreDep, session: SessionDep
 ) -> Response:
-    operator = await user_service.get_operator(session, operator_id)
-    await user_service.deactivate_operator(session, console.principal, operator)
+    operator = await operator_service.get_operator(session, operator_id)
+    await operator_service.deactivate_operator(session, console.principal, operator)
     await flash(store, console, "ok", f"Operator {operator.email} is deactivated.")
     return see_other("/admin/operators")
 
@@ -120,7 +126,7 @@ async def operator_deactivate(
 async def operator_reactivate(
     operator_id: uuid.UUID, console: ConsoleSuperadmin, store: StoreDep, session: SessionDep
 ) -> Response:
-    operator = await user_service.get_operator(session, operator_id)
-    await user_service.reactivate_operator(session, console.principal, operator)
+    operator = await operator_service.get_operator(session, operator_id)
+    await operator_service.reactivate_operator(session, console.principal, operator)
     await flash(store, console, "ok", f"Operator {operator.email} is active again.")
     return see_other("/admin/operators")

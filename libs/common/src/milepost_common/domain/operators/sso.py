@@ -9,14 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col, select
 
-from milepost_common.domain.users import service as user_service
-from milepost_common.domain.users.errors import SsoLoginRefused
+from milepost_common.domain.operators.errors import SsoLoginRefused
+from milepost_common.domain.operators.repository import Binding, OperatorRepository
 from milepost_common.domain.users.models import User
+from milepost_common.domain.users.repository import UserRepository
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,36 +36,20 @@ async def find_sso_operator(session: AsyncSession, identity: SsoIdentity) -> Sso
     """The active operator bound to the identity, or, when none is, the active operator
     with its verified email, then bound to it. Raises SsoLoginRefused otherwise: no such
     operator, or the email's operator is bound to another identity."""
-    bound = (
-        await session.scalars(
-            select(User).where(
-                col(User.sso_issuer) == identity.issuer,
-                col(User.sso_subject) == identity.subject,
-            )
-        )
-    ).first()
+    operators = OperatorRepository(session)
+    bound = await operators.find_by_sso_identity(identity.issuer, identity.subject)
     if bound is not None:
         if bound.platform_role is None or not bound.is_active:
             raise SsoLoginRefused("no active operator has this identity")
         return SsoMatch(bound, bound_now=False)
-    user = await user_service.find_user_by_email(session, identity.email)
+    user = await UserRepository(session).find_by_email(identity.email)
     if user is None or user.platform_role is None or not user.is_active:
         raise SsoLoginRefused("no active operator has this email")
     if user.sso_subject is not None:
         raise SsoLoginRefused("this operator signs in with another identity")
-    try:
-        async with session.begin_nested():
-            # Only while unbound: of two first logins racing, one binds and the other is
-            # refused (the unique index refuses one identity bound to two operators).
-            claimed = await session.execute(
-                update(User)
-                .where(col(User.id) == user.id, col(User.sso_subject).is_(None))
-                .values(sso_issuer=identity.issuer, sso_subject=identity.subject)
-                .returning(col(User.id))
-            )
-            if claimed.first() is None:
-                raise SsoLoginRefused("this operator signs in with another identity")
-    except IntegrityError:
-        raise SsoLoginRefused("this identity is bound to another operator") from None
-    await session.refresh(user)
+    binding = await operators.bind_sso_identity(user, identity.issuer, identity.subject)
+    if binding is Binding.OPERATOR_TAKEN:
+        raise SsoLoginRefused("this operator signs in with another identity")
+    if binding is Binding.IDENTITY_TAKEN:
+        raise SsoLoginRefused("this identity is bound to another operator")
     return SsoMatch(user, bound_now=True)

@@ -1,0 +1,97 @@
+"""Statements on ``users``: lookups (by id, by email case-insensitively), counts and pages."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import func, or_
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
+from sqlmodel.sql.expression import SelectOfScalar
+
+from milepost_common.auth import normalize_email
+from milepost_common.domain import paging
+from milepost_common.domain.organizations import repository as org_repository
+from milepost_common.domain.users.models import OrgRole, User
+from milepost_common.domain.users.schemas import UserFilters, UserListSort
+
+
+def searched(
+    query: SelectOfScalar[User], q: str | None, is_active: bool | None
+) -> SelectOfScalar[User]:
+    """Narrowed to a text found in the email or name, and to the active flag, when given."""
+    if q:
+        query = query.where(
+            or_(
+                col(User.email).icontains(q, autoescape=True),
+                col(User.name).icontains(q, autoescape=True),
+            )
+        )
+    if is_active is not None:
+        query = query.where(User.is_active == is_active)
+    return query
+
+
+class UserRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, user_id: uuid.UUID) -> User | None:
+        return await self.session.get(User, user_id)
+
+    async def find_by_email(self, email: str) -> User | None:
+        query = select(User).where(func.lower(col(User.email)) == normalize_email(email))
+        return (await self.session.scalars(query)).first()
+
+    async def insert(self, user: User) -> bool:
+        """Flush a new user in a savepoint; False when a concurrent insert took its email."""
+        try:
+            async with self.session.begin_nested():
+                self.session.add(user)
+                await self.session.flush()
+        except IntegrityError:
+            return False
+        return True
+
+    async def count_for_org(self, org_id: uuid.UUID) -> int:
+        query = select(func.count()).select_from(User).where(col(User.org_id) == org_id)
+        return int(await self.session.scalar(query) or 0)
+
+    async def count_other_active_owners(self, user: User) -> int:
+        """Active owners of the user's organization besides the user."""
+        query = (
+            select(func.count())
+            .select_from(User)
+            .where(
+                User.org_id == user.org_id,
+                User.role == OrgRole.OWNER,
+                col(User.is_active).is_(True),
+                User.id != user.id,
+            )
+        )
+        return int(await self.session.scalar(query) or 0)
+
+    async def page(
+        self,
+        query: SelectOfScalar[User],
+        *,
+        limit: int,
+        cursor: str | None,
+        sort: UserListSort,
+    ) -> paging.PageResult[User]:
+        """A keyset page of ``query`` (members or operators) by an allow-listed sort."""
+        return await paging.sorted_page(self.session, query, User, sort, limit=limit, cursor=cursor)
+
+    async def page_members(self, filters: UserFilters) -> paging.PageResult[User]:
+        """Organization members (of one organization or all, or of those whose name contains
+        ``org_name``), a keyset page by the filters' sort."""
+        query = select(User).where(col(User.org_id).is_not(None))
+        if filters.org_id is not None:
+            query = query.where(User.org_id == filters.org_id)
+        if filters.org_name:
+            query = query.where(col(User.org_id).in_(org_repository.ids_named(filters.org_name)))
+        if filters.role is not None:
+            query = query.where(User.role == filters.role)
+        query = searched(query, filters.q, filters.is_active)
+        return await self.page(query, limit=filters.limit, cursor=filters.cursor, sort=filters.sort)
