@@ -19,7 +19,7 @@ PYTEST_WORKERS ?= 2
 MYPY_TARGETS := libs/common/src services/api/src services/admin/src services/ingest/src \
 	services/worker/src deploy/local/src tools/sim/src
 # Debian packages the suite and the benchmarks need: command=package.
-SYSTEM_PACKAGES := redis-server=redis-server wrk=wrk chromium=chromium
+SYSTEM_PACKAGES := redis-server=redis-server wrk=wrk chromium=chromium promtool=prometheus
 
 .PHONY: help install system-packages lint test up down status logs demo demo-stop \
 	bench-ingest bench-worker bench-api openapi fuzz
