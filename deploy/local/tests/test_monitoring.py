@@ -510,6 +510,25 @@ class TestKubernetes:
             assert selects(policy["spec"]["podSelector"], labels), name
             assert ports & allowed, name
 
+    def test_kubernetes_kinds_pass_strict_schema_validation(
+        self, kubernetes: list[dict[str, Any]], tmp_path: Path
+    ) -> None:
+        # The component's own objects of Kubernetes' kinds (its PodMonitors and PrometheusRule
+        # are the Prometheus operator's: checked above and below, field by field).
+        ours = [
+            r
+            for r in kubernetes
+            if r["metadata"]["name"] in {"milepost-grafana-dashboard", "prometheus-scrape"}
+        ]
+        path = tmp_path / "monitoring.yaml"
+        path.write_text(yaml.safe_dump_all(ours))
+        validate = str(Path(sysconfig.get_path("scripts")) / "kubernetes-validate")
+
+        result = run(validate, "--strict", "--quiet", "-k", "1.37.0", str(path))
+
+        assert len(ours) == 2
+        assert result.returncode == 0, result.stdout + result.stderr
+
     def test_dashboard_and_rules_ship_as_they_are_in_the_repository(
         self, kubernetes: list[dict[str, Any]]
     ) -> None:
