@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import SQLModel, col, select
+from sqlmodel import SQLModel, col
 
 from milepost_common import units
 from milepost_common.domain.alerts.models import Alert, AlertRule
@@ -34,6 +34,7 @@ from milepost_common.domain.devices.models import Device
 from milepost_common.domain.geofences.models import Geofence
 from milepost_common.domain.ingest_batches.models import IngestBatch
 from milepost_common.domain.organizations.models import Organization
+from milepost_common.domain.organizations.repository import OrganizationRepository
 from milepost_common.domain.organizations.schemas import ExportFormat, ExportKind
 from milepost_common.domain.positions.models import Position
 from milepost_common.domain.principals import Principal
@@ -154,19 +155,15 @@ async def export_rows(
     session: AsyncSession, org_id: uuid.UUID, kinds: Sequence[ExportKind]
 ) -> AsyncIterator[tuple[ExportKind, dict[str, Any]]]:
     """Every row of the organization of the given kinds, in a stable order, without secrets."""
+    orgs = OrganizationRepository(session)
     devices: dict[uuid.UUID, Device] | None = None
     for kind in kinds:
         source = _SOURCES[kind]
         if source.time_field is not None and devices is None:
-            held = await session.scalars(select(Device).where(col(Device.org_id) == org_id))
-            devices = {device.id: device for device in held}
-        query = (
-            select(source.model)
-            .where(source.org_column == org_id)
-            .order_by(*source.order_by)
-            .execution_options(yield_per=CHUNK_ROWS)
+            devices = {device.id: device for device in await orgs.devices(org_id)}
+        rows = orgs.stream_rows(
+            source.model, source.org_column, org_id, source.order_by, chunk_rows=CHUNK_ROWS
         )
-        rows = await session.stream_scalars(query)
         async for row in rows:
             data = row.model_dump(mode="json", exclude=set(source.secret_fields), warnings=False)
             if source.time_field is not None:

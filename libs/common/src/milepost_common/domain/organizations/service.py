@@ -11,17 +11,11 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, text
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col, select
 
 from milepost_common.domain import paging
 from milepost_common.domain.audit import service as audit
-from milepost_common.domain.audit.models import AuditEntry
-from milepost_common.domain.base import get_by_id
 from milepost_common.domain.devices import admin_service as device_admin
-from milepost_common.domain.devices.models import Device
-from milepost_common.domain.organizations import repository as org_repository
 from milepost_common.domain.organizations.errors import (
     DeletionNotConfirmed,
     DevicesHoldOtherHistory,
@@ -29,13 +23,13 @@ from milepost_common.domain.organizations.errors import (
     OrganizationNotSuspended,
 )
 from milepost_common.domain.organizations.models import Organization
+from milepost_common.domain.organizations.repository import OrganizationRepository
 from milepost_common.domain.organizations.schemas import (
     NULLABLE_SETTINGS,
     OrganizationCreate,
     OrganizationFilters,
     OrganizationUpdate,
 )
-from milepost_common.domain.positions.models import Position
 from milepost_common.domain.principals import Principal
 from milepost_common.domain.sessions import service as sessions
 
@@ -70,9 +64,10 @@ async def get_organization(
     session: AsyncSession, org_id: uuid.UUID, *, for_update: bool = False
 ) -> Organization:
     """Raises OrganizationNotFound."""
-    return await get_by_id(
-        session, Organization, org_id, OrganizationNotFound, for_update=for_update
-    )
+    org = await OrganizationRepository(session).get(org_id, for_update=for_update)
+    if org is None:
+        raise OrganizationNotFound()
+    return org
 
 
 async def suggest_names(session: AsyncSession, part: str, *, limit: int = 10) -> list[str]:
@@ -80,24 +75,14 @@ async def suggest_names(session: AsyncSession, part: str, *, limit: int = 10) ->
     part = part.strip()
     if not part:
         return []
-    return list((await session.scalars(org_repository.named_like(part, limit=limit))).all())
+    return await OrganizationRepository(session).names_like(part, limit=limit)
 
 
 async def list_organizations(
     session: AsyncSession, filters: OrganizationFilters
 ) -> paging.PageResult[Organization]:
     """A keyset page by the filters' sort; ``q`` matches part of the name, case-insensitively."""
-    query = select(Organization)
-    if filters.q:
-        query = query.where(col(Organization.name).icontains(filters.q, autoescape=True))
-    if filters.suspended is not None:
-        suspended_at = col(Organization.suspended_at)
-        query = query.where(
-            suspended_at.is_not(None) if filters.suspended else suspended_at.is_(None)
-        )
-    return await paging.sorted_page(
-        session, query, Organization, filters.sort, limit=filters.limit, cursor=filters.cursor
-    )
+    return await OrganizationRepository(session).page(filters)
 
 
 async def update_organization(
@@ -176,45 +161,20 @@ async def reactivate_organization(
 
 async def _devices_ever_in(session: AsyncSession, org_id: uuid.UUID) -> list[uuid.UUID]:
     """Its devices now, and those transferred away (found in the append-only audit log)."""
-    current = select(col(Device.id)).where(Device.org_id == org_id)
-    moved = select(col(AuditEntry.target_id)).where(
-        AuditEntry.action == device_admin.TRANSFER_ACTION, AuditEntry.org_id == org_id
-    )
-    ids = set((await session.scalars(current)).all())
-    ids.update(uuid.UUID(raw) for raw in (await session.scalars(moved)).all() if raw)
+    orgs = OrganizationRepository(session)
+    ids = await orgs.device_ids(org_id)
+    ids |= await orgs.audited_targets(device_admin.TRANSFER_ACTION, org_id)
     return sorted(ids)
-
-
-# Rows of another organization that refer to a device (deleting the device would cascade
-# into them, or orphan the positions, which carry no foreign key).
-_HISTORY_ELSEWHERE = text(
-    """
-    SELECT d FROM unnest(CAST(:ids AS uuid[])) AS d
-    WHERE EXISTS (SELECT 1 FROM positions WHERE device_id = d AND org_id <> :org)
-       OR EXISTS (SELECT 1 FROM trips WHERE device_id = d AND org_id <> :org)
-       OR EXISTS (SELECT 1 FROM stops WHERE device_id = d AND org_id <> :org)
-       OR EXISTS (SELECT 1 FROM alerts WHERE device_id = d AND org_id <> :org)
-    ORDER BY d
-    """
-)
 
 
 async def _devices_with_history_elsewhere(
     session: AsyncSession, org_id: uuid.UUID
 ) -> list[uuid.UUID]:
     """Its devices that came from another organization and still have that one's data."""
-    transferred = select(col(AuditEntry.target_id)).where(
-        AuditEntry.action == device_admin.TRANSFER_ACTION, AuditEntry.org_id != org_id
-    )
-    arrived = {uuid.UUID(raw) for raw in (await session.scalars(transferred)).all() if raw}
-    current = set(
-        (await session.scalars(select(col(Device.id)).where(Device.org_id == org_id))).all()
-    )
-    candidates = sorted(arrived & current)
-    if not candidates:
-        return []
-    rows = await session.execute(_HISTORY_ELSEWHERE, {"ids": candidates, "org": org_id})
-    return [row[0] for row in rows]
+    orgs = OrganizationRepository(session)
+    arrived = await orgs.audited_targets(device_admin.TRANSFER_ACTION, org_id, of_org=False)
+    candidates = sorted(arrived & await orgs.device_ids(org_id))
+    return await orgs.devices_with_history_elsewhere(org_id, candidates)
 
 
 async def delete_organization(
@@ -243,24 +203,10 @@ async def delete_organization(
                 for device_id in shared
             ]
         )
-    device_ids = await _devices_ever_in(session, org.id)
-    # Positions carry no foreign key (partitioned): delete them through the primary key's
-    # device column so every partition uses its index.
-    removed = 0
-    for start in range(0, len(device_ids), 500):
-        result = await session.execute(
-            delete(Position).where(
-                col(Position.device_id).in_(device_ids[start : start + 500]),
-                col(Position.org_id) == org.id,
-            )
-        )
-        removed += int(getattr(result, "rowcount", 0) or 0)
-    counts = {
-        "devices": await session.scalar(
-            select(func.count()).select_from(Device).where(Device.org_id == org.id)
-        ),
-        "positions": removed,
-    }
+    orgs = OrganizationRepository(session)
+    # Positions carry no foreign key (partitioned): deleted here, the rest cascades.
+    removed = await orgs.delete_positions(org.id, await _devices_ever_in(session, org.id))
+    counts = {"devices": await orgs.count_devices(org.id), "positions": removed}
     await audit.record(
         session,
         actor,
