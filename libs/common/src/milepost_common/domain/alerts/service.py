@@ -1,25 +1,29 @@
 """Writing alerts as the worker derives them; reconciled by ``(rule_id, device_id, occurred_at)``.
 
 A recomputation updates an alert in place (its ``id`` and acknowledgement survive) and
-removes the ones that no longer happen. Reading, acknowledging and rule management live in
-the api's functions (``queries.py``, ``domain/alert_rules``).
+removes the ones that no longer happen (:func:`reconcile_alerts`, with the webhook events of
+what changed: ``alert.created`` for a new row, ``alert.ended`` when ``details.end_time`` was
+null or the alert is new). Reading, acknowledging and rule management live in the api's
+functions (``queries.py``, ``domain/alert_rules``).
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, delete, or_, true, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, select
 
 from milepost_common.domain.alerts.models import Alert, AlertRule, AlertType
 from milepost_common.domain.devices import state as device_state
+from milepost_common.domain.webhooks import events as webhook_events
 
 
 def alert_data(alert: Alert) -> dict[str, Any]:
@@ -122,6 +126,114 @@ async def delete_alerts(session: AsyncSession, ids: Iterable[uuid.UUID]) -> None
     ids = list(ids)
     if ids:
         await session.execute(delete(Alert).where(col(Alert.id).in_(ids)))
+
+
+@dataclass(frozen=True, slots=True)
+class FixAlert:
+    """An alert as a replay of fixes produced it (its rule's current view of the episode)."""
+
+    rule_id: uuid.UUID
+    type: str
+    occurred_at: datetime
+    lat: float
+    lon: float
+    details: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceAlerts:
+    """A replay's fix-derived alerts of one device's tenure (from ``since``, None: no bound),
+    for the rules it evaluated. The replay owns the stored alerts of those rules after
+    ``after`` (None: all) and those with one of ``open_keys`` (episodes open at its start);
+    one ``resumed`` from the device's latest state owns nothing stored after its watermark
+    but what ``open_keys`` and its own alerts name."""
+
+    device_id: uuid.UUID
+    org_id: uuid.UUID
+    since: datetime | None
+    vehicle_name: str | None
+    rule_ids: Collection[uuid.UUID]
+    after: datetime | None
+    open_keys: Collection[tuple[uuid.UUID, datetime]]
+    resumed: bool
+    alerts: Sequence[FixAlert]
+
+    def scope(self) -> AlertScope:
+        keys = set(self.open_keys)
+        if self.resumed:
+            keys.update((a.rule_id, a.occurred_at) for a in self.alerts)
+        return AlertScope(
+            device_id=self.device_id,
+            org_id=self.org_id,
+            since=self.since,
+            rule_ids=self.rule_ids,
+            after=self.after,
+            keys=keys,
+            keys_only=self.resumed,
+        )
+
+
+@dataclass(slots=True)
+class ReconciledAlerts:
+    """New alerts, and the webhook events of every change (new alerts' included)."""
+
+    created: list[Alert] = field(default_factory=list)
+    events: list[webhook_events.Event] = field(default_factory=list)
+
+
+def _ends(details: Mapping[str, Any] | None) -> bool:
+    return details is not None and details.get("end_time") is not None
+
+
+async def reconcile_alerts(
+    session: AsyncSession, devices: Sequence[DeviceAlerts]
+) -> ReconciledAlerts:
+    """Reconcile the devices' fix-derived alerts in their replays' scopes: new ones are
+    inserted, changed ones updated in place (id and acknowledgement kept), stored ones the
+    replay no longer produces deleted. Returns the new ones with the events
+    ``alert.created`` and ``alert.ended``. Idempotent: the same replay again changes
+    nothing and derives no new event."""
+    existing = await list_alerts_in_scopes(session, [d.scope() for d in devices if d.rule_ids])
+    by_key = {(a.device_id, a.rule_id, a.occurred_at): a for a in existing}
+    wanted: dict[tuple[uuid.UUID, uuid.UUID, datetime], tuple[DeviceAlerts, FixAlert]] = {
+        (device.device_id, out.rule_id, out.occurred_at): (device, out)
+        for device in devices
+        for out in device.alerts
+    }
+    await delete_alerts(session, (a.id for key, a in by_key.items() if key not in wanted))
+    names = {device.device_id: device.vehicle_name for device in devices}
+    reconciled = ReconciledAlerts()
+    new_rows = []
+    for key, (device, out) in wanted.items():
+        alert = by_key.get(key)
+        if alert is None:
+            new_rows.append(
+                {
+                    "org_id": device.org_id,
+                    "device_id": device.device_id,
+                    "rule_id": out.rule_id,
+                    "type": out.type,
+                    "occurred_at": out.occurred_at,
+                    "lat": out.lat,
+                    "lon": out.lon,
+                    "details": out.details,
+                }
+            )
+        elif (alert.details, alert.lat, alert.lon) != (out.details, out.lat, out.lon):
+            now_ended = _ends(out.details) and not _ends(alert.details)
+            values = {"details": out.details, "lat": out.lat, "lon": out.lon}
+            await update_alert(session, alert.id, values)
+            for attribute, value in values.items():
+                set_committed_value(alert, attribute, value)
+            if now_ended:
+                reconciled.events.append(webhook_events.alert_ended(alert, device.vehicle_name))
+    reconciled.created = await insert_alerts(session, new_rows)
+    for alert in reconciled.created:
+        name = names[alert.device_id]
+        reconciled.events.append(webhook_events.alert_created(alert, name))
+        if _ends(alert.details):
+            reconciled.events.append(webhook_events.alert_ended(alert, name))
+    return reconciled
 
 
 async def record_offline_alerts(session: AsyncSession, now: datetime) -> list[Alert]:

@@ -2,6 +2,13 @@
 
 Rows are keyed by ``(device_id, start_time)``: a recomputation updates them in place (their
 ``id`` survives) and deletes the ones it no longer produces. Read endpoints live elsewhere.
+
+:func:`materialize_segments` is the use case: a replay's trips and stops (plain values; the
+motion machine that makes them is the worker's) replace the stored ones of its scope, and
+the webhook events of what changed are derived from the stored rows, never from the replay
+alone: a trip is ``started`` when no row had its start, ``ended`` when its row was open (or
+new); a stop ``started`` when no row had its start. Event ids are stable
+(``webhooks/events.py``), so an event derived again is written once.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from milepost_common.domain.trips.models import MotionCheckpoint, Stop, Trip
+from milepost_common.domain.webhooks import events as webhook_events
 
 TRIP_FIELDS = (
     "end_time",
@@ -47,6 +55,46 @@ class Tenure:
         if moment is None or self.since is None:
             return moment or self.since
         return max(moment, self.since)
+
+
+@dataclass(frozen=True, slots=True)
+class TripSpan:
+    """A trip as a replay produced it (``end_time`` None: still open)."""
+
+    start_time: datetime
+    end_time: datetime | None
+    start_lat: float
+    start_lon: float
+    end_lat: float
+    end_lon: float
+    distance_m: float
+    duration_s: float
+    avg_speed: float
+    max_speed: float
+
+
+@dataclass(frozen=True, slots=True)
+class StopSpan:
+    """A stop as a replay produced it (``end_time`` None: still open)."""
+
+    start_time: datetime
+    end_time: datetime | None
+    lat: float
+    lon: float
+    duration_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceSegments:
+    """A replay's trips and stops of one device's tenure: they replace the stored ones
+    starting at or after ``trips_from`` / ``stops_from`` (None: all of the tenure's)."""
+
+    tenure: Tenure
+    vehicle_name: str | None
+    trips_from: datetime | None
+    stops_from: datetime | None
+    trips: Sequence[TripSpan]
+    stops: Sequence[StopSpan]
 
 
 def _scoped(
@@ -119,6 +167,107 @@ async def delete_stops(session: AsyncSession, ids: Iterable[uuid.UUID]) -> None:
     ids = list(ids)
     if ids:
         await session.execute(delete(Stop).where(col(Stop.id).in_(ids)))
+
+
+def _trip_row(tenure: Tenure, trip: TripSpan) -> dict[str, Any]:
+    return {
+        "org_id": tenure.org_id,
+        "device_id": tenure.device_id,
+        "start_time": trip.start_time,
+        "end_time": trip.end_time,
+        "start_lat": trip.start_lat,
+        "start_lon": trip.start_lon,
+        "end_lat": trip.end_lat,
+        "end_lon": trip.end_lon,
+        "distance_m": trip.distance_m,
+        "duration_s": trip.duration_s,
+        "avg_speed": trip.avg_speed,
+        "max_speed": trip.max_speed,
+    }
+
+
+def _stop_row(tenure: Tenure, stop: StopSpan) -> dict[str, Any]:
+    return {
+        "org_id": tenure.org_id,
+        "device_id": tenure.device_id,
+        "start_time": stop.start_time,
+        "end_time": stop.end_time,
+        "lat": stop.lat,
+        "lon": stop.lon,
+        "duration_s": stop.duration_s,
+    }
+
+
+def _unchanged(existing: Trip | Stop | None, row: Mapping[str, Any], names: Sequence[str]) -> bool:
+    return existing is not None and all(getattr(existing, n) == row[n] for n in names)
+
+
+SegmentKey = tuple[uuid.UUID, datetime]
+
+
+async def materialize_segments(
+    session: AsyncSession, devices: Sequence[DeviceSegments]
+) -> list[webhook_events.Event]:
+    """Replace the devices' trips and stops in their replays' scopes (rows kept by key, so
+    ids survive); returns the events of the trips that started or ended and the stops that
+    started. Idempotent: the same replay again changes nothing and derives no new event."""
+    trips = await list_trips_from(session, {d.tenure: d.trips_from for d in devices})
+    stops = await list_stops_from(session, {d.tenure: d.stops_from for d in devices})
+    old_trips = {(t.device_id, t.start_time): t for t in trips}
+    old_stops = {(s.device_id, s.start_time): s for s in stops}
+    trip_rows: list[dict[str, Any]] = []
+    stop_rows: list[dict[str, Any]] = []
+    keep_trips: set[uuid.UUID] = set()
+    keep_stops: set[uuid.UUID] = set()
+    started: dict[SegmentKey, str | None] = {}
+    ended: dict[SegmentKey, str | None] = {}
+    stop_started: dict[SegmentKey, str | None] = {}
+    for item in devices:
+        name = item.vehicle_name
+        device_id = item.tenure.device_id
+        for trip in item.trips:
+            row = _trip_row(item.tenure, trip)
+            key = (device_id, trip.start_time)
+            old_trip = old_trips.get(key)
+            if old_trip is not None:
+                keep_trips.add(old_trip.id)
+            if not _unchanged(old_trip, row, TRIP_FIELDS):
+                trip_rows.append(row)
+            if old_trip is None:
+                started[key] = name
+            if trip.end_time is not None and (old_trip is None or old_trip.end_time is None):
+                ended[key] = name
+        for stop in item.stops:
+            row = _stop_row(item.tenure, stop)
+            key = (device_id, stop.start_time)
+            old_stop = old_stops.get(key)
+            if old_stop is not None:
+                keep_stops.add(old_stop.id)
+            else:
+                stop_started[key] = name
+            if not _unchanged(old_stop, row, STOP_FIELDS):
+                stop_rows.append(row)
+    await delete_trips(session, (t.id for t in trips if t.id not in keep_trips))
+    await delete_stops(session, (s.id for s in stops if s.id not in keep_stops))
+    written_trips = await upsert_trips(session, trip_rows)
+    written_stops = await upsert_stops(session, stop_rows)
+
+    out: list[webhook_events.Event] = []
+    for row_trip in sorted(written_trips, key=lambda t: t.start_time):
+        key = (row_trip.device_id, row_trip.start_time)
+        if key in started:
+            out.append(webhook_events.trip_started(row_trip, started[key]))
+        if key in ended:
+            out.append(
+                webhook_events.trip_ended(
+                    row_trip, ended[key], webhook_events.TripEndReason.STOPPED
+                )
+            )
+    for row_stop in sorted(written_stops, key=lambda s: s.start_time):
+        key = (row_stop.device_id, row_stop.start_time)
+        if key in stop_started:
+            out.append(webhook_events.stop_started(row_stop, stop_started[key]))
+    return out
 
 
 async def close_open_segments(

@@ -1,0 +1,128 @@
+"""Reconciling a replay's fix-derived alerts: new, changed in place, gone, and the webhook
+events of what changed, once."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
+
+from milepost_common.domain.alerts import service as alert_service
+from milepost_common.domain.alerts.models import Alert, AlertRule, AlertType
+from milepost_common.domain.devices.models import Device
+from milepost_common.testing.factories import make_device
+
+T0 = datetime(2026, 3, 2, 8, tzinfo=UTC)
+MINUTE = timedelta(minutes=1)
+
+
+async def overspeed_rule(session: AsyncSession, device: Device) -> AlertRule:
+    rule = AlertRule(
+        org_id=device.org_id, name="fast", type=AlertType.OVERSPEED, params={"limit_kmh": 50}
+    )
+    session.add(rule)
+    await session.flush()
+    return rule
+
+
+def episode(rule: AlertRule, start: datetime, end: datetime | None) -> alert_service.FixAlert:
+    details: dict[str, Any] = {
+        "limit_kmh": 50,
+        "max_speed": 80.0,
+        "end_time": end.isoformat() if end else None,
+    }
+    return alert_service.FixAlert(rule.id, AlertType.OVERSPEED, start, 1.0, 2.0, details)
+
+
+def replay(
+    device: Device,
+    rule: AlertRule,
+    alerts: list[alert_service.FixAlert],
+    *,
+    after: datetime | None = None,
+    resumed: bool = False,
+) -> list[alert_service.DeviceAlerts]:
+    return [
+        alert_service.DeviceAlerts(
+            device_id=device.id,
+            org_id=device.org_id,
+            since=None,
+            vehicle_name=device.name,
+            rule_ids=[rule.id],
+            after=after,
+            open_keys=[],
+            resumed=resumed,
+            alerts=alerts,
+        )
+    ]
+
+
+async def alerts_of(session: AsyncSession, device: Device) -> list[Alert]:
+    rows = await session.execute(
+        select(Alert).where(col(Alert.device_id) == device.id).order_by(col(Alert.occurred_at))
+    )
+    return list(rows.scalars())
+
+
+class TestReconcileAlerts:
+    async def test_an_alert_is_created_then_ended_in_place(self, session: AsyncSession) -> None:
+        device = await make_device(session, name="Van 1")
+        rule = await overspeed_rule(session, device)
+        opened = await alert_service.reconcile_alerts(
+            session, replay(device, rule, [episode(rule, T0, None)])
+        )
+        assert [e.type for e in opened.events] == ["alert.created"]
+        assert len(opened.created) == 1
+
+        ended = await alert_service.reconcile_alerts(
+            session, replay(device, rule, [episode(rule, T0, T0 + MINUTE)], resumed=True)
+        )
+
+        assert ended.created == []
+        assert [e.type for e in ended.events] == ["alert.ended"]
+        stored = await alerts_of(session, device)
+        assert [a.id for a in stored] == [opened.created[0].id]
+        assert stored[0].details["end_time"] is not None
+
+    async def test_the_same_replay_again_changes_nothing(self, session: AsyncSession) -> None:
+        device = await make_device(session)
+        rule = await overspeed_rule(session, device)
+        alerts = replay(device, rule, [episode(rule, T0, T0 + MINUTE)])
+        first = await alert_service.reconcile_alerts(session, alerts)
+        assert [e.type for e in first.events] == ["alert.created", "alert.ended"]
+
+        again = await alert_service.reconcile_alerts(session, alerts)
+
+        assert (again.created, again.events) == ([], [])
+
+    async def test_an_alert_the_replay_no_longer_has_is_deleted(
+        self, session: AsyncSession
+    ) -> None:
+        device = await make_device(session)
+        rule = await overspeed_rule(session, device)
+        early, late = episode(rule, T0, T0 + MINUTE), episode(rule, T0 + 30 * MINUTE, None)
+        await alert_service.reconcile_alerts(session, replay(device, rule, [early, late]))
+
+        outcome = await alert_service.reconcile_alerts(
+            session, replay(device, rule, [], after=T0 + 20 * MINUTE)
+        )
+
+        assert outcome.events == []
+        assert [a.occurred_at for a in await alerts_of(session, device)] == [T0]
+
+    async def test_a_resumed_replay_leaves_alerts_it_does_not_name(
+        self, session: AsyncSession
+    ) -> None:
+        device = await make_device(session)
+        rule = await overspeed_rule(session, device)
+        await alert_service.reconcile_alerts(
+            session, replay(device, rule, [episode(rule, T0, T0 + MINUTE)])
+        )
+
+        await alert_service.reconcile_alerts(
+            session, replay(device, rule, [episode(rule, T0 + 30 * MINUTE, None)], resumed=True)
+        )
+
+        assert len(await alerts_of(session, device)) == 2
