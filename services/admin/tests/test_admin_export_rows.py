@@ -13,7 +13,7 @@ import orjson
 from admin_support import Staff
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from milepost_common.domain.devices import admin_service as device_admin
+from milepost_common.domain.devices import tenure as device_tenure
 from milepost_common.domain.trips.models import Trip
 from milepost_common.testing.factories import (
     make_device,
@@ -74,7 +74,7 @@ class TestTimelineRows:
         await make_position(session, device, fix_time, speed=1.00008)
         session.add(trip(org.id, device.id, fix_time - timedelta(hours=1)))
         await session.flush()
-        await device_admin.transfer_device(session, principal_for(staff.operator), device, other)
+        await device_tenure.transfer_device(session, principal_for(staff.operator), device, other)
         device.name = "Their truck"
         session.add(device)
         await session.flush()

@@ -8,7 +8,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from milepost_common.domain.alerts.models import Alert, AlertRule, AlertType
-from milepost_common.domain.devices import admin_service as device_admin
+from milepost_common.domain.devices import tenure as device_tenure
 from milepost_common.domain.devices.models import DeviceState
 from milepost_common.domain.trips.models import Trip
 from milepost_common.testing.factories import (
@@ -69,7 +69,7 @@ class TestAfterTransfer:
         await session.flush()
         operator = principal_for(await make_operator(session))
 
-        await device_admin.transfer_device(session, operator, device, other_team.org)
+        await device_tenure.transfer_device(session, operator, device, other_team.org)
 
         viewer = bearer(other_team.viewer)
         latest = await client.get("/api/v1/positions/latest", headers=viewer)

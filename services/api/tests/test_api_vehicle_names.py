@@ -11,7 +11,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from milepost_common.domain.alerts.models import Alert, AlertRule, AlertType
-from milepost_common.domain.devices import admin_service as device_admin
+from milepost_common.domain.devices import tenure as device_tenure
 from milepost_common.domain.devices.models import Device, DeviceState
 from milepost_common.domain.organizations.models import Organization
 from milepost_common.domain.trips.models import Stop, Trip
@@ -68,7 +68,7 @@ async def history(session: AsyncSession, device: Device, start: datetime) -> Ale
 
 async def transfer(session: AsyncSession, device: Device, target: Organization) -> None:
     operator = principal_for(await make_operator(session))
-    await device_admin.transfer_device(session, operator, device, target)
+    await device_tenure.transfer_device(session, operator, device, target)
 
 
 def yesterday_at_eight() -> datetime:

@@ -26,8 +26,7 @@ from milepost_common.db import create_database, unit_of_work
 from milepost_common.domain.api_keys import service as api_key_service
 from milepost_common.domain.api_keys.models import Scope
 from milepost_common.domain.devices import service as device_service
-from milepost_common.domain.devices.admin_schemas import DeviceRead
-from milepost_common.domain.devices.schemas import VehicleCreate
+from milepost_common.domain.devices.schemas import DeviceRead, VehicleCreate
 from milepost_common.domain.ingest_batches import queries as batch_queries
 from milepost_common.domain.ingest_batches import service as ingest_service
 from milepost_common.domain.operators import service as operator_service

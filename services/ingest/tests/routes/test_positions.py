@@ -15,7 +15,7 @@ from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from milepost_common.domain.devices import admin_service as device_admin
+from milepost_common.domain.devices import tenure as device_tenure
 from milepost_common.domain.devices.models import Device
 from milepost_common.domain.ingest_batches.models import IngestBatch
 from milepost_common.domain.organizations.models import Organization
@@ -240,7 +240,7 @@ class TestItemCodes:
         device = await make_device(session, old)
         last_old = await make_position(session, device, datetime.now(UTC) - timedelta(minutes=10))
         operator = principal_for(await make_operator(session))
-        await device_admin.transfer_device(session, operator, device, new)
+        await device_tenure.transfer_device(session, operator, device, new)
         auth = {"Authorization": f"Bearer {(await make_api_key(session, new)).secret}"}
 
         response = await push(

@@ -19,7 +19,7 @@ from worker_support import at, golden_drive, write_batch
 
 from milepost_common.domain.alerts import service as alert_service
 from milepost_common.domain.alerts.models import Alert, AlertRule, AlertType
-from milepost_common.domain.devices import admin_service as device_admin
+from milepost_common.domain.devices import tenure as device_tenure
 from milepost_common.domain.devices.models import Device, DeviceState
 from milepost_common.domain.organizations.models import Organization
 from milepost_common.domain.trips.models import Stop, Trip
@@ -63,7 +63,7 @@ async def speeding_rule(session: AsyncSession, org: Organization) -> AlertRule:
 
 async def transfer(session: AsyncSession, device: Device, target: Organization) -> Device:
     operator = principal_for(await make_operator(session))
-    moved = await device_admin.transfer_device(session, operator, device, target)
+    moved = await device_tenure.transfer_device(session, operator, device, target)
     await session.commit()
     return moved
 

@@ -13,7 +13,7 @@ from sqlmodel import col, select
 from worker_support import at, base_time_s, golden_drive, latlon, write_batch
 
 from milepost_common.domain.alerts.models import AlertRule, AlertType
-from milepost_common.domain.devices import admin_service as device_admin
+from milepost_common.domain.devices import tenure as device_tenure
 from milepost_common.domain.devices.models import Device, DeviceState
 from milepost_common.domain.geofences.models import Geofence
 from milepost_common.domain.organizations.models import Organization
@@ -299,7 +299,7 @@ class TestTransfer:
         await process(ctx, session, device, golden_drive(base_time_s())[:45])
         operator = principal_for(await make_operator(session))
 
-        await device_admin.transfer_device(session, operator, device, new)
+        await device_tenure.transfer_device(session, operator, device, new)
         await session.commit()
         outcome = await detect_offline(ctx)
 

@@ -9,15 +9,9 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Depends, Query
 
 from milepost_admin.deps import AUTH_ERRORS, OperatorUser, SupportUser
-from milepost_common.domain.devices import admin_service as device_admin
+from milepost_common.domain.devices import imports as device_imports
 from milepost_common.domain.devices import service as device_service
-from milepost_common.domain.devices.admin_schemas import (
-    DeviceFilters,
-    DeviceImportReport,
-    DeviceRead,
-    DeviceTransfer,
-    DeviceUpdate,
-)
+from milepost_common.domain.devices import tenure as device_tenure
 from milepost_common.domain.devices.errors import (
     DeviceDeletionNotConfirmed,
     DeviceHoldsOtherHistory,
@@ -26,7 +20,14 @@ from milepost_common.domain.devices.errors import (
     DeviceUniqueIdTaken,
 )
 from milepost_common.domain.devices.models import Device
-from milepost_common.domain.devices.schemas import VehicleCreate
+from milepost_common.domain.devices.schemas import (
+    DeviceFilters,
+    DeviceImportReport,
+    DeviceRead,
+    DeviceTransfer,
+    DeviceUpdate,
+    VehicleCreate,
+)
 from milepost_common.domain.organizations import service as org_service
 from milepost_common.domain.organizations.errors import (
     OrganizationNotFound,
@@ -45,7 +46,7 @@ router = APIRouter(prefix="/v1", tags=["devices"])
 
 
 async def load_device(device_id: uuid.UUID, session: SessionDep) -> Device:
-    return await device_admin.get_any_device(session, device_id)
+    return await device_service.get_any_device(session, device_id)
 
 
 DeviceDep = Annotated[Device, Depends(load_device)]
@@ -88,7 +89,7 @@ async def import_devices(
     session: SessionDep,
 ) -> DeviceImportReport:
     org = await org_service.get_organization(session, org_id)
-    return await device_admin.import_devices(session, user, org, body)
+    return await device_imports.import_devices(session, user, org, body)
 
 
 @router.get(
@@ -103,7 +104,7 @@ async def list_organization_devices(
     session: SessionDep,
 ) -> Page[DeviceRead]:
     org = await org_service.get_organization(session, org_id)
-    page = await device_admin.list_devices(session, filters.model_copy(update={"org_id": org.id}))
+    page = await device_service.list_devices(session, filters.model_copy(update={"org_id": org.id}))
     return Page(
         items=[DeviceRead.model_validate(d) for d in page.items], next_cursor=page.next_cursor
     )
@@ -117,7 +118,7 @@ async def list_organization_devices(
 async def list_devices(
     _user: SupportUser, filters: Annotated[DeviceFilters, Query()], session: SessionDep
 ) -> Page[DeviceRead]:
-    page = await device_admin.list_devices(session, filters)
+    page = await device_service.list_devices(session, filters)
     return Page(
         items=[DeviceRead.model_validate(d) for d in page.items], next_cursor=page.next_cursor
     )
@@ -142,7 +143,9 @@ async def get_device(_user: SupportUser, device: DeviceDep) -> DeviceRead:
 async def update_device(
     user: OperatorUser, device: DeviceDep, body: DeviceUpdate, session: SessionDep
 ) -> DeviceRead:
-    return DeviceRead.model_validate(await device_admin.update_device(session, user, device, body))
+    return DeviceRead.model_validate(
+        await device_service.update_device_for_operator(session, user, device, body)
+    )
 
 
 @router.delete(
@@ -170,7 +173,7 @@ async def delete_device(
         str | None, Query(max_length=128, description="The device's unique_id.")
     ] = None,
 ) -> None:
-    await device_admin.delete_device(session, user, device, confirm=confirm)
+    await device_tenure.delete_device(session, user, device, confirm=confirm)
 
 
 @router.post(
@@ -189,7 +192,7 @@ async def transfer_device(
 ) -> DeviceRead:
     target = await org_service.get_organization(session, body.org_id)
     return DeviceRead.model_validate(
-        await device_admin.transfer_device(session, user, device, target)
+        await device_tenure.transfer_device(session, user, device, target)
     )
 
 
@@ -200,7 +203,7 @@ async def transfer_device(
 )
 async def disable_device(user: OperatorUser, device: DeviceDep, session: SessionDep) -> DeviceRead:
     return DeviceRead.model_validate(
-        await device_admin.set_device_disabled(session, user, device, True)
+        await device_service.set_device_disabled(session, user, device, True)
     )
 
 
@@ -211,5 +214,5 @@ async def disable_device(user: OperatorUser, device: DeviceDep, session: Session
 )
 async def enable_device(user: OperatorUser, device: DeviceDep, session: SessionDep) -> DeviceRead:
     return DeviceRead.model_validate(
-        await device_admin.set_device_disabled(session, user, device, False)
+        await device_service.set_device_disabled(session, user, device, False)
     )

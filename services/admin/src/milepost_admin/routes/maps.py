@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Query
 from milepost_admin.console.deps import SupportOrConsole
 from milepost_admin.deps import AUTH_ERRORS
 from milepost_common.domain.alerts.schemas import AlertRead
-from milepost_common.domain.devices import admin_service as device_admin
+from milepost_common.domain.devices import service as device_service
 from milepost_common.domain.devices.errors import DeviceNotFound
 from milepost_common.domain.devices.models import Device
 from milepost_common.domain.maps import service as map_service
@@ -39,7 +39,7 @@ async def load_organization(
 async def load_device(
     _reader: SupportOrConsole, device_id: uuid.UUID, session: SessionDep
 ) -> Device:
-    return await device_admin.get_any_device(session, device_id)
+    return await device_service.get_any_device(session, device_id)
 
 
 # The reader is resolved first: 401 and 403 come before 404, as everywhere.

@@ -1,40 +1,44 @@
-"""Vehicles of an organization: register, read, search, update.
+"""Vehicles of an organization: register, read, search, update; for operators, every
+organization's devices: find, list, suggest, count, disable, edit.
 
-Every function takes the organization from the actor (or, for operators, an explicit
-``org_id``): a device of another organization is as missing as one that does not exist.
+Every public-API function takes the organization from the actor (or, for operators, an
+explicit ``org_id``): a device of another organization is as missing as one that does not
+exist. The operators' CSV import is ``imports.py``; transfers between organizations and
+deletion (both bounded by tenures) are ``tenure.py``.
 """
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any, Generic, NamedTuple
+from typing import Any
 
-from sqlalchemy import func, or_
-from sqlalchemy import select as sa_select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
 from milepost_common.domain import paging
 from milepost_common.domain.audit import service as audit
 from milepost_common.domain.base import ModelT
-from milepost_common.domain.devices import names
 from milepost_common.domain.devices.errors import (
     DeviceLimitReached,
     DeviceNotFound,
     DeviceUniqueIdTaken,
 )
-from milepost_common.domain.devices.models import Device, DeviceState
+from milepost_common.domain.devices.models import Device
+from milepost_common.domain.devices.repository import (
+    DeviceRepository,
+    DeviceStateRepository,
+    Named,
+)
 from milepost_common.domain.devices.schemas import (
+    DeviceFilters,
+    DeviceUpdate,
     VehicleCreate,
     VehicleFilters,
     VehicleRead,
     VehicleStatus,
     VehicleUpdate,
 )
-from milepost_common.domain.organizations.models import Organization
 from milepost_common.domain.principals import Principal
 
 # A vehicle whose latest fix is younger than this is online.
@@ -62,12 +66,6 @@ def to_read(device: Device, last_fix_time: datetime | None) -> VehicleRead:
     )
 
 
-async def _last_fix_time(session: AsyncSession, device_id: uuid.UUID) -> datetime | None:
-    query = sa_select(col(DeviceState.last_fix_time)).where(col(DeviceState.device_id) == device_id)
-    value: datetime | None = (await session.execute(query)).scalar_one_or_none()
-    return value
-
-
 async def find_device(
     session: AsyncSession, actor: Principal, device_id: uuid.UUID
 ) -> Device | None:
@@ -79,8 +77,7 @@ async def find_org_device(
     session: AsyncSession, org_id: uuid.UUID, device_id: uuid.UUID
 ) -> Device | None:
     """The device if it belongs to the organization."""
-    query = select(Device).where(Device.id == device_id, Device.org_id == org_id)
-    return (await session.scalars(query)).first()
+    return await DeviceRepository(session).get_for_org(org_id, device_id)
 
 
 async def get_device(session: AsyncSession, actor: Principal, device_id: uuid.UUID) -> Device:
@@ -94,14 +91,6 @@ async def get_org_device(session: AsyncSession, org_id: uuid.UUID, device_id: uu
     if device is None:
         raise DeviceNotFound()
     return device
-
-
-class Named(NamedTuple, Generic[ModelT]):
-    """A row and the name of the vehicle it names by id (``names``: None for a row of an
-    earlier tenure)."""
-
-    row: ModelT
-    vehicle_name: str | None
 
 
 async def vehicle_history_page(
@@ -135,30 +124,11 @@ async def org_history_page(
 ) -> paging.PageResult[Named[ModelT]]:
     """``vehicle_history_page`` for an organization named by its id (operators read any).
     The vehicle's name is joined in the page's own statement."""
-    fields: Any = model
     if vehicle_id is not None:
         await get_org_device(session, org_id, vehicle_id)
-    sort = page.sort or paging.Sort(time_field)
-    base = narrowed if narrowed is not None else select(model)
-    query = (
-        base.add_columns(names.name_column(col(fields.org_id), col(getattr(model, time_field))))
-        .join(Device, col(Device.id) == col(fields.device_id))
-        .where(col(fields.org_id) == org_id)
+    return await DeviceRepository(session).history_page(
+        org_id, model, time_field, vehicle_id, window, page, narrowed
     )
-    if vehicle_id is not None:
-        query = query.where(col(fields.device_id) == vehicle_id)
-    query = paging.time_window(query, col(getattr(model, time_field)), window)
-    query = paging.keyset(
-        query,
-        col(getattr(model, sort.field)),
-        col(fields.id),
-        limit=page.limit,
-        cursor=page.cursor,
-        descending=sort.descending,
-        key_is_time=sort.field.endswith(("_at", "_time")),
-    )
-    rows = [Named(row, name) for row, name in (await session.execute(query)).all()]
-    return paging.page_of(rows, page.limit, lambda n: (getattr(n.row, sort.field), n.row.id))
 
 
 async def owned_device_ids(
@@ -167,16 +137,13 @@ async def owned_device_ids(
     """The subset of ``device_ids`` that belongs to the actor's organization."""
     if not device_ids:
         return set()
-    query = sa_select(col(Device.id)).where(
-        col(Device.org_id) == actor.require_org(), col(Device.id).in_(device_ids)
-    )
-    return set((await session.scalars(query)).all())
+    return await DeviceRepository(session).owned_ids(actor.require_org(), device_ids)
 
 
 async def get_vehicle(session: AsyncSession, actor: Principal, device_id: uuid.UUID) -> VehicleRead:
     """Raises DeviceNotFound when missing or of another organization."""
     device = await get_device(session, actor, device_id)
-    return to_read(device, await _last_fix_time(session, device.id))
+    return to_read(device, await DeviceStateRepository(session).last_fix_time(device.id))
 
 
 async def list_vehicles(
@@ -186,49 +153,10 @@ async def list_vehicles(
     page: paging.PageRequest,
 ) -> paging.PageResult[VehicleRead]:
     """A keyset page of the organization's vehicles, sorted by an allow-listed field."""
-    sort = page.sort or paging.Sort("created_at")
-    query = (
-        sa_select(Device, col(DeviceState.last_fix_time))
-        .outerjoin(DeviceState, col(DeviceState.device_id) == col(Device.id))
-        .where(col(Device.org_id) == actor.require_org())
+    result = await DeviceRepository(session).vehicles_page(
+        actor.require_org(), filters, page, online_since=datetime.now(UTC) - ONLINE_WINDOW
     )
-    if filters.q:
-        pattern = f"%{_escape_like(filters.q)}%"
-        query = query.where(
-            or_(
-                col(Device.name).ilike(pattern, escape="\\"),
-                col(Device.plate).ilike(pattern, escape="\\"),
-                col(Device.unique_id).ilike(pattern, escape="\\"),
-            )
-        )
-    if filters.disabled is not None:
-        query = query.where(col(Device.disabled) == filters.disabled)
-    if filters.status is not None:
-        online_since = datetime.now(UTC) - ONLINE_WINDOW
-        last = col(DeviceState.last_fix_time)
-        if filters.status is VehicleStatus.UNKNOWN:
-            query = query.where(last.is_(None))
-        elif filters.status is VehicleStatus.ONLINE:
-            query = query.where(last >= online_since)
-        else:
-            query = query.where(last < online_since)
-    key = getattr(Device, sort.field)
-    query = paging.keyset(
-        query,
-        col(key),
-        col(Device.id),
-        limit=page.limit,
-        cursor=page.cursor,
-        descending=sort.descending,
-        key_is_time=sort.field == "created_at",
-    )
-    rows = (await session.execute(query)).all()
-    result = paging.page_of(rows, page.limit, lambda r: (getattr(r[0], sort.field), r[0].id))
     return paging.PageResult([to_read(d, t) for d, t in result.items], result.next_cursor)
-
-
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 async def register_device(
@@ -241,22 +169,15 @@ async def register_device(
     """Create a device in the actor's organization (operators name ``org_id``). Raises
     DeviceUniqueIdTaken (unique platform-wide) or DeviceLimitReached. Audited."""
     target_org = org_id if org_id is not None else actor.require_org()
-    org = await session.get(Organization, target_org, with_for_update=True)
+    devices = DeviceRepository(session)
+    org = await devices.lock_org(target_org)
     if org is None:
         raise DeviceNotFound("Organization not found.")
-    if org.max_devices is not None:
-        count = await session.scalar(
-            sa_select(func.count()).select_from(Device).where(col(Device.org_id) == org.id)
-        )
-        if (count or 0) >= org.max_devices:
-            raise DeviceLimitReached()
+    if org.max_devices is not None and await devices.count_for_org(org.id) >= org.max_devices:
+        raise DeviceLimitReached()
     device = Device(org_id=org.id, **data.model_dump())
-    try:
-        async with session.begin_nested():
-            session.add(device)
-            await session.flush()
-    except IntegrityError:
-        raise DeviceUniqueIdTaken() from None
+    if not await devices.insert(device):
+        raise DeviceUniqueIdTaken()
     await audit.record(
         session,
         actor,
@@ -290,4 +211,84 @@ async def update_device(
         await audit.record(
             session, actor, "devices.update", target_type="device", target_id=device.id, diff=diff
         )
+    return device
+
+
+async def get_any_device(session: AsyncSession, device_id: uuid.UUID) -> Device:
+    """For operators: a device of any organization. Raises DeviceNotFound."""
+    device = await DeviceRepository(session).get(device_id)
+    if device is None:
+        raise DeviceNotFound("Device not found.")
+    return device
+
+
+async def list_devices(session: AsyncSession, filters: DeviceFilters) -> paging.PageResult[Device]:
+    """For operators: a keyset page of devices of every organization (or one, or those
+    named like ``org_name``), by the filters' sort."""
+    return await DeviceRepository(session).page(filters)
+
+
+async def suggest_devices(session: AsyncSession, part: str, *, limit: int = 10) -> list[Device]:
+    """For operators: up to ``limit`` devices whose unique id or name contains ``part``,
+    those whose unique id or name starts with it first: suggestions for a search box."""
+    part = part.strip()
+    if not part:
+        return []
+    return await DeviceRepository(session).suggest(part, limit=limit)
+
+
+async def count_devices(session: AsyncSession, org_id: uuid.UUID) -> int:
+    """How many devices the organization has now."""
+    return await DeviceRepository(session).count_for_org(org_id)
+
+
+async def set_device_disabled(
+    session: AsyncSession, actor: Principal, device: Device, disabled: bool
+) -> Device:
+    """For operators; idempotent. A disabled device's fixes are rejected at ingest. Audited
+    on change."""
+    if device.disabled == disabled:
+        return device
+    device.disabled = disabled
+    device.updated_at = datetime.now(UTC)
+    session.add(device)
+    await session.flush()
+    await audit.record(
+        session,
+        actor,
+        "devices.disable" if disabled else "devices.enable",
+        target_type="device",
+        target_id=device.id,
+        org_id=device.org_id,
+        diff={"disabled": [not disabled, disabled]},
+    )
+    return device
+
+
+async def update_device_for_operator(
+    session: AsyncSession, actor: Principal, device: Device, data: DeviceUpdate
+) -> Device:
+    """For operators: change the fields sent (``name: null`` is ignored; ``null`` clears
+    plate and speed limit). Audited (``devices.update``, under the device's organization)
+    when something changed."""
+    sent = data.model_dump(exclude_unset=True)
+    if sent.get("name", "") is None:
+        del sent["name"]
+    diff = audit.changes({name: getattr(device, name) for name in sent}, sent)
+    if not diff:
+        return device
+    for name, value in sent.items():
+        setattr(device, name, value)
+    device.updated_at = datetime.now(UTC)
+    session.add(device)
+    await session.flush()
+    await audit.record(
+        session,
+        actor,
+        "devices.update",
+        target_type="device",
+        target_id=device.id,
+        org_id=device.org_id,
+        diff=diff,
+    )
     return device

@@ -8,12 +8,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col, select
 
 from milepost_common.domain.devices.models import Device, DeviceState, MotionState
+from milepost_common.domain.devices.repository import DeviceStateRepository
 from milepost_common.domain.devices.schemas import VehicleStatus
 from milepost_common.domain.devices.service import ONLINE_WINDOW, status_of
 
@@ -28,19 +26,7 @@ async def lock_device_states(
     """
     if not org_by_device:
         return {}
-    await session.execute(
-        insert(DeviceState)
-        .values([{"device_id": d, "org_id": o} for d, o in sorted(org_by_device.items())])
-        .on_conflict_do_nothing(index_elements=["device_id"])
-    )
-    rows = await session.execute(
-        select(DeviceState)
-        .where(col(DeviceState.device_id).in_(sorted(org_by_device)))
-        .order_by(col(DeviceState.device_id))
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    return {state.device_id: state for state in rows.scalars()}
+    return await DeviceStateRepository(session).lock(org_by_device)
 
 
 def record_position(state: DeviceState, fix_time: datetime, values: Mapping[str, Any]) -> bool:
@@ -86,12 +72,7 @@ async def list_silent_devices(
     silent_before: datetime,
 ) -> list[tuple[DeviceState, Device]]:
     """Devices (enabled) whose last fix is older than ``silent_before``."""
-    rows = await session.execute(
-        select(DeviceState, Device)
-        .join(Device, col(Device.id) == col(DeviceState.device_id))
-        .where(col(DeviceState.last_fix_time) < silent_before, col(Device.disabled).is_(False))
-    )
-    return [(row[0], row[1]) for row in rows]
+    return await DeviceStateRepository(session).list_silent(silent_before)
 
 
 def come_online(state: DeviceState, fix_time: datetime, now: datetime) -> datetime | None:
@@ -121,27 +102,7 @@ async def mark_offline(session: AsyncSession, now: datetime) -> list[WentOffline
     offline) and not marked yet: ``offline_since`` = its last fix; returns them. Once per
     silence: a device stays marked until a recent fix arrives. A device a batch is
     processing (its row locked) is judged after that batch, on the row it leaves."""
-    marked = await session.execute(
-        update(DeviceState)
-        .where(
-            col(DeviceState.device_id) == col(Device.id),
-            col(DeviceState.org_id) == col(Device.org_id),
-            col(Device.disabled).is_(False),
-            col(DeviceState.offline_since).is_(None),
-            col(DeviceState.last_fix_time) < now - ONLINE_WINDOW,
-        )
-        .values(offline_since=col(DeviceState.last_fix_time))
-        .returning(
-            col(DeviceState.device_id),
-            col(Device.org_id),
-            col(Device.name),
-            col(Device.unique_id),
-            col(DeviceState.last_fix_time),
-            col(DeviceState.last_lat),
-            col(DeviceState.last_lon),
-        )
-        .execution_options(synchronize_session=False)
-    )
+    marked = await DeviceStateRepository(session).mark_offline(now - ONLINE_WINDOW)
     went = [
         WentOffline(device_id, org_id, name, unique_id, last_fix, lat, lon)
         for device_id, org_id, name, unique_id, last_fix, lat, lon in marked
@@ -152,7 +113,7 @@ async def mark_offline(session: AsyncSession, now: datetime) -> list[WentOffline
 
 async def find_state(session: AsyncSession, device_id: uuid.UUID) -> DeviceState | None:
     """The device's state: its latest position in its current tenure (none before a fix)."""
-    return await session.get(DeviceState, device_id)
+    return await DeviceStateRepository(session).get(device_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,12 +131,7 @@ async def last_seen(
     console's device lists show."""
     if not device_ids:
         return {}
-    rows = await session.execute(
-        select(col(DeviceState.device_id), col(DeviceState.last_fix_time)).where(
-            col(DeviceState.device_id).in_(list(device_ids))
-        )
-    )
-    times = {row[0]: row[1] for row in rows}
+    times = await DeviceStateRepository(session).last_fix_times(device_ids)
     now = now or datetime.now(UTC)
     return {
         device_id: Seen(times.get(device_id), status_of(times.get(device_id), now))

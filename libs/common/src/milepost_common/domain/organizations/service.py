@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from milepost_common.domain import paging
 from milepost_common.domain.audit import service as audit
-from milepost_common.domain.devices import admin_service as device_admin
+from milepost_common.domain.devices import tenure as device_tenure
 from milepost_common.domain.organizations.errors import (
     DeletionNotConfirmed,
     DevicesHoldOtherHistory,
@@ -163,7 +163,7 @@ async def _devices_ever_in(session: AsyncSession, org_id: uuid.UUID) -> list[uui
     """Its devices now, and those transferred away (found in the append-only audit log)."""
     orgs = OrganizationRepository(session)
     ids = await orgs.device_ids(org_id)
-    ids |= await orgs.audited_targets(device_admin.TRANSFER_ACTION, org_id)
+    ids |= await orgs.audited_targets(device_tenure.TRANSFER_ACTION, org_id)
     return sorted(ids)
 
 
@@ -172,7 +172,7 @@ async def _devices_with_history_elsewhere(
 ) -> list[uuid.UUID]:
     """Its devices that came from another organization and still have that one's data."""
     orgs = OrganizationRepository(session)
-    arrived = await orgs.audited_targets(device_admin.TRANSFER_ACTION, org_id, of_org=False)
+    arrived = await orgs.audited_targets(device_tenure.TRANSFER_ACTION, org_id, of_org=False)
     candidates = sorted(arrived & await orgs.device_ids(org_id))
     return await orgs.devices_with_history_elsewhere(org_id, candidates)
 

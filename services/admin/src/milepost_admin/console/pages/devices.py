@@ -22,16 +22,17 @@ from milepost_common.domain import paging
 from milepost_common.domain.alerts import queries as alert_queries
 from milepost_common.domain.audit import service as audit
 from milepost_common.domain.audit.schemas import AuditFilters, AuditSort
-from milepost_common.domain.devices import admin_service as device_admin
+from milepost_common.domain.devices import imports as device_imports
 from milepost_common.domain.devices import service as device_service
 from milepost_common.domain.devices import state as device_state
-from milepost_common.domain.devices.admin_schemas import (
+from milepost_common.domain.devices import tenure as device_tenure
+from milepost_common.domain.devices.errors import DeviceDeletionNotConfirmed, DeviceUniqueIdTaken
+from milepost_common.domain.devices.schemas import (
     DeviceFilters,
     DeviceImportReport,
     DeviceUpdate,
+    VehicleCreate,
 )
-from milepost_common.domain.devices.errors import DeviceDeletionNotConfirmed, DeviceUniqueIdTaken
-from milepost_common.domain.devices.schemas import VehicleCreate
 from milepost_common.domain.organizations import service as org_service
 from milepost_common.domain.trips import queries as trip_queries
 from milepost_common.errors import ValidationFailed
@@ -46,7 +47,7 @@ async def devices_page(
     request: Request, console: ConsoleDep, store: StoreDep, session: SessionDep
 ) -> HTMLResponse:
     filters = await filters_of(request, store, console, DeviceFilters, default_sort="-created_at")
-    result = await device_admin.list_devices(session, filters)
+    result = await device_service.list_devices(session, filters)
     seen = await device_state.last_seen(session, [d.id for d in result.items])
     return await list_page(request, store, console, session, "devices", filters, result, seen=seen)
 
@@ -94,7 +95,7 @@ async def device_import(
             "The file is larger than 2 MB.",
             details=[{"loc": ["csv_file"], "msg": "Larger than 2 MB.", "type": "value_error"}],
         )
-    report = await device_admin.import_devices(
+    report = await device_imports.import_devices(
         session, console.principal, org, raw.decode("utf-8", errors="replace")
     )
     # The report is kept beside the session (10 minutes) and shown by the redirect's page:
@@ -137,7 +138,7 @@ async def _device(
     session: AsyncSession,
     form: FormState | None = None,
 ) -> HTMLResponse:
-    device = await device_admin.get_any_device(session, device_id)
+    device = await device_service.get_any_device(session, device_id)
     history = await audit.list_audit_entries(
         session, AuditFilters(target_id=str(device.id), limit=20, sort=AuditSort.OCCURRED_AT_DESC)
     )
@@ -208,9 +209,9 @@ async def device_transfer(
     target_id = parse_uuid(org_id.strip())
     if target_id is None:
         raise ValidationFailed("Give the receiving organization's id.")
-    device = await device_admin.get_any_device(session, device_id)
+    device = await device_service.get_any_device(session, device_id)
     target = await org_service.get_organization(session, target_id)
-    await device_admin.transfer_device(session, console.principal, device, target)
+    await device_tenure.transfer_device(session, console.principal, device, target)
     await flash(store, console, "ok", f"Device transferred to “{target.name}” (future data).")
     return see_other(f"/admin/devices/{device.id}")
 
@@ -219,8 +220,8 @@ async def device_transfer(
 async def device_disable(
     device_id: uuid.UUID, console: ConsoleOperator, store: StoreDep, session: SessionDep
 ) -> Response:
-    device = await device_admin.get_any_device(session, device_id)
-    await device_admin.set_device_disabled(session, console.principal, device, True)
+    device = await device_service.get_any_device(session, device_id)
+    await device_service.set_device_disabled(session, console.principal, device, True)
     await flash(store, console, "ok", "Device disabled: its fixes are rejected.")
     return see_other(f"/admin/devices/{device.id}")
 
@@ -229,8 +230,8 @@ async def device_disable(
 async def device_enable(
     device_id: uuid.UUID, console: ConsoleOperator, store: StoreDep, session: SessionDep
 ) -> Response:
-    device = await device_admin.get_any_device(session, device_id)
-    await device_admin.set_device_disabled(session, console.principal, device, False)
+    device = await device_service.get_any_device(session, device_id)
+    await device_service.set_device_disabled(session, console.principal, device, False)
     await flash(store, console, "ok", "Device enabled.")
     return see_other(f"/admin/devices/{device.id}")
 
@@ -246,14 +247,14 @@ async def device_edit(
     plate: Annotated[str, Form()] = "",
     speed_limit_kmh: Annotated[str, Form()] = "",
 ) -> Response:
-    device = await device_admin.get_any_device(session, device_id)
+    device = await device_service.get_any_device(session, device_id)
     # Every field is sent: an emptied plate or speed limit clears it.
     sent = {"name": name, "plate": plate.strip(), "speed_limit_kmh": speed_limit_kmh.strip()}
     try:
         data = DeviceUpdate.model_validate({k: v or None for k, v in sent.items()})
     except ValidationError as exc:
         raise invalid(exc) from None
-    await device_admin.update_device(session, console.principal, device, data)
+    await device_service.update_device_for_operator(session, console.principal, device, data)
     await flash(store, console, "ok", "Device saved.")
     return see_other(f"/admin/devices/{device.id}")
 
@@ -267,8 +268,8 @@ async def device_delete(
     session: SessionDep,
     confirm: Annotated[str, Form()] = "",
 ) -> Response:
-    device = await device_admin.get_any_device(session, device_id)
+    device = await device_service.get_any_device(session, device_id)
     unique_id, org_id = device.unique_id, device.org_id
-    await device_admin.delete_device(session, console.principal, device, confirm=confirm.strip())
+    await device_tenure.delete_device(session, console.principal, device, confirm=confirm.strip())
     await flash(store, console, "ok", f"Device {unique_id} and its history were deleted.")
     return see_other(f"/admin/organizations/{org_id}")

@@ -18,9 +18,9 @@ from milepost_admin.exports import stream_export
 from milepost_common.domain.api_keys import service as api_key_service
 from milepost_common.domain.api_keys.models import Scope
 from milepost_common.domain.api_keys.schemas import ApiKeyFilters, ApiKeySort
-from milepost_common.domain.devices import admin_service as device_admin
+from milepost_common.domain.devices import service as device_service
 from milepost_common.domain.devices import state as device_state
-from milepost_common.domain.devices.admin_schemas import DeviceFilters, DeviceSort
+from milepost_common.domain.devices.schemas import DeviceFilters, DeviceSort
 from milepost_common.domain.ingest_batches import queries as batch_queries
 from milepost_common.domain.ingest_batches.admin_schemas import BatchFilters, BatchSort
 from milepost_common.domain.organizations import export as org_export
@@ -104,7 +104,7 @@ async def _organization(
     users = await user_service.list_users(
         session, UserFilters(org_id=org.id, limit=10, sort=UserListSort.CREATED_AT_DESC)
     )
-    devices = await device_admin.list_devices(
+    devices = await device_service.list_devices(
         session, DeviceFilters(org_id=org.id, limit=10, sort=DeviceSort.CREATED_AT_DESC)
     )
     keys = await api_key_service.list_api_keys_page(
@@ -131,7 +131,7 @@ async def _organization(
                 session,
                 DeliveryFilters(org_id=org.id, limit=10, sort=DeliverySort.CREATED_AT_DESC),
             ),
-            "device_count": await device_admin.count_devices(session, org.id),
+            "device_count": await device_service.count_devices(session, org.id),
             "user_count": await user_service.count_users(session, org.id),
             "roles": list(OrgRole),
             "scopes": list(Scope),

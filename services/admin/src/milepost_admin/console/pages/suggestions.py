@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse
 from milepost_admin.console.deps import ConsoleDep
 from milepost_admin.console.render import TEMPLATES
 from milepost_admin.console.routing import ConsoleRoute
-from milepost_common.domain.devices import admin_service as device_admin
+from milepost_common.domain.devices import service as device_service
 from milepost_common.domain.organizations import service as org_service
 from milepost_common.web.deps import SessionDep
 
@@ -43,5 +43,5 @@ async def suggest_devices(
     session: SessionDep,
     device: Part = "",
 ) -> HTMLResponse:
-    devices = await device_admin.suggest_devices(session, device)
+    devices = await device_service.suggest_devices(session, device)
     return _options(request, [(d.unique_id, d.name) for d in devices])

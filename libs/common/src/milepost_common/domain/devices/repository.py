@@ -1,0 +1,342 @@
+"""Statements on ``devices`` and ``device_state``, and what deleting a device reads and
+removes of its history."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection, Mapping
+from datetime import datetime
+from typing import Any, Generic, NamedTuple
+
+from sqlalchemy import delete, func, or_, text, update
+from sqlalchemy import select as sa_select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
+from sqlmodel.sql.expression import SelectOfScalar
+
+from milepost_common.domain import paging
+from milepost_common.domain.alerts.models import Alert
+from milepost_common.domain.audit.models import AuditEntry
+from milepost_common.domain.base import ModelT
+from milepost_common.domain.devices import names
+from milepost_common.domain.devices.models import Device, DeviceState
+from milepost_common.domain.devices.schemas import DeviceFilters, VehicleFilters, VehicleStatus
+from milepost_common.domain.organizations.models import Organization
+from milepost_common.domain.organizations.repository import ids_named
+from milepost_common.domain.positions.models import Position
+from milepost_common.domain.trips.models import Stop, Trip
+
+# Rows of another organization than the device's that name the device (deleting it would
+# cascade into them, or orphan the positions, which carry no foreign key).
+_HISTORY_ELSEWHERE = text(
+    """
+    SELECT EXISTS (SELECT 1 FROM positions WHERE device_id = :d AND org_id <> :org)
+        OR EXISTS (SELECT 1 FROM trips WHERE device_id = :d AND org_id <> :org)
+        OR EXISTS (SELECT 1 FROM stops WHERE device_id = :d AND org_id <> :org)
+        OR EXISTS (SELECT 1 FROM alerts WHERE device_id = :d AND org_id <> :org)
+    """
+)
+
+
+class Named(NamedTuple, Generic[ModelT]):
+    """A row and the name of the vehicle it names by id (``names``: None for a row of an
+    earlier tenure)."""
+
+    row: ModelT
+    vehicle_name: str | None
+
+
+def _escape_like(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+class DeviceRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, device_id: uuid.UUID) -> Device | None:
+        """A device of any organization."""
+        return await self.session.get(Device, device_id)
+
+    async def get_for_org(self, org_id: uuid.UUID, device_id: uuid.UUID) -> Device | None:
+        query = select(Device).where(Device.id == device_id, Device.org_id == org_id)
+        return (await self.session.scalars(query)).first()
+
+    async def owned_ids(
+        self, org_id: uuid.UUID, device_ids: Collection[uuid.UUID]
+    ) -> set[uuid.UUID]:
+        """Those of ``device_ids`` the organization holds."""
+        query = sa_select(col(Device.id)).where(
+            col(Device.org_id) == org_id, col(Device.id).in_(device_ids)
+        )
+        return set((await self.session.scalars(query)).all())
+
+    async def count_for_org(self, org_id: uuid.UUID) -> int:
+        query = select(func.count()).select_from(Device).where(Device.org_id == org_id)
+        return int(await self.session.scalar(query) or 0)
+
+    async def lock_org(self, org_id: uuid.UUID) -> Organization | None:
+        """The organization, locked until the transaction ends (its device count holds)."""
+        return await self.session.get(Organization, org_id, with_for_update=True)
+
+    async def relock_org(self, org: Organization) -> None:
+        """Read the organization afresh and lock it until the transaction ends."""
+        await self.session.refresh(org, with_for_update=True)
+
+    async def insert(self, device: Device) -> bool:
+        """Flush a new device in a savepoint; False when its unique_id is taken."""
+        try:
+            async with self.session.begin_nested():
+                self.session.add(device)
+                await self.session.flush()
+        except IntegrityError:
+            return False
+        return True
+
+    async def history_page(
+        self,
+        org_id: uuid.UUID,
+        model: type[ModelT],
+        time_field: str,
+        vehicle_id: uuid.UUID | None,
+        window: paging.Window,
+        page: paging.PageRequest,
+        narrowed: SelectOfScalar[ModelT] | None = None,
+    ) -> paging.PageResult[Named[ModelT]]:
+        """A keyset page of the organization's rows of ``model`` (rows with ``device_id``
+        and a time), of one vehicle or all, ``window`` on ``time_field``, by the page's sort
+        (default ``time_field``), the vehicle's name joined in the same statement."""
+        fields: Any = model
+        sort = page.sort or paging.Sort(time_field)
+        base = narrowed if narrowed is not None else select(model)
+        query = (
+            base.add_columns(names.name_column(col(fields.org_id), col(getattr(model, time_field))))
+            .join(Device, col(Device.id) == col(fields.device_id))
+            .where(col(fields.org_id) == org_id)
+        )
+        if vehicle_id is not None:
+            query = query.where(col(fields.device_id) == vehicle_id)
+        query = paging.time_window(query, col(getattr(model, time_field)), window)
+        query = paging.keyset(
+            query,
+            col(getattr(model, sort.field)),
+            col(fields.id),
+            limit=page.limit,
+            cursor=page.cursor,
+            descending=sort.descending,
+            key_is_time=sort.field.endswith(("_at", "_time")),
+        )
+        rows = [Named(row, name) for row, name in (await self.session.execute(query)).all()]
+        return paging.page_of(rows, page.limit, lambda n: (getattr(n.row, sort.field), n.row.id))
+
+    async def vehicles_page(
+        self,
+        org_id: uuid.UUID,
+        filters: VehicleFilters,
+        page: paging.PageRequest,
+        *,
+        online_since: datetime,
+    ) -> paging.PageResult[tuple[Device, datetime | None]]:
+        """A keyset page of the organization's devices with their last fix time, sorted by
+        an allow-listed field; online means a last fix at or after ``online_since``."""
+        sort = page.sort or paging.Sort("created_at")
+        query = (
+            sa_select(Device, col(DeviceState.last_fix_time))
+            .outerjoin(DeviceState, col(DeviceState.device_id) == col(Device.id))
+            .where(col(Device.org_id) == org_id)
+        )
+        if filters.q:
+            pattern = f"%{_escape_like(filters.q)}%"
+            query = query.where(
+                or_(
+                    col(Device.name).ilike(pattern, escape="\\"),
+                    col(Device.plate).ilike(pattern, escape="\\"),
+                    col(Device.unique_id).ilike(pattern, escape="\\"),
+                )
+            )
+        if filters.disabled is not None:
+            query = query.where(col(Device.disabled) == filters.disabled)
+        if filters.status is not None:
+            last = col(DeviceState.last_fix_time)
+            if filters.status is VehicleStatus.UNKNOWN:
+                query = query.where(last.is_(None))
+            elif filters.status is VehicleStatus.ONLINE:
+                query = query.where(last >= online_since)
+            else:
+                query = query.where(last < online_since)
+        key = getattr(Device, sort.field)
+        query = paging.keyset(
+            query,
+            col(key),
+            col(Device.id),
+            limit=page.limit,
+            cursor=page.cursor,
+            descending=sort.descending,
+            key_is_time=sort.field == "created_at",
+        )
+        rows = (await self.session.execute(query)).all()
+        result = paging.page_of(rows, page.limit, lambda r: (getattr(r[0], sort.field), r[0].id))
+        return paging.PageResult([(d, t) for d, t in result.items], result.next_cursor)
+
+    async def page(self, filters: DeviceFilters) -> paging.PageResult[Device]:
+        """A keyset page of devices of every organization (or one, or those named like
+        ``org_name``), by the filters' sort."""
+        query = select(Device)
+        if filters.org_id is not None:
+            query = query.where(Device.org_id == filters.org_id)
+        if filters.org_name:
+            query = query.where(col(Device.org_id).in_(ids_named(filters.org_name)))
+        if filters.q:
+            query = query.where(
+                or_(
+                    col(Device.unique_id).icontains(filters.q, autoescape=True),
+                    col(Device.name).icontains(filters.q, autoescape=True),
+                    col(Device.plate).icontains(filters.q, autoescape=True),
+                )
+            )
+        if filters.disabled is not None:
+            query = query.where(Device.disabled == filters.disabled)
+        return await paging.sorted_page(
+            self.session, query, Device, filters.sort, limit=filters.limit, cursor=filters.cursor
+        )
+
+    async def suggest(self, part: str, *, limit: int) -> list[Device]:
+        """Devices whose unique id or name contains ``part``, those starting with it first."""
+        unique_id, name = col(Device.unique_id), col(Device.name)
+        starts = or_(
+            unique_id.istartswith(part, autoescape=True), name.istartswith(part, autoescape=True)
+        )
+        query = (
+            select(Device)
+            .where(
+                or_(
+                    unique_id.icontains(part, autoescape=True),
+                    name.icontains(part, autoescape=True),
+                )
+            )
+            .order_by(starts.desc(), unique_id)
+            .limit(limit)
+        )
+        return list((await self.session.scalars(query)).all())
+
+    async def unique_ids_taken(self, unique_ids: list[str]) -> set[str]:
+        """Those of ``unique_ids`` some device has (of any organization)."""
+        taken: set[str] = set()
+        for start in range(0, len(unique_ids), 1000):
+            chunk = unique_ids[start : start + 1000]
+            query = select(col(Device.unique_id)).where(col(Device.unique_id).in_(chunk))
+            taken.update((await self.session.scalars(query)).all())
+        return taken
+
+    async def was_audited(self, device_id: uuid.UUID, action: str) -> bool:
+        """Whether the audit log has an ``action`` entry for the device."""
+        query = select(col(AuditEntry.id)).where(
+            AuditEntry.action == action, AuditEntry.target_id == str(device_id)
+        )
+        return (await self.session.scalars(query.limit(1))).first() is not None
+
+    async def has_rows_elsewhere(self, device: Device) -> bool:
+        """Whether positions, trips, stops or alerts of another organization name it."""
+        found = await self.session.scalar(
+            _HISTORY_ELSEWHERE, {"d": device.id, "org": device.org_id}
+        )
+        return bool(found)
+
+    async def count_history(self, device_id: uuid.UUID) -> dict[str, int]:
+        """How many trips, stops and alerts name the device, by table."""
+        counts: dict[str, int] = {}
+        for table in (Trip, Stop, Alert):
+            query = select(func.count()).select_from(table).where(col(table.device_id) == device_id)
+            counts[table.__tablename__] = int(await self.session.scalar(query) or 0)
+        return counts
+
+    async def delete_positions(self, device_id: uuid.UUID) -> int:
+        """Positions carry no foreign key (partitioned): through the primary key's device
+        column. How many went."""
+        removed = await self.session.execute(
+            delete(Position).where(col(Position.device_id) == device_id)
+        )
+        return int(getattr(removed, "rowcount", 0) or 0)
+
+
+class DeviceStateRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, device_id: uuid.UUID) -> DeviceState | None:
+        return await self.session.get(DeviceState, device_id)
+
+    async def last_fix_time(self, device_id: uuid.UUID) -> datetime | None:
+        query = sa_select(col(DeviceState.last_fix_time)).where(
+            col(DeviceState.device_id) == device_id
+        )
+        value: datetime | None = (await self.session.execute(query)).scalar_one_or_none()
+        return value
+
+    async def last_fix_times(
+        self, device_ids: Collection[uuid.UUID]
+    ) -> dict[uuid.UUID, datetime | None]:
+        """The last fix time of those of ``device_ids`` that have a state row."""
+        rows = await self.session.execute(
+            select(col(DeviceState.device_id), col(DeviceState.last_fix_time)).where(
+                col(DeviceState.device_id).in_(list(device_ids))
+            )
+        )
+        return {row[0]: row[1] for row in rows}
+
+    async def lock(
+        self, org_by_device: Mapping[uuid.UUID, uuid.UUID]
+    ) -> dict[uuid.UUID, DeviceState]:
+        """Create missing rows, then lock every row (in id order) until the transaction
+        ends."""
+        await self.session.execute(
+            insert(DeviceState)
+            .values([{"device_id": d, "org_id": o} for d, o in sorted(org_by_device.items())])
+            .on_conflict_do_nothing(index_elements=["device_id"])
+        )
+        rows = await self.session.execute(
+            select(DeviceState)
+            .where(col(DeviceState.device_id).in_(sorted(org_by_device)))
+            .order_by(col(DeviceState.device_id))
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        return {state.device_id: state for state in rows.scalars()}
+
+    async def list_silent(self, silent_before: datetime) -> list[tuple[DeviceState, Device]]:
+        """Devices (enabled) whose last fix is older than ``silent_before``."""
+        rows = await self.session.execute(
+            select(DeviceState, Device)
+            .join(Device, col(Device.id) == col(DeviceState.device_id))
+            .where(col(DeviceState.last_fix_time) < silent_before, col(Device.disabled).is_(False))
+        )
+        return [(row[0], row[1]) for row in rows]
+
+    async def mark_offline(self, silent_before: datetime) -> list[tuple[Any, ...]]:
+        """Set ``offline_since`` to the last fix of every enabled device not marked yet whose
+        last fix is older than ``silent_before``; ``(device_id, org_id, name, unique_id,
+        last_fix_time, last_lat, last_lon)`` of each."""
+        marked = await self.session.execute(
+            update(DeviceState)
+            .where(
+                col(DeviceState.device_id) == col(Device.id),
+                col(DeviceState.org_id) == col(Device.org_id),
+                col(Device.disabled).is_(False),
+                col(DeviceState.offline_since).is_(None),
+                col(DeviceState.last_fix_time) < silent_before,
+            )
+            .values(offline_since=col(DeviceState.last_fix_time))
+            .returning(
+                col(DeviceState.device_id),
+                col(Device.org_id),
+                col(Device.name),
+                col(Device.unique_id),
+                col(DeviceState.last_fix_time),
+                col(DeviceState.last_lat),
+                col(DeviceState.last_lon),
+            )
+            .execution_options(synchronize_session=False)
+        )
+        return [tuple(row) for row in marked]
