@@ -17,10 +17,9 @@ from sqlmodel import col
 from milepost_common.db import unit_of_work
 from milepost_common.domain.ingest_batches.models import BatchSource, BatchStatus, IngestBatch
 from milepost_common.testing.factories import make_organization
-from milepost_worker.handlers import batch_leases, ingest_batches, maintenance
+from milepost_worker.handlers import batch_leases, ingest_batches
 from milepost_worker.runtime import WorkerContext, build_context
 from milepost_worker.settings import WorkerSettings
-from milepost_worker.timeutil import utcnow
 
 
 @pytest.fixture
@@ -52,11 +51,7 @@ async def new_batch(ctx: WorkerContext) -> uuid.UUID:
 
 
 async def claim(ctx: WorkerContext, batch_id: uuid.UUID) -> bool:
-    async with unit_of_work(ctx.db) as session:
-        claimed = (
-            await session.execute(batch_leases.claim(ctx, batch_id, utcnow()))
-        ).scalar_one_or_none()
-    return claimed is not None
+    return await batch_leases.claim(ctx, batch_id)
 
 
 async def lease(ctx: WorkerContext, batch_id: uuid.UUID) -> tuple[str | None, float | None]:
@@ -221,9 +216,9 @@ class TestReconciler:
                 text("SELECT 1 FROM ingest_batches WHERE id = :id FOR KEY SHARE"), {"id": batch_id}
             )
 
-            assert batch_id not in (await maintenance.stale_batches(own_ctx)).lease_expired
+            assert batch_id not in (await ingest_batches.stale_batches(own_ctx)).lease_expired
 
-        stale = await maintenance.stale_batches(own_ctx)
+        stale = await ingest_batches.stale_batches(own_ctx)
 
         assert batch_id in stale.lease_expired
         async with unit_of_work(own_ctx.db) as session:

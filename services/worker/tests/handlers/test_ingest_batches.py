@@ -1,9 +1,12 @@
-"""Batch processing against Postgres: rows written, recomputation, idempotency, live events."""
+"""Batch processing against Postgres: rows written, recomputation, idempotency, live events;
+the reconciler's pick of the batches left behind."""
 
 from __future__ import annotations
 
 import itertools
 import random
+from datetime import timedelta
+from typing import Any
 
 import orjson
 from hypothesis import HealthCheck, given, settings
@@ -23,15 +26,15 @@ from worker_support import (
 
 from milepost_common.domain.alerts.models import Alert, AlertRule, AlertType
 from milepost_common.domain.devices.models import DeviceState
-from milepost_common.domain.ingest_batches.models import BatchStatus, IngestBatch
+from milepost_common.domain.ingest_batches.models import BatchSource, BatchStatus, IngestBatch
 from milepost_common.domain.webhooks.models import WebhookDelivery, WebhookEndpoint
 from milepost_common.live import latest_positions_key, org_channel
 from milepost_common.testing.factories import make_device, make_organization
-from milepost_worker.handlers.ingest_batches import process_batch
+from milepost_worker.handlers.ingest_batches import process_batch, stale_batches
 from milepost_worker.motion.machine import MICROS, Fix, MotionParams
 from milepost_worker.rules.engine import RuleSpec
 from milepost_worker.runtime import WorkerContext
-from milepost_worker.timeutil import from_micros, to_micros
+from milepost_worker.timeutil import from_micros, to_micros, utcnow
 
 
 async def status_of(session: AsyncSession, batch: IngestBatch) -> str:
@@ -230,3 +233,62 @@ class TestOrderIndependenceInPostgres:
         )
         store.process(store.ingest(fixes))
         assert await rows(session, device) == expected_rows(store)
+
+
+class TestReconcile:
+    async def test_left_behind_batches_are_enqueued_again(
+        self, ctx: WorkerContext, session: AsyncSession
+    ) -> None:
+        org = await make_organization(session)
+        now = utcnow()
+        old = now - timedelta(minutes=30)
+
+        def batch(status: BatchStatus, **fields: Any) -> IngestBatch:
+            return IngestBatch(org_id=org.id, source=BatchSource.JSON, status=status, **fields)
+
+        received = batch(BatchStatus.RECEIVED, received_at=old)
+        queued = batch(BatchStatus.QUEUED, received_at=old, queued_at=old)
+        fresh = batch(BatchStatus.RECEIVED)
+        # Received long ago, but published again just now: not yet.
+        republished = batch(BatchStatus.QUEUED, received_at=old, queued_at=now)
+        expired = batch(
+            BatchStatus.PROCESSING,
+            received_at=old,
+            processing_started_at=now - timedelta(seconds=90),
+            lease_holder="host:1:dead",
+            lease_expires_at=now - timedelta(seconds=60),
+        )
+        # Running far longer than a lease, and still renewing it.
+        alive = batch(
+            BatchStatus.PROCESSING,
+            received_at=old,
+            processing_started_at=now - timedelta(hours=1),
+            lease_holder="host:2:alive",
+            lease_expires_at=now + timedelta(seconds=20),
+        )
+        unleased = batch(
+            BatchStatus.PROCESSING, received_at=old, processing_started_at=now - timedelta(hours=1)
+        )
+        done = batch(BatchStatus.PROCESSED, received_at=old)
+        failed = batch(BatchStatus.FAILED, received_at=old)
+        everything = [received, queued, fresh, republished, expired, alive, unleased, done, failed]
+        session.add_all(everything)
+        await session.commit()
+
+        stale = await stale_batches(ctx)
+
+        assert {received.id, queued.id} <= set(stale.pending)
+        assert {expired.id, unleased.id} <= set(stale.lease_expired)
+        ours = {b.id for b in everything}
+        assert not {fresh.id, republished.id, alive.id, done.id, failed.id} & (
+            set(stale.pending) | set(stale.lease_expired)
+        )
+        for row in (received, queued, expired):
+            await session.refresh(row)
+            assert row.status == BatchStatus.QUEUED
+            assert row.queued_at is not None
+            assert row.queued_at > old
+            assert (row.lease_holder, row.lease_expires_at) == (None, None)
+        # Sent again as of now: the next runs leave them alone for a while.
+        again = await stale_batches(ctx)
+        assert not ours & (set(again.pending) | set(again.lease_expired))

@@ -1,4 +1,4 @@
-"""Beat jobs in-process: the batch reconciler, partitions ahead, retention, the heartbeat."""
+"""Beat jobs in-process: partitions ahead, retention, the heartbeat."""
 
 from __future__ import annotations
 
@@ -11,13 +11,11 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, func, select
 
 from milepost_common.db import unit_of_work
 from milepost_common.domain.alerts.models import Alert, AlertRule, AlertType
 from milepost_common.domain.devices.models import Device
-from milepost_common.domain.ingest_batches.models import BatchSource, BatchStatus, IngestBatch
 from milepost_common.domain.organizations import service as organizations
 from milepost_common.domain.organizations.models import Organization
 from milepost_common.domain.organizations.schemas import OrganizationUpdate
@@ -30,65 +28,6 @@ from milepost_worker.health import HEARTBEAT_KEY
 from milepost_worker.runtime import WorkerContext, build_context
 from milepost_worker.settings import WorkerSettings
 from milepost_worker.timeutil import utcnow
-
-
-class TestReconcile:
-    async def test_left_behind_batches_are_enqueued_again(
-        self, ctx: WorkerContext, session: AsyncSession
-    ) -> None:
-        org = await make_organization(session)
-        now = utcnow()
-        old = now - timedelta(minutes=30)
-
-        def batch(status: BatchStatus, **fields: Any) -> IngestBatch:
-            return IngestBatch(org_id=org.id, source=BatchSource.JSON, status=status, **fields)
-
-        received = batch(BatchStatus.RECEIVED, received_at=old)
-        queued = batch(BatchStatus.QUEUED, received_at=old, queued_at=old)
-        fresh = batch(BatchStatus.RECEIVED)
-        # Received long ago, but published again just now: not yet.
-        republished = batch(BatchStatus.QUEUED, received_at=old, queued_at=now)
-        expired = batch(
-            BatchStatus.PROCESSING,
-            received_at=old,
-            processing_started_at=now - timedelta(seconds=90),
-            lease_holder="host:1:dead",
-            lease_expires_at=now - timedelta(seconds=60),
-        )
-        # Running far longer than a lease, and still renewing it.
-        alive = batch(
-            BatchStatus.PROCESSING,
-            received_at=old,
-            processing_started_at=now - timedelta(hours=1),
-            lease_holder="host:2:alive",
-            lease_expires_at=now + timedelta(seconds=20),
-        )
-        unleased = batch(
-            BatchStatus.PROCESSING, received_at=old, processing_started_at=now - timedelta(hours=1)
-        )
-        done = batch(BatchStatus.PROCESSED, received_at=old)
-        failed = batch(BatchStatus.FAILED, received_at=old)
-        everything = [received, queued, fresh, republished, expired, alive, unleased, done, failed]
-        session.add_all(everything)
-        await session.commit()
-
-        stale = await maintenance.stale_batches(ctx)
-
-        assert {received.id, queued.id} <= set(stale.pending)
-        assert {expired.id, unleased.id} <= set(stale.lease_expired)
-        ours = {b.id for b in everything}
-        assert not {fresh.id, republished.id, alive.id, done.id, failed.id} & (
-            set(stale.pending) | set(stale.lease_expired)
-        )
-        for row in (received, queued, expired):
-            await session.refresh(row)
-            assert row.status == BatchStatus.QUEUED
-            assert row.queued_at is not None
-            assert row.queued_at > old
-            assert (row.lease_holder, row.lease_expires_at) == (None, None)
-        # Sent again as of now: the next runs leave them alone for a while.
-        again = await maintenance.stale_batches(ctx)
-        assert not ours & (set(again.pending) | set(again.lease_expired))
 
 
 class TestHeartbeat:

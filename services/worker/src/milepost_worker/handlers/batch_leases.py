@@ -1,15 +1,14 @@
-"""Batch leases: which worker child processes a batch, and until when it counts as alive.
+"""Batch leases, the worker's side: which child processes a batch, kept alive while it works.
 
-A claim records the child's holder id (``WorkerContext.holder``) and an expiry
-``batch_lease_s`` ahead, by the database's clock (the one the reconciler compares with). The
-holder renews it every ``batch_lease_renew_s`` from a task on its event loop while it works,
-and clears it when the batch ends. The reconciler sends a ``processing`` batch again once its
-lease has expired: its child died, or was terminated when the broker went away.
+A claim records this child's holder id (``WorkerContext.holder``) and an expiry
+``batch_lease_s`` ahead. The holder renews it every ``batch_lease_renew_s`` from a task on
+its event loop while it works, and clears it when the batch ends. The reconciler sends a
+``processing`` batch again once its lease has expired: its child died, or was terminated
+when the broker went away.
 
-The lease only says who is alive; exclusion stays with the batch row. The claim locks it
-``FOR UPDATE``, which waits for a processing transaction's ``FOR KEY SHARE``; that weaker
-lock leaves the row open to renewals (plain updates of non-key columns), so a slow batch keeps
-its lease while another claim waits, then finds it ``processed``.
+The statements, and why the lease and the row's locks do not get in each other's way, are
+``ingest_batches.repository``'s; what stays here is what belongs to a worker child: its
+holder id, its settings and the renewal loop on its event loop.
 """
 
 from __future__ import annotations
@@ -18,67 +17,32 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
-from datetime import datetime, timedelta
-from typing import Any
-
-from sqlalchemy import ColumnElement, Update, func, update
-from sqlmodel import col, select
 
 from milepost_common.db import unit_of_work
-from milepost_common.domain.ingest_batches.models import BatchStatus, IngestBatch
+from milepost_common.domain.ingest_batches import service as batch_service
 from milepost_common.logging import get_logger
 from milepost_worker.runtime import WorkerContext
+from milepost_worker.timeutil import utcnow
 
 log = get_logger("milepost.worker.batches")
 
-# The values that end a lease, with the batch's final status.
-RELEASED: dict[str, Any] = {"lease_holder": None, "lease_expires_at": None}
 
-
-def lease_end(ctx: WorkerContext, extra_s: float = 0.0) -> ColumnElement[datetime]:
-    return func.now() + timedelta(seconds=ctx.settings.worker.batch_lease_s + extra_s)
-
-
-def claim(ctx: WorkerContext, batch_id: uuid.UUID, now: datetime) -> Update:
-    """The claim statement: returns the id unless the batch is processed (after waiting for
-    a live processing transaction to end)."""
-    unprocessed = (
-        select(col(IngestBatch.id))
-        .where(col(IngestBatch.id) == batch_id, col(IngestBatch.status) != BatchStatus.PROCESSED)
-        .with_for_update()
-        .scalar_subquery()
-    )
-    return (
-        update(IngestBatch)
-        .where(col(IngestBatch.id) == unprocessed)
-        .values(
-            status=BatchStatus.PROCESSING,
-            attempts=col(IngestBatch.attempts) + 1,
-            processing_started_at=now,
-            lease_holder=ctx.holder,
-            lease_expires_at=lease_end(ctx),
+async def claim(ctx: WorkerContext, batch_id: uuid.UUID) -> bool:
+    """Take the batch's lease for this child (in a transaction of its own); False when the
+    batch is processed (after waiting for a live processing transaction to end)."""
+    async with unit_of_work(ctx.db) as session:
+        return await batch_service.claim_batch(
+            session, batch_id, ctx.holder, ctx.settings.worker.batch_lease_s, utcnow()
         )
-        .returning(col(IngestBatch.id))
-    )
 
 
 async def renew(ctx: WorkerContext, batch_id: uuid.UUID, extra_s: float = 0.0) -> bool:
     """Extend this child's lease (by ``extra_s`` more); False once it no longer holds one:
     the batch ended, or was claimed again after the lease expired."""
     async with unit_of_work(ctx.db) as session:
-        renewed = (
-            await session.execute(
-                update(IngestBatch)
-                .where(
-                    col(IngestBatch.id) == batch_id,
-                    col(IngestBatch.lease_holder) == ctx.holder,
-                    col(IngestBatch.status) == BatchStatus.PROCESSING,
-                )
-                .values(lease_expires_at=lease_end(ctx, extra_s))
-                .returning(col(IngestBatch.id))
-            )
-        ).scalar_one_or_none()
-    return renewed is not None
+        return await batch_service.renew_lease(
+            session, batch_id, ctx.holder, ctx.settings.worker.batch_lease_s + extra_s
+        )
 
 
 async def hold_for_retry(ctx: WorkerContext, batch_id: uuid.UUID, delay_s: float) -> bool:

@@ -14,10 +14,10 @@ import uuid
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, or_, update
+from sqlalchemy import Select
 from sqlalchemy import select as sa_select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
@@ -28,7 +28,8 @@ from milepost_common.domain.alerts.models import AlertRule
 from milepost_common.domain.devices import state as device_state
 from milepost_common.domain.devices.models import Device, MotionState
 from milepost_common.domain.geofences.models import Geofence
-from milepost_common.domain.ingest_batches.models import BatchStatus, IngestBatch
+from milepost_common.domain.ingest_batches import service as batch_service
+from milepost_common.domain.ingest_batches.models import IngestBatch
 from milepost_common.domain.organizations.models import Organization
 from milepost_common.domain.positions.models import Position
 from milepost_common.domain.trips import service as trip_service
@@ -73,43 +74,16 @@ class BatchOutcome:
 async def process_batch(ctx: WorkerContext, batch_id: uuid.UUID) -> BatchOutcome:
     """Process a batch exactly once in effect (idempotent; a redelivery finds it processed),
     holding its lease meanwhile (see ``batch_leases``)."""
-    async with unit_of_work(ctx.db) as session:
-        started = (
-            await session.execute(batch_leases.claim(ctx, batch_id, utcnow()))
-        ).scalar_one_or_none()
-    if started is None:
+    if not await batch_leases.claim(ctx, batch_id):
         return BatchOutcome("skipped")
 
     events: list[LiveEvent] = []
     async with batch_leases.renewed(ctx, batch_id), unit_of_work(ctx.db) as session:
-        batch = (
-            (
-                await session.execute(
-                    select(IngestBatch)
-                    .where(col(IngestBatch.id) == batch_id)
-                    # FOR KEY SHARE: another claim (FOR UPDATE) waits for it, while the lease's
-                    # renewals (updates of non-key columns) go through.
-                    .with_for_update(read=True, key_share=True)
-                    .execution_options(populate_existing=True)
-                )
-            )
-            .scalars()
-            .first()
-        )
-        # Claimed again since ours (our lease had expired): that holder processes it.
-        if (
-            batch is None
-            or batch.status == BatchStatus.PROCESSED
-            or batch.lease_holder != ctx.holder
-        ):
+        batch = await batch_service.lock_for_processing(session, batch_id, ctx.holder)
+        if batch is None:  # processed, or claimed again since ours expired: not ours now
             return BatchOutcome("skipped")
         outcome = await _process_locked(session, batch, events)
-        batch.status = BatchStatus.PROCESSED
-        batch.processed_at = utcnow()
-        batch.last_error = None
-        batch.lease_holder = batch.lease_expires_at = None
-        session.add(batch)
-        await session.flush()
+        await batch_service.mark_processed(session, batch, utcnow())
     await live.publish(ctx.cache, events)
     return outcome
 
@@ -118,20 +92,37 @@ async def fail_batch(ctx: WorkerContext, batch_id: uuid.UUID, error: str) -> Non
     """Record that a batch gave up (after its last retry, or on a non-retryable error),
     unless another child holds it now."""
     async with unit_of_work(ctx.db) as session:
-        result = await session.execute(
-            update(IngestBatch)
-            .where(
-                col(IngestBatch.id) == batch_id,
-                col(IngestBatch.status) != BatchStatus.PROCESSED,
-                or_(
-                    col(IngestBatch.lease_holder) == ctx.holder,
-                    col(IngestBatch.lease_holder).is_(None),
-                ),
-            )
-            .values(status=BatchStatus.FAILED, last_error=error[:2000], **batch_leases.RELEASED)
-        )
-    if getattr(result, "rowcount", 0):
+        failed = await batch_service.mark_failed(session, batch_id, ctx.holder, error)
+    if failed:
         metrics.BATCHES_FAILED.inc()
+
+
+@dataclass(slots=True)
+class StaleBatches:
+    """What the reconciler sends again, now ``queued``, by reason."""
+
+    pending: list[uuid.UUID] = field(default_factory=list)
+    lease_expired: list[uuid.UUID] = field(default_factory=list)
+
+
+async def stale_batches(ctx: WorkerContext) -> StaleBatches:
+    """Batches to send again (``batch_service.requeue_stale_batches``): ``received``/
+    ``queued`` ones whose last publish attempt is ``reconcile_pending_after_s`` old (at most
+    once per reconcile interval), and ``processing`` ones whose lease has expired. Resending
+    one still being processed elsewhere would be harmless anyway: its claim waits for the
+    row, then finds it processed."""
+    w = ctx.settings.worker
+    pending_after = timedelta(seconds=max(w.reconcile_pending_after_s, w.reconcile_interval_s))
+    async with unit_of_work(ctx.db) as session:
+        found = await batch_service.requeue_stale_batches(session, pending_after, w.batch_lease_s)
+    stale = StaleBatches()
+    for batch in found:
+        if batch.lease_expired:
+            log.warning("batch_lease_expired", batch_id=str(batch.id), holder=batch.holder)
+            stale.lease_expired.append(batch.id)
+        else:
+            stale.pending.append(batch.id)
+    return stale
 
 
 async def _process_locked(

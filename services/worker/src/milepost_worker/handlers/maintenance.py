@@ -1,5 +1,5 @@
 """Beat jobs: offline detection (alerts and ``device.offline``), partitions and retention,
-the batch reconciler, heartbeat."""
+heartbeat."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 import orjson
-from sqlalchemy import func, text, update
+from sqlalchemy import text
 from sqlmodel import col, select
 
 from milepost_common.db import unit_of_work
@@ -18,7 +18,7 @@ from milepost_common.domain.alerts import service as alert_service
 from milepost_common.domain.devices import service as device_service
 from milepost_common.domain.devices import state as device_state
 from milepost_common.domain.devices.models import Device
-from milepost_common.domain.ingest_batches.models import BatchStatus, IngestBatch
+from milepost_common.domain.ingest_batches.models import BatchStatus
 from milepost_common.domain.organizations.models import Organization
 from milepost_common.domain.webhooks import delivery as webhook_delivery
 from milepost_common.domain.webhooks import events as webhook_events
@@ -184,72 +184,6 @@ async def apply_retention(ctx: WorkerContext, today: date | None = None) -> Rete
                 },
             )
     return outcome
-
-
-@dataclass(slots=True)
-class StaleBatches:
-    """What the reconciler sends again, now ``queued``, by reason."""
-
-    pending: list[uuid.UUID] = field(default_factory=list)
-    lease_expired: list[uuid.UUID] = field(default_factory=list)
-
-
-async def stale_batches(ctx: WorkerContext) -> StaleBatches:
-    """Batches to send again: ``received``/``queued`` ones whose last publish attempt is
-    ``reconcile_pending_after_s`` old (at most once per reconcile interval), and
-    ``processing`` ones whose lease has expired. Each becomes ``queued`` as of now (its next
-    resend is again that long away), its lease cleared.
-
-    Rows locked by a live processing transaction or a claim are skipped: their holder is
-    alive whatever its lease says. Resending one still being processed elsewhere would be
-    harmless anyway: its claim waits for the row, then finds it processed.
-    """
-    w = ctx.settings.worker
-    now = func.now()
-    pending_after = timedelta(seconds=max(w.reconcile_pending_after_s, w.reconcile_interval_s))
-    status = col(IngestBatch.status)
-    lease_expires_at = col(IngestBatch.lease_expires_at)
-    last_publish = func.coalesce(col(IngestBatch.queued_at), col(IngestBatch.received_at))
-    pending = status.in_([BatchStatus.RECEIVED, BatchStatus.QUEUED]) & (
-        last_publish < now - pending_after
-    )
-    expired = (status == BatchStatus.PROCESSING) & (
-        (lease_expires_at < now)
-        # Claimed by a worker from before leases (a rolling upgrade): as if leased from then.
-        | (
-            lease_expires_at.is_(None)
-            & (col(IngestBatch.processing_started_at) < now - timedelta(seconds=w.batch_lease_s))
-        )
-    )
-    async with unit_of_work(ctx.db) as session:
-        found = (
-            await session.execute(
-                select(col(IngestBatch.id), status, col(IngestBatch.lease_holder))
-                .where(pending | expired)
-                .order_by(col(IngestBatch.received_at))
-                .limit(1000)
-                .with_for_update(skip_locked=True)
-            )
-        ).all()
-        if found:
-            await session.execute(
-                update(IngestBatch)
-                .where(col(IngestBatch.id).in_([batch_id for batch_id, _, _ in found]))
-                .values(
-                    status=BatchStatus.QUEUED,
-                    queued_at=now,
-                    lease_holder=None,
-                    lease_expires_at=None,
-                )
-            )
-    stale = StaleBatches()
-    for batch_id, batch_status, holder in found:
-        if batch_status == BatchStatus.PROCESSING:
-            log.warning("batch_lease_expired", batch_id=str(batch_id), holder=holder)
-            stale.lease_expired.append(batch_id)
-        else:
-            stale.pending.append(batch_id)
-    return stale
 
 
 async def beat_heartbeat(ctx: WorkerContext, hostname: str, queue_depths: dict[str, int]) -> None:

@@ -11,7 +11,7 @@ from celery.exceptions import Retry
 from milepost_common import tasks as names
 from milepost_worker import metrics
 from milepost_worker.celery_app import celery_app
-from milepost_worker.handlers import batch_leases, ingest_batches, maintenance
+from milepost_worker.handlers import batch_leases, ingest_batches
 from milepost_worker.runtime import get_runtime
 from milepost_worker.settings import get_settings
 from milepost_worker.tasks import is_transient, log, observed, retry_delay_s, send
@@ -72,7 +72,7 @@ def reconcile() -> int:
     processing ones whose holder's lease expired (its child died or lost the broker)."""
     runtime = get_runtime()
     with observed(names.INGEST_BATCHES_RECONCILE):
-        stale = runtime.run(maintenance.stale_batches(runtime.context))
+        stale = runtime.run(ingest_batches.stale_batches(runtime.context))
     for reason, batch_ids in (("pending", stale.pending), ("lease_expired", stale.lease_expired)):
         for batch_id in batch_ids:
             send(names.INGEST_BATCHES_PROCESS, str(batch_id))

@@ -1,14 +1,27 @@
 """Queries on ``ingest_batches``: the write path's statements are hand-written SQL (one round
-trip each, JSON serialized once by orjson); reads go through the table model."""
+trip each, JSON serialized once by orjson); reads go through the table model.
+
+The worker's statements are here too: the lease a worker child holds on the batch it
+processes (claim, renew, release with the final status), the lock its processing transaction
+takes, and the reconciler's pick of the batches left behind.
+
+A lease records the holder (a worker child's id) and an expiry ``lease_s`` ahead, by the
+database's clock (the one the reconciler compares with). It only says who is alive;
+exclusion stays with the row. A claim locks it ``FOR UPDATE``, which waits for a processing
+transaction's ``FOR KEY SHARE``; that weaker lock leaves the row open to renewals (plain
+updates of non-key columns), so a slow batch keeps its lease while another claim waits, then
+finds it ``processed``.
+"""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import ColumnElement, Row, func, or_, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -106,6 +119,14 @@ _DEVICES = text(
 )
 
 
+# The values that end a lease, with the batch's final status.
+RELEASED: dict[str, Any] = {"lease_holder": None, "lease_expires_at": None}
+
+
+def _lease_end(lease_s: float) -> ColumnElement[datetime]:
+    return func.now() + timedelta(seconds=lease_s)
+
+
 class IngestBatchRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -201,3 +222,110 @@ class IngestBatchRepository:
         # One array parameter: the statement stays the same whatever the batch size.
         result = await self.session.execute(_DEVICES, {"org_id": org_id, "unique_ids": unique_ids})
         return [DeviceRow(*row) for row in result.all()]
+
+    async def claim(self, batch_id: uuid.UUID, holder: str, lease_s: float, now: datetime) -> bool:
+        """Mark the batch ``processing`` under ``holder``'s lease (one more attempt); False
+        when it is processed (found after waiting for a live processing transaction)."""
+        unprocessed = (
+            select(col(IngestBatch.id))
+            .where(
+                col(IngestBatch.id) == batch_id, col(IngestBatch.status) != BatchStatus.PROCESSED
+            )
+            .with_for_update()
+            .scalar_subquery()
+        )
+        claimed = await self.session.execute(
+            update(IngestBatch)
+            .where(col(IngestBatch.id) == unprocessed)
+            .values(
+                status=BatchStatus.PROCESSING,
+                attempts=col(IngestBatch.attempts) + 1,
+                processing_started_at=now,
+                lease_holder=holder,
+                lease_expires_at=_lease_end(lease_s),
+            )
+            .returning(col(IngestBatch.id))
+        )
+        return claimed.scalar_one_or_none() is not None
+
+    async def renew_lease(self, batch_id: uuid.UUID, holder: str, lease_s: float) -> bool:
+        """Move ``holder``'s lease to ``lease_s`` from now; False once it holds none."""
+        renewed = await self.session.execute(
+            update(IngestBatch)
+            .where(
+                col(IngestBatch.id) == batch_id,
+                col(IngestBatch.lease_holder) == holder,
+                col(IngestBatch.status) == BatchStatus.PROCESSING,
+            )
+            .values(lease_expires_at=_lease_end(lease_s))
+            .returning(col(IngestBatch.id))
+        )
+        return renewed.scalar_one_or_none() is not None
+
+    async def lock_for_processing(self, batch_id: uuid.UUID) -> IngestBatch | None:
+        """The batch, re-read and locked ``FOR KEY SHARE``: another claim (``FOR UPDATE``)
+        waits for the transaction, while the lease's renewals go through."""
+        query = (
+            select(IngestBatch)
+            .where(col(IngestBatch.id) == batch_id)
+            .with_for_update(read=True, key_share=True)
+            .execution_options(populate_existing=True)
+        )
+        return (await self.session.execute(query)).scalars().first()
+
+    async def mark_failed(self, batch_id: uuid.UUID, holder: str, error: str) -> bool:
+        """``failed`` with the error, its lease ended, unless it is processed or another
+        holder's; whether it was marked."""
+        result = await self.session.execute(
+            update(IngestBatch)
+            .where(
+                col(IngestBatch.id) == batch_id,
+                col(IngestBatch.status) != BatchStatus.PROCESSED,
+                or_(
+                    col(IngestBatch.lease_holder) == holder,
+                    col(IngestBatch.lease_holder).is_(None),
+                ),
+            )
+            .values(status=BatchStatus.FAILED, last_error=error[:2000], **RELEASED)
+        )
+        return bool(getattr(result, "rowcount", 0))
+
+    async def requeue_stale(
+        self, pending_after: timedelta, lease_s: float, limit: int = 1000
+    ) -> Sequence[Row[uuid.UUID, BatchStatus, str | None]]:
+        """Mark ``queued`` as of now, lease cleared, the batches to send again: ``received``
+        and ``queued`` ones whose last publish attempt is ``pending_after`` old, and
+        ``processing`` ones whose lease has expired; returns each one's id, former status
+        and holder, oldest first. Rows locked by a live processing transaction or a claim are
+        skipped: their holder is alive whatever its lease says."""
+        now = func.now()
+        status = col(IngestBatch.status)
+        lease_expires_at = col(IngestBatch.lease_expires_at)
+        last_publish = func.coalesce(col(IngestBatch.queued_at), col(IngestBatch.received_at))
+        pending = status.in_([BatchStatus.RECEIVED, BatchStatus.QUEUED]) & (
+            last_publish < now - pending_after
+        )
+        expired = (status == BatchStatus.PROCESSING) & (
+            (lease_expires_at < now)
+            # Claimed by a worker from before leases (a rolling upgrade): as if leased from then.
+            | (
+                lease_expires_at.is_(None)
+                & (col(IngestBatch.processing_started_at) < now - timedelta(seconds=lease_s))
+            )
+        )
+        found = (
+            await self.session.execute(
+                select(col(IngestBatch.id), status, col(IngestBatch.lease_holder))
+                .where(pending | expired)
+                .order_by(col(IngestBatch.received_at))
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+        ).all()
+        if found:
+            await self.session.execute(
+                update(IngestBatch)
+                .where(col(IngestBatch.id).in_([batch_id for batch_id, _, _ in found]))
+                .values(status=BatchStatus.QUEUED, queued_at=now, **RELEASED)
+            )
+        return found

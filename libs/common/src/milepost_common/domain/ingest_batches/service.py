@@ -1,6 +1,7 @@
 """Use cases of ingest batches: ingest a push (check its items, record it with its
 positions, or answer a repeated Idempotency-Key) or a few single fixes, read a batch, mark it
-queued, replay its rejected items.
+queued, replay its rejected items; and the worker's side of a batch: its lease, its
+processing and failure marks, the reconciler's pick of the batches left behind.
 
 Nothing here commits: the caller's transaction holds the batch row and its positions
 together, so a batch is either wholly stored or not at all.
@@ -286,6 +287,76 @@ async def ingest_fixes(
 async def mark_queued(session: AsyncSession, batch_id: uuid.UUID) -> bool:
     """``received → queued`` after a successful publish; False when a worker was faster."""
     return await IngestBatchRepository(session).mark_queued(batch_id)
+
+
+async def claim_batch(
+    session: AsyncSession, batch_id: uuid.UUID, holder: str, lease_s: float, now: datetime
+) -> bool:
+    """Mark the batch ``processing`` under ``holder``'s lease of ``lease_s`` seconds (by the
+    database's clock); False when it is processed already (after waiting for a live
+    processing transaction to end)."""
+    return await IngestBatchRepository(session).claim(batch_id, holder, lease_s, now)
+
+
+async def renew_lease(
+    session: AsyncSession, batch_id: uuid.UUID, holder: str, lease_s: float
+) -> bool:
+    """Extend ``holder``'s lease to ``lease_s`` seconds from now; False once it holds none
+    (the batch ended, or was claimed again after the lease expired)."""
+    return await IngestBatchRepository(session).renew_lease(batch_id, holder, lease_s)
+
+
+async def lock_for_processing(
+    session: AsyncSession, batch_id: uuid.UUID, holder: str
+) -> IngestBatch | None:
+    """The batch ``holder`` claimed, locked for this transaction; None when it is gone,
+    processed, or claimed again since by another holder (ours expired: that one processes
+    it)."""
+    batch = await IngestBatchRepository(session).lock_for_processing(batch_id)
+    if batch is None or batch.status == BatchStatus.PROCESSED or batch.lease_holder != holder:
+        return None
+    return batch
+
+
+async def mark_processed(session: AsyncSession, batch: IngestBatch, now: datetime) -> None:
+    """``processed`` in the transaction of its effects, its lease ended."""
+    batch.status = BatchStatus.PROCESSED
+    batch.processed_at = now
+    batch.last_error = None
+    batch.lease_holder = batch.lease_expires_at = None
+    session.add(batch)
+    await session.flush()
+
+
+async def mark_failed(session: AsyncSession, batch_id: uuid.UUID, holder: str, error: str) -> bool:
+    """``failed`` with the error (its first 2,000 characters), unless it is processed or
+    another holder's now; whether it was marked."""
+    return await IngestBatchRepository(session).mark_failed(batch_id, holder, error)
+
+
+@dataclass(frozen=True, slots=True)
+class StaleBatch:
+    """A batch to send again: its lease expired while ``processing`` (``holder`` had it),
+    or its publish is pending (``received`` or ``queued``)."""
+
+    id: uuid.UUID
+    lease_expired: bool
+    holder: str | None
+
+
+async def requeue_stale_batches(
+    session: AsyncSession, pending_after: timedelta, lease_s: float
+) -> list[StaleBatch]:
+    """Mark ``queued`` as of now (their next resend is again ``pending_after`` away), lease
+    cleared, and return, oldest first and at most 1,000: the ``received``/``queued``
+    batches whose last publish attempt is ``pending_after`` old and the ``processing`` ones
+    whose lease has expired (claimed without one: ``lease_s`` after the claim). Batches
+    locked by a live transaction are left alone."""
+    found = await IngestBatchRepository(session).requeue_stale(pending_after, lease_s)
+    return [
+        StaleBatch(batch_id, status == BatchStatus.PROCESSING, holder)
+        for batch_id, status, holder in found
+    ]
 
 
 async def get_batch(session: AsyncSession, actor: Principal, batch_id: uuid.UUID) -> IngestBatch:
