@@ -1,17 +1,22 @@
 """Write the JSON Schemas of the custom resources deploy/kubernetes uses, from their npm models.
 
-The models are the ones the `@kubernetes-models` packages publish, generated from Traefik's
-and KEDA's own Go API types (the types their CRDs are generated from): every field with its
-type, required fields, and string enums. The TypeScript declarations (`*.d.ts`) are read and
-turned into JSON Schema (draft 2020-12) that refuses unknown fields, as
-`kubectl apply --validate=strict` does; Kubernetes types they use (ObjectMeta, the HPA's
-behavior, IntOrString) come from kubernetes-validate's strict schemas, inlined. No number
+The models are the ones the `@kubernetes-models` packages publish, generated from Traefik's,
+KEDA's and the Prometheus operator's own Go API types (the types their CRDs are generated
+from): every field with its type, required fields, and string enums. The TypeScript
+declarations (`*.d.ts`) are read and turned into JSON Schema (draft 2020-12) that refuses
+unknown fields, as `kubectl apply --validate=strict` does; Kubernetes types they use
+(ObjectMeta, LabelSelector, the HPA's behavior, IntOrString, Quantity, Secret and ConfigMap
+key selectors) come from kubernetes-validate's strict schemas, inlined. No number
 bounds or patterns: the models do not carry them.
 
-    npm pack @kubernetes-models/traefik@2.0.0 @kubernetes-models/keda@2.0.0
-    mkdir traefik keda && tar xzf kubernetes-models-traefik-2.0.0.tgz -C traefik \\
-        && tar xzf kubernetes-models-keda-2.0.0.tgz -C keda
-    uv run python deploy/kubernetes/schemas/generate.py traefik/package keda/package
+    npm pack @kubernetes-models/traefik@2.0.0 @kubernetes-models/keda@2.0.0 \\
+        @kubernetes-models/prometheus-operator@6.0.0
+    mkdir traefik keda prometheus-operator \\
+        && tar xzf kubernetes-models-traefik-2.0.0.tgz -C traefik \\
+        && tar xzf kubernetes-models-keda-2.0.0.tgz -C keda \\
+        && tar xzf kubernetes-models-prometheus-operator-6.0.0.tgz -C prometheus-operator
+    uv run python deploy/kubernetes/schemas/generate.py traefik/package keda/package \\
+        prometheus-operator/package
 
 deploy/local/tests/test_kubernetes_manifests.py validates the rendered objects with them.
 """
@@ -38,6 +43,12 @@ KINDS = (
         "keda.sh/v1alpha1/TriggerAuthentication.d.ts",
         "keda.sh_v1alpha1_TriggerAuthentication.json",
     ),
+    (2, "monitoring.coreos.com/v1/PodMonitor.d.ts", "monitoring.coreos.com_v1_PodMonitor.json"),
+    (
+        2,
+        "monitoring.coreos.com/v1/PrometheusRule.d.ts",
+        "monitoring.coreos.com_v1_PrometheusRule.json",
+    ),
 )
 # Kubernetes' own types, by the models' names: kubernetes-validate's definitions, or any JSON.
 KUBERNETES_TYPES = {
@@ -45,6 +56,12 @@ KUBERNETES_TYPES = {
     "IIoK8sApimachineryPkgApisMetaV1ListMeta": "io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta",
     "IIoK8sApimachineryPkgApisMetaV1Time": "io.k8s.apimachinery.pkg.apis.meta.v1.Time",
     "IIoK8sApimachineryPkgUtilIntstrIntOrString": "io.k8s.apimachinery.pkg.util.intstr.IntOrString",
+    "IIoK8sApimachineryPkgApisMetaV1LabelSelector": (
+        "io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector"
+    ),
+    "IIoK8sApimachineryPkgApiResourceQuantity": "io.k8s.apimachinery.pkg.api.resource.Quantity",
+    "IIoK8sApiCoreV1SecretKeySelector": "io.k8s.api.core.v1.SecretKeySelector",
+    "IIoK8sApiCoreV1ConfigMapKeySelector": "io.k8s.api.core.v1.ConfigMapKeySelector",
     "IIoK8sApiBatchV1JobSpec": "io.k8s.api.batch.v1.JobSpec",
     "IIoK8sApiAutoscalingV2HorizontalPodAutoscalerBehavior": (
         "io.k8s.api.autoscaling.v2.HorizontalPodAutoscalerBehavior"

@@ -4,9 +4,12 @@
   middlewares (the reference that test_traefik_config.py runs the real Traefik on), with body
   limits equal to the apps' own, and route nothing but the apps' prefixes: never /metrics.
 - The apps trust X-Forwarded-For from the pod network only, where the network policies let
-  only the gateway reach them.
+  only the gateway reach them (and, where the monitoring component is taken, Prometheus, on
+  the same port: the apps serve /metrics there).
 - The network policies deny by default and allow exactly: gateway -> apps, apps and workers ->
-  Postgres and Redis, the webhook senders -> the internet on 443/80, everyone -> DNS.
+  Postgres and Redis, the webhook senders -> the internet on 443/80, everyone -> DNS; and where
+  the monitoring component is taken (production), Prometheus -> the port each app and worker
+  serves /metrics on, through the one policy `prometheus-scrape`, nothing else.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from kubernetes_support import (
     OVERLAYS,
     REPO,
     SETTINGS,
+    WORKERS,
     Object,
     Pod,
     container_env,
@@ -46,6 +50,19 @@ GATEWAY_PEER = {
     "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "traefik"}},
     "podSelector": {"matchLabels": {"app.kubernetes.io/name": "traefik"}},
 }
+# The monitoring component's one scrape policy and its one peer: kube-prometheus-stack's
+# Prometheus pods in the namespace `monitoring`.
+PROMETHEUS_POLICY = "prometheus-scrape"
+PROMETHEUS_PEER = {
+    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+    "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+}
+# The kustomizations that take the monitoring component.
+WITH_MONITORING = {"production"}
+# Pods whose /metrics is on the port the gateway also reaches: the apps serve it on their one
+# HTTP port (milepost_common.web.app), having no port of their own for metrics. Prometheus
+# reaches them there; every other pod it scrapes, only on a port the gateway does not reach.
+METRICS_ON_THE_HTTP_PORT = set(APPS)
 POSTGRES_CLIENTS = {"api", "admin", "ingest", "worker", "worker-webhooks", "migrate"}
 REDIS_CLIENTS = {"api", "admin", "ingest", "worker", "worker-webhooks", "beat"}
 WEBHOOK_SENDERS = {"api", "worker-webhooks"}
@@ -283,8 +300,13 @@ class TestForwardedHeaders:
         assert pod_cidr.is_private
         assert await client_seen_by_app(http.forwarded_allow_ips, gateway, OUTSIDE) == OUTSIDE
         assert await client_seen_by_app(http.forwarded_allow_ips, OUTSIDE, SPOOFED) == OUTSIDE
-        # Trusting the pod network is trusting the gateway: no one else may connect.
-        assert ingress_peers(objects, pod(objects, app)) == [(GATEWAY_PEER, "http")]
+        # Trusting the pod network is trusting the gateway: no one else may connect, but for
+        # the monitoring component's Prometheus scraping /metrics (checked in
+        # TestNetworkPolicies: only that policy, that peer, the port the app serves it on).
+        peers = ingress_peers(objects, pod(objects, app), scrape=False)
+        assert peers == [(GATEWAY_PEER, "http")]
+        scrapers = ingress_peers(objects, pod(objects, app), scrape=True)
+        assert scrapers == ([(PROMETHEUS_PEER, "http")] if overlay in WITH_MONITORING else [])
 
 
 # --- network policies -------------------------------------------------------------------
@@ -299,14 +321,43 @@ def policies_for(objects: list[Object], p: Pod, direction: str) -> list[Object]:
     ]
 
 
-def ingress_peers(objects: list[Object], p: Pod) -> list[tuple[Object, Any]]:
+def container_ports(p: Pod) -> set[Any]:
+    """The ports a policy can name for the pod: its containers' port names and numbers."""
+    return {
+        key
+        for container in p.containers()
+        for port in container.get("ports", [])
+        for key in (port.get("name"), port["containerPort"])
+        if key is not None
+    }
+
+
+def ingress_peers(
+    objects: list[Object], p: Pod, *, scrape: bool | None = None
+) -> list[tuple[Object, Any]]:
+    """Who may connect to the pod, on which of its ports (a policy's named port the pod does
+    not have opens nothing). `scrape`: only the Prometheus scrape policy's (True), all but
+    its (False), or every policy's (None)."""
     return [
         (peer, port["port"])
         for policy in policies_for(objects, p, "Ingress")
+        if scrape is None or (policy["metadata"]["name"] == PROMETHEUS_POLICY) == scrape
         for rule in policy["spec"].get("ingress", [])
         for peer in rule["from"]
         for port in rule["ports"]
+        if isinstance(port["port"], int) or port["port"] in container_ports(p)
     ]
+
+
+def scraped_ports(objects: list[Object], p: Pod) -> set[str]:
+    """The ports the PodMonitors scrape on the pod (at /metrics)."""
+    ports = set()
+    for monitor in of_kind(objects, "PodMonitor"):
+        if selects(monitor["spec"]["selector"], p.labels):
+            for endpoint in monitor["spec"]["podMetricsEndpoints"]:
+                assert endpoint["path"] == "/metrics", monitor["metadata"]["name"]
+                ports.add(endpoint["port"])
+    return ports
 
 
 def egress(objects: list[Object], p: Pod) -> list[tuple[Object, int]]:
@@ -358,7 +409,7 @@ class TestNetworkPolicies:
         objects = render(overlay)
 
         for p in pods(objects):
-            peers = ingress_peers(objects, p)
+            peers = ingress_peers(objects, p, scrape=False)
             if p.name in APPS:
                 assert peers == [(GATEWAY_PEER, "http")], p.name
             elif p.name == "postgres":
@@ -374,6 +425,51 @@ class TestNetworkPolicies:
                 assert {port for _, port in peers} == {6379}
             else:
                 assert peers == [], p.name
+
+    def test_prometheus_reaches_only_the_metrics_ports_through_one_policy(
+        self, overlay: str
+    ) -> None:
+        objects = render(overlay)
+        with_prometheus = [
+            policy
+            for policy in of_kind(objects, "NetworkPolicy")
+            for rule in policy["spec"].get("ingress", [])
+            for peer in rule["from"]
+            if peer.get("namespaceSelector") == PROMETHEUS_PEER["namespaceSelector"]
+            or peer.get("podSelector") == PROMETHEUS_PEER["podSelector"]
+        ]
+        scrape = [
+            p
+            for p in of_kind(objects, "NetworkPolicy")
+            if p["metadata"]["name"] == PROMETHEUS_POLICY
+        ]
+
+        if overlay not in WITH_MONITORING:
+            assert (with_prometheus, scrape, of_kind(objects, "PodMonitor")) == ([], [], [])
+            return
+        (policy,) = scrape
+        assert with_prometheus == [policy]
+        assert policy["spec"]["policyTypes"] == ["Ingress"]
+        assert set(policy["spec"]) == {"podSelector", "policyTypes", "ingress"}
+        assert [rule["from"] for rule in policy["spec"]["ingress"]] == [[PROMETHEUS_PEER]]
+        chosen = {p.name for p in pods(objects) if selects(policy["spec"]["podSelector"], p.labels)}
+        assert chosen == {*APPS, *WORKERS}
+        for p in pods(objects):
+            scrapers = ingress_peers(objects, p, scrape=True)
+            others = {port for _, port in ingress_peers(objects, p, scrape=False)}
+            scraped = scraped_ports(objects, p)
+            if p.name in (*APPS, *WORKERS):
+                # Exactly the ports the PodMonitors scrape, each a port of the pod.
+                assert {port for _, port in scrapers} == scraped, p.name
+                assert len(scrapers) == len(scraped), p.name
+                assert scraped <= container_ports(p), p.name
+            else:
+                assert (scrapers, scraped) == ([], set()), p.name
+            # Never a port anyone else reaches, but the apps' one HTTP port.
+            if p.name in METRICS_ON_THE_HTTP_PORT:
+                assert scraped == {"http"} == others, p.name
+            else:
+                assert scraped.isdisjoint(others), p.name
 
     def test_each_pod_goes_only_where_it_must(self, overlay: str) -> None:
         objects = render(overlay)

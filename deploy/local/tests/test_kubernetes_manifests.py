@@ -1,8 +1,10 @@
 """deploy/kubernetes: every kustomization rendered by `kubectl kustomize`, every object validated
 offline. Kubernetes' own kinds by kubernetes-validate (strict: unknown fields refused); the
 custom resources (Traefik's IngressRoute and Middleware, KEDA's ScaledObject and
-TriggerAuthentication) against the JSON Schemas in deploy/kubernetes/schemas/, generated from
-the models Traefik's and KEDA's npm packages publish (schemas/generate.py says how)."""
+TriggerAuthentication, the Prometheus operator's PodMonitor and PrometheusRule, which the
+production overlay takes from the monitoring component) against the JSON Schemas in
+deploy/kubernetes/schemas/, generated from the models Traefik's, KEDA's and the Prometheus
+operator's npm packages publish (schemas/generate.py says how)."""
 
 from __future__ import annotations
 
@@ -34,7 +36,12 @@ CUSTOM_RESOURCES = {
     ("traefik.io/v1alpha1", "Middleware"),
     ("keda.sh/v1alpha1", "ScaledObject"),
     ("keda.sh/v1alpha1", "TriggerAuthentication"),
+    ("monitoring.coreos.com/v1", "PodMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
 }
+# The monitoring component's kinds: only the kustomizations that take it render them.
+MONITORING = {"PodMonitor", "PrometheusRule"}
+WITH_MONITORING = {"production"}
 
 
 @cache
@@ -99,7 +106,10 @@ class TestValidation:
 
         errors = [error for o in objects for error in custom_resource_errors(o)]
 
-        assert {o["kind"] for o in objects} == {kind for _, kind in CUSTOM_RESOURCES}
+        expected = {kind for _, kind in CUSTOM_RESOURCES}
+        if kustomization not in WITH_MONITORING:
+            expected -= MONITORING
+        assert {o["kind"] for o in objects} == expected
         assert errors == []
 
     @pytest.mark.parametrize(
@@ -110,6 +120,11 @@ class TestValidation:
             ("ScaledObject", "worker", ("spec", "minReplicas"), 2),
             ("ScaledObject", "worker", ("spec", "triggers", 0, "metadata", "listLength"), 10),
             ("TriggerAuthentication", "milepost-redis", ("spec", "secretRef"), []),
+            ("PodMonitor", "milepost-apps", ("spec", "podMetricsEndpoint"), []),
+            ("PodMonitor", "milepost-apps", ("spec", "podMetricsEndpoints", 0, "port"), 8001),
+            ("PodMonitor", "milepost-traefik", ("spec", "namespaceSelector", "any"), "yes"),
+            ("PrometheusRule", "milepost", ("spec", "groups", 0, "rules", 0, "expresion"), "up"),
+            ("PrometheusRule", "milepost", ("spec", "groups", 1, "rules", 0, "labels"), ["x"]),
         ],
     )
     def test_the_schemas_refuse_unknown_fields_and_wrong_types(
