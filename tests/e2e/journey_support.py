@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeVar
 
@@ -28,7 +28,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from milepost_devstack.stack import Stack
-from milepost_sim.script import Script
+from milepost_sim.script import Script, scripted_drive
 
 T = TypeVar("T")
 
@@ -36,6 +36,8 @@ OWNER_PASSWORD = "an owner's long enough password"
 REQUEST_TIMEOUT_S = 30.0
 # Processing waits: generous, the suite shares two cores with other stacks.
 PROCESSING_TIMEOUT_S = 90.0
+# Alerts reaching the live stream and the webhook receiver once processed.
+DELIVERY_TIMEOUT_S = 60.0
 
 
 def eventually(check: Callable[[], T], timeout: float, what: str, interval: float = 0.2) -> T:
@@ -48,6 +50,21 @@ def eventually(check: Callable[[], T], timeout: float, what: str, interval: floa
         if time.monotonic() >= deadline:
             raise AssertionError(f"not within {timeout:.0f} s: {what}")
         time.sleep(interval)
+
+
+def drive_start() -> datetime:
+    """Two hours ago, on a whole second: the drive lasts about an hour and ends in the past."""
+    return (datetime.now(UTC) - timedelta(hours=2)).replace(microsecond=0)
+
+
+def drives(*seeds: int) -> list[Script]:
+    """One scripted drive per seed, from `drive_start`, with tracker ids unique to this run."""
+    start = drive_start()
+    run = uuid.uuid4().hex[:8]
+    return [
+        scripted_drive(seed, start, unique_id=f"van-{seed}-{run}", name=f"Van {seed}")
+        for seed in seeds
+    ]
 
 
 def answered(response: httpx.Response, status: int) -> Any:

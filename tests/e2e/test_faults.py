@@ -29,7 +29,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -51,6 +50,7 @@ from tests.e2e.journey_support import (
     assert_matches_script,
     chunks,
     create_tenant,
+    drive_start,
     eventually,
     operator_client,
     wait_until_processed,
@@ -143,7 +143,7 @@ def fleet(
     made: list[Fleet] = []
 
     def make(seeds: range) -> Fleet:
-        start = (datetime.now(UTC) - timedelta(hours=2)).replace(microsecond=0)
+        start = drive_start()
         run = uuid.uuid4().hex[:8]
         scripts = [
             scripted_drive(seed, start, unique_id=f"fault-{seed}-{run}", name=f"Truck {seed}")
