@@ -49,7 +49,7 @@ from bench.support import (
     write_figures,
 )
 from milepost_common.auth import Realm, TokenCodec
-from milepost_common.domain.positions import queries as position_queries
+from milepost_common.domain.positions import repository as position_repository
 from milepost_common.settings import AuthSettings
 from milepost_common.testing import services
 from milepost_devstack.net import free_ports
@@ -329,7 +329,7 @@ async def direct_history(
     """The positions query alone: the api's statement for a first page of 100, sent with
     asyncpg by ``connections`` tasks over a pool the api's size, generic plans as the api
     sets them — what Postgres can serve when no HTTP work is in the way."""
-    statement = position_queries.history_statement(
+    statement = position_repository.history_statement(
         has_after=False, has_start=False, has_end=False, descending=False
     )
     pool = await asyncpg.create_pool(

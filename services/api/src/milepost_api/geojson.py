@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 from starlette.datastructures import Headers
 
-from milepost_common.domain.positions.queries import LatestRow, PositionRow
+from milepost_common.domain.positions.schemas import LatestRow, PositionRow
 from milepost_common.units import tenth
 
 JSON = "application/json"

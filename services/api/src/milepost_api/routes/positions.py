@@ -16,7 +16,7 @@ from milepost_api.deps import AUTHENTICATED, ContextDep, CurrentUser, WindowDep,
 from milepost_api.http_cache import HISTORY, LIVE, cache_control
 from milepost_common.domain import paging
 from milepost_common.domain.devices.errors import DeviceNotFound
-from milepost_common.domain.positions import queries as position_queries
+from milepost_common.domain.positions import service as position_service
 from milepost_common.domain.positions.schemas import LatestPositionRead, PositionRead
 from milepost_common.errors import RateLimited, Unauthorized, ValidationFailed
 from milepost_common.live import latest_positions_key
@@ -28,7 +28,7 @@ router = APIRouter(prefix="/v1", tags=["positions"], responses=AUTHENTICATED)
 
 PositionsPage = Annotated[
     paging.PageRequest,
-    Depends(page_params(("fix_time",), "fix_time", max_limit=position_queries.MAX_POSITIONS_LIMIT)),
+    Depends(page_params(("fix_time",), "fix_time", max_limit=position_service.MAX_POSITIONS_LIMIT)),
 ]
 
 
@@ -62,7 +62,7 @@ async def list_positions(
 ) -> Response:
     """Ascending by `fix_time` (`sort=-fix_time` for newest first), up to 10,000 per page,
     `from`/`to` half-open on `fix_time`."""
-    result = await position_queries.list_positions(session, user, vehicle_id, window, page)
+    result = await position_service.list_positions(session, user, vehicle_id, window, page)
     items = geojson.position_items(result.items)
     if geojson.wants_geojson(request.headers):
         return Response(
@@ -89,7 +89,7 @@ async def list_latest_positions(
     null). Cached for a few seconds: a renamed vehicle shows its new name within that."""
 
     async def compute() -> bytes:
-        rows = await position_queries.list_latest_positions(session, user)
+        rows = await position_service.list_latest_positions(session, user)
         return geojson.dumps(geojson.latest_items(rows))
 
     cached = await cache.cached(

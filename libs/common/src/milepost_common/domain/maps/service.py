@@ -25,7 +25,7 @@ from milepost_common.domain.devices.models import Device
 from milepost_common.domain.maps.schemas import DeviceDay, FleetPositionRead
 from milepost_common.domain.organizations import service as org_service
 from milepost_common.domain.organizations.models import Organization
-from milepost_common.domain.positions import queries as position_queries
+from milepost_common.domain.positions import service as position_service
 from milepost_common.domain.reports import service as report_service
 from milepost_common.domain.trips import queries as trip_queries
 from milepost_common.domain.trips.models import Stop, Trip
@@ -71,7 +71,7 @@ async def list_fleet_positions(
 ) -> list[FleetPositionRead]:
     """Every vehicle of the organization with a fix: its latest one, name and status;
     ascending by fix time then vehicle id."""
-    rows = await position_queries.list_org_latest_positions(session, org.id)
+    rows = await position_service.list_org_latest_positions(session, org.id)
     if not rows:
         return []
     ids = [uuid.UUID(row.vehicle_id) for row in rows]

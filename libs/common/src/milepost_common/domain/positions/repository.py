@@ -1,4 +1,7 @@
-"""Writes to ``positions`` and what the write path must know about its partitions."""
+"""Statements on ``positions``: the write path (new fixes with conflict-skip, the partitions'
+bounds) and the reads (a vehicle's history straight from the partitioned table, keyset on
+``(device_id, fix_time)``, the primary key, sent by asyncpg; the fleet's latest fix from
+``device_state``; a route's points)."""
 
 from __future__ import annotations
 
@@ -10,6 +13,8 @@ from typing import Any
 import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from milepost_common.domain.positions.schemas import LatestRow
 
 
 @dataclass(slots=True)
@@ -81,6 +86,73 @@ _PARTITION_BOUNDS = text(
 )
 
 
+# One round trip: the device check and the page. No row means no such device in this
+# organization; one row of NULLs means the device exists and the page is empty.
+_HISTORY = """
+SELECT p.fix_time, p.lat, p.lon, p.speed, p.course, p.altitude, p.accuracy,
+       p.attributes::text AS attributes
+FROM devices d
+LEFT JOIN LATERAL (
+    SELECT fix_time, lat, lon, speed, course, altitude, accuracy, attributes
+    FROM positions
+    WHERE device_id = d.id AND org_id = d.org_id {conditions}
+    ORDER BY fix_time {direction}
+    LIMIT $3
+) p ON true
+WHERE d.id = $1 AND d.org_id = $2
+ORDER BY p.fix_time {direction}
+"""
+_STATEMENTS: dict[tuple[bool, bool, bool, bool], str] = {}
+
+
+def history_statement(*, has_after: bool, has_start: bool, has_end: bool, descending: bool) -> str:
+    """The history query for this combination of bounds; parameters ``$1`` device, ``$2``
+    organization, ``$3`` limit, then after, start and end in that order when present."""
+    flags = (has_after, has_start, has_end, descending)
+    statement = _STATEMENTS.get(flags)
+    if statement is None:
+        conditions = ""
+        n = 3
+        if has_after:
+            n += 1
+            conditions += f" AND fix_time {'<' if descending else '>'} ${n}"
+        if has_start:
+            n += 1
+            conditions += f" AND fix_time >= ${n}"
+        if has_end:
+            n += 1
+            conditions += f" AND fix_time < ${n}"
+        statement = _HISTORY.format(
+            conditions=conditions, direction="DESC" if descending else "ASC"
+        )
+        _STATEMENTS[flags] = statement
+    return statement
+
+
+_LATEST = text(
+    """
+    SELECT s.device_id::text, d.name, d.plate, s.last_fix_time, s.last_lat, s.last_lon,
+           s.last_speed, s.last_course, s.last_altitude, s.last_accuracy,
+           s.last_attributes::text
+    FROM device_state s
+    JOIN devices d ON d.id = s.device_id
+    WHERE d.org_id = :org_id AND s.last_fix_time IS NOT NULL
+      AND s.last_lat IS NOT NULL AND s.last_lon IS NOT NULL
+    ORDER BY s.last_fix_time, s.device_id
+    """
+)
+
+
+async def _driver(session: AsyncSession) -> Any:
+    """The asyncpg connection under the session's connection. The hot read runs on it
+    directly: one round trip, asyncpg's own statement cache, no result-row adaptation, and
+    no BEGIN/COMMIT (SQLAlchemy's asyncpg adapter begins lazily, on its first statement);
+    inside a transaction the session already began, it reads within it."""
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    return raw.driver_connection
+
+
 class PositionRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -109,3 +181,61 @@ class PositionRepository:
         """``[from, to)`` of every partition bounded by timestamps, oldest first."""
         result = await self.session.execute(_PARTITION_BOUNDS)
         return [(lower, upper) for lower, upper in result.all()]
+
+    async def history(
+        self,
+        device_id: uuid.UUID,
+        org_id: uuid.UUID,
+        *,
+        limit: int,
+        after: datetime | None,
+        start: datetime | None,
+        end: datetime | None,
+        descending: bool,
+    ) -> list[Any]:
+        """Up to ``limit`` fixes of the device after ``after`` (the keyset), in ``[start,
+        end)``, by ``fix_time``, as asyncpg records: none when the organization has no such
+        device, one of NULLs when it has and the page is empty."""
+        args: list[object] = [device_id, org_id, limit]
+        args.extend(bound for bound in (after, start, end) if bound is not None)
+        statement = history_statement(
+            has_after=after is not None,
+            has_start=start is not None,
+            has_end=end is not None,
+            descending=descending,
+        )
+        rows: list[Any] = await (await _driver(self.session)).fetch(statement, *args)
+        return rows
+
+    async def latest_for_org(self, org_id: uuid.UUID) -> list[LatestRow]:
+        """Every vehicle of the organization with a fix, ascending by fix time then id; the
+        vehicle's name and plate come in the same statement."""
+        rows = (await self.session.execute(_LATEST, {"org_id": org_id})).all()
+        return [LatestRow(*row) for row in rows]
+
+    async def route(
+        self,
+        device_id: uuid.UUID,
+        org_id: uuid.UUID,
+        start: datetime,
+        end: datetime | None,
+        *,
+        limit: int,
+    ) -> list[tuple[float, float]]:
+        """``[lon, lat]`` points of a device between two times (inclusive), at most
+        ``limit``."""
+        conditions = "fix_time >= :start" + (" AND fix_time <= :end" if end is not None else "")
+        query = text(
+            f"SELECT lon, lat FROM positions WHERE device_id = :device_id AND org_id = :org_id"  # noqa: S608 - fixed fragments only
+            f" AND {conditions} ORDER BY fix_time LIMIT :limit"
+        )
+        params: dict[str, object] = {
+            "device_id": device_id,
+            "org_id": org_id,
+            "start": start,
+            "limit": limit,
+        }
+        if end is not None:
+            params["end"] = end
+        rows = (await self.session.execute(query, params)).all()
+        return [(float(lon), float(lat)) for lon, lat in rows]

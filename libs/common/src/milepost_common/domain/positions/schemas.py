@@ -4,13 +4,41 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from milepost_common import units
 from milepost_common.domain.devices.schemas import VEHICLE_NAME, VEHICLE_PLATE
 from milepost_common.units import Kmh, Metres
+
+
+# The rows the read side answers with, as plain tuples with ``attributes`` as JSON text: the
+# API embeds them in its answer without decoding and re-encoding them.
+class PositionRow(NamedTuple):
+    fix_time: datetime
+    lat: float
+    lon: float
+    speed: float | None
+    course: float | None
+    altitude: float | None
+    accuracy: float | None
+    attributes: str
+
+
+class LatestRow(NamedTuple):
+    vehicle_id: str
+    vehicle_name: str
+    vehicle_plate: str | None
+    fix_time: datetime
+    lat: float
+    lon: float
+    speed: float | None
+    course: float | None
+    altitude: float | None
+    accuracy: float | None
+    attributes: str
+
 
 POSITION_EXAMPLE: dict[str, Any] = {
     "fix_time": "2026-03-01T08:15:00Z",

@@ -1,4 +1,5 @@
-"""The write path of positions: store new fixes with conflict-skip, know where fixes may go."""
+"""Positions: the write path (store new fixes with conflict-skip, know where fixes may go)
+and the reads (a vehicle's history, the fleet's latest fixes, a trip's route)."""
 
 from __future__ import annotations
 
@@ -9,21 +10,34 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from milepost_common.cache import TtlCache
+from milepost_common.domain import paging
+from milepost_common.domain.devices.errors import DeviceNotFound
 from milepost_common.domain.positions.repository import (
     InsertedPositions,
     NewPositions,
     PositionRepository,
 )
+from milepost_common.domain.positions.schemas import LatestRow, PositionRow
+from milepost_common.domain.principals import Principal
+from milepost_common.errors import ValidationFailed
+from milepost_common.pagination import cursor_time, decode_cursor, encode_cursor
 
 __all__ = [
     "InsertedPositions",
     "NewPositions",
     "StorableWindow",
     "last_fix_time",
+    "list_latest_positions",
+    "list_org_latest_positions",
+    "list_positions",
     "load_storable_window",
+    "route_of",
     "storable_window",
     "store_positions",
 ]
+
+MAX_POSITIONS_LIMIT = 10_000
+ROUTE_MAX_POINTS = 10_000
 
 
 # The one key of a cache of the storable window.
@@ -92,3 +106,66 @@ async def storable_window(
         if window is not None:
             cache.put(_WINDOW, window)
     return window
+
+
+async def list_positions(
+    session: AsyncSession,
+    actor: Principal,
+    device_id: uuid.UUID,
+    window: paging.Window,
+    page: paging.PageRequest,
+) -> paging.PageResult[PositionRow]:
+    """A page of one vehicle's fixes by ``fix_time``. Raises DeviceNotFound."""
+    descending = page.sort is not None and page.sort.descending
+    after = None
+    if page.cursor is not None:
+        raw_key, cursor_device = decode_cursor(page.cursor)
+        if cursor_device != device_id:
+            raise ValidationFailed(
+                "Invalid cursor.",
+                details=[
+                    {"loc": ["query", "cursor"], "msg": "Invalid cursor.", "type": "value_error"}
+                ],
+            )
+        after = cursor_time(raw_key)
+    rows = await PositionRepository(session).history(
+        device_id,
+        actor.require_org(),
+        limit=page.limit + 1,
+        after=after,
+        start=window.start,
+        end=window.end,
+        descending=descending,
+    )
+    if not rows:
+        raise DeviceNotFound()
+    if rows[0][0] is None:
+        return paging.PageResult([], None)
+    items = [PositionRow(*row) for row in rows[: page.limit]]
+    next_cursor = encode_cursor(items[-1].fix_time, device_id) if len(rows) > page.limit else None
+    return paging.PageResult(items, next_cursor)
+
+
+async def list_latest_positions(session: AsyncSession, actor: Principal) -> list[LatestRow]:
+    """Every vehicle of the organization with a fix, ascending by fix time then vehicle id."""
+    return await list_org_latest_positions(session, actor.require_org())
+
+
+async def list_org_latest_positions(session: AsyncSession, org_id: uuid.UUID) -> list[LatestRow]:
+    """``list_latest_positions`` of an organization named by its id (operators read any).
+    The vehicle's name and plate come in the same statement: ``device_state`` holds the
+    current tenure only, so the name is always the organization's own."""
+    return await PositionRepository(session).latest_for_org(org_id)
+
+
+async def route_of(
+    session: AsyncSession,
+    device_id: uuid.UUID,
+    org_id: uuid.UUID,
+    start: datetime,
+    end: datetime | None,
+) -> list[tuple[float, float]]:
+    """``[lon, lat]`` points of a device between two times (inclusive), capped."""
+    return await PositionRepository(session).route(
+        device_id, org_id, start, end, limit=ROUTE_MAX_POINTS
+    )

@@ -12,7 +12,7 @@ from milepost_common.domain.base import get_by_id
 from milepost_common.domain.devices import names
 from milepost_common.domain.devices import service as device_service
 from milepost_common.domain.devices.models import Device
-from milepost_common.domain.positions import queries as position_queries
+from milepost_common.domain.positions import service as position_service
 from milepost_common.domain.principals import Principal
 from milepost_common.domain.trips.models import Stop, Trip
 from milepost_common.domain.trips.schemas import LineString, StopRead, TripDetail, TripRead
@@ -67,7 +67,7 @@ async def get_trip(session: AsyncSession, actor: Principal, trip_id: uuid.UUID) 
 
 async def with_route(session: AsyncSession, org_id: uuid.UUID, trip: TripRead) -> TripDetail:
     """The trip and its fixes in the organization (``[lon, lat]``, capped)."""
-    points = await position_queries.route_of(
+    points = await position_service.route_of(
         session, trip.vehicle_id, org_id, trip.start_time, trip.end_time
     )
     return TripDetail(**trip.model_dump(), route=LineString(coordinates=points))
