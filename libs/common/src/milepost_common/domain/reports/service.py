@@ -9,20 +9,14 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import select as sa_select
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col, select
 
 from milepost_common import units
 from milepost_common.domain import paging
-from milepost_common.domain.devices import names
 from milepost_common.domain.devices import service as device_service
-from milepost_common.domain.devices.models import Device
-from milepost_common.domain.organizations.models import Organization
 from milepost_common.domain.principals import Principal
+from milepost_common.domain.reports.repository import ReportRepository
 from milepost_common.domain.reports.schemas import GroupBy, SummaryReport, SummaryRow
-from milepost_common.domain.trips.models import Trip
 from milepost_common.errors import ValidationFailed
 
 MAX_RANGE = timedelta(days=366)
@@ -49,46 +43,6 @@ TRIP_COLUMNS = (
     "max_speed",
 )
 
-# One row per vehicle and day; the vehicle's name and plate only where the row has activity
-# in the device's current tenure in this organization (devices.names).
-_SUMMARY = """
-WITH t AS (
-    SELECT device_id, (start_time AT TIME ZONE :tz)::date AS day,
-           sum(distance_m) AS distance_m, sum(duration_s) AS driving_time_s,
-           max(max_speed) AS max_speed, max(start_time) AS last_at
-    FROM trips
-    WHERE org_id = :org_id AND start_time >= :start AND start_time < :end {vehicle}
-    GROUP BY 1, 2
-), s AS (
-    SELECT device_id, (start_time AT TIME ZONE :tz)::date AS day,
-           count(*) AS stops, sum(duration_s) AS stopped_time_s, max(start_time) AS last_at
-    FROM stops
-    WHERE org_id = :org_id AND start_time >= :start AND start_time < :end {vehicle}
-    GROUP BY 1, 2
-), a AS (
-    SELECT device_id, (occurred_at AT TIME ZONE :tz)::date AS day, count(*) AS alerts,
-           max(occurred_at) AS last_at
-    FROM alerts
-    WHERE org_id = :org_id AND occurred_at >= :start AND occurred_at < :end {vehicle}
-    GROUP BY 1, 2
-), r AS (
-    SELECT device_id, day,
-           coalesce(t.distance_m, 0) AS distance_m,
-           coalesce(t.driving_time_s, 0) AS driving_time_s,
-           coalesce(s.stopped_time_s, 0) AS stopped_time_s,
-           coalesce(s.stops, 0) AS stops, t.max_speed, coalesce(a.alerts, 0) AS alerts,
-           greatest(t.last_at, s.last_at, a.last_at) AS last_at
-    FROM t FULL JOIN s USING (device_id, day) FULL JOIN a USING (device_id, day)
-)
-SELECT r.device_id,
-       CASE WHEN {held} THEN d.name END,
-       CASE WHEN {held} THEN d.plate END,
-       r.day, r.distance_m, r.driving_time_s, r.stopped_time_s, r.stopped_time_s, r.stops,
-       r.max_speed, r.alerts
-FROM r LEFT JOIN devices d ON d.id = r.device_id
-ORDER BY r.day, r.device_id
-"""
-
 
 def org_zone(name: str) -> ZoneInfo:
     try:
@@ -105,9 +59,7 @@ def to_instant(value: datetime | date, zone: ZoneInfo) -> datetime:
 
 
 async def _zone_of(session: AsyncSession, actor: Principal) -> ZoneInfo:
-    tz = await session.scalar(
-        select(Organization.timezone).where(Organization.id == actor.require_org())
-    )
+    tz = await ReportRepository(session).org_timezone(actor.require_org())
     return org_zone(tz or "UTC")
 
 
@@ -183,22 +135,11 @@ async def _summary_rows(
     end: datetime,
     vehicle_id: uuid.UUID | None,
 ) -> Sequence[Any]:
-    params: dict[str, Any] = {
-        "org_id": actor.require_org(),
-        "tz": zone.key,
-        "start": start,
-        "end": end,
-    }
-    vehicle = ""
     if vehicle_id is not None:
         await device_service.get_device(session, actor, vehicle_id)
-        params["vehicle_id"] = vehicle_id
-        vehicle = "AND device_id = :vehicle_id"
-    statement = _SUMMARY.format(
-        vehicle=vehicle, held=names.in_tenure_sql("d", ":org_id", "r.last_at")
+    return await ReportRepository(session).summary_rows(
+        actor.require_org(), zone.key, start, end, vehicle_id
     )
-    result = await session.execute(text(statement), params)
-    return result.all()
 
 
 async def prepare_export(
@@ -239,34 +180,9 @@ async def iter_trip_rows(
 ) -> AsyncIterator[Sequence[Any]]:
     """Trips of ``window`` in CSV column order (``TRIP_COLUMNS``), rounded as in JSON, by
     start time then id, fetched in chunks through a server-side cursor."""
-    org_id = actor.require_org()
-    query = (
-        sa_select(
-            col(Trip.id),
-            col(Trip.device_id),
-            names.name_column(col(Trip.org_id), col(Trip.start_time)),
-            names.plate_column(col(Trip.org_id), col(Trip.start_time)),
-            col(Trip.start_time),
-            col(Trip.end_time),
-            col(Trip.start_lat),
-            col(Trip.start_lon),
-            col(Trip.end_lat),
-            col(Trip.end_lon),
-            col(Trip.distance_m),
-            col(Trip.duration_s),
-            col(Trip.avg_speed),
-            col(Trip.max_speed),
-        )
-        .join(Device, col(Device.id) == col(Trip.device_id))
-        .where(col(Trip.org_id) == org_id)
+    rows = ReportRepository(session).stream_trip_rows(
+        actor.require_org(), window, vehicle_id, chunk_rows=STREAM_CHUNK_ROWS
     )
-    if vehicle_id is not None:
-        query = query.where(col(Trip.device_id) == vehicle_id)
-    query = paging.time_window(query, col(Trip.start_time), window).order_by(
-        col(Trip.start_time), col(Trip.id)
-    )
-    result = await session.stream(query.execution_options(yield_per=STREAM_CHUNK_ROWS))
-    async for partition in result.partitions():
-        for row in partition:
-            shown = units.round_fields(dict(zip(TRIP_COLUMNS, row, strict=True)))
-            yield tuple(shown.values())
+    async for row in rows:
+        shown = units.round_fields(dict(zip(TRIP_COLUMNS, row, strict=True)))
+        yield tuple(shown.values())

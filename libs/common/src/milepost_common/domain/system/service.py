@@ -12,9 +12,9 @@ from datetime import UTC, date, datetime, timedelta
 import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from milepost_common.domain.system.repository import SystemRepository
 from milepost_common.domain.system.schemas import (
     IngestRate,
     MinutePoint,
@@ -92,15 +92,9 @@ async def worker_heartbeats(broker: Broker, now: datetime) -> list[WorkerHeartbe
 
 
 async def _ingest_rate(session: AsyncSession, now: datetime) -> IngestRate:
-    row = (
-        await session.execute(
-            text(
-                "SELECT count(*), coalesce(sum(accepted), 0), coalesce(sum(rejected), 0) "
-                "FROM ingest_batches WHERE received_at >= :since"
-            ),
-            {"since": now - timedelta(minutes=RATE_WINDOW_MINUTES)},
-        )
-    ).one()
+    row = await SystemRepository(session).ingest_counts(
+        now - timedelta(minutes=RATE_WINDOW_MINUTES)
+    )
     return IngestRate(
         window_minutes=RATE_WINDOW_MINUTES,
         batches=row[0],
@@ -111,19 +105,9 @@ async def _ingest_rate(session: AsyncSession, now: datetime) -> IngestRate:
 
 
 async def _processing(session: AsyncSession, now: datetime) -> ProcessingLag:
-    row = (
-        await session.execute(
-            text(
-                "SELECT count(*) FILTER (WHERE status IN ('received', 'queued', 'processing')),"
-                " count(*) FILTER (WHERE status = 'failed'),"
-                " min(received_at) FILTER (WHERE status IN ('received', 'queued', 'processing')),"
-                " avg(extract(epoch FROM processed_at - received_at))"
-                "   FILTER (WHERE status = 'processed' AND processed_at >= :since)"
-                " FROM ingest_batches WHERE status <> 'processed' OR processed_at >= :since"
-            ),
-            {"since": now - timedelta(minutes=RATE_WINDOW_MINUTES)},
-        )
-    ).one()
+    row = await SystemRepository(session).processing_figures(
+        now - timedelta(minutes=RATE_WINDOW_MINUTES)
+    )
     oldest: datetime | None = row[2]
     return ProcessingLag(
         pending_batches=row[0],
@@ -135,15 +119,7 @@ async def _processing(session: AsyncSession, now: datetime) -> ProcessingLag:
 
 
 async def _partitions(session: AsyncSession, today: date) -> Partitions:
-    rows = (
-        await session.execute(
-            text(
-                "SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_inherits i "
-                "JOIN pg_class c ON c.oid = i.inhrelid "
-                "WHERE i.inhparent = 'positions'::regclass ORDER BY c.relname"
-            )
-        )
-    ).all()
+    rows = await SystemRepository(session).position_partitions()
     days = sorted(
         datetime.strptime(name.removeprefix("positions_p"), "%Y%m%d").replace(tzinfo=UTC).date()
         for name, _ in rows
@@ -167,7 +143,7 @@ async def get_system_status(session: AsyncSession, broker: Broker) -> SystemStat
         workers = await worker_heartbeats(broker, now)
     except (RedisError, OSError):
         raise Unavailable("The broker (Redis) does not answer.") from None
-    database_bytes = await session.scalar(text("SELECT pg_database_size(current_database())"))
+    database_bytes = await SystemRepository(session).database_bytes()
     return SystemStatus(
         checked_at=now,
         queues=queues,
@@ -182,21 +158,7 @@ async def get_system_status(session: AsyncSession, broker: Broker) -> SystemStat
 async def ingest_series(session: AsyncSession, minutes: int = 60) -> list[MinutePoint]:
     """Per minute over the last ``minutes`` (oldest first, every minute present): positions
     accepted, batches received, and mean processing time of the batches received then."""
-    rows = (
-        await session.execute(
-            text(
-                "WITH minutes AS ("
-                "  SELECT generate_series(date_trunc('minute', now()) - make_interval(mins => :n),"
-                "                         date_trunc('minute', now()), interval '1 minute') AS m)"
-                " SELECT m.m, coalesce(sum(b.accepted), 0), count(b.id),"
-                "        avg(extract(epoch FROM b.processed_at - b.received_at))"
-                " FROM minutes m LEFT JOIN ingest_batches b"
-                "   ON b.received_at >= m.m AND b.received_at < m.m + interval '1 minute'"
-                " GROUP BY m.m ORDER BY m.m"
-            ),
-            {"n": minutes - 1},
-        )
-    ).all()
+    rows = await SystemRepository(session).ingest_series(minutes)
     return [
         MinutePoint(
             minute=row[0],
