@@ -88,9 +88,10 @@ def fault_stack() -> Iterator[Stack]:
         stack.up(timeout=240)
         yield stack
     finally:
+        # Also when `up` failed (its error carries the failing component's log tail).
         stack.down()
-    leftovers = processes_using(state_dir)
-    shutil.rmtree(state_dir, ignore_errors=True)
+        leftovers = processes_using(state_dir)
+        shutil.rmtree(state_dir, ignore_errors=True)
     assert leftovers == [], "processes of the fault stack survived `down`"
 
 
