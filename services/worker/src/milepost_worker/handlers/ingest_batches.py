@@ -1,4 +1,5 @@
-"""``ingest_batches.process``: a batch's fixes become trips, stops, alerts and live events.
+"""``ingest_batches.process``: a batch's fixes become trips, stops, alerts and live events;
+and the reconciler that sends batches left behind again.
 
 One transaction per batch: the batch row is locked (a redelivered task waits, then finds it
 ``processed``), every device's ``device_state`` row is locked in id order (two workers never
@@ -6,60 +7,47 @@ process one device at once), and the batch is marked ``processed`` in the same t
 its effects, so a crash anywhere leaves nothing half done and a retry redoes it all. Fixes
 newer than a device's watermark continue from its state; a late fix recomputes the device
 from the last settled stop before it (see ``milepost_worker.timeline``).
+
+This module orchestrates: the reads, the writes and what changes are the domain's
+(``trips.service.materialize_segments``, ``alerts.service.reconcile_alerts``, the batch's
+marks in ``ingest_batches.service``); the replay is the worker's pure code (``timeline``,
+``motion``, ``rules``), whose microseconds are turned into the domain's values here.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
-from sqlalchemy import Select
-from sqlalchemy import select as sa_select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col, select
 
 from milepost_common.db import unit_of_work
 from milepost_common.domain.alerts import service as alert_service
-from milepost_common.domain.alerts.models import AlertRule
+from milepost_common.domain.devices import service as device_service
 from milepost_common.domain.devices import state as device_state
-from milepost_common.domain.devices.models import Device, MotionState
-from milepost_common.domain.geofences.models import Geofence
+from milepost_common.domain.devices.models import Device, DeviceState
+from milepost_common.domain.geofences import service as geofence_service
 from milepost_common.domain.ingest_batches import service as batch_service
 from milepost_common.domain.ingest_batches.models import IngestBatch
+from milepost_common.domain.organizations import service as organization_service
 from milepost_common.domain.organizations.models import Organization
-from milepost_common.domain.positions.models import Position
+from milepost_common.domain.positions import service as position_service
 from milepost_common.domain.trips import service as trip_service
 from milepost_common.domain.webhooks import delivery as webhook_delivery
 from milepost_common.domain.webhooks import events as webhook_events
 from milepost_common.live import LiveEvent
 from milepost_common.logging import get_logger
-from milepost_worker import geo, metrics, timeline
-from milepost_worker.handlers import batch_leases, live, materialize
-from milepost_worker.motion.machine import Fix, MotionParams
-from milepost_worker.rules.engine import FIX_RULE_TYPES, RuleSpec
+from milepost_worker import metrics, timeline
+from milepost_worker.handlers import batch_leases, live
+from milepost_worker.motion.machine import Fix, MotionParams, StopSegment, TripSegment
+from milepost_worker.rules import specs as rule_specs
+from milepost_worker.rules.engine import AlertOut, RuleSpec
 from milepost_worker.runtime import WorkerContext
 from milepost_worker.timeutil import from_micros, to_micros, utcnow
 
 log = get_logger("milepost.worker.batches")
-
-
-def _positions() -> Select[Any]:
-    return sa_select(
-        col(Position.device_id),
-        col(Position.org_id),
-        col(Position.fix_time),
-        col(Position.lat),
-        col(Position.lon),
-        col(Position.speed),
-        col(Position.accuracy),
-        col(Position.attributes),
-        col(Position.course),
-        col(Position.altitude),
-    )
 
 
 @dataclass(slots=True)
@@ -128,18 +116,11 @@ async def stale_batches(ctx: WorkerContext) -> StaleBatches:
 async def _process_locked(
     session: AsyncSession, batch: IngestBatch, events: list[LiveEvent]
 ) -> BatchOutcome:
-    rows = (await session.execute(_positions().where(col(Position.batch_id) == batch.id))).all()
+    rows = await position_service.list_batch_fixes(session, batch.id)
     outcome = BatchOutcome("processed", fixes=len(rows))
     if not rows:
         return outcome
-    devices = {
-        d.id: d
-        for d in (
-            await session.execute(
-                select(Device).where(col(Device.id).in_({row[0] for row in rows}))
-            )
-        ).scalars()
-    }
+    devices = await device_service.find_devices(session, {row[0] for row in rows})
     # Only fixes of each device's current tenure: one accepted before a transfer belongs to
     # a timeline the transfer closed, and must not reach into the new organization's.
     by_device: dict[uuid.UUID, list[Fix]] = defaultdict(list)
@@ -150,29 +131,24 @@ async def _process_locked(
     devices = {device_id: devices[device_id] for device_id in by_device}
     if not devices:
         return outcome
-    orgs = {
-        o.id: o
-        for o in (
-            await session.execute(
-                select(Organization).where(
-                    col(Organization.id).in_({d.org_id for d in devices.values()})
-                )
-            )
-        ).scalars()
-    }
+    orgs = await organization_service.find_organizations(
+        session, {d.org_id for d in devices.values()}
+    )
     states = await device_state.lock_device_states(
         session, {d.id: d.org_id for d in devices.values()}
     )
     rules = await alert_service.list_enabled_rules(session, orgs.keys())
-    shapes = await _geofence_shapes(session, rules)
+    shapes = rule_specs.shapes_of(
+        await geofence_service.find_geofences(session, rule_specs.geofence_ids(rules))
+    )
 
-    work: list[materialize.DeviceWork] = []
+    work: list[DeviceWork] = []
     for device_id in sorted(devices):
         device = devices[device_id]
         tenure = _tenure(device)
         org = orgs[device.org_id]
         state = states[device_id]
-        specs = _rule_specs(rules, device, org, shapes)
+        specs = rule_specs.rule_specs(rules, device, org, shapes)
         params = _params(device, org)
         snapshot = timeline.Snapshot.from_json(state.machine)
         batch_fixes = sorted(by_device[device_id], key=lambda f: f.t)
@@ -188,19 +164,20 @@ async def _process_locked(
                 session, tenure, from_micros(late)
             )
             start = timeline.Snapshot.from_json(checkpoint.state) if checkpoint else None
-            fixes = await _fixes_after(session, tenure, start.last_t if start else None)
+            stored = await position_service.list_fixes_after(
+                session, tenure.device_id, tenure.org_id, tenure.since, _moment(start)
+            )
+            fixes = [_fix(row) for row in stored]
             outcome.recomputed_devices += 1
             metrics.FIXES.labels("recompute").inc(len(fixes))
         result = timeline.replay(start, fixes, params, specs)
         if result is not None:
-            work.append(
-                materialize.DeviceWork(device, tenure, state, result, start, specs, late is None)
-            )
+            work.append(DeviceWork(device, tenure, state, result, start, specs, late is None))
 
     now = utcnow()
-    changes = await materialize.write_segments(session, work)
-    written = await materialize.write_alerts(session, work)
-    changes.extend(written.events)
+    changes = await trip_service.materialize_segments(session, [_segments(w) for w in work])
+    reconciled = await alert_service.reconcile_alerts(session, [_alerts(w) for w in work])
+    changes.extend(reconciled.events)
     for item in work:
         # Resumed from the latest state: nothing stored after the watermark to replace.
         if not item.resumed or item.result.checkpoints:
@@ -212,7 +189,7 @@ async def _process_locked(
             )
         changes.extend(_update_state(item, events, now))
     await session.flush()
-    created = written.created_alerts
+    created = reconciled.created
     outcome.deliveries = await webhook_delivery.create_deliveries(session, changes, now)
     outcome.alerts_created = len(created)
     events.extend(
@@ -227,7 +204,18 @@ async def _process_locked(
     return outcome
 
 
-def _fix(row: Any) -> Fix:
+@dataclass(slots=True)
+class DeviceWork:
+    device: Device
+    tenure: trip_service.Tenure
+    state: DeviceState
+    result: timeline.Replay
+    start: timeline.Snapshot | None
+    rules: list[RuleSpec]
+    resumed: bool  # continued from the device's latest state (no late fix)
+
+
+def _fix(row: position_service.StoredFix) -> Fix:
     return Fix(
         t=to_micros(row[2]),
         lat=row[3],
@@ -248,22 +236,12 @@ def _in_tenure(tenure: trip_service.Tenure, org_id: uuid.UUID, fix_time: datetim
     return org_id == tenure.org_id and (tenure.since is None or fix_time >= tenure.since)
 
 
-async def _fixes_after(
-    session: AsyncSession, tenure: trip_service.Tenure, after: int | None
-) -> list[Fix]:
-    """The tenure's stored fixes after ``after`` (None: all of them), in time order."""
-    query = _positions().where(
-        col(Position.device_id) == tenure.device_id, col(Position.org_id) == tenure.org_id
-    )
-    lower = tenure.floor(from_micros(after) if after is not None else None)
-    if lower is not None:
-        # The tenure's start is inclusive, a watermark is not.
-        strict = after is not None and lower == from_micros(after)
-        query = query.where(
-            col(Position.fix_time) > lower if strict else col(Position.fix_time) >= lower
-        )
-    rows = (await session.execute(query.order_by(col(Position.fix_time)))).all()
-    return [_fix(row) for row in rows]
+def _moment(snapshot: timeline.Snapshot | None) -> datetime | None:
+    return from_micros(snapshot.last_t) if snapshot is not None else None
+
+
+def _at(t: int | None) -> datetime | None:
+    return from_micros(t) if t is not None else None
 
 
 def _params(device: Device, org: Organization) -> MotionParams:
@@ -274,70 +252,84 @@ def _params(device: Device, org: Organization) -> MotionParams:
     )
 
 
-async def _geofence_shapes(
-    session: AsyncSession, rules: Sequence[AlertRule]
-) -> dict[uuid.UUID, geo.Shape]:
-    ids: set[uuid.UUID] = set()
-    for rule in rules:
-        raw = rule.params.get("geofence_id")
-        if raw is not None:
-            try:
-                ids.add(uuid.UUID(str(raw)))
-            except ValueError:
-                continue
-    if not ids:
-        return {}
-    shapes: dict[uuid.UUID, geo.Shape] = {}
-    for fence in (
-        await session.execute(select(Geofence).where(col(Geofence.id).in_(ids)))
-    ).scalars():
-        try:
-            shapes[fence.id] = geo.parse_shape(fence.geometry, fence.radius_m)
-        except (ValueError, TypeError, IndexError):
-            log.warning("geofence_unreadable", geofence_id=str(fence.id))
-    return shapes
-
-
-def _rule_specs(
-    rules: Sequence[AlertRule],
-    device: Device,
-    org: Organization,
-    shapes: Mapping[uuid.UUID, geo.Shape],
-) -> list[RuleSpec]:
-    specs = []
-    limit = (
-        device.speed_limit_kmh
-        if device.speed_limit_kmh is not None
-        else org.default_speed_limit_kmh
+def _trip_span(trip: TripSegment) -> trip_service.TripSpan:
+    return trip_service.TripSpan(
+        start_time=from_micros(trip.start_t),
+        end_time=from_micros(trip.end_t) if trip.closed else None,
+        start_lat=trip.start_lat,
+        start_lon=trip.start_lon,
+        end_lat=trip.end_lat,
+        end_lon=trip.end_lon,
+        distance_m=trip.distance_m,
+        duration_s=trip.duration_s,
+        avg_speed=trip.avg_speed,
+        max_speed=trip.max_speed,
     )
-    for rule in rules:
-        if (
-            rule.org_id != device.org_id
-            or rule.type not in FIX_RULE_TYPES
-            or not alert_service.rule_applies(rule, device.id)
-        ):
-            continue
-        shape = None
-        if "geofence_id" in rule.params:
-            try:
-                shape = shapes.get(uuid.UUID(str(rule.params["geofence_id"])))
-            except ValueError:
-                shape = None
-        specs.append(RuleSpec(str(rule.id), str(rule.type), rule.params, limit, shape))
-    return specs
+
+
+def _stop_span(stop: StopSegment) -> trip_service.StopSpan:
+    return trip_service.StopSpan(
+        start_time=from_micros(stop.start_t),
+        end_time=from_micros(stop.end_t) if stop.closed else None,
+        lat=stop.lat,
+        lon=stop.lon,
+        duration_s=stop.duration_s,
+    )
+
+
+def _segments(item: DeviceWork) -> trip_service.DeviceSegments:
+    """The replay's trips and stops, for ``trip_service.materialize_segments``."""
+    scope = item.result.scope
+    return trip_service.DeviceSegments(
+        tenure=item.tenure,
+        vehicle_name=item.device.name,
+        trips_from=_at(scope.trips_from),
+        stops_from=_at(scope.stops_from),
+        trips=[_trip_span(trip) for trip in item.result.trips],
+        stops=[_stop_span(stop) for stop in item.result.stops],
+    )
+
+
+def _fix_alert(out: AlertOut) -> alert_service.FixAlert:
+    return alert_service.FixAlert(
+        rule_id=uuid.UUID(out.rule_id),
+        type=out.type,
+        occurred_at=from_micros(out.occurred_at),
+        lat=out.lat,
+        lon=out.lon,
+        details=out.details,
+    )
+
+
+def _alerts(item: DeviceWork) -> alert_service.DeviceAlerts:
+    """The replay's fix-derived alerts, for ``alert_service.reconcile_alerts``."""
+    scope = item.result.scope
+    return alert_service.DeviceAlerts(
+        device_id=item.device.id,
+        org_id=item.tenure.org_id,
+        since=item.tenure.since,
+        vehicle_name=item.device.name,
+        rule_ids=[uuid.UUID(rule.id) for rule in item.rules],
+        after=_at(scope.alerts_after),
+        open_keys=[(uuid.UUID(rule_id), from_micros(t)) for rule_id, t in scope.alert_keys],
+        resumed=item.resumed,
+        alerts=[_fix_alert(out) for out in item.result.alerts.values()],
+    )
 
 
 def _update_state(
-    item: materialize.DeviceWork, events: list[LiveEvent], now: datetime
+    item: DeviceWork, events: list[LiveEvent], now: datetime
 ) -> list[webhook_events.Event]:
     """Move the state on (the latest position only forward); the device's own webhook
     events (``device.online``)."""
     state, device, result = item.state, item.device, item.result
     final = result.final
-    state.machine = final.to_json()
-    state.watermark = from_micros(final.last_t)
-    state.motion = MotionState.MOVING if final.machine.get("moving") else MotionState.STOPPED
-    state.updated_at = utcnow()
+    device_state.continue_from(
+        state,
+        final.to_json(),
+        from_micros(final.last_t),
+        moving=bool(final.machine.get("moving")),
+    )
     last = result.last_fix
     fix_time = from_micros(last.t)
     values = {
@@ -364,4 +356,4 @@ def _update_state(
             },
         )
     )
-    return materialize.device_events(item, fix_time, last.lat, last.lon, now)
+    return device_state.went_online(state, device, fix_time, last.lat, last.lon, now)

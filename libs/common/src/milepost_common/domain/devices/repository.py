@@ -60,6 +60,13 @@ class DeviceRepository:
         """A device of any organization."""
         return await self.session.get(Device, device_id)
 
+    async def get_many(self, device_ids: Collection[uuid.UUID]) -> list[Device]:
+        """Those of ``device_ids`` that exist, of any organization."""
+        if not device_ids:
+            return []
+        query = select(Device).where(col(Device.id).in_(list(device_ids)))
+        return list((await self.session.scalars(query)).all())
+
     async def get_for_org(self, org_id: uuid.UUID, device_id: uuid.UUID) -> Device | None:
         query = select(Device).where(Device.id == device_id, Device.org_id == org_id)
         return (await self.session.scalars(query)).first()

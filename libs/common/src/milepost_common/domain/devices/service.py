@@ -10,6 +10,7 @@ deletion (both bounded by tenures) are ``tenure.py``.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -78,6 +79,14 @@ async def find_org_device(
 ) -> Device | None:
     """The device if it belongs to the organization."""
     return await DeviceRepository(session).get_for_org(org_id, device_id)
+
+
+async def find_devices(
+    session: AsyncSession, device_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, Device]:
+    """The devices of ``device_ids`` that exist, by id, whichever their organization (the
+    worker's read: a batch's fixes name their devices)."""
+    return {device.id: device for device in await DeviceRepository(session).get_many(device_ids)}
 
 
 async def get_device(session: AsyncSession, actor: Principal, device_id: uuid.UUID) -> Device:

@@ -14,6 +14,7 @@ from milepost_common.domain.devices.models import Device, DeviceState, MotionSta
 from milepost_common.domain.devices.repository import DeviceStateRepository
 from milepost_common.domain.devices.schemas import VehicleStatus
 from milepost_common.domain.devices.service import ONLINE_WINDOW, status_of
+from milepost_common.domain.webhooks import events as webhook_events
 
 
 async def lock_device_states(
@@ -73,6 +74,30 @@ async def list_silent_devices(
 ) -> list[tuple[DeviceState, Device]]:
     """Devices (enabled) whose last fix is older than ``silent_before``."""
     return await DeviceStateRepository(session).list_silent(silent_before)
+
+
+def continue_from(
+    state: DeviceState, machine: dict[str, Any], watermark: datetime, *, moving: bool
+) -> None:
+    """Where the worker continues the device next: the motion and rule states (worker-defined
+    JSON) right after its fix at ``watermark``."""
+    state.machine = machine
+    state.watermark = watermark
+    state.motion = MotionState.MOVING if moving else MotionState.STOPPED
+    state.updated_at = datetime.now(UTC)
+
+
+def went_online(
+    state: DeviceState, device: Device, fix_time: datetime, lat: float, lon: float, now: datetime
+) -> list[webhook_events.Event]:
+    """After ``record_position`` moved to ``fix_time``: ``device.online`` when the offline
+    detection had marked the device offline and this fix is recent (the mark is cleared;
+    see :func:`come_online`)."""
+    offline_since = come_online(state, fix_time, now)
+    if offline_since is None:
+        return []
+    vehicle = webhook_events.VehicleRef(device.id, device.org_id, device.name, device.unique_id)
+    return [webhook_events.device_online(vehicle, offline_since, fix_time, lat, lon)]
 
 
 def come_online(state: DeviceState, fix_time: datetime, now: datetime) -> datetime | None:

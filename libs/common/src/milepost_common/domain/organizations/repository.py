@@ -6,7 +6,7 @@ embed."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from typing import Any
 
 from sqlalchemy import delete, func, text
@@ -62,6 +62,12 @@ class OrganizationRepository:
 
     async def get(self, org_id: uuid.UUID, *, for_update: bool = False) -> Organization | None:
         return await find_by_id(self.session, Organization, org_id, for_update=for_update)
+
+    async def get_many(self, org_ids: Collection[uuid.UUID]) -> list[Organization]:
+        if not org_ids:
+            return []
+        query = select(Organization).where(col(Organization.id).in_(list(org_ids)))
+        return list((await self.session.scalars(query)).all())
 
     async def names_like(self, part: str, *, limit: int) -> list[str]:
         return list((await self.session.scalars(named_like(part, limit=limit))).all())

@@ -8,6 +8,7 @@ tokens are revoked so nothing comes back on reactivation.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any
 
@@ -68,6 +69,13 @@ async def get_organization(
     if org is None:
         raise OrganizationNotFound()
     return org
+
+
+async def find_organizations(
+    session: AsyncSession, org_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, Organization]:
+    """The organizations of ``org_ids`` that exist, by id."""
+    return {org.id: org for org in await OrganizationRepository(session).get_many(org_ids)}
 
 
 async def suggest_names(session: AsyncSession, part: str, *, limit: int = 10) -> list[str]:

@@ -1,20 +1,40 @@
 """Statements on ``positions``: the write path (new fixes with conflict-skip, the partitions'
 bounds) and the reads (a vehicle's history straight from the partitioned table, keyset on
 ``(device_id, fix_time)``, the primary key, sent by asyncpg; the fleet's latest fix from
-``device_state``; a route's points)."""
+``device_state``; a route's points; the worker's reads of a batch's fixes and of a device's
+after a moment)."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import text
+from sqlalchemy import Row, Select, text
+from sqlalchemy import select as sa_select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
+from milepost_common.domain.positions.models import Position
 from milepost_common.domain.positions.schemas import LatestRow
+
+# A stored fix as the worker reads it: device_id, org_id, fix_time, lat, lon, speed,
+# accuracy, attributes, course, altitude.
+StoredFix = Row[
+    uuid.UUID,
+    uuid.UUID,
+    datetime,
+    float,
+    float,
+    float | None,
+    float | None,
+    dict[str, Any] | None,
+    float | None,
+    float | None,
+]
 
 
 @dataclass(slots=True)
@@ -153,9 +173,45 @@ async def _driver(session: AsyncSession) -> Any:
     return raw.driver_connection
 
 
+def _stored_fixes() -> Select[Any]:
+    return sa_select(
+        col(Position.device_id),
+        col(Position.org_id),
+        col(Position.fix_time),
+        col(Position.lat),
+        col(Position.lon),
+        col(Position.speed),
+        col(Position.accuracy),
+        col(Position.attributes),
+        col(Position.course),
+        col(Position.altitude),
+    )
+
+
 class PositionRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+
+    async def fixes_of_batch(self, batch_id: uuid.UUID) -> Sequence[StoredFix]:
+        query = _stored_fixes().where(col(Position.batch_id) == batch_id)
+        rows: Sequence[StoredFix] = (await self.session.execute(query)).all()
+        return rows
+
+    async def fixes_of_device(
+        self, device_id: uuid.UUID, org_id: uuid.UUID, lower: datetime | None, *, strict: bool
+    ) -> Sequence[StoredFix]:
+        """The device's fixes stored for the organization from ``lower`` on (after it, when
+        ``strict``; None: all of them), in time order."""
+        query = _stored_fixes().where(
+            col(Position.device_id) == device_id, col(Position.org_id) == org_id
+        )
+        if lower is not None:
+            query = query.where(
+                col(Position.fix_time) > lower if strict else col(Position.fix_time) >= lower
+            )
+        ordered = query.order_by(col(Position.fix_time))
+        rows: Sequence[StoredFix] = (await self.session.execute(ordered)).all()
+        return rows
 
     async def insert_new(
         self, org_id: uuid.UUID, batch_id: uuid.UUID, rows: NewPositions

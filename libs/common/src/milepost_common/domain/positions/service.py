@@ -4,6 +4,7 @@ and the reads (a vehicle's history, the fleet's latest fixes, a trip's route).""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -16,6 +17,7 @@ from milepost_common.domain.positions.repository import (
     InsertedPositions,
     NewPositions,
     PositionRepository,
+    StoredFix,
 )
 from milepost_common.domain.positions.schemas import LatestRow, PositionRow
 from milepost_common.domain.principals import Principal
@@ -26,7 +28,10 @@ __all__ = [
     "InsertedPositions",
     "NewPositions",
     "StorableWindow",
+    "StoredFix",
     "last_fix_time",
+    "list_batch_fixes",
+    "list_fixes_after",
     "list_latest_positions",
     "list_org_latest_positions",
     "list_positions",
@@ -65,6 +70,28 @@ async def store_positions(
 async def last_fix_time(session: AsyncSession, device_id: uuid.UUID) -> datetime | None:
     """The device's latest stored fix, whichever organization it was stored for."""
     return await PositionRepository(session).last_fix_time(device_id)
+
+
+async def list_batch_fixes(session: AsyncSession, batch_id: uuid.UUID) -> Sequence[StoredFix]:
+    """The fixes the batch stored, in no particular order."""
+    return await PositionRepository(session).fixes_of_batch(batch_id)
+
+
+async def list_fixes_after(
+    session: AsyncSession,
+    device_id: uuid.UUID,
+    org_id: uuid.UUID,
+    since: datetime | None,
+    after: datetime | None,
+) -> Sequence[StoredFix]:
+    """The device's fixes stored for the organization from ``since`` (its tenure's start,
+    inclusive; None: no bound) and after ``after`` (exclusive; None: no bound), in time
+    order."""
+    lower = max(after, since) if after is not None and since is not None else after or since
+    strict = after is not None and lower == after
+    return await PositionRepository(session).fixes_of_device(
+        device_id, org_id, lower, strict=strict
+    )
 
 
 def contiguous_window(

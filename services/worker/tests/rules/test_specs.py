@@ -1,0 +1,76 @@
+"""Which rules the engine evaluates for a device, with which limit and which shape."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from milepost_common.domain.alerts.models import AlertRule, AlertType
+from milepost_common.domain.devices.models import Device
+from milepost_common.domain.geofences.models import Geofence
+from milepost_common.domain.organizations.models import Organization
+from milepost_worker.geo import Circle
+from milepost_worker.rules import specs
+
+ORG = Organization(id=uuid.uuid4(), name="Fleet", default_speed_limit_kmh=90.0)
+DEVICE = Device(id=uuid.uuid4(), org_id=ORG.id, unique_id="van-1", name="Van 1")
+CIRCLE = Geofence(
+    id=uuid.uuid4(),
+    org_id=ORG.id,
+    name="Depot",
+    geometry={"type": "Point", "coordinates": [2.5, 1.5]},
+    radius_m=100.0,
+)
+
+
+def rule(kind: AlertType, **fields: Any) -> AlertRule:
+    values: dict[str, Any] = {"org_id": ORG.id, "name": str(kind), "params": {}, **fields}
+    return AlertRule(id=uuid.uuid4(), type=kind, **values)
+
+
+class TestRuleSpecs:
+    def test_only_the_organizations_fix_rules_that_name_the_device(self) -> None:
+        mine = rule(AlertType.OVERSPEED)
+        named = rule(AlertType.IDLE, params={"min_duration_s": 60}, vehicle_ids=[DEVICE.id])
+        rules = [
+            mine,
+            rule(AlertType.OVERSPEED, org_id=uuid.uuid4()),
+            rule(AlertType.OFFLINE, params={"after_s": 600}),
+            rule(AlertType.LOW_BATTERY, vehicle_ids=[uuid.uuid4()]),
+            named,
+        ]
+
+        found = specs.rule_specs(rules, DEVICE, ORG, {})
+
+        assert [s.id for s in found] == [str(mine.id), str(named.id)]
+
+    def test_the_devices_limit_else_the_organizations(self) -> None:
+        rules = [rule(AlertType.OVERSPEED)]
+        own = Device(id=DEVICE.id, org_id=ORG.id, unique_id="van-1", speed_limit_kmh=50.0)
+
+        assert specs.rule_specs(rules, own, ORG, {})[0].limit_kmh == 50.0
+        assert specs.rule_specs(rules, DEVICE, ORG, {})[0].limit_kmh == 90.0
+
+    def test_a_geofence_rule_watches_its_shape_or_nothing(self) -> None:
+        shapes = specs.shapes_of([CIRCLE])
+        watched = rule(AlertType.GEOFENCE_ENTER, params={"geofence_id": str(CIRCLE.id)})
+        unreadable = rule(AlertType.GEOFENCE_EXIT, params={"geofence_id": "not-an-id"})
+
+        found = specs.rule_specs([watched, unreadable], DEVICE, ORG, shapes)
+
+        assert found[0].shape == Circle(lat=1.5, lon=2.5, radius_m=100.0)
+        assert found[1].shape is None
+
+
+class TestGeofences:
+    def test_ids_the_rules_name(self) -> None:
+        rules = [
+            rule(AlertType.GEOFENCE_ENTER, params={"geofence_id": str(CIRCLE.id)}),
+            rule(AlertType.GEOFENCE_EXIT, params={"geofence_id": "not-an-id"}),
+            rule(AlertType.OVERSPEED),
+        ]
+        assert specs.geofence_ids(rules) == {CIRCLE.id}
+
+    def test_an_unreadable_shape_is_left_out(self) -> None:
+        broken = Geofence(id=uuid.uuid4(), org_id=ORG.id, name="x", geometry={"type": "Line"})
+        assert set(specs.shapes_of([CIRCLE, broken])) == {CIRCLE.id}
