@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -12,6 +14,7 @@ from milepost_admin.settings import AdminSettings
 from milepost_common.auth import Realm, TokenCodec
 from milepost_common.domain.audit.models import AuditEntry
 from milepost_common.domain.users.models import User
+from milepost_common.testing.factories import DEFAULT_PASSWORD
 from milepost_common.testing.plugin import token_codec
 
 
@@ -47,3 +50,20 @@ async def audit_entries(session: AsyncSession, action: str) -> list[AuditEntry]:
         .order_by(col(AuditEntry.occurred_at), col(AuditEntry.id))
     )
     return list((await session.scalars(query)).all())
+
+
+async def console_login(client: httpx.AsyncClient, user: User) -> None:
+    """Log in to the console with the form (its CSRF token), as a browser does."""
+    form = await client.get("/admin/login")
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+    assert csrf
+    response = await client.post(
+        "/admin/login",
+        data={
+            "email": user.email,
+            "password": DEFAULT_PASSWORD,
+            "csrf_token": csrf.group(1),
+            "next": "/admin/",
+        },
+    )
+    assert response.status_code == 303, response.text

@@ -44,7 +44,7 @@ PUBLIC = {
     "/api/v1/auth/invitations/accept",
     "/api/v1/auth/password-reset",
 }
-# The WebSocket authenticates with its first message (tested in test_api_stream.py).
+# The WebSocket authenticates with its first message (tested in ws/test_stream.py).
 SELF_AUTHENTICATED = {"/api/v1/stream"}
 
 # A valid body for each write that takes one, so validation never answers before the

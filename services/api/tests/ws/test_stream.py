@@ -1,0 +1,283 @@
+"""The live stream over a real socket (uvicorn in this event loop, the `websockets` client):
+authentication and its close codes, subscription, relay from Redis pub/sub, pings, expiry,
+and a slow consumer cut off instead of growing memory; the process's one shared Redis
+subscription per organization."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import httpx
+import orjson
+import pytest
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.protocol import State
+
+from milepost_api.main import create_app
+from milepost_api.settings import ApiSettings
+from milepost_common.domain.organizations import service as organization_service
+from milepost_common.domain.organizations.models import Organization
+from milepost_common.domain.principals import SYSTEM
+from milepost_common.domain.users.models import OrgRole
+from milepost_common.testing.factories import make_device, make_organization, make_user
+from services.api.tests.api_support import Bearer, Team, serving
+from services.api.tests.ws.stream_support import (
+    RawClient,
+    authenticated,
+    close_code,
+    eventually,
+    hub_connections,
+    publish,
+    receive,
+    subscribers,
+    watching,
+)
+
+
+class TestAuthentication:
+    async def test_no_auth_in_time_closes_4408(self, address: str) -> None:
+        async with connect(address) as ws:
+            assert await close_code(ws) == 4408
+
+    async def test_bad_token_closes_4401(self, address: str) -> None:
+        async with connect(address) as ws:
+            await ws.send('{"type": "auth", "token": "nope"}')
+            assert await close_code(ws) == 4401
+
+    async def test_expired_token_closes_4401(
+        self, address: str, team: Team, bearer: Bearer
+    ) -> None:
+        async with connect(address) as ws:
+            await ws.send(
+                orjson.dumps(
+                    {"type": "auth", "token": bearer(team.viewer, ttl_s=-5)["Authorization"][7:]}
+                ).decode()
+            )
+            assert await close_code(ws) == 4401
+
+    async def test_the_stream_closes_when_the_token_expires(
+        self, address: str, team: Team, bearer: Bearer
+    ) -> None:
+        async with connect(address) as ws:
+            await authenticated(ws, bearer(team.viewer, ttl_s=2))
+            assert await close_code(ws) == 4401
+
+
+class TestRelay:
+    async def test_subscribed_alerts_arrive_and_others_do_not(
+        self,
+        address: str,
+        session: AsyncSession,
+        redis: Redis,
+        team: Team,
+        other_team: Team,
+        bearer: Bearer,
+    ) -> None:
+        mine = await make_device(session, team.org)
+        unwatched = await make_device(session, team.org)
+        theirs = await make_device(session, other_team.org)
+        async with connect(address) as ws:
+            await authenticated(ws, bearer(team.viewer))
+            await ws.send(
+                orjson.dumps(
+                    {"type": "subscribe", "vehicle_ids": [str(mine.id), str(theirs.id)]}
+                ).decode()
+            )
+            assert await receive(ws) == {"type": "subscribed", "vehicle_ids": [str(mine.id)]}
+
+            await publish(redis, other_team.org.id, theirs.id, n=1)
+            await publish(redis, team.org.id, unwatched.id, n=2)
+            await publish(redis, team.org.id, mine.id, n=3, rule="overspeed")
+
+            assert await receive(ws) == {"type": "alert", "data": {"n": 3, "rule": "overspeed"}}
+
+    async def test_pings_every_interval(self, address: str, team: Team, bearer: Bearer) -> None:
+        async with connect(address) as ws:
+            await authenticated(ws, bearer(team.viewer))
+            assert await receive(ws, pings=True) == {"type": "ping"}
+
+    async def test_slow_consumer_is_cut_off_with_4429(
+        self, address: str, session: AsyncSession, redis: Redis, team: Team, bearer: Bearer
+    ) -> None:
+        device = await make_device(session, team.org)
+        client = RawClient(address)
+        await client.open()
+        try:
+            token = bearer(team.viewer)["Authorization"].removeprefix("Bearer ")
+            client.send({"type": "auth", "token": token})
+            assert await client.next_text() == {"type": "ready"}
+            client.send({"type": "subscribe", "vehicle_ids": "all"})
+            assert (await client.next_text())["type"] == "subscribed"
+
+            # The client stops reading: the kernel buffers fill, then the server's sends
+            # block; its per-connection queue holds 4 messages and one send may take 0.5 s.
+            blob = "x" * 256_000
+            for i in range(100):
+                await publish(redis, team.org.id, device.id, i=i, blob=blob)
+            await asyncio.sleep(2)
+
+            assert await client.close_code() == 4429
+        finally:
+            client.close()
+
+
+@dataclass(frozen=True)
+class Served:
+    app: FastAPI
+    base: str  # host:port
+
+    @property
+    def stream(self) -> str:
+        return f"ws://{self.base}/api/v1/stream"
+
+
+@pytest.fixture
+async def recheck_served(
+    settings_factory: Callable[..., ApiSettings], committed_database: str, redis: Redis
+) -> AsyncIterator[Served]:
+    """An app with its own pool (its streams re-check the principal every second)."""
+    settings = settings_factory(
+        ApiSettings,
+        db={"url": committed_database},
+        auth={"principal_cache_s": 1},
+        api={"stream_ping_interval_s": 60},
+    )
+    app = create_app(settings)
+    async with LifespanManager(app), serving(app) as served:
+        yield Served(app, served)
+
+
+async def committed_team(app: FastAPI) -> Team:
+    async with app.state.db.sessionmaker() as session:
+        org = await make_organization(session)
+        team = Team(
+            org,
+            await make_user(session, org, role=OrgRole.OWNER),
+            await make_user(session, org, role=OrgRole.MANAGER),
+            await make_user(session, org, role=OrgRole.VIEWER),
+        )
+        await session.commit()
+    return team
+
+
+async def closed_within(ws: ClientConnection, seconds: float) -> int | None:
+    async with asyncio.timeout(seconds):
+        return await close_code(ws)
+
+
+class TestPrincipalRecheck:
+    async def test_deactivating_the_user_closes_the_stream_with_4401(
+        self, recheck_served: Served, bearer: Bearer
+    ) -> None:
+        team = await committed_team(recheck_served.app)
+        async with watching(recheck_served.stream, bearer(team.viewer)) as ws:
+            async with httpx.AsyncClient(base_url=f"http://{recheck_served.base}") as http:
+                deactivated = await http.post(
+                    f"/api/v1/users/{team.viewer.id}/deactivate", headers=bearer(team.owner)
+                )
+            assert deactivated.status_code == 200
+
+            assert await closed_within(ws, 5) == 4401
+
+    async def test_suspending_the_organization_closes_the_stream_with_4401(
+        self, recheck_served: Served, bearer: Bearer
+    ) -> None:
+        team = await committed_team(recheck_served.app)
+        async with watching(recheck_served.stream, bearer(team.viewer)) as ws:
+            async with recheck_served.app.state.db.sessionmaker() as session:
+                org = await session.get(Organization, team.org.id)
+                assert org is not None
+                await organization_service.suspend_organization(session, SYSTEM, org)
+                await session.commit()
+
+            assert await closed_within(ws, 5) == 4401
+
+    async def test_an_active_principal_keeps_its_stream(
+        self, recheck_served: Served, bearer: Bearer
+    ) -> None:
+        team = await committed_team(recheck_served.app)
+        async with watching(recheck_served.stream, bearer(team.viewer)) as ws:
+            await asyncio.sleep(1.5)  # a re-check
+
+            assert ws.state is State.OPEN
+
+
+class TestSharedSubscription:
+    async def test_clients_of_an_organization_share_one_redis_subscription(
+        self,
+        stream_app: FastAPI,
+        address: str,
+        session: AsyncSession,
+        redis: Redis,
+        team: Team,
+        other_team: Team,
+        bearer: Bearer,
+    ) -> None:
+        device = await make_device(session, team.org)
+        theirs = await make_device(session, other_team.org)
+        async with (
+            watching(address, bearer(team.viewer)) as first,
+            watching(address, bearer(team.manager)) as second,
+            watching(address, bearer(other_team.viewer)) as outsider,
+        ):
+            assert await subscribers(redis, team.org.id) == 1
+            assert await subscribers(redis, other_team.org.id) == 1
+            assert len(await hub_connections(redis, stream_app)) == 1
+
+            await publish(redis, team.org.id, device.id, "position", n=1)
+            await publish(redis, other_team.org.id, theirs.id, n=2)
+
+            expected = {"type": "position", "data": {"n": 1}}
+            assert await receive(first) == expected
+            assert await receive(second) == expected
+            # Published after the other organization's position: its client got only this.
+            assert await receive(outsider) == {"type": "alert", "data": {"n": 2}}
+
+    async def test_the_channel_is_unsubscribed_when_the_last_client_leaves(
+        self, address: str, session: AsyncSession, redis: Redis, team: Team, bearer: Bearer
+    ) -> None:
+        device = await make_device(session, team.org)
+        async with watching(address, bearer(team.viewer)) as staying:
+            async with watching(address, bearer(team.manager)):
+                assert await subscribers(redis, team.org.id) == 1
+            await publish(redis, team.org.id, device.id, n=1)
+            assert await receive(staying) == {"type": "alert", "data": {"n": 1}}
+            assert await subscribers(redis, team.org.id) == 1
+
+        async def unsubscribed() -> bool:
+            return await subscribers(redis, team.org.id) == 0
+
+        await eventually(unsubscribed)
+
+    async def test_a_slow_consumer_is_cut_off_while_the_others_keep_receiving(
+        self, address: str, session: AsyncSession, redis: Redis, team: Team, bearer: Bearer
+    ) -> None:
+        flooded = await make_device(session, team.org)
+        quiet = await make_device(session, team.org)
+        client = RawClient(address)
+        await client.open()
+        try:
+            token = bearer(team.viewer)["Authorization"].removeprefix("Bearer ")
+            client.send({"type": "auth", "token": token})
+            assert await client.next_text() == {"type": "ready"}
+            client.send({"type": "subscribe", "vehicle_ids": "all"})
+            assert (await client.next_text())["type"] == "subscribed"
+
+            async with watching(address, bearer(team.manager), [str(quiet.id)]) as other:
+                blob = "x" * 256_000
+                for i in range(100):
+                    await publish(redis, team.org.id, flooded.id, i=i, blob=blob)
+                await asyncio.sleep(2)
+                assert await client.close_code() == 4429
+
+                await publish(redis, team.org.id, quiet.id, n=1)
+                assert await receive(other) == {"type": "alert", "data": {"n": 1}}
+                assert await subscribers(redis, team.org.id) == 1
+        finally:
+            client.close()
