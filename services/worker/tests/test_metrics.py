@@ -16,7 +16,8 @@ from milepost_common.domain.ingest_batches.models import BatchSource, BatchStatu
 from milepost_common.domain.webhooks.models import DeliveryStatus
 from milepost_common.migrate import PARTITION_DAYS_AHEAD
 from milepost_common.testing.factories import make_organization
-from milepost_worker.handlers import ingest_batches, maintenance
+from milepost_worker.handlers import ingest_batches
+from milepost_worker.handlers import system as system_handler
 from milepost_worker.handlers.webhooks import Outcome
 from milepost_worker.runtime import WorkerContext
 from milepost_worker.tasks import system
@@ -32,7 +33,7 @@ class TestBacklog:
     async def test_counts_waiting_batches_and_measures_the_oldest_unprocessed(
         self, ctx: WorkerContext, session: AsyncSession
     ) -> None:
-        before = await maintenance.backlog(ctx)
+        before = await system_handler.backlog(ctx)
         org = await make_organization(session)
         now = utcnow()
 
@@ -53,7 +54,7 @@ class TestBacklog:
         )
         await session.commit()
 
-        after = await maintenance.backlog(ctx)
+        after = await system_handler.backlog(ctx)
 
         added = {s: after.batches[s] - before.batches[s] for s in after.batches}
         assert added == {
@@ -67,14 +68,14 @@ class TestBacklog:
         assert after.partition_days_ahead == PARTITION_DAYS_AHEAD
 
     async def test_nothing_to_do_is_no_lag(self, ctx: WorkerContext) -> None:
-        backlog = await maintenance.backlog(ctx)
+        backlog = await system_handler.backlog(ctx)
 
         assert backlog.oldest_unprocessed_age_s == 0.0
         assert backlog.batches[BatchStatus.RECEIVED] == 0
 
     def test_heartbeat_exports_the_snapshot_as_gauges(self) -> None:
         system.export_backlog(
-            maintenance.Backlog(
+            system_handler.Backlog(
                 batches={BatchStatus.QUEUED: 7, BatchStatus.FAILED: 2},
                 oldest_unprocessed_age_s=42.5,
                 partition_days_ahead=1,

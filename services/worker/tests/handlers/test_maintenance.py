@@ -1,4 +1,4 @@
-"""Beat jobs in-process: partitions ahead, retention, the heartbeat."""
+"""Beat jobs in-process: partitions ahead, retention."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
 import pytest
 from redis.asyncio import Redis
 from sqlalchemy import text
@@ -24,20 +23,9 @@ from milepost_common.domain.principals import SYSTEM
 from milepost_common.domain.trips.models import Stop, Trip
 from milepost_common.testing.factories import make_device, make_organization
 from milepost_worker.handlers import maintenance
-from milepost_worker.health import HEARTBEAT_KEY
 from milepost_worker.runtime import WorkerContext, build_context
 from milepost_worker.settings import WorkerSettings
 from milepost_worker.timeutil import utcnow
-
-
-class TestHeartbeat:
-    async def test_heartbeat_key_is_fresh(self, ctx: WorkerContext, redis: Redis) -> None:
-        await maintenance.beat_heartbeat(ctx, "host-1", {"processing": 3})
-        raw = await redis.get(HEARTBEAT_KEY)
-        assert raw is not None
-        value = orjson.loads(raw)
-        assert (value["hostname"], value["queues"]) == ("host-1", {"processing": 3})
-        assert await redis.ttl(HEARTBEAT_KEY) > 0
 
 
 @pytest.fixture

@@ -39,8 +39,7 @@ from milepost_common.domain.webhooks import delivery as webhook_delivery
 from milepost_common.domain.webhooks import events as webhook_events
 from milepost_common.live import LiveEvent
 from milepost_common.logging import get_logger
-from milepost_worker import metrics, timeline
-from milepost_worker.handlers import batch_leases, live
+from milepost_worker import batch_leases, live, metrics, timeline
 from milepost_worker.motion.machine import Fix, MotionParams, StopSegment, TripSegment
 from milepost_worker.rules import specs as rule_specs
 from milepost_worker.rules.engine import AlertOut, RuleSpec

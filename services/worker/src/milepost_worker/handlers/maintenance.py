@@ -1,15 +1,13 @@
-"""Beat jobs: offline detection (alerts and ``device.offline``), partitions and retention,
-heartbeat."""
+"""Beat jobs on the maintenance queue: offline detection (alerts and ``device.offline``),
+partitions and retention."""
 
 from __future__ import annotations
 
 import re
-import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
-import orjson
 from sqlalchemy import text
 from sqlmodel import col, select
 
@@ -18,15 +16,13 @@ from milepost_common.domain.alerts import service as alert_service
 from milepost_common.domain.devices import service as device_service
 from milepost_common.domain.devices import state as device_state
 from milepost_common.domain.devices.models import Device
-from milepost_common.domain.ingest_batches.models import BatchStatus
 from milepost_common.domain.organizations.models import Organization
 from milepost_common.domain.webhooks import delivery as webhook_delivery
 from milepost_common.domain.webhooks import events as webhook_events
 from milepost_common.live import LiveEvent
 from milepost_common.logging import get_logger
 from milepost_common.migrate import DEFAULT_RETENTION_DAYS, ensure_partitions
-from milepost_worker.handlers import live
-from milepost_worker.health import HEARTBEAT_KEY, PING_KEY_PREFIX
+from milepost_worker import live
 from milepost_worker.runtime import WorkerContext
 from milepost_worker.timeutil import utcnow
 
@@ -184,59 +180,3 @@ async def apply_retention(ctx: WorkerContext, today: date | None = None) -> Rete
                 },
             )
     return outcome
-
-
-async def beat_heartbeat(ctx: WorkerContext, hostname: str, queue_depths: dict[str, int]) -> None:
-    """Refresh the key the liveness check reads: a worker consumed a task from beat just now."""
-    value = orjson.dumps({"at": time.time(), "hostname": hostname, "queues": queue_depths})
-    ttl = int(max(ctx.settings.worker.liveness_max_age_s * 10, 60))
-    await ctx.cache.set(HEARTBEAT_KEY, value, ex=ttl)
-
-
-UNPROCESSED = (BatchStatus.RECEIVED, BatchStatus.QUEUED, BatchStatus.PROCESSING)
-
-
-@dataclass(frozen=True, slots=True)
-class Backlog:
-    """What is left to do, as the heartbeat exports it (``milepost_worker.metrics``)."""
-
-    batches: dict[BatchStatus, int]
-    oldest_unprocessed_age_s: float
-    partition_days_ahead: int
-
-
-async def backlog(ctx: WorkerContext) -> Backlog:
-    """Batches not processed by status, the age of the oldest one still to process (the
-    processing lag), and the days of position partitions ahead of today: one query on the
-    ``(status, received_at)`` index and one on the catalog, timed by the database's clock."""
-    waiting = (*UNPROCESSED, BatchStatus.FAILED)
-    async with unit_of_work(ctx.db) as session:
-        rows = (
-            await session.execute(
-                text(
-                    "SELECT status, count(*), extract(epoch FROM now() - min(received_at))"
-                    " FROM ingest_batches WHERE status = ANY(:statuses) GROUP BY status"
-                ),
-                {"statuses": [str(s) for s in waiting]},
-            )
-        ).all()
-        days_ahead = await session.scalar(
-            text(
-                "SELECT to_date(substr(max(c.relname), 12), 'YYYYMMDD')"
-                " - (now() AT TIME ZONE 'UTC')::date FROM pg_inherits i"
-                " JOIN pg_class c ON c.oid = i.inhrelid"
-                " WHERE i.inhparent = 'positions'::regclass"
-                " AND c.relname ~ '^positions_p[0-9]{8}$'"
-            )
-        )
-    counts = dict.fromkeys(waiting, 0)
-    oldest = 0.0
-    for status, count, age_s in rows:
-        counts[BatchStatus(status)] = int(count)
-        if status in UNPROCESSED:
-            oldest = max(oldest, float(age_s))
-    return Backlog(counts, oldest, -1 if days_ahead is None else int(days_ahead))
-
-
-async def answer_ping(ctx: WorkerContext, nonce: str) -> None:
-    await ctx.cache.set(PING_KEY_PREFIX + nonce, b"pong", ex=300)

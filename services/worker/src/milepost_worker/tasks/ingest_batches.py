@@ -9,9 +9,9 @@ from celery import Task
 from celery.exceptions import Retry
 
 from milepost_common import tasks as names
-from milepost_worker import metrics
+from milepost_worker import batch_leases, metrics
 from milepost_worker.celery_app import celery_app
-from milepost_worker.handlers import batch_leases, ingest_batches
+from milepost_worker.handlers import ingest_batches
 from milepost_worker.runtime import get_runtime
 from milepost_worker.settings import get_settings
 from milepost_worker.tasks import is_transient, log, observed, retry_delay_s, send

@@ -14,7 +14,7 @@ from redis.exceptions import RedisError
 from milepost_common import tasks as names
 from milepost_worker import metrics
 from milepost_worker.celery_app import celery_app
-from milepost_worker.handlers import maintenance
+from milepost_worker.handlers import system
 from milepost_worker.runtime import get_runtime
 from milepost_worker.settings import get_settings
 from milepost_worker.tasks import log
@@ -48,16 +48,16 @@ def heartbeat(self: Task[[], None]) -> None:
             )
     except RedisError:
         depths = {}
-    runtime.run(maintenance.beat_heartbeat(runtime.context, socket.gethostname(), depths))
+    runtime.run(system.beat_heartbeat(runtime.context, socket.gethostname(), depths))
     metrics.HEARTBEAT.set(time.time())
     # After the liveness key: a database that does not answer must not fail the heartbeat.
     try:
-        export_backlog(runtime.run(maintenance.backlog(runtime.context)))
+        export_backlog(runtime.run(system.backlog(runtime.context)))
     except Exception as exc:  # noqa: BLE001 - the gauges keep their last values meanwhile
         log.warning("backlog_not_measured", error=type(exc).__name__)
 
 
-def export_backlog(backlog: maintenance.Backlog) -> None:
+def export_backlog(backlog: system.Backlog) -> None:
     for status, count in backlog.batches.items():
         metrics.BATCHES.labels(str(status)).set(count)
     metrics.OLDEST_UNPROCESSED.set(backlog.oldest_unprocessed_age_s)
@@ -68,4 +68,4 @@ def export_backlog(backlog: maintenance.Backlog) -> None:
 def ping(nonce: str) -> None:
     """Answer ``milepost-worker-ping``: set its nonce key in the cache Redis."""
     runtime = get_runtime()
-    runtime.run(maintenance.answer_ping(runtime.context, nonce))
+    runtime.run(system.answer_ping(runtime.context, nonce))

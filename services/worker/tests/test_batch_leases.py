@@ -17,7 +17,8 @@ from sqlmodel import col
 from milepost_common.db import unit_of_work
 from milepost_common.domain.ingest_batches.models import BatchSource, BatchStatus, IngestBatch
 from milepost_common.testing.factories import make_organization
-from milepost_worker.handlers import batch_leases, ingest_batches
+from milepost_worker import batch_leases
+from milepost_worker.handlers import ingest_batches
 from milepost_worker.runtime import WorkerContext, build_context
 from milepost_worker.settings import WorkerSettings
 
