@@ -1,0 +1,325 @@
+"""The network of deploy/kubernetes, on the rendered overlays.
+
+- The apps trust X-Forwarded-For from the pod network only, where the network policies let
+  only the gateway reach them (and, where the monitoring component is taken, Prometheus, on
+  the same port: the apps serve /metrics there).
+- The network policies deny by default and allow exactly: gateway -> apps, apps and workers ->
+  Postgres and Redis, the webhook senders -> the internet on 443/80, everyone -> DNS; and where
+  the monitoring component is taken (production), Prometheus -> the port each app and worker
+  serves /metrics on, through the one policy `prometheus-scrape`, nothing else.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any, cast
+
+import pytest
+from kubernetes_support import (
+    APPS,
+    SETTINGS,
+    WORKERS,
+    Object,
+    Pod,
+    container_env,
+    find,
+    load_settings,
+    lookup,
+    of_kind,
+    pod,
+    pods,
+    render,
+    selects,
+)
+from starlette.types import Message, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+OUTSIDE = "203.0.113.7"  # TEST-NET-3: a client on the internet
+SPOOFED = "198.51.100.9"
+GATEWAY_PEER = {
+    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "traefik"}},
+    "podSelector": {"matchLabels": {"app.kubernetes.io/name": "traefik"}},
+}
+# The monitoring component's one scrape policy and its one peer: kube-prometheus-stack's
+# Prometheus pods in the namespace `monitoring`.
+PROMETHEUS_POLICY = "prometheus-scrape"
+PROMETHEUS_PEER = {
+    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+    "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+}
+# The kustomizations that take the monitoring component.
+WITH_MONITORING = {"production"}
+# Pods whose /metrics is on the port the gateway also reaches: the apps serve it on their one
+# HTTP port (milepost_common.web.app), having no port of their own for metrics. Prometheus
+# reaches them there; every other pod it scrapes, only on a port the gateway does not reach.
+METRICS_ON_THE_HTTP_PORT = set(APPS)
+POSTGRES_CLIENTS = {"api", "admin", "ingest", "worker", "worker-webhooks", "migrate"}
+REDIS_CLIENTS = {"api", "admin", "ingest", "worker", "worker-webhooks", "beat"}
+WEBHOOK_SENDERS = {"api", "worker-webhooks"}
+NOT_THE_INTERNET = [  # must stay unreachable for webhook senders (cloud metadata included)
+    "10.0.0.1",
+    "172.16.0.1",
+    "192.168.0.1",
+    "169.254.169.254",
+    "127.0.0.1",
+    "100.64.0.1",
+]
+
+
+async def client_seen_by_app(forwarded_allow_ips: str, peer: str, forwarded_for: str) -> str:
+    """The client address uvicorn's proxy headers (as `web.serve` runs them) record for a
+    connection from `peer` carrying `X-Forwarded-For: forwarded_for`."""
+    seen: list[str] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append(scope["client"][0])
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: Message) -> None:
+        return None
+
+    scope = {
+        "type": "http",
+        "scheme": "http",
+        "client": (peer, 40000),
+        "headers": [(b"x-forwarded-for", forwarded_for.encode())],
+    }
+    proxy: Any = ProxyHeadersMiddleware(cast(Any, app), trusted_hosts=forwarded_allow_ips)
+    await proxy(scope, receive, send)
+    return seen[0]
+
+
+class TestForwardedHeaders:
+    @pytest.mark.parametrize("app", APPS)
+    async def test_app_trusts_the_pod_network_where_only_the_gateway_reaches_it(
+        self, overlay: str, app: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        objects = render(overlay)
+        pod_cidr = ipaddress.ip_network(
+            lookup(objects, "ConfigMap", "milepost-network")["pod-cidr"]
+        )
+        http = getattr(
+            load_settings(
+                SETTINGS[app], container_env(objects, pod(objects, app).main), monkeypatch
+            ),
+            app,
+        )
+        gateway = str(pod_cidr.network_address + 7)
+
+        assert ipaddress.ip_network(http.forwarded_allow_ips) == pod_cidr
+        assert pod_cidr.is_private
+        assert await client_seen_by_app(http.forwarded_allow_ips, gateway, OUTSIDE) == OUTSIDE
+        assert await client_seen_by_app(http.forwarded_allow_ips, OUTSIDE, SPOOFED) == OUTSIDE
+        # Trusting the pod network is trusting the gateway: no one else may connect, but for
+        # the monitoring component's Prometheus scraping /metrics (checked in
+        # TestNetworkPolicies: only that policy, that peer, the port the app serves it on).
+        peers = ingress_peers(objects, pod(objects, app), scrape=False)
+        assert peers == [(GATEWAY_PEER, "http")]
+        scrapers = ingress_peers(objects, pod(objects, app), scrape=True)
+        assert scrapers == ([(PROMETHEUS_PEER, "http")] if overlay in WITH_MONITORING else [])
+
+
+# --- network policies -------------------------------------------------------------------
+
+
+def policies_for(objects: list[Object], p: Pod, direction: str) -> list[Object]:
+    return [
+        policy
+        for policy in of_kind(objects, "NetworkPolicy")
+        if direction in policy["spec"]["policyTypes"]
+        and selects(policy["spec"]["podSelector"], p.labels)
+    ]
+
+
+def container_ports(p: Pod) -> set[Any]:
+    """The ports a policy can name for the pod: its containers' port names and numbers."""
+    return {
+        key
+        for container in p.containers()
+        for port in container.get("ports", [])
+        for key in (port.get("name"), port["containerPort"])
+        if key is not None
+    }
+
+
+def ingress_peers(
+    objects: list[Object], p: Pod, *, scrape: bool | None = None
+) -> list[tuple[Object, Any]]:
+    """Who may connect to the pod, on which of its ports (a policy's named port the pod does
+    not have opens nothing). `scrape`: only the Prometheus scrape policy's (True), all but
+    its (False), or every policy's (None)."""
+    return [
+        (peer, port["port"])
+        for policy in policies_for(objects, p, "Ingress")
+        if scrape is None or (policy["metadata"]["name"] == PROMETHEUS_POLICY) == scrape
+        for rule in policy["spec"].get("ingress", [])
+        for peer in rule["from"]
+        for port in rule["ports"]
+        if isinstance(port["port"], int) or port["port"] in container_ports(p)
+    ]
+
+
+def scraped_ports(objects: list[Object], p: Pod) -> set[str]:
+    """The ports the PodMonitors scrape on the pod (at /metrics)."""
+    ports = set()
+    for monitor in of_kind(objects, "PodMonitor"):
+        if selects(monitor["spec"]["selector"], p.labels):
+            for endpoint in monitor["spec"]["podMetricsEndpoints"]:
+                assert endpoint["path"] == "/metrics", monitor["metadata"]["name"]
+                ports.add(endpoint["port"])
+    return ports
+
+
+def egress(objects: list[Object], p: Pod) -> list[tuple[Object, int]]:
+    return [
+        (peer, port["port"])
+        for policy in policies_for(objects, p, "Egress")
+        for rule in policy["spec"].get("egress", [])
+        for peer in rule["to"]
+        for port in rule["ports"]
+    ]
+
+
+def reaches_internet_only(peer: Object) -> bool:
+    block = peer.get("ipBlock")
+    if block is None or block["cidr"] not in ("0.0.0.0/0", "::/0"):
+        return False
+    excluded = [ipaddress.ip_network(e) for e in block.get("except", [])]
+    if block["cidr"] == "::/0":
+        return {"::1/128", "fc00::/7", "fe80::/10"} <= {str(e) for e in excluded}
+    return all(
+        any(ipaddress.ip_address(a) in e for e in excluded if e.version == 4)
+        for a in NOT_THE_INTERNET
+    )
+
+
+def in_namespace(objects: list[Object], peer: Object, names: set[str]) -> bool:
+    """A peer of pods of this namespace that selects exactly the pods named `names`."""
+    if set(peer) != {"podSelector"}:
+        return False
+    chosen = {p.name for p in pods(objects) if selects(peer["podSelector"], p.labels)}
+    return chosen == names
+
+
+class TestNetworkPolicies:
+    def test_everything_is_denied_by_default(self, overlay: str) -> None:
+        policy = find(render(overlay), "NetworkPolicy", "default-deny")
+
+        assert policy["spec"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+
+    def test_every_policy_selects_pods_that_exist(self, overlay: str) -> None:
+        objects = render(overlay)
+
+        for policy in of_kind(objects, "NetworkPolicy"):
+            assert any(selects(policy["spec"]["podSelector"], p.labels) for p in pods(objects))
+
+    def test_only_the_gateway_reaches_the_apps_and_nothing_else_is_reached(
+        self, overlay: str
+    ) -> None:
+        objects = render(overlay)
+
+        for p in pods(objects):
+            peers = ingress_peers(objects, p, scrape=False)
+            if p.name in APPS:
+                assert peers == [(GATEWAY_PEER, "http")], p.name
+            elif p.name == "postgres":
+                assert [
+                    (in_namespace(objects, peer, POSTGRES_CLIENTS), port) for peer, port in peers
+                ] == [(True, 5432)]
+            elif p.name == "redis":
+                clients, keda = peers
+                assert in_namespace(objects, clients[0], REDIS_CLIENTS)
+                assert keda[0]["namespaceSelector"]["matchLabels"] == {
+                    "kubernetes.io/metadata.name": "keda"
+                }
+                assert {port for _, port in peers} == {6379}
+            else:
+                assert peers == [], p.name
+
+    def test_prometheus_reaches_only_the_metrics_ports_through_one_policy(
+        self, overlay: str
+    ) -> None:
+        objects = render(overlay)
+        with_prometheus = [
+            policy
+            for policy in of_kind(objects, "NetworkPolicy")
+            for rule in policy["spec"].get("ingress", [])
+            for peer in rule["from"]
+            if peer.get("namespaceSelector") == PROMETHEUS_PEER["namespaceSelector"]
+            or peer.get("podSelector") == PROMETHEUS_PEER["podSelector"]
+        ]
+        scrape = [
+            p
+            for p in of_kind(objects, "NetworkPolicy")
+            if p["metadata"]["name"] == PROMETHEUS_POLICY
+        ]
+
+        if overlay not in WITH_MONITORING:
+            assert (with_prometheus, scrape, of_kind(objects, "PodMonitor")) == ([], [], [])
+            return
+        (policy,) = scrape
+        assert with_prometheus == [policy]
+        assert policy["spec"]["policyTypes"] == ["Ingress"]
+        assert set(policy["spec"]) == {"podSelector", "policyTypes", "ingress"}
+        assert [rule["from"] for rule in policy["spec"]["ingress"]] == [[PROMETHEUS_PEER]]
+        chosen = {p.name for p in pods(objects) if selects(policy["spec"]["podSelector"], p.labels)}
+        assert chosen == {*APPS, *WORKERS}
+        for p in pods(objects):
+            scrapers = ingress_peers(objects, p, scrape=True)
+            others = {port for _, port in ingress_peers(objects, p, scrape=False)}
+            scraped = scraped_ports(objects, p)
+            if p.name in (*APPS, *WORKERS):
+                # Exactly the ports the PodMonitors scrape, each a port of the pod.
+                assert {port for _, port in scrapers} == scraped, p.name
+                assert len(scrapers) == len(scraped), p.name
+                assert scraped <= container_ports(p), p.name
+            else:
+                assert (scrapers, scraped) == ([], set()), p.name
+            # Never a port anyone else reaches, but the apps' one HTTP port.
+            if p.name in METRICS_ON_THE_HTTP_PORT:
+                assert scraped == {"http"} == others, p.name
+            else:
+                assert scraped.isdisjoint(others), p.name
+
+    def test_each_pod_goes_only_where_it_must(self, overlay: str) -> None:
+        objects = render(overlay)
+        postgres = f"{overlay}-postgres"
+        redis = f"{overlay}-redis"
+        backing = {
+            "dev": {
+                postgres: lambda peer: in_namespace(objects, peer, {"postgres"}),
+                redis: lambda peer: in_namespace(objects, peer, {"redis"}),
+            },
+            "production": {
+                postgres: lambda peer: (
+                    set(peer) == {"ipBlock"}
+                    and ipaddress.ip_network(peer["ipBlock"]["cidr"]).is_private
+                ),
+                redis: lambda peer: (
+                    set(peer) == {"ipBlock"}
+                    and ipaddress.ip_network(peer["ipBlock"]["cidr"]).is_private
+                ),
+            },
+        }[overlay]
+
+        for p in pods(objects):
+            allowed = set()
+            for peer, port in egress(objects, p):
+                if peer.get("podSelector") == {"matchLabels": {"k8s-app": "kube-dns"}}:
+                    assert port == 53
+                    allowed.add("dns")
+                elif port == 5432 and backing[postgres](peer):
+                    allowed.add("postgres")
+                elif port == 6379 and backing[redis](peer):
+                    allowed.add("redis")
+                elif port in (443, 80) and reaches_internet_only(peer):
+                    allowed.add("internet")
+                else:
+                    pytest.fail(f"{p.name} may reach {peer} on {port}")
+            expected = {"dns"}
+            expected |= {"postgres"} if p.name in POSTGRES_CLIENTS else set()
+            expected |= {"redis"} if p.name in REDIS_CLIENTS else set()
+            expected |= {"internet"} if p.name in WEBHOOK_SENDERS else set()
+            assert allowed == expected, p.name
