@@ -9,13 +9,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import text
-from sqlmodel import col, select
+from sqlmodel import select
 
 from milepost_common.db import unit_of_work
 from milepost_common.domain.alerts import service as alert_service
 from milepost_common.domain.devices import service as device_service
 from milepost_common.domain.devices import state as device_state
-from milepost_common.domain.devices.models import Device
 from milepost_common.domain.organizations.models import Organization
 from milepost_common.domain.webhooks import delivery as webhook_delivery
 from milepost_common.domain.webhooks import events as webhook_events
@@ -46,12 +45,8 @@ async def detect_offline(ctx: WorkerContext) -> OfflineOutcome:
     async with unit_of_work(ctx.db) as session:
         created = await alert_service.record_offline_alerts(session, now)
         silent = await device_state.mark_offline(session, now)
-        named = await session.execute(
-            select(col(Device.id), col(Device.name)).where(
-                col(Device.id).in_({a.device_id for a in created})
-            )
-        )
-        names = {row[0]: row[1] for row in named}
+        devices = await device_service.find_devices(session, {a.device_id for a in created})
+        names = {device_id: device.name for device_id, device in devices.items()}
         after_s = int(device_service.ONLINE_WINDOW.total_seconds())
         changes = [webhook_events.alert_created(a, names.get(a.device_id)) for a in created]
         changes.extend(
