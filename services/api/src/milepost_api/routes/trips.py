@@ -11,7 +11,8 @@ from milepost_api.deps import AUTHENTICATED, CurrentUser, WindowDep, page_params
 from milepost_api.http_cache import HISTORY, cache_control
 from milepost_common.domain import paging
 from milepost_common.domain.devices.errors import DeviceNotFound
-from milepost_common.domain.trips import queries as trip_queries
+from milepost_common.domain.trips import service as trip_service
+from milepost_common.domain.trips.errors import TripNotFound
 from milepost_common.domain.trips.schemas import StopRead, TripDetail, TripRead
 from milepost_common.errors import Unauthorized, ValidationFailed
 from milepost_common.pagination import Page
@@ -24,10 +25,10 @@ VehicleFilter = Annotated[
     uuid.UUID | None, Query(description="Only this vehicle's (404 if not in your fleet).")
 ]
 TripsPage = Annotated[
-    paging.PageRequest, Depends(page_params(trip_queries.TRIP_SORTABLE, "start_time"))
+    paging.PageRequest, Depends(page_params(trip_service.TRIP_SORTABLE, "start_time"))
 ]
 StopsPage = Annotated[
-    paging.PageRequest, Depends(page_params(trip_queries.STOP_SORTABLE, "start_time"))
+    paging.PageRequest, Depends(page_params(trip_service.STOP_SORTABLE, "start_time"))
 ]
 
 
@@ -46,19 +47,19 @@ async def list_trips(
 ) -> Page[TripRead]:
     """Ascending by `start_time`; `from`/`to` half-open on `start_time`. The open trip of
     a moving vehicle has `end_time` null."""
-    result = await trip_queries.list_trips(session, user, vehicle_id, window, page)
+    result = await trip_service.list_trips(session, user, vehicle_id, window, page)
     return Page(items=result.items, next_cursor=result.next_cursor)
 
 
 @router.get(
     "/trips/{trip_id}",
     summary="Get a trip with its route",
-    responses=error_responses(Unauthorized, trip_queries.TripNotFound, ValidationFailed),
+    responses=error_responses(Unauthorized, TripNotFound, ValidationFailed),
 )
 @cache_control(HISTORY)
 async def get_trip(user: CurrentUser, trip_id: uuid.UUID, session: SessionDep) -> TripDetail:
     """The route is the trip's fixes as a GeoJSON LineString ([lon, lat])."""
-    return await trip_queries.get_trip(session, user, trip_id)
+    return await trip_service.get_trip(session, user, trip_id)
 
 
 @router.get(
@@ -76,5 +77,5 @@ async def list_stops(
     vehicle_id: VehicleFilter = None,
 ) -> Page[StopRead]:
     """Ascending by `start_time`; `from`/`to` half-open on `start_time`."""
-    result = await trip_queries.list_stops(session, user, vehicle_id, window, page)
+    result = await trip_service.list_stops(session, user, vehicle_id, window, page)
     return Page(items=result.items, next_cursor=result.next_cursor)

@@ -13,7 +13,6 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import TypeVar
 
-from sqlalchemy import or_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -27,8 +26,7 @@ from milepost_common.domain.organizations import service as org_service
 from milepost_common.domain.organizations.models import Organization
 from milepost_common.domain.positions import service as position_service
 from milepost_common.domain.reports import service as report_service
-from milepost_common.domain.trips import queries as trip_queries
-from milepost_common.domain.trips.models import Stop, Trip
+from milepost_common.domain.trips import service as trip_service
 from milepost_common.domain.trips.schemas import StopRead, TripDetail
 from milepost_common.errors import ValidationFailed
 
@@ -125,13 +123,12 @@ async def list_device_day_trips(
     route (``[lon, lat]`` points). Raises ValidationFailed for a day out of range."""
     org = await org_service.get_organization(session, device.org_id)
     start, end = day_bounds(org, day)
-    overlapping = select(Trip).where(or_(col(Trip.end_time).is_(None), col(Trip.end_time) > start))
     trips = await _every_page(
-        lambda page: trip_queries.list_org_trips(
-            session, org.id, device.id, paging.Window(end=end), page, narrowed=overlapping
+        lambda page: trip_service.list_org_trips(
+            session, org.id, device.id, paging.Window(end=end), page, ending_after=start
         )
     )
-    routed = [await trip_queries.with_route(session, org.id, trip) for trip in trips]
+    routed = [await trip_service.with_route(session, org.id, trip) for trip in trips]
     return DeviceDay[TripDetail](
         vehicle_id=device.id, day=day, timezone=org.timezone, start=start, end=end, items=routed
     )
@@ -144,10 +141,9 @@ async def list_device_day_stops(
     ValidationFailed for a day out of range."""
     org = await org_service.get_organization(session, device.org_id)
     start, end = day_bounds(org, day)
-    overlapping = select(Stop).where(or_(col(Stop.end_time).is_(None), col(Stop.end_time) > start))
     stops = await _every_page(
-        lambda page: trip_queries.list_org_stops(
-            session, org.id, device.id, paging.Window(end=end), page, narrowed=overlapping
+        lambda page: trip_service.list_org_stops(
+            session, org.id, device.id, paging.Window(end=end), page, ending_after=start
         )
     )
     return DeviceDay[StopRead](

@@ -1,7 +1,8 @@
-"""Writing trips, stops and motion checkpoints, as the worker materializes them.
+"""Trips and stops: the public API's and the map's reads, and their writes (with motion
+checkpoints) as the worker materializes them.
 
 Rows are keyed by ``(device_id, start_time)``: a recomputation updates them in place (their
-``id`` survives) and deletes the ones it no longer produces. Read endpoints live elsewhere.
+``id`` survives) and deletes the ones it no longer produces.
 
 :func:`materialize_segments` is the use case: a replay's trips and stops (plain values; the
 motion machine that makes them is the worker's) replace the stored ones of its scope, and
@@ -14,31 +15,33 @@ new); a stop ``started`` when no row had its start. Event ids are stable
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, false, func, or_, true, update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col, select
 
+from milepost_common.domain import paging
+from milepost_common.domain.devices import names
+from milepost_common.domain.devices import service as device_service
+from milepost_common.domain.positions import service as position_service
+from milepost_common.domain.principals import Principal
+from milepost_common.domain.trips.errors import TripNotFound
 from milepost_common.domain.trips.models import MotionCheckpoint, Stop, Trip
+from milepost_common.domain.trips.repository import (
+    STOP_FIELDS,
+    TRIP_FIELDS,
+    MotionCheckpointRepository,
+    Scope,
+    StopRepository,
+    TripRepository,
+)
+from milepost_common.domain.trips.schemas import LineString, StopRead, TripDetail, TripRead
 from milepost_common.domain.webhooks import events as webhook_events
 
-TRIP_FIELDS = (
-    "end_time",
-    "start_lat",
-    "start_lon",
-    "end_lat",
-    "end_lon",
-    "distance_m",
-    "duration_s",
-    "avg_speed",
-    "max_speed",
-)
-STOP_FIELDS = ("end_time", "lat", "lon", "duration_s")
+TRIP_SORTABLE = ("start_time", "distance_m", "duration_s", "max_speed")
+STOP_SORTABLE = ("start_time", "duration_s")
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,76 +100,22 @@ class DeviceSegments:
     stops: Sequence[StopSpan]
 
 
-def _scoped(
-    table: type[Trip] | type[Stop], scopes: Mapping[Tenure, datetime | None]
-) -> ColumnElement[bool]:
-    clauses = []
-    for tenure, start in scopes.items():
-        clause = and_(col(table.device_id) == tenure.device_id, col(table.org_id) == tenure.org_id)
-        if (lower := tenure.floor(start)) is not None:
-            clause = and_(clause, col(table.start_time) >= lower)
-        clauses.append(clause)
-    return or_(false(), *clauses)
+def _scopes(scopes: Mapping[Tenure, datetime | None]) -> list[Scope]:
+    return [(t.device_id, t.org_id, t.floor(start)) for t, start in scopes.items()]
 
 
 async def list_trips_from(
     session: AsyncSession, scopes: Mapping[Tenure, datetime | None]
 ) -> list[Trip]:
     """Each device's trips in its tenure starting at or after its time (None: all of them)."""
-    if not scopes:
-        return []
-    rows = await session.execute(select(Trip).where(_scoped(Trip, scopes)))
-    return list(rows.scalars())
+    return await TripRepository(session).list_from(_scopes(scopes))
 
 
 async def list_stops_from(
     session: AsyncSession, scopes: Mapping[Tenure, datetime | None]
 ) -> list[Stop]:
-    if not scopes:
-        return []
-    rows = await session.execute(select(Stop).where(_scoped(Stop, scopes)))
-    return list(rows.scalars())
-
-
-async def upsert_trips(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> list[Trip]:
-    """Insert or update by ``(device_id, start_time)``; an existing row keeps its id. Returns
-    the rows as written."""
-    if not rows:
-        return []
-    stmt = insert(Trip).values([{"id": uuid.uuid4(), **r} for r in rows])
-    upsert = stmt.on_conflict_do_update(
-        constraint="uq_trips_device_start", set_={f: stmt.excluded[f] for f in TRIP_FIELDS}
-    ).returning(Trip)
-    written = await session.execute(
-        select(Trip).from_statement(upsert).execution_options(populate_existing=True)
-    )
-    return list(written.scalars())
-
-
-async def upsert_stops(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> list[Stop]:
-    """``upsert_trips`` for stops."""
-    if not rows:
-        return []
-    stmt = insert(Stop).values([{"id": uuid.uuid4(), **r} for r in rows])
-    upsert = stmt.on_conflict_do_update(
-        constraint="uq_stops_device_start", set_={f: stmt.excluded[f] for f in STOP_FIELDS}
-    ).returning(Stop)
-    written = await session.execute(
-        select(Stop).from_statement(upsert).execution_options(populate_existing=True)
-    )
-    return list(written.scalars())
-
-
-async def delete_trips(session: AsyncSession, ids: Iterable[uuid.UUID]) -> None:
-    ids = list(ids)
-    if ids:
-        await session.execute(delete(Trip).where(col(Trip.id).in_(ids)))
-
-
-async def delete_stops(session: AsyncSession, ids: Iterable[uuid.UUID]) -> None:
-    ids = list(ids)
-    if ids:
-        await session.execute(delete(Stop).where(col(Stop.id).in_(ids)))
+    """``list_trips_from`` for stops."""
+    return await StopRepository(session).list_from(_scopes(scopes))
 
 
 def _trip_row(tenure: Tenure, trip: TripSpan) -> dict[str, Any]:
@@ -247,10 +196,10 @@ async def materialize_segments(
                 stop_started[key] = name
             if not _unchanged(old_stop, row, STOP_FIELDS):
                 stop_rows.append(row)
-    await delete_trips(session, (t.id for t in trips if t.id not in keep_trips))
-    await delete_stops(session, (s.id for s in stops if s.id not in keep_stops))
-    written_trips = await upsert_trips(session, trip_rows)
-    written_stops = await upsert_stops(session, stop_rows)
+    await TripRepository(session).delete_ids(t.id for t in trips if t.id not in keep_trips)
+    await StopRepository(session).delete_ids(s.id for s in stops if s.id not in keep_stops)
+    written_trips = await TripRepository(session).upsert(trip_rows)
+    written_stops = await StopRepository(session).upsert(stop_rows)
 
     out: list[webhook_events.Event] = []
     for row_trip in sorted(written_trips, key=lambda t: t.start_time):
@@ -277,59 +226,18 @@ async def close_open_segments(
     ends the tenure as if the device had gone silent for good); returns the trip it ended."""
     if last_fix is None:
         return []
-    duration = col(Trip.duration_s)
-    ended = (
-        update(Trip)
-        .where(
-            col(Trip.device_id) == device_id,
-            col(Trip.org_id) == org_id,
-            col(Trip.end_time).is_(None),
-        )
-        # An open trip's duration already runs to its last fix.
-        .values(end_time=col(Trip.start_time) + func.make_interval(0, 0, 0, 0, 0, 0, duration))
-        .returning(Trip)
-    )
-    trips = await session.execute(
-        select(Trip).from_statement(ended).execution_options(populate_existing=True)
-    )
-    closed = list(trips.scalars())
-    await session.execute(
-        update(Stop)
-        .where(
-            col(Stop.device_id) == device_id,
-            col(Stop.org_id) == org_id,
-            col(Stop.end_time).is_(None),
-            col(Stop.start_time) <= last_fix,
-        )
-        .values(
-            end_time=last_fix,
-            duration_s=func.extract("epoch", last_fix - col(Stop.start_time)),
-        )
-    )
+    closed = await TripRepository(session).close_open(device_id, org_id)
+    await StopRepository(session).close_open(device_id, org_id, last_fix)
     return closed
-
-
-def _checkpoints_of(tenure: Tenure) -> ColumnElement[bool]:
-    clause = and_(
-        col(MotionCheckpoint.device_id) == tenure.device_id,
-        col(MotionCheckpoint.org_id) == tenure.org_id,
-    )
-    if tenure.since is not None:
-        clause = and_(clause, col(MotionCheckpoint.anchor_time) >= tenure.since)
-    return clause
 
 
 async def find_checkpoint_before(
     session: AsyncSession, tenure: Tenure, before: datetime
 ) -> MotionCheckpoint | None:
     """The device's latest checkpoint of its tenure strictly before ``before``."""
-    rows = await session.execute(
-        select(MotionCheckpoint)
-        .where(_checkpoints_of(tenure), col(MotionCheckpoint.anchor_time) < before)
-        .order_by(col(MotionCheckpoint.anchor_time).desc())
-        .limit(1)
+    return await MotionCheckpointRepository(session).find_before(
+        tenure.device_id, tenure.org_id, tenure.since, before
     )
-    return rows.scalars().first()
 
 
 async def replace_checkpoints(
@@ -339,22 +247,95 @@ async def replace_checkpoints(
     checkpoints: Sequence[tuple[datetime, dict[str, Any]]],
 ) -> None:
     """Delete the tenure's checkpoints after ``after`` (None: all), then store these."""
-    condition = col(MotionCheckpoint.anchor_time) > after if after is not None else true()
-    await session.execute(delete(MotionCheckpoint).where(_checkpoints_of(tenure), condition))
-    if checkpoints:
-        stmt = insert(MotionCheckpoint).values(
-            [
-                {
-                    "device_id": tenure.device_id,
-                    "org_id": tenure.org_id,
-                    "anchor_time": t,
-                    "state": state,
-                }
-                for t, state in checkpoints
-            ]
-        )
-        await session.execute(
-            stmt.on_conflict_do_update(
-                index_elements=["device_id", "anchor_time"], set_={"state": stmt.excluded.state}
-            )
-        )
+    await MotionCheckpointRepository(session).replace(
+        tenure.device_id, tenure.org_id, tenure.since, after, checkpoints
+    )
+
+
+async def list_trips(
+    session: AsyncSession,
+    actor: Principal,
+    vehicle_id: uuid.UUID | None,
+    window: paging.Window,
+    page: paging.PageRequest,
+) -> paging.PageResult[TripRead]:
+    """A keyset page of the organization's trips. Raises DeviceNotFound for a foreign
+    ``vehicle_id``."""
+    return await list_org_trips(session, actor.require_org(), vehicle_id, window, page)
+
+
+async def list_org_trips(
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    vehicle_id: uuid.UUID | None,
+    window: paging.Window,
+    page: paging.PageRequest,
+    *,
+    ending_after: datetime | None = None,
+) -> paging.PageResult[TripRead]:
+    """``list_trips`` of an organization named by its id (operators read any); with
+    ``ending_after``, only the trips still open or ending after it. Raises DeviceNotFound
+    for a foreign ``vehicle_id``."""
+    if vehicle_id is not None:
+        await device_service.get_org_device(session, org_id, vehicle_id)
+    result = await TripRepository(session).page_for_org(
+        org_id, vehicle_id, window, page, ending_after=ending_after
+    )
+    return paging.PageResult(
+        [names.read_as(TripRead, item.row, item.vehicle_name) for item in result.items],
+        result.next_cursor,
+    )
+
+
+async def get_trip(session: AsyncSession, actor: Principal, trip_id: uuid.UUID) -> TripDetail:
+    """The trip with its route. Raises TripNotFound when missing or of another organization."""
+    trips = TripRepository(session)
+    trip = await trips.get_for_org(actor.require_org(), trip_id)
+    if trip is None:
+        raise TripNotFound()
+    device = await trips.device_of(trip)
+    read = names.read_as(TripRead, trip, names.name_of(device, trip.org_id, trip.start_time))
+    return await with_route(session, trip.org_id, read)
+
+
+async def with_route(session: AsyncSession, org_id: uuid.UUID, trip: TripRead) -> TripDetail:
+    """The trip and its fixes in the organization (``[lon, lat]``, capped)."""
+    points = await position_service.route_of(
+        session, trip.vehicle_id, org_id, trip.start_time, trip.end_time
+    )
+    return TripDetail(**trip.model_dump(), route=LineString(coordinates=points))
+
+
+async def list_stops(
+    session: AsyncSession,
+    actor: Principal,
+    vehicle_id: uuid.UUID | None,
+    window: paging.Window,
+    page: paging.PageRequest,
+) -> paging.PageResult[StopRead]:
+    """A keyset page of the organization's stops. Raises DeviceNotFound for a foreign
+    ``vehicle_id``."""
+    return await list_org_stops(session, actor.require_org(), vehicle_id, window, page)
+
+
+async def list_org_stops(
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    vehicle_id: uuid.UUID | None,
+    window: paging.Window,
+    page: paging.PageRequest,
+    *,
+    ending_after: datetime | None = None,
+) -> paging.PageResult[StopRead]:
+    """``list_stops`` of an organization named by its id (operators read any); with
+    ``ending_after``, only the stops still open or ending after it. Raises DeviceNotFound
+    for a foreign ``vehicle_id``."""
+    if vehicle_id is not None:
+        await device_service.get_org_device(session, org_id, vehicle_id)
+    result = await StopRepository(session).page_for_org(
+        org_id, vehicle_id, window, page, ending_after=ending_after
+    )
+    return paging.PageResult(
+        [names.read_as(StopRead, item.row, item.vehicle_name) for item in result.items],
+        result.next_cursor,
+    )

@@ -34,7 +34,7 @@ from milepost_common.domain.devices.schemas import (
     VehicleCreate,
 )
 from milepost_common.domain.organizations import service as org_service
-from milepost_common.domain.trips import queries as trip_queries
+from milepost_common.domain.trips import service as trip_service
 from milepost_common.errors import ValidationFailed
 from milepost_common.web.deps import SessionDep
 
@@ -144,7 +144,7 @@ async def _device(
     )
     # Its current organization's latest trips and alerts, newest first.
     newest = paging.Window()
-    trips = await trip_queries.list_org_trips(
+    trips = await trip_service.list_org_trips(
         session, device.org_id, device.id, newest, _newest("start_time")
     )
     alerts = await alert_queries.list_org_alerts(
