@@ -10,7 +10,8 @@ from fastapi import APIRouter, Depends, Query
 from milepost_api.deps import AUTHENTICATED, CurrentUser, ManagerUser, WindowDep, page_params
 from milepost_api.http_cache import REVALIDATE, cache_control
 from milepost_common.domain import paging
-from milepost_common.domain.alerts import queries as alert_queries
+from milepost_common.domain.alerts import service as alert_service
+from milepost_common.domain.alerts.errors import AlertNotFound
 from milepost_common.domain.alerts.models import AlertType
 from milepost_common.domain.alerts.schemas import AlertRead
 from milepost_common.domain.devices.errors import DeviceNotFound
@@ -22,7 +23,7 @@ from milepost_common.web.errors import error_responses
 router = APIRouter(prefix="/v1/alerts", tags=["alerts"], responses=AUTHENTICATED)
 
 AlertsPage = Annotated[
-    paging.PageRequest, Depends(page_params(alert_queries.SORTABLE, "occurred_at"))
+    paging.PageRequest, Depends(page_params(alert_service.SORTABLE, "occurred_at"))
 ]
 
 
@@ -46,7 +47,7 @@ async def list_alerts(
     ] = None,
 ) -> Page[AlertRead]:
     """Ascending by `occurred_at`; `from`/`to` half-open on `occurred_at`."""
-    result = await alert_queries.list_alerts(
+    result = await alert_service.list_alerts(
         session, user, vehicle_id, window, page, alert_type=type, acknowledged=acknowledged
     )
     return Page(items=result.items, next_cursor=result.next_cursor)
@@ -55,13 +56,11 @@ async def list_alerts(
 @router.post(
     "/{alert_id}/acknowledge",
     summary="Acknowledge an alert",
-    responses=error_responses(
-        Unauthorized, Forbidden, alert_queries.AlertNotFound, ValidationFailed
-    ),
+    responses=error_responses(Unauthorized, Forbidden, AlertNotFound, ValidationFailed),
 )
 async def acknowledge_alert(
     user: ManagerUser, alert_id: uuid.UUID, session: SessionDep
 ) -> AlertRead:
     """Managers and owners. Records who and when; idempotent (the first acknowledgement
     stays)."""
-    return await alert_queries.acknowledge_alert(session, user, alert_id)
+    return await alert_service.acknowledge_alert(session, user, alert_id)

@@ -1,29 +1,37 @@
-"""Writing alerts as the worker derives them; reconciled by ``(rule_id, device_id, occurred_at)``.
+"""Alerts: written as the worker derives them, reconciled by ``(rule_id, device_id,
+occurred_at)``; read and acknowledged through the public API.
 
 A recomputation updates an alert in place (its ``id`` and acknowledgement survive) and
 removes the ones that no longer happen (:func:`reconcile_alerts`, with the webhook events of
 what changed: ``alert.created`` for a new row, ``alert.ended`` when ``details.end_time`` was
-null or the alert is new). Reading, acknowledging and rule management live in the api's
-functions (``queries.py``, ``domain/alert_rules``).
+null or the alert is new). Reading and acknowledging are the public API's (and the map's)
+use cases, at the end; rule management is ``domain/alert_rules``.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, or_, true, update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
-from sqlmodel import col, select
 
+from milepost_common.domain import paging
+from milepost_common.domain.alerts.errors import AlertNotFound
 from milepost_common.domain.alerts.models import Alert, AlertRule, AlertType
+from milepost_common.domain.alerts.repository import AlertRepository, AlertScope
+from milepost_common.domain.alerts.schemas import AlertRead
+from milepost_common.domain.audit import service as audit
+from milepost_common.domain.devices import names
+from milepost_common.domain.devices import service as device_service
 from milepost_common.domain.devices import state as device_state
+from milepost_common.domain.principals import Principal
 from milepost_common.domain.webhooks import events as webhook_events
+
+SORTABLE = ("occurred_at",)
 
 
 def alert_data(alert: Alert) -> dict[str, Any]:
@@ -49,83 +57,12 @@ def _iso(moment: datetime) -> str:
 async def list_enabled_rules(
     session: AsyncSession, org_ids: Collection[uuid.UUID]
 ) -> list[AlertRule]:
-    rows = await session.execute(
-        select(AlertRule).where(
-            col(AlertRule.org_id).in_(list(org_ids)), col(AlertRule.enabled).is_(True)
-        )
-    )
-    return list(rows.scalars())
+    """The organizations' enabled alert rules (the worker's evaluation)."""
+    return await AlertRepository(session).enabled_rules(org_ids)
 
 
 def rule_applies(rule: AlertRule, device_id: uuid.UUID) -> bool:
     return rule.vehicle_ids is None or device_id in rule.vehicle_ids
-
-
-@dataclass(frozen=True, slots=True)
-class AlertScope:
-    """One device's alerts of some rules in one organization's tenure (from ``since``, None:
-    no bound): after ``after`` (None: all, unless ``keys_only``) or with one of ``keys``
-    (rule id, occurred_at)."""
-
-    device_id: uuid.UUID
-    org_id: uuid.UUID
-    since: datetime | None
-    rule_ids: Collection[uuid.UUID]
-    after: datetime | None
-    keys: Collection[tuple[uuid.UUID, datetime]]
-    keys_only: bool = False
-
-
-async def list_alerts_in_scopes(session: AsyncSession, scopes: Sequence[AlertScope]) -> list[Alert]:
-    """Every alert inside any of the scopes, in one query."""
-    clauses: list[ColumnElement[bool]] = []
-    for scope in scopes:
-        if not scope.rule_ids or (scope.keys_only and not scope.keys):
-            continue
-        parts = [and_(col(Alert.rule_id) == r, col(Alert.occurred_at) == t) for r, t in scope.keys]
-        if not scope.keys_only:
-            parts.append(
-                col(Alert.occurred_at) > scope.after if scope.after is not None else true()
-            )
-        clauses.append(
-            and_(
-                col(Alert.device_id) == scope.device_id,
-                col(Alert.org_id) == scope.org_id,
-                col(Alert.occurred_at) >= scope.since if scope.since is not None else true(),
-                col(Alert.rule_id).in_(list(scope.rule_ids)),
-                or_(*parts),
-            )
-        )
-    if not clauses:
-        return []
-    rows = await session.execute(select(Alert).where(or_(*clauses)))
-    return list(rows.scalars())
-
-
-async def insert_alerts(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> list[Alert]:
-    """Insert new alerts; ones that already exist (same key) are left alone and not returned."""
-    if not rows:
-        return []
-    stmt = (
-        insert(Alert)
-        .values([{"id": uuid.uuid4(), **r} for r in rows])
-        .on_conflict_do_nothing(constraint="uq_alerts_rule_device_time")
-        .returning(Alert)
-    )
-    result = await session.execute(select(Alert).from_statement(stmt))
-    return list(result.scalars())
-
-
-async def update_alert(
-    session: AsyncSession, alert_id: uuid.UUID, values: Mapping[str, Any]
-) -> None:
-    await session.execute(update(Alert).where(col(Alert.id) == alert_id).values(**values))
-
-
-async def delete_alerts(session: AsyncSession, ids: Iterable[uuid.UUID]) -> None:
-    ids = list(ids)
-    if ids:
-        await session.execute(delete(Alert).where(col(Alert.id).in_(ids)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,14 +130,15 @@ async def reconcile_alerts(
     replay no longer produces deleted. Returns the new ones with the events
     ``alert.created`` and ``alert.ended``. Idempotent: the same replay again changes
     nothing and derives no new event."""
-    existing = await list_alerts_in_scopes(session, [d.scope() for d in devices if d.rule_ids])
+    alerts = AlertRepository(session)
+    existing = await alerts.list_in_scopes([d.scope() for d in devices if d.rule_ids])
     by_key = {(a.device_id, a.rule_id, a.occurred_at): a for a in existing}
     wanted: dict[tuple[uuid.UUID, uuid.UUID, datetime], tuple[DeviceAlerts, FixAlert]] = {
         (device.device_id, out.rule_id, out.occurred_at): (device, out)
         for device in devices
         for out in device.alerts
     }
-    await delete_alerts(session, (a.id for key, a in by_key.items() if key not in wanted))
+    await alerts.delete_ids(a.id for key, a in by_key.items() if key not in wanted)
     names = {device.device_id: device.vehicle_name for device in devices}
     reconciled = ReconciledAlerts()
     new_rows = []
@@ -222,12 +160,12 @@ async def reconcile_alerts(
         elif (alert.details, alert.lat, alert.lon) != (out.details, out.lat, out.lon):
             now_ended = _ends(out.details) and not _ends(alert.details)
             values = {"details": out.details, "lat": out.lat, "lon": out.lon}
-            await update_alert(session, alert.id, values)
+            await alerts.update(alert.id, values)
             for attribute, value in values.items():
                 set_committed_value(alert, attribute, value)
             if now_ended:
                 reconciled.events.append(webhook_events.alert_ended(alert, device.vehicle_name))
-    reconciled.created = await insert_alerts(session, new_rows)
+    reconciled.created = await alerts.insert_new(new_rows)
     for alert in reconciled.created:
         name = names[alert.device_id]
         reconciled.events.append(webhook_events.alert_created(alert, name))
@@ -242,15 +180,7 @@ async def record_offline_alerts(session: AsyncSession, now: datetime) -> list[Al
     Idempotent: ``occurred_at`` is the last fix plus ``after_s``, so a second run (or a second
     beat) finds the alert already there and creates nothing.
     """
-    rules = list(
-        (
-            await session.execute(
-                select(AlertRule).where(
-                    col(AlertRule.type) == AlertType.OFFLINE, col(AlertRule.enabled).is_(True)
-                )
-            )
-        ).scalars()
-    )
+    rules = await AlertRepository(session).enabled_rules_of_type(AlertType.OFFLINE)
     created: list[Alert] = []
     if not rules:
         return created
@@ -280,7 +210,7 @@ async def record_offline_alerts(session: AsyncSession, now: datetime) -> list[Al
                 }
             )
             state.offline_alerted_at = now
-    created = await insert_alerts(session, rows)
+    created = await AlertRepository(session).insert_new(rows)
     await session.flush()
     return created
 
@@ -288,3 +218,74 @@ async def record_offline_alerts(session: AsyncSession, now: datetime) -> list[Al
 def _after_s(rule: AlertRule) -> float:
     value = rule.params.get("after_s")
     return float(value) if isinstance(value, int | float) and value > 0 else 3600.0
+
+
+async def list_alerts(
+    session: AsyncSession,
+    actor: Principal,
+    vehicle_id: uuid.UUID | None,
+    window: paging.Window,
+    page: paging.PageRequest,
+    *,
+    alert_type: AlertType | None = None,
+    acknowledged: bool | None = None,
+) -> paging.PageResult[AlertRead]:
+    """A keyset page of the organization's alerts by ``occurred_at``. Raises DeviceNotFound
+    for a foreign ``vehicle_id``."""
+    return await list_org_alerts(
+        session,
+        actor.require_org(),
+        vehicle_id,
+        window,
+        page,
+        alert_type=alert_type,
+        acknowledged=acknowledged,
+    )
+
+
+async def list_org_alerts(
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    vehicle_id: uuid.UUID | None,
+    window: paging.Window,
+    page: paging.PageRequest,
+    *,
+    alert_type: AlertType | None = None,
+    acknowledged: bool | None = None,
+) -> paging.PageResult[AlertRead]:
+    """``list_alerts`` of an organization named by its id (operators read any)."""
+    if vehicle_id is not None:
+        await device_service.get_org_device(session, org_id, vehicle_id)
+    result = await AlertRepository(session).page_for_org(
+        org_id, vehicle_id, window, page, alert_type=alert_type, acknowledged=acknowledged
+    )
+    return paging.PageResult(
+        [names.read_as(AlertRead, item.row, item.vehicle_name) for item in result.items],
+        result.next_cursor,
+    )
+
+
+async def get_alert(session: AsyncSession, actor: Principal, alert_id: uuid.UUID) -> Alert:
+    """Raises AlertNotFound when missing or of another organization."""
+    alert = await AlertRepository(session).get_for_org(actor.require_org(), alert_id)
+    if alert is None:
+        raise AlertNotFound()
+    return alert
+
+
+async def acknowledge_alert(
+    session: AsyncSession, actor: Principal, alert_id: uuid.UUID
+) -> AlertRead:
+    """Record who acknowledged the alert and when; idempotent (the first acknowledgement
+    stays). Raises AlertNotFound. Audited."""
+    alert = await get_alert(session, actor, alert_id)
+    if alert.acknowledged_at is None:
+        alert.acknowledged_at = datetime.now(UTC)
+        alert.acknowledged_by = actor.id
+        session.add(alert)
+        await session.flush()
+        await audit.record(
+            session, actor, "alerts.acknowledge", target_type="alert", target_id=alert.id
+        )
+    device = await AlertRepository(session).device_of(alert)
+    return names.read_as(AlertRead, alert, names.name_of(device, alert.org_id, alert.occurred_at))

@@ -15,11 +15,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel.sql.expression import SelectOfScalar
 
 from milepost_common.domain import paging
 from milepost_common.domain.audit import service as audit
-from milepost_common.domain.base import ModelT
 from milepost_common.domain.devices.errors import (
     DeviceLimitReached,
     DeviceNotFound,
@@ -29,7 +27,6 @@ from milepost_common.domain.devices.models import Device
 from milepost_common.domain.devices.repository import (
     DeviceRepository,
     DeviceStateRepository,
-    Named,
 )
 from milepost_common.domain.devices.schemas import (
     DeviceFilters,
@@ -100,44 +97,6 @@ async def get_org_device(session: AsyncSession, org_id: uuid.UUID, device_id: uu
     if device is None:
         raise DeviceNotFound()
     return device
-
-
-async def vehicle_history_page(
-    session: AsyncSession,
-    actor: Principal,
-    model: type[ModelT],
-    time_field: str,
-    vehicle_id: uuid.UUID | None,
-    window: paging.Window,
-    page: paging.PageRequest,
-    narrowed: SelectOfScalar[ModelT] | None = None,
-) -> paging.PageResult[Named[ModelT]]:
-    """A keyset page of the organization's rows of ``model`` (trips, stops, alerts: rows with
-    ``device_id`` and a time), of one vehicle or all, ``window`` on ``time_field``, by the
-    page's sort (default ``time_field``), each with its vehicle's name. Raises DeviceNotFound
-    for a foreign ``vehicle_id``."""
-    return await org_history_page(
-        session, actor.require_org(), model, time_field, vehicle_id, window, page, narrowed
-    )
-
-
-async def org_history_page(
-    session: AsyncSession,
-    org_id: uuid.UUID,
-    model: type[ModelT],
-    time_field: str,
-    vehicle_id: uuid.UUID | None,
-    window: paging.Window,
-    page: paging.PageRequest,
-    narrowed: SelectOfScalar[ModelT] | None = None,
-) -> paging.PageResult[Named[ModelT]]:
-    """``vehicle_history_page`` for an organization named by its id (operators read any).
-    The vehicle's name is joined in the page's own statement."""
-    if vehicle_id is not None:
-        await get_org_device(session, org_id, vehicle_id)
-    return await DeviceRepository(session).history_page(
-        org_id, model, time_field, vehicle_id, window, page, narrowed
-    )
 
 
 async def owned_device_ids(

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from milepost_common.domain import paging
-from milepost_common.domain.alerts import queries as alert_queries
+from milepost_common.domain.alerts import service as alert_service
 from milepost_common.domain.alerts.schemas import AlertRead
 from milepost_common.domain.devices import service as device_service
 from milepost_common.domain.devices.models import Device
@@ -160,7 +160,7 @@ async def list_recent_alerts(
     newest_first = paging.PageRequest(
         limit=MAX_ALERT_PINS, sort=paging.Sort("occurred_at", descending=True)
     )
-    result = await alert_queries.list_org_alerts(
+    result = await alert_service.list_org_alerts(
         session, org.id, None, paging.Window(start=since), newest_first
     )
     return list(reversed(result.items))

@@ -19,7 +19,7 @@ from milepost_admin.console.routing import ConsoleRoute, FormState, shown_on
 from milepost_admin.console.sessions import SessionStore
 from milepost_admin.console.views import again, filters_of, form_model, invalid, list_page
 from milepost_common.domain import paging
-from milepost_common.domain.alerts import queries as alert_queries
+from milepost_common.domain.alerts import service as alert_service
 from milepost_common.domain.audit import service as audit
 from milepost_common.domain.audit.schemas import AuditFilters, AuditSort
 from milepost_common.domain.devices import imports as device_imports
@@ -147,7 +147,7 @@ async def _device(
     trips = await trip_service.list_org_trips(
         session, device.org_id, device.id, newest, _newest("start_time")
     )
-    alerts = await alert_queries.list_org_alerts(
+    alerts = await alert_service.list_org_alerts(
         session, device.org_id, device.id, newest, _newest("occurred_at")
     )
     state = await device_state.find_state(session, device.id)

@@ -1,0 +1,134 @@
+"""Statements on ``alerts`` (the worker's reconciliation by ``(rule_id, device_id,
+occurred_at)``, the read side's pages) and on the alert rules the worker evaluates."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, delete, or_, true, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
+
+from milepost_common.domain import paging
+from milepost_common.domain.alerts.models import Alert, AlertRule, AlertType
+from milepost_common.domain.base import find_by_id
+from milepost_common.domain.devices.models import Device
+from milepost_common.domain.devices.repository import DeviceRepository, Named
+
+
+@dataclass(frozen=True, slots=True)
+class AlertScope:
+    """One device's alerts of some rules in one organization's tenure (from ``since``, None:
+    no bound): after ``after`` (None: all, unless ``keys_only``) or with one of ``keys``
+    (rule id, occurred_at)."""
+
+    device_id: uuid.UUID
+    org_id: uuid.UUID
+    since: datetime | None
+    rule_ids: Collection[uuid.UUID]
+    after: datetime | None
+    keys: Collection[tuple[uuid.UUID, datetime]]
+    keys_only: bool = False
+
+
+class AlertRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get_for_org(self, org_id: uuid.UUID, alert_id: uuid.UUID) -> Alert | None:
+        return await find_by_id(self.session, Alert, alert_id, org_id=org_id)
+
+    async def device_of(self, alert: Alert) -> Device | None:
+        """The alert's device, whichever organization holds it now."""
+        return await self.session.get(Device, alert.device_id)
+
+    async def page_for_org(
+        self,
+        org_id: uuid.UUID,
+        vehicle_id: uuid.UUID | None,
+        window: paging.Window,
+        page: paging.PageRequest,
+        *,
+        alert_type: AlertType | None = None,
+        acknowledged: bool | None = None,
+    ) -> paging.PageResult[Named[Alert]]:
+        """The organization's alerts (of one vehicle or all, of a type, acknowledged or not)
+        occurring in ``window``, each with its vehicle's name."""
+        query = select(Alert)
+        if alert_type is not None:
+            query = query.where(Alert.type == alert_type)
+        if acknowledged is not None:
+            ack = col(Alert.acknowledged_at)
+            query = query.where(ack.is_not(None) if acknowledged else ack.is_(None))
+        return await DeviceRepository(self.session).history_page(
+            org_id, Alert, "occurred_at", vehicle_id, window, page, query
+        )
+
+    async def list_in_scopes(self, scopes: Sequence[AlertScope]) -> list[Alert]:
+        """Every alert inside any of the scopes, in one query."""
+        clauses: list[ColumnElement[bool]] = []
+        for scope in scopes:
+            if not scope.rule_ids or (scope.keys_only and not scope.keys):
+                continue
+            parts = [
+                and_(col(Alert.rule_id) == r, col(Alert.occurred_at) == t) for r, t in scope.keys
+            ]
+            if not scope.keys_only:
+                parts.append(
+                    col(Alert.occurred_at) > scope.after if scope.after is not None else true()
+                )
+            clauses.append(
+                and_(
+                    col(Alert.device_id) == scope.device_id,
+                    col(Alert.org_id) == scope.org_id,
+                    col(Alert.occurred_at) >= scope.since if scope.since is not None else true(),
+                    col(Alert.rule_id).in_(list(scope.rule_ids)),
+                    or_(*parts),
+                )
+            )
+        if not clauses:
+            return []
+        rows = await self.session.execute(select(Alert).where(or_(*clauses)))
+        return list(rows.scalars())
+
+    async def insert_new(self, rows: Sequence[Mapping[str, Any]]) -> list[Alert]:
+        """Insert new alerts; ones that already exist (same key) are left alone and not returned."""
+        if not rows:
+            return []
+        stmt = (
+            insert(Alert)
+            .values([{"id": uuid.uuid4(), **r} for r in rows])
+            .on_conflict_do_nothing(constraint="uq_alerts_rule_device_time")
+            .returning(Alert)
+        )
+        result = await self.session.execute(select(Alert).from_statement(stmt))
+        return list(result.scalars())
+
+    async def update(self, alert_id: uuid.UUID, values: Mapping[str, Any]) -> None:
+        await self.session.execute(update(Alert).where(col(Alert.id) == alert_id).values(**values))
+
+    async def delete_ids(self, ids: Iterable[uuid.UUID]) -> None:
+        ids = list(ids)
+        if ids:
+            await self.session.execute(delete(Alert).where(col(Alert.id).in_(ids)))
+
+    async def enabled_rules(self, org_ids: Collection[uuid.UUID]) -> list[AlertRule]:
+        rows = await self.session.execute(
+            select(AlertRule).where(
+                col(AlertRule.org_id).in_(list(org_ids)), col(AlertRule.enabled).is_(True)
+            )
+        )
+        return list(rows.scalars())
+
+    async def enabled_rules_of_type(self, rule_type: AlertType) -> list[AlertRule]:
+        rows = await self.session.execute(
+            select(AlertRule).where(
+                col(AlertRule.type) == rule_type, col(AlertRule.enabled).is_(True)
+            )
+        )
+        return list(rows.scalars())
