@@ -1,5 +1,5 @@
-"""What an operator's map shows of one organization, read with the public API's own queries
-named by organization instead of by the caller's: operators read every organization.
+"""What an operator's map shows of one organization, read with the public API's own use
+cases named by organization instead of by the caller's: operators read every organization.
 
 A device's day is the calendar day in its organization's time zone; its trips and stops are
 those that overlap that day (the stop the vehicle spent the night at included), read within
@@ -14,7 +14,6 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col, select
 
 from milepost_common.domain import paging
 from milepost_common.domain.alerts import service as alert_service
@@ -73,12 +72,8 @@ async def list_fleet_positions(
     if not rows:
         return []
     ids = [uuid.UUID(row.vehicle_id) for row in rows]
-    devices = {
-        device.id: device
-        for device in await session.scalars(
-            select(Device).where(Device.org_id == org.id, col(Device.id).in_(ids))
-        )
-    }
+    found = await device_service.find_devices(session, ids)
+    devices = {device_id: d for device_id, d in found.items() if d.org_id == org.id}
     now = now or datetime.now(UTC)
     items = []
     for device_id, row in zip(ids, rows, strict=True):
