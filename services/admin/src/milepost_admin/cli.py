@@ -27,8 +27,7 @@ from milepost_common.domain.api_keys import service as api_key_service
 from milepost_common.domain.api_keys.models import Scope
 from milepost_common.domain.devices import service as device_service
 from milepost_common.domain.devices.schemas import DeviceRead, VehicleCreate
-from milepost_common.domain.ingest_batches import queries as batch_queries
-from milepost_common.domain.ingest_batches import service as ingest_service
+from milepost_common.domain.ingest_batches import operators as batch_operators
 from milepost_common.domain.operators import service as operator_service
 from milepost_common.domain.organizations import service as org_service
 from milepost_common.domain.organizations.schemas import OrganizationCreate, OrganizationRead
@@ -165,8 +164,8 @@ async def replay_failed(settings: AdminSettings, org_id: uuid.UUID) -> None:
         org = await org_service.get_organization(session, org_id)
         replayed.extend(
             [
-                (await ingest_service.replay_batch(session, CLI, batch)).id
-                for batch in await batch_queries.failed_batches(session, org.id)
+                (await batch_operators.replay_batch(session, CLI, batch)).id
+                for batch in await batch_operators.failed_batches(session, org.id)
             ]
         )
 

@@ -17,6 +17,7 @@ from milepost_common.cache import TtlCache
 from milepost_common.db import create_database, unit_of_work
 from milepost_common.domain.api_keys.models import Scope
 from milepost_common.domain.audit.models import AuditEntry
+from milepost_common.domain.ingest_batches import operators as batch_operators
 from milepost_common.domain.ingest_batches import service as batch_service
 from milepost_common.domain.ingest_batches.errors import (
     BatchBusy,
@@ -268,7 +269,7 @@ class TestReplayBatch:
         late = await make_device(session, org, unique_id="late")
         operator = principal_for(await make_operator(session))
 
-        replayed = await batch_service.replay_batch(session, operator, batch)
+        replayed = await batch_operators.replay_batch(session, operator, batch)
 
         assert (replayed.accepted, replayed.rejected, replayed.duplicates) == (3, 1, 0)
         assert replayed.status == BatchStatus.RECEIVED
@@ -296,7 +297,7 @@ class TestReplayBatch:
         batch = await session.get(IngestBatch, outcome.batch_id)
         assert batch is not None
         operator = principal_for(await make_operator(session))
-        replayed = await batch_service.replay_batch(session, operator, batch)
+        replayed = await batch_operators.replay_batch(session, operator, batch)
         assert (replayed.accepted, replayed.rejected, replayed.duplicates) == (0, 0, 1)
         assert replayed.rejected_items == []
         assert replayed.rejected_items_expire_at is None
@@ -309,7 +310,7 @@ class TestReplayBatch:
         batch.status = BatchStatus.PROCESSING
         await session.flush()
         with pytest.raises(BatchBusy):
-            await batch_service.replay_batch(
+            await batch_operators.replay_batch(
                 session, principal_for(await make_operator(session)), batch
             )
 
@@ -324,7 +325,7 @@ class TestReplayBatch:
         batch.rejected_items_expire_at = datetime.now(UTC) - timedelta(seconds=1)
         await session.flush()
         await make_device(session, org, unique_id="late")
-        replayed = await batch_service.replay_batch(
+        replayed = await batch_operators.replay_batch(
             session, principal_for(await make_operator(session)), batch
         )
         assert (replayed.status, replayed.last_error, replayed.accepted) == (

@@ -9,17 +9,16 @@ from fastapi import APIRouter, BackgroundTasks, Depends, Query
 
 from milepost_admin import enqueue
 from milepost_admin.deps import AUTH_ERRORS, OperatorUser, SupportUser
-from milepost_common.domain.ingest_batches import queries as batch_queries
-from milepost_common.domain.ingest_batches import service as ingest_service
-from milepost_common.domain.ingest_batches.admin_schemas import (
+from milepost_common.domain.ingest_batches import operators as batch_operators
+from milepost_common.domain.ingest_batches.errors import BatchBusy, BatchNotFound
+from milepost_common.domain.ingest_batches.models import IngestBatch
+from milepost_common.domain.ingest_batches.schemas import (
     BatchDetail,
     BatchesReplayed,
     BatchFilters,
     BatchReplayed,
     BatchSummary,
 )
-from milepost_common.domain.ingest_batches.errors import BatchBusy, BatchNotFound
-from milepost_common.domain.ingest_batches.models import IngestBatch
 from milepost_common.domain.organizations import service as org_service
 from milepost_common.domain.organizations.errors import OrganizationNotFound
 from milepost_common.pagination import Page
@@ -30,7 +29,7 @@ router = APIRouter(prefix="/v1", tags=["ingest-batches"])
 
 
 async def load_batch(batch_id: uuid.UUID, session: SessionDep) -> IngestBatch:
-    return await batch_queries.get_batch(session, batch_id)
+    return await batch_operators.get_batch_for_operator(session, batch_id)
 
 
 BatchDep = Annotated[IngestBatch, Depends(load_batch)]
@@ -44,7 +43,7 @@ BatchDep = Annotated[IngestBatch, Depends(load_batch)]
 async def list_batches(
     _user: SupportUser, filters: Annotated[BatchFilters, Query()], session: SessionDep
 ) -> Page[BatchSummary]:
-    page = await batch_queries.list_batches(session, filters)
+    page = await batch_operators.list_batches(session, filters)
     return Page(
         items=[BatchSummary.model_validate(b) for b in page.items], next_cursor=page.next_cursor
     )
@@ -73,7 +72,7 @@ async def replay_batch(
     publisher: PublisherDep,
     background: BackgroundTasks,
 ) -> BatchReplayed:
-    replayed = await ingest_service.replay_batch(session, user, batch)
+    replayed = await batch_operators.replay_batch(session, user, batch)
     background.add_task(enqueue.process_batches, db, publisher, [replayed.id])
     return BatchReplayed.model_validate(replayed)
 
@@ -94,8 +93,8 @@ async def replay_failed_batches(
 ) -> BatchesReplayed:
     org = await org_service.get_organization(session, org_id)
     replayed = [
-        await ingest_service.replay_batch(session, user, batch)
-        for batch in await batch_queries.failed_batches(session, org.id)
+        await batch_operators.replay_batch(session, user, batch)
+        for batch in await batch_operators.failed_batches(session, org.id)
     ]
     background.add_task(enqueue.process_batches, db, publisher, [b.id for b in replayed])
     return BatchesReplayed(items=[BatchReplayed.model_validate(b) for b in replayed])

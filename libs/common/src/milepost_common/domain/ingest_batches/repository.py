@@ -1,5 +1,6 @@
-"""Queries on ``ingest_batches``: the write path's statements are hand-written SQL (one round
-trip each, JSON serialized once by orjson); reads go through the table model.
+"""Statements on ``ingest_batches``: the write path's statements are hand-written SQL (one
+round trip each, JSON serialized once by orjson); reads go through the table model, the
+operators' filters (organization, device, source, status, time) included.
 
 The worker's statements are here too: the lease a worker child holds on the batch it
 processes (claim, renew, release with the final status), the lock its processing transaction
@@ -21,11 +22,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, func, or_, text, update
+from sqlalchemy import ColumnElement, Row, Text, cast, func, or_, text, update
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
+from milepost_common.domain import paging
+from milepost_common.domain.base import find_by_id
+from milepost_common.domain.devices.models import Device
 from milepost_common.domain.ingest_batches.models import BatchSource, BatchStatus, IngestBatch
+from milepost_common.domain.ingest_batches.schemas import BatchFilters, BatchSort
+from milepost_common.domain.organizations import repository as org_repository
 from milepost_common.domain.organizations.models import Organization
 from milepost_common.domain.positions.repository import INSERTED_CTE, NewPositions
 
@@ -125,6 +132,55 @@ RELEASED: dict[str, Any] = {"lease_holder": None, "lease_expires_at": None}
 
 def _lease_end(lease_s: float) -> ColumnElement[datetime]:
     return func.now() + timedelta(seconds=lease_s)
+
+
+# A rejected item keeps the fix as sent: its device_id is the tracker's unique id.
+_REJECTED_DEVICE = text(
+    "EXISTS (SELECT 1 FROM jsonb_array_elements(ingest_batches.rejected_items) AS r "
+    "WHERE r->'item'->>'device_id' ILIKE :device_pattern ESCAPE '\\')"
+)
+
+
+def _like(part: str) -> str:
+    escaped = part.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _device_condition(part: str) -> ColumnElement[bool]:
+    """A batch with a stored fix of a device whose name or unique id contains ``part``, or a
+    rejected fix sent for such a unique id (registered or not)."""
+    devices = select(cast(col(Device.id), Text)).where(
+        or_(
+            col(Device.name).icontains(part, autoescape=True),
+            col(Device.unique_id).icontains(part, autoescape=True),
+        )
+    )
+    # ?| : any of the array's strings is an element of the JSON array.
+    stored = col(IngestBatch.device_ids).op("?|")(func.array(devices.scalar_subquery()))
+    rejected = _REJECTED_DEVICE.bindparams(device_pattern=_like(part))
+    return or_(stored, rejected)
+
+
+def _conditions(filters: BatchFilters) -> list[ColumnElement[bool]]:
+    where: list[ColumnElement[bool]] = []
+    if filters.org_id is not None:
+        where.append(col(IngestBatch.org_id) == filters.org_id)
+    if filters.org_name:
+        where.append(col(IngestBatch.org_id).in_(org_repository.ids_named(filters.org_name)))
+    if filters.device:
+        where.append(_device_condition(filters.device))
+    if filters.source is not None:
+        where.append(col(IngestBatch.source) == filters.source)
+    if filters.status is not None:
+        where.append(col(IngestBatch.status) == filters.status)
+    if filters.from_ is not None:
+        where.append(col(IngestBatch.received_at) >= filters.from_)
+    if filters.to is not None:
+        where.append(col(IngestBatch.received_at) < filters.to)
+    if filters.has_rejected is not None:
+        rejected = col(IngestBatch.rejected)
+        where.append(rejected > 0 if filters.has_rejected else rejected == 0)
+    return where
 
 
 class IngestBatchRepository:
@@ -329,3 +385,73 @@ class IngestBatchRepository:
                 .values(status=BatchStatus.QUEUED, queued_at=now, **RELEASED)
             )
         return found
+
+    async def get(self, batch_id: uuid.UUID, *, for_update: bool = False) -> IngestBatch | None:
+        """A batch of any organization."""
+        return await find_by_id(self.session, IngestBatch, batch_id, for_update=for_update)
+
+    async def page(
+        self, filters: BatchFilters, *, exclude_source: BatchSource | None = None
+    ) -> paging.PageResult[IngestBatch]:
+        """A keyset page by ``received_at`` of every organization's batches matching
+        ``filters``, without ``exclude_source``'s when given."""
+        query = select(IngestBatch).where(*_conditions(filters))
+        if exclude_source is not None:
+            query = query.where(col(IngestBatch.source) != exclude_source)
+        paged = paging.keyset(
+            query,
+            col(IngestBatch.received_at),
+            col(IngestBatch.id),
+            limit=filters.limit,
+            cursor=filters.cursor,
+            descending=filters.sort is BatchSort.RECEIVED_AT_DESC,
+        )
+        rows = (await self.session.scalars(paged)).all()
+        return paging.page_of(rows, filters.limit, lambda b: (b.received_at, b.id))
+
+    async def osmand_by_device(self, filters: BatchFilters, *, limit: int) -> Sequence[Any]:
+        """The OsmAnd batches matching ``filters`` summed up per organization and stored
+        device or sent unique id, latest first, at most ``limit`` rows: ``(org_id,
+        device_id, sent_id, batches, accepted, rejected, last_received_at, failed,
+        last_failed_id)``."""
+        batch = IngestBatch
+        stored = col(batch.device_ids).op("->>")(0)
+        sent = func.nullif(
+            col(batch.rejected_items).op("->")(0).op("->")("item").op("->>")("device_id"), ""
+        )
+        failed = col(batch.status) == BatchStatus.FAILED
+        last = func.max(col(batch.received_at))
+        columns: list[Any] = [
+            col(batch.org_id),
+            stored.label("device_id"),
+            sent.label("sent_id"),
+            func.count().label("batches"),
+            func.coalesce(func.sum(col(batch.accepted)), 0).label("accepted"),
+            func.coalesce(func.sum(col(batch.rejected)), 0).label("rejected"),
+            last.label("last_received_at"),
+            func.count().filter(failed).label("failed"),
+            func.array_agg(aggregate_order_by(col(batch.id), col(batch.received_at).desc()))
+            .filter(failed)[1]
+            .label("last_failed_id"),
+        ]
+        query = (
+            select(*columns)
+            .where(col(batch.source) == BatchSource.OSMAND, *_conditions(filters))
+            .group_by(col(batch.org_id), stored, sent)
+            .order_by(last.desc())
+            .limit(limit)
+        )
+        rows = (await self.session.execute(query)).all()
+        return rows
+
+    async def failed_for_org(self, org_id: uuid.UUID, *, limit: int) -> Sequence[IngestBatch]:
+        """The organization's failed batches, oldest first, locked (those another
+        transaction holds skipped)."""
+        query = (
+            select(IngestBatch)
+            .where(IngestBatch.org_id == org_id, IngestBatch.status == BatchStatus.FAILED)
+            .order_by(col(IngestBatch.received_at), col(IngestBatch.id))
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return (await self.session.scalars(query)).all()

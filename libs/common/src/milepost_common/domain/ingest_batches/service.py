@@ -1,7 +1,8 @@
 """Use cases of ingest batches: ingest a push (check its items, record it with its
 positions, or answer a repeated Idempotency-Key) or a few single fixes, read a batch, mark it
-queued, replay its rejected items; and the worker's side of a batch: its lease, its
-processing and failure marks, the reconciler's pick of the batches left behind.
+queued; and the worker's side of a batch: its lease, its processing and failure marks, the
+reconciler's pick of the batches left behind. What operators do with batches (find, list,
+sum up, replay) is ``operators.py``.
 
 Nothing here commits: the caller's transaction holds the batch row and its positions
 together, so a batch is either wholly stored or not at all.
@@ -12,16 +13,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from milepost_common.cache import TtlCache
-from milepost_common.domain.audit import service as audit
 from milepost_common.domain.ingest_batches.errors import (
-    BatchBusy,
     BatchNotFound,
     IdempotencyKeyReused,
 )
@@ -365,54 +364,3 @@ async def get_batch(session: AsyncSession, actor: Principal, batch_id: uuid.UUID
     if batch is None:
         raise BatchNotFound()
     return batch
-
-
-async def replay_batch(session: AsyncSession, actor: Principal, batch: IngestBatch) -> IngestBatch:
-    """Re-validate the batch's kept rejected items against today's devices and filters,
-    store those now valid (repeats count as duplicates), keep the rest with their codes and
-    original indexes, and set the batch back to ``received`` so it is processed again (the
-    caller publishes ``ingest_batches.process`` after commit; the reconciler covers a failed
-    publish). Raises BatchBusy while a worker is processing it. Audited."""
-    locked = await IngestBatchRepository(session).get_for_update(batch.id)
-    if locked is None:
-        raise BatchNotFound()
-    if locked.status == BatchStatus.PROCESSING:
-        raise BatchBusy()
-    now = datetime.now(UTC)
-    kept = locked.rejected_items
-    expired = locked.rejected_items_expire_at is not None and locked.rejected_items_expire_at <= now
-    stored = duplicates = 0
-    if kept and not expired:
-        items = [entry["item"] for entry in kept]
-        policy = await load_policy(session, locked.org_id, items, now)
-        checked = check_items(items, policy)
-        inserted = await position_service.store_positions(
-            session, locked.org_id, locked.id, checked.rows
-        )
-        stored, duplicates = inserted.count, checked.valid - inserted.count
-        original = [entry["index"] for entry in kept]
-        locked.errors = [{**e, "index": original[e["index"]]} for e in checked.errors]
-        locked.rejected_items = [
-            {**r, "index": original[r["index"]]} for r in checked.rejected_items
-        ]
-        if not locked.rejected_items:
-            locked.rejected_items_expire_at = None
-        locked.accepted += stored
-        locked.duplicates += duplicates
-        locked.rejected = len(locked.errors)
-        locked.device_ids = sorted({*locked.device_ids, *(str(d) for d in inserted.device_ids)})
-    locked.status = BatchStatus.RECEIVED
-    locked.queued_at = locked.processing_started_at = locked.processed_at = None
-    locked.last_error = None
-    session.add(locked)
-    await session.flush()
-    await audit.record(
-        session,
-        actor,
-        "ingest_batches.replay",
-        target_type="ingest_batch",
-        target_id=locked.id,
-        org_id=locked.org_id,
-        diff={"stored": stored, "duplicates": duplicates, "still_rejected": locked.rejected},
-    )
-    return locked

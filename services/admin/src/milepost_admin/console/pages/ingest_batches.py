@@ -14,10 +14,9 @@ from milepost_admin.console.render import flash, page, see_other
 from milepost_admin.console.routing import ConsoleRoute
 from milepost_admin.console.views import filters_of, list_page
 from milepost_common.domain import paging
-from milepost_common.domain.ingest_batches import queries as batch_queries
-from milepost_common.domain.ingest_batches import service as ingest_service
-from milepost_common.domain.ingest_batches.admin_schemas import BatchFilters, OsmandDevice
+from milepost_common.domain.ingest_batches import operators as batch_operators
 from milepost_common.domain.ingest_batches.models import BatchSource, BatchStatus
+from milepost_common.domain.ingest_batches.schemas import BatchFilters, OsmandDevice
 from milepost_common.domain.organizations import service as org_service
 from milepost_common.web.deps import DatabaseDep, PublisherDep, SessionDep
 
@@ -36,16 +35,16 @@ async def batches_page(
     grouped = request.query_params.get("osmand") != "each"
     osmand: list[OsmandDevice] | None = None
     if not grouped:
-        result = await batch_queries.list_batches(session, filters)
+        result = await batch_operators.list_batches(session, filters)
     else:
         if filters.source is BatchSource.OSMAND:
             result = paging.PageResult([], None)
         else:
-            result = await batch_queries.list_batches(
+            result = await batch_operators.list_batches(
                 session, filters, exclude_source=BatchSource.OSMAND
             )
         if filters.source in (None, BatchSource.OSMAND) and filters.cursor is None:
-            osmand = await batch_queries.osmand_by_device(session, _summary_window(filters))
+            osmand = await batch_operators.osmand_by_device(session, _summary_window(filters))
     return await list_page(
         request,
         store,
@@ -80,7 +79,7 @@ async def batch_page(
     store: StoreDep,
     session: SessionDep,
 ) -> HTMLResponse:
-    batch = await batch_queries.get_batch(session, batch_id)
+    batch = await batch_operators.get_batch_for_operator(session, batch_id)
     return await page(
         request,
         store,
@@ -104,9 +103,9 @@ async def batch_replay(
     publisher: PublisherDep,
     background: BackgroundTasks,
 ) -> Response:
-    batch = await batch_queries.get_batch(session, batch_id)
+    batch = await batch_operators.get_batch_for_operator(session, batch_id)
     before = batch.rejected
-    replayed = await ingest_service.replay_batch(session, console.principal, batch)
+    replayed = await batch_operators.replay_batch(session, console.principal, batch)
     background.add_task(enqueue.process_batches, db, publisher, [replayed.id])
     await flash(
         store,
@@ -130,8 +129,8 @@ async def batches_replay_failed(
 ) -> Response:
     org = await org_service.get_organization(session, org_id)
     replayed = [
-        await ingest_service.replay_batch(session, console.principal, batch)
-        for batch in await batch_queries.failed_batches(session, org.id)
+        await batch_operators.replay_batch(session, console.principal, batch)
+        for batch in await batch_operators.failed_batches(session, org.id)
     ]
     background.add_task(enqueue.process_batches, db, publisher, [b.id for b in replayed])
     await flash(store, console, "ok", f"{len(replayed)} failed batch(es) replayed.")

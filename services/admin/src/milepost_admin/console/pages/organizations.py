@@ -21,8 +21,8 @@ from milepost_common.domain.api_keys.schemas import ApiKeyFilters, ApiKeySort
 from milepost_common.domain.devices import service as device_service
 from milepost_common.domain.devices import state as device_state
 from milepost_common.domain.devices.schemas import DeviceFilters, DeviceSort
-from milepost_common.domain.ingest_batches import queries as batch_queries
-from milepost_common.domain.ingest_batches.admin_schemas import BatchFilters, BatchSort
+from milepost_common.domain.ingest_batches import operators as batch_operators
+from milepost_common.domain.ingest_batches.schemas import BatchFilters, BatchSort
 from milepost_common.domain.organizations import export as org_export
 from milepost_common.domain.organizations import service as org_service
 from milepost_common.domain.organizations.errors import DeletionNotConfirmed
@@ -110,7 +110,7 @@ async def _organization(
     keys = await api_key_service.list_api_keys_page(
         session, ApiKeyFilters(org_id=org.id, limit=10, sort=ApiKeySort.CREATED_AT_DESC)
     )
-    batches = await batch_queries.list_batches(
+    batches = await batch_operators.list_batches(
         session, BatchFilters(org_id=org.id, limit=5, sort=BatchSort.RECEIVED_AT_DESC)
     )
     return await page(
