@@ -13,13 +13,12 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col, select
 
 from milepost_common.auth import Realm, TokenCodec, hash_secret, secrets_match
 from milepost_common.cache import TtlCache
-from milepost_common.domain.api_keys.models import ApiKey
-from milepost_common.domain.organizations.models import Organization
-from milepost_common.domain.users.models import OrgRole, PlatformRole, User
+from milepost_common.domain.api_keys.repository import ApiKeyRepository
+from milepost_common.domain.users.models import OrgRole, PlatformRole
+from milepost_common.domain.users.repository import UserRepository
 from milepost_common.errors import Forbidden, Unauthorized
 
 API_KEY_PREFIX = "mp"
@@ -95,13 +94,7 @@ class PrincipalResolver:
     async def _load_user(
         self, session: AsyncSession, user_id: uuid.UUID, realm: Realm
     ) -> Principal:
-        row = (
-            await session.execute(
-                select(User, Organization)
-                .outerjoin(Organization, col(Organization.id) == col(User.org_id))
-                .where(User.id == user_id)
-            )
-        ).first()
+        row = await UserRepository(session).get_with_organization(user_id)
         if row is None:
             raise Unauthorized("Invalid token.")
         user, org = row
@@ -138,13 +131,7 @@ class PrincipalResolver:
         cached = self._cache.get(cache_key)
         if cached is not None:
             return cached
-        row = (
-            await session.execute(
-                select(ApiKey, Organization)
-                .join(Organization, col(Organization.id) == col(ApiKey.org_id))
-                .where(ApiKey.prefix == prefix)
-            )
-        ).first()
+        row = await ApiKeyRepository(session).find_by_prefix_with_organization(prefix)
         if row is None or not secrets_match(key, row[0].key_hash, self.pepper):
             raise Unauthorized("Invalid API key.")
         api_key, org = row

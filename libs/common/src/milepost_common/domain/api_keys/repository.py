@@ -15,6 +15,7 @@ from milepost_common.domain import paging
 from milepost_common.domain.api_keys.models import ApiKey
 from milepost_common.domain.api_keys.schemas import ApiKeyFilters, ApiKeyStatus
 from milepost_common.domain.organizations import repository as org_repository
+from milepost_common.domain.organizations.models import Organization
 
 _RECORD_USAGE = text(
     """
@@ -31,6 +32,19 @@ class ApiKeyRepository:
 
     async def get(self, key_id: uuid.UUID) -> ApiKey | None:
         return await self.session.get(ApiKey, key_id)
+
+    async def find_by_prefix_with_organization(
+        self, prefix: str
+    ) -> tuple[ApiKey, Organization] | None:
+        """The key with this prefix (unique) and its organization."""
+        row = (
+            await self.session.execute(
+                select(ApiKey, Organization)
+                .join(Organization, col(Organization.id) == col(ApiKey.org_id))
+                .where(ApiKey.prefix == prefix)
+            )
+        ).first()
+        return None if row is None else (row[0], row[1])
 
     async def list_for_org(self, org_id: uuid.UUID) -> list[ApiKey]:
         query = (

@@ -13,6 +13,7 @@ from sqlmodel.sql.expression import SelectOfScalar
 from milepost_common.auth import normalize_email
 from milepost_common.domain import paging
 from milepost_common.domain.organizations import repository as org_repository
+from milepost_common.domain.organizations.models import Organization
 from milepost_common.domain.users.models import OrgRole, User
 from milepost_common.domain.users.schemas import UserFilters, UserListSort
 
@@ -39,6 +40,19 @@ class UserRepository:
 
     async def get(self, user_id: uuid.UUID) -> User | None:
         return await self.session.get(User, user_id)
+
+    async def get_with_organization(
+        self, user_id: uuid.UUID
+    ) -> tuple[User, Organization | None] | None:
+        """The user and its organization (None for an operator)."""
+        row = (
+            await self.session.execute(
+                select(User, Organization)
+                .outerjoin(Organization, col(Organization.id) == col(User.org_id))
+                .where(User.id == user_id)
+            )
+        ).first()
+        return None if row is None else (row[0], row[1])
 
     async def find_by_email(self, email: str) -> User | None:
         query = select(User).where(func.lower(col(User.email)) == normalize_email(email))
