@@ -42,7 +42,8 @@ from worker_processes import RedisProcess, WorkerStack  # noqa: E402
 from bench.support import children, peak_rss_kib, write_figures  # noqa: E402
 from milepost_common import tasks as names  # noqa: E402
 from milepost_common.db import Database, create_database, unit_of_work  # noqa: E402
-from milepost_common.domain.alerts.models import Alert, AlertRule, AlertType  # noqa: E402
+from milepost_common.domain.alert_rules.models import AlertRule  # noqa: E402
+from milepost_common.domain.alerts.models import Alert, AlertType  # noqa: E402
 from milepost_common.domain.devices.models import Device  # noqa: E402
 from milepost_common.domain.ingest_batches.models import (  # noqa: E402
     BatchSource,

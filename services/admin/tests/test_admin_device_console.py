@@ -10,7 +10,8 @@ import httpx
 from admin_support import Staff, audit_entries
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from milepost_common.domain.alerts.models import Alert, AlertRule, AlertType
+from milepost_common.domain.alert_rules.models import AlertRule
+from milepost_common.domain.alerts.models import Alert, AlertType
 from milepost_common.domain.devices.models import Device, DeviceState
 from milepost_common.domain.trips.models import Trip
 from milepost_common.domain.users.models import User

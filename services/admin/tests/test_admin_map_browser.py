@@ -24,7 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from milepost_admin.settings import AdminSettings
-from milepost_common.domain.alerts.models import Alert, AlertRule, AlertType
+from milepost_common.domain.alert_rules.models import AlertRule
+from milepost_common.domain.alerts.models import Alert, AlertType
 from milepost_common.domain.devices import state as device_state
 from milepost_common.domain.devices.models import Device
 from milepost_common.domain.trips.models import Stop, Trip

@@ -16,7 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from milepost_admin.settings import AdminSettings
 from milepost_common.auth import Realm
-from milepost_common.domain.alerts.models import Alert, AlertRule, AlertType
+from milepost_common.domain.alert_rules.models import AlertRule
+from milepost_common.domain.alerts.models import Alert, AlertType
 from milepost_common.domain.devices.models import Device, DeviceState
 from milepost_common.domain.trips.models import Stop, Trip
 from milepost_common.testing.factories import (

@@ -15,7 +15,8 @@ import uvicorn
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import ASGIApp
 
-from milepost_common.domain.alerts.models import Alert, AlertRule, AlertType
+from milepost_common.domain.alert_rules.models import AlertRule
+from milepost_common.domain.alerts.models import Alert, AlertType
 from milepost_common.domain.geofences.models import Geofence
 from milepost_common.domain.organizations.models import Organization
 from milepost_common.domain.trips.models import Trip

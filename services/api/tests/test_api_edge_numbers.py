@@ -12,7 +12,8 @@ import orjson
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from milepost_common.domain.alerts.models import Alert, AlertRule, AlertType
+from milepost_common.domain.alert_rules.models import AlertRule
+from milepost_common.domain.alerts.models import Alert, AlertType
 from milepost_common.domain.devices.models import Device, DeviceState
 from milepost_common.domain.trips.models import Stop, Trip
 from milepost_common.testing.factories import make_device, make_position

@@ -24,7 +24,8 @@ from milepost_api.settings import ApiSettings
 from milepost_common import tasks
 from milepost_common.auth import Realm, TokenCodec
 from milepost_common.db import create_database, unit_of_work
-from milepost_common.domain.alerts.models import AlertRule, AlertType
+from milepost_common.domain.alert_rules.models import AlertRule
+from milepost_common.domain.alerts.models import AlertType
 from milepost_common.domain.ingest_batches.models import BatchSource, BatchStatus, IngestBatch
 from milepost_common.domain.positions.models import Position
 from milepost_common.settings import DbSettings

@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from milepost_common.domain.alerts.models import Alert, AlertRule, AlertType
+from milepost_common.domain.alert_rules.models import AlertRule
+from milepost_common.domain.alerts.models import Alert, AlertType
 from milepost_common.domain.devices import tenure as device_tenure
 from milepost_common.domain.devices.models import DeviceState
 from milepost_common.domain.trips.models import Trip

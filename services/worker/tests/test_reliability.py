@@ -26,7 +26,8 @@ from worker_support import MemoryStore, base_time_s, expected_rows, golden_drive
 
 from milepost_common import tasks as names
 from milepost_common.db import unit_of_work
-from milepost_common.domain.alerts.models import Alert, AlertRule, AlertType
+from milepost_common.domain.alert_rules.models import AlertRule
+from milepost_common.domain.alerts.models import Alert, AlertType
 from milepost_common.domain.devices.models import Device
 from milepost_common.domain.ingest_batches.models import BatchStatus, IngestBatch
 from milepost_common.domain.organizations.models import Organization

@@ -23,7 +23,8 @@ from worker_support import at, base_time_s, write_batch
 from milepost_common import tasks as names
 from milepost_common.crypto import SecretBox
 from milepost_common.db import unit_of_work
-from milepost_common.domain.alerts.models import AlertRule, AlertType
+from milepost_common.domain.alert_rules.models import AlertRule
+from milepost_common.domain.alerts.models import AlertType
 from milepost_common.domain.devices.models import Device
 from milepost_common.domain.ingest_batches.models import BatchStatus, IngestBatch
 from milepost_common.domain.organizations.models import Organization

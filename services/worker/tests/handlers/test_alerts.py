@@ -9,7 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 from worker_support import LAT0, LON0, at, base_time_s, latlon, write_batch
 
-from milepost_common.domain.alerts.models import Alert, AlertRule, AlertType
+from milepost_common.domain.alert_rules.models import AlertRule
+from milepost_common.domain.alerts.models import Alert, AlertType
 from milepost_common.domain.devices.models import DeviceState
 from milepost_common.domain.geofences.models import Geofence
 from milepost_common.testing.factories import make_device, make_organization

@@ -24,7 +24,8 @@ from worker_support import (
     write_batch,
 )
 
-from milepost_common.domain.alerts.models import Alert, AlertRule, AlertType
+from milepost_common.domain.alert_rules.models import AlertRule
+from milepost_common.domain.alerts.models import Alert, AlertType
 from milepost_common.domain.devices.models import DeviceState
 from milepost_common.domain.ingest_batches.models import BatchSource, BatchStatus, IngestBatch
 from milepost_common.domain.webhooks.models import WebhookDelivery, WebhookEndpoint

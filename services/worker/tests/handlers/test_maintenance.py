@@ -13,7 +13,8 @@ from sqlalchemy import text
 from sqlmodel import col, func, select
 
 from milepost_common.db import unit_of_work
-from milepost_common.domain.alerts.models import Alert, AlertRule, AlertType
+from milepost_common.domain.alert_rules.models import AlertRule
+from milepost_common.domain.alerts.models import Alert, AlertType
 from milepost_common.domain.devices.models import Device
 from milepost_common.domain.organizations import service as organizations
 from milepost_common.domain.organizations.models import Organization

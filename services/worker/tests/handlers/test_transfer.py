@@ -17,8 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 from worker_support import at, golden_drive, write_batch
 
+from milepost_common.domain.alert_rules.models import AlertRule
 from milepost_common.domain.alerts import service as alert_service
-from milepost_common.domain.alerts.models import Alert, AlertRule, AlertType
+from milepost_common.domain.alerts.models import Alert, AlertType
 from milepost_common.domain.devices import tenure as device_tenure
 from milepost_common.domain.devices.models import Device, DeviceState
 from milepost_common.domain.organizations.models import Organization

@@ -12,7 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 from worker_support import at, base_time_s, golden_drive, latlon, write_batch
 
-from milepost_common.domain.alerts.models import AlertRule, AlertType
+from milepost_common.domain.alert_rules.models import AlertRule
+from milepost_common.domain.alerts.models import AlertType
 from milepost_common.domain.devices import tenure as device_tenure
 from milepost_common.domain.devices.models import Device, DeviceState
 from milepost_common.domain.geofences.models import Geofence

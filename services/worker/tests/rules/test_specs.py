@@ -5,7 +5,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from milepost_common.domain.alerts.models import AlertRule, AlertType
+from milepost_common.domain.alert_rules.models import AlertRule
+from milepost_common.domain.alerts.models import AlertType
 from milepost_common.domain.devices.models import Device
 from milepost_common.domain.geofences.models import Geofence
 from milepost_common.domain.organizations.models import Organization

@@ -2,7 +2,8 @@
 
 from sqlmodel import SQLModel
 
-from milepost_common.domain.alerts.models import Alert, AlertRule
+from milepost_common.domain.alert_rules.models import AlertRule
+from milepost_common.domain.alerts.models import Alert
 from milepost_common.domain.api_keys.models import ApiKey
 from milepost_common.domain.audit.models import AuditEntry
 from milepost_common.domain.devices.models import Device, DeviceState

@@ -9,8 +9,9 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
+from milepost_common.domain.alert_rules.models import AlertRule
 from milepost_common.domain.alerts import service as alert_service
-from milepost_common.domain.alerts.models import Alert, AlertRule, AlertType
+from milepost_common.domain.alerts.models import Alert, AlertType
 from milepost_common.domain.devices.models import Device
 from milepost_common.testing.factories import make_device
 

@@ -28,7 +28,8 @@ from starlette.responses import RedirectResponse, Response
 from milepost_admin.console.render import static_url
 from milepost_admin.console.sessions import SessionStore
 from milepost_admin.settings import AdminSettings
-from milepost_common.domain.alerts.models import Alert, AlertRule
+from milepost_common.domain.alert_rules.models import AlertRule
+from milepost_common.domain.alerts.models import Alert
 from milepost_common.domain.api_keys.models import ApiKey
 from milepost_common.domain.audit.models import AuditEntry
 from milepost_common.domain.devices.models import Device

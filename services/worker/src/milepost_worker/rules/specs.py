@@ -11,8 +11,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 
+from milepost_common.domain.alert_rules.models import AlertRule
 from milepost_common.domain.alerts import service as alert_service
-from milepost_common.domain.alerts.models import AlertRule
 from milepost_common.domain.devices.models import Device
 from milepost_common.domain.geofences.models import Geofence
 from milepost_common.domain.organizations.models import Organization

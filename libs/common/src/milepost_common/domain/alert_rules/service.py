@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from milepost_common.domain import paging
 from milepost_common.domain.alert_rules.errors import AlertRuleNotFound, OverspeedLimitMissing
+from milepost_common.domain.alert_rules.models import AlertRule
 from milepost_common.domain.alert_rules.repository import AlertRuleRepository
 from milepost_common.domain.alert_rules.schemas import (
     AlertRuleCreate,
@@ -23,7 +24,7 @@ from milepost_common.domain.alert_rules.schemas import (
     GeofenceParams,
     validate_params,
 )
-from milepost_common.domain.alerts.models import AlertRule, AlertType
+from milepost_common.domain.alerts.models import AlertType
 from milepost_common.domain.audit import service as audit
 from milepost_common.domain.devices.errors import DeviceNotFound
 from milepost_common.domain.geofences import service as geofence_service

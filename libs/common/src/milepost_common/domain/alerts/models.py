@@ -1,3 +1,5 @@
+"""Alerts and their types (the rules that raise them are ``alert_rules/models.py``)."""
+
 from __future__ import annotations
 
 import uuid
@@ -5,8 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Column, Index, String, UniqueConstraint
-from sqlalchemy.dialects.postgresql import ARRAY, UUID
+from sqlalchemy import Index, String, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from milepost_common.domain.base import id_field, jsonb_field, tz_field
@@ -19,22 +20,6 @@ class AlertType(StrEnum):
     IDLE = "idle"
     OFFLINE = "offline"
     LOW_BATTERY = "low_battery"
-
-
-class AlertRule(SQLModel, table=True):
-    __tablename__ = "alert_rules"
-
-    id: uuid.UUID = id_field()
-    org_id: uuid.UUID = Field(foreign_key="organizations.id", index=True, ondelete="CASCADE")
-    name: str = Field(max_length=200)
-    type: AlertType = Field(sa_type=String(32))
-    params: dict[str, Any] = jsonb_field()
-    vehicle_ids: list[uuid.UUID] | None = Field(
-        default=None, sa_column=Column(ARRAY(UUID(as_uuid=True)), nullable=True)
-    )
-    enabled: bool = True
-    created_at: datetime = tz_field(nullable=False, default_now=True)
-    updated_at: datetime = tz_field(nullable=False, default_now=True)
 
 
 class Alert(SQLModel, table=True):

@@ -15,7 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from milepost_common.domain import paging
-from milepost_common.domain.alerts.models import Alert, AlertRule, AlertType
+from milepost_common.domain.alert_rules.models import AlertRule
+from milepost_common.domain.alerts.models import Alert, AlertType
 from milepost_common.domain.base import find_by_id
 from milepost_common.domain.devices.models import Device
 from milepost_common.domain.devices.repository import DeviceRepository, Named

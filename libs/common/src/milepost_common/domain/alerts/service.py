@@ -20,8 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
 from milepost_common.domain import paging
+from milepost_common.domain.alert_rules.models import AlertRule
 from milepost_common.domain.alerts.errors import AlertNotFound
-from milepost_common.domain.alerts.models import Alert, AlertRule, AlertType
+from milepost_common.domain.alerts.models import Alert, AlertType
 from milepost_common.domain.alerts.repository import AlertRepository, AlertScope
 from milepost_common.domain.alerts.schemas import AlertRead
 from milepost_common.domain.audit import service as audit

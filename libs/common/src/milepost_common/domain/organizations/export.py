@@ -26,7 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel, col
 
 from milepost_common import units
-from milepost_common.domain.alerts.models import Alert, AlertRule
+from milepost_common.domain.alert_rules.models import AlertRule
+from milepost_common.domain.alerts.models import Alert
 from milepost_common.domain.api_keys.models import ApiKey
 from milepost_common.domain.audit import service as audit
 from milepost_common.domain.devices import names
