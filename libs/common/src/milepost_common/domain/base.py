@@ -11,8 +11,6 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import Field, SQLModel, col, select
 
-from milepost_common.errors import AppError
-
 ModelT = TypeVar("ModelT", bound=SQLModel)
 
 
@@ -57,26 +55,10 @@ async def find_by_id(
 ) -> ModelT | None:
     """The row with this id, of ``org_id`` when given (another organization's row is
     missing, like an absent one), locked when asked; None when missing. A building block of
-    the features' repositories."""
+    the features' repositories (their services raise the feature's ``NotFound``)."""
     query = select(model).where(col(model.id) == row_id)  # type: ignore[attr-defined]
     if org_id is not None:
         query = query.where(col(model.org_id) == org_id)  # type: ignore[attr-defined]
     if for_update:
         query = query.with_for_update()
     return (await session.scalars(query)).first()
-
-
-async def get_by_id(
-    session: AsyncSession,
-    model: type[ModelT],
-    row_id: uuid.UUID,
-    not_found: type[AppError],
-    *,
-    org_id: uuid.UUID | None = None,
-    for_update: bool = False,
-) -> ModelT:
-    """Like ``find_by_id``, but raises ``not_found`` when missing."""
-    row = await find_by_id(session, model, row_id, org_id=org_id, for_update=for_update)
-    if row is None:
-        raise not_found()
-    return row
