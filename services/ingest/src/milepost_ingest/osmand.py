@@ -35,6 +35,13 @@ class DeviceIdMissing(BadRequest):
     default_message = "The device id (`id` or `deviceid`) is required."
 
 
+class DeviceUnknown(BadRequest):
+    """A form or query-string fix of a device the key's organization does not have (the
+    Traccar Client's JSON body gets the domain's DeviceNotFound, 404, instead)."""
+
+    default_message = "Unknown device."
+
+
 @dataclass(frozen=True, slots=True)
 class OsmandFix:
     """One decoded fix: ``item`` has the batch item shape; ``json_form`` tells how an

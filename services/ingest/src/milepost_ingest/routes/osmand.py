@@ -12,31 +12,25 @@ from typing import Any
 
 from fastapi import APIRouter, Response
 
+from milepost_common.domain.devices.errors import DeviceNotFound
 from milepost_common.errors import (
-    BadRequest,
     Forbidden,
     MalformedBody,
-    NotFound,
     RateLimited,
     Unauthorized,
     Unavailable,
 )
 from milepost_common.web.errors import error_responses
 from milepost_ingest.deps import ContextDep, OsmandFixDep, OsmandKey
-from milepost_ingest.osmand import DeviceIdMissing
+from milepost_ingest.osmand import DeviceIdMissing, DeviceUnknown
 
 router = APIRouter(prefix="/osmand", tags=["osmand"])
 
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
 
-class DeviceUnknown(BadRequest):
-    default_message = "Unknown device."
-
-
-class DeviceNotFound(NotFound):
-    default_message = "Unknown device."
-
+# The OsmAnd protocol's word for a device the key's organization does not have.
+UNKNOWN_DEVICE = "Unknown device."
 
 _ANSWERS: dict[int | str, dict[str, Any]] = {
     200: {"description": "Stored, or recorded as rejected or duplicate in its batch (empty)."},
@@ -147,5 +141,5 @@ _FORM_OR_JSON: dict[str, Any] = {
 )
 async def ingest_osmand(principal: OsmandKey, fix: OsmandFixDep, ctx: ContextDep) -> Response:
     if not await ctx.coalescer.submit(principal, fix.item):
-        raise DeviceNotFound() if fix.json_form else DeviceUnknown()
+        raise DeviceNotFound(UNKNOWN_DEVICE) if fix.json_form else DeviceUnknown()
     return Response(status_code=200)
