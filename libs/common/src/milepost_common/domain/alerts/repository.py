@@ -11,15 +11,12 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, delete, or_, true, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from milepost_common.domain import paging
 from milepost_common.domain.alert_rules.models import AlertRule
 from milepost_common.domain.alerts.models import Alert, AlertType
-from milepost_common.domain.base import find_by_id
-from milepost_common.domain.devices.models import Device
-from milepost_common.domain.devices.repository import DeviceRepository, Named
+from milepost_common.domain.devices.repository import Named, TimelineRepository
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,16 +34,9 @@ class AlertScope:
     keys_only: bool = False
 
 
-class AlertRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
-
-    async def get_for_org(self, org_id: uuid.UUID, alert_id: uuid.UUID) -> Alert | None:
-        return await find_by_id(self.session, Alert, alert_id, org_id=org_id)
-
-    async def device_of(self, alert: Alert) -> Device | None:
-        """The alert's device, whichever organization holds it now."""
-        return await self.session.get(Device, alert.device_id)
+class AlertRepository(TimelineRepository[Alert]):
+    model = Alert
+    time_field = "occurred_at"
 
     async def page_for_org(
         self,
@@ -66,9 +56,7 @@ class AlertRepository:
         if acknowledged is not None:
             ack = col(Alert.acknowledged_at)
             query = query.where(ack.is_not(None) if acknowledged else ack.is_(None))
-        return await DeviceRepository(self.session).history_page(
-            org_id, Alert, "occurred_at", vehicle_id, window, page, query
-        )
+        return await self.timeline_page(org_id, vehicle_id, window, page, query)
 
     async def list_in_scopes(self, scopes: Sequence[AlertScope]) -> list[Alert]:
         """Every alert inside any of the scopes, in one query."""

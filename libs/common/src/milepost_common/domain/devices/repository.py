@@ -19,7 +19,7 @@ from sqlmodel.sql.expression import SelectOfScalar
 from milepost_common.domain import paging
 from milepost_common.domain.alerts.models import Alert
 from milepost_common.domain.audit.models import AuditEntry
-from milepost_common.domain.base import ModelT
+from milepost_common.domain.base import ModelT, find_by_id
 from milepost_common.domain.devices import names
 from milepost_common.domain.devices.models import Device, DeviceState
 from milepost_common.domain.devices.schemas import DeviceFilters, VehicleFilters, VehicleStatus
@@ -266,6 +266,41 @@ class DeviceRepository:
             delete(Position).where(col(Position.device_id) == device_id)
         )
         return int(getattr(removed, "rowcount", 0) or 0)
+
+
+class TimelineRepository(Generic[ModelT]):
+    """Rows of a device's timeline (trips, stops, alerts: a time, ``device_id``, ``org_id``),
+    read by their organization with the vehicle's name of their tenure. A subclass names the
+    table and its time."""
+
+    model: type[ModelT]
+    time_field: str
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get_for_org(self, org_id: uuid.UUID, row_id: uuid.UUID) -> ModelT | None:
+        return await find_by_id(self.session, self.model, row_id, org_id=org_id)
+
+    async def device_of(self, row: ModelT) -> Device | None:
+        """The row's device, whichever organization holds it now."""
+        device_id: uuid.UUID = getattr(row, "device_id")  # noqa: B009 - every timeline row has one
+        return await self.session.get(Device, device_id)
+
+    async def timeline_page(
+        self,
+        org_id: uuid.UUID,
+        vehicle_id: uuid.UUID | None,
+        window: paging.Window,
+        page: paging.PageRequest,
+        narrowed: SelectOfScalar[ModelT] | None = None,
+    ) -> paging.PageResult[Named[ModelT]]:
+        """The organization's rows (of one vehicle or all, of ``narrowed`` when given) whose
+        time is in ``window``, by the page's sort (default their time), each with its
+        vehicle's name."""
+        return await DeviceRepository(self.session).history_page(
+            org_id, self.model, self.time_field, vehicle_id, window, page, narrowed
+        )
 
 
 class DeviceStateRepository:

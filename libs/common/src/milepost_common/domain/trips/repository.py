@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, and_, delete, false, func, or_, true, update
 from sqlalchemy.dialects.postgresql import insert
@@ -19,12 +19,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from milepost_common.domain import paging
-from milepost_common.domain.base import find_by_id
-from milepost_common.domain.devices.models import Device
-from milepost_common.domain.devices.repository import DeviceRepository, Named
+from milepost_common.domain.devices.repository import Named, TimelineRepository
 from milepost_common.domain.trips.models import MotionCheckpoint, Stop, Trip
 
 Scope = tuple[uuid.UUID, uuid.UUID, datetime | None]
+SegmentT = TypeVar("SegmentT", Trip, Stop)
 
 TRIP_FIELDS = (
     "end_time",
@@ -50,23 +49,13 @@ def _scoped(table: type[Trip] | type[Stop], scopes: Iterable[Scope]) -> ColumnEl
     return or_(false(), *clauses)
 
 
-def _open_or_ending_after(table: type[Trip] | type[Stop], moment: datetime | None) -> Any:
-    """The rows still open or ending after ``moment`` (None: every row)."""
-    if moment is None:
-        return None
-    return select(table).where(or_(col(table.end_time).is_(None), col(table.end_time) > moment))
+class _SegmentRepository(TimelineRepository[SegmentT]):
+    """What trips and stops share: the read side's page, and the worker's scoped reads,
+    upserts by ``(device_id, start_time)`` and deletes."""
 
-
-class TripRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
-
-    async def get_for_org(self, org_id: uuid.UUID, trip_id: uuid.UUID) -> Trip | None:
-        return await find_by_id(self.session, Trip, trip_id, org_id=org_id)
-
-    async def device_of(self, trip: Trip) -> Device | None:
-        """The trip's device, whichever organization holds it now."""
-        return await self.session.get(Device, trip.device_id)
+    time_field = "start_time"
+    constraint: str
+    fields: tuple[str, ...]
 
     async def page_for_org(
         self,
@@ -76,43 +65,45 @@ class TripRepository:
         page: paging.PageRequest,
         *,
         ending_after: datetime | None = None,
-    ) -> paging.PageResult[Named[Trip]]:
-        """The organization's trips (of one vehicle or all) starting in ``window``, still
+    ) -> paging.PageResult[Named[SegmentT]]:
+        """The organization's rows (of one vehicle or all) starting in ``window``, still
         open or ending after ``ending_after`` when given, each with its vehicle's name."""
-        return await DeviceRepository(self.session).history_page(
-            org_id,
-            Trip,
-            "start_time",
-            vehicle_id,
-            window,
-            page,
-            _open_or_ending_after(Trip, ending_after),
-        )
+        narrowed = None
+        if ending_after is not None:
+            end_time = col(self.model.end_time)
+            narrowed = select(self.model).where(or_(end_time.is_(None), end_time > ending_after))
+        return await self.timeline_page(org_id, vehicle_id, window, page, narrowed)
 
-    async def list_from(self, scopes: Sequence[Scope]) -> list[Trip]:
+    async def list_from(self, scopes: Sequence[Scope]) -> list[SegmentT]:
         if not scopes:
             return []
-        rows = await self.session.execute(select(Trip).where(_scoped(Trip, scopes)))
+        rows = await self.session.execute(select(self.model).where(_scoped(self.model, scopes)))
         return list(rows.scalars())
 
-    async def upsert(self, rows: Sequence[Mapping[str, Any]]) -> list[Trip]:
+    async def upsert(self, rows: Sequence[Mapping[str, Any]]) -> list[SegmentT]:
         """Insert or update by ``(device_id, start_time)``; an existing row keeps its id.
         Returns the rows as written."""
         if not rows:
             return []
-        stmt = insert(Trip).values([{"id": uuid.uuid4(), **r} for r in rows])
+        stmt = insert(self.model).values([{"id": uuid.uuid4(), **r} for r in rows])
         upsert = stmt.on_conflict_do_update(
-            constraint="uq_trips_device_start", set_={f: stmt.excluded[f] for f in TRIP_FIELDS}
-        ).returning(Trip)
+            constraint=self.constraint, set_={f: stmt.excluded[f] for f in self.fields}
+        ).returning(self.model)
         written = await self.session.execute(
-            select(Trip).from_statement(upsert).execution_options(populate_existing=True)
+            select(self.model).from_statement(upsert).execution_options(populate_existing=True)
         )
         return list(written.scalars())
 
     async def delete_ids(self, ids: Iterable[uuid.UUID]) -> None:
         ids = list(ids)
         if ids:
-            await self.session.execute(delete(Trip).where(col(Trip.id).in_(ids)))
+            await self.session.execute(delete(self.model).where(col(self.model.id).in_(ids)))
+
+
+class TripRepository(_SegmentRepository[Trip]):
+    model = Trip
+    constraint = "uq_trips_device_start"
+    fields = TRIP_FIELDS
 
     async def close_open(self, device_id: uuid.UUID, org_id: uuid.UUID) -> list[Trip]:
         """End the organization's open trip of the device at its last fix (an open trip's
@@ -134,53 +125,10 @@ class TripRepository:
         return list(trips.scalars())
 
 
-class StopRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
-
-    async def page_for_org(
-        self,
-        org_id: uuid.UUID,
-        vehicle_id: uuid.UUID | None,
-        window: paging.Window,
-        page: paging.PageRequest,
-        *,
-        ending_after: datetime | None = None,
-    ) -> paging.PageResult[Named[Stop]]:
-        """``TripRepository.page_for_org`` for stops."""
-        return await DeviceRepository(self.session).history_page(
-            org_id,
-            Stop,
-            "start_time",
-            vehicle_id,
-            window,
-            page,
-            _open_or_ending_after(Stop, ending_after),
-        )
-
-    async def list_from(self, scopes: Sequence[Scope]) -> list[Stop]:
-        if not scopes:
-            return []
-        rows = await self.session.execute(select(Stop).where(_scoped(Stop, scopes)))
-        return list(rows.scalars())
-
-    async def upsert(self, rows: Sequence[Mapping[str, Any]]) -> list[Stop]:
-        """``TripRepository.upsert`` for stops."""
-        if not rows:
-            return []
-        stmt = insert(Stop).values([{"id": uuid.uuid4(), **r} for r in rows])
-        upsert = stmt.on_conflict_do_update(
-            constraint="uq_stops_device_start", set_={f: stmt.excluded[f] for f in STOP_FIELDS}
-        ).returning(Stop)
-        written = await self.session.execute(
-            select(Stop).from_statement(upsert).execution_options(populate_existing=True)
-        )
-        return list(written.scalars())
-
-    async def delete_ids(self, ids: Iterable[uuid.UUID]) -> None:
-        ids = list(ids)
-        if ids:
-            await self.session.execute(delete(Stop).where(col(Stop.id).in_(ids)))
+class StopRepository(_SegmentRepository[Stop]):
+    model = Stop
+    constraint = "uq_stops_device_start"
+    fields = STOP_FIELDS
 
     async def close_open(self, device_id: uuid.UUID, org_id: uuid.UUID, last_fix: datetime) -> None:
         """End the organization's open stop of the device at ``last_fix``."""
