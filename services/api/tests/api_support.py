@@ -13,10 +13,13 @@ from typing import Any
 import httpx
 import uvicorn
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import select
 from starlette.types import ASGIApp
 
 from milepost_common.domain.alert_rules.models import AlertRule
 from milepost_common.domain.alerts.models import Alert, AlertType
+from milepost_common.domain.audit.models import AuditEntry
+from milepost_common.domain.devices.models import Device
 from milepost_common.domain.geofences.models import Geofence
 from milepost_common.domain.organizations.models import Organization
 from milepost_common.domain.trips.models import Trip
@@ -107,3 +110,33 @@ async def serving(app: ASGIApp) -> AsyncIterator[str]:
             server.force_exit = True
             task.cancel()
             await asyncio.wait([task], timeout=5)
+
+
+def trip(device: Device, start: datetime, minutes: int, km: float, vmax: float) -> Trip:
+    return Trip(
+        org_id=device.org_id,
+        device_id=device.id,
+        start_time=start,
+        end_time=start + timedelta(minutes=minutes),
+        start_lat=52.5,
+        start_lon=13.4,
+        end_lat=52.6,
+        end_lon=13.5,
+        distance_m=km * 1000,
+        duration_s=minutes * 60,
+        avg_speed=km / (minutes / 60),
+        max_speed=vmax,
+    )
+
+
+async def rule_for(session: AsyncSession, team: Team) -> AlertRule:
+    rule = AlertRule(
+        org_id=team.org.id, name="Speed", type=AlertType.OVERSPEED, params={"multiplier": 1.0}
+    )
+    session.add(rule)
+    await session.flush()
+    return rule
+
+
+async def actions(session: AsyncSession) -> set[str]:
+    return set((await session.scalars(select(AuditEntry.action))).all())

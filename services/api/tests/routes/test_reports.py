@@ -1,149 +1,165 @@
+"""The summary report names time stopped for what it is (`stopped_time_s`; `idle_time_s` kept,
+deprecated) and defaults to the last 7 whole days in the organization's time zone (issue 15,
+item 12)."""
+
 from __future__ import annotations
 
 import csv
 import io
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import httpx
+from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import select
 
-from milepost_common.domain.alert_rules.models import AlertRule
 from milepost_common.domain.alerts.models import Alert, AlertType
-from milepost_common.domain.audit.models import AuditEntry
 from milepost_common.domain.devices.models import Device
 from milepost_common.domain.trips.models import Stop, Trip
-from milepost_common.testing.factories import make_device, make_position
-from services.api.tests.api_support import Bearer, Team
+from milepost_common.testing.factories import make_device
+from services.api.tests.api_support import Bearer, Team, rule_for, trip
 
-JAN1 = datetime(2026, 1, 1, tzinfo=UTC)
+ZONE = ZoneInfo("America/Los_Angeles")
 
 
-def trip(device: Device, start: datetime, minutes: int, km: float, vmax: float) -> Trip:
+SUMMARY = "/api/v1/reports/summary"
+
+
+def trip_at(device: Device, start: datetime, km: float) -> Trip:
     return Trip(
         org_id=device.org_id,
         device_id=device.id,
         start_time=start,
-        end_time=start + timedelta(minutes=minutes),
+        end_time=start + timedelta(minutes=10),
         start_lat=52.5,
         start_lon=13.4,
         end_lat=52.6,
         end_lon=13.5,
         distance_m=km * 1000,
-        duration_s=minutes * 60,
-        avg_speed=km / (minutes / 60),
-        max_speed=vmax,
+        duration_s=600,
     )
 
 
-async def rule_for(session: AsyncSession, team: Team) -> AlertRule:
-    rule = AlertRule(
-        org_id=team.org.id, name="Speed", type=AlertType.OVERSPEED, params={"multiplier": 1.0}
-    )
-    session.add(rule)
-    await session.flush()
-    return rule
+def local_midnight(days_ago: int) -> datetime:
+    today = datetime.now(ZONE).date()
+    return datetime.combine(today - timedelta(days=days_ago), time.min, tzinfo=ZONE)
 
 
-class TestTrips:
-    async def test_list_filters_and_detail_with_route(
-        self, client: httpx.AsyncClient, session: AsyncSession, team: Team, bearer: Bearer
-    ) -> None:
-        one = await make_device(session, team.org)
-        two = await make_device(session, team.org)
-        start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
-        first = trip(one, start, 30, 20, 80)
-        session.add_all([first, trip(one, start + timedelta(hours=1), 10, 5, 50)])
-        session.add(trip(two, start, 15, 12, 90))
-        await session.flush()
-        for minute in (0, 10, 20, 30, 40):
-            await make_position(
-                session, one, start + timedelta(minutes=minute), lon=13.4 + minute / 100
-            )
-        headers = bearer(team.viewer)
+def utc_z(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
-        all_trips = await client.get("/api/v1/trips", headers=headers)
-        of_one = await client.get(
-            "/api/v1/trips",
-            params={"vehicle_id": str(one.id), "to": (start + timedelta(minutes=30)).isoformat()},
-            headers=headers,
-        )
-        longest = await client.get("/api/v1/trips", params={"sort": "-distance_m"}, headers=headers)
-        detail = await client.get(f"/api/v1/trips/{first.id}", headers=headers)
 
-        assert len(all_trips.json()["items"]) == 3
-        assert [t["id"] for t in of_one.json()["items"]] == [str(first.id)]
-        assert [t["distance_m"] for t in longest.json()["items"]] == [20000.0, 12000.0, 5000.0]
-        assert detail.json()["vehicle_id"] == str(one.id)
-        assert detail.json()["route"]["type"] == "LineString"
-        assert len(detail.json()["route"]["coordinates"]) == 4  # fixes within [start, end]
+async def in_los_angeles(session: AsyncSession, team: Team) -> Device:
+    team.org.timezone = "America/Los_Angeles"
+    session.add(team.org)
+    return await make_device(session, team.org)
 
-    async def test_stops(
+
+JAN1 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+class TestStoppedTime:
+    async def test_stopped_time_is_the_stops_duration_and_idle_time_keeps_it(
         self, client: httpx.AsyncClient, session: AsyncSession, team: Team, bearer: Bearer
     ) -> None:
         device = await make_device(session, team.org)
-        session.add(
-            Stop(
-                org_id=team.org.id,
-                device_id=device.id,
-                start_time=JAN1,
-                end_time=JAN1 + timedelta(hours=1),
-                lat=1,
-                lon=2,
-                duration_s=3600,
-            )
+        start = datetime(2026, 1, 1, 9, tzinfo=UTC)
+        session.add_all(
+            [
+                Stop(
+                    org_id=team.org.id,
+                    device_id=device.id,
+                    start_time=start + timedelta(hours=h),
+                    end_time=start + timedelta(hours=h, minutes=30),
+                    lat=52.5,
+                    lon=13.4,
+                    duration_s=1800,
+                )
+                for h in (0, 2)
+            ]
         )
         await session.flush()
+
         response = await client.get(
-            "/api/v1/stops", params={"vehicle_id": str(device.id)}, headers=bearer(team.viewer)
+            SUMMARY, params={"from": "2026-01-01", "to": "2026-01-02"}, headers=bearer(team.viewer)
         )
-        assert response.json()["items"][0]["duration_s"] == 3600
+
+        (row,) = response.json()["items"]
+        assert (row["stops"], row["stopped_time_s"], row["idle_time_s"]) == (2, 3600, 3600)
+
+    def test_the_document_marks_idle_time_deprecated(self, api_app: FastAPI) -> None:
+        row = api_app.openapi()["components"]["schemas"]["SummaryRow"]["properties"]
+        assert row["idle_time_s"]["deprecated"] is True
+        assert "stopped_time_s" in row["idle_time_s"]["description"]
+        assert "deprecated" not in row["stopped_time_s"]
+        assert "between trips" in row["stopped_time_s"]["description"]
 
 
-class TestAlerts:
-    async def test_filters_are_half_open_and_acknowledge_records_who(
+class TestDefaultRange:
+    async def test_without_from_and_to_the_last_seven_whole_days_of_the_organization(
         self, client: httpx.AsyncClient, session: AsyncSession, team: Team, bearer: Bearer
     ) -> None:
-        device = await make_device(session, team.org)
-        rule = await rule_for(session, team)
-        alerts = [
-            Alert(
-                org_id=team.org.id,
-                device_id=device.id,
-                rule_id=rule.id,
-                type=AlertType.OVERSPEED,
-                occurred_at=JAN1 + timedelta(minutes=m),
-            )
-            for m in (0, 10, 20)
-        ]
-        session.add_all(alerts)
+        device = await in_los_angeles(session, team)
+        session.add_all(
+            [
+                trip_at(device, local_midnight(8) + timedelta(hours=12), 1),  # too old
+                trip_at(device, local_midnight(7) + timedelta(minutes=1), 2),  # first day
+                trip_at(device, local_midnight(1) + timedelta(hours=23), 3),  # yesterday
+                trip_at(device, local_midnight(0) + timedelta(minutes=1), 4),  # today
+            ]
+        )
         await session.flush()
-        window = {
-            "from": (JAN1 + timedelta(minutes=10)).isoformat(),
-            "to": (JAN1 + timedelta(minutes=20)).isoformat(),
-        }
-        listed = await client.get("/api/v1/alerts", params=window, headers=bearer(team.viewer))
-        ack = await client.post(
-            f"/api/v1/alerts/{alerts[0].id}/acknowledge", headers=bearer(team.manager)
+
+        response = await client.get(SUMMARY, headers=bearer(team.viewer))
+
+        body = response.json()
+        assert response.status_code == 200
+        assert (body["from"], body["to"]) == (
+            utc_z(local_midnight(7)),
+            utc_z(local_midnight(0)),
         )
-        ack_again = await client.post(
-            f"/api/v1/alerts/{alerts[0].id}/acknowledge", headers=bearer(team.owner)
+        assert [row["distance_m"] for row in body["items"]] == [2000.0, 3000.0]
+
+    async def test_one_bound_given_the_other_is_seven_days_away(
+        self, client: httpx.AsyncClient, session: AsyncSession, team: Team, bearer: Bearer
+    ) -> None:
+        await in_los_angeles(session, team)
+        await session.flush()
+
+        only_from = await client.get(
+            SUMMARY, params={"from": "2026-03-08"}, headers=bearer(team.viewer)
         )
-        open_only = await client.get(
-            "/api/v1/alerts", params={"acknowledged": "false"}, headers=bearer(team.viewer)
+        only_to = await client.get(
+            SUMMARY, params={"to": "2026-03-15"}, headers=bearer(team.viewer)
         )
 
-        assert [a["id"] for a in listed.json()["items"]] == [str(alerts[1].id)]
-        assert ack.json()["acknowledged_by"] == str(team.manager.id)
-        assert ack.json()["acknowledged_at"] is not None
-        assert ack_again.json()["acknowledged_by"] == str(team.manager.id)
-        assert [a["id"] for a in open_only.json()["items"]] == [str(a.id) for a in alerts[1:]]
-        entries = (
-            await session.scalars(
-                select(AuditEntry).where(AuditEntry.action == "alerts.acknowledge")
-            )
-        ).all()
-        assert len(entries) == 1
+        # Clocks go forward in Los Angeles on 2026-03-08: 7 days there are 167 hours.
+        expected = ("2026-03-08T08:00:00Z", "2026-03-15T07:00:00Z")
+        assert (only_from.json()["from"], only_from.json()["to"]) == expected
+        assert (only_to.json()["from"], only_to.json()["to"]) == expected
+
+    async def test_exports_take_the_same_default(
+        self, client: httpx.AsyncClient, session: AsyncSession, team: Team, bearer: Bearer
+    ) -> None:
+        device = await in_los_angeles(session, team)
+        session.add(trip_at(device, local_midnight(2) + timedelta(hours=8), 5))
+        await session.flush()
+
+        summary_csv = await client.get("/api/v1/reports/summary.csv", headers=bearer(team.viewer))
+        trips_csv = await client.get("/api/v1/reports/trips.csv", headers=bearer(team.viewer))
+
+        assert summary_csv.status_code == 200
+        assert [r["distance_m"] for r in csv.DictReader(io.StringIO(summary_csv.text))] == [
+            "5000.0"
+        ]
+        assert [r["distance_m"] for r in csv.DictReader(io.StringIO(trips_csv.text))] == ["5000.0"]
+
+    def test_the_document_states_the_defaults(self, api_app: FastAPI) -> None:
+        operation = api_app.openapi()["paths"][SUMMARY]["get"]
+        parameters = {p["name"]: p for p in operation["parameters"]}
+        assert parameters["from"]["required"] is False
+        assert "last 7 whole days" in parameters["from"]["description"]
+        assert parameters["to"]["required"] is False
 
 
 class TestReports:

@@ -4,8 +4,10 @@ says so; every rule says it applies to fixes from its creation on (issue 15, ite
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,6 +19,65 @@ RULES = "/api/v1/alert-rules"
 
 def overspeed(**params: object) -> dict[str, object]:
     return {"name": "Speeding", "type": "overspeed", "params": params}
+
+
+class TestAlertRules:
+    async def test_params_get_their_defaults(
+        self, client: httpx.AsyncClient, session: AsyncSession, team: Team, bearer: Bearer
+    ) -> None:
+        device = await make_device(session, team.org)
+        created = await client.post(
+            "/api/v1/alert-rules",
+            json={
+                "name": "Speeding",
+                "type": "overspeed",
+                "params": {"limit_kmh": 90},
+                "vehicle_ids": [str(device.id)],
+            },
+            headers=bearer(team.manager),
+        )
+        assert created.status_code == 201
+        assert created.json()["params"] == {
+            "limit_kmh": 90.0,
+            "multiplier": 1.0,
+            "min_duration_s": 0,
+        }
+        rule_id = created.json()["id"]
+        updated = await client.patch(
+            f"/api/v1/alert-rules/{rule_id}",
+            json={"vehicle_ids": None, "enabled": False},
+            headers=bearer(team.manager),
+        )
+        assert updated.json()["vehicle_ids"] is None
+        assert updated.json()["enabled"] is False
+        deleted = await client.delete(f"/api/v1/alert-rules/{rule_id}", headers=bearer(team.owner))
+        assert deleted.status_code == 204
+
+    @pytest.mark.parametrize(
+        ("rule_type", "params"),
+        [
+            ("idle", {}),
+            ("offline", {"after_s": 0}),
+            ("low_battery", {"threshold_pct": 150}),
+            ("overspeed", {"unknown": 1}),
+            ("geofence_enter", {"geofence_id": "not-a-uuid"}),
+        ],
+    )
+    async def test_invalid_params_are_422(
+        self,
+        client: httpx.AsyncClient,
+        team: Team,
+        bearer: Bearer,
+        rule_type: str,
+        params: dict[str, Any],
+    ) -> None:
+        response = await client.post(
+            "/api/v1/alert-rules",
+            json={"name": "x", "type": rule_type, "params": params},
+            headers=bearer(team.manager),
+        )
+        assert response.status_code == 422
+        assert response.json()["error"]["details"][0]["loc"][:2] == ["body", "params"]
 
 
 class TestCreate:

@@ -25,7 +25,7 @@ from milepost_common.testing.factories import DEFAULT_PASSWORD, make_organizatio
 from milepost_common.testing.plugin import clone_database, drop_database
 from milepost_common.web.openapi import render
 from services.api.tests.api_support import one_of_everything
-from services.api.tests.test_api_security import PUBLIC
+from services.api.tests.test_security import PUBLIC
 
 
 class TestDocument:

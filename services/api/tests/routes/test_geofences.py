@@ -8,7 +8,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import select
 
 from milepost_common.domain.audit.models import AuditEntry
-from milepost_common.testing.factories import make_device
 from services.api.tests.api_support import Bearer, Team, error_code
 
 SQUARE = {
@@ -93,62 +92,3 @@ class TestGeofences:
         )
         response = await client.delete(f"/api/v1/geofences/{geofence['id']}", headers=headers)
         assert response.status_code == 409
-
-
-class TestAlertRules:
-    async def test_params_get_their_defaults(
-        self, client: httpx.AsyncClient, session: AsyncSession, team: Team, bearer: Bearer
-    ) -> None:
-        device = await make_device(session, team.org)
-        created = await client.post(
-            "/api/v1/alert-rules",
-            json={
-                "name": "Speeding",
-                "type": "overspeed",
-                "params": {"limit_kmh": 90},
-                "vehicle_ids": [str(device.id)],
-            },
-            headers=bearer(team.manager),
-        )
-        assert created.status_code == 201
-        assert created.json()["params"] == {
-            "limit_kmh": 90.0,
-            "multiplier": 1.0,
-            "min_duration_s": 0,
-        }
-        rule_id = created.json()["id"]
-        updated = await client.patch(
-            f"/api/v1/alert-rules/{rule_id}",
-            json={"vehicle_ids": None, "enabled": False},
-            headers=bearer(team.manager),
-        )
-        assert updated.json()["vehicle_ids"] is None
-        assert updated.json()["enabled"] is False
-        deleted = await client.delete(f"/api/v1/alert-rules/{rule_id}", headers=bearer(team.owner))
-        assert deleted.status_code == 204
-
-    @pytest.mark.parametrize(
-        ("rule_type", "params"),
-        [
-            ("idle", {}),
-            ("offline", {"after_s": 0}),
-            ("low_battery", {"threshold_pct": 150}),
-            ("overspeed", {"unknown": 1}),
-            ("geofence_enter", {"geofence_id": "not-a-uuid"}),
-        ],
-    )
-    async def test_invalid_params_are_422(
-        self,
-        client: httpx.AsyncClient,
-        team: Team,
-        bearer: Bearer,
-        rule_type: str,
-        params: dict[str, Any],
-    ) -> None:
-        response = await client.post(
-            "/api/v1/alert-rules",
-            json={"name": "x", "type": rule_type, "params": params},
-            headers=bearer(team.manager),
-        )
-        assert response.status_code == 422
-        assert response.json()["error"]["details"][0]["loc"][:2] == ["body", "params"]

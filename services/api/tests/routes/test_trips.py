@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from milepost_common.domain.trips.models import Stop
+from milepost_common.testing.factories import make_device, make_position
+from services.api.tests.api_support import Bearer, Team, trip
+
+JAN1 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+class TestTrips:
+    async def test_list_filters_and_detail_with_route(
+        self, client: httpx.AsyncClient, session: AsyncSession, team: Team, bearer: Bearer
+    ) -> None:
+        one = await make_device(session, team.org)
+        two = await make_device(session, team.org)
+        start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
+        first = trip(one, start, 30, 20, 80)
+        session.add_all([first, trip(one, start + timedelta(hours=1), 10, 5, 50)])
+        session.add(trip(two, start, 15, 12, 90))
+        await session.flush()
+        for minute in (0, 10, 20, 30, 40):
+            await make_position(
+                session, one, start + timedelta(minutes=minute), lon=13.4 + minute / 100
+            )
+        headers = bearer(team.viewer)
+
+        all_trips = await client.get("/api/v1/trips", headers=headers)
+        of_one = await client.get(
+            "/api/v1/trips",
+            params={"vehicle_id": str(one.id), "to": (start + timedelta(minutes=30)).isoformat()},
+            headers=headers,
+        )
+        longest = await client.get("/api/v1/trips", params={"sort": "-distance_m"}, headers=headers)
+        detail = await client.get(f"/api/v1/trips/{first.id}", headers=headers)
+
+        assert len(all_trips.json()["items"]) == 3
+        assert [t["id"] for t in of_one.json()["items"]] == [str(first.id)]
+        assert [t["distance_m"] for t in longest.json()["items"]] == [20000.0, 12000.0, 5000.0]
+        assert detail.json()["vehicle_id"] == str(one.id)
+        assert detail.json()["route"]["type"] == "LineString"
+        assert len(detail.json()["route"]["coordinates"]) == 4  # fixes within [start, end]
+
+    async def test_stops(
+        self, client: httpx.AsyncClient, session: AsyncSession, team: Team, bearer: Bearer
+    ) -> None:
+        device = await make_device(session, team.org)
+        session.add(
+            Stop(
+                org_id=team.org.id,
+                device_id=device.id,
+                start_time=JAN1,
+                end_time=JAN1 + timedelta(hours=1),
+                lat=1,
+                lon=2,
+                duration_s=3600,
+            )
+        )
+        await session.flush()
+        response = await client.get(
+            "/api/v1/stops", params={"vehicle_id": str(device.id)}, headers=bearer(team.viewer)
+        )
+        assert response.json()["items"][0]["duration_s"] == 3600
