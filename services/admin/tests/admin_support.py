@@ -67,3 +67,25 @@ async def console_login(client: httpx.AsyncClient, user: User) -> None:
         },
     )
     assert response.status_code == 303, response.text
+
+
+def csrf_of(html: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match, "no CSRF field in the page"
+    return match.group(1)
+
+
+async def log_in(client: httpx.AsyncClient, user: User) -> str:
+    """Log in through the form; returns the session's CSRF token."""
+    form = await client.get("/admin/login")
+    response = await client.post(
+        "/admin/login",
+        data={
+            "email": user.email,
+            "password": DEFAULT_PASSWORD,
+            "csrf_token": csrf_of(form.text),
+            "next": "/admin/",
+        },
+    )
+    assert response.status_code == 303, response.text
+    return csrf_of((await client.get("/admin/")).text)

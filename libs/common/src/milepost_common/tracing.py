@@ -110,7 +110,7 @@ def trace_engine(engine: AsyncEngine) -> None:
     a process is traced, which is all there is (one engine per app and per worker child)."""
     if _provider is not None:
         # The instrumentation declares SQLAlchemy < 2.1; its engine event hooks work on 2.1
-        # unchanged (test_api_tracing.py checks the spans), so its version check is skipped.
+        # unchanged (api tests/test_tracing.py checks the spans), so its version check is skipped.
         SQLAlchemyInstrumentor().instrument(
             engine=engine.sync_engine, tracer_provider=_provider, skip_dep_check=True
         )

@@ -17,11 +17,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-import test_admin_browser as browser
+from browser import test_journey as browser
+from browser.test_map import _in_transaction, run
 from playwright.sync_api import Page, expect
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from test_admin_map_browser import _in_transaction, run
 
 from milepost_admin.settings import AdminSettings
 from milepost_common.domain.api_keys.models import ApiKey

@@ -1,6 +1,6 @@
 """What the console's map reads: the JSON routes (latest positions, a device's trips and stops
 of a day in its organization's time zone, recent alerts). The page itself, the console's CSP
-and the vendored Leaflet: test_admin_map_page.py."""
+and the vendored Leaflet: console/pages/test_maps.py."""
 
 from __future__ import annotations
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import httpx
-from admin_support import Staff
+from admin_support import Staff, log_in
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
-from test_admin_console import log_in
 
 from milepost_admin.settings import AdminSettings
 from milepost_common.testing.factories import make_organization

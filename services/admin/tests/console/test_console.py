@@ -7,11 +7,10 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
-from admin_support import Staff, audit_actions
+from admin_support import Staff, audit_actions, csrf_of, log_in
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from milepost_common.domain.ingest_batches.models import BatchSource, BatchStatus, IngestBatch
-from milepost_common.domain.users.models import User
 from milepost_common.testing.factories import (
     DEFAULT_PASSWORD,
     make_api_key,
@@ -31,28 +30,6 @@ PAGES = [
     "/admin/audit-log",
     "/admin/operators",
 ]
-
-
-def csrf_of(html: str) -> str:
-    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert match, "no CSRF field in the page"
-    return match.group(1)
-
-
-async def log_in(client: httpx.AsyncClient, user: User) -> str:
-    """Log in through the form; returns the session's CSRF token."""
-    form = await client.get("/admin/login")
-    response = await client.post(
-        "/admin/login",
-        data={
-            "email": user.email,
-            "password": DEFAULT_PASSWORD,
-            "csrf_token": csrf_of(form.text),
-            "next": "/admin/",
-        },
-    )
-    assert response.status_code == 303, response.text
-    return csrf_of((await client.get("/admin/")).text)
 
 
 class TestLogin:

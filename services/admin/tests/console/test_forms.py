@@ -8,11 +8,10 @@ import re
 
 import httpx
 import pytest
-from admin_support import Staff
+from admin_support import Staff, log_in
 from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
-from test_admin_console import log_in
 
 from milepost_admin.console.render import console_text
 from milepost_common.domain.api_keys.models import ApiKey

@@ -11,9 +11,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from admin_support import Staff
+from admin_support import Staff, log_in
 from sqlalchemy.ext.asyncio import AsyncSession
-from test_admin_console import log_in
 
 from milepost_common.domain.devices.models import Device
 from milepost_common.domain.ingest_batches.models import BatchSource, BatchStatus, IngestBatch

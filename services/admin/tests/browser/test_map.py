@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import pytest
-import test_admin_browser as browser
+from browser import test_journey as browser
 from playwright.sync_api import ConsoleMessage, Page, expect
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.pool import NullPool
