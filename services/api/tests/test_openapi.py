@@ -5,12 +5,8 @@ envelope."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
-from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
-from sqlalchemy import make_url
 
 from milepost_api.main import create_app
 from milepost_api.openapi_export import DEFAULT_PATH, document
@@ -64,18 +60,10 @@ class TestDocument:
         assert "example" in doc["components"]["schemas"]["VehicleRead"]
 
 
-@dataclass(frozen=True)
-class FuzzTarget:
-    schema: Any
-    headers: dict[str, str]
-    known: dict[str, str]
-    hosts: tuple[str | None, ...]
-
-
 @pytest.fixture(scope="module")
 async def target(
     template_database_url: str, settings_factory: Callable[..., ApiSettings]
-) -> AsyncIterator[FuzzTarget]:
+) -> AsyncIterator[fuzz.Target]:
     """The api in process on a database of its own holding one of everything, its rate and
     login limits raised; requests carry the token an owner gets by logging in."""
     url = await clone_database(template_database_url, "milepost_fuzz")
@@ -102,18 +90,18 @@ async def target(
     app = create_app(settings)
     try:
         with fuzz.asgi_schema(app, "/api/openapi.json") as schema:
-            yield FuzzTarget(
+            yield fuzz.Target(
                 schema,
                 fuzz.log_in(app, "/api/v1/auth/token", owner.email, DEFAULT_PASSWORD),
                 {name: str(value) for name, value in ids.items()},
-                (make_url(url).host, urlsplit(settings.redis.url).hostname),
+                fuzz.hosts_of(url, settings.redis.url),
             )
     finally:
         await drop_database(url)
 
 
 @pytest.fixture
-def no_dns(target: FuzzTarget) -> Iterator[None]:
+def no_dns(target: fuzz.Target) -> Iterator[None]:
     """Generated webhook host names are never resolved (and nothing connects out)."""
     with fuzz.resolving_only(target.hosts):
         yield
@@ -121,7 +109,7 @@ def no_dns(target: FuzzTarget) -> Iterator[None]:
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("no_dns")
-def test_fuzzing_finds_no_server_error_and_no_undocumented_answer(target: FuzzTarget) -> None:
+def test_fuzzing_finds_no_server_error_and_no_undocumented_answer(target: fuzz.Target) -> None:
     answered = fuzz.fuzz(
         target.schema,
         headers=target.headers,
@@ -132,6 +120,6 @@ def test_fuzzing_finds_no_server_error_and_no_undocumented_answer(target: FuzzTa
     assert len(succeeded) > len(answered) / 2, "most operations must get through: " + str(answered)
 
 
-def test_every_json_body_that_cannot_be_parsed_is_a_documented_400(target: FuzzTarget) -> None:
+def test_every_json_body_that_cannot_be_parsed_is_a_documented_400(target: fuzz.Target) -> None:
     tried = fuzz.malformed_bodies(target.schema, headers=target.headers, known=target.known)
     assert tried > 15

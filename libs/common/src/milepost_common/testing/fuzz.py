@@ -22,7 +22,9 @@ import socket
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 import orjson
 import schemathesis
@@ -42,6 +44,44 @@ EXAMPLES_VARIABLE = "MILEPOST_FUZZ_EXAMPLES"
 _LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 
 Check = Callable[[Any, Any, Any], bool | None]
+
+
+@dataclass(frozen=True)
+class Target:
+    """One app to fuzz: its schema (:func:`asgi_schema`), the headers its user sends, the ids
+    of rows that exist by path parameter name, and the hosts that may be resolved."""
+
+    schema: Any
+    headers: dict[str, str]
+    known: dict[str, str]
+    hosts: tuple[str | None, ...]
+
+
+def hosts_of(database_url: str, redis_url: str) -> tuple[str | None, ...]:
+    """The test's own Postgres and Redis hosts: the only names :func:`resolving_only` lets
+    through besides loopback."""
+    return (urlsplit(database_url).hostname, urlsplit(redis_url).hostname)
+
+
+def assert_errors_documented(doc: Mapping[str, Any], secured: Callable[[str], bool]) -> None:
+    """Every operation has a summary and documents the gateway's 429/502/503/504, its 400
+    ``malformed_body`` when it takes a body, the envelope for every JSON error, and — on the
+    paths ``secured`` names — its 401, 403 and 429 as JSON."""
+    for path, methods in doc["paths"].items():
+        for method, op in methods.items():
+            where = f"{method.upper()} {path}"
+            responses = op["responses"]
+            assert op.get("summary"), where
+            assert {"429", "502", "503", "504"} <= set(responses), where
+            if secured(path):
+                for code in ("401", "403", "429"):
+                    assert "application/json" in responses[code]["content"], (where, code)
+            if "requestBody" in op:
+                assert "`malformed_body`" in responses["400"]["description"], where
+            for code, response in responses.items():
+                if code.startswith(("4", "5")) and "application/json" in response["content"]:
+                    schema = response["content"]["application/json"]["schema"]
+                    assert schema["$ref"].endswith("/ErrorEnvelope"), (where, code)
 
 
 def examples(default: int) -> int:
