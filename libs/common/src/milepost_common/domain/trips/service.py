@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -39,6 +39,8 @@ from milepost_common.domain.trips.repository import (
 )
 from milepost_common.domain.trips.schemas import LineString, StopRead, TripDetail, TripRead
 from milepost_common.domain.webhooks import events as webhook_events
+
+ReadT = TypeVar("ReadT", TripRead, StopRead)
 
 TRIP_SORTABLE = ("start_time", "distance_m", "duration_s", "max_speed")
 STOP_SORTABLE = ("start_time", "duration_s")
@@ -276,13 +278,30 @@ async def list_org_trips(
     """``list_trips`` of an organization named by its id (operators read any); with
     ``ending_after``, only the trips still open or ending after it. Raises DeviceNotFound
     for a foreign ``vehicle_id``."""
+    return await _org_page(
+        TripRepository(session), TripRead, session, org_id, vehicle_id, window, page, ending_after
+    )
+
+
+async def _org_page(
+    segments: TripRepository | StopRepository,
+    read: type[ReadT],
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    vehicle_id: uuid.UUID | None,
+    window: paging.Window,
+    page: paging.PageRequest,
+    ending_after: datetime | None,
+) -> paging.PageResult[ReadT]:
+    """A keyset page of trips or stops, each with its vehicle's name; a foreign ``vehicle_id``
+    raises DeviceNotFound."""
     if vehicle_id is not None:
         await device_service.get_org_device(session, org_id, vehicle_id)
-    result = await TripRepository(session).page_for_org(
+    result = await segments.page_for_org(
         org_id, vehicle_id, window, page, ending_after=ending_after
     )
     return paging.PageResult(
-        [names.read_as(TripRead, item.row, item.vehicle_name) for item in result.items],
+        [names.read_as(read, item.row, item.vehicle_name) for item in result.items],
         result.next_cursor,
     )
 
@@ -330,12 +349,6 @@ async def list_org_stops(
     """``list_stops`` of an organization named by its id (operators read any); with
     ``ending_after``, only the stops still open or ending after it. Raises DeviceNotFound
     for a foreign ``vehicle_id``."""
-    if vehicle_id is not None:
-        await device_service.get_org_device(session, org_id, vehicle_id)
-    result = await StopRepository(session).page_for_org(
-        org_id, vehicle_id, window, page, ending_after=ending_after
-    )
-    return paging.PageResult(
-        [names.read_as(StopRead, item.row, item.vehicle_name) for item in result.items],
-        result.next_cursor,
+    return await _org_page(
+        StopRepository(session), StopRead, session, org_id, vehicle_id, window, page, ending_after
     )
