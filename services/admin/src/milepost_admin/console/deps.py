@@ -18,6 +18,7 @@ from starlette.datastructures import FormData
 from milepost_admin.console.sessions import ConsoleSession, SessionStore
 from milepost_admin.context import AdminContext
 from milepost_admin.deps import TOKEN_URL, ContextDep, current_operator
+from milepost_common.domain.operators import service as operator_service
 from milepost_common.domain.principals import Principal
 from milepost_common.domain.sessions import service as sessions
 from milepost_common.domain.users.models import PlatformRole, User
@@ -75,8 +76,8 @@ async def find_console(
     record = await store.get(token) if token else None
     if token is None or record is None:
         return None
-    user = await session.get(User, record.user_id)
-    if user is None or not user.is_active or user.platform_role is None:
+    user = await operator_service.find_operator(session, record.user_id)
+    if user is None or not user.is_active:
         await store.delete(token)
         return None
     principal = sessions.principal_of(user, ip=ip, request_id=request_id_of(request.scope))

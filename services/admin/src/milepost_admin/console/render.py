@@ -14,13 +14,12 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col, select
 
 from milepost_admin.console.deps import Console
 from milepost_admin.console.routing import FormState
 from milepost_admin.console.sessions import SessionStore
 from milepost_admin.settings import map_tile_source
-from milepost_common.domain.organizations.models import Organization
+from milepost_common.domain.organizations import service as organization_service
 from milepost_common.domain.users.models import PlatformRole
 
 TEMPLATES = Jinja2Templates(directory=str(files("milepost_admin") / "templates"))
@@ -136,9 +135,5 @@ async def reveal(
 
 async def org_names(session: AsyncSession, ids: Iterable[uuid.UUID | None]) -> dict[uuid.UUID, str]:
     wanted = {i for i in ids if i is not None}
-    if not wanted:
-        return {}
-    rows = await session.execute(
-        select(col(Organization.id), col(Organization.name)).where(col(Organization.id).in_(wanted))
-    )
-    return {row[0]: row[1] for row in rows.all()}
+    found = await organization_service.find_organizations(session, wanted)
+    return {org_id: org.name for org_id, org in found.items()}

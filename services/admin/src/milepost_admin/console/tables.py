@@ -21,7 +21,7 @@ from sqladmin import Admin, ModelView
 from sqladmin.authentication import AuthenticationBackend
 from sqladmin.pagination import Pagination
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlmodel import SQLModel, col, select
+from sqlmodel import SQLModel
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
@@ -35,6 +35,7 @@ from milepost_common.domain.audit.models import AuditEntry
 from milepost_common.domain.devices.models import Device
 from milepost_common.domain.geofences.models import Geofence
 from milepost_common.domain.ingest_batches.models import IngestBatch
+from milepost_common.domain.operators import service as operator_service
 from milepost_common.domain.organizations.models import Organization
 from milepost_common.domain.trips.models import Stop, Trip
 from milepost_common.domain.users.models import User
@@ -75,13 +76,12 @@ async def _referenced(
             ids = {getattr(r, name) for r in rows} - {None} if reference else set()
             if reference is None or not ids:
                 continue
-            model = reference.model
-            query = select(col(model.id), col(getattr(model, reference.label))).where(  # type: ignore[attr-defined]
-                col(model.id).in_(ids)  # type: ignore[attr-defined]
+            labels = await operator_service.find_labels(
+                session, reference.model, reference.label, ids
             )
             found[name] = {
                 str(i): (label, reference.link.format(i) if reference.link else None)
-                for i, label in (await session.execute(query)).all()
+                for i, label in labels.items()
             }
     return found
 
@@ -123,8 +123,8 @@ class ConsoleAuth(AuthenticationBackend):
         record = await store.get(token) if token else None
         if record is not None:
             async with self._app.state.db.sessionmaker() as session:
-                user = await session.get(User, record.user_id)
-            if user is not None and user.is_active and user.platform_role is not None:
+                user = await operator_service.find_operator(session, record.user_id)
+            if user is not None and user.is_active:
                 # What the console's top bar shows (its logout form needs the CSRF token).
                 request.state.console_me = user
                 request.state.console_csrf = record.csrf

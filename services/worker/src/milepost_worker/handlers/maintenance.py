@@ -3,19 +3,19 @@ partitions and retention."""
 
 from __future__ import annotations
 
-import re
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-
-from sqlalchemy import text
-from sqlmodel import select
+from typing import TYPE_CHECKING
 
 from milepost_common.db import unit_of_work
 from milepost_common.domain.alerts import service as alert_service
 from milepost_common.domain.devices import service as device_service
 from milepost_common.domain.devices import state as device_state
-from milepost_common.domain.organizations.models import Organization
+from milepost_common.domain.organizations import service as organization_service
+from milepost_common.domain.positions import service as position_service
+from milepost_common.domain.trips import service as trip_service
 from milepost_common.domain.webhooks import delivery as webhook_delivery
 from milepost_common.domain.webhooks import events as webhook_events
 from milepost_common.live import LiveEvent
@@ -25,9 +25,10 @@ from milepost_worker import live
 from milepost_worker.runtime import WorkerContext
 from milepost_worker.timeutil import utcnow
 
-log = get_logger("milepost.worker.maintenance")
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
 
-_PARTITION = re.compile(r"^positions_p(\d{8})$")
+log = get_logger("milepost.worker.maintenance")
 
 
 @dataclass(slots=True)
@@ -93,6 +94,28 @@ class RetentionOutcome:
     rows_deleted: dict[str, int] = field(default_factory=dict)
 
 
+Expire = Callable[["AsyncSession", uuid.UUID, datetime, datetime, int], Awaitable[int]]
+# What the per-organization pass deletes, table by table, in this order: each deletes at most
+# ``limit`` rows of ``[since, cutoff)`` (only positions needs ``since``: its watermark).
+_EXPIRE: dict[str, Expire] = {
+    "positions": lambda s, org, since, cutoff, n: position_service.delete_expired_positions(
+        s, org, since, cutoff, limit=n
+    ),
+    "trips": lambda s, org, _, cutoff, n: trip_service.delete_expired(
+        s, "trips", org, cutoff, limit=n
+    ),
+    "stops": lambda s, org, _, cutoff, n: trip_service.delete_expired(
+        s, "stops", org, cutoff, limit=n
+    ),
+    "alerts": lambda s, org, _, cutoff, n: alert_service.delete_expired_alerts(
+        s, org, cutoff, limit=n
+    ),
+    "motion_checkpoints": lambda s, org, _, cutoff, n: trip_service.delete_expired(
+        s, "motion_checkpoints", org, cutoff, limit=n
+    ),
+}
+
+
 async def apply_retention(ctx: WorkerContext, today: date | None = None) -> RetentionOutcome:
     """Drop position partitions past the longest retention; delete, in batches, the older
     positions, trips, stops, alerts and checkpoints of organizations keeping less."""
@@ -100,78 +123,32 @@ async def apply_retention(ctx: WorkerContext, today: date | None = None) -> Rete
     now = utcnow()
     today = today or now.date()
     async with unit_of_work(ctx.db) as session:
-        orgs = [
-            (o.id, o.retention_days, o.retention_applied_until)
-            for o in (await session.execute(select(Organization))).scalars()
-        ]
-        partitions = [
-            str(n)
-            for n in (
-                await session.execute(
-                    text(
-                        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-                        "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'positions'"
-                    )
-                )
-            ).scalars()
-        ]
-    longest = max([days for _, days, _ in orgs] or [DEFAULT_RETENTION_DAYS])
-    oldest_kept = today - timedelta(days=longest)
-    for name in sorted(partitions):
-        match = _PARTITION.match(name)
-        if match is None:
-            continue
-        day = datetime.strptime(match.group(1), "%Y%m%d").replace(tzinfo=UTC).date()
-        if day + timedelta(days=1) <= oldest_kept:
-            async with ctx.db.engine.begin() as conn:
-                await conn.execute(text(f'ALTER TABLE positions DETACH PARTITION "{name}"'))
-                await conn.execute(text(f'DROP TABLE "{name}"'))
-            outcome.partitions_dropped.append(name)
+        retentions = await organization_service.list_retentions(session)
+        longest = max([r.days for r in retentions] or [DEFAULT_RETENTION_DAYS])
+        oldest_kept = today - timedelta(days=longest)
+        expired_partitions = await position_service.list_expired_partitions(session, oldest_kept)
+    for name in expired_partitions:
+        async with unit_of_work(ctx.db) as session:
+            await position_service.drop_partition(session, name)
+        outcome.partitions_dropped.append(name)
     size = ctx.settings.worker.retention_batch_size
-    # positions has no org_id index (it would slow every ingest write): the days before the
-    # organization's watermark are deleted already, so only the partitions after it are read.
-    statements = {
-        "positions": "DELETE FROM positions WHERE (device_id, fix_time) IN (SELECT device_id, "
-        "fix_time FROM positions WHERE org_id = :org AND fix_time >= :since "
-        "AND fix_time < :cutoff LIMIT :n)",
-        "trips": "DELETE FROM trips WHERE id IN (SELECT id FROM trips WHERE org_id = :org "
-        "AND start_time < :cutoff LIMIT :n)",
-        "stops": "DELETE FROM stops WHERE id IN (SELECT id FROM stops WHERE org_id = :org "
-        "AND start_time < :cutoff LIMIT :n)",
-        "alerts": "DELETE FROM alerts WHERE id IN (SELECT id FROM alerts WHERE org_id = :org "
-        "AND occurred_at < :cutoff LIMIT :n)",
-        "motion_checkpoints": "DELETE FROM motion_checkpoints WHERE (device_id, anchor_time) IN "
-        "(SELECT device_id, anchor_time FROM motion_checkpoints "
-        "WHERE org_id = :org AND anchor_time < :cutoff LIMIT :n)",
-    }
     # What dropping the partitions guarantees: no row before this day is left.
     dropped_before = datetime.combine(oldest_kept, datetime.min.time(), tzinfo=UTC)
-    for org_id, days, applied_until in orgs:
-        cutoff = now - timedelta(days=days)
-        params = {"org": org_id, "cutoff": cutoff, "since": applied_until or _EPOCH, "n": size}
-        deleted_until = cutoff if days < longest else dropped_before
-        for table, sql in statements.items():
-            if table == "positions" and days >= longest:
+    for retention in retentions:
+        cutoff = now - timedelta(days=retention.days)
+        since = retention.applied_until or _EPOCH
+        deleted_until = cutoff if retention.days < longest else dropped_before
+        for table, expire in _EXPIRE.items():
+            if table == "positions" and retention.days >= longest:
                 continue  # the partitions dropped above already cover it
-            while True:
-                async with ctx.db.engine.begin() as conn:
-                    deleted = (await conn.execute(text(sql), params)).rowcount
+            while True:  # one short transaction per batch
+                async with unit_of_work(ctx.db) as session:
+                    deleted = await expire(session, retention.org_id, since, cutoff, size)
                 outcome.rows_deleted[table] = outcome.rows_deleted.get(table, 0) + deleted
                 if deleted < size:
                     break
-        async with ctx.db.engine.begin() as conn:
-            # Not over a retention change made meanwhile (which cleared it).
-            await conn.execute(
-                text(
-                    "UPDATE organizations SET retention_applied_until = :until WHERE id = :org"
-                    " AND retention_days = :days AND retention_applied_until IS NOT DISTINCT"
-                    " FROM :since_was"
-                ),
-                {
-                    "org": org_id,
-                    "until": deleted_until - RETENTION_WATERMARK_MARGIN,
-                    "days": days,
-                    "since_was": applied_until,
-                },
+        async with unit_of_work(ctx.db) as session:
+            await organization_service.record_retention_applied(
+                session, retention, deleted_until - RETENTION_WATERMARK_MARGIN
             )
     return outcome

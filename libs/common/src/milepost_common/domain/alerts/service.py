@@ -221,6 +221,14 @@ def _after_s(rule: AlertRule) -> float:
     return float(value) if isinstance(value, int | float) and value > 0 else 3600.0
 
 
+async def delete_expired_alerts(
+    session: AsyncSession, org_id: uuid.UUID, cutoff: datetime, *, limit: int
+) -> int:
+    """Delete up to ``limit`` of the organization's alerts that occurred before ``cutoff``;
+    how many went. Retention: no principal; repeat while it returns ``limit``."""
+    return await AlertRepository(session).delete_expired(org_id, cutoff, limit=limit)
+
+
 async def list_alerts(
     session: AsyncSession,
     actor: Principal,

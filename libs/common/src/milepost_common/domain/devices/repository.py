@@ -302,6 +302,17 @@ class TimelineRepository(Generic[ModelT]):
             org_id, self.model, self.time_field, vehicle_id, window, page, narrowed
         )
 
+    async def delete_expired(self, org_id: uuid.UUID, cutoff: datetime, *, limit: int) -> int:
+        """Up to ``limit`` of the organization's rows whose time is before ``cutoff``; how
+        many went."""
+        table = self.model.__tablename__
+        expired = text(
+            f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE org_id = :org "  # noqa: S608 - the model's own names
+            f"AND {self.time_field} < :cutoff LIMIT :n)"
+        )
+        result = await self.session.execute(expired, {"org": org_id, "cutoff": cutoff, "n": limit})
+        return int(getattr(result, "rowcount", 0) or 0)
+
 
 class DeviceStateRepository:
     def __init__(self, session: AsyncSession) -> None:

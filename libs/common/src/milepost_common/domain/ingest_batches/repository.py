@@ -36,6 +36,12 @@ from milepost_common.domain.organizations import repository as org_repository
 from milepost_common.domain.organizations.models import Organization
 from milepost_common.domain.positions.repository import INSERTED_CTE, NewPositions
 
+# The backlog the worker's heartbeat exports.
+_WAITING = text(
+    "SELECT status, count(*), extract(epoch FROM now() - min(received_at))"
+    " FROM ingest_batches WHERE status = ANY(:statuses) GROUP BY status"
+)
+
 
 @dataclass(frozen=True, slots=True)
 class NewBatch:
@@ -385,6 +391,17 @@ class IngestBatchRepository:
                 .values(status=BatchStatus.QUEUED, queued_at=now, **RELEASED)
             )
         return found
+
+    async def waiting_by_status(
+        self, statuses: Sequence[BatchStatus]
+    ) -> list[tuple[BatchStatus, int, Any]]:
+        """``(status, batches, seconds since the oldest one was received)`` of each of
+        ``statuses`` that has batches: one query on the ``(status, received_at)`` index,
+        timed by the database's clock."""
+        rows = (
+            await self.session.execute(_WAITING, {"statuses": [str(s) for s in statuses]})
+        ).all()
+        return [(BatchStatus(status), int(count), age_s) for status, count, age_s in rows]
 
     async def get(self, batch_id: uuid.UUID, *, for_update: bool = False) -> IngestBatch | None:
         """A batch of any organization."""

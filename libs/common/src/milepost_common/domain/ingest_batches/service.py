@@ -333,6 +333,31 @@ async def mark_failed(session: AsyncSession, batch_id: uuid.UUID, holder: str, e
     return await IngestBatchRepository(session).mark_failed(batch_id, holder, error)
 
 
+UNPROCESSED = (BatchStatus.RECEIVED, BatchStatus.QUEUED, BatchStatus.PROCESSING)
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """Batches by status (every status asked for, 0 when it has none) and the age of the
+    oldest one not processed yet (the processing lag; 0.0 when there is none)."""
+
+    batches: dict[BatchStatus, int]
+    oldest_unprocessed_age_s: float
+
+
+async def count_waiting(session: AsyncSession) -> Waiting:
+    """The batches not processed yet and the failed ones, by status, timed by the
+    database's clock (the worker's heartbeat: no principal). Reads only."""
+    waiting = (*UNPROCESSED, BatchStatus.FAILED)
+    counts = dict.fromkeys(waiting, 0)
+    oldest = 0.0
+    for status, count, age_s in await IngestBatchRepository(session).waiting_by_status(waiting):
+        counts[status] = count
+        if status in UNPROCESSED:
+            oldest = max(oldest, float(age_s))
+    return Waiting(counts, oldest)
+
+
 @dataclass(frozen=True, slots=True)
 class StaleBatch:
     """A batch to send again: its lease expired while ``processing`` (``holder`` had it),

@@ -1,13 +1,16 @@
-"""Statements on operators' ``users`` rows: their list and their single sign-on identity."""
+"""Statements on operators' ``users`` rows: their list and their single sign-on identity;
+and what only operators read of every table: the label of a row by its id."""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Collection
 from enum import StrEnum
 
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col, select
+from sqlmodel import SQLModel, col, select
 
 from milepost_common.domain import paging
 from milepost_common.domain.operators.schemas import OperatorFilters
@@ -35,6 +38,14 @@ class OperatorRepository:
         return await UserRepository(self.session).page(
             query, limit=filters.limit, cursor=filters.cursor, sort=filters.sort
         )
+
+    async def labels(
+        self, model: type[SQLModel], label: str, ids: Collection[uuid.UUID]
+    ) -> list[tuple[uuid.UUID, str]]:
+        """``(id, label column)`` of the rows of ``model`` with these ids."""
+        model_id = col(model.id)  # type: ignore[attr-defined]
+        query = select(model_id, col(getattr(model, label))).where(model_id.in_(ids))
+        return [(row_id, text) for row_id, text in (await self.session.execute(query)).all()]
 
     async def find_by_sso_identity(self, issuer: str, subject: str) -> User | None:
         return (

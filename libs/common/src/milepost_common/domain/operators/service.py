@@ -9,9 +9,11 @@ the caller's transaction.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import SQLModel
 
 from milepost_common.auth import PasswordHasher, normalize_email
 from milepost_common.domain import paging
@@ -60,6 +62,23 @@ async def get_operator(session: AsyncSession, operator_id: uuid.UUID) -> User:
     if user is None or user.platform_role is None:
         raise OperatorNotFound()
     return user
+
+
+async def find_operator(session: AsyncSession, user_id: uuid.UUID) -> User | None:
+    """For operators: the platform operator with this id, active or not; None for a missing
+    user or one without a platform role (the console re-checks its session's operator)."""
+    user = await UserRepository(session).get(user_id)
+    return user if user is not None and user.platform_role is not None else None
+
+
+async def find_labels(
+    session: AsyncSession, model: type[SQLModel], label: str, ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, str]:
+    """For operators: the ``label`` column of the rows of ``model`` with these ids, by id
+    (the console's table views show it beside an id); missing rows are left out."""
+    if not ids:
+        return {}
+    return dict(await OperatorRepository(session).labels(model, label, ids))
 
 
 async def list_operators(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Collection
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, text
@@ -33,6 +34,13 @@ _HISTORY_ELSEWHERE = text(
        OR EXISTS (SELECT 1 FROM alerts WHERE device_id = d AND org_id <> :org)
     ORDER BY d
     """
+)
+
+# Not over a retention change made meanwhile (which cleared the watermark).
+_RETENTION_APPLIED = text(
+    "UPDATE organizations SET retention_applied_until = :until WHERE id = :org"
+    " AND retention_days = :days AND retention_applied_until IS NOT DISTINCT"
+    " FROM :since_was"
 )
 
 
@@ -68,6 +76,25 @@ class OrganizationRepository:
             return []
         query = select(Organization).where(col(Organization.id).in_(list(org_ids)))
         return list((await self.session.scalars(query)).all())
+
+    async def retentions(self) -> list[tuple[uuid.UUID, int, datetime | None]]:
+        """``(id, retention_days, retention_applied_until)`` of every organization."""
+        query = select(
+            col(Organization.id),
+            col(Organization.retention_days),
+            col(Organization.retention_applied_until),
+        )
+        return [(org_id, days, until) for org_id, days, until in await self.session.execute(query)]
+
+    async def set_retention_applied(
+        self, org_id: uuid.UUID, until: datetime, days: int, since_was: datetime | None
+    ) -> None:
+        """The watermark moves to ``until`` unless the retention changed since
+        ``(days, since_was)`` was read."""
+        await self.session.execute(
+            _RETENTION_APPLIED,
+            {"org": org_id, "until": until, "days": days, "since_was": since_was},
+        )
 
     async def names_like(self, part: str, *, limit: int) -> list[str]:
         return list((await self.session.scalars(named_like(part, limit=limit))).all())

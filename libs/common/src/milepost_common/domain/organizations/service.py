@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -76,6 +77,30 @@ async def find_organizations(
 ) -> dict[uuid.UUID, Organization]:
     """The organizations of ``org_ids`` that exist, by id."""
     return {org.id: org for org in await OrganizationRepository(session).get_many(org_ids)}
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """How long an organization keeps its data, and how far it has been deleted already."""
+
+    org_id: uuid.UUID
+    days: int
+    applied_until: datetime | None
+
+
+async def list_retentions(session: AsyncSession) -> list[Retention]:
+    """Every organization's retention (the retention job: no principal)."""
+    return [Retention(*row) for row in await OrganizationRepository(session).retentions()]
+
+
+async def record_retention_applied(
+    session: AsyncSession, retention: Retention, until: datetime
+) -> None:
+    """Move the watermark to ``until`` (nothing of the organization before it is left),
+    unless its retention changed since ``retention`` was read (a change clears it)."""
+    await OrganizationRepository(session).set_retention_applied(
+        retention.org_id, until, retention.days, retention.applied_until
+    )
 
 
 async def suggest_names(session: AsyncSession, part: str, *, limit: int = 10) -> list[str]:

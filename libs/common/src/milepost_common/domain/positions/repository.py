@@ -105,6 +105,28 @@ _PARTITION_BOUNDS = text(
     """
 )
 
+# The partitions' names (``positions_pYYYYMMDD``), for retention, and the days of partitions
+# ahead of today by the database's clock, for the worker's heartbeat.
+_PARTITION_NAMES = text(
+    "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+    "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'positions'"
+)
+_DAYS_AHEAD = text(
+    "SELECT to_date(substr(max(c.relname), 12), 'YYYYMMDD')"
+    " - (now() AT TIME ZONE 'UTC')::date FROM pg_inherits i"
+    " JOIN pg_class c ON c.oid = i.inhrelid"
+    " WHERE i.inhparent = 'positions'::regclass"
+    " AND c.relname ~ '^positions_p[0-9]{8}$'"
+)
+# positions has no org_id index (it would slow every ingest write): the days before the
+# organization's watermark (``since``) are deleted already, so only the partitions after it
+# are read.
+_DELETE_EXPIRED = text(
+    "DELETE FROM positions WHERE (device_id, fix_time) IN (SELECT device_id, "
+    "fix_time FROM positions WHERE org_id = :org AND fix_time >= :since "
+    "AND fix_time < :cutoff LIMIT :n)"
+)
+
 
 # One round trip: the device check and the page. No row means no such device in this
 # organization; one row of NULLs means the device exists and the page is empty.
@@ -237,6 +259,28 @@ class PositionRepository:
         """``[from, to)`` of every partition bounded by timestamps, oldest first."""
         result = await self.session.execute(_PARTITION_BOUNDS)
         return [(lower, upper) for lower, upper in result.all()]
+
+    async def partition_names(self) -> list[str]:
+        """The names of every partition, in no particular order."""
+        return [str(name) for name in (await self.session.execute(_PARTITION_NAMES)).scalars()]
+
+    async def days_ahead(self) -> int | None:
+        """Days from today (UTC) to the last daily partition; None without one."""
+        days = await self.session.scalar(_DAYS_AHEAD)
+        return None if days is None else int(days)
+
+    async def drop_partition(self, name: str) -> None:
+        """Detach the partition, then drop it (``name`` is one ``partition_names`` read)."""
+        await self.session.execute(text(f'ALTER TABLE positions DETACH PARTITION "{name}"'))
+        await self.session.execute(text(f'DROP TABLE "{name}"'))
+
+    async def delete_expired(
+        self, org_id: uuid.UUID, since: datetime, cutoff: datetime, *, limit: int
+    ) -> int:
+        """Up to ``limit`` of the organization's fixes in ``[since, cutoff)``; how many went."""
+        params = {"org": org_id, "since": since, "cutoff": cutoff, "n": limit}
+        result = await self.session.execute(_DELETE_EXPIRED, params)
+        return int(getattr(result, "rowcount", 0) or 0)
 
     async def history(
         self,

@@ -3,10 +3,11 @@ and the reads (a vehicle's history, the fleet's latest fixes, a trip's route).""
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,13 +30,17 @@ __all__ = [
     "NewPositions",
     "StorableWindow",
     "StoredFix",
+    "delete_expired_positions",
+    "drop_partition",
     "last_fix_time",
     "list_batch_fixes",
+    "list_expired_partitions",
     "list_fixes_after",
     "list_latest_positions",
     "list_org_latest_positions",
     "list_positions",
     "load_storable_window",
+    "partition_days_ahead",
     "route_of",
     "storable_window",
     "store_positions",
@@ -47,6 +52,7 @@ ROUTE_MAX_POINTS = 10_000
 
 # The one key of a cache of the storable window.
 _WINDOW = "storable_window"
+_DAILY_PARTITION = re.compile(r"^positions_p(\d{8})$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,3 +202,36 @@ async def route_of(
     return await PositionRepository(session).route(
         device_id, org_id, start, end, limit=ROUTE_MAX_POINTS
     )
+
+
+async def partition_days_ahead(session: AsyncSession) -> int:
+    """Days of daily partitions ahead of today by the database's clock; -1 without any."""
+    days = await PositionRepository(session).days_ahead()
+    return -1 if days is None else days
+
+
+async def list_expired_partitions(session: AsyncSession, oldest_kept: date) -> list[str]:
+    """The daily partitions wholly before ``oldest_kept``, by name (oldest first)."""
+    expired = []
+    for name in sorted(await PositionRepository(session).partition_names()):
+        match = _DAILY_PARTITION.match(name)
+        if match is None:
+            continue
+        day = datetime.strptime(match.group(1), "%Y%m%d").replace(tzinfo=UTC).date()
+        if day + timedelta(days=1) <= oldest_kept:
+            expired.append(name)
+    return expired
+
+
+async def drop_partition(session: AsyncSession, name: str) -> None:
+    """Detach and drop a partition ``list_expired_partitions`` named (retention; no principal)."""
+    await PositionRepository(session).drop_partition(name)
+
+
+async def delete_expired_positions(
+    session: AsyncSession, org_id: uuid.UUID, since: datetime, cutoff: datetime, *, limit: int
+) -> int:
+    """Delete up to ``limit`` of the organization's fixes in ``[since, cutoff)`` (``since``:
+    its retention watermark, before which none is left); how many went. Retention: no
+    principal; repeat while it returns ``limit``."""
+    return await PositionRepository(session).delete_expired(org_id, since, cutoff, limit=limit)

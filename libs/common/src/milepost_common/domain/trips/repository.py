@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, and_, delete, false, func, or_, true, update
+from sqlalchemy import ColumnElement, and_, delete, false, func, or_, text, true, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
@@ -37,6 +37,12 @@ TRIP_FIELDS = (
     "max_speed",
 )
 STOP_FIELDS = ("end_time", "lat", "lon", "duration_s")
+
+_EXPIRED_CHECKPOINTS = text(
+    "DELETE FROM motion_checkpoints WHERE (device_id, anchor_time) IN "
+    "(SELECT device_id, anchor_time FROM motion_checkpoints "
+    "WHERE org_id = :org AND anchor_time < :cutoff LIMIT :n)"
+)
 
 
 def _scoped(table: type[Trip] | type[Stop], scopes: Iterable[Scope]) -> ColumnElement[bool]:
@@ -150,6 +156,14 @@ class StopRepository(_SegmentRepository[Stop]):
 class MotionCheckpointRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+
+    async def delete_expired(self, org_id: uuid.UUID, cutoff: datetime, *, limit: int) -> int:
+        """Up to ``limit`` of the organization's checkpoints anchored before ``cutoff``; how
+        many went."""
+        result = await self.session.execute(
+            _EXPIRED_CHECKPOINTS, {"org": org_id, "cutoff": cutoff, "n": limit}
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
 
     @staticmethod
     def _of(device_id: uuid.UUID, org_id: uuid.UUID, since: datetime | None) -> Any:

@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -252,6 +252,27 @@ async def replace_checkpoints(
     await MotionCheckpointRepository(session).replace(
         tenure.device_id, tenure.org_id, tenure.since, after, checkpoints
     )
+
+
+async def delete_expired(
+    session: AsyncSession,
+    table: Literal["trips", "stops", "motion_checkpoints"],
+    org_id: uuid.UUID,
+    cutoff: datetime,
+    *,
+    limit: int,
+) -> int:
+    """Delete up to ``limit`` of the organization's trips, stops or checkpoints that start
+    (are anchored) before ``cutoff``; how many went. Retention: no principal; repeat while
+    it returns ``limit``."""
+    repository: TripRepository | StopRepository | MotionCheckpointRepository
+    if table == "trips":
+        repository = TripRepository(session)
+    elif table == "stops":
+        repository = StopRepository(session)
+    else:
+        repository = MotionCheckpointRepository(session)
+    return await repository.delete_expired(org_id, cutoff, limit=limit)
 
 
 async def list_trips(
