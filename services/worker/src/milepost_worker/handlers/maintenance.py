@@ -20,7 +20,7 @@ from milepost_common.domain.webhooks import delivery as webhook_delivery
 from milepost_common.domain.webhooks import events as webhook_events
 from milepost_common.live import LiveEvent
 from milepost_common.logging import get_logger
-from milepost_common.migrate import DEFAULT_RETENTION_DAYS, ensure_partitions
+from milepost_common.migrate import DEFAULT_RETENTION_DAYS
 from milepost_worker import live
 from milepost_worker.runtime import WorkerContext
 from milepost_worker.timeutil import utcnow
@@ -78,8 +78,8 @@ async def detect_offline(ctx: WorkerContext) -> OfflineOutcome:
 
 async def maintain_partitions(ctx: WorkerContext) -> int:
     """Create the daily position partitions ahead (and back to the longest retention)."""
-    async with ctx.db.engine.begin() as conn:
-        return await ensure_partitions(conn)
+    async with unit_of_work(ctx.db) as session:
+        return await position_service.create_partitions(session)
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -269,6 +269,16 @@ class PositionRepository:
         days = await self.session.scalar(_DAYS_AHEAD)
         return None if days is None else int(days)
 
+    async def create_partitions(self) -> int:
+        """The daily partitions from the longest retention back to two days ahead, on this
+        session's connection; how many were created. The statements are the migration
+        runner's (``milepost-migrate`` runs the same step)."""
+        # Imported here: the migration runner brings Alembic, which the apps reading
+        # positions need not load.
+        from milepost_common.migrate import ensure_partitions
+
+        return await ensure_partitions(await self.session.connection())
+
     async def drop_partition(self, name: str) -> None:
         """Detach the partition, then drop it (``name`` is one ``partition_names`` read)."""
         await self.session.execute(text(f'ALTER TABLE positions DETACH PARTITION "{name}"'))

@@ -30,6 +30,7 @@ __all__ = [
     "NewPositions",
     "StorableWindow",
     "StoredFix",
+    "create_partitions",
     "delete_expired_positions",
     "drop_partition",
     "last_fix_time",
@@ -208,6 +209,12 @@ async def partition_days_ahead(session: AsyncSession) -> int:
     """Days of daily partitions ahead of today by the database's clock; -1 without any."""
     days = await PositionRepository(session).days_ahead()
     return -1 if days is None else days
+
+
+async def create_partitions(session: AsyncSession) -> int:
+    """Create the missing daily partitions, from the longest retention back to two days
+    ahead (the worker's beat job: no principal); how many were created. Idempotent."""
+    return await PositionRepository(session).create_partitions()
 
 
 async def list_expired_partitions(session: AsyncSession, oldest_kept: date) -> list[str]:
