@@ -1,5 +1,6 @@
-"""An import-linter contract the built-in ones do not offer: no import cycle among the modules
-of a package (``lint-imports`` in ``make test``; pyproject.toml registers it).
+"""Import-linter contracts the built-in ones do not offer (``lint-imports`` in ``make test``;
+pyproject.toml registers them): no import cycle among the modules of a package, and no
+statement built outside the domain's repositories.
 
 ``acyclic_siblings`` judges sibling packages as wholes: a feature whose repository reads
 another feature's tables while that one's service calls the first one's service counts as a
@@ -12,11 +13,21 @@ that Python itself would meet (``users.service`` -> ``sessions.service`` -> ``us
     [[tool.importlinter.contracts]]
     type = "acyclic_modules"
     packages = ["milepost_common.domain"]
+
+``statement_free`` follows names, not modules: the built-in ``forbidden`` contract can only
+forbid a whole external package (``sqlalchemy``), and an app needs ``AsyncSession`` and
+SQLAlchemy's errors while it must never import ``text`` or ``select``. It reads each import
+statement (lazy ones and those under ``TYPE_CHECKING`` included) of the modules that import
+one of ``packages``, and lets through only what ``allowed`` names or is under it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Set
+import ast
+import importlib.util
+from collections.abc import Iterator, Mapping, Sequence, Set
+from pathlib import Path
+from typing import cast
 
 import grimp
 from importlinter.application import output
@@ -102,3 +113,62 @@ class AcyclicModules(Contract):
             if len(edges) > MAX_IMPORTS_SHOWN:
                 output.print_error(f"(and {len(edges) - MAX_IMPORTS_SHOWN} more imports)")
             output.new_line()
+
+
+def imported_names(source: str) -> Iterator[tuple[int, str]]:
+    """``(line, dotted name)`` of everything the source imports absolutely:
+    ``from a.b import c`` gives ``a.b.c``, ``import a.b`` gives ``a.b``."""
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            yield from ((node.lineno, alias.name) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            yield from ((node.lineno, f"{node.module}.{alias.name}") for alias in node.names)
+
+
+def is_under(name: str, prefixes: Sequence[str]) -> bool:
+    return any(name == prefix or name.startswith(prefix + ".") for prefix in prefixes)
+
+
+def source_path(module: str) -> Path:
+    """The file of a module, found from its top-level package without importing the module
+    (nor its parent packages)."""
+    root, *rest = module.split(".")
+    spec = importlib.util.find_spec(root)
+    if spec is None or spec.origin is None:
+        raise ValueError(f"{root} is not importable")
+    path = Path(spec.origin).parent.joinpath(*rest)
+    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+
+
+class StatementFree(Contract):
+    """Broken when a module under ``source_modules`` imports from one of ``packages`` (top-
+    level external packages) a name that is not ``allowed`` (dotted names; what is under an
+    allowed name is allowed)."""
+
+    type_name = "statement_free"
+
+    source_modules = fields.ListField(subfield=fields.StringField())
+    packages = fields.ListField(subfield=fields.StringField())
+    allowed = fields.ListField(subfield=fields.StringField())
+
+    def check(self, graph: grimp.ImportGraph, verbose: bool) -> ContractCheck:  # noqa: ARG002
+        packages = cast("list[str]", self.packages)
+        allowed = cast("list[str]", self.allowed)
+        found: list[tuple[str, int, str]] = []
+        for source in cast("list[str]", self.source_modules):
+            for module in sorted({source, *graph.find_descendants(source)}):
+                imported = graph.find_modules_directly_imported_by(module)
+                if not any(package in imported for package in packages):
+                    continue
+                text = source_path(module).read_text(encoding="utf-8")
+                found.extend(
+                    (module, line, name)
+                    for line, name in sorted(imported_names(text))
+                    if is_under(name, packages) and not is_under(name, allowed)
+                )
+        return ContractCheck(kept=not found, metadata={"imports": found})
+
+    def render_broken_contract(self, check: ContractCheck) -> None:
+        for module, line, name in check.metadata["imports"]:
+            output.print_error(f"- {module}:{line} imports {name}")
+        output.new_line()
