@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -72,6 +73,27 @@ def configure_logging(level: str = "INFO", *, service: str) -> None:
     # log their own line naming the endpoint by id instead.
     for name in ("httpx", "httpcore"):
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+class AccessLog:
+    """One JSON line per request, written straight to stdout: the same fields a structlog
+    line would carry (the request context bound with structlog, ``level``, ``timestamp``),
+    without the standard library's record machinery, which costs several times the line
+    itself on a fast request. Honours the level set for the ``milepost.access`` logger."""
+
+    def __init__(self, name: str = "milepost.access") -> None:
+        self._logger = logging.getLogger(name)
+
+    def info(self, event: str, **fields: Any) -> None:
+        if not self._logger.isEnabledFor(logging.INFO):
+            return
+        line = {**fields, "event": event, **structlog.contextvars.get_contextvars()}
+        line["level"] = "info"
+        line["timestamp"] = datetime.now(UTC)
+        _redact(None, "", line)
+        stream = sys.stdout
+        stream.write(orjson.dumps(line, option=orjson.OPT_UTC_Z).decode() + "\n")
+        stream.flush()
 
 
 def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:

@@ -14,18 +14,37 @@ async def test_metrics_are_labelled_by_route_template(client: httpx.AsyncClient)
 
 
 async def test_one_access_log_line_without_the_raw_path(
-    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+    client: httpx.AsyncClient, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    caplog.set_level(logging.INFO, logger="milepost.access")
+    capsys.readouterr()
     response = await client.get("/kit/v1/orgs/98765")
-    lines = [r.msg for r in caplog.records if r.name == "milepost.access"]
-    assert len(lines) == 1
-    line = lines[0]
-    assert isinstance(line, dict)
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    access = [line for line in lines if line.get("event") == "request"]
+    assert len(access) == 1
+    line = access[0]
     assert line["route"] == "/kit/v1/orgs/{org_id}"
     assert line["status"] == 404
+    assert line["method"] == "GET"
     assert line["request_id"] == response.headers["X-Request-ID"]
+    assert line["service"] == "kit"
+    assert line["level"] == "info"
+    assert line["timestamp"].endswith("Z")
+    assert isinstance(line["duration_ms"], float)
     assert "98765" not in json.dumps(line)
+
+
+async def test_the_access_log_follows_its_loggers_level(
+    client: httpx.AsyncClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    logger = logging.getLogger("milepost.access")
+    before = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        capsys.readouterr()
+        await client.get("/kit/health")
+        assert '"event":"request"' not in capsys.readouterr().out
+    finally:
+        logger.setLevel(before)
 
 
 async def test_security_headers(client: httpx.AsyncClient) -> None:

@@ -12,7 +12,6 @@ import hashlib
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -70,10 +69,24 @@ class HttpCacheMiddleware:
         await _CachedExchange(scope, send).run(self.app, receive)
 
 
+_CACHE_CONTROL = b"cache-control"
+_NO_STORE = (_CACHE_CONTROL, NO_STORE.encode())
+_VARY = (b"vary", b"Authorization, Accept")
+# Dropped from a 304, which has no body.
+_BODY_HEADERS = frozenset({b"content-length", b"content-type", b"content-encoding"})
+
+
+def _names(headers: list[tuple[bytes, bytes]]) -> set[bytes]:
+    return {name.lower() for name, _ in headers}
+
+
 def _with_default(send: Send) -> Send:
     async def send_no_store(message: Message) -> None:
         if message["type"] == "http.response.start":
-            MutableHeaders(scope=message).setdefault("Cache-Control", NO_STORE)
+            headers = list(message.get("headers", ()))
+            if _CACHE_CONTROL not in _names(headers):
+                headers.append(_NO_STORE)
+            message["headers"] = headers
         await send(message)
 
     return send_no_store
@@ -98,14 +111,19 @@ class _CachedExchange:
             return
         if message["type"] == "http.response.start":
             policy = _policy_of(self.scope)
-            headers = MutableHeaders(scope=message)
+            headers = list(message.get("headers", ()))
+            message["headers"] = headers
+            names = _names(headers)
             if message["status"] != 200 or policy is None:
-                headers.setdefault("Cache-Control", NO_STORE)
+                if _CACHE_CONTROL not in names:
+                    headers.append(_NO_STORE)
                 self.passthrough = True
                 await self.send(message)
                 return
-            headers.setdefault("Cache-Control", policy)
-            headers.setdefault("Vary", "Authorization, Accept")
+            if _CACHE_CONTROL not in names:
+                headers.append((_CACHE_CONTROL, policy.encode()))
+            if b"vary" not in names:
+                headers.append(_VARY)
             self.start = message
             return
         if message["type"] != "http.response.body" or self.start is None:
@@ -123,17 +141,25 @@ class _CachedExchange:
 
     async def _finish(self) -> None:
         assert self.start is not None  # noqa: S101 - set before any body
-        body = b"".join(self.chunks)
-        etag = etag_of(body)
-        headers = MutableHeaders(scope=self.start)
-        headers["ETag"] = etag
-        if_none_match = Headers(scope=self.scope).get("if-none-match")
+        body = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
+        headers: list[tuple[bytes, bytes]] = self.start["headers"]
+        # A handler that knows its body's ETag (kept with cached bytes) sets it itself.
+        etag = next((value.decode() for name, value in headers if name.lower() == b"etag"), None)
+        if etag is None:
+            etag = etag_of(body)
+            headers.append((b"etag", etag.encode()))
+        if_none_match = _header(self.scope, b"if-none-match")
         if if_none_match and _matches(if_none_match, etag):
-            for name in ("content-length", "content-type", "content-encoding"):
-                if name in headers:
-                    del headers[name]
+            self.start["headers"] = [h for h in headers if h[0].lower() not in _BODY_HEADERS]
             await self.send({**self.start, "status": 304})
             await self.send({"type": "http.response.body", "body": b""})
             return
         await self.send(self.start)
         await self.send({"type": "http.response.body", "body": body})
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value).decode("latin-1")
+    return None

@@ -8,12 +8,10 @@ from dataclasses import dataclass, field
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.asyncio import Redis
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from milepost_common.db import create_database
 from milepost_common.logging import configure_logging
@@ -24,7 +22,7 @@ from milepost_common.web.body_limit import BodyLimitMiddleware, document_body_li
 from milepost_common.web.docs import install_docs, install_index
 from milepost_common.web.errors import install_error_handlers
 from milepost_common.web.health import Check, check_postgres, check_redis, health_router
-from milepost_common.web.middleware import RequestContextMiddleware, SecurityHeadersMiddleware
+from milepost_common.web.middleware import EdgeMiddleware
 from milepost_common.web.openapi import document_common_responses
 
 Hook = Callable[[FastAPI], Awaitable[None]]
@@ -128,9 +126,8 @@ def create_base_app(settings: CommonSettings, spec: AppSpec) -> FastAPI:
         install_index(app, prefix, spec.title, openapi_url)
     install_error_handlers(app)
     document_common_responses(app)
-    # Added innermost first: the request-context middleware is outermost, so every answer
-    # (errors and 500s included) carries the request id and is logged and counted.
-    app.add_middleware(GZipMiddleware, minimum_size=1024)
+    # Added innermost first: the edge is outermost, so every answer (errors and 500s
+    # included) carries the request id and the security headers and is logged and counted.
     if spec.limit_bodies:
         # Outside every reader of a body (routes, dependencies, authentication), inside the
         # request context and CORS so that its 413 carries the request id and CORS headers.
@@ -146,7 +143,5 @@ def create_base_app(settings: CommonSettings, spec: AppSpec) -> FastAPI:
             allow_headers=["*"],
             expose_headers=["X-Request-ID", "ETag", "Retry-After"],
         )
-    app.add_middleware(TrustedHostMiddleware, allowed_hosts=spec.http.trusted_hosts)
-    app.add_middleware(SecurityHeadersMiddleware)
-    app.add_middleware(RequestContextMiddleware, app_name=spec.name)
+    app.add_middleware(EdgeMiddleware, app_name=spec.name, trusted_hosts=spec.http.trusted_hosts)
     return app

@@ -1,26 +1,43 @@
-"""Pure ASGI middleware: request id, one access-log line and metrics per request.
+"""The edge of every app, in one pure-ASGI layer: request id, host check, security headers,
+response compression, one access-log line and metrics per request.
 
-Pure ASGI (not ``BaseHTTPMiddleware``) so streaming bodies and contextvars behave, and so
-the route template Starlette leaves in the shared ``scope`` is visible after routing.
+One layer rather than a stack of them: each layer costs a call and a ``send`` wrapper on
+every request, and on a fast read the stack cost more than the read (bench/api). Pure ASGI
+(not ``BaseHTTPMiddleware``) so streaming bodies and contextvars behave, and so the route
+template Starlette leaves in the shared ``scope`` is visible after routing.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import time
-import uuid
+from collections.abc import Sequence
 
 import structlog
-from starlette.datastructures import MutableHeaders
+from prometheus_client import Counter, Histogram
+from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from milepost_common.logging import get_logger
+from milepost_common.logging import AccessLog
 from milepost_common.metrics import REQUEST_LATENCY, REQUESTS
 
 REQUEST_ID_HEADER = "X-Request-ID"
+_REQUEST_ID = REQUEST_ID_HEADER.lower().encode()
+_ACCEPT_ENCODING = b"accept-encoding"
+# Smaller answers are not worth compressing.
+GZIP_MINIMUM_BYTES = 1024
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
 _UNMATCHED = "<unmatched>"
-log = get_logger("milepost.access")
+# Headers every response carries; the gateway sets them too, the app does not rely on it.
+SECURITY_HEADERS = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+)
+log = AccessLog("milepost.access")
 
 
 def request_id_of(scope: Scope) -> str:
@@ -43,43 +60,72 @@ def route_template(scope: Scope) -> str:
     return str(path) if path else _UNMATCHED
 
 
-class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, *, app_name: str) -> None:
+class EdgeMiddleware:
+    """Outermost: every answer (errors, 413s, 500s and the host check's 400 included) carries
+    the request id and the security headers, and is logged and counted once. Compression
+    is negotiated here too, so a client that does not ask for gzip pays nothing for it."""
+
+    def __init__(self, app: ASGIApp, *, app_name: str, trusted_hosts: Sequence[str]) -> None:
         self.app = app
         self.app_name = app_name
+        # Starlette's check, in the chain only when some host is not trusted.
+        self.inner: ASGIApp = (
+            app if "*" in trusted_hosts else TrustedHostMiddleware(app, allowed_hosts=trusted_hosts)
+        )
+        self.gzipped: ASGIApp = GZipMiddleware(self.inner, minimum_size=GZIP_MINIMUM_BYTES)
+        # The counter and histogram children by (method, route template, status): looking
+        # a labelled child up takes a lock and several calls; the set is bounded by routes.
+        self._series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket"):
+        kind = scope["type"]
+        if kind != "http" and kind != "websocket":
             await self.app(scope, receive, send)
             return
-        incoming = (
-            dict(scope["headers"]).get(REQUEST_ID_HEADER.lower().encode(), b"").decode("latin-1")
-        )
-        request_id = incoming if _SANE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        incoming = ""
+        gzip = False
+        for name, value in scope["headers"]:
+            if name == _REQUEST_ID:
+                incoming = value.decode("latin-1")
+            elif name == _ACCEPT_ENCODING:
+                gzip = b"gzip" in value
+        request_id = incoming if _SANE_REQUEST_ID.match(incoming) else os.urandom(16).hex()
         scope.setdefault("state", {})["request_id"] = request_id
         structlog.contextvars.bind_contextvars(request_id=request_id)
+        if kind == "websocket":
+            try:
+                await self.inner(scope, receive, send)
+            finally:
+                structlog.contextvars.unbind_contextvars("request_id", "org_id", "user_id")
+            return
+        marked = (_REQUEST_ID, request_id.encode("latin-1"))
         status = 500
         started = time.perf_counter()
 
-        async def send_with_id(message: Message) -> None:
+        async def send_marked(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+                message["headers"] = _marked(message.get("headers", ()), marked, vary=not gzip)
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            await (self.gzipped if gzip else self.inner)(scope, receive, send_marked)
         finally:
-            if scope["type"] == "http":
-                self._observe(scope, status, time.perf_counter() - started)
+            self._observe(scope, status, time.perf_counter() - started)
             structlog.contextvars.unbind_contextvars("request_id", "org_id", "user_id")
 
     def _observe(self, scope: Scope, status: int, elapsed: float) -> None:
         route = route_template(scope)
         method = scope["method"]
-        REQUESTS.labels(self.app_name, method, route, str(status)).inc()
-        REQUEST_LATENCY.labels(self.app_name, method, route).observe(elapsed)
+        series = self._series.get((method, route, status))
+        if series is None:
+            series = self._series[method, route, status] = (
+                REQUESTS.labels(self.app_name, method, route, str(status)),
+                REQUEST_LATENCY.labels(self.app_name, method, route),
+            )
+        series[0].inc()
+        series[1].observe(elapsed)
         log.info(
             "request",
             method=method,
@@ -89,29 +135,43 @@ class RequestContextMiddleware:
         )
 
 
-class SecurityHeadersMiddleware:
-    """Headers every response carries; the gateway sets them too, the app does not rely on it."""
+def _marked(
+    headers: Sequence[tuple[bytes, bytes]], request_id: tuple[bytes, bytes], *, vary: bool
+) -> list[tuple[bytes, bytes]]:
+    """``headers`` with the request id (replacing any) and each security header it lacks.
 
-    _HEADERS = (
-        ("X-Content-Type-Options", "nosniff"),
-        ("X-Frame-Options", "DENY"),
-        ("Referrer-Policy", "no-referrer"),
-        ("Cross-Origin-Opener-Policy", "same-origin"),
-    )
+    With ``vary`` (an answer not compressed because the client did not ask), also what
+    Starlette's GZip adds to such an answer that it would have compressed: ``Vary:
+    Accept-Encoding``, so a shared cache keeps the encodings apart."""
+    present = {name.lower(): value for name, value in headers}
+    if _REQUEST_ID in present:
+        out = [h for h in headers if h[0].lower() != _REQUEST_ID]
+    else:
+        out = list(headers)
+    out.append(request_id)
+    out.extend(h for h in SECURITY_HEADERS if h[0] not in present)
+    if vary and _compressible(present):
+        _add_vary(out, present)
+    return out
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+def _compressible(headers: dict[bytes, bytes]) -> bool:
+    """Whether GZip would compress this answer for a client that asks (its size known from
+    ``Content-Length``; a stream counts as large)."""
+    if b"content-encoding" in headers:
+        return False
+    length = headers.get(b"content-length")
+    if length is not None and length.isdigit() and int(length) < GZIP_MINIMUM_BYTES:
+        return False
+    media_type = headers.get(b"content-type", b"").partition(b";")[0].strip().lower().decode()
+    excluded = DEFAULT_EXCLUDED_CONTENT_TYPES
+    return media_type not in excluded and media_type.partition("/")[0] + "/*" not in excluded
 
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in self._HEADERS:
-                    headers.setdefault(name, value)
-            await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+def _add_vary(headers: list[tuple[bytes, bytes]], present: dict[bytes, bytes]) -> None:
+    vary = present.get(b"vary")
+    if vary is None:
+        headers.append((b"vary", b"Accept-Encoding"))
+    elif b"accept-encoding" not in vary.lower():
+        index = next(i for i, (name, _) in enumerate(headers) if name.lower() == b"vary")
+        headers[index] = (headers[index][0], vary + b", Accept-Encoding")
