@@ -6,8 +6,11 @@ from typing import Any
 
 import pytest
 
+from limits import parse
+
+from milepost_common import ratelimit
 from milepost_common.errors import RateLimited
-from milepost_common.ratelimit import LoginThrottle, RateLimiter
+from milepost_common.ratelimit import MAX_LEASE, LoginThrottle, RateLimiter, lease_size
 from milepost_common.settings import CommonSettings
 
 
@@ -98,3 +101,70 @@ class TestLoginThrottle:
                 await limiter.aclose()
 
         assert len(admitted) == 7
+
+
+class TestLeases:
+    """A busy caller's hits are counted in Redis a lease at a time; the limit still holds
+    across processes, within one lease per process (the module's documented tolerance)."""
+
+    def test_a_lease_is_half_a_seconds_worth_and_small_limits_count_exactly(self) -> None:
+        assert lease_size(parse("600/minute")) == 5
+        assert lease_size(parse("10000000/minute")) == MAX_LEASE
+        assert lease_size(parse("3/minute")) == 1
+        assert lease_size(parse("119/minute")) == 1
+
+    async def test_a_busy_caller_costs_one_round_trip_per_lease(
+        self, limiter: RateLimiter, redis: Any
+    ) -> None:
+        who = uuid.uuid4().hex
+        rate = "6000/minute"  # 100/s: leases of 50
+        for _ in range(120):
+            assert await limiter.enforce(rate, "test", who)
+        # Redis counted whole leases ahead of the requests, never fewer hits than were let
+        # through: three leases of 50 for 120 requests.
+        assert await _counted(limiter, rate, who) == 150
+
+    async def test_the_limit_holds_across_processes_within_one_lease_each(
+        self, settings_factory: Any, redis: Any
+    ) -> None:
+        url = settings_factory(CommonSettings).redis.cache_url
+        processes = [RateLimiter(url), RateLimiter(url)]
+        who = uuid.uuid4().hex
+        rate = "300/minute"  # 5/s: leases of 2
+        admitted = 0
+
+        async def caller(limiter: RateLimiter) -> None:
+            nonlocal admitted
+            for _ in range(200):
+                with contextlib.suppress(RateLimited):
+                    await limiter.enforce(rate, "test", who)
+                    admitted += 1
+
+        try:
+            await asyncio.gather(*(caller(p) for _ in range(8) for p in processes))
+        finally:
+            for limiter in processes:
+                await limiter.aclose()
+        # Never above the limit; below it by at most the unused hits of one lease each.
+        assert 300 - 2 * (lease_size(parse(rate)) - 1) <= admitted <= 300
+
+    async def test_concurrent_requests_share_one_lease(self, limiter: RateLimiter) -> None:
+        who = uuid.uuid4().hex
+        rate = "6000/minute"
+        await asyncio.gather(*(limiter.enforce(rate, "test", who) for _ in range(50)))
+        assert await _counted(limiter, rate, who) == 50
+
+    async def test_a_lease_expires(self, limiter: RateLimiter, monkeypatch: Any) -> None:
+        who = uuid.uuid4().hex
+        rate = "6000/minute"
+        monkeypatch.setattr(ratelimit, "LEASE_S", 0.0)
+        assert await limiter.enforce(rate, "test", who)
+        assert await limiter.enforce(rate, "test", who)
+        assert await _counted(limiter, rate, who) == 100
+
+
+async def _counted(limiter: RateLimiter, rate: str, who: str) -> int:
+    """The hits Redis holds for the caller in the current window."""
+    item = parse(rate)
+    stats = await limiter._limiter.get_window_stats(item, "test", who)
+    return item.amount - stats.remaining

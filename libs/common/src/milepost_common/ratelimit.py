@@ -2,10 +2,21 @@
 
 A Redis outage must not take the apps down with it: when the limiter cannot answer, the
 request goes through and a warning is logged.
+
+Hits are counted in Redis ahead of time, a few at once (a *lease*), so a busy caller costs
+one Redis round trip per lease instead of one per request. The tolerance, per process: a
+lease holds at most half a second's worth of the limit (``lease_size``, at most
+``MAX_LEASE``) and lives ``LEASE_S``; its hits are counted when it is taken, so a request is
+never admitted that Redis did not count, only counted up to ``LEASE_S`` before it happens;
+hits of a lease left unused are counted without a request (a caller slightly below its limit
+may be refused a little early, never let through above it). A limit under two hits a
+second is counted one hit at a time, exactly, as is every hit once a lease no longer fits
+the window. The login throttle (below) never uses leases.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import math
@@ -57,6 +68,25 @@ def effective_rate(own: str | None, default: str) -> RateLimitItem | None:
     return (_parsed(own) if own else None) or _parsed(default)
 
 
+# How long the hits of a lease may be used, and the most hits one lease takes.
+LEASE_S = 1.0
+MAX_LEASE = 50
+# Leases kept before the spent ones are dropped.
+_MAX_LEASES = 10_000
+
+
+def lease_size(item: RateLimitItem) -> int:
+    """Hits taken at once for ``item``: half a second's worth of the limit, 1 to MAX_LEASE."""
+    per_second = item.amount / item.get_expiry()
+    return max(1, min(MAX_LEASE, int(per_second / 2)))
+
+
+@dataclass(slots=True)
+class _Lease:
+    left: int
+    expires: float
+
+
 class RateLimiter:
     def __init__(self, redis_url: str) -> None:
         # Our own pool (redis-py, the one client library of the code base), so we can close it.
@@ -71,6 +101,10 @@ class RateLimiter:
         self._limiter = SlidingWindowCounterRateLimiter(self._storage)
         # The same connections, for what `limits` cannot do (the login throttle).
         self.redis = Redis(connection_pool=self._pool)
+        # Hits counted in Redis and not used yet, by the limit's key; and the lease being
+        # taken for a key, which concurrent requests for that key wait for.
+        self._leases: dict[str, _Lease] = {}
+        self._taking: dict[str, asyncio.Future[None]] = {}
 
     async def aclose(self) -> None:
         """Close the Redis connections (at shutdown)."""
@@ -80,10 +114,41 @@ class RateLimiter:
         """Count one hit: True when counted, False when Redis could not answer (fail open).
 
         Raises RateLimited (429 with Retry-After and RateLimit-* headers) when over the limit.
-        An allowed hit costs one Redis round trip; the window's figures are read only for a 429.
+        Most allowed hits are taken from a lease counted earlier (no Redis round trip); the
+        window's figures are read only for a 429.
         """
         item = parse(rate) if isinstance(rate, str) else rate
+        key = item.key_for(*identifiers)
+        while True:
+            lease = self._leases.get(key)
+            if lease is not None and lease.left > 0 and lease.expires > time.monotonic():
+                lease.left -= 1
+                return True
+            taking = self._taking.get(key)
+            if taking is None:
+                break
+            await asyncio.shield(taking)
+        self._taking[key] = asyncio.get_running_loop().create_future()
         try:
+            return await self._take(item, key, identifiers)
+        finally:
+            self._taking.pop(key).set_result(None)
+
+    def _keep(self, key: str, lease: _Lease) -> None:
+        if len(self._leases) >= _MAX_LEASES:
+            # Callers come and go: forget the leases that have run out.
+            now = time.monotonic()
+            self._leases = {k: v for k, v in self._leases.items() if v.expires > now and v.left}
+        self._leases[key] = lease
+
+    async def _take(self, item: RateLimitItem, key: str, identifiers: tuple[str, ...]) -> bool:
+        """Count this hit and, when the window has room, the next ones of a lease."""
+        size = lease_size(item)
+        try:
+            if size > 1 and await self._limiter.hit(item, *identifiers, cost=size):
+                self._keep(key, _Lease(size - 1, time.monotonic() + LEASE_S))
+                return True
+            self._leases.pop(key, None)
             if await self._limiter.hit(item, *identifiers):
                 return True
             stats = await self._limiter.get_window_stats(item, *identifiers)
