@@ -5,7 +5,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-
 from limits import parse
 
 from milepost_common import ratelimit
