@@ -4,7 +4,12 @@ import asyncio
 
 from redis.asyncio import Redis
 
-from milepost_api import cache
+from milepost_api.cache import Cached, ResponseCache
+from milepost_api.http_cache import etag_of
+
+
+def responses(redis: Redis) -> ResponseCache:
+    return ResponseCache(redis, local_ttl_s=60)
 
 
 class TestCached:
@@ -17,11 +22,13 @@ class TestCached:
             await asyncio.sleep(0.05)
             return b"report"
 
-        answers = await asyncio.gather(*(cache.cached(redis, "k", 10, compute) for _ in range(20)))
+        cache = responses(redis)
+        answers = await asyncio.gather(*(cache.cached("k", 10, compute) for _ in range(20)))
 
-        assert set(answers) == {b"report"}
+        assert {answer.body for answer in answers} == {b"report"}
         assert calls == 1
-        assert await redis.get("k") == b"report"
+        # The body with its ETag in front, so a hit hashes nothing.
+        assert await redis.get("k") == etag_of(b"report").encode() + b"\n" + b"report"
 
     async def test_waiters_recompute_when_the_first_request_is_cancelled(
         self, redis: Redis
@@ -34,11 +41,49 @@ class TestCached:
             await asyncio.sleep(0.05)
             return b"fresh"
 
-        first = asyncio.create_task(cache.cached(redis, "k", 10, compute))
+        cache = responses(redis)
+        first = asyncio.create_task(cache.cached("k", 10, compute))
         await asyncio.sleep(0.01)
-        second = asyncio.create_task(cache.cached(redis, "k", 10, compute))
+        second = asyncio.create_task(cache.cached("k", 10, compute))
         await asyncio.sleep(0.01)
         first.cancel()
 
-        assert await second == b"fresh"
+        assert (await second).body == b"fresh"
         assert calls == 2
+
+    async def test_another_process_sees_the_entry_and_a_dropped_key_is_recomputed(
+        self, redis: Redis
+    ) -> None:
+        versions = iter([b"v1", b"v2"])
+
+        async def compute() -> bytes:
+            return next(versions)
+
+        one, other = responses(redis), responses(redis)
+        assert (await one.cached("k", 10, compute)).body == b"v1"
+        assert await other.cached("k", 10, compute) == Cached.of(b"v1")
+        await redis.delete("k")  # what the worker does on a position event
+        assert (await other.cached("k", 10, compute)).body == b"v2"
+        # The first process's own copy is v1, but Redis names v2's ETag now.
+        assert (await one.cached("k", 10, compute)).body == b"v2"
+
+    async def test_a_body_not_in_redis_any_more_is_never_served_from_the_local_copy(
+        self, redis: Redis
+    ) -> None:
+        cache = responses(redis)
+
+        async def compute() -> bytes:
+            return b"old"
+
+        await cache.cached("k", 10, compute)
+        await redis.set("k", Cached.of(b"new").entry())
+        assert (await cache.cached("k", 10, compute)).body == b"new"
+
+    async def test_redis_down_computes_every_time(self) -> None:
+        cache = responses(Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2))
+
+        async def compute() -> bytes:
+            return b"from the database"
+
+        assert (await cache.cached("k", 10, compute)).body == b"from the database"
+        await cache.redis.aclose()

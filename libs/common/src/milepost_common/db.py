@@ -1,16 +1,19 @@
 """Async database access: one engine per process (per prefork child in the worker).
 
 Apps get the request's transaction from ``SessionDep`` (``web/deps.py``); workers and
-scripts use :func:`unit_of_work`. Nothing else commits.
+scripts use :func:`unit_of_work`. Nothing else commits. The hot reads (a repository's
+read-only statements on the request path) run on :class:`Reads`, outside any session.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
+import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import event
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
@@ -25,13 +28,89 @@ from milepost_common.settings import DbSettings
 from milepost_common.tracing import trace_engine
 
 
+class Reader(Protocol):
+    """Where the hot reads run: :class:`Reads` in the apps, the test's transaction in tests."""
+
+    async def fetch(self, statement: str, *args: object) -> list[Any]: ...
+
+    async def close(self) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Database:
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
+    reads: Reader
 
     async def dispose(self) -> None:
+        await self.reads.close()
         await self.engine.dispose()
+
+
+class Reads:
+    """A plain asyncpg pool for single read-only statements (the hot reads).
+
+    A connection is held for one statement, not for a request: a page read spends most of its
+    time outside the database (authentication, JSON, the network), so a few connections
+    serve many concurrent requests, which wait their turn instead of opening connections
+    beyond the pool (the session pool's overflow, which under load connects and disconnects
+    on every request). No session, no transaction, no reset round trip on release: the
+    statements run here change no session state (asyncpg still rolls back a connection
+    left in a transaction). Opened on first use, with no connection until a statement runs,
+    so an app starts while Postgres is down.
+    """
+
+    def __init__(self, dsn: str, *, size: int, server_settings: dict[str, str], timeout: float):
+        self._options: dict[str, Any] = {
+            "dsn": dsn,
+            "min_size": 0,
+            "max_size": size,
+            "server_settings": server_settings,
+            "timeout": timeout,
+            "reset": _keep_session,
+        }
+        self._pool: Any = None
+        self._opening: asyncio.Lock | None = None
+
+    async def fetch(self, statement: str, *args: object) -> list[Any]:
+        """The statement's rows (asyncpg records)."""
+        pool = self._pool or await self._open()
+        rows: list[Any] = await pool.fetch(statement, *args)
+        return rows
+
+    async def _open(self) -> Any:
+        self._opening = self._opening or asyncio.Lock()
+        async with self._opening:
+            if self._pool is None:
+                self._pool = await asyncpg.create_pool(**self._options)
+        return self._pool
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+
+async def _keep_session(_connection: Any) -> None:
+    """Release without ``RESET ALL``: nothing the reads run changes the session."""
+
+
+class SessionReads:
+    """The hot reads inside a session's transaction (a use case that holds one already): on
+    the asyncpg connection under it, which SQLAlchemy's asyncpg adapter begins lazily, on its
+    own first statement."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def fetch(self, statement: str, *args: object) -> list[Any]:
+        connection = await self._session.connection()
+        raw = await connection.get_raw_connection()
+        rows: list[Any] = await raw.driver_connection.fetch(statement, *args)  # type: ignore[union-attr]
+        return rows
+
+    async def close(self) -> None:
+        """The session is its owner's to close."""
 
 
 def create_database(settings: DbSettings, *, application_name: str = "milepost") -> Database:
@@ -52,7 +131,13 @@ def create_database(settings: DbSettings, *, application_name: str = "milepost")
     )
     event.listen(engine.sync_engine, "checkout", _replace_if_closed)
     trace_engine(engine)
-    return Database(engine, session_factory(engine))
+    reads = Reads(
+        engine.url.set(drivername="postgresql").render_as_string(hide_password=False),
+        size=settings.pool_size,
+        server_settings=server_settings,
+        timeout=settings.connect_timeout_s,
+    )
+    return Database(engine, session_factory(engine), reads)
 
 
 def _replace_if_closed(

@@ -1,4 +1,11 @@
-"""Short Redis caching where it pays (latest positions, summaries).
+"""Short Redis caching of whole answers where it pays (latest positions, summaries).
+
+An entry is the answer's final bytes with their ETag in front (``W/"…"\\n`` then the body),
+so a hit is served without serializing or hashing anything. Each process also keeps the
+bodies it served last: a hit first reads only the ETag from Redis (``GETRANGE``, a few
+dozen bytes) and sends the local copy when it is still the current one, so a large answer
+crosses from Redis at most once per process and version. Whoever drops the key (the
+worker, on every position event) drops the entry for every process at once.
 
 A cache never fails a read: when Redis cannot answer, the database does. A miss is computed
 once per process at a time (single flight): concurrent requests for the same key wait for
@@ -10,64 +17,106 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
+from milepost_api.http_cache import etag_of
+from milepost_common.cache import TtlCache
 from milepost_common.logging import get_logger
 
 log = get_logger("milepost.api.cache")
 
-_in_flight: dict[str, asyncio.Future[bytes]] = {}
+# Every ETag is `W/"` + 32 hex digits + `"`.
+_ETAG_BYTES = len(etag_of(b""))
+
+
+@dataclass(frozen=True, slots=True)
+class Cached:
+    """An answer's body and its ETag."""
+
+    etag: str
+    body: bytes
+
+    @classmethod
+    def of(cls, body: bytes) -> Cached:
+        return cls(etag_of(body), body)
+
+    def entry(self) -> bytes:
+        return self.etag.encode() + b"\n" + self.body
+
+    @classmethod
+    def from_entry(cls, entry: bytes) -> Cached | None:
+        etag, newline, body = entry.partition(b"\n")
+        return cls(etag.decode(), body) if newline and len(etag) == _ETAG_BYTES else None
 
 
 class _LeaderGone(Exception):
     """The request computing a value was cancelled (its client left): compute it again."""
 
 
-async def cache_get(redis: Redis, key: str) -> bytes | None:
-    try:
-        value: bytes | None = await redis.get(key)
-    except Exception as exc:  # noqa: BLE001 - a cache must never fail the read
-        log.warning("cache_unavailable", error=type(exc).__name__)
-        return None
-    return value
+class ResponseCache:
+    """Whole answers in Redis for a few seconds, with this process's copies of the bodies."""
 
+    def __init__(self, redis: Redis, *, local_ttl_s: float, local_entries: int = 64) -> None:
+        self.redis = redis
+        # The bodies this process served last, by key; used only while Redis still names
+        # their ETag, so their time to live only bounds the memory they hold.
+        self._local: TtlCache[str, Cached] = TtlCache(local_ttl_s, max_entries=local_entries)
+        self._in_flight: dict[str, asyncio.Future[Cached]] = {}
 
-async def cache_set(redis: Redis, key: str, value: bytes, ttl_s: int) -> None:
-    if ttl_s <= 0:
-        return
-    try:
-        await redis.set(key, value, ex=ttl_s)
-    except Exception as exc:  # noqa: BLE001 - a cache must never fail the read
-        log.warning("cache_unavailable", error=type(exc).__name__)
-
-
-async def cached(
-    redis: Redis, key: str, ttl_s: int, compute: Callable[[], Awaitable[bytes]]
-) -> bytes:
-    """The cached bytes, or ``compute()``'s, stored for ``ttl_s``; one computation per key
-    and process at a time. Errors of ``compute`` reach every waiter."""
-    value = await cache_get(redis, key)
-    if value is not None:
-        return value
-    pending = _in_flight.get(key)
-    if pending is not None:
+    async def get(self, key: str) -> Cached | None:
+        """The cached answer, None on a miss or when Redis cannot answer."""
         try:
-            return await asyncio.shield(pending)
-        except _LeaderGone:
-            return await compute()
-    future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-    _in_flight[key] = future
-    try:
-        value = await compute()
-        await cache_set(redis, key, value, ttl_s)
-    except BaseException as exc:
-        future.set_exception(_LeaderGone() if isinstance(exc, asyncio.CancelledError) else exc)
-        # Consumed here so an unawaited failure is not reported as never retrieved.
-        future.exception()
-        raise
-    else:
-        future.set_result(value)
-        return value
-    finally:
-        del _in_flight[key]
+            head = await self.redis.getrange(key, 0, _ETAG_BYTES - 1)
+            if not head:
+                return None
+            local = self._local.get(key)
+            if local is not None and local.etag.encode() == head:
+                return local
+            entry = await self.redis.get(key)
+        except Exception as exc:  # noqa: BLE001 - a cache must never fail the read
+            log.warning("cache_unavailable", error=type(exc).__name__)
+            return None
+        found = Cached.from_entry(entry) if entry else None
+        if found is not None:
+            self._local.put(key, found)
+        return found
+
+    async def put(self, key: str, value: Cached, ttl_s: int) -> None:
+        if ttl_s <= 0:
+            return
+        try:
+            await self.redis.set(key, value.entry(), ex=ttl_s)
+        except Exception as exc:  # noqa: BLE001 - a cache must never fail the read
+            log.warning("cache_unavailable", error=type(exc).__name__)
+            return
+        self._local.put(key, value)
+
+    async def cached(self, key: str, ttl_s: int, compute: Callable[[], Awaitable[bytes]]) -> Cached:
+        """The cached answer, or ``compute()``'s, stored for ``ttl_s``; one computation per
+        key and process at a time. Errors of ``compute`` reach every waiter."""
+        value = await self.get(key)
+        if value is not None:
+            return value
+        pending = self._in_flight.get(key)
+        if pending is not None:
+            try:
+                return await asyncio.shield(pending)
+            except _LeaderGone:
+                return Cached.of(await compute())
+        future: asyncio.Future[Cached] = asyncio.get_running_loop().create_future()
+        self._in_flight[key] = future
+        try:
+            value = Cached.of(await compute())
+            await self.put(key, value, ttl_s)
+        except BaseException as exc:
+            future.set_exception(_LeaderGone() if isinstance(exc, asyncio.CancelledError) else exc)
+            # Consumed here so an unawaited failure is not reported as never retrieved.
+            future.exception()
+            raise
+        else:
+            future.set_result(value)
+            return value
+        finally:
+            del self._in_flight[key]

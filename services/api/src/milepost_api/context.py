@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import httpx
 from fastapi import FastAPI
 
+from milepost_api.cache import ResponseCache
 from milepost_api.settings import ApiSettings
 from milepost_common.auth import PasswordHasher, Realm, TokenCodec
 from milepost_common.cache import TtlCache
@@ -32,6 +33,8 @@ class ApiContext:
     # is seen within ``principal_cache_s``) without verifying the JWT's signature again on
     # every request of a busy client.
     tokens: TtlCache[str, Principal]
+    # Whole answers of the cached reads (latest positions, summaries).
+    responses: ResponseCache
 
 
 async def start_context(app: FastAPI) -> None:
@@ -55,6 +58,10 @@ async def start_context(app: FastAPI) -> None:
         box=SecretBox(secrets_key.get_secret_value()),
         http=httpx.AsyncClient(trust_env=False),
         tokens=TtlCache(settings.auth.principal_cache_s),
+        responses=ResponseCache(
+            app.state.redis,
+            local_ttl_s=max(settings.api.latest_positions_cache_s, settings.api.summary_cache_s),
+        ),
     )
 
 

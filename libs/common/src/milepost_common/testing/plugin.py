@@ -139,7 +139,22 @@ def database(engine: AsyncEngine, connection: AsyncConnection) -> Database:
     """A Database whose sessions join the test's transaction; their commits are savepoints."""
     maker = session_factory(engine)
     maker.configure(bind=connection, join_transaction_mode="create_savepoint")
-    return Database(engine, maker)
+    return Database(engine, maker, TransactionReads(connection))
+
+
+class TransactionReads:
+    """The hot reads on the test's connection, so they see what the test wrote."""
+
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._connection = connection
+
+    async def fetch(self, statement: str, *args: object) -> list[Any]:
+        raw = await self._connection.get_raw_connection()
+        rows: list[Any] = await raw.driver_connection.fetch(statement, *args)  # type: ignore[union-attr]
+        return rows
+
+    async def close(self) -> None:
+        """The test's connection is the fixture's to close."""
 
 
 @pytest.fixture

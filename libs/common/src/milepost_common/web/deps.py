@@ -1,4 +1,4 @@
-"""Dependencies every app uses: the request's transaction, Redis, settings, paging.
+"""Dependencies every app uses: the request's transaction, the hot reads, Redis, settings.
 
 All ``async def``: FastAPI runs a plain ``def`` dependency in its thread pool, a thread hop
 per dependency per request for what is an attribute read.
@@ -13,7 +13,7 @@ from fastapi import Depends, Request
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from milepost_common.db import Database
+from milepost_common.db import Database, Reader
 from milepost_common.errors import AppError
 from milepost_common.settings import CommonSettings
 from milepost_common.tasks import Publisher
@@ -22,6 +22,12 @@ from milepost_common.tasks import Publisher
 async def get_database(request: Request) -> Database:
     db: Database = request.app.state.db
     return db
+
+
+async def get_reads(request: Request) -> Reader:
+    """Where the hot reads run (``Database.reads``): one statement, no session."""
+    reads: Reader = request.app.state.db.reads
+    return reads
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -65,6 +71,7 @@ async def client_ip(request: Request) -> str:
 
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 DatabaseDep = Annotated[Database, Depends(get_database)]
+ReadsDep = Annotated[Reader, Depends(get_reads)]
 RedisDep = Annotated[Redis, Depends(get_redis)]
 SettingsDep = Annotated[CommonSettings, Depends(get_settings_dep)]
 PublisherDep = Annotated[Publisher, Depends(get_publisher)]

@@ -11,7 +11,7 @@ import orjson
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from milepost_api import cache, geojson
+from milepost_api import geojson
 from milepost_api.deps import AUTHENTICATED, ContextDep, CurrentUser, WindowDep, page_params
 from milepost_api.http_cache import HISTORY, LIVE, cache_control
 from milepost_common.domain import paging
@@ -21,7 +21,7 @@ from milepost_common.domain.positions.schemas import LatestPositionRead, Positio
 from milepost_common.errors import RateLimited, Unauthorized, ValidationFailed
 from milepost_common.live import latest_positions_key
 from milepost_common.pagination import Page
-from milepost_common.web.deps import RedisDep, SessionDep
+from milepost_common.web.deps import ReadsDep
 from milepost_common.web.errors import error_responses
 
 router = APIRouter(prefix="/v1", tags=["positions"], responses=AUTHENTICATED)
@@ -56,13 +56,13 @@ async def list_positions(
     user: CurrentUser,
     vehicle_id: uuid.UUID,
     request: Request,
-    session: SessionDep,
+    reads: ReadsDep,
     window: WindowDep,
     page: PositionsPage,
 ) -> Response:
     """Ascending by `fix_time` (`sort=-fix_time` for newest first), up to 10,000 per page,
     `from`/`to` half-open on `fix_time`."""
-    result = await position_service.list_positions(session, user, vehicle_id, window, page)
+    result = await position_service.list_positions(reads, user, vehicle_id, window, page)
     items = geojson.position_items(result.items)
     if geojson.wants_geojson(request.headers):
         return Response(
@@ -82,24 +82,22 @@ async def list_positions(
 )
 @cache_control(LIVE)
 async def list_latest_positions(
-    user: CurrentUser, request: Request, session: SessionDep, redis: RedisDep, ctx: ContextDep
+    user: CurrentUser, request: Request, reads: ReadsDep, ctx: ContextDep
 ) -> Response:
     """One item per vehicle with a fix, ascending by `fix_time`, with the vehicle's name
     and plate (GeoJSON: in each feature's properties); never paged (`next_cursor` is
     null). Cached for a few seconds: a renamed vehicle shows its new name within that."""
 
     async def compute() -> bytes:
-        rows = await position_service.list_latest_positions(session, user)
-        return geojson.dumps(geojson.latest_items(rows))
+        rows = await position_service.list_latest_positions(reads, user)
+        return geojson.page_body(geojson.latest_items(rows), None)
 
-    cached = await cache.cached(
-        redis,
+    page = await ctx.responses.cached(
         latest_positions_key(user.require_org()),
         ctx.settings.api.latest_positions_cache_s,
         compute,
     )
     if geojson.wants_geojson(request.headers):
-        return Response(
-            geojson.feature_collection(orjson.loads(cached), None), media_type=geojson.GEOJSON
-        )
-    return Response(b'{"items":' + cached + b',"next_cursor":null}', media_type=geojson.JSON)
+        items = orjson.loads(page.body)["items"]
+        return Response(geojson.feature_collection(items, None), media_type=geojson.GEOJSON)
+    return Response(page.body, media_type=geojson.JSON, headers={"ETag": page.etag})

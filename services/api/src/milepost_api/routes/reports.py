@@ -16,7 +16,6 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import AwareDatetime, Field
 
-from milepost_api import cache
 from milepost_api.deps import AUTHENTICATED, ContextDep, CurrentUser
 from milepost_api.http_cache import HISTORY, cache_control
 from milepost_common.db import Database, unit_of_work
@@ -26,7 +25,7 @@ from milepost_common.domain.principals import Principal
 from milepost_common.domain.reports import service as report_service
 from milepost_common.domain.reports.schemas import GroupBy, SummaryReport
 from milepost_common.errors import Unauthorized, ValidationFailed
-from milepost_common.web.deps import RedisDep, SessionDep
+from milepost_common.web.deps import DatabaseDep, SessionDep
 from milepost_common.web.errors import error_responses
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"], responses=AUTHENTICATED)
@@ -71,8 +70,7 @@ def _cache_key(user: Principal, *parts: object) -> str:
 @cache_control(HISTORY)
 async def summarize(
     user: CurrentUser,
-    session: SessionDep,
-    redis: RedisDep,
+    db: DatabaseDep,
     ctx: ContextDep,
     start: From = None,
     end: To = None,
@@ -83,23 +81,25 @@ async def summarize(
     day, with the vehicle's name and plate, days cut in the organization's time zone;
     vehicles without activity are left out. Metres and km/h rounded to 0.1, durations to
     whole seconds. Without `from` and `to`: the last 7 whole days."""
-    if start is None or end is None:
-        # Resolved before the cache is asked: every request of a day shares one entry.
-        start, end = await report_service.report_range(session, user, start, end)
+    # A read-only session, opened lazily: a cached answer with both bounds given never
+    # checks a connection out.
+    async with db.sessionmaker() as session:
+        if start is None or end is None:
+            # Resolved before the cache is asked: every request of a day shares one entry.
+            start, end = await report_service.report_range(session, user, start, end)
 
-    async def compute() -> bytes:
-        report = await report_service.summarize(
-            session, user, start, end, vehicle_id=vehicle_id, group_by=group_by
+        async def compute() -> bytes:
+            report = await report_service.summarize(
+                session, user, start, end, vehicle_id=vehicle_id, group_by=group_by
+            )
+            return report.model_dump_json(by_alias=True).encode()
+
+        report = await ctx.responses.cached(
+            _cache_key(user, start, end, vehicle_id, group_by),
+            ctx.settings.api.summary_cache_s,
+            compute,
         )
-        return report.model_dump_json(by_alias=True).encode()
-
-    body = await cache.cached(
-        redis,
-        _cache_key(user, start, end, vehicle_id, group_by),
-        ctx.settings.api.summary_cache_s,
-        compute,
-    )
-    return Response(body, media_type="application/json")
+    return Response(report.body, media_type="application/json", headers={"ETag": report.etag})
 
 
 def _csv_line(row: Sequence[Any]) -> str:

@@ -15,6 +15,7 @@ from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from milepost_common.db import SessionReads
 from milepost_common.domain import paging
 from milepost_common.domain.alerts import service as alert_service
 from milepost_common.domain.alerts.schemas import AlertRead
@@ -68,7 +69,7 @@ async def list_fleet_positions(
 ) -> list[FleetPositionRead]:
     """Every vehicle of the organization with a fix: its latest one, name and status;
     ascending by fix time then vehicle id."""
-    rows = await position_service.list_org_latest_positions(session, org.id)
+    rows = await position_service.list_org_latest_positions(SessionReads(session), org.id)
     if not rows:
         return []
     ids = [uuid.UUID(row.vehicle_id) for row in rows]

@@ -18,6 +18,7 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from milepost_common.db import Reader
 from milepost_common.domain.positions.models import Position
 from milepost_common.domain.positions.schemas import LatestRow
 
@@ -171,28 +172,53 @@ def history_statement(*, has_after: bool, has_start: bool, has_end: bool, descen
     return statement
 
 
-_LATEST = text(
-    """
-    SELECT s.device_id::text, d.name, d.plate, s.last_fix_time, s.last_lat, s.last_lon,
-           s.last_speed, s.last_course, s.last_altitude, s.last_accuracy,
-           s.last_attributes::text
-    FROM device_state s
-    JOIN devices d ON d.id = s.device_id
-    WHERE d.org_id = :org_id AND s.last_fix_time IS NOT NULL
-      AND s.last_lat IS NOT NULL AND s.last_lon IS NOT NULL
-    ORDER BY s.last_fix_time, s.device_id
-    """
-)
+_LATEST = """
+SELECT s.device_id::text, d.name, d.plate, s.last_fix_time, s.last_lat, s.last_lon,
+       s.last_speed, s.last_course, s.last_altitude, s.last_accuracy,
+       s.last_attributes::text
+FROM device_state s
+JOIN devices d ON d.id = s.device_id
+WHERE d.org_id = $1 AND s.last_fix_time IS NOT NULL
+  AND s.last_lat IS NOT NULL AND s.last_lon IS NOT NULL
+ORDER BY s.last_fix_time, s.device_id
+"""
 
 
-async def _driver(session: AsyncSession) -> Any:
-    """The asyncpg connection under the session's connection. The hot read runs on it
-    directly: one round trip, asyncpg's own statement cache, no result-row adaptation, and
-    no BEGIN/COMMIT (SQLAlchemy's asyncpg adapter begins lazily, on its first statement);
-    inside a transaction the session already began, it reads within it."""
-    connection = await session.connection()
-    raw = await connection.get_raw_connection()
-    return raw.driver_connection
+class PositionReads:
+    """The hot reads of positions: raw asyncpg statements on a :class:`Reader` (the app's
+    read pool, or a session's connection), no ORM between the rows and the answer."""
+
+    def __init__(self, reader: Reader) -> None:
+        self.reader = reader
+
+    async def history(
+        self,
+        device_id: uuid.UUID,
+        org_id: uuid.UUID,
+        *,
+        limit: int,
+        after: datetime | None,
+        start: datetime | None,
+        end: datetime | None,
+        descending: bool,
+    ) -> list[Any]:
+        """Up to ``limit`` fixes of the device after ``after`` (the keyset), in ``[start,
+        end)``, by ``fix_time``, as asyncpg records: none when the organization has no such
+        device, one of NULLs when it has and the page is empty."""
+        args: list[object] = [device_id, org_id, limit]
+        args.extend(bound for bound in (after, start, end) if bound is not None)
+        statement = history_statement(
+            has_after=after is not None,
+            has_start=start is not None,
+            has_end=end is not None,
+            descending=descending,
+        )
+        return await self.reader.fetch(statement, *args)
+
+    async def latest_for_org(self, org_id: uuid.UUID) -> list[LatestRow]:
+        """Every vehicle of the organization with a fix, ascending by fix time then id; the
+        vehicle's name and plate come in the same statement."""
+        return [LatestRow(*row) for row in await self.reader.fetch(_LATEST, org_id)]
 
 
 def _stored_fixes() -> Select[Any]:
@@ -291,37 +317,6 @@ class PositionRepository:
         params = {"org": org_id, "since": since, "cutoff": cutoff, "n": limit}
         result = await self.session.execute(_DELETE_EXPIRED, params)
         return int(getattr(result, "rowcount", 0) or 0)
-
-    async def history(
-        self,
-        device_id: uuid.UUID,
-        org_id: uuid.UUID,
-        *,
-        limit: int,
-        after: datetime | None,
-        start: datetime | None,
-        end: datetime | None,
-        descending: bool,
-    ) -> list[Any]:
-        """Up to ``limit`` fixes of the device after ``after`` (the keyset), in ``[start,
-        end)``, by ``fix_time``, as asyncpg records: none when the organization has no such
-        device, one of NULLs when it has and the page is empty."""
-        args: list[object] = [device_id, org_id, limit]
-        args.extend(bound for bound in (after, start, end) if bound is not None)
-        statement = history_statement(
-            has_after=after is not None,
-            has_start=start is not None,
-            has_end=end is not None,
-            descending=descending,
-        )
-        rows: list[Any] = await (await _driver(self.session)).fetch(statement, *args)
-        return rows
-
-    async def latest_for_org(self, org_id: uuid.UUID) -> list[LatestRow]:
-        """Every vehicle of the organization with a fix, ascending by fix time then id; the
-        vehicle's name and plate come in the same statement."""
-        rows = (await self.session.execute(_LATEST, {"org_id": org_id})).all()
-        return [LatestRow(*row) for row in rows]
 
     async def route(
         self,

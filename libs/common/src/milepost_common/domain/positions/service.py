@@ -12,11 +12,13 @@ from datetime import UTC, date, datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from milepost_common.cache import TtlCache
+from milepost_common.db import Reader
 from milepost_common.domain import paging
 from milepost_common.domain.devices.errors import DeviceNotFound
 from milepost_common.domain.positions.repository import (
     InsertedPositions,
     NewPositions,
+    PositionReads,
     PositionRepository,
     StoredFix,
 )
@@ -143,7 +145,7 @@ async def storable_window(
 
 
 async def list_positions(
-    session: AsyncSession,
+    reads: Reader,
     actor: Principal,
     device_id: uuid.UUID,
     window: paging.Window,
@@ -162,7 +164,7 @@ async def list_positions(
                 ],
             )
         after = cursor_time(raw_key)
-    rows = await PositionRepository(session).history(
+    rows = await PositionReads(reads).history(
         device_id,
         actor.require_org(),
         limit=page.limit + 1,
@@ -180,16 +182,16 @@ async def list_positions(
     return paging.PageResult(items, next_cursor)
 
 
-async def list_latest_positions(session: AsyncSession, actor: Principal) -> list[LatestRow]:
+async def list_latest_positions(reads: Reader, actor: Principal) -> list[LatestRow]:
     """Every vehicle of the organization with a fix, ascending by fix time then vehicle id."""
-    return await list_org_latest_positions(session, actor.require_org())
+    return await list_org_latest_positions(reads, actor.require_org())
 
 
-async def list_org_latest_positions(session: AsyncSession, org_id: uuid.UUID) -> list[LatestRow]:
+async def list_org_latest_positions(reads: Reader, org_id: uuid.UUID) -> list[LatestRow]:
     """``list_latest_positions`` of an organization named by its id (operators read any).
     The vehicle's name and plate come in the same statement: ``device_state`` holds the
     current tenure only, so the name is always the organization's own."""
-    return await PositionRepository(session).latest_for_org(org_id)
+    return await PositionReads(reads).latest_for_org(org_id)
 
 
 async def route_of(
