@@ -3,6 +3,8 @@ bound, loads whose errors are not kept."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from milepost_common import cache as cache_module
@@ -95,3 +97,55 @@ class TestGetOrLoad:
         with pytest.raises(LookupError):
             await cache.get_or_load("a", fail)
         assert await cache.get_or_load("a", load) == 7
+
+
+class TestSingleFlight:
+    async def test_concurrent_misses_load_once(self) -> None:
+        cache: TtlCache[str, int] = TtlCache(10)
+        loads = 0
+
+        async def load() -> int:
+            nonlocal loads
+            loads += 1
+            await asyncio.sleep(0.02)
+            return 7
+
+        assert await asyncio.gather(*(cache.get_or_load("a", load) for _ in range(20))) == [7] * 20
+        assert loads == 1
+
+    async def test_waiters_share_the_error_and_nothing_is_kept(self) -> None:
+        cache: TtlCache[str, int] = TtlCache(10)
+
+        async def fail() -> int:
+            await asyncio.sleep(0.02)
+            raise LookupError
+
+        results = await asyncio.gather(
+            *(cache.get_or_load("a", fail) for _ in range(5)), return_exceptions=True
+        )
+        assert all(isinstance(result, LookupError) for result in results)
+        assert cache.get("a") is None
+
+    async def test_a_waiter_loads_again_when_the_loader_is_cancelled(self) -> None:
+        cache: TtlCache[str, int] = TtlCache(10)
+
+        async def load() -> int:
+            await asyncio.sleep(0.05)
+            return 7
+
+        first = asyncio.create_task(cache.get_or_load("a", load))
+        await asyncio.sleep(0.01)
+        second = asyncio.create_task(cache.get_or_load("a", load))
+        await asyncio.sleep(0.01)
+        first.cancel()
+        assert await second == 7
+
+    async def test_the_time_to_live_may_come_from_the_value(self, clock: Clock) -> None:
+        cache: TtlCache[str, int] = TtlCache(10)
+
+        async def load() -> int:
+            return 3
+
+        await cache.get_or_load("a", load, ttl_of=lambda value: value)
+        clock.now += 3
+        assert cache.get("a") is None

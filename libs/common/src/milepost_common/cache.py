@@ -13,6 +13,7 @@ Not thread-safe, and needs no lock: each cache belongs to one event loop, and ``
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
@@ -21,17 +22,22 @@ K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
 
+class _LoaderGone(Exception):
+    """The request loading a value was cancelled (its client left): load it again."""
+
+
 class TtlCache(Generic[K, V]):
     """Key → value for ``ttl_s`` seconds each (``ttl_s <= 0``: nothing is kept). Once it
     holds ``max_entries`` it is emptied before the next new key. A value of None is never
     served from the cache: ``get`` answers None for a miss."""
 
-    __slots__ = ("_data", "_max", "ttl_s")
+    __slots__ = ("_data", "_loading", "_max", "ttl_s")
 
     def __init__(self, ttl_s: float, max_entries: int = 10_000) -> None:
         self.ttl_s = ttl_s
         self._max = max_entries
         self._data: dict[K, tuple[float, V]] = {}
+        self._loading: dict[K, asyncio.Future[V]] = {}
 
     def get(self, key: K) -> V | None:
         """The value kept for ``key``, None when there is none or it has expired."""
@@ -49,13 +55,40 @@ class TtlCache(Generic[K, V]):
             self._data.clear()
         self._data[key] = (time.monotonic() + ttl, value)
 
-    async def get_or_load(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
-        """The value kept for ``key``, else ``load()``'s, then kept (errors are not)."""
+    async def get_or_load(
+        self,
+        key: K,
+        load: Callable[[], Awaitable[V]],
+        *,
+        ttl_of: Callable[[V], float | None] | None = None,
+    ) -> V:
+        """The value kept for ``key``, else ``load()``'s, then kept (errors are not) for
+        ``ttl_of(value)`` seconds when given (at most the cache's own). One load per key at
+        a time: concurrent misses wait for it, and get its value or its error, instead of
+        all loading at once when a busy key expires (a stampede on the database)."""
         value = self.get(key)
-        if value is None:
+        if value is not None:
+            return value
+        pending = self._loading.get(key)
+        if pending is not None:
+            try:
+                return await asyncio.shield(pending)
+            except _LoaderGone:
+                return await self.get_or_load(key, load, ttl_of=ttl_of)
+        future: asyncio.Future[V] = asyncio.get_running_loop().create_future()
+        self._loading[key] = future
+        try:
             value = await load()
-            self.put(key, value)
-        return value
+        except BaseException as exc:
+            future.set_exception(_LoaderGone() if isinstance(exc, asyncio.CancelledError) else exc)
+            future.exception()  # consumed: nobody may be waiting
+            raise
+        else:
+            self.put(key, value, ttl_of(value) if ttl_of is not None else None)
+            future.set_result(value)
+            return value
+        finally:
+            del self._loading[key]
 
     def clear(self) -> None:
         """Forget everything: the next ``get`` of any key misses."""

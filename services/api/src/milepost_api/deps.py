@@ -62,14 +62,13 @@ async def current_user(
     if not token:
         raise Unauthorized()
     ctx: ApiContext = request.app.state.ctx
-    principal = ctx.tokens.get(token)
-    if principal is None:
+
+    async def resolve() -> Principal:
         db: Database = request.app.state.db
         async with db.sessionmaker() as session:
-            principal = await ctx.resolver.from_access_token(session, token, Realm.API)
-        if principal.token_expires_at is not None:
-            left = (principal.token_expires_at - datetime.now(UTC)).total_seconds()
-            ctx.tokens.put(token, principal, ttl_s=left)
+            return await ctx.resolver.from_access_token(session, token, Realm.API)
+
+    principal = await ctx.tokens.get_or_load(token, resolve, ttl_of=_until_expiry)
     ip = request.client.host if request.client else "unknown"
     principal = principal.with_request(ip, request_id_of(request.scope))
     structlog.contextvars.bind_contextvars(org_id=str(principal.org_id), user_id=str(principal.id))
@@ -77,6 +76,13 @@ async def current_user(
     if rate is not None:
         await ctx.limiter.enforce(rate, "api-user", str(principal.id))
     return principal
+
+
+def _until_expiry(principal: Principal) -> float | None:
+    """Seconds the token has left (a principal is never kept past its token's expiry)."""
+    if principal.token_expires_at is None:
+        return 0.0
+    return (principal.token_expires_at - datetime.now(UTC)).total_seconds()
 
 
 CurrentUser = Annotated[Principal, Depends(current_user, scope="function")]
