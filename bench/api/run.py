@@ -73,6 +73,8 @@ HEALTH = "api /health (no auth, no database)"
 LATEST = "latest positions (fleet)"
 SUMMARY = "summary report (7 days)"
 DIRECT = "history query direct (asyncpg)"
+LATEST_BYTES = "bare: the latest positions' bytes"
+SUMMARY_BYTES = "bare: the summary's bytes"
 JWT_KEYS = '{"bench": "milepost-bench-signing-key-000000000000000000"}'
 
 
@@ -327,11 +329,16 @@ def main() -> None:
         summary_path = f"/api/v1/reports/summary?from={today - timedelta(days=7)}&to={today}"
         position_paths = [f"/api/v1/vehicles/{v}/positions?limit=100" for v in seeded.vehicle_ids]
         # Warm up and check every target answers 200 before measuring.
+        sizes: dict[str, int] = {}
         for path in (position_paths[0], "/api/v1/positions/latest", summary_path):
             started = time.monotonic()
             response = httpx.get(api_base + path, headers=headers, timeout=60)
             response.raise_for_status()
-            log(f"first {path.split('?')[0]}: {1000 * (time.monotonic() - started):.0f} ms")
+            sizes[path] = len(response.content)
+            log(
+                f"first {path.split('?')[0]}: {1000 * (time.monotonic() - started):.0f} ms,"
+                f" {len(response.content):,} bytes"
+            )
         if args.hold:
             hold(api, api_base, token, position_paths[0])
             return
@@ -349,6 +356,17 @@ def main() -> None:
                 api.pid,
             ),
             HEALTH: (lua(work, "health", ["/api/health"], None), api_base, api.pid),
+            # Context, no bar: what sending a cached read's bytes costs with nothing else.
+            LATEST_BYTES: (
+                lua(work, "latest-bytes", [f"/bytes/{sizes['/api/v1/positions/latest']}"], None),
+                bare_base,
+                bare.pid,
+            ),
+            SUMMARY_BYTES: (
+                lua(work, "summary-bytes", [f"/bytes/{sizes[summary_path]}"], None),
+                bare_base,
+                bare.pid,
+            ),
         }
         best: dict[str, Measure] = {}
         for round_ in range(args.rounds):
@@ -396,6 +414,7 @@ def figures(best: dict[str, Measure], rss: dict[str, int | None]) -> dict[str, o
     """The best round's requests per second by endpoint, and the api's peak RSS (KiB)."""
     keys = {BARE: "bare", POSITIONS: "positions", LATEST: "latest", SUMMARY: "summary"}
     keys |= {HEALTH: "health", DIRECT: "direct"}
+    keys |= {LATEST_BYTES: "latest_bytes", SUMMARY_BYTES: "summary_bytes"}
     return {
         "rps": {key: best[name].rps for name, key in keys.items()},
         "peak_rss_kib": rss,
@@ -433,10 +452,10 @@ def report(
     ]
     for m in best.values():
         floor = floors.get(m.name)
-        ratio = f"{m.rps / best[floor].rps:.2f}" if floor and best[floor].rps else "–"
+        shown = f"{m.rps / best[floor].rps:.2f}" if floor and best[floor].rps else "–"
         lines.append(
             f"| {m.name} | {m.rps:,.0f} | {m.p50_ms:.2f} | {m.p99_ms:.2f} | {m.errors}"
-            f" | {_us(m.app_cpu_us)} | {_us(m.db_cpu_us)} | {floor or '–'} | {ratio} |"
+            f" | {_us(m.app_cpu_us)} | {_us(m.db_cpu_us)} | {floor or '–'} | {shown} |"
         )
     lines += ["", "Bars (DESIGN.md), each read against its floor in this run:", ""]
     for name, floor, target in BARS:
@@ -450,7 +469,9 @@ def report(
         " after the first request; the positions read hits Postgres on every request (a random"
         " vehicle's first page, keyset on the primary key across the daily partitions). The"
         " direct query is the api's statement for that page sent by asyncpg from this process"
-        " (a pool of the api's size, no HTTP), the floor of the positions read.",
+        " (a pool of the api's size, no HTTP), the floor of the positions read. The two"
+        " `bare:` rows send a body of the same size as the cached read's from the bare app:"
+        " what the bytes alone cost (context, no bar).",
         "",
     ]
     text = "\n".join(lines) + _kept_profile(args.results)

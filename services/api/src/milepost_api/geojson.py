@@ -39,7 +39,23 @@ def _position(row: PositionRow | LatestRow) -> dict[str, Any]:
 
 
 def position_items(rows: Sequence[PositionRow]) -> list[dict[str, Any]]:
-    return [_position(row) for row in rows]
+    """What ``_position`` makes of each row, unrolled for the hot read (100 to 10,000 rows
+    a page): the rows as the statement returns them (read by position, as asyncpg's
+    records allow), ``round(v, 1)`` being ``tenth`` for the floats Postgres returns."""
+    fragment = orjson.Fragment
+    return [
+        {
+            "fix_time": fix_time,
+            "lat": lat,
+            "lon": lon,
+            "speed": None if speed is None else round(speed, 1),
+            "course": course,
+            "altitude": None if altitude is None else round(altitude, 1),
+            "accuracy": None if accuracy is None else round(accuracy, 1),
+            "attributes": fragment(attributes or "{}"),
+        }
+        for fix_time, lat, lon, speed, course, altitude, accuracy, attributes in rows
+    ]
 
 
 def latest_items(rows: Sequence[LatestRow]) -> list[dict[str, Any]]:
