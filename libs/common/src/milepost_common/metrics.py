@@ -1,4 +1,5 @@
-"""Prometheus metrics shared by the apps; each app serves them on its own port at /metrics."""
+"""Prometheus metrics shared by the apps; each app serves them on its own port at /metrics, or
+on a metrics port of their own (`HttpSettings.metrics_port`, set in Kubernetes)."""
 
 from __future__ import annotations
 

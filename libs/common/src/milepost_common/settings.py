@@ -188,6 +188,24 @@ class HttpSettings(BaseModel):
         description="Largest request body, counted while it arrives; more → 413 before"
         " authentication. The gateway reads the same variable for its own limit.",
     )
+    metrics_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="Serve the Prometheus metrics on this port of their own (prometheus"
+        " client's server) instead of at /metrics on the app's port, which then has no"
+        " /metrics route: only the monitoring reaches the one, only the gateway the other."
+        " Unset: /metrics on the app's port (one machine, compose, tests).",
+    )
+    metrics_host: str | None = Field(
+        None, description="Address the metrics port binds to; unset: the app's `host`."
+    )
+
+    @model_validator(mode="after")
+    def _metrics_port_of_its_own(self) -> Self:
+        if self.metrics_port == self.port:
+            raise ValueError("metrics_port must differ from port")
+        return self
 
 
 # Per token realm: its key set and active kid in AuthSettings, and the development keys.

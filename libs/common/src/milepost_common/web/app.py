@@ -124,7 +124,9 @@ def create_base_app(settings: CommonSettings, spec: AppSpec) -> FastAPI:
     app.include_router(health_router(checks), prefix=prefix)
     for router in spec.routers:
         app.include_router(router, prefix=prefix)
-    app.add_api_route("/metrics", metrics, include_in_schema=False)
+    if spec.http.metrics_port is None:
+        # Else web.serve serves them on their own port, which the gateway never reaches.
+        app.add_api_route("/metrics", metrics, include_in_schema=False)
     openapi_url = f"{prefix}/openapi.json"
     install_docs(app, prefix, spec.title, openapi_url)
     if spec.index:

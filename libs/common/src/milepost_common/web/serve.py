@@ -3,22 +3,42 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from wsgiref.simple_server import WSGIServer
 
 import uvicorn
 from fastapi import FastAPI
+from prometheus_client import start_http_server
 
 from milepost_common.settings import HttpSettings
 
 
+def start_metrics_server(http: HttpSettings) -> WSGIServer | None:
+    """With `http.metrics_port` set, serve the process's metrics there (at any path, as
+    prometheus-client does; Prometheus asks for /metrics) from a daemon thread, on
+    `http.metrics_host` or the app's own host; the app itself then has no /metrics route
+    (web.app). Returns the server to shut down, or None where the app serves /metrics."""
+    if http.metrics_port is None:
+        return None
+    server, _ = start_http_server(http.metrics_port, addr=http.metrics_host or http.host)
+    return server
+
+
 def run(app_factory: Callable[[], FastAPI], http: HttpSettings) -> None:
-    uvicorn.run(
-        app_factory(),
-        host=http.host,
-        port=http.port,
-        workers=1,
-        access_log=False,  # the request middleware logs route templates, never raw paths
-        proxy_headers=True,
-        forwarded_allow_ips=http.forwarded_allow_ips,
-        server_header=False,
-        log_config=None,
-    )
+    app = app_factory()
+    metrics_server = start_metrics_server(http)
+    try:
+        uvicorn.run(
+            app,
+            host=http.host,
+            port=http.port,
+            workers=1,
+            access_log=False,  # the request middleware logs route templates, never raw paths
+            proxy_headers=True,
+            forwarded_allow_ips=http.forwarded_allow_ips,
+            server_header=False,
+            log_config=None,
+        )
+    finally:
+        if metrics_server is not None:
+            metrics_server.shutdown()
+            metrics_server.server_close()
