@@ -1,10 +1,13 @@
+import asyncio
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from milepost_common.auth import Realm, TokenCodec
+from milepost_common.domain.api_keys.repository import ApiKeyRepository
 from milepost_common.domain.principals import PrincipalKind, PrincipalResolver
 from milepost_common.domain.users.models import OrgRole, PlatformRole
 from milepost_common.errors import Unauthorized
@@ -92,3 +95,30 @@ class TestApiKeys:
         await session.flush()
         with pytest.raises(Unauthorized):
             await resolver().from_api_key(session, secret)
+
+
+class TestBusyCallers:
+    """A key or token of a busy client expires from the cache while many of its requests are
+    in flight: one lookup serves them all (single flight), not one each."""
+
+    async def test_concurrent_requests_of_one_key_look_it_up_once(
+        self, session: AsyncSession, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        org = await make_organization(session)
+        secret = (await make_api_key(session, org)).secret
+        lookups = 0
+        real = ApiKeyRepository.find_by_prefix_with_organization
+
+        async def counted(self: ApiKeyRepository, prefix: str) -> Any:
+            nonlocal lookups
+            lookups += 1
+            await asyncio.sleep(0.02)  # the database's time, during which others arrive
+            return await real(self, prefix)
+
+        monkeypatch.setattr(ApiKeyRepository, "find_by_prefix_with_organization", counted)
+        shared = PrincipalResolver(CODEC, cache_ttl_s=5)
+        principals = await asyncio.gather(
+            *(shared.from_api_key(session, secret) for _ in range(10))
+        )
+        assert {p.org_id for p in principals} == {org.id}
+        assert lookups == 1

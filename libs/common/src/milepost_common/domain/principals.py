@@ -85,10 +85,10 @@ class PrincipalResolver:
         if self.codec is None:
             raise Unauthorized("Invalid token.")
         claims = self.codec.verify(token, realm)
-        principal = self._cache.get(("user", claims.subject, realm))
-        if principal is None:
-            principal = await self._load_user(session, claims.subject, realm)
-            self._cache.put(("user", claims.subject, realm), principal)
+        principal = await self._cache.get_or_load(
+            ("user", claims.subject, realm),
+            lambda: self._load_user(session, claims.subject, realm),
+        )
         return replace(principal, token_expires_at=claims.expires_at)
 
     async def _load_user(
@@ -126,11 +126,12 @@ class PrincipalResolver:
     async def from_api_key(self, session: AsyncSession, key: str) -> Principal:
         """One hash and one indexed read; raises Unauthorized for unknown, revoked or expired
         keys and for keys of suspended organizations."""
+        return await self._cache.get_or_load(
+            ("key", hash_secret(key, self.pepper)), lambda: self._load_key(session, key)
+        )
+
+    async def _load_key(self, session: AsyncSession, key: str) -> Principal:
         prefix = key[:API_KEY_PREFIX_LEN]
-        cache_key = ("key", hash_secret(key, self.pepper))
-        cached = self._cache.get(cache_key)
-        if cached is not None:
-            return cached
         row = await ApiKeyRepository(session).find_by_prefix_with_organization(prefix)
         if row is None or not secrets_match(key, row[0].key_hash, self.pepper):
             raise Unauthorized("Invalid API key.")
@@ -140,12 +141,10 @@ class PrincipalResolver:
             raise Unauthorized("This API key is revoked or expired.")
         if org.suspended_at is not None:
             raise Unauthorized("This organization is suspended.")
-        principal = Principal(
+        return Principal(
             PrincipalKind.API_KEY,
             api_key.id,
             org.id,
             api_key.prefix,
             scopes=frozenset(api_key.scopes),
         )
-        self._cache.put(cache_key, principal)
-        return principal
