@@ -73,6 +73,8 @@ HEALTH = "api /health (no auth, no database)"
 LATEST = "latest positions (fleet)"
 SUMMARY = "summary report (7 days)"
 DIRECT = "history query direct (asyncpg)"
+LATEST_GZIP = "latest positions, gzip accepted"
+SUMMARY_GZIP = "summary report, gzip accepted"
 LATEST_BYTES = "bare: the latest positions' bytes"
 SUMMARY_BYTES = "bare: the summary's bytes"
 JWT_KEYS = '{"bench": "milepost-bench-signing-key-000000000000000000"}'
@@ -227,10 +229,12 @@ async def direct_history(
     )
 
 
-def lua(work: Path, name: str, paths: list[str], token: str | None) -> Path:
+def lua(work: Path, name: str, paths: list[str], token: str | None, *, gzip: bool = False) -> Path:
     lines = ["local paths = {" + ",".join(f'"{p}"' for p in paths) + "}"]
     if token:
         lines.append(f'wrk.headers["Authorization"] = "Bearer {token}"')
+    if gzip:
+        lines.append('wrk.headers["Accept-Encoding"] = "gzip"')
     lines += [
         "request = function()",
         '  return wrk.format("GET", paths[math.random(#paths)])',
@@ -356,6 +360,17 @@ def main() -> None:
                 api.pid,
             ),
             HEALTH: (lua(work, "health", ["/api/health"], None), api_base, api.pid),
+            # Context, no bar: the cached reads as browsers and most clients ask for them.
+            LATEST_GZIP: (
+                lua(work, "latest-gzip", ["/api/v1/positions/latest"], token, gzip=True),
+                api_base,
+                api.pid,
+            ),
+            SUMMARY_GZIP: (
+                lua(work, "summary-gzip", [summary_path], token, gzip=True),
+                api_base,
+                api.pid,
+            ),
             # Context, no bar: what sending a cached read's bytes costs with nothing else.
             LATEST_BYTES: (
                 lua(work, "latest-bytes", [f"/bytes/{sizes['/api/v1/positions/latest']}"], None),
@@ -415,6 +430,7 @@ def figures(best: dict[str, Measure], rss: dict[str, int | None]) -> dict[str, o
     keys = {BARE: "bare", POSITIONS: "positions", LATEST: "latest", SUMMARY: "summary"}
     keys |= {HEALTH: "health", DIRECT: "direct"}
     keys |= {LATEST_BYTES: "latest_bytes", SUMMARY_BYTES: "summary_bytes"}
+    keys |= {LATEST_GZIP: "latest_gzip", SUMMARY_GZIP: "summary_gzip"}
     return {
         "rps": {key: best[name].rps for name, key in keys.items()},
         "peak_rss_kib": rss,
@@ -471,7 +487,8 @@ def report(
         " direct query is the api's statement for that page sent by asyncpg from this process"
         " (a pool of the api's size, no HTTP), the floor of the positions read. The two"
         " `bare:` rows send a body of the same size as the cached read's from the bare app:"
-        " what the bytes alone cost (context, no bar).",
+        " what the bytes alone cost; the `gzip accepted` rows ask for the cached reads as"
+        " browsers and most HTTP clients do (context, no bar).",
         "",
     ]
     text = "\n".join(lines) + _kept_profile(args.results)

@@ -1,9 +1,13 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
+from typing import Any
 
 from redis.asyncio import Redis
+from starlette.requests import Request
 
+from milepost_api import cache as cache_module
 from milepost_api.cache import Cached, ResponseCache
 from milepost_api.http_cache import etag_of
 
@@ -87,3 +91,36 @@ class TestCached:
 
         assert (await cache.cached("k", 10, compute)).body == b"from the database"
         await cache.redis.aclose()
+
+
+class TestResponse:
+    async def test_the_body_is_compressed_once_per_version(
+        self, redis: Redis, monkeypatch: Any
+    ) -> None:
+        cache = responses(redis)
+        compressions = 0
+        real = cache_module.gzip.compress
+
+        def counted(data: bytes, **options: Any) -> bytes:
+            nonlocal compressions
+            compressions += 1
+            return real(data, **options)
+
+        monkeypatch.setattr(cache_module.gzip, "compress", counted)
+        body = b'{"items": [' + b",".join(b'{"n": %d}' % n for n in range(500)) + b"]}"
+        value = Cached.of(body)
+        for _ in range(5):
+            response = cache.response(_request(b"gzip, deflate"), value, "application/json")
+            assert gzip.decompress(response.body) == body
+            assert response.headers["Content-Encoding"] == "gzip"
+            assert response.headers["ETag"] == value.etag
+        assert compressions == 1
+        plain = cache.response(_request(b"identity"), value, "application/json")
+        assert plain.body == body
+        assert "Content-Encoding" not in plain.headers
+
+
+def _request(accept_encoding: bytes) -> Request:
+    return Request(
+        {"type": "http", "method": "GET", "headers": [(b"accept-encoding", accept_encoding)]}
+    )

@@ -182,3 +182,43 @@ class TestLatestPositions:
         feature = response.json()["features"][0]
         assert feature["geometry"]["coordinates"] == [2.0, 1.0]
         assert feature["properties"]["vehicle_id"] == str(device.id)
+
+    async def test_a_client_that_accepts_gzip_gets_the_cached_answer_compressed(
+        self, client: httpx.AsyncClient, session: AsyncSession, team: Team, bearer: Bearer
+    ) -> None:
+        for n in range(20):  # enough vehicles for an answer worth compressing
+            device = await make_device(session, team.org)
+            session.add(
+                DeviceState(
+                    device_id=device.id,
+                    org_id=team.org.id,
+                    last_fix_time=at(n),
+                    last_lat=52.5,
+                    last_lon=13.4,
+                )
+            )
+        await session.flush()
+        url = "/api/v1/positions/latest"
+        plain = await client.get(
+            url, headers={**bearer(team.viewer), "Accept-Encoding": "identity"}
+        )
+        compressed = await client.get(
+            url, headers={**bearer(team.viewer), "Accept-Encoding": "gzip"}
+        )
+        again = await client.get(
+            url,
+            headers={
+                **bearer(team.viewer),
+                "Accept-Encoding": "gzip",
+                "If-None-Match": compressed.headers["ETag"],
+            },
+        )
+
+        assert "Content-Encoding" not in plain.headers
+        assert compressed.headers["Content-Encoding"] == "gzip"
+        assert compressed.content == plain.content  # httpx decoded it: the same answer
+        assert compressed.headers["ETag"] == plain.headers["ETag"]  # one weak validator
+        assert "Accept-Encoding" in compressed.headers["Vary"]
+        assert "Accept-Encoding" in plain.headers["Vary"]
+        assert again.status_code == 304
+        assert "Content-Encoding" not in again.headers

@@ -28,6 +28,9 @@ _REQUEST_ID = REQUEST_ID_HEADER.lower().encode()
 _ACCEPT_ENCODING = b"accept-encoding"
 # Smaller answers are not worth compressing.
 GZIP_MINIMUM_BYTES = 1024
+# zlib's own default: a third of the CPU of level 9 (Starlette's) for answers a few per cent
+# larger (a 1.5 MB JSON report: 16 ms instead of 43).
+GZIP_LEVEL = 6
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
 _UNMATCHED = "<unmatched>"
 # Headers every response carries; the gateway sets them too, the app does not rely on it.
@@ -72,7 +75,9 @@ class EdgeMiddleware:
         self.inner: ASGIApp = (
             app if "*" in trusted_hosts else TrustedHostMiddleware(app, allowed_hosts=trusted_hosts)
         )
-        self.gzipped: ASGIApp = GZipMiddleware(self.inner, minimum_size=GZIP_MINIMUM_BYTES)
+        self.gzipped: ASGIApp = GZipMiddleware(
+            self.inner, minimum_size=GZIP_MINIMUM_BYTES, compresslevel=GZIP_LEVEL
+        )
         # The counter and histogram children by (method, route template, status): looking
         # a labelled child up takes a lock and several calls; the set is bounded by routes.
         self._series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
@@ -153,6 +158,11 @@ def _marked(
     if vary and _compressible(present):
         _add_vary(out, present)
     return out
+
+
+def accepts_gzip(scope: Scope) -> bool:
+    """Whether the client asked for gzip (``Accept-Encoding``), as the edge decides it."""
+    return any(name == _ACCEPT_ENCODING and b"gzip" in value for name, value in scope["headers"])
 
 
 def _compressible(headers: dict[bytes, bytes]) -> bool:

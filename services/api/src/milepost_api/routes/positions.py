@@ -100,4 +100,4 @@ async def list_latest_positions(
     if geojson.wants_geojson(request.headers):
         items = orjson.loads(page.body)["items"]
         return Response(geojson.feature_collection(items, None), media_type=geojson.GEOJSON)
-    return Response(page.body, media_type=geojson.JSON, headers={"ETag": page.etag})
+    return ctx.responses.response(request, page, geojson.JSON)

@@ -70,6 +70,7 @@ def _cache_key(user: Principal, *parts: object) -> str:
 @cache_control(HISTORY)
 async def summarize(
     user: CurrentUser,
+    request: Request,
     db: DatabaseDep,
     ctx: ContextDep,
     start: From = None,
@@ -99,7 +100,7 @@ async def summarize(
             ctx.settings.api.summary_cache_s,
             compute,
         )
-    return Response(report.body, media_type="application/json", headers={"ETag": report.etag})
+    return ctx.responses.response(request, report, "application/json")
 
 
 def _csv_line(row: Sequence[Any]) -> str:
