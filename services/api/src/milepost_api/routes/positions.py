@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from milepost_api import geojson
-from milepost_api.deps import AUTHENTICATED, ContextDep, CurrentUser, WindowDep, page_params
+from milepost_api.deps import AUTHENTICATED, CurrentUser, WindowDep, context_of, page_params
 from milepost_api.http_cache import HISTORY, LIVE, cache_control
 from milepost_common.domain import paging
 from milepost_common.domain.devices.errors import DeviceNotFound
@@ -21,7 +21,7 @@ from milepost_common.domain.positions.schemas import LatestPositionRead, Positio
 from milepost_common.errors import RateLimited, Unauthorized, ValidationFailed
 from milepost_common.live import latest_positions_key
 from milepost_common.pagination import Page
-from milepost_common.web.deps import ReadsDep
+from milepost_common.web.deps import reads_of
 from milepost_common.web.errors import error_responses
 
 router = APIRouter(prefix="/v1", tags=["positions"], responses=AUTHENTICATED)
@@ -56,12 +56,12 @@ async def list_positions(
     user: CurrentUser,
     vehicle_id: uuid.UUID,
     request: Request,
-    reads: ReadsDep,
     window: WindowDep,
     page: PositionsPage,
 ) -> Response:
     """Ascending by `fix_time` (`sort=-fix_time` for newest first), up to 10,000 per page,
     `from`/`to` half-open on `fix_time`."""
+    reads = reads_of(request)
     result = await position_service.list_positions(reads, user, vehicle_id, window, page)
     items = geojson.position_items(result.items)
     if geojson.wants_geojson(request.headers):
@@ -81,12 +81,11 @@ async def list_positions(
     },
 )
 @cache_control(LIVE)
-async def list_latest_positions(
-    user: CurrentUser, request: Request, reads: ReadsDep, ctx: ContextDep
-) -> Response:
+async def list_latest_positions(user: CurrentUser, request: Request) -> Response:
     """One item per vehicle with a fix, ascending by `fix_time`, with the vehicle's name
     and plate (GeoJSON: in each feature's properties); never paged (`next_cursor` is
     null). Cached for a few seconds: a renamed vehicle shows its new name within that."""
+    ctx, reads = context_of(request), reads_of(request)
 
     async def compute() -> bytes:
         rows = await position_service.list_latest_positions(reads, user)

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import AwareDatetime, Field
 
-from milepost_api.deps import AUTHENTICATED, ContextDep, CurrentUser
+from milepost_api.deps import AUTHENTICATED, CurrentUser, context_of
 from milepost_api.http_cache import HISTORY, cache_control
 from milepost_common.db import Database, unit_of_work
 from milepost_common.domain import paging
@@ -25,7 +25,7 @@ from milepost_common.domain.principals import Principal
 from milepost_common.domain.reports import service as report_service
 from milepost_common.domain.reports.schemas import GroupBy, SummaryReport
 from milepost_common.errors import Unauthorized, ValidationFailed
-from milepost_common.web.deps import DatabaseDep, SessionDep
+from milepost_common.web.deps import SessionDep, database_of
 from milepost_common.web.errors import error_responses
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"], responses=AUTHENTICATED)
@@ -71,8 +71,6 @@ def _cache_key(user: Principal, *parts: object) -> str:
 async def summarize(
     user: CurrentUser,
     request: Request,
-    db: DatabaseDep,
-    ctx: ContextDep,
     start: From = None,
     end: To = None,
     vehicle_id: VehicleFilter = None,
@@ -82,6 +80,7 @@ async def summarize(
     day, with the vehicle's name and plate, days cut in the organization's time zone;
     vehicles without activity are left out. Metres and km/h rounded to 0.1, durations to
     whole seconds. Without `from` and `to`: the last 7 whole days."""
+    ctx, db = context_of(request), database_of(request)
     # A read-only session, opened lazily: a cached answer with both bounds given never
     # checks a connection out.
     async with db.sessionmaker() as session:
