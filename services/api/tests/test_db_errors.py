@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
-import httpx
+from dataclasses import replace
 
+import httpx
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from milepost_common.db import Database, Reads
+from milepost_common.testing.factories import make_device
+from milepost_devstack.net import free_ports
 from services.api.tests.api_support import Bearer, Team, error_code
 
 
@@ -37,3 +44,35 @@ class TestValuesOutOfRange:
         )
         assert response.status_code == 422, response.text
         assert error_code(response) == "validation_failed"
+
+
+class TestPostgresAwayFromTheReadPool:
+    async def test_a_hot_read_answers_503_when_its_pool_cannot_connect(
+        self,
+        client: httpx.AsyncClient,
+        api_app: FastAPI,
+        database: Database,
+        session: AsyncSession,
+        team: Team,
+        bearer: Bearer,
+    ) -> None:
+        device = await make_device(session, team.org)
+        headers = bearer(team.viewer)
+        url = f"/api/v1/vehicles/{device.id}/positions"
+        assert (await client.get(url, headers=headers)).status_code == 200
+        (port,) = free_ports(1)  # nothing listens there: Postgres is away
+        away = Reads(
+            f"postgresql://milepost@127.0.0.1:{port}/milepost",
+            size=1,
+            server_settings={},
+            timeout=1,
+        )
+        api_app.state.db = replace(database, reads=away)
+        try:
+            response = await client.get(url, headers=headers)
+        finally:
+            api_app.state.db = database
+            await away.close()
+        assert response.status_code == 503
+        assert error_code(response) == "unavailable"
+        assert response.headers["Retry-After"]

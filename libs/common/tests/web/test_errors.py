@@ -1,10 +1,14 @@
 from collections.abc import Callable
 
+import asyncpg  # type: ignore[import-untyped]
 import httpx
+import pytest
 from fastapi import FastAPI
 
 from milepost_common.settings import CommonSettings
 from milepost_common.testing.plugin import app_client
+
+from .conftest import build_app
 
 
 def assert_envelope(response: httpx.Response, status: int, code: str) -> dict[str, object]:
@@ -71,3 +75,30 @@ async def test_unhandled_error_is_generic_and_traced(
     error = assert_envelope(response, 500, "internal_error")
     assert "secret internal detail" not in response.text
     assert error["message"] == "Internal server error."
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        asyncpg.exceptions.AdminShutdownError("terminating connection (administrator command)"),
+        asyncpg.exceptions.CannotConnectNowError("the database system is starting up"),
+        asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed"),
+        asyncpg.exceptions.TooManyConnectionsError("too many clients already"),
+    ],
+)
+async def test_postgres_away_under_a_raw_asyncpg_read_is_503(
+    kit_settings: CommonSettings, error: Exception
+) -> None:
+    """The hot reads run on asyncpg directly: Postgres restarting, starting up or full must
+    answer 503 with Retry-After, like the same through a session, not 500."""
+    app = build_app(kit_settings)
+
+    async def away() -> None:
+        raise error
+
+    app.add_api_route("/kit/v1/away", away)
+    async with app_client(app) as client:
+        client._transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        response = await client.get("/kit/v1/away")
+    assert_envelope(response, 503, "unavailable")
+    assert response.headers["Retry-After"]

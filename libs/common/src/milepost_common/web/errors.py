@@ -200,6 +200,10 @@ async def _dependency_down(request: Request, exc: Exception) -> Response:
     """The database (or another dependency) cannot be reached: 503, retry later."""
     if isinstance(exc, DBAPIError) and not isinstance(exc, OperationalError | InterfaceError):
         return await _unhandled(request, exc)
+    return _unavailable(request, exc)
+
+
+def _unavailable(request: Request, exc: Exception) -> Response:
     log.warning("dependency_unavailable", error=type(exc).__name__)
     unavailable = errors.Unavailable()
     return error_response(
@@ -213,12 +217,21 @@ def _sqlstate(exc: Exception) -> str:
     return state if isinstance(state, str) else ""
 
 
+# Postgres is away rather than refusing the request: a lost or refused connection (class
+# 08), a server shutting down or starting up (57P01-57P03), no connection slot left (53300).
+# The hot reads run on asyncpg directly, whose errors SQLAlchemy does not translate.
+_AWAY = ("08", "57P0", "53300")
+
+
 async def _database_error(request: Request, exc: Exception) -> Response:
     """SQLSTATE class 22, "data exception": Postgres (or the driver encoding a parameter)
     refused a value the request carried that validation let through — a NUL character in
     text or JSON, a time or number out of the column's range. The request is invalid: 422,
-    on every route of every app, instead of a validator on each field. Anything else: 500."""
+    on every route of every app, instead of a validator on each field. Postgres away: 503.
+    Anything else: 500."""
     state = _sqlstate(exc)
+    if state.startswith(_AWAY) and not isinstance(exc, DBAPIError):
+        return _unavailable(request, exc)
     if not state.startswith("22"):
         return await _unhandled(request, exc)
     log.warning("unstorable_value", sqlstate=state, route=route_template(request.scope))
