@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 
 import httpx
 from fastapi import FastAPI
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from milepost_common.db import Database, Reads
@@ -76,3 +78,30 @@ class TestPostgresAwayFromTheReadPool:
         assert response.status_code == 503
         assert error_code(response) == "unavailable"
         assert response.headers["Retry-After"]
+
+    async def test_a_hot_read_answers_503_when_no_connection_frees_up_in_time(
+        self,
+        client: httpx.AsyncClient,
+        api_app: FastAPI,
+        database: Database,
+        database_url: str,
+        session: AsyncSession,
+        team: Team,
+        bearer: Bearer,
+    ) -> None:
+        device = await make_device(session, team.org)
+        dsn = make_url(database_url).set(drivername="postgresql").render_as_string(False)
+        busy = Reads(dsn, size=1, server_settings={}, timeout=5, acquire_timeout_s=0.2)
+        api_app.state.db = replace(database, reads=busy)
+        slow = asyncio.create_task(busy.fetch("SELECT pg_sleep(2)"))  # holds the one connection
+        try:
+            await asyncio.sleep(0.5)
+            response = await client.get(
+                f"/api/v1/vehicles/{device.id}/positions", headers=bearer(team.viewer)
+            )
+        finally:
+            api_app.state.db = database
+            await slow
+            await busy.close()
+        assert response.status_code == 503
+        assert error_code(response) == "unavailable"

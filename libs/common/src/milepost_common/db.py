@@ -60,7 +60,17 @@ class Reads:
     so an app starts while Postgres is down.
     """
 
-    def __init__(self, dsn: str, *, size: int, server_settings: dict[str, str], timeout: float):
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        size: int,
+        server_settings: dict[str, str],
+        timeout: float,
+        acquire_timeout_s: float = 5.0,
+    ) -> None:
+        # Waiting longer than this for a connection answers 503 (a TimeoutError).
+        self._acquire_timeout_s = acquire_timeout_s
         self._options: dict[str, Any] = {
             "dsn": dsn,
             "min_size": 0,
@@ -75,7 +85,8 @@ class Reads:
     async def fetch(self, statement: str, *args: object) -> list[Any]:
         """The statement's rows (asyncpg records)."""
         pool = self._pool or await self._open()
-        rows: list[Any] = await pool.fetch(statement, *args)
+        async with pool.acquire(timeout=self._acquire_timeout_s) as connection:
+            rows: list[Any] = await connection.fetch(statement, *args)
         return rows
 
     async def _open(self) -> Any:
@@ -136,6 +147,7 @@ def create_database(settings: DbSettings, *, application_name: str = "milepost")
         size=settings.pool_size,
         server_settings=server_settings,
         timeout=settings.connect_timeout_s,
+        acquire_timeout_s=settings.pool_timeout_s,
     )
     return Database(engine, session_factory(engine), reads)
 
