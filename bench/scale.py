@@ -75,6 +75,23 @@ FROM ingest_batches WHERE status IN ('received', 'queued', 'processing')
 """
 
 
+# What the run writes: WAL, and the tables that grow with fixes (positions: its partitions).
+TABLES = ("positions", "ingest_batches", "device_state", "trips", "stops", "alerts",
+          "motion_checkpoints")  # fmt: skip
+SIZES_SQL = """
+SELECT t.name, greatest(pg_total_relation_size(t.name::regclass),
+                        (SELECT sum(pg_total_relation_size(p.relid))::bigint
+                         FROM pg_partition_tree(t.name::regclass) AS p))
+FROM unnest($1::text[]) AS t(name)
+"""
+
+
+async def _footprint(conn: asyncpg.Connection) -> tuple[int, dict[str, int]]:
+    """The WAL position (bytes) and each table's size with its indexes and partitions."""
+    wal = await conn.fetchval("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint")
+    return int(wal), {name: int(size) for name, size in await conn.fetch(SIZES_SQL, TABLES)}
+
+
 def log(message: str) -> None:
     print(f"bench-scale: {message}", file=sys.stderr, flush=True)
 
@@ -185,6 +202,7 @@ def gateway_fleet(vehicles: int) -> list[VehicleSpec]:
 class StackInfo:
     gateway_url: str
     database_url: str  # libpq form
+    pepper: str  # the stack's API key pepper: keys are hashed with it
     pids: dict[str, int] = field(default_factory=dict)
 
 
@@ -197,7 +215,13 @@ def running_stack() -> StackInfo:
     if http_status(f"{stack.gateway_url}/ingest/ready") != 200:
         raise SystemExit(f"bench-scale: {stack.gateway_url} does not answer: run `make up`")
     pids = {s.name: s.pid for s in stack.status() if s.pid is not None}
-    return StackInfo(stack.gateway_url, libpq(stack.database_url(stack.credentials())), pids=pids)
+    credentials = stack.credentials()
+    return StackInfo(
+        stack.gateway_url,
+        libpq(stack.database_url(credentials)),
+        credentials.api_key_pepper,
+        pids=pids,
+    )
 
 
 def tree_cpu_s(pid: int) -> float:
@@ -205,7 +229,7 @@ def tree_cpu_s(pid: int) -> float:
     return cpu_seconds(pid) + sum(tree_cpu_s(child) for child in children(pid))
 
 
-async def set_up(database_url: str, specs: list[VehicleSpec]) -> str:
+async def set_up(database_url: str, pepper: str, specs: list[VehicleSpec]) -> str:
     """The organization, its missing devices and rules, and a new API key (its secret)."""
     db = create_database(
         DbSettings(url=database_url.replace("postgresql://", "postgresql+asyncpg://", 1))
@@ -244,7 +268,12 @@ async def set_up(database_url: str, specs: list[VehicleSpec]) -> str:
             ]
             session.add_all(missing)
             issued = await api_key_service.issue_api_key(
-                session, SYSTEM, org.id, f"scale run {uuid.uuid4().hex[:6]}", scopes=[Scope.INGEST]
+                session,
+                SYSTEM,
+                org.id,
+                f"scale run {uuid.uuid4().hex[:6]}",
+                scopes=[Scope.INGEST],
+                pepper=pepper,
             )
         log(f"organization {ORG_NAME!r}: {len(missing)} devices registered, {len(known)} reused")
         return str(issued.secret)
@@ -281,7 +310,7 @@ async def drain(conn: asyncpg.Connection, timeout_s: float, when: str) -> float 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     stack = running_stack()
     specs = gateway_fleet(args.vehicles)
-    key = await set_up(stack.database_url, specs)
+    key = await set_up(stack.database_url, stack.pepper, specs)
     await asyncio.sleep(6)  # the ingest's cache of an organization's devices: 5 s
     rate = args.vehicles / args.interval
     ticks = Ticks(1.0)
@@ -298,6 +327,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             f"{args.duration:.0f} s through {stack.gateway_url} (batches of <= {args.batch})"
         )
         await drain(conn, args.drain_timeout, "before the run")
+        wal0, sizes0 = await _footprint(conn)
         cpu0 = {name: tree_cpu_s(pid) for name, pid in stack.pids.items()}
         own0 = sum(os.times()[:2])
         wall0 = time.monotonic()
@@ -327,6 +357,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         lag, pending = await _lag(conn)
         samples.append(Sample(round(wall, 1), round(lag, 2), pending, pusher.stats.sent))
         drained_after = await drain(conn, args.drain_timeout, "after the run")
+        wal1, sizes1 = await _footprint(conn)
     finally:
         ticks.set()  # ends the fleet's run early when the sampling failed or was interrupted
         await conn.close()
@@ -359,6 +390,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "last_minute_max_s": judged.last_max_s,
         "slope_s_per_min": round(judged.slope_s_per_min, 3),
         "drained_after_s": drained_after,
+        # Over the run and its drain: WAL and table growth per fix stored (no VACUUM).
+        "wal_bytes_per_fix": round((wal1 - wal0) / max(1, stats.accepted), 1),
+        "growth_bytes_per_fix": {
+            name: round((sizes1[name] - sizes0[name]) / max(1, stats.accepted), 1)
+            for name in TABLES
+        },
         "cpu_cores": {"simulator": round(own / wall, 2)}
         | {name: round(seconds / wall, 2) for name, seconds in cpu.items()},
         "load_average": os.getloadavg()[0],
