@@ -1,17 +1,19 @@
 """The network of deploy/kubernetes, on the rendered overlays.
 
 - The apps trust X-Forwarded-For from the pod network only, where the network policies let
-  only the gateway reach them (and, where the monitoring component is taken, Prometheus, on
-  the same port: the apps serve /metrics there).
-- The network policies deny by default and allow exactly: gateway -> apps, apps and workers ->
-  Postgres and Redis, the webhook senders -> the internet on 443/80, everyone -> DNS; and where
-  the monitoring component is taken (production), Prometheus -> the port each app and worker
-  serves /metrics on, through the one policy `prometheus-scrape`, nothing else.
+  only the gateway reach their HTTP port.
+- The network policies deny by default and allow exactly: gateway -> the apps' HTTP port,
+  apps and workers -> Postgres and Redis, the webhook senders -> the internet on 443/80,
+  everyone -> DNS; and where the monitoring component is taken (production), Prometheus ->
+  the port each app and worker serves its metrics on (a port of their own, never one anyone
+  else reaches), through the one policy `prometheus-scrape`, nothing else.
+- No app serves /metrics on its HTTP port in Kubernetes: each is given a metrics port.
 """
 
 from __future__ import annotations
 
 import ipaddress
+from collections import defaultdict
 from typing import Any, cast
 
 import pytest
@@ -49,10 +51,6 @@ PROMETHEUS_PEER = {
 }
 # The kustomizations that take the monitoring component.
 WITH_MONITORING = {"production"}
-# Pods whose /metrics is on the port the gateway also reaches: the apps serve it on their one
-# HTTP port (milepost_common.web.app), having no port of their own for metrics. Prometheus
-# reaches them there; every other pod it scrapes, only on a port the gateway does not reach.
-METRICS_ON_THE_HTTP_PORT = set(APPS)
 POSTGRES_CLIENTS = {"api", "admin", "ingest", "worker", "worker-webhooks", "migrate"}
 REDIS_CLIENTS = {"api", "admin", "ingest", "worker", "worker-webhooks", "beat"}
 WEBHOOK_SENDERS = {"api", "worker-webhooks"}
@@ -112,13 +110,9 @@ class TestForwardedHeaders:
         assert pod_cidr.is_private
         assert await client_seen_by_app(http.forwarded_allow_ips, gateway, OUTSIDE) == OUTSIDE
         assert await client_seen_by_app(http.forwarded_allow_ips, OUTSIDE, SPOOFED) == OUTSIDE
-        # Trusting the pod network is trusting the gateway: no one else may connect, but for
-        # the monitoring component's Prometheus scraping /metrics (checked in
-        # TestNetworkPolicies: only that policy, that peer, the port the app serves it on).
-        peers = ingress_peers(objects, pod(objects, app), scrape=False)
-        assert peers == [(GATEWAY_PEER, "http")]
-        scrapers = ingress_peers(objects, pod(objects, app), scrape=True)
-        assert scrapers == ([(PROMETHEUS_PEER, "http")] if overlay in WITH_MONITORING else [])
+        # Trusting the pod network is trusting the gateway: no one else may connect to the
+        # HTTP port (Prometheus reaches the metrics port only: TestNetworkPolicies).
+        assert ingress_by_port(objects, pod(objects, app)).get("http") == [GATEWAY_PEER]
 
 
 # --- network policies -------------------------------------------------------------------
@@ -144,21 +138,43 @@ def container_ports(p: Pod) -> set[Any]:
     }
 
 
-def ingress_peers(
-    objects: list[Object], p: Pod, *, scrape: bool | None = None
-) -> list[tuple[Object, Any]]:
-    """Who may connect to the pod, on which of its ports (a policy's named port the pod does
-    not have opens nothing). `scrape`: only the Prometheus scrape policy's (True), all but
-    its (False), or every policy's (None)."""
-    return [
-        (peer, port["port"])
+def port_name(p: Pod, port: Any) -> Any:
+    """A policy's port as the pod knows it: the name of the container port it is (by name or
+    by number), else the number itself."""
+    for container in p.containers():
+        for declared in container.get("ports", []):
+            if port in (declared.get("name"), declared["containerPort"]):
+                return declared.get("name", declared["containerPort"])
+    return port
+
+
+def ingress_peers(objects: list[Object], p: Pod) -> list[tuple[Object, Any]]:
+    """Who may connect to the pod, on which of its ports, through every policy that selects
+    it (a policy's named port the pod does not have opens nothing). A rule without `from`
+    or `ports` would open the pod to everyone or on every port: never allowed."""
+    rules = [
+        (policy["metadata"]["name"], rule)
         for policy in policies_for(objects, p, "Ingress")
-        if scrape is None or (policy["metadata"]["name"] == PROMETHEUS_POLICY) == scrape
         for rule in policy["spec"].get("ingress", [])
+    ]
+    for name, rule in rules:
+        assert rule.get("from"), f"{name}: from anyone"
+        assert rule.get("ports"), f"{name}: on any port"
+    return [
+        (peer, port_name(p, port["port"]))
+        for _, rule in rules
         for peer in rule["from"]
         for port in rule["ports"]
         if isinstance(port["port"], int) or port["port"] in container_ports(p)
     ]
+
+
+def ingress_by_port(objects: list[Object], p: Pod) -> dict[Any, list[Object]]:
+    """The pod's ports anyone may reach -> who may reach each."""
+    by_port: dict[Any, list[Object]] = defaultdict(list)
+    for peer, port in ingress_peers(objects, p):
+        by_port[port].append(peer)
+    return dict(by_port)
 
 
 def scraped_ports(objects: list[Object], p: Pod) -> set[str]:
@@ -215,28 +231,56 @@ class TestNetworkPolicies:
         for policy in of_kind(objects, "NetworkPolicy"):
             assert any(selects(policy["spec"]["podSelector"], p.labels) for p in pods(objects))
 
-    def test_only_the_gateway_reaches_the_apps_and_nothing_else_is_reached(
+    def test_the_http_port_from_the_gateway_only_the_metrics_port_from_prometheus_only(
         self, overlay: str
     ) -> None:
         objects = render(overlay)
+        scrape = [PROMETHEUS_PEER] if overlay in WITH_MONITORING else None
 
         for p in pods(objects):
-            peers = ingress_peers(objects, p, scrape=False)
+            peers = ingress_by_port(objects, p)
             if p.name in APPS:
-                assert peers == [(GATEWAY_PEER, "http")], p.name
+                # The HTTP port from the gateway only; the metrics port from Prometheus only.
+                expected = {"http": [GATEWAY_PEER], "metrics": scrape}
+                assert peers == {k: v for k, v in expected.items() if v}, p.name
+            elif p.name in WORKERS:
+                assert peers == ({"metrics": scrape} if scrape else {}), p.name
             elif p.name == "postgres":
-                assert [
-                    (in_namespace(objects, peer, POSTGRES_CLIENTS), port) for peer, port in peers
-                ] == [(True, 5432)]
+                port = port_name(p, 5432)
+                assert list(peers) == [port]
+                assert [in_namespace(objects, peer, POSTGRES_CLIENTS) for peer in peers[port]] == [
+                    True
+                ]
             elif p.name == "redis":
-                clients, keda = peers
-                assert in_namespace(objects, clients[0], REDIS_CLIENTS)
-                assert keda[0]["namespaceSelector"]["matchLabels"] == {
+                port = port_name(p, 6379)
+                assert list(peers) == [port]
+                clients, keda = peers[port]
+                assert in_namespace(objects, clients, REDIS_CLIENTS)
+                assert keda["namespaceSelector"]["matchLabels"] == {
                     "kubernetes.io/metadata.name": "keda"
                 }
-                assert {port for _, port in peers} == {6379}
             else:
-                assert peers == [], p.name
+                assert peers == {}, p.name
+
+    @pytest.mark.parametrize("app", APPS)
+    def test_no_app_serves_metrics_on_its_http_port(
+        self, overlay: str, app: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        objects = render(overlay)
+        p = pod(objects, app)
+        http = getattr(
+            load_settings(SETTINGS[app], container_env(objects, p.main), monkeypatch), app
+        )
+        ports = {port["name"]: port["containerPort"] for port in p.main["ports"]}
+
+        # MILEPOST_<APP>__METRICS_PORT is set: web.serve serves the metrics there, the app
+        # has no /metrics route (web.app), so the gateway's port carries none.
+        assert http.metrics_port is not None
+        assert ports == {"http": http.port, "metrics": http.metrics_port}
+        assert http.metrics_host is None  # bound where the app is: every interface of the pod
+        assert http.host == "0.0.0.0"  # noqa: S104 - inside its pod
+        annotations = p.workload["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["prometheus.io/port"] == str(http.metrics_port)
 
     def test_prometheus_reaches_only_the_metrics_ports_through_one_policy(
         self, overlay: str
@@ -267,21 +311,18 @@ class TestNetworkPolicies:
         chosen = {p.name for p in pods(objects) if selects(policy["spec"]["podSelector"], p.labels)}
         assert chosen == {*APPS, *WORKERS}
         for p in pods(objects):
-            scrapers = ingress_peers(objects, p, scrape=True)
-            others = {port for _, port in ingress_peers(objects, p, scrape=False)}
+            peers = ingress_by_port(objects, p)
             scraped = scraped_ports(objects, p)
+            from_prometheus = {port for port, who in peers.items() if PROMETHEUS_PEER in who}
             if p.name in (*APPS, *WORKERS):
-                # Exactly the ports the PodMonitors scrape, each a port of the pod.
-                assert {port for _, port in scrapers} == scraped, p.name
-                assert len(scrapers) == len(scraped), p.name
+                # Exactly the ports the PodMonitors scrape: the pod's metrics port.
+                assert scraped == {"metrics"} == from_prometheus, p.name
                 assert scraped <= container_ports(p), p.name
             else:
-                assert (scrapers, scraped) == ([], set()), p.name
-            # Never a port anyone else reaches, but the apps' one HTTP port.
-            if p.name in METRICS_ON_THE_HTTP_PORT:
-                assert scraped == {"http"} == others, p.name
-            else:
-                assert scraped.isdisjoint(others), p.name
+                assert (from_prometheus, scraped) == (set(), set()), p.name
+            # Each scraped port reached by Prometheus alone, never a port anyone else reaches.
+            for port in scraped:
+                assert peers[port] == [PROMETHEUS_PEER], (p.name, port)
 
     def test_each_pod_goes_only_where_it_must(self, overlay: str) -> None:
         objects = render(overlay)

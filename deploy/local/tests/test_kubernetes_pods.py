@@ -218,8 +218,9 @@ class TestApps:
             load_settings(SETTINGS[app], container_env(objects, container), monkeypatch), app
         )
 
-        (port,) = container["ports"]
-        assert (port["name"], port["containerPort"]) == ("http", http.port)
+        # The HTTP port, and the metrics port of their own (test_kubernetes_network.py).
+        ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+        assert ports == {"http": http.port, "metrics": http.metrics_port}
         assert http.host == "0.0.0.0"  # noqa: S104 - inside its pod
         for probe, path in (
             ("startupProbe", "health"),
