@@ -4,6 +4,7 @@ app keeps /metrics on its own port (test_observability)."""
 
 from __future__ import annotations
 
+import gc
 import urllib.request
 from typing import Any
 
@@ -68,6 +69,8 @@ async def test_metrics_are_served_on_their_own_port_only(
             served["body"] = response.read().decode()
 
     monkeypatch.setattr(uvicorn, "run", uvicorn_run)  # as web.serve calls it
+    # A server process freezes what it has built: not the test run's process.
+    monkeypatch.setattr(gc, "freeze", lambda: None)
     serve.run(lambda: app, http)
 
     assert served["app"] is app
