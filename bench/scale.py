@@ -33,6 +33,7 @@ import dataclasses
 import json
 import math
 import os
+import signal
 import sys
 import threading
 import time
@@ -331,6 +332,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         cpu0 = {name: tree_cpu_s(pid) for name, pid in stack.pids.items()}
         own0 = sum(os.times()[:2])
         wall0 = time.monotonic()
+        # Ctrl-C or SIGTERM stops the fleet early; the run so far is still measured and reported.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            asyncio.get_running_loop().add_signal_handler(signum, ticks.set)
         pool = ThreadPoolExecutor(1, thread_name_prefix="fleet")
         driver = pool.submit(
             run_live,
@@ -364,12 +368,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         pusher.close()
     driver.result()  # the fleet's exception, if it stopped on one
     stats = pusher.stats
-    judged = verdict(samples, window_s=min(60.0, args.duration / 3), tolerance_s=args.tolerance)
+    judged = verdict(samples, window_s=min(60.0, wall / 3), tolerance_s=args.tolerance)
     return {
         "at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "vehicles": args.vehicles,
         "interval_s": args.interval,
-        "duration_s": args.duration,
+        "duration_s": round(wall, 1),
         "batch": args.batch,
         "target_fixes_per_s": round(rate, 1),
         "sent_fixes_per_s": round(stats.sent / wall, 1),
