@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
 import random
 import re
 import shutil
@@ -33,14 +32,28 @@ import tempfile
 import time
 import uuid
 from contextlib import ExitStack
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg  # type: ignore[import-untyped]
 import httpx
 
-from bench.api.seed import Seeded, log, seed
+from bench.api.report import (
+    BARE,
+    DIRECT,
+    HEALTH,
+    LATEST,
+    LATEST_BYTES,
+    LATEST_GZIP,
+    POSITIONS,
+    SUMMARY,
+    SUMMARY_BYTES,
+    SUMMARY_GZIP,
+    Measure,
+    figures,
+    report,
+)
+from bench.api.seed import log, seed
 from bench.support import (
     cpu_seconds,
     peak_rss_kib,
@@ -57,39 +70,7 @@ from milepost_devstack.net import free_ports
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-# Each read against its own floor, measured in the same run (DESIGN.md, Bars): the bar's
-# measure, its floor and the ratio it must reach.
-BARS = (
-    ("positions (limit=100)", "history query direct (asyncpg)", 0.5),
-    ("latest positions (fleet)", "api /health (no auth, no database)", 0.5),
-    ("summary report (7 days)", "api /health (no auth, no database)", 0.5),
-    ("api /health (no auth, no database)", "bare FastAPI constant", 0.7),
-)
-# Kept from the results file when the report is rewritten (written by hand: py-spy runs).
-PROFILE_HEADING = "## Profile"
-BARE = "bare FastAPI constant"
-POSITIONS = "positions (limit=100)"
-HEALTH = "api /health (no auth, no database)"
-LATEST = "latest positions (fleet)"
-SUMMARY = "summary report (7 days)"
-DIRECT = "history query direct (asyncpg)"
-LATEST_GZIP = "latest positions, gzip accepted"
-SUMMARY_GZIP = "summary report, gzip accepted"
-LATEST_BYTES = "bare: the latest positions' bytes"
-SUMMARY_BYTES = "bare: the summary's bytes"
 JWT_KEYS = '{"bench": "milepost-bench-signing-key-000000000000000000"}'
-
-
-@dataclass
-class Measure:
-    name: str
-    rps: float
-    p50_ms: float
-    p99_ms: float
-    errors: int
-    # CPU per request of the serving process and of all Postgres processes (µs; NaN: n/a).
-    app_cpu_us: float = float("nan")
-    db_cpu_us: float = float("nan")
 
 
 def _postgrescpu_seconds() -> float:
@@ -423,84 +404,6 @@ def hold(api: subprocess.Popen[bytes], base: str, token: str, path: str) -> None
         api.wait()
     except KeyboardInterrupt:
         log("stopping")
-
-
-def figures(best: dict[str, Measure], rss: dict[str, int | None]) -> dict[str, object]:
-    """The best round's requests per second by endpoint, and the api's peak RSS (KiB)."""
-    keys = {BARE: "bare", POSITIONS: "positions", LATEST: "latest", SUMMARY: "summary"}
-    keys |= {HEALTH: "health", DIRECT: "direct"}
-    keys |= {LATEST_BYTES: "latest_bytes", SUMMARY_BYTES: "summary_bytes"}
-    keys |= {LATEST_GZIP: "latest_gzip", SUMMARY_GZIP: "summary_gzip"}
-    return {
-        "rps": {key: best[name].rps for name, key in keys.items()},
-        "peak_rss_kib": rss,
-    }
-
-
-def _us(value: float) -> str:
-    return "–" if value != value else f"{value:,.0f}"  # NaN: not measured
-
-
-def report(
-    args: argparse.Namespace, seeded: Seeded, seed_s: float, best: dict[str, Measure]
-) -> None:
-    floors = {name: floor for name, floor, _ in BARS}
-    lines = [
-        "# bench/api — results",
-        "",
-        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node()} "
-        f"({os.cpu_count() or 1} cores, shared), `uv run python -m bench.api"
-        f" --vehicles {args.vehicles} --days {args.days} --interval-min {args.interval_min}"
-        f" --duration {args.duration} --connections {args.connections} --rounds {args.rounds}"
-        f" --log-level {args.log_level}`.",
-        "",
-        f"Seed: {args.vehicles:,} vehicles, {seeded.positions:,} positions ({args.days} days,"
-        f" one fix every {args.interval_min} min per vehicle — scaled down from a fix every few"
-        f" seconds to keep seeding to {seed_s:.0f} s), {seeded.trips:,} trips.",
-        "Load: Debian's `wrk`, 1 thread, the same connections and duration for every phase;"
-        " api and bare app each one uvicorn process on their own port; best of the rounds."
-        " CPU per request: the serving process's (the bench process's for the direct query)"
-        " and all Postgres processes' user+system time over the phase, from `/proc`.",
-        "",
-        "| endpoint | req/s | p50 ms | p99 ms | errors | app CPU µs/req | Postgres CPU µs/req"
-        " | its floor | ratio |",
-        "|---|---:|---:|---:|---:|---:|---:|---|---:|",
-    ]
-    for m in best.values():
-        floor = floors.get(m.name)
-        shown = f"{m.rps / best[floor].rps:.2f}" if floor and best[floor].rps else "–"
-        lines.append(
-            f"| {m.name} | {m.rps:,.0f} | {m.p50_ms:.2f} | {m.p99_ms:.2f} | {m.errors}"
-            f" | {_us(m.app_cpu_us)} | {_us(m.db_cpu_us)} | {floor or '–'} | {shown} |"
-        )
-    lines += ["", "Bars (DESIGN.md), each read against its floor in this run:", ""]
-    for name, floor, target in BARS:
-        ratio = best[name].rps / best[floor].rps if best[floor].rps else 0.0
-        verdict = "met" if ratio >= target else "**NOT met**"
-        lines.append(f"- {name} / {floor} = **{ratio:.2f}** (≥ {target}: {verdict})")
-    lines += [
-        "",
-        "The latest positions come from the Redis cache (dropped by the worker on every"
-        " position event; nothing writes during the run), the summary from its 60 s cache"
-        " after the first request; the positions read hits Postgres on every request (a random"
-        " vehicle's first page, keyset on the primary key across the daily partitions). The"
-        " direct query is the api's statement for that page sent by asyncpg from this process"
-        " (a pool of the api's size, no HTTP), the floor of the positions read. The two"
-        " `bare:` rows send a body of the same size as the cached read's from the bare app:"
-        " what the bytes alone cost; the `gzip accepted` rows ask for the cached reads as"
-        " browsers and most HTTP clients do (context, no bar).",
-        "",
-    ]
-    text = "\n".join(lines) + _kept_profile(args.results)
-    args.results.write_text(text)
-    print(text)
-
-
-def _kept_profile(results: Path) -> str:
-    """The hand-written profile section of the results file, carried over to the new run."""
-    old = results.read_text() if results.exists() else ""
-    at = old.find(PROFILE_HEADING)
-    return "\n" + old[at:] if at >= 0 else ""
 
 
 if __name__ == "__main__":
