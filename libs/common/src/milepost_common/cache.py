@@ -26,6 +26,39 @@ class _LoaderGone(Exception):
     """The request loading a value was cancelled (its client left): load it again."""
 
 
+class SingleFlight(Generic[K, V]):
+    """One load per key at a time: concurrent callers for a key wait for the load in flight
+    and get its value or its error, instead of all loading at once (a stampede on the
+    database when a busy key expires). When the loading caller is cancelled (its client
+    left), a waiter loads in its place."""
+
+    __slots__ = ("_loading",)
+
+    def __init__(self) -> None:
+        self._loading: dict[K, asyncio.Future[V]] = {}
+
+    async def run(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
+        pending = self._loading.get(key)
+        if pending is not None:
+            try:
+                return await asyncio.shield(pending)
+            except _LoaderGone:
+                return await self.run(key, load)
+        future: asyncio.Future[V] = asyncio.get_running_loop().create_future()
+        self._loading[key] = future
+        try:
+            value = await load()
+        except BaseException as exc:
+            future.set_exception(_LoaderGone() if isinstance(exc, asyncio.CancelledError) else exc)
+            future.exception()  # consumed: nobody may be waiting
+            raise
+        else:
+            future.set_result(value)
+            return value
+        finally:
+            del self._loading[key]
+
+
 class TtlCache(Generic[K, V]):
     """Key → value for ``ttl_s`` seconds each (``ttl_s <= 0``: nothing is kept). Once it
     holds ``max_entries`` it is emptied before the next new key. A value of None is never
@@ -37,7 +70,7 @@ class TtlCache(Generic[K, V]):
         self.ttl_s = ttl_s
         self._max = max_entries
         self._data: dict[K, tuple[float, V]] = {}
-        self._loading: dict[K, asyncio.Future[V]] = {}
+        self._loading: SingleFlight[K, V] = SingleFlight()
 
     def get(self, key: K) -> V | None:
         """The value kept for ``key``, None when there is none or it has expired."""
@@ -69,26 +102,13 @@ class TtlCache(Generic[K, V]):
         value = self.get(key)
         if value is not None:
             return value
-        pending = self._loading.get(key)
-        if pending is not None:
-            try:
-                return await asyncio.shield(pending)
-            except _LoaderGone:
-                return await self.get_or_load(key, load, ttl_of=ttl_of)
-        future: asyncio.Future[V] = asyncio.get_running_loop().create_future()
-        self._loading[key] = future
-        try:
-            value = await load()
-        except BaseException as exc:
-            future.set_exception(_LoaderGone() if isinstance(exc, asyncio.CancelledError) else exc)
-            future.exception()  # consumed: nobody may be waiting
-            raise
-        else:
-            self.put(key, value, ttl_of(value) if ttl_of is not None else None)
-            future.set_result(value)
-            return value
-        finally:
-            del self._loading[key]
+
+        async def load_and_keep() -> V:
+            loaded = await load()
+            self.put(key, loaded, ttl_of(loaded) if ttl_of is not None else None)
+            return loaded
+
+        return await self._loading.run(key, load_and_keep)
 
     def clear(self) -> None:
         """Forget everything: the next ``get`` of any key misses."""

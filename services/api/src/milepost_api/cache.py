@@ -19,7 +19,6 @@ hit does.
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from redis.asyncio import Redis
 from starlette.requests import Request
 
 from milepost_api.http_cache import etag_of
-from milepost_common.cache import TtlCache
+from milepost_common.cache import SingleFlight, TtlCache
 from milepost_common.logging import get_logger
 from milepost_common.web.middleware import GZIP_LEVEL, GZIP_MINIMUM_BYTES, accepts_gzip
 
@@ -59,10 +58,6 @@ class Cached:
         return cls(etag.decode(), body) if newline and len(etag) == _ETAG_BYTES else None
 
 
-class _LeaderGone(Exception):
-    """The request computing a value was cancelled (its client left): compute it again."""
-
-
 class ResponseCache:
     """Whole answers in Redis for a few seconds, with this process's copies of the bodies."""
 
@@ -73,7 +68,7 @@ class ResponseCache:
         self._local: TtlCache[str, Cached] = TtlCache(local_ttl_s, max_entries=local_entries)
         # The gzip of a body, by its ETag.
         self._gzipped: TtlCache[str, bytes] = TtlCache(local_ttl_s, max_entries=local_entries)
-        self._in_flight: dict[str, asyncio.Future[Cached]] = {}
+        self._in_flight: SingleFlight[str, Cached] = SingleFlight()
 
     def response(self, request: Request, value: Cached, media_type: str) -> Response:
         """The answer for ``value``: its bytes and ETag, compressed (once) for a client that
@@ -125,24 +120,10 @@ class ResponseCache:
         value = await self.get(key)
         if value is not None:
             return value
-        pending = self._in_flight.get(key)
-        if pending is not None:
-            try:
-                return await asyncio.shield(pending)
-            except _LeaderGone:
-                return Cached.of(await compute())
-        future: asyncio.Future[Cached] = asyncio.get_running_loop().create_future()
-        self._in_flight[key] = future
-        try:
-            value = Cached.of(await compute())
-            await self.put(key, value, ttl_s)
-        except BaseException as exc:
-            future.set_exception(_LeaderGone() if isinstance(exc, asyncio.CancelledError) else exc)
-            # Consumed here so an unawaited failure is not reported as never retrieved.
-            future.exception()
-            raise
-        else:
-            future.set_result(value)
-            return value
-        finally:
-            del self._in_flight[key]
+
+        async def compute_and_keep() -> Cached:
+            computed = Cached.of(await compute())
+            await self.put(key, computed, ttl_s)
+            return computed
+
+        return await self._in_flight.run(key, compute_and_keep)
