@@ -22,7 +22,7 @@ MYPY_TARGETS := libs/common/src services/api/src services/admin/src services/ing
 SYSTEM_PACKAGES := redis-server=redis-server wrk=wrk chromium=chromium promtool=prometheus
 
 .PHONY: help install system-packages lint test up down status logs demo demo-stop \
-	bench-ingest bench-worker bench-api openapi fuzz
+	bench-ingest bench-worker bench-api bench-storage bench-scale openapi fuzz
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -79,14 +79,21 @@ demo: ## after `make up`: a demo organization and its fleet moving (DEMO_ARGS="-
 demo-stop: ## stop the demo's fleet (the organization and its data are kept)
 	$(RUN) milepost-sim demo-stop
 
-bench-ingest: ## ingest through the gateway vs the direct asyncpg write (on `make up`)
+bench-ingest: ## ingest through the gateway vs the direct asyncpg write (starts what it measures)
 	$(RUN) python -m bench.ingest
 
-bench-worker: ## worker through Celery vs its handlers in-process (on `make up`)
+bench-worker: ## worker through Celery vs its handlers in-process (starts what it measures)
 	$(RUN) python -m bench.worker
 
-bench-api: ## positions read vs a bare FastAPI endpoint (on `make up`)
+bench-api: ## the api's reads, each against its own floor (starts what it measures)
 	$(RUN) python -m bench.api
+
+bench-storage: ## bytes and WAL per stored fix on a scratch database (docs/capacity.md)
+	$(RUN) python -m bench.storage
+
+VEHICLES ?= 12000
+bench-scale: ## on a running `make up`: VEHICLES every 10 s for 5 minutes, the lag sampled
+	$(RUN) python -m bench.scale --vehicles $(VEHICLES) --duration 300
 
 .PHONY: bench
 bench: ## the three benchmarks, then bench/results/README.md and latest.json (SMOKE=1: small)
