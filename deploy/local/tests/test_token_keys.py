@@ -1,5 +1,6 @@
 """Token keys reach only the process of their realm: the api's keys the api, admin's token
-and cookie keys admin (its server and command line); ingest, the workers and beat none.
+and cookie keys admin (its server and command line); ingest, the workers and beat none. The
+webhook secrets key and the API key pepper reach only the processes that use them.
 Checked in `make up` (each process's environment, and the settings every service renders
 from it in production) and in docker-compose.yml."""
 
@@ -75,6 +76,34 @@ class TestMakeUp:
 
         held = {field for field in ("jwt_keys", "admin_jwt_keys") if getattr(auth, field)}
         assert held == {"api": {"jwt_keys"}, "admin": {"admin_jwt_keys"}}.get(process, set())
+
+    @pytest.mark.parametrize("process", [*PROCESSES, None])
+    def test_the_secrets_key_and_the_pepper_reach_only_the_processes_that_use_them(
+        self, stack: Stack, process: str | None
+    ) -> None:
+        # As the Kubernetes manifests hand them out (test_kubernetes_pods.expected_secrets):
+        # the secrets key where the settings declare it or webhooks are delivered, the
+        # pepper in the apps; other commands of the stack (None) may need either.
+        inherited = {
+            "PATH": "/usr/bin",
+            "MILEPOST_AUTH__SECRETS_KEY": "exported",
+            "MILEPOST_AUTH__API_KEY_PEPPER": "exported",
+        }
+        shell = Stack(stack.config, environ=inherited)
+        env = shell.process_env(shell.credentials(), process)
+
+        secrets_key = (
+            process is None
+            or process == "worker-webhooks"
+            or (process in SETTINGS and SETTINGS[process].uses_secrets_key)
+        )
+        pepper = process in (None, "api", "admin", "ingest")
+        assert ("MILEPOST_AUTH__SECRETS_KEY" in env) == secrets_key
+        assert ("MILEPOST_AUTH__API_KEY_PEPPER" in env) == pepper
+        assert "exported" not in (
+            env.get("MILEPOST_AUTH__SECRETS_KEY"),
+            env.get("MILEPOST_AUTH__API_KEY_PEPPER"),
+        )
 
     def test_the_two_realms_get_different_keys(self, stack: Stack) -> None:
         credentials = stack.credentials()

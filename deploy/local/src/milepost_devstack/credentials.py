@@ -1,8 +1,10 @@
 """The stack's secrets, generated once into a mode-600 file in the state directory.
 
-Each process is given only the secrets it uses (`Credentials.app_env`): the api's token keys
-reach the api alone, admin's token and cookie keys admin alone (and its command line), and
-ingest, the workers and beat hold no token key at all.
+Each process is given only the secrets it uses (`Credentials.app_env`), as the Kubernetes
+manifests hand them out: the api's token keys reach the api alone, admin's token and cookie
+keys admin alone (and its command line); the webhook secrets key the api (it creates, rotates
+and test-pings webhooks) and the webhooks workers (they sign deliveries); the API key pepper
+the three apps (they issue or check keys). The processing workers and beat hold none.
 
 The file is `KEY='value'` lines, so `set -a; . secrets.env` works in a shell. Values are
 generated once and never changed: missing keys (a file from an older version) are added,
@@ -39,11 +41,14 @@ _KEYS = {
 }
 
 
-# The secrets every process of the stack gets, and those of the one process that uses them.
-_SHARED = ("secrets_key", "api_key_pepper")
-_OWN = {
-    "api": ("jwt_keys", "jwt_active_kid"),
-    "admin": ("admin_jwt_keys", "admin_jwt_active_kid", "admin_cookie_key"),
+# The secrets each process of the stack uses; "" is any other command of the stack (the
+# admin command line, the demo), which may issue keys or create webhooks.
+_USES = {
+    "api": ("jwt_keys", "jwt_active_kid", "secrets_key", "api_key_pepper"),
+    "admin": ("admin_jwt_keys", "admin_jwt_active_kid", "admin_cookie_key", "api_key_pepper"),
+    "ingest": ("api_key_pepper",),
+    "worker-webhooks": ("secrets_key",),
+    "": ("secrets_key", "api_key_pepper"),
 }
 
 
@@ -80,10 +85,8 @@ class Credentials:
     operator_password: str
 
     def app_env(self, process: str | None = None) -> dict[str, str]:
-        """The secret settings `process` gets: the shared ones, plus the api's token keys for
-        "api" and admin's token and cookie keys for "admin" (its server and command line)."""
-        fields = (*_SHARED, *_OWN.get(process or "", ()))
-        return {_KEYS[field]: getattr(self, field) for field in fields}
+        """The secret settings `process` uses (None: any other command of the stack)."""
+        return {_KEYS[field]: getattr(self, field) for field in _USES.get(process or "", ())}
 
 
 def _parse(text: str) -> dict[str, str]:

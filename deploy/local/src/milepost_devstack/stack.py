@@ -8,8 +8,8 @@ task consumed by each worker group. Running pieces are left alone, so `up` is id
 checked against the kernel's record of each pid) and the Postgres cluster of
 `<state>/postgres`; data survives.
 
-Every process gets the same environment: the caller's, plus the stack's ports, URLs and the
-secrets of `<state>/secrets.env` it uses (token keys only to the app of their realm). Logs go
+Every process gets the caller's environment plus the stack's ports, URLs and the
+secrets of `<state>/secrets.env` it uses (`credentials.py` says which process uses which). Logs go
 to `<state>/logs/<component>.log`.
 """
 
@@ -65,13 +65,15 @@ _PORT_FIELDS = {
 }
 # Beat serves nothing to probe: it counts as started once it survived its imports this long.
 BEAT_SETTLE_S = 8.0
-# Token keys: each process gets only those of its own realm, from the stack's secrets.
-_REALM_SECRETS = (
+# Secrets: each process gets only those it uses, from the stack's own (credentials.py).
+_STACK_SECRETS = (
     "MILEPOST_AUTH__JWT_KEYS",
     "MILEPOST_AUTH__JWT_ACTIVE_KID",
     "MILEPOST_AUTH__ADMIN_JWT_KEYS",
     "MILEPOST_AUTH__ADMIN_JWT_ACTIVE_KID",
     "MILEPOST_ADMIN__COOKIE_KEY",
+    "MILEPOST_AUTH__SECRETS_KEY",
+    "MILEPOST_AUTH__API_KEY_PEPPER",
 )
 # Inherited variables that would override what the stack passes to its processes.
 _SHADOWING_VARIABLES = ("DATABASE_URL", "REDIS_URL", "MILEPOST_BOOTSTRAP_PASSWORD")
@@ -148,8 +150,9 @@ class Stack:
         return load_or_create(self.config.secrets_file)
 
     def process_env(self, credentials: Credentials, process: str | None = None) -> dict[str, str]:
-        """The environment of `process` (None: any other command of the stack). Token keys
-        reach only the app of their realm, never ingest, the workers or beat."""
+        """The environment of `process` (None: any other command of the stack), with the
+        secrets it uses only: token keys reach only the app of their realm, the webhook
+        secrets key the api and the webhooks workers, the API key pepper the apps."""
         ports = self.config.ports
         env = {k: v for k, v in self._environ.items() if k not in _SHADOWING_VARIABLES}
         env |= {
@@ -170,8 +173,8 @@ class Stack:
         # Invitation and reset links start with the gateway's URL, whatever its port.
         for app in ("api", "admin"):
             env.setdefault(f"MILEPOST_{app.upper()}__PUBLIC_URL", self.gateway_url)
-        # Inherited token keys would reach every process: only the stack's own are passed.
-        env = {k: v for k, v in env.items() if k not in _REALM_SECRETS}
+        # Inherited secrets would reach every process: only the stack's own are passed.
+        env = {k: v for k, v in env.items() if k not in _STACK_SECRETS}
         return env | credentials.app_env(process)
 
     def _spec(self, name: str, env: dict[str, str]) -> ProcessSpec:
