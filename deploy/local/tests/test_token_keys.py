@@ -119,7 +119,7 @@ def services() -> dict[str, dict[str, Any]]:
 
 
 class TestCompose:
-    def test_token_keys_come_only_from_the_files_of_their_app(
+    def test_each_secret_comes_only_from_the_files_of_the_services_that_use_it(
         self, services: dict[str, dict[str, Any]]
     ) -> None:
         env_files = {
@@ -127,29 +127,43 @@ class TestCompose:
             for name, service in services.items()
         }
 
-        assert env_files["api"] == ["./milepost.env", "./milepost-api.env"]
-        assert env_files["admin"] == ["./milepost.env", "./milepost-admin.env"]
-        others = {
-            path for name, paths in env_files.items() if name not in OWN_KEYS for path in paths
+        shared = "./milepost.env"
+        assert env_files["api"] == [
+            shared,
+            "./milepost-api.env",
+            "./milepost-webhook-secrets.env",
+            "./milepost-api-keys.env",
+        ]
+        assert env_files["admin"] == [shared, "./milepost-admin.env", "./milepost-api-keys.env"]
+        assert env_files["ingest"] == [shared, "./milepost-api-keys.env"]
+        assert env_files["worker-webhooks"] == [shared, "./milepost-webhook-secrets.env"]
+        # As Kubernetes hands out its Secrets of the same names (base/kustomization.yaml).
+        users = {
+            path: {name for name, paths in env_files.items() if path in paths}
+            for path in {p for paths in env_files.values() for p in paths} - {shared}
         }
-        assert others == {"./milepost.env"}
+        assert users == {
+            "./milepost-api.env": {"api"},
+            "./milepost-admin.env": {"admin"},
+            "./milepost-webhook-secrets.env": {"api", "worker-webhooks"},
+            "./milepost-api-keys.env": {"api", "admin", "ingest"},
+        }
 
     def test_no_service_is_given_a_token_key_inline(
         self, services: dict[str, dict[str, Any]]
     ) -> None:
+        secrets = (
+            API_KEYS | ADMIN_KEYS | {"MILEPOST_AUTH__SECRETS_KEY", "MILEPOST_AUTH__API_KEY_PEPPER"}
+        )
         inline = {
-            name: set(service.get("environment", {})) & (API_KEYS | ADMIN_KEYS)
+            name: set(service.get("environment", {})) & secrets
             for name, service in services.items()
         }
 
         assert not any(inline.values()), inline
 
-    def test_ingest_and_every_worker_run_without_token_keys(
+    def test_the_processing_workers_beat_and_migrate_get_no_secret_file(
         self, services: dict[str, dict[str, Any]]
     ) -> None:
-        keyless = {"ingest", "worker", "beat", "migrate"} | {
-            name for name in services if name.startswith("worker")
-        }
-
-        for name in keyless:
+        for name in ("worker", "beat", "migrate"):
             assert [entry["path"] for entry in services[name]["env_file"]] == ["./milepost.env"]
