@@ -48,8 +48,8 @@ class IngestHttp(HttpSettings):
     )
     tune_gc: bool = Field(
         True,
-        description="At start-up, freeze the objects built so far out of the garbage "
-        "collector and collect young objects less often (a push allocates thousands).",
+        description="Collect young objects less often (a push allocates thousands); every "
+        "server process also freezes what it built at start-up out of the collector's sight.",
     )
 
 
