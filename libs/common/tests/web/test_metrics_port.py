@@ -75,6 +75,8 @@ async def test_metrics_are_served_on_their_own_port_only(
 
     assert served["app"] is app
     assert (served["options"]["host"], served["options"]["port"]) == (host, port)
+    # The gateway, not the app, closes idle connections (no 502 on a reused one).
+    assert served["options"]["timeout_keep_alive"] > serve.GATEWAY_IDLE_S
     assert served["status"] == 200
     body = served["body"]
     assert "# TYPE milepost_http_requests_total counter" in body

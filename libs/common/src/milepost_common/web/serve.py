@@ -12,6 +12,13 @@ from prometheus_client import start_http_server
 
 from milepost_common.settings import HttpSettings
 
+# How long the gateway keeps an idle connection to an app (Traefik's default
+# idleConnTimeout). The app keeps its side open longer, so the gateway is the one that closes
+# an idle connection: with uvicorn's 5 s default, the gateway could send a request on a
+# connection the app was closing that instant and answer 502 (a POST it cannot retry), as
+# seen after the idle gaps of a client backing off during a Postgres outage.
+GATEWAY_IDLE_S = 90
+
 
 def start_metrics_server(http: HttpSettings) -> WSGIServer | None:
     """With `http.metrics_port` set, serve the process's metrics there (at any path, as
@@ -43,6 +50,7 @@ def run(app_factory: Callable[[], FastAPI], http: HttpSettings) -> None:
             forwarded_allow_ips=http.forwarded_allow_ips,
             server_header=False,
             log_config=None,
+            timeout_keep_alive=GATEWAY_IDLE_S + 10,
         )
     finally:
         if metrics_server is not None:
