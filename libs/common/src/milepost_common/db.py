@@ -17,6 +17,7 @@ import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import event
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -106,6 +107,14 @@ async def _keep_session(_connection: Any) -> None:
     """Release without ``RESET ALL``: nothing the reads run changes the session."""
 
 
+async def fetch_on(connection: AsyncConnection, statement: str, *args: object) -> list[Any]:
+    """A hot read's statement on the asyncpg connection under a SQLAlchemy one (inside its
+    transaction, if it has begun one)."""
+    raw = await connection.get_raw_connection()
+    rows: list[Any] = await raw.driver_connection.fetch(statement, *args)  # type: ignore[union-attr]
+    return rows
+
+
 class SessionReads:
     """The hot reads inside a session's transaction (a use case that holds one already): on
     the asyncpg connection under it, which SQLAlchemy's asyncpg adapter begins lazily, on its
@@ -115,10 +124,7 @@ class SessionReads:
         self._session = session
 
     async def fetch(self, statement: str, *args: object) -> list[Any]:
-        connection = await self._session.connection()
-        raw = await connection.get_raw_connection()
-        rows: list[Any] = await raw.driver_connection.fetch(statement, *args)  # type: ignore[union-attr]
-        return rows
+        return await fetch_on(await self._session.connection(), statement, *args)
 
     async def close(self) -> None:
         """The session is its owner's to close."""

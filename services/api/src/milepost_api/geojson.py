@@ -13,7 +13,6 @@ import orjson
 from starlette.datastructures import Headers
 
 from milepost_common.domain.positions.schemas import LatestRow, PositionRow
-from milepost_common.units import tenth
 
 JSON = "application/json"
 GEOJSON = "application/geo+json"
@@ -24,24 +23,11 @@ def wants_geojson(headers: Headers) -> bool:
     return GEOJSON in headers.get("accept", "")
 
 
-def _position(row: PositionRow | LatestRow) -> dict[str, Any]:
-    # Rounded at the edge like every answer (km/h and metres to 0.1).
-    return {
-        "fix_time": row.fix_time,
-        "lat": row.lat,
-        "lon": row.lon,
-        "speed": tenth(row.speed),
-        "course": row.course,
-        "altitude": tenth(row.altitude),
-        "accuracy": tenth(row.accuracy),
-        "attributes": orjson.Fragment(row.attributes or "{}"),
-    }
-
-
 def position_items(rows: Sequence[PositionRow]) -> list[dict[str, Any]]:
-    """What ``_position`` makes of each row, unrolled for the hot read (100 to 10,000 rows
-    a page): the rows as the statement returns them (read by position, as asyncpg's
-    records allow), ``round(v, 1)`` being ``tenth`` for the floats Postgres returns."""
+    """Each fix as an answer's item, rounded at the edge like every answer (km/h and metres
+    to 0.1), written out for the hot read (100 to 10,000 rows a page): the rows as the
+    statement returns them (read by position, as asyncpg's records allow), ``round(v, 1)``
+    being ``units.tenth`` for the floats Postgres returns."""
     fragment = orjson.Fragment
     return [
         {
@@ -59,14 +45,16 @@ def position_items(rows: Sequence[PositionRow]) -> list[dict[str, Any]]:
 
 
 def latest_items(rows: Sequence[LatestRow]) -> list[dict[str, Any]]:
+    """``position_items`` of each vehicle's latest fix, its name and plate first."""
+    fixes = position_items([PositionRow(*row[3:]) for row in rows])  # the fix ends each row
     return [
         {
             "vehicle_id": row.vehicle_id,
             "vehicle_name": row.vehicle_name,
             "vehicle_plate": row.vehicle_plate,
-            **_position(row),
+            **fix,
         }
-        for row in rows
+        for row, fix in zip(rows, fixes, strict=True)
     ]
 
 

@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, c
 from sqlalchemy.pool import NullPool
 
 from milepost_common.auth import Realm, TokenCodec
-from milepost_common.db import Database, session_factory
+from milepost_common.db import Database, fetch_on, session_factory
 from milepost_common.migrate import migrate
 from milepost_common.settings import AuthSettings, CommonSettings, Environment
 from milepost_common.testing import services
@@ -149,9 +149,7 @@ class TransactionReads:
         self._connection = connection
 
     async def fetch(self, statement: str, *args: object) -> list[Any]:
-        raw = await self._connection.get_raw_connection()
-        rows: list[Any] = await raw.driver_connection.fetch(statement, *args)  # type: ignore[union-attr]
-        return rows
+        return await fetch_on(self._connection, statement, *args)
 
     async def close(self) -> None:
         """The test's connection is the fixture's to close."""
