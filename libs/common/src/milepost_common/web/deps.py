@@ -30,14 +30,11 @@ async def get_database(request: Request) -> Database:
 
 
 def reads_of(request: Request) -> Reader:
-    """Where the hot reads run (``Database.reads``): one statement, no session. Called
-    directly by the hottest routes (a dependency costs FastAPI a resolution per request)."""
+    """Where the hot reads run (``Database.reads``): one statement, no session. Called by
+    the hot routes themselves, not as a dependency (that costs FastAPI a resolution per
+    request)."""
     reads: Reader = request.app.state.db.reads
     return reads
-
-
-async def get_reads(request: Request) -> Reader:
-    return reads_of(request)
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -81,7 +78,6 @@ async def client_ip(request: Request) -> str:
 
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 DatabaseDep = Annotated[Database, Depends(get_database)]
-ReadsDep = Annotated[Reader, Depends(get_reads)]
 RedisDep = Annotated[Redis, Depends(get_redis)]
 SettingsDep = Annotated[CommonSettings, Depends(get_settings_dep)]
 PublisherDep = Annotated[Publisher, Depends(get_publisher)]
