@@ -7,6 +7,7 @@ from typing import Any
 
 from milepost_common.domain.alert_rules.models import AlertRule
 from milepost_common.domain.alerts.models import AlertType
+from milepost_common.domain.alerts.service import EnabledRule
 from milepost_common.domain.devices.models import Device
 from milepost_common.domain.geofences.models import Geofence
 from milepost_common.domain.organizations.models import Organization
@@ -24,9 +25,9 @@ CIRCLE = Geofence(
 )
 
 
-def rule(kind: AlertType, **fields: Any) -> AlertRule:
+def rule(kind: AlertType, fence: Geofence | None = None, **fields: Any) -> EnabledRule:
     values: dict[str, Any] = {"org_id": ORG.id, "name": str(kind), "params": {}, **fields}
-    return AlertRule(id=uuid.uuid4(), type=kind, **values)
+    return EnabledRule(AlertRule(id=uuid.uuid4(), type=kind, **values), fence)
 
 
 class TestRuleSpecs:
@@ -43,7 +44,7 @@ class TestRuleSpecs:
 
         found = specs.rule_specs(rules, DEVICE, ORG, {})
 
-        assert [s.id for s in found] == [str(mine.id), str(named.id)]
+        assert [s.id for s in found] == [str(mine.rule.id), str(named.rule.id)]
 
     def test_the_devices_limit_else_the_organizations(self) -> None:
         rules = [rule(AlertType.OVERSPEED)]
@@ -53,25 +54,23 @@ class TestRuleSpecs:
         assert specs.rule_specs(rules, DEVICE, ORG, {})[0].limit_kmh == 90.0
 
     def test_a_geofence_rule_watches_its_shape_or_nothing(self) -> None:
-        shapes = specs.shapes_of([CIRCLE])
-        watched = rule(AlertType.GEOFENCE_ENTER, params={"geofence_id": str(CIRCLE.id)})
-        unreadable = rule(AlertType.GEOFENCE_EXIT, params={"geofence_id": "not-an-id"})
+        watched = rule(AlertType.GEOFENCE_ENTER, CIRCLE, params={"geofence_id": str(CIRCLE.id)})
+        unfound = rule(AlertType.GEOFENCE_EXIT, params={"geofence_id": "not-an-id"})
+        rules = [watched, unfound]
 
-        found = specs.rule_specs([watched, unreadable], DEVICE, ORG, shapes)
+        found = specs.rule_specs(rules, DEVICE, ORG, specs.shapes_of(rules))
 
         assert found[0].shape == Circle(lat=1.5, lon=2.5, radius_m=100.0)
         assert found[1].shape is None
 
 
-class TestGeofences:
-    def test_ids_the_rules_name(self) -> None:
+class TestShapes:
+    def test_each_geofence_once_and_an_unreadable_shape_left_out(self) -> None:
+        broken = Geofence(id=uuid.uuid4(), org_id=ORG.id, name="x", geometry={"type": "Line"})
         rules = [
-            rule(AlertType.GEOFENCE_ENTER, params={"geofence_id": str(CIRCLE.id)}),
-            rule(AlertType.GEOFENCE_EXIT, params={"geofence_id": "not-an-id"}),
+            rule(AlertType.GEOFENCE_ENTER, CIRCLE),
+            rule(AlertType.GEOFENCE_EXIT, CIRCLE),
+            rule(AlertType.GEOFENCE_ENTER, broken),
             rule(AlertType.OVERSPEED),
         ]
-        assert specs.geofence_ids(rules) == {CIRCLE.id}
-
-    def test_an_unreadable_shape_is_left_out(self) -> None:
-        broken = Geofence(id=uuid.uuid4(), org_id=ORG.id, name="x", geometry={"type": "Line"})
-        assert set(specs.shapes_of([CIRCLE, broken])) == {CIRCLE.id}
+        assert set(specs.shapes_of(rules)) == {CIRCLE.id}

@@ -13,6 +13,7 @@ from milepost_common.domain.alert_rules.models import AlertRule
 from milepost_common.domain.alerts import service as alert_service
 from milepost_common.domain.alerts.models import Alert, AlertType
 from milepost_common.domain.devices.models import Device
+from milepost_common.domain.geofences.models import Geofence
 from milepost_common.testing.factories import make_device
 
 T0 = datetime(2026, 3, 2, 8, tzinfo=UTC)
@@ -127,3 +128,50 @@ class TestReconcileAlerts:
         )
 
         assert len(await alerts_of(session, device)) == 2
+
+
+class TestEnabledRules:
+    """What the worker evaluates: each enabled rule of the organizations with the geofence
+    it watches, read in one statement."""
+
+    async def fence(self, session: AsyncSession, org_id: Any) -> Geofence:
+        fence = Geofence(
+            org_id=org_id,
+            name="Depot",
+            geometry={"type": "Point", "coordinates": [2.5, 1.5]},
+            radius_m=100.0,
+        )
+        session.add(fence)
+        await session.flush()
+        return fence
+
+    def rule(self, org_id: Any, **params: Any) -> AlertRule:
+        return AlertRule(org_id=org_id, name="in", type=AlertType.GEOFENCE_ENTER, params=params)
+
+    async def test_each_rule_with_its_own_organizations_geofence(
+        self, session: AsyncSession
+    ) -> None:
+        device = await make_device(session)
+        other = await make_device(session)
+        mine = await self.fence(session, device.org_id)
+        theirs = await self.fence(session, other.org_id)
+        watched = self.rule(device.org_id, geofence_id=str(mine.id))
+        upper = self.rule(device.org_id, geofence_id=str(mine.id).upper())
+        elsewhere = self.rule(device.org_id, geofence_id=str(theirs.id))
+        unreadable = self.rule(device.org_id, geofence_id="not-an-id")
+        speed = AlertRule(org_id=device.org_id, name="fast", type=AlertType.OVERSPEED)
+        off = self.rule(device.org_id, geofence_id=str(mine.id))
+        off.enabled = False
+        foreign = self.rule(other.org_id, geofence_id=str(theirs.id))
+        session.add_all([watched, upper, elsewhere, unreadable, speed, off, foreign])
+        await session.flush()
+
+        found = await alert_service.list_enabled_rules(session, {device.org_id})
+
+        fences = {r.rule.id: r.geofence for r in found}
+        assert set(fences) == {watched.id, upper.id, elsewhere.id, unreadable.id, speed.id}
+        assert fences[watched.id] == mine
+        assert fences[upper.id] == mine
+        assert fences[elsewhere.id] is None  # another organization's geofence is not watched
+        assert fences[unreadable.id] is None
+        assert fences[speed.id] is None

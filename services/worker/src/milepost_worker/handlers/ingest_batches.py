@@ -28,10 +28,8 @@ from milepost_common.domain.alerts import service as alert_service
 from milepost_common.domain.devices import service as device_service
 from milepost_common.domain.devices import state as device_state
 from milepost_common.domain.devices.models import Device, DeviceState
-from milepost_common.domain.geofences import service as geofence_service
 from milepost_common.domain.ingest_batches import service as batch_service
 from milepost_common.domain.ingest_batches.models import IngestBatch
-from milepost_common.domain.organizations import service as organization_service
 from milepost_common.domain.organizations.models import Organization
 from milepost_common.domain.positions import service as position_service
 from milepost_common.domain.trips import service as trip_service
@@ -119,27 +117,23 @@ async def _process_locked(
     outcome = BatchOutcome("processed", fixes=len(rows))
     if not rows:
         return outcome
-    devices = await device_service.find_devices(session, {row[0] for row in rows})
+    found = await device_service.find_devices_with_organizations(session, {r[0] for r in rows})
     # Only fixes of each device's current tenure: one accepted before a transfer belongs to
     # a timeline the transfer closed, and must not reach into the new organization's.
     by_device: dict[uuid.UUID, list[Fix]] = defaultdict(list)
     for row in rows:
-        device = devices.get(row[0])
-        if device is not None and _in_tenure(_tenure(device), row[1], row[2]):
+        pair = found.get(row[0])
+        if pair is not None and _in_tenure(_tenure(pair[0]), row[1], row[2]):
             by_device[row[0]].append(_fix(row))
-    devices = {device_id: devices[device_id] for device_id in by_device}
-    if not devices:
+    if not by_device:
         return outcome
-    orgs = await organization_service.find_organizations(
-        session, {d.org_id for d in devices.values()}
-    )
+    devices = {device_id: found[device_id][0] for device_id in by_device}
+    orgs = {found[device_id][1].id: found[device_id][1] for device_id in by_device}
     states = await device_state.lock_device_states(
         session, {d.id: d.org_id for d in devices.values()}
     )
     rules = await alert_service.list_enabled_rules(session, orgs.keys())
-    shapes = rule_specs.shapes_of(
-        await geofence_service.find_geofences(session, rule_specs.geofence_ids(rules))
-    )
+    shapes = rule_specs.shapes_of(rules)
 
     work: list[DeviceWork] = []
     for device_id in sorted(devices):

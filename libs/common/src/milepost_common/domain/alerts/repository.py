@@ -1,5 +1,6 @@
 """Statements on ``alerts`` (the worker's reconciliation by ``(rule_id, device_id,
-occurred_at)``, the read side's pages) and on the alert rules the worker evaluates."""
+occurred_at)``, the read side's pages) and on the alert rules the worker evaluates, with
+the geofences they watch."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, or_, true, update
+from sqlalchemy import ColumnElement, Text, and_, cast, delete, func, or_, true, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col, select
 
@@ -17,6 +18,7 @@ from milepost_common.domain import paging
 from milepost_common.domain.alert_rules.models import AlertRule
 from milepost_common.domain.alerts.models import Alert, AlertType
 from milepost_common.domain.devices.repository import Named, TimelineRepository
+from milepost_common.domain.geofences.models import Geofence
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,13 +108,25 @@ class AlertRepository(TimelineRepository[Alert]):
         if ids:
             await self.session.execute(delete(Alert).where(col(Alert.id).in_(ids)))
 
-    async def enabled_rules(self, org_ids: Collection[uuid.UUID]) -> list[AlertRule]:
-        rows = await self.session.execute(
-            select(AlertRule).where(
-                col(AlertRule.org_id).in_(list(org_ids)), col(AlertRule.enabled).is_(True)
+    async def enabled_rules_with_geofences(
+        self, org_ids: Collection[uuid.UUID]
+    ) -> list[tuple[AlertRule, Geofence | None]]:
+        """The organizations' enabled rules, each with the geofence its ``params`` name
+        among its own organization's (None: it names none, or none of its organization's
+        has that id), in one statement."""
+        named = func.lower(col(AlertRule.params)["geofence_id"].astext)
+        query = (
+            select(AlertRule, Geofence)
+            .outerjoin(
+                Geofence,
+                and_(
+                    col(Geofence.org_id) == col(AlertRule.org_id),
+                    cast(col(Geofence.id), Text) == named,
+                ),
             )
+            .where(col(AlertRule.org_id).in_(list(org_ids)), col(AlertRule.enabled).is_(True))
         )
-        return list(rows.scalars())
+        return [(rule, fence) for rule, fence in await self.session.execute(query)]
 
     async def enabled_rules_of_type(self, rule_type: AlertType) -> list[AlertRule]:
         rows = await self.session.execute(

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
@@ -29,6 +29,7 @@ from milepost_common.domain.audit import service as audit
 from milepost_common.domain.devices import names
 from milepost_common.domain.devices import service as device_service
 from milepost_common.domain.devices import state as device_state
+from milepost_common.domain.geofences.models import Geofence
 from milepost_common.domain.principals import Principal
 from milepost_common.domain.webhooks import events as webhook_events
 
@@ -55,11 +56,21 @@ def _iso(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
 
+class EnabledRule(NamedTuple):
+    """An enabled rule and the geofence it watches (its organization's geofence of the id
+    its ``params`` name; None for a rule that names none or a missing one)."""
+
+    rule: AlertRule
+    geofence: Geofence | None
+
+
 async def list_enabled_rules(
     session: AsyncSession, org_ids: Collection[uuid.UUID]
-) -> list[AlertRule]:
-    """The organizations' enabled alert rules (the worker's evaluation)."""
-    return await AlertRepository(session).enabled_rules(org_ids)
+) -> list[EnabledRule]:
+    """The organizations' enabled alert rules with their geofences (the worker's
+    evaluation)."""
+    pairs = await AlertRepository(session).enabled_rules_with_geofences(org_ids)
+    return [EnabledRule(rule, fence) for rule, fence in pairs]
 
 
 def rule_applies(rule: AlertRule, device_id: uuid.UUID) -> bool:

@@ -67,6 +67,20 @@ class DeviceRepository:
         query = select(Device).where(col(Device.id).in_(list(device_ids)))
         return list((await self.session.scalars(query)).all())
 
+    async def get_many_with_organizations(
+        self, device_ids: Collection[uuid.UUID]
+    ) -> list[tuple[Device, Organization]]:
+        """Those of ``device_ids`` that exist, of any organization, each with its
+        organization (one statement)."""
+        if not device_ids:
+            return []
+        query = (
+            select(Device, Organization)
+            .join(Organization, col(Organization.id) == col(Device.org_id))
+            .where(col(Device.id).in_(list(device_ids)))
+        )
+        return [(device, org) for device, org in await self.session.execute(query)]
+
     async def get_for_org(self, org_id: uuid.UUID, device_id: uuid.UUID) -> Device | None:
         query = select(Device).where(Device.id == device_id, Device.org_id == org_id)
         return (await self.session.scalars(query)).first()

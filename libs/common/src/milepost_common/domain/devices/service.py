@@ -37,6 +37,7 @@ from milepost_common.domain.devices.schemas import (
     VehicleStatus,
     VehicleUpdate,
 )
+from milepost_common.domain.organizations.models import Organization
 from milepost_common.domain.principals import Principal
 
 # A vehicle whose latest fix is younger than this is online.
@@ -84,6 +85,15 @@ async def find_devices(
     """The devices of ``device_ids`` that exist, by id, whichever their organization (the
     worker's read: a batch's fixes name their devices)."""
     return {device.id: device for device in await DeviceRepository(session).get_many(device_ids)}
+
+
+async def find_devices_with_organizations(
+    session: AsyncSession, device_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, tuple[Device, Organization]]:
+    """``find_devices``, each device with its organization (the worker's read: processing a
+    batch needs both, in one round trip)."""
+    pairs = await DeviceRepository(session).get_many_with_organizations(device_ids)
+    return {device.id: (device, org) for device, org in pairs}
 
 
 async def get_device(session: AsyncSession, actor: Principal, device_id: uuid.UUID) -> Device:

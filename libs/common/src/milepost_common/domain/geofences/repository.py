@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection
 
 from sqlalchemy import func
 from sqlalchemy import select as sa_select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col, select
+from sqlmodel import col
 
 from milepost_common.domain import paging
 from milepost_common.domain.alert_rules.models import AlertRule
@@ -22,12 +21,6 @@ class GeofenceRepository:
 
     async def get_for_org(self, org_id: uuid.UUID, geofence_id: uuid.UUID) -> Geofence | None:
         return await find_by_id(self.session, Geofence, geofence_id, org_id=org_id)
-
-    async def get_many(self, geofence_ids: Collection[uuid.UUID]) -> list[Geofence]:
-        if not geofence_ids:
-            return []
-        query = select(Geofence).where(col(Geofence.id).in_(list(geofence_ids)))
-        return list((await self.session.scalars(query)).all())
 
     async def page_for_org(
         self, org_id: uuid.UUID, page: paging.PageRequest

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,14 +46,6 @@ async def get_geofence(session: AsyncSession, actor: Principal, geofence_id: uui
     if geofence is None:
         raise GeofenceNotFound()
     return geofence
-
-
-async def find_geofences(
-    session: AsyncSession, geofence_ids: Collection[uuid.UUID]
-) -> list[Geofence]:
-    """The geofences of ``geofence_ids`` that exist, whichever their organization (the
-    worker's read: the geofences its organizations' rules name)."""
-    return await GeofenceRepository(session).get_many(geofence_ids)
 
 
 async def list_geofences(
