@@ -4,18 +4,14 @@ documented, every error the envelope."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from milepost_common.db import create_database, unit_of_work
 from milepost_common.domain.ingest_batches.models import BatchSource, BatchStatus, IngestBatch
-from milepost_common.settings import DbSettings
 from milepost_common.testing import fuzz
 from milepost_common.testing.factories import make_api_key, make_device, make_organization
-from milepost_common.testing.plugin import clone_database, drop_database
-from milepost_common.web.openapi import render
 from milepost_ingest.main import create_app
 from milepost_ingest.openapi_export import DEFAULT_PATH, document
 from milepost_ingest.settings import IngestSettings
@@ -23,9 +19,7 @@ from milepost_ingest.settings import IngestSettings
 
 class TestDocument:
     def test_the_committed_document_is_current(self) -> None:
-        assert DEFAULT_PATH.read_bytes() == render(document()), (
-            "docs/openapi/ingest.json is stale: run `make openapi`"
-        )
+        fuzz.assert_committed_current(DEFAULT_PATH, document())
 
     def test_every_operation_documents_its_errors(self) -> None:
         # Behind the credential's dependency: none, a role too low, its rate.
@@ -40,58 +34,35 @@ async def target(
 ) -> AsyncIterator[fuzz.Target]:
     """The ingest app in process on a database of its own with a device, a batch and an API
     key (sent as `Authorization: Bearer`, and as the OsmAnd path's key); its rate raised."""
-    url = await clone_database(template_database_url, "milepost_fuzz")
-    settings = settings_factory(
-        IngestSettings,
-        db={"url": url, "pool_size": 2},
-        auth={"principal_cache_s": 0},
-        ingest={"rate_limit": "1000000/minute", "osmand_linger_s": 0.0, "tune_gc": False},
-    )
-    db = create_database(DbSettings(url=url, pool_size=2))
-    async with unit_of_work(db) as session:
-        org = await make_organization(session)
-        device = await make_device(session, org)
-        key = await make_api_key(session, org)
-        batch = IngestBatch(
-            org_id=org.id,
-            source=BatchSource.JSON,
-            status=BatchStatus.PROCESSED,
-            received_at=datetime.now(UTC) - timedelta(minutes=5),
+    async with fuzz.database_of_its_own(template_database_url) as url:
+        settings = settings_factory(
+            IngestSettings,
+            db={"url": url, "pool_size": 2},
+            auth={"principal_cache_s": 0},
+            ingest={"rate_limit": "1000000/minute", "osmand_linger_s": 0.0, "tune_gc": False},
         )
-        session.add(batch)
-        await session.flush()
-        known = {"batch_id": str(batch.id), "api_key": key.secret, "id": device.unique_id}
-    await db.dispose()
-    try:
-        with fuzz.asgi_schema(create_app(settings), "/ingest/openapi.json") as schema:
-            yield fuzz.Target(
-                schema,
-                {"Authorization": f"Bearer {key.secret}"},
-                known,
-                fuzz.hosts_of(url, settings.redis.url),
+        async with fuzz.seeding(url) as session:
+            org = await make_organization(session)
+            device = await make_device(session, org)
+            key = await make_api_key(session, org)
+            batch = IngestBatch(
+                org_id=org.id,
+                source=BatchSource.JSON,
+                status=BatchStatus.PROCESSED,
+                received_at=datetime.now(UTC) - timedelta(minutes=5),
             )
-    finally:
-        await drop_database(url)
-
-
-@pytest.fixture
-def no_dns(target: fuzz.Target) -> Iterator[None]:
-    with fuzz.resolving_only(target.hosts):
-        yield
+            session.add(batch)
+            await session.flush()
+            known = {"batch_id": batch.id, "api_key": key.secret, "id": device.unique_id}
+        user = {"Authorization": f"Bearer {key.secret}"}
+        with fuzz.serving(create_app(settings), "/ingest/openapi.json", settings, known, user) as t:
+            yield t
 
 
 @pytest.mark.slow
-@pytest.mark.usefixtures("no_dns")
 def test_fuzzing_finds_no_server_error_and_no_undocumented_answer(target: fuzz.Target) -> None:
-    answered = fuzz.fuzz(
-        target.schema,
-        headers=target.headers,
-        known=target.known,
-        max_examples=fuzz.examples(default=25),
-    )
-    succeeded = [label for label, statuses in answered.items() if min(statuses) < 300]
-    assert len(succeeded) == len(answered), "every operation must get through: " + str(answered)
+    target.fuzz(default_examples=25, every_one_succeeds=True)
 
 
 def test_every_json_body_that_cannot_be_parsed_is_a_documented_400(target: fuzz.Target) -> None:
-    assert fuzz.malformed_bodies(target.schema, headers=target.headers, known=target.known) == 2
+    assert target.malformed_bodies() == 2

@@ -1,6 +1,8 @@
 """Schemathesis over an app's own OpenAPI document, in process, as one of its real users.
 
-The fuzz tests of ingest, api and admin share this: :func:`asgi_schema` loads the document
+The fuzz tests of ingest, api and admin share this: :func:`database_of_its_own` and
+:func:`seeding` give the app a database with rows to find, :func:`serving` runs it as a
+:class:`Target` whose user logs in or sends a key, :func:`asgi_schema` loads the document
 from the app (``schemathesis.openapi.from_asgi``, the app's lifespan run once), :func:`fuzz`
 sends each operation a bounded number of generated requests, positive and negative, some
 with the ids of rows that exist (``known`` path parameters), and :func:`malformed_bodies`
@@ -20,9 +22,10 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -39,6 +42,12 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from milepost_common.db import create_database, unit_of_work
+from milepost_common.settings import CommonSettings, DbSettings
+from milepost_common.testing.plugin import clone_database, drop_database
+from milepost_common.web.openapi import render
 
 EXAMPLES_VARIABLE = "MILEPOST_FUZZ_EXAMPLES"
 _LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -55,6 +64,87 @@ class Target:
     headers: dict[str, str]
     known: dict[str, str]
     hosts: tuple[str | None, ...]
+
+    def fuzz(self, default_examples: int, *, every_one_succeeds: bool = False) -> None:
+        """:func:`fuzz` as the target's user, :func:`examples` per operation, the host names
+        it generates (a webhook's) never resolved and nothing connecting out; then more than
+        half of the operations (``every_one_succeeds``: all of them) must have answered a 2xx
+        at least once: most requests get through, they are not all refused."""
+        with resolving_only(self.hosts):
+            answered = fuzz(
+                self.schema,
+                headers=self.headers,
+                known=self.known,
+                max_examples=examples(default=default_examples),
+            )
+        succeeded = [label for label, statuses in answered.items() if min(statuses) < 300]
+        if every_one_succeeds:
+            problem = "every operation must get through: " + str(answered)
+            assert len(succeeded) == len(answered), problem
+        else:
+            problem = "most operations must get through: " + str(answered)
+            assert len(succeeded) > len(answered) / 2, problem
+
+    def malformed_bodies(self) -> int:
+        """:func:`malformed_bodies` as the target's user; how many operations were tried."""
+        return malformed_bodies(self.schema, headers=self.headers, known=self.known)
+
+
+@dataclass(frozen=True)
+class LogIn:
+    """A user who logs in as a client does (:func:`log_in`), for :func:`serving`."""
+
+    token_path: str
+    email: str
+    password: str
+
+
+@asynccontextmanager
+async def database_of_its_own(template_database_url: str) -> AsyncIterator[str]:
+    """The URL of a database cloned from the template for one module's fuzzing (what the
+    generated requests write stays out of the other tests' database), dropped afterwards."""
+    url = await clone_database(template_database_url, "milepost_fuzz")
+    try:
+        yield url
+    finally:
+        await drop_database(url)
+
+
+@asynccontextmanager
+async def seeding(database_url: str) -> AsyncIterator[AsyncSession]:
+    """A session on ``database_url`` whose rows are committed when the block ends, before the
+    app reads them."""
+    db = create_database(DbSettings(url=database_url, pool_size=2))
+    try:
+        async with unit_of_work(db) as session:
+            yield session
+    finally:
+        await db.dispose()
+
+
+@contextmanager
+def serving(
+    app: FastAPI,
+    openapi_path: str,
+    settings: CommonSettings,
+    known: Mapping[str, object],
+    user: LogIn | Mapping[str, str],
+) -> Iterator[Target]:
+    """The :class:`Target` of ``app`` running (:func:`asgi_schema`): requests carry ``user``'s
+    headers (a :class:`LogIn` logs in first), ``known`` ids as strings, and only the hosts of
+    the app's own database and Redis resolve."""
+    with asgi_schema(app, openapi_path) as schema:
+        headers = (
+            log_in(app, user.token_path, user.email, user.password)
+            if isinstance(user, LogIn)
+            else dict(user)
+        )
+        yield Target(
+            schema,
+            headers,
+            {name: str(value) for name, value in known.items()},
+            hosts_of(settings.db.url, settings.redis.url),
+        )
 
 
 def hosts_of(database_url: str, redis_url: str) -> tuple[str | None, ...]:
@@ -82,6 +172,13 @@ def assert_errors_documented(doc: Mapping[str, Any], secured: Callable[[str], bo
                 if code.startswith(("4", "5")) and "application/json" in response["content"]:
                     schema = response["content"]["application/json"]["schema"]
                     assert schema["$ref"].endswith("/ErrorEnvelope"), (where, code)
+
+
+def assert_committed_current(path: Path, doc: dict[str, Any]) -> None:
+    """The document committed at ``path`` (``docs/openapi/<app>.json``) is the app's own."""
+    assert path.read_bytes() == render(doc), (
+        f"docs/openapi/{path.name} is stale: run `make openapi`"
+    )
 
 
 def examples(default: int) -> int:
