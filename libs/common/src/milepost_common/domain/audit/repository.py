@@ -7,7 +7,7 @@ from sqlmodel import col, select
 
 from milepost_common.domain import paging
 from milepost_common.domain.audit.models import AuditEntry
-from milepost_common.domain.audit.schemas import AuditFilters, AuditSort
+from milepost_common.domain.audit.schemas import AuditFilters
 from milepost_common.domain.organizations import repository as org_repository
 
 
@@ -44,13 +44,11 @@ class AuditRepository:
         query = paging.time_window(
             query, col(AuditEntry.occurred_at), paging.Window(filters.from_, filters.to)
         )
-        paged = paging.keyset(
+        return await paging.sorted_page(
+            self.session,
             query,
-            col(AuditEntry.occurred_at),
-            col(AuditEntry.id),
+            AuditEntry,
+            filters.sort,
             limit=filters.limit,
             cursor=filters.cursor,
-            descending=filters.sort is AuditSort.OCCURRED_AT_DESC,
         )
-        rows = (await self.session.scalars(paged)).all()
-        return paging.page_of(rows, filters.limit, lambda e: (e.occurred_at, e.id))

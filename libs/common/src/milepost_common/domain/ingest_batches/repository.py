@@ -31,7 +31,7 @@ from milepost_common.domain import paging
 from milepost_common.domain.base import find_by_id
 from milepost_common.domain.devices.models import Device
 from milepost_common.domain.ingest_batches.models import BatchSource, BatchStatus, IngestBatch
-from milepost_common.domain.ingest_batches.schemas import BatchFilters, BatchSort
+from milepost_common.domain.ingest_batches.schemas import BatchFilters
 from milepost_common.domain.organizations import repository as org_repository
 from milepost_common.domain.organizations.models import Organization
 from milepost_common.domain.positions.repository import INSERTED_CTE, NewPositions
@@ -415,16 +415,14 @@ class IngestBatchRepository:
         query = select(IngestBatch).where(*_conditions(filters))
         if exclude_source is not None:
             query = query.where(col(IngestBatch.source) != exclude_source)
-        paged = paging.keyset(
+        return await paging.sorted_page(
+            self.session,
             query,
-            col(IngestBatch.received_at),
-            col(IngestBatch.id),
+            IngestBatch,
+            filters.sort,
             limit=filters.limit,
             cursor=filters.cursor,
-            descending=filters.sort is BatchSort.RECEIVED_AT_DESC,
         )
-        rows = (await self.session.scalars(paged)).all()
-        return paging.page_of(rows, filters.limit, lambda b: (b.received_at, b.id))
 
     async def osmand_by_device(self, filters: BatchFilters, *, limit: int) -> Sequence[Any]:
         """The OsmAnd batches matching ``filters`` summed up per organization and stored

@@ -86,16 +86,10 @@ class WebhookDeliveryRepository:
         if status is not None:
             query = query.where(WebhookDelivery.status == status)
         descending = page.sort is not None and page.sort.descending
-        query = paging.keyset(
-            query,
-            col(WebhookDelivery.created_at),
-            col(WebhookDelivery.id),
-            limit=page.limit,
-            cursor=page.cursor,
-            descending=descending,
+        sort = DeliverySort.CREATED_AT_DESC if descending else DeliverySort.CREATED_AT
+        return await paging.sorted_page(
+            self.session, query, WebhookDelivery, sort, limit=page.limit, cursor=page.cursor
         )
-        rows = list((await self.session.scalars(query)).all())
-        return paging.page_of(rows, page.limit, lambda d: (d.created_at, d.id))
 
     async def page(self, filters: DeliveryFilters) -> paging.PageResult[WebhookDelivery]:
         """A keyset page by creation time, filtered by organization, endpoint, status, type."""
@@ -114,16 +108,14 @@ class WebhookDeliveryRepository:
         query = paging.time_window(
             query, col(WebhookDelivery.created_at), paging.Window(filters.from_, filters.to)
         )
-        paged = paging.keyset(
+        return await paging.sorted_page(
+            self.session,
             query,
-            col(WebhookDelivery.created_at),
-            col(WebhookDelivery.id),
+            WebhookDelivery,
+            filters.sort,
             limit=filters.limit,
             cursor=filters.cursor,
-            descending=filters.sort is DeliverySort.CREATED_AT_DESC,
         )
-        rows = (await self.session.scalars(paged)).all()
-        return paging.page_of(rows, filters.limit, lambda d: (d.created_at, d.id))
 
     async def insert_new(self, rows: list[dict[str, Any]]) -> list[uuid.UUID]:
         """Insert the deliveries, skipping those already written for their endpoint and event;
