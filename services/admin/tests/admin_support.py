@@ -52,40 +52,29 @@ async def audit_entries(session: AsyncSession, action: str) -> list[AuditEntry]:
     return list((await session.scalars(query)).all())
 
 
-async def console_login(client: httpx.AsyncClient, user: User) -> None:
-    """Log in to the console with the form (its CSRF token), as a browser does."""
-    form = await client.get("/admin/login")
-    csrf = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
-    assert csrf
-    response = await client.post(
-        "/admin/login",
-        data={
-            "email": user.email,
-            "password": DEFAULT_PASSWORD,
-            "csrf_token": csrf.group(1),
-            "next": "/admin/",
-        },
-    )
-    assert response.status_code == 303, response.text
-
-
 def csrf_of(html: str) -> str:
     match = re.search(r'name="csrf_token" value="([^"]+)"', html)
     assert match, "no CSRF field in the page"
     return match.group(1)
 
 
+async def submit_login(
+    client: httpx.AsyncClient, email: str, password: str, **fields: str
+) -> httpx.Response:
+    """The console's login form sent as a browser sends it: its CSRF token read from the
+    form first; ``fields`` (``next``) added."""
+    form = await client.get("/admin/login")
+    data = {"email": email, "password": password, "csrf_token": csrf_of(form.text), **fields}
+    return await client.post("/admin/login", data=data)
+
+
+async def console_login(client: httpx.AsyncClient, user: User) -> None:
+    """Log in to the console with the form (its CSRF token), as a browser does."""
+    response = await submit_login(client, user.email, DEFAULT_PASSWORD, next="/admin/")
+    assert response.status_code == 303, response.text
+
+
 async def log_in(client: httpx.AsyncClient, user: User) -> str:
     """Log in through the form; returns the session's CSRF token."""
-    form = await client.get("/admin/login")
-    response = await client.post(
-        "/admin/login",
-        data={
-            "email": user.email,
-            "password": DEFAULT_PASSWORD,
-            "csrf_token": csrf_of(form.text),
-            "next": "/admin/",
-        },
-    )
-    assert response.status_code == 303, response.text
+    await console_login(client, user)
     return csrf_of((await client.get("/admin/")).text)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
-from admin_support import Staff, audit_actions, csrf_of, log_in
+from admin_support import Staff, audit_actions, log_in, submit_login
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from milepost_common.domain.ingest_batches.models import BatchSource, BatchStatus, IngestBatch
@@ -34,16 +34,8 @@ PAGES = [
 
 class TestLogin:
     async def test_session_cookie_flags(self, client: httpx.AsyncClient, staff: Staff) -> None:
-        form = await client.get("/admin/login")
-
-        response = await client.post(
-            "/admin/login",
-            data={
-                "email": staff.operator.email,
-                "password": DEFAULT_PASSWORD,
-                "csrf_token": csrf_of(form.text),
-                "next": "https://evil.example/",
-            },
+        response = await submit_login(
+            client, staff.operator.email, DEFAULT_PASSWORD, next="https://evil.example/"
         )
 
         assert response.status_code == 303
@@ -72,16 +64,7 @@ class TestLogin:
     async def test_wrong_password_shows_the_form_again(
         self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
     ) -> None:
-        form = await client.get("/admin/login")
-
-        response = await client.post(
-            "/admin/login",
-            data={
-                "email": staff.operator.email,
-                "password": "wrong wrong wrong",
-                "csrf_token": csrf_of(form.text),
-            },
-        )
+        response = await submit_login(client, staff.operator.email, "wrong wrong wrong")
 
         assert response.status_code == 401
         assert "Incorrect email or password" in response.text
@@ -97,16 +80,8 @@ class TestLogin:
         self, client: httpx.AsyncClient, session: AsyncSession
     ) -> None:
         user = await make_user(session)
-        form = await client.get("/admin/login")
 
-        response = await client.post(
-            "/admin/login",
-            data={
-                "email": user.email,
-                "password": DEFAULT_PASSWORD,
-                "csrf_token": csrf_of(form.text),
-            },
-        )
+        response = await submit_login(client, user.email, DEFAULT_PASSWORD)
 
         assert response.status_code == 401
 

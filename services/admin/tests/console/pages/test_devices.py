@@ -3,47 +3,22 @@ and delete forms, the device lists' status and last seen, and the organization's
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime, timedelta
 
 import httpx
-from admin_support import Staff, audit_entries
+from admin_support import Staff, audit_entries, log_in
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from milepost_common.domain.alert_rules.models import AlertRule
 from milepost_common.domain.alerts.models import Alert, AlertType
 from milepost_common.domain.devices.models import Device, DeviceState
 from milepost_common.domain.trips.models import Trip
-from milepost_common.domain.users.models import User
 from milepost_common.domain.webhooks.models import WebhookDelivery, WebhookEndpoint
 from milepost_common.testing.factories import (
-    DEFAULT_PASSWORD,
     make_device,
     make_organization,
     make_position,
 )
-
-
-def csrf_of(html: str) -> str:
-    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert match, "no CSRF field in the page"
-    return match.group(1)
-
-
-async def log_in(client: httpx.AsyncClient, user: User) -> str:
-    """Log in through the form; returns the session's CSRF token."""
-    form = await client.get("/admin/login")
-    response = await client.post(
-        "/admin/login",
-        data={
-            "email": user.email,
-            "password": DEFAULT_PASSWORD,
-            "csrf_token": csrf_of(form.text),
-            "next": "/admin/",
-        },
-    )
-    assert response.status_code == 303, response.text
-    return csrf_of((await client.get("/admin/")).text)
 
 
 async def reporting(session: AsyncSession, device: Device, minutes_ago: float) -> datetime:
