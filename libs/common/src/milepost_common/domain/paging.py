@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from sqlalchemy import func, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -52,6 +52,20 @@ class PageRequest:
     limit: int
     cursor: str | None = None
     sort: Sort | None = None
+
+
+class Listing(Protocol):
+    """An operator list's filters, as far as paging goes: a page of ``limit`` rows after
+    ``cursor`` by ``sort`` (an allow-listed ``field`` or ``-field``, validated by its enum)."""
+
+    @property
+    def sort(self) -> str: ...
+
+    @property
+    def limit(self) -> int: ...
+
+    @property
+    def cursor(self) -> str | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,18 +174,12 @@ def page_of(
 
 
 async def sorted_page(
-    session: AsyncSession,
-    query: SelectOfScalar[ModelT],
-    model: type[ModelT],
-    sort: str,
-    *,
-    limit: int,
-    cursor: str | None,
+    session: AsyncSession, query: SelectOfScalar[ModelT], model: type[ModelT], listing: Listing
 ) -> PageResult[ModelT]:
-    """A keyset page of ``query`` by ``sort`` (an allow-listed ``field`` or ``-field`` of
-    ``model``, validated by the caller's enum), ties broken by id. A nullable time sorts as
-    ``NEVER``; text sorts by the database's collation."""
-    name, descending = sort.removeprefix("-"), sort.startswith("-")
+    """A keyset page of ``query`` by the listing's sort (of ``model``'s fields), ties broken
+    by id. A nullable time sorts as ``NEVER``; text sorts by the database's collation."""
+    limit, cursor = listing.limit, listing.cursor
+    name, descending = listing.sort.removeprefix("-"), listing.sort.startswith("-")
     column = col(getattr(model, name))
     is_time = name.endswith(("_at", "_time"))
     nullable = bool(getattr(column, "nullable", False)) and is_time

@@ -77,9 +77,7 @@ class ApiKeyRepository:
             query = query.where(revoked.is_(None), expires <= now)
         elif filters.status is ApiKeyStatus.ACTIVE:
             query = query.where(revoked.is_(None), or_(expires.is_(None), expires > now))
-        return await paging.sorted_page(
-            self.session, query, ApiKey, filters.sort, limit=filters.limit, cursor=filters.cursor
-        )
+        return await paging.sorted_page(self.session, query, ApiKey, filters)
 
     async def record_usage(self, last_used: Mapping[uuid.UUID, datetime]) -> None:
         """One UPDATE for many keys; never moves a key's ``last_used_at`` backwards."""

@@ -44,11 +44,4 @@ class AuditRepository:
         query = paging.time_window(
             query, col(AuditEntry.occurred_at), paging.Window(filters.from_, filters.to)
         )
-        return await paging.sorted_page(
-            self.session,
-            query,
-            AuditEntry,
-            filters.sort,
-            limit=filters.limit,
-            cursor=filters.cursor,
-        )
+        return await paging.sorted_page(self.session, query, AuditEntry, filters)

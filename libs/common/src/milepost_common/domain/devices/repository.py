@@ -219,9 +219,7 @@ class DeviceRepository:
             )
         if filters.disabled is not None:
             query = query.where(Device.disabled == filters.disabled)
-        return await paging.sorted_page(
-            self.session, query, Device, filters.sort, limit=filters.limit, cursor=filters.cursor
-        )
+        return await paging.sorted_page(self.session, query, Device, filters)
 
     async def suggest(self, part: str, *, limit: int) -> list[Device]:
         """Devices whose unique id or name contains ``part``, those starting with it first."""

@@ -415,14 +415,7 @@ class IngestBatchRepository:
         query = select(IngestBatch).where(*_conditions(filters))
         if exclude_source is not None:
             query = query.where(col(IngestBatch.source) != exclude_source)
-        return await paging.sorted_page(
-            self.session,
-            query,
-            IngestBatch,
-            filters.sort,
-            limit=filters.limit,
-            cursor=filters.cursor,
-        )
+        return await paging.sorted_page(self.session, query, IngestBatch, filters)
 
     async def osmand_by_device(self, filters: BatchFilters, *, limit: int) -> Sequence[Any]:
         """The OsmAnd batches matching ``filters`` summed up per organization and stored

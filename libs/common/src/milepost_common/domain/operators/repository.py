@@ -35,9 +35,7 @@ class OperatorRepository:
         if filters.role is not None:
             query = query.where(User.platform_role == filters.role)
         query = searched(query, filters.q, filters.is_active)
-        return await UserRepository(self.session).page(
-            query, limit=filters.limit, cursor=filters.cursor, sort=filters.sort
-        )
+        return await UserRepository(self.session).page(query, filters)
 
     async def labels(
         self, model: type[SQLModel], label: str, ids: Collection[uuid.UUID]

@@ -109,14 +109,7 @@ class OrganizationRepository:
             query = query.where(
                 suspended_at.is_not(None) if filters.suspended else suspended_at.is_(None)
             )
-        return await paging.sorted_page(
-            self.session,
-            query,
-            Organization,
-            filters.sort,
-            limit=filters.limit,
-            cursor=filters.cursor,
-        )
+        return await paging.sorted_page(self.session, query, Organization, filters)
 
     async def device_ids(self, org_id: uuid.UUID) -> set[uuid.UUID]:
         """The devices it holds now."""

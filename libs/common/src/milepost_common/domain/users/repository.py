@@ -15,7 +15,7 @@ from milepost_common.domain import paging
 from milepost_common.domain.organizations import repository as org_repository
 from milepost_common.domain.organizations.models import Organization
 from milepost_common.domain.users.models import OrgRole, User
-from milepost_common.domain.users.schemas import UserFilters, UserListSort
+from milepost_common.domain.users.schemas import UserFilters
 
 
 def searched(
@@ -87,15 +87,10 @@ class UserRepository:
         return int(await self.session.scalar(query) or 0)
 
     async def page(
-        self,
-        query: SelectOfScalar[User],
-        *,
-        limit: int,
-        cursor: str | None,
-        sort: UserListSort,
+        self, query: SelectOfScalar[User], filters: paging.Listing
     ) -> paging.PageResult[User]:
-        """A keyset page of ``query`` (members or operators) by an allow-listed sort."""
-        return await paging.sorted_page(self.session, query, User, sort, limit=limit, cursor=cursor)
+        """A keyset page of ``query`` (members or operators) by the filters' sort."""
+        return await paging.sorted_page(self.session, query, User, filters)
 
     async def page_members(self, filters: UserFilters) -> paging.PageResult[User]:
         """Organization members (of one organization or all, or of those whose name contains
@@ -108,4 +103,4 @@ class UserRepository:
         if filters.role is not None:
             query = query.where(User.role == filters.role)
         query = searched(query, filters.q, filters.is_active)
-        return await self.page(query, limit=filters.limit, cursor=filters.cursor, sort=filters.sort)
+        return await self.page(query, filters)

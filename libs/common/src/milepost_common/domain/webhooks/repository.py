@@ -16,7 +16,7 @@ from milepost_common.domain import paging
 from milepost_common.domain.base import find_by_id
 from milepost_common.domain.organizations import repository as org_repository
 from milepost_common.domain.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
-from milepost_common.domain.webhooks.schemas import DeliveryFilters, DeliverySort
+from milepost_common.domain.webhooks.schemas import DeliveryFilters
 
 _ROWS_PER_INSERT = 1000
 
@@ -79,16 +79,12 @@ class WebhookDeliveryRepository:
         *,
         status: DeliveryStatus | None = None,
     ) -> paging.PageResult[WebhookDelivery]:
-        """A keyset page of an endpoint's deliveries by ``created_at``."""
-        query = select(WebhookDelivery).where(
-            WebhookDelivery.endpoint_id == endpoint.id, WebhookDelivery.org_id == endpoint.org_id
-        )
+        """A keyset page of an endpoint's deliveries by the page's sort, else ``created_at``."""
+        query = select(WebhookDelivery).where(WebhookDelivery.endpoint_id == endpoint.id)
         if status is not None:
             query = query.where(WebhookDelivery.status == status)
-        descending = page.sort is not None and page.sort.descending
-        sort = DeliverySort.CREATED_AT_DESC if descending else DeliverySort.CREATED_AT
-        return await paging.sorted_page(
-            self.session, query, WebhookDelivery, sort, limit=page.limit, cursor=page.cursor
+        return await paging.org_page(
+            self.session, WebhookDelivery, endpoint.org_id, page, narrowed=query
         )
 
     async def page(self, filters: DeliveryFilters) -> paging.PageResult[WebhookDelivery]:
@@ -108,14 +104,7 @@ class WebhookDeliveryRepository:
         query = paging.time_window(
             query, col(WebhookDelivery.created_at), paging.Window(filters.from_, filters.to)
         )
-        return await paging.sorted_page(
-            self.session,
-            query,
-            WebhookDelivery,
-            filters.sort,
-            limit=filters.limit,
-            cursor=filters.cursor,
-        )
+        return await paging.sorted_page(self.session, query, WebhookDelivery, filters)
 
     async def insert_new(self, rows: list[dict[str, Any]]) -> list[uuid.UUID]:
         """Insert the deliveries, skipping those already written for their endpoint and event;
