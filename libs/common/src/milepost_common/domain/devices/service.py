@@ -178,18 +178,7 @@ async def update_device(
         del sent["name"]
     if "disabled" in sent and sent["disabled"] is None:
         del sent["disabled"]
-    before: dict[str, Any] = {name: getattr(device, name) for name in sent}
-    diff = audit.changes(before, sent)
-    if diff:
-        for name, value in sent.items():
-            setattr(device, name, value)
-        device.updated_at = datetime.now(UTC)
-        session.add(device)
-        await session.flush()
-        await audit.record(
-            session, actor, "devices.update", target_type="device", target_id=device.id, diff=diff
-        )
-    return device
+    return await _apply_update(session, actor, device, sent)
 
 
 async def get_any_device(session: AsyncSession, device_id: uuid.UUID) -> Device:
@@ -228,18 +217,8 @@ async def set_device_disabled(
     if device.disabled == disabled:
         return device
     device.disabled = disabled
-    device.updated_at = datetime.now(UTC)
-    session.add(device)
-    await session.flush()
-    await audit.record(
-        session,
-        actor,
-        "devices.disable" if disabled else "devices.enable",
-        target_type="device",
-        target_id=device.id,
-        org_id=device.org_id,
-        diff={"disabled": [not disabled, disabled]},
-    )
+    action = "devices.disable" if disabled else "devices.enable"
+    await _save_audited(session, actor, device, action, {"disabled": [not disabled, disabled]})
     return device
 
 
@@ -252,21 +231,35 @@ async def update_device_for_operator(
     sent = data.model_dump(exclude_unset=True)
     if sent.get("name", "") is None:
         del sent["name"]
+    return await _apply_update(session, actor, device, sent)
+
+
+async def _apply_update(
+    session: AsyncSession, actor: Principal, device: Device, sent: dict[str, Any]
+) -> Device:
+    """Set the fields ``sent``; audited (``devices.update``) when something changed."""
     diff = audit.changes({name: getattr(device, name) for name in sent}, sent)
-    if not diff:
-        return device
-    for name, value in sent.items():
-        setattr(device, name, value)
+    if diff:
+        for name, value in sent.items():
+            setattr(device, name, value)
+        await _save_audited(session, actor, device, "devices.update", diff)
+    return device
+
+
+async def _save_audited(
+    session: AsyncSession, actor: Principal, device: Device, action: str, diff: dict[str, Any]
+) -> None:
+    """Store the changed device and audit the change under the device's organization (an
+    operator has none of its own)."""
     device.updated_at = datetime.now(UTC)
     session.add(device)
     await session.flush()
     await audit.record(
         session,
         actor,
-        "devices.update",
+        action,
         target_type="device",
         target_id=device.id,
         org_id=device.org_id,
         diff=diff,
     )
-    return device
