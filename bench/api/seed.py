@@ -11,6 +11,8 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg  # type: ignore[import-untyped]
 
+from milepost_common.domain.trips.models import TRIP_FIELDS
+
 
 def log(message: str) -> None:
     print(f"bench-api: {message}", file=sys.stderr, flush=True)
@@ -142,21 +144,7 @@ async def seed(url: str, vehicles: int, days: int, interval_min: int) -> Seeded:
         await conn.copy_records_to_table(
             "trips",
             records=trips,
-            columns=[
-                "id",
-                "org_id",
-                "device_id",
-                "start_time",
-                "end_time",
-                "start_lat",
-                "start_lon",
-                "end_lat",
-                "end_lon",
-                "distance_m",
-                "duration_s",
-                "avg_speed",
-                "max_speed",
-            ],
+            columns=["id", "org_id", "device_id", "start_time", *TRIP_FIELDS],
         )
         await conn.execute("ANALYZE")
         return Seeded(org_id, owner_id, ids, positions, len(trips))

@@ -17,6 +17,7 @@ from milepost_common.domain.devices import service as device_service
 from milepost_common.domain.principals import Principal
 from milepost_common.domain.reports.repository import ReportRepository
 from milepost_common.domain.reports.schemas import GroupBy, SummaryReport, SummaryRow
+from milepost_common.domain.trips import models as trip_models
 from milepost_common.errors import ValidationFailed
 
 MAX_RANGE = timedelta(days=366)
@@ -32,15 +33,7 @@ TRIP_COLUMNS = (
     "vehicle_name",
     "vehicle_plate",
     "start_time",
-    "end_time",
-    "start_lat",
-    "start_lon",
-    "end_lat",
-    "end_lon",
-    "distance_m",
-    "duration_s",
-    "avg_speed",
-    "max_speed",
+    *trip_models.TRIP_FIELDS,
 )
 
 

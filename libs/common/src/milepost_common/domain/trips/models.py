@@ -9,6 +9,22 @@ from sqlmodel import Field, SQLModel
 
 from milepost_common.domain.base import id_field, jsonb_field, tz_field
 
+# What a replay writes of a trip or a stop beyond its key ``(device_id, start_time)``, in
+# the tables' order: the row made of a span, what an upsert sets, and what tells a changed
+# row from an unchanged one.
+TRIP_FIELDS = (
+    "end_time",
+    "start_lat",
+    "start_lon",
+    "end_lat",
+    "end_lon",
+    "distance_m",
+    "duration_s",
+    "avg_speed",
+    "max_speed",
+)
+STOP_FIELDS = ("end_time", "lat", "lon", "duration_s")
+
 
 class Trip(SQLModel, table=True):
     """A drive between two stops, materialized by the worker; ``end_time`` null while open."""

@@ -20,23 +20,16 @@ from sqlmodel import col, select
 
 from milepost_common.domain import paging
 from milepost_common.domain.devices.repository import Named, TimelineRepository
-from milepost_common.domain.trips.models import MotionCheckpoint, Stop, Trip
+from milepost_common.domain.trips.models import (
+    STOP_FIELDS,
+    TRIP_FIELDS,
+    MotionCheckpoint,
+    Stop,
+    Trip,
+)
 
 Scope = tuple[uuid.UUID, uuid.UUID, datetime | None]
 SegmentT = TypeVar("SegmentT", Trip, Stop)
-
-TRIP_FIELDS = (
-    "end_time",
-    "start_lat",
-    "start_lon",
-    "end_lat",
-    "end_lon",
-    "distance_m",
-    "duration_s",
-    "avg_speed",
-    "max_speed",
-)
-STOP_FIELDS = ("end_time", "lat", "lon", "duration_s")
 
 _EXPIRED_CHECKPOINTS = text(
     "DELETE FROM motion_checkpoints WHERE (device_id, anchor_time) IN "

@@ -28,10 +28,14 @@ from milepost_common.domain.devices import service as device_service
 from milepost_common.domain.positions import service as position_service
 from milepost_common.domain.principals import Principal
 from milepost_common.domain.trips.errors import TripNotFound
-from milepost_common.domain.trips.models import MotionCheckpoint, Stop, Trip
-from milepost_common.domain.trips.repository import (
+from milepost_common.domain.trips.models import (
     STOP_FIELDS,
     TRIP_FIELDS,
+    MotionCheckpoint,
+    Stop,
+    Trip,
+)
+from milepost_common.domain.trips.repository import (
     MotionCheckpointRepository,
     Scope,
     StopRepository,
@@ -120,33 +124,10 @@ async def list_stops_from(
     return await StopRepository(session).list_from(_scopes(scopes))
 
 
-def _trip_row(tenure: Tenure, trip: TripSpan) -> dict[str, Any]:
-    return {
-        "org_id": tenure.org_id,
-        "device_id": tenure.device_id,
-        "start_time": trip.start_time,
-        "end_time": trip.end_time,
-        "start_lat": trip.start_lat,
-        "start_lon": trip.start_lon,
-        "end_lat": trip.end_lat,
-        "end_lon": trip.end_lon,
-        "distance_m": trip.distance_m,
-        "duration_s": trip.duration_s,
-        "avg_speed": trip.avg_speed,
-        "max_speed": trip.max_speed,
-    }
-
-
-def _stop_row(tenure: Tenure, stop: StopSpan) -> dict[str, Any]:
-    return {
-        "org_id": tenure.org_id,
-        "device_id": tenure.device_id,
-        "start_time": stop.start_time,
-        "end_time": stop.end_time,
-        "lat": stop.lat,
-        "lon": stop.lon,
-        "duration_s": stop.duration_s,
-    }
+def _row(tenure: Tenure, span: TripSpan | StopSpan, fields: Sequence[str]) -> dict[str, Any]:
+    """The span as its table's row: the key in the tenure, then what a replay writes."""
+    key = {"org_id": tenure.org_id, "device_id": tenure.device_id, "start_time": span.start_time}
+    return key | {name: getattr(span, name) for name in fields}
 
 
 def _unchanged(existing: Trip | Stop | None, row: Mapping[str, Any], names: Sequence[str]) -> bool:
@@ -177,7 +158,7 @@ async def materialize_segments(
         name = item.vehicle_name
         device_id = item.tenure.device_id
         for trip in item.trips:
-            row = _trip_row(item.tenure, trip)
+            row = _row(item.tenure, trip, TRIP_FIELDS)
             key = (device_id, trip.start_time)
             old_trip = old_trips.get(key)
             if old_trip is not None:
@@ -189,7 +170,7 @@ async def materialize_segments(
             if trip.end_time is not None and (old_trip is None or old_trip.end_time is None):
                 ended[key] = name
         for stop in item.stops:
-            row = _stop_row(item.tenure, stop)
+            row = _row(item.tenure, stop, STOP_FIELDS)
             key = (device_id, stop.start_time)
             old_stop = old_stops.get(key)
             if old_stop is not None:
