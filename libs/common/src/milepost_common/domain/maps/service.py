@@ -27,7 +27,7 @@ from milepost_common.domain.organizations.models import Organization
 from milepost_common.domain.positions import service as position_service
 from milepost_common.domain.reports import service as report_service
 from milepost_common.domain.trips import service as trip_service
-from milepost_common.domain.trips.schemas import StopRead, TripDetail
+from milepost_common.domain.trips.schemas import StopRead, TripDetail, TripRead
 from milepost_common.errors import ValidationFailed
 
 # Days a map can ask for: any whose bounds exist in every time zone.
@@ -120,8 +120,8 @@ async def list_device_day_trips(
     org = await org_service.get_organization(session, device.org_id)
     start, end = day_bounds(org, day)
     trips = await _every_page(
-        lambda page: trip_service.list_org_trips(
-            session, org.id, device.id, paging.Window(end=end), page, ending_after=start
+        lambda page: trip_service.list_org_segments(
+            session, TripRead, org.id, device.id, paging.Window(end=end), page, ending_after=start
         )
     )
     routed = [await trip_service.with_route(session, org.id, trip) for trip in trips]
@@ -138,8 +138,8 @@ async def list_device_day_stops(
     org = await org_service.get_organization(session, device.org_id)
     start, end = day_bounds(org, day)
     stops = await _every_page(
-        lambda page: trip_service.list_org_stops(
-            session, org.id, device.id, paging.Window(end=end), page, ending_after=start
+        lambda page: trip_service.list_org_segments(
+            session, StopRead, org.id, device.id, paging.Window(end=end), page, ending_after=start
         )
     )
     return DeviceDay[StopRead](

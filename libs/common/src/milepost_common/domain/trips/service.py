@@ -265,40 +265,39 @@ async def list_trips(
 ) -> paging.PageResult[TripRead]:
     """A keyset page of the organization's trips. Raises DeviceNotFound for a foreign
     ``vehicle_id``."""
-    return await list_org_trips(session, actor.require_org(), vehicle_id, window, page)
+    org_id = actor.require_org()
+    return await list_org_segments(session, TripRead, org_id, vehicle_id, window, page)
 
 
-async def list_org_trips(
+async def list_stops(
     session: AsyncSession,
+    actor: Principal,
+    vehicle_id: uuid.UUID | None,
+    window: paging.Window,
+    page: paging.PageRequest,
+) -> paging.PageResult[StopRead]:
+    """``list_trips`` for stops."""
+    org_id = actor.require_org()
+    return await list_org_segments(session, StopRead, org_id, vehicle_id, window, page)
+
+
+async def list_org_segments(
+    session: AsyncSession,
+    read: type[ReadT],
     org_id: uuid.UUID,
     vehicle_id: uuid.UUID | None,
     window: paging.Window,
     page: paging.PageRequest,
     *,
     ending_after: datetime | None = None,
-) -> paging.PageResult[TripRead]:
-    """``list_trips`` of an organization named by its id (operators read any); with
-    ``ending_after``, only the trips still open or ending after it. Raises DeviceNotFound
-    for a foreign ``vehicle_id``."""
-    return await _org_page(
-        TripRepository(session), TripRead, session, org_id, vehicle_id, window, page, ending_after
-    )
-
-
-async def _org_page(
-    segments: TripRepository | StopRepository,
-    read: type[ReadT],
-    session: AsyncSession,
-    org_id: uuid.UUID,
-    vehicle_id: uuid.UUID | None,
-    window: paging.Window,
-    page: paging.PageRequest,
-    ending_after: datetime | None,
 ) -> paging.PageResult[ReadT]:
-    """A keyset page of trips or stops, each with its vehicle's name; a foreign ``vehicle_id``
-    raises DeviceNotFound."""
+    """A keyset page of an organization's trips (``read`` TripRead) or stops (StopRead),
+    named by its id (operators read any), each with its vehicle's name; with
+    ``ending_after``, only those still open or ending after it. Raises DeviceNotFound for a
+    foreign ``vehicle_id``."""
     if vehicle_id is not None:
         await device_service.get_org_device(session, org_id, vehicle_id)
+    segments = TripRepository(session) if read is TripRead else StopRepository(session)
     result = await segments.page_for_org(
         org_id, vehicle_id, window, page, ending_after=ending_after
     )
@@ -325,32 +324,3 @@ async def with_route(session: AsyncSession, org_id: uuid.UUID, trip: TripRead) -
         session, trip.vehicle_id, org_id, trip.start_time, trip.end_time
     )
     return TripDetail(**trip.model_dump(), route=LineString(coordinates=points))
-
-
-async def list_stops(
-    session: AsyncSession,
-    actor: Principal,
-    vehicle_id: uuid.UUID | None,
-    window: paging.Window,
-    page: paging.PageRequest,
-) -> paging.PageResult[StopRead]:
-    """A keyset page of the organization's stops. Raises DeviceNotFound for a foreign
-    ``vehicle_id``."""
-    return await list_org_stops(session, actor.require_org(), vehicle_id, window, page)
-
-
-async def list_org_stops(
-    session: AsyncSession,
-    org_id: uuid.UUID,
-    vehicle_id: uuid.UUID | None,
-    window: paging.Window,
-    page: paging.PageRequest,
-    *,
-    ending_after: datetime | None = None,
-) -> paging.PageResult[StopRead]:
-    """``list_stops`` of an organization named by its id (operators read any); with
-    ``ending_after``, only the stops still open or ending after it. Raises DeviceNotFound
-    for a foreign ``vehicle_id``."""
-    return await _org_page(
-        StopRepository(session), StopRead, session, org_id, vehicle_id, window, page, ending_after
-    )

@@ -35,6 +35,7 @@ from milepost_common.domain.devices.schemas import (
 )
 from milepost_common.domain.organizations import service as org_service
 from milepost_common.domain.trips import service as trip_service
+from milepost_common.domain.trips.schemas import TripRead
 from milepost_common.errors import ValidationFailed
 from milepost_common.web.deps import SessionDep
 
@@ -144,8 +145,8 @@ async def _device(
     )
     # Its current organization's latest trips and alerts, newest first.
     newest = paging.Window()
-    trips = await trip_service.list_org_trips(
-        session, device.org_id, device.id, newest, _newest("start_time")
+    trips = await trip_service.list_org_segments(
+        session, TripRead, device.org_id, device.id, newest, _newest("start_time")
     )
     alerts = await alert_service.list_org_alerts(
         session, device.org_id, device.id, newest, _newest("occurred_at")
