@@ -17,6 +17,7 @@ from sqlmodel import col, select
 from milepost_common.domain import paging
 from milepost_common.domain.alert_rules.models import AlertRule
 from milepost_common.domain.alerts.models import Alert, AlertType
+from milepost_common.domain.alerts.schemas import AlertFilters
 from milepost_common.domain.devices.repository import Named, TimelineRepository
 from milepost_common.domain.geofences.models import Geofence
 
@@ -43,22 +44,19 @@ class AlertRepository(TimelineRepository[Alert]):
     async def page_for_org(
         self,
         org_id: uuid.UUID,
-        vehicle_id: uuid.UUID | None,
+        filters: AlertFilters,
         window: paging.Window,
         page: paging.PageRequest,
-        *,
-        alert_type: AlertType | None = None,
-        acknowledged: bool | None = None,
     ) -> paging.PageResult[Named[Alert]]:
-        """The organization's alerts (of one vehicle or all, of a type, acknowledged or not)
-        occurring in ``window``, each with its vehicle's name."""
+        """The organization's alerts matching ``filters`` occurring in ``window``, each with
+        its vehicle's name."""
         query = select(Alert)
-        if alert_type is not None:
-            query = query.where(Alert.type == alert_type)
-        if acknowledged is not None:
+        if filters.alert_type is not None:
+            query = query.where(Alert.type == filters.alert_type)
+        if filters.acknowledged is not None:
             ack = col(Alert.acknowledged_at)
-            query = query.where(ack.is_not(None) if acknowledged else ack.is_(None))
-        return await self.timeline_page(org_id, vehicle_id, window, page, query)
+            query = query.where(ack.is_not(None) if filters.acknowledged else ack.is_(None))
+        return await self.timeline_page(org_id, filters.vehicle_id, window, page, query)
 
     async def list_in_scopes(self, scopes: Sequence[AlertScope]) -> list[Alert]:
         """Every alert inside any of the scopes, in one query."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
@@ -47,3 +48,13 @@ class AlertRead(BaseModel):
     )
     acknowledged_at: datetime | None
     acknowledged_by: uuid.UUID | None = Field(description="The user who acknowledged it.")
+
+
+@dataclass(frozen=True, slots=True)
+class AlertFilters:
+    """Which of an organization's alerts a list shows (None: any): of one vehicle, of a type,
+    acknowledged or open."""
+
+    vehicle_id: uuid.UUID | None = None
+    alert_type: AlertType | None = None
+    acknowledged: bool | None = None

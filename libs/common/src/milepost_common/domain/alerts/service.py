@@ -24,7 +24,7 @@ from milepost_common.domain.alert_rules.models import AlertRule
 from milepost_common.domain.alerts.errors import AlertNotFound
 from milepost_common.domain.alerts.models import Alert, AlertType
 from milepost_common.domain.alerts.repository import AlertRepository, AlertScope
-from milepost_common.domain.alerts.schemas import AlertRead
+from milepost_common.domain.alerts.schemas import AlertFilters, AlertRead
 from milepost_common.domain.audit import service as audit
 from milepost_common.domain.devices import names
 from milepost_common.domain.devices import service as device_service
@@ -252,33 +252,21 @@ async def list_alerts(
 ) -> paging.PageResult[AlertRead]:
     """A keyset page of the organization's alerts by ``occurred_at``. Raises DeviceNotFound
     for a foreign ``vehicle_id``."""
-    return await list_org_alerts(
-        session,
-        actor.require_org(),
-        vehicle_id,
-        window,
-        page,
-        alert_type=alert_type,
-        acknowledged=acknowledged,
-    )
+    filters = AlertFilters(vehicle_id, alert_type, acknowledged)
+    return await list_org_alerts(session, actor.require_org(), filters, window, page)
 
 
 async def list_org_alerts(
     session: AsyncSession,
     org_id: uuid.UUID,
-    vehicle_id: uuid.UUID | None,
+    filters: AlertFilters,
     window: paging.Window,
     page: paging.PageRequest,
-    *,
-    alert_type: AlertType | None = None,
-    acknowledged: bool | None = None,
 ) -> paging.PageResult[AlertRead]:
     """``list_alerts`` of an organization named by its id (operators read any)."""
-    if vehicle_id is not None:
-        await device_service.get_org_device(session, org_id, vehicle_id)
-    result = await AlertRepository(session).page_for_org(
-        org_id, vehicle_id, window, page, alert_type=alert_type, acknowledged=acknowledged
-    )
+    if filters.vehicle_id is not None:
+        await device_service.get_org_device(session, org_id, filters.vehicle_id)
+    result = await AlertRepository(session).page_for_org(org_id, filters, window, page)
     return paging.PageResult(
         [names.read_as(AlertRead, item.row, item.vehicle_name) for item in result.items],
         result.next_cursor,

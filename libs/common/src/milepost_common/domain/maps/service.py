@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from milepost_common.db import SessionReads
 from milepost_common.domain import paging
 from milepost_common.domain.alerts import service as alert_service
-from milepost_common.domain.alerts.schemas import AlertRead
+from milepost_common.domain.alerts.schemas import AlertFilters, AlertRead
 from milepost_common.domain.devices import service as device_service
 from milepost_common.domain.devices.models import Device
 from milepost_common.domain.maps.schemas import DeviceDay, FleetPositionRead
@@ -157,6 +157,6 @@ async def list_recent_alerts(
         limit=MAX_ALERT_PINS, sort=paging.Sort("occurred_at", descending=True)
     )
     result = await alert_service.list_org_alerts(
-        session, org.id, None, paging.Window(start=since), newest_first
+        session, org.id, AlertFilters(), paging.Window(start=since), newest_first
     )
     return list(reversed(result.items))

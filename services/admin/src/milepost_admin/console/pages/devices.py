@@ -20,6 +20,7 @@ from milepost_admin.console.sessions import SessionStore
 from milepost_admin.console.views import again, filters_of, form_model, invalid, list_page
 from milepost_common.domain import paging
 from milepost_common.domain.alerts import service as alert_service
+from milepost_common.domain.alerts.schemas import AlertFilters
 from milepost_common.domain.audit import service as audit
 from milepost_common.domain.audit.schemas import AuditFilters, AuditSort
 from milepost_common.domain.devices import imports as device_imports
@@ -149,7 +150,7 @@ async def _device(
         session, TripRead, device.org_id, device.id, newest, _newest("start_time")
     )
     alerts = await alert_service.list_org_alerts(
-        session, device.org_id, device.id, newest, _newest("occurred_at")
+        session, device.org_id, AlertFilters(device.id), newest, _newest("occurred_at")
     )
     state = await device_state.find_state(session, device.id)
     last_seen = state.last_fix_time if state else None
