@@ -78,3 +78,24 @@ async def log_in(client: httpx.AsyncClient, user: User) -> str:
     """Log in through the form; returns the session's CSRF token."""
     await console_login(client, user)
     return csrf_of((await client.get("/admin/")).text)
+
+
+@dataclass(frozen=True)
+class Console:
+    """A browser logged in to the console: its forms go with the session's CSRF token."""
+
+    client: httpx.AsyncClient
+    csrf: str
+
+    async def submit(
+        self, path: str, data: dict[str, str] | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        """POST the form ``data`` (and ``files``, …) to ``path`` with the CSRF token."""
+        return await self.client.post(
+            path, data={**(data or {}), "csrf_token": self.csrf}, **kwargs
+        )
+
+
+async def console_as(client: httpx.AsyncClient, user: User) -> Console:
+    """:func:`log_in` as ``user``; the console it leaves ``client`` in."""
+    return Console(client, await log_in(client, user))

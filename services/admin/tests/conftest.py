@@ -23,7 +23,7 @@ from milepost_common.testing.factories import make_operator
 # pytest's import mode leaves this directory off sys.path; the shared helpers live here.
 sys.path.insert(0, str(Path(__file__).parent))
 
-from admin_support import Staff, bearer
+from admin_support import Console, Staff, bearer, console_as
 
 
 @pytest.fixture(scope="session")
@@ -67,3 +67,9 @@ async def staff(session: AsyncSession, admin_settings: AdminSettings) -> Staff:
         bearer(admin_settings, operator),
         bearer(admin_settings, superadmin),
     )
+
+
+@pytest.fixture
+async def operator_console(client: httpx.AsyncClient, staff: Staff) -> Console:
+    """The console, logged in as the platform operator of ``staff``."""
+    return await console_as(client, staff.operator)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import httpx
-from admin_support import Staff, log_in
+from admin_support import Console, Staff
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -60,14 +60,12 @@ class TestDeviceImport:
         assert response.json()["created"] == 1
 
     async def test_console_takes_a_file_over_the_default_limit(
-        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
+        self, session: AsyncSession, operator_console: Console
     ) -> None:
         org = await make_organization(session)
-        csrf = await log_in(client, staff.operator)
 
-        response = await client.post(
+        response = await operator_console.submit(
             f"/admin/organizations/{org.id}/devices/import",
-            data={"csrf_token": csrf},
             files={"csv_file": ("devices.csv", padded_csv("big-import-2", int(1.5 * MIB)))},
             follow_redirects=True,  # the import answers with a redirect to its report
         )

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
-from admin_support import Staff, audit_actions, log_in, submit_login
+from admin_support import Console, Staff, audit_actions, console_as, log_in, submit_login
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from milepost_common.domain.ingest_batches.models import BatchSource, BatchStatus, IngestBatch
@@ -86,9 +86,9 @@ class TestLogin:
         assert response.status_code == 401
 
     async def test_logout_ends_the_session(self, client: httpx.AsyncClient, staff: Staff) -> None:
-        csrf = await log_in(client, staff.support)
+        console = await console_as(client, staff.support)
 
-        response = await client.post("/admin/logout", data={"csrf_token": csrf})
+        response = await console.submit("/admin/logout")
 
         assert response.status_code == 303
         client.cookies.clear()
@@ -173,25 +173,23 @@ class TestActions:
         assert "reload and retry" in response.text
 
     async def test_support_cannot_change(self, client: httpx.AsyncClient, staff: Staff) -> None:
-        csrf = await log_in(client, staff.support)
+        console = await console_as(client, staff.support)
 
-        response = await client.post(
-            "/admin/organizations", data={"name": "Support's", "csrf_token": csrf}
-        )
+        response = await console.submit("/admin/organizations", {"name": "Support's"})
 
         assert response.status_code == 403
 
     async def test_operator_creates_and_suspends_an_organization(
-        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
+        self,
+        client: httpx.AsyncClient,
+        session: AsyncSession,
+        staff: Staff,
+        operator_console: Console,
     ) -> None:
-        csrf = await log_in(client, staff.operator)
-
-        created = await client.post(
-            "/admin/organizations", data={"name": "Console Org", "csrf_token": csrf}
-        )
+        created = await operator_console.submit("/admin/organizations", {"name": "Console Org"})
         assert created.status_code == 303
         org_url = created.headers["location"]
-        suspended = await client.post(f"{org_url}/suspend", data={"csrf_token": csrf})
+        suspended = await operator_console.submit(f"{org_url}/suspend")
         page = await client.get(org_url)
 
         assert suspended.status_code == 303
@@ -203,14 +201,12 @@ class TestActions:
         ]
 
     async def test_issued_key_secret_is_shown_once(
-        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
+        self, client: httpx.AsyncClient, session: AsyncSession, operator_console: Console
     ) -> None:
         org = await make_organization(session)
-        csrf = await log_in(client, staff.operator)
 
-        response = await client.post(
-            f"/admin/organizations/{org.id}/api-keys",
-            data={"name": "Gateway", "scopes": "ingest", "csrf_token": csrf},
+        response = await operator_console.submit(
+            f"/admin/organizations/{org.id}/api-keys", {"name": "Gateway", "scopes": "ingest"}
         )
 
         assert response.status_code == 303
@@ -243,14 +239,10 @@ class TestErrorPages:
     async def test_operator_actions_are_routes_of_their_own(
         self, client: httpx.AsyncClient, staff: Staff
     ) -> None:
-        csrf = await log_in(client, staff.superadmin)
+        console = await console_as(client, staff.superadmin)
 
-        unknown = await client.post(
-            f"/admin/operators/{staff.operator.id}/promote", data={"csrf_token": csrf}
-        )
-        deactivated = await client.post(
-            f"/admin/operators/{staff.operator.id}/deactivate", data={"csrf_token": csrf}
-        )
+        unknown = await console.submit(f"/admin/operators/{staff.operator.id}/promote")
+        deactivated = await console.submit(f"/admin/operators/{staff.operator.id}/deactivate")
 
         assert unknown.status_code == 404
         assert deactivated.status_code == 303

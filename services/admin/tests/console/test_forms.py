@@ -8,7 +8,7 @@ import re
 
 import httpx
 import pytest
-from admin_support import Staff, log_in
+from admin_support import Console, Staff, log_in
 from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
@@ -32,14 +32,12 @@ async def _count(session: AsyncSession, model: type, **where: object) -> int:
 
 class TestSecretsShownOnce:
     async def test_reload_after_issuing_a_key_issues_and_shows_nothing_more(
-        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
+        self, client: httpx.AsyncClient, session: AsyncSession, operator_console: Console
     ) -> None:
         org = await make_organization(session)
-        csrf = await log_in(client, staff.operator)
 
-        issued = await client.post(
-            f"/admin/organizations/{org.id}/api-keys",
-            data={"name": "Gateway", "scopes": "ingest", "csrf_token": csrf},
+        issued = await operator_console.submit(
+            f"/admin/organizations/{org.id}/api-keys", {"name": "Gateway", "scopes": "ingest"}
         )
         shown = await client.get(issued.headers["location"])
         reloaded = await client.get(issued.headers["location"])
@@ -54,15 +52,12 @@ class TestSecretsShownOnce:
         assert await _count(session, ApiKey, org_id=org.id) == 1
 
     async def test_rotation_answers_with_a_redirect_to_the_new_secret(
-        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
+        self, client: httpx.AsyncClient, session: AsyncSession, operator_console: Console
     ) -> None:
         org = await make_organization(session)
         key = await make_api_key(session, org)
-        csrf = await log_in(client, staff.operator)
 
-        rotated = await client.post(
-            f"/admin/api-keys/{key.api_key.id}/rotate", data={"csrf_token": csrf}
-        )
+        rotated = await operator_console.submit(f"/admin/api-keys/{key.api_key.id}/rotate")
         shown = await client.get("/admin/secret")
 
         assert rotated.status_code == 303
@@ -72,14 +67,13 @@ class TestSecretsShownOnce:
         assert await _count(session, ApiKey, org_id=org.id) == 2
 
     async def test_invitation_link_is_shown_once(
-        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
+        self, client: httpx.AsyncClient, session: AsyncSession, operator_console: Console
     ) -> None:
         org = await make_organization(session)
-        csrf = await log_in(client, staff.operator)
 
-        created = await client.post(
+        created = await operator_console.submit(
             f"/admin/organizations/{org.id}/users",
-            data={"email": "invitee@example.com", "role": "viewer", "csrf_token": csrf},
+            {"email": "invitee@example.com", "role": "viewer"},
         )
         shown = await client.get("/admin/secret")
         reloaded = await client.get("/admin/secret")
@@ -92,24 +86,16 @@ class TestSecretsShownOnce:
         assert await _count(session, User, org_id=org.id) == 1
 
     async def test_reset_link_is_shown_once(
-        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
+        self, client: httpx.AsyncClient, session: AsyncSession, operator_console: Console
     ) -> None:
         org = await make_organization(session)
-        csrf = await log_in(client, staff.operator)
-        await client.post(
+        await operator_console.submit(
             f"/admin/organizations/{org.id}/users",
-            data={
-                "email": "holder@example.com",
-                "role": "viewer",
-                "password": "a long enough password",
-                "csrf_token": csrf,
-            },
+            {"email": "holder@example.com", "role": "viewer", "password": "a long enough password"},
         )
         user = (await session.scalars(select(User).where(User.org_id == org.id))).one()
 
-        reset = await client.post(
-            f"/admin/users/{user.id}/reset-password", data={"csrf_token": csrf}
-        )
+        reset = await operator_console.submit(f"/admin/users/{user.id}/reset-password")
         shown = await client.get("/admin/secret")
         reloaded = await client.get("/admin/secret")
 
@@ -119,14 +105,12 @@ class TestSecretsShownOnce:
         assert link.group(1) not in reloaded.text
 
     async def test_import_report_survives_a_reload_and_imports_once(
-        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
+        self, client: httpx.AsyncClient, session: AsyncSession, operator_console: Console
     ) -> None:
         org = await make_organization(session)
-        csrf = await log_in(client, staff.operator)
 
-        imported = await client.post(
+        imported = await operator_console.submit(
             f"/admin/organizations/{org.id}/devices/import",
-            data={"csrf_token": csrf},
             files={"csv_file": ("d.csv", b"unique_id,name\nimp-1,Truck 1\nimp-2,Truck 2\n")},
         )
         first = await client.get(imported.headers["location"])
@@ -140,13 +124,10 @@ class TestSecretsShownOnce:
 
 class TestFormErrors:
     async def test_bad_time_zone_is_shown_beside_its_field_with_the_input_kept(
-        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
+        self, session: AsyncSession, operator_console: Console
     ) -> None:
-        csrf = await log_in(client, staff.operator)
-
-        response = await client.post(
-            "/admin/organizations",
-            data={"name": "Mars Freight", "timezone": "Mars/Olympus", "csrf_token": csrf},
+        response = await operator_console.submit(
+            "/admin/organizations", {"name": "Mars Freight", "timezone": "Mars/Olympus"}
         )
 
         assert response.status_code == 422
@@ -160,15 +141,14 @@ class TestFormErrors:
         assert await _count(session, Organization, name="Mars Freight") == 0
 
     async def test_duplicate_unique_id_speaks_of_devices_on_the_organization_page(
-        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
+        self, session: AsyncSession, operator_console: Console
     ) -> None:
         org = await make_organization(session)
         taken = await make_device(session, org)
-        csrf = await log_in(client, staff.operator)
 
-        response = await client.post(
+        response = await operator_console.submit(
             f"/admin/organizations/{org.id}/devices",
-            data={"unique_id": taken.unique_id, "name": "Second van", "csrf_token": csrf},
+            {"unique_id": taken.unique_id, "name": "Second van"},
         )
 
         assert response.status_code == 409
@@ -180,19 +160,13 @@ class TestFormErrors:
         assert f'<h1><span class="long">{org.name}</span>' in response.text
 
     async def test_bad_email_keeps_the_input_but_never_the_password(
-        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
+        self, session: AsyncSession, operator_console: Console
     ) -> None:
         org = await make_organization(session)
-        csrf = await log_in(client, staff.operator)
 
-        response = await client.post(
+        response = await operator_console.submit(
             f"/admin/organizations/{org.id}/users",
-            data={
-                "email": "dispatcher@fleet",
-                "role": "manager",
-                "password": "a secret password here",
-                "csrf_token": csrf,
-            },
+            {"email": "dispatcher@fleet", "role": "manager", "password": "a secret password here"},
         )
 
         assert response.status_code == 422
@@ -203,14 +177,12 @@ class TestFormErrors:
         assert await _count(session, User, org_id=org.id) == 0
 
     async def test_a_missing_field_is_shown_on_the_form(
-        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
+        self, session: AsyncSession, operator_console: Console
     ) -> None:
         org = await make_organization(session)
-        csrf = await log_in(client, staff.operator)
 
-        response = await client.post(
-            f"/admin/organizations/{org.id}/devices",
-            data={"unique_id": "no-name", "csrf_token": csrf},
+        response = await operator_console.submit(
+            f"/admin/organizations/{org.id}/devices", {"unique_id": "no-name"}
         )
 
         assert response.status_code == 422
@@ -218,14 +190,12 @@ class TestFormErrors:
         assert 'value="no-name"' in response.text
 
     async def test_an_error_of_no_field_is_shown_at_the_top_of_the_form(
-        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
+        self, session: AsyncSession, operator_console: Console
     ) -> None:
         org = await make_organization(session, max_devices=0)
-        csrf = await log_in(client, staff.operator)
 
-        response = await client.post(
-            f"/admin/organizations/{org.id}/devices",
-            data={"unique_id": "over", "name": "One too many", "csrf_token": csrf},
+        response = await operator_console.submit(
+            f"/admin/organizations/{org.id}/devices", {"unique_id": "over", "name": "One too many"}
         )
 
         assert response.status_code == 409

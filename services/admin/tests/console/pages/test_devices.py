@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import httpx
-from admin_support import Staff, audit_entries, log_in
+from admin_support import Console, Staff, audit_entries, console_as, log_in
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from milepost_common.domain.alert_rules.models import AlertRule
@@ -125,14 +125,13 @@ class TestDevicePage:
 
 class TestEditAndDelete:
     async def test_operator_edits_name_plate_and_speed_limit(
-        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
+        self, client: httpx.AsyncClient, session: AsyncSession, operator_console: Console
     ) -> None:
         device = await make_device(session, name="Van", plate="B-1", speed_limit_kmh=80.0)
-        csrf = await log_in(client, staff.operator)
 
-        response = await client.post(
+        response = await operator_console.submit(
             f"/admin/devices/{device.id}/edit",
-            data={"csrf_token": csrf, "name": "Van 12", "plate": "", "speed_limit_kmh": "95"},
+            {"name": "Van 12", "plate": "", "speed_limit_kmh": "95"},
         )
 
         assert response.status_code == 303
@@ -145,14 +144,12 @@ class TestEditAndDelete:
         assert entry.diff["plate"] == ["B-1", None]
 
     async def test_a_bad_value_changes_nothing(
-        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
+        self, session: AsyncSession, operator_console: Console
     ) -> None:
         device = await make_device(session, name="Van")
-        csrf = await log_in(client, staff.operator)
 
-        response = await client.post(
-            f"/admin/devices/{device.id}/edit",
-            data={"csrf_token": csrf, "name": "Van", "speed_limit_kmh": "900"},
+        response = await operator_console.submit(
+            f"/admin/devices/{device.id}/edit", {"name": "Van", "speed_limit_kmh": "900"}
         )
 
         assert response.status_code == 422
@@ -163,24 +160,23 @@ class TestEditAndDelete:
         assert device.speed_limit_kmh is None
 
     async def test_delete_asks_for_the_unique_id(
-        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
+        self, client: httpx.AsyncClient, session: AsyncSession, operator_console: Console
     ) -> None:
         device = await make_device(session)
         await reporting(session, device, minutes_ago=5)
         device_id, org_id, unique_id = device.id, device.org_id, device.unique_id
-        csrf = await log_in(client, staff.operator)
         form = (await client.get(f"/admin/devices/{device_id}")).text
         assert 'aria-label="Delete device" data-confirm=' in form
 
-        wrong = await client.post(
-            f"/admin/devices/{device_id}/delete", data={"csrf_token": csrf, "confirm": "nope"}
+        wrong = await operator_console.submit(
+            f"/admin/devices/{device_id}/delete", {"confirm": "nope"}
         )
         assert wrong.status_code == 400
         assert 'id="delete-device-confirm-error"' in wrong.text
         assert await session.get(Device, device_id) is not None
 
-        right = await client.post(
-            f"/admin/devices/{device_id}/delete", data={"csrf_token": csrf, "confirm": unique_id}
+        right = await operator_console.submit(
+            f"/admin/devices/{device_id}/delete", {"confirm": unique_id}
         )
 
         assert right.status_code == 303
@@ -196,14 +192,11 @@ class TestEditAndDelete:
         self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
     ) -> None:
         device = await make_device(session, name="Van")
-        csrf = await log_in(client, staff.support)
+        console = await console_as(client, staff.support)
 
-        edit = await client.post(
-            f"/admin/devices/{device.id}/edit", data={"csrf_token": csrf, "name": "Other"}
-        )
-        delete = await client.post(
-            f"/admin/devices/{device.id}/delete",
-            data={"csrf_token": csrf, "confirm": device.unique_id},
+        edit = await console.submit(f"/admin/devices/{device.id}/edit", {"name": "Other"})
+        delete = await console.submit(
+            f"/admin/devices/{device.id}/delete", {"confirm": device.unique_id}
         )
 
         assert (edit.status_code, delete.status_code) == (403, 403)
