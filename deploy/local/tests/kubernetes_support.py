@@ -1,11 +1,11 @@
 """deploy/kubernetes as the tests see it: each kustomization rendered once by `kubectl
 kustomize`, and what a pod of it runs: its image's Dockerfile stage, its environment as the
-container would get it, and the settings its process loads from that environment."""
+container would get it, and the settings its process loads from that environment (with
+app_support.load_settings)."""
 
 from __future__ import annotations
 
 import base64
-import os
 import re
 import subprocess
 import sysconfig
@@ -16,12 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from app_support import APPS as APPS  # the tests' apps, from here as before
+from app_support import SETTINGS as PROCESS_SETTINGS
 
-from milepost_admin.settings import AdminSettings
-from milepost_api.settings import ApiSettings
 from milepost_common.settings import CommonSettings
-from milepost_ingest.settings import IngestSettings
-from milepost_worker.settings import WorkerSettings
 
 REPO = Path(__file__).resolve().parents[3]
 KUBERNETES = REPO / "deploy" / "kubernetes"
@@ -31,19 +29,10 @@ KUSTOMIZATIONS = {
     "base": KUBERNETES / "base",
     **{name: KUBERNETES / "overlays" / name for name in OVERLAYS},
 }
-APPS = ("api", "admin", "ingest")
 WORKERS = ("worker", "worker-webhooks")
 # The settings class each process loads (`milepost-migrate`, also the init containers': the
 # common one).
-SETTINGS: dict[str, type[CommonSettings]] = {
-    "api": ApiSettings,
-    "admin": AdminSettings,
-    "ingest": IngestSettings,
-    "worker": WorkerSettings,
-    "worker-webhooks": WorkerSettings,
-    "beat": WorkerSettings,
-    "migrate": CommonSettings,
-}
+SETTINGS: dict[str, type[CommonSettings]] = {**PROCESS_SETTINGS, "migrate": CommonSettings}
 INIT_CONTAINER = "wait-for-schema"
 # Pods of the dev overlay's own Postgres and Redis: upstream images, not Milepost processes.
 BACKING_SERVICES = ("postgres", "redis")
@@ -240,19 +229,6 @@ def container_env(objects: list[Object], container: Object) -> dict[str, str]:
 
 def settings_class(pod: Pod, container: Object) -> type[CommonSettings]:
     return CommonSettings if container["name"] == INIT_CONTAINER else SETTINGS[pod.name]
-
-
-def load_settings(
-    cls: type[CommonSettings], env: Mapping[str, str], monkeypatch: Any
-) -> CommonSettings:
-    """The settings the process loads from exactly `env` (nothing of this test process's)."""
-    for name in [*os.environ]:
-        if name.startswith("MILEPOST_") or name in ("DATABASE_URL", "REDIS_URL"):
-            monkeypatch.delenv(name)
-    for name, value in env.items():
-        if name.startswith("MILEPOST_"):
-            monkeypatch.setenv(name, value)
-    return cls(_env_file=None)
 
 
 def known_variables(cls: type[CommonSettings]) -> set[str]:

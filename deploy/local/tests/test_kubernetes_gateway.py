@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from app_support import load_settings
 from kubernetes_support import (
     APPS,
     REPO,
@@ -20,7 +21,6 @@ from kubernetes_support import (
     Object,
     container_env,
     find,
-    load_settings,
     of_kind,
     pod,
     render,

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import ipaddress
 from collections import defaultdict
-from typing import Any, cast
+from typing import Any
 
 import pytest
+from app_support import client_seen_by_app, load_settings
 from kubernetes_support import (
     APPS,
     SETTINGS,
@@ -25,7 +26,6 @@ from kubernetes_support import (
     Pod,
     container_env,
     find,
-    load_settings,
     lookup,
     of_kind,
     pod,
@@ -33,8 +33,6 @@ from kubernetes_support import (
     render,
     selects,
 )
-from starlette.types import Message, Receive, Scope, Send
-from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 OUTSIDE = "203.0.113.7"  # TEST-NET-3: a client on the internet
 SPOOFED = "198.51.100.9"
@@ -62,31 +60,6 @@ NOT_THE_INTERNET = [  # must stay unreachable for webhook senders (cloud metadat
     "127.0.0.1",
     "100.64.0.1",
 ]
-
-
-async def client_seen_by_app(forwarded_allow_ips: str, peer: str, forwarded_for: str) -> str:
-    """The client address uvicorn's proxy headers (as `web.serve` runs them) record for a
-    connection from `peer` carrying `X-Forwarded-For: forwarded_for`."""
-    seen: list[str] = []
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        seen.append(scope["client"][0])
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": b""}
-
-    async def send(message: Message) -> None:
-        return None
-
-    scope = {
-        "type": "http",
-        "scheme": "http",
-        "client": (peer, 40000),
-        "headers": [(b"x-forwarded-for", forwarded_for.encode())],
-    }
-    proxy: Any = ProxyHeadersMiddleware(cast(Any, app), trusted_hosts=forwarded_allow_ips)
-    await proxy(scope, receive, send)
-    return seen[0]
 
 
 class TestForwardedHeaders:

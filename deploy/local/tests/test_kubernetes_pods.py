@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from app_support import load_settings
 from kubernetes_support import (
     APPS,
     INIT_CONTAINER,
@@ -23,7 +24,6 @@ from kubernetes_support import (
     image_name,
     image_targets,
     known_variables,
-    load_settings,
     lookup,
     of_kind,
     pod,

@@ -12,14 +12,10 @@ from typing import Any
 
 import pytest
 import yaml
+from app_support import SETTINGS
 
-from milepost_admin.settings import AdminSettings
-from milepost_api.settings import ApiSettings
-from milepost_common.settings import CommonSettings
 from milepost_devstack.config import Ports, StackConfig
 from milepost_devstack.stack import PROCESSES, Stack
-from milepost_ingest.settings import IngestSettings
-from milepost_worker.settings import WorkerSettings
 
 COMPOSE_FILE = Path(__file__).resolve().parents[3] / "docker-compose.yml"
 API_KEYS = {"MILEPOST_AUTH__JWT_KEYS", "MILEPOST_AUTH__JWT_ACTIVE_KID"}
@@ -29,14 +25,6 @@ ADMIN_KEYS = {
     "MILEPOST_ADMIN__COOKIE_KEY",
 }
 OWN_KEYS = {"api": API_KEYS, "admin": ADMIN_KEYS}
-SETTINGS: dict[str, type[CommonSettings]] = {
-    "api": ApiSettings,
-    "admin": AdminSettings,
-    "ingest": IngestSettings,
-    "worker": WorkerSettings,
-    "worker-webhooks": WorkerSettings,
-    "beat": WorkerSettings,
-}
 MILEPOST_PROCESSES = [name for name in PROCESSES if name not in ("redis", "traefik")]
 
 

@@ -11,34 +11,23 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 import yaml
-from pydantic_settings import BaseSettings
-from starlette.types import Message, Receive, Scope, Send
-from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+from app_support import APPS, SETTINGS, client_seen_by_app, load_settings
 
-from milepost_admin.settings import AdminSettings
-from milepost_api.settings import ApiSettings
 from milepost_common.settings import HttpSettings
 from milepost_devstack import traefik
 from milepost_devstack.config import Ports, StackConfig
 from milepost_devstack.net import LOOPBACK
 from milepost_devstack.stack import Stack
-from milepost_ingest.settings import IngestSettings
 
 REPO = Path(__file__).resolve().parents[3]
-SETTINGS: dict[str, type[BaseSettings]] = {
-    "api": ApiSettings,
-    "admin": AdminSettings,
-    "ingest": IngestSettings,
-}
 OUTSIDE = "203.0.113.7"  # TEST-NET-3: a client on the internet
 SPOOFED = "198.51.100.9"  # the address a client would like to be taken for
 
@@ -50,42 +39,9 @@ def interpolate(value: str) -> str:
 
 def app_http(app: str, environ: Mapping[str, str], monkeypatch: pytest.MonkeyPatch) -> Any:
     """The app's HTTP settings as it loads them from exactly `environ`."""
-    for name in [*os.environ]:
-        if name.startswith("MILEPOST_") or name in ("DATABASE_URL", "REDIS_URL"):
-            monkeypatch.delenv(name)
-    for name, value in environ.items():
-        if name.startswith("MILEPOST_"):
-            monkeypatch.setenv(name, value)
-    settings = SETTINGS[app](_env_file=None)
-    http = getattr(settings, app)
+    http = getattr(load_settings(SETTINGS[app], environ, monkeypatch), app)
     assert isinstance(http, HttpSettings)
     return http
-
-
-async def client_seen_by_app(forwarded_allow_ips: str, peer: str, forwarded_for: str) -> str:
-    """The client address an app served as `web.serve` runs it (uvicorn's proxy headers)
-    records for a connection from `peer` that carries `X-Forwarded-For: forwarded_for`."""
-    seen: list[str] = []
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        seen.append(scope["client"][0])
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": b""}
-
-    async def send(message: Message) -> None:
-        return None
-
-    scope = {
-        "type": "http",
-        "scheme": "http",
-        "client": (peer, 40000),
-        "headers": [(b"x-forwarded-for", forwarded_for.encode())],
-    }
-    # uvicorn types its middleware with its own ASGI types; these are the same dicts.
-    proxy: Any = ProxyHeadersMiddleware(cast(Any, app), trusted_hosts=forwarded_allow_ips)
-    await proxy(scope, receive, send)
-    return seen[0]
 
 
 def entry_point_forwarded_headers(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -112,7 +68,7 @@ class TestCompose:
         assert compose_subnet.is_private
         assert compose_subnet.num_addresses >= 16
 
-    @pytest.mark.parametrize("app", sorted(SETTINGS))
+    @pytest.mark.parametrize("app", sorted(APPS))
     async def test_app_trusts_the_gateway_on_the_network_and_no_one_else(
         self,
         compose: dict[str, Any],
@@ -145,7 +101,7 @@ class TestMakeUp:
         stack = Stack(StackConfig(tmp_path / "state", Ports()), environ=inherited)
         return stack.process_env(stack.credentials())
 
-    @pytest.mark.parametrize("app", sorted(SETTINGS))
+    @pytest.mark.parametrize("app", sorted(APPS))
     async def test_app_trusts_the_gateway_on_loopback_only(
         self, process_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, app: str
     ) -> None:
