@@ -17,7 +17,7 @@ from sqlmodel import select
 from starlette.types import ASGIApp
 
 from milepost_common.domain.alert_rules.models import AlertRule
-from milepost_common.domain.alerts.models import Alert, AlertType
+from milepost_common.domain.alerts.models import AlertType
 from milepost_common.domain.audit.models import AuditEntry
 from milepost_common.domain.devices.models import Device
 from milepost_common.domain.geofences.models import Geofence
@@ -25,7 +25,13 @@ from milepost_common.domain.organizations.models import Organization
 from milepost_common.domain.trips.models import Trip
 from milepost_common.domain.users.models import User
 from milepost_common.domain.webhooks.models import WebhookEndpoint
-from milepost_common.testing.factories import make_api_key, make_device
+from milepost_common.testing.factories import (
+    make_alert,
+    make_alert_rule,
+    make_api_key,
+    make_device,
+    make_trip,
+)
 
 Bearer = Callable[..., dict[str, str]]
 
@@ -51,24 +57,12 @@ async def one_of_everything(
         geometry={"type": "Point", "coordinates": [13.4, 52.5]},
         radius_m=100,
     )
-    rule = AlertRule(org_id=org.id, name="Idle", type=AlertType.IDLE, params={"min_duration_s": 60})
-    session.add_all([geofence, rule])
-    await session.flush()
-    trip = Trip(
-        org_id=org.id,
-        device_id=device.id,
-        start_time=now - timedelta(hours=1),
-        end_time=now,
-        start_lat=52.5,
-        start_lon=13.4,
-        end_lat=52.6,
-        end_lon=13.5,
-    )
-    alert = Alert(
-        org_id=org.id, device_id=device.id, rule_id=rule.id, type=AlertType.IDLE, occurred_at=now
-    )
+    idle = {"name": "Idle", "params": {"min_duration_s": 60}}
+    rule = await make_alert_rule(session, org.id, AlertType.IDLE, **idle)
+    trip = await make_trip(session, device, now - timedelta(hours=1), now)
+    alert = await make_alert(session, device, now, rule)
     webhook = WebhookEndpoint(org_id=org.id, url="https://example.com/h", secret_encrypted="x")
-    session.add_all([trip, alert, webhook])
+    session.add_all([geofence, webhook])
     await session.flush()
     key = await make_api_key(session, org)
     return {
@@ -112,30 +106,17 @@ async def serving(app: ASGIApp) -> AsyncIterator[str]:
             await asyncio.wait([task], timeout=5)
 
 
-def trip(device: Device, start: datetime, minutes: int, km: float, vmax: float) -> Trip:
-    return Trip(
-        org_id=device.org_id,
-        device_id=device.id,
-        start_time=start,
-        end_time=start + timedelta(minutes=minutes),
-        start_lat=52.5,
-        start_lon=13.4,
-        end_lat=52.6,
-        end_lon=13.5,
-        distance_m=km * 1000,
-        duration_s=minutes * 60,
-        avg_speed=km / (minutes / 60),
-        max_speed=vmax,
-    )
+async def trip(
+    session: AsyncSession, device: Device, start: datetime, minutes: int, km: float, vmax: float
+) -> Trip:
+    """A trip of ``minutes`` and ``km`` from ``start``, its top speed ``vmax``."""
+    numbers = {"distance_m": km * 1000, "duration_s": minutes * 60, "max_speed": vmax}
+    end = start + timedelta(minutes=minutes)
+    return await make_trip(session, device, start, end, avg_speed=km / (minutes / 60), **numbers)
 
 
 async def rule_for(session: AsyncSession, team: Team) -> AlertRule:
-    rule = AlertRule(
-        org_id=team.org.id, name="Speed", type=AlertType.OVERSPEED, params={"multiplier": 1.0}
-    )
-    session.add(rule)
-    await session.flush()
-    return rule
+    return await make_alert_rule(session, team.org.id, name="Speed", params={"multiplier": 1.0})
 
 
 async def actions(session: AsyncSession) -> set[str]:

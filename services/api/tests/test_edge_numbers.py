@@ -12,11 +12,18 @@ import orjson
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from milepost_common.domain.alert_rules.models import AlertRule
-from milepost_common.domain.alerts.models import Alert, AlertType
-from milepost_common.domain.devices.models import Device, DeviceState
-from milepost_common.domain.trips.models import Stop, Trip
-from milepost_common.testing.factories import make_device, make_position
+from milepost_common.domain.alerts.models import AlertType
+from milepost_common.domain.devices.models import Device
+from milepost_common.domain.trips.models import Trip
+from milepost_common.testing.factories import (
+    make_alert,
+    make_alert_rule,
+    make_device,
+    make_device_state,
+    make_position,
+    make_stop,
+    make_trip,
+)
 from services.api.tests.api_support import Bearer, Team
 
 JAN1 = datetime(2026, 1, 1, 8, tzinfo=UTC)
@@ -24,21 +31,12 @@ DISTANCE = 8784.736612982577  # as the worker sums it
 OSMAND_SPEED = 1.00008  # 0.54 knots as ingest converts it
 
 
-def noisy_trip(device: Device) -> Trip:
-    return Trip(
-        org_id=device.org_id,
-        device_id=device.id,
-        start_time=JAN1,
-        end_time=JAN1 + timedelta(seconds=600.4),
-        start_lat=52.500001234,
-        start_lon=13.400004321,
-        end_lat=52.6,
-        end_lon=13.5,
-        distance_m=DISTANCE,
-        duration_s=600.4,
-        avg_speed=52.708412345,
-        max_speed=96.04999,
-    )
+async def noisy_trip(session: AsyncSession, device: Device) -> Trip:
+    """A trip of Jan 1 with the unrounded numbers the worker stores."""
+    start = {"start_lat": 52.500001234, "start_lon": 13.400004321}
+    numbers = {"distance_m": DISTANCE, "duration_s": 600.4, "avg_speed": 52.708412345}
+    end = JAN1 + timedelta(seconds=600.4)
+    return await make_trip(session, device, JAN1, end, max_speed=96.04999, **start, **numbers)
 
 
 class TestTrips:
@@ -46,9 +44,7 @@ class TestTrips:
         self, client: httpx.AsyncClient, session: AsyncSession, team: Team, bearer: Bearer
     ) -> None:
         device = await make_device(session, team.org)
-        trip = noisy_trip(device)
-        session.add(trip)
-        await session.flush()
+        trip = await noisy_trip(session, device)
 
         listed = await client.get("/api/v1/trips", headers=bearer(team.viewer))
         detail = await client.get(f"/api/v1/trips/{trip.id}", headers=bearer(team.viewer))
@@ -66,18 +62,8 @@ class TestTrips:
         self, client: httpx.AsyncClient, session: AsyncSession, team: Team, bearer: Bearer
     ) -> None:
         device = await make_device(session, team.org)
-        session.add(
-            Stop(
-                org_id=team.org.id,
-                device_id=device.id,
-                start_time=JAN1,
-                end_time=JAN1 + timedelta(seconds=3599.6),
-                lat=52.5,
-                lon=13.4,
-                duration_s=3599.6,
-            )
-        )
-        await session.flush()
+        end = JAN1 + timedelta(seconds=3599.6)
+        await make_stop(session, device, JAN1, end, duration_s=3599.6)
 
         response = await client.get("/api/v1/stops", headers=bearer(team.viewer))
 
@@ -95,19 +81,9 @@ class TestPositions:
         await make_position(
             session, device, fix_time, speed=OSMAND_SPEED, altitude=34.5612, accuracy=4.449
         )
-        session.add(
-            DeviceState(
-                device_id=device.id,
-                org_id=team.org.id,
-                last_fix_time=fix_time,
-                last_lat=52.52,
-                last_lon=13.405,
-                last_speed=OSMAND_SPEED,
-                last_altitude=34.5612,
-                last_accuracy=4.449,
-            )
-        )
-        await session.flush()
+        where = {"last_fix_time": fix_time, "last_lat": 52.52, "last_lon": 13.405}
+        measured = {"last_altitude": 34.5612, "last_accuracy": 4.449}
+        await make_device_state(session, device, last_speed=OSMAND_SPEED, **where, **measured)
         geojson = {"Accept": "application/geo+json", **bearer(team.viewer)}
 
         history = await client.get(
@@ -132,35 +108,14 @@ class TestAlerts:
         self, client: httpx.AsyncClient, session: AsyncSession, team: Team, bearer: Bearer
     ) -> None:
         device = await make_device(session, team.org)
-        rule = AlertRule(
-            org_id=team.org.id, name="Speed", type=AlertType.OVERSPEED, params={"limit_kmh": 90}
-        )
-        idle = AlertRule(
-            org_id=team.org.id, name="Idle", type=AlertType.IDLE, params={"min_duration_s": 60}
-        )
-        session.add_all([rule, idle])
-        await session.flush()
-        session.add_all(
-            [
-                Alert(
-                    org_id=team.org.id,
-                    device_id=device.id,
-                    rule_id=rule.id,
-                    type=AlertType.OVERSPEED,
-                    occurred_at=JAN1,
-                    details={"limit_kmh": 90, "max_speed": 112.34567, "end_time": None},
-                ),
-                Alert(
-                    org_id=team.org.id,
-                    device_id=device.id,
-                    rule_id=idle.id,
-                    type=AlertType.IDLE,
-                    occurred_at=JAN1 + timedelta(hours=1),
-                    details={"min_duration_s": 60, "end_time": None, "duration_s": 61.700001},
-                ),
-            ]
-        )
-        await session.flush()
+        speed = {"limit_kmh": 90}
+        rule = await make_alert_rule(session, team.org.id, name="Speed", params=speed)
+        idle = {"name": "Idle", "params": {"min_duration_s": 60}}
+        idling = await make_alert_rule(session, team.org.id, AlertType.IDLE, **idle)
+        fast = {"limit_kmh": 90, "max_speed": 112.34567, "end_time": None}
+        await make_alert(session, device, JAN1, rule, details=fast)
+        stood = {"min_duration_s": 60, "end_time": None, "duration_s": 61.700001}
+        await make_alert(session, device, JAN1 + timedelta(hours=1), idling, details=stood)
 
         response = await client.get("/api/v1/alerts", headers=bearer(team.viewer))
 
@@ -174,19 +129,9 @@ class TestReports:
         self, client: httpx.AsyncClient, session: AsyncSession, team: Team, bearer: Bearer
     ) -> None:
         device = await make_device(session, team.org)
-        session.add(noisy_trip(device))
-        session.add(
-            Stop(
-                org_id=team.org.id,
-                device_id=device.id,
-                start_time=JAN1 + timedelta(hours=1),
-                end_time=JAN1 + timedelta(hours=2),
-                lat=52.5,
-                lon=13.4,
-                duration_s=3599.6,
-            )
-        )
-        await session.flush()
+        await noisy_trip(session, device)
+        hour = timedelta(hours=1)
+        await make_stop(session, device, JAN1 + hour, JAN1 + 2 * hour, duration_s=3599.6)
         window = {"from": "2026-01-01", "to": "2026-01-02"}
 
         report = await client.get(
@@ -211,8 +156,7 @@ class TestReports:
         self, client: httpx.AsyncClient, session: AsyncSession, team: Team, bearer: Bearer
     ) -> None:
         device = await make_device(session, team.org)
-        session.add(noisy_trip(device))
-        await session.flush()
+        await noisy_trip(session, device)
 
         exported = await client.get(
             "/api/v1/reports/trips.csv",

@@ -7,15 +7,14 @@ from datetime import UTC, datetime, timedelta
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from milepost_common.domain.alert_rules.models import AlertRule
-from milepost_common.domain.alerts.models import Alert, AlertType
 from milepost_common.domain.devices import tenure as device_tenure
-from milepost_common.domain.devices.models import DeviceState
-from milepost_common.domain.trips.models import Trip
 from milepost_common.testing.factories import (
+    make_alert,
     make_device,
+    make_device_state,
     make_operator,
     make_position,
+    make_trip,
     principal_for,
 )
 from services.api.tests.api_support import Bearer, Team
@@ -33,41 +32,10 @@ class TestAfterTransfer:
         device = await make_device(session, team.org)
         last = datetime.now(UTC) - timedelta(minutes=2)
         await make_position(session, device, last)
-        session.add(
-            DeviceState(
-                device_id=device.id,
-                org_id=team.org.id,
-                last_fix_time=last,
-                last_lat=52.5,
-                last_lon=13.4,
-            )
-        )
-        rule = AlertRule(org_id=team.org.id, name="fast", type=AlertType.OVERSPEED, params={})
-        session.add(rule)
-        await session.flush()
-        session.add_all(
-            [
-                Alert(
-                    org_id=team.org.id,
-                    device_id=device.id,
-                    rule_id=rule.id,
-                    type=AlertType.OVERSPEED,
-                    occurred_at=last,
-                    lat=52.5,
-                    lon=13.4,
-                ),
-                Trip(
-                    org_id=team.org.id,
-                    device_id=device.id,
-                    start_time=last - timedelta(hours=1),
-                    start_lat=52.4,
-                    start_lon=13.3,
-                    end_lat=52.5,
-                    end_lon=13.4,
-                ),
-            ]
-        )
-        await session.flush()
+        await make_device_state(session, device, last_fix_time=last, last_lat=52.5, last_lon=13.4)
+        await make_alert(session, device, last, lat=52.5, lon=13.4)
+        from_there = {"start_lat": 52.4, "start_lon": 13.3, "end_lat": 52.5, "end_lon": 13.4}
+        await make_trip(session, device, last - timedelta(hours=1), **from_there)
         operator = principal_for(await make_operator(session))
 
         await device_tenure.transfer_device(session, operator, device, other_team.org)

@@ -10,16 +10,18 @@ from datetime import UTC, datetime, timedelta
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from milepost_common.domain.alert_rules.models import AlertRule
-from milepost_common.domain.alerts.models import Alert, AlertType
+from milepost_common.domain.alerts.models import Alert
 from milepost_common.domain.devices import tenure as device_tenure
-from milepost_common.domain.devices.models import Device, DeviceState
+from milepost_common.domain.devices.models import Device
 from milepost_common.domain.organizations.models import Organization
-from milepost_common.domain.trips.models import Stop, Trip
 from milepost_common.testing.factories import (
+    make_alert,
     make_device,
+    make_device_state,
     make_operator,
     make_position,
+    make_stop,
+    make_trip,
     principal_for,
 )
 from services.api.tests.api_support import Bearer, Team
@@ -27,43 +29,11 @@ from services.api.tests.api_support import Bearer, Team
 
 async def history(session: AsyncSession, device: Device, start: datetime) -> Alert:
     """A trip, a stop and an alert of ``device`` in its current organization at ``start``."""
-    rule = AlertRule(org_id=device.org_id, name="Speed", type=AlertType.OVERSPEED, params={})
-    session.add(rule)
-    await session.flush()
-    alert = Alert(
-        org_id=device.org_id,
-        device_id=device.id,
-        rule_id=rule.id,
-        type=AlertType.OVERSPEED,
-        occurred_at=start + timedelta(minutes=5),
-    )
-    session.add_all(
-        [
-            Trip(
-                org_id=device.org_id,
-                device_id=device.id,
-                start_time=start,
-                end_time=start + timedelta(minutes=10),
-                start_lat=52.5,
-                start_lon=13.4,
-                end_lat=52.6,
-                end_lon=13.5,
-                distance_m=1000,
-            ),
-            Stop(
-                org_id=device.org_id,
-                device_id=device.id,
-                start_time=start + timedelta(minutes=10),
-                end_time=start + timedelta(minutes=20),
-                lat=52.6,
-                lon=13.5,
-                duration_s=600,
-            ),
-            alert,
-        ]
-    )
-    await make_position(session, device, start + timedelta(minutes=20))
-    await session.flush()
+    ten, twenty = start + timedelta(minutes=10), start + timedelta(minutes=20)
+    alert = await make_alert(session, device, start + timedelta(minutes=5))
+    await make_trip(session, device, start, ten, distance_m=1000)
+    await make_stop(session, device, ten, twenty, lat=52.6, lon=13.5, duration_s=600)
+    await make_position(session, device, twenty)
     return alert
 
 
@@ -92,16 +62,10 @@ class TestLatestPositions:
         bare = await make_device(session, team.org, name="Bike 1")
         now = datetime.now(UTC).replace(microsecond=0)
         for vehicle, minutes in ((device, 2), (bare, 1)):
-            session.add(
-                DeviceState(
-                    device_id=vehicle.id,
-                    org_id=team.org.id,
-                    last_fix_time=now - timedelta(minutes=minutes),
-                    last_lat=52.5,
-                    last_lon=13.4,
-                )
+            at = now - timedelta(minutes=minutes)
+            await make_device_state(
+                session, vehicle, last_fix_time=at, last_lat=52.5, last_lon=13.4
             )
-        await session.flush()
 
         plain = await client.get("/api/v1/positions/latest", headers=bearer(team.viewer))
         geo = await client.get(

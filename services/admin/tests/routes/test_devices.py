@@ -11,43 +11,21 @@ from sqlalchemy import func, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from milepost_common.domain.alert_rules.models import AlertRule
-from milepost_common.domain.alerts.models import Alert, AlertType
 from milepost_common.domain.devices.models import Device, DeviceState
 from milepost_common.domain.positions.models import Position
-from milepost_common.domain.trips.models import Stop, Trip
-from milepost_common.testing.factories import make_device, make_organization, make_position
+from milepost_common.testing.factories import (
+    make_device,
+    make_device_state,
+    make_history,
+    make_organization,
+    make_position,
+)
 
 
 async def with_history(session: AsyncSession, device: Device, at: datetime) -> None:
     """A fix, a trip, a stop, an alert and the state, in the device's organization."""
-    await make_position(session, device, at)
-    rule = AlertRule(org_id=device.org_id, name="fast", type=AlertType.OVERSPEED, params={})
-    session.add(rule)
-    await session.flush()
-    session.add_all(
-        [
-            Trip(
-                org_id=device.org_id,
-                device_id=device.id,
-                start_time=at,
-                start_lat=52.0,
-                start_lon=13.0,
-                end_lat=52.1,
-                end_lon=13.1,
-            ),
-            Stop(org_id=device.org_id, device_id=device.id, start_time=at, lat=52.0, lon=13.0),
-            Alert(
-                org_id=device.org_id,
-                device_id=device.id,
-                rule_id=rule.id,
-                type=AlertType.OVERSPEED,
-                occurred_at=at,
-            ),
-            DeviceState(device_id=device.id, org_id=device.org_id, last_fix_time=at),
-        ]
-    )
-    await session.flush()
+    await make_history(session, device, at)
+    await make_device_state(session, device, last_fix_time=at)
 
 
 async def count(session: AsyncSession, table: str, device_id: uuid.UUID) -> int:
@@ -193,8 +171,7 @@ class TestTransferDevice:
         key = (stored.device_id, stored.fix_time)
         source_id, target_id = source.id, target.id
         device_id = device.id
-        session.add(DeviceState(device_id=device.id, org_id=source.id))
-        await session.flush()
+        await make_device_state(session, device)
 
         response = await client.post(
             f"/admin/v1/devices/{device.id}/transfer",

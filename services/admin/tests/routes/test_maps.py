@@ -16,14 +16,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from milepost_admin.settings import AdminSettings
 from milepost_common.auth import Realm
-from milepost_common.domain.alert_rules.models import AlertRule
-from milepost_common.domain.alerts.models import Alert, AlertType
-from milepost_common.domain.devices.models import Device, DeviceState
-from milepost_common.domain.trips.models import Stop, Trip
+from milepost_common.domain.alerts.models import AlertType
+from milepost_common.domain.devices.models import Device
 from milepost_common.testing.factories import (
+    make_alert,
+    make_alert_rule,
     make_device,
+    make_device_state,
     make_organization,
     make_position,
+    make_stop,
+    make_trip,
     make_user,
 )
 
@@ -34,52 +37,19 @@ async def fix(
     session: AsyncSession, device: Device, at: datetime, lat: float, lon: float, **fields: Any
 ) -> None:
     """The device's latest fix, as the worker records it."""
-    session.add(
-        DeviceState(
-            device_id=device.id,
-            org_id=device.org_id,
-            last_fix_time=at,
-            last_lat=lat,
-            last_lon=lon,
-            **fields,
-        )
-    )
-    await session.flush()
+    await make_device_state(session, device, last_fix_time=at, last_lat=lat, last_lon=lon, **fields)
 
 
-async def trip(
-    session: AsyncSession, device: Device, start: datetime, end: datetime | None, **fields: Any
-) -> Trip:
-    row = Trip(
-        org_id=fields.pop("org_id", device.org_id),
-        device_id=device.id,
-        start_time=start,
-        end_time=end,
-        start_lat=52.5,
-        start_lon=13.4,
-        end_lat=52.6,
-        end_lon=13.5,
-        **fields,
-    )
-    session.add(row)
-    await session.flush()
-    return row
-
-
-async def stop(
-    session: AsyncSession, device: Device, start: datetime, end: datetime | None
-) -> Stop:
-    row = Stop(
-        org_id=device.org_id,
-        device_id=device.id,
-        start_time=start,
-        end_time=end,
-        lat=52.5,
-        lon=13.4,
-    )
-    session.add(row)
-    await session.flush()
-    return row
+async def segments_of_day(
+    client: httpx.AsyncClient,
+    segments: str,
+    device_id: uuid.UUID,
+    day: date | str,
+    headers: dict[str, str],
+) -> httpx.Response:
+    """A device's ``segments`` ("trips" or "stops") of ``day`` from the map's JSON route."""
+    url = f"/admin/v1/devices/{device_id}/{segments}"
+    return await client.get(url, params={"date": str(day)}, headers=headers)
 
 
 def local(day: date, hour: int, minute: int = 0) -> datetime:
@@ -190,20 +160,17 @@ class TestListDeviceDayTrips:
         day = a_recent_day()
         before = day - timedelta(days=1)
         after = day + timedelta(days=1)
-        await trip(session, device, local(before, 23, 0), local(before, 23, 50))  # the day before
-        across_start = await trip(session, device, local(before, 23, 40), local(day, 0, 5))
-        first = await trip(session, device, local(day, 0, 10), local(day, 0, 40))
-        across_end = await trip(session, device, local(day, 23, 50), local(after, 0, 20))
-        await trip(session, device, local(after, 0, 10), local(after, 0, 30))  # the day after
-        await trip(session, await make_device(session, org), local(day, 9), local(day, 10))
+        # The day before, across its start, within it, across its end, the day after.
+        await make_trip(session, device, local(before, 23, 0), local(before, 23, 50))
+        across_start = await make_trip(session, device, local(before, 23, 40), local(day, 0, 5))
+        first = await make_trip(session, device, local(day, 0, 10), local(day, 0, 40))
+        across_end = await make_trip(session, device, local(day, 23, 50), local(after, 0, 20))
+        await make_trip(session, device, local(after, 0, 10), local(after, 0, 30))
+        await make_trip(session, await make_device(session, org), local(day, 9), local(day, 10))
         for minute, lon in ((10, 13.40), (20, 13.45), (40, 13.50)):
             await make_position(session, device, local(day, 0, minute), lat=52.5, lon=lon)
 
-        response = await client.get(
-            f"/admin/v1/devices/{device.id}/trips",
-            params={"date": day.isoformat()},
-            headers=staff.support_auth,
-        )
+        response = await segments_of_day(client, "trips", device.id, day, staff.support_auth)
 
         assert response.status_code == 200
         body = response.json()
@@ -229,13 +196,9 @@ class TestListDeviceDayTrips:
         org = await make_organization(session, timezone="America/Los_Angeles")
         device = await make_device(session, org)
         day = a_recent_day()
-        moving = await trip(session, device, local(day - timedelta(days=1), 22), None)
+        moving = await make_trip(session, device, local(day - timedelta(days=1), 22), None)
 
-        response = await client.get(
-            f"/admin/v1/devices/{device.id}/trips",
-            params={"date": day.isoformat()},
-            headers=staff.support_auth,
-        )
+        response = await segments_of_day(client, "trips", device.id, day, staff.support_auth)
 
         assert [t["id"] for t in response.json()["items"]] == [str(moving.id)]
 
@@ -246,21 +209,15 @@ class TestListDeviceDayTrips:
         org = await make_organization(session, timezone="America/Los_Angeles")
         device = await make_device(session, org)
         day = a_recent_day()
-        await trip(session, device, local(day, 8), local(day, 9), org_id=previous.id)
+        await make_trip(session, device, local(day, 8), local(day, 9), org_id=previous.id)
 
-        response = await client.get(
-            f"/admin/v1/devices/{device.id}/trips",
-            params={"date": day.isoformat()},
-            headers=staff.support_auth,
-        )
+        response = await segments_of_day(client, "trips", device.id, day, staff.support_auth)
 
         assert response.json()["items"] == []
 
     async def test_unknown_device_is_404(self, client: httpx.AsyncClient, staff: Staff) -> None:
-        response = await client.get(
-            f"/admin/v1/devices/{uuid.uuid4()}/trips",
-            params={"date": "2026-03-01"},
-            headers=staff.support_auth,
+        response = await segments_of_day(
+            client, "trips", uuid.uuid4(), "2026-03-01", staff.support_auth
         )
 
         assert response.status_code == 404
@@ -272,11 +229,7 @@ class TestListDeviceDayTrips:
     ) -> None:
         device = await make_device(session)
 
-        response = await client.get(
-            f"/admin/v1/devices/{device.id}/trips",
-            params={"date": value},
-            headers=staff.support_auth,
-        )
+        response = await segments_of_day(client, "trips", device.id, value, staff.support_auth)
 
         assert response.status_code == 422
         assert response.json()["error"]["code"] == "validation_failed"
@@ -301,16 +254,12 @@ class TestListDeviceDayStops:
         device = await make_device(session, org)
         day = a_recent_day()
         before = day - timedelta(days=1)
-        await stop(session, device, local(before, 9), local(before, 18))  # over before the day
-        night = await stop(session, device, local(before, 19), local(day, 7))
-        lunch = await stop(session, device, local(day, 12), local(day, 13))
-        parked = await stop(session, device, local(day, 18), None)
+        await make_stop(session, device, local(before, 9), local(before, 18))  # over before the day
+        night = await make_stop(session, device, local(before, 19), local(day, 7))
+        lunch = await make_stop(session, device, local(day, 12), local(day, 13))
+        parked = await make_stop(session, device, local(day, 18), None)
 
-        response = await client.get(
-            f"/admin/v1/devices/{device.id}/stops",
-            params={"date": day.isoformat()},
-            headers=staff.support_auth,
-        )
+        response = await segments_of_day(client, "stops", device.id, day, staff.support_auth)
 
         assert response.status_code == 200
         items = response.json()["items"]
@@ -327,10 +276,8 @@ class TestListDeviceDayStops:
         }
 
     async def test_unknown_device_is_404(self, client: httpx.AsyncClient, staff: Staff) -> None:
-        response = await client.get(
-            f"/admin/v1/devices/{uuid.uuid4()}/stops",
-            params={"date": "2026-03-01"},
-            headers=staff.support_auth,
+        response = await segments_of_day(
+            client, "stops", uuid.uuid4(), "2026-03-01", staff.support_auth
         )
 
         assert response.status_code == 404
@@ -343,35 +290,17 @@ class TestListRecentAlerts:
         org = await make_organization(session)
         other = await make_organization(session)
         now = datetime.now(UTC)
-        rule = AlertRule(org_id=org.id, name="Fast", type=AlertType.OVERSPEED, params={})
-        other_rule = AlertRule(org_id=other.id, name="Fast", type=AlertType.OVERSPEED, params={})
-        session.add_all([rule, other_rule])
-        await session.flush()
+        rule = await make_alert_rule(session, org.id, AlertType.OVERSPEED, name="Fast")
+        other_rule = await make_alert_rule(session, other.id, AlertType.OVERSPEED, name="Fast")
         device = await make_device(session, org)
         ages = {"old": timedelta(hours=30), "earlier": timedelta(hours=5), "latest": timedelta(0)}
+        where = {"lat": 52.5, "lon": 13.4, "details": {"speed": 120.0}}
         alerts = {
-            name: Alert(
-                org_id=org.id,
-                device_id=device.id,
-                rule_id=rule.id,
-                type=AlertType.OVERSPEED,
-                occurred_at=now - age,
-                lat=52.5,
-                lon=13.4,
-                details={"speed": 120.0},
-            )
+            name: await make_alert(session, device, now - age, rule, **where)
             for name, age in ages.items()
         }
         foreign_device = await make_device(session, other)
-        foreign = Alert(
-            org_id=other.id,
-            device_id=foreign_device.id,
-            rule_id=other_rule.id,
-            type=AlertType.OVERSPEED,
-            occurred_at=now,
-        )
-        session.add_all([*alerts.values(), foreign])
-        await session.flush()
+        await make_alert(session, foreign_device, now, other_rule)
         url = f"/admin/v1/organizations/{org.id}/alerts/recent"
 
         day = await client.get(url, headers=staff.support_auth)

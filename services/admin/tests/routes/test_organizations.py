@@ -19,6 +19,7 @@ from sqlmodel import col, select
 from milepost_admin.settings import AdminSettings
 from milepost_common.auth import Realm
 from milepost_common.domain.devices import tenure as device_tenure
+from milepost_common.domain.devices.models import Device
 from milepost_common.domain.organizations.models import Organization
 from milepost_common.domain.positions.models import Position
 from milepost_common.domain.principals import PrincipalResolver
@@ -31,6 +32,7 @@ from milepost_common.testing.factories import (
     make_device,
     make_organization,
     make_position,
+    make_trip,
     make_user,
     principal_for,
 )
@@ -39,21 +41,11 @@ from milepost_common.testing.plugin import token_codec
 __all__ = ["bearer"]
 
 
-def trip(org_id: object, device_id: object, start: datetime) -> Trip:
-    return Trip(
-        org_id=org_id,
-        device_id=device_id,
-        start_time=start,
-        end_time=start + timedelta(seconds=600.4),
-        start_lat=52.5,
-        start_lon=13.4,
-        end_lat=52.6,
-        end_lon=13.5,
-        distance_m=8784.736612982577,
-        duration_s=600.4,
-        avg_speed=52.708412345,
-        max_speed=96.04999,
-    )
+async def unrounded_trip(session: AsyncSession, device: Device, start: datetime) -> Trip:
+    """A trip of ten minutes with the unrounded numbers the worker stores."""
+    numbers = {"distance_m": 8784.736612982577, "avg_speed": 52.708412345, "max_speed": 96.04999}
+    end = start + timedelta(seconds=600.4)
+    return await make_trip(session, device, start, end, duration_s=600.4, **numbers)
 
 
 class TestCreateOrganization:
@@ -403,8 +395,7 @@ class TestTimelineRows:
     ) -> None:
         org = await make_organization(session)
         device = await make_device(session, org, name="Van 7")
-        session.add(trip(org.id, device.id, datetime(2026, 1, 1, 8, tzinfo=UTC)))
-        await session.flush()
+        await unrounded_trip(session, device, datetime(2026, 1, 1, 8, tzinfo=UTC))
 
         response = await client.post(
             f"/admin/v1/organizations/{org.id}/export",
@@ -429,8 +420,7 @@ class TestTimelineRows:
         device = await make_device(session, org, name="Van 7")
         fix_time = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
         await make_position(session, device, fix_time, speed=1.00008)
-        session.add(trip(org.id, device.id, fix_time - timedelta(hours=1)))
-        await session.flush()
+        await unrounded_trip(session, device, fix_time - timedelta(hours=1))
         await device_tenure.transfer_device(session, principal_for(staff.operator), device, other)
         device.name = "Their truck"
         session.add(device)

@@ -6,9 +6,8 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import select
 
-from milepost_common.domain.alerts.models import Alert, AlertType
 from milepost_common.domain.audit.models import AuditEntry
-from milepost_common.testing.factories import make_device
+from milepost_common.testing.factories import make_alert, make_device
 from services.api.tests.api_support import Bearer, Team, rule_for
 
 JAN1 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -21,17 +20,9 @@ class TestAlerts:
         device = await make_device(session, team.org)
         rule = await rule_for(session, team)
         alerts = [
-            Alert(
-                org_id=team.org.id,
-                device_id=device.id,
-                rule_id=rule.id,
-                type=AlertType.OVERSPEED,
-                occurred_at=JAN1 + timedelta(minutes=m),
-            )
+            await make_alert(session, device, JAN1 + timedelta(minutes=m), rule)
             for m in (0, 10, 20)
         ]
-        session.add_all(alerts)
-        await session.flush()
         window = {
             "from": (JAN1 + timedelta(minutes=10)).isoformat(),
             "to": (JAN1 + timedelta(minutes=20)).isoformat(),

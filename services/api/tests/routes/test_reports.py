@@ -13,10 +13,9 @@ import httpx
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from milepost_common.domain.alerts.models import Alert, AlertType
 from milepost_common.domain.devices.models import Device
-from milepost_common.domain.trips.models import Stop, Trip
-from milepost_common.testing.factories import make_device
+from milepost_common.domain.trips.models import Trip
+from milepost_common.testing.factories import make_alert, make_device, make_stop, make_trip
 from services.api.tests.api_support import Bearer, Team, rule_for, trip
 
 ZONE = ZoneInfo("America/Los_Angeles")
@@ -25,19 +24,9 @@ ZONE = ZoneInfo("America/Los_Angeles")
 SUMMARY = "/api/v1/reports/summary"
 
 
-def trip_at(device: Device, start: datetime, km: float) -> Trip:
-    return Trip(
-        org_id=device.org_id,
-        device_id=device.id,
-        start_time=start,
-        end_time=start + timedelta(minutes=10),
-        start_lat=52.5,
-        start_lon=13.4,
-        end_lat=52.6,
-        end_lon=13.5,
-        distance_m=km * 1000,
-        duration_s=600,
-    )
+async def trip_at(session: AsyncSession, device: Device, start: datetime, km: float) -> Trip:
+    end = start + timedelta(minutes=10)
+    return await make_trip(session, device, start, end, distance_m=km * 1000, duration_s=600)
 
 
 def local_midnight(days_ago: int) -> datetime:
@@ -64,21 +53,9 @@ class TestStoppedTime:
     ) -> None:
         device = await make_device(session, team.org)
         start = datetime(2026, 1, 1, 9, tzinfo=UTC)
-        session.add_all(
-            [
-                Stop(
-                    org_id=team.org.id,
-                    device_id=device.id,
-                    start_time=start + timedelta(hours=h),
-                    end_time=start + timedelta(hours=h, minutes=30),
-                    lat=52.5,
-                    lon=13.4,
-                    duration_s=1800,
-                )
-                for h in (0, 2)
-            ]
-        )
-        await session.flush()
+        for h in (0, 2):
+            at = start + timedelta(hours=h)
+            await make_stop(session, device, at, at + timedelta(minutes=30), duration_s=1800)
 
         response = await client.get(
             SUMMARY, params={"from": "2026-01-01", "to": "2026-01-02"}, headers=bearer(team.viewer)
@@ -100,15 +77,10 @@ class TestDefaultRange:
         self, client: httpx.AsyncClient, session: AsyncSession, team: Team, bearer: Bearer
     ) -> None:
         device = await in_los_angeles(session, team)
-        session.add_all(
-            [
-                trip_at(device, local_midnight(8) + timedelta(hours=12), 1),  # too old
-                trip_at(device, local_midnight(7) + timedelta(minutes=1), 2),  # first day
-                trip_at(device, local_midnight(1) + timedelta(hours=23), 3),  # yesterday
-                trip_at(device, local_midnight(0) + timedelta(minutes=1), 4),  # today
-            ]
-        )
-        await session.flush()
+        await trip_at(session, device, local_midnight(8) + timedelta(hours=12), 1)  # too old
+        await trip_at(session, device, local_midnight(7) + timedelta(minutes=1), 2)  # first day
+        await trip_at(session, device, local_midnight(1) + timedelta(hours=23), 3)  # yesterday
+        await trip_at(session, device, local_midnight(0) + timedelta(minutes=1), 4)  # today
 
         response = await client.get(SUMMARY, headers=bearer(team.viewer))
 
@@ -142,8 +114,7 @@ class TestDefaultRange:
         self, client: httpx.AsyncClient, session: AsyncSession, team: Team, bearer: Bearer
     ) -> None:
         device = await in_los_angeles(session, team)
-        session.add(trip_at(device, local_midnight(2) + timedelta(hours=8), 5))
-        await session.flush()
+        await trip_at(session, device, local_midnight(2) + timedelta(hours=8), 5)
 
         summary_csv = await client.get("/api/v1/reports/summary.csv", headers=bearer(team.viewer))
         trips_csv = await client.get("/api/v1/reports/trips.csv", headers=bearer(team.viewer))
@@ -171,29 +142,11 @@ class TestReports:
         device = await make_device(session, team.org)
         rule = await rule_for(session, team)
         late = datetime(2026, 1, 1, 23, 30, tzinfo=UTC)  # 00:30 on Jan 2 in Berlin
-        session.add_all(
-            [
-                trip(device, datetime(2026, 1, 1, 8, tzinfo=UTC), 60, 50, 100),
-                trip(device, late, 20, 10, 70),
-                Stop(
-                    org_id=team.org.id,
-                    device_id=device.id,
-                    start_time=datetime(2026, 1, 1, 9, tzinfo=UTC),
-                    end_time=datetime(2026, 1, 1, 10, tzinfo=UTC),
-                    lat=1,
-                    lon=2,
-                    duration_s=3600,
-                ),
-                Alert(
-                    org_id=team.org.id,
-                    device_id=device.id,
-                    rule_id=rule.id,
-                    type=AlertType.OVERSPEED,
-                    occurred_at=late,
-                ),
-            ]
-        )
-        await session.flush()
+        nine, ten = datetime(2026, 1, 1, 9, tzinfo=UTC), datetime(2026, 1, 1, 10, tzinfo=UTC)
+        await trip(session, device, datetime(2026, 1, 1, 8, tzinfo=UTC), 60, 50, 100)
+        await trip(session, device, late, 20, 10, 70)
+        await make_stop(session, device, nine, ten, lat=1, lon=2, duration_s=3600)
+        await make_alert(session, device, late, rule)
 
         response = await client.get(
             "/api/v1/reports/summary",
@@ -238,8 +191,8 @@ class TestReports:
         self, client: httpx.AsyncClient, session: AsyncSession, team: Team, bearer: Bearer
     ) -> None:
         device = await make_device(session, team.org)
-        session.add_all([trip(device, JAN1 + timedelta(hours=h), 10, 1, 30) for h in range(3)])
-        await session.flush()
+        for h in range(3):
+            await trip(session, device, JAN1 + timedelta(hours=h), 10, 1, 30)
         async with client.stream(
             "GET",
             "/api/v1/reports/trips.csv",
@@ -261,8 +214,7 @@ class TestReports:
         self, client: httpx.AsyncClient, session: AsyncSession, team: Team, bearer: Bearer
     ) -> None:
         device = await make_device(session, team.org, plate="B-MP 1")
-        session.add(trip(device, JAN1, 10, 1, 30))
-        await session.flush()
+        await trip(session, device, JAN1, 10, 1, 30)
         response = await client.get(
             "/api/v1/reports/summary.csv",
             params={"from": "2026-01-01", "to": "2026-01-02"},

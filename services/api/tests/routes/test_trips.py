@@ -5,8 +5,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from milepost_common.domain.trips.models import Stop
-from milepost_common.testing.factories import make_device, make_position
+from milepost_common.testing.factories import make_device, make_position, make_stop
 from services.api.tests.api_support import Bearer, Team, trip
 
 JAN1 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -19,10 +18,9 @@ class TestTrips:
         one = await make_device(session, team.org)
         two = await make_device(session, team.org)
         start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
-        first = trip(one, start, 30, 20, 80)
-        session.add_all([first, trip(one, start + timedelta(hours=1), 10, 5, 50)])
-        session.add(trip(two, start, 15, 12, 90))
-        await session.flush()
+        first = await trip(session, one, start, 30, 20, 80)
+        await trip(session, one, start + timedelta(hours=1), 10, 5, 50)
+        await trip(session, two, start, 15, 12, 90)
         for minute in (0, 10, 20, 30, 40):
             await make_position(
                 session, one, start + timedelta(minutes=minute), lon=13.4 + minute / 100
@@ -49,18 +47,9 @@ class TestTrips:
         self, client: httpx.AsyncClient, session: AsyncSession, team: Team, bearer: Bearer
     ) -> None:
         device = await make_device(session, team.org)
-        session.add(
-            Stop(
-                org_id=team.org.id,
-                device_id=device.id,
-                start_time=JAN1,
-                end_time=JAN1 + timedelta(hours=1),
-                lat=1,
-                lon=2,
-                duration_s=3600,
-            )
+        await make_stop(
+            session, device, JAN1, JAN1 + timedelta(hours=1), lat=1, lon=2, duration_s=3600
         )
-        await session.flush()
         response = await client.get(
             "/api/v1/stops", params={"vehicle_id": str(device.id)}, headers=bearer(team.viewer)
         )

@@ -7,8 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import select
 
 from milepost_common.domain.audit.models import AuditEntry
-from milepost_common.domain.devices.models import DeviceState
-from milepost_common.testing.factories import make_device
+from milepost_common.testing.factories import make_device, make_device_state
 from services.api.tests.api_support import Bearer, Team, error_code
 
 
@@ -19,10 +18,7 @@ class TestListVehicles:
         await make_device(session, team.org, name="Bravo", plate="B-1")
         alpha = await make_device(session, team.org, name="Alpha", plate="XY-42")
         await make_device(session, team.org, name="Charlie", disabled=True)
-        session.add(
-            DeviceState(device_id=alpha.id, org_id=team.org.id, last_fix_time=datetime.now(UTC))
-        )
-        await session.flush()
+        await make_device_state(session, alpha, last_fix_time=datetime.now(UTC))
         headers = bearer(team.viewer)
 
         found = await client.get("/api/v1/vehicles", params={"q": "xy-4"}, headers=headers)
@@ -127,13 +123,8 @@ class TestUpdateDevice:
         self, client: httpx.AsyncClient, session: AsyncSession, team: Team, bearer: Bearer
     ) -> None:
         device = await make_device(session, team.org)
-        session.add(
-            DeviceState(
-                device_id=device.id,
-                org_id=team.org.id,
-                last_fix_time=datetime.now(UTC) - timedelta(hours=2),
-            )
+        await make_device_state(
+            session, device, last_fix_time=datetime.now(UTC) - timedelta(hours=2)
         )
-        await session.flush()
         response = await client.get(f"/api/v1/vehicles/{device.id}", headers=bearer(team.viewer))
         assert response.json()["status"] == "offline"

@@ -13,8 +13,7 @@ from sqlalchemy import text
 from sqlmodel import col, func, select
 
 from milepost_common.db import unit_of_work
-from milepost_common.domain.alert_rules.models import AlertRule
-from milepost_common.domain.alerts.models import Alert, AlertType
+from milepost_common.domain.alerts.models import Alert
 from milepost_common.domain.devices.models import Device
 from milepost_common.domain.organizations import service as organizations
 from milepost_common.domain.organizations.models import Organization
@@ -22,7 +21,7 @@ from milepost_common.domain.organizations.schemas import OrganizationUpdate
 from milepost_common.domain.positions.models import Position
 from milepost_common.domain.principals import SYSTEM
 from milepost_common.domain.trips.models import Stop, Trip
-from milepost_common.testing.factories import make_device, make_organization
+from milepost_common.testing.factories import make_device, make_history, make_organization
 from milepost_worker.handlers import maintenance
 from milepost_worker.runtime import WorkerContext, build_context
 from milepost_worker.settings import WorkerSettings
@@ -82,39 +81,8 @@ class TestPartitionsAndRetention:
             long = await make_organization(session, retention_days=365)
             for org in (short, long):
                 device = await make_device(session, org)
-                rule = AlertRule(
-                    org_id=org.id, name="b", type=AlertType.LOW_BATTERY, params={"threshold_pct": 5}
-                )
-                session.add(rule)
-                await session.flush()
                 for days in (1, 10, 20):
-                    at = now - timedelta(days=days)
-                    session.add(
-                        Position(device_id=device.id, org_id=org.id, fix_time=at, lat=1.0, lon=1.0)
-                    )
-                    session.add(
-                        Trip(
-                            org_id=org.id,
-                            device_id=device.id,
-                            start_time=at,
-                            start_lat=1,
-                            start_lon=1,
-                            end_lat=1,
-                            end_lon=1,
-                        )
-                    )
-                    session.add(
-                        Stop(org_id=org.id, device_id=device.id, start_time=at, lat=1, lon=1)
-                    )
-                    session.add(
-                        Alert(
-                            org_id=org.id,
-                            device_id=device.id,
-                            rule_id=rule.id,
-                            type=AlertType.LOW_BATTERY,
-                            occurred_at=at,
-                        )
-                    )
+                    await make_history(session, device, now - timedelta(days=days))
         outcome = await maintenance.apply_retention(own_ctx)
         assert "positions_p" + ancient.strftime("%Y%m%d") in outcome.partitions_dropped
         async with unit_of_work(own_ctx.db) as session:

@@ -14,12 +14,15 @@ from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from milepost_common.domain.alert_rules.models import AlertRule
+from milepost_common.domain.alerts.models import Alert, AlertType
 from milepost_common.domain.api_keys import service as api_key_service
 from milepost_common.domain.api_keys.models import Scope
-from milepost_common.domain.devices.models import Device
+from milepost_common.domain.devices.models import Device, DeviceState
 from milepost_common.domain.organizations.models import Organization
 from milepost_common.domain.positions.models import Position
 from milepost_common.domain.principals import SYSTEM, Principal, PrincipalKind
+from milepost_common.domain.trips.models import Stop, Trip
 from milepost_common.domain.users.models import OrgRole, PlatformRole, User
 
 DEFAULT_PASSWORD = "correct horse battery staple"
@@ -137,6 +140,116 @@ async def make_position(
     session.add(position)
     await session.flush()
     return position
+
+
+async def make_device_state(session: AsyncSession, device: Device, **fields: Any) -> DeviceState:
+    """The device's state as the worker leaves it (``last_fix_time``, ``last_lat``, ...)."""
+    state = DeviceState(**{"device_id": device.id, "org_id": device.org_id, **fields})
+    session.add(state)
+    await session.flush()
+    return state
+
+
+async def make_trip(
+    session: AsyncSession,
+    device: Device,
+    start_time: datetime,
+    end_time: datetime | None = None,
+    **fields: Any,
+) -> Trip:
+    """A trip of the device in its organization, from (52.5, 13.4) to (52.6, 13.5) unless
+    ``fields`` say otherwise; open without ``end_time``."""
+    trip = Trip(
+        **{
+            "org_id": device.org_id,
+            "device_id": device.id,
+            "start_time": start_time,
+            "end_time": end_time,
+            "start_lat": 52.5,
+            "start_lon": 13.4,
+            "end_lat": 52.6,
+            "end_lon": 13.5,
+            **fields,
+        }
+    )
+    session.add(trip)
+    await session.flush()
+    return trip
+
+
+async def make_stop(
+    session: AsyncSession,
+    device: Device,
+    start_time: datetime,
+    end_time: datetime | None = None,
+    **fields: Any,
+) -> Stop:
+    """A stop of the device in its organization, at (52.5, 13.4) unless ``fields`` say
+    otherwise; open without ``end_time``."""
+    stop = Stop(
+        **{
+            "org_id": device.org_id,
+            "device_id": device.id,
+            "start_time": start_time,
+            "end_time": end_time,
+            "lat": 52.5,
+            "lon": 13.4,
+            **fields,
+        }
+    )
+    session.add(stop)
+    await session.flush()
+    return stop
+
+
+async def make_alert_rule(
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    type: AlertType = AlertType.OVERSPEED,
+    **fields: Any,
+) -> AlertRule:
+    """A rule of the organization ``org_id``, with no params unless ``fields`` say so."""
+    rule = AlertRule(
+        **{"org_id": org_id, "name": f"rule {_n()}", "type": type, "params": {}, **fields}
+    )
+    session.add(rule)
+    await session.flush()
+    return rule
+
+
+async def make_alert(
+    session: AsyncSession,
+    device: Device,
+    occurred_at: datetime,
+    rule: AlertRule | None = None,
+    **fields: Any,
+) -> Alert:
+    """An alert of ``rule`` (and of its type) about the device, in the device's organization;
+    without ``rule``, of a new overspeed rule of that organization."""
+    if rule is None:
+        rule = await make_alert_rule(session, device.org_id)
+    alert = Alert(
+        **{
+            "org_id": device.org_id,
+            "device_id": device.id,
+            "rule_id": rule.id,
+            "type": rule.type,
+            "occurred_at": occurred_at,
+            **fields,
+        }
+    )
+    session.add(alert)
+    await session.flush()
+    return alert
+
+
+async def make_history(session: AsyncSession, device: Device, at: datetime) -> None:
+    """A row of the device at ``at`` in each table that keeps its history: a fix, a trip, a
+    stop and an alert."""
+    await make_position(session, device, at)
+    await make_trip(session, device, at)
+    await make_stop(session, device, at)
+    await make_alert(session, device, at)
 
 
 def principal_for(user: User) -> Principal:

@@ -9,15 +9,15 @@ import httpx
 from admin_support import Console, Staff, audit_entries, console_as, log_in
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from milepost_common.domain.alert_rules.models import AlertRule
-from milepost_common.domain.alerts.models import Alert, AlertType
 from milepost_common.domain.devices.models import Device, DeviceState
-from milepost_common.domain.trips.models import Trip
 from milepost_common.domain.webhooks.models import WebhookDelivery, WebhookEndpoint
 from milepost_common.testing.factories import (
+    make_alert,
     make_device,
+    make_device_state,
     make_organization,
     make_position,
+    make_trip,
 )
 
 
@@ -25,17 +25,9 @@ async def reporting(session: AsyncSession, device: Device, minutes_ago: float) -
     """The device's latest fix, ``minutes_ago``, in its state (as the worker leaves it)."""
     at = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=minutes_ago)
     await make_position(session, device, at, lat=48.8566, lon=2.3522)
-    session.add(
-        DeviceState(
-            device_id=device.id,
-            org_id=device.org_id,
-            last_fix_time=at,
-            last_lat=48.8566,
-            last_lon=2.3522,
-            last_speed=42.0,
-        )
+    await make_device_state(
+        session, device, last_fix_time=at, last_lat=48.8566, last_lon=2.3522, last_speed=42.0
     )
-    await session.flush()
     return at
 
 
@@ -45,34 +37,11 @@ class TestDevicePage:
     ) -> None:
         device = await make_device(session, name="Van 7")
         seen = await reporting(session, device, minutes_ago=2)
-        rule = AlertRule(org_id=device.org_id, name="fast", type=AlertType.OVERSPEED, params={})
-        session.add(rule)
-        await session.flush()
-        session.add_all(
-            [
-                Trip(
-                    org_id=device.org_id,
-                    device_id=device.id,
-                    start_time=seen - timedelta(minutes=30),
-                    end_time=seen - timedelta(minutes=10),
-                    start_lat=48.85,
-                    start_lon=2.35,
-                    end_lat=48.86,
-                    end_lon=2.36,
-                    distance_m=12_345.0,
-                    duration_s=1200.0,
-                    max_speed=77.0,
-                ),
-                Alert(
-                    org_id=device.org_id,
-                    device_id=device.id,
-                    rule_id=rule.id,
-                    type=AlertType.OVERSPEED,
-                    occurred_at=seen - timedelta(minutes=20),
-                ),
-            ]
-        )
-        await session.flush()
+        in_paris = {"start_lat": 48.85, "start_lon": 2.35, "end_lat": 48.86, "end_lon": 2.36}
+        numbers = {"distance_m": 12_345.0, "duration_s": 1200.0, "max_speed": 77.0}
+        start, end = seen - timedelta(minutes=30), seen - timedelta(minutes=10)
+        await make_trip(session, device, start, end, **in_paris, **numbers)
+        await make_alert(session, device, seen - timedelta(minutes=20))
         await log_in(client, staff.support)
 
         html = (await client.get(f"/admin/devices/{device.id}")).text
