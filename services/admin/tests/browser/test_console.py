@@ -7,7 +7,6 @@ with the failed batch one click away, and the read-only tables wear the console.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import uuid
@@ -26,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from milepost_admin.settings import AdminSettings
 from milepost_common.domain.api_keys.models import ApiKey
 from milepost_common.domain.ingest_batches.models import BatchSource, BatchStatus, IngestBatch
-from milepost_common.testing.factories import DEFAULT_PASSWORD, make_device, make_organization
+from milepost_common.testing.factories import make_device, make_organization
 
 pytestmark = [
     pytest.mark.browser,
@@ -93,28 +92,11 @@ def console_stack(
     committed_database: str, redis_url: str, settings_factory: Any
 ) -> Iterator[dict[str, str]]:
     """The admin app alone, on a free loopback port."""
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    asyncio.run(browser._seed_operator(committed_database))
     settings: AdminSettings = settings_factory(AdminSettings)
-    port = browser._free_port()
-    env = {
-        **os.environ,
-        "MILEPOST_ENV": "test",
-        "MILEPOST_LOG_LEVEL": "WARNING",
-        "MILEPOST_DB__URL": committed_database,
-        "MILEPOST_REDIS__URL": settings.redis.url,
-        "MILEPOST_REDIS__CACHE_DB": str(settings.redis.cache_db),
-        "MILEPOST_AUTH__ARGON2_TIME_COST": "1",
-        "MILEPOST_AUTH__ARGON2_MEMORY_KIB": "64",
-        "MILEPOST_ADMIN__PORT": str(port),
-        "MILEPOST_ADMIN__MAP_TILE_URL": "",
-    }
-    admin = browser._serve("from milepost_admin.main import serve; serve()", env, port, "admin")
-    try:
-        yield {"admin": f"http://127.0.0.1:{port}", "database": committed_database}
-    finally:
-        admin.terminate()
-        admin.wait(10)
+    with browser.serving_admin(
+        committed_database, settings, MILEPOST_ADMIN__MAP_TILE_URL=""
+    ) as stack:
+        yield stack
 
 
 def assert_fits(tab: Page, shot: str) -> None:
@@ -130,10 +112,7 @@ def test_console_lists_forms_and_tables(console_stack: dict[str, str], page: Pag
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
 
-    page.goto(f"{admin}/admin/")
-    page.get_by_label("Email").fill(browser.OPERATOR_EMAIL)
-    page.get_by_label("Password").fill(DEFAULT_PASSWORD)
-    page.get_by_role("button", name="Log in").click()
+    browser.log_in(page, f"{admin}/admin/")
     expect(page.get_by_role("heading", name="System status")).to_be_visible()
 
     # The dashboard's charts span the page, their axes labelled.

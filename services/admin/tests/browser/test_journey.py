@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -101,6 +102,45 @@ async def _count_positions(url: str, unique_id: str) -> int:
         await engine.dispose()
 
 
+def _environment(database: str, settings: AdminSettings) -> dict[str, str]:
+    """What an app served over the committed database is started with (cheap hashes)."""
+    return {
+        **os.environ,
+        "MILEPOST_ENV": "test",
+        "MILEPOST_LOG_LEVEL": "WARNING",
+        "MILEPOST_DB__URL": database,
+        "MILEPOST_REDIS__URL": settings.redis.url,
+        "MILEPOST_REDIS__CACHE_DB": str(settings.redis.cache_db),
+        "MILEPOST_AUTH__ARGON2_TIME_COST": "1",
+        "MILEPOST_AUTH__ARGON2_MEMORY_KIB": "64",
+    }
+
+
+@contextmanager
+def serving_admin(database: str, settings: AdminSettings, **env: str) -> Iterator[dict[str, str]]:
+    """The admin app alone on a free loopback port over the committed database, its
+    operator seeded; ``env`` added to its environment."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    asyncio.run(_seed_operator(database))
+    port = _free_port()
+    env = {**_environment(database, settings), "MILEPOST_ADMIN__PORT": str(port), **env}
+    admin = _serve("from milepost_admin.main import serve; serve()", env, port, "admin")
+    try:
+        yield {"admin": f"http://127.0.0.1:{port}", "database": database}
+    finally:
+        admin.terminate()
+        admin.wait(10)
+
+
+def log_in(page: Page, url: str) -> None:
+    """Open ``url`` of the console, which leads to its login, and log in as the operator."""
+    page.goto(url)
+    expect(page).to_have_url(re.compile(r"/admin/login"))
+    page.get_by_label("Email").fill(OPERATOR_EMAIL)
+    page.get_by_label("Password").fill(DEFAULT_PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+
+
 @pytest.fixture
 def stack(
     committed_database: str,
@@ -113,14 +153,7 @@ def stack(
     settings = settings_factory(AdminSettings)
     admin_port, ingest_port = _free_port(), _free_port()
     env = {
-        **os.environ,
-        "MILEPOST_ENV": "test",
-        "MILEPOST_LOG_LEVEL": "WARNING",
-        "MILEPOST_DB__URL": committed_database,
-        "MILEPOST_REDIS__URL": settings.redis.url,
-        "MILEPOST_REDIS__CACHE_DB": str(settings.redis.cache_db),
-        "MILEPOST_AUTH__ARGON2_TIME_COST": "1",
-        "MILEPOST_AUTH__ARGON2_MEMORY_KIB": "64",
+        **_environment(committed_database, settings),
         "MILEPOST_ADMIN__PORT": str(admin_port),
         "MILEPOST_INGEST__PORT": str(ingest_port),
     }
@@ -179,11 +212,7 @@ def test_operator_journey(stack: dict[str, str], page: Page) -> None:
     known, unknown = f"known-{marker}", f"unknown-{marker}"
 
     # Log in.
-    page.goto(f"{admin}/admin/")
-    expect(page).to_have_url(re.compile(r"/admin/login"))
-    page.get_by_label("Email").fill(OPERATOR_EMAIL)
-    page.get_by_label("Password").fill(DEFAULT_PASSWORD)
-    page.get_by_role("button", name="Log in").click()
+    log_in(page, f"{admin}/admin/")
     expect(page.get_by_role("heading", name="System status")).to_be_visible()
 
     # Create an organization, a user and a device.

@@ -24,16 +24,17 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from milepost_admin.settings import AdminSettings
-from milepost_common.domain.alert_rules.models import AlertRule
-from milepost_common.domain.alerts.models import Alert, AlertType
+from milepost_common.domain.alerts.models import AlertType
 from milepost_common.domain.devices import state as device_state
 from milepost_common.domain.devices.models import Device
-from milepost_common.domain.trips.models import Stop, Trip
 from milepost_common.testing.factories import (
-    DEFAULT_PASSWORD,
+    make_alert,
+    make_alert_rule,
     make_device,
     make_organization,
     make_position,
+    make_stop,
+    make_trip,
 )
 
 T = TypeVar("T")
@@ -96,56 +97,17 @@ async def seed_fleet(session: AsyncSession) -> Fleet:
         await make_position(
             session, vans["Van 2"], at, lat=52.46 + i % 2 / 100, lon=13.30 + i / 100
         )
-    rule = AlertRule(org_id=org.id, name="Fast", type=AlertType.OVERSPEED, params={})
-    session.add(rule)
-    await session.flush()
-    session.add_all(
-        [
-            Trip(
-                org_id=org.id,
-                device_id=vans["Van 2"].id,
-                start_time=start,
-                end_time=end,
-                start_lat=52.46,
-                start_lon=13.30,
-                end_lat=52.46,
-                end_lon=13.34,
-                distance_m=2700.0,
-                duration_s=1200.0,
-                avg_speed=8.1,
-                max_speed=31.0,
-            ),
-            Stop(
-                org_id=org.id,
-                device_id=vans["Van 2"].id,
-                start_time=start - timedelta(hours=12),
-                end_time=start,
-                lat=52.46,
-                lon=13.30,
-                duration_s=43200.0,
-            ),
-            Stop(
-                org_id=org.id,
-                device_id=vans["Van 2"].id,
-                start_time=end,
-                end_time=end + timedelta(hours=2),
-                lat=52.46,
-                lon=13.34,
-                duration_s=7200.0,
-            ),
-            Alert(
-                org_id=org.id,
-                device_id=vans["Van 1"].id,
-                rule_id=rule.id,
-                type=AlertType.OVERSPEED,
-                occurred_at=now - timedelta(hours=1),
-                lat=52.51,
-                lon=13.38,
-                details={"speed": 96.0, "limit_kmh": 50.0},
-            ),
-        ]
-    )
-    await session.flush()
+    van_2, van_1 = vans["Van 2"], vans["Van 1"]
+    drive = {"distance_m": 2700.0, "duration_s": 1200.0, "avg_speed": 8.1, "max_speed": 31.0}
+    here, there = {"lat": 52.46, "lon": 13.30}, {"lat": 52.46, "lon": 13.34}
+    ends = {"start_lat": 52.46, "start_lon": 13.30, "end_lat": 52.46, "end_lon": 13.34}
+    await make_trip(session, van_2, start, end, **ends, **drive)
+    night = start - timedelta(hours=12)
+    await make_stop(session, van_2, night, start, **here, duration_s=43200.0)
+    await make_stop(session, van_2, end, end + timedelta(hours=2), **there, duration_s=7200.0)
+    rule = await make_alert_rule(session, org.id, AlertType.OVERSPEED, name="Fast")
+    speeding = {"lat": 52.51, "lon": 13.38, "details": {"speed": 96.0, "limit_kmh": 50.0}}
+    await make_alert(session, van_1, now - timedelta(hours=1), rule, **speeding)
     return Fleet(org.id, {name: device.id for name, device in vans.items()}, day)
 
 
@@ -163,29 +125,10 @@ def map_stack(
     committed_database: str, redis_url: str, settings_factory: Any
 ) -> Iterator[dict[str, str]]:
     """The admin app alone, without tiles and polling every second."""
-    browser.ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    asyncio.run(browser._seed_operator(committed_database))
     settings: AdminSettings = settings_factory(AdminSettings)
-    port = browser._free_port()
-    env = {
-        **os.environ,
-        "MILEPOST_ENV": "test",
-        "MILEPOST_LOG_LEVEL": "WARNING",
-        "MILEPOST_DB__URL": committed_database,
-        "MILEPOST_REDIS__URL": settings.redis.url,
-        "MILEPOST_REDIS__CACHE_DB": str(settings.redis.cache_db),
-        "MILEPOST_AUTH__ARGON2_TIME_COST": "1",
-        "MILEPOST_AUTH__ARGON2_MEMORY_KIB": "64",
-        "MILEPOST_ADMIN__PORT": str(port),
-        "MILEPOST_ADMIN__MAP_TILE_URL": "",
-        "MILEPOST_ADMIN__MAP_POLL_S": "1",
-    }
-    admin = browser._serve("from milepost_admin.main import serve; serve()", env, port, "admin")
-    try:
-        yield {"admin": f"http://127.0.0.1:{port}", "database": committed_database}
-    finally:
-        admin.terminate()
-        admin.wait(10)
+    no_tiles = {"MILEPOST_ADMIN__MAP_TILE_URL": "", "MILEPOST_ADMIN__MAP_POLL_S": "1"}
+    with browser.serving_admin(committed_database, settings, **no_tiles) as stack:
+        yield stack
 
 
 def test_the_fleet_moves_and_a_trip_is_drawn(map_stack: dict[str, str], page: Page) -> None:
@@ -204,11 +147,7 @@ def test_the_fleet_moves_and_a_trip_is_drawn(map_stack: dict[str, str], page: Pa
 
     # The map is behind the console's login, which comes back to it.
     map_url = f"{map_stack['admin']}/admin/organizations/{fleet.org_id}/map"
-    page.goto(map_url)
-    expect(page).to_have_url(re.compile(r"/admin/login"))
-    page.get_by_label("Email").fill(browser.OPERATOR_EMAIL)
-    page.get_by_label("Password").fill(DEFAULT_PASSWORD)
-    page.get_by_role("button", name="Log in").click()
+    browser.log_in(page, map_url)
     expect(page).to_have_url(map_url, timeout=TIMEOUT_MS)
 
     # A marker per van, labelled with its name and speed, coloured by its status.
