@@ -7,6 +7,7 @@ Postgres and are embedded as they are (``orjson.Fragment``), never decoded.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -23,6 +24,20 @@ def wants_geojson(headers: Headers) -> bool:
     return GEOJSON in headers.get("accept", "")
 
 
+def answer_time(json_time: str) -> str:
+    """A row's time, JSON text of the UTC timestamp as Postgres writes it
+    (``'"2026-03-01T08:15:00.5"'``), as every answer writes a time (orjson's with
+    ``OPT_UTC_Z``): the microseconds in six digits when there are any, then ``Z``."""
+    if len(json_time) == 21:  # '"YYYY-MM-DDTHH:MM:SS"'
+        return json_time[1:20] + "Z"
+    return json_time[1:-1].ljust(26, "0") + "Z"
+
+
+def json_time(moment: datetime) -> str:
+    """An aware time as a history row holds it (``answer_time``'s argument)."""
+    return orjson.dumps(moment.astimezone(UTC).replace(tzinfo=None)).decode()
+
+
 def position_items(rows: Sequence[PositionRow]) -> list[dict[str, Any]]:
     """Each fix as an answer's item, rounded at the edge like every answer (km/h and metres
     to 0.1), written out for the hot read (100 to 10,000 rows a page): the rows as the
@@ -31,7 +46,7 @@ def position_items(rows: Sequence[PositionRow]) -> list[dict[str, Any]]:
     fragment = orjson.Fragment
     return [
         {
-            "fix_time": fix_time,
+            "fix_time": answer_time(fix_time),
             "lat": lat,
             "lon": lon,
             "speed": None if speed is None else round(speed, 1),
@@ -46,7 +61,8 @@ def position_items(rows: Sequence[PositionRow]) -> list[dict[str, Any]]:
 
 def latest_items(rows: Sequence[LatestRow]) -> list[dict[str, Any]]:
     """``position_items`` of each vehicle's latest fix, its name and plate first."""
-    fixes = position_items([PositionRow(*row[3:]) for row in rows])  # the fix ends each row
+    # The fix ends each row.
+    fixes = position_items([PositionRow(json_time(row[3]), *row[4:]) for row in rows])
     return [
         {
             "vehicle_id": row.vehicle_id,

@@ -130,10 +130,14 @@ _DELETE_EXPIRED = text(
 
 
 # One round trip: the device check and the page. No row means no such device in this
-# organization; one row of NULLs means the device exists and the page is empty.
+# organization; one row of NULLs means the device exists and the page is empty. The time
+# comes as the JSON string of the UTC timestamp, as text ('"2026-03-01T08:15:00.5"', the same
+# whatever the session's DateStyle and TimeZone; text, not json, which SQLAlchemy's driver
+# would decode): a string costs the api a fraction of a datetime to decode and to write out
+# again (bench/api/RESULTS.md), for no Postgres CPU.
 _HISTORY = """
-SELECT p.fix_time, p.lat, p.lon, p.speed, p.course, p.altitude, p.accuracy,
-       p.attributes::text AS attributes
+SELECT to_json(p.fix_time AT TIME ZONE 'UTC')::text AS fix_time,
+       p.lat, p.lon, p.speed, p.course, p.altitude, p.accuracy, p.attributes::text AS attributes
 FROM devices d
 LEFT JOIN LATERAL (
     SELECT fix_time, lat, lon, speed, course, altitude, accuracy, attributes
@@ -203,8 +207,9 @@ class PositionReads:
         descending: bool,
     ) -> list[Any]:
         """Up to ``limit`` fixes of the device after ``after`` (the keyset), in ``[start,
-        end)``, by ``fix_time``, as asyncpg records: none when the organization has no such
-        device, one of NULLs when it has and the page is empty."""
+        end)``, by ``fix_time``, as asyncpg records in :class:`PositionRow`'s columns (the
+        time as JSON text): none when the organization has no such device, one of NULLs when
+        it has and the page is empty."""
         args: list[object] = [device_id, org_id, limit]
         args.extend(bound for bound in (after, start, end) if bound is not None)
         statement = history_statement(

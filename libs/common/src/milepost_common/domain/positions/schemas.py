@@ -14,9 +14,11 @@ from milepost_common.units import Kmh, Metres
 
 
 # The rows the read side answers with, as plain tuples with ``attributes`` as JSON text: the
-# API embeds them in its answer without decoding and re-encoding them.
+# API embeds them in its answer without decoding and re-encoding them. A history row's
+# ``fix_time`` is JSON text too, of the UTC timestamp without its offset, as Postgres writes
+# it: ``'"2026-03-01T08:15:00"'``, ``'"2026-03-01T08:15:00.5"'``.
 class PositionRow(NamedTuple):
-    fix_time: datetime
+    fix_time: str
     lat: float
     lon: float
     speed: float | None

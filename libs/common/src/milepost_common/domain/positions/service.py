@@ -180,8 +180,15 @@ async def list_positions(
     # asyncpg's records, in PositionRow's columns: a named tuple each would cost a tenth
     # of the read.
     items: list[PositionRow] = rows[: page.limit]
-    next_cursor = encode_cursor(items[-1][0], device_id) if len(rows) > page.limit else None
+    next_cursor = (
+        encode_cursor(row_time(items[-1][0]), device_id) if len(rows) > page.limit else None
+    )
     return paging.PageResult(items, next_cursor)
+
+
+def row_time(json_time: str) -> datetime:
+    """A history row's ``fix_time`` (JSON text of the UTC timestamp) as the instant it is."""
+    return datetime.fromisoformat(json_time[1:-1]).replace(tzinfo=UTC)
 
 
 async def list_latest_positions(reads: Reader, actor: Principal) -> list[LatestRow]:
