@@ -1,17 +1,23 @@
-"""The history read's hot path answers exactly what the datetime mapping answered before
-it: times sent by Postgres as text come out as orjson writes a datetime."""
+"""The history read's hot path answers exactly what FastAPI's own resolution and the
+datetime mapping answered before it: times sent by Postgres as text come out as orjson
+writes a datetime, and the requests the route reads itself (``direct``) get the answers
+FastAPI gives them."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 
+import fastapi.routing
 import httpx
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from milepost_api import geojson
+from milepost_api.routes import positions as positions_routes
 from milepost_common.pagination import encode_cursor
 from milepost_common.testing.factories import make_device, make_position
 from services.api.tests.api_support import Bearer, Team
@@ -68,3 +74,91 @@ class TestTimesFromPostgres:
         ordered = sorted(times)
         assert [item["fix_time"] for item in page["items"]] == [written(t) for t in ordered[:-1]]
         assert page["next_cursor"] == encode_cursor(ordered[-2], device.id)
+
+
+def untraced(body: bytes) -> object:
+    error = orjson.loads(body)["error"]
+    return {**error, "trace_id": None}
+
+
+QUERIES = [
+    "",
+    "limit=2",
+    "limit=1&limit=3",
+    "limit=0100",
+    "limit=+2",
+    "limit=%202",
+    "limit=2.0",
+    "limit=",
+    "limit=0",
+    "limit=10000",
+    "limit=10001",
+    "sort=-fix_time&limit=2",
+    "sort=fix_time",
+    "sort=",
+    "sort=-speed",
+    "cursor=",
+    "cursor=not-a-cursor",
+    "cursor=" + "x" * 513,
+    "from=2026-01-01T00:00:00Z",
+    "to=yesterday",
+    "unknown=1&limit=2",
+]
+
+
+class TestDirectReads:
+    async def test_the_same_answers_as_fastapis_resolution(
+        self,
+        client: httpx.AsyncClient,
+        session: AsyncSession,
+        team: Team,
+        bearer: Bearer,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        device = await make_device(session, team.org)
+        for s in range(4):
+            await make_position(session, device, BASE + timedelta(seconds=s), speed=s + 0.05)
+        ids = [str(device.id), str(device.id).upper(), device.id.hex, str(uuid.uuid4()), "x"]
+        viewer = bearer(team.viewer)
+        requests = [(f"/api/v1/vehicles/{i}/positions?{q}", viewer) for i in ids for q in QUERIES]
+        path = f"/api/v1/vehicles/{device.id}/positions?limit=2"
+        requests += [(path, {}), (path, {"Authorization": "Bearer nonsense"})]
+
+        async def answers() -> list[tuple[int, bytes, str | None]]:
+            out = []
+            for url, headers in requests:
+                response = await client.get(url, headers=headers)
+                out.append((response.status_code, response.content, response.headers.get("etag")))
+            return out
+
+        direct = await answers()
+        monkeypatch.setattr(positions_routes, "_common_page", lambda _request: None)
+        resolved = await answers()
+        assert [status for status, _, _ in direct] == [status for status, _, _ in resolved]
+        assert {status for status, _, _ in direct} == {200, 401, 404, 422}
+        for one, other in zip(direct, resolved, strict=True):
+            if one[0] == 200:
+                assert one == other
+            else:  # the same envelope, but for the request's own trace id
+                assert untraced(one[1]) == untraced(other[1])
+
+    async def test_common_reads_skip_the_resolution(
+        self,
+        client: httpx.AsyncClient,
+        session: AsyncSession,
+        team: Team,
+        bearer: Bearer,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        device = await make_device(session, team.org)
+        await make_position(session, device, BASE)
+
+        async def unused(*args: object, **kwargs: object) -> None:
+            raise AssertionError("resolved by FastAPI")
+
+        monkeypatch.setattr(fastapi.routing, "solve_dependencies", unused)
+        url = f"/api/v1/vehicles/{device.id}/positions"
+        response = await client.get(url, params={"limit": 5}, headers=bearer(team.viewer))
+        assert response.status_code == 200
+        with pytest.raises(AssertionError, match="resolved by FastAPI"):
+            await client.get(url, params={"from": BASE.isoformat()}, headers=bearer(team.viewer))

@@ -4,6 +4,7 @@ Both answer GeoJSON to `Accept: application/geo+json`."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Annotated, Any
 
@@ -12,7 +13,16 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from milepost_api import geojson
-from milepost_api.deps import AUTHENTICATED, CurrentUser, WindowDep, context_of, page_params
+from milepost_api.deps import (
+    AUTHENTICATED,
+    CurrentUser,
+    WindowDep,
+    bearer,
+    context_of,
+    current_user,
+    page_params,
+)
+from milepost_api.direct import DirectRoute, direct
 from milepost_api.http_cache import HISTORY, LIVE, cache_control
 from milepost_common.domain import paging
 from milepost_common.domain.devices.errors import DeviceNotFound
@@ -20,15 +30,18 @@ from milepost_common.domain.positions import service as position_service
 from milepost_common.domain.positions.schemas import LatestPositionRead, PositionRead
 from milepost_common.errors import RateLimited, Unauthorized, ValidationFailed
 from milepost_common.live import latest_positions_key
-from milepost_common.pagination import Page
+from milepost_common.pagination import DEFAULT_LIMIT, Page
 from milepost_common.web.deps import reads_of
 from milepost_common.web.errors import error_responses
 
-router = APIRouter(prefix="/v1", tags=["positions"], responses=AUTHENTICATED)
+router = APIRouter(
+    prefix="/v1", tags=["positions"], responses=AUTHENTICATED, route_class=DirectRoute
+)
 
+_SORTABLE = ("fix_time",)
 PositionsPage = Annotated[
     paging.PageRequest,
-    Depends(page_params(("fix_time",), "fix_time", max_limit=position_service.MAX_POSITIONS_LIMIT)),
+    Depends(page_params(_SORTABLE, "fix_time", max_limit=position_service.MAX_POSITIONS_LIMIT)),
 ]
 
 
@@ -42,6 +55,42 @@ def _geojson_response(example: dict[str, Any]) -> dict[int | str, dict[str, Any]
     }
 
 
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_PAGE_QUERY = frozenset({"limit", "cursor", "sort"})
+
+
+def _common_page(request: Request) -> tuple[uuid.UUID, paging.PageRequest] | None:
+    """The vehicle and page of a history read whose parameters are all plainly valid (a
+    canonical id; `limit`, `cursor`, `sort` if any, each a value FastAPI's validators
+    accept and read the same); None for any other (`from`/`to` among them)."""
+    query = request.query_params
+    raw_id: str = request.path_params["vehicle_id"]
+    if not _PAGE_QUERY.issuperset(query.keys()) or _UUID.fullmatch(raw_id) is None:
+        return None
+    raw_limit, cursor, sort = query.get("limit"), query.get("cursor"), query.get("sort")
+    limit = DEFAULT_LIMIT
+    if raw_limit is not None:
+        if not (raw_limit.isascii() and raw_limit.isdigit() and raw_limit[0] != "0"):
+            return None
+        limit = int(raw_limit)
+        if limit > position_service.MAX_POSITIONS_LIMIT:
+            return None
+    if (cursor is not None and len(cursor) > 512) or sort not in (None, "fix_time", "-fix_time"):
+        return None
+    sorted_by = paging.parse_sort(sort, _SORTABLE, "fix_time")
+    return uuid.UUID(raw_id), paging.PageRequest(limit=limit, cursor=cursor, sort=sorted_by)
+
+
+async def _list_positions_directly(request: Request) -> Response | None:
+    """``list_positions`` for the common reads, without FastAPI's resolution (``direct``)."""
+    common = _common_page(request)
+    if common is None:
+        return None
+    vehicle_id, page = common
+    user = await current_user(request, await bearer(request))
+    return await list_positions(user, vehicle_id, request, paging.Window(), page)
+
+
 @router.get(
     "/vehicles/{vehicle_id}/positions",
     summary="A vehicle's position history",
@@ -52,6 +101,7 @@ def _geojson_response(example: dict[str, Any]) -> dict[int | str, dict[str, Any]
     },
 )
 @cache_control(HISTORY)
+@direct(_list_positions_directly)
 async def list_positions(
     user: CurrentUser,
     vehicle_id: uuid.UUID,
