@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from milepost_api import geojson
 from milepost_api.routes import positions as positions_routes
 from milepost_common.pagination import encode_cursor
-from milepost_common.testing.factories import make_device, make_position
+from milepost_common.testing.factories import make_device, make_device_state, make_position
 from services.api.tests.api_support import Bearer, Team
 
 BASE = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=6)
@@ -162,3 +162,27 @@ class TestDirectReads:
         assert response.status_code == 200
         with pytest.raises(AssertionError, match="resolved by FastAPI"):
             await client.get(url, params={"from": BASE.isoformat()}, headers=bearer(team.viewer))
+
+    async def test_the_latest_positions_skip_the_resolution(
+        self,
+        client: httpx.AsyncClient,
+        session: AsyncSession,
+        team: Team,
+        bearer: Bearer,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        device = await make_device(session, team.org)
+        await make_device_state(session, device, last_fix_time=BASE, last_lat=1.5, last_lon=2.5)
+
+        async def unused(*args: object, **kwargs: object) -> None:
+            raise AssertionError("resolved by FastAPI")
+
+        monkeypatch.setattr(fastapi.routing, "solve_dependencies", unused)
+        url = "/api/v1/positions/latest"
+        response = await client.get(url, headers=bearer(team.viewer))
+        assert response.status_code == 200
+        assert [item["vehicle_id"] for item in response.json()["items"]] == [str(device.id)]
+        for headers in ({}, {"Authorization": "Bearer nonsense"}):
+            refused = await client.get(url, headers=headers)
+            assert refused.status_code == 401
+            assert refused.json()["error"]["code"] == "unauthorized"

@@ -121,6 +121,13 @@ async def list_positions(
     return Response(geojson.page_body(items, result.next_cursor), media_type=geojson.JSON)
 
 
+async def _list_latest_directly(request: Request) -> Response:
+    """``list_latest_positions`` without FastAPI's resolution (``direct``): it has no
+    parameter but the caller, so every request is a common one."""
+    user = await current_user(request, await bearer(request))
+    return await list_latest_positions(user, request)
+
+
 @router.get(
     "/positions/latest",
     summary="The fleet's latest positions",
@@ -131,6 +138,7 @@ async def list_positions(
     },
 )
 @cache_control(LIVE)
+@direct(_list_latest_directly)
 async def list_latest_positions(user: CurrentUser, request: Request) -> Response:
     """One item per vehicle with a fix, ascending by `fix_time`, with the vehicle's name
     and plate (GeoJSON: in each feature's properties); never paged (`next_cursor` is
