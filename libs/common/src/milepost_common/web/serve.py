@@ -19,6 +19,11 @@ from milepost_common.settings import HttpSettings
 # seen after the idle gaps of a client backing off during a Postgres outage.
 GATEWAY_IDLE_S = 90
 
+# Young-generation threshold of the processes whose requests allocate thousands of objects
+# (ingest's pushes, the api's pages of fixes): with the default 700, the collector ran a few
+# times a request. Cycles among the requests' objects are still collected, less often.
+BUSY_GC_THRESHOLDS = (100_000, 50, 100)
+
 
 def start_metrics_server(http: HttpSettings) -> WSGIServer | None:
     """With `http.metrics_port` set, serve the process's metrics there (at any path, as
