@@ -106,6 +106,17 @@ QUERIES = [
 ]
 
 
+@pytest.fixture
+def unresolved(monkeypatch: pytest.MonkeyPatch) -> None:
+    """FastAPI's parameter and dependency resolution made to fail: a request answered
+    anyway was answered directly."""
+
+    async def unused(*args: object, **kwargs: object) -> None:
+        raise AssertionError("resolved by FastAPI")
+
+    monkeypatch.setattr(fastapi.routing, "solve_dependencies", unused)
+
+
 class TestDirectReads:
     async def test_the_same_answers_as_fastapis_resolution(
         self,
@@ -142,42 +153,24 @@ class TestDirectReads:
             else:  # the same envelope, but for the request's own trace id
                 assert untraced(one[1]) == untraced(other[1])
 
+    @pytest.mark.usefixtures("unresolved")
     async def test_common_reads_skip_the_resolution(
-        self,
-        client: httpx.AsyncClient,
-        session: AsyncSession,
-        team: Team,
-        bearer: Bearer,
-        monkeypatch: pytest.MonkeyPatch,
+        self, client: httpx.AsyncClient, session: AsyncSession, team: Team, bearer: Bearer
     ) -> None:
         device = await make_device(session, team.org)
         await make_position(session, device, BASE)
-
-        async def unused(*args: object, **kwargs: object) -> None:
-            raise AssertionError("resolved by FastAPI")
-
-        monkeypatch.setattr(fastapi.routing, "solve_dependencies", unused)
         url = f"/api/v1/vehicles/{device.id}/positions"
         response = await client.get(url, params={"limit": 5}, headers=bearer(team.viewer))
         assert response.status_code == 200
         with pytest.raises(AssertionError, match="resolved by FastAPI"):
             await client.get(url, params={"from": BASE.isoformat()}, headers=bearer(team.viewer))
 
+    @pytest.mark.usefixtures("unresolved")
     async def test_the_latest_positions_skip_the_resolution(
-        self,
-        client: httpx.AsyncClient,
-        session: AsyncSession,
-        team: Team,
-        bearer: Bearer,
-        monkeypatch: pytest.MonkeyPatch,
+        self, client: httpx.AsyncClient, session: AsyncSession, team: Team, bearer: Bearer
     ) -> None:
         device = await make_device(session, team.org)
         await make_device_state(session, device, last_fix_time=BASE, last_lat=1.5, last_lon=2.5)
-
-        async def unused(*args: object, **kwargs: object) -> None:
-            raise AssertionError("resolved by FastAPI")
-
-        monkeypatch.setattr(fastapi.routing, "solve_dependencies", unused)
         url = "/api/v1/positions/latest"
         response = await client.get(url, headers=bearer(team.viewer))
         assert response.status_code == 200
