@@ -104,8 +104,10 @@ class TestProcessBatch:
     async def test_live_events_after_commit(
         self, ctx: WorkerContext, session: AsyncSession
     ) -> None:
-        device = await make_device(session)
-        batch = await write_batch(session, device, golden_drive(base_time_s())[:5])
+        device = await make_device(session, plate="B-MP 42")
+        fixes = golden_drive(base_time_s())[:4]
+        fixes.append(at(40, 0, t0_s=base_time_s(), speed=32.449, accuracy=4.96, heading="n"))
+        batch = await write_batch(session, device, fixes)
         await session.commit()
         await ctx.cache.set(latest_positions_key(device.org_id), b"cached")
         pubsub = ctx.cache.pubsub()
@@ -118,10 +120,52 @@ class TestProcessBatch:
         event = orjson.loads(message["data"])
         assert event["type"] == "position"
         assert event["vehicle_id"] == str(device.id)
+        # The latest position's public shape, as GET /positions/latest answers it: named,
+        # numbers rounded at the edge.
+        last = fixes[-1]
+        assert event["data"] == {
+            "vehicle_id": str(device.id),
+            "vehicle_name": device.name,
+            "vehicle_plate": "B-MP 42",
+            "fix_time": from_micros(last.t).isoformat().replace("+00:00", "Z"),
+            "lat": last.lat,
+            "lon": last.lon,
+            "speed": 32.4,
+            "course": None,
+            "altitude": None,
+            "accuracy": 5.0,
+            "attributes": {"heading": "n"},
+        }
         assert await ctx.cache.get(latest_positions_key(device.org_id)) is None
 
 
 class TestAlertsReconciled:
+    async def test_a_new_alert_goes_live_in_its_public_shape(
+        self, ctx: WorkerContext, session: AsyncSession
+    ) -> None:
+        device = await make_device(session, speed_limit_kmh=50.0)
+        session.add(
+            AlertRule(org_id=device.org_id, name="speeding", type=AlertType.OVERSPEED, params={})
+        )
+        t0 = base_time_s()
+        fast = [at(10 * i, 250.0 * i, t0_s=t0, speed=90.449) for i in range(6)]
+        batch = await write_batch(session, device, fast)
+        await session.commit()
+        pubsub = ctx.cache.pubsub()
+        await pubsub.subscribe(org_channel(device.org_id))
+        await pubsub.get_message(timeout=1.0)  # the subscribe confirmation
+        assert (await process_batch(ctx, batch.id)).alerts_created == 1
+        events = []
+        while message := await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0):
+            events.append(orjson.loads(message["data"]))
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+        alert = next(e["data"] for e in events if e["type"] == "alert")
+        # As GET /alerts answers it: the vehicle's name, numbers rounded at the edge.
+        assert alert["vehicle_name"] == device.name
+        assert alert["details"]["max_speed"] == 90.4
+        assert alert["occurred_at"] == from_micros(fast[0].t).isoformat().replace("+00:00", "Z")
+
     async def test_recompute_keeps_the_alert_id_and_acknowledgement(
         self, ctx: WorkerContext, session: AsyncSession
     ) -> None:

@@ -6,7 +6,8 @@ Protocol (DESIGN.md "Live stream"): the first message, within 5 s, is
 the server answers ``{"type": "ready"}``; ``{"type": "subscribe", "vehicle_ids": [...] |
 "all"}`` chooses what to receive (only the organization's vehicles; the server confirms with
 ``{"type": "subscribed", "vehicle_ids": ...}``); events arrive as ``{"type": "position" |
-"alert", "data": {...}}`` and ``{"type": "ping"}`` every 20 s. A new ``auth`` message
+"alert", "data": {...}}`` (``data``: the item ``GET /positions/latest`` or ``GET /alerts``
+answers for it) and ``{"type": "ping"}`` every 20 s. A new ``auth`` message
 extends the session; when the token expires without one, the stream closes with 4401.
 The principal is resolved again at least every ``principal_cache_s`` (the same checks as an
 HTTP request: the token, the user active, the organization not suspended), so a

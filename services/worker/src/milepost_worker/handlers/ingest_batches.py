@@ -32,6 +32,7 @@ from milepost_common.domain.ingest_batches import service as batch_service
 from milepost_common.domain.ingest_batches.models import IngestBatch
 from milepost_common.domain.organizations.models import Organization
 from milepost_common.domain.positions import service as position_service
+from milepost_common.domain.positions.schemas import LatestPositionRead
 from milepost_common.domain.trips import service as trip_service
 from milepost_common.domain.webhooks import delivery as webhook_delivery
 from milepost_common.domain.webhooks import events as webhook_events
@@ -190,7 +191,7 @@ async def _process_locked(
             type="alert",
             org_id=alert.org_id,
             vehicle_id=alert.device_id,
-            data=alert_service.alert_data(alert),
+            data=alert_service.alert_data(alert, devices[alert.device_id].name),
         )
         for alert in created
     )
@@ -337,16 +338,15 @@ def _update_state(
     if not device_state.record_position(state, fix_time, values):
         return []
     metrics.PROCESSING_LAG.observe(max(0.0, (utcnow() - fix_time).total_seconds()))
+    # The public shape of the vehicle's latest position, as GET /positions/latest answers it.
+    named = {"vehicle_id": device.id, "vehicle_name": device.name, "vehicle_plate": device.plate}
+    latest = LatestPositionRead.model_validate({**named, "fix_time": fix_time, **values})
     events.append(
         LiveEvent(
             type="position",
             org_id=device.org_id,
             vehicle_id=device.id,
-            data={
-                "vehicle_id": str(device.id),
-                "fix_time": fix_time.isoformat().replace("+00:00", "Z"),
-                **values,
-            },
+            data=latest.model_dump(mode="json"),
         )
     )
     return device_state.went_online(state, device, fix_time, last.lat, last.lon, now)

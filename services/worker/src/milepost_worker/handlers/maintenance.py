@@ -68,7 +68,7 @@ async def detect_offline(ctx: WorkerContext) -> OfflineOutcome:
                 type="alert",
                 org_id=a.org_id,
                 vehicle_id=a.device_id,
-                data=alert_service.alert_data(a),
+                data=alert_service.alert_data(a, names.get(a.device_id)),
             )
             for a in created
         ],

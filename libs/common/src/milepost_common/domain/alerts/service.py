@@ -36,20 +36,11 @@ from milepost_common.domain.webhooks import events as webhook_events
 SORTABLE = ("occurred_at",)
 
 
-def alert_data(alert: Alert) -> dict[str, Any]:
-    """The public alert shape (DESIGN.md), JSON-ready."""
-    return {
-        "id": str(alert.id),
-        "vehicle_id": str(alert.device_id),
-        "rule_id": str(alert.rule_id),
-        "type": str(alert.type),
-        "occurred_at": _iso(alert.occurred_at),
-        "lat": alert.lat,
-        "lon": alert.lon,
-        "details": alert.details,
-        "acknowledged_at": _iso(alert.acknowledged_at) if alert.acknowledged_at else None,
-        "acknowledged_by": str(alert.acknowledged_by) if alert.acknowledged_by else None,
-    }
+def alert_data(alert: Alert, vehicle_name: str | None) -> dict[str, Any]:
+    """The public alert shape (``AlertRead``, as the API answers it: numbers rounded, the
+    vehicle's name), JSON-ready: a live event's ``data``."""
+    read = AlertRead.model_validate(alert).model_copy(update={"vehicle_name": vehicle_name})
+    return read.model_dump(mode="json")
 
 
 def _iso(moment: datetime) -> str:
