@@ -12,6 +12,7 @@ from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
+from milepost_common.domain.ingest_batches import service as batch_service
 from milepost_common.domain.ingest_batches.models import BatchSource, BatchStatus, IngestBatch
 from milepost_common.domain.organizations.models import Organization
 from milepost_common.domain.positions.models import Position
@@ -153,6 +154,41 @@ class TestReplayBatch:
         assert await audit_actions(session, action="ingest_batches.replay") == [
             "ingest_batches.replay"
         ]
+
+    async def test_a_batch_whose_rejected_items_expired_and_were_cleared_replays_none(
+        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
+    ) -> None:
+        org = await make_organization(session)
+        batch = await make_batch(
+            session,
+            org,
+            rejected_items=[unknown_device_item("too-late")],
+            received_at=datetime.now(UTC) - timedelta(days=8),
+        )
+        batch.rejected_items_expire_at = batch.received_at + timedelta(days=7)
+        await session.flush()
+        assert await batch_service.clear_expired_rejected_items(
+            session, datetime.now(UTC), limit=100
+        )
+        device = await make_device(session, org, unique_id="too-late")
+
+        response = await client.post(
+            f"/admin/v1/ingest-batches/{batch.id}/replay", headers=staff.operator_auth
+        )
+
+        assert response.status_code == 202
+        assert response.json() == {"id": str(batch.id), "status": "received"}
+        stored = await session.scalar(
+            select(func.count()).select_from(Position).where(col(Position.device_id) == device.id)
+        )
+        assert stored == 0
+        detail = await client.get(
+            f"/admin/v1/ingest-batches/{batch.id}", headers=staff.operator_auth
+        )
+        body = detail.json()
+        assert (body["rejected"], body["rejected_items"], body["rejected_items_expire_at"]) == (
+            1, [], None,
+        )  # fmt: skip
 
     async def test_replay_all_failed_of_an_organization(
         self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff

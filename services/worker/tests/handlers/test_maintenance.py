@@ -1,4 +1,4 @@
-"""Beat jobs in-process: partitions ahead, retention."""
+"""Beat jobs in-process: partitions ahead, retention (ingest batches' included)."""
 
 from __future__ import annotations
 
@@ -15,13 +15,19 @@ from sqlmodel import col, func, select
 from milepost_common.db import unit_of_work
 from milepost_common.domain.alerts.models import Alert
 from milepost_common.domain.devices.models import Device
+from milepost_common.domain.ingest_batches.models import BatchStatus, IngestBatch
 from milepost_common.domain.organizations import service as organizations
 from milepost_common.domain.organizations.models import Organization
 from milepost_common.domain.organizations.schemas import OrganizationUpdate
 from milepost_common.domain.positions.models import Position
 from milepost_common.domain.principals import SYSTEM
 from milepost_common.domain.trips.models import Stop, Trip
-from milepost_common.testing.factories import make_device, make_history, make_organization
+from milepost_common.testing.factories import (
+    make_batch,
+    make_device,
+    make_history,
+    make_organization,
+)
 from milepost_worker.handlers import maintenance
 from milepost_worker.runtime import WorkerContext, build_context
 from milepost_worker.settings import WorkerSettings
@@ -153,3 +159,71 @@ class TestPartitionsAndRetention:
             await make_organization(session, retention_days=30)
         await maintenance.apply_retention(own_ctx)
         assert (await retention_state(own_ctx, org.id))[1] == 0
+
+
+def rejected(unique_id: str = "unknown", index: int = 0) -> dict[str, Any]:
+    fix = {"device_id": unique_id, "fix_time": "2026-01-01T00:00:00Z", "lat": 1.0, "lon": 1.0}
+    return {"index": index, "code": "unknown_device", "item": fix}
+
+
+async def batches_of(ctx: WorkerContext, org_id: uuid.UUID) -> dict[uuid.UUID, IngestBatch]:
+    async with unit_of_work(ctx.db) as session:
+        rows = await session.scalars(select(IngestBatch).where(IngestBatch.org_id == org_id))
+        return {batch.id: batch for batch in rows}
+
+
+class TestIngestBatchRetention:
+    """The batches' share of retention (the context deletes 2 rows a statement)."""
+
+    async def test_expired_rejected_items_are_cleared_and_their_counts_kept(
+        self, own_ctx: WorkerContext
+    ) -> None:
+        now = utcnow()
+        eight_days_ago = now - timedelta(days=8)
+        async with unit_of_work(own_ctx.db) as session:
+            org = await make_organization(session, retention_days=30)
+            expired = [
+                (await make_batch(session, org.id, eight_days_ago, rejected_items=[rejected()])).id
+                for _ in range(3)
+            ]
+            kept = await make_batch(
+                session, org.id, now - timedelta(days=6), rejected_items=[rejected(index=4)]
+            )
+            clean = await make_batch(session, org.id, eight_days_ago)
+
+        outcome = await maintenance.apply_retention(own_ctx)
+
+        assert outcome.rejected_items_cleared == 3
+        batches = await batches_of(own_ctx, org.id)
+        for batch_id in expired:
+            batch = batches[batch_id]
+            assert (batch.rejected_items, batch.rejected_items_expire_at) == ([], None)
+            assert batch.rejected == 1
+            assert batch.errors == [{"index": 0, "code": "unknown_device", "message": "x"}]
+        assert batches[kept.id].rejected_items == [rejected(index=4)]
+        assert batches[kept.id].rejected_items_expire_at == kept.rejected_items_expire_at
+        assert batches[clean.id].rejected == 0
+        assert (await maintenance.apply_retention(own_ctx)).rejected_items_cleared == 0
+
+    async def test_old_finished_batches_are_deleted_per_organization(
+        self, own_ctx: WorkerContext
+    ) -> None:
+        now = utcnow()
+        old, recent = now - timedelta(days=6), now - timedelta(days=4)
+        async with unit_of_work(own_ctx.db) as session:
+            short = await make_organization(session, retention_days=5)
+            long = await make_organization(session, retention_days=30)
+            for status in (BatchStatus.PROCESSED, BatchStatus.PROCESSED, BatchStatus.FAILED):
+                await make_batch(session, short.id, old, status=status)
+            unfinished = {
+                (await make_batch(session, short.id, old, status=status)).id
+                for status in (BatchStatus.RECEIVED, BatchStatus.QUEUED, BatchStatus.PROCESSING)
+            }
+            young = await make_batch(session, short.id, recent)
+            longs = {(await make_batch(session, long.id, old)).id for _ in range(3)}
+
+        outcome = await maintenance.apply_retention(own_ctx)
+
+        assert outcome.rows_deleted["ingest_batches"] == 3
+        assert set(await batches_of(own_ctx, short.id)) == {*unfinished, young.id}
+        assert set(await batches_of(own_ctx, long.id)) == longs

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pwdlib import PasswordHash
@@ -19,6 +19,7 @@ from milepost_common.domain.alerts.models import Alert, AlertType
 from milepost_common.domain.api_keys import service as api_key_service
 from milepost_common.domain.api_keys.models import Scope
 from milepost_common.domain.devices.models import Device, DeviceState
+from milepost_common.domain.ingest_batches.models import BatchSource, BatchStatus, IngestBatch
 from milepost_common.domain.organizations.models import Organization
 from milepost_common.domain.positions.models import Position
 from milepost_common.domain.principals import SYSTEM, Principal, PrincipalKind
@@ -241,6 +242,36 @@ async def make_alert(
     session.add(alert)
     await session.flush()
     return alert
+
+
+async def make_batch(
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    received_at: datetime,
+    *,
+    status: BatchStatus = BatchStatus.PROCESSED,
+    rejected_items: list[dict[str, Any]] | None = None,
+    **fields: Any,
+) -> IngestBatch:
+    """An ingest batch of the organization received at ``received_at``; its rejected items
+    (``{index, code, item}`` each) kept 7 days from then, as ingest keeps them."""
+    items = rejected_items or []
+    batch = IngestBatch(
+        **{
+            "org_id": org_id,
+            "source": BatchSource.JSON,
+            "status": status,
+            "received_at": received_at,
+            "rejected": len(items),
+            "errors": [{"index": i["index"], "code": i["code"], "message": "x"} for i in items],
+            "rejected_items": items,
+            "rejected_items_expire_at": received_at + timedelta(days=7) if items else None,
+            **fields,
+        }
+    )
+    session.add(batch)
+    await session.flush()
+    return batch
 
 
 async def make_history(session: AsyncSession, device: Device, at: datetime) -> None:

@@ -13,6 +13,7 @@ from milepost_common.db import unit_of_work
 from milepost_common.domain.alerts import service as alert_service
 from milepost_common.domain.devices import service as device_service
 from milepost_common.domain.devices import state as device_state
+from milepost_common.domain.ingest_batches import service as batch_service
 from milepost_common.domain.organizations import service as organization_service
 from milepost_common.domain.positions import service as position_service
 from milepost_common.domain.trips import service as trip_service
@@ -92,6 +93,8 @@ RETENTION_WATERMARK_MARGIN = timedelta(days=1)
 class RetentionOutcome:
     partitions_dropped: list[str] = field(default_factory=list)
     rows_deleted: dict[str, int] = field(default_factory=dict)
+    # Batches whose rejected items expired and were emptied (the rows stay).
+    rejected_items_cleared: int = 0
 
 
 Expire = Callable[["AsyncSession", uuid.UUID, datetime, datetime, int], Awaitable[int]]
@@ -113,12 +116,18 @@ _EXPIRE: dict[str, Expire] = {
     "motion_checkpoints": lambda s, org, _, cutoff, n: trip_service.delete_expired(
         s, "motion_checkpoints", org, cutoff, limit=n
     ),
+    # Processed or failed ones only, by received_at.
+    "ingest_batches": lambda s, org, _, cutoff, n: batch_service.delete_expired_batches(
+        s, org, cutoff, limit=n
+    ),
 }
 
 
 async def apply_retention(ctx: WorkerContext, today: date | None = None) -> RetentionOutcome:
-    """Drop position partitions past the longest retention; delete, in batches, the older
-    positions, trips, stops, alerts and checkpoints of organizations keeping less."""
+    """Drop position partitions past the longest retention; delete, in batches, each
+    organization's older positions (those of organizations keeping less), trips, stops,
+    alerts, checkpoints and finished ingest batches; empty the rejected items kept past
+    their expiry (7 days)."""
     outcome = RetentionOutcome()
     now = utcnow()
     today = today or now.date()
@@ -132,6 +141,12 @@ async def apply_retention(ctx: WorkerContext, today: date | None = None) -> Rete
             await position_service.drop_partition(session, name)
         outcome.partitions_dropped.append(name)
     size = ctx.settings.worker.retention_batch_size
+    while True:
+        async with unit_of_work(ctx.db) as session:
+            cleared = await batch_service.clear_expired_rejected_items(session, now, limit=size)
+        outcome.rejected_items_cleared += cleared
+        if cleared < size:
+            break
     # What dropping the partitions guarantees: no row before this day is left.
     dropped_before = datetime.combine(oldest_kept, datetime.min.time(), tzinfo=UTC)
     for retention in retentions:

@@ -41,5 +41,6 @@ def apply_retention() -> int:
         "retention_applied",
         partitions_dropped=outcome.partitions_dropped,
         rows_deleted=outcome.rows_deleted,
+        rejected_items_cleared=outcome.rejected_items_cleared,
     )
     return len(outcome.partitions_dropped) + sum(outcome.rows_deleted.values())

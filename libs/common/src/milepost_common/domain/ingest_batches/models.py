@@ -39,6 +39,12 @@ class IngestBatch(SQLModel, table=True):
         ),
         Index("ix_ingest_batches_status_received", "status", "received_at"),
         Index("ix_ingest_batches_org_received", "org_id", "received_at"),
+        # Retention's clearing of expired rejected items (only batches still keeping some).
+        Index(
+            "ix_ingest_batches_rejected_expiry",
+            "rejected_items_expire_at",
+            postgresql_where=text("rejected_items_expire_at IS NOT NULL"),
+        ),
         Index(
             "ix_ingest_batches_lease",
             "lease_expires_at",

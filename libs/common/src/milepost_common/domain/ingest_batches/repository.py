@@ -108,6 +108,24 @@ _MARK_QUEUED = text(
 )
 
 
+# Retention, a bounded batch each (rows a replay holds are skipped until the next run):
+# expired rejected items cleared, an organization's old batches in a final status deleted.
+_CLEAR_EXPIRED_REJECTED = text(
+    """
+    UPDATE ingest_batches SET rejected_items = '[]'::jsonb, rejected_items_expire_at = NULL
+    WHERE id IN (SELECT id FROM ingest_batches WHERE rejected_items_expire_at <= :now
+                 LIMIT :n FOR UPDATE SKIP LOCKED)
+    """
+)
+_DELETE_EXPIRED = text(
+    """
+    DELETE FROM ingest_batches WHERE id IN (
+        SELECT id FROM ingest_batches WHERE org_id = :org AND received_at < :cutoff
+        AND status = ANY(:final) LIMIT :n FOR UPDATE SKIP LOCKED)
+    """
+)
+
+
 @dataclass(frozen=True, slots=True)
 class DeviceRow:
     id: uuid.UUID
@@ -238,6 +256,20 @@ class IngestBatchRepository:
             text("UPDATE ingest_batches SET idempotency_key = NULL WHERE id = :id"),
             {"id": batch_id},
         )
+
+    async def clear_expired_rejected_items(self, now: datetime, *, limit: int) -> int:
+        """Empty up to ``limit`` batches' rejected items expired by ``now``; how many."""
+        result = await self.session.execute(_CLEAR_EXPIRED_REJECTED, {"now": now, "n": limit})
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    async def delete_expired(
+        self, org_id: uuid.UUID, cutoff: datetime, final: Sequence[BatchStatus], *, limit: int
+    ) -> int:
+        """Delete up to ``limit`` of the organization's batches in one of the ``final``
+        statuses received before ``cutoff``; how many went."""
+        params = {"org": org_id, "cutoff": cutoff, "final": [str(s) for s in final], "n": limit}
+        result = await self.session.execute(_DELETE_EXPIRED, params)
+        return int(getattr(result, "rowcount", 0) or 0)
 
     async def mark_queued(self, batch_id: uuid.UUID) -> bool:
         result = await self.session.execute(

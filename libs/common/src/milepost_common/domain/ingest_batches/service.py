@@ -383,6 +383,29 @@ async def requeue_stale_batches(
     ]
 
 
+FINAL = (BatchStatus.PROCESSED, BatchStatus.FAILED)
+
+
+async def clear_expired_rejected_items(session: AsyncSession, now: datetime, *, limit: int) -> int:
+    """Empty the rejected items (and their expiry) of up to ``limit`` batches whose items
+    expired by ``now``; their counts and codes (``rejected``, ``errors``) stay. How many
+    batches were cleared. Retention: no principal; repeat while it returns ``limit``. A
+    replay of a cleared batch finds no items to re-validate, as one after the expiry."""
+    return await IngestBatchRepository(session).clear_expired_rejected_items(now, limit=limit)
+
+
+async def delete_expired_batches(
+    session: AsyncSession, org_id: uuid.UUID, cutoff: datetime, *, limit: int
+) -> int:
+    """Delete up to ``limit`` of the organization's batches received before ``cutoff`` that
+    are ``processed`` or ``failed`` (never one still to process); how many went. Only
+    ``positions.batch_id`` names a batch (no foreign key), and those fixes are as old, give
+    or take the clock skew ingest allows; an Idempotency-Key expires after 24 h, and a
+    retention is a day at least. Retention: no principal; repeat while it returns
+    ``limit``."""
+    return await IngestBatchRepository(session).delete_expired(org_id, cutoff, FINAL, limit=limit)
+
+
 async def get_batch(session: AsyncSession, actor: Principal, batch_id: uuid.UUID) -> IngestBatch:
     """Raises BatchNotFound for a missing batch or one of another organization."""
     batch = await IngestBatchRepository(session).get_for_org(actor.require_org(), batch_id)
