@@ -43,6 +43,20 @@ async def make_batch(
     return batch
 
 
+async def replayed(
+    client: httpx.AsyncClient, session: AsyncSession, staff: Staff, batch: IngestBatch, device: Any
+) -> int | None:
+    """Replay ``batch`` as an operator (202, received again); the fixes ``device`` has then."""
+    response = await client.post(
+        f"/admin/v1/ingest-batches/{batch.id}/replay", headers=staff.operator_auth
+    )
+    assert response.status_code == 202
+    assert response.json() == {"id": str(batch.id), "status": "received"}
+    return await session.scalar(
+        select(func.count()).select_from(Position).where(col(Position.device_id) == device.id)
+    )
+
+
 def unknown_device_item(unique_id: str, index: int = 0) -> dict[str, Any]:
     fix = (datetime.now(UTC) - timedelta(minutes=10)).isoformat()
     return {
@@ -141,15 +155,7 @@ class TestReplayBatch:
         )
         device = await make_device(session, org, unique_id="late-registered")
 
-        response = await client.post(
-            f"/admin/v1/ingest-batches/{batch.id}/replay", headers=staff.operator_auth
-        )
-
-        assert response.status_code == 202
-        assert response.json() == {"id": str(batch.id), "status": "received"}
-        stored = await session.scalar(
-            select(func.count()).select_from(Position).where(col(Position.device_id) == device.id)
-        )
+        stored = await replayed(client, session, staff, batch, device)
         assert stored == 1
         assert await audit_actions(session, action="ingest_batches.replay") == [
             "ingest_batches.replay"
@@ -172,15 +178,7 @@ class TestReplayBatch:
         )
         device = await make_device(session, org, unique_id="too-late")
 
-        response = await client.post(
-            f"/admin/v1/ingest-batches/{batch.id}/replay", headers=staff.operator_auth
-        )
-
-        assert response.status_code == 202
-        assert response.json() == {"id": str(batch.id), "status": "received"}
-        stored = await session.scalar(
-            select(func.count()).select_from(Position).where(col(Position.device_id) == device.id)
-        )
+        stored = await replayed(client, session, staff, batch, device)
         assert stored == 0
         detail = await client.get(
             f"/admin/v1/ingest-batches/{batch.id}", headers=staff.operator_auth
