@@ -49,9 +49,34 @@ class TestAuthentication:
             response = await client.post(URL, json=body(fix, device), headers=headers)
             assert response.status_code == 202, response.text
 
+    def test_the_document_names_both_ways(self, app: FastAPI) -> None:
+        """A generated client learns from the OpenAPI document how to send its key."""
+        doc = app.openapi()
+        schemes = doc["components"]["securitySchemes"]
+        assert schemes["ApiKeyBearer"] == {
+            "type": "http",
+            "scheme": "bearer",
+            "description": schemes["ApiKeyBearer"]["description"],
+        }
+        assert (schemes["ApiKeyHeader"]["in"], schemes["ApiKeyHeader"]["name"]) == (
+            "header",
+            "X-API-Key",
+        )
+        either = [{"ApiKeyBearer": []}, {"ApiKeyHeader": []}]
+        assert doc["paths"][URL]["post"]["security"] == either
+        assert doc["paths"]["/ingest/v1/batches/{batch_id}"]["get"]["security"] == either
+        assert "security" not in doc["paths"]["/ingest/osmand/{api_key}"]["post"]
+
     @pytest.mark.parametrize(
         "headers",
-        [{}, {"Authorization": "Bearer "}, {"Authorization": "Basic abc"}, {"X-API-Key": ""}],
+        [
+            {},
+            {"Authorization": "Bearer "},
+            {"Authorization": "Bearer  "},
+            {"Authorization": "Basic abc"},
+            {"X-API-Key": ""},
+            {"X-API-Key": "  "},
+        ],
     )
     async def test_missing_key_is_401(
         self, client: httpx.AsyncClient, headers: dict[str, str]

@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import structlog
-from fastapi import Depends, Header, Path, Request
+from fastapi import Depends, Header, Path, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import HTTPConnection
 
 from milepost_common.db import Database
@@ -52,12 +53,26 @@ def _database(request: Request) -> Database:
 ContextDep = Annotated[IngestContext, Depends(get_context)]
 
 
-def presented_key(request: Request) -> str | None:
+# The two ways to present a key, declared so that the OpenAPI document names them (either
+# one; they never raise: a missing key is ingest_key's 401, in the envelope).
+_BEARER = HTTPBearer(
+    auto_error=False,
+    scheme_name="ApiKeyBearer",
+    description="`Authorization: Bearer <key>`: an API key with scope `ingest`.",
+)
+_X_API_KEY = APIKeyHeader(
+    name="X-API-Key",
+    auto_error=False,
+    scheme_name="ApiKeyHeader",
+    description="An API key with scope `ingest`, when `Authorization` is not used.",
+)
+
+
+def presented_key(bearer: HTTPAuthorizationCredentials | None, header: str | None) -> str | None:
     """``Authorization: Bearer <key>``, else ``X-API-Key``."""
-    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and credentials.strip():
-        return credentials.strip()
-    return request.headers.get("x-api-key", "").strip() or None
+    if bearer is not None and bearer.credentials.strip():
+        return bearer.credentials.strip()
+    return (header or "").strip() or None
 
 
 async def _authorize(
@@ -82,10 +97,15 @@ async def _authorize(
     return principal
 
 
-async def ingest_key(request: Request, ctx: ContextDep) -> Principal:
+async def ingest_key(
+    request: Request,
+    ctx: ContextDep,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)],
+    header: Annotated[str | None, Security(_X_API_KEY)],
+) -> Principal:
     """The caller's API key with scope ``ingest``. Raises Unauthorized (401), Forbidden
     (403), RateLimited (429, per key; fails open without Redis), Unavailable (503)."""
-    return await _authorize(request, ctx, presented_key(request), INGEST_SCOPES)
+    return await _authorize(request, ctx, presented_key(bearer, header), INGEST_SCOPES)
 
 
 async def osmand_key(
