@@ -102,10 +102,17 @@ bench: ## the three benchmarks, then bench/results/README.md and latest.json (SM
 openapi: ## export each app's OpenAPI document to docs/openapi/ (a test fails when one is stale)
 	@for app in api admin ingest; do $(RUN) python -m milepost_$$app.openapi_export; done
 
-# The fuzz tests `make test` runs with a few examples per operation, here with many.
+# The fuzz tests `make test` runs with a few examples per operation, here with many. The
+# OpenAPI fuzzing's requests derive from a seed (MILEPOST_FUZZ_SEED, testing/fuzz.py): 0 in
+# `make test` (the same requests on every run: a landing never depends on a draw), a new one
+# each `make fuzz` (the nightly-style random run), printed first; `make fuzz FUZZ_SEED=<seed>`
+# sends the same requests again.
 FUZZ_EXAMPLES ?= 200
+FUZZ_SEED ?=
 FUZZ_TESTS := services/api/tests/test_openapi.py services/admin/tests/test_openapi.py \
 	services/ingest/tests/test_openapi.py services/ingest/tests/test_fuzz_bodies.py
-fuzz: install ## fuzz the three apps' OpenAPI and the ingest parsers at length (FUZZ_EXAMPLES=200)
-	@MILEPOST_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) CI="$${CI:-true}" \
+fuzz: install ## fuzz the three apps' OpenAPI and the ingest parsers at length (FUZZ_EXAMPLES=200, a new FUZZ_SEED)
+	@seed="$(FUZZ_SEED)"; seed="$${seed:-$$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}"; \
+	echo "make fuzz: FUZZ_SEED=$$seed FUZZ_EXAMPLES=$(FUZZ_EXAMPLES)"; \
+	MILEPOST_FUZZ_SEED=$$seed MILEPOST_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) CI="$${CI:-true}" \
 		$(RUN) pytest -n $(PYTEST_WORKERS) --dist loadfile $(FUZZ_TESTS)
