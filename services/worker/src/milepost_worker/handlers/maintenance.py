@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from milepost_common.db import unit_of_work
 from milepost_common.domain.alerts import service as alert_service
@@ -69,7 +69,7 @@ async def detect_offline(ctx: WorkerContext) -> OfflineOutcome:
                 type="alert",
                 org_id=a.org_id,
                 vehicle_id=a.device_id,
-                data=alert_service.alert_data(a, names.get(a.device_id)),
+                data=webhook_events.alert_data(a, names.get(a.device_id)),
             )
             for a in created
         ],
@@ -123,6 +123,20 @@ _EXPIRE: dict[str, Expire] = {
 }
 
 
+async def _in_batches(
+    ctx: WorkerContext, size: int, step: Callable[..., Awaitable[int]], *args: Any
+) -> int:
+    """Run ``step(session, *args)`` (one bounded batch: at most ``size`` rows) in a short
+    transaction of its own until a batch comes back short; the rows it touched in all."""
+    total = 0
+    while True:
+        async with unit_of_work(ctx.db) as session:
+            done = await step(session, *args)
+        total += done
+        if done < size:
+            return total
+
+
 async def apply_retention(ctx: WorkerContext, today: date | None = None) -> RetentionOutcome:
     """Drop position partitions past the longest retention; delete, in batches, each
     organization's older positions (those of organizations keeping less), trips, stops,
@@ -141,12 +155,9 @@ async def apply_retention(ctx: WorkerContext, today: date | None = None) -> Rete
             await position_service.drop_partition(session, name)
         outcome.partitions_dropped.append(name)
     size = ctx.settings.worker.retention_batch_size
-    while True:
-        async with unit_of_work(ctx.db) as session:
-            cleared = await batch_service.clear_expired_rejected_items(session, now, limit=size)
-        outcome.rejected_items_cleared += cleared
-        if cleared < size:
-            break
+    outcome.rejected_items_cleared = await _in_batches(
+        ctx, size, lambda s: batch_service.clear_expired_rejected_items(s, now, limit=size)
+    )
     # What dropping the partitions guarantees: no row before this day is left.
     dropped_before = datetime.combine(oldest_kept, datetime.min.time(), tzinfo=UTC)
     for retention in retentions:
@@ -156,12 +167,8 @@ async def apply_retention(ctx: WorkerContext, today: date | None = None) -> Rete
         for table, expire in _EXPIRE.items():
             if table == "positions" and retention.days >= longest:
                 continue  # the partitions dropped above already cover it
-            while True:  # one short transaction per batch
-                async with unit_of_work(ctx.db) as session:
-                    deleted = await expire(session, retention.org_id, since, cutoff, size)
-                outcome.rows_deleted[table] = outcome.rows_deleted.get(table, 0) + deleted
-                if deleted < size:
-                    break
+            deleted = await _in_batches(ctx, size, expire, retention.org_id, since, cutoff, size)
+            outcome.rows_deleted[table] = outcome.rows_deleted.get(table, 0) + deleted
         async with unit_of_work(ctx.db) as session:
             await organization_service.record_retention_applied(
                 session, retention, deleted_until - RETENTION_WATERMARK_MARGIN
