@@ -191,7 +191,7 @@ async def _process_locked(
             type="alert",
             org_id=alert.org_id,
             vehicle_id=alert.device_id,
-            data=alert_service.alert_data(alert, devices[alert.device_id].name),
+            data=webhook_events.alert_data(alert, devices[alert.device_id].name),
         )
         for alert in created
     )

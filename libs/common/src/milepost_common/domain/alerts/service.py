@@ -36,13 +36,6 @@ from milepost_common.domain.webhooks import events as webhook_events
 SORTABLE = ("occurred_at",)
 
 
-def alert_data(alert: Alert, vehicle_name: str | None) -> dict[str, Any]:
-    """The public alert shape (``AlertRead``, as the API answers it: numbers rounded, the
-    vehicle's name), JSON-ready: a live event's ``data``."""
-    read = AlertRead.model_validate(alert).model_copy(update={"vehicle_name": vehicle_name})
-    return read.model_dump(mode="json")
-
-
 def _iso(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 

@@ -216,7 +216,9 @@ def alert_event_id(alert_id: uuid.UUID) -> uuid.UUID:
     return event_id(WebhookEventType.ALERT_CREATED, alert_id)
 
 
-def _alert_data(alert: Alert, vehicle_name: str | None) -> dict[str, Any]:
+def alert_data(alert: Alert, vehicle_name: str | None) -> dict[str, Any]:
+    """The alert as the public API shows it (numbers rounded, the vehicle's name), JSON-ready:
+    the ``data`` of its webhook events and of its live event."""
     return _data(AlertEventData, AlertRead.model_validate(alert), vehicle_name=vehicle_name)
 
 
@@ -225,7 +227,7 @@ def alert_created(alert: Alert, vehicle_name: str | None) -> Event:
         WebhookEventType.ALERT_CREATED,
         alert_event_id(alert.id),
         alert.org_id,
-        _alert_data(alert, vehicle_name),
+        alert_data(alert, vehicle_name),
     )
 
 
@@ -235,7 +237,7 @@ def alert_ended(alert: Alert, vehicle_name: str | None) -> Event:
         WebhookEventType.ALERT_ENDED,
         event_id(WebhookEventType.ALERT_ENDED, alert.id),
         alert.org_id,
-        _alert_data(alert, vehicle_name),
+        alert_data(alert, vehicle_name),
     )
 
 
