@@ -13,6 +13,7 @@ import socket
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -208,6 +209,24 @@ class TestApiSpans:
         assert database, [(s.name, s.attributes) for s in spans]
         assert redis, [s.name for s in spans]
         assert all(under_request(s) for s in database + redis)
+
+    def test_a_hot_read_is_named_by_its_route(self, api_process: str, collector: Collector) -> None:
+        """A traced process routes the reads an untraced one answers before FastAPI's router
+        (``DirectDispatch``), so their spans still carry the route."""
+        template = "/api/v1/vehicles/{vehicle_id}/positions"
+        response = httpx.get(f"{api_process}/api/v1/vehicles/{uuid.uuid4()}/positions")
+        assert response.status_code == 401
+
+        def read_done(spans: list[Span]) -> bool:
+            return any(s.attributes.get("http.response.status_code") == 401 for s in spans)
+
+        server = next(
+            s
+            for s in collector.wait_for(read_done)
+            if s.attributes.get("http.response.status_code") == 401
+        )
+        assert server.attributes.get("http.route") == template
+        assert server.name == f"GET {template}"
 
     def test_raw_paths_and_queries_never_leave_the_process(
         self, api_process: str, collector: Collector

@@ -10,6 +10,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.middleware import Middleware
 
 from milepost_api.context import start_context, stop_context
+from milepost_api.direct import DirectDispatch
 from milepost_api.http_cache import HttpCacheMiddleware
 from milepost_api.routes import (
     account,
@@ -121,8 +122,12 @@ def create_app(settings: ApiSettings) -> FastAPI:
         StaticFiles(directory=str(files("milepost_api") / "static")),
         name="static",
     )
-    # Innermost: ETags are computed on the handler's own bytes, before compression.
+    # Inside the others: ETags are computed on the handler's own bytes, before compression.
     app.user_middleware.append(Middleware(HttpCacheMiddleware))
+    # Innermost (the direct routes' handlers answer what the router would have reached).
+    # Not when traced: a request's span is named from the route FastAPI's router selects.
+    if not app.state.traced:
+        app.user_middleware.append(Middleware(DirectDispatch, fastapi=app))
     return app
 
 

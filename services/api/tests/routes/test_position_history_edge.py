@@ -1,10 +1,12 @@
 """The history read's hot path answers exactly what FastAPI's own resolution and the
 datetime mapping answered before it: times sent by Postgres as text come out as orjson
 writes a datetime, and the requests the route reads itself (``direct``) get the answers
-FastAPI gives them."""
+FastAPI gives them, without passing through FastAPI's router when the process is not
+traced (``DirectDispatch``)."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -117,6 +119,17 @@ def unresolved(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(fastapi.routing, "solve_dependencies", unused)
 
 
+@pytest.fixture
+def unrouted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """FastAPI's routes made to fail once the router has selected one: a request answered
+    anyway never went through the router."""
+
+    async def unused(*args: object, **kwargs: object) -> None:
+        raise AssertionError("routed by FastAPI")
+
+    monkeypatch.setattr(fastapi.routing.APIRoute, "handle", unused)
+
+
 class TestDirectReads:
     async def test_the_same_answers_as_fastapis_resolution(
         self,
@@ -179,3 +192,54 @@ class TestDirectReads:
             refused = await client.get(url, headers=headers)
             assert refused.status_code == 401
             assert refused.json()["error"]["code"] == "unauthorized"
+
+
+class TestDirectDispatch:
+    @pytest.mark.usefixtures("unrouted")
+    async def test_common_reads_and_their_refusals_skip_the_router(
+        self, client: httpx.AsyncClient, session: AsyncSession, team: Team, bearer: Bearer
+    ) -> None:
+        device = await make_device(session, team.org)
+        await make_position(session, device, BASE)
+        await make_device_state(session, device, last_fix_time=BASE, last_lat=1.5, last_lon=2.5)
+        history = f"/api/v1/vehicles/{device.id}/positions?limit=5"
+        latest = "/api/v1/positions/latest"
+        foreign = f"/api/v1/vehicles/{uuid.uuid4()}/positions"
+
+        assert (await client.get(history, headers=bearer(team.viewer))).status_code == 200
+        assert (await client.get(latest, headers=bearer(team.viewer))).status_code == 200
+        for url, headers, status, code in (
+            (latest, {}, 401, "unauthorized"),
+            (history, {"Authorization": "Bearer nonsense"}, 401, "unauthorized"),
+            (foreign, bearer(team.viewer), 404, "not_found"),
+        ):
+            refused = await client.get(url, headers=headers)
+            assert refused.status_code == status
+            assert refused.json()["error"]["code"] == code
+        with pytest.raises(AssertionError, match="routed by FastAPI"):  # not a common read
+            await client.get(history + "&from=" + BASE.isoformat(), headers=bearer(team.viewer))
+
+    async def test_logged_and_counted_under_the_route_template(
+        self,
+        client: httpx.AsyncClient,
+        session: AsyncSession,
+        team: Team,
+        bearer: Bearer,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        device = await make_device(session, team.org)
+        await make_position(session, device, BASE)
+        capsys.readouterr()
+        response = await client.get(
+            f"/api/v1/vehicles/{device.id}/positions?limit=1", headers=bearer(team.viewer)
+        )
+        lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        access = [line for line in lines if line.get("event") == "request"]
+        metrics = (await client.get("/metrics")).text
+
+        assert response.status_code == 200
+        assert response.headers["Cache-Control"] == "private, max-age=30"  # the route's policy
+        assert [line["route"] for line in access] == ["/api/v1/vehicles/{vehicle_id}/positions"]
+        assert access[0]["org_id"] == str(team.org.id)
+        assert 'route="/api/v1/vehicles/{vehicle_id}/positions",status="200"' in metrics
+        assert str(device.id) not in metrics

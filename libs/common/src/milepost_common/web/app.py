@@ -113,6 +113,7 @@ def create_base_app(settings: CommonSettings, spec: AppSpec) -> FastAPI:
     )
     app.state.settings = settings
     app.state.spec = spec
+    app.state.traced = tracing
     checks: dict[str, Check] = {"postgres": check_postgres}
     if spec.redis_required_for_ready:
         checks["redis"] = check_redis

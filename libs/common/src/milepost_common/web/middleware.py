@@ -49,14 +49,20 @@ def request_id_of(scope: Scope) -> str:
     return str(state.get("request_id", ""))
 
 
+# Where an app that matches some paths before FastAPI's router records the template.
+ROUTE_TEMPLATE = "milepost.route_template"
+
+
 def route_template(scope: Scope) -> str:
     """The matched route's full path template, never the raw path (keys can live in paths).
 
     FastAPI keeps included routers unflattened: the route in the scope knows only its own
     path, the effective context it records knows the path with every prefix.
     """
-    effective = (scope.get("fastapi") or {}).get("effective_route_context")
-    path = getattr(effective, "path", None)
+    path = scope.get(ROUTE_TEMPLATE)
+    if not path:
+        effective = (scope.get("fastapi") or {}).get("effective_route_context")
+        path = getattr(effective, "path", None)
     if not path:
         route = scope.get("route")
         path = getattr(route, "path_format", None) or getattr(route, "path", None)
