@@ -27,6 +27,11 @@ def org_channel(org_id: uuid.UUID) -> str:
     return f"milepost:live:{org_id}"
 
 
+# Every key of the api's whole-answer cache starts so: its processes ask Redis to report
+# every change under it (server-assisted client-side caching).
+CACHE_KEY_PREFIX = "milepost:cache:"
+
+
 def latest_positions_key(org_id: uuid.UUID) -> str:
     """The cache key of an organization's latest positions (invalidated on position events)."""
-    return f"milepost:cache:latest-positions:{org_id}"
+    return f"{CACHE_KEY_PREFIX}latest-positions:{org_id}"

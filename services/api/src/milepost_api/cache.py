@@ -1,11 +1,26 @@
 """Short Redis caching of whole answers where it pays (latest positions, summaries).
 
 An entry is the answer's final bytes with their ETag in front (``W/"…"\\n`` then the body),
-so a hit is served without serializing or hashing anything. Each process also keeps the
-bodies it served last: a hit first reads only the ETag from Redis (``GETRANGE``, a few
-dozen bytes) and sends the local copy when it is still the current one, so a large answer
-crosses from Redis at most once per process and version. Whoever drops the key (the
+so a hit is served without serializing or hashing anything. Whoever drops the key (the
 worker, on every position event) drops the entry for every process at once.
+
+Each process also keeps the bodies it served last, and serves them without asking Redis
+while Redis promises to say when they change: one connection per process
+(:class:`KeyTracker`) has Redis report every change to any key under the cache's prefix
+(server-assisted client-side caching, ``CLIENT TRACKING ... BCAST``: writes, deletes,
+expiry, eviction, flushes, by any client). The freshness rule, in plain words:
+
+- a process serves its copy until Redis reports the key changed, which reaches it
+  sub-millisecond after the worker's drop;
+- while its tracking connection is down (reconnecting, or refused by an old Redis or a
+  proxy) it checks Redis on every read: it reads only the ETag (``GETRANGE``, a few dozen
+  bytes) and sends its copy when that is still the current one, so a large answer crosses
+  from Redis at most once per process and version;
+- never longer than the entry's time to live, counted from when it was read from Redis:
+  that bounds the staleness if the tracking connection is cut off silently.
+
+A copy is trusted only when no change of its key (nor a flush, nor a disconnect) was
+reported while it was read: a drop that races the read makes the next read ask again.
 
 A cache never fails a read: when Redis cannot answer, the database does. A miss is computed
 once per process at a time (single flight): concurrent requests for the same key wait for
@@ -19,12 +34,21 @@ hit does.
 
 from __future__ import annotations
 
+import asyncio
 import gzip
-from collections.abc import Awaitable, Callable
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from fastapi.responses import Response
 from redis.asyncio import Redis
+from redis.asyncio.connection import AbstractConnection
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ResponseError
 from starlette.requests import Request
 
 from milepost_api.http_cache import etag_of
@@ -36,6 +60,20 @@ log = get_logger("milepost.api.cache")
 
 # Every ETag is `W/"` + 32 hex digits + `"`.
 _ETAG_BYTES = len(etag_of(b""))
+
+# Where Redis sends a tracking connection's reports (RESP2: a pub/sub channel).
+INVALIDATIONS = "__redis__:invalidate"
+READ_TIMEOUT_S = 0.5
+# A quiet connection is asked for a PONG this often; none within the socket timeout: broken.
+PING_INTERVAL_S = 1.0
+RETRY_FIRST_S = 0.1
+RETRY_MAX_S = 5.0
+# Keys whose change count is kept, before they are all forgotten at once (and with them
+# every version handed out, so nothing is trusted on a forgotten count).
+_MAX_COUNTED_KEYS = 10_000
+
+# What a key was when a read began: (generation, number of reported changes of the key).
+Version = tuple[int, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,14 +96,183 @@ class Cached:
         return cls(etag.decode(), body) if newline and len(etag) == _ETAG_BYTES else None
 
 
+class _TrackingRefused(Exception):
+    """Redis refused ``CLIENT TRACKING`` (before 6.0, or a proxy): no use asking again."""
+
+
+class KeyTracker:
+    """Tells whether a key under ``prefixes`` may have changed since a moment, from Redis's
+    own reports on one connection per process; until it is started and connected, every
+    key may have (nothing is trusted)."""
+
+    def __init__(self, redis: Redis, prefixes: Sequence[str]) -> None:
+        # Named so `CLIENT LIST` tells which process holds which connection.
+        self.client_name = f"milepost-api-cache:{socket.gethostname()}:{os.getpid()}"
+        self._prefixes = tuple(prefixes)
+        pool = redis.connection_pool
+        self._connection_class = pool.connection_class
+        self._connection_kwargs: dict[str, Any] = {
+            **pool.connection_kwargs,
+            "client_name": self.client_name,
+            # A health check's PING would read a pending report as its answer: _listen pings.
+            "health_check_interval": 0,
+            "decode_responses": False,
+            # No silent reconnects inside redis-py: _run reconnects, and says so.
+            "retry": Retry(NoBackoff(), 0),
+        }
+        self._timeout_s = float(pool.connection_kwargs.get("socket_timeout") or 2.0)
+        self._live = False
+        self._generation = 0
+        self._changes: dict[str, int] = {}
+        self._connection: AbstractConnection | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def live(self) -> bool:
+        """Connected and subscribed: every change from now on will be reported."""
+        return self._live
+
+    def version(self, key: str) -> Version | None:
+        """What ``key`` is now, to compare after reading it; None when a read of it cannot
+        be trusted whatever happens (not live, or a key Redis does not report)."""
+        if not self._live or not key.startswith(self._prefixes):
+            return None
+        return self._generation, self._changes.get(key, 0)
+
+    def unchanged(self, key: str, version: Version) -> bool:
+        """No change of ``key``, flush or disconnect was reported since ``version``."""
+        return self._live and version == (self._generation, self._changes.get(key, 0))
+
+    def changed(self, keys: Sequence[str] | None) -> None:
+        """What a report does: ``keys`` changed; None, every key (a flush)."""
+        if keys is None:
+            self._forget_all()
+            return
+        for key in keys:
+            self._changes[key] = self._changes.get(key, 0) + 1
+        if len(self._changes) > _MAX_COUNTED_KEYS:
+            self._forget_all()
+
+    def _forget_all(self) -> None:
+        self._changes.clear()
+        self._generation += 1
+
+    def _set_live(self, live: bool) -> None:
+        self._live = live
+        self._forget_all()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="cache-key-tracker")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.wait([self._task])
+            self._task = None
+        self._set_live(False)
+        await self._disconnect()
+
+    async def _disconnect(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await connection.disconnect(nowait=True)
+
+    async def _run(self) -> None:
+        delay = RETRY_FIRST_S
+        broken = False
+        while True:
+            try:
+                connection = await self._connect()
+                if broken:
+                    log.info("cache_tracking_reconnected")
+                broken, delay = False, RETRY_FIRST_S
+                await self._listen(connection)
+            except _TrackingRefused as exc:
+                # The cache then checks Redis on every read, as without tracking.
+                log.warning("cache_tracking_unavailable", error=str(exc))
+                await self._disconnect()
+                return
+            except Exception as exc:  # noqa: BLE001 - whatever broke, a new connection mends
+                error = repr(exc)
+            self._set_live(False)
+            await self._disconnect()
+            broken = True
+            log.warning("cache_tracking_disconnected", error=error, retry_in_s=delay)
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, RETRY_MAX_S)
+
+    async def _connect(self) -> AbstractConnection:
+        """A connection that receives a report of every change under the prefixes."""
+        await self._disconnect()
+        connection = self._connection = self._connection_class(**self._connection_kwargs)
+        await connection.connect()  # type: ignore[no-untyped-call]
+        try:
+            await connection.send_command("CLIENT", "ID")
+            own_id = await connection.read_response()
+            # RESP2 carries reports only as pub/sub messages: to this same connection, once
+            # subscribed; nothing is reported before, and nothing is trusted until then.
+            prefixes = [arg for prefix in self._prefixes for arg in ("PREFIX", prefix)]
+            await connection.send_command(
+                "CLIENT", "TRACKING", "ON", "REDIRECT", own_id, "BCAST", *prefixes
+            )
+            await connection.read_response()
+        except ResponseError as exc:
+            raise _TrackingRefused(str(exc)) from exc
+        await connection.send_command("SUBSCRIBE", INVALIDATIONS)
+        reply = await connection.read_response()
+        if not isinstance(reply, list) or reply[0] != b"subscribe":
+            raise ConnectionError(f"unexpected answer to SUBSCRIBE: {reply!r}")
+        self._set_live(True)
+        return connection
+
+    async def _listen(self, connection: AbstractConnection) -> None:
+        """Applies reports until the connection breaks or stops answering PING."""
+        quiet_since = time.monotonic()
+        ping_sent_at: float | None = None
+        while True:
+            message = await connection.read_response(timeout=READ_TIMEOUT_S)
+            now = time.monotonic()
+            if message is not None:
+                quiet_since = now
+                if message[0] == b"message":
+                    keys = message[2]
+                    self.changed(None if keys is None else [key.decode() for key in keys])
+                elif message[0] == b"pong":
+                    ping_sent_at = None
+            elif ping_sent_at is not None:
+                if now - ping_sent_at >= self._timeout_s:
+                    raise TimeoutError(f"no PONG within {self._timeout_s} s")
+            elif now - quiet_since >= PING_INTERVAL_S:
+                await connection.send_command("PING")
+                ping_sent_at = now
+
+
+class _Trusted(NamedTuple):
+    value: Cached
+    version: Version
+    until: float
+
+
 class ResponseCache:
     """Whole answers in Redis for a few seconds, with this process's copies of the bodies."""
 
-    def __init__(self, redis: Redis, *, local_ttl_s: float, local_entries: int = 64) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        local_ttl_s: float,
+        local_entries: int = 64,
+        tracker: KeyTracker | None = None,
+    ) -> None:
         self.redis = redis
+        # Without a started tracker nothing is trusted: every read checks Redis.
+        self.tracker = tracker if tracker is not None else KeyTracker(redis, ())
         # The bodies this process served last, by key; used only while Redis still names
         # their ETag, so their time to live only bounds the memory they hold.
         self._local: TtlCache[str, Cached] = TtlCache(local_ttl_s, max_entries=local_entries)
+        # Those served without asking Redis, while the tracker reports no change of them.
+        self._trusted: dict[str, _Trusted] = {}
+        self._max_trusted = local_entries
         # The gzip of a body, by its ETag.
         self._gzipped: TtlCache[str, bytes] = TtlCache(local_ttl_s, max_entries=local_entries)
         self._in_flight: SingleFlight[str, Cached] = SingleFlight()
@@ -86,14 +293,22 @@ class ResponseCache:
         }
         return Response(body, media_type=media_type, headers=headers)
 
-    async def get(self, key: str) -> Cached | None:
-        """The cached answer, None on a miss or when Redis cannot answer."""
+    async def get(self, key: str, ttl_s: float) -> Cached | None:
+        """The cached answer, None on a miss or when Redis cannot answer; without asking
+        Redis when this process read it less than ``ttl_s`` ago and no change was reported."""
+        trusted = self._trusted.get(key)
+        if trusted is not None:
+            if trusted.until > time.monotonic() and self.tracker.unchanged(key, trusted.version):
+                return trusted.value
+            del self._trusted[key]
+        version, until = self.tracker.version(key), time.monotonic() + ttl_s
         try:
             head = await self.redis.getrange(key, 0, _ETAG_BYTES - 1)
             if not head:
                 return None
             local = self._local.get(key)
             if local is not None and local.etag.encode() == head:
+                self._trust(key, local, version, until)
                 return local
             entry = await self.redis.get(key)
         except Exception as exc:  # noqa: BLE001 - a cache must never fail the read
@@ -102,22 +317,35 @@ class ResponseCache:
         found = Cached.from_entry(entry) if entry else None
         if found is not None:
             self._local.put(key, found)
+            self._trust(key, found, version, until)
         return found
 
     async def put(self, key: str, value: Cached, ttl_s: int) -> None:
         if ttl_s <= 0:
             return
+        version, until = self.tracker.version(key), time.monotonic() + ttl_s
         try:
             await self.redis.set(key, value.entry(), ex=ttl_s)
         except Exception as exc:  # noqa: BLE001 - a cache must never fail the read
             log.warning("cache_unavailable", error=type(exc).__name__)
             return
         self._local.put(key, value)
+        # Our own SET is reported too: the next read after that asks Redis once more.
+        self._trust(key, value, version, until)
+
+    def _trust(self, key: str, value: Cached, version: Version | None, until: float) -> None:
+        """Serve ``value`` without asking Redis until ``until``, if nothing was reported
+        about ``key`` since ``version`` was taken (before it was read or written)."""
+        if version is None or not self.tracker.unchanged(key, version):
+            return
+        if len(self._trusted) >= self._max_trusted and key not in self._trusted:
+            self._trusted.clear()
+        self._trusted[key] = _Trusted(value, version, until)
 
     async def cached(self, key: str, ttl_s: int, compute: Callable[[], Awaitable[bytes]]) -> Cached:
         """The cached answer, or ``compute()``'s, stored for ``ttl_s``; one computation per
         key and process at a time. Errors of ``compute`` reach every waiter."""
-        value = await self.get(key)
+        value = await self.get(key, ttl_s)
         if value is not None:
             return value
 

@@ -7,12 +7,13 @@ from dataclasses import dataclass
 import httpx
 from fastapi import FastAPI
 
-from milepost_api.cache import ResponseCache
+from milepost_api.cache import KeyTracker, ResponseCache
 from milepost_api.settings import ApiSettings
 from milepost_common.auth import PasswordHasher, Realm, TokenCodec
 from milepost_common.cache import TtlCache
 from milepost_common.crypto import SecretBox
 from milepost_common.domain.principals import Principal, PrincipalResolver
+from milepost_common.live import CACHE_KEY_PREFIX
 from milepost_common.ratelimit import LoginThrottle, RateLimiter
 
 
@@ -44,6 +45,8 @@ async def start_context(app: FastAPI) -> None:
     limiter = RateLimiter(settings.redis.cache_url)
     secrets_key = settings.auth.secrets_key
     assert secrets_key is not None  # noqa: S101 - CommonSettings guarantees one
+    # One connection per process on which Redis reports every change of a cached answer.
+    tracker = KeyTracker(app.state.redis, (CACHE_KEY_PREFIX,))
     app.state.ctx = ApiContext(
         settings=settings,
         codec=codec,
@@ -61,12 +64,16 @@ async def start_context(app: FastAPI) -> None:
         responses=ResponseCache(
             app.state.redis,
             local_ttl_s=max(settings.api.latest_positions_cache_s, settings.api.summary_cache_s),
+            tracker=tracker,
         ),
     )
+    tracker.start()
 
 
 async def stop_context(app: FastAPI) -> None:
-    """Close what the context holds open: the HTTP client and the rate limiter's Redis."""
+    """Close what the context holds open: the HTTP client, the rate limiter's Redis and the
+    cache's tracking connection."""
     ctx: ApiContext = app.state.ctx
     await ctx.http.aclose()
     await ctx.limiter.aclose()
+    await ctx.responses.tracker.stop()

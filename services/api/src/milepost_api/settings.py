@@ -26,7 +26,9 @@ class ApiHttp(HttpSettings):
         10,
         ge=0,
         description="Upper bound (a drop racing a fill is stale at most this long); the worker"
-        " drops the entry on every position event.",
+        " drops the entry on every position event. Also the longest a process serves its own"
+        " copy without asking Redis, should Redis's reports of changes stop reaching it"
+        " unnoticed.",
     )
     summary_cache_s: int = Field(60, ge=0, description="Summary reports cached this long.")
     stream_auth_timeout_s: float = Field(5.0, gt=0, description="First message must be auth.")

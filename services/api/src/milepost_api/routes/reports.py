@@ -25,6 +25,7 @@ from milepost_common.domain.principals import Principal
 from milepost_common.domain.reports import service as report_service
 from milepost_common.domain.reports.schemas import GroupBy, SummaryReport
 from milepost_common.errors import Unauthorized, ValidationFailed
+from milepost_common.live import CACHE_KEY_PREFIX
 from milepost_common.web.deps import SessionDep, database_of
 from milepost_common.web.errors import error_responses
 
@@ -58,7 +59,7 @@ RowSource = Callable[
 
 def _cache_key(user: Principal, *parts: object) -> str:
     digest = hashlib.blake2b(repr(parts).encode(), digest_size=12).hexdigest()
-    return f"milepost:cache:summary:{user.require_org()}:{digest}"
+    return f"{CACHE_KEY_PREFIX}summary:{user.require_org()}:{digest}"
 
 
 @router.get(
