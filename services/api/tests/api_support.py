@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import orjson
 import uvicorn
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import select
@@ -121,3 +122,34 @@ async def rule_for(session: AsyncSession, team: Team) -> AlertRule:
 
 async def actions(session: AsyncSession) -> set[str]:
     return set((await session.scalars(select(AuditEntry.action))).all())
+
+
+Answer = tuple[int, bytes, str | None]
+
+
+async def answers_to(
+    client: httpx.AsyncClient, requests: list[tuple[str, dict[str, str]]]
+) -> list[Answer]:
+    """Each GET's status, body and ETag, in order."""
+    out = []
+    for url, headers in requests:
+        response = await client.get(url, headers=headers)
+        out.append((response.status_code, response.content, response.headers.get("etag")))
+    return out
+
+
+def assert_same_answers(direct: list[Answer], resolved: list[Answer]) -> None:
+    """A route's direct handler answered exactly what FastAPI's resolution answers: the same
+    statuses, each 200 byte for byte with its ETag, each error the same envelope but for
+    the request's own trace id."""
+    assert [status for status, _, _ in direct] == [status for status, _, _ in resolved]
+    for one, other in zip(direct, resolved, strict=True):
+        if one[0] == 200:
+            assert one == other
+        else:
+            assert _untraced(one[1]) == _untraced(other[1])
+
+
+def _untraced(body: bytes) -> object:
+    error = orjson.loads(body)["error"]
+    return {**error, "trace_id": None}

@@ -22,7 +22,7 @@ from milepost_api import geojson
 from milepost_api.routes import positions as positions_routes
 from milepost_common.pagination import encode_cursor
 from milepost_common.testing.factories import make_device, make_device_state, make_position
-from services.api.tests.api_support import Bearer, Team
+from services.api.tests.api_support import Bearer, Team, answers_to, assert_same_answers
 
 BASE = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=6)
 
@@ -76,11 +76,6 @@ class TestTimesFromPostgres:
         ordered = sorted(times)
         assert [item["fix_time"] for item in page["items"]] == [written(t) for t in ordered[:-1]]
         assert page["next_cursor"] == encode_cursor(ordered[-2], device.id)
-
-
-def untraced(body: bytes) -> object:
-    error = orjson.loads(body)["error"]
-    return {**error, "trace_id": None}
 
 
 QUERIES = [
@@ -148,23 +143,12 @@ class TestDirectReads:
         path = f"/api/v1/vehicles/{device.id}/positions?limit=2"
         requests += [(path, {}), (path, {"Authorization": "Bearer nonsense"})]
 
-        async def answers() -> list[tuple[int, bytes, str | None]]:
-            out = []
-            for url, headers in requests:
-                response = await client.get(url, headers=headers)
-                out.append((response.status_code, response.content, response.headers.get("etag")))
-            return out
-
-        direct = await answers()
+        direct = await answers_to(client, requests)
         monkeypatch.setattr(positions_routes, "_common_page", lambda _request: None)
-        resolved = await answers()
-        assert [status for status, _, _ in direct] == [status for status, _, _ in resolved]
+        resolved = await answers_to(client, requests)
+
         assert {status for status, _, _ in direct} == {200, 401, 404, 422}
-        for one, other in zip(direct, resolved, strict=True):
-            if one[0] == 200:
-                assert one == other
-            else:  # the same envelope, but for the request's own trace id
-                assert untraced(one[1]) == untraced(other[1])
+        assert_same_answers(direct, resolved)
 
     @pytest.mark.usefixtures("unresolved")
     async def test_common_reads_skip_the_resolution(

@@ -7,16 +7,18 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import date, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import AwareDatetime, Field
 
-from milepost_api.deps import AUTHENTICATED, CurrentUser, context_of
+from milepost_api.deps import AUTHENTICATED, CurrentUser, bearer, context_of, current_user
+from milepost_api.direct import DirectRoute, direct
 from milepost_api.http_cache import HISTORY, cache_control
 from milepost_common.db import Database, unit_of_work
 from milepost_common.domain import paging
@@ -29,7 +31,9 @@ from milepost_common.live import CACHE_KEY_PREFIX
 from milepost_common.web.deps import SessionDep, database_of
 from milepost_common.web.errors import error_responses
 
-router = APIRouter(prefix="/v1/reports", tags=["reports"], responses=AUTHENTICATED)
+router = APIRouter(
+    prefix="/v1/reports", tags=["reports"], responses=AUTHENTICATED, route_class=DirectRoute
+)
 
 # A date (midnight in the organization's time zone) or an instant with an offset.
 Instant = Annotated[AwareDatetime | date, Field(union_mode="left_to_right")]
@@ -62,6 +66,58 @@ def _cache_key(user: Principal, *parts: object) -> str:
     return f"{CACHE_KEY_PREFIX}summary:{user.require_org()}:{digest}"
 
 
+_SUMMARY_QUERY = frozenset({"from", "to", "vehicle_id", "group_by"})
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def _plain_date(raw: str | None) -> date | None:
+    """A `YYYY-MM-DD` that is a real date, read as FastAPI reads it; raises ValueError for
+    anything else."""
+    if raw is None:
+        return None
+    if _DATE.fullmatch(raw) is None:
+        raise ValueError(raw)
+    return date.fromisoformat(raw)
+
+
+class _CommonSummary(NamedTuple):
+    start: date | None
+    end: date | None
+    vehicle_id: uuid.UUID | None
+    group_by: GroupBy
+
+
+def _common_summary(request: Request) -> _CommonSummary | None:
+    """The parameters of a summary read in their plain forms (each bound absent or a
+    `YYYY-MM-DD` date, the vehicle absent or a canonical id, the grouping absent or a valid
+    one), read as FastAPI reads them; None for any other read (a bound with a time among
+    them), which FastAPI then resolves."""
+    query = request.query_params
+    if not _SUMMARY_QUERY.issuperset(query.keys()) or len(query) != len(query.multi_items()):
+        return None
+    raw_vehicle, raw_group = query.get("vehicle_id"), query.get("group_by", GroupBy.DAY)
+    if raw_group not in GroupBy.__members__.values():
+        return None
+    if raw_vehicle is not None and _UUID.fullmatch(raw_vehicle) is None:
+        return None
+    try:
+        start, end = _plain_date(query.get("from")), _plain_date(query.get("to"))
+    except ValueError:
+        return None
+    vehicle_id = uuid.UUID(raw_vehicle) if raw_vehicle is not None else None
+    return _CommonSummary(start, end, vehicle_id, GroupBy(raw_group))
+
+
+async def _summarize_directly(request: Request) -> Response | None:
+    """``summarize`` for the common reads, without FastAPI's resolution (``direct``)."""
+    common = _common_summary(request)
+    if common is None:
+        return None
+    user = await current_user(request, await bearer(request))
+    return await summarize(user, request, *common)
+
+
 @router.get(
     "/summary",
     summary="Summary per vehicle and day",
@@ -69,6 +125,7 @@ def _cache_key(user: Principal, *parts: object) -> str:
     responses=error_responses(Unauthorized, DeviceNotFound, ValidationFailed),
 )
 @cache_control(HISTORY)
+@direct(_summarize_directly)
 async def summarize(
     user: CurrentUser,
     request: Request,
