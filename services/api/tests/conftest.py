@@ -85,3 +85,14 @@ def bearer(api_settings: ApiSettings) -> Callable[..., dict[str, str]]:
         return {"Authorization": f"Bearer {token}"}
 
     return headers
+
+
+@pytest.fixture
+def unresolved(monkeypatch: pytest.MonkeyPatch) -> None:
+    """FastAPI's parameter and dependency resolution made to fail: a request answered
+    anyway was answered directly."""
+
+    async def unused(*args: object, **kwargs: object) -> None:
+        raise AssertionError("resolved by FastAPI")
+
+    monkeypatch.setattr("fastapi.routing.solve_dependencies", unused)

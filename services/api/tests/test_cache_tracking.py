@@ -17,8 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from milepost_api import cache as cache_module
 from milepost_api.cache import Cached, KeyTracker, ResponseCache
-from milepost_common.domain.devices.models import DeviceState
-from milepost_common.testing.factories import make_device
+from milepost_common.testing.factories import make_device, make_device_state
 from services.api.tests.api_support import Bearer, Team
 
 PREFIX = "test:cache:"
@@ -210,16 +209,8 @@ class TestTheApp:
         bearer: Bearer,
     ) -> None:
         device = await make_device(session, team.org)
-        session.add(
-            DeviceState(
-                device_id=device.id,
-                org_id=team.org.id,
-                last_fix_time=datetime(2025, 1, 1, tzinfo=UTC),
-                last_lat=1.0,
-                last_lon=2.0,
-            )
-        )
-        await session.flush()
+        moment = datetime(2025, 1, 1, tzinfo=UTC)
+        await make_device_state(session, device, last_fix_time=moment, last_lat=1.0, last_lon=2.0)
         tracker: KeyTracker = api_app.state.ctx.responses.tracker
 
         async def live() -> bool:

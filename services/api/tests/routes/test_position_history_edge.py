@@ -104,17 +104,6 @@ QUERIES = [
 
 
 @pytest.fixture
-def unresolved(monkeypatch: pytest.MonkeyPatch) -> None:
-    """FastAPI's parameter and dependency resolution made to fail: a request answered
-    anyway was answered directly."""
-
-    async def unused(*args: object, **kwargs: object) -> None:
-        raise AssertionError("resolved by FastAPI")
-
-    monkeypatch.setattr(fastapi.routing, "solve_dependencies", unused)
-
-
-@pytest.fixture
 def unrouted(monkeypatch: pytest.MonkeyPatch) -> None:
     """FastAPI's routes made to fail once the router has selected one: a request answered
     anyway never went through the router."""

@@ -38,14 +38,6 @@ QUERIES = [
 ]
 
 
-@pytest.fixture
-def unresolved(monkeypatch: pytest.MonkeyPatch) -> None:
-    async def unused(*args: object, **kwargs: object) -> None:
-        raise AssertionError("resolved by FastAPI")
-
-    monkeypatch.setattr("fastapi.routing.solve_dependencies", unused)
-
-
 class TestDirectSummary:
     async def test_the_same_answers_as_fastapis_resolution(
         self,
