@@ -30,6 +30,14 @@ BARS = (
     (SUMMARY, HEALTH, 0.5),
     (HEALTH, BARE, 0.7),
 )
+# Context, no bar: each cached read against what its bytes alone cost, and as a client that
+# accepts gzip asks for it (how the summary's bar, out of reach at 1.7 MB, could be restated).
+CONTEXT = (
+    (LATEST, LATEST_BYTES),
+    (SUMMARY, SUMMARY_BYTES),
+    (LATEST_GZIP, HEALTH),
+    (SUMMARY_GZIP, HEALTH),
+)
 # Kept from the results file when the report is rewritten (written by hand: py-spy runs).
 PROFILE_HEADING = "## Profile"
 
@@ -99,11 +107,16 @@ def report(
         ratio = best[name].rps / best[floor].rps if best[floor].rps else 0.0
         verdict = "met" if ratio >= target else "**NOT met**"
         lines.append(f"- {name} / {floor} = **{ratio:.2f}** (≥ {target}: {verdict})")
+    lines += ["", "Context (no bar):", ""]
+    for name, floor in CONTEXT:
+        ratio = best[name].rps / best[floor].rps if best[floor].rps else 0.0
+        lines.append(f"- {name} / {floor} = {ratio:.2f}")
     lines += [
         "",
-        "The latest positions come from the Redis cache (dropped by the worker on every"
-        " position event; nothing writes during the run), the summary from its 60 s cache"
-        " after the first request; the positions read hits Postgres on every request (a random"
+        "The latest positions come from the cache (dropped by the worker on every position"
+        " event; nothing writes during the run), the summary from its 60 s cache after the"
+        " first request, each served from the api process's own copy while Redis reports no"
+        " change of its key; the positions read hits Postgres on every request (a random"
         " vehicle's first page, keyset on the primary key across the daily partitions). The"
         " direct query is the api's statement for that page sent by asyncpg from this process"
         " (a pool of the api's size, no HTTP), the floor of the positions read. The two"
