@@ -13,10 +13,12 @@ still documents the route, so the OpenAPI document does not change.
 Reaching the route costs FastAPI as much again: matching the path through its nested
 included routers and five ASGI layers between the edge and the endpoint (the latest
 positions: 236 → 180 µs a request in-process without them). :class:`DirectDispatch`, the
-innermost middleware, matches the direct routes' paths itself and offers them their
-requests first. It records the route as the router would (``route``, ``endpoint``,
-``path_params`` and the route template the access log and metrics use) and renders an
-error the handler raises with the app's own exception handlers. A traced process keeps
+innermost middleware, matches the direct routes' paths itself and offers them their requests
+first. It records the route as the router would (``route``, ``endpoint``, ``path_params``
+and the route template the access log and metrics use) and renders an error the handler
+raises with the app's own exception handlers. It matches among the direct routes only, so a
+direct route's path must be one no earlier route matches (the tests that compare each
+handler's answers with FastAPI's would show a shadowed one). A traced process keeps
 FastAPI's router (its spans are named from the route the router selects), where
 :class:`DirectRoute` still offers each request to the direct handler.
 """
