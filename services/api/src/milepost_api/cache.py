@@ -247,9 +247,13 @@ class KeyTracker:
                 ping_sent_at = now
 
 
-class _Trusted(NamedTuple):
+class _Copy(NamedTuple):
+    """A body this process served. Served without asking Redis until ``until`` while nothing
+    was reported about its key since ``version`` was taken, before the body was read or
+    written (None: always ask)."""
+
     value: Cached
-    version: Version
+    version: Version | None
     until: float
 
 
@@ -267,12 +271,10 @@ class ResponseCache:
         self.redis = redis
         # Without a started tracker nothing is trusted: every read checks Redis.
         self.tracker = tracker if tracker is not None else KeyTracker(redis, ())
-        # The bodies this process served last, by key; used only while Redis still names
-        # their ETag, so their time to live only bounds the memory they hold.
-        self._local: TtlCache[str, Cached] = TtlCache(local_ttl_s, max_entries=local_entries)
-        # Those served without asking Redis, while the tracker reports no change of them.
-        self._trusted: dict[str, _Trusted] = {}
-        self._max_trusted = local_entries
+        # The bodies this process served last, by key: served without asking Redis while
+        # trusted, else only while Redis still names their ETag; their time to live here
+        # only bounds the memory they hold.
+        self._local: TtlCache[str, _Copy] = TtlCache(local_ttl_s, max_entries=local_entries)
         # The gzip of a body, by its ETag.
         self._gzipped: TtlCache[str, bytes] = TtlCache(local_ttl_s, max_entries=local_entries)
         self._in_flight: SingleFlight[str, Cached] = SingleFlight()
@@ -296,28 +298,29 @@ class ResponseCache:
     async def get(self, key: str, ttl_s: float) -> Cached | None:
         """The cached answer, None on a miss or when Redis cannot answer; without asking
         Redis when this process read it less than ``ttl_s`` ago and no change was reported."""
-        trusted = self._trusted.get(key)
-        if trusted is not None:
-            if trusted.until > time.monotonic() and self.tracker.unchanged(key, trusted.version):
-                return trusted.value
-            del self._trusted[key]
+        copy = self._local.get(key)
+        if (
+            copy is not None
+            and copy.version is not None
+            and copy.until > time.monotonic()
+            and self.tracker.unchanged(key, copy.version)
+        ):
+            return copy.value
         version, until = self.tracker.version(key), time.monotonic() + ttl_s
         try:
             head = await self.redis.getrange(key, 0, _ETAG_BYTES - 1)
             if not head:
                 return None
-            local = self._local.get(key)
-            if local is not None and local.etag.encode() == head:
-                self._trust(key, local, version, until)
-                return local
+            if copy is not None and copy.value.etag.encode() == head:
+                self._local.put(key, _Copy(copy.value, version, until))
+                return copy.value
             entry = await self.redis.get(key)
         except Exception as exc:  # noqa: BLE001 - a cache must never fail the read
             log.warning("cache_unavailable", error=type(exc).__name__)
             return None
         found = Cached.from_entry(entry) if entry else None
         if found is not None:
-            self._local.put(key, found)
-            self._trust(key, found, version, until)
+            self._local.put(key, _Copy(found, version, until))
         return found
 
     async def put(self, key: str, value: Cached, ttl_s: int) -> None:
@@ -329,18 +332,8 @@ class ResponseCache:
         except Exception as exc:  # noqa: BLE001 - a cache must never fail the read
             log.warning("cache_unavailable", error=type(exc).__name__)
             return
-        self._local.put(key, value)
         # Our own SET is reported too: the next read after that asks Redis once more.
-        self._trust(key, value, version, until)
-
-    def _trust(self, key: str, value: Cached, version: Version | None, until: float) -> None:
-        """Serve ``value`` without asking Redis until ``until``, if nothing was reported
-        about ``key`` since ``version`` was taken (before it was read or written)."""
-        if version is None or not self.tracker.unchanged(key, version):
-            return
-        if len(self._trusted) >= self._max_trusted and key not in self._trusted:
-            self._trusted.clear()
-        self._trusted[key] = _Trusted(value, version, until)
+        self._local.put(key, _Copy(value, version, until))
 
     async def cached(self, key: str, ttl_s: int, compute: Callable[[], Awaitable[bytes]]) -> Cached:
         """The cached answer, or ``compute()``'s, stored for ``ttl_s``; one computation per
