@@ -43,6 +43,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 DirectHandler = Callable[[Request], Awaitable[Response | None]]
 
 _DIRECT_ATTR = "__milepost_direct__"
+# Set on a request DirectDispatch offered and its handler declined: not offered twice.
+_DECLINED = "milepost.direct_declined"
+# A UUID as hyphenated hex digits of either case, a form FastAPI reads as uuid.UUID does.
+UUID_TEXT = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
 
 
 def direct(handler: DirectHandler) -> Callable[[F], F]:
@@ -69,7 +73,7 @@ class DirectRoute(APIRoute):
             return resolved
 
         async def answer(request: Request) -> Response:
-            response = await handler(request)
+            response = None if request.scope.get(_DECLINED) else await handler(request)
             return await resolved(request) if response is None else response
 
         return answer
@@ -146,6 +150,7 @@ class DirectDispatch:
             if inspect.isawaitable(response):
                 response = await response
         if response is None:
+            scope[_DECLINED] = True
             await self.app(scope, receive, send)
             return
         await response(scope, receive, send)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import fastapi.routing
 import httpx
@@ -191,6 +192,31 @@ class TestDirectDispatch:
             assert refused.json()["error"]["code"] == code
         with pytest.raises(AssertionError, match="routed by FastAPI"):  # not a common read
             await client.get(history + "&from=" + BASE.isoformat(), headers=bearer(team.viewer))
+
+    async def test_a_declined_read_is_offered_to_its_handler_once(
+        self,
+        client: httpx.AsyncClient,
+        session: AsyncSession,
+        team: Team,
+        bearer: Bearer,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        device = await make_device(session, team.org)
+        offered = []
+        read_page = positions_routes._common_page
+
+        def counted(request: Any) -> Any:
+            offered.append(request.url.query)
+            return read_page(request)
+
+        monkeypatch.setattr(positions_routes, "_common_page", counted)
+        url = f"/api/v1/vehicles/{device.id}/positions"
+        window = {"from": BASE.isoformat()}  # not a common read: FastAPI resolves it
+
+        response = await client.get(url, params=window, headers=bearer(team.viewer))
+
+        assert response.status_code == 200
+        assert len(offered) == 1
 
     async def test_logged_and_counted_under_the_route_template(
         self,

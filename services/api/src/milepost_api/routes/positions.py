@@ -4,7 +4,6 @@ Both answer GeoJSON to `Accept: application/geo+json`."""
 
 from __future__ import annotations
 
-import re
 import uuid
 from typing import Annotated, Any
 
@@ -22,7 +21,7 @@ from milepost_api.deps import (
     current_user,
     page_params,
 )
-from milepost_api.direct import DirectRoute, direct
+from milepost_api.direct import UUID_TEXT, DirectRoute, direct
 from milepost_api.http_cache import HISTORY, LIVE, cache_control
 from milepost_common.domain import paging
 from milepost_common.domain.devices.errors import DeviceNotFound
@@ -55,7 +54,6 @@ def _geojson_response(example: dict[str, Any]) -> dict[int | str, dict[str, Any]
     }
 
 
-_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _PAGE_QUERY = frozenset({"limit", "cursor", "sort"})
 
 
@@ -65,7 +63,7 @@ def _common_page(request: Request) -> tuple[uuid.UUID, paging.PageRequest] | Non
     accept and read the same); None for any other (`from`/`to` among them)."""
     query = request.query_params
     raw_id: str = request.path_params["vehicle_id"]
-    if not _PAGE_QUERY.issuperset(query.keys()) or _UUID.fullmatch(raw_id) is None:
+    if not _PAGE_QUERY.issuperset(query.keys()) or UUID_TEXT.fullmatch(raw_id) is None:
         return None
     raw_limit, cursor, sort = query.get("limit"), query.get("cursor"), query.get("sort")
     limit = DEFAULT_LIMIT

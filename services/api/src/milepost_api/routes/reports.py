@@ -18,7 +18,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import AwareDatetime, Field
 
 from milepost_api.deps import AUTHENTICATED, CurrentUser, bearer, context_of, current_user
-from milepost_api.direct import DirectRoute, direct
+from milepost_api.direct import UUID_TEXT, DirectRoute, direct
 from milepost_api.http_cache import HISTORY, cache_control
 from milepost_common.db import Database, unit_of_work
 from milepost_common.domain import paging
@@ -68,7 +68,6 @@ def _cache_key(user: Principal, *parts: object) -> str:
 
 _SUMMARY_QUERY = frozenset({"from", "to", "vehicle_id", "group_by"})
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def _plain_date(raw: str | None) -> date | None:
@@ -90,16 +89,16 @@ class _CommonSummary(NamedTuple):
 
 def _common_summary(request: Request) -> _CommonSummary | None:
     """The parameters of a summary read in their plain forms (each bound absent or a
-    `YYYY-MM-DD` date, the vehicle absent or a canonical id, the grouping absent or a valid
-    one), read as FastAPI reads them; None for any other read (a bound with a time among
-    them), which FastAPI then resolves."""
+    `YYYY-MM-DD` date, the vehicle absent or a hyphenated id, the grouping absent or a valid
+    one; of a repeated one the last), read as FastAPI reads them; None for any other read (a
+    bound with a time among them), which FastAPI then resolves."""
     query = request.query_params
-    if not _SUMMARY_QUERY.issuperset(query.keys()) or len(query) != len(query.multi_items()):
+    if not _SUMMARY_QUERY.issuperset(query.keys()):
         return None
     raw_vehicle, raw_group = query.get("vehicle_id"), query.get("group_by", GroupBy.DAY)
     if raw_group not in GroupBy.__members__.values():
         return None
-    if raw_vehicle is not None and _UUID.fullmatch(raw_vehicle) is None:
+    if raw_vehicle is not None and UUID_TEXT.fullmatch(raw_vehicle) is None:
         return None
     try:
         start, end = _plain_date(query.get("from")), _plain_date(query.get("to"))
