@@ -13,13 +13,14 @@ import pytest
 from milepost_admin.main import create_app
 from milepost_admin.openapi_export import DEFAULT_PATH, document
 from milepost_admin.settings import AdminSettings
-from milepost_common.domain.ingest_batches.models import BatchSource, BatchStatus, IngestBatch
+from milepost_common.domain.ingest_batches.models import BatchStatus
 from milepost_common.domain.users.models import OrgRole, PlatformRole
 from milepost_common.domain.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 from milepost_common.testing import fuzz
 from milepost_common.testing.factories import (
     DEFAULT_PASSWORD,
     make_api_key,
+    make_batch,
     make_device,
     make_operator,
     make_organization,
@@ -61,16 +62,12 @@ async def target(
             viewer = await make_user(session, org, role=OrgRole.VIEWER)
             device = await make_device(session, org)
             key = await make_api_key(session, org)
-            batch = IngestBatch(
-                org_id=org.id,
-                source=BatchSource.JSON,
-                status=BatchStatus.FAILED,
-                received_at=datetime.now(UTC) - timedelta(minutes=5),
-            )
+            five_minutes_ago = datetime.now(UTC) - timedelta(minutes=5)
+            batch = await make_batch(session, org.id, five_minutes_ago, status=BatchStatus.FAILED)
             endpoint = WebhookEndpoint(
                 org_id=org.id, url="https://hooks.example/x", secret_encrypted="x"
             )
-            session.add_all([batch, endpoint])
+            session.add(endpoint)
             await session.flush()
             delivery = WebhookDelivery(
                 org_id=org.id,

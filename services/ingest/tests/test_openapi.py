@@ -9,9 +9,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from milepost_common.domain.ingest_batches.models import BatchSource, BatchStatus, IngestBatch
 from milepost_common.testing import fuzz
-from milepost_common.testing.factories import make_api_key, make_device, make_organization
+from milepost_common.testing.factories import (
+    make_api_key,
+    make_batch,
+    make_device,
+    make_organization,
+)
 from milepost_ingest.main import create_app
 from milepost_ingest.openapi_export import DEFAULT_PATH, document
 from milepost_ingest.settings import IngestSettings
@@ -45,14 +49,7 @@ async def target(
             org = await make_organization(session)
             device = await make_device(session, org)
             key = await make_api_key(session, org)
-            batch = IngestBatch(
-                org_id=org.id,
-                source=BatchSource.JSON,
-                status=BatchStatus.PROCESSED,
-                received_at=datetime.now(UTC) - timedelta(minutes=5),
-            )
-            session.add(batch)
-            await session.flush()
+            batch = await make_batch(session, org.id, datetime.now(UTC) - timedelta(minutes=5))
             known = {"batch_id": batch.id, "api_key": key.secret, "id": device.unique_id}
         user = {"Authorization": f"Bearer {key.secret}"}
         with fuzz.serving(create_app(settings), "/ingest/openapi.json", settings, known, user) as t:
