@@ -60,9 +60,7 @@ async def set_entry(redis: Redis, body: bytes, key: str = KEY) -> None:
     await redis.set(key, Cached.of(body).entry(), ex=TTL_S)
 
 
-async def trusted(
-    cache: ResponseCache, redis: Redis, key: str = KEY, ttl_s: int = TTL_S
-) -> Cached | None:
+async def trusted(cache: ResponseCache, key: str = KEY, ttl_s: int = TTL_S) -> Cached | None:
     """Reads ``key`` until the answer came without asking Redis, and returns it."""
     value: Cached | None = None
 
@@ -76,7 +74,7 @@ async def trusted(
     return value
 
 
-async def asks_redis(cache: ResponseCache, redis: Redis, key: str) -> bool:
+async def asks_redis(cache: ResponseCache, key: str) -> bool:
     before = reads()
     await cache.get(key, TTL_S)
     return reads() > before
@@ -87,9 +85,9 @@ async def settle(cache: ResponseCache, redis: Redis) -> None:
     reports come in order, and a sentinel written last is seen changed."""
     sentinel = f"{PREFIX}sentinel"
     await set_entry(redis, b"s", key=sentinel)
-    await trusted(cache, redis, sentinel)
+    await trusted(cache, sentinel)
     await redis.delete(sentinel)
-    await eventually(lambda: asks_redis(cache, redis, sentinel))
+    await eventually(lambda: asks_redis(cache, sentinel))
 
 
 @asynccontextmanager
@@ -123,7 +121,7 @@ class TestHits:
         self, cache: ResponseCache, redis: Redis
     ) -> None:
         await set_entry(redis, b"v1")
-        assert await trusted(cache, redis) == Cached.of(b"v1")
+        assert await trusted(cache) == Cached.of(b"v1")
 
         before = reads()
         answers = [await cache.get(KEY, TTL_S) for _ in range(20)]
@@ -136,7 +134,7 @@ class TestHits:
         self, cache: ResponseCache, redis: Redis
     ) -> None:
         await set_entry(redis, b"v1")
-        await trusted(cache, redis, ttl_s=1)
+        await trusted(cache, ttl_s=1)
         await asyncio.sleep(1.1)
 
         before = reads()
@@ -157,7 +155,7 @@ class TestHits:
 class TestChanges:
     async def test_a_drop_by_the_worker_is_seen(self, cache: ResponseCache, redis: Redis) -> None:
         await set_entry(redis, b"v1")
-        await trusted(cache, redis)
+        await trusted(cache)
 
         await redis.delete(KEY)  # what the worker does on a position event
 
@@ -171,7 +169,7 @@ class TestChanges:
         self, cache: ResponseCache, redis: Redis
     ) -> None:
         await set_entry(redis, b"v1")
-        await trusted(cache, redis)
+        await trusted(cache)
 
         await set_entry(redis, b"v2")
 
@@ -203,8 +201,8 @@ class TestChanges:
         second = f"{PREFIX}second"
         await set_entry(redis, b"v1")
         await set_entry(redis, b"w1", key=second)
-        await trusted(cache, redis)
-        await trusted(cache, redis, second)
+        await trusted(cache)
+        await trusted(cache, second)
 
         await redis.flushdb()
 
@@ -251,11 +249,11 @@ class TestConnectionLoss:
         async with started(redis) as tracker:
             cache = ResponseCache(redis, local_ttl_s=60, tracker=tracker)
             await set_entry(redis, b"v1")
-            await trusted(cache, redis)
+            await trusted(cache)
 
             await kill_clients_named(redis, tracker.client_name)
 
-            await eventually(lambda: asks_redis(cache, redis, KEY))
+            await eventually(lambda: asks_redis(cache, KEY))
             assert not tracker.live
             for _ in range(3):
                 before = reads()
@@ -266,7 +264,7 @@ class TestConnectionLoss:
                 return tracker.live
 
             await eventually(live)
-            assert await trusted(cache, redis) == Cached.of(b"v1")
+            assert await trusted(cache) == Cached.of(b"v1")
             await set_entry(redis, b"v2")  # and changes are reported on the new connection
 
             async def replaced() -> bool:
