@@ -4,7 +4,6 @@ documented, every error the envelope."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 
@@ -15,7 +14,7 @@ from milepost_admin.openapi_export import DEFAULT_PATH, document
 from milepost_admin.settings import AdminSettings
 from milepost_common.domain.ingest_batches.models import BatchStatus
 from milepost_common.domain.users.models import OrgRole, PlatformRole
-from milepost_common.domain.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
+from milepost_common.domain.webhooks.models import DeliveryStatus
 from milepost_common.testing import fuzz
 from milepost_common.testing.factories import (
     DEFAULT_PASSWORD,
@@ -25,6 +24,7 @@ from milepost_common.testing.factories import (
     make_operator,
     make_organization,
     make_user,
+    make_webhook_delivery,
 )
 
 TOKEN_PATH = "/admin/v1/auth/token"
@@ -64,21 +64,7 @@ async def target(
             key = await make_api_key(session, org)
             five_minutes_ago = datetime.now(UTC) - timedelta(minutes=5)
             batch = await make_batch(session, org.id, five_minutes_ago, status=BatchStatus.FAILED)
-            endpoint = WebhookEndpoint(
-                org_id=org.id, url="https://hooks.example/x", secret_encrypted="x"
-            )
-            session.add(endpoint)
-            await session.flush()
-            delivery = WebhookDelivery(
-                org_id=org.id,
-                endpoint_id=endpoint.id,
-                event_id=uuid.uuid4(),
-                event_type="alert.created",
-                status=DeliveryStatus.DEAD,
-                attempts=8,
-            )
-            session.add(delivery)
-            await session.flush()
+            delivery = await make_webhook_delivery(session, org, DeliveryStatus.DEAD)
             # Never the superadmin's own id: deactivating it would end the run's authority.
             known = {
                 "org_id": org.id,

@@ -2,44 +2,21 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 
 import httpx
 from admin_support import Staff, audit_entries
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from milepost_common.domain.organizations.models import Organization
-from milepost_common.domain.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
-from milepost_common.testing.factories import make_organization
-
-
-async def make_delivery(
-    session: AsyncSession, org: Organization, status: DeliveryStatus
-) -> WebhookDelivery:
-    endpoint = WebhookEndpoint(
-        org_id=org.id, url="https://hooks.example/x", secret_encrypted="x", event_types=["alert"]
-    )
-    session.add(endpoint)
-    await session.flush()
-    delivery = WebhookDelivery(
-        org_id=org.id,
-        endpoint_id=endpoint.id,
-        event_id=uuid.uuid4(),
-        event_type="alert",
-        status=status,
-        attempts=8 if status is DeliveryStatus.DEAD else 0,
-    )
-    session.add(delivery)
-    await session.flush()
-    return delivery
+from milepost_common.domain.webhooks.models import DeliveryStatus
+from milepost_common.testing.factories import make_organization, make_webhook_delivery
 
 
 class TestRetryDelivery:
     async def test_dead_delivery_is_due_again(
         self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
     ) -> None:
-        delivery = await make_delivery(
+        delivery = await make_webhook_delivery(
             session, await make_organization(session), DeliveryStatus.DEAD
         )
         before = datetime.now(UTC)
@@ -59,7 +36,7 @@ class TestRetryDelivery:
     async def test_only_dead_ones(
         self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
     ) -> None:
-        delivery = await make_delivery(
+        delivery = await make_webhook_delivery(
             session, await make_organization(session), DeliveryStatus.SUCCEEDED
         )
 
@@ -75,8 +52,8 @@ class TestListDeliveries:
         self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
     ) -> None:
         org = await make_organization(session)
-        dead = await make_delivery(session, org, DeliveryStatus.DEAD)
-        await make_delivery(session, org, DeliveryStatus.PENDING)
+        dead = await make_webhook_delivery(session, org, DeliveryStatus.DEAD)
+        await make_webhook_delivery(session, org, DeliveryStatus.PENDING)
 
         response = await client.get(
             "/admin/v1/webhook-deliveries",

@@ -25,6 +25,7 @@ from milepost_common.domain.positions.models import Position
 from milepost_common.domain.principals import SYSTEM, Principal, PrincipalKind
 from milepost_common.domain.trips.models import Stop, Trip
 from milepost_common.domain.users.models import OrgRole, PlatformRole, User
+from milepost_common.domain.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 
 DEFAULT_PASSWORD = "correct horse battery staple"
 _cheap_hash = PasswordHash((Argon2Hasher(time_cost=1, memory_cost=64),))
@@ -300,3 +301,26 @@ def principal_for(user: User) -> Principal:
         user.email,
         role=OrgRole(user.role) if user.role else None,
     )
+
+
+async def make_webhook_delivery(
+    session: AsyncSession, org: Organization, status: DeliveryStatus
+) -> WebhookDelivery:
+    """A delivery of an ``alert`` event to a new endpoint of the organization; a dead one has
+    used its 8 attempts."""
+    endpoint = WebhookEndpoint(
+        org_id=org.id, url="https://hooks.example/x", secret_encrypted="x", event_types=["alert"]
+    )
+    session.add(endpoint)
+    await session.flush()
+    delivery = WebhookDelivery(
+        org_id=org.id,
+        endpoint_id=endpoint.id,
+        event_id=uuid.uuid4(),
+        event_type="alert",
+        status=status,
+        attempts=8 if status is DeliveryStatus.DEAD else 0,
+    )
+    session.add(delivery)
+    await session.flush()
+    return delivery
