@@ -10,9 +10,9 @@ else a throwaway local server), migrated, seeded with COPY (an organization, its
 ``--vehicles`` vehicles with their latest state, ``--days`` of positions every
 ``--interval-min`` minutes per vehicle and four trips a day each); a throwaway Redis; the api
 app (``milepost-api``: one uvicorn process, the per-user rate limit raised but still checked
-on every request) and the bare app (one uvicorn process) on their own ports. The same
-``wrk`` (Debian's) drives both: one thread, the same connections and duration, phases
-alternating over the rounds, the best round of each reported. Each positions request asks
+on every request), the bare app (one uvicorn process) and a raw socket server sending the
+summary's bytes (``bench.api.raw``) on their own ports. The same ``wrk`` (Debian's) drives
+them all: one thread, the same connections and duration, phases alternating over the rounds, the best round of each reported. Each positions request asks
 for a random vehicle's first page of 100 fixes. Results are printed and written to
 bench/api/RESULTS.md.
 """
@@ -49,6 +49,7 @@ from bench.api.report import (
     SUMMARY,
     SUMMARY_BYTES,
     SUMMARY_GZIP,
+    SUMMARY_RAW,
     Measure,
     figures,
     report,
@@ -260,7 +261,7 @@ def main() -> None:
         log(f"seeded in {seed_s:.0f} s")
         redis_url = stack.enter_context(services.provide_redis())
 
-        api_port, bare_port = free_ports(2)
+        api_port, bare_port, raw_port = free_ports(3)
         env = {
             **os.environ,
             "MILEPOST_ENV": "local",
@@ -302,10 +303,14 @@ def main() -> None:
             env={**os.environ, "PYTHONPATH": str(ROOT)},
         )
         stack.callback(stop, bare)
+        raw = subprocess.Popen([sys.executable, "-m", "bench.api.raw", str(raw_port)], cwd=ROOT)
+        stack.callback(stop, raw)
         api_base = f"http://127.0.0.1:{api_port}"
         bare_base = f"http://127.0.0.1:{bare_port}"
+        raw_base = f"http://127.0.0.1:{raw_port}"
         wait_ready(f"{api_base}/api/ready")
         wait_ready(f"{bare_base}/bare")
+        wait_ready(f"{raw_base}/bytes/2")
 
         auth = AuthSettings.model_validate({"jwt_keys": {"bench": JWT_KEYS.split('"')[3]}})
         token, _ = TokenCodec(auth, Realm.API).issue(seeded.owner_id, Realm.API, 3600)
@@ -362,6 +367,11 @@ def main() -> None:
                 lua(work, "summary-bytes", [f"/bytes/{sizes[summary_path]}"], None),
                 bare_base,
                 bare.pid,
+            ),
+            SUMMARY_RAW: (
+                lua(work, "summary-raw", [f"/bytes/{sizes[summary_path]}"], None),
+                raw_base,
+                raw.pid,
             ),
         }
         best: dict[str, Measure] = {}
