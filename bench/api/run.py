@@ -12,9 +12,9 @@ else a throwaway local server), migrated, seeded with COPY (an organization, its
 app (``milepost-api``: one uvicorn process, the per-user rate limit raised but still checked
 on every request), the bare app (one uvicorn process) and a raw socket server sending the
 summary's bytes (``bench.api.raw``) on their own ports. The same ``wrk`` (Debian's) drives
-them all: one thread, the same connections and duration, phases alternating over the rounds, the best round of each reported. Each positions request asks
-for a random vehicle's first page of 100 fixes. Results are printed and written to
-bench/api/RESULTS.md.
+them all: one thread, the same connections and duration, phases alternating over the
+rounds, the best round of each reported. Each positions request asks for a random vehicle's
+first page of 100 fixes. Results are printed and written to bench/api/RESULTS.md.
 """
 
 from __future__ import annotations
