@@ -91,7 +91,8 @@ def report(
         f" one fix every {args.interval_min} min per vehicle — scaled down from a fix every few"
         f" seconds to keep seeding to {seed_s:.0f} s), {seeded.trips:,} trips.",
         "Load: Debian's `wrk`, 1 thread, the same connections and duration for every phase;"
-        " api and bare app each one uvicorn process on their own port; best of the rounds."
+        " api and bare app each one uvicorn process on their own port (the raw server one uvloop"
+        " process); best of the rounds."
         " CPU per request: the serving process's (the bench process's for the direct query)"
         " and all Postgres processes' user+system time over the phase, from `/proc`.",
         "",
