@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from milepost_api import geojson
 from milepost_api.routes import positions as positions_routes
+from milepost_common.domain.positions.schemas import LatestRow, PositionRow
 from milepost_common.pagination import encode_cursor
 from milepost_common.testing.factories import make_device, make_device_state, make_position
 from services.api.tests.api_support import Bearer, Team, answers_to, assert_same_answers
@@ -45,10 +46,29 @@ def written(moment: datetime) -> str:
     return orjson.dumps(moment, option=orjson.OPT_UTC_Z).decode()[1:-1]
 
 
-@given(st.datetimes(timezones=st.just(UTC)))
-def test_a_time_reads_as_orjson_writes_it(moment: datetime) -> None:
-    """The latest positions' times (asyncpg's, in UTC) through the history rows' mapping."""
-    assert geojson.answer_time(geojson.json_time(moment)) == written(moment)
+tenths = st.one_of(st.none(), st.floats(-1e6, 1e6))
+
+
+@given(st.datetimes(timezones=st.just(UTC)), tenths, tenths, tenths)
+def test_a_latest_item_is_its_fix_as_the_history_writes_it(
+    moment: datetime, speed: float | None, altitude: float | None, accuracy: float | None
+) -> None:
+    """The fleet's latest positions (the time as asyncpg's UTC datetime) write each fix
+    byte for byte as a history page writes it (the time as Postgres's JSON text, which
+    ``to_json`` writes like orjson's naive datetime up to trailing zeros), the vehicle
+    first."""
+    fix = (52.5, 13.4, speed, 90.0, altitude, accuracy, '{"ignition": true}')
+    vehicle = ("0b9e4d0c-6a55-4a8e-9f0e-5f2a4f3b8c11", "Van 7", None)
+    postgres_text = orjson.dumps(moment.replace(tzinfo=None)).decode()
+    history = geojson.position_items([PositionRow(postgres_text, *fix)])
+    latest = geojson.latest_items([LatestRow(*vehicle, moment, *fix)])
+    vehicle_fields = b'{"vehicle_id":"%s","vehicle_name":"Van 7","vehicle_plate":null,' % (
+        vehicle[0].encode()
+    )
+    assert geojson.page_body(latest, None) == geojson.page_body(history, None).replace(
+        b'{"items":[{', b'{"items":[' + vehicle_fields, 1
+    )
+    assert orjson.loads(geojson.page_body(latest, None))["items"][0]["fix_time"] == written(moment)
 
 
 class TestTimesFromPostgres:
