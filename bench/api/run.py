@@ -29,14 +29,17 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg  # type: ignore[import-untyped]
 import httpx
+import redis
 
 from bench.api.report import (
     BARE,
@@ -44,6 +47,7 @@ from bench.api.report import (
     HEALTH,
     LATEST,
     LATEST_BYTES,
+    LATEST_CHURN,
     LATEST_GZIP,
     POSITIONS,
     SUMMARY,
@@ -65,7 +69,8 @@ from bench.support import (
 )
 from milepost_common.auth import Realm, TokenCodec
 from milepost_common.domain.positions import repository as position_repository
-from milepost_common.settings import AuthSettings
+from milepost_common.live import latest_positions_key
+from milepost_common.settings import AuthSettings, RedisSettings
 from milepost_common.testing import services
 from milepost_devstack.net import free_ports
 
@@ -162,6 +167,27 @@ def wrk(
         1e6 * app_s / requests if requests else float("nan"),
         1e6 * db_s / requests if requests else float("nan"),
     )
+
+
+@contextmanager
+def dropping(redis_url: str, key: str, per_second: float) -> Iterator[None]:
+    """Delete ``key`` ``per_second`` times a second while the block runs: what the worker
+    does to an organization's latest positions after each batch it processes for it."""
+    client = redis.Redis.from_url(redis_url)
+    done = threading.Event()
+
+    def drop() -> None:
+        while not done.wait(1 / per_second):
+            client.delete(key)
+
+    thread = threading.Thread(target=drop, name="bench-drop", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+        client.close()
 
 
 async def direct_history(
@@ -374,12 +400,21 @@ def main() -> None:
                 raw.pid,
             ),
         }
+        # Context, no bar: the latest positions while a fleet reports. OsmAnd fixes are
+        # written a batch per key every 0.1 s (the ingest's linger), and the worker drops the
+        # organization's entry after each: 10 drops a second.
+        latest_key = latest_positions_key(seeded.org_id)
+        cache_url = RedisSettings(url=redis_url).cache_url
+        phases[LATEST_CHURN] = phases[LATEST]
+        during: dict[str, Callable[[], AbstractContextManager[None]]] = {
+            LATEST_CHURN: lambda: dropping(cache_url, latest_key, 10)
+        }
         best: dict[str, Measure] = {}
         for round_ in range(args.rounds):
-            measures = [
-                wrk(phase, script, base, args.duration, args.connections, pid)
-                for phase, (script, base, pid) in phases.items()
-            ]
+            measures = []
+            for phase, (script, base, pid) in phases.items():
+                with during.get(phase, nullcontext)():
+                    measures.append(wrk(phase, script, base, args.duration, args.connections, pid))
             measures.append(
                 asyncio.run(
                     direct_history(
