@@ -10,6 +10,7 @@ from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -131,6 +132,63 @@ class TestDefaultRange:
         assert parameters["from"]["required"] is False
         assert "last 7 whole days" in parameters["from"]["description"]
         assert parameters["to"]["required"] is False
+
+
+class TestOutOfTheCalendar:
+    """Bounds that the defaults or the organization's zone move out of UTC's calendar (years
+    1 to 9999) are the request's fault: 422 naming what it gave, never a 500 (found by `make
+    fuzz`, FUZZ_SEED=3619410745)."""
+
+    @pytest.mark.parametrize(
+        ("path", "query", "blamed"),
+        [
+            (SUMMARY, {"to": "0001-01-01"}, ["to"]),  # from = to - 7 days: before year 1
+            (SUMMARY, {"to": "0001-01-08"}, ["to"]),  # from = 0001-01-01 in Berlin: year 0 UTC
+            (SUMMARY, {"from": "9999-12-31"}, ["from"]),  # to = from + 7 days: after 9999
+            (SUMMARY, {"from": "0001-01-01", "to": "0001-01-05"}, ["from", "to"]),
+            ("/api/v1/reports/summary.csv", {"to": "0001-01-01"}, ["to"]),
+            (
+                "/api/v1/reports/summary.csv",
+                {"from": "0001-01-01", "to": "0001-01-05"},
+                ["from", "to"],
+            ),
+            ("/api/v1/reports/trips.csv", {"from": "9999-12-31"}, ["from"]),
+        ],
+    )
+    async def test_a_422_naming_the_bounds_given(
+        self,
+        client: httpx.AsyncClient,
+        session: AsyncSession,
+        team: Team,
+        bearer: Bearer,
+        path: str,
+        query: dict[str, str],
+        blamed: list[str],
+    ) -> None:
+        team.org.timezone = "Europe/Berlin"  # ahead of UTC: its 0001-01-01 began in year 0
+        session.add(team.org)
+        await session.flush()
+
+        response = await client.get(path, params=query, headers=bearer(team.viewer))
+
+        assert response.status_code == 422
+        error = response.json()["error"]
+        assert error["code"] == "validation_failed"
+        assert "between the years 1 and 9999" in error["message"]
+        assert [d["loc"] for d in error["details"]] == [["query", name] for name in blamed]
+
+    async def test_the_last_days_of_the_calendar_still_answer(
+        self, client: httpx.AsyncClient, session: AsyncSession, team: Team, bearer: Bearer
+    ) -> None:
+        response = await client.get(
+            SUMMARY, params={"from": "9999-12-20"}, headers=bearer(team.viewer)
+        )
+
+        assert response.status_code == 200
+        assert (response.json()["from"], response.json()["to"]) == (
+            "9999-12-20T00:00:00Z",
+            "9999-12-27T00:00:00Z",
+        )
 
 
 class TestReports:

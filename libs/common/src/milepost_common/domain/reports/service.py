@@ -66,6 +66,17 @@ def _check_range(start: datetime, end: datetime) -> None:
         )
 
 
+def _out_of_calendar(given: Sequence[str]) -> ValidationFailed:
+    return ValidationFailed(
+        "`from` and `to` must fall between the years 1 and 9999 in UTC (a bound left out is"
+        f" {DEFAULT_DAYS} days from the other).",
+        details=[
+            {"loc": ["query", name], "msg": "Out of the calendar's range.", "type": "value_error"}
+            for name in given
+        ],
+    )
+
+
 def resolve_range(
     start: datetime | date | None,
     end: datetime | date | None,
@@ -74,14 +85,22 @@ def resolve_range(
 ) -> tuple[datetime, datetime]:
     """``[start, end)`` as instants. Without both: the last ``DEFAULT_DAYS`` whole days in
     ``zone`` (today excluded); with one of them: ``DEFAULT_DAYS`` days from or to it. Raises
-    ValidationFailed for an empty or too long range."""
-    if start is None:
-        if end is None:
-            end = (now or datetime.now(UTC)).astimezone(zone).date()
-        start = end - timedelta(days=DEFAULT_DAYS)
-    elif end is None:
-        end = start + timedelta(days=DEFAULT_DAYS)
-    start_at, end_at = to_instant(start, zone), to_instant(end, zone)
+    ValidationFailed for an empty or too long range, or for bounds that are no instants in
+    UTC's calendar (a date near year 1 or 9999, moved by the defaults or the zone)."""
+    given = [name for name, bound in (("from", start), ("to", end)) if bound is not None]
+    try:
+        if start is None:
+            if end is None:
+                end = (now or datetime.now(UTC)).astimezone(zone).date()
+            start = end - timedelta(days=DEFAULT_DAYS)
+        elif end is None:
+            end = start + timedelta(days=DEFAULT_DAYS)
+        start_at, end_at = to_instant(start, zone), to_instant(end, zone)
+        # Every answer states them in UTC: they must be instants there too.
+        start_at.astimezone(UTC)
+        end_at.astimezone(UTC)
+    except OverflowError:
+        raise _out_of_calendar(given) from None
     _check_range(start_at, end_at)
     return start_at, end_at
 
