@@ -69,6 +69,26 @@ class TestAuthentication:
             assert await close_code(ws) == 4401
 
 
+class TestMalformedMessages:
+    """What a client sends wrongly is answered in the protocol, never with the server's
+    internal-error close (1011) and a traceback in its log."""
+
+    async def test_a_binary_first_message_is_not_an_auth_4401(self, address: str) -> None:
+        async with connect(address) as ws:
+            await ws.send(b'{"type": "auth", "token": "nope"}')
+            assert await close_code(ws) == 4401
+
+    async def test_a_binary_message_later_is_an_unknown_one(
+        self, address: str, team: Team, bearer: Bearer
+    ) -> None:
+        async with connect(address) as ws:
+            await authenticated(ws, bearer(team.viewer))
+            await ws.send(b"\x00\x01")
+            assert await receive(ws) == {"type": "error", "message": "Unknown message type."}
+            await ws.send('{"type": "subscribe", "vehicle_ids": "all"}')
+            assert await receive(ws) == {"type": "subscribed", "vehicle_ids": "all"}
+
+
 class TestRelay:
     async def test_subscribed_alerts_arrive_and_others_do_not(
         self,

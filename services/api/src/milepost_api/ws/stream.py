@@ -92,7 +92,7 @@ class StreamSession:
         timeout = self.ctx.settings.api.stream_auth_timeout_s
         try:
             async with asyncio.timeout(timeout):
-                raw = await self.ws.receive_text()
+                raw = await self._receive()
         except TimeoutError:
             raise _Close(CLOSE_AUTH_TIMEOUT, "No auth message in time.") from None
         message = _parse(raw)
@@ -146,7 +146,7 @@ class StreamSession:
 
     async def _receive_loop(self) -> None:
         while True:
-            message = _parse(await self.ws.receive_text())
+            message = _parse(await self._receive())
             kind = message.get("type")
             if kind == "subscribe":
                 await self._subscribe(message.get("vehicle_ids"))
@@ -154,6 +154,15 @@ class StreamSession:
                 await self._authenticate(message)
             else:
                 self._enqueue({"type": "error", "message": "Unknown message type."})
+
+    async def _receive(self) -> str:
+        """The next message's text; a binary frame reads as text that is no JSON (the
+        protocol is text), not as the ``KeyError`` of ``receive_text``."""
+        message = await self.ws.receive()
+        if message["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
+        text = message.get("text")
+        return text if isinstance(text, str) else ""
 
     async def _subscribe(self, wanted: Any) -> None:
         assert self.principal is not None  # noqa: S101 - authenticated before subscribing
