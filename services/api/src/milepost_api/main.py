@@ -58,11 +58,12 @@ their own time, ties broken by id; `sort=-field` from each list's allow-list. `f
 **Errors** share one envelope: `{"error": {"code", "message", "details", "trace_id"}}`.
 
 **Live stream.** `WebSocket /api/v1/stream`: send `{"type": "auth", "token": "..."}` first
-(within 5 s), then `{"type": "subscribe", "vehicle_ids": [...] | "all"}`; receive
-`{"type": "position" | "alert", "data": {...}}` and a `ping` every 20 s: a position's `data` is
-the vehicle's item of `GET /positions/latest`, an alert's its item of `GET /alerts` (named,
-rounded alike). Close codes: 4401 bad or expired token, 4408 no auth in time, 4429 too slow
-to keep up.
+(within 5 s), then `{"type": "subscribe", "vehicle_ids": [...] | "all"}` (at most 10,000
+ids); receive `{"type": "position" | "alert", "data": {...}}` and a `ping` every 20 s: a
+position's `data` is the vehicle's item of `GET /positions/latest`, an alert's its item of
+`GET /alerts` (named, rounded alike); a message the server cannot follow is answered with
+`{"type": "error", "message": "..."}`. Close codes: 4401 bad or expired token (or a first
+message that is no auth), 4408 no auth in time, 4429 too slow to keep up.
 """
 
 TAGS = [

@@ -89,6 +89,30 @@ class TestMalformedMessages:
             assert await receive(ws) == {"type": "subscribed", "vehicle_ids": "all"}
 
 
+class TestSubscriptionLimit:
+    async def test_more_than_10000_entries_are_refused_unread(
+        self, address: str, session: AsyncSession, team: Team, bearer: Bearer
+    ) -> None:
+        """Counted before they are read: 10,001 entries are refused even when they name one
+        vehicle, so a huge list costs nothing to refuse."""
+        device = await make_device(session, team.org)
+        async with connect(address) as ws:
+            await authenticated(ws, bearer(team.viewer))
+            for count, expected in (
+                (10_000, {"type": "subscribed", "vehicle_ids": [str(device.id)]}),
+                (
+                    10_001,
+                    {
+                        "type": "error",
+                        "message": 'vehicle_ids: a list of at most 10,000 ids, or "all".',
+                    },
+                ),
+            ):
+                ids = [str(device.id)] * count
+                await ws.send(orjson.dumps({"type": "subscribe", "vehicle_ids": ids}).decode())
+                assert await receive(ws) == expected
+
+
 class TestRelay:
     async def test_subscribed_alerts_arrive_and_others_do_not(
         self,
