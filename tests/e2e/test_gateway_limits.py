@@ -7,6 +7,7 @@ gateway alone, so per-address limits count each client on its own.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -14,8 +15,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import ClientConnection, connect
 
 from milepost_devstack.stack import Stack
+from tests.e2e.journey_support import create_tenant, operator_client
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 
@@ -43,6 +47,38 @@ def assert_refused_by_the_gateway(response: httpx.Response) -> None:
     """Traefik's own 413: plain text, no request id (the app's would be the envelope)."""
     assert "X-Request-ID" not in response.headers
     assert not response.text.startswith("{")
+
+
+def close_code(ws: ClientConnection, within_s: float = 30) -> int | None:
+    """The code the server closes with, after any messages still on their way (pings
+    included); None when it has not closed within ``within_s``."""
+    deadline = time.monotonic() + within_s
+    try:
+        while (left := deadline - time.monotonic()) > 0:
+            ws.recv(timeout=left)
+    except ConnectionClosed as closed:
+        return closed.rcvd.code if closed.rcvd else None
+    except TimeoutError:
+        pass
+    return None
+
+
+class TestStreamMessageLimit:
+    def test_a_message_over_1_mib_closes_the_stream_with_1009(self, stack: Stack) -> None:
+        """The largest subscription (10,000 ids, ~400 KB) is followed; a 2 MiB message
+        closes the stream with 1009 (too big) before the api reads it."""
+        with operator_client(stack) as operator:
+            tenant = create_tenant(stack, operator, f"Stream limit {uuid.uuid4().hex[:6]}", [])
+        url = stack.gateway_url.replace("http://", "ws://", 1) + "/api/v1/stream"
+        with tenant, connect(url, open_timeout=30) as ws:
+            ws.send(json.dumps({"type": "auth", "token": tenant.owner_token}))
+            assert json.loads(ws.recv(timeout=30)) == {"type": "ready"}
+            largest = [str(uuid.uuid4()) for _ in range(10_000)]
+            ws.send(json.dumps({"type": "subscribe", "vehicle_ids": largest}))
+            assert json.loads(ws.recv(timeout=30)) == {"type": "subscribed", "vehicle_ids": []}
+
+            ws.send(json.dumps({"type": "subscribe", "vehicle_ids": ["x" * 2 * MIB]}))
+            assert close_code(ws) == 1009
 
 
 class TestBodyLimit:

@@ -19,6 +19,11 @@ from milepost_common.settings import HttpSettings
 # seen after the idle gaps of a client backing off during a Postgres outage.
 GATEWAY_IDLE_S = 90
 
+# The largest WebSocket message a client may send (uvicorn's default is 16 MiB). The live
+# stream's largest legitimate one, a subscription to 10,000 vehicle ids, is ~400 KB; a larger
+# message closes the connection with 1009 before any of it is parsed.
+WS_MAX_MESSAGE_BYTES = 1024 * 1024
+
 # Young-generation threshold of the processes whose requests allocate thousands of objects
 # (ingest's pushes, the api's pages of fixes): with the default 700, the collector ran a few
 # times a request. Cycles among the requests' objects are still collected, less often.
@@ -56,6 +61,7 @@ def run(app_factory: Callable[[], FastAPI], http: HttpSettings) -> None:
             server_header=False,
             log_config=None,
             timeout_keep_alive=GATEWAY_IDLE_S + 10,
+            ws_max_size=WS_MAX_MESSAGE_BYTES,
         )
     finally:
         if metrics_server is not None:
