@@ -1,20 +1,19 @@
 """The live stream (``WebSocket /api/v1/stream``): positions and alerts of the caller's
 organization, relayed from Redis pub/sub.
 
-Protocol (DESIGN.md "Live stream"): the first message, within 5 s, is
-``{"type": "auth", "token": ...}`` (else close 4408; a bad or expired token closes 4401);
-the server answers ``{"type": "ready"}``; ``{"type": "subscribe", "vehicle_ids": [...] |
-"all"}`` chooses what to receive (only the organization's vehicles, a list of at most 10,000;
-the server confirms with ``{"type": "subscribed", "vehicle_ids": ...}``, or answers
-``{"type": "error", "message": ...}`` for a message it cannot follow, binary frames
-included; a message over 1 MiB closes with 1009, ``serve.WS_MAX_MESSAGE_BYTES``); events
-arrive as ``{"type": "position" | "alert", "data": {...}}`` (``data``: the item
-``GET /positions/latest`` or ``GET /alerts`` answers for it) and ``{"type": "ping"}`` every
-20 s. A new ``auth`` message
-extends the session; when the token expires without one, the stream closes with 4401.
-The principal is resolved again at least every ``principal_cache_s`` (the same checks as an
-HTTP request: the token, the user active, the organization not suspended), so a
-deactivation or suspension also closes the stream with 4401 within seconds.
+Protocol (DESIGN.md "Live stream"): the first message, within 5 s, is ``{"type": "auth",
+"token": ...}`` (else close 4408; a bad or expired token closes 4401); the server answers
+``{"type": "ready"}``; ``{"type": "subscribe", "vehicle_ids": [...] | "all"}`` chooses what
+to receive (only the organization's vehicles, a list of at most 10,000; the server confirms
+with ``{"type": "subscribed", "vehicle_ids": ...}``, or answers ``{"type": "error",
+"message": ...}`` for a message it cannot follow, binary frames included; a message over 1
+MiB closes with 1009, ``serve.WS_MAX_MESSAGE_BYTES``); events arrive as ``{"type":
+"position" | "alert", "data": {...}}`` (``data``: the item ``GET /positions/latest`` or
+``GET /alerts`` answers for it) and ``{"type": "ping"}`` every 20 s. A new ``auth`` message
+extends the session; when the token expires without one, the stream closes with 4401. The
+principal is resolved again at least every ``principal_cache_s`` (the same checks as an HTTP
+request: the token, the user active, the organization not suspended), so a deactivation or
+suspension also closes the stream with 4401 within seconds.
 
 Each connection has a bounded queue: a client that does not keep up is cut off with 4429
 instead of letting memory grow. Events come from the process's ``StreamHub`` (one Redis
