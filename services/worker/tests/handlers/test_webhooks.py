@@ -23,7 +23,7 @@ from worker_processes import eventually
 from milepost_common.domain.webhooks import delivery as webhook_delivery
 from milepost_common.domain.webhooks import signing
 from milepost_common.domain.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
-from milepost_common.testing.factories import make_organization
+from milepost_common.testing.factories import make_organization, make_webhook_delivery
 from milepost_worker.handlers.webhooks import deliver, due_deliveries
 from milepost_worker.runtime import WorkerContext
 from milepost_worker.settings import WorkerSettings
@@ -61,24 +61,14 @@ async def pending(
     url: str,
     secret: str = "s3cret",  # noqa: S107
 ) -> WebhookDelivery:
-    org = await make_organization(session)
-    endpoint = WebhookEndpoint(
-        org_id=org.id,
+    row = await make_webhook_delivery(
+        session,
+        await make_organization(session),
         url=url,
         secret_encrypted=ctx.box.encrypt(secret),
-        event_types=["alert.created"],
-    )
-    session.add(endpoint)
-    await session.flush()
-    row = WebhookDelivery(
-        org_id=org.id,
-        endpoint_id=endpoint.id,
-        event_id=uuid.uuid4(),
-        event_type="alert.created",
         payload={"id": "x", "type": "alert.created"},
         next_attempt_at=utcnow(),
     )
-    session.add(row)
     await session.commit()
     return row
 

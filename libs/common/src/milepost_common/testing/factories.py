@@ -304,12 +304,21 @@ def principal_for(user: User) -> Principal:
 
 
 async def make_webhook_delivery(
-    session: AsyncSession, org: Organization, status: DeliveryStatus
+    session: AsyncSession,
+    org: Organization,
+    status: DeliveryStatus = DeliveryStatus.PENDING,
+    *,
+    url: str = "https://hooks.example/x",
+    secret_encrypted: str = "x",  # noqa: S107 - a placeholder, never decrypted
+    **fields: Any,
 ) -> WebhookDelivery:
-    """A delivery of an ``alert`` event to a new endpoint of the organization; a dead one has
-    used its 8 attempts."""
+    """A delivery of an ``alert.created`` event to a new endpoint of the organization at
+    ``url``; a dead one has used its 8 attempts; ``fields`` set any other column."""
     endpoint = WebhookEndpoint(
-        org_id=org.id, url="https://hooks.example/x", secret_encrypted="x", event_types=["alert"]
+        org_id=org.id,
+        url=url,
+        secret_encrypted=secret_encrypted,
+        event_types=["alert.created"],
     )
     session.add(endpoint)
     await session.flush()
@@ -317,9 +326,10 @@ async def make_webhook_delivery(
         org_id=org.id,
         endpoint_id=endpoint.id,
         event_id=uuid.uuid4(),
-        event_type="alert",
+        event_type="alert.created",
         status=status,
         attempts=8 if status is DeliveryStatus.DEAD else 0,
+        **fields,
     )
     session.add(delivery)
     await session.flush()
