@@ -110,8 +110,9 @@ openapi: ## export each app's OpenAPI document to docs/openapi/ (a test fails wh
 FUZZ_EXAMPLES ?= 200
 FUZZ_SEED ?=
 FUZZ_TESTS := services/api/tests/test_openapi.py services/admin/tests/test_openapi.py \
-	services/ingest/tests/test_openapi.py services/ingest/tests/test_fuzz_bodies.py
-fuzz: install ## fuzz the three apps' OpenAPI and the ingest parsers at length (FUZZ_EXAMPLES=200, a new FUZZ_SEED)
+	services/ingest/tests/test_openapi.py services/ingest/tests/test_fuzz_bodies.py \
+	services/admin/tests/console/test_fuzz.py
+fuzz: install ## fuzz the three apps' OpenAPI, the console and the ingest parsers at length (FUZZ_EXAMPLES=200, a new FUZZ_SEED)
 	@seed="$(FUZZ_SEED)"; seed="$${seed:-$$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}"; \
 	echo "make fuzz: FUZZ_SEED=$$seed FUZZ_EXAMPLES=$(FUZZ_EXAMPLES)"; \
 	MILEPOST_FUZZ_SEED=$$seed MILEPOST_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) CI="$${CI:-true}" \

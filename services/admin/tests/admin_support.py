@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -13,8 +15,19 @@ from sqlmodel import col, select
 from milepost_admin.settings import AdminSettings
 from milepost_common.auth import Realm, TokenCodec
 from milepost_common.domain.audit.models import AuditEntry
-from milepost_common.domain.users.models import User
-from milepost_common.testing.factories import DEFAULT_PASSWORD
+from milepost_common.domain.ingest_batches.models import BatchStatus
+from milepost_common.domain.users.models import OrgRole, PlatformRole, User
+from milepost_common.domain.webhooks.models import DeliveryStatus
+from milepost_common.testing.factories import (
+    DEFAULT_PASSWORD,
+    make_api_key,
+    make_batch,
+    make_device,
+    make_operator,
+    make_organization,
+    make_user,
+    make_webhook_delivery,
+)
 from milepost_common.testing.plugin import token_codec
 
 
@@ -99,3 +112,28 @@ class Console:
 async def console_as(client: httpx.AsyncClient, user: User) -> Console:
     """:func:`log_in` as ``user``; the console it leaves ``client`` in."""
     return Console(client, await log_in(client, user))
+
+
+async def one_of_everything(session: AsyncSession) -> dict[str, uuid.UUID]:
+    """A row of each kind admin's paths name, by the path parameter that names it, for the
+    fuzzers: an organization (with an owner), a viewer, a support operator, a device, a key,
+    a failed batch and a dead delivery. Never the caller's own id: deactivating it would end
+    the run's authority."""
+    org = await make_organization(session)
+    await make_user(session, org, role=OrgRole.OWNER)
+    viewer = await make_user(session, org, role=OrgRole.VIEWER)
+    support = await make_operator(session, role=PlatformRole.SUPPORT)
+    device = await make_device(session, org)
+    key = await make_api_key(session, org)
+    five_minutes_ago = datetime.now(UTC) - timedelta(minutes=5)
+    batch = await make_batch(session, org.id, five_minutes_ago, status=BatchStatus.FAILED)
+    delivery = await make_webhook_delivery(session, org, DeliveryStatus.DEAD)
+    return {
+        "org_id": org.id,
+        "user_id": viewer.id,
+        "operator_id": support.id,
+        "device_id": device.id,
+        "key_id": key.api_key.id,
+        "batch_id": batch.id,
+        "delivery_id": delivery.id,
+    }

@@ -5,27 +5,16 @@ documented, every error the envelope."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime, timedelta
 
 import pytest
+from admin_support import one_of_everything
 
 from milepost_admin.main import create_app
 from milepost_admin.openapi_export import DEFAULT_PATH, document
 from milepost_admin.settings import AdminSettings
-from milepost_common.domain.ingest_batches.models import BatchStatus
-from milepost_common.domain.users.models import OrgRole, PlatformRole
-from milepost_common.domain.webhooks.models import DeliveryStatus
+from milepost_common.domain.users.models import PlatformRole
 from milepost_common.testing import fuzz
-from milepost_common.testing.factories import (
-    DEFAULT_PASSWORD,
-    make_api_key,
-    make_batch,
-    make_device,
-    make_operator,
-    make_organization,
-    make_user,
-    make_webhook_delivery,
-)
+from milepost_common.testing.factories import DEFAULT_PASSWORD, make_operator
 
 TOKEN_PATH = "/admin/v1/auth/token"
 
@@ -56,26 +45,7 @@ async def target(
         )
         async with fuzz.seeding(url) as session:
             superadmin = await make_operator(session, role=PlatformRole.SUPERADMIN)
-            support = await make_operator(session, role=PlatformRole.SUPPORT)
-            org = await make_organization(session)
-            owner = await make_user(session, org, role=OrgRole.OWNER)
-            viewer = await make_user(session, org, role=OrgRole.VIEWER)
-            device = await make_device(session, org)
-            key = await make_api_key(session, org)
-            five_minutes_ago = datetime.now(UTC) - timedelta(minutes=5)
-            batch = await make_batch(session, org.id, five_minutes_ago, status=BatchStatus.FAILED)
-            delivery = await make_webhook_delivery(session, org, DeliveryStatus.DEAD)
-            # Never the superadmin's own id: deactivating it would end the run's authority.
-            known = {
-                "org_id": org.id,
-                "user_id": viewer.id,
-                "operator_id": support.id,
-                "device_id": device.id,
-                "key_id": key.api_key.id,
-                "batch_id": batch.id,
-                "delivery_id": delivery.id,
-            }
-            assert owner.id not in known.values()
+            known = await one_of_everything(session)
         user = fuzz.LogIn(TOKEN_PATH, superadmin.email, DEFAULT_PASSWORD)
         with fuzz.serving(create_app(settings), "/admin/openapi.json", settings, known, user) as t:
             yield t

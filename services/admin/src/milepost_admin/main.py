@@ -12,8 +12,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from milepost_admin.console import accounts, auth_views, pages, tables
 from milepost_admin.console.deps import LoginRequired
 from milepost_admin.console.oidc import SingleSignOn
-from milepost_admin.console.render import page
-from milepost_admin.console.routing import is_console
+from milepost_admin.console.render import error_page
 from milepost_admin.context import start_context, stop_context
 from milepost_admin.routes import (
     api_keys,
@@ -29,10 +28,10 @@ from milepost_admin.routes import (
     webhook_deliveries,
 )
 from milepost_admin.settings import AdminSettings, get_settings
-from milepost_common.errors import AppError, NotFound
+from milepost_common.errors import NotFound
 from milepost_common.web import serve as web_serve
 from milepost_common.web.app import AppSpec, create_base_app
-from milepost_common.web.errors import error_response
+from milepost_common.web.errors import ErrorAnswer
 
 CONSOLE_PREFIX = "/admin"
 API_PREFIX = "/admin/v1/"
@@ -69,23 +68,6 @@ async def _login_required(request: Request, exc: Exception) -> Response:
     return Response(status_code=303, headers={"Location": f"/admin/login?next={exc.next_path}"})
 
 
-async def _app_error(request: Request, exc: Exception) -> Response:
-    """Envelope for the JSON API; an error page for the console's browser."""
-    assert isinstance(exc, AppError)  # noqa: S101 - registered for this class only
-    if not is_console(request):
-        return error_response(
-            request, exc.status_code, exc.code, exc.message, exc.details, exc.headers
-        )
-    return await page(
-        request,
-        request.app.state.ctx.console_sessions,
-        None,
-        "error.html",
-        {"error": exc, "back": request.headers.get("referer") or "/admin/"},
-        status_code=exc.status_code,
-    )
-
-
 def _console_path(path: str) -> bool:
     return (
         path.startswith(f"{CONSOLE_PREFIX}/")
@@ -94,19 +76,20 @@ def _console_path(path: str) -> bool:
     )
 
 
+def _error_page(request: Request, error: ErrorAnswer) -> Response | None:
+    """The console's browser gets an error page, the JSON API keeps the envelope."""
+    if not _console_path(request.url.path):
+        return None
+    return error_page(request, error, back=request.headers.get("referer") or "/admin/")
+
+
 async def _not_found_page(request: Request) -> Response | None:
     """A console address that leads nowhere gets the console's own 404 page; the JSON API,
     the docs and the static files keep the kit's envelope."""
     if not _console_path(request.url.path):
         return None
-    return await page(
-        request,
-        request.app.state.ctx.console_sessions,
-        None,
-        "error.html",
-        {"error": NotFound("There is no such page in the console."), "back": "/admin/"},
-        status_code=404,
-    )
+    missing = NotFound("There is no such page in the console.")
+    return error_page(request, ErrorAnswer(404, missing.code, missing.message, []), back="/admin/")
 
 
 def create_app(settings: AdminSettings) -> FastAPI:
@@ -115,6 +98,7 @@ def create_app(settings: AdminSettings) -> FastAPI:
         # /admin/ is the console's home page, and its unknown pages have their own 404.
         index=False,
         not_found_page=_not_found_page,
+        error_page=_error_page,
         title="Milepost admin",
         description="Organizations, users, devices, API keys, ingest batches, webhook "
         "deliveries, the audit log and the system status, for platform operators. "
@@ -151,7 +135,6 @@ def create_app(settings: AdminSettings) -> FastAPI:
     )
     tables.install(app, settings)
     app.add_exception_handler(LoginRequired, _login_required)
-    app.add_exception_handler(AppError, _app_error)
     # Only the SSO round trip keeps state here (state and nonce, minutes long).
     app.add_middleware(
         SessionMiddleware,

@@ -236,6 +236,42 @@ class TestErrorPages:
         assert api.status_code == 404
         assert api.json()["error"]["code"] == "not_found"
 
+    @pytest.mark.parametrize(
+        ("method", "path", "form"),
+        [
+            ("GET", "/admin/devices/not-an-id", {}),
+            ("GET", "/admin/suggest/organizations", {"org_name": "o" * 201}),
+            ("GET", "/admin/suggest/devices", {"device": "a\x00b"}),
+            ("POST", "/admin/organizations/not-an-id/settings", {"name": "Acme"}),
+            ("POST", "/admin/invitation", {"token": "t" * 600, "password": "x"}),
+        ],
+    )
+    async def test_every_console_error_is_a_page_with_its_status_and_code(
+        self, client: httpx.AsyncClient, staff: Staff, method: str, path: str, form: dict[str, str]
+    ) -> None:
+        # The framework's and the database's errors too (a malformed id or query, a NUL, a
+        # field over its length), not only the domain's; a malformed id in a form's address
+        # is not an error of the form, whose page could not be shown for it.
+        console = await console_as(client, staff.operator)
+
+        if method == "GET":
+            answer = await client.get(path, params=form)
+        else:
+            answer = await console.submit(path, form)
+
+        assert answer.status_code == 422
+        assert answer.headers["content-type"].startswith("text/html")
+        assert "<code>validation_failed</code>" in answer.text
+        assert answer.headers["x-request-id"]
+
+    async def test_the_json_api_keeps_the_envelope_for_the_same_errors(
+        self, client: httpx.AsyncClient, staff: Staff
+    ) -> None:
+        answer = await client.get("/admin/v1/devices/not-an-id", headers=staff.operator_auth)
+
+        assert answer.status_code == 422
+        assert answer.json()["error"]["code"] == "validation_failed"
+
     async def test_operator_actions_are_routes_of_their_own(
         self, client: httpx.AsyncClient, staff: Staff
     ) -> None:

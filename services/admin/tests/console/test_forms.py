@@ -202,6 +202,21 @@ class TestFormErrors:
         problem = r'class="form-error wide" role="alert">[^<]*no more devices'
         assert re.search(problem, response.text)
 
+    async def test_an_export_of_a_kind_that_does_not_exist_is_shown_on_the_export_form(
+        self, session: AsyncSession, operator_console: Console
+    ) -> None:
+        org = await make_organization(session)
+        path = f"/admin/organizations/{org.id}/export"
+
+        unknown = await operator_console.submit(path, {"format": "csv", "kind": "everything"})
+        trips = await operator_console.submit(path, {"format": "csv", "kind": "trips"})
+
+        assert unknown.status_code == 422
+        assert 'id="export-kind-error"' in unknown.text
+        assert trips.status_code == 200
+        assert trips.headers["content-type"].startswith("text/csv")
+        assert f"milepost-{org.id}-trips.csv" in trips.headers["content-disposition"]
+
     async def test_a_refused_form_still_needs_its_csrf_token(
         self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
     ) -> None:

@@ -20,7 +20,7 @@ from milepost_common.tasks import Publisher
 from milepost_common.tracing import configure_tracing
 from milepost_common.web.body_limit import BodyLimitMiddleware, document_body_limit
 from milepost_common.web.docs import install_docs, install_index
-from milepost_common.web.errors import install_error_handlers
+from milepost_common.web.errors import ErrorAnswer, install_error_handlers
 from milepost_common.web.health import Check, check_postgres, check_redis, health_router
 from milepost_common.web.middleware import EdgeMiddleware
 from milepost_common.web.openapi import document_common_responses
@@ -52,6 +52,9 @@ class AppSpec:
     # Answers a "no such route" 404 with a page of the app's own (an HTML console), or
     # returns None to keep the envelope.
     not_found_page: Callable[[Request], Awaitable[Response | None]] | None = None
+    # Answers any error with a page of the app's own for the requests it claims (an HTML
+    # console), or returns None to keep the envelope.
+    error_page: Callable[[Request, ErrorAnswer], Response | None] | None = None
 
     @property
     def prefix(self) -> str:

@@ -7,6 +7,7 @@ mapped onto the same codes as the domain's ``AppError`` hierarchy.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any, cast
 
 import asyncpg  # type: ignore[import-untyped]
@@ -75,6 +76,17 @@ def body_too_large_message(limit: int) -> str:
     return f"The request body exceeds {limit} bytes."
 
 
+@dataclass(frozen=True, slots=True)
+class ErrorAnswer:
+    """An error answer's fields as the envelope writes them: what an app's own error page
+    (``AppSpec.error_page``) shows instead."""
+
+    status_code: int
+    code: str
+    message: str
+    details: list[dict[str, Any]]
+
+
 def error_response(
     request: Request,
     status: int,
@@ -83,7 +95,20 @@ def error_response(
     details: list[dict[str, Any]] | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response:
+    """Every error answer of every app: the envelope, or the app's own page for the requests
+    it claims (the admin console's browser), whatever raised it — the app, the framework,
+    the database, the body limit or the 500 handler."""
     trace_id = request_id_of(request.scope)
+    # Set here too: the 500 handler runs outside the middleware that adds it to the rest.
+    headers = {**(headers or {}), REQUEST_ID_HEADER: trace_id}
+    app = request.scope.get("app")  # None for a bare ASGI app behind the body limit
+    spec = getattr(app.state, "spec", None) if app is not None else None
+    if spec is not None and spec.error_page is not None:
+        answer = ErrorAnswer(status, code, message, details or [])
+        page: Response | None = spec.error_page(request, answer)
+        if page is not None:
+            page.headers.update(headers)
+            return page
     body = {
         "error": {
             "code": code,
@@ -92,8 +117,6 @@ def error_response(
             "trace_id": trace_id,
         }
     }
-    # Set here too: the 500 handler runs outside the middleware that adds it to the rest.
-    headers = {**(headers or {}), REQUEST_ID_HEADER: trace_id}
     return Response(orjson.dumps(body), status, headers=headers, media_type="application/json")
 
 

@@ -21,6 +21,7 @@ from milepost_admin.console.sessions import SessionStore
 from milepost_admin.settings import map_tile_source
 from milepost_common.domain.organizations import service as organization_service
 from milepost_common.domain.users.models import PlatformRole
+from milepost_common.web.errors import ErrorAnswer
 
 TEMPLATES = Jinja2Templates(directory=str(files("milepost_admin") / "templates"))
 CSP_TEMPLATE = (
@@ -104,15 +105,30 @@ async def page(
     if console is not None and console.record.flash:
         flashes, console.record.flash = console.record.flash, []
         await store.save(console.token, console.record)
-    ctx = {
+    return _rendered(request, template, _shared(console, flashes) | dict(context), status_code)
+
+
+def error_page(request: Request, error: ErrorAnswer, *, back: str) -> HTMLResponse:
+    """The console's page for an error (no session needed: it may answer a 500)."""
+    context = _shared(None, []) | {"error": error, "back": back}
+    return _rendered(request, "error.html", context, error.status_code)
+
+
+def _shared(console: Console | None, flashes: list[tuple[str, str]]) -> dict[str, Any]:
+    """What every page's frame shows: who is logged in, what they may do, the flashes."""
+    return {
         "me": console.user if console else None,
         "csrf": console.record.csrf if console else None,
         "can_write": console.can(PlatformRole.OPERATOR) if console else False,
         "is_superadmin": console.can(PlatformRole.SUPERADMIN) if console else False,
         "flashes": flashes,
-        **context,
     }
-    response = TEMPLATES.TemplateResponse(request, template, ctx, status_code=status_code)
+
+
+def _rendered(
+    request: Request, template: str, context: dict[str, Any], status_code: int
+) -> HTMLResponse:
+    response = TEMPLATES.TemplateResponse(request, template, context, status_code=status_code)
     tile_url = request.app.state.settings.admin.map_tile_url
     response.headers["Content-Security-Policy"] = content_security_policy(tile_url)
     response.headers["Cache-Control"] = "no-store"

@@ -1,5 +1,5 @@
-"""Console routes know they are the console's: their errors render as pages, not JSON, and
-a form's error is shown on the form that was sent, next to its field, with the input kept."""
+"""Console routes show a form's error on the form that was sent, next to its field, with the
+input kept (every other error of a console path is the console's error page: main.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from starlette.datastructures import UploadFile
 
 from milepost_common.errors import AppError
 
-_MARK = "milepost.console"
 _FORM = "__console_form__"
 # Never sent back into a page: the CSRF token comes from the session, passwords are typed again.
 _NOT_KEPT = frozenset({"csrf_token", "password"})
@@ -110,32 +109,34 @@ async def _state(request: Request, spec: _FormSpec, exc: Exception) -> tuple[For
     return FormState(spec.form_id, sent, errors, message), exc.status_code
 
 
+def _about_the_form(exc: AppError | RequestValidationError) -> bool:
+    """Whether the error is about what was typed in the form. An address that names no valid
+    id (or a malformed query) is not: the form's page cannot be shown again for it, and the
+    error page answers instead."""
+    if isinstance(exc, RequestValidationError):
+        return all(tuple(error["loc"][:1]) == ("body",) for error in exc.errors())
+    return exc.status_code in _FORM_STATUSES
+
+
 class ConsoleRoute(APIRoute):
-    """Marks the request before anything of the route runs (its dependencies included), so
-    the app's error handler answers with an HTML page instead of the JSON envelope; a form
-    route marked with ``shown_on`` answers an input error with its page shown again."""
+    """A console route: a form route marked with ``shown_on`` answers an error about its
+    input with its page shown again."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
         spec: _FormSpec | None = getattr(self.endpoint, _FORM, None)
+        if spec is None:
+            return handler
 
-        async def marked(request: Request) -> Response:
-            request.scope[_MARK] = True
-            if spec is None:
-                return await handler(request)
+        async def form_shown_again(request: Request) -> Response:
             try:
                 return await handler(request)
             except (AppError, RequestValidationError) as exc:
-                if isinstance(exc, AppError) and exc.status_code not in _FORM_STATUSES:
+                if not _about_the_form(exc):
                     raise
                 state, status_code = await _state(request, spec, exc)
                 response = await spec.page(request, state)
                 response.status_code = status_code
                 return response
 
-        return marked
-
-
-def is_console(request: Request) -> bool:
-    """Whether the request was routed to a console page."""
-    return bool(request.scope.get(_MARK))
+        return form_shown_again

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
@@ -209,10 +209,10 @@ async def organization_export(
     session: SessionDep,
     db: DatabaseDep,
     fmt: Annotated[ExportFormat, Form(alias="format")] = ExportFormat.NDJSON,
-    kind: Annotated[str, Form()] = "",
+    kind: Annotated[ExportKind | Literal[""], Form()] = "",  # "": every kind
 ) -> Response:
     org = await org_service.get_organization(session, org_id)
-    chosen = ExportKind(kind) if kind else None
+    chosen = kind or None
     if fmt is ExportFormat.CSV and chosen is None:
         raise ValidationFailed(
             "A CSV export needs a kind of data.",
