@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import UTC, datetime
 
 import httpx
@@ -159,6 +160,34 @@ class TestPages:
 
         assert listing.status_code == 200
         assert create.status_code in (403, 404)
+
+    @pytest.mark.parametrize("table", ["organization", "device", "alert", "audit-entry"])
+    async def test_a_table_row_that_cannot_exist_is_the_console_404(
+        self, client: httpx.AsyncClient, staff: Staff, table: str
+    ) -> None:
+        await log_in(client, staff.support)
+
+        malformed = await client.get(f"/admin/models/{table}/details/not-an-id")
+        missing = await client.get(f"/admin/models/{table}/details/{uuid.uuid4()}")
+
+        assert malformed.status_code == 404
+        assert malformed.headers["content-type"].startswith("text/html")
+        assert "<h1>Not Found</h1>" in malformed.text
+        assert missing.status_code == 404
+
+    async def test_a_table_search_for_a_nul_finds_nothing(
+        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
+    ) -> None:
+        org = await make_organization(session)
+        await log_in(client, staff.support)
+
+        plain = await client.get("/admin/models/organization/list", params={"search": org.name})
+        nul = await client.get("/admin/models/organization/list", params={"search": "\x00"})
+
+        assert plain.status_code == 200
+        assert org.name in plain.text
+        assert nul.status_code == 200
+        assert org.name not in nul.text
 
 
 class TestActions:

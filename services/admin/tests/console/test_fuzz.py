@@ -1,7 +1,8 @@
 """The console fuzzed as the OpenAPI fuzzing cannot: its pages and forms are not in the admin's
 OpenAPI document. Every console route gets requests from a logged-in superadmin with random
 values in the fields its pages' forms send, in its query and in its path's ids (most of them
-ids of rows that exist): none answers 5xx, and every error is an HTML page, never JSON.
+ids of rows that exist), and so does every read-only table (SQLAdmin's list and details
+pages): none answers 5xx, and every error is an HTML page, never JSON.
 
 Seeded like ``testing/fuzz.py``: ``MILEPOST_FUZZ_SEED`` (0 in ``make test``, a new one in
 ``make fuzz``) fixes every request, ``MILEPOST_FUZZ_EXAMPLES`` raises the requests per route
@@ -24,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 import milepost_admin
 from milepost_admin.console.routing import ConsoleRoute
+from milepost_admin.console.tables import BASE_URL, VIEWS
 from milepost_common.testing import fuzz
 from milepost_common.testing.factories import make_organization
 
@@ -83,12 +85,25 @@ def console_routes(app: FastAPI) -> Iterator[tuple[str, str, ConsoleRoute]]:
                 yield method, context.path, route
 
 
-async def send(
-    client: httpx.AsyncClient, method: str, path: str, sent: dict[str, str], csrf: str
-) -> httpx.Response:
-    if method == "GET":
-        return await client.get(path, params=sent)
-    return await client.post(path, data={**sent, "csrf_token": csrf})
+async def problems_of(
+    client: httpx.AsyncClient, method: str, path: str, sent: dict[str, str], csrf: str = ""
+) -> list[str]:
+    """Send the request (a POST as a form with the session's CSRF token); what is wrong with
+    its answer: a 5xx (or the app's exception, raised through ASGI), or an error that is
+    not a page."""
+    try:
+        if method == "GET":
+            response = await client.get(path, params=sent)
+        else:
+            response = await client.post(path, data={**sent, "csrf_token": csrf})
+    except Exception as exc:  # noqa: BLE001 - reported with the request that raised it
+        return [f"{method} {path} {sent!r}: {exc!r}"]
+    kind = response.headers.get("content-type", "")
+    if response.status_code >= 500 or (
+        response.status_code >= 400 and not kind.startswith("text/html")
+    ):
+        return [f"{method} {path} {sent!r}: {response.status_code} {kind}"]
+    return []
 
 
 async def test_no_console_route_answers_a_server_error_or_json(
@@ -109,16 +124,31 @@ async def test_no_console_route_answers_a_server_error_or_json(
             path = a_path(rng, template, ids)
             names = dict.fromkeys([*declared, *rng.sample(fields, 3)])  # in a fixed order
             sent = {name: a_value(rng, values) for name in names if rng.random() < 0.85}
-            try:
-                response = await send(client, method, path, sent, csrf)
-            except Exception as exc:  # noqa: BLE001 - the app's own error, raised through ASGI
-                problems.append(f"{method} {path} {sent!r}: {exc!r}")
-                continue
-            kind = response.headers.get("content-type", "")
-            if response.status_code >= 500 or (
-                response.status_code >= 400 and not kind.startswith("text/html")
-            ):
-                problems.append(f"{method} {path} {sent!r}: {response.status_code} {kind}")
+            problems += await problems_of(client, method, path, sent, csrf)
 
     assert len(routes) > 50
+    assert not problems, f"MILEPOST_FUZZ_SEED={base_seed}:\n" + "\n".join(problems[:20])
+
+
+async def test_no_table_page_answers_a_server_error(
+    client: httpx.AsyncClient, session: AsyncSession, staff: Staff
+) -> None:
+    ids = [str(row) for row in (await one_of_everything(session)).values()]
+    await log_in(client, staff.support)
+    base_seed, count = fuzz.fuzz_seed(), fuzz.examples(default=4)
+
+    problems: list[str] = []
+    for view in VIEWS:
+        rng = random.Random(fuzz.operation_seed(base_seed, view.identity, "tables"))
+        for _ in range(count):
+            sent = {
+                name: a_value(rng, ids)
+                for name in ("page", "pageSize", "search", "sortBy", "sort")
+                if rng.random() < 0.7
+            }
+            listing = f"{BASE_URL}/{view.identity}/list"
+            row = a_path(rng, f"{BASE_URL}/{view.identity}/details/{{pk}}", {"pk": rng.choice(ids)})
+            problems += await problems_of(client, "GET", listing, sent)
+            problems += await problems_of(client, "GET", row, {})
+
     assert not problems, f"MILEPOST_FUZZ_SEED={base_seed}:\n" + "\n".join(problems[:20])

@@ -19,6 +19,7 @@ from typing import Any
 from fastapi import FastAPI
 from sqladmin import Admin, ModelView
 from sqladmin.authentication import AuthenticationBackend
+from sqladmin.helpers import object_identifier_values
 from sqladmin.pagination import Pagination
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import SQLModel
@@ -141,6 +142,10 @@ class ReadOnly(ModelView):
 
     async def list(self, request: Request) -> Pagination:
         """The page, and the names its reference columns point at (for the template)."""
+        if "\x00" in request.query_params.get("search", ""):
+            # No text holds a NUL, so nothing matches; Postgres would refuse the term, and
+            # its error, raised past SQLAdmin's own error page, would be a 500.
+            return Pagination(rows=[], page=1, page_size=self.page_size, count=0)
         pagination = await super().list(request)
         request.state.references = await _referenced(
             self.session_maker, self._list_prop_names, pagination.rows
@@ -148,6 +153,12 @@ class ReadOnly(ModelView):
         return pagination
 
     async def get_object_for_details(self, request: Request) -> Any:
+        """The row, or None (SQLAdmin's 404) for an address whose id is not one of the
+        table's: SQLAdmin would fail converting it (a malformed UUID is a 500 there)."""
+        try:
+            object_identifier_values(request.path_params["pk"], self.model)
+        except ValueError:
+            return None
         row = await super().get_object_for_details(request)
         request.state.references = await _referenced(
             self.session_maker, self._details_prop_names, [row] if row is not None else []
