@@ -58,6 +58,9 @@ class Measure:
     # CPU per request of the serving process and of all Postgres processes (µs; NaN: n/a).
     app_cpu_us: float = float("nan")
     db_cpu_us: float = float("nan")
+    # The load client's (wrk's) CPU over the phase, in % of one core: near 100, wrk is the
+    # limit, not the server (NaN: no wrk).
+    client_cpu_pct: float = float("nan")
 
 
 def figures(best: dict[str, Measure], rss: dict[str, int | None]) -> dict[str, object]:
@@ -97,18 +100,20 @@ def report(
         " api and bare app each one uvicorn process on their own port (the raw server one uvloop"
         " process); best of the rounds."
         " CPU per request: the serving process's (the bench process's for the direct query)"
-        " and all Postgres processes' user+system time over the phase, from `/proc`.",
+        " and all Postgres processes' user+system time over the phase, from `/proc`; wrk's"
+        " CPU in % of one core over the phase (near 100: the load client is the limit).",
         "",
         "| endpoint | req/s | p50 ms | p99 ms | errors | app CPU µs/req | Postgres CPU µs/req"
-        " | its floor | ratio |",
-        "|---|---:|---:|---:|---:|---:|---:|---|---:|",
+        " | wrk CPU % | its floor | ratio |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     for m in best.values():
         floor = floors.get(m.name)
         shown = f"{m.rps / best[floor].rps:.2f}" if floor and best[floor].rps else "–"
         lines.append(
             f"| {m.name} | {m.rps:,.0f} | {m.p50_ms:.2f} | {m.p99_ms:.2f} | {m.errors}"
-            f" | {_us(m.app_cpu_us)} | {_us(m.db_cpu_us)} | {floor or '–'} | {shown} |"
+            f" | {_us(m.app_cpu_us)} | {_us(m.db_cpu_us)} | {_us(m.client_cpu_pct)}"
+            f" | {floor or '–'} | {shown} |"
         )
     lines += ["", "Bars (DESIGN.md), each read against its floor in this run:", ""]
     for name, floor, target in BARS:
@@ -131,7 +136,8 @@ def report(
         " `bare:` rows send a body of the same size as the cached read's from the bare app:"
         " what the bytes alone cost; the `raw socket` row sends the summary's from a server"
         " with no HTTP framework on the same event loop (bench/api/raw.py): the ceiling for"
-        " any Python server on this machine; the `gzip accepted` rows ask for the cached reads as"
+        " any server measured this way (there `wrk` reading the bytes is the limit: its CPU"
+        " near 100 %); the `gzip accepted` rows ask for the cached reads as"
         " browsers and most HTTP clients do; the `dropped` row reads the latest positions while"
         " the bench deletes their entry 10 times a second, as the worker does while a fleet"
         " reports through OsmAnd (a batch per key every 0.1 s): each drop is a recompute"

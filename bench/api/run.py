@@ -24,6 +24,7 @@ import asyncio
 import os
 import random
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -129,10 +130,17 @@ def _latency(output: str, percentile: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)] if match else float("nan")
 
 
+def _reaped_children_cpu_seconds() -> float:
+    """User+system time of this process's children that have exited: wrk's, once reaped."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def wrk(
     name: str, script: Path, url: str, duration: int, connections: int, server_pid: int
 ) -> Measure:
     app_before, db_before = cpu_seconds(server_pid), _postgrescpu_seconds()
+    client_before = _reaped_children_cpu_seconds()
     output = subprocess.run(
         [
             shutil.which("wrk") or "/usr/bin/wrk",
@@ -150,6 +158,7 @@ def wrk(
         timeout=duration + 60,
     ).stdout
     app_s, db_s = cpu_seconds(server_pid) - app_before, _postgrescpu_seconds() - db_before
+    client_s = _reaped_children_cpu_seconds() - client_before
     rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
     done = re.search(r"(\d+) requests in", output)
     requests = int(done.group(1)) if done else 0
@@ -166,6 +175,7 @@ def wrk(
         errors,
         1e6 * app_s / requests if requests else float("nan"),
         1e6 * db_s / requests if requests else float("nan"),
+        100 * client_s / duration,
     )
 
 
@@ -431,7 +441,7 @@ def main() -> None:
                     f"round {round_ + 1} {measure.name}: {measure.rps:,.0f} req/s,"
                     f" p50 {measure.p50_ms:.2f} ms, p99 {measure.p99_ms:.2f} ms,"
                     f" errors {measure.errors}, CPU/request app {measure.app_cpu_us:.0f} µs"
-                    f" db {measure.db_cpu_us:.0f} µs"
+                    f" db {measure.db_cpu_us:.0f} µs, wrk CPU {measure.client_cpu_pct:.0f} %"
                 )
                 if measure.name not in best or measure.rps > best[measure.name].rps:
                     best[measure.name] = measure
