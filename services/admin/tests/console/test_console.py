@@ -9,9 +9,11 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 from admin_support import Console, Staff, audit_actions, console_as, log_in, submit_login
+from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from milepost_common.domain.ingest_batches.models import BatchSource, BatchStatus, IngestBatch
+from milepost_common.domain.organizations import service as organization_service
 from milepost_common.testing.factories import (
     DEFAULT_PASSWORD,
     make_api_key,
@@ -292,6 +294,33 @@ class TestErrorPages:
         assert answer.headers["content-type"].startswith("text/html")
         assert "<code>validation_failed</code>" in answer.text
         assert answer.headers["x-request-id"]
+
+    async def test_an_error_nobody_expected_is_the_500_page_with_its_request_id(
+        self,
+        admin_app: FastAPI,
+        client: httpx.AsyncClient,
+        staff: Staff,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        async def broken(*_: object, **__: object) -> None:
+            raise RuntimeError("a bug")
+
+        await log_in(client, staff.operator)
+        monkeypatch.setattr(organization_service, "list_organizations", broken)
+        transport = httpx.ASGITransport(app=admin_app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://testserver", cookies=client.cookies
+        ) as browser:
+            page = await browser.get("/admin/organizations")
+            api = await browser.get("/admin/v1/organizations", headers=staff.operator_auth)
+
+        assert page.status_code == 500
+        assert page.headers["content-type"].startswith("text/html")
+        assert "<code>internal_error</code>" in page.text
+        assert "a bug" not in page.text
+        assert page.headers["x-request-id"]
+        assert api.status_code == 500
+        assert api.json()["error"]["trace_id"] == api.headers["x-request-id"]
 
     async def test_the_json_api_keeps_the_envelope_for_the_same_errors(
         self, client: httpx.AsyncClient, staff: Staff
