@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+from fastapi import FastAPI
+from fastapi.routing import iter_route_contexts
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
+from milepost_admin.console.routing import ConsoleRoute
 from milepost_admin.settings import AdminSettings
 from milepost_common.auth import Realm, TokenCodec
 from milepost_common.domain.audit.models import AuditEntry
@@ -137,3 +141,12 @@ async def one_of_everything(session: AsyncSession) -> dict[str, uuid.UUID]:
         "batch_id": batch.id,
         "delivery_id": delivery.id,
     }
+
+
+def console_routes(app: FastAPI) -> Iterator[tuple[str, str, ConsoleRoute]]:
+    """Every console route of the app by method: (method, full path template, route)."""
+    for context in iter_route_contexts(app.routes):
+        route = context.original_route
+        if isinstance(route, ConsoleRoute):
+            for method in sorted(route.methods):
+                yield method, context.path, route

@@ -8,7 +8,16 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
-from admin_support import Console, Staff, audit_actions, console_as, log_in, submit_login
+from admin_support import (
+    Console,
+    Staff,
+    audit_actions,
+    console_as,
+    console_routes,
+    log_in,
+    one_of_everything,
+    submit_login,
+)
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,6 +31,9 @@ from milepost_common.testing.factories import (
     make_user,
 )
 
+# Forms that no session authorizes: the login (its CSRF token is in a cookie of its own:
+# TestLogin) and the account pages (the link's token is the authority).
+NO_SESSION_FORMS = {"/admin/login", "/admin/invitation", "/admin/password-reset"}
 PAGES = [
     "/admin/",
     "/admin/organizations",
@@ -202,6 +214,27 @@ class TestActions:
 
         assert response.status_code == 403
         assert "reload and retry" in response.text
+
+    async def test_every_change_refuses_a_session_without_its_csrf_token(
+        self, admin_app: FastAPI, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
+    ) -> None:
+        ids = {name: str(row) for name, row in (await one_of_everything(session)).items()}
+        await log_in(client, staff.superadmin)
+        changes = [path for method, path, _ in console_routes(admin_app) if method == "POST"]
+
+        answers = {
+            path: await client.post(
+                re.sub(r"{(\w+)[^}]*}", lambda m: ids[m.group(1)], path), data={"name": "x"}
+            )
+            for path in changes
+            if path not in NO_SESSION_FORMS
+        }
+
+        assert len(answers) > 25
+        accepted = {p: a.status_code for p, a in answers.items() if a.status_code != 403}
+        assert not accepted, f"changes without the session's CSRF token: {accepted}"
+        assert all("reload and retry" in a.text for a in answers.values())
+        assert set(changes) >= NO_SESSION_FORMS
 
     async def test_support_cannot_change(self, client: httpx.AsyncClient, staff: Staff) -> None:
         console = await console_as(client, staff.support)
