@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 import httpx
@@ -34,6 +35,13 @@ from milepost_common.testing.factories import (
 # Forms that no session authorizes: the login (its CSRF token is in a cookie of its own:
 # TestLogin) and the account pages (the link's token is the authority).
 NO_SESSION_FORMS = {"/admin/login", "/admin/invitation", "/admin/password-reset"}
+
+
+def filled(path: str, ids: Mapping[str, str]) -> str:
+    """A route's path template with the ids of rows that exist."""
+    return re.sub(r"{(\w+)[^}]*}", lambda m: ids[m.group(1)], path)
+
+
 PAGES = [
     "/admin/",
     "/admin/organizations",
@@ -223,9 +231,7 @@ class TestActions:
         changes = [path for method, path, _ in console_routes(admin_app) if method == "POST"]
 
         answers = {
-            path: await client.post(
-                re.sub(r"{(\w+)[^}]*}", lambda m: ids[m.group(1)], path), data={"name": "x"}
-            )
+            path: await client.post(filled(path, ids), data={"name": "x"})
             for path in changes
             if path not in NO_SESSION_FORMS
         }
@@ -235,6 +241,39 @@ class TestActions:
         assert not accepted, f"changes without the session's CSRF token: {accepted}"
         assert all("reload and retry" in a.text for a in answers.values())
         assert set(changes) >= NO_SESSION_FORMS
+
+    @pytest.mark.parametrize(
+        ("role", "refused"),
+        [
+            # Support reads: of the changes, it may only log out.
+            ("support", lambda path: path != "/admin/logout"),
+            # An operator changes everything but the operators, a superadmin's business.
+            ("operator", lambda path: path.startswith("/admin/operators")),
+        ],
+    )
+    async def test_each_role_is_refused_exactly_the_changes_above_it(
+        self,
+        admin_app: FastAPI,
+        client: httpx.AsyncClient,
+        session: AsyncSession,
+        staff: Staff,
+        role: str,
+        refused: Callable[[str], bool],
+    ) -> None:
+        ids = {name: str(row) for name, row in (await one_of_everything(session)).items()}
+        console = await console_as(client, getattr(staff, role))
+        changes = [path for method, path, _ in console_routes(admin_app) if method == "POST"]
+        # Logging out last: the other changes need the session.
+        changes.sort(key=lambda path: path == "/admin/logout")
+
+        statuses = {
+            path: (await console.submit(filled(path, ids), {"name": "x"})).status_code
+            for path in changes
+            if path not in NO_SESSION_FORMS
+        }
+
+        wrong = {p: s for p, s in statuses.items() if (s == 403) != refused(p)}
+        assert not wrong, f"{role}: {wrong}"
 
     async def test_support_cannot_change(self, client: httpx.AsyncClient, staff: Staff) -> None:
         console = await console_as(client, staff.support)
