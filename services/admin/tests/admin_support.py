@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 from fastapi import FastAPI
-from fastapi.routing import iter_route_contexts
+from fastapi.routing import APIRoute, iter_route_contexts
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -143,6 +143,11 @@ async def one_of_everything(session: AsyncSession) -> dict[str, uuid.UUID]:
     }
 
 
+# Console forms that no session authorizes: the login (its CSRF token is in a cookie of its
+# own) and the account pages (the link's token is the authority).
+NO_SESSION_FORMS = frozenset({"/admin/login", "/admin/invitation", "/admin/password-reset"})
+
+
 def console_routes(app: FastAPI) -> Iterator[tuple[str, str, ConsoleRoute]]:
     """Every console route of the app by method: (method, full path template, route)."""
     for context in iter_route_contexts(app.routes):
@@ -150,3 +155,17 @@ def console_routes(app: FastAPI) -> Iterator[tuple[str, str, ConsoleRoute]]:
         if isinstance(route, ConsoleRoute):
             for method in sorted(route.methods):
                 yield method, context.path, route
+
+
+def json_api_changes(app: FastAPI) -> Iterator[tuple[str, str]]:
+    """Every operation of the JSON API that is not a read: (method, full path template)."""
+    for context in iter_route_contexts(app.routes):
+        route = context.original_route
+        if isinstance(route, APIRoute) and context.path.startswith("/admin/v1/"):
+            for method in sorted(route.methods - {"GET", "HEAD"}):
+                yield method, context.path
+
+
+def filled(path: str, ids: Mapping[str, object]) -> str:
+    """A route's path template with the ids of :func:`one_of_everything`'s rows."""
+    return re.sub(r"{(\w+)[^}]*}", lambda m: str(ids[m.group(1)]), path)

@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 
 import httpx
 import pytest
-from admin_support import Staff
+from admin_support import (
+    NO_SESSION_FORMS,
+    Staff,
+    console_as,
+    console_routes,
+    filled,
+    json_api_changes,
+    one_of_everything,
+)
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession
 
 # A fixed unknown id: parametrized test ids must be the same in every xdist worker.
 MISSING = uuid.UUID("00000000-0000-4000-8000-00000000beef")
@@ -32,6 +43,50 @@ READS = [
 
 
 class TestRoleMatrix:
+    @pytest.mark.parametrize(
+        ("role", "refused"),
+        [
+            # Support reads: of the changes, it may only log out of the console.
+            ("support", lambda op: op != "POST /admin/logout"),
+            # An operator changes everything but the operators, a superadmin's business.
+            ("operator", lambda op: "/operators" in op),
+        ],
+    )
+    async def test_each_role_is_refused_exactly_the_changes_above_it(
+        self,
+        admin_app: FastAPI,
+        client: httpx.AsyncClient,
+        session: AsyncSession,
+        staff: Staff,
+        role: str,
+        refused: Callable[[str], bool],
+    ) -> None:
+        """Every change, found from the app, on rows that exist: each operation of the JSON
+        API with the role's token, and each console form with its session."""
+        ids = await one_of_everything(session)
+        auth = getattr(staff, f"{role}_auth")
+        console = await console_as(client, getattr(staff, role))
+        forms = [p for m, p, _ in console_routes(admin_app) if m == "POST"]
+        forms.sort(key=lambda path: path == "/admin/logout")  # last: the others need the session
+
+        answers = {
+            f"{method} {path}": await client.request(
+                method, filled(path, ids), json={}, headers=auth
+            )
+            for method, path in json_api_changes(admin_app)
+            if path != "/admin/v1/auth/token"
+        } | {
+            f"POST {path}": await console.submit(filled(path, ids), {"name": "x"})
+            for path in forms
+            if path not in NO_SESSION_FORMS
+        }
+
+        assert len(answers) > 50
+        wrong = {
+            op: a.status_code for op, a in answers.items() if (a.status_code == 403) != refused(op)
+        }
+        assert not wrong, f"{role}: {wrong}"
+
     @pytest.mark.parametrize("path", READS)
     async def test_support_reads_everything(
         self, client: httpx.AsyncClient, staff: Staff, path: str
