@@ -119,6 +119,27 @@ class TestImportDevices:
         [entry] = await audit_entries(session, "devices.import")
         assert entry.diff["created"] == 3
 
+    async def test_a_value_holding_a_nul_fails_its_line_only(
+        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
+    ) -> None:
+        org = await make_organization(session)
+        body = "unique_id,name,plate\nnul-1,Truck 1,\nnul-2,Truck\x002,\nnul\x003,Truck 3,\n"
+
+        response = await client.post(
+            f"/admin/v1/organizations/{org.id}/devices/import",
+            content=body.encode(),
+            headers={**staff.operator_auth, "Content-Type": "text/csv"},
+        )
+
+        assert response.status_code == 200, response.text
+        report = response.json()
+        assert (report["created"], report["failed"]) == (1, 2)
+        assert [(r["line"], r["unique_id"], r["code"], r["message"]) for r in report["rows"]] == [
+            (2, "nul-1", None, None),
+            (3, "nul-2", "invalid_field", "name: holds a NUL character."),
+            (4, "nul\ufffd3", "invalid_field", "unique_id: holds a NUL character."),
+        ]
+
     async def test_missing_header_is_400(
         self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
     ) -> None:

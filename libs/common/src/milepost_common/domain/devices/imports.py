@@ -35,7 +35,7 @@ def _failure(line: int, unique_id: str | None, code: ImportRowCode, message: str
 
 def _parse_rows(text: str) -> list[tuple[int, dict[str, str]]]:
     """The non-blank rows by line number. Raises BadRequest for a file the csv module cannot
-    read (a field over its size limit, a stray quote or NUL) or without the header."""
+    read (a field over its size limit) or without the header."""
     try:
         return _read_rows(text)
     except csv.Error as exc:
@@ -75,6 +75,14 @@ async def import_devices(
     seen: set[str] = set()
     for line, values in parsed:
         unique_id = values.get("unique_id") or None
+        held = next((name for name, value in values.items() if "\x00" in value), None)
+        if held is not None:
+            # Postgres stores no NUL: without this the whole file would be refused (422).
+            shown = unique_id.replace("\x00", "\ufffd") if unique_id else None
+            report[line] = _failure(
+                line, shown, ImportRowCode.INVALID_FIELD, f"{held}: holds a NUL character."
+            )
+            continue
         try:
             data = VehicleCreate.model_validate(
                 {name: values.get(name) or None for name in IMPORT_COLUMNS}
