@@ -3,18 +3,22 @@ by uvicorn over a committed database: 200-character names never widen the page (
 the full name on hover), the dashboard's charts span the page, a form error is shown beside
 its field with the input kept, a key's secret is gone on reload (one key stored), an
 organization is found by name with suggestions, OsmAnd fixes are summed up per device
-with the failed batch one click away, and the read-only tables wear the console."""
+with the failed batch one click away, the read-only tables wear the console, and a request
+of the page's own that fails (an error, the console gone) says the page was not updated."""
 
 from __future__ import annotations
 
 import os
 import re
+import signal
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 from browser import test_journey as browser
 from browser.test_map import _in_transaction, run
@@ -217,6 +221,21 @@ def test_console_lists_forms_and_tables(console_stack: dict[str, str], page: Pag
 
     assert run(_in_transaction(console_stack["database"], keys)) == 1
 
+    # A request of the page's own that fails says so, and the next that succeeds clears it
+    # (here the suggestions, asked for a name longer than any: a 422 from the console).
+    page.goto(f"{admin}/admin/devices")
+    problem = page.locator("#load-problem")
+    expect(problem).to_be_hidden()
+    page.evaluate(
+        "() => htmx.ajax('GET', '/admin/suggest/organizations?org_name=' + 'x'.repeat(201),"
+        " {target: '#org-options', swap: 'innerHTML'})"
+    )
+    expect(problem).to_have_text(
+        "Not updated: The request is not valid (422). What you see is from before."
+    )
+    page.get_by_role("combobox", name="Organization").press_sequentially("long", delay=20)
+    expect(problem).to_be_hidden()
+
     # The read-only tables: the console's bar and look, names beside ids, a way back.
     page.goto(org_url)
     page.get_by_role("link", name="Tables").click()
@@ -234,3 +253,26 @@ def test_console_lists_forms_and_tables(console_stack: dict[str, str], page: Pag
     page.get_by_role("link", name="← Console").click()
     expect(page.get_by_role("heading", name="System status")).to_be_visible()
     assert errors == []
+
+    # The console gone (a restart, a network cut): a filter typed then says it did nothing.
+    page.goto(f"{admin}/admin/devices")
+    os.kill(int(console_stack["pid"]), signal.SIGTERM)
+    refused_within(admin, seconds=30)
+    page.get_by_role("combobox", name="Organization").press_sequentially("gone", delay=20)
+    expect(problem).to_have_text(
+        "Not updated: the console cannot be reached. What you see is from before."
+    )
+
+
+def refused_within(url: str, *, seconds: float) -> None:
+    """Wait until the server at ``url`` refuses connections."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=1)
+        except httpx.ConnectError:
+            return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"{url} still answers after {seconds} s")

@@ -126,7 +126,7 @@ def serving_admin(database: str, settings: AdminSettings, **env: str) -> Iterato
     env = {**_environment(database, settings), "MILEPOST_ADMIN__PORT": str(port), **env}
     admin = _serve("from milepost_admin.main import serve; serve()", env, port, "admin")
     try:
-        yield {"admin": f"http://127.0.0.1:{port}", "database": database}
+        yield {"admin": f"http://127.0.0.1:{port}", "database": database, "pid": str(admin.pid)}
     finally:
         admin.terminate()
         admin.wait(10)
