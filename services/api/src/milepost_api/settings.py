@@ -36,6 +36,12 @@ class ApiHttp(HttpSettings):
     stream_queue_size: int = Field(
         256, ge=1, description="Messages buffered per connection before it is cut off (4429)."
     )
+    stream_max_per_user: int = Field(
+        20,
+        ge=1,
+        description="Streams one user may hold open in one api process; one more is closed"
+        " with 1008 (every tab of a browser and every app holds one).",
+    )
     stream_send_timeout_s: float = Field(
         5.0, gt=0, description="A client that cannot take one message this long is cut off."
     )

@@ -28,6 +28,7 @@ async def stream_app(settings_factory: Callable[..., ApiSettings]) -> AsyncItera
             "stream_ping_interval_s": 0.5,
             "stream_queue_size": 4,
             "stream_send_timeout_s": 0.5,
+            "stream_max_per_user": 2,
         },
     )
     app = create_app(settings)

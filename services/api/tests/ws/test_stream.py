@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
 from milepost_api.main import create_app
@@ -111,6 +112,36 @@ class TestSubscriptionLimit:
                 ids = [str(device.id)] * count
                 await ws.send(orjson.dumps({"type": "subscribe", "vehicle_ids": ids}).decode())
                 assert await receive(ws) == expected
+
+
+class TestOpenStreamsPerUser:
+    """A user holds at most ``stream_max_per_user`` streams in a process (2 here)."""
+
+    async def test_one_more_closes_with_1008_and_a_closed_one_frees_its_seat(
+        self, address: str, team: Team, bearer: Bearer
+    ) -> None:
+        viewer = bearer(team.viewer)
+        token = viewer["Authorization"].removeprefix("Bearer ")
+
+        async def third_stream() -> int | None:
+            """The close code of one more of the viewer's streams (None: it was let in)."""
+            async with connect(address) as ws:
+                await ws.send(orjson.dumps({"type": "auth", "token": token}).decode())
+                try:
+                    await receive(ws)
+                except ConnectionClosed as closed:
+                    return closed.rcvd.code if closed.rcvd else None
+                return None
+
+        async with watching(address, viewer), watching(address, viewer):
+            assert await third_stream() == 1008
+            async with watching(address, bearer(team.manager)):  # another user: unaffected
+                pass
+
+        async def seat_free() -> bool:
+            return await third_stream() is None
+
+        await eventually(seat_free)
 
 
 class TestRelay:

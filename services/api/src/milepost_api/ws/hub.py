@@ -16,6 +16,7 @@ import asyncio
 import os
 import socket
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -39,6 +40,28 @@ Deliver = Callable[[uuid.UUID, bytes], None]
 READ_TIMEOUT_S = 1.0
 RETRY_FIRST_S = 0.1
 RETRY_MAX_S = 5.0
+
+
+class OpenStreams:
+    """The streams each user holds open in this process, at most ``limit`` at once: a client
+    that opens streams in a loop (a bug, or worse) cannot fill the process with connections
+    that each hold tasks, a queue and a re-check of their principal."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._held: Counter[uuid.UUID] = Counter()
+
+    def take(self, user_id: uuid.UUID) -> bool:
+        """A seat for one more stream of the user; False at the limit."""
+        if self._held[user_id] >= self.limit:
+            return False
+        self._held[user_id] += 1
+        return True
+
+    def give_back(self, user_id: uuid.UUID) -> None:
+        self._held[user_id] -= 1
+        if self._held[user_id] <= 0:
+            del self._held[user_id]
 
 
 class StreamHub:
@@ -177,6 +200,7 @@ async def start_stream_hub(app: FastAPI) -> None:
     hub = StreamHub(settings.redis.cache_url, settings.redis.socket_timeout_s)
     hub.start()
     app.state.stream_hub = hub
+    app.state.open_streams = OpenStreams(settings.api.stream_max_per_user)
 
 
 async def stop_stream_hub(app: FastAPI) -> None:

@@ -16,8 +16,10 @@ request: the token, the user active, the organization not suspended), so a deact
 suspension also closes the stream with 4401 within seconds.
 
 Each connection has a bounded queue: a client that does not keep up is cut off with 4429
-instead of letting memory grow. Events come from the process's ``StreamHub`` (one Redis
-pub/sub connection for all clients), which fills the queues without ever waiting.
+instead of letting memory grow. A user holds at most ``stream_max_per_user`` streams in one
+process (20 by default): one more is closed with 1008 right after its auth, before
+``ready``. Events come from the process's ``StreamHub`` (one Redis pub/sub connection for
+all clients), which fills the queues without ever waiting.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from milepost_api.context import ApiContext
-from milepost_api.ws.hub import StreamHub
+from milepost_api.ws.hub import OpenStreams, StreamHub
 from milepost_common.auth import Realm
 from milepost_common.db import Database, unit_of_work
 from milepost_common.domain.devices import service as device_service
@@ -48,6 +50,7 @@ router = APIRouter(tags=["stream"])
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_AUTH_TIMEOUT = 4408
 CLOSE_SLOW_CONSUMER = 4429
+CLOSE_TOO_MANY = 1008  # RFC 6455's policy violation: opening another will not help
 MAX_SUBSCRIBED = 10_000
 _SUBSCRIBE_ERROR = f'vehicle_ids: a list of at most {MAX_SUBSCRIBED:,} ids, or "all".'
 # Re-checks of the principal run every principal_cache_s, but not more often than this (a
@@ -67,11 +70,19 @@ class _Close(Exception):
 class StreamSession:
     """One connection: authentication, subscription, relay, pings, expiry."""
 
-    def __init__(self, websocket: WebSocket, ctx: ApiContext, db: Database, hub: StreamHub) -> None:
+    def __init__(
+        self,
+        websocket: WebSocket,
+        ctx: ApiContext,
+        db: Database,
+        hub: StreamHub,
+        open_streams: OpenStreams,
+    ) -> None:
         self.ws = websocket
         self.ctx = ctx
         self.db = db
         self.hub = hub
+        self.open_streams = open_streams
         settings = ctx.settings.api
         self.queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=settings.stream_queue_size)
         self.principal: Principal | None = None
@@ -84,8 +95,16 @@ class StreamSession:
         await self.ws.accept()
         try:
             await self._authenticate_first()
-            await self._send_now({"type": "ready"})
-            await self._relay()
+            user_id = self.principal.id if self.principal else None
+            assert user_id is not None  # noqa: S101 - an access token names its user
+            if not self.open_streams.take(user_id):
+                limit = self.open_streams.limit
+                raise _Close(CLOSE_TOO_MANY, f"At most {limit} open streams per user.")
+            try:
+                await self._send_now({"type": "ready"})
+                await self._relay()
+            finally:
+                self.open_streams.give_back(user_id)
         except _Close as close:
             await self._close(close.code, close.reason)
         except WebSocketDisconnect:
@@ -278,4 +297,5 @@ def _parse(raw: str) -> dict[str, Any]:
 async def stream(websocket: WebSocket) -> None:
     """Live positions and alerts; authentication is the first message (see the module)."""
     app = websocket.app
-    await StreamSession(websocket, app.state.ctx, app.state.db, app.state.stream_hub).run()
+    state = app.state
+    await StreamSession(websocket, state.ctx, state.db, state.stream_hub, state.open_streams).run()
