@@ -36,6 +36,19 @@ class ApiHttp(HttpSettings):
     stream_queue_size: int = Field(
         256, ge=1, description="Messages buffered per connection before it is cut off (4429)."
     )
+    max_alert_rules_per_org: int = Field(
+        1000,
+        ge=1,
+        description="Alert rules one organization may have: every rule is checked against"
+        " every fix of the vehicles it covers (~0.6 µs each in the worker), so the count is"
+        " bounded for the tenants sharing the workers; one more answers 409.",
+    )
+    max_webhooks_per_org: int = Field(
+        50,
+        ge=1,
+        description="Webhook endpoints one organization may have (each event is delivered to"
+        " every one); one more answers 409.",
+    )
     stream_max_per_user: int = Field(
         20,
         ge=1,

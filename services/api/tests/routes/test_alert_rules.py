@@ -80,6 +80,39 @@ class TestAlertRules:
         assert response.json()["error"]["details"][0]["loc"][:2] == ["body", "params"]
 
 
+class TestLimit:
+    async def test_one_rule_over_the_limit_is_a_409_and_a_deleted_one_frees_room(
+        self,
+        api_app: FastAPI,
+        client: httpx.AsyncClient,
+        team: Team,
+        other_team: Team,
+        bearer: Bearer,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        monkeypatch.setattr(api_app.state.ctx.settings.api, "max_alert_rules_per_org", 2)
+        rule = {"name": "Battery", "type": "low_battery", "params": {"threshold_pct": 20}}
+        manager = bearer(team.manager)
+
+        created = [(await client.post(RULES, json=rule, headers=manager)) for _ in range(2)]
+        over = await client.post(RULES, json=rule, headers=manager)
+        elsewhere = await client.post(RULES, json=rule, headers=bearer(other_team.manager))
+        await client.delete(f"{RULES}/{created[0].json()['id']}", headers=manager)
+        again = await client.post(RULES, json=rule, headers=manager)
+
+        assert [c.status_code for c in created] == [201, 201]
+        assert over.status_code == 409
+        assert over.json()["error"] == {
+            **over.json()["error"],
+            "code": "conflict",
+            "message": "The organization already has the most alert rules it may have (2).",
+        }
+        assert elsewhere.status_code == 201
+        assert again.status_code == 201
+        listed = await client.get(RULES, headers=manager)
+        assert len(listed.json()["items"]) == 2
+
+
 class TestCreate:
     async def test_a_rule_without_limit_is_refused_naming_the_vehicles_without_one(
         self, client: httpx.AsyncClient, session: AsyncSession, team: Team, bearer: Bearer

@@ -144,6 +144,33 @@ class TestWebhookLifecycle:
             assert response.status_code == 422, payload
 
 
+class TestLimit:
+    async def test_one_endpoint_over_the_limit_is_a_409_and_stores_nothing(
+        self,
+        api_app: Any,
+        client: httpx.AsyncClient,
+        session: AsyncSession,
+        team: Team,
+        bearer: Bearer,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        monkeypatch.setattr(api_app.state.ctx.settings.api, "max_webhooks_per_org", 1)
+        hook = {"url": "https://hooks.example.com/in", "event_types": ["alert.created"]}
+
+        first = await client.post("/api/v1/webhooks", json=hook, headers=bearer(team.owner))
+        second = await client.post("/api/v1/webhooks", json=hook, headers=bearer(team.owner))
+
+        assert first.status_code == 201
+        assert second.status_code == 409
+        assert second.json()["error"]["message"] == (
+            "The organization already has the most webhooks it may have (1)."
+        )
+        stored = await session.scalars(
+            select(WebhookEndpoint).where(WebhookEndpoint.org_id == team.org.id)
+        )
+        assert len(stored.all()) == 1
+
+
 class TestSendTestPing:
     async def test_ping_is_signed_with_the_endpoint_secret(
         self, client: httpx.AsyncClient, team: Team, bearer: Bearer

@@ -1,4 +1,5 @@
-"""Column helpers shared by the tables: UUID keys, UTC timestamps, JSONB."""
+"""Column helpers shared by the tables (UUID keys, UTC timestamps, JSONB) and the row
+lookups and counts the features' repositories build on."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Column, DateTime, text
+from sqlalchemy import Column, DateTime, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import Field, SQLModel, col, select
@@ -62,3 +63,16 @@ async def find_by_id(
     if for_update:
         query = query.with_for_update()
     return (await session.scalars(query)).first()
+
+
+async def count_for_org_locked(
+    session: AsyncSession, model: type[SQLModel], org_id: uuid.UUID
+) -> int:
+    """The organization's rows of ``model``, counted with the organization's row locked
+    (``FOR NO KEY UPDATE``: inserts that only reference it go on) until the transaction
+    ends, so two creations that check a per-organization limit cannot both pass it."""
+    await session.execute(
+        text("SELECT 1 FROM organizations WHERE id = :id FOR NO KEY UPDATE"), {"id": org_id}
+    )
+    query = select(func.count()).select_from(model).where(col(model.org_id) == org_id)  # type: ignore[attr-defined]
+    return int(await session.scalar(query) or 0)

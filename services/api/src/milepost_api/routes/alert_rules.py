@@ -7,11 +7,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, status
 
-from milepost_api.deps import AUTHENTICATED, CurrentUser, ManagerUser, page_params
+from milepost_api.deps import AUTHENTICATED, ContextDep, CurrentUser, ManagerUser, page_params
 from milepost_api.http_cache import REVALIDATE, cache_control
 from milepost_common.domain import paging
 from milepost_common.domain.alert_rules import service as rule_service
-from milepost_common.domain.alert_rules.errors import AlertRuleNotFound
+from milepost_common.domain.alert_rules.errors import AlertRuleLimitReached, AlertRuleNotFound
 from milepost_common.domain.alert_rules.schemas import (
     AlertRuleCreate,
     AlertRuleRead,
@@ -37,11 +37,16 @@ RuleNotFound = AlertRuleNotFound
     status_code=status.HTTP_201_CREATED,
     summary="Create an alert rule",
     responses=error_responses(
-        Unauthorized, Forbidden, DeviceNotFound, GeofenceNotFound, ValidationFailed
+        Unauthorized,
+        Forbidden,
+        DeviceNotFound,
+        GeofenceNotFound,
+        AlertRuleLimitReached,
+        ValidationFailed,
     ),
 )
 async def create_alert_rule(
-    user: ManagerUser, body: AlertRuleCreate, session: SessionDep
+    user: ManagerUser, body: AlertRuleCreate, session: SessionDep, ctx: ContextDep
 ) -> AlertRuleRead:
     """Managers and owners. `params` are checked against `type` and stored with their
     defaults; `vehicle_ids: null` applies the rule to every vehicle.
@@ -49,8 +54,11 @@ async def create_alert_rule(
     An overspeed rule without `limit_kmh` takes each vehicle's `speed_limit_kmh`, then the
     organization's default: it is refused (422, the vehicles named) while a covered vehicle
     has neither. The rule applies to fixes from now on (`applies_from`): positions already
-    stored are not checked against it."""
-    rule = await rule_service.create_alert_rule(session, user, body)
+    stored are not checked against it.
+
+    An organization has at most 1,000 rules (a server setting): one more answers 409."""
+    limit = ctx.settings.api.max_alert_rules_per_org
+    rule = await rule_service.create_alert_rule(session, user, body, limit=limit)
     (answer,) = await rule_service.read_alert_rules(session, user, [rule])
     return answer
 

@@ -11,7 +11,7 @@ from milepost_api.deps import AUTHENTICATED, ContextDep, OwnerUser, page_params
 from milepost_api.http_cache import REVALIDATE, cache_control
 from milepost_common.domain import paging
 from milepost_common.domain.webhooks import service as webhook_service
-from milepost_common.domain.webhooks.errors import WebhookNotFound
+from milepost_common.domain.webhooks.errors import WebhookLimitReached, WebhookNotFound
 from milepost_common.domain.webhooks.models import DeliveryStatus
 from milepost_common.domain.webhooks.schemas import (
     WebhookCreate,
@@ -41,7 +41,7 @@ def _with_secret(issued: webhook_service.EndpointWithSecret) -> WebhookWithSecre
     "",
     status_code=status.HTTP_201_CREATED,
     summary="Create a webhook endpoint",
-    responses=error_responses(Unauthorized, Forbidden, ValidationFailed),
+    responses=error_responses(Unauthorized, Forbidden, WebhookLimitReached, ValidationFailed),
 )
 async def create_webhook(
     user: OwnerUser, body: WebhookCreate, session: SessionDep, ctx: ContextDep
@@ -53,10 +53,17 @@ async def create_webhook(
     Receivers must be public: a URL at a private or loopback IP address, or at a `localhost`
     name, is refused with 422 unless the server runs with
     `MILEPOST_WEBHOOKS__ALLOW_PRIVATE=true` (local development). Other names are not looked
-    up here; every delivery checks the addresses they resolve to."""
+    up here; every delivery checks the addresses they resolve to.
+
+    An organization has at most 50 endpoints (a server setting): one more answers 409."""
     return _with_secret(
         await webhook_service.create_webhook(
-            session, user, body, ctx.box, allow_private=ctx.settings.webhooks.allow_private
+            session,
+            user,
+            body,
+            ctx.box,
+            allow_private=ctx.settings.webhooks.allow_private,
+            limit=ctx.settings.api.max_webhooks_per_org,
         )
     )
 

@@ -14,7 +14,11 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from milepost_common.domain import paging
-from milepost_common.domain.alert_rules.errors import AlertRuleNotFound, OverspeedLimitMissing
+from milepost_common.domain.alert_rules.errors import (
+    AlertRuleLimitReached,
+    AlertRuleNotFound,
+    OverspeedLimitMissing,
+)
 from milepost_common.domain.alert_rules.models import AlertRule
 from milepost_common.domain.alert_rules.repository import AlertRuleRepository
 from milepost_common.domain.alert_rules.schemas import (
@@ -26,6 +30,7 @@ from milepost_common.domain.alert_rules.schemas import (
 )
 from milepost_common.domain.alerts.models import AlertType
 from milepost_common.domain.audit import service as audit
+from milepost_common.domain.base import count_for_org_locked
 from milepost_common.domain.devices.errors import DeviceNotFound
 from milepost_common.domain.geofences import service as geofence_service
 from milepost_common.domain.principals import Principal
@@ -104,10 +109,13 @@ async def _check_vehicles(
 
 
 async def create_alert_rule(
-    session: AsyncSession, actor: Principal, data: AlertRuleCreate
+    session: AsyncSession, actor: Principal, data: AlertRuleCreate, *, limit: int
 ) -> AlertRule:
-    """Raises ValidationFailed (params), OverspeedLimitMissing, DeviceNotFound or
-    GeofenceNotFound. Audited."""
+    """Raises ValidationFailed (params), OverspeedLimitMissing, DeviceNotFound,
+    GeofenceNotFound, or AlertRuleLimitReached when the organization already has ``limit``
+    rules (every rule is checked against every fix of the vehicles it covers). Audited."""
+    if await count_for_org_locked(session, AlertRule, actor.require_org()) >= limit:
+        raise AlertRuleLimitReached.at(limit)
     params = await _checked_params(session, actor, data.type, data.params)
     vehicle_ids = await _check_vehicles(session, actor, data.vehicle_ids)
     if data.type == AlertType.OVERSPEED:

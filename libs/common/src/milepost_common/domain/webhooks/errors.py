@@ -12,6 +12,14 @@ class WebhookNotFound(NotFound):
     default_message = "Webhook not found."
 
 
+class WebhookLimitReached(Conflict):
+    default_message = "The organization has as many webhooks as it may have."
+
+    @classmethod
+    def at(cls, limit: int) -> WebhookLimitReached:
+        return cls(f"The organization already has the most webhooks it may have ({limit:,}).")
+
+
 class WebhookReceiverPrivate(ValidationFailed):
     default_message = (
         "The webhook URL points at a private or loopback address, which this server never"

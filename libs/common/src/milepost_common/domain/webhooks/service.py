@@ -29,12 +29,14 @@ from milepost_common.auth import new_secret
 from milepost_common.crypto import SecretBox
 from milepost_common.domain import paging
 from milepost_common.domain.audit import service as audit
+from milepost_common.domain.base import count_for_org_locked
 from milepost_common.domain.principals import Principal
 from milepost_common.domain.webhooks import sending
 from milepost_common.domain.webhooks.errors import (
     ALLOW_PRIVATE_SETTING,
     DeliveryNotDead,
     DeliveryNotFound,
+    WebhookLimitReached,
     WebhookNotFound,
     WebhookReceiverPrivate,
 )
@@ -85,10 +87,15 @@ async def create_webhook(
     box: SecretBox,
     *,
     allow_private: bool,
+    limit: int,
 ) -> EndpointWithSecret:
     """Create an endpoint with a fresh secret (returned here only). Raises
-    WebhookReceiverPrivate for a plainly private receiver unless ``allow_private``. Audited."""
+    WebhookReceiverPrivate for a plainly private receiver unless ``allow_private``, and
+    WebhookLimitReached when the organization already has ``limit`` endpoints (each event is
+    delivered to every one). Audited."""
     _check_receiver(str(data.url), allow_private=allow_private)
+    if await count_for_org_locked(session, WebhookEndpoint, actor.require_org()) >= limit:
+        raise WebhookLimitReached.at(limit)
     secret = new_secret(SECRET_PREFIX)
     endpoint = WebhookEndpoint(
         org_id=actor.require_org(),
