@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from milepost_worker.geo import Shape
+from milepost_worker.geo import Shape, side_of
 from milepost_worker.motion.machine import MICROS, Fix
 
 OVERSPEED = "overspeed"
@@ -173,9 +173,7 @@ class RuleEngine:
             self._emit(rule, state["a"], state["alat"], state["alon"], _fence(rule, min_dwell))
         if rule.shape is None:
             return
-        margin = rule.shape.signed_distance_m(fix.lat, fix.lon)
-        accuracy = _number(fix.accuracy) or 0.0
-        side = "in" if margin > accuracy else "out" if -margin > accuracy else None
+        side = side_of(rule.shape, fix.lat, fix.lon, _number(fix.accuracy) or 0.0)
         if side is None:
             return  # too close to the boundary for this fix's accuracy to tell
         confirmed = state.get("c")
