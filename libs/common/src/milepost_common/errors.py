@@ -6,7 +6,7 @@ envelope of DESIGN.md. Each class carries the HTTP status and the code clients s
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 
 class AppError(Exception):
@@ -81,6 +81,17 @@ class Conflict(AppError):
     status_code = 409
     code = "conflict"
     default_message = "Conflict with the current state."
+
+
+class LimitReached(Conflict):
+    """The organization already has as many of something as it may (``noun``)."""
+
+    noun: ClassVar[str] = "of these"
+    default_message = "The organization already has as many of these as it may have."
+
+    @classmethod
+    def at(cls, limit: int) -> Self:
+        return cls(f"The organization already has the most {cls.noun} it may have ({limit:,}).")
 
 
 class PayloadTooLarge(AppError):

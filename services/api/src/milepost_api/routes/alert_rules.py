@@ -56,7 +56,8 @@ async def create_alert_rule(
     has neither. The rule applies to fixes from now on (`applies_from`): positions already
     stored are not checked against it.
 
-    An organization has at most 1,000 rules (a server setting): one more answers 409."""
+    An organization has at most 1,000 rules by default (a server setting): one more answers
+    409."""
     limit = ctx.settings.api.max_alert_rules_per_org
     rule = await rule_service.create_alert_rule(session, user, body, limit=limit)
     (answer,) = await rule_service.read_alert_rules(session, user, [rule])

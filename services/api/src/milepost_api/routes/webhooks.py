@@ -55,7 +55,8 @@ async def create_webhook(
     `MILEPOST_WEBHOOKS__ALLOW_PRIVATE=true` (local development). Other names are not looked
     up here; every delivery checks the addresses they resolve to.
 
-    An organization has at most 50 endpoints (a server setting): one more answers 409."""
+    An organization has at most 50 endpoints by default (a server setting): one more answers
+    409."""
     return _with_secret(
         await webhook_service.create_webhook(
             session,

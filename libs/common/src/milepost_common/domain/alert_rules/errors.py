@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from milepost_common.domain.devices.models import Device
-from milepost_common.errors import Conflict, NotFound, ValidationFailed
+from milepost_common.errors import LimitReached, NotFound, ValidationFailed
 
 # Vehicles an answer names one by one (the message names fewer).
 _NAMED_MAX = 100
@@ -16,12 +16,8 @@ class AlertRuleNotFound(NotFound):
     default_message = "Alert rule not found."
 
 
-class AlertRuleLimitReached(Conflict):
-    default_message = "The organization has as many alert rules as it may have."
-
-    @classmethod
-    def at(cls, limit: int) -> AlertRuleLimitReached:
-        return cls(f"The organization already has the most alert rules it may have ({limit:,}).")
+class AlertRuleLimitReached(LimitReached):
+    noun = "alert rules"
 
 
 class OverspeedLimitMissing(ValidationFailed):

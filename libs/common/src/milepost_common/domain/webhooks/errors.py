@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from milepost_common.errors import Conflict, NotFound, ValidationFailed
+from milepost_common.errors import Conflict, LimitReached, NotFound, ValidationFailed
 
 # The setting that lets receivers be private (``WebhooksSettings.allow_private``).
 ALLOW_PRIVATE_SETTING = "MILEPOST_WEBHOOKS__ALLOW_PRIVATE"
@@ -12,12 +12,8 @@ class WebhookNotFound(NotFound):
     default_message = "Webhook not found."
 
 
-class WebhookLimitReached(Conflict):
-    default_message = "The organization has as many webhooks as it may have."
-
-    @classmethod
-    def at(cls, limit: int) -> WebhookLimitReached:
-        return cls(f"The organization already has the most webhooks it may have ({limit:,}).")
+class WebhookLimitReached(LimitReached):
+    noun = "webhooks"
 
 
 class WebhookReceiverPrivate(ValidationFailed):
