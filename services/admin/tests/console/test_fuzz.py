@@ -68,7 +68,7 @@ def a_path(rng: random.Random, template: str, ids: Mapping[str, str]) -> str:
 
     def one(match: re.Match[str]) -> str:
         if rng.random() < 0.8:
-            return ids.get(match.group(1), str(uuid.uuid4()))
+            return ids.get(match.group(1), str(uuid.UUID(int=rng.getrandbits(128))))
         value = a_value(rng, list(ids.values()))
         return value if value.isprintable() and not set(value) & set("/?#%") else "x"
 
