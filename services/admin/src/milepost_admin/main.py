@@ -88,8 +88,8 @@ async def _not_found_page(request: Request) -> Response | None:
     the docs and the static files keep the kit's envelope."""
     if not _console_path(request.url.path):
         return None
-    missing = NotFound("There is no such page in the console.")
-    return error_page(request, ErrorAnswer(404, missing.code, missing.message, []), back="/admin/")
+    missing = ErrorAnswer(404, NotFound.code, "There is no such page in the console.", [])
+    return error_page(request, missing, back="/admin/")
 
 
 def create_app(settings: AdminSettings) -> FastAPI:

@@ -96,12 +96,17 @@ class TestLimit:
 
         created = [(await client.post(RULES, json=rule, headers=manager)) for _ in range(2)]
         over = await client.post(RULES, json=rule, headers=manager)
+        # What is wrong with the rule itself is said first, even at the limit.
+        invalid = await client.post(
+            RULES, json={**rule, "params": {"threshold_pct": 300}}, headers=manager
+        )
         elsewhere = await client.post(RULES, json=rule, headers=bearer(other_team.manager))
         await client.delete(f"{RULES}/{created[0].json()['id']}", headers=manager)
         again = await client.post(RULES, json=rule, headers=manager)
 
         assert [c.status_code for c in created] == [201, 201]
         assert over.status_code == 409
+        assert invalid.status_code == 422
         assert over.json()["error"] == {
             **over.json()["error"],
             "code": "conflict",

@@ -113,13 +113,15 @@ async def create_alert_rule(
 ) -> AlertRule:
     """Raises ValidationFailed (params), OverspeedLimitMissing, DeviceNotFound,
     GeofenceNotFound, or AlertRuleLimitReached when the organization already has ``limit``
-    rules (every rule is checked against every fix of the vehicles it covers). Audited."""
-    if await count_for_org_locked(session, AlertRule, actor.require_org()) >= limit:
-        raise AlertRuleLimitReached.at(limit)
+    rules (every rule is checked against every fix of the vehicles it covers); the rule's
+    own errors come first, and the count last, just before the insert, so the organization
+    stays locked for as short a time as possible. Audited."""
     params = await _checked_params(session, actor, data.type, data.params)
     vehicle_ids = await _check_vehicles(session, actor, data.vehicle_ids)
     if data.type == AlertType.OVERSPEED:
         await _check_overspeed(session, actor.require_org(), params, vehicle_ids)
+    if await count_for_org_locked(session, AlertRule, actor.require_org()) >= limit:
+        raise AlertRuleLimitReached.at(limit)
     rule = AlertRule(
         org_id=actor.require_org(),
         name=data.name,
