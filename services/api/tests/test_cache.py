@@ -83,6 +83,22 @@ class TestCached:
         await redis.set("k", Cached.of(b"new").entry())
         assert (await cache.cached("k", 10, compute)).body == b"new"
 
+    async def test_an_answer_too_large_to_keep_is_served_and_computed_again(
+        self, redis: Redis
+    ) -> None:
+        bodies = iter([b"x" * 11, b"y" * 11, b"small"])
+
+        async def compute() -> bytes:
+            return next(bodies)
+
+        cache = ResponseCache(redis, local_ttl_s=60, max_body_bytes=10)
+        assert (await cache.cached("k", 10, compute)).body == b"x" * 11
+        assert await redis.exists("k") == 0
+        assert (await cache.cached("k", 10, compute)).body == b"y" * 11
+        # One that fits is kept as before.
+        assert (await cache.cached("k", 10, compute)).body == b"small"
+        assert (await cache.cached("k", 10, compute)).body == b"small"
+
     async def test_redis_down_computes_every_time(self) -> None:
         cache = responses(Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2))
 
@@ -110,14 +126,39 @@ class TestResponse:
         body = b'{"items": [' + b",".join(b'{"n": %d}' % n for n in range(500)) + b"]}"
         value = Cached.of(body)
         for _ in range(5):
-            response = cache.response(_request(b"gzip, deflate"), value, "application/json")
+            response = await cache.response(_request(b"gzip, deflate"), value, "application/json")
             assert gzip.decompress(response.body) == body
             assert response.headers["Content-Encoding"] == "gzip"
             assert response.headers["ETag"] == value.etag
         assert compressions == 1
-        plain = cache.response(_request(b"identity"), value, "application/json")
+        plain = await cache.response(_request(b"identity"), value, "application/json")
         assert plain.body == body
         assert "Content-Encoding" not in plain.headers
+
+    async def test_a_large_body_is_compressed_while_other_requests_go_on(
+        self, redis: Redis
+    ) -> None:
+        cache = ResponseCache(redis, local_ttl_s=60, max_body_bytes=1024 * 1024)
+        body = b"[" + b",".join(b'{"n": %d}' % n for n in range(200_000)) + b"]"
+        assert len(body) >= cache_module.GZIP_IN_THREAD_BYTES
+        value, turns = Cached.of(body), 0
+
+        async def another_request() -> None:
+            nonlocal turns
+            while True:
+                turns += 1
+                await asyncio.sleep(0)
+
+        other = asyncio.create_task(another_request())
+        await asyncio.sleep(0)
+        turns = 0
+        response = await cache.response(_request(b"gzip"), value, "application/json")
+        other.cancel()
+
+        assert gzip.decompress(response.body) == body
+        assert turns > 0
+        # Over `max_body_bytes`: not kept, so not a copy of it per version either.
+        assert cache._gzipped.get(value.etag) is None
 
 
 def _request(accept_encoding: bytes) -> Request:

@@ -29,7 +29,11 @@ dropped (a stampede that would exhaust the connection pool).
 
 A client that accepts gzip (nearly every one) gets the body compressed once per process and
 version, not on every hit: compressing a 1.5 MB report costs more than everything else the
-hit does.
+hit does. A large body is compressed in a thread, so the process's other requests go on.
+
+An answer over ``MAX_CACHED_BYTES`` (a year of a large fleet's summary is 90 MB) is served but
+never kept: not in Redis, whose single thread every app and the worker's queue share, and
+not among this process's copies, whose count alone bounds their memory.
 """
 
 from __future__ import annotations
@@ -58,6 +62,10 @@ from milepost_common.web.middleware import GZIP_LEVEL, GZIP_MINIMUM_BYTES, accep
 
 log = get_logger("milepost.api.cache")
 
+# About a week's summary of 2,000 vehicles; with `local_entries` copies, what a process keeps.
+MAX_CACHED_BYTES = 4 * 1024 * 1024
+# gzip takes about 9 ms a megabyte here: from this size on, not on the event loop.
+GZIP_IN_THREAD_BYTES = 1024 * 1024
 # Every ETag is `W/"` + 32 hex digits + `"`.
 _ETAG_BYTES = len(etag_of(b""))
 
@@ -267,8 +275,10 @@ class ResponseCache:
         local_ttl_s: float,
         local_entries: int = 64,
         tracker: KeyTracker | None = None,
+        max_body_bytes: int = MAX_CACHED_BYTES,
     ) -> None:
         self.redis = redis
+        self.max_body_bytes = max_body_bytes
         # Without a started tracker nothing is trusted: every read checks Redis.
         self.tracker = tracker if tracker is not None else KeyTracker(redis, ())
         # The bodies this process served last, by key: served without asking Redis while
@@ -279,15 +289,21 @@ class ResponseCache:
         self._gzipped: TtlCache[str, bytes] = TtlCache(local_ttl_s, max_entries=local_entries)
         self._in_flight: SingleFlight[str, Cached] = SingleFlight()
 
-    def response(self, request: Request, value: Cached, media_type: str) -> Response:
-        """The answer for ``value``: its bytes and ETag, compressed (once) for a client that
-        accepts gzip. The edge's compression lets an answer with an encoding pass."""
-        if len(value.body) < GZIP_MINIMUM_BYTES or not accepts_gzip(request.scope):
+    async def response(self, request: Request, value: Cached, media_type: str) -> Response:
+        """The answer for ``value``: its bytes and ETag, compressed (once, unless too large
+        to keep) for a client that accepts gzip. The edge's compression lets an answer with
+        an encoding pass."""
+        size = len(value.body)
+        if size < GZIP_MINIMUM_BYTES or not accepts_gzip(request.scope):
             return Response(value.body, media_type=media_type, headers={"ETag": value.etag})
         body = self._gzipped.get(value.etag)
         if body is None:
-            body = gzip.compress(value.body, compresslevel=GZIP_LEVEL, mtime=0)
-            self._gzipped.put(value.etag, body)
+            if size < GZIP_IN_THREAD_BYTES:
+                body = _gzip(value.body)
+            else:
+                body = await asyncio.to_thread(_gzip, value.body)
+            if size <= self.max_body_bytes:
+                self._gzipped.put(value.etag, body)
         headers = {
             "ETag": value.etag,
             "Content-Encoding": "gzip",
@@ -344,7 +360,12 @@ class ResponseCache:
 
         async def compute_and_keep() -> Cached:
             computed = Cached.of(await compute())
-            await self.put(key, computed, ttl_s)
+            if len(computed.body) <= self.max_body_bytes:
+                await self.put(key, computed, ttl_s)
             return computed
 
         return await self._in_flight.run(key, compute_and_keep)
+
+
+def _gzip(body: bytes) -> bytes:
+    return gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0)

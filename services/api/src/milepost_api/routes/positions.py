@@ -155,4 +155,4 @@ async def list_latest_positions(user: CurrentUser, request: Request) -> Response
     if geojson.wants_geojson(request.headers):
         items = orjson.loads(page.body)["items"]
         return Response(geojson.feature_collection(items, None), media_type=geojson.GEOJSON)
-    return ctx.responses.response(request, page, geojson.JSON)
+    return await ctx.responses.response(request, page, geojson.JSON)

@@ -146,17 +146,16 @@ async def summarize(
             start, end = await report_service.report_range(session, user, start, end)
 
         async def compute() -> bytes:
-            report = await report_service.summarize(
+            return await report_service.summary_json(
                 session, user, start, end, vehicle_id=vehicle_id, group_by=group_by
             )
-            return report.model_dump_json(by_alias=True).encode()
 
         report = await ctx.responses.cached(
             _cache_key(user, start, end, vehicle_id, group_by),
             ctx.settings.api.summary_cache_s,
             compute,
         )
-    return ctx.responses.response(request, report, "application/json")
+    return await ctx.responses.response(request, report, "application/json")
 
 
 def _csv_line(row: Sequence[Any]) -> str:

@@ -68,16 +68,19 @@ class ReportRepository:
             select(Organization.timezone).where(Organization.id == org_id)
         )
 
-    async def summary_rows(
+    async def stream_summary_rows(
         self,
         org_id: uuid.UUID,
         tz: str,
         start: Any,
         end: Any,
         vehicle_id: uuid.UUID | None,
-    ) -> Sequence[Any]:
+        *,
+        chunk_rows: int,
+    ) -> AsyncIterator[Sequence[Any]]:
         """One row per vehicle and day of ``[start, end)`` (days in ``tz``), of one vehicle
-        or all, by day then vehicle."""
+        or all, by day then vehicle, in chunks of ``chunk_rows`` through a server-side
+        cursor: a year of a large fleet is hundreds of thousands of rows."""
         params: dict[str, Any] = {"org_id": org_id, "tz": tz, "start": start, "end": end}
         vehicle = ""
         if vehicle_id is not None:
@@ -86,8 +89,9 @@ class ReportRepository:
         statement = _SUMMARY.format(
             vehicle=vehicle, held=names.in_tenure_sql("d", ":org_id", "r.last_at")
         )
-        result = await self.session.execute(text(statement), params)
-        return result.all()
+        result = await self.session.stream(text(statement), params)
+        async for partition in result.partitions(chunk_rows):
+            yield partition
 
     async def stream_trip_rows(
         self,
@@ -127,6 +131,6 @@ class ReportRepository:
             col(Trip.start_time), col(Trip.id)
         )
         result = await self.session.stream(query.execution_options(yield_per=chunk_rows))
-        async for partition in result.partitions():
+        async for partition in result.partitions(chunk_rows):
             for row in partition:
                 yield row

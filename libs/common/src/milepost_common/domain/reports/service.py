@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from pydantic import TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from milepost_common import units
@@ -27,6 +28,7 @@ DEFAULT_DAYS = 7
 STREAM_CHUNK_ROWS = 1000
 
 SUMMARY_COLUMNS = tuple(SummaryRow.model_fields)
+_SUMMARY_ROWS = TypeAdapter(list[SummaryRow])
 TRIP_COLUMNS = (
     "id",
     "vehicle_id",
@@ -116,7 +118,7 @@ async def report_range(
     return start_at.astimezone(UTC), end_at.astimezone(UTC)
 
 
-async def summarize(
+async def summary_json(
     session: AsyncSession,
     actor: Principal,
     start: datetime | date | None,
@@ -124,34 +126,49 @@ async def summarize(
     *,
     vehicle_id: uuid.UUID | None = None,
     group_by: GroupBy = GroupBy.DAY,
-) -> SummaryReport:
-    """Per vehicle and day of ``[start, end)`` (``resolve_range``'s defaults). Raises
-    ValidationFailed for a bad range and DeviceNotFound for a foreign ``vehicle_id``."""
+) -> bytes:
+    """The ``SummaryReport`` of ``[start, end)`` (``resolve_range``'s defaults) as JSON,
+    per vehicle and day. Raises ValidationFailed for a bad range and DeviceNotFound for a
+    foreign ``vehicle_id``.
+
+    Its items are read and serialized a chunk at a time: a year of a large fleet is hundreds
+    of thousands of rows, which as models at once would cost several times the answer's
+    bytes and hold the event loop for seconds."""
     zone = await _zone_of(session, actor)
     start_at, end_at = resolve_range(start, end, zone)
-    rows = await _summary_rows(session, actor, zone, start_at, end_at, vehicle_id)
-    return SummaryReport(
+    empty = SummaryReport(
         timezone=zone.key,
         group_by=group_by,
         start=start_at.astimezone(UTC),
         end=end_at.astimezone(UTC),
-        items=[SummaryRow(**dict(zip(SUMMARY_COLUMNS, row, strict=True))) for row in rows],
-    )
+        items=[],
+    ).model_dump_json(by_alias=True)
+    # `items` is the report's last field: its rows go between `[` and `]}`.
+    head, tail = empty.removesuffix("]}").encode(), b"]}"
+    parts = [head]
+    async for rows in _summary_chunks(session, actor, zone, start_at, end_at, vehicle_id):
+        if len(parts) > 1:
+            parts.append(b",")
+        parts.append(_SUMMARY_ROWS.dump_json(rows)[1:-1])
+    parts.append(tail)
+    return b"".join(parts)
 
 
-async def _summary_rows(
+async def _summary_chunks(
     session: AsyncSession,
     actor: Principal,
     zone: ZoneInfo,
     start: datetime,
     end: datetime,
     vehicle_id: uuid.UUID | None,
-) -> Sequence[Any]:
+) -> AsyncIterator[list[SummaryRow]]:
     if vehicle_id is not None:
         await device_service.get_device(session, actor, vehicle_id)
-    return await ReportRepository(session).summary_rows(
-        actor.require_org(), zone.key, start, end, vehicle_id
+    chunks = ReportRepository(session).stream_summary_rows(
+        actor.require_org(), zone.key, start, end, vehicle_id, chunk_rows=STREAM_CHUNK_ROWS
     )
+    async for rows in chunks:
+        yield [SummaryRow(**dict(zip(SUMMARY_COLUMNS, row, strict=True))) for row in rows]
 
 
 async def prepare_export(
@@ -179,12 +196,14 @@ def _bounds(window: paging.Window) -> tuple[datetime, datetime]:
 async def iter_summary_rows(
     session: AsyncSession, actor: Principal, window: paging.Window, vehicle_id: uuid.UUID | None
 ) -> AsyncIterator[Sequence[Any]]:
-    """The summary's rows in CSV column order (``SUMMARY_COLUMNS``), rounded as in JSON."""
+    """The summary's rows in CSV column order (``SUMMARY_COLUMNS``), rounded as in JSON,
+    fetched in chunks through a server-side cursor."""
     start, end = _bounds(window)
     zone = await _zone_of(session, actor)
-    for row in await _summary_rows(session, actor, zone, start, end, vehicle_id):
-        shown = SummaryRow(**dict(zip(SUMMARY_COLUMNS, row, strict=True))).model_dump()
-        yield tuple(shown[name] for name in SUMMARY_COLUMNS)
+    async for rows in _summary_chunks(session, actor, zone, start, end, vehicle_id):
+        for row in rows:
+            shown = row.model_dump()
+            yield tuple(shown[name] for name in SUMMARY_COLUMNS)
 
 
 async def iter_trip_rows(
