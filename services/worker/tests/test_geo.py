@@ -1,5 +1,5 @@
-"""A geofence's side of a fix: the polygon's box answers for fixes far from it, exactly as
-the full measure would."""
+"""A geofence's side of a fix: the polygon's box answers for fixes far from it, and the edges
+in the bands of latitude near a fix for the others, exactly as the full measure would."""
 
 from __future__ import annotations
 
@@ -39,15 +39,15 @@ polygons = st.builds(
             "coordinates": [ring(LAT0, LON0, outer)] + ([ring(LAT0, LON0, hole)] if hole else []),
         }
     ),
-    st.lists(st.floats(0.002, 0.05), min_size=3, max_size=12),
-    st.one_of(st.none(), st.lists(st.floats(0.0002, 0.0015), min_size=3, max_size=6)),
+    st.lists(st.floats(0.002, 0.05), min_size=3, max_size=60),
+    st.one_of(st.none(), st.lists(st.floats(0.0002, 0.0015), min_size=3, max_size=20)),
 )
 
 
 @given(
     shape=polygons,
-    dlat=st.floats(-0.2, 0.2),
-    dlon=st.floats(-0.2, 0.2),
+    dlat=st.one_of(st.floats(-0.2, 0.2), st.floats(-0.06, 0.06), st.floats(-0.002, 0.002)),
+    dlon=st.one_of(st.floats(-0.2, 0.2), st.floats(-0.06, 0.06), st.floats(-0.002, 0.002)),
     accuracy_m=st.one_of(st.floats(0, 5_000), st.just(math.nan), st.floats(-50, 0)),
 )
 def test_the_side_is_the_measured_one(
@@ -56,6 +56,48 @@ def test_the_side_is_the_measured_one(
     lat, lon = LAT0 + dlat, LON0 + dlon
 
     assert side_of(shape, lat, lon, accuracy_m) == measured_side(shape, lat, lon, accuracy_m)
+
+
+grid = st.integers(-5, 5).map(lambda step: step * 0.001)
+# Vertices and fixes on one grid: horizontal edges, fixes on vertices and edges, repeated
+# vertices, crossing rings; every tie between a fix and an edge that the bands must keep.
+grid_polygons = st.lists(st.lists(st.tuples(grid, grid), min_size=3, max_size=10), max_size=3).map(
+    lambda holes: parse_shape(
+        {
+            "type": "Polygon",
+            "coordinates": [
+                [[LON0 + x, LAT0 + y] for x, y in [*ring, ring[0]]]
+                for ring in [[(-0.004, -0.004), (0.004, -0.004), (0.0, 0.004)], *holes]
+            ],
+        }
+    )
+)
+
+
+@given(
+    shape=grid_polygons,
+    dlat=grid,
+    dlon=grid,
+    accuracy_m=st.sampled_from([0.0, 1.0, 111.19, 111.2, 500.0]),
+)
+def test_on_a_grid_the_side_is_the_measured_one(
+    shape: Polygon, dlat: float, dlon: float, accuracy_m: float
+) -> None:
+    lat, lon = LAT0 + dlat, LON0 + dlon
+
+    assert side_of(shape, lat, lon, accuracy_m) == measured_side(shape, lat, lon, accuracy_m)
+
+
+def test_a_fix_near_a_hole_straying_out_of_the_outer_ring_is_near_the_fence() -> None:
+    """The schema does not make holes lie inside the outer ring: the box must hold them."""
+    outer = ring(LAT0, LON0, [0.004] * 4)
+    stray = [[LON0, LAT0], [LON0 + 0.006, LAT0], [LON0, LAT0 + 0.001], [LON0, LAT0]]
+    shape = parse_shape({"type": "Polygon", "coordinates": [outer, stray]})
+    assert isinstance(shape, Polygon)
+    on_its_corner = (LAT0, LON0 + 0.006)
+
+    assert side_of(shape, *on_its_corner, 0.0) is None
+    assert side_of(shape, *on_its_corner, 0.0) == measured_side(shape, *on_its_corner, 0.0)
 
 
 def test_a_far_fix_reads_no_vertex() -> None:
@@ -67,3 +109,16 @@ def test_a_far_fix_reads_no_vertex() -> None:
     assert side_of(big, *far, 10.0) == "out"
     assert big.clear_of(*far, 10.0)
     assert not big.clear_of(LAT0 + 0.0101, LON0, 50.0)  # 11 m past its top: the box cannot tell
+
+
+def test_a_fix_near_a_fence_reads_the_edges_near_its_latitude() -> None:
+    """Inside a fence of 10,000 vertices, a fix's side comes from one band of latitude for the
+    crossings and the bands within its accuracy for the distance: a few hundred edges."""
+    big = parse_shape({"type": "Polygon", "coordinates": [ring(LAT0, LON0, [0.01] * 10_000)]})
+    assert isinstance(big, Polygon)
+
+    assert len(big.bands) == 100
+    assert max(map(len, big.bands)) < 10_000 / 10
+    assert side_of(big, LAT0, LON0, 10.0) == "in"
+    assert side_of(big, LAT0 + 0.0099, LON0, 10.0) == "in"  # 11 m inside its top
+    assert side_of(big, LAT0 + 0.01, LON0, 10.0) is None

@@ -74,3 +74,55 @@ class TestShapes:
             rule(AlertType.OVERSPEED),
         ]
         assert set(specs.shapes_of(rules)) == {CIRCLE.id}
+
+    def test_a_shape_is_parsed_once_until_its_geometry_changes(self, monkeypatch: Any) -> None:
+        parsed: list[dict[str, Any]] = []
+        parse = specs.geo.parse_shape
+
+        def counted(geometry: dict[str, Any], radius_m: float | None = None) -> Any:
+            parsed.append(geometry)
+            return parse(geometry, radius_m)
+
+        monkeypatch.setattr(specs.geo, "parse_shape", counted)
+        cache = specs.ShapeCache()
+        fence = square(0.01)
+        # Every batch reads its fences anew: equal geometries, other objects.
+        for _ in range(3):
+            shapes = specs.shapes_of(
+                [rule(AlertType.GEOFENCE_ENTER, fence.model_copy(deep=True))], cache
+            )
+        assert len(parsed) == 1
+        assert shapes[fence.id] == cache.shape(fence)
+
+        moved = fence.model_copy(update={"geometry": square(0.02).geometry})
+        assert (
+            specs.shapes_of([rule(AlertType.GEOFENCE_EXIT, moved)], cache)[fence.id]
+            != shapes[fence.id]
+        )
+        assert len(parsed) == 2
+
+    def test_the_least_recently_used_shapes_go_beyond_the_vertex_budget(self) -> None:
+        cache = specs.ShapeCache(max_vertices=8)  # two squares of four vertices
+        first, second, third = square(0.01), square(0.02), square(0.03)
+        kept = cache.shape(first)
+        cache.shape(second)
+        assert cache.shape(first) is kept  # used again: now the most recent
+        cache.shape(third)  # over the budget: the second goes
+
+        assert cache.shape(first) is kept
+        assert [len(cache._shapes), cache._vertices] == [2, 8]
+
+
+def square(half_deg: float) -> Geofence:
+    ring = [
+        [-half_deg, -half_deg],
+        [half_deg, -half_deg],
+        [half_deg, half_deg],
+        [-half_deg, half_deg],
+    ]
+    return Geofence(
+        id=uuid.uuid4(),
+        org_id=ORG.id,
+        name="Square",
+        geometry={"type": "Polygon", "coordinates": [[*ring, ring[0]]]},
+    )

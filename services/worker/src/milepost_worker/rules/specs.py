@@ -9,12 +9,17 @@ geofence rule watches.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
+
+import orjson
 
 from milepost_common.domain.alerts import service as alert_service
 from milepost_common.domain.alerts.service import EnabledRule
 from milepost_common.domain.devices.models import Device
+from milepost_common.domain.geofences.models import Geofence
 from milepost_common.domain.organizations.models import Organization
 from milepost_common.logging import get_logger
 from milepost_worker import geo
@@ -23,13 +28,49 @@ from milepost_worker.rules.engine import FIX_RULE_TYPES, RuleSpec
 log = get_logger("milepost.worker.batches")
 
 
-def shapes_of(rules: Iterable[EnabledRule]) -> dict[uuid.UUID, geo.Shape]:
-    """The shape of each readable geofence the rules watch, parsed once; an unreadable one
-    is logged and left out (its rules then watch nothing)."""
+class ShapeCache:
+    """Parsed shapes by their geofence's geometry, kept across batches: parsing and indexing
+    a polygon of 10,000 vertices takes ~13 ms, reading a fix's side of it ~0.1 ms. Keyed
+    by the geometry's content, so a changed fence is parsed again however it was changed.
+    The least recently used go first once the shapes kept hold ``max_vertices`` in all."""
+
+    def __init__(self, max_vertices: int = 500_000) -> None:
+        self.max_vertices = max_vertices
+        self._shapes: OrderedDict[bytes, tuple[geo.Shape, int]] = OrderedDict()
+        self._vertices = 0
+
+    def shape(self, fence: Geofence) -> geo.Shape:
+        """``fence``'s shape. Raises ValueError, TypeError or IndexError for an unreadable
+        geometry (``geo.parse_shape``)."""
+        content = orjson.dumps([fence.geometry, fence.radius_m], option=orjson.OPT_SORT_KEYS)
+        key = hashlib.blake2b(content, digest_size=16).digest()
+        kept = self._shapes.get(key)
+        if kept is not None:
+            self._shapes.move_to_end(key)
+            return kept[0]
+        shape = geo.parse_shape(fence.geometry, fence.radius_m)
+        size = sum(map(len, shape.rings)) if isinstance(shape, geo.Polygon) else 1
+        self._shapes[key] = (shape, size)
+        self._vertices += size
+        while self._vertices > self.max_vertices and len(self._shapes) > 1:
+            self._vertices -= self._shapes.popitem(last=False)[1][1]
+        return shape
+
+
+# One per worker process.
+_SHAPES = ShapeCache()
+
+
+def shapes_of(
+    rules: Iterable[EnabledRule], cache: ShapeCache = _SHAPES
+) -> dict[uuid.UUID, geo.Shape]:
+    """The shape of each readable geofence the rules watch (from ``cache`` when it holds the
+    same geometry); an unreadable one is logged and left out (its rules then watch
+    nothing)."""
     shapes: dict[uuid.UUID, geo.Shape] = {}
     for fence in {r.geofence.id: r.geofence for r in rules if r.geofence is not None}.values():
         try:
-            shapes[fence.id] = geo.parse_shape(fence.geometry, fence.radius_m)
+            shapes[fence.id] = cache.shape(fence)
         except (ValueError, TypeError, IndexError):
             log.warning("geofence_unreadable", geofence_id=str(fence.id))
     return shapes
