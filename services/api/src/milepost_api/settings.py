@@ -43,6 +43,13 @@ class ApiHttp(HttpSettings):
         " every fix of the vehicles it covers (~0.6 µs each in the worker), so the count is"
         " bounded for the tenants sharing the workers; one more answers 409.",
     )
+    max_geofence_vertices_per_org: int = Field(
+        200_000,
+        ge=1,
+        description="Vertices the geofences of one organization may hold in all (a circle"
+        " counts one): the workers read every fence a rule watches for each batch and measure"
+        " every covered fix against it; a geometry that would go over answers 409.",
+    )
     max_webhooks_per_org: int = Field(
         50,
         ge=1,

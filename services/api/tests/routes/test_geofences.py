@@ -4,12 +4,14 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import select
 
 from milepost_common.domain.audit.models import AuditEntry
 from services.api.tests.api_support import Bearer, Team, error_code
 
+GEOFENCES = "/api/v1/geofences"
 SQUARE = {
     "type": "Polygon",
     "coordinates": [[[13.3, 52.5], [13.5, 52.5], [13.5, 52.6], [13.3, 52.6], [13.3, 52.5]]],
@@ -92,3 +94,56 @@ class TestGeofences:
         )
         response = await client.delete(f"/api/v1/geofences/{geofence['id']}", headers=headers)
         assert response.status_code == 409
+
+
+class TestVertexLimit:
+    async def test_a_geometry_past_the_organizations_vertices_is_a_409(
+        self,
+        api_app: FastAPI,
+        client: httpx.AsyncClient,
+        team: Team,
+        other_team: Team,
+        bearer: Bearer,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        # The square counts 5 positions, a circle 1: 11 in all fit, 12 do not.
+        monkeypatch.setattr(api_app.state.ctx.settings.api, "max_geofence_vertices_per_org", 11)
+        circle = {"type": "Point", "coordinates": [13.4, 52.5]}
+        manager = bearer(team.manager)
+
+        def create(geometry: dict[str, Any], headers: dict[str, str]) -> Any:
+            extra = {"radius_m": 100} if geometry["type"] == "Point" else {}
+            body = {"name": "Fence", "geometry": geometry, **extra}
+            return client.post(GEOFENCES, json=body, headers=headers)
+
+        first, second = await create(SQUARE, manager), await create(SQUARE, manager)
+        circle_fits = await create(circle, manager)
+        over = await create(circle, manager)
+        elsewhere = await create(SQUARE, bearer(other_team.manager))
+        # A new geometry counts in place of the old one: another square for a square fits,
+        # a square for the circle does not.
+        moved = {**SQUARE, "coordinates": [[[x + 0.1, y] for x, y in SQUARE["coordinates"][0]]]}
+        reshaped = await client.patch(
+            f"{GEOFENCES}/{first.json()['id']}", json={"geometry": moved}, headers=manager
+        )
+        grown = await client.patch(
+            f"{GEOFENCES}/{circle_fits.json()['id']}", json={"geometry": SQUARE}, headers=manager
+        )
+        renamed = await client.patch(
+            f"{GEOFENCES}/{first.json()['id']}", json={"name": "Renamed"}, headers=manager
+        )
+
+        assert [r.status_code for r in (first, second, circle_fits)] == [201, 201, 201]
+        assert over.status_code == 409
+        assert over.json()["error"]["code"] == "conflict"
+        assert over.json()["error"]["message"].startswith(
+            "The organization's geofences may hold 11 vertices in all; with this geometry they"
+            " would hold 12."
+        )
+        assert elsewhere.status_code == 201
+        assert reshaped.status_code == 200
+        assert reshaped.json()["geometry"] == moved
+        assert grown.status_code == 409  # 5 + 5 + 5
+        assert renamed.status_code == 200  # no geometry sent: nothing counted
+        listed = await client.get(GEOFENCES, headers=manager)
+        assert len(listed.json()["items"]) == 3

@@ -65,14 +65,20 @@ async def find_by_id(
     return (await session.scalars(query)).first()
 
 
+async def lock_org_for_limit(session: AsyncSession, org_id: uuid.UUID) -> None:
+    """Lock the organization's row (``FOR NO KEY UPDATE``: inserts that only reference it go
+    on) until the transaction ends, so two changes that check a per-organization limit
+    cannot both pass it."""
+    await session.execute(
+        text("SELECT 1 FROM organizations WHERE id = :id FOR NO KEY UPDATE"), {"id": org_id}
+    )
+
+
 async def count_for_org_locked(
     session: AsyncSession, model: type[SQLModel], org_id: uuid.UUID
 ) -> int:
     """The organization's rows of ``model``, counted with the organization's row locked
-    (``FOR NO KEY UPDATE``: inserts that only reference it go on) until the transaction
-    ends, so two creations that check a per-organization limit cannot both pass it."""
-    await session.execute(
-        text("SELECT 1 FROM organizations WHERE id = :id FOR NO KEY UPDATE"), {"id": org_id}
-    )
+    (``lock_org_for_limit``)."""
+    await lock_org_for_limit(session, org_id)
     query = select(func.count()).select_from(model).where(col(model.org_id) == org_id)  # type: ignore[attr-defined]
     return int(await session.scalar(query) or 0)

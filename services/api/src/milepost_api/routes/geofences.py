@@ -7,11 +7,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, status
 
-from milepost_api.deps import AUTHENTICATED, CurrentUser, ManagerUser, page_params
+from milepost_api.deps import AUTHENTICATED, ContextDep, CurrentUser, ManagerUser, page_params
 from milepost_api.http_cache import REVALIDATE, cache_control
 from milepost_common.domain import paging
 from milepost_common.domain.geofences import service as geofence_service
-from milepost_common.domain.geofences.errors import GeofenceInUse, GeofenceNotFound
+from milepost_common.domain.geofences.errors import (
+    GeofenceInUse,
+    GeofenceNotFound,
+    GeofenceVerticesLimitReached,
+)
 from milepost_common.domain.geofences.schemas import GeofenceCreate, GeofenceRead, GeofenceUpdate
 from milepost_common.errors import Forbidden, Unauthorized, ValidationFailed
 from milepost_common.pagination import Page
@@ -30,14 +34,22 @@ NotFound = GeofenceNotFound
     "",
     status_code=status.HTTP_201_CREATED,
     summary="Create a geofence",
-    responses=error_responses(Unauthorized, Forbidden, ValidationFailed),
+    responses=error_responses(
+        Unauthorized, Forbidden, GeofenceVerticesLimitReached, ValidationFailed
+    ),
 )
 async def create_geofence(
-    user: ManagerUser, body: GeofenceCreate, session: SessionDep
+    user: ManagerUser, body: GeofenceCreate, session: SessionDep, ctx: ContextDep
 ) -> GeofenceRead:
     """Managers and owners. A GeoJSON `Polygon` ([lon, lat], closed rings) or a `Point`
-    with `radius_m` > 0."""
-    return GeofenceRead.model_validate(await geofence_service.create_geofence(session, user, body))
+    with `radius_m` > 0.
+
+    An organization's geofences hold at most 200,000 vertices in all by default (a server
+    setting; a circle counts one, a ring's closing position too): a geometry that would go
+    over answers 409."""
+    limit = ctx.settings.api.max_geofence_vertices_per_org
+    geofence = await geofence_service.create_geofence(session, user, body, max_vertices=limit)
+    return GeofenceRead.model_validate(geofence)
 
 
 @router.get("", summary="List geofences", responses=error_responses(Unauthorized, ValidationFailed))
@@ -71,15 +83,24 @@ async def get_geofence(
 @router.patch(
     "/{geofence_id}",
     summary="Update a geofence",
-    responses=error_responses(Unauthorized, Forbidden, NotFound, ValidationFailed),
+    responses=error_responses(
+        Unauthorized, Forbidden, NotFound, GeofenceVerticesLimitReached, ValidationFailed
+    ),
 )
 async def update_geofence(
-    user: ManagerUser, geofence_id: uuid.UUID, body: GeofenceUpdate, session: SessionDep
+    user: ManagerUser,
+    geofence_id: uuid.UUID,
+    body: GeofenceUpdate,
+    session: SessionDep,
+    ctx: ContextDep,
 ) -> GeofenceRead:
-    """Managers and owners. Only the fields sent change."""
-    return GeofenceRead.model_validate(
-        await geofence_service.update_geofence(session, user, geofence_id, body)
+    """Managers and owners. Only the fields sent change; a new geometry that would take
+    the organization's geofences over their vertex limit answers 409, as at creation."""
+    limit = ctx.settings.api.max_geofence_vertices_per_org
+    geofence = await geofence_service.update_geofence(
+        session, user, geofence_id, body, max_vertices=limit
     )
+    return GeofenceRead.model_validate(geofence)
 
 
 @router.delete(

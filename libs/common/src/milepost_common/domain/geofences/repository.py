@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import func
+from sqlalchemy import func, text
 from sqlalchemy import select as sa_select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -27,6 +27,20 @@ class GeofenceRepository:
     ) -> paging.PageResult[Geofence]:
         """A keyset page by ``created_at`` (or the page's allow-listed sort)."""
         return await paging.org_page(self.session, Geofence, org_id, page)
+
+    async def vertices_for_org(self, org_id: uuid.UUID, *, besides: uuid.UUID | None) -> int:
+        """The positions of all rings of the organization's geofences (a circle counts one),
+        but for the geofence ``besides``."""
+        total = await self.session.scalar(
+            text(
+                "SELECT coalesce(sum(CASE WHEN geometry->>'type' = 'Polygon' THEN (SELECT"
+                " sum(jsonb_array_length(r)) FROM jsonb_array_elements(geometry->'coordinates')"
+                " r) ELSE 1 END), 0) FROM geofences WHERE org_id = :org_id"
+                " AND id IS DISTINCT FROM :besides"
+            ),
+            {"org_id": org_id, "besides": besides},
+        )
+        return int(total or 0)
 
     async def count_rules_using(self, geofence: Geofence) -> int:
         """How many of its organization's alert rules name this geofence in their params."""

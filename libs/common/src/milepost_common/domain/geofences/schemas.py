@@ -19,6 +19,11 @@ class PointGeometry(BaseModel):
     type: Literal["Point"]
     coordinates: LonLat = Field(description="[lon, lat] of the circle's center.")
 
+    @property
+    def vertices(self) -> int:
+        """What the circle counts against the organization's vertex limit."""
+        return 1
+
 
 class PolygonGeometry(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -29,6 +34,11 @@ class PolygonGeometry(BaseModel):
         max_length=100,
         description="Linear rings of [lon, lat]: the outer ring first, then holes; each closed.",
     )
+
+    @property
+    def vertices(self) -> int:
+        """Positions in all rings, as sent (a ring's closing one included)."""
+        return sum(map(len, self.coordinates))
 
     @model_validator(mode="after")
     def _closed_rings(self) -> Self:

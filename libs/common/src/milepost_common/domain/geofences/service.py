@@ -10,17 +10,48 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from milepost_common.domain import paging
 from milepost_common.domain.audit import service as audit
-from milepost_common.domain.geofences.errors import GeofenceInUse, GeofenceNotFound
+from milepost_common.domain.base import lock_org_for_limit
+from milepost_common.domain.geofences.errors import (
+    GeofenceInUse,
+    GeofenceNotFound,
+    GeofenceVerticesLimitReached,
+)
 from milepost_common.domain.geofences.models import Geofence
 from milepost_common.domain.geofences.repository import GeofenceRepository
-from milepost_common.domain.geofences.schemas import GeofenceCreate, GeofenceUpdate
+from milepost_common.domain.geofences.schemas import (
+    GeofenceCreate,
+    GeofenceUpdate,
+    PointGeometry,
+    PolygonGeometry,
+)
 from milepost_common.domain.principals import Principal
 
 
+async def _check_vertices(
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    geometry: PointGeometry | PolygonGeometry,
+    limit: int,
+    besides: uuid.UUID | None = None,
+) -> None:
+    """Raises GeofenceVerticesLimitReached when ``geometry`` (in place of the geofence
+    ``besides``) would take the organization's geofences over ``limit`` vertices. Every fix
+    of a vehicle a geofence rule covers is measured against its fence in the workers the
+    tenants share, which also read every watched fence for each batch."""
+    await lock_org_for_limit(session, org_id)
+    total = geometry.vertices + await GeofenceRepository(session).vertices_for_org(
+        org_id, besides=besides
+    )
+    if total > limit:
+        raise GeofenceVerticesLimitReached.over(limit, total)
+
+
 async def create_geofence(
-    session: AsyncSession, actor: Principal, data: GeofenceCreate
+    session: AsyncSession, actor: Principal, data: GeofenceCreate, *, max_vertices: int
 ) -> Geofence:
-    """Create a geofence in the actor's organization (the shape is validated). Audited."""
+    """Create a geofence in the actor's organization (the shape is validated). Raises
+    GeofenceVerticesLimitReached past ``max_vertices`` in all. Audited."""
+    await _check_vertices(session, actor.require_org(), data.geometry, max_vertices)
     geofence = Geofence(
         org_id=actor.require_org(),
         name=data.name,
@@ -56,10 +87,20 @@ async def list_geofences(
 
 
 async def update_geofence(
-    session: AsyncSession, actor: Principal, geofence_id: uuid.UUID, data: GeofenceUpdate
+    session: AsyncSession,
+    actor: Principal,
+    geofence_id: uuid.UUID,
+    data: GeofenceUpdate,
+    *,
+    max_vertices: int,
 ) -> Geofence:
-    """Change the fields sent. Raises GeofenceNotFound. Audited."""
+    """Change the fields sent. Raises GeofenceNotFound, or GeofenceVerticesLimitReached
+    when a new geometry would take the organization past ``max_vertices`` in all. Audited."""
     geofence = await get_geofence(session, actor, geofence_id)
+    if data.geometry is not None:
+        await _check_vertices(
+            session, geofence.org_id, data.geometry, max_vertices, besides=geofence.id
+        )
     sent = data.model_dump(mode="json", exclude_unset=True)
     changes: dict[str, Any] = {}
     if sent.get("name") is not None:
