@@ -19,6 +19,7 @@ LATEST = "latest positions (fleet)"
 SUMMARY = "summary report (7 days)"
 DIRECT = "history query direct (asyncpg)"
 LATEST_GZIP = "latest positions, gzip accepted"
+LATEST_GEOJSON = "latest positions as GeoJSON"
 LATEST_CHURN = "latest positions, dropped 10 times a second"
 SUMMARY_GZIP = "summary report, gzip accepted"
 LATEST_BYTES = "bare: the latest positions' bytes"
@@ -42,6 +43,7 @@ CONTEXT = (
     (LATEST_CHURN, LATEST),
     (LATEST_CHURN, HEALTH),
     (LATEST_GZIP, HEALTH),
+    (LATEST_GEOJSON, LATEST),
     (SUMMARY_GZIP, HEALTH),
 )
 # Kept from the results file when the report is rewritten (written by hand: py-spy runs).
@@ -70,6 +72,7 @@ def figures(best: dict[str, Measure], rss: dict[str, int | None]) -> dict[str, o
     keys |= {LATEST_BYTES: "latest_bytes", SUMMARY_BYTES: "summary_bytes"}
     keys |= {SUMMARY_RAW: "summary_raw", LATEST_CHURN: "latest_churn"}
     keys |= {LATEST_GZIP: "latest_gzip", SUMMARY_GZIP: "summary_gzip"}
+    keys |= {LATEST_GEOJSON: "latest_geojson"}
     return {
         "rps": {key: best[name].rps for name, key in keys.items()},
         "peak_rss_kib": rss,
@@ -138,7 +141,9 @@ def report(
         " with no HTTP framework on the same event loop (bench/api/raw.py): the ceiling for"
         " any server measured this way (there `wrk` reading the bytes is the limit: its CPU"
         " near 100 %); the `gzip accepted` rows ask for the cached reads as"
-        " browsers and most HTTP clients do; the `dropped` row reads the latest positions while"
+        " browsers and most HTTP clients do, the `GeoJSON` row as a map asks for the latest"
+        " positions (`Accept: application/geo+json`); the `dropped` row reads the latest"
+        " positions while"
         " the bench deletes their entry 10 times a second, as the worker does while a fleet"
         " reports through OsmAnd (a batch per key every 0.1 s): each drop is a recompute"
         " (context, no bar).",

@@ -49,6 +49,7 @@ from bench.api.report import (
     LATEST,
     LATEST_BYTES,
     LATEST_CHURN,
+    LATEST_GEOJSON,
     LATEST_GZIP,
     POSITIONS,
     SUMMARY,
@@ -247,12 +248,22 @@ async def direct_history(
     )
 
 
-def lua(work: Path, name: str, paths: list[str], token: str | None, *, gzip: bool = False) -> Path:
+def lua(
+    work: Path,
+    name: str,
+    paths: list[str],
+    token: str | None,
+    *,
+    gzip: bool = False,
+    accept: str | None = None,
+) -> Path:
     lines = ["local paths = {" + ",".join(f'"{p}"' for p in paths) + "}"]
     if token:
         lines.append(f'wrk.headers["Authorization"] = "Bearer {token}"')
     if gzip:
         lines.append('wrk.headers["Accept-Encoding"] = "gzip"')
+    if accept:
+        lines.append(f'wrk.headers["Accept"] = "{accept}"')
     lines += [
         "request = function()",
         '  return wrk.format("GET", paths[math.random(#paths)])',
@@ -390,6 +401,18 @@ def main() -> None:
             ),
             SUMMARY_GZIP: (
                 lua(work, "summary-gzip", [summary_path], token, gzip=True),
+                api_base,
+                api.pid,
+            ),
+            # Context, no bar: as a map asks for them.
+            LATEST_GEOJSON: (
+                lua(
+                    work,
+                    "latest-geojson",
+                    ["/api/v1/positions/latest"],
+                    token,
+                    accept="application/geo+json",
+                ),
                 api_base,
                 api.pid,
             ),

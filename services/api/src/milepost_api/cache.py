@@ -287,6 +287,8 @@ class ResponseCache:
         self._local: TtlCache[str, _Copy] = TtlCache(local_ttl_s, max_entries=local_entries)
         # The gzip of a body, by its ETag.
         self._gzipped: TtlCache[str, bytes] = TtlCache(local_ttl_s, max_entries=local_entries)
+        # Another representation of a body, by the representation's name and the body's ETag.
+        self._variants: TtlCache[str, Cached] = TtlCache(local_ttl_s, max_entries=local_entries)
         self._in_flight: SingleFlight[str, Cached] = SingleFlight()
 
     async def response(self, request: Request, value: Cached, media_type: str) -> Response:
@@ -310,6 +312,18 @@ class ResponseCache:
             "Vary": "Authorization, Accept, Accept-Encoding",
         }
         return Response(body, media_type=media_type, headers=headers)
+
+    def variant(self, value: Cached, name: str, make: Callable[[bytes], bytes]) -> Cached:
+        """``make(value.body)`` with its own ETag (the GeoJSON of a JSON page), made once
+        per process and version of ``value``: kept by ``value``'s ETag, so it changes
+        exactly when ``value`` does, and served, compressed and revalidated as a hit is."""
+        key = f"{name}:{value.etag}"
+        made = self._variants.get(key)
+        if made is None:
+            made = Cached.of(make(value.body))
+            if len(made.body) <= self.max_body_bytes:
+                self._variants.put(key, made)
+        return made
 
     async def get(self, key: str, ttl_s: float) -> Cached | None:
         """The cached answer, None on a miss or when Redis cannot answer; without asking

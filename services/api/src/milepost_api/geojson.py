@@ -115,6 +115,12 @@ def feature_collection(items: Iterable[dict[str, Any]], next_cursor: str | None)
     )
 
 
+def page_as_features(page: bytes) -> bytes:
+    """A JSON page's body (``page_body``) as its FeatureCollection."""
+    parsed = orjson.loads(page)
+    return feature_collection(parsed["items"], parsed["next_cursor"])
+
+
 GEOJSON_EXAMPLE: dict[str, Any] = {
     "type": "FeatureCollection",
     "features": [

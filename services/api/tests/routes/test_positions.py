@@ -5,9 +5,11 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import pytest
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from milepost_api import geojson
 from milepost_common.domain.devices.models import DeviceState
 from milepost_common.live import latest_positions_key
 from milepost_common.testing.factories import make_device, make_position
@@ -170,27 +172,56 @@ class TestLatestPositions:
         assert cached["items"][0]["lat"] == 1.0
         assert fresh["items"][0]["lat"] == 3.0
 
-    async def test_geojson(
-        self, client: httpx.AsyncClient, session: AsyncSession, team: Team, bearer: Bearer
+    async def test_geojson_is_made_once_per_version_with_its_own_etag(
+        self,
+        client: httpx.AsyncClient,
+        session: AsyncSession,
+        redis: Redis,
+        team: Team,
+        bearer: Bearer,
+        monkeypatch: pytest.MonkeyPatch,
     ) -> None:
+        made = 0
+        as_features = geojson.page_as_features
+
+        def counted(page: bytes) -> bytes:
+            nonlocal made
+            made += 1
+            return as_features(page)
+
+        monkeypatch.setattr(geojson, "page_as_features", counted)
         device = await make_device(session, team.org)
-        session.add(
-            DeviceState(
-                device_id=device.id,
-                org_id=team.org.id,
-                last_fix_time=at(0),
-                last_lat=1.0,
-                last_lon=2.0,
-            )
+        state = DeviceState(
+            device_id=device.id, org_id=team.org.id, last_fix_time=at(0), last_lat=1.0, last_lon=2.0
         )
+        session.add(state)
         await session.flush()
-        response = await client.get(
-            "/api/v1/positions/latest",
-            headers={**bearer(team.viewer), "Accept": "application/geo+json"},
-        )
-        feature = response.json()["features"][0]
+        url, wanted = "/api/v1/positions/latest", {"Accept": "application/geo+json"}
+        headers = {**bearer(team.viewer), **wanted}
+
+        answers = [await client.get(url, headers=headers) for _ in range(3)]
+        etag = answers[0].headers["ETag"]
+        unchanged = await client.get(url, headers={**headers, "If-None-Match": etag})
+        as_json = await client.get(url, headers=bearer(team.viewer))
+        state.last_lat = 3.0
+        session.add(state)
+        await session.flush()
+        await redis.delete(latest_positions_key(team.org.id))  # what a position event does
+        deadline = time.monotonic() + 2.0  # the drop reaches the api asynchronously
+        while (changed := await client.get(url, headers=headers)).headers["ETag"] == etag:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+
+        feature = answers[0].json()["features"][0]
+        assert answers[0].headers["content-type"] == "application/geo+json"
         assert feature["geometry"]["coordinates"] == [2.0, 1.0]
         assert feature["properties"]["vehicle_id"] == str(device.id)
+        assert {a.content for a in answers} == {answers[0].content}
+        assert {a.headers["ETag"] for a in answers} == {etag}
+        assert unchanged.status_code == 304
+        assert as_json.headers["ETag"] != etag  # another representation, another tag
+        assert changed.json()["features"][0]["geometry"]["coordinates"] == [2.0, 3.0]
+        assert made == 2  # once per version, not once per request
 
     async def test_a_client_that_accepts_gzip_gets_the_cached_answer_compressed(
         self, client: httpx.AsyncClient, session: AsyncSession, team: Team, bearer: Bearer

@@ -7,7 +7,6 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
@@ -153,6 +152,6 @@ async def list_latest_positions(user: CurrentUser, request: Request) -> Response
         compute,
     )
     if geojson.wants_geojson(request.headers):
-        items = orjson.loads(page.body)["items"]
-        return Response(geojson.feature_collection(items, None), media_type=geojson.GEOJSON)
+        features = ctx.responses.variant(page, "geojson", geojson.page_as_features)
+        return await ctx.responses.response(request, features, geojson.GEOJSON)
     return await ctx.responses.response(request, page, geojson.JSON)
