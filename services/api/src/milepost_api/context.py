@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 import httpx
@@ -36,6 +37,8 @@ class ApiContext:
     tokens: TtlCache[str, Principal]
     # Whole answers of the cached reads (latest positions, summaries).
     responses: ResponseCache
+    # Turns to compute a summary (``summary_concurrency``).
+    summaries: asyncio.Semaphore
 
 
 async def start_context(app: FastAPI) -> None:
@@ -66,6 +69,7 @@ async def start_context(app: FastAPI) -> None:
             local_ttl_s=max(settings.api.latest_positions_cache_s, settings.api.summary_cache_s),
             tracker=tracker,
         ),
+        summaries=asyncio.Semaphore(settings.api.summary_concurrency),
     )
     tracker.start()
 

@@ -31,6 +31,14 @@ class ApiHttp(HttpSettings):
         " unnoticed.",
     )
     summary_cache_s: int = Field(60, ge=0, description="Summary reports cached this long.")
+    summary_concurrency: int = Field(
+        2,
+        ge=1,
+        description="Summary reports computed at once by one api process (a cached one is"
+        " not computed); the others wait their turn. Each is work for the process's one"
+        " thread, so more at once would add only their memory: a year of a 1,000-vehicle"
+        " fleet holds ~240 MB while it is written.",
+    )
     stream_auth_timeout_s: float = Field(5.0, gt=0, description="First message must be auth.")
     stream_ping_interval_s: float = Field(20.0, gt=0)
     stream_queue_size: int = Field(

@@ -5,12 +5,15 @@ its event loop, every other request of the process waiting, for seconds."""
 
 from __future__ import annotations
 
+import asyncio
 import tracemalloc
 from collections.abc import Awaitable, Callable
 from datetime import date, timedelta
 from typing import Any
 
 import httpx
+import pytest
+from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -19,6 +22,7 @@ from milepost_common.domain.reports.schemas import SummaryReport
 from milepost_common.testing.factories import principal_for
 from services.api.tests.api_support import Bearer, Team
 
+SUMMARY = "/api/v1/reports/summary"
 VEHICLES = 150
 FIRST_DAY = date(2026, 1, 1)
 
@@ -117,3 +121,40 @@ class TestSummaryCsv:
         # Four times the rows, about the same memory: two chunks' (1,000 rows each, the one
         # read while the last is let go).
         assert many_peak < 1.5 * few_peak, (few_peak, many_peak)
+
+
+class TestTurns:
+    async def test_a_process_computes_few_summaries_at_once(
+        self,
+        api_app: FastAPI,
+        client: httpx.AsyncClient,
+        team: Team,
+        bearer: Bearer,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """Five different reports asked at once: at most ``summary_concurrency`` are being
+        written at a time (each holds its rows' memory). The report itself is a slow
+        stand-in here: the test's requests share one database connection."""
+        running = peak = 0
+
+        async def slow_report(*_args: Any, **_kwargs: Any) -> bytes:
+            nonlocal running, peak
+            running += 1
+            peak = max(peak, running)
+            await asyncio.sleep(0.05)
+            running -= 1
+            return b"{}"
+
+        monkeypatch.setattr(report_service, "summary_json", slow_report)
+        headers = bearer(team.viewer)
+        answers = await asyncio.gather(
+            *(
+                client.get(
+                    SUMMARY, params={"from": f"2026-01-0{day}", "to": "2026-01-10"}, headers=headers
+                )
+                for day in range(1, 6)
+            )
+        )
+
+        assert [a.status_code for a in answers] == [200] * 5
+        assert peak == api_app.state.settings.api.summary_concurrency == 2

@@ -146,9 +146,12 @@ async def summarize(
             start, end = await report_service.report_range(session, user, start, end)
 
         async def compute() -> bytes:
-            return await report_service.summary_json(
-                session, user, start, end, vehicle_id=vehicle_id, group_by=group_by
-            )
+            # No connection held while a turn is waited for (a no-op without a query).
+            await session.rollback()
+            async with ctx.summaries:
+                return await report_service.summary_json(
+                    session, user, start, end, vehicle_id=vehicle_id, group_by=group_by
+                )
 
         report = await ctx.responses.cached(
             _cache_key(user, start, end, vehicle_id, group_by),
