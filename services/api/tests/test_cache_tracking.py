@@ -212,6 +212,41 @@ class TestChanges:
         await eventually(both_dropped)
 
 
+class TestManyKeys:
+    async def test_each_of_many_organizations_keeps_its_copy(
+        self, cache: ResponseCache, redis: Redis
+    ) -> None:
+        """A process serving 200 organizations' latest positions keeps every copy (a store
+        that empties itself at a count would send each read to Redis again)."""
+        keys = [f"{PREFIX}org-{n}" for n in range(200)]
+        for key in keys:
+            await set_entry(redis, key.encode(), key=key)
+            await trusted(cache, key)
+
+        before = reads()
+        answers = [await cache.get(key, TTL_S) for key in keys]
+
+        assert reads() == before
+        assert [a.body for a in answers if a] == [key.encode() for key in keys]
+
+    async def test_past_its_bytes_the_least_recently_read_copy_goes(
+        self, redis: Redis, tracker: KeyTracker
+    ) -> None:
+        cache = ResponseCache(redis, local_ttl_s=60, tracker=tracker, local_bytes=3 * 1000)
+        first, second, third, fourth = (f"{PREFIX}{n}" for n in "abcd")
+        for key in (first, second, third):
+            await set_entry(redis, key[-1].encode() * 1000, key=key)
+            await trusted(cache, key)
+        await trusted(cache, first)  # read again: now the most recent
+
+        await set_entry(redis, b"d" * 900, key=fourth)
+        await trusted(cache, fourth)
+
+        assert not await asks_redis(cache, first)
+        assert not await asks_redis(cache, third)
+        assert await asks_redis(cache, second)  # the one gone (read back, it pushes another)
+
+
 class TestTheApp:
     async def test_latest_positions_are_served_without_redis(
         self,

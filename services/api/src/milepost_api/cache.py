@@ -33,7 +33,9 @@ hit does. A large body is compressed in a thread, so the process's other request
 
 An answer over ``MAX_CACHED_BYTES`` (a year of a large fleet's summary is 90 MB) is served but
 never kept: not in Redis, whose single thread every app and the worker's queue share, and
-not among this process's copies, whose count alone bounds their memory.
+not among this process's copies, whose bytes are bounded (``LOCAL_BYTES``): beyond them the
+least recently read go first, so a process serving many organizations keeps each one's
+copy instead of starting over and asking Redis again.
 """
 
 from __future__ import annotations
@@ -43,9 +45,10 @@ import gzip
 import os
 import socket
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from fastapi.responses import Response
 from redis.asyncio import Redis
@@ -56,14 +59,18 @@ from redis.exceptions import ResponseError
 from starlette.requests import Request
 
 from milepost_api.http_cache import etag_of
-from milepost_common.cache import SingleFlight, TtlCache
+from milepost_common.cache import SingleFlight
 from milepost_common.logging import get_logger
 from milepost_common.web.middleware import GZIP_LEVEL, GZIP_MINIMUM_BYTES, accepts_gzip
 
 log = get_logger("milepost.api.cache")
+V = TypeVar("V")
 
-# About a week's summary of 2,000 vehicles; with `local_entries` copies, what a process keeps.
+# About a week's summary of 2,000 vehicles.
 MAX_CACHED_BYTES = 4 * 1024 * 1024
+# What each of a process's stores of bodies (its copies, their gzip, their other
+# representations) may hold in all: the latest positions of 250 fleets of 1,000 vehicles.
+LOCAL_BYTES = 64 * 1024 * 1024
 # gzip takes about 9 ms a megabyte here: from this size on, not on the event loop.
 GZIP_IN_THREAD_BYTES = 1024 * 1024
 # Every ETag is `W/"` + 32 hex digits + `"`.
@@ -265,6 +272,43 @@ class _Copy(NamedTuple):
     until: float
 
 
+class _Kept(Generic[V]):
+    """Values by key for ``ttl_s`` seconds each, weighed in bytes: past ``max_bytes`` in
+    all, the least recently read go first (a value heavier than that is not kept)."""
+
+    def __init__(self, ttl_s: float, max_bytes: int, weigh: Callable[[V], int]) -> None:
+        self.ttl_s = ttl_s
+        self.max_bytes = max_bytes
+        self._weigh = weigh
+        self._data: OrderedDict[str, tuple[float, V, int]] = OrderedDict()
+        self._bytes = 0
+
+    def get(self, key: str) -> V | None:
+        hit = self._data.get(key)
+        if hit is None:
+            return None
+        if hit[0] <= time.monotonic():
+            self._drop(key)
+            return None
+        self._data.move_to_end(key)
+        return hit[1]
+
+    def put(self, key: str, value: V) -> None:
+        weight = self._weigh(value)
+        if self.ttl_s <= 0 or weight > self.max_bytes:
+            return
+        self._drop(key)
+        self._data[key] = (time.monotonic() + self.ttl_s, value, weight)
+        self._bytes += weight
+        while self._bytes > self.max_bytes:
+            self._bytes -= self._data.popitem(last=False)[1][2]
+
+    def _drop(self, key: str) -> None:
+        gone = self._data.pop(key, None)
+        if gone is not None:
+            self._bytes -= gone[2]
+
+
 class ResponseCache:
     """Whole answers in Redis for a few seconds, with this process's copies of the bodies."""
 
@@ -273,7 +317,7 @@ class ResponseCache:
         redis: Redis,
         *,
         local_ttl_s: float,
-        local_entries: int = 64,
+        local_bytes: int = LOCAL_BYTES,
         tracker: KeyTracker | None = None,
         max_body_bytes: int = MAX_CACHED_BYTES,
     ) -> None:
@@ -284,11 +328,11 @@ class ResponseCache:
         # The bodies this process served last, by key: served without asking Redis while
         # trusted, else only while Redis still names their ETag; their time to live here
         # only bounds the memory they hold.
-        self._local: TtlCache[str, _Copy] = TtlCache(local_ttl_s, max_entries=local_entries)
+        self._local: _Kept[_Copy] = _Kept(local_ttl_s, local_bytes, lambda c: len(c.value.body))
         # The gzip of a body, by its ETag.
-        self._gzipped: TtlCache[str, bytes] = TtlCache(local_ttl_s, max_entries=local_entries)
+        self._gzipped: _Kept[bytes] = _Kept(local_ttl_s, local_bytes, len)
         # Another representation of a body, by the representation's name and the body's ETag.
-        self._variants: TtlCache[str, Cached] = TtlCache(local_ttl_s, max_entries=local_entries)
+        self._variants: _Kept[Cached] = _Kept(local_ttl_s, local_bytes, lambda c: len(c.body))
         self._in_flight: SingleFlight[str, Cached] = SingleFlight()
 
     async def response(self, request: Request, value: Cached, media_type: str) -> Response:
