@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import select
 
 from milepost_common.domain.audit.models import AuditEntry
+from milepost_common.domain.geofences.models import Geofence
 from services.api.tests.api_support import Bearer, Team, error_code
 
 GEOFENCES = "/api/v1/geofences"
@@ -147,3 +148,26 @@ class TestVertexLimit:
         assert renamed.status_code == 200  # no geometry sent: nothing counted
         listed = await client.get(GEOFENCES, headers=manager)
         assert len(listed.json()["items"]) == 3
+
+    async def test_a_malformed_fence_written_by_hand_counts_one(
+        self,
+        api_app: FastAPI,
+        client: httpx.AsyncClient,
+        session: AsyncSession,
+        team: Team,
+        bearer: Bearer,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        monkeypatch.setattr(api_app.state.ctx.settings.api, "max_geofence_vertices_per_org", 7)
+        for geometry in (
+            {"type": "Polygon", "coordinates": "x"},
+            {"type": "Polygon", "coordinates": [1]},
+        ):
+            session.add(Geofence(org_id=team.org.id, name="By hand", geometry=geometry))
+        await session.flush()
+
+        fits = await client.post(
+            GEOFENCES, json={"name": "Fence", "geometry": SQUARE}, headers=bearer(team.manager)
+        )
+
+        assert fits.status_code == 201  # 1 + 1 + 5

@@ -30,13 +30,15 @@ class GeofenceRepository:
 
     async def vertices_for_org(self, org_id: uuid.UUID, *, besides: uuid.UUID | None) -> int:
         """The positions of all rings of the organization's geofences (a circle counts one),
-        but for the geofence ``besides``."""
+        but for the geofence ``besides``. What is not an array where the schema puts one (a
+        row written by hand) counts as one, as the worker leaves such a fence out."""
         total = await self.session.scalar(
             text(
-                "SELECT coalesce(sum(CASE WHEN geometry->>'type' = 'Polygon' THEN (SELECT"
-                " sum(jsonb_array_length(r)) FROM jsonb_array_elements(geometry->'coordinates')"
-                " r) ELSE 1 END), 0) FROM geofences WHERE org_id = :org_id"
-                " AND id IS DISTINCT FROM :besides"
+                "SELECT coalesce(sum(CASE WHEN jsonb_typeof(geometry->'coordinates') = 'array'"
+                " AND geometry->>'type' = 'Polygon' THEN (SELECT sum(CASE WHEN"
+                " jsonb_typeof(r) = 'array' THEN jsonb_array_length(r) ELSE 1 END) FROM"
+                " jsonb_array_elements(geometry->'coordinates') r) ELSE 1 END), 0)"
+                " FROM geofences WHERE org_id = :org_id AND id IS DISTINCT FROM :besides"
             ),
             {"org_id": org_id, "besides": besides},
         )
