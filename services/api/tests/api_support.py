@@ -7,12 +7,13 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import httpx
 import orjson
 import uvicorn
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import select
 from starlette.types import ASGIApp
@@ -153,3 +154,30 @@ def assert_same_answers(direct: list[Answer], resolved: list[Answer]) -> None:
 def _untraced(body: bytes) -> object:
     error = orjson.loads(body)["error"]
     return {**error, "trace_id": None}
+
+
+async def vehicles_that_drove(
+    session: AsyncSession, org_id: uuid.UUID, *, vehicles: int, days: int, first: date
+) -> None:
+    """``vehicles`` vehicles of the organization with a trip a day for ``days`` days from
+    ``first``, written by SQL: thousands of trips at once."""
+    await session.execute(
+        text(
+            "INSERT INTO devices (id, org_id, unique_id, name, disabled)"
+            " SELECT gen_random_uuid(), :org_id, 'fleet-' || g, 'Vehicle ' || g, false"
+            " FROM generate_series(1, :vehicles) g"
+        ),
+        {"org_id": org_id, "vehicles": vehicles},
+    )
+    await session.execute(
+        text(
+            "INSERT INTO trips (id, org_id, device_id, start_time, end_time, start_lat,"
+            " start_lon, end_lat, end_lon, distance_m, duration_s, avg_speed, max_speed)"
+            " SELECT gen_random_uuid(), d.org_id, d.id, s, s + interval '1 hour', 52.5, 13.4,"
+            " 52.6, 13.5, 41234.56 + n, 3600.4, 41.23, 97.06"
+            " FROM devices d, generate_series(0, :days - 1) n, LATERAL (SELECT"
+            " CAST(:first AS timestamptz) + n * interval '1 day' + interval '8 hours') t(s)"
+            " WHERE d.org_id = :org_id"
+        ),
+        {"org_id": org_id, "days": days, "first": first},
+    )

@@ -18,6 +18,23 @@ from milepost_common.live import CACHE_KEY_PREFIX
 from milepost_common.ratelimit import LoginThrottle, RateLimiter
 
 
+@dataclass(slots=True)
+class Slots:
+    """How many of something the process is doing at once, against a limit read each time
+    one more is asked for (a setting)."""
+
+    taken: int = 0
+
+    def take(self, limit: int) -> bool:
+        if self.taken >= limit:
+            return False
+        self.taken += 1
+        return True
+
+    def give_back(self) -> None:
+        self.taken -= 1
+
+
 @dataclass(frozen=True, slots=True)
 class ApiContext:
     """The app's shared services; routes take it as ``ContextDep`` (``deps.py``)."""
@@ -39,6 +56,8 @@ class ApiContext:
     responses: ResponseCache
     # Turns to compute a summary (``summary_concurrency``).
     summaries: asyncio.Semaphore
+    # CSV exports being streamed (``exports_at_once``).
+    exports: Slots
 
 
 async def start_context(app: FastAPI) -> None:
@@ -70,6 +89,7 @@ async def start_context(app: FastAPI) -> None:
             tracker=tracker,
         ),
         summaries=asyncio.Semaphore(settings.api.summary_concurrency),
+        exports=Slots(),
     )
     tracker.start()
 

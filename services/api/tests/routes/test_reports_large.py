@@ -14,13 +14,12 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from milepost_common.domain.reports import service as report_service
 from milepost_common.domain.reports.schemas import SummaryReport
 from milepost_common.testing.factories import principal_for
-from services.api.tests.api_support import Bearer, Team
+from services.api.tests.api_support import Bearer, Team, vehicles_that_drove
 
 SUMMARY = "/api/v1/reports/summary"
 VEHICLES = 150
@@ -29,27 +28,7 @@ FIRST_DAY = date(2026, 1, 1)
 
 async def fleet_that_drove(session: AsyncSession, team: Team, days: int) -> None:
     """``VEHICLES`` vehicles with a trip every day from ``FIRST_DAY``: a row each per day."""
-    org = {"org_id": team.org.id}
-    await session.execute(
-        text(
-            "INSERT INTO devices (id, org_id, unique_id, name, disabled)"
-            " SELECT gen_random_uuid(), :org_id, 'fleet-' || g, 'Vehicle ' || g, false"
-            " FROM generate_series(1, :vehicles) g"
-        ),
-        org | {"vehicles": VEHICLES},
-    )
-    await session.execute(
-        text(
-            "INSERT INTO trips (id, org_id, device_id, start_time, end_time, start_lat,"
-            " start_lon, end_lat, end_lon, distance_m, duration_s, avg_speed, max_speed)"
-            " SELECT gen_random_uuid(), d.org_id, d.id, s, s + interval '1 hour', 52.5, 13.4,"
-            " 52.6, 13.5, 41234.56 + n, 3600.4, 41.23, 97.06"
-            " FROM devices d, generate_series(0, :days - 1) n, LATERAL (SELECT"
-            " CAST(:first AS timestamptz) + n * interval '1 day' + interval '8 hours') t(s)"
-            " WHERE d.org_id = :org_id"
-        ),
-        org | {"days": days, "first": FIRST_DAY},
-    )
+    await vehicles_that_drove(session, team.org.id, vehicles=VEHICLES, days=days, first=FIRST_DAY)
 
 
 async def peak_bytes(work: Callable[[], Awaitable[Any]]) -> tuple[Any, int]:
