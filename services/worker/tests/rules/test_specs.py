@@ -5,29 +5,32 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import orjson
+
 from milepost_common.domain.alert_rules.models import AlertRule
 from milepost_common.domain.alerts.models import AlertType
 from milepost_common.domain.alerts.service import EnabledRule
 from milepost_common.domain.devices.models import Device
-from milepost_common.domain.geofences.models import Geofence
+from milepost_common.domain.geofences.schemas import WatchedFence
 from milepost_common.domain.organizations.models import Organization
 from milepost_worker.geo import Circle
 from milepost_worker.rules import specs
 
 ORG = Organization(id=uuid.uuid4(), name="Fleet", default_speed_limit_kmh=90.0)
 DEVICE = Device(id=uuid.uuid4(), org_id=ORG.id, unique_id="van-1", name="Van 1")
-CIRCLE = Geofence(
-    id=uuid.uuid4(),
-    org_id=ORG.id,
-    name="Depot",
-    geometry={"type": "Point", "coordinates": [2.5, 1.5]},
-    radius_m=100.0,
-)
 
 
-def rule(kind: AlertType, fence: Geofence | None = None, **fields: Any) -> EnabledRule:
+def fence(geometry: dict[str, Any], radius_m: float | None = None) -> WatchedFence:
+    """A geofence as the worker reads it: its geometry as JSON text."""
+    return WatchedFence(uuid.uuid4(), radius_m, orjson.dumps(geometry).decode())
+
+
+CIRCLE = fence({"type": "Point", "coordinates": [2.5, 1.5]}, 100.0)
+
+
+def rule(kind: AlertType, watched: WatchedFence | None = None, **fields: Any) -> EnabledRule:
     values: dict[str, Any] = {"org_id": ORG.id, "name": str(kind), "params": {}, **fields}
-    return EnabledRule(AlertRule(id=uuid.uuid4(), type=kind, **values), fence)
+    return EnabledRule(AlertRule(id=uuid.uuid4(), type=kind, **values), watched)
 
 
 class TestRuleSpecs:
@@ -66,11 +69,13 @@ class TestRuleSpecs:
 
 class TestShapes:
     def test_each_geofence_once_and_an_unreadable_shape_left_out(self) -> None:
-        broken = Geofence(id=uuid.uuid4(), org_id=ORG.id, name="x", geometry={"type": "Line"})
+        broken = fence({"type": "Line"})
+        not_json = WatchedFence(uuid.uuid4(), None, "{")
         rules = [
             rule(AlertType.GEOFENCE_ENTER, CIRCLE),
             rule(AlertType.GEOFENCE_EXIT, CIRCLE),
             rule(AlertType.GEOFENCE_ENTER, broken),
+            rule(AlertType.GEOFENCE_ENTER, not_json),
             rule(AlertType.OVERSPEED),
         ]
         assert set(specs.shapes_of(rules)) == {CIRCLE.id}
@@ -85,19 +90,18 @@ class TestShapes:
 
         monkeypatch.setattr(specs.geo, "parse_shape", counted)
         cache = specs.ShapeCache()
-        fence = square(0.01)
-        # Every batch reads its fences anew: equal geometries, other objects.
+        watched = square(0.01)
+        # Every batch reads its fences anew: equal text, other objects.
         for _ in range(3):
-            shapes = specs.shapes_of(
-                [rule(AlertType.GEOFENCE_ENTER, fence.model_copy(deep=True))], cache
-            )
+            again = WatchedFence(watched.id, watched.radius_m, watched.geometry.encode().decode())
+            shapes = specs.shapes_of([rule(AlertType.GEOFENCE_ENTER, again)], cache)
         assert len(parsed) == 1
-        assert shapes[fence.id] == cache.shape(fence)
+        assert shapes[watched.id] == cache.shape(watched)
 
-        moved = fence.model_copy(update={"geometry": square(0.02).geometry})
+        moved = watched._replace(geometry=square(0.02).geometry)
         assert (
-            specs.shapes_of([rule(AlertType.GEOFENCE_EXIT, moved)], cache)[fence.id]
-            != shapes[fence.id]
+            specs.shapes_of([rule(AlertType.GEOFENCE_EXIT, moved)], cache)[watched.id]
+            != shapes[watched.id]
         )
         assert len(parsed) == 2
 
@@ -113,16 +117,11 @@ class TestShapes:
         assert [len(cache._shapes), cache._vertices] == [2, 8]
 
 
-def square(half_deg: float) -> Geofence:
+def square(half_deg: float) -> WatchedFence:
     ring = [
         [-half_deg, -half_deg],
         [half_deg, -half_deg],
         [half_deg, half_deg],
         [-half_deg, half_deg],
     ]
-    return Geofence(
-        id=uuid.uuid4(),
-        org_id=ORG.id,
-        name="Square",
-        geometry={"type": "Polygon", "coordinates": [[*ring, ring[0]]]},
-    )
+    return fence({"type": "Polygon", "coordinates": [[*ring, ring[0]]]})

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -170,8 +171,10 @@ class TestEnabledRules:
 
         fences = {r.rule.id: r.geofence for r in found}
         assert set(fences) == {watched.id, upper.id, elsewhere.id, unreadable.id, speed.id}
-        assert fences[watched.id] == mine
-        assert fences[upper.id] == mine
+        assert fences[watched.id] == fences[upper.id]
+        assert fences[watched.id] is not None
+        assert fences[watched.id].id == mine.id
+        assert orjson.loads(fences[watched.id].geometry) == mine.geometry
         assert fences[elsewhere.id] is None  # another organization's geofence is not watched
         assert fences[unreadable.id] is None
         assert fences[speed.id] is None

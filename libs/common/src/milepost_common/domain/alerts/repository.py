@@ -20,6 +20,7 @@ from milepost_common.domain.alerts.models import Alert, AlertType
 from milepost_common.domain.alerts.schemas import AlertFilters
 from milepost_common.domain.devices.repository import Named, TimelineRepository
 from milepost_common.domain.geofences.models import Geofence
+from milepost_common.domain.geofences.schemas import WatchedFence
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,13 +109,18 @@ class AlertRepository(TimelineRepository[Alert]):
 
     async def enabled_rules_with_geofences(
         self, org_ids: Collection[uuid.UUID]
-    ) -> list[tuple[AlertRule, Geofence | None]]:
+    ) -> list[tuple[AlertRule, WatchedFence | None]]:
         """The organizations' enabled rules, each with the geofence its ``params`` name
         among its own organization's (None: it names none, or none of its organization's
         has that id), in one statement."""
         named = func.lower(col(AlertRule.params)["geofence_id"].astext)
         query = (
-            select(AlertRule, Geofence)
+            select(
+                AlertRule,
+                col(Geofence.id),
+                col(Geofence.radius_m),
+                cast(col(Geofence.geometry), Text),
+            )
             .outerjoin(
                 Geofence,
                 and_(
@@ -124,7 +130,10 @@ class AlertRepository(TimelineRepository[Alert]):
             )
             .where(col(AlertRule.org_id).in_(list(org_ids)), col(AlertRule.enabled).is_(True))
         )
-        return [(rule, fence) for rule, fence in await self.session.execute(query)]
+        return [
+            (rule, None if fence_id is None else WatchedFence(fence_id, radius_m, geometry))
+            for rule, fence_id, radius_m, geometry in await self.session.execute(query)
+        ]
 
     async def enabled_rules_of_type(self, rule_type: AlertType) -> list[AlertRule]:
         rows = await self.session.execute(

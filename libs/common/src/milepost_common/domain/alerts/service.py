@@ -29,7 +29,7 @@ from milepost_common.domain.audit import service as audit
 from milepost_common.domain.devices import names
 from milepost_common.domain.devices import service as device_service
 from milepost_common.domain.devices import state as device_state
-from milepost_common.domain.geofences.models import Geofence
+from milepost_common.domain.geofences.schemas import WatchedFence
 from milepost_common.domain.principals import Principal
 from milepost_common.domain.webhooks import events as webhook_events
 
@@ -45,7 +45,7 @@ class EnabledRule(NamedTuple):
     its ``params`` name; None for a rule that names none or a missing one)."""
 
     rule: AlertRule
-    geofence: Geofence | None
+    geofence: WatchedFence | None
 
 
 async def list_enabled_rules(
