@@ -215,6 +215,24 @@ _TOKEN_KEY_SETS = (
 )
 
 
+class DownloadSettings(BaseModel):
+    """The exports' limits (``web.downloads``), in the apps that stream them."""
+
+    exports_at_once: int = Field(
+        4,
+        ge=1,
+        description="Exports one process streams at once: each holds a database connection"
+        " until its client has read the last row, so they may never take the whole pool;"
+        " one more answers 503 with Retry-After.",
+    )
+    export_send_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="An export whose client takes no chunk for this long (a paused download"
+        " too) is cut off, its connection given back.",
+    )
+
+
 class CommonSettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,

@@ -14,6 +14,7 @@ from milepost_common.domain.principals import PrincipalResolver
 from milepost_common.domain.system.service import Broker
 from milepost_common.ratelimit import LoginThrottle, RateLimiter
 from milepost_common.tasks import QUEUES, WORKER_HEARTBEAT_PREFIX, WORKER_HEARTBEAT_STALE_S
+from milepost_common.web.downloads import Turns
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +29,8 @@ class AdminContext:
     throttle: LoginThrottle
     broker: Broker
     console_sessions: SessionStore
+    # Organization exports being streamed (``web.downloads``).
+    exports: Turns
 
 
 async def start_context(app: FastAPI) -> None:
@@ -58,6 +61,7 @@ async def start_context(app: FastAPI) -> None:
             ttl_s=settings.admin.session_ttl_s,
             idle_s=settings.admin.session_idle_s,
         ),
+        exports=Turns(),
     )
 
 

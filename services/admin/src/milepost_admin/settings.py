@@ -9,7 +9,13 @@ from typing import Self
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 
-from milepost_common.settings import CommonSettings, Environment, HttpSettings, load_settings
+from milepost_common.settings import (
+    CommonSettings,
+    DownloadSettings,
+    Environment,
+    HttpSettings,
+    load_settings,
+)
 
 # Only when MILEPOST_ENV is local or test and no key was configured (as the common secrets).
 _DEV_COOKIE_KEY = "milepost-insecure-development-cookie-key-000000000000"
@@ -46,7 +52,7 @@ class OidcSettings(BaseModel):
         return bool(self.issuer and self.client_id)
 
 
-class AdminHttp(HttpSettings):
+class AdminHttp(HttpSettings, DownloadSettings):
     port: int = Field(8002, ge=1, le=65535)
     public_url: str = Field(
         "http://127.0.0.1:8080",

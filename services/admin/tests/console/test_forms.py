@@ -8,7 +8,8 @@ import re
 
 import httpx
 import pytest
-from admin_support import Console, Staff, log_in
+from admin_support import Console, Staff, audit_actions, log_in
+from fastapi import FastAPI
 from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
@@ -216,6 +217,34 @@ class TestFormErrors:
         assert trips.status_code == 200
         assert trips.headers["content-type"].startswith("text/csv")
         assert f"milepost-{org.id}-trips.csv" in trips.headers["content-disposition"]
+
+    async def test_an_export_while_the_console_streams_its_most_says_to_retry(
+        self,
+        admin_app: FastAPI,
+        session: AsyncSession,
+        operator_console: Console,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """Each export holds a database connection until it is read: past ``exports_at_once``
+        at a time the console says to try again, and records no export."""
+        org = await make_organization(session)
+        path = f"/admin/organizations/{org.id}/export"
+        turns = admin_app.state.ctx.exports
+        monkeypatch.setattr(turns, "taken", admin_app.state.settings.admin.exports_at_once)
+
+        busy = await operator_console.submit(path, {"format": "ndjson", "kind": ""})
+        turns.taken = 0
+        free = await operator_console.submit(path, {"format": "ndjson", "kind": ""})
+
+        assert busy.status_code == 503
+        assert busy.headers["Retry-After"] == "5"
+        assert busy.headers["content-type"].startswith("text/html")
+        assert "as many downloads as it may at once" in busy.text
+        assert free.status_code == 200
+        assert turns.taken == 0
+        assert await audit_actions(session, action="organizations.export") == [
+            "organizations.export"
+        ]
 
     async def test_a_refused_form_still_needs_its_csrf_token(
         self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff

@@ -16,23 +16,7 @@ from milepost_common.crypto import SecretBox
 from milepost_common.domain.principals import Principal, PrincipalResolver
 from milepost_common.live import CACHE_KEY_PREFIX
 from milepost_common.ratelimit import LoginThrottle, RateLimiter
-
-
-@dataclass(slots=True)
-class Slots:
-    """How many of something the process is doing at once, against a limit read each time
-    one more is asked for (a setting)."""
-
-    taken: int = 0
-
-    def take(self, limit: int) -> bool:
-        if self.taken >= limit:
-            return False
-        self.taken += 1
-        return True
-
-    def give_back(self) -> None:
-        self.taken -= 1
+from milepost_common.web.downloads import Turns
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,8 +40,8 @@ class ApiContext:
     responses: ResponseCache
     # Turns to compute a summary (``summary_concurrency``).
     summaries: asyncio.Semaphore
-    # CSV exports being streamed (``exports_at_once``).
-    exports: Slots
+    # Exports being streamed (``web.downloads``).
+    exports: Turns
 
 
 async def start_context(app: FastAPI) -> None:
@@ -89,7 +73,7 @@ async def start_context(app: FastAPI) -> None:
             tracker=tracker,
         ),
         summaries=asyncio.Semaphore(settings.api.summary_concurrency),
-        exports=Slots(),
+        exports=Turns(),
     )
     tracker.start()
 

@@ -9,13 +9,14 @@ from pydantic import Field
 from milepost_common.settings import (
     CommonSettings,
     DbSettings,
+    DownloadSettings,
     HttpSettings,
     PlanCacheMode,
     load_settings,
 )
 
 
-class ApiHttp(HttpSettings):
+class ApiHttp(HttpSettings, DownloadSettings):
     port: int = Field(8001, ge=1, le=65535)
     public_url: str = Field(
         "http://127.0.0.1:8080",
@@ -72,19 +73,6 @@ class ApiHttp(HttpSettings):
     )
     stream_send_timeout_s: float = Field(
         5.0, gt=0, description="A client that cannot take one message this long is cut off."
-    )
-    exports_at_once: int = Field(
-        4,
-        ge=1,
-        description="CSV exports one api process streams at once: each holds a database"
-        " connection until its client has read the last row, so they may never take the"
-        " whole pool; one more answers 503 with Retry-After.",
-    )
-    export_send_timeout_s: float = Field(
-        30.0,
-        gt=0,
-        description="A CSV export whose client takes no chunk for this long is cut off, and"
-        " its connection and its turn given back.",
     )
 
 

@@ -92,7 +92,7 @@ class TestExportTurns:
         assert busy.status_code == 503
         assert busy.headers["Retry-After"] == "5"
         assert busy.json()["error"]["code"] == "unavailable"
-        assert "as many exports as it may at once (1)" in busy.json()["error"]["message"]
+        assert "as many downloads as it may at once (1)" in busy.json()["error"]["message"]
         assert other_reads.status_code == 200
         assert cut_off_after < 5
         assert whole.status_code == 200

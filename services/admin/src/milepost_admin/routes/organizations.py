@@ -8,8 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 
-from milepost_admin.deps import AUTH_ERRORS, OperatorUser, SupportUser
-from milepost_admin.exports import stream_export
+from milepost_admin.deps import AUTH_ERRORS, ContextDep, OperatorUser, SupportUser
+from milepost_admin.exports import export_download
 from milepost_common.domain.organizations import export as org_export
 from milepost_common.domain.organizations import service as org_service
 from milepost_common.domain.organizations.errors import (
@@ -141,7 +141,9 @@ async def delete_organization(
     "CSV: one kind per file, `kind` required. Secrets are never exported. Audited. "
     "Positions, trips, stops and alerts show their numbers as the public API does (metres "
     "and km/h rounded to 0.1, durations to whole seconds) and carry `vehicle_name` after "
-    "`device_id` (null for rows of an earlier tenure).",
+    "`device_id` (null for rows of an earlier tenure). A server streams a few exports at "
+    "once: past them it answers 503 `unavailable` with `Retry-After`, and an export whose "
+    "client takes no chunk for 30 s is cut off.",
     responses={
         200: {"content": {"application/x-ndjson": {}, "text/csv": {}}},
         **error_responses(*AUTH_ERRORS, OrganizationNotFound, ValidationFailed),
@@ -152,6 +154,7 @@ async def export_organization(
     org: OrganizationDep,
     session: SessionDep,
     db: DatabaseDep,
+    ctx: ContextDep,
     fmt: Annotated[ExportFormat, Query(alias="format")] = ExportFormat.NDJSON,
     kind: Annotated[ExportKind | None, Query()] = None,
 ) -> StreamingResponse:
@@ -162,10 +165,4 @@ async def export_organization(
         )
     kinds = [kind] if kind is not None else list(ExportKind)
     await org_export.record_export(session, user, org, fmt, kinds)
-    media = "application/x-ndjson" if fmt is ExportFormat.NDJSON else "text/csv"
-    name = f"milepost-{org.id}-{kind.value if kind else 'all'}.{fmt.value}"
-    return StreamingResponse(
-        stream_export(db, org.id, fmt, kinds),
-        media_type=media,
-        headers={"Content-Disposition": f'attachment; filename="{name}"'},
-    )
+    return export_download(ctx, db, org.id, fmt, kinds)

@@ -4,7 +4,6 @@ closed, so a large export never holds a request transaction open)."""
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import hashlib
 import io
@@ -17,9 +16,7 @@ from typing import Annotated, Any, NamedTuple
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import AwareDatetime, Field
-from starlette.types import Message, Receive, Scope, Send
 
-from milepost_api.context import Slots
 from milepost_api.deps import AUTHENTICATED, CurrentUser, bearer, context_of, current_user
 from milepost_api.direct import UUID_TEXT, DirectRoute, direct
 from milepost_api.http_cache import HISTORY, cache_control
@@ -29,10 +26,10 @@ from milepost_common.domain.devices.errors import DeviceNotFound
 from milepost_common.domain.principals import Principal
 from milepost_common.domain.reports import service as report_service
 from milepost_common.domain.reports.schemas import GroupBy, SummaryReport
-from milepost_common.errors import Unauthorized, Unavailable, ValidationFailed
+from milepost_common.errors import Unauthorized, ValidationFailed
 from milepost_common.live import CACHE_KEY_PREFIX
-from milepost_common.logging import get_logger
 from milepost_common.web.deps import SessionDep, database_of
+from milepost_common.web.downloads import download
 from milepost_common.web.errors import error_responses
 
 router = APIRouter(
@@ -60,9 +57,6 @@ To = Annotated[
 ]
 VehicleFilter = Annotated[uuid.UUID | None, Query(description="Only this vehicle.")]
 CSV = "text/csv; charset=utf-8"
-# A refused export is asked again after this long: turns free up as downloads end.
-EXPORT_RETRY_AFTER_S = 5
-log = get_logger("milepost.api.reports")
 RowSource = Callable[
     [Any, Principal, paging.Window, uuid.UUID | None], AsyncIterator[Sequence[Any]]
 ]
@@ -199,34 +193,6 @@ async def _stream(
             yield "".join(chunk)
 
 
-class _ExportResponse(StreamingResponse):
-    """An export's stream, holding one of the process's export turns until it ends however
-    it ends: sent, failed, its client gone, or its client too slow (a chunk not taken within
-    ``send_timeout_s`` cuts it off: its rows' transaction and connection go back)."""
-
-    def __init__(
-        self, content: AsyncIterator[str], *, turns: Slots, send_timeout_s: float, **kw: Any
-    ) -> None:
-        super().__init__(content, **kw)
-        self._turns, self._send_timeout_s = turns, send_timeout_s
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async def send_in_time(message: Message) -> None:
-            async with asyncio.timeout(self._send_timeout_s):
-                await send(message)
-
-        try:
-            await super().__call__(scope, receive, send_in_time)
-        except TimeoutError:
-            # The server closes the connection: the answer was not completed.
-            log.warning("export_cut_off", waited_s=self._send_timeout_s)
-        finally:
-            self._turns.give_back()
-            close = getattr(self.body_iterator, "aclose", None)
-            if close is not None:
-                await close()
-
-
 def _csv_response(
     request: Request,
     user: Principal,
@@ -236,22 +202,16 @@ def _csv_response(
     header: Sequence[str],
     source: RowSource,
 ) -> StreamingResponse:
-    """The export's streamed answer, or 503 while the process streams as many as it may:
-    each holds a database connection until its client has read the last row."""
+    """The export's streamed answer, or 503 while the process streams as many downloads as
+    it may (``web.downloads``)."""
     ctx, db = context_of(request), database_of(request)
-    limit = ctx.settings.api.exports_at_once
-    if not ctx.exports.take(limit):
-        raise Unavailable(
-            f"This server is streaming as many exports as it may at once ({limit}); try"
-            " again in a few seconds.",
-            retry_after_s=EXPORT_RETRY_AFTER_S,
-        )
-    return _ExportResponse(
+    return download(
         _stream(db, user, window, vehicle_id, header, source),
         turns=ctx.exports,
+        at_once=ctx.settings.api.exports_at_once,
         send_timeout_s=ctx.settings.api.export_send_timeout_s,
         media_type=CSV,
-        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        filename=name,
     )
 
 

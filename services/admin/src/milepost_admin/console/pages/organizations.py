@@ -6,7 +6,7 @@ import uuid
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import HTMLResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from milepost_admin.console.deps import Console, ConsoleDep, ConsoleOperator, StoreDep
@@ -14,7 +14,8 @@ from milepost_admin.console.render import flash, page, see_other
 from milepost_admin.console.routing import ConsoleRoute, FormState, shown_on
 from milepost_admin.console.sessions import SessionStore
 from milepost_admin.console.views import again, filters_of, form_model
-from milepost_admin.exports import stream_export
+from milepost_admin.deps import ContextDep
+from milepost_admin.exports import export_download
 from milepost_common.domain.api_keys import service as api_key_service
 from milepost_common.domain.api_keys.models import Scope
 from milepost_common.domain.api_keys.schemas import ApiKeyFilters, ApiKeySort
@@ -208,6 +209,7 @@ async def organization_export(
     console: ConsoleOperator,
     session: SessionDep,
     db: DatabaseDep,
+    ctx: ContextDep,
     fmt: Annotated[ExportFormat, Form(alias="format")] = ExportFormat.NDJSON,
     kind: Annotated[ExportKind | Literal[""], Form()] = "",  # "": every kind
 ) -> Response:
@@ -220,12 +222,7 @@ async def organization_export(
         )
     kinds = [chosen] if chosen else list(ExportKind)
     await org_export.record_export(session, console.principal, org, fmt, kinds)
-    name = f"milepost-{org.id}-{chosen.value if chosen else 'all'}.{fmt.value}"
-    return StreamingResponse(
-        stream_export(db, org.id, fmt, kinds),
-        media_type="application/x-ndjson" if fmt is ExportFormat.NDJSON else "text/csv",
-        headers={"Content-Disposition": f'attachment; filename="{name}"'},
-    )
+    return export_download(ctx, db, org.id, fmt, kinds)
 
 
 @router.post("/organizations/{org_id}/delete", response_model=None)
