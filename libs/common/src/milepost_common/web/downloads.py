@@ -57,13 +57,22 @@ class Download(StreamingResponse):
         self._turns, self._send_timeout_s = turns, send_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        cut_off = False
+
         async def send_in_time(message: Message) -> None:
-            async with asyncio.timeout(self._send_timeout_s):
-                await send(message)
+            nonlocal cut_off
+            try:
+                async with asyncio.timeout(self._send_timeout_s):
+                    await send(message)
+            except TimeoutError:
+                cut_off = True
+                raise
 
         try:
             await super().__call__(scope, receive, send_in_time)
         except TimeoutError:
+            if not cut_off:
+                raise
             # The server closes the connection: the answer was not completed.
             log.warning("download_cut_off", waited_s=self._send_timeout_s)
         finally:
