@@ -140,11 +140,10 @@ def report(
         " what the bytes alone cost; the `raw socket` row sends the summary's from a server"
         " with no HTTP framework on the same event loop (bench/api/raw.py): the ceiling for"
         " any server measured this way (there `wrk` reading the bytes is the limit: its CPU"
-        " near 100 %); the `gzip accepted` rows ask for the cached reads as"
-        " browsers and most HTTP clients do, the `GeoJSON` row as a map asks for the latest"
-        " positions (`Accept: application/geo+json`); the `dropped` row reads the latest"
-        " positions while"
-        " the bench deletes their entry 10 times a second, as the worker does while a fleet"
+        " near 100 %); the `gzip accepted` rows ask for the cached reads as browsers and most"
+        " HTTP clients do, the `GeoJSON` row as a map asks for the latest positions (`Accept:"
+        " application/geo+json`); the `dropped` row reads the latest positions while the"
+        " bench deletes their entry 10 times a second, as the worker does while a fleet"
         " reports through OsmAnd (a batch per key every 0.1 s): each drop is a recompute"
         " (context, no bar).",
         "",

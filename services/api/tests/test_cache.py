@@ -160,6 +160,22 @@ class TestResponse:
         # Over `max_body_bytes`: not kept, so not a copy of it per version either.
         assert cache._gzipped.get(value.etag) is None
 
+    async def test_a_representation_too_large_to_keep_is_made_each_time(self, redis: Redis) -> None:
+        cache = ResponseCache(redis, local_ttl_s=60, max_body_bytes=10)
+        made = 0
+
+        def grown(body: bytes) -> bytes:
+            nonlocal made
+            made += 1
+            return body * 2
+
+        small, large = Cached.of(b"abc"), Cached.of(b"abcdef")
+        for _ in range(2):
+            assert cache.variant(small, "twice", grown).body == b"abcabc"
+            assert cache.variant(large, "twice", grown).body == b"abcdefabcdef"  # 12 bytes
+
+        assert made == 3  # the small one once, the large one every time
+
 
 def _request(accept_encoding: bytes) -> Request:
     return Request(

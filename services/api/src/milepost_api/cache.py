@@ -274,11 +274,15 @@ class _Copy(NamedTuple):
 
 class _Kept(Generic[V]):
     """Values by key for ``ttl_s`` seconds each, weighed in bytes: past ``max_bytes`` in
-    all, the least recently read go first (a value heavier than that is not kept)."""
+    all, the least recently read go first; a value heavier than ``max_value_bytes`` is not
+    kept at all."""
 
-    def __init__(self, ttl_s: float, max_bytes: int, weigh: Callable[[V], int]) -> None:
+    def __init__(
+        self, ttl_s: float, max_bytes: int, max_value_bytes: int, weigh: Callable[[V], int]
+    ) -> None:
         self.ttl_s = ttl_s
         self.max_bytes = max_bytes
+        self.max_value_bytes = min(max_value_bytes, max_bytes)
         self._weigh = weigh
         self._data: OrderedDict[str, tuple[float, V, int]] = OrderedDict()
         self._bytes = 0
@@ -295,7 +299,7 @@ class _Kept(Generic[V]):
 
     def put(self, key: str, value: V) -> None:
         weight = self._weigh(value)
-        if self.ttl_s <= 0 or weight > self.max_bytes:
+        if self.ttl_s <= 0 or weight > self.max_value_bytes:
             return
         self._drop(key)
         self._data[key] = (time.monotonic() + self.ttl_s, value, weight)
@@ -325,14 +329,18 @@ class ResponseCache:
         self.max_body_bytes = max_body_bytes
         # Without a started tracker nothing is trusted: every read checks Redis.
         self.tracker = tracker if tracker is not None else KeyTracker(redis, ())
+
         # The bodies this process served last, by key: served without asking Redis while
         # trusted, else only while Redis still names their ETag; their time to live here
         # only bounds the memory they hold.
-        self._local: _Kept[_Copy] = _Kept(local_ttl_s, local_bytes, lambda c: len(c.value.body))
+        def kept(weigh: Callable[[V], int]) -> _Kept[V]:
+            return _Kept(local_ttl_s, local_bytes, max_body_bytes, weigh)
+
+        self._local: _Kept[_Copy] = kept(lambda c: len(c.value.body))
         # The gzip of a body, by its ETag.
-        self._gzipped: _Kept[bytes] = _Kept(local_ttl_s, local_bytes, len)
+        self._gzipped: _Kept[bytes] = kept(len)
         # Another representation of a body, by the representation's name and the body's ETag.
-        self._variants: _Kept[Cached] = _Kept(local_ttl_s, local_bytes, lambda c: len(c.body))
+        self._variants: _Kept[Cached] = kept(lambda c: len(c.body))
         self._in_flight: SingleFlight[str, Cached] = SingleFlight()
 
     async def response(self, request: Request, value: Cached, media_type: str) -> Response:
@@ -348,6 +356,7 @@ class ResponseCache:
                 body = _gzip(value.body)
             else:
                 body = await asyncio.to_thread(_gzip, value.body)
+            # What is too large to keep is the answer, however small its gzip.
             if size <= self.max_body_bytes:
                 self._gzipped.put(value.etag, body)
         headers = {
@@ -365,8 +374,7 @@ class ResponseCache:
         made = self._variants.get(key)
         if made is None:
             made = Cached.of(make(value.body))
-            if len(made.body) <= self.max_body_bytes:
-                self._variants.put(key, made)
+            self._variants.put(key, made)
         return made
 
     async def get(self, key: str, ttl_s: float) -> Cached | None:

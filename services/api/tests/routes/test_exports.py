@@ -41,9 +41,9 @@ async def stalled_client(address: str, headers: dict[str, str]) -> socket.socket
     return sock
 
 
-async def until(condition: object, within_s: float = 10.0) -> None:
+async def until(condition: Callable[[], bool], within_s: float = 10.0) -> None:
     deadline = time.monotonic() + within_s
-    while not condition():  # type: ignore[operator]
+    while not condition():
         assert time.monotonic() < deadline, "not within the wait"
         await asyncio.sleep(0.02)
 

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from milepost_api import geojson
 from milepost_common.domain.devices.models import DeviceState
 from milepost_common.live import latest_positions_key
-from milepost_common.testing.factories import make_device, make_position
+from milepost_common.testing.factories import make_device, make_device_state, make_position
 from services.api.tests.api_support import Bearer, Team, error_code
 
 BASE = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=6)
@@ -191,11 +191,9 @@ class TestLatestPositions:
 
         monkeypatch.setattr(geojson, "page_as_features", counted)
         device = await make_device(session, team.org)
-        state = DeviceState(
-            device_id=device.id, org_id=team.org.id, last_fix_time=at(0), last_lat=1.0, last_lon=2.0
+        state = await make_device_state(
+            session, device, last_fix_time=at(0), last_lat=1.0, last_lon=2.0
         )
-        session.add(state)
-        await session.flush()
         url, wanted = "/api/v1/positions/latest", {"Accept": "application/geo+json"}
         headers = {**bearer(team.viewer), **wanted}
 
