@@ -143,7 +143,7 @@ async def delete_organization(
     "and km/h rounded to 0.1, durations to whole seconds) and carry `vehicle_name` after "
     "`device_id` (null for rows of an earlier tenure). A server streams a few exports at "
     "once: past them it answers 503 `unavailable` with `Retry-After`, and an export whose "
-    "client takes no chunk for 30 s is cut off.",
+    "client takes no chunk for a while (30 s by default) is cut off.",
     responses={
         200: {"content": {"application/x-ndjson": {}, "text/csv": {}}},
         **error_responses(*AUTH_ERRORS, OrganizationNotFound, ValidationFailed),

@@ -224,10 +224,7 @@ _CSV_DOC: dict[int | str, dict[str, Any]] = {
     "/summary.csv",
     summary="Summary per vehicle and day as CSV",
     response_class=StreamingResponse,
-    responses={
-        **_CSV_DOC,
-        **error_responses(Unauthorized, DeviceNotFound, ValidationFailed),
-    },
+    responses={**_CSV_DOC, **error_responses(Unauthorized, DeviceNotFound, ValidationFailed)},
 )
 @cache_control(HISTORY)
 async def export_summary(
@@ -242,7 +239,8 @@ async def export_summary(
     (`vehicle_name` and `vehicle_plate` empty for rows of an earlier tenure).
 
     A server streams a few exports at once: past them it answers 503 `unavailable` with
-    `Retry-After`, and an export whose client takes no chunk for 30 s is cut off."""
+    `Retry-After`, and an export whose client takes no chunk for a while (30 s by default) is
+    cut off."""
     window = await report_service.prepare_export(session, user, start, end, vehicle_id)
     return _csv_response(
         request,
@@ -259,10 +257,7 @@ async def export_summary(
     "/trips.csv",
     summary="Trips as CSV",
     response_class=StreamingResponse,
-    responses={
-        **_CSV_DOC,
-        **error_responses(Unauthorized, DeviceNotFound, ValidationFailed),
-    },
+    responses={**_CSV_DOC, **error_responses(Unauthorized, DeviceNotFound, ValidationFailed)},
 )
 @cache_control(HISTORY)
 async def export_trips(
@@ -277,7 +272,8 @@ async def export_trips(
     vehicle's name and plate; metres and km/h rounded to 0.1, durations to whole seconds.
 
     A server streams a few exports at once: past them it answers 503 `unavailable` with
-    `Retry-After`, and an export whose client takes no chunk for 30 s is cut off."""
+    `Retry-After`, and an export whose client takes no chunk for a while (30 s by default) is
+    cut off."""
     window = await report_service.prepare_export(session, user, start, end, vehicle_id)
     return _csv_response(
         request,
