@@ -38,7 +38,7 @@ def load_settings(
         if name.startswith("MILEPOST_") or name in ("DATABASE_URL", "REDIS_URL"):
             monkeypatch.delenv(name)
     for name, value in env.items():
-        if name.startswith("MILEPOST_"):
+        if name.startswith("MILEPOST_") or name in ("DATABASE_URL", "REDIS_URL"):
             monkeypatch.setenv(name, value)
     return cls(_env_file=None)
 

@@ -7,12 +7,14 @@ from it in production) and in docker-compose.yml."""
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from app_support import SETTINGS
+from app_support import SETTINGS, load_settings
 
 from milepost_devstack.config import Ports, StackConfig
 from milepost_devstack.stack import PROCESSES, Stack
@@ -25,6 +27,12 @@ ADMIN_KEYS = {
     "MILEPOST_ADMIN__COOKIE_KEY",
 }
 OWN_KEYS = {"api": API_KEYS, "admin": ADMIN_KEYS}
+SECRET_FILES = {
+    "./milepost-api.env": API_KEYS,
+    "./milepost-admin.env": ADMIN_KEYS,
+    "./milepost-webhook-secrets.env": {"MILEPOST_AUTH__SECRETS_KEY"},
+    "./milepost-api-keys.env": {"MILEPOST_AUTH__API_KEY_PEPPER"},
+}
 MILEPOST_PROCESSES = [name for name in PROCESSES if name not in ("redis", "traefik")]
 
 
@@ -155,3 +163,58 @@ class TestCompose:
     ) -> None:
         for name in ("worker", "beat", "migrate"):
             assert [entry["path"] for entry in services[name]["env_file"]] == ["./milepost.env"]
+
+    @pytest.mark.parametrize("service", [*SETTINGS, "migrate"])
+    def test_the_shared_file_configures_every_milepost_container(
+        self,
+        services: dict[str, dict[str, Any]],
+        stack: Stack,
+        monkeypatch: pytest.MonkeyPatch,
+        service: str,
+    ) -> None:
+        # What the header asks of an operator going to production: the shared file names the
+        # environment and may point at their own database and Redis.
+        shared = {
+            "MILEPOST_ENV": "production",
+            "MILEPOST_DB__URL": "postgresql+asyncpg://fleet:pw@db.internal:5432/fleet",
+            "MILEPOST_REDIS__URL": "redis://cache.internal:6379/0",
+        }
+        secrets: dict[str, str] = {}
+        for process in ("api", "admin", "worker-webhooks"):
+            secrets |= stack.credentials().app_env(process)
+        files = {"./milepost.env": shared} | {
+            path: {key: secrets[key] for key in keys} for path, keys in SECRET_FILES.items()
+        }
+
+        env = compose_environment(services[service], files)
+        settings = load_settings(SETTINGS.get(service, SETTINGS["worker"]), env, monkeypatch)
+
+        assert settings.env == "production"
+        assert settings.db.url == shared["MILEPOST_DB__URL"]
+        assert settings.redis.url == shared["MILEPOST_REDIS__URL"]
+
+    def test_without_the_shared_file_the_containers_reach_the_compose_services(
+        self, services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        env = compose_environment(services["worker"], {})
+        settings = load_settings(SETTINGS["worker"], env, monkeypatch)
+
+        assert settings.env == "local"
+        compose_postgres = "postgresql+asyncpg://milepost:milepost@postgres:5432/milepost"
+        assert settings.db.url == compose_postgres
+        assert settings.redis.url == "redis://redis:6379/0"
+
+
+def compose_environment(
+    service: dict[str, Any], files: Mapping[str, Mapping[str, str]]
+) -> dict[str, str]:
+    """The environment Compose gives the service's container, with ``files`` as the env files
+    on disk (an optional one missing is skipped) and nothing set in the shell: each env file
+    in order, a later one winning, then ``environment``, which wins over every file, with its
+    ``${NAME:-default}`` taking the default."""
+    env: dict[str, str] = {}
+    for entry in service.get("env_file", []):
+        env |= files.get(entry["path"], {})
+    for name, value in service.get("environment", {}).items():
+        env[name] = re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", str(value))
+    return env
