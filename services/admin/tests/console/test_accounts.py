@@ -14,7 +14,7 @@ from milepost_common.domain.sessions import service as sessions
 from milepost_common.domain.sessions.models import OneTimeToken, TokenPurpose
 from milepost_common.testing.factories import DEFAULT_PASSWORD, make_organization, make_user
 from milepost_common.web.errors import FORM_HINT
-from services.admin.tests.admin_support import Staff
+from services.admin.tests.admin_support import Staff, console_as
 
 NEW_PASSWORD = "a brand new operator passphrase"
 
@@ -134,6 +134,72 @@ class TestInvitationPage:
 
         assert "Done: your password is set." in done.text
         assert await log_in(client, "invited-op@example.com", NEW_PASSWORD) == 200
+
+
+class TestSessionsEnd:
+    """A console session lives for hours in Redis: whatever closes the account's ways in
+    closes it too, whether or not it is used meanwhile."""
+
+    async def test_a_password_reset_ends_the_operators_console_sessions(
+        self, client: httpx.AsyncClient, staff: Staff
+    ) -> None:
+        await console_as(client, staff.support)
+        link = await client.post(
+            f"/admin/v1/operators/{staff.support.id}/reset-password",
+            headers=staff.superadmin_auth,
+        )
+        form = {"token": token_of(link.json()["reset_url"]), "password": NEW_PASSWORD}
+
+        done = await client.post("/admin/password-reset", data={**form, "confirm": NEW_PASSWORD})
+        stolen = await client.get("/admin/organizations")
+
+        assert "Done: your password is set." in done.text
+        assert stolen.status_code == 303
+        assert stolen.headers["location"].startswith("/admin/login")
+
+    async def test_a_deactivation_ends_them_though_they_are_not_used_before_reactivation(
+        self, client: httpx.AsyncClient, staff: Staff
+    ) -> None:
+        await console_as(client, staff.support)
+        for step in ("deactivate", "reactivate"):
+            changed = await client.post(
+                f"/admin/v1/operators/{staff.support.id}/{step}", headers=staff.superadmin_auth
+            )
+            assert changed.status_code == 200
+
+        stolen = await client.get("/admin/organizations")
+
+        assert stolen.status_code == 303
+        client.cookies.clear()
+        await console_as(client, staff.support)  # the operator logs in again
+        assert (await client.get("/admin/organizations")).status_code == 200
+
+    async def test_a_redeemed_link_kills_the_accounts_other_links(
+        self, client: httpx.AsyncClient, staff: Staff
+    ) -> None:
+        created = await client.post(
+            "/admin/v1/operators",
+            json={"email": "invited-op@example.com", "role": "support"},
+            headers=staff.superadmin_auth,
+        )
+        reset = await client.post(
+            f"/admin/v1/operators/{created.json()['id']}/reset-password",
+            headers=staff.superadmin_auth,
+        )
+        by_reset = {"token": token_of(reset.json()["reset_url"]), "password": NEW_PASSWORD}
+        by_invitation = {
+            "token": token_of(created.json()["invite_url"]),
+            "password": "another operator passphrase",
+        }
+
+        await client.post("/admin/password-reset", data={**by_reset, "confirm": NEW_PASSWORD})
+        late = await client.post(
+            "/admin/invitation", data={**by_invitation, "confirm": by_invitation["password"]}
+        )
+
+        assert late.status_code == 400
+        assert await log_in(client, "invited-op@example.com", NEW_PASSWORD) == 200
+        assert await log_in(client, "invited-op@example.com", by_invitation["password"]) == 401
 
 
 class TestConsoleNotFound:

@@ -279,6 +279,28 @@ class TestMe:
         assert fresh.status_code == 200
         assert len(await actions(session, "users.change_password")) == 1
 
+    async def test_password_change_kills_an_unused_reset_link(
+        self, client: httpx.AsyncClient, team: Team, bearer: Bearer
+    ) -> None:
+        # The owner sent a reset link; the member, who remembered the password, changed it.
+        link = await client.post(
+            f"/api/v1/users/{team.viewer.id}/password-reset", headers=bearer(team.owner)
+        )
+        token = link.json()["reset_url"].split("#token=", 1)[1]
+        changed = await client.post(
+            "/api/v1/me/password",
+            json={"current_password": DEFAULT_PASSWORD, "new_password": NEW_PASSWORD},
+            headers=bearer(team.viewer),
+        )
+
+        late = await client.post(
+            "/api/v1/auth/password-reset", json={"token": token, "password": "another one again"}
+        )
+
+        assert changed.status_code == 200
+        assert late.status_code == 400
+        assert (await login(client, team.viewer.email, NEW_PASSWORD)).status_code == 200
+
 
 class TestAccessTokens:
     @pytest.mark.parametrize("problem", ["expired", "admin_realm", "tampered", "garbage"])

@@ -71,13 +71,14 @@ async def find_console(
     request: Request, session: AsyncSession, ctx: AdminContext, store: SessionStore, ip: str
 ) -> Console | None:
     """The operator of the request's live session, re-checked in the database; None when
-    there is none (a session of a deactivated operator is ended)."""
+    there is none (a session of a deactivated operator, or begun before the operator's
+    sessions were ended, is ended)."""
     token = request.cookies.get(ctx.settings.admin.session_cookie)
     record = await store.get(token) if token else None
     if token is None or record is None:
         return None
     user = await operator_service.find_operator(session, record.user_id)
-    if user is None or not user.is_active:
+    if user is None or not user.is_active or record.begun_before(user.sessions_ended_at):
         await store.delete(token)
         return None
     principal = sessions.principal_of(user, ip=ip, request_id=request_id_of(request.scope))

@@ -4,7 +4,8 @@ The cookie is HttpOnly, SameSite=Lax, Secure outside local development, scoped t
 ``/admin``. Redis holds only the SHA-256 of the cookie value, with the operator's id and
 the session's CSRF token; the record expires when idle and at an absolute lifetime, and
 logout deletes it. Whether the operator may still work is checked against the database
-on every request, so a deactivation takes effect at once.
+on every request, so a deactivation takes effect at once, and a session begun before its
+operator's sessions were ended (a password changed or reset, a deactivation) is over.
 
 What a form created and the next page shows once (an API key's secret, an invitation
 link, an import's report) is kept beside the session under its own key for a few minutes:
@@ -20,6 +21,7 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -48,6 +50,10 @@ class ConsoleSession:
                 "flash": self.flash,
             }
         )
+
+    def begun_before(self, moment: datetime | None) -> bool:
+        """Whether the session began at or before ``moment`` (its user's sessions ended then)."""
+        return moment is not None and self.created_at <= moment.timestamp()
 
     @classmethod
     def load(cls, raw: bytes) -> ConsoleSession:

@@ -32,16 +32,12 @@ class RefreshTokenRepository:
             .values(revoked_at=at)
         )
 
-    async def revoke_for_user(
-        self, user_id: uuid.UUID, at: datetime, *, keep_family: uuid.UUID | None = None
-    ) -> None:
-        query = update(RefreshToken).where(
-            col(RefreshToken.user_id) == user_id,
-            col(RefreshToken.revoked_at).is_(None),
+    async def revoke_for_user(self, user_id: uuid.UUID, at: datetime) -> None:
+        await self.session.execute(
+            update(RefreshToken)
+            .where(col(RefreshToken.user_id) == user_id, col(RefreshToken.revoked_at).is_(None))
+            .values(revoked_at=at)
         )
-        if keep_family is not None:
-            query = query.where(col(RefreshToken.family_id) != keep_family)
-        await self.session.execute(query.values(revoked_at=at))
 
     async def revoke_for_org(self, org_id: uuid.UUID, at: datetime) -> None:
         users = select(col(User.id)).where(col(User.org_id) == org_id)
@@ -56,17 +52,16 @@ class OneTimeTokenRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def use_up_unused(self, user_id: uuid.UUID, purpose: TokenPurpose, at: datetime) -> None:
-        """Mark the user's unused tokens of ``purpose`` used (they die)."""
-        await self.session.execute(
-            update(OneTimeToken)
-            .where(
-                col(OneTimeToken.user_id) == user_id,
-                col(OneTimeToken.purpose) == purpose,
-                col(OneTimeToken.used_at).is_(None),
-            )
-            .values(used_at=at)
+    async def use_up_unused(
+        self, user_id: uuid.UUID, purpose: TokenPurpose | None, at: datetime
+    ) -> None:
+        """Mark the user's unused tokens of ``purpose`` (None: of every purpose) used: they die."""
+        query = update(OneTimeToken).where(
+            col(OneTimeToken.user_id) == user_id, col(OneTimeToken.used_at).is_(None)
         )
+        if purpose is not None:
+            query = query.where(col(OneTimeToken.purpose) == purpose)
+        await self.session.execute(query.values(used_at=at))
 
     async def find_for_update(self, token_hash: str, purpose: TokenPurpose) -> OneTimeToken | None:
         return (

@@ -195,13 +195,15 @@ async def logout(session: AsyncSession, raw: str) -> None:
         await revoke_family(session, token.family_id)
 
 
-async def revoke_user_sessions(
-    session: AsyncSession, user_id: uuid.UUID, *, keep_family: uuid.UUID | None = None
-) -> None:
-    """Revoke every refresh token of a user (deactivation, password change, suspension)."""
-    await RefreshTokenRepository(session).revoke_for_user(
-        user_id, datetime.now(UTC), keep_family=keep_family
-    )
+async def revoke_user_sessions(session: AsyncSession, user: User) -> None:
+    """Every way into the account opened before now is closed (deactivation, a password
+    changed or reset): its refresh tokens are revoked, its unused invitation and reset links
+    die, and its console sessions are refused from their next request (``sessions_ended_at``)."""
+    now = datetime.now(UTC)
+    await RefreshTokenRepository(session).revoke_for_user(user.id, now)
+    await OneTimeTokenRepository(session).use_up_unused(user.id, None, now)
+    user.sessions_ended_at = now
+    session.add(user)
 
 
 async def revoke_org_sessions(session: AsyncSession, org_id: uuid.UUID) -> None:
@@ -257,7 +259,7 @@ async def redeem_one_time_token(
     user.password_hash = await hasher.hash(new_password)
     user.password_changed_at = now
     session.add_all([token, user])
-    await revoke_user_sessions(session, user.id)
+    await revoke_user_sessions(session, user)
     action = (
         "auth.invitation_accept" if purpose is TokenPurpose.INVITATION else "auth.password_reset"
     )

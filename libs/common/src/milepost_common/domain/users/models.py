@@ -68,6 +68,8 @@ class User(SQLModel, table=True):
     updated_at: datetime = tz_field(nullable=False, default_now=True)
     last_login_at: datetime | None = tz_field()
     password_changed_at: datetime | None = tz_field()
+    # Sessions begun before this are over (a console session is refused at its next request).
+    sessions_ended_at: datetime | None = tz_field()
     # An operator's SSO identity, bound on the first SSO login (the provider's iss and sub).
     sso_issuer: str | None = Field(default=None, max_length=512)
     sso_subject: str | None = Field(default=None, max_length=255)

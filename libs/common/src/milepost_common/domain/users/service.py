@@ -159,7 +159,7 @@ async def set_active(
     session.add(user)
     await session.flush()
     if not active:
-        await sessions.revoke_user_sessions(session, user.id)
+        await sessions.revoke_user_sessions(session, user)
     await audit.record(
         session,
         actor,
@@ -242,7 +242,7 @@ async def change_own_password(
     user.password_changed_at = user.updated_at = datetime.now(UTC)
     session.add(user)
     await session.flush()
-    await sessions.revoke_user_sessions(session, user.id)
+    await sessions.revoke_user_sessions(session, user)
     await audit.record(
         session, actor, "users.change_password", target_type="user", target_id=user.id
     )
