@@ -154,7 +154,7 @@ def parse_items(body: bytes | bytearray, source: BatchSource, max_items: int) ->
             positions = _ENVELOPE.decode(body).positions
         except msgspec.ValidationError:
             positions = None
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):  # RecursionError: nested too deep
             raise MalformedBody() from None
         if positions is None:
             raise _positions_missing("`positions` must be a list of positions.")

@@ -89,12 +89,17 @@ def _course(value: Any) -> Any:
     return None if value < 0 else float(value)
 
 
+# The integers JSON writers and readers keep exactly (orjson refuses any other).
+_INT64 = range(-(2**63), 2**63)
+
+
 def _typed(text: str) -> Any:
-    """Any other parameter: a number, a boolean (``true``/``false``) or the text."""
+    """Any other parameter: a number, a boolean (``true``/``false``) or the text (an integer
+    beyond 64 bits too, such as a SIM card's 20-digit ICCID)."""
     if text in ("true", "false"):
         return text == "true"
     number = parse_number(text)
-    return text if number is None else number
+    return text if number is None or (type(number) is int and number not in _INT64) else number
 
 
 def _from_epoch(amount: Decimal) -> datetime:

@@ -22,6 +22,8 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError
+
 from milepost_common.db import Database, unit_of_work
 from milepost_common.domain.ingest_batches import service as batch_service
 from milepost_common.domain.ingest_batches.models import BatchSource
@@ -30,7 +32,11 @@ from milepost_common.domain.principals import Principal
 from milepost_common.logging import get_logger
 from milepost_common.tasks import INGEST_BATCHES_PROCESS, Publisher
 from milepost_ingest import metrics
-from milepost_ingest.unavailable import DatabaseUnavailable, database_errors
+from milepost_ingest.unavailable import (
+    DatabaseUnavailable,
+    database_errors,
+    is_number_out_of_range,
+)
 
 log = get_logger("milepost.ingest")
 
@@ -69,8 +75,15 @@ class IngestPipeline:
         the reconciler."""
         started = time.perf_counter()
         with database_errors(self.caches.window.clear):
-            async with unit_of_work(self._database()) as session:
-                outcome = await batch_service.ingest_batch(session, actor, submission, self.caches)
+            try:
+                outcome = await self._record_batch(actor, submission, read_attributes=False)
+            except DBAPIError as exc:
+                if not is_number_out_of_range(exc):
+                    raise
+                # Attributes are passed on as sent, and one held a number jsonb cannot
+                # (1e999999): nothing was written; again, reading each item's attributes,
+                # which rejects that item alone.
+                outcome = await self._record_batch(actor, submission, read_attributes=True)
         if outcome.created:
             await self._after_commit(actor, submission.source, outcome, started)
         else:
@@ -78,6 +91,14 @@ class IngestPipeline:
                 "ingest_batch_replayed", batch_id=str(outcome.batch_id), key_prefix=actor.label
             )
         return outcome
+
+    async def _record_batch(
+        self, actor: Principal, submission: batch_service.Submission, *, read_attributes: bool
+    ) -> batch_service.BatchOutcome:
+        async with unit_of_work(self._database()) as session:
+            return await batch_service.ingest_batch(
+                session, actor, submission, self.caches, read_attributes=read_attributes
+            )
 
     async def ingest_fixes(
         self, actor: Principal, items: Sequence[dict[str, Any]], now: datetime

@@ -21,6 +21,7 @@ log = get_logger("milepost.ingest")
 # (shutdown, statement timeout).
 _UNAVAILABLE_CLASSES = frozenset({"08", "53", "57"})
 _CHECK_VIOLATION = "23514"
+_NUMBER_OUT_OF_RANGE = "22003"
 
 
 class DatabaseUnavailable(Unavailable):
@@ -44,6 +45,11 @@ def is_unavailable(exc: BaseException) -> bool:
         return True
     # asyncpg's own errors (raised unwrapped while connecting) carry their SQLSTATE too.
     return _sqlstate(exc)[:2] in _UNAVAILABLE_CLASSES
+
+
+def is_number_out_of_range(exc: BaseException) -> bool:
+    """A number the statement's types cannot hold (numeric_value_out_of_range)."""
+    return _sqlstate(exc) == _NUMBER_OUT_OF_RANGE
 
 
 def is_missing_partition(exc: BaseException) -> bool:

@@ -307,6 +307,33 @@ class TestCoalescing:
         assert [b.accepted for b in batches] == [1, 4]
         assert len(batches[1].device_ids) == 4
 
+    async def test_a_phone_sending_a_sim_number_spoils_no_ones_fix(
+        self,
+        make_settings: Callable[..., IngestSettings],
+        database: Database,
+        redis: Redis,
+        api_key: IssuedKey,
+        session: AsyncSession,
+        org: Organization,
+    ) -> None:
+        # A 20-digit ICCID is an integer beyond 64 bits: it made the group's write fail, and
+        # every phone whose fix shared it got a 500 (and resent it, forever).
+        devices = [await make_device(session, org) for _ in range(4)]
+        iccid = "89014103211118510720"
+        settings = make_settings(auth={"principal_cache_s": 60}, ingest={"osmand_linger_s": 0.2})
+        async with app_client(create_app(settings), database) as client:
+            await client.get(osmand_url(api_key, now_query(devices[0].unique_id)))
+            responses = await asyncio.gather(
+                *(client.get(osmand_url(api_key, now_query(d.unique_id))) for d in devices[1:3]),
+                client.get(osmand_url(api_key, now_query(devices[3].unique_id, iccid=iccid))),
+            )
+
+        assert [r.status_code for r in responses] == [200, 200, 200]
+        stored = await session.execute(
+            select(Position).where(col(Position.device_id) == devices[3].id)
+        )
+        assert stored.scalar_one().attributes == {"iccid": iccid}
+
 
 class TestKeyNeverLogged:
     async def test_no_log_line_holds_the_key(

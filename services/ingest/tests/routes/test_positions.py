@@ -308,6 +308,82 @@ class TestItemCodes:
         assert response.json()["accepted"] == 1
 
 
+class TestOddItems:
+    """Items a gateway may send that are well-formed JSON but hold what Python or Postgres
+    cannot take as they are: each is rejected on its own, the batch's others are stored."""
+
+    DEEP = b"[" * 1100 + b"]" * 1100
+
+    @staticmethod
+    def written(items: list[dict[str, Any]], placeholder: bytes) -> bytes:
+        """The items as JSON lines, ``"ODD"`` written as ``placeholder`` (no encoder would)."""
+        return b"\n".join(orjson.dumps(item).replace(b'"ODD"', placeholder) for item in items)
+
+    # Beyond a double: rejected (Postgres refused the whole batch); below one: read as -0.0.
+    @pytest.mark.parametrize(("number", "counts"), [(b"1e999999", (1, 1)), (b"-1e-999999", (2, 0))])
+    async def test_a_number_beyond_jsonb_in_attributes(
+        self,
+        client: httpx.AsyncClient,
+        auth: dict[str, str],
+        device: Device,
+        fixes: Fixes,
+        number: bytes,
+        counts: tuple[int, int],
+    ) -> None:
+        good, odd = fixes(device, 2)
+        lines = self.written([good, {**odd, "attributes": {"x": "ODD"}}], number)
+        body = b'{"positions": [' + lines.replace(b"\n", b",") + b"]}"
+
+        response = await client.post(
+            URL, content=body, headers={**auth, "Content-Type": "application/json"}
+        )
+
+        assert response.status_code == 202, response.text
+        assert (response.json()["accepted"], response.json()["rejected"]) == counts
+
+    async def test_an_ndjson_line_nested_too_deep(
+        self, client: httpx.AsyncClient, auth: dict[str, str], device: Device, fixes: Fixes
+    ) -> None:
+        good, odd = fixes(device, 2)
+        lines = self.written([good, {**odd, "attributes": {"x": "ODD"}}], self.DEEP)
+
+        response = await client.post(
+            URL, content=lines, headers={**auth, "Content-Type": "application/x-ndjson"}
+        )
+
+        assert response.status_code == 202, response.text
+        assert (response.json()["accepted"], response.json()["rejected"]) == (1, 1)
+
+    async def test_a_json_batch_nested_too_deep_is_malformed(
+        self, client: httpx.AsyncClient, auth: dict[str, str]
+    ) -> None:
+        body = b'{"positions": [' + self.DEEP + b"]}"
+
+        response = await client.post(
+            URL, content=body, headers={**auth, "Content-Type": "application/json"}
+        )
+
+        assert_error(response, 400, "malformed_body")
+
+    async def test_a_utc_offset_with_seconds(
+        self, client: httpx.AsyncClient, auth: dict[str, str], device: Device, fix: Fix
+    ) -> None:
+        # ISO 8601 has no such offset; Python reads it, and the time would be stored 30 s off.
+        at = (datetime.now(UTC) - timedelta(minutes=5)).replace(microsecond=0)
+        sent = (at + timedelta(hours=5, seconds=30)).strftime("%Y-%m-%dT%H:%M:%S") + "+05:00:30"
+
+        response = await push(client, auth, [fix(device, sent)])
+
+        assert response.status_code == 202, response.text
+        assert response.json()["errors"] == [
+            {
+                "index": 0,
+                "code": "invalid_field",
+                "message": "fix_time's UTC offset must be whole minutes.",
+            }
+        ]
+
+
 class TestWholeRequestErrors:
     @pytest.mark.parametrize(
         ("content", "content_type"),

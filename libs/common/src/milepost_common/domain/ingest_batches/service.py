@@ -240,17 +240,20 @@ async def ingest_batch(
     actor: Principal,
     submission: Submission,
     caches: IngestCaches | None = None,
+    *,
+    read_attributes: bool = False,
 ) -> BatchOutcome:
     """Check a push's items against the organization's rules and record it (status
     ``received``) with its new positions; a repeated Idempotency-Key answers the first
     outcome (``created`` False) and writes nothing. Raises IdempotencyKeyReused for the key
-    with another body. The caller commits, then enqueues the processing of a created batch."""
+    with another body. The caller commits, then enqueues the processing of a created batch.
+    ``read_attributes``: see :func:`check_items`."""
     outcome = await prior_answer(session, actor, submission)
     if outcome is not None:
         return outcome
     items = submission.items
     policy = await load_policy(session, actor.require_org(), items, submission.received_at, caches)
-    checked = check_items(items, policy, submission.raws)
+    checked = check_items(items, policy, submission.raws, read_attributes=read_attributes)
     return await record_batch(session, actor, submission, checked)
 
 

@@ -33,6 +33,7 @@ from milepost_common.domain.positions import service as position_service
 MAX_UNIQUE_ID_LENGTH = 128
 MAX_ATTRIBUTES_BYTES = 8192
 _EMPTY_ATTRIBUTES = orjson.Fragment(b"{}")
+_MINUTE = timedelta(minutes=1)
 _NUMBER = (int, float)
 # Known attribute keys (DESIGN.md) and the JSON types the worker relies on.
 KNOWN_ATTRIBUTES: dict[str, tuple[type, ...]] = {
@@ -105,7 +106,9 @@ def decode_item(raw: Any) -> Any:
     Unparseable. The caller has checked that the bytes are UTF-8."""
     try:
         return _FAST.decode(raw)
-    except msgspec.DecodeError:  # malformed or (ValidationError) not a well-formed fix
+    # Malformed, (ValidationError) not a well-formed fix, or nested too deep for msgspec,
+    # which orjson then refuses with its own error.
+    except (msgspec.DecodeError, RecursionError):
         pass
     try:
         return orjson.loads(memoryview(raw))
@@ -174,10 +177,19 @@ class CheckedItems:
         if isinstance(item, Unparseable):
             stored = item.text
         elif isinstance(item, FastFix):  # kept as sent, not as decoded
-            stored = orjson.loads(memoryview(raw)) if raw is not None else msgspec.to_builtins(item)
+            stored = _as_sent(raw) if raw is not None else msgspec.to_builtins(item)
         else:
             stored = item
         self.rejected_items.append({"index": index, "code": code.value, "item": stored})
+
+
+def _as_sent(raw: Any) -> Any:
+    """An item's JSON as its value, or as its text when a double cannot hold one of its
+    numbers (as an unparseable item is kept)."""
+    try:
+        return orjson.loads(memoryview(raw))
+    except orjson.JSONDecodeError:
+        return bytes(raw).decode("utf-8", "replace")
 
 
 class _Rejected(Exception):
@@ -219,6 +231,11 @@ def _fix_time(value: Any) -> datetime:
         parsed = None
     if parsed is None or parsed.tzinfo is None:
         raise _invalid("fix_time must be an ISO 8601 time with a UTC offset.")
+    # Python reads an offset with seconds (+05:00:30) that ISO 8601 has not; the time would
+    # be stored with the offset rounded to the minute, up to 30 s from the one checked.
+    offset = parsed.utcoffset()
+    if offset is not None and offset % _MINUTE:
+        raise _invalid("fix_time's UTC offset must be whole minutes.")
     return parsed
 
 
@@ -244,20 +261,28 @@ def _attributes(value: Any) -> orjson.Fragment:
     return orjson.Fragment(encoded)
 
 
-def _raw_attributes(raw: msgspec.Raw) -> orjson.Fragment:
+def _raw_attributes(raw: msgspec.Raw, *, read: bool) -> orjson.Fragment:
     """Attributes of a FastFix, passed on as sent when they are a plain object of valid
-    types; anything unusual goes through :func:`_attributes` (which names the problem)."""
+    types; anything unusual, or every one when ``read``, goes through :func:`_attributes`
+    (which names the problem)."""
     data = bytes(raw)
     if not data or data == b"null" or data == b"{}":
         return _EMPTY_ATTRIBUTES
     # Escapes (\\u…) may hide NUL or lone surrogates Postgres refuses: the general check.
-    if data[:1] != b"{" or len(data) > MAX_ATTRIBUTES_BYTES or b"\\u" in data:
-        return _attributes(orjson.loads(data))
+    if read or data[:1] != b"{" or len(data) > MAX_ATTRIBUTES_BYTES or b"\\u" in data:
+        return _attributes(_loaded(data))
     try:
         _KNOWN.decode(data)
     except msgspec.DecodeError:
-        return _attributes(orjson.loads(data))
+        return _attributes(_loaded(data))
     return orjson.Fragment(data)
+
+
+def _loaded(data: bytes) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:  # well-formed, but a number beyond a double (1e999999)
+        raise _invalid("attributes must hold numbers a double can hold.") from None
 
 
 def _unique_id(value: Any) -> str:
@@ -267,11 +292,17 @@ def _unique_id(value: Any) -> str:
 
 
 def check_items(
-    items: Sequence[Any], policy: FixPolicy, raws: Sequence[Any] | None = None
+    items: Sequence[Any],
+    policy: FixPolicy,
+    raws: Sequence[Any] | None = None,
+    *,
+    read_attributes: bool = False,
 ) -> CheckedItems:
     """One pass over the items; ``rows`` keep the items' order (the first of two repeats of
     one ``(device, fix_time)`` is the one stored). ``raws``, each item's JSON as sent, is
-    what a rejected FastFix is kept as."""
+    what a rejected FastFix is kept as. A FastFix's attributes are passed on as sent unless
+    ``read_attributes``: then each is read and written again, and one with a number a double
+    cannot hold (1e999999, which jsonb refuses too) is rejected."""
     out = CheckedItems(total=len(items))
     store = out.rows.rows.append
     devices = policy.devices
@@ -284,7 +315,7 @@ def check_items(
                 altitude, accuracy = item.altitude, item.accuracy
                 if "\x00" in unique_id:
                     _unique_id(unique_id)
-                attributes = _raw_attributes(item.attributes)
+                attributes = _raw_attributes(item.attributes, read=read_attributes)
             else:
                 unique_id, fix_time, lat, lon, speed, course, altitude, accuracy, attributes = (
                     _general_fields(item)
