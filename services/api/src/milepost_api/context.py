@@ -14,6 +14,7 @@ from milepost_common.auth import PasswordHasher, Realm, TokenCodec
 from milepost_common.cache import TtlCache
 from milepost_common.crypto import SecretBox
 from milepost_common.domain.principals import Principal, PrincipalResolver
+from milepost_common.domain.webhooks.sending import receiver_client
 from milepost_common.live import CACHE_KEY_PREFIX
 from milepost_common.ratelimit import LoginThrottle, RateLimiter
 from milepost_common.web.downloads import Turns
@@ -65,7 +66,7 @@ async def start_context(app: FastAPI) -> None:
         limiter=limiter,
         login_throttle=LoginThrottle(limiter, settings.auth.login_attempts_per_minute),
         box=SecretBox(secrets_key.get_secret_value()),
-        http=httpx.AsyncClient(trust_env=False),
+        http=receiver_client(),
         tokens=TtlCache(settings.auth.principal_cache_s),
         responses=ResponseCache(
             app.state.redis,

@@ -34,6 +34,7 @@ from redis.asyncio import Redis
 import milepost_common.domain.models  # noqa: F401
 from milepost_common.crypto import SecretBox
 from milepost_common.db import Database, create_database
+from milepost_common.domain.webhooks.sending import receiver_client
 from milepost_common.logging import get_logger
 from milepost_worker.settings import WorkerSettings
 
@@ -80,9 +81,7 @@ def build_context(
             socket_connect_timeout=redis_timeout,
         ),
         box=SecretBox(secrets_key.get_secret_value()) if secrets_key is not None else None,
-        http=httpx.AsyncClient(
-            timeout=settings.webhooks.timeout_s, follow_redirects=False, trust_env=False
-        ),
+        http=receiver_client(timeout_s=settings.webhooks.timeout_s),
     )
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import ssl
 import time
 import uuid
 from dataclasses import dataclass
@@ -85,6 +86,23 @@ async def resolve_receiver(host: str, port: int, *, allow_private: bool) -> str:
     if not allow_private and not all(is_public_address(a) for a in addresses):
         raise AddressRefused(f"{host} resolves to a non-public address")
     return addresses[0]
+
+
+def receiver_client(
+    *, timeout_s: float | None = None, verify: ssl.SSLContext | bool = True
+) -> httpx.AsyncClient:
+    """The client that reaches customers' receivers (one per process). It keeps no connection
+    for a later request: each is made to the address checked for that request, in place of
+    the receiver's name, and a kept one would be reused for any other name at that address
+    and port, over TLS checked for the first name only (another receiver, maybe another
+    organization's, behind the same front end)."""
+    return httpx.AsyncClient(
+        timeout=timeout_s,
+        follow_redirects=False,
+        trust_env=False,
+        verify=verify,
+        limits=httpx.Limits(max_keepalive_connections=0),
+    )
 
 
 @dataclass(frozen=True, slots=True)
