@@ -22,6 +22,7 @@ from milepost_common.testing.factories import (
     make_device,
     make_organization,
     make_user,
+    make_webhook_delivery,
 )
 
 NOW = datetime.now(UTC)
@@ -270,6 +271,24 @@ class TestTables:
         assert f'<a href="/admin/organizations/{org.id}">Named In Tables</a>' in details.text
         assert "Delete" not in details.text
         assert "Edit" not in details.text
+
+    async def test_the_webhook_endpoints_table_shows_no_receivers_token(
+        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
+    ) -> None:
+        org = await make_organization(session)
+        delivery = await make_webhook_delivery(
+            session, org, url="https://hooks.example/in?token=CUSTOMER-TOKEN"
+        )
+        await log_in(client, staff.support)
+
+        listing = await client.get("/admin/models/webhook-endpoint/list")
+        details = await client.get(f"/admin/models/webhook-endpoint/details/{delivery.endpoint_id}")
+        organization = await client.get(f"/admin/organizations/{org.id}")
+
+        for page in (listing, details, organization):
+            assert page.status_code == 200, page.text
+            assert "CUSTOMER-TOKEN" not in page.text
+        assert "https://hooks.example/in?…" in organization.text
 
     async def test_the_tables_logout_leads_to_the_console(
         self, client: httpx.AsyncClient, staff: Staff

@@ -130,6 +130,35 @@ class TestWebhookLifecycle:
             [e.diff for e in (await session.scalars(select(AuditEntry))).all()]
         )
 
+    async def test_the_audit_log_keeps_no_token_of_the_receivers_url(
+        self, client: httpx.AsyncClient, session: AsyncSession, team: Team, bearer: Bearer
+    ) -> None:
+        # Operators of the lowest role read the audit log: the receiver's own token, carried
+        # in its URL's query, stays between the organization and its receiver.
+        headers = bearer(team.owner)
+        created = await client.post(
+            "/api/v1/webhooks",
+            json={
+                "url": "https://hooks.example.com/in?token=FIRST-TOKEN",
+                "event_types": ["alert.created"],
+            },
+            headers=headers,
+        )
+        webhook = f"/api/v1/webhooks/{created.json()['id']}"
+        moved = await client.patch(
+            webhook, json={"url": "https://hooks.example.com/v2?token=NEXT-TOKEN"}, headers=headers
+        )
+        deleted = await client.delete(webhook, headers=headers)
+
+        assert (created.status_code, moved.status_code, deleted.status_code) == (201, 200, 204)
+        diffs = {e.action: e.diff for e in (await session.scalars(select(AuditEntry))).all()}
+        assert diffs["webhooks.create"]["url"] == "https://hooks.example.com/in?…"
+        assert diffs["webhooks.update"]["url"] == [
+            "https://hooks.example.com/in?…",
+            "https://hooks.example.com/v2?…",
+        ]
+        assert "TOKEN" not in str(diffs)
+
     async def test_unknown_event_type_and_bad_url_are_422(
         self, client: httpx.AsyncClient, team: Team, bearer: Bearer
     ) -> None:

@@ -111,7 +111,7 @@ async def create_webhook(
         "webhooks.create",
         target_type="webhook_endpoint",
         target_id=endpoint.id,
-        diff={"url": endpoint.url, "event_types": endpoint.event_types},
+        diff={"url": receiver_address(endpoint.url), "event_types": endpoint.event_types},
     )
     return EndpointWithSecret(endpoint, secret)
 
@@ -156,6 +156,8 @@ async def update_webhook(
         if data.enabled:
             changes["disabled_reason"] = None
     diff = audit.changes({k: getattr(endpoint, k) for k in changes}, changes)
+    if "url" in diff:
+        diff["url"] = [receiver_address(url) for url in diff["url"]]
     if diff:
         for name, value in changes.items():
             setattr(endpoint, name, value)
@@ -184,7 +186,7 @@ async def delete_webhook(session: AsyncSession, actor: Principal, endpoint_id: u
         "webhooks.delete",
         target_type="webhook_endpoint",
         target_id=endpoint_id,
-        diff={"url": endpoint.url},
+        diff={"url": receiver_address(endpoint.url)},
     )
 
 
@@ -311,10 +313,12 @@ class EndpointView:
 async def list_org_endpoints(session: AsyncSession, org_id: uuid.UUID) -> list[EndpointView]:
     """For operators: the organization's webhook endpoints, newest first."""
     endpoints = await WebhookEndpointRepository(session).list_for_org_newest_first(org_id)
-    return [EndpointView(e, _address(e.url)) for e in endpoints]
+    return [EndpointView(e, receiver_address(e.url)) for e in endpoints]
 
 
-def _address(url: str) -> str:
+def receiver_address(url: str) -> str:
+    """The receiver's URL without its query, which may carry the receiver's own token: how
+    it is shown to operators and written in the audit log."""
     parts = urlsplit(url)  # no credentials: refused at creation
     shown = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
     return f"{shown}?…" if parts.query else shown
