@@ -113,3 +113,31 @@ def test_bad_config_stops_the_process_with_one_line() -> None:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
     assert "MILEPOST_DB__POOL_SIZE" in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("MILEPOST_AUTH__JWT_KEYS", "a-secret"), ("MILEPOST_WEBHOOKS__TIMEOUT_S", "x")],
+)
+def test_a_setting_that_cannot_be_read_stops_the_process_with_one_line(
+    name: str, value: str
+) -> None:
+    # A mapping that is not JSON never reaches validation: pydantic-settings refuses it first
+    # (and printed a traceback naming only its group).
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from milepost_common.settings import CommonSettings, load_settings;"
+            "load_settings(CommonSettings)",
+        ],
+        env={name: value, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(f"milepost: invalid configuration: {name}:")

@@ -7,12 +7,15 @@ validates at start and exits with one line naming the bad variable.
 from __future__ import annotations
 
 import json
+import os
 import sys
+import types
+from collections.abc import Mapping
 from enum import StrEnum
-from typing import Any, ClassVar, Literal, Self, TypeVar
+from typing import Any, ClassVar, Literal, Self, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 ENV_PREFIX = "MILEPOST_"
 
@@ -313,10 +316,43 @@ def describe_error(exc: ValidationError) -> str:
     return f"milepost: invalid configuration: {name}: {err['msg']}"
 
 
+def _takes_json(annotation: Any) -> bool:
+    """Whether a setting of this type is read from JSON (a list, a set or a mapping)."""
+    origin = get_origin(annotation)
+    if origin in (Union, types.UnionType):
+        return any(_takes_json(arg) for arg in get_args(annotation))
+    return origin in (list, set, tuple, dict)
+
+
+def describe_unreadable(cls: type[CommonSettings], environ: Mapping[str, str]) -> str:
+    """One line naming the variable pydantic-settings could not read at all: a list or
+    mapping setting whose value is not JSON (``https://a.example``, not ``["https://a.example"]``)."""
+    for name, value in environ.items():
+        group, _, field = name.removeprefix(ENV_PREFIX).lower().partition("__")
+        section = cls.model_fields.get(group) if name.startswith(ENV_PREFIX) else None
+        model = section.annotation if section is not None else None
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            continue
+        setting = model.model_fields.get(field)
+        if setting is None or not _takes_json(setting.annotation):
+            continue
+        try:
+            json.loads(value)
+        except ValueError:
+            return (
+                f"milepost: invalid configuration: {name}: not JSON; a list is written"
+                ' ["a", "b"], a mapping {"key": "value"}'
+            )
+    return "milepost: invalid configuration: a list or mapping setting is not JSON"
+
+
 def load_settings(cls: type[SettingsT], **overrides: Any) -> SettingsT:
     """Validate the environment at start; on bad config print one line and exit (status 2)."""
     try:
         return cls(**overrides)
     except ValidationError as exc:
-        print(describe_error(exc), file=sys.stderr)  # noqa: T201 - before logging exists
-        raise SystemExit(2) from None
+        line = describe_error(exc)
+    except SettingsError:  # a list or mapping that is not JSON, before any validation
+        line = describe_unreadable(cls, os.environ)
+    print(line, file=sys.stderr)  # noqa: T201 - before logging exists
+    raise SystemExit(2) from None
