@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import UTC, datetime
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -89,6 +90,20 @@ class TestLogin:
 
         assert response.status_code == 303
         assert response.headers["location"].startswith("/admin/login?next=/admin/organizations")
+
+    async def test_after_logging_in_the_page_opens_with_its_whole_query(
+        self, client: httpx.AsyncClient, staff: Staff
+    ) -> None:
+        wanted = "/admin/organizations?q=north%20fleet&status=suspended"
+
+        sent_away = await client.get(wanted)
+        next_path = parse_qs(urlsplit(sent_away.headers["location"]).query)["next"][0]
+        logged_in = await submit_login(
+            client, staff.support.email, DEFAULT_PASSWORD, next=next_path
+        )
+
+        assert sent_away.status_code == 303
+        assert logged_in.headers["location"] == wanted
 
     async def test_organization_user_cannot_log_in(
         self, client: httpx.AsyncClient, session: AsyncSession

@@ -64,7 +64,7 @@ StoreDep = Annotated[SessionStore, Depends(get_store)]
 
 def _here(request: Request) -> str:
     query = f"?{request.url.query}" if request.url.query else ""
-    return quote(request.url.path + query, safe="/?=&")
+    return quote(request.url.path + query, safe="/")  # one query parameter, all of it
 
 
 async def find_console(
