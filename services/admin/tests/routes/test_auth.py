@@ -63,6 +63,16 @@ class TestIssueToken:
         [entry] = await audit_entries(session, "auth.login_failed")
         assert entry.actor_label == operator.email
 
+    async def test_a_username_longer_than_any_email_is_refused_and_audited(
+        self, client: httpx.AsyncClient, session: AsyncSession
+    ) -> None:
+        response = await _login(client, "x" * 400 + "@example.com", "not the password at all")
+
+        assert response.status_code == 401
+        assert response.json()["error"]["code"] == "invalid_credentials"
+        [entry] = await audit_entries(session, "auth.login_failed")
+        assert entry.actor_label == "x" * 319 + "…"
+
     async def test_organization_user_cannot_log_in(
         self, client: httpx.AsyncClient, session: AsyncSession
     ) -> None:

@@ -67,6 +67,17 @@ class TestCreateToken:
         assert response.headers["WWW-Authenticate"] == "Bearer"
         assert len(await actions(session, "auth.login_failed")) == 1
 
+    async def test_a_username_longer_than_any_email_is_401_and_audited(
+        self, client: httpx.AsyncClient, session: AsyncSession
+    ) -> None:
+        response = await login(client, "x" * 400 + "@example.com", "any password at all")
+
+        assert response.status_code == 401
+        assert error_code(response) == "invalid_credentials"
+        [entry] = await actions(session, "auth.login_failed")
+        assert entry.actor_label is not None
+        assert entry.actor_label.startswith("x" * 300)
+
     async def test_throttled_after_repeated_failures_without_revealing_the_email(
         self, client: httpx.AsyncClient, team: Team
     ) -> None:

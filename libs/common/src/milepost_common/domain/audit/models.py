@@ -9,6 +9,9 @@ from sqlmodel import Field, SQLModel
 
 from milepost_common.domain.base import id_field, jsonb_field, tz_field
 
+# An actor's label: an email at most, or what a failed login was attempted with, cut to fit.
+LABEL_MAX = 320
+
 
 class AuditEntry(SQLModel, table=True):
     """Append-only (a trigger refuses UPDATE, DELETE and TRUNCATE). No foreign keys: the
@@ -26,7 +29,7 @@ class AuditEntry(SQLModel, table=True):
     occurred_at: datetime = tz_field(nullable=False, default_now=True)
     actor_id: uuid.UUID | None = None
     actor_type: str = Field(max_length=16)
-    actor_label: str | None = Field(default=None, max_length=320)
+    actor_label: str | None = Field(default=None, max_length=LABEL_MAX)
     org_id: uuid.UUID | None = None
     action: str = Field(max_length=64)
     target_type: str | None = Field(default=None, max_length=64)

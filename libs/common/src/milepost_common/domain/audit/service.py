@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from milepost_common.domain import paging
-from milepost_common.domain.audit.models import AuditEntry
+from milepost_common.domain.audit.models import LABEL_MAX, AuditEntry
 from milepost_common.domain.audit.repository import AuditRepository
 from milepost_common.domain.audit.schemas import AuditFilters
 from milepost_common.domain.principals import Principal
@@ -47,6 +47,13 @@ def changes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     return {k: [before.get(k), v] for k, v in after.items() if before.get(k) != v}
 
 
+def _fitted(label: str | None) -> str | None:
+    """A label as long as the column holds (a failed login's username may be any length)."""
+    if label is None or len(label) <= LABEL_MAX:
+        return label
+    return label[: LABEL_MAX - 1] + "…"
+
+
 async def record(
     session: AsyncSession,
     actor: Principal,
@@ -61,7 +68,7 @@ async def record(
     entry = AuditEntry(
         actor_id=actor.id,
         actor_type=actor.kind.value,
-        actor_label=actor.label,
+        actor_label=_fitted(actor.label),
         org_id=org_id if org_id is not None else actor.org_id,
         action=action,
         target_type=target_type,
