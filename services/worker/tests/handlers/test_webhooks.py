@@ -24,7 +24,7 @@ from milepost_common.domain.webhooks import delivery as webhook_delivery
 from milepost_common.domain.webhooks import signing
 from milepost_common.domain.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 from milepost_common.testing.factories import make_organization, make_webhook_delivery
-from milepost_worker.handlers.webhooks import deliver, due_deliveries
+from milepost_worker.handlers.webhooks import deliver, due_deliveries, in_flight_slots
 from milepost_worker.runtime import WorkerContext
 from milepost_worker.settings import WorkerSettings
 from milepost_worker.timeutil import utcnow
@@ -154,6 +154,60 @@ class TestDeliver:
         assert set(statuses[:-1]) == {DeliveryStatus.PENDING}
         dead = await reload(session, row)
         assert len(dead.attempt_log) == ctx.settings.worker.webhook_max_attempts
+
+    async def test_a_410_gives_up_the_endpoints_other_deliveries_without_an_attempt(
+        self, ctx: WorkerContext, session: AsyncSession, receiver: str
+    ) -> None:
+        Receiver.status = 410
+        row = await pending(session, ctx, receiver)
+        await more_of(session, row, 1)
+        [other] = (
+            await session.scalars(
+                select(WebhookDelivery.id).where(col(WebhookDelivery.id) != row.id)
+            )
+        ).all()
+
+        first, second = await deliver(ctx, row.id), await deliver(ctx, other)
+
+        assert (first.status, second.status) == (DeliveryStatus.DEAD, DeliveryStatus.DEAD)
+        assert len(Receiver.received) == 1
+        given_up = await session.get(WebhookDelivery, other, populate_existing=True)
+        assert given_up is not None
+        assert (given_up.attempts, given_up.attempt_log) == (0, [])
+        assert given_up.last_error == "endpoint disabled"
+
+    async def test_a_duplicate_task_leaves_the_slot_of_the_attempt_in_flight(
+        self, ctx: WorkerContext, session: AsyncSession, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # Duplicate tasks of one delivery are routine (the sweep, a finishing task's next
+        # ids); one that read the delivery due just before the other claimed it freed the
+        # organization's slot of the attempt still in flight.
+        server, port = serve_holding(hold_s=30)
+        row = await pending(session, ctx, f"http://127.0.0.1:{port}/hook")
+        slots = in_flight_slots(ctx)
+        seen_due = await webhook_delivery.find_due(session, row.id, utcnow())
+
+        async def held() -> bool:
+            return Holding.in_flight.get("/hook", 0) == 1
+
+        in_flight = asyncio.create_task(deliver(ctx, row.id))
+        try:
+            await eventually(held, timeout_s=5, interval_s=0.02, what="the attempt sent")
+
+            async def due_as_seen(*args: Any) -> Any:
+                return seen_due
+
+            monkeypatch.setattr(webhook_delivery, "find_due", due_as_seen)
+            duplicate = await deliver(ctx, row.id)
+            monkeypatch.undo()
+
+            assert duplicate.status is None
+            assert await slots.holders(str(row.org_id)) == 1
+        finally:
+            Holding.release.set()
+            await in_flight
+            server.shutdown()
+            server.server_close()
 
     async def test_loopback_refused_unless_allowed(
         self, ctx: WorkerContext, session: AsyncSession, receiver: str

@@ -68,9 +68,11 @@ async def deliver(ctx: WorkerContext, delivery_id: uuid.UUID) -> Outcome:
             await webhook_delivery.give_up(session, delivery_id, EXHAUSTED)
             return Outcome(DeliveryStatus.DEAD)
     slots = in_flight_slots(ctx)
-    org_key, holder = str(due.org_id), str(delivery_id)
+    # This task's own holder: a duplicate task of the delivery (the sweep's, a finishing
+    # task's next_ids) must not release the slot of the attempt in flight.
+    org_key, holder = str(due.org_id), f"{delivery_id}:{uuid.uuid4().hex}"
     if not await slots.acquire(org_key, holder):
-        log.info("webhook_deferred", delivery_id=holder, org_id=org_key)
+        log.info("webhook_deferred", delivery_id=str(delivery_id), org_id=org_key)
         return Outcome(None, deferred=True)
     try:
         status = await _attempt(ctx, delivery_id)

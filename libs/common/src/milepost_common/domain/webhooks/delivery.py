@@ -95,7 +95,8 @@ async def claim_delivery(
 
     The attempt is counted here, before anything is sent, with an ``interrupted`` entry
     that ``record_attempt`` replaces: an attempt cut short by a time limit, a shutdown or a
-    crash still counts, so a delivery can never be re-sent forever.
+    crash still counts, so a delivery can never be re-sent forever. A delivery whose endpoint
+    is disabled (a 410 from another of its deliveries) is returned uncounted, to give up.
     """
     deliveries = WebhookDeliveryRepository(session)
     if not await deliveries.take_for_attempt(delivery_id, now, now + timedelta(seconds=lease_s)):
@@ -104,6 +105,10 @@ async def claim_delivery(
     if row is None:
         return None
     delivery, endpoint = row
+    if not endpoint.enabled:
+        # Nothing will be sent (the caller gives it up): no attempt to count or show.
+        await deliveries.update(delivery_id, attempts=delivery.attempts - 1)
+        return delivery, endpoint
     # The session's copy of the delivery gets the placeholder too (synchronized by the ORM).
     await deliveries.update(
         delivery_id,
