@@ -91,6 +91,23 @@ class TestBodyLimits:
         assert response.status_code == 413
         assert sender.pulled == 0
 
+    @pytest.mark.parametrize(
+        "url", [URL, "/ingest/osmand/mp_not-a-key?id=x"], ids=["batch", "osmand"]
+    )
+    async def test_a_declared_oversize_body_is_refused_before_the_key(
+        self, client: httpx.AsyncClient, url: str
+    ) -> None:
+        # DESIGN: every app refuses a body over its limit before authentication (no key here).
+        sender = Sender(zeros=30 * MIB)
+        response = await client.post(
+            url,
+            content=sender,
+            headers={"Content-Type": "application/json", "Content-Length": str(30 * MIB)},
+        )
+        assert response.status_code == 413
+        assert response.json()["error"]["code"] == "payload_too_large"
+        assert sender.pulled == 0
+
     async def test_a_gzip_bomb_is_refused_while_decoding(
         self, client: httpx.AsyncClient, auth: dict[str, str], ingest_settings: IngestSettings
     ) -> None:

@@ -68,17 +68,17 @@ def _too_large(limit: int, what: str) -> PayloadTooLarge:
     return PayloadTooLarge(f"The request body exceeds {limit} bytes {what}.")
 
 
-async def read_body(
-    chunks: AsyncIterator[bytes],
-    *,
-    gzip: bool,
-    declared_length: int | None,
-    limits: BodyLimits,
-) -> bytearray:
-    """The decoded body; raises PayloadTooLarge as soon as either limit is crossed and
-    MalformedBody for a corrupt or truncated gzip stream."""
-    if declared_length is not None and declared_length > limits.max_bytes:
+def check_declared_length(content_length: str | None, limits: BodyLimits) -> None:
+    """Raises PayloadTooLarge for a body its Content-Length declares over the limit: nothing
+    of it need be read to refuse it."""
+    if content_length and content_length.isdigit() and int(content_length) > limits.max_bytes:
         raise _too_large(limits.max_bytes, "as sent")
+
+
+async def read_body(chunks: AsyncIterator[bytes], *, gzip: bool, limits: BodyLimits) -> bytearray:
+    """The decoded body; raises PayloadTooLarge as soon as either limit is crossed (a body
+    declared too large is refused before, by :func:`check_declared_length`) and MalformedBody for
+    a corrupt or truncated gzip stream."""
     received = 0
     out = bytearray()
     decoder = zlib.decompressobj(_GZIP_WBITS) if gzip else None

@@ -122,9 +122,16 @@ IngestKey = Annotated[Principal, Depends(ingest_key)]
 OsmandKey = Annotated[Principal, Depends(osmand_key)]
 
 
+async def batch_length(request: Request, ctx: ContextDep) -> None:
+    """A batch declared over the limit is refused (413) before the key is checked, as every
+    app refuses a body too large before authentication."""
+    batch_body.check_declared_length(request.headers.get("content-length"), ctx.limits)
+
+
 async def batch_submission(
     request: Request,
     ctx: ContextDep,
+    _length: Annotated[None, Depends(batch_length)],
     _: IngestKey,
     idempotency_key: Annotated[
         str | None,
@@ -145,13 +152,7 @@ async def batch_submission(
     headers = request.headers
     source = batch_body.batch_source(headers.get("content-type"))
     gzip = batch_body.is_gzip(headers.get("content-encoding"))
-    length = headers.get("content-length")
-    data = await batch_body.read_body(
-        request.stream(),
-        gzip=gzip,
-        declared_length=int(length) if length and length.isdigit() else None,
-        limits=ctx.limits,
-    )
+    data = await batch_body.read_body(request.stream(), gzip=gzip, limits=ctx.limits)
     parsed = batch_body.parse_items(data, source, ctx.limits.max_items)
     return batch_service.Submission(
         source=source,
@@ -166,7 +167,17 @@ async def batch_submission(
 SubmissionDep = Annotated[batch_service.Submission, Depends(batch_submission)]
 
 
-async def osmand_fix(request: Request, _: OsmandKey) -> OsmandFix:
+_OSMAND_LIMITS = batch_body.BodyLimits(OSMAND_MAX_BODY_BYTES, OSMAND_MAX_BODY_BYTES, 1)
+
+
+async def osmand_length(request: Request) -> None:
+    """An OsmAnd body declared over its limit is refused before the key is checked."""
+    batch_body.check_declared_length(request.headers.get("content-length"), _OSMAND_LIMITS)
+
+
+async def osmand_fix(
+    request: Request, _length: Annotated[None, Depends(osmand_length)], _: OsmandKey
+) -> OsmandFix:
     """The fix of an OsmAnd request: query string (any method), form body or the JSON body
     of the Traccar Client. Raises DeviceIdMissing (400) and MalformedBody (400)."""
     received_at = datetime.now(UTC)
@@ -174,13 +185,10 @@ async def osmand_fix(request: Request, _: OsmandKey) -> OsmandFix:
     media = headers.get("content-type", "").split(";", 1)[0].strip().lower()
     params = list(request.query_params.multi_items())
     if media in ("application/json", "application/x-www-form-urlencoded"):
-        limits = batch_body.BodyLimits(OSMAND_MAX_BODY_BYTES, OSMAND_MAX_BODY_BYTES, 1)
-        length = headers.get("content-length")
         data = await batch_body.read_body(
             request.stream(),
             gzip=batch_body.is_gzip(headers.get("content-encoding")),
-            declared_length=int(length) if length and length.isdigit() else None,
-            limits=limits,
+            limits=_OSMAND_LIMITS,
         )
         if media == "application/json":
             return decode_json(batch_body.parse_json(data), received_at)

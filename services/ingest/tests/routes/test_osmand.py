@@ -271,6 +271,10 @@ class TestAnswers:
         response = await client.get("/ingest/osmand/mp_notakeyatall?id=1&lat=1&lon=2")
         assert response.status_code == 401
 
+    async def test_a_key_holding_a_nul_is_401(self, client: httpx.AsyncClient) -> None:
+        response = await client.get("/ingest/osmand/mp_%00abcdefghij?id=x&lat=1&lon=2")
+        assert response.status_code == 401
+
     async def test_unparseable_json_body_is_400(
         self, client: httpx.AsyncClient, api_key: IssuedKey
     ) -> None:

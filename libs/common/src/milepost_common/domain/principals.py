@@ -131,6 +131,8 @@ class PrincipalResolver:
         )
 
     async def _load_key(self, session: AsyncSession, key: str) -> Principal:
+        if "\x00" in key:  # no key holds one, and Postgres cannot compare text that does
+            raise Unauthorized("Invalid API key.")
         prefix = key[:API_KEY_PREFIX_LEN]
         row = await ApiKeyRepository(session).find_by_prefix_with_organization(prefix)
         if row is None or not secrets_match(key, row[0].key_hash, self.pepper):

@@ -139,7 +139,7 @@ _FORM_OR_JSON: dict[str, Any] = {
     responses=_ANSWERS,
     openapi_extra=_QUERY,
 )
-async def ingest_osmand(principal: OsmandKey, fix: OsmandFixDep, ctx: ContextDep) -> Response:
+async def ingest_osmand(fix: OsmandFixDep, principal: OsmandKey, ctx: ContextDep) -> Response:
     if not await ctx.coalescer.submit(principal, fix.item):
         raise DeviceNotFound(UNKNOWN_DEVICE) if fix.json_form else DeviceUnknown()
     return Response(status_code=200)
