@@ -258,6 +258,8 @@ class TestTables:
 
         for page in (listing, details, index):
             assert page.status_code == 200, page.text
+            assert page.headers["content-security-policy"].startswith("default-src 'self';")
+            assert page.headers["cache-control"] == "no-store"
             assert 'href="/admin/organizations"' in page.text
             assert 'action="/admin/logout"' in page.text
             assert "/admin/models/logout" not in page.text

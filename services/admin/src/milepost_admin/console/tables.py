@@ -23,10 +23,12 @@ from sqladmin.helpers import object_identifier_values
 from sqladmin.pagination import Pagination
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import SQLModel
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from milepost_admin.console.render import static_url
+from milepost_admin.console.render import content_security_policy, static_url
 from milepost_admin.console.sessions import SessionStore
 from milepost_admin.settings import AdminSettings
 from milepost_common.domain.alert_rules.models import AlertRule
@@ -203,13 +205,35 @@ VIEWS = (
 )
 
 
+class _ConsoleHeaders:
+    """The console's CSP and ``no-store`` on the tables' pages too: SQLAdmin renders them
+    itself, not through the console's responses, and they show every table."""
+
+    def __init__(self, app: ASGIApp, csp: str) -> None:
+        self.app = app
+        self.headers = [
+            (b"content-security-policy", csp.encode()),
+            (b"cache-control", b"no-store"),
+        ]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), *self.headers]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
 def install(app: FastAPI, settings: AdminSettings) -> None:
+    csp = content_security_policy(settings.admin.map_tile_url)
     admin = Admin(
         app,
         session_maker=_AppSessionmaker(app),
         base_url=BASE_URL,
         title="Tables (read-only)",
         authentication_backend=ConsoleAuth(app, settings),
+        middlewares=[Middleware(_ConsoleHeaders, csp=csp)],
         # The console's templates directory: its sqladmin/ overrides SQLAdmin's pages.
         templates_dir=str(files("milepost_admin") / "templates"),
     )
