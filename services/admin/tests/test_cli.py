@@ -10,10 +10,13 @@ from collections.abc import Callable
 
 import orjson
 import pytest
+from sqlmodel import select
 
 from milepost_admin import cli
 from milepost_admin.settings import AdminSettings
+from milepost_common.db import create_database, unit_of_work
 from milepost_common.domain.api_keys.models import Scope
+from milepost_common.domain.audit.models import AuditEntry
 from milepost_common.domain.users.models import OrgRole, PlatformRole
 
 
@@ -39,6 +42,15 @@ class TestCommands:
         assert not await cli.create_operator(
             cli_settings, email.upper(), password, PlatformRole.SUPPORT
         )
+        db = create_database(cli_settings.db)
+        try:
+            async with unit_of_work(db) as session:
+                actors = await session.scalars(
+                    select(AuditEntry.actor_label).where(AuditEntry.action == "operators.create")
+                )
+                assert actors.all() == ["cli"]  # as every command of the CLI is audited
+        finally:
+            await db.dispose()
 
     async def test_onboarding_by_script(
         self, cli_settings: AdminSettings, capsys: pytest.CaptureFixture[str]

@@ -31,7 +31,7 @@ from milepost_common.domain.ingest_batches import operators as batch_operators
 from milepost_common.domain.operators import service as operator_service
 from milepost_common.domain.organizations import service as org_service
 from milepost_common.domain.organizations.schemas import OrganizationCreate, OrganizationRead
-from milepost_common.domain.principals import SYSTEM, Principal, PrincipalKind
+from milepost_common.domain.principals import Principal, PrincipalKind
 from milepost_common.domain.system import service as system_service
 from milepost_common.domain.users import service as user_service
 from milepost_common.domain.users.models import OrgRole, PlatformRole
@@ -71,7 +71,7 @@ async def create_operator(
                 return False
             await operator_service.create_operator(
                 session,
-                SYSTEM,
+                CLI,
                 email=email,
                 role=role,
                 password=password,
