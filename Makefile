@@ -18,8 +18,10 @@ RUN := $(UV) run --frozen
 PYTEST_WORKERS ?= 2
 MYPY_TARGETS := libs/common/src services/api/src services/admin/src services/ingest/src \
 	services/worker/src deploy/local/src tools/sim/src
-# Debian packages the suite and the benchmarks need: command=package.
-SYSTEM_PACKAGES := redis-server=redis-server wrk=wrk chromium=chromium promtool=prometheus
+# Debian packages the stack, the suite and the benchmarks need, as command=package: installed
+# when the command is missing (Postgres's server by its path: its binaries are off PATH).
+SYSTEM_PACKAGES := /usr/lib/postgresql/15/bin/postgres=postgresql-15 redis-server=redis-server \
+	wrk=wrk chromium=chromium promtool=prometheus
 
 .PHONY: help install system-packages lint test up down status logs demo demo-stop \
 	bench-ingest bench-worker bench-api bench-storage bench-scale openapi fuzz
@@ -34,7 +36,7 @@ install: ## uv (via pip if missing), the locked workspace, Debian packages when 
 	$(UV) sync --all-packages --frozen
 	@$(MAKE) system-packages
 
-system-packages: ## apt-get install redis-server, wrk and chromium when missing (root only)
+system-packages: ## apt-get install Postgres 15, Redis, wrk, Chromium and promtool when missing (root only)
 	@missing=""; \
 	for pair in $(SYSTEM_PACKAGES); do \
 		command -v "$${pair%%=*}" >/dev/null 2>&1 || missing="$$missing $${pair#*=}"; \
