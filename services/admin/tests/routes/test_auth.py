@@ -206,3 +206,29 @@ class TestRealms:
         response = await client.get("/admin/v1/organizations", headers=staff.operator_auth)
 
         assert response.status_code == 401
+
+    async def test_a_token_issued_before_a_reactivation_stays_refused(
+        self, client: httpx.AsyncClient, staff: Staff
+    ) -> None:
+        # Deactivating an operator whose token was stolen, then reactivating them, must not
+        # give the token back its remaining minutes.
+        [(kid, key)] = TEST_ADMIN_JWT_KEYS.items()
+        issued = int(time.time()) - 60
+        claims = {"sub": str(staff.operator.id), "aud": "admin", "iss": "milepost", "iat": issued}
+        claims |= {"exp": issued + 900, "jti": uuid.uuid4().hex}
+        stolen = {"Authorization": f"Bearer {jwt.encode(claims, key, 'HS256', {'kid': kid})}"}
+        assert (await client.get("/admin/v1/organizations", headers=stolen)).status_code == 200
+        for step in ("deactivate", "reactivate"):
+            changed = await client.post(
+                f"/admin/v1/operators/{staff.operator.id}/{step}", headers=staff.superadmin_auth
+            )
+            assert changed.status_code == 200
+
+        response = await client.get("/admin/v1/organizations", headers=stolen)
+        fresh = await _login(client, staff.operator.email, DEFAULT_PASSWORD)
+
+        assert response.status_code == 401
+        fresh_headers = {"Authorization": f"Bearer {fresh.json()['access_token']}"}
+        assert (
+            await client.get("/admin/v1/organizations", headers=fresh_headers)
+        ).status_code == 200

@@ -328,6 +328,27 @@ class TestAccessTokens:
         assert response.status_code == 401
         assert response.headers["WWW-Authenticate"] == "Bearer"
 
+    async def test_a_token_issued_before_a_password_change_is_refused(
+        self, client: httpx.AsyncClient, team: Team
+    ) -> None:
+        # A stolen access token outlived the password's change by up to 15 minutes.
+        [(kid, key)] = TEST_JWT_KEYS.items()
+        issued = int(time.time()) - 60
+        claims = {"sub": str(team.viewer.id), "aud": "api", "iss": "milepost", "iat": issued}
+        claims |= {"exp": issued + 900, "jti": uuid.uuid4().hex}
+        earlier = {"Authorization": f"Bearer {jwt.encode(claims, key, 'HS256', {'kid': kid})}"}
+
+        changed = await client.post(
+            "/api/v1/me/password",
+            json={"current_password": DEFAULT_PASSWORD, "new_password": NEW_PASSWORD},
+            headers=earlier,
+        )
+        fresh = {"Authorization": f"Bearer {changed.json()['access_token']}"}
+
+        assert changed.status_code == 200
+        assert (await client.get("/api/v1/me", headers=earlier)).status_code == 401
+        assert (await client.get("/api/v1/me", headers=fresh)).status_code == 200
+
     async def test_deactivation_and_suspension_apply_on_the_next_request(
         self, client: httpx.AsyncClient, session: AsyncSession, team: Team, bearer: Bearer
     ) -> None:

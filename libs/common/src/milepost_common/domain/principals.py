@@ -46,6 +46,8 @@ class Principal:
     token_expires_at: datetime | None = None
     # The organization's own request limit for this realm (its plan); None: the default.
     rate_limit: str | None = None
+    # Tokens of the user issued before it are refused (a password changed or reset, a deactivation).
+    sessions_ended_at: datetime | None = None
 
     def with_request(self, ip: str | None, request_id: str | None) -> Principal:
         return replace(self, ip=ip, request_id=request_id)
@@ -89,6 +91,10 @@ class PrincipalResolver:
             ("user", claims.subject, realm),
             lambda: self._load_user(session, claims.subject, realm),
         )
+        ended = principal.sessions_ended_at
+        # iat is whole seconds: a token issued in the second the sessions ended is kept.
+        if ended is not None and claims.issued_at < ended.replace(microsecond=0):
+            raise Unauthorized("This session has ended: log in again.")
         return replace(principal, token_expires_at=claims.expires_at)
 
     async def _load_user(
@@ -112,6 +118,7 @@ class PrincipalResolver:
                 user.email,
                 role=OrgRole(user.role),
                 rate_limit=org.api_rate_limit,
+                sessions_ended_at=user.sessions_ended_at,
             )
         if user.platform_role is None:
             raise Unauthorized("Invalid token.")
@@ -121,6 +128,7 @@ class PrincipalResolver:
             None,
             user.email,
             platform_role=PlatformRole(user.platform_role),
+            sessions_ended_at=user.sessions_ended_at,
         )
 
     async def from_api_key(self, session: AsyncSession, key: str) -> Principal:
