@@ -1,5 +1,5 @@
-"""The OsmAnd micro-batcher: fixes of one key share a write, none waits long, errors reach
-every sender."""
+"""The OsmAnd micro-batcher: fixes of one key share a write, none waits long, the database's
+errors reach every sender and a failing fix its own sender alone."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pytest
 
 from milepost_common.domain.principals import Principal, PrincipalKind
 from milepost_ingest.coalescer import FixCoalescer
+from milepost_ingest.unavailable import DatabaseUnavailable
 
 
 def key_principal() -> Principal:
@@ -95,6 +96,44 @@ class TestFixCoalescer:
             return_exceptions=True,
         )
         assert [str(r) for r in results] == ["db down", "db down"]
+
+    async def test_a_fix_that_fails_the_write_fails_its_sender_alone(self) -> None:
+        class Spoiled(Recorder):
+            async def __call__(
+                self, principal: Principal, items: Sequence[dict[str, Any]], now: datetime
+            ) -> list[bool]:
+                known = await super().__call__(principal, items, now)
+                if any(item["device_id"] == "known-spoiled" for item in items):
+                    raise TypeError("Integer exceeds 64-bit range")
+                return known
+
+        write = Spoiled()
+        coalescer = FixCoalescer(write, linger_s=0.01, max_fixes=10)
+        principal = key_principal()
+        results = await asyncio.gather(
+            coalescer.submit(principal, {"device_id": "known-1"}),
+            coalescer.submit(principal, {"device_id": "known-spoiled"}),
+            coalescer.submit(principal, {"device_id": "stranger"}),
+            return_exceptions=True,
+        )
+        assert [r if isinstance(r, bool) else type(r).__name__ for r in results] == [
+            True,
+            "TypeError",
+            False,
+        ]
+        assert [ids for _, ids in write.calls][1:] == [["known-1"], ["known-spoiled"], ["stranger"]]
+
+    async def test_the_database_away_fails_every_sender_at_once(self) -> None:
+        write = Recorder(DatabaseUnavailable())
+        coalescer = FixCoalescer(write, linger_s=0.01, max_fixes=10)
+        principal = key_principal()
+        results = await asyncio.gather(
+            coalescer.submit(principal, {"device_id": "known-1"}),
+            coalescer.submit(principal, {"device_id": "known-2"}),
+            return_exceptions=True,
+        )
+        assert all(isinstance(r, DatabaseUnavailable) for r in results)
+        assert len(write.calls) == 1  # not retried fix by fix
 
     async def test_close_writes_what_is_waiting(self) -> None:
         write = Recorder()

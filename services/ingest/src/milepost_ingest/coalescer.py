@@ -18,6 +18,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from milepost_common.domain.principals import Principal
+from milepost_common.errors import AppError
+from milepost_common.logging import get_logger
+
+log = get_logger("milepost.ingest")
 
 Write = Callable[[Principal, Sequence[dict[str, Any]], datetime], Awaitable[list[bool]]]
 
@@ -68,14 +72,25 @@ class FixCoalescer:
     async def _run(self, group: _Group) -> None:
         try:
             known = await self._write(group.principal, group.items, datetime.now(UTC))
-        except Exception as exc:  # noqa: BLE001 - handed to every waiting request
-            for waiter in group.waiters:
-                if not waiter.done():
-                    waiter.set_exception(exc)
+        except Exception as exc:  # noqa: BLE001 - handed to the waiting requests
+            if isinstance(exc, AppError) or len(group.items) == 1:  # the database is away
+                _settle(group.waiters, exc)
+                return
+            # Something in one fix failed the write: each alone, so that only its sender is
+            # answered the error (and resends it), not every phone of the key.
+            log.warning(
+                "osmand_fixes_written_alone", fixes=len(group.items), error=type(exc).__name__
+            )
+            for item, waiter in zip(group.items, group.waiters, strict=True):
+                try:
+                    [is_known] = await self._write(group.principal, [item], datetime.now(UTC))
+                except Exception as alone:  # noqa: BLE001 - that sender's answer
+                    _settle([waiter], alone)
+                else:
+                    _settle([waiter], is_known)
             return
         for waiter, is_known in zip(group.waiters, known, strict=True):
-            if not waiter.done():
-                waiter.set_result(is_known)
+            _settle([waiter], is_known)
 
     @property
     def waiting(self) -> int:
@@ -87,3 +102,14 @@ class FixCoalescer:
             self._flush_group(key)
         if self._flushing:
             await asyncio.gather(*self._flushing, return_exceptions=True)
+
+
+def _settle(waiters: Sequence[asyncio.Future[bool]], outcome: bool | BaseException) -> None:
+    """Answer the waiters still waiting (a sender may have gone away)."""
+    for waiter in waiters:
+        if waiter.done():
+            continue
+        if isinstance(outcome, BaseException):
+            waiter.set_exception(outcome)
+        else:
+            waiter.set_result(outcome)
