@@ -34,6 +34,7 @@ from milepost_common.testing.factories import (
     make_position,
     make_trip,
     make_user,
+    make_webhook_delivery,
     principal_for,
 )
 from milepost_common.testing.plugin import token_codec
@@ -313,6 +314,7 @@ class TestExportOrganization:
         await make_position(session, device, datetime.now(UTC) - timedelta(minutes=5))
         await make_user(session, org)
         issued = await make_api_key(session, org)
+        await make_webhook_delivery(session, org, url="https://hooks.example/in?token=THEIRS")
 
         response = await client.post(
             f"/admin/v1/organizations/{org.id}/export", headers=staff.operator_auth
@@ -326,6 +328,10 @@ class TestExportOrganization:
         assert issued.secret not in response.text
         assert "password_hash" not in response.text
         assert "key_hash" not in response.text
+        # A receiver's URL as operators see it elsewhere: its query may carry its token.
+        [endpoint] = [line["data"] for line in lines if line["type"] == "webhook_endpoints"]
+        assert endpoint["url"] == "https://hooks.example/in?…"
+        assert "THEIRS" not in response.text
         assert await audit_actions(session, action="organizations.export") == [
             "organizations.export"
         ]

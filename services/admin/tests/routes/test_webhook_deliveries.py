@@ -8,7 +8,7 @@ import httpx
 from admin_support import Staff, audit_entries
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from milepost_common.domain.webhooks.models import DeliveryStatus
+from milepost_common.domain.webhooks.models import DeliveryStatus, WebhookEndpoint
 from milepost_common.testing.factories import make_organization, make_webhook_delivery
 
 
@@ -45,6 +45,28 @@ class TestRetryDelivery:
         )
 
         assert response.status_code == 409
+
+    async def test_not_while_its_endpoint_is_disabled(
+        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
+    ) -> None:
+        # A retry the worker would give up unsent: refused, not answered 202 for nothing.
+        delivery = await make_webhook_delivery(
+            session, await make_organization(session), DeliveryStatus.DEAD
+        )
+        endpoint = await session.get(WebhookEndpoint, delivery.endpoint_id)
+        assert endpoint is not None
+        endpoint.enabled, endpoint.disabled_reason = False, "receiver answered 410 Gone"
+        await session.flush()
+
+        response = await client.post(
+            f"/admin/v1/webhook-deliveries/{delivery.id}/retry", headers=staff.operator_auth
+        )
+
+        assert response.status_code == 409
+        assert "disabled" in response.json()["error"]["message"]
+        await session.refresh(delivery)
+        assert delivery.status == DeliveryStatus.DEAD
+        assert await audit_entries(session, "webhook_deliveries.retry") == []
 
 
 class TestListDeliveries:

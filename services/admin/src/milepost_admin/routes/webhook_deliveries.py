@@ -10,7 +10,11 @@ from fastapi import APIRouter, BackgroundTasks, Depends, Query
 from milepost_admin import enqueue
 from milepost_admin.deps import AUTH_ERRORS, OperatorUser, SupportUser
 from milepost_common.domain.webhooks import service as webhook_service
-from milepost_common.domain.webhooks.errors import DeliveryNotDead, DeliveryNotFound
+from milepost_common.domain.webhooks.errors import (
+    DeliveryNotDead,
+    DeliveryNotFound,
+    EndpointDisabled,
+)
 from milepost_common.domain.webhooks.models import WebhookDelivery
 from milepost_common.domain.webhooks.schemas import (
     DeliveryDetail,
@@ -55,7 +59,7 @@ async def get_delivery(_user: SupportUser, delivery: DeliveryDep) -> DeliveryDet
     "/{delivery_id}/retry",
     status_code=202,
     summary="Retry a dead delivery (pending again, due now)",
-    responses=error_responses(*AUTH_ERRORS, DeliveryNotFound, DeliveryNotDead),
+    responses=error_responses(*AUTH_ERRORS, DeliveryNotFound, DeliveryNotDead, EndpointDisabled),
 )
 async def retry_delivery(
     user: OperatorUser,

@@ -17,8 +17,8 @@ from __future__ import annotations
 import csv
 import io
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -42,6 +42,7 @@ from milepost_common.domain.principals import Principal
 from milepost_common.domain.trips.models import Stop, Trip
 from milepost_common.domain.users.models import User
 from milepost_common.domain.webhooks.models import WebhookDelivery, WebhookEndpoint
+from milepost_common.domain.webhooks.service import receiver_address
 from milepost_common.spreadsheets import cell_text
 
 CHUNK_ROWS = 2000
@@ -53,6 +54,8 @@ class _Source:
     org_column: Any
     order_by: tuple[Any, ...]
     secret_fields: frozenset[str] = frozenset()
+    # Fields shown in part (a receiver's URL without the query that may carry its token).
+    shown_as: Mapping[str, Callable[[Any], Any]] = field(default_factory=dict)
     # Rows of a device's timeline: the time that places them in a tenure; their numbers
     # (and an alert's details) are measurements.
     time_field: str | None = None
@@ -76,6 +79,7 @@ _SOURCES: dict[ExportKind, _Source] = {
         WebhookEndpoint.org_id,
         (col(WebhookEndpoint.created_at), col(WebhookEndpoint.id)),
         frozenset({"secret_encrypted"}),
+        {"url": receiver_address},
     ),
     ExportKind.INGEST_BATCHES: _Source(
         IngestBatch, IngestBatch.org_id, (col(IngestBatch.received_at), col(IngestBatch.id))
@@ -168,6 +172,8 @@ async def export_rows(
         )
         async for row in rows:
             data = row.model_dump(mode="json", exclude=set(source.secret_fields), warnings=False)
+            for name, shown in source.shown_as.items():
+                data[name] = shown(data[name])
             if source.time_field is not None:
                 data = _shown(source, row, data, devices or {})
             yield (kind, data)

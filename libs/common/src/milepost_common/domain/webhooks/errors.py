@@ -32,6 +32,13 @@ class DeliveryNotDead(Conflict):
     default_message = "Only a dead delivery can be retried."
 
 
+class EndpointDisabled(Conflict):
+    default_message = (
+        "The delivery's endpoint is disabled: it would be given up unsent. The organization"
+        " enables it again first (PATCH /api/v1/webhooks/{id} with enabled true)."
+    )
+
+
 class AddressRefused(Exception):
     """The receiver resolves to a private, loopback or otherwise non-public address (or
     does not resolve): nothing is sent, and the attempt records it as its error."""

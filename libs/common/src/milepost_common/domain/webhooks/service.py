@@ -36,6 +36,7 @@ from milepost_common.domain.webhooks.errors import (
     ALLOW_PRIVATE_SETTING,
     DeliveryNotDead,
     DeliveryNotFound,
+    EndpointDisabled,
     WebhookLimitReached,
     WebhookNotFound,
     WebhookReceiverPrivate,
@@ -329,9 +330,14 @@ async def retry_delivery(
 ) -> WebhookDelivery:
     """For operators: make a dead delivery pending and due now, with a fresh attempt
     budget; the caller sends ``webhooks.deliver`` after the commit. Raises DeliveryNotDead
-    (409). Audited."""
+    or EndpointDisabled (409: nothing would be sent). Audited."""
     if delivery.status != DeliveryStatus.DEAD:
         raise DeliveryNotDead()
+    endpoint = await WebhookEndpointRepository(session).get_for_org(
+        delivery.org_id, delivery.endpoint_id
+    )
+    if endpoint is None or not endpoint.enabled:
+        raise EndpointDisabled()
     delivery.status = DeliveryStatus.PENDING
     delivery.next_attempt_at = datetime.now(UTC)
     previous_attempts = delivery.attempts
