@@ -47,10 +47,12 @@ def _upgrade(connection: Connection, revision: str) -> None:
 
 
 async def ensure_partitions(conn: AsyncConnection, days_back: int | None = None) -> int:
-    """Create daily partitions from today − the longest retention to today + 2 days."""
+    """Create daily partitions from today − the longest retention (the default's with no
+    organization yet) to today + 2 days: the window retention keeps, so that the one never
+    creates what the other drops again the next hour."""
     if days_back is None:
         longest = await conn.scalar(text("SELECT max(retention_days) FROM organizations"))
-        days_back = max(longest or 0, DEFAULT_RETENTION_DAYS)
+        days_back = DEFAULT_RETENTION_DAYS if longest is None else int(longest)
     created = await conn.scalar(
         text(
             "SELECT milepost_ensure_position_partitions("

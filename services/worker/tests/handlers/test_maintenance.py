@@ -21,12 +21,15 @@ from milepost_common.domain.organizations.models import Organization
 from milepost_common.domain.organizations.schemas import OrganizationUpdate
 from milepost_common.domain.positions.models import Position
 from milepost_common.domain.principals import SYSTEM
-from milepost_common.domain.trips.models import Stop, Trip
+from milepost_common.domain.trips.models import MotionCheckpoint, Stop, Trip
 from milepost_common.testing.factories import (
+    make_alert,
     make_batch,
     make_device,
     make_history,
     make_organization,
+    make_stop,
+    make_trip,
 )
 from milepost_worker.handlers import maintenance
 from milepost_worker.runtime import WorkerContext, build_context
@@ -74,6 +77,20 @@ class TestPartitionsAndRetention:
         assert await maintenance.maintain_partitions(own_ctx) >= 1
         assert await maintenance.maintain_partitions(own_ctx) == 0
 
+    async def test_partitions_are_not_made_again_for_retention_to_drop(
+        self, own_ctx: WorkerContext
+    ) -> None:
+        # Every organization keeps 30 days: partitions were made back to 365 every hour and
+        # dropped again by retention (an ACCESS EXCLUSIVE lock on positions for each).
+        async with unit_of_work(own_ctx.db) as session:
+            await make_organization(session)
+            await session.execute(text("UPDATE organizations SET retention_days = 30"))
+        await maintenance.maintain_partitions(own_ctx)
+        await maintenance.apply_retention(own_ctx)
+
+        assert await maintenance.maintain_partitions(own_ctx) == 0
+        assert (await maintenance.apply_retention(own_ctx)).partitions_dropped == []
+
     async def test_retention_drops_old_partitions_and_deletes_per_organization(
         self, own_ctx: WorkerContext
     ) -> None:
@@ -101,6 +118,38 @@ class TestPartitionsAndRetention:
                     ).all()
                 )
                 assert counts == {short.id: 1, long.id: 3}, model.__name__
+
+    async def test_what_is_still_open_outlives_the_retention(self, own_ctx: WorkerContext) -> None:
+        # A vehicle parked in its depot for longer than the retention, still reporting: its
+        # open stop and dwell alert were deleted and written again as new by the next fix
+        # (alert.created again, its acknowledgement lost), every hour.
+        now = utcnow()
+        parked, older = now - timedelta(days=20), now - timedelta(days=30)
+        async with unit_of_work(own_ctx.db) as session:
+            org = await make_organization(session, retention_days=5)
+            device = await make_device(session, org)
+            await make_trip(session, device, older, parked)
+            stop = await make_stop(session, device, parked)
+            dwell = await make_alert(session, device, parked, details={"end_time": None})
+            ended = await make_alert(session, device, older, details={"end_time": "x"})
+            for anchor in (older, parked):
+                session.add(
+                    MotionCheckpoint(
+                        device_id=device.id, org_id=org.id, anchor_time=anchor, state={}
+                    )
+                )
+
+        await maintenance.apply_retention(own_ctx)
+
+        async with unit_of_work(own_ctx.db) as session:
+            assert (await session.scalars(select(Trip.id).where(Trip.org_id == org.id))).all() == []
+            assert await session.get(Stop, stop.id) is not None
+            assert await session.get(Alert, dwell.id) is not None
+            assert await session.get(Alert, ended.id) is None
+            anchors = await session.scalars(
+                select(MotionCheckpoint.anchor_time).where(MotionCheckpoint.device_id == device.id)
+            )
+            assert anchors.all() == [parked]  # the latest, where a late fix replays from
 
     async def test_positions_retention_reads_only_the_days_after_its_watermark(
         self, own_ctx: WorkerContext

@@ -276,11 +276,11 @@ async def make_batch(
 
 
 async def make_history(session: AsyncSession, device: Device, at: datetime) -> None:
-    """A row of the device at ``at`` in each table that keeps its history: a fix, a trip, a
-    stop and an alert."""
+    """A row of the device at ``at`` in each table that keeps its history: a fix, a trip and
+    a stop that ended, and an alert."""
     await make_position(session, device, at)
-    await make_trip(session, device, at)
-    await make_stop(session, device, at)
+    await make_trip(session, device, at, at + timedelta(minutes=10))
+    await make_stop(session, device, at, at + timedelta(minutes=10))
     await make_alert(session, device, at)
 
 

@@ -41,6 +41,8 @@ class AlertScope:
 class AlertRepository(TimelineRepository[Alert]):
     model = Alert
     time_field = "occurred_at"
+    # An episode (overspeed, idle, a geofence dwell) whose end is still null.
+    still_open = "details -> 'end_time' = 'null'::jsonb"
 
     async def page_for_org(
         self,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection, Mapping
 from datetime import datetime
-from typing import Any, Generic, NamedTuple
+from typing import Any, ClassVar, Generic, NamedTuple
 
 from sqlalchemy import delete, func, or_, text, update
 from sqlalchemy import select as sa_select
@@ -286,6 +286,8 @@ class TimelineRepository(Generic[ModelT]):
     table and its time."""
 
     model: type[ModelT]
+    # SQL true for a row whose episode has not ended (kept by retention).
+    still_open: ClassVar[str] = "false"
     time_field: str
 
     def __init__(self, session: AsyncSession) -> None:
@@ -315,12 +317,13 @@ class TimelineRepository(Generic[ModelT]):
         )
 
     async def delete_expired(self, org_id: uuid.UUID, cutoff: datetime, *, limit: int) -> int:
-        """Up to ``limit`` of the organization's rows whose time is before ``cutoff``; how
-        many went."""
+        """Up to ``limit`` of the organization's rows whose time is before ``cutoff`` and
+        that have ended (an episode still open, a vehicle parked in a depot for longer than
+        the retention, stays: the worker would write it again as new); how many went."""
         table = self.model.__tablename__
         expired = text(
             f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE org_id = :org "  # noqa: S608 - the model's own names
-            f"AND {self.time_field} < :cutoff LIMIT :n)"
+            f"AND {self.time_field} < :cutoff AND NOT coalesce({self.still_open}, false) LIMIT :n)"
         )
         result = await self.session.execute(expired, {"org": org_id, "cutoff": cutoff, "n": limit})
         return int(getattr(result, "rowcount", 0) or 0)

@@ -31,10 +31,13 @@ from milepost_common.domain.trips.models import (
 Scope = tuple[uuid.UUID, uuid.UUID, datetime | None]
 SegmentT = TypeVar("SegmentT", Trip, Stop)
 
+# A device's latest checkpoint stays, however old: a late fix replays from it (a vehicle
+# parked since before the cutoff would otherwise be replayed from its first kept fix).
 _EXPIRED_CHECKPOINTS = text(
     "DELETE FROM motion_checkpoints WHERE (device_id, anchor_time) IN "
-    "(SELECT device_id, anchor_time FROM motion_checkpoints "
-    "WHERE org_id = :org AND anchor_time < :cutoff LIMIT :n)"
+    "(SELECT device_id, anchor_time FROM motion_checkpoints c "
+    "WHERE org_id = :org AND anchor_time < :cutoff AND EXISTS (SELECT 1 FROM motion_checkpoints "
+    "n WHERE n.device_id = c.device_id AND n.anchor_time > c.anchor_time) LIMIT :n)"
 )
 
 
@@ -53,6 +56,7 @@ class _SegmentRepository(TimelineRepository[SegmentT]):
     upserts by ``(device_id, start_time)`` and deletes."""
 
     time_field = "start_time"
+    still_open = "end_time IS NULL"
     constraint: str
     fields: tuple[str, ...]
 
