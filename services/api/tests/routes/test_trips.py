@@ -54,3 +54,28 @@ class TestTrips:
             "/api/v1/stops", params={"vehicle_id": str(device.id)}, headers=bearer(team.viewer)
         )
         assert response.json()["items"][0]["duration_s"] == 3600
+
+    async def test_a_cursor_is_for_the_sort_it_came_with(
+        self, client: httpx.AsyncClient, session: AsyncSession, team: Team, bearer: Bearer
+    ) -> None:
+        # A time cursor sent with sort=distance_m was compared with a float column: a 500.
+        device = await make_device(session, team.org)
+        start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
+        for hour, km in ((0, 5), (1, 20), (2, 12)):
+            await trip(session, device, start + timedelta(hours=hour), 10, km, 50)
+        headers = bearer(team.viewer)
+        by_time = await client.get("/api/v1/trips", params={"limit": 1}, headers=headers)
+        cursor = by_time.json()["next_cursor"]
+
+        same = await client.get(
+            "/api/v1/trips", params={"limit": 1, "cursor": cursor}, headers=headers
+        )
+        other = await client.get(
+            "/api/v1/trips",
+            params={"limit": 1, "cursor": cursor, "sort": "-distance_m"},
+            headers=headers,
+        )
+
+        assert same.json()["items"][0]["distance_m"] == 20000.0
+        assert other.status_code == 422
+        assert other.json()["error"]["code"] == "validation_failed"

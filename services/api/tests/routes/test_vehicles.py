@@ -53,6 +53,23 @@ class TestListVehicles:
         assert sorted(seen) == [f"V{i}" for i in range(5)]
         assert len(seen) == 5
 
+    async def test_a_cursor_of_another_sort_is_422_not_a_page_repeated(
+        self, client: httpx.AsyncClient, session: AsyncSession, team: Team, bearer: Bearer
+    ) -> None:
+        for name in ("Charlie", "Alpha", "Bravo"):
+            await make_device(session, team.org, name=name)
+        headers = bearer(team.owner)
+        newest = await client.get("/api/v1/vehicles", params={"limit": 1}, headers=headers)
+
+        by_name = await client.get(
+            "/api/v1/vehicles",
+            params={"limit": 1, "sort": "name", "cursor": newest.json()["next_cursor"]},
+            headers=headers,
+        )
+
+        assert by_name.status_code == 422
+        assert error_code(by_name) == "validation_failed"
+
     async def test_bad_sort_limit_or_cursor_is_422(
         self, client: httpx.AsyncClient, team: Team, bearer: Bearer
     ) -> None:

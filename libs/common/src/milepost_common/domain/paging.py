@@ -2,7 +2,9 @@
 
 A page is fetched with ``limit + 1`` rows: the extra row only tells whether another page
 exists. The cursor is the last returned row's sort key and id, so a page never skips or
-repeats rows however many are inserted meanwhile.
+repeats rows however many are inserted meanwhile; it names its sort too, so that a cursor
+used with another sort (or holding a key of another type) is a 422, never a comparison of a
+time with a distance.
 """
 
 from __future__ import annotations
@@ -37,6 +39,11 @@ class Sort:
 
     field: str
     descending: bool = False
+
+    @property
+    def label(self) -> str:
+        """As a client writes it (``-start_time``): what a cursor names its sort by."""
+        return f"-{self.field}" if self.descending else self.field
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,15 +108,33 @@ def time_window(query: QueryT, column: Any, window: Window) -> QueryT:
     return query
 
 
-def _cursor_key(raw: Any, is_time: bool) -> Any:
-    if is_time:
-        return cursor_time(raw)
-    if not isinstance(raw, str | int | float):
-        raise ValidationFailed(
-            "Invalid cursor.",
-            details=[{"loc": ["query", "cursor"], "msg": "Invalid cursor.", "type": "value_error"}],
-        )
-    return raw
+def _invalid_cursor() -> ValidationFailed:
+    return ValidationFailed(
+        "Invalid cursor.",
+        details=[{"loc": ["query", "cursor"], "msg": "Invalid cursor.", "type": "value_error"}],
+    )
+
+
+def _cursor_key(raw: Any, sort: Sort, key: Any) -> Any:
+    """The key a cursor holds, if it was made for ``sort`` and is of ``key``'s type."""
+    if not (isinstance(raw, list) and len(raw) == 2 and raw[0] == sort.label):
+        raise _invalid_cursor()
+    value = raw[1]
+    try:
+        expected: type = key.type.python_type
+    except (AttributeError, NotImplementedError):
+        expected = object
+    if expected is datetime:
+        return cursor_time(value)
+    if expected in (int, float):
+        valid = type(value) in (int, float)
+    elif expected is str:
+        valid = type(value) is str
+    else:
+        valid = isinstance(value, str | int | float)
+    if not valid:
+        raise _invalid_cursor()
+    return value
 
 
 def keyset(
@@ -119,16 +144,16 @@ def keyset(
     *,
     limit: int,
     cursor: str | None,
-    descending: bool = False,
-    key_is_time: bool = True,
+    sort: Sort,
 ) -> QueryT:
-    """Order by ``(key, id)`` and start after the cursor; fetches ``limit + 1`` rows."""
+    """Order by ``(key, id)`` (``key`` being ``sort``'s column) and start after the cursor;
+    fetches ``limit + 1`` rows."""
     if cursor is not None:
         raw_key, last_id = decode_cursor(cursor)
-        after = (_cursor_key(raw_key, key_is_time), last_id)
+        after = (_cursor_key(raw_key, sort, key), last_id)
         pair = tuple_(key, id_column)
-        query = query.where(pair < after if descending else pair > after)
-    if descending:
+        query = query.where(pair < after if sort.descending else pair > after)
+    if sort.descending:
         query = query.order_by(key.desc(), id_column.desc())
     else:
         query = query.order_by(key.asc(), id_column.asc())
@@ -154,23 +179,26 @@ async def org_page(
         col(model.id),  # type: ignore[attr-defined]
         limit=page.limit,
         cursor=page.cursor,
-        descending=sort.descending,
-        # The house naming of times.
-        key_is_time=sort.field.endswith(("_at", "_time")),
+        sort=sort,
     )
     rows = list((await session.scalars(query)).all())
-    return page_of(rows, page.limit, lambda r: (getattr(r, sort.field), r.id))  # type: ignore[attr-defined]
+    return page_of(rows, page.limit, lambda r: (getattr(r, sort.field), r.id), sort=sort)  # type: ignore[attr-defined]
 
 
 def page_of(
-    rows: Sequence[RowT], limit: int, cursor_of: Callable[[RowT], tuple[Any, uuid.UUID]]
+    rows: Sequence[RowT],
+    limit: int,
+    cursor_of: Callable[[RowT], tuple[Any, uuid.UUID]],
+    *,
+    sort: Sort,
 ) -> PageResult[RowT]:
-    """Cut the ``limit + 1`` rows to a page and name the cursor of the next one."""
+    """Cut the ``limit + 1`` rows to a page and name the cursor of the next one (by
+    ``sort``, the one :func:`keyset` ordered them by)."""
     items = list(rows[:limit])
     if len(rows) <= limit or not items:
         return PageResult(items, None)
     key, item_id = cursor_of(items[-1])
-    return PageResult(items, encode_cursor(key, item_id))
+    return PageResult(items, encode_cursor([sort.label, key], item_id))
 
 
 async def sorted_page(
@@ -179,9 +207,9 @@ async def sorted_page(
     """A keyset page of ``query`` by the listing's sort (of ``model``'s fields), ties broken
     by id. A nullable time sorts as ``NEVER``; text sorts by the database's collation."""
     limit, cursor = listing.limit, listing.cursor
-    name, descending = listing.sort.removeprefix("-"), listing.sort.startswith("-")
-    column = col(getattr(model, name))
-    is_time = name.endswith(("_at", "_time"))
+    sort = Sort(listing.sort.removeprefix("-"), listing.sort.startswith("-"))
+    column = col(getattr(model, sort.field))
+    is_time = sort.field.endswith(("_at", "_time"))
     nullable = bool(getattr(column, "nullable", False)) and is_time
     key = func.coalesce(column, NEVER) if nullable else column
     paged = keyset(
@@ -190,13 +218,12 @@ async def sorted_page(
         col(model.id),  # type: ignore[attr-defined]
         limit=limit,
         cursor=cursor,
-        descending=descending,
-        key_is_time=is_time,
+        sort=sort,
     )
     rows = list((await session.scalars(paged)).all())
 
     def cursor_of(row: Any) -> tuple[Any, uuid.UUID]:
-        value = getattr(row, name)
+        value = getattr(row, sort.field)
         return (NEVER if value is None and nullable else value), row.id
 
-    return page_of(rows, limit, cursor_of)
+    return page_of(rows, limit, cursor_of, sort=sort)

@@ -146,11 +146,12 @@ class DeviceRepository:
             col(fields.id),
             limit=page.limit,
             cursor=page.cursor,
-            descending=sort.descending,
-            key_is_time=sort.field.endswith(("_at", "_time")),
+            sort=sort,
         )
         rows = [Named(row, name) for row, name in (await self.session.execute(query)).all()]
-        return paging.page_of(rows, page.limit, lambda n: (getattr(n.row, sort.field), n.row.id))
+        return paging.page_of(
+            rows, page.limit, lambda n: (getattr(n.row, sort.field), n.row.id), sort=sort
+        )
 
     async def vehicles_page(
         self,
@@ -189,16 +190,12 @@ class DeviceRepository:
                 query = query.where(last < online_since)
         key = getattr(Device, sort.field)
         query = paging.keyset(
-            query,
-            col(key),
-            col(Device.id),
-            limit=page.limit,
-            cursor=page.cursor,
-            descending=sort.descending,
-            key_is_time=sort.field == "created_at",
+            query, col(key), col(Device.id), limit=page.limit, cursor=page.cursor, sort=sort
         )
         rows = (await self.session.execute(query)).all()
-        result = paging.page_of(rows, page.limit, lambda r: (getattr(r[0], sort.field), r[0].id))
+        result = paging.page_of(
+            rows, page.limit, lambda r: (getattr(r[0], sort.field), r[0].id), sort=sort
+        )
         return paging.PageResult([(d, t) for d, t in result.items], result.next_cursor)
 
     async def page(self, filters: DeviceFilters) -> paging.PageResult[Device]:
