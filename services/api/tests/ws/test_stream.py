@@ -26,6 +26,7 @@ from milepost_common.domain.organizations import service as organization_service
 from milepost_common.domain.organizations.models import Organization
 from milepost_common.domain.principals import SYSTEM
 from milepost_common.domain.users.models import OrgRole
+from milepost_common.live import LiveEvent, org_channel
 from milepost_common.testing.factories import make_device, make_organization, make_user
 from services.api.tests.api_support import Bearer, Team, serving
 from services.api.tests.ws.stream_support import (
@@ -176,6 +177,26 @@ class TestRelay:
         async with connect(address) as ws:
             await authenticated(ws, bearer(team.viewer))
             assert await receive(ws, pings=True) == {"type": "ping"}
+
+    async def test_a_batchs_burst_reaches_a_client_that_reads(
+        self, address: str, session: AsyncSession, redis: Redis, team: Team, bearer: Bearer
+    ) -> None:
+        # The worker publishes a batch's events in one pipeline (one per vehicle): read in one
+        # go, they overflowed the queue (4 here, 256 by default) of a client reading at once.
+        device = await make_device(session, team.org)
+        async with watching(address, bearer(team.viewer)) as ws:
+            events = [
+                LiveEvent(type="alert", org_id=team.org.id, vehicle_id=device.id, data={"i": i})
+                for i in range(50)
+            ]
+            async with redis.pipeline(transaction=False) as pipe:
+                for event in events:
+                    pipe.publish(org_channel(team.org.id), event.model_dump_json())
+                await pipe.execute()
+
+            received = [(await receive(ws))["data"]["i"] for _ in events]
+
+        assert received == list(range(50))
 
     async def test_slow_consumer_is_cut_off_with_4429(
         self, address: str, session: AsyncSession, redis: Redis, team: Team, bearer: Bearer

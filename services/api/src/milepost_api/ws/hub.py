@@ -176,6 +176,10 @@ class StreamHub:
             message = await self._pubsub.get_message(timeout=READ_TIMEOUT_S)
             if message is not None:
                 self._fan_out(message)
+                # A batch's events come in one pipeline and are read without a pause: the
+                # clients' send loops take each before the next, or a burst longer than a
+                # client's queue would cut off one that reads as fast as it can.
+                await asyncio.sleep(0)
 
     def _fan_out(self, message: dict[str, Any]) -> None:
         try:
