@@ -37,6 +37,11 @@ KUBERNETES_VERSION = "v1.37.0"
 KINDS = (
     (0, "traefik.io/v1alpha1/IngressRoute.d.ts", "traefik.io_v1alpha1_IngressRoute.json"),
     (0, "traefik.io/v1alpha1/Middleware.d.ts", "traefik.io_v1alpha1_Middleware.json"),
+    (
+        0,
+        "traefik.io/v1alpha1/ServersTransport.d.ts",
+        "traefik.io_v1alpha1_ServersTransport.json",
+    ),
     (1, "keda.sh/v1alpha1/ScaledObject.d.ts", "keda.sh_v1alpha1_ScaledObject.json"),
     (
         1,

@@ -114,8 +114,18 @@ class TestRoutes:
             upstream = traefik_dynamic({})["services"][router["service"]]
             (server,) = upstream["loadBalancer"]["servers"]
             assert f"http://{service['name']}:{service['port']}" == server["url"], name
+            assert service.get("serversTransport") == upstream["loadBalancer"]["serversTransport"]
             access_logs = router.get("observability", {}).get("accessLogs", True)
             assert route.get("observability", {}).get("accessLogs", True) == access_logs
+
+    def test_servers_transports_are_the_references(self, overlay: str) -> None:
+        # The wait for an app's answer to begin: a hung app is a 504 (deploy/traefik).
+        reference = traefik_dynamic({})["serversTransports"]
+        transports = {
+            t["metadata"]["name"]: t["spec"] for t in of_kind(render(overlay), "ServersTransport")
+        }
+
+        assert transports == reference
 
     def test_middlewares_are_the_references(self, overlay: str) -> None:
         reference = traefik_dynamic({})["middlewares"]

@@ -34,6 +34,7 @@ SCHEMAS = KUBERNETES / "schemas"
 CUSTOM_RESOURCES = {
     ("traefik.io/v1alpha1", "IngressRoute"),
     ("traefik.io/v1alpha1", "Middleware"),
+    ("traefik.io/v1alpha1", "ServersTransport"),
     ("keda.sh/v1alpha1", "ScaledObject"),
     ("keda.sh/v1alpha1", "TriggerAuthentication"),
     ("monitoring.coreos.com/v1", "PodMonitor"),

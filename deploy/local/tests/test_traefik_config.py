@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from milepost_devstack.process import ProcessManager
 APPS = ("api", "admin", "ingest")
 LARGE_BODY_PATH_SUFFIX = "/large"
 STREAM_PATH_SUFFIX = "/stream"
+HUNG_PATH_SUFFIX = "/hung"
 WHOAMI_PATH_SUFFIX = "/whoami"
 MIB = 1024 * 1024
 # The apps' default body limits, which the gateway matches.
@@ -43,6 +45,8 @@ class _EchoHandler(BaseHTTPRequestHandler):
         if self.path.endswith(STREAM_PATH_SUFFIX):
             self._stream()
             return
+        if self.path.endswith(HUNG_PATH_SUFFIX):  # an app whose event loop is blocked
+            time.sleep(5)
         payload: dict[str, object] = {"backend": self.backend, "path": self.path}
         if self.path.endswith(WHOAMI_PATH_SUFFIX):
             payload["forwarded_for"] = self.headers.get("X-Forwarded-For")
@@ -193,6 +197,18 @@ class TestMiddlewares:
 
         assert 429 in statuses
 
+    def test_a_hung_app_is_a_504_not_a_request_held_for_ever(
+        self, tmp_path: Path, backends: dict[str, int]
+    ) -> None:
+        timeout = {"MILEPOST_GATEWAY_RESPONSE_TIMEOUT": "1s"}
+        with running_gateway(tmp_path, backends, timeout) as gateway:
+            started = time.monotonic()
+            hung = httpx.get(f"{gateway.url}/api/v1{HUNG_PATH_SUFFIX}", timeout=10)
+            waited = time.monotonic() - started
+
+        assert hung.status_code == 504
+        assert waited < 4  # the backend answers after 5 s
+
 
 def post(url: str, content: bytes | Iterator[bytes]) -> httpx.Response:
     return httpx.post(url, content=content, timeout=10)
@@ -289,6 +305,8 @@ class TestForwardedHeaders:
 class TestObservability:
     def test_access_log_skips_osmand_paths(self, gateway: Gateway) -> None:
         get(f"{gateway.url}/ingest/osmand/secret-key-in-path?id=dev1")
+        # The app decodes %2F to the same path; the gateway routes on the path as sent.
+        encoded = get(f"{gateway.url}/ingest/osmand%2Fsecret-key-encoded?id=dev1")
         get(f"{gateway.url}/ingest/v1/access-log-marker")
 
         wait_until(
@@ -296,7 +314,9 @@ class TestObservability:
             timeout=10,
             what="access log line",
         )
+        assert encoded.json()["backend"] == "ingest"
         assert "secret-key-in-path" not in gateway.log.read_text()
+        assert "secret-key-encoded" not in gateway.log.read_text()
 
     def test_metrics_entry_point_serves_router_metrics(self, gateway: Gateway) -> None:
         get(f"{gateway.url}/admin/health")

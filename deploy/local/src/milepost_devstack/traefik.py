@@ -86,7 +86,8 @@ def process_spec(
 ) -> ProcessSpec:
     """How to run Traefik on `static_config` in front of `upstreams`.
 
-    `env` passes through, so MILEPOST_GATEWAY_RATE_AVERAGE / _BURST reach the templates.
+    `env` passes through, so MILEPOST_GATEWAY_RATE_AVERAGE / _BURST and _RESPONSE_TIMEOUT reach
+    the templates.
     """
     argv = [str(traefik_binary()), f"--configFile={static_config}"]
     return ProcessSpec(NAME, argv, {**env, **upstreams.env()}, cwd)
