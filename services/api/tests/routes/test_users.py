@@ -1,8 +1,20 @@
 from __future__ import annotations
 
+import asyncio
+import uuid
+from collections.abc import Callable
+from typing import Any
+
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from milepost_common.db import create_database, unit_of_work
+from milepost_common.domain.principals import SYSTEM
+from milepost_common.domain.users import service as user_service
+from milepost_common.domain.users.errors import LastOwner
+from milepost_common.domain.users.models import OrgRole, User
+from milepost_common.settings import CommonSettings
+from milepost_common.testing.factories import make_organization, make_user
 from services.api.tests.api_support import Bearer, Team, actions, error_code
 
 
@@ -49,3 +61,55 @@ class TestTeam:
         )
         assert response.status_code == 409
         assert error_code(response) == "conflict"
+
+    async def test_an_invitation_not_accepted_makes_no_owner(
+        self, client: httpx.AsyncClient, team: Team, bearer: Bearer
+    ) -> None:
+        # The only owner who can log in invites an owner, then steps down: if the invitation
+        # is never accepted, nobody can manage the team, keys or webhooks again.
+        headers = bearer(team.owner)
+        invited = await client.post(
+            "/api/v1/users", json={"email": "ghost@example.com", "role": "owner"}, headers=headers
+        )
+
+        stepping_down = await client.patch(
+            f"/api/v1/users/{team.owner.id}", json={"role": "viewer"}, headers=headers
+        )
+
+        assert invited.status_code == 201
+        assert stepping_down.status_code == 409
+        assert error_code(stepping_down) == "conflict"
+
+
+async def test_two_owners_demoting_each_other_at_once_leave_one(
+    committed_database: str, settings_factory: Callable[..., Any]
+) -> None:
+    # Each counted the other as an owner still, and both demotions committed: no owner.
+    db = create_database(settings_factory(CommonSettings, db={"url": committed_database}).db)
+    try:
+        async with unit_of_work(db) as session:
+            org = await make_organization(session)
+            owners = [await make_user(session, org, role=OrgRole.OWNER) for _ in range(2)]
+
+        async def demote(user_id: uuid.UUID, hold: asyncio.Event | None) -> str:
+            async with unit_of_work(db) as session:
+                user = await session.get(User, user_id)
+                assert user is not None
+                try:
+                    await user_service.change_user_role(session, SYSTEM, user, OrgRole.VIEWER)
+                except LastOwner:
+                    return "refused"
+                if hold is not None:
+                    await hold.wait()  # committed only once the other has counted
+            return "demoted"
+
+        release = asyncio.Event()
+        first = asyncio.create_task(demote(owners[0].id, release))
+        await asyncio.sleep(0.2)
+        second = asyncio.create_task(demote(owners[1].id, None))
+        await asyncio.sleep(0.2)
+        release.set()
+
+        assert sorted(await asyncio.gather(first, second)) == ["demoted", "refused"]
+    finally:
+        await db.dispose()

@@ -72,8 +72,9 @@ class UserRepository:
         query = select(func.count()).select_from(User).where(col(User.org_id) == org_id)
         return int(await self.session.scalar(query) or 0)
 
-    async def count_other_active_owners(self, user: User) -> int:
-        """Active owners of the user's organization besides the user."""
+    async def count_other_owners_who_log_in(self, user: User) -> int:
+        """Active owners of the user's organization besides the user who can log in: an
+        invitation not yet accepted makes no owner."""
         query = (
             select(func.count())
             .select_from(User)
@@ -81,6 +82,7 @@ class UserRepository:
                 User.org_id == user.org_id,
                 User.role == OrgRole.OWNER,
                 col(User.is_active).is_(True),
+                col(User.password_hash).is_not(None) | col(User.sso_subject).is_not(None),
                 User.id != user.id,
             )
         )

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from milepost_common.auth import PasswordHasher, normalize_email
 from milepost_common.domain import paging
 from milepost_common.domain.audit import service as audit
+from milepost_common.domain.base import lock_org_for_limit
 from milepost_common.domain.principals import Principal
 from milepost_common.domain.sessions import service as sessions
 from milepost_common.domain.sessions.models import TokenPurpose
@@ -113,11 +114,13 @@ async def list_users(session: AsyncSession, filters: UserFilters) -> paging.Page
 
 
 async def _guard_last_owner(session: AsyncSession, user: User) -> None:
-    if (
-        user.role == OrgRole.OWNER
-        and user.is_active
-        and not await UserRepository(session).count_other_active_owners(user)
-    ):
+    """Raises LastOwner when no other owner could still log in without ``user``. Counted
+    with the organization's row locked: two owners demoting each other at once cannot both
+    pass."""
+    if user.role != OrgRole.OWNER or not user.is_active or user.org_id is None:
+        return
+    await lock_org_for_limit(session, user.org_id)
+    if not await UserRepository(session).count_other_owners_who_log_in(user):
         raise LastOwner()
 
 
