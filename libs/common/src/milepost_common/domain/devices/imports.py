@@ -33,6 +33,10 @@ def _failure(line: int, unique_id: str | None, code: ImportRowCode, message: str
     )
 
 
+def _taken(line: int, unique_id: str) -> ImportRow:
+    return _failure(line, unique_id, ImportRowCode.UNIQUE_ID_TAKEN, "This unique_id is in use.")
+
+
 def _parse_rows(text: str) -> list[tuple[int, dict[str, str]]]:
     """The non-blank rows by line number. Raises BadRequest for a file the csv module cannot
     read (a field over its size limit) or without the header."""
@@ -116,17 +120,20 @@ async def import_devices(
     devices: list[tuple[int, Device]] = []
     for line, data in candidates:
         if data.unique_id in taken:
-            report[line] = _failure(
-                line, data.unique_id, ImportRowCode.UNIQUE_ID_TAKEN, "This unique_id is in use."
-            )
+            report[line] = _taken(line, data.unique_id)
         elif room is not None and len(devices) >= room:
             report[line] = _failure(
                 line, data.unique_id, ImportRowCode.DEVICE_LIMIT, DeviceLimitReached.default_message
             )
         else:
             devices.append((line, Device(org_id=org.id, **data.model_dump())))
-    session.add_all([device for _, device in devices])
-    await session.flush()
+    # An id taken since it was looked up (the same file sent twice at once, another
+    # organization's import or registration) fails its line, not the whole file.
+    inserted = await repository.insert_new([device for _, device in devices])
+    for line, device in devices:
+        if device.unique_id not in inserted:
+            report[line] = _taken(line, device.unique_id)
+    devices = [(line, device) for line, device in devices if device.unique_id in inserted]
     for line, device in devices:
         report[line] = ImportRow(
             line=line,

@@ -4,7 +4,7 @@ removes of its history."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar, Generic, NamedTuple
 
@@ -38,6 +38,10 @@ _HISTORY_ELSEWHERE = text(
         OR EXISTS (SELECT 1 FROM alerts WHERE device_id = :d AND org_id <> :org)
     """
 )
+
+
+# Devices written by one statement (asyncpg takes at most 32,767 parameters: 14 a device).
+_INSERT_ROWS = 1000
 
 
 class Named(NamedTuple, Generic[ModelT]):
@@ -105,6 +109,21 @@ class DeviceRepository:
     async def relock_org(self, org: Organization) -> None:
         """Read the organization afresh and lock it until the transaction ends."""
         await self.session.refresh(org, with_for_update=True)
+
+    async def insert_new(self, devices: Sequence[Device]) -> set[str]:
+        """Insert the devices whose unique_id no device holds, one taken meanwhile by
+        another transaction too (which this waits for); the unique_ids inserted."""
+        inserted: set[str] = set()
+        for start in range(0, len(devices), _INSERT_ROWS):
+            rows = [device.model_dump() for device in devices[start : start + _INSERT_ROWS]]
+            statement = (
+                insert(Device)
+                .values(rows)
+                .on_conflict_do_nothing(index_elements=[col(Device.unique_id)])
+                .returning(col(Device.unique_id))
+            )
+            inserted.update((await self.session.scalars(statement)).all())
+        return inserted
 
     async def insert(self, device: Device) -> bool:
         """Flush a new device in a savepoint; False when its unique_id is taken."""
