@@ -15,7 +15,7 @@ from milepost_common.domain.alerts import service as alert_service
 from milepost_common.domain.alerts.models import Alert, AlertType
 from milepost_common.domain.devices.models import Device
 from milepost_common.domain.geofences.models import Geofence
-from milepost_common.testing.factories import make_device
+from milepost_common.testing.factories import make_device, make_device_state
 
 T0 = datetime(2026, 3, 2, 8, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
@@ -178,3 +178,28 @@ class TestEnabledRules:
         assert fences[elsewhere.id] is None  # another organization's geofence is not watched
         assert fences[unreadable.id] is None
         assert fences[speed.id] is None
+
+
+class TestOfflineAlerts:
+    async def test_a_silence_is_alerted_once_though_after_s_changes(
+        self, session: AsyncSession
+    ) -> None:
+        # The owner changes the rule from 10 to 30 minutes during a 40-minute silence: a
+        # second alert (and alert.created) for the same silence, under the new after_s.
+        device = await make_device(session)
+        now = datetime.now(UTC)
+        await make_device_state(session, device, last_fix_time=now - timedelta(minutes=40))
+        rule = AlertRule(
+            org_id=device.org_id, name="silent", type=AlertType.OFFLINE, params={"after_s": 600}
+        )
+        session.add(rule)
+        await session.flush()
+
+        first = await alert_service.record_offline_alerts(session, now)
+        rule.params = {"after_s": 1800}
+        session.add(rule)
+        await session.flush()
+        second = await alert_service.record_offline_alerts(session, now)
+
+        assert len(first) == 1
+        assert second == []

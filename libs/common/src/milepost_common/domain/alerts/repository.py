@@ -101,6 +101,23 @@ class AlertRepository(TimelineRepository[Alert]):
         result = await self.session.execute(select(Alert).from_statement(stmt))
         return list(result.scalars())
 
+    async def silences_alerted(
+        self, rows: Sequence[Mapping[str, Any]]
+    ) -> set[tuple[uuid.UUID, uuid.UUID, str]]:
+        """Of these offline alerts to be, the ``(rule, device, last fix)`` silences that have
+        an alert already, whatever ``after_s`` it was raised at."""
+        if not rows:
+            return set()
+        last_fix = col(Alert.details)["last_fix_time"].astext
+        found = await self.session.execute(
+            select(col(Alert.rule_id), col(Alert.device_id), last_fix).where(
+                col(Alert.type) == AlertType.OFFLINE,
+                col(Alert.device_id).in_({row["device_id"] for row in rows}),
+                last_fix.in_({row["details"]["last_fix_time"] for row in rows}),
+            )
+        )
+        return {(rule_id, device_id, text) for rule_id, device_id, text in found.all()}
+
     async def update(self, alert_id: uuid.UUID, values: Mapping[str, Any]) -> None:
         await self.session.execute(update(Alert).where(col(Alert.id) == alert_id).values(**values))
 

@@ -174,7 +174,8 @@ async def record_offline_alerts(session: AsyncSession, now: datetime) -> list[Al
     """Offline alerts for devices silent longer than each offline rule's ``after_s``.
 
     Idempotent: ``occurred_at`` is the last fix plus ``after_s``, so a second run (or a second
-    beat) finds the alert already there and creates nothing.
+    beat) finds the alert already there and creates nothing; and one silence is alerted once
+    by a rule, though its ``after_s`` is changed meanwhile (its alert names the last fix).
     """
     rules = await AlertRepository(session).enabled_rules_of_type(AlertType.OFFLINE)
     created: list[Alert] = []
@@ -206,7 +207,14 @@ async def record_offline_alerts(session: AsyncSession, now: datetime) -> list[Al
                 }
             )
             state.offline_alerted_at = now
-    created = await AlertRepository(session).insert_new(rows)
+    alerts = AlertRepository(session)
+    alerted = await alerts.silences_alerted(rows)
+    rows = [
+        row
+        for row in rows
+        if (row["rule_id"], row["device_id"], row["details"]["last_fix_time"]) not in alerted
+    ]
+    created = await alerts.insert_new(rows)
     await session.flush()
     return created
 
