@@ -112,6 +112,27 @@ class TestWorkerProcess:
         assert "milepost_worker_processing_lag_seconds_bucket" in metrics
 
 
+class TestNodes:
+    async def test_every_node_of_every_group_says_it_runs(self, stack: WorkerStack) -> None:
+        # The node keys came from the heartbeat task, which only the nodes consuming its queue
+        # ran, one of them each time: the webhooks workers never showed on the status page.
+        webhooks = stack.worker(concurrency=1, queues="webhooks")
+        try:
+            assert stack.consumed_ping(60, queue="webhooks"), webhooks.log_tail()
+            with SyncRedis.from_url(stack.redis.url) as broker:
+
+                async def both_seen() -> bool:
+                    nodes = {k.decode() for k in broker.scan_iter(WORKER_HEARTBEAT_PREFIX + "*")}
+                    return {node.split("@")[0] for node in nodes} >= {
+                        WORKER_HEARTBEAT_PREFIX + "test0",
+                        WORKER_HEARTBEAT_PREFIX + "test1",
+                    }
+
+                await eventually(both_seen, timeout_s=10, interval_s=0.2, what="both nodes")
+        finally:
+            webhooks.stop()
+
+
 class TestBeat:
     async def test_heartbeat_from_beat_makes_the_liveness_check_pass(
         self, stack: WorkerStack, tmp_path: Path

@@ -18,6 +18,7 @@ from milepost_common import tasks as names
 from milepost_common.logging import configure_logging, get_logger
 from milepost_common.tracing import configure_tracing, shutdown_tracing
 from milepost_worker import metrics
+from milepost_worker.health import NodeHeartbeat
 from milepost_worker.runtime import close_runtime, init_runtime
 from milepost_worker.settings import WorkerSettings, get_settings
 
@@ -92,6 +93,28 @@ def beat_schedule(settings: WorkerSettings) -> dict[str, dict[str, Any]]:
 @signals.setup_logging.connect
 def _logging(**_: Any) -> None:
     configure_logging(get_settings().log_level, service="worker")
+
+
+_node_heartbeat: NodeHeartbeat | None = None
+
+
+@signals.worker_ready.connect
+def _node_started(sender: Any, **_: Any) -> None:
+    global _node_heartbeat
+    settings = get_settings()
+    _node_heartbeat = NodeHeartbeat(
+        settings.redis.url,
+        sender.hostname,
+        settings.worker.heartbeat_interval_s,
+        settings.redis.socket_timeout_s,
+    )
+    _node_heartbeat.start()
+
+
+@signals.worker_shutdown.connect
+def _node_stopping(**_: Any) -> None:
+    if _node_heartbeat is not None:
+        _node_heartbeat.stop()
 
 
 @signals.worker_process_init.connect

@@ -6,8 +6,6 @@ from __future__ import annotations
 import socket
 import time
 
-import orjson
-from celery import Task
 from redis import Redis
 from redis.exceptions import RedisError
 
@@ -19,21 +17,15 @@ from milepost_worker.runtime import get_runtime
 from milepost_worker.settings import get_settings
 from milepost_worker.tasks import log
 
-# A node silent this long disappears from the status page instead of showing as stale.
-NODE_HEARTBEAT_TTL_S = 24 * 3600
 
-
-@celery_app.task(name=names.SYSTEM_HEARTBEAT, bind=True)
-def heartbeat(self: Task[[], None]) -> None:
-    """Refresh the heartbeat keys (proof that this worker consumes) and the queue depths.
-
-    Two keys: the fleet-wide one the liveness check reads (cache Redis), and this node's
-    ``WORKER_HEARTBEAT_PREFIX + <node>`` (broker Redis) that admin's system status lists.
-    """
+@celery_app.task(name=names.SYSTEM_HEARTBEAT)
+def heartbeat() -> None:
+    """Refresh the fleet-wide heartbeat key the liveness check reads (cache Redis: proof
+    that a worker consumes) and the queue depths. Each node's own key, which admin's system
+    status lists, its main process writes (``health.NodeHeartbeat``)."""
     runtime = get_runtime()
     depths: dict[str, int] = {}
     settings = get_settings()
-    node = self.request.hostname or socket.gethostname()
     try:
         with Redis.from_url(
             settings.redis.url, socket_timeout=settings.redis.socket_timeout_s
@@ -41,11 +33,6 @@ def heartbeat(self: Task[[], None]) -> None:
             for queue in names.QUEUES:
                 depths[queue] = int(broker.llen(queue))
                 metrics.QUEUE_DEPTH.labels(queue).set(depths[queue])
-            broker.set(
-                names.WORKER_HEARTBEAT_PREFIX + node,
-                orjson.dumps({"at": time.time()}),
-                ex=NODE_HEARTBEAT_TTL_S,
-            )
     except RedisError:
         depths = {}
     runtime.run(system.beat_heartbeat(runtime.context, socket.gethostname(), depths))
