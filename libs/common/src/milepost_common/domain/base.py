@@ -53,15 +53,17 @@ async def find_by_id(
     *,
     org_id: uuid.UUID | None = None,
     for_update: bool = False,
+    for_share: bool = False,
 ) -> ModelT | None:
     """The row with this id, of ``org_id`` when given (another organization's row is
-    missing, like an absent one), locked when asked; None when missing. A building block of
-    the features' repositories (their services raise the feature's ``NotFound``)."""
+    missing, like an absent one), locked when asked (``for_share``: against updates and
+    deletes only); None when missing. A building block of the features' repositories (their
+    services raise the feature's ``NotFound``)."""
     query = select(model).where(col(model.id) == row_id)  # type: ignore[attr-defined]
     if org_id is not None:
         query = query.where(col(model.org_id) == org_id)  # type: ignore[attr-defined]
-    if for_update:
-        query = query.with_for_update()
+    if for_update or for_share:
+        query = query.with_for_update(read=not for_update)
     return (await session.scalars(query)).first()
 
 

@@ -92,7 +92,8 @@ async def _checked_params(
 ) -> dict[str, Any]:
     params = validate_params(rule_type, raw)
     if isinstance(params, GeofenceParams):
-        await geofence_service.get_geofence(session, actor, params.geofence_id)
+        # Held until the rule is stored: a delete of the geofence waits, then sees the rule.
+        await geofence_service.get_geofence(session, actor, params.geofence_id, for_share=True)
     return params.model_dump(mode="json")
 
 

@@ -19,8 +19,22 @@ class GeofenceRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def get_for_org(self, org_id: uuid.UUID, geofence_id: uuid.UUID) -> Geofence | None:
-        return await find_by_id(self.session, Geofence, geofence_id, org_id=org_id)
+    async def get_for_org(
+        self,
+        org_id: uuid.UUID,
+        geofence_id: uuid.UUID,
+        *,
+        for_update: bool = False,
+        for_share: bool = False,
+    ) -> Geofence | None:
+        return await find_by_id(
+            self.session,
+            Geofence,
+            geofence_id,
+            org_id=org_id,
+            for_update=for_update,
+            for_share=for_share,
+        )
 
     async def page_for_org(
         self, org_id: uuid.UUID, page: paging.PageRequest

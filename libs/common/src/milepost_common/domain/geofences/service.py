@@ -71,9 +71,19 @@ async def create_geofence(
     return geofence
 
 
-async def get_geofence(session: AsyncSession, actor: Principal, geofence_id: uuid.UUID) -> Geofence:
-    """Raises GeofenceNotFound when missing or of another organization."""
-    geofence = await GeofenceRepository(session).get_for_org(actor.require_org(), geofence_id)
+async def get_geofence(
+    session: AsyncSession,
+    actor: Principal,
+    geofence_id: uuid.UUID,
+    *,
+    for_update: bool = False,
+    for_share: bool = False,
+) -> Geofence:
+    """Raises GeofenceNotFound when missing or of another organization; locked when asked
+    (``for_share``: a rule that names it holds it until the rule is stored)."""
+    geofence = await GeofenceRepository(session).get_for_org(
+        actor.require_org(), geofence_id, for_update=for_update, for_share=for_share
+    )
     if geofence is None:
         raise GeofenceNotFound()
     return geofence
@@ -128,8 +138,10 @@ async def update_geofence(
 
 
 async def delete_geofence(session: AsyncSession, actor: Principal, geofence_id: uuid.UUID) -> None:
-    """Raises GeofenceNotFound, or GeofenceInUse while an alert rule refers to it. Audited."""
-    geofence = await get_geofence(session, actor, geofence_id)
+    """Raises GeofenceNotFound, or GeofenceInUse while an alert rule refers to it. Audited.
+    The rules are counted with the geofence locked: a rule being stored that names it holds
+    it (``for_share``) until it is, so the count sees it."""
+    geofence = await get_geofence(session, actor, geofence_id, for_update=True)
     if await GeofenceRepository(session).count_rules_using(geofence):
         raise GeofenceInUse()
     await session.delete(geofence)
