@@ -74,7 +74,7 @@ class AdminHttp(HttpSettings, DownloadSettings):
         8 * 1024 * 1024,
         ge=1024,
         description="Body limit of the device CSV imports (JSON API and console), above"
-        " max_body_bytes: room for their own 2,000,000-character / 2 MB file checks.",
+        " max_body_bytes: for files of up to 10,000 rows, the most an import takes.",
     )
     session_cookie: str = "milepost_admin_session"
     session_ttl_s: int = Field(8 * 3600, gt=0, description="Console session lifetime.")

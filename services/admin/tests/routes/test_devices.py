@@ -119,6 +119,25 @@ class TestImportDevices:
         [entry] = await audit_entries(session, "devices.import")
         assert entry.diff["created"] == 3
 
+    async def test_a_file_over_2_mb_within_the_limits_is_imported(
+        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
+    ) -> None:
+        # 9,500 rows (of at most 10,000) with long names, under the 8 MiB body limit: a
+        # 2,000,000-character cap of its own answered 422.
+        org = await make_organization(session)
+        rows = [f"big-{i:05d},{'Long name ' * 19}{i:05d},B-{i:05d}" for i in range(9500)]
+        body = "unique_id,name,plate\n" + "\n".join(rows) + "\n"
+        assert len(body) > 2_000_000
+
+        response = await client.post(
+            f"/admin/v1/organizations/{org.id}/devices/import",
+            content=body,
+            headers={**staff.operator_auth, "Content-Type": "text/csv"},
+        )
+
+        assert response.status_code == 200, response.text[:300]
+        assert (response.json()["created"], response.json()["failed"]) == (9500, 0)
+
     async def test_a_value_holding_a_nul_fails_its_line_only(
         self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
     ) -> None:

@@ -85,7 +85,7 @@ async def register_device(
 async def import_devices(
     user: OperatorUser,
     org_id: uuid.UUID,
-    body: Annotated[str, Body(media_type="text/csv", max_length=2_000_000)],
+    body: Annotated[str, Body(media_type="text/csv")],
     session: SessionDep,
 ) -> DeviceImportReport:
     org = await org_service.get_organization(session, org_id)
