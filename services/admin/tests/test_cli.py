@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import orjson
 import pytest
+from pydantic import ValidationError
 from sqlmodel import select
 
 from milepost_admin import cli
@@ -51,6 +52,15 @@ class TestCommands:
                 assert actors.all() == ["cli"]  # as every command of the CLI is audited
         finally:
             await db.dispose()
+
+    async def test_create_operator_validates_as_the_api_does(
+        self, cli_settings: AdminSettings
+    ) -> None:
+        # An operator whose email is not one could never receive a reset link.
+        with pytest.raises(ValidationError):
+            await cli.create_operator(
+                cli_settings, "not an email at all", "a long passphrase", PlatformRole.SUPPORT
+            )
 
     async def test_onboarding_by_script(
         self, cli_settings: AdminSettings, capsys: pytest.CaptureFixture[str]

@@ -29,6 +29,7 @@ from milepost_common.domain.devices import service as device_service
 from milepost_common.domain.devices.schemas import DeviceRead, VehicleCreate
 from milepost_common.domain.ingest_batches import operators as batch_operators
 from milepost_common.domain.operators import service as operator_service
+from milepost_common.domain.operators.schemas import OperatorCreate
 from milepost_common.domain.organizations import service as org_service
 from milepost_common.domain.organizations.schemas import OrganizationCreate, OrganizationRead
 from milepost_common.domain.principals import Principal, PrincipalKind
@@ -63,18 +64,20 @@ def _read_password() -> str:
 async def create_operator(
     settings: AdminSettings, email: str, password: str, role: PlatformRole
 ) -> bool:
-    """Create the operator; False when the email already exists (the command is idempotent)."""
+    """Create the operator; False when the email already exists (the command is idempotent).
+    Raises ValidationError for an email or a password the API would refuse."""
+    data = OperatorCreate(email=email, role=role, password=password)
     db = create_database(settings.db, application_name="milepost-admin-cli")
     try:
         async with unit_of_work(db) as session:
-            if await user_service.find_user_by_email(session, email) is not None:
+            if await user_service.find_user_by_email(session, data.email) is not None:
                 return False
             await operator_service.create_operator(
                 session,
                 CLI,
-                email=email,
-                role=role,
-                password=password,
+                email=data.email,
+                role=data.role,
+                password=data.password,
                 hasher=PasswordHasher(settings.auth),
             )
             return True
@@ -266,14 +269,17 @@ def main(argv: list[str] | None = None) -> None:
         from milepost_admin.main import serve
 
         serve()
-    elif args.command == "create-operator":
-        created = asyncio.run(
-            create_operator(get_settings(), args.email, _read_password(), PlatformRole(args.role))
-        )
-        print("created" if created else "exists")
     else:
         try:
-            asyncio.run(_dispatch(args, get_settings()))
+            if args.command == "create-operator":
+                created = asyncio.run(
+                    create_operator(
+                        get_settings(), args.email, _read_password(), PlatformRole(args.role)
+                    )
+                )
+                print("created" if created else "exists")
+            else:
+                asyncio.run(_dispatch(args, get_settings()))
         except (AppError, ValidationError) as exc:
             message = exc.message if isinstance(exc, AppError) else str(exc)
             raise SystemExit(f"milepost-admin: {message}") from None
