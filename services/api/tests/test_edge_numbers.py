@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from milepost_common.domain.alerts.models import AlertType
 from milepost_common.domain.devices.models import Device
+from milepost_common.domain.geofences.models import Geofence
 from milepost_common.domain.trips.models import Trip
 from milepost_common.testing.factories import (
     make_alert,
@@ -122,6 +123,35 @@ class TestAlerts:
         overspeed, idling = (a["details"] for a in response.json()["items"])
         assert overspeed == {"limit_kmh": 90.0, "max_speed": 112.3, "end_time": None}
         assert idling == {"min_duration_s": 60, "end_time": None, "duration_s": 62}
+
+
+class TestSettings:
+    async def test_limits_and_radii_are_shown_as_every_other_number(
+        self, client: httpx.AsyncClient, session: AsyncSession, team: Team, bearer: Bearer
+    ) -> None:
+        # Entered with more digits than shown; the rule's alerts showed 77.8 as its limit
+        # while the rule itself showed 77.77777.
+        device = await make_device(session, team.org, speed_limit_kmh=88.88888)
+        rule = await make_alert_rule(
+            session, team.org.id, AlertType.OVERSPEED, params={"limit_kmh": 77.77777}
+        )
+        fence = Geofence(
+            org_id=team.org.id,
+            name="Depot",
+            geometry={"type": "Point", "coordinates": [13.4, 52.5]},
+            radius_m=123.456789,
+        )
+        session.add(fence)
+        await session.flush()
+        headers = bearer(team.viewer)
+
+        vehicle = await client.get(f"/api/v1/vehicles/{device.id}", headers=headers)
+        shown_rule = await client.get(f"/api/v1/alert-rules/{rule.id}", headers=headers)
+        shown_fence = await client.get(f"/api/v1/geofences/{fence.id}", headers=headers)
+
+        assert vehicle.json()["speed_limit_kmh"] == 88.9
+        assert shown_rule.json()["params"]["limit_kmh"] == 77.8
+        assert shown_fence.json()["radius_m"] == 123.5
 
 
 class TestReports:

@@ -10,6 +10,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
 from milepost_common.domain.alerts.models import AlertType
 from milepost_common.errors import ValidationFailed
+from milepost_common.units import Measured
 
 
 class _Params(BaseModel):
@@ -144,7 +145,7 @@ class AlertRuleRead(BaseModel):
     id: uuid.UUID
     name: str
     type: AlertType
-    params: dict[str, Any]
+    params: Measured
     vehicle_ids: list[uuid.UUID] | None
     enabled: bool
     inactive_vehicle_ids: list[uuid.UUID] = Field(

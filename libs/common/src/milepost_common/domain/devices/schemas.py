@@ -10,6 +10,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field
 
 from milepost_common.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from milepost_common.units import Kmh
 
 # Outputs that name a vehicle by id carry its name (DESIGN.md), never one another
 # organization chose (DECISIONS.md, device transfer).
@@ -49,7 +50,7 @@ class VehicleRead(BaseModel):
     unique_id: str = Field(description="The tracker's identifier, unique platform-wide.")
     name: str
     plate: str | None
-    speed_limit_kmh: float | None
+    speed_limit_kmh: Kmh | None
     disabled: bool
     last_fix_time: datetime | None = Field(description="Time of the latest stored fix.")
     status: VehicleStatus = Field(
@@ -95,7 +96,7 @@ class DeviceRead(BaseModel):
     unique_id: str
     name: str
     plate: str | None
-    speed_limit_kmh: float | None
+    speed_limit_kmh: Kmh | None
     disabled: bool
     created_at: datetime
     updated_at: datetime

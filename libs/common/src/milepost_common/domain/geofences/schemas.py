@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal, NamedTuple, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from milepost_common.units import Metres
+
 Lon = Annotated[float, Field(ge=-180, le=180)]
 Lat = Annotated[float, Field(ge=-90, le=90)]
 LonLat = tuple[Lon, Lat]
@@ -125,7 +127,7 @@ class GeofenceRead(BaseModel):
     id: uuid.UUID
     name: str
     geometry: dict[str, Any] = Field(description="GeoJSON Point or Polygon, [lon, lat].")
-    radius_m: float | None
+    radius_m: Metres | None
     created_at: datetime
     updated_at: datetime
 

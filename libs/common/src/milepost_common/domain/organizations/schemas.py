@@ -12,6 +12,7 @@ from limits import parse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from milepost_common.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from milepost_common.units import Kmh, Metres
 
 
 def _timezone(value: str) -> str:
@@ -79,14 +80,14 @@ class OrganizationRead(BaseModel):
     name: str
     timezone: str
     retention_days: int
-    default_speed_limit_kmh: float | None
-    trip_min_distance_m: float
+    default_speed_limit_kmh: Kmh | None
+    trip_min_distance_m: Metres
     trip_min_duration_s: int
     trip_stop_gap_s: int
     max_devices: int | None
     ingest_rate_limit: str | None
     api_rate_limit: str | None
-    max_speed_kmh: float
+    max_speed_kmh: Kmh
     max_clock_skew_s: int
     suspended: bool
     suspended_at: datetime | None
