@@ -142,6 +142,10 @@ def page_params(
     return read_page
 
 
+# A list by creation time only (the organization's keys, webhooks).
+ByCreation = Annotated[paging.PageRequest, Depends(page_params(("created_at",), "created_at"))]
+
+
 async def read_window(
     start: Annotated[
         AwareDatetime | None,

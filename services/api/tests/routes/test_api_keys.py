@@ -30,3 +30,23 @@ class TestApiKeys:
         stored = (await session.scalars(select(ApiKey.key_hash))).all()
         assert key not in stored
         assert {"api_keys.issue", "api_keys.revoke"} <= await actions(session)
+
+    async def test_the_list_takes_limit_and_cursor_as_every_list_does(
+        self, client: httpx.AsyncClient, team: Team, bearer: Bearer
+    ) -> None:
+        headers = bearer(team.owner)
+        for name in ("one", "two", "three"):
+            await client.post("/api/v1/api-keys", json={"name": name}, headers=headers)
+
+        first = await client.get("/api/v1/api-keys", params={"limit": 2}, headers=headers)
+        rest = await client.get(
+            "/api/v1/api-keys",
+            params={"limit": 2, "cursor": first.json()["next_cursor"]},
+            headers=headers,
+        )
+        too_many = await client.get("/api/v1/api-keys", params={"limit": 5000}, headers=headers)
+
+        names = [k["name"] for k in first.json()["items"] + rest.json()["items"]]
+        assert names == ["one", "two", "three"]
+        assert rest.json()["next_cursor"] is None
+        assert too_many.status_code == 422

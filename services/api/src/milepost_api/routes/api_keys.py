@@ -6,7 +6,7 @@ import uuid
 
 from fastapi import APIRouter, status
 
-from milepost_api.deps import AUTHENTICATED, ContextDep, OwnerUser
+from milepost_api.deps import AUTHENTICATED, ByCreation, ContextDep, OwnerUser
 from milepost_api.http_cache import REVALIDATE, cache_control
 from milepost_api.schemas import ApiKeyCreate, ApiKeyIssued, ApiKeyRead
 from milepost_common.domain.api_keys import service as api_key_service
@@ -42,13 +42,18 @@ async def issue_api_key(
     return ApiKeyIssued(**read.model_dump(), key=issued.secret)
 
 
-@router.get("", summary="List API keys", responses=error_responses(Unauthorized, Forbidden))
+@router.get(
+    "",
+    summary="List API keys",
+    responses=error_responses(Unauthorized, Forbidden, ValidationFailed),
+)
 @cache_control(REVALIDATE)
-async def list_api_keys(user: OwnerUser, session: SessionDep) -> Page[ApiKeyRead]:
-    """Owners only. Every key of the organization (revoked ones too), by creation time;
-    never paged."""
-    keys = await api_key_service.list_api_keys(session, user.require_org())
-    return Page(items=[ApiKeyRead.model_validate(k) for k in keys], next_cursor=None)
+async def list_api_keys(user: OwnerUser, page: ByCreation, session: SessionDep) -> Page[ApiKeyRead]:
+    """Owners only. The organization's keys (revoked ones too), by creation time."""
+    result = await api_key_service.list_api_keys(session, user.require_org(), page)
+    return Page(
+        items=[ApiKeyRead.model_validate(k) for k in result.items], next_cursor=result.next_cursor
+    )
 
 
 @router.get(

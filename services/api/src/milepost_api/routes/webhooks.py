@@ -7,9 +7,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, status
 
-from milepost_api.deps import AUTHENTICATED, ContextDep, OwnerUser, page_params
+from milepost_api.deps import AUTHENTICATED, ByCreation, ContextDep, OwnerUser
 from milepost_api.http_cache import REVALIDATE, cache_control
-from milepost_common.domain import paging
 from milepost_common.domain.webhooks import service as webhook_service
 from milepost_common.domain.webhooks.errors import WebhookLimitReached, WebhookNotFound
 from milepost_common.domain.webhooks.models import DeliveryStatus
@@ -28,7 +27,6 @@ from milepost_common.web.errors import error_responses
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], responses=AUTHENTICATED)
 
-ByCreation = Annotated[paging.PageRequest, Depends(page_params(("created_at",), "created_at"))]
 NotFound = WebhookNotFound
 
 

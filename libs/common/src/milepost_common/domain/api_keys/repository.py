@@ -46,14 +46,6 @@ class ApiKeyRepository:
         ).first()
         return None if row is None else (row[0], row[1])
 
-    async def list_for_org(self, org_id: uuid.UUID) -> list[ApiKey]:
-        query = (
-            select(ApiKey)
-            .where(ApiKey.org_id == org_id)
-            .order_by(col(ApiKey.created_at), col(ApiKey.id))
-        )
-        return list((await self.session.scalars(query)).all())
-
     async def page(self, filters: ApiKeyFilters) -> paging.PageResult[ApiKey]:
         """A keyset page of keys (of one organization, of those named like ``org_name``, or
         all), by the filters' sort."""

@@ -79,8 +79,11 @@ async def get_api_key(
     return api_key
 
 
-async def list_api_keys(session: AsyncSession, org_id: uuid.UUID) -> list[ApiKey]:
-    return await ApiKeyRepository(session).list_for_org(org_id)
+async def list_api_keys(
+    session: AsyncSession, org_id: uuid.UUID, page: paging.PageRequest
+) -> paging.PageResult[ApiKey]:
+    """A keyset page of the organization's keys (revoked ones too), by creation time."""
+    return await paging.org_page(session, ApiKey, org_id, page)
 
 
 async def revoke_api_key(session: AsyncSession, actor: Principal, api_key: ApiKey) -> ApiKey:
