@@ -288,6 +288,29 @@ class TestOfflineAndOnline:
         assert state is not None
         assert state.offline_since == from_micros(at(0, 0, t0_s=t0).t)
 
+    async def test_a_suspended_organization_is_not_told_its_vehicles_went_silent(
+        self, ctx: WorkerContext, session: AsyncSession
+    ) -> None:
+        # Its keys are refused, so every vehicle falls silent: each was reported offline to
+        # it (an alert and a device.offline each), ten minutes after the suspension.
+        org = await make_organization(session, suspended_at=utcnow() - timedelta(hours=1))
+        device = await make_device(session, org)
+        await subscribe(session, ctx, org, WebhookEventType.DEVICE_OFFLINE)
+        session.add(
+            AlertRule(org_id=org.id, name="silent", type=AlertType.OFFLINE, params={"after_s": 60})
+        )
+        session.add(
+            DeviceState(
+                device_id=device.id, org_id=org.id, last_fix_time=utcnow() - timedelta(hours=1)
+            )
+        )
+        await session.commit()
+
+        outcome = await detect_offline(ctx)
+
+        assert (outcome.devices_offline, outcome.alerts_created) == (0, 0)
+        assert await sent(session, org) == []
+
 
 class TestTransfer:
     async def test_the_open_trip_ends_with_reason_transferred(

@@ -8,7 +8,7 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar, Generic, NamedTuple
 
-from sqlalchemy import delete, func, or_, text, update
+from sqlalchemy import ColumnElement, delete, func, or_, text, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
@@ -345,6 +345,13 @@ class TimelineRepository(Generic[ModelT]):
         return int(getattr(result, "rowcount", 0) or 0)
 
 
+def _of_an_active_organization() -> ColumnElement[bool]:
+    """A device of an organization not suspended: a suspended one's devices fall silent (its
+    keys are refused), and each would be reported offline to it (alerts, webhooks)."""
+    suspended = select(col(Organization.id)).where(col(Organization.suspended_at).is_not(None))
+    return col(Device.org_id).not_in(suspended)
+
+
 class DeviceStateRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -390,24 +397,30 @@ class DeviceStateRepository:
         return {state.device_id: state for state in rows.scalars()}
 
     async def list_silent(self, silent_before: datetime) -> list[tuple[DeviceState, Device]]:
-        """Devices (enabled) whose last fix is older than ``silent_before``."""
+        """Devices (enabled, of an organization not suspended) whose last fix is older than
+        ``silent_before``."""
         rows = await self.session.execute(
             select(DeviceState, Device)
             .join(Device, col(Device.id) == col(DeviceState.device_id))
-            .where(col(DeviceState.last_fix_time) < silent_before, col(Device.disabled).is_(False))
+            .where(
+                col(DeviceState.last_fix_time) < silent_before,
+                col(Device.disabled).is_(False),
+                _of_an_active_organization(),
+            )
         )
         return [(row[0], row[1]) for row in rows]
 
     async def mark_offline(self, silent_before: datetime) -> list[tuple[Any, ...]]:
-        """Set ``offline_since`` to the last fix of every enabled device not marked yet whose
-        last fix is older than ``silent_before``; ``(device_id, org_id, name, unique_id,
-        last_fix_time, last_lat, last_lon)`` of each."""
+        """Set ``offline_since`` to the last fix of every enabled device (of an organization
+        not suspended) not marked yet whose last fix is older than ``silent_before``;
+        ``(device_id, org_id, name, unique_id, last_fix_time, last_lat, last_lon)`` of each."""
         marked = await self.session.execute(
             update(DeviceState)
             .where(
                 col(DeviceState.device_id) == col(Device.id),
                 col(DeviceState.org_id) == col(Device.org_id),
                 col(Device.disabled).is_(False),
+                _of_an_active_organization(),
                 col(DeviceState.offline_since).is_(None),
                 col(DeviceState.last_fix_time) < silent_before,
             )
