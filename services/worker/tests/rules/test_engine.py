@@ -152,6 +152,20 @@ class TestGeofence:
         feed(engine, [at(0, 0), at(10, 10)])
         assert engine.outputs == {}
 
+    def test_a_rule_pointed_at_another_fence_starts_afresh(self) -> None:
+        # Parked outside fence x, then the rule is pointed at fence y, where the vehicle has
+        # been all along: x's "outside" made the next fix an enter of y it never made.
+        watching_x = RuleSpec("g", GEOFENCE_ENTER, {"geofence_id": "x"}, shape=CIRCLE)
+        engine = RuleEngine([watching_x])
+        feed(engine, [at(0, 3000), at(10, 3000)])
+        around_the_vehicle = Circle(*latlon(3000), 500.0)
+        watching_y = RuleSpec("g", GEOFENCE_ENTER, {"geofence_id": "y"}, shape=around_the_vehicle)
+
+        resumed = RuleEngine([watching_y], engine.snapshot())
+        feed(resumed, [at(20, 3000), at(30, 3000)])
+
+        assert resumed.outputs == {}
+
     def test_polygon_hole_is_outside(self) -> None:
         d = 0.01
         ring = [

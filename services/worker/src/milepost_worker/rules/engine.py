@@ -70,6 +70,11 @@ class AlertOut:
         return (self.rule_id, self.occurred_at)
 
 
+def _watched(rule: RuleSpec) -> Any:
+    """The geofence a geofence rule watches (None for other rules)."""
+    return rule.params.get("geofence_id") if rule.type in (GEOFENCE_ENTER, GEOFENCE_EXIT) else None
+
+
 def iso(t: int) -> str:
     """Microseconds since the epoch as ISO 8601 UTC with ``Z``."""
     moment = datetime.fromtimestamp(t // MICROS, UTC).replace(microsecond=t % MICROS)
@@ -91,8 +96,19 @@ class RuleEngine:
         saved = states or {}
         for rule in self.rules:
             state = saved.get(rule.id)
-            fresh = isinstance(state, dict) and state.get("type") == rule.type
-            self.states[rule.id] = dict(state) if fresh and state else {"type": rule.type}
+            # A state is the rule's as long as it watches what it watched: a geofence rule
+            # pointed at another fence starts afresh (the old fence's side would be an
+            # "enter" of the new one the vehicle never made). A state saved before states
+            # named their fence is kept.
+            watched = _watched(rule)
+            kept = (
+                isinstance(state, dict)
+                and state.get("type") == rule.type
+                and state.get("fence", watched) == watched
+            )
+            self.states[rule.id] = (
+                dict(state) if kept and state else {"type": rule.type, "fence": watched}
+            )
         self.outputs: dict[AlertKey, AlertOut] = {}
 
     def snapshot(self) -> dict[str, Any]:
