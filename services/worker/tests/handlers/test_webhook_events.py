@@ -13,7 +13,7 @@ from sqlmodel import col, select
 from worker_support import at, base_time_s, golden_drive, latlon, write_batch
 
 from milepost_common.domain.alert_rules.models import AlertRule
-from milepost_common.domain.alerts.models import AlertType
+from milepost_common.domain.alerts.models import Alert, AlertType
 from milepost_common.domain.devices import tenure as device_tenure
 from milepost_common.domain.devices.models import Device, DeviceState
 from milepost_common.domain.geofences.models import Geofence
@@ -338,3 +338,34 @@ class TestTransfer:
         assert ended["vehicle_name"] is None
         assert outcome.devices_offline == 0
         assert await sent(session, new) == []
+
+    async def test_an_open_episode_ends_with_the_tenure(
+        self, ctx: WorkerContext, session: AsyncSession
+    ) -> None:
+        # Speeding when transferred: the old organization's overspeed alert stayed open for
+        # good (the worker never touches an earlier tenure's rows) and alert.ended never came.
+        old, new = await make_organization(session), await make_organization(session)
+        device = await make_device(session, old)
+        session.add(
+            AlertRule(
+                org_id=old.id, name="fast", type=AlertType.OVERSPEED, params={"limit_kmh": 20}
+            )
+        )
+        await subscribe(session, ctx, old, WebhookEventType.ALERT_ENDED)
+        await process(ctx, session, device, golden_drive(base_time_s())[:45])
+        [open_alert] = (await session.scalars(select(Alert).where(Alert.org_id == old.id))).all()
+        assert open_alert.details["end_time"] is None
+        state = await session.get(DeviceState, device.id)
+        assert state is not None
+        assert state.last_fix_time is not None
+        last_fix = state.last_fix_time
+
+        await device_tenure.transfer_device(
+            session, principal_for(await make_operator(session)), device, new
+        )
+        await session.commit()
+
+        [ended] = await sent(session, old)
+        assert ended["type"] == "alert.ended"
+        assert ended["data"]["id"] == str(open_alert.id)
+        assert ended["data"]["details"]["end_time"] == last_fix.isoformat().replace("+00:00", "Z")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Text, and_, cast, delete, func, or_, true, update
+from sqlalchemy import ColumnElement, Text, and_, cast, delete, func, or_, text, true, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col, select
 
@@ -117,6 +117,17 @@ class AlertRepository(TimelineRepository[Alert]):
             )
         )
         return {(rule_id, device_id, text) for rule_id, device_id, text in found.all()}
+
+    async def open_of_device(self, device_id: uuid.UUID, org_id: uuid.UUID) -> list[Alert]:
+        """The device's alerts of ``org_id`` whose episode has not ended (``still_open``)."""
+        rows = await self.session.scalars(
+            select(Alert).where(
+                col(Alert.device_id) == device_id,
+                col(Alert.org_id) == org_id,
+                text(self.still_open),
+            )
+        )
+        return list(rows.all())
 
     async def update(self, alert_id: uuid.UUID, values: Mapping[str, Any]) -> None:
         await self.session.execute(update(Alert).where(col(Alert.id) == alert_id).values(**values))

@@ -170,6 +170,23 @@ async def reconcile_alerts(
     return reconciled
 
 
+async def end_open_alerts(
+    session: AsyncSession, device_id: uuid.UUID, org_id: uuid.UUID, at: datetime
+) -> list[Alert]:
+    """End the device's open episodes of ``org_id`` (overspeed, idle, a geofence dwell) at
+    ``at``, its last fix there: a transfer ends the tenure they belong to, and the worker
+    never touches an earlier tenure's rows again. The alerts ended."""
+    alerts = await AlertRepository(session).open_of_device(device_id, org_id)
+    for alert in alerts:
+        ended = {**alert.details, "end_time": _iso(at)}
+        if "duration_s" in ended:  # idle
+            ended["duration_s"] = max(0.0, (at - alert.occurred_at).total_seconds())
+        alert.details = ended
+        session.add(alert)
+    await session.flush()
+    return alerts
+
+
 async def record_offline_alerts(session: AsyncSession, now: datetime) -> list[Alert]:
     """Offline alerts for devices silent longer than each offline rule's ``after_s``.
 

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from milepost_common.domain.alerts import service as alert_service
 from milepost_common.domain.audit import service as audit
 from milepost_common.domain.devices import state as device_state
 from milepost_common.domain.devices.errors import (
@@ -38,8 +39,9 @@ async def transfer_device(
     """Move a device to ``target`` for the data it sends from now on; what is stored stays
     with the old organization. Raises OrganizationSuspended or DeviceLimitReached (409).
 
-    The old tenure ends here: its open trip and stop end at its last processed fix (the old
-    organization's webhooks get ``trip.ended`` with ``reason: transferred``), the device's
+    The old tenure ends here: its open trip, stop and alert episodes end at its last
+    processed fix (the old organization's webhooks get ``trip.ended`` with ``reason:
+    transferred``, and ``alert.ended``), the device's
     state starts empty, and the new tenure (``assigned_at``) starts after every
     stored fix, so the worker, which reads and replaces only within the current tenure, can
     never join, move or delete a row of an earlier one. Idempotent for the current
@@ -60,13 +62,21 @@ async def transfer_device(
     state = (await device_state.lock_device_states(session, {device.id: source}))[device.id]
     last_fix = await position_service.last_fix_time(session, device.id)
     ended = await trip_service.close_open_segments(session, device.id, source, state.last_fix_time)
-    # The old organization learns its trip ended; the vehicle has left it (no name, no
-    # device.offline). The webhook sweep sends the deliveries.
+    alerts = (
+        await alert_service.end_open_alerts(session, device.id, source, state.last_fix_time)
+        if state.last_fix_time is not None
+        else []
+    )
+    # The old organization learns its trip and its open episodes ended; the vehicle has left
+    # it (no name, no device.offline). The webhook sweep sends the deliveries.
     await webhook_delivery.create_deliveries(
         session,
         [
-            webhook_events.trip_ended(t, None, webhook_events.TripEndReason.TRANSFERRED)
-            for t in ended
+            *(
+                webhook_events.trip_ended(t, None, webhook_events.TripEndReason.TRANSFERRED)
+                for t in ended
+            ),
+            *(webhook_events.alert_ended(a, None) for a in alerts),
         ],
         now,
     )
