@@ -46,6 +46,12 @@ class ApiKeyRepository:
         ).first()
         return None if row is None else (row[0], row[1])
 
+    async def page_for_org(
+        self, org_id: uuid.UUID, page: paging.PageRequest
+    ) -> paging.PageResult[ApiKey]:
+        """A keyset page of the organization's keys by ``created_at``."""
+        return await paging.org_page(self.session, ApiKey, org_id, page)
+
     async def page(self, filters: ApiKeyFilters) -> paging.PageResult[ApiKey]:
         """A keyset page of keys (of one organization, of those named like ``org_name``, or
         all), by the filters' sort."""

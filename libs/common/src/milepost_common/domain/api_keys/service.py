@@ -83,7 +83,7 @@ async def list_api_keys(
     session: AsyncSession, org_id: uuid.UUID, page: paging.PageRequest
 ) -> paging.PageResult[ApiKey]:
     """A keyset page of the organization's keys (revoked ones too), by creation time."""
-    return await paging.org_page(session, ApiKey, org_id, page)
+    return await ApiKeyRepository(session).page_for_org(org_id, page)
 
 
 async def revoke_api_key(session: AsyncSession, actor: Principal, api_key: ApiKey) -> ApiKey:
