@@ -122,6 +122,21 @@ class TestSecretsShownOnce:
         assert "2 created, 0 failed" in reloaded.text
         assert await _count(session, Device, org_id=org.id) == 2
 
+    async def test_a_file_in_another_encoding_is_refused_not_stored_mangled(
+        self, client: httpx.AsyncClient, session: AsyncSession, operator_console: Console
+    ) -> None:
+        # Excel's "CSV" (cp1252): "Köln" was stored as "K\ufffdln".
+        org = await make_organization(session)
+
+        refused = await operator_console.submit(
+            f"/admin/organizations/{org.id}/devices/import",
+            files={"csv_file": ("d.csv", "unique_id,name\nimp-1,Köln\n".encode("cp1252"))},
+        )
+
+        assert refused.status_code == 422
+        assert "not UTF-8" in refused.text
+        assert await _count(session, Device, org_id=org.id) == 0
+
 
 class TestFormErrors:
     async def test_bad_time_zone_is_shown_beside_its_field_with_the_input_kept(

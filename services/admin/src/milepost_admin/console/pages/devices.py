@@ -93,9 +93,15 @@ async def device_import(
     org = await org_service.get_organization(session, org_id)
     # The request's body limit (MILEPOST_ADMIN__MAX_IMPORT_BODY_BYTES) bounds the file.
     raw = await csv_file.read()
-    report = await device_imports.import_devices(
-        session, console.principal, org, raw.decode("utf-8", errors="replace")
-    )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        # As the JSON API refuses it: another encoding's accents would be stored mangled.
+        message = 'The file is not UTF-8 text: save it as "CSV UTF-8" and import it again.'
+        raise ValidationFailed(
+            message, details=[{"loc": ["csv_file"], "msg": message, "type": "value_error"}]
+        ) from None
+    report = await device_imports.import_devices(session, console.principal, org, text)
     # The report is kept beside the session (10 minutes) and shown by the redirect's page:
     # a reload of that page shows it again and imports nothing twice.
     await store.keep(
