@@ -95,35 +95,16 @@ class TestCommonSettings:
         assert "\n" not in line
 
 
-def test_bad_config_stops_the_process_with_one_line() -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from milepost_common.settings import CommonSettings, load_settings;"
-            "load_settings(CommonSettings)",
-        ],
-        env={"MILEPOST_DB__POOL_SIZE": "lots", "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1
-    assert "MILEPOST_DB__POOL_SIZE" in lines[0]
-
-
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("MILEPOST_AUTH__JWT_KEYS", "a-secret"), ("MILEPOST_WEBHOOKS__TIMEOUT_S", "x")],
+    [
+        ("MILEPOST_DB__POOL_SIZE", "lots"),
+        # A mapping that is not JSON never reaches validation: pydantic-settings refuses it
+        # first (and a traceback naming only its group was printed).
+        ("MILEPOST_AUTH__JWT_KEYS", "a-secret"),
+    ],
 )
-def test_a_setting_that_cannot_be_read_stops_the_process_with_one_line(
-    name: str, value: str
-) -> None:
-    # A mapping that is not JSON never reaches validation: pydantic-settings refuses it first
-    # (and printed a traceback naming only its group).
+def test_bad_config_stops_the_process_with_one_line(name: str, value: str) -> None:
     result = subprocess.run(
         [
             sys.executable,
