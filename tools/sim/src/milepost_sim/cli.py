@@ -16,6 +16,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from types import FrameType
 
+import httpx
+
 from milepost_devstack.errors import ConfigError
 from milepost_sim import demo
 from milepost_sim.fleet import Fleet, Schedule, fleet_specs
@@ -52,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
     start.add_argument("--vehicles", type=int, default=10)
     start.add_argument("--seed", type=int, default=1)
     start.add_argument("--rate", type=float, default=2.0, help="fixes per second (fleet)")
+    start.add_argument(
+        "--prefix", default="demo-", help="unique_id prefix (default demo-): another when taken"
+    )
     commands.add_parser("demo-stop", help="stop the demo's fleet")
     return parser
 
@@ -114,7 +119,7 @@ def _backfill(args: argparse.Namespace, settings: demo.DemoSettings) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     settings = demo.settings_from_environ(
-        operator=True, vehicles=args.vehicles, seed=args.seed, rate=args.rate
+        operator=True, vehicles=args.vehicles, seed=args.seed, rate=args.rate, prefix=args.prefix
     )
     state = demo.setup(settings)
     pid, started = demo.start(settings, state)
@@ -139,4 +144,12 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args, settings) if args.command == "run" else _backfill(args, settings)
     except (demo.DemoError, PushRefused, ConfigError) as exc:
         print(f"milepost-sim: {exc}", file=sys.stderr)
+        return 1
+    except httpx.TransportError as exc:  # nothing answers (no stack, another port)
+        where = demo.settings_from_environ().gateway_url
+        print(
+            f"milepost-sim: no Milepost gateway answers at {where} ({type(exc).__name__}): run"
+            " `make up` first, with the MILEPOST_GATEWAY_PORT and MILEPOST_STATE_DIR it used",
+            file=sys.stderr,
+        )
         return 1

@@ -125,19 +125,20 @@ def read_env_file(path: Path) -> dict[str, str]:
 def settings_from_environ(
     environ: Mapping[str, str] | None = None, *, operator: bool = False, **options: Any
 ) -> DemoSettings:
-    """The stack `make up` runs (same variables); with ``operator``, its first operator too:
-    from MILEPOST_BOOTSTRAP_EMAIL/_PASSWORD when both are set, else from secrets.env."""
+    """The stack `make up` runs (same variables); with ``operator``, its first operator too,
+    each of the two as `make up` chose it: MILEPOST_BOOTSTRAP_EMAIL, else the one in
+    secrets.env; MILEPOST_BOOTSTRAP_PASSWORD, else the generated one kept there."""
     environ = os.environ if environ is None else environ
     config = StackConfig.from_environ(environ)
-    email = environ.get("MILEPOST_BOOTSTRAP_EMAIL", "")
+    email = environ.get("MILEPOST_BOOTSTRAP_EMAIL", "").strip()
     password = environ.get("MILEPOST_BOOTSTRAP_PASSWORD", "")
     if operator and not (email and password):
         try:
             stored = read_env_file(config.secrets_file)
         except FileNotFoundError:
             raise DemoError(f"no {config.secrets_file}: run `make up` first") from None
-        email = stored.get("MILEPOST_BOOTSTRAP_EMAIL", "")
-        password = stored.get("MILEPOST_BOOTSTRAP_PASSWORD", "")
+        email = email or stored.get("MILEPOST_BOOTSTRAP_EMAIL", "")
+        password = password or stored.get("MILEPOST_BOOTSTRAP_PASSWORD", "")
     return DemoSettings(
         gateway_url=f"http://127.0.0.1:{config.ports.gateway}",
         state_dir=config.state_dir,
