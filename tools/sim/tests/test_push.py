@@ -135,3 +135,23 @@ class TestOsmand:
         assert params["id"] == "van-1"
         assert params["timestamp"] == str(int(FIX.fix_time.timestamp()))
         assert float(params["speed"]) * 1.852 == pytest.approx(42.5)
+
+    def test_an_unknown_phone_is_its_own_rejection_not_the_end_of_the_run(self) -> None:
+        # A phone deleted in the console: ingest answers 400 "Unknown device." to its fixes;
+        # the whole background fleet stopped with it.
+        seen: list[httpx.Request] = []
+        unknown = httpx.Response(
+            400, json={"error": {"code": "bad_request", "message": "Unknown device."}}
+        )
+        pusher, _ = pusher_with([unknown, httpx.Response(200)], seen)
+
+        first, second = pusher.push_osmand(FIX), pusher.push_osmand(FIX)
+
+        assert (first, second) == (False, True)
+        assert (pusher.stats.rejected, pusher.stats.codes["unknown_device"]) == (1, 1)
+
+    def test_a_refused_key_still_stops_the_run(self) -> None:
+        pusher, _ = pusher_with([httpx.Response(401, json={"error": {"code": "unauthorized"}})], [])
+
+        with pytest.raises(PushRefused):
+            pusher.push_osmand(FIX)

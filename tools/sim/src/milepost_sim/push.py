@@ -140,8 +140,18 @@ class Pusher:
         return answer
 
     def push_osmand(self, fix: SimFix) -> bool:
-        """Send one fix as a phone does; whether it was answered 200."""
-        response = self._send("GET", f"/ingest/osmand/{self.api_key}", params=fix.to_osmand())
+        """Send one fix as a phone does; whether it was answered 200. A device the key's
+        organization does not have (deleted or transferred in the console) is that fix's
+        rejection, as a batch reports it, not the end of every other phone's run."""
+        try:
+            response = self._send("GET", f"/ingest/osmand/{self.api_key}", params=fix.to_osmand())
+        except PushRefused as refused:
+            if refused.status not in (400, 404) or "unknown" not in str(refused).lower():
+                raise
+            self.stats.sent += 1
+            self.stats.rejected += 1
+            self.stats.codes["unknown_device"] += 1
+            return False
         self.stats.sent += 1
         if response is None:
             self.stats.failed += 1
