@@ -87,6 +87,13 @@ class TestBacklog:
         assert sample("milepost_worker_oldest_unprocessed_batch_age_seconds") == 42.5
         assert sample("milepost_worker_positions_partition_days_ahead") == 1
 
+    def test_every_task_outcome_is_exported_from_zero(self) -> None:
+        # A series first seen at 1 is invisible to increase(): an hourly job failing once on
+        # each of several pods never raised MilepostPartitionMaintenanceFailing.
+        labels = {"task": "positions.maintain_partitions", "outcome": "error"}
+
+        assert REGISTRY.get_sample_value("milepost_worker_tasks_total", labels) is not None
+
 
 class TestGivenUp:
     async def test_a_failed_batch_is_counted_once(

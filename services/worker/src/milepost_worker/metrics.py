@@ -15,9 +15,16 @@ from prometheus_client import (
     start_http_server,
 )
 
+from milepost_common import tasks as names
+
 TASKS = Counter(
     "milepost_worker_tasks_total", "Tasks run, by task name and outcome.", ["task", "outcome"]
 )
+# Every series from 0, in every process: increase() cannot count the first error of a series
+# that appears at 1, so an hourly job failing on a different pod each hour never alerted.
+for _task in names.TASK_QUEUES:
+    for _outcome in ("ok", "error"):
+        TASKS.labels(_task, _outcome)
 TASK_DURATION = Histogram(
     "milepost_worker_task_duration_seconds",
     "Task run time by task name.",
