@@ -3,6 +3,7 @@ console's 404 page, and the helpful 422 of the token form."""
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -23,6 +24,18 @@ def token_of(link: str) -> str:
     return parse_qs(urlsplit(link).fragment)["token"][0]
 
 
+async def invite_operator(client: httpx.AsyncClient, staff: Staff, email: str) -> dict[str, Any]:
+    """A new support operator made by invitation (its id and ``invite_url``)."""
+    created = await client.post(
+        "/admin/v1/operators",
+        json={"email": email, "role": "support"},
+        headers=staff.superadmin_auth,
+    )
+    assert created.status_code == 201, created.text
+    answer: dict[str, Any] = created.json()
+    return answer
+
+
 async def log_in(client: httpx.AsyncClient, email: str, password: str) -> int:
     form = {"username": email, "password": password}
     return (await client.post("/admin/v1/auth/token", data=form)).status_code
@@ -32,17 +45,13 @@ class TestLinks:
     async def test_operator_links_open_the_console(
         self, client: httpx.AsyncClient, staff: Staff
     ) -> None:
-        created = await client.post(
-            "/admin/v1/operators",
-            json={"email": "new-op@example.com", "role": "support"},
-            headers=staff.superadmin_auth,
-        )
+        created = await invite_operator(client, staff, "new-op@example.com")
         reset = await client.post(
             f"/admin/v1/operators/{staff.support.id}/reset-password",
             headers=staff.superadmin_auth,
         )
 
-        assert urlsplit(created.json()["invite_url"]).path == "/admin/invitation"
+        assert urlsplit(created["invite_url"]).path == "/admin/invitation"
         assert urlsplit(reset.json()["reset_url"]).path == "/admin/password-reset"
 
     async def test_user_links_open_the_api_pages(
@@ -123,12 +132,8 @@ class TestInvitationPage:
     async def test_invited_operator_chooses_a_password(
         self, client: httpx.AsyncClient, staff: Staff
     ) -> None:
-        created = await client.post(
-            "/admin/v1/operators",
-            json={"email": "invited-op@example.com", "role": "support"},
-            headers=staff.superadmin_auth,
-        )
-        form = {"token": token_of(created.json()["invite_url"]), "password": NEW_PASSWORD}
+        created = await invite_operator(client, staff, "invited-op@example.com")
+        form = {"token": token_of(created["invite_url"]), "password": NEW_PASSWORD}
 
         done = await client.post("/admin/invitation", data={**form, "confirm": NEW_PASSWORD})
 
@@ -177,18 +182,14 @@ class TestSessionsEnd:
     async def test_a_redeemed_link_kills_the_accounts_other_links(
         self, client: httpx.AsyncClient, staff: Staff
     ) -> None:
-        created = await client.post(
-            "/admin/v1/operators",
-            json={"email": "invited-op@example.com", "role": "support"},
-            headers=staff.superadmin_auth,
-        )
+        created = await invite_operator(client, staff, "invited-op@example.com")
         reset = await client.post(
-            f"/admin/v1/operators/{created.json()['id']}/reset-password",
+            f"/admin/v1/operators/{created['id']}/reset-password",
             headers=staff.superadmin_auth,
         )
         by_reset = {"token": token_of(reset.json()["reset_url"]), "password": NEW_PASSWORD}
         by_invitation = {
-            "token": token_of(created.json()["invite_url"]),
+            "token": token_of(created["invite_url"]),
             "password": "another operator passphrase",
         }
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -284,27 +284,33 @@ class TestAnswers:
         assert response.json()["error"]["code"] == "malformed_body"
 
 
+@pytest.fixture
+async def coalescing(
+    make_settings: Callable[..., IngestSettings], database: Database, redis: Redis
+) -> AsyncIterator[httpx.AsyncClient]:
+    """An ingest app whose OsmAnd fixes of one key gather for 0.2 s (keys cached a minute)."""
+    settings = make_settings(auth={"principal_cache_s": 60}, ingest={"osmand_linger_s": 0.2})
+    async with app_client(create_app(settings), database) as client:
+        yield client
+
+
 class TestCoalescing:
     async def test_concurrent_fixes_share_one_batch(
         self,
-        make_settings: Callable[..., IngestSettings],
-        database: Database,
-        redis: Redis,
+        coalescing: httpx.AsyncClient,
         api_key: IssuedKey,
         session: AsyncSession,
         org: Organization,
     ) -> None:
         devices = [await make_device(session, org) for _ in range(5)]
-        settings = make_settings(auth={"principal_cache_s": 60}, ingest={"osmand_linger_s": 0.2})
-        async with app_client(create_app(settings), database) as client:
-            first = await client.get(osmand_url(api_key, now_query(devices[0].unique_id)))
-            assert first.status_code == 200  # the key and filters are cached from here on
-            started = asyncio.get_running_loop().time()
-            responses = await asyncio.gather(
-                *(client.get(osmand_url(api_key, now_query(d.unique_id))) for d in devices[1:]),
-                client.get(osmand_url(api_key, now_query("stranger"))),
-            )
-            elapsed = asyncio.get_running_loop().time() - started
+        first = await coalescing.get(osmand_url(api_key, now_query(devices[0].unique_id)))
+        assert first.status_code == 200  # the key and filters are cached from here on
+        started = asyncio.get_running_loop().time()
+        responses = await asyncio.gather(
+            *(coalescing.get(osmand_url(api_key, now_query(d.unique_id))) for d in devices[1:]),
+            coalescing.get(osmand_url(api_key, now_query("stranger"))),
+        )
+        elapsed = asyncio.get_running_loop().time() - started
         assert [r.status_code for r in responses] == [200, 200, 200, 200, 400]
         assert elapsed < 1.0
         batches = await batches_of(session, org)
@@ -313,9 +319,7 @@ class TestCoalescing:
 
     async def test_a_phone_sending_a_sim_number_spoils_no_ones_fix(
         self,
-        make_settings: Callable[..., IngestSettings],
-        database: Database,
-        redis: Redis,
+        coalescing: httpx.AsyncClient,
         api_key: IssuedKey,
         session: AsyncSession,
         org: Organization,
@@ -324,13 +328,11 @@ class TestCoalescing:
         # every phone whose fix shared it got a 500 (and resent it, forever).
         devices = [await make_device(session, org) for _ in range(4)]
         iccid = "89014103211118510720"
-        settings = make_settings(auth={"principal_cache_s": 60}, ingest={"osmand_linger_s": 0.2})
-        async with app_client(create_app(settings), database) as client:
-            await client.get(osmand_url(api_key, now_query(devices[0].unique_id)))
-            responses = await asyncio.gather(
-                *(client.get(osmand_url(api_key, now_query(d.unique_id))) for d in devices[1:3]),
-                client.get(osmand_url(api_key, now_query(devices[3].unique_id, iccid=iccid))),
-            )
+        await coalescing.get(osmand_url(api_key, now_query(devices[0].unique_id)))
+        responses = await asyncio.gather(
+            *(coalescing.get(osmand_url(api_key, now_query(d.unique_id))) for d in devices[1:3]),
+            coalescing.get(osmand_url(api_key, now_query(devices[3].unique_id, iccid=iccid))),
+        )
 
         assert [r.status_code for r in responses] == [200, 200, 200]
         stored = await session.execute(
