@@ -37,7 +37,7 @@ from kubernetes_support import (
 
 from milepost_common.tasks import QUEUE_WEBHOOKS
 from milepost_worker.celery_app import PROCESSING_QUEUES
-from milepost_worker.cli import consumed_queues
+from milepost_worker.cli import consumed_queues, ping_parser
 from milepost_worker.settings import WorkerSettings
 
 # The image each Milepost pod runs (a Dockerfile target).
@@ -329,6 +329,20 @@ class TestWorkersAndJobs:
         assert p.spec["terminationGracePeriodSeconds"] > hard_limit
         rollout = p.workload["spec"]["strategy"]["rollingUpdate"]
         assert rollout["maxUnavailable"] == 0
+
+    @pytest.mark.parametrize("name", WORKERS)
+    def test_each_worker_pod_probes_its_own_node(self, overlay: str, name: str) -> None:
+        container = pod(render(overlay), name).main
+        probe = container["livenessProbe"]
+        command = ping_parser().parse_args(probe["exec"]["command"][1:])
+        args = container["args"]
+        node = args[args.index("--hostname") + 1] if "--hostname" in args else "celery@%h"
+
+        assert probe["exec"]["command"][0] == "milepost-worker-ping"
+        assert command.liveness
+        assert command.node == node  # the node this pod's worker runs as, not another's
+        # The ping's wait and the interpreter's start fit in the probe's time.
+        assert command.timeout + 3 <= probe["timeoutSeconds"]
 
     def test_every_app_and_worker_group_has_a_disruption_budget(self, overlay: str) -> None:
         objects = render(overlay)

@@ -1,14 +1,15 @@
-"""Through a real prefork worker process: ping, a batch, metrics, beat's heartbeat and the
-liveness check. One worker (and its database and Redis) is shared by the module's tests.
+"""Through a real prefork worker process: ping, a batch, metrics, beat's heartbeat and each
+node's liveness probe. One worker (and its database and Redis) is shared by the module's tests.
 Webhook deliveries have a worker group of their own: ``test_webhooks_worker.py``."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import orjson
@@ -16,7 +17,7 @@ import pytest
 from redis import Redis as SyncRedis
 from sqlalchemy import func
 from sqlmodel import col, select
-from worker_processes import RedisProcess, WorkerStack, eventually
+from worker_processes import CeleryProcess, RedisProcess, WorkerStack, eventually
 from worker_support import at, base_time_s, write_batch
 
 from milepost_common import tasks as names
@@ -133,30 +134,65 @@ class TestNodes:
             webhooks.stop()
 
 
-class TestBeat:
-    async def test_heartbeat_from_beat_makes_the_liveness_check_pass(
-        self, stack: WorkerStack, tmp_path: Path
+@pytest.fixture(scope="class")
+def this_hosts_node(stack: WorkerStack) -> Iterator[CeleryProcess]:
+    """A node named as a Kubernetes pod's is (``celery@<host>``): the probe's default."""
+    worker = stack.worker(name="celery")
+    try:
+        yield worker
+    finally:
+        worker.stop()
+
+
+class TestLiveness:
+    """The probe checks its own node, through the node's own queue: it used to read one
+    heartbeat that beat sends through whichever node takes it, so every pod failed while
+    beat was down and a stalled pod passed while another consumed."""
+
+    def test_a_node_that_consumes_is_alive_though_beat_never_ran(
+        self, stack: WorkerStack, this_hosts_node: CeleryProcess
     ) -> None:
-        assert not stack.alive(60)
+        answer = stack.liveness(None, 60)
+        assert answer.returncode == 0, answer.stderr + this_hosts_node.log_tail()
+        assert f"{this_hosts_node.node_name} consumed a ping" in answer.stdout
+
+    async def test_a_stalled_node_fails_though_others_consume(
+        self, stack: WorkerStack, this_hosts_node: CeleryProcess
+    ) -> None:
+        stack.send(names.SYSTEM_HEARTBEAT)  # beat's heartbeat, taken by a node: the fleet lives
+        assert stack.consumed_ping(30)
+        assert stack.liveness(None, 60).returncode == 0  # this node consumes to begin with
+        process = this_hosts_node.process
+        assert process is not None
+        os.kill(process.pid, signal.SIGSTOP)  # the node's main process hangs; its children idle
+        try:
+            await asyncio.sleep(3.5)  # three of its records missed (one a second here)
+            stalled = stack.liveness(None, 1)
+        finally:
+            os.kill(process.pid, signal.SIGCONT)
+        assert stalled.returncode == 1, stalled.stdout
+        assert f"{this_hosts_node.node_name}'s main process is silent" in stalled.stderr
+        # Resumed, it takes the pings left in its queue and the next one.
+        assert stack.liveness(None, 60).returncode == 0
+
+
+class TestBeat:
+    async def test_beats_heartbeat_exports_its_gauges(self, stack: WorkerStack) -> None:
         beat = stack.beat()
         try:
 
-            async def alive() -> bool:
-                return stack.alive(3)
+            async def beaten() -> bool:
+                return stack.metric("milepost_worker_heartbeat_timestamp_seconds") > 0
 
-            await eventually(alive, timeout_s=30, interval_s=0.2, what="a fresh heartbeat")
+            await eventually(beaten, timeout_s=30, interval_s=0.2, what="a heartbeat")
         finally:
             beat.stop()
-        answer = stack.ping(5, "--liveness", "--max-age", "30")
-        assert answer.returncode == 0, answer.stderr
-        # The heartbeat's gauges, merged from the children (deploy/monitoring alerts on them).
-        assert stack.metric("milepost_worker_heartbeat_timestamp_seconds") > 0
 
-        async def measured() -> bool:  # the snapshot follows the liveness key
+        async def measured() -> bool:  # the backlog, measured by the same task
             return stack.metric("milepost_worker_positions_partition_days_ahead") == 2
 
         await eventually(measured, timeout_s=10, interval_s=0.2, what="the backlog gauges")
-        # Admin's system status lists each node from its own key on the broker Redis.
+        # Admin's system status lists each node from its own record on the broker Redis.
         with SyncRedis.from_url(stack.redis.url) as broker:
             nodes = list(broker.scan_iter(match=WORKER_HEARTBEAT_PREFIX + "*"))
             assert nodes

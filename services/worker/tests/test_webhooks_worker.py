@@ -185,6 +185,30 @@ class TestRouting:
         assert not ran(workers.processing, names.WEBHOOKS_SWEEP)
 
 
+class TestLiveness:
+    async def test_a_webhooks_node_whose_every_child_waits_on_receivers_is_alive(
+        self, workers: Workers, holding: int
+    ) -> None:
+        # The group had no probe: a ping on its queue waits behind every delivery ahead of it.
+        # Its node's own queue has none, and a node whose every child is busy passes.
+        stack = workers.stack
+        orgs = [await new_org(workers, f"http://127.0.0.1:{holding}/o{i}", 4) for i in range(50)]
+        try:
+            for delivery_id in await delivery_ids(workers, *orgs):
+                stack.send(names.WEBHOOKS_DELIVER, str(delivery_id))
+
+            async def hanging() -> bool:
+                return sum(Holding.in_flight.values()) >= 3
+
+            await eventually(hanging, timeout_s=20, what="every webhooks child on the receiver")
+            answer = stack.liveness(workers.webhooks.node_name, 1)
+        finally:
+            await forget(workers, *orgs)
+            Holding.release.set()
+        assert answer.returncode == 0, answer.stderr
+        assert answer.stdout.startswith(workers.webhooks.node_name)
+
+
 class TestInFlightLimit:
     async def test_an_organization_never_has_more_than_its_limit_in_flight(
         self, workers: Workers

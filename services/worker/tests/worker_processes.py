@@ -130,6 +130,11 @@ class CeleryProcess:
                 self.process.wait(timeout=10)
         self.process = None
 
+    @property
+    def node_name(self) -> str:
+        """The node's name as Celery expands ``--hostname`` (``%h``: this host's name)."""
+        return self.argv[self.argv.index("--hostname") + 1].replace("%h", socket.gethostname())
+
     def log_tail(self, chars: int = 4000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:]
 
@@ -197,8 +202,11 @@ class WorkerStack:
         self.db: Database = create_database(DbSettings(url=db_url, pool_size=3))
         self.processes: list[CeleryProcess] = []
 
-    def worker(self, concurrency: int = 2, queues: str | None = None) -> CeleryProcess:
-        """A worker on ``queues`` (else the default ones: all but webhooks)."""
+    def worker(
+        self, concurrency: int = 2, queues: str | None = None, name: str | None = None
+    ) -> CeleryProcess:
+        """A worker on ``queues`` (else the default ones: all but webhooks), its node named
+        ``name@<host>`` (else ``test<n>``; ``node_name`` says it whole)."""
         process = CeleryProcess(
             [
                 "milepost-worker",
@@ -207,7 +215,7 @@ class WorkerStack:
                 "--loglevel",
                 "INFO",
                 "--hostname",
-                f"test{len(self.processes)}@%h",
+                f"{name or f'test{len(self.processes)}'}@%h",
                 *(["--queues", queues] if queues else []),
             ],
             # Only the first worker serves metrics (on ``metrics_port``).
@@ -246,9 +254,10 @@ class WorkerStack:
         with Redis.from_url(self.settings.redis.cache_url) as cache:
             return health.send_ping(self.publisher, cache, timeout_s, queue=queue)[0]
 
-    def alive(self, max_age_s: float) -> bool:
-        with Redis.from_url(self.settings.redis.cache_url) as cache:
-            return health.check_liveness(cache, max_age_s)[0]
+    def liveness(self, node: str | None, timeout_s: float) -> subprocess.CompletedProcess[str]:
+        """``milepost-worker-ping --liveness``, as a node's probe runs it (``node``: the
+        probe's default, this host's ``celery@`` node)."""
+        return self.ping(timeout_s, "--liveness", *(["--node", node] if node else []))
 
     def send(self, name: str, *args: Any) -> None:
         self.publisher.send_blocking(name, *args)

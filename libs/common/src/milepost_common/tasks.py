@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from celery import Celery
+from kombu import Queue
 
 from milepost_common.logging import get_logger
 from milepost_common.settings import CelerySettings, RedisSettings
@@ -88,12 +89,14 @@ class Publisher:
         # Own small pool: a hung publish never takes a thread the event loop needs.
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="publisher")
 
-    def send_blocking(self, name: str, *args: Any, queue: str | None = None) -> None:
-        """``queue`` overrides the task's own (a health ping to one worker group)."""
+    def send_blocking(self, name: str, *args: Any, queue: str | Queue | None = None) -> None:
+        """``queue`` overrides the task's own (a health ping to one worker group, or to one
+        node's own queue)."""
         self._celery.send_task(
             name,
             args=list(args),
-            queue=queue or TASK_QUEUES[name],
+            # A kombu Queue is routed as it is (celery's stubs only say str).
+            queue=queue or TASK_QUEUES[name],  # type: ignore[arg-type]
             expires=self._expires_s,
             retry=False,
         )

@@ -12,6 +12,7 @@ import os
 from typing import Any
 
 from celery import Celery, signals
+from celery.worker import state
 from kombu import Exchange, Queue
 
 from milepost_common import tasks as names
@@ -42,6 +43,8 @@ def create_celery(settings: WorkerSettings) -> Celery:
         # Each queue on its own direct exchange, as the apps' publisher declares them.
         task_queues=[Queue(q, Exchange(q, type="direct"), routing_key=q) for q in names.QUEUES],
         task_default_queue=names.QUEUE_PROCESSING,
+        # Each node also consumes a queue of its own: its liveness probe pings it there.
+        worker_direct=True,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         task_acks_on_failure_or_timeout=True,
@@ -102,13 +105,21 @@ _node_heartbeat: NodeHeartbeat | None = None
 def _node_started(sender: Any, **_: Any) -> None:
     global _node_heartbeat
     settings = get_settings()
+    concurrency = sender.controller.concurrency
     _node_heartbeat = NodeHeartbeat(
         settings.redis.url,
         sender.hostname,
         settings.worker.heartbeat_interval_s,
         settings.redis.socket_timeout_s,
+        busy=lambda: len(state.active_requests) >= concurrency,
     )
     _node_heartbeat.start()
+
+
+@signals.task_received.connect
+def _task_received(**_: Any) -> None:
+    if _node_heartbeat is not None:
+        _node_heartbeat.task_received()
 
 
 @signals.worker_shutdown.connect

@@ -12,9 +12,11 @@ fresh temporary directory unless given; one directory per worker process, never 
 
 ``milepost-worker-ping [--timeout S] [--queue Q]``: exit 0 once a worker consumed a
 ``system.ping`` sent now (to the maintenance queue, or to ``Q``).
-``milepost-worker-ping --liveness [--max-age S]``: exit 0 when the heartbeat that beat sends
-through the workers is fresh (``milepost_worker.health`` says how). Exit status 1 otherwise,
-with one line on stderr.
+``milepost-worker-ping --liveness [--node NAME] [--timeout S]``: exit 0 while this node
+(``celery@%h`` unless named as the worker's ``--hostname`` named it, ``%h`` this host's name)
+consumes: a ping sent now to its own queue, or, every child busy, a task lately
+(``milepost_worker.health.check_node`` says how). Exit status 1 otherwise, with one line on
+stderr.
 """
 
 from __future__ import annotations
@@ -91,7 +93,7 @@ def beat(argv: list[str] | None = None) -> None:
     celery_app.start(["beat", *args])
 
 
-def ping(argv: list[str] | None = None) -> None:
+def ping_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="milepost-worker-ping", description="Check that a Milepost worker consumes tasks."
     )
@@ -100,30 +102,48 @@ def ping(argv: list[str] | None = None) -> None:
         "--queue", default=None, help="Send the ping to this queue (e.g. webhooks)."
     )
     parser.add_argument(
-        "--liveness", action="store_true", help="Check the beat heartbeat instead of a ping."
+        "--liveness", action="store_true", help="Check one node (this one) through its own queue."
     )
     parser.add_argument(
-        "--max-age", type=float, default=None, help="Oldest acceptable heartbeat (seconds)."
+        "--node",
+        default="celery@%h",
+        help="The node --liveness checks, as the worker's --hostname named it (%%h: this host).",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def ping(argv: list[str] | None = None) -> None:
+    args = ping_parser().parse_args(argv)
+
+    from celery.utils.nodenames import host_format
 
     from milepost_common.tasks import Publisher
     from milepost_worker import health
     from milepost_worker.settings import get_settings
 
     settings = get_settings()
-    with Redis.from_url(
-        settings.redis.cache_url, socket_timeout=settings.redis.socket_timeout_s
-    ) as cache:
-        if args.liveness:
-            max_age = args.max_age or settings.worker.liveness_max_age_s
-            ok, message = health.check_liveness(cache, max_age)
-        else:
-            publisher = Publisher(settings.redis, settings.celery)
-            try:
+    timeout_s = settings.redis.socket_timeout_s
+    publisher = Publisher(settings.redis, settings.celery)
+    with (
+        Redis.from_url(settings.redis.cache_url, socket_timeout=timeout_s) as cache,
+        Redis.from_url(settings.redis.url, socket_timeout=timeout_s) as broker,
+    ):
+        try:
+            if args.liveness:
+                ok, message = health.check_node(
+                    publisher,
+                    cache,
+                    broker,
+                    host_format(args.node),
+                    timeout_s=args.timeout,
+                    longest_task_s=settings.longest_task_s,
+                    # Its record is rewritten every interval: three missed, the process hangs.
+                    silent_after_s=3 * settings.worker.heartbeat_interval_s,
+                )
+            else:
                 ok, message = health.send_ping(publisher, cache, args.timeout, queue=args.queue)
-            finally:
-                publisher.close()
+        finally:
+            publisher.close()
     if ok:
         print(message)
     else:

@@ -24,9 +24,8 @@ class WorkerGroup(BaseModel):
     retry_backoff_base_s: float = Field(2.0, gt=0, description="First retry delay (doubles).")
     retry_backoff_max_s: float = Field(300.0, gt=0, description="Largest retry delay.")
     # Beat.
-    heartbeat_interval_s: float = Field(30.0, gt=0)
-    liveness_max_age_s: float = Field(
-        120.0, gt=0, description="The liveness check fails when the heartbeat is older."
+    heartbeat_interval_s: float = Field(
+        30.0, gt=0, description="Beat's heartbeat task, and each node's own record, this often."
     )
     offline_interval_s: float = Field(60.0, gt=0)
     reconcile_interval_s: float = Field(
@@ -95,6 +94,11 @@ class WorkerSettings(CommonSettings):
         well inside them, so the outcome is always recorded."""
         soft = math.ceil(self.webhooks.timeout_s) + WEBHOOK_TASK_MARGIN_S
         return soft, soft + WEBHOOK_TASK_MARGIN_S
+
+    @property
+    def longest_task_s(self) -> int:
+        """The longest a task can hold a child: the larger hard time limit kills it then."""
+        return max(self.worker.task_time_limit_s, self.webhook_task_limits_s[1])
 
     @model_validator(mode="after")
     def _visibility(self) -> Self:

@@ -1,26 +1,16 @@
-"""``system.heartbeat`` and ``system.ping``: proof that a worker consumes (the liveness
-check reads it), the backlog the heartbeat exports, the answer to ``milepost-worker-ping``."""
+"""``system.heartbeat``'s backlog (the gauges it exports) and ``system.ping``'s answer (to
+``milepost-worker-ping`` and each node's liveness probe)."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
-
-import orjson
 
 from milepost_common.db import unit_of_work
 from milepost_common.domain.ingest_batches import service as batch_service
 from milepost_common.domain.ingest_batches.models import BatchStatus
 from milepost_common.domain.positions import service as position_service
-from milepost_worker.health import HEARTBEAT_KEY, PING_KEY_PREFIX
+from milepost_worker.health import PING_KEY_PREFIX
 from milepost_worker.runtime import WorkerContext
-
-
-async def beat_heartbeat(ctx: WorkerContext, hostname: str, queue_depths: dict[str, int]) -> None:
-    """Refresh the key the liveness check reads: a worker consumed a task from beat just now."""
-    value = orjson.dumps({"at": time.time(), "hostname": hostname, "queues": queue_depths})
-    ttl = int(max(ctx.settings.worker.liveness_max_age_s * 10, 60))
-    await ctx.cache.set(HEARTBEAT_KEY, value, ex=ttl)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,9 +1,9 @@
-"""``system.heartbeat`` (from beat; the liveness check reads it, and it exports the backlog
-gauges) and ``system.ping``."""
+"""``system.heartbeat`` (from beat: it exports the queue and backlog gauges, and its time, which
+the alerts watch) and ``system.ping``."""
 
 from __future__ import annotations
 
-import socket
+import contextlib
 import time
 
 from redis import Redis
@@ -20,24 +20,23 @@ from milepost_worker.tasks import log
 
 @celery_app.task(name=names.SYSTEM_HEARTBEAT)
 def heartbeat() -> None:
-    """Refresh the fleet-wide heartbeat key the liveness check reads (cache Redis: proof
-    that a worker consumes) and the queue depths. Each node's own key, which admin's system
-    status lists, its main process writes (``health.NodeHeartbeat``)."""
+    """Export the queue depths, the heartbeat's time (proof that a processing worker consumes
+    beat's tasks: ``MilepostWorkerHeartbeatMissing``) and the backlog. Each node's own record,
+    which admin's system status lists and its liveness probe reads, its main process writes
+    (``health.NodeHeartbeat``)."""
     runtime = get_runtime()
-    depths: dict[str, int] = {}
     settings = get_settings()
-    try:
-        with Redis.from_url(
+    # A queue Redis cannot measure keeps its last value.
+    with (
+        contextlib.suppress(RedisError),
+        Redis.from_url(
             settings.redis.url, socket_timeout=settings.redis.socket_timeout_s
-        ) as broker:
-            for queue in names.QUEUES:
-                depths[queue] = int(broker.llen(queue))
-                metrics.QUEUE_DEPTH.labels(queue).set(depths[queue])
-    except RedisError:
-        depths = {}
-    runtime.run(system.beat_heartbeat(runtime.context, socket.gethostname(), depths))
+        ) as broker,
+    ):
+        for queue in names.QUEUES:
+            metrics.QUEUE_DEPTH.labels(queue).set(int(broker.llen(queue)))
     metrics.HEARTBEAT.set(time.time())
-    # After the liveness key: a database that does not answer must not fail the heartbeat.
+    # After the heartbeat: a database that does not answer must not fail it.
     try:
         export_backlog(runtime.run(system.backlog(runtime.context)))
     except Exception as exc:  # noqa: BLE001 - the gauges keep their last values meanwhile
