@@ -1,10 +1,12 @@
 """Webhook attempts in-process: success, backoff scheduled in the database, 410, refusal, the
-attempt's deadline and answer cap, attempts cut short, the sweep's share per organization."""
+attempt's deadline and answer cap, attempts cut short, a receiver's name hung in DNS, the
+sweep's share per organization."""
 
 from __future__ import annotations
 
 import asyncio
 import http.server
+import os
 import threading
 import time
 import uuid
@@ -23,6 +25,7 @@ from worker_processes import eventually
 from milepost_common.domain.webhooks import delivery as webhook_delivery
 from milepost_common.domain.webhooks import signing
 from milepost_common.domain.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
+from milepost_common.testing.dns import black_holed
 from milepost_common.testing.factories import make_organization, make_webhook_delivery
 from milepost_worker.handlers.webhooks import deliver, due_deliveries, in_flight_slots
 from milepost_worker.runtime import WorkerContext
@@ -315,6 +318,38 @@ class TestAttemptLimits:
         assert dead.attempts == 3
         assert [e["error"] for e in dead.attempt_log] == [webhook_delivery.INTERRUPTED] * 3
         assert len(Holding.done) == 3
+
+
+class TestReceiverNames:
+    async def test_a_name_hung_in_dns_delays_no_later_delivery_of_the_child(
+        self, ctx: WorkerContext, session: AsyncSession, receiver: str
+    ) -> None:
+        # One attempt after another, as a prefork child runs them, each cut at its deadline
+        # while the name is still resolving; more of them than the event loop's default
+        # executor has threads (min(32, cpus + 4)).
+        hung_name = f"hung-{uuid.uuid4().hex[:8]}.receiver.test"
+        port = receiver.split(":")[2].split("/")[0]
+        tries = min(32, (os.cpu_count() or 1) + 4)
+        hung = [
+            await pending(session, ctx, f"http://{hung_name}:{port}/hook") for _ in range(tries)
+        ]
+        other = await pending(session, ctx, receiver)
+        try:
+            with black_holed(hung_name):
+                ctx.settings.webhooks.timeout_s = 0.5
+                outcomes = [(await deliver(ctx, row.id)).status for row in hung]
+                ctx.settings.webhooks.timeout_s = 3.0
+                started = time.monotonic()
+                delivered = await deliver(ctx, other.id)
+                elapsed = time.monotonic() - started
+        finally:
+            ctx.settings.webhooks.timeout_s = 10.0
+
+        assert delivered.status == DeliveryStatus.SUCCEEDED
+        assert elapsed < 2.0
+        assert set(outcomes) == {DeliveryStatus.PENDING}
+        errors = {(await reload(session, row)).last_error for row in hung}
+        assert errors == {"timeout: no complete answer within 0.5 s"}
 
 
 class TestSweep:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import socket
 import ssl
 import time
 import uuid
@@ -23,7 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from milepost_common.domain.webhooks import signing
+from milepost_common.domain.webhooks import resolving, signing
 from milepost_common.domain.webhooks.errors import AddressRefused
 
 _MASK32 = 0xFFFF_FFFF
@@ -78,9 +77,11 @@ def is_private_literal(host: str) -> bool:
 
 
 async def resolve_receiver(host: str, port: int, *, allow_private: bool) -> str:
-    """The address to connect to; raises AddressRefused for non-public ones (unless allowed)."""
-    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    addresses = [str(info[4][0]) for info in infos]
+    """The address to connect to; raises AddressRefused for non-public ones (unless allowed).
+
+    Resolved in the receivers' own threads (``resolving``), never the loop's shared ones: a
+    name whose DNS never answers holds one of those, not the process's other work."""
+    addresses = await resolving.resolver.addresses(host, port)
     if not addresses:
         raise AddressRefused(f"{host} does not resolve")
     if not allow_private and not all(is_public_address(a) for a in addresses):
