@@ -3,6 +3,9 @@
 The gateway and the state directory are those of `make up` (the same MILEPOST_* variables).
 The API key comes from MILEPOST_SIM_API_KEY, else from the demo's state file. Exit status 0
 on success, 1 with one message on stderr otherwise; SIGTERM or Ctrl-C ends a run cleanly.
+`run` and `backfill` fail when the ingest took no fix (every one rejected, or no push
+answered before the retries ran out), `backfill` also when any batch was never delivered;
+fixes rejected or undelivered beside accepted ones are summarised in one line.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import httpx
 from milepost_devstack.errors import ConfigError
 from milepost_sim import demo
 from milepost_sim.fleet import Fleet, Schedule, fleet_specs
-from milepost_sim.push import Pusher, PushRefused
+from milepost_sim.push import Pusher, PushRefused, PushStats
 from milepost_sim.runner import Progress, backfill, day_start, run_live, yesterday
 
 # Working hours of a backfilled day (seconds after midnight UTC): out at 06:30-07:30.
@@ -89,15 +92,34 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
+def _finish(stats: PushStats, *, lost_fails: bool = False) -> int:
+    """The exit status of a run or a backfill: 1 when the ingest took no fix (or, with
+    ``lost_fails``, when any was never delivered), with one line on stderr saying what
+    became of the fixes; that line is printed too when some were taken and others not."""
+    # Duplicates were taken as well: already stored, as after a backfill run twice.
+    taken = stats.accepted + stats.duplicates + stats.osmand
+    codes = ", ".join(f"{code}: {count}" for code, count in stats.codes.most_common())
+    lost = (
+        f"{stats.rejected} rejected{f' ({codes})' if codes else ''}, {stats.failed} never "
+        "delivered (no answer, or still deferred after every retry)"
+    )
+    if taken == 0:
+        print(f"milepost-sim: no fix was accepted: {stats.sent} sent, {lost}", file=sys.stderr)
+        return 1
+    if stats.rejected or stats.failed:
+        print(f"milepost-sim: {taken} of {stats.sent} fixes accepted; {lost}", file=sys.stderr)
+    return 1 if lost_fails and stats.failed else 0
+
+
 def _run(args: argparse.Namespace, settings: demo.DemoSettings) -> int:
     epoch = day_start(datetime.now(UTC))  # the same trajectories after a restart
     fleet = Fleet(fleet_specs(args.vehicles, args.prefix), args.seed, epoch)
     stop = _stop_on_signals()
     with _pusher(args, settings, stop) as pusher:
-        run_live(
+        result = run_live(
             pusher, fleet, rate=args.rate, duration_s=args.duration, progress=Progress(), stop=stop
         )
-    return 0
+    return _finish(result.stats)
 
 
 def _backfill(args: argparse.Namespace, settings: demo.DemoSettings) -> int:
@@ -114,7 +136,8 @@ def _backfill(args: argparse.Namespace, settings: demo.DemoSettings) -> int:
             batch_size=args.batch_size,
             progress=Progress(every_s=5.0),
         )
-    return 0 if result.stats.failed == 0 else 1
+    # A day with a batch missing is incomplete, even when the others were stored.
+    return _finish(result.stats, lost_fails=True)
 
 
 def _demo(args: argparse.Namespace) -> int:
