@@ -3,6 +3,7 @@ no stack answers."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -62,3 +63,53 @@ def test_the_prefix_the_demo_suggests_is_one_it_takes() -> None:
     args = cli._parser().parse_args(["demo", "--prefix", "mine-"])
 
     assert args.prefix == "mine-"
+
+
+@pytest.fixture
+def demo_without_stack(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[demo.DemoSettings]:
+    """`make demo`'s environment with a gateway port nothing listens on: the organization's
+    setup (which needs a stack, tests/e2e/test_sim.py) is taken as done, and the real fleet
+    starts detached and keeps retrying. Stopped at the end."""
+    [port] = free_ports(1)
+    for name, value in stack_environ(tmp_path / "state", MILEPOST_GATEWAY_PORT=str(port)).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(demo, "setup", lambda _settings: demo.DemoState(api_key="mpk_demo"))
+    settings = demo.settings_from_environ()
+    try:
+        yield settings
+    finally:
+        demo.stop(settings)
+
+
+def test_a_second_demo_with_other_arguments_restarts_the_fleet_with_them(
+    demo_without_stack: demo.DemoSettings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # It said "already running: 50 vehicles" while the 10 of the first run kept going.
+    assert cli.main(["demo"]) == 0
+    first = demo.running_pid(demo_without_stack)
+    capsys.readouterr()
+
+    assert cli.main(["demo", "--vehicles", "3"]) == 0
+
+    printed = capsys.readouterr().out
+    second = demo.running_pid(demo_without_stack)
+    assert first is not None
+    assert second is not None
+    assert not Path(f"/proc/{first}").exists()
+    assert b"--vehicles=3" in Path(f"/proc/{second}/cmdline").read_bytes()
+    assert printed.startswith("Demo fleet restarted with the new arguments: 3 vehicles")
+
+
+def test_a_second_demo_with_the_same_arguments_leaves_the_fleet_alone(
+    demo_without_stack: demo.DemoSettings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["demo", "--vehicles", "3"]) == 0
+    first = demo.running_pid(demo_without_stack)
+    capsys.readouterr()
+
+    assert cli.main(["demo", "--vehicles", "3"]) == 0
+
+    assert demo.running_pid(demo_without_stack) == first
+    assert capsys.readouterr().out.startswith("Demo fleet already running: 3 vehicles")

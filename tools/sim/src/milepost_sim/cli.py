@@ -53,7 +53,11 @@ def _parser() -> argparse.ArgumentParser:
     past.add_argument("--moving-interval", type=float, default=10.0, help="s between fixes")
     past.add_argument("--parked-interval", type=float, default=300.0, help="s while parked")
     past.add_argument("--batch-size", type=int, default=5000)
-    start = commands.add_parser("demo", help="set up the demo organization, start its fleet")
+    start = commands.add_parser(
+        "demo",
+        help="set up the demo organization, start its fleet (a fleet running with other"
+        " arguments is restarted with these)",
+    )
     start.add_argument("--vehicles", type=int, default=10)
     start.add_argument("--seed", type=int, default=1)
     start.add_argument("--rate", type=float, default=2.0, help="fixes per second (fleet)")
@@ -145,8 +149,8 @@ def _demo(args: argparse.Namespace) -> int:
         operator=True, vehicles=args.vehicles, seed=args.seed, rate=args.rate, prefix=args.prefix
     )
     state = demo.setup(settings)
-    pid, started = demo.start(settings, state)
-    print(demo.describe(settings, state, pid, started))
+    pid, what = demo.start(settings, state)
+    print(demo.describe(settings, state, pid, what))
     return 0
 
 

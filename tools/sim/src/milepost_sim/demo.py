@@ -328,25 +328,28 @@ def _geofence_and_rules(owner: _Caller, state: DemoState) -> None:
 # -- the simulator in the background -----------------------------------------------------
 
 
-def running_pid(settings: DemoSettings) -> int | None:
-    """The pid of the demo's simulator when the pid file names a live one."""
+def _running(settings: DemoSettings) -> tuple[int, list[str]] | None:
+    """The pid and arguments (after the interpreter) of the demo's simulator when the pid
+    file names a live one."""
     try:
         pid = int(settings.pid_file.read_text().strip())
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except (FileNotFoundError, ValueError):
         return None
-    return pid if b"milepost_sim" in cmdline else None
+    if b"milepost_sim" not in cmdline:
+        return None
+    return pid, cmdline.decode(errors="replace").split("\0")[1:-1]
 
 
-def start(settings: DemoSettings, state: DemoState) -> tuple[int, bool]:
-    """Start the simulator detached, unless it runs already; (pid, started now)."""
-    pid = running_pid(settings)
-    if pid is not None:
-        return pid, False
-    settings.pid_file.parent.mkdir(parents=True, exist_ok=True)
-    settings.log_file.parent.mkdir(parents=True, exist_ok=True)
-    argv = [
-        sys.executable,
+def running_pid(settings: DemoSettings) -> int | None:
+    """The pid of the demo's simulator when the pid file names a live one."""
+    running = _running(settings)
+    return running[0] if running else None
+
+
+def fleet_arguments(settings: DemoSettings) -> list[str]:
+    """The simulator's command line after the interpreter: the fleet these settings ask for."""
+    return [
         "-m",
         "milepost_sim",
         "run",
@@ -357,6 +360,22 @@ def start(settings: DemoSettings, state: DemoState) -> tuple[int, bool]:
         f"--rate={settings.rate}",
         "--duration=0",
     ]
+
+
+def start(settings: DemoSettings, state: DemoState) -> tuple[int, str]:
+    """Start the simulator detached with the settings' fleet; (pid, "started"). One already
+    running with the same arguments is left alone ("already running"); one running with
+    others is stopped and started again with these ("restarted with the new arguments")."""
+    argv = [sys.executable, *fleet_arguments(settings)]
+    what = "started"
+    running = _running(settings)
+    if running is not None:
+        if running[1] == argv[1:]:
+            return running[0], "already running"
+        stop(settings)
+        what = "restarted with the new arguments"
+    settings.pid_file.parent.mkdir(parents=True, exist_ok=True)
+    settings.log_file.parent.mkdir(parents=True, exist_ok=True)
     # The key travels in the environment, never on a command line others can read.
     env = {**os.environ, API_KEY_VARIABLE: state.api_key, "PYTHONUNBUFFERED": "1"}
     log = os.open(settings.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -381,7 +400,7 @@ def start(settings: DemoSettings, state: DemoState) -> tuple[int, bool]:
         settings.pid_file.unlink(missing_ok=True)
         tail = settings.log_file.read_text(errors="replace").splitlines()[-5:]
         raise DemoError("the simulator stopped at once:\n  " + "\n  ".join(tail))
-    return pid, True
+    return pid, what
 
 
 def stop(settings: DemoSettings, timeout_s: float = 10.0) -> int | None:
@@ -408,12 +427,13 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
-def describe(settings: DemoSettings, state: DemoState, pid: int, started: bool) -> str:
-    what = "started" if started else "already running"
+def describe(settings: DemoSettings, state: DemoState, pid: int, what: str) -> str:
+    """What `make demo` prints; ``what`` is how `start` found the fleet."""
     return "\n".join(
         [
-            f"Demo fleet {what}: {settings.vehicles} vehicles of {ORG_NAME!r} pushing through "
-            f"{settings.gateway_url} (pid {pid}, log {settings.log_file})",
+            f"Demo fleet {what}: {settings.vehicles} vehicles of {ORG_NAME!r} pushing "
+            f"{settings.rate:g} fixes/s through {settings.gateway_url} (pid {pid}, log "
+            f"{settings.log_file})",
             f"  map       {settings.map_url(state.org_id)}",
             f"  operator  {settings.operator_email} (the login `make up` printed; kept in "
             f"{settings.state_dir / 'secrets.env'})",
