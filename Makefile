@@ -66,7 +66,9 @@ test: install lint ## the whole suite, e2e included (pytest -n 2; hypothesis CI 
 up: install ## install as `make test` does, then start the stack (Traefik on :8080)
 	$(RUN) milepost-stack up
 
-down: ## stop every process `make up` started; data is kept
+# The demo's fleet first: left running, it would retry against a stack that is gone, forever.
+down: ## stop the demo's fleet, then every process `make up` started; data is kept
+	$(RUN) milepost-sim demo-stop
 	$(RUN) milepost-stack down
 
 status: ## each component's pid and health

@@ -3,6 +3,9 @@ no stack answers."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +13,8 @@ import pytest
 
 from milepost_devstack.net import free_ports
 from milepost_sim import cli, demo
+
+REPOSITORY = Path(__file__).resolve().parents[3]
 
 
 def stack_environ(state: Path, **extra: str) -> dict[str, str]:
@@ -113,3 +118,28 @@ def test_a_second_demo_with_the_same_arguments_leaves_the_fleet_alone(
 
     assert demo.running_pid(demo_without_stack) == first
     assert capsys.readouterr().out.startswith("Demo fleet already running: 3 vehicles")
+
+
+def test_make_down_stops_the_demo_fleet(demo_without_stack: demo.DemoSettings) -> None:
+    # `make down` stopped the stack and left the fleet retrying against it, forever.
+    assert cli.main(["demo"]) == 0
+    pid = demo.running_pid(demo_without_stack)
+    assert pid is not None
+    # Once `make demo` has exited, init reaps the fleet; here its parent is this test.
+    reaper = threading.Thread(target=os.waitpid, args=(pid, 0), daemon=True)
+    reaper.start()
+
+    done = subprocess.run(
+        ["make", "-C", str(REPOSITORY), "down"],
+        env=dict(os.environ),  # MILEPOST_STATE_DIR: this test's, never a real stack's
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert f"demo fleet stopped (pid {pid})" in done.stdout
+    reaper.join(timeout=5)
+    assert not Path(f"/proc/{pid}").exists()
+    assert not demo_without_stack.pid_file.exists()
