@@ -67,8 +67,9 @@ up: install ## install as `make test` does, then start the stack (Traefik on :80
 	$(RUN) milepost-stack up
 
 # The demo's fleet first: left running, it would retry against a stack that is gone, forever.
+# Whatever becomes of that (`-`), the stack is stopped.
 down: ## stop the demo's fleet, then every process `make up` started; data is kept
-	$(RUN) milepost-sim demo-stop
+	-$(RUN) milepost-sim demo-stop
 	$(RUN) milepost-stack down
 
 status: ## each component's pid and health
