@@ -141,6 +141,18 @@ def holding() -> Iterator[int]:
     server.server_close()
 
 
+async def hang_every_child(workers: Workers, orgs: list[Organization]) -> None:
+    """Send the organizations' deliveries (to a holding receiver) until every webhooks child
+    waits on the receiver."""
+    for delivery_id in await delivery_ids(workers, *orgs):
+        workers.stack.send(names.WEBHOOKS_DELIVER, str(delivery_id))
+
+    async def hanging() -> bool:
+        return sum(Holding.in_flight.values()) >= 3
+
+    await eventually(hanging, timeout_s=20, what="every webhooks child on the receiver")
+
+
 class TestRouting:
     async def test_a_batch_is_processed_while_200_deliveries_hang(
         self, workers: Workers, holding: int
@@ -148,13 +160,7 @@ class TestRouting:
         stack = workers.stack
         orgs = [await new_org(workers, f"http://127.0.0.1:{holding}/o{i}", 4) for i in range(50)]
         try:
-            for delivery_id in await delivery_ids(workers, *orgs):
-                stack.send(names.WEBHOOKS_DELIVER, str(delivery_id))
-
-            async def hanging() -> bool:
-                return sum(Holding.in_flight.values()) >= 3
-
-            await eventually(hanging, timeout_s=20, what="every webhooks child on the receiver")
+            await hang_every_child(workers, orgs)
             async with unit_of_work(stack.db) as session:
                 org = Organization(name="fleet")
                 session.add(org)
@@ -191,17 +197,10 @@ class TestLiveness:
     ) -> None:
         # The group had no probe: a ping on its queue waits behind every delivery ahead of it.
         # Its node's own queue has none, and a node whose every child is busy passes.
-        stack = workers.stack
         orgs = [await new_org(workers, f"http://127.0.0.1:{holding}/o{i}", 4) for i in range(50)]
         try:
-            for delivery_id in await delivery_ids(workers, *orgs):
-                stack.send(names.WEBHOOKS_DELIVER, str(delivery_id))
-
-            async def hanging() -> bool:
-                return sum(Holding.in_flight.values()) >= 3
-
-            await eventually(hanging, timeout_s=20, what="every webhooks child on the receiver")
-            answer = stack.liveness(workers.webhooks.node_name, 1)
+            await hang_every_child(workers, orgs)
+            answer = workers.stack.liveness(workers.webhooks.node_name, 1)
         finally:
             await forget(workers, *orgs)
             Holding.release.set()
