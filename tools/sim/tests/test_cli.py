@@ -5,75 +5,14 @@ phone, 503 with Retry-After); the real ingest is exercised in tests/e2e/test_sim
 
 from __future__ import annotations
 
-import json
+import socket
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import time
 from pathlib import Path
-from typing import ClassVar
 
 import pytest
-
-UNKNOWN = {"code": "unknown_device", "message": "Unknown device."}
-
-
-class StandInIngest(BaseHTTPRequestHandler):
-    """``/ingest/v1/positions`` and ``/ingest/osmand/<key>``, answering per ``mode``:
-    "reject" every fix as an unknown device, "defer" every push with 503, "phones" accept
-    the batches and reject the phones (their devices unknown)."""
-
-    mode: ClassVar[str] = "reject"
-    base_url: ClassVar[str] = ""
-
-    def log_message(self, *_: object) -> None:
-        return
-
-    def _answer(self, status: int, body: object, **headers: str) -> None:
-        payload = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def do_POST(self) -> None:
-        count = len(json.loads(self.rfile.read(int(self.headers["Content-Length"])))["positions"])
-        if self.mode == "defer":
-            self._answer(503, {"error": {"code": "unavailable"}}, **{"Retry-After": "0"})
-        elif self.mode == "phones":
-            answer = {"batch_id": "b", "accepted": count, "rejected": 0, "duplicates": 0}
-            self._answer(202, {**answer, "errors": []})
-        else:
-            errors = [{"index": i, **UNKNOWN} for i in range(count)]
-            answer = {"batch_id": "b", "accepted": 0, "rejected": count, "duplicates": 0}
-            self._answer(202, {**answer, "errors": errors})
-
-    def do_GET(self) -> None:
-        if self.mode == "defer":
-            self._answer(503, {"error": {"code": "unavailable"}}, **{"Retry-After": "0"})
-        else:
-            self._answer(400, {"error": {"code": "bad_request", "message": "Unknown device."}})
-
-
-@pytest.fixture
-def ingest() -> Iterator[type[StandInIngest]]:
-    class Handler(StandInIngest):  # this test's own mode
-        pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    Handler.base_url = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
-        yield Handler
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+from stand_in import StandInIngest
 
 
 def sim(tmp_path: Path, url: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -121,3 +60,20 @@ def test_some_rejected_beside_accepted_passes_with_a_summary(
     last = done.stderr.strip().splitlines()[-1]
     assert " fixes accepted; " in last
     assert "rejected (unknown_device: " in last
+
+
+@pytest.mark.parametrize("args", [RUN, BACKFILL], ids=["run", "backfill"])
+def test_no_gateway_fails_at_once_saying_so(tmp_path: Path, args: tuple[str, ...]) -> None:
+    # Each push's ten attempts against nothing took about 90 s before the run gave up, and
+    # the line then said nothing of the stack.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}"  # nothing listens there
+    started = time.monotonic()
+
+    done = sim(tmp_path, url, *args)
+
+    assert done.returncode == 1, done.stderr
+    assert time.monotonic() - started < 20
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"milepost-sim: no Milepost gateway answers at {url} ("), last

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from stand_in import StandInIngest
 
 from milepost_devstack.net import free_ports
 from milepost_sim import cli, demo
@@ -72,13 +73,14 @@ def test_the_prefix_the_demo_suggests_is_one_it_takes() -> None:
 
 @pytest.fixture
 def demo_without_stack(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ingest: type[StandInIngest]
 ) -> Iterator[demo.DemoSettings]:
-    """`make demo`'s environment with a gateway port nothing listens on: the organization's
-    setup (which needs a stack, tests/e2e/test_sim.py) is taken as done, and the real fleet
-    starts detached and keeps retrying. Stopped at the end."""
-    [port] = free_ports(1)
-    for name, value in stack_environ(tmp_path / "state", MILEPOST_GATEWAY_PORT=str(port)).items():
+    """`make demo`'s environment with a stand-in gateway that defers every push: the
+    organization's setup (which needs a stack, tests/e2e/test_sim.py) is taken as done, and
+    the real fleet starts detached and keeps retrying. Stopped at the end."""
+    ingest.mode, ingest.retry_after = "defer", "1"
+    port = ingest.base_url.rsplit(":", 1)[1]
+    for name, value in stack_environ(tmp_path / "state", MILEPOST_GATEWAY_PORT=port).items():
         monkeypatch.setenv(name, value)
     monkeypatch.setattr(demo, "setup", lambda _settings: demo.DemoState(api_key="mpk_demo"))
     settings = demo.settings_from_environ()

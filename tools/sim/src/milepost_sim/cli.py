@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"milepost-sim: {exc}", file=sys.stderr)
         return 1
     except httpx.TransportError as exc:  # nothing answers (no stack, another port)
-        where = demo.settings_from_environ().gateway_url
+        where = getattr(args, "gateway", None) or demo.settings_from_environ().gateway_url
         print(
             f"milepost-sim: no Milepost gateway answers at {where} ({type(exc).__name__}): run"
             " `make up` first, with the MILEPOST_GATEWAY_PORT and MILEPOST_STATE_DIR it used",

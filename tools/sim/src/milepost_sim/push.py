@@ -110,6 +110,7 @@ class Pusher:
         self.sleep = sleep
         self.stats = PushStats()
         self.client = client or httpx.Client(base_url=gateway_url.rstrip("/"), timeout=timeout_s)
+        self.answered = False  # the gateway has answered once: later transport errors are blips
 
     def close(self) -> None:
         self.client.close()
@@ -165,8 +166,11 @@ class Pusher:
             try:
                 response = self.client.request(method, url, **kwargs)
             except httpx.TransportError:
+                if not self.answered:
+                    raise  # nothing there yet: no stack, or another port (one line, at once)
                 wait = None
             else:
+                self.answered = True
                 if response.status_code not in RETRY_STATUSES:
                     if response.is_error:
                         raise PushRefused(response.status_code, response.text)
