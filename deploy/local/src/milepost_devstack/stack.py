@@ -3,7 +3,9 @@
 `Stack.up()` starts whatever is not running yet — Redis, Postgres, the migrations, the first
 operator, the three apps, the worker, the webhooks worker, beat and Traefik — and returns once
 all of it is healthy: each app's /ready on its own port and through the gateway, and a ping
-task consumed by each worker group. Running pieces are left alone, so `up` is idempotent.
+task consumed by each worker group. Running pieces are left alone, so `up` is idempotent;
+the ports of all the others are checked before anything starts, and a failed `up` stops what
+it started (a half-started stack would keep that attempt's ports and URLs).
 `Stack.down()` stops exactly the processes the stack started (pidfiles in `<state>/run`,
 checked against the kernel's record of each pid) and the Postgres cluster of
 `<state>/postgres`; data survives.
@@ -225,14 +227,27 @@ class Stack:
         """Start what is not running and wait until everything is healthy.
 
         Returns the first operator's login when this call created it with a generated
-        password (so the caller can show it once), else None. Raises StackError (with the
-        failing component's log tail) when something does not come up within `timeout`.
+        password (so the caller can show it once), else None. Raises StackError naming the
+        variable to change when a port is taken (before starting anything), or with the
+        failing component's log tail when something does not come up within `timeout`; on
+        failure, what this call started is stopped again.
         """
         deadline = time.monotonic() + timeout
         credentials = self.credentials()
+        self._check_ports_before_up()
+        started: list[str] = []
+        try:
+            return self._up(credentials, started, deadline)
+        except BaseException:
+            # Else the next `up`, with other ports, would complete a stack whose processes
+            # keep this attempt's URLs (the apps' links to the gateway above all).
+            self._stop_started(started)
+            raise
+
+    def _up(self, credentials: Credentials, started: list[str], deadline: float) -> Operator | None:
         env = self.process_env(credentials)
-        self._start_process("redis", env)
-        self._start_postgres(credentials)
+        self._start_process("redis", env, started)
+        self._start_postgres(credentials, started)
         self._wait([self._health_check("redis", env, [])], deadline)
         self._report("running migrations")
         migrate = self._command("migrate", [_script("milepost-migrate")], env)
@@ -243,7 +258,7 @@ class Stack:
             bootstrap, operator = self._bootstrap_command(credentials, admin_env)
             background.append(bootstrap.start())
             for name in PROCESSES[1:]:
-                self._start_process(name, self.process_env(credentials, name))
+                self._start_process(name, self.process_env(credentials, name), started)
             self._report("waiting for the stack to be healthy")
             own_ports = [self._health_check(name, env, background) for name in PROCESSES[1:]]
             self._wait([succeeded(bootstrap), *own_ports], deadline)
@@ -254,24 +269,50 @@ class Stack:
         created = bootstrap.output.strip().splitlines()[-1:] == ["created"]
         return operator if created else None
 
-    def _check_ports_free(self, name: str) -> None:
+    def _check_ports_free(self, name: str, advice: str = "") -> None:
         """Raise StackError naming the variable to change when a port of `name` is taken."""
         for field in _PORT_FIELDS[name]:
             port = getattr(self.config.ports, field)
             if port_in_use(port):
                 raise StackError(
                     f"cannot start {name}: port {port} is taken by another process "
-                    f"(choose another with {PORT_VARIABLES[field]})"
+                    f"(choose another with {PORT_VARIABLES[field]}{advice})"
                 )
 
-    def _start_process(self, name: str, env: dict[str, str]) -> None:
+    def _check_ports_before_up(self) -> None:
+        """Every component `up` would start has its ports free, before anything starts."""
+        running = [name for name in PROCESSES if self.processes.running(name) is not None]
+        stopped = [name for name in COMPONENTS if name not in running]
+        if self.postgres.is_running():
+            running.append("postgres")
+            stopped.remove("postgres")
+        # Running components keep their ports and the others' URLs: only a fresh start
+        # gives every process the new port.
+        advice = " after `make down`: running components keep the old ports" if running else ""
+        for name in stopped:
+            self._check_ports_free(name, advice)
+
+    def _stop_started(self, started: list[str]) -> None:
+        """Stop the components a failed `up` started (Postgres after its clients)."""
+        if not started:
+            return
+        self._report(f"up failed: stopping what it started ({', '.join(started)})")
+        try:
+            self.processes.stop([name for name in started if name != "postgres"])
+            if "postgres" in started:
+                self.postgres.stop()
+        except StackError as error:
+            self._report(f"could not stop everything (`make down` will retry): {error}")
+
+    def _start_process(self, name: str, env: dict[str, str], started: list[str]) -> None:
         if self.processes.running(name) is not None:
             return
         self._check_ports_free(name)
         self._report(f"starting {name}")
         self.processes.start(self._spec(name, env))
+        started.append(name)
 
-    def _start_postgres(self, credentials: Credentials) -> None:
+    def _start_postgres(self, credentials: Credentials, started: list[str]) -> None:
         server = self.postgres
         server.prepare()
         if not server.initialized:
@@ -283,6 +324,7 @@ class Stack:
             self._check_ports_free("postgres")
             self._report("starting postgres")
             server.start()
+            started.append("postgres")
         server.ensure_database(DATABASE, ROLE, credentials.db_password)
 
     def _command(self, name: str, argv: list[str], env: dict[str, str], stdin: str = "") -> Command:
@@ -376,10 +418,10 @@ class Stack:
         """Start one stopped component again and wait until it answers on its own port."""
         credentials = self.credentials()
         if name == "postgres":
-            self._start_postgres(credentials)
+            self._start_postgres(credentials, [])
             return
         env = self.process_env(credentials, name)
-        self._start_process(self._known(name), env)
+        self._start_process(self._known(name), env, [])
         background: list[Command] = []
         try:
             self._wait([self._health_check(name, env, background)], time.monotonic() + timeout)

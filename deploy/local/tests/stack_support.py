@@ -1,0 +1,38 @@
+"""Real stacks in tests: a port some other program holds, and the processes a stack left."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from milepost_devstack.net import LOOPBACK
+
+
+@contextmanager
+def occupied(port: int) -> Iterator[None]:
+    """Another program listening on `port`, as a developer's other server would."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, port))
+        sock.listen()
+        yield
+
+
+def processes_in(directory: Path) -> list[str]:
+    """`pid cmdline` of every process whose working directory or command line is in
+    `directory`: every process of a stack has one or the other (tests/e2e/conftest.py)."""
+    found = []
+    needle = str(directory)
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cwd = os.readlink(proc / "cwd")
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        if cwd.startswith(needle) or needle in cmdline:
+            found.append(f"{proc.name} {cmdline.strip()}")
+    return found
