@@ -138,18 +138,34 @@ class PostgresServer:
         return " ".join(f"-c {key}={value}" for key, value in options.items())
 
     def is_running(self) -> bool:
-        """Whether a postmaster serves this data directory (pg_ctl status)."""
-        if not self.initialized:
+        """Whether this data directory's postmaster runs: the pid of its lock file is a
+        `postgres -D <data dir>` (pg_ctl only asks whether that pid exists, and after a
+        reboot or a crash it may be any other process)."""
+        pid = self.pid()
+        if pid is None:
             return False
-        status = subprocess.run(
-            self._command("pg_ctl", "status", "-D", str(self.data_dir)),
-            capture_output=True,
-            check=False,
-        )
-        return status.returncode == 0
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (FileNotFoundError, ProcessLookupError):
+            return False
+        return Path(os.fsdecode(argv[0])).name == "postgres" and os.fsencode(self.data_dir) in argv
+
+    def remove_stale_pidfile(self) -> int | None:
+        """Remove a lock file no running postmaster holds (Postgres would refuse to start
+        while its pid exists); return the pid it named, None when there was none."""
+        pid = self.pid()
+        if pid is None or self.is_running():
+            return None
+        (self.data_dir / "postmaster.pid").unlink(missing_ok=True)
+        return pid
+
+    def accepts_connections(self) -> bool:
+        """Whether the server answers on its TCP port, as the apps reach it (pg_isready)."""
+        argv = [str(POSTGRES_BIN / "pg_isready"), "-q", "-h", LOOPBACK, "-p", str(self.port)]
+        return subprocess.run([*argv, "-t", "3"], check=False).returncode == 0
 
     def pid(self) -> int | None:
-        """The postmaster's pid from its lock file, or None when it is not running."""
+        """The pid in the postmaster's lock file, or None when there is none."""
         try:
             first_line = (self.data_dir / "postmaster.pid").read_text().splitlines()[0]
         except (FileNotFoundError, PermissionError, IndexError):

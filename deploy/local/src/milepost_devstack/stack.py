@@ -21,7 +21,7 @@ import os
 import secrets
 import sysconfig
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -298,9 +298,7 @@ class Stack:
             return
         self._report(f"up failed: stopping what it started ({', '.join(started)})")
         try:
-            self.processes.stop([name for name in started if name != "postgres"])
-            if "postgres" in started:
-                self.postgres.stop()
+            self._stop(started)
         except StackError as error:
             self._report(f"could not stop everything (`make down` will retry): {error}")
 
@@ -321,6 +319,9 @@ class Stack:
             # password, so it is random and not kept.
             server.initdb(secrets.token_urlsafe(24))
         if not server.is_running():
+            stale = server.remove_stale_pidfile()
+            if stale is not None:
+                self._report(f"removed postgres's stale postmaster.pid (pid {stale} is not it)")
             self._check_ports_free("postgres")
             self._report("starting postgres")
             server.start()
@@ -400,12 +401,35 @@ class Stack:
     def down(self) -> list[str]:
         """Stop every component of this stack; return the names that were running."""
         self._report("stopping the stack")
-        stopped = self.processes.stop(list(reversed(PROCESSES[1:])))
-        if self.postgres.is_running():
-            self.postgres.stop()
-            stopped.append("postgres")
-        stopped += self.processes.stop(["redis"])
+        return self._stop(COMPONENTS)
+
+    def _stop(self, names: Sequence[str]) -> list[str]:
+        """Stop those of `names` that run, Postgres and Redis after the processes using
+        them; return the names that were running. A step that fails does not keep the
+        next from running: the failures are raised at the end."""
+        clients = [name for name in reversed(PROCESSES[1:]) if name in names]
+        steps: list[Callable[[], list[str]]] = [partial(self.processes.stop, clients)]
+        if "postgres" in names:
+            steps.append(self._stop_postgres)
+        if "redis" in names:
+            steps.append(partial(self.processes.stop, ["redis"]))
+        stopped: list[str] = []
+        failures = []
+        for step in steps:
+            try:
+                stopped += step()
+            except StackError as error:
+                failures.append(str(error))
+        if failures:
+            failures.append(f"stopped: {', '.join(stopped) or 'nothing'}")
+            raise StackError("\n".join(failures))
         return stopped
+
+    def _stop_postgres(self) -> list[str]:
+        if not self.postgres.is_running():
+            return []
+        self.postgres.stop()
+        return ["postgres"]
 
     def stop_component(self, name: str) -> None:
         """Stop one component (e.g. Redis, to watch the apps degrade); data is kept."""
@@ -448,9 +472,9 @@ class Stack:
     def _postgres_status(self) -> ComponentStatus:
         if not self.postgres.is_running():
             return ComponentStatus("postgres", None, False, "stopped")
-        return ComponentStatus(
-            "postgres", self.postgres.pid(), True, f"{LOOPBACK}:{self.postgres.port}"
-        )
+        healthy = self.postgres.accepts_connections()
+        address = f"{LOOPBACK}:{self.postgres.port}"
+        return ComponentStatus("postgres", self.postgres.pid(), healthy, address)
 
     def _probe(self, name: str) -> tuple[bool, str]:
         ports = self.config.ports
