@@ -3,7 +3,8 @@
 Configured by the environment only (MILEPOST_STATE_DIR, the port variables of config.py,
 MILEPOST_BOOTSTRAP_EMAIL / _PASSWORD). Exit status 0 on success, 1 with one message on
 stderr otherwise; `status` exits 1 when anything is stopped or unhealthy. Running
-components keep their ports: change port variables between `down` and `up`.
+components keep their ports: change port variables between `down` and `up`. `up` and
+`down` take turns: a second one waits for the first, saying so (state.py).
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from milepost_devstack import traefik
+from milepost_devstack import state, traefik
 from milepost_devstack.checks import Check, Command, eventually_succeeds, succeeded, wait_all
 from milepost_devstack.config import PORT_VARIABLES, StackConfig
 from milepost_devstack.credentials import Credentials, load_or_create
@@ -108,7 +108,7 @@ class ComponentStatus:
 
 
 class Stack:
-    """One local stack, configured by `config`; safe to drive from several processes in turn."""
+    """One local stack, configured by `config`; commands that change it take turns (state.py)."""
 
     def __init__(
         self,
@@ -148,7 +148,7 @@ class Stack:
 
     def credentials(self) -> Credentials:
         """The stack's secrets, created on first use in a mode-600 file."""
-        self._prepare_state_dir()
+        state.prepare(self.config)
         return load_or_create(self.config.secrets_file)
 
     def process_env(self, credentials: Credentials, process: str | None = None) -> dict[str, str]:
@@ -180,16 +180,16 @@ class Stack:
         return env | credentials.app_env(process)
 
     def _spec(self, name: str, env: dict[str, str]) -> ProcessSpec:
-        state = self.config.state_dir
+        state_dir = self.config.state_dir
         if name == "redis":
             return self.redis.process_spec(env)
         if name == "traefik":
             ports = self.config.ports
             static = traefik.render_static_config(
-                state / "traefik" / "traefik.yml", ports.gateway, ports.gateway_metrics
+                state_dir / "traefik" / "traefik.yml", ports.gateway, ports.gateway_metrics
             )
             upstreams = traefik.Upstreams.on_loopback(ports.api, ports.admin, ports.ingest)
-            return traefik.process_spec(static, upstreams, env, state)
+            return traefik.process_spec(static, upstreams, env, state_dir)
         commands = {
             "api": [_script("milepost-api")],
             "admin": [_script("milepost-admin"), "serve"],
@@ -200,7 +200,7 @@ class Stack:
                 _script("milepost-worker"),
                 *("--queues", "webhooks", "--concurrency", "4", "--hostname", "webhooks@%h"),
             ],
-            "beat": [_script("milepost-beat"), "--schedule", str(state / "beat" / "schedule")],
+            "beat": [_script("milepost-beat"), "--schedule", str(state_dir / "beat" / "schedule")],
         }
         if name in WORKER_QUEUES:
             # The prefork children's metric files: inside the state directory, one directory
@@ -211,17 +211,7 @@ class Stack:
                 "PROMETHEUS_MULTIPROC_DIR": str(self.config.run_dir / f"{name}-metrics"),
                 "MILEPOST_WORKER__METRICS_PORT": str(port),
             }
-        return ProcessSpec(name, commands[name], env, state)
-
-    def _prepare_state_dir(self) -> None:
-        state = self.config.state_dir
-        state.mkdir(parents=True, exist_ok=True)
-        # Root runs Postgres as `postgres`, which must traverse (not list) the state directory.
-        state.chmod(0o711 if os.geteuid() == 0 else 0o700)
-        self.config.log_dir.mkdir(exist_ok=True)
-        self.config.log_dir.chmod(0o711 if os.geteuid() == 0 else 0o700)
-        self.config.run_dir.mkdir(mode=0o700, exist_ok=True)
-        (state / "beat").mkdir(mode=0o700, exist_ok=True)
+        return ProcessSpec(name, commands[name], env, state_dir)
 
     def up(self, timeout: float = 180.0) -> Operator | None:
         """Start what is not running and wait until everything is healthy.
@@ -233,16 +223,17 @@ class Stack:
         failure, what this call started is stopped again.
         """
         deadline = time.monotonic() + timeout
-        credentials = self.credentials()
-        self._check_ports_before_up()
-        started: list[str] = []
-        try:
-            return self._up(credentials, started, deadline)
-        except BaseException:
-            # Else the next `up`, with other ports, would complete a stack whose processes
-            # keep this attempt's URLs (the apps' links to the gateway above all).
-            self._stop_started(started)
-            raise
+        with state.locked(self.config, self._report):
+            credentials = self.credentials()
+            self._check_ports_before_up()
+            started: list[str] = []
+            try:
+                return self._up(credentials, started, deadline)
+            except BaseException:
+                # Else the next `up`, with other ports, would complete a stack whose
+                # processes keep this attempt's URLs (the apps' gateway links above all).
+                self._stop_started(started)
+                raise
 
     def _up(self, credentials: Credentials, started: list[str], deadline: float) -> Operator | None:
         env = self.process_env(credentials)
@@ -400,8 +391,9 @@ class Stack:
 
     def down(self) -> list[str]:
         """Stop every component of this stack; return the names that were running."""
-        self._report("stopping the stack")
-        return self._stop(COMPONENTS)
+        with state.locked(self.config, self._report):
+            self._report("stopping the stack")
+            return self._stop(COMPONENTS)
 
     def _stop(self, names: Sequence[str]) -> list[str]:
         """Stop those of `names` that run, Postgres and Redis after the processes using
@@ -433,25 +425,28 @@ class Stack:
 
     def stop_component(self, name: str) -> None:
         """Stop one component (e.g. Redis, to watch the apps degrade); data is kept."""
-        if name == "postgres":
-            self.postgres.stop()
-        else:
-            self.processes.stop([self._known(name)])
+        with state.locked(self.config, self._report):
+            if name == "postgres":
+                self.postgres.stop()
+            else:
+                self.processes.stop([self._known(name)])
 
     def start_component(self, name: str, timeout: float = 60.0) -> None:
         """Start one stopped component again and wait until it answers on its own port."""
-        credentials = self.credentials()
-        if name == "postgres":
-            self._start_postgres(credentials, [])
-            return
-        env = self.process_env(credentials, name)
-        self._start_process(self._known(name), env, [])
-        background: list[Command] = []
-        try:
-            self._wait([self._health_check(name, env, background)], time.monotonic() + timeout)
-        finally:
-            for command in background:
-                command.stop()
+        with state.locked(self.config, self._report):
+            credentials = self.credentials()
+            if name == "postgres":
+                self._start_postgres(credentials, [])
+                return
+            env = self.process_env(credentials, name)
+            self._start_process(self._known(name), env, [])
+            background: list[Command] = []
+            try:
+                deadline = time.monotonic() + timeout
+                self._wait([self._health_check(name, env, background)], deadline)
+            finally:
+                for command in background:
+                    command.stop()
 
     @staticmethod
     def _known(name: str) -> str:
