@@ -6,6 +6,9 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
+from milepost_devstack import cli
 from milepost_devstack.config import Ports, StackConfig
 from milepost_devstack.net import wait_until
 from milepost_devstack.stack import Stack
@@ -29,3 +32,44 @@ class TestLock:
         first.wait()
         assert reported[0] == f"waiting for another milepost-stack command on {state_dir} to end"
         assert waited >= 1
+
+
+class TestStateDir:
+    @pytest.mark.parametrize("command", ["up", "down", "status"])
+    def test_a_file_is_refused_in_one_line(
+        self,
+        command: str,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        not_a_directory = tmp_path / "state"
+        not_a_directory.write_text("")
+        monkeypatch.setenv("MILEPOST_STATE_DIR", str(not_a_directory))
+
+        assert cli.main([command]) == 1
+        assert capsys.readouterr().err.splitlines()[-1] == (
+            f"milepost-stack: cannot use {not_a_directory} as the state directory "
+            "(MILEPOST_STATE_DIR): it is not a directory"
+        )
+
+
+class TestPortSettings:
+    @pytest.mark.parametrize(
+        ("command", "first_line"), [("down", "nothing was running"), ("status", "redis ")]
+    )
+    def test_commands_binding_no_port_ignore_two_equal_ones(
+        self,
+        command: str,
+        first_line: str,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        monkeypatch.setenv("MILEPOST_STATE_DIR", str(tmp_path / "state"))
+        monkeypatch.setenv("MILEPOST_API__PORT", "18001")
+        monkeypatch.setenv("MILEPOST_ADMIN__PORT", "18001")
+
+        cli.main([command])
+
+        assert capsys.readouterr().out.startswith(first_line)

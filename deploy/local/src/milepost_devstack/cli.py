@@ -148,7 +148,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        stack = Stack(StackConfig.from_environ(), report=_progress())
+        # Only `up` binds ports; the others must work whatever the port variables say.
+        config = StackConfig.from_environ(distinct_ports=args.command == "up")
+        stack = Stack(config, report=_progress())
         if args.command == "up":
             return _up(stack, args.timeout)
         if args.command == "down":

@@ -33,8 +33,9 @@ class Ports:
     worker_webhooks_metrics: int = 9102
 
     @classmethod
-    def from_environ(cls, environ: Mapping[str, str]) -> Ports:
-        """Defaults overridden by PORT_VARIABLES. Raises ConfigError naming a bad variable."""
+    def from_environ(cls, environ: Mapping[str, str], *, distinct: bool = True) -> Ports:
+        """Defaults overridden by PORT_VARIABLES. Raises ConfigError naming a bad variable
+        (or, with `distinct`, two variables of the same port)."""
         values = {}
         for field in fields(cls):
             variable = PORT_VARIABLES[field.name]
@@ -42,7 +43,8 @@ class Ports:
             if raw is not None and raw.strip():
                 values[field.name] = _parse_port(variable, raw)
         ports = cls(**values)
-        ports.check_distinct()
+        if distinct:
+            ports.check_distinct()
         return ports
 
     @classmethod
@@ -113,12 +115,16 @@ class StackConfig:
     durable: bool = True
 
     @classmethod
-    def from_environ(cls, environ: Mapping[str, str] | None = None) -> StackConfig:
-        """The stack `make up` runs. Raises ConfigError naming a bad variable."""
+    def from_environ(
+        cls, environ: Mapping[str, str] | None = None, *, distinct_ports: bool = True
+    ) -> StackConfig:
+        """The stack `make up` runs. Raises ConfigError naming a bad variable. Commands that
+        bind no port pass `distinct_ports=False`: two equal ports must not stop `down`."""
         environ = os.environ if environ is None else environ
         # Passed on to every app, which validates it like any other setting.
         environment = environ.get(ENVIRONMENT_VARIABLE, "").strip() or "local"
-        return cls(default_state_dir(environ), Ports.from_environ(environ), environment)
+        ports = Ports.from_environ(environ, distinct=distinct_ports)
+        return cls(default_state_dir(environ), ports, environment)
 
     @property
     def log_dir(self) -> Path:

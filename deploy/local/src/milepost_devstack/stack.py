@@ -456,9 +456,12 @@ class Stack:
 
     def status(self) -> list[ComponentStatus]:
         """Each component's pid (None when stopped) and health, without changing anything."""
-        statuses = [self._postgres_status()]
-        for name in PROCESSES:
-            record = self.processes.running(name)
+        try:
+            statuses = [self._postgres_status()]
+            records = {name: self.processes.running(name) for name in PROCESSES}
+        except OSError as error:  # the pidfiles' directory
+            raise state.unusable(self.config, error) from error
+        for name, record in records.items():
             healthy, detail = self._probe(name) if record else (False, "stopped")
             statuses.append(ComponentStatus(name, record.pid if record else None, healthy, detail))
         order = {name: index for index, name in enumerate(COMPONENTS)}
