@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -90,6 +93,49 @@ class TestStop:
 
         assert processes.stop(["parent"]) == ["parent"]
         assert not alive(grandchild)
+
+    def test_stops_the_children_its_exited_leader_left(
+        self, processes: ProcessManager, tmp_path: Path
+    ) -> None:
+        child_pidfile = tmp_path / "child.pid"
+        script = (
+            "import subprocess, sys\n"
+            "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+            f"open({str(child_pidfile)!r}, 'w').write(str(child.pid))\n"
+        )
+        record = processes.start(sleeper("leader", tmp_path, script))
+        wait_until(lambda: not alive(record.pid), timeout=10, what="the leader's exit")
+        child = int(child_pidfile.read_text())
+
+        assert processes.stop(["leader"]) == ["leader"]
+        assert not alive(child)
+
+    @pytest.mark.parametrize("boot", [{"boot_id": "another-boot"}, {}])
+    def test_leaves_alone_a_group_of_another_boot_with_the_recorded_pid(
+        self, processes: ProcessManager, boot: dict[str, str]
+    ) -> None:
+        # A session whose leader exited, leaving a child in its group (as daemons do): what
+        # a recorded pid may be after a reboot.
+        leader = subprocess.run(
+            ["bash", "-c", "sleep 901 >/dev/null 2>&1 & echo $!; echo $$"],
+            start_new_session=True,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        child, pgid = map(int, leader.stdout.split())
+        processes.run_dir.mkdir(parents=True)
+        forged = {"pid": pgid, "start_ticks": 1, "argv": ["gone"], **boot}
+        (processes.run_dir / "stranger.pid").write_text(json.dumps(forged))
+        try:
+            stopped = processes.stop(["stranger"], timeout=1)
+            still_alive = alive(child)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGKILL)
+
+        assert stopped == []
+        assert still_alive
 
     def test_kills_what_ignores_sigterm(self, processes: ProcessManager, tmp_path: Path) -> None:
         script = (

@@ -2,8 +2,10 @@
 
 Each process is started in its own session (so it outlives the command that started it and
 its children share its process group) with stdout and stderr appended to `<logs>/<name>.log`.
-Its pidfile records the pid and the kernel's start time of that pid: a process is only ever
-considered ours, and signalled, when both still match, so a reused pid is never touched.
+Its pidfile records the pid, the kernel's start time of that pid and the boot it ran in: a
+process is only ever considered ours, and signalled, when all still match, so a reused pid
+is never touched. Children left in its process group after it exited are stopped only in the
+boot that started it (after a reboot the group's id may be any other session's).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from milepost_devstack.errors import ComponentError, StackError
 
 # Unit of the start times in /proc/<pid>/stat.
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+# This boot's id: pids and start times are only comparable within one boot.
+_BOOT_ID = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,8 @@ class ProcessRecord:
     pid: int
     start_ticks: int
     argv: tuple[str, ...]
+    # "" in pidfiles written before boots were recorded.
+    boot_id: str = _BOOT_ID
 
 
 def _proc_stat(pid: int) -> tuple[str, int] | None:
@@ -108,7 +114,12 @@ class ProcessManager:
         return record
 
     def _write_pidfile(self, name: str, record: ProcessRecord) -> None:
-        payload = {"pid": record.pid, "start_ticks": record.start_ticks, "argv": record.argv}
+        payload = {
+            "pid": record.pid,
+            "start_ticks": record.start_ticks,
+            "argv": record.argv,
+            "boot_id": record.boot_id,
+        }
         temporary = self._pidfile(name).with_suffix(".tmp")
         temporary.write_text(json.dumps(payload))
         temporary.replace(self._pidfile(name))
@@ -117,7 +128,10 @@ class ProcessManager:
         try:
             payload = json.loads(self._pidfile(name).read_text())
             return ProcessRecord(
-                int(payload["pid"]), int(payload["start_ticks"]), tuple(payload["argv"])
+                int(payload["pid"]),
+                int(payload["start_ticks"]),
+                tuple(payload["argv"]),
+                str(payload.get("boot_id", "")),
             )
         except FileNotFoundError:
             return None
@@ -128,7 +142,7 @@ class ProcessManager:
     def _is_ours(self, record: ProcessRecord) -> bool:
         """Whether `record.pid` is still the very process we started and has not exited."""
         stat = _proc_stat(record.pid)
-        if stat is None or stat[1] != record.start_ticks:
+        if stat is None or stat[1] != record.start_ticks or record.boot_id not in ("", _BOOT_ID):
             return False
         if stat[0] == "Z":
             self._reap(record.pid)
@@ -159,16 +173,20 @@ class ProcessManager:
         """Stop the named processes and their children; return the names that were running.
 
         SIGTERM to each process group first (all at once, so shutdowns overlap), SIGKILL to
-        any group still alive after `timeout`. The groups are ours: the kernel never hands
-        out a pid that is still some process group's id.
+        any group still alive after `timeout`. A group whose leader exited is ours only in
+        the boot that started it: the kernel never hands out a pid that is still some
+        process group's id, but after a reboot that id may be any session's.
         """
         groups: dict[str, int] = {}
         for name in names:
             record = self._read_pidfile(name)
             if record is None:
                 continue
+            # _is_ours first: it reaps our exited leader, so that its pid is gone.
             if self._is_ours(record) or (
-                _proc_stat(record.pid) is None and _group_exists(record.pid)
+                record.boot_id == _BOOT_ID
+                and _proc_stat(record.pid) is None
+                and _group_exists(record.pid)
             ):
                 groups[name] = record.pid
                 self._signal_group(record.pid, signal.SIGTERM)
