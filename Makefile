@@ -75,6 +75,7 @@ down: ## stop the demo's fleet, then every process `make up` started; data is ke
 status: ## each component's pid and health
 	$(RUN) milepost-stack status
 
+# The logs are in <state>/logs; one over 50 MB becomes <name>.log.1 when its process starts.
 logs: ## the last lines of every log (FOLLOW=1 to keep following)
 	$(RUN) milepost-stack logs $(if $(FOLLOW),--follow)
 

@@ -16,6 +16,9 @@ from milepost_devstack.errors import StackError
 from milepost_devstack.net import wait_until
 from milepost_devstack.process import ProcessManager, ProcessSpec, tail
 
+# The documented limit over which a log is rotated when its process starts.
+LOG_LIMIT = 50 * 1024 * 1024
+
 
 @pytest.fixture
 def processes(tmp_path: Path) -> ProcessManager:
@@ -52,6 +55,21 @@ class TestStart:
 
         wait_until(lambda: processes.running("talker") is None, timeout=10, what="talker exit")
         assert "hello from the child" in tail(processes.log_path("talker"), 5)
+
+    def test_a_log_over_the_limit_is_kept_as_one_older_generation(
+        self, processes: ProcessManager, tmp_path: Path
+    ) -> None:
+        log = processes.log_path("chatty")
+        log.parent.mkdir(parents=True)
+        log.with_name("chatty.log.1").write_text("the generation before\n")
+        with log.open("wb") as handle:  # sparse: as large as it says, at no cost
+            handle.truncate(LOG_LIMIT + 1)
+
+        processes.start(sleeper("chatty", tmp_path, "print('after the restart')"))
+        wait_until(lambda: processes.running("chatty") is None, timeout=10, what="chatty exit")
+
+        assert log.with_name("chatty.log.1").stat().st_size == LOG_LIMIT + 1
+        assert log.read_text() == "after the restart\n"
 
 
 class TestRunning:

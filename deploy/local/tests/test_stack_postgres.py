@@ -94,3 +94,16 @@ class TestDown:
 
         assert str(raised.value) == "postgres: `pg_ctl stop` exited 1\nstopped: redis"
         assert real_stack.processes.running("redis") is None
+
+
+class TestLog:
+    def test_a_log_over_50_mb_is_moved_aside_when_postgres_starts(self, real_stack: Stack) -> None:
+        log = real_stack.postgres.log_path
+        log.parent.mkdir(parents=True)
+        with log.open("wb") as handle:  # sparse: as large as it says, at no cost
+            handle.truncate(50 * 1024 * 1024 + 1)
+
+        real_stack.start_component("postgres")
+
+        assert log.with_name("postgres.log.1").stat().st_size == 50 * 1024 * 1024 + 1
+        assert 0 < log.stat().st_size < 1024 * 1024

@@ -1,7 +1,8 @@
 """Background processes tracked by pidfiles, so a later command can find and stop them.
 
 Each process is started in its own session (so it outlives the command that started it and
-its children share its process group) with stdout and stderr appended to `<logs>/<name>.log`.
+its children share its process group) with stdout and stderr appended to `<logs>/<name>.log`
+(moved to `<name>.log.1` first when over LOG_ROTATE_BYTES: one older generation is kept).
 Its pidfile records the pid, the kernel's start time of that pid and the boot it ran in: a
 process is only ever considered ours, and signalled, when all still match, so a reused pid
 is never touched. Children left in its process group after it exited are stopped only in the
@@ -23,6 +24,8 @@ from milepost_devstack.errors import ComponentError, StackError
 
 # Unit of the start times in /proc/<pid>/stat.
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+# A log larger than this when its process starts replaces `<name>.log.1` (rotate_log).
+LOG_ROTATE_BYTES = 50 * 1024 * 1024
 # This boot's id: pids and start times are only comparable within one boot.
 _BOOT_ID = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
 
@@ -87,6 +90,7 @@ class ProcessManager:
 
     def _open_log(self, name: str) -> int:
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        rotate_log(self.log_path(name))
         return _open_append(self.log_path(name))
 
     def start(self, spec: ProcessSpec) -> ProcessRecord:
@@ -220,6 +224,16 @@ class ProcessManager:
     def log_tail(self, name: str, lines: int = 40) -> str:
         """The last `lines` lines of `name`'s log (empty when there is none)."""
         return tail(self.log_path(name), lines)
+
+
+def rotate_log(path: Path) -> None:
+    """Move the log at `path` to `<path>.1` (replacing it) when over LOG_ROTATE_BYTES; call
+    it only while nothing writes to `path`, so that nothing keeps writing to the old one."""
+    try:
+        if path.stat().st_size > LOG_ROTATE_BYTES:
+            path.replace(path.with_name(f"{path.name}.1"))
+    except FileNotFoundError:
+        return
 
 
 def _open_append(path: Path) -> int:

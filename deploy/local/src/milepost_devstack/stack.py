@@ -12,7 +12,7 @@ checked against the kernel's record of each pid) and the Postgres cluster of
 
 Every process gets the caller's environment plus the stack's ports, URLs and the
 secrets of `<state>/secrets.env` it uses (`credentials.py` says which process uses which). Logs go
-to `<state>/logs/<component>.log`.
+to `<state>/logs/<component>.log`, moved to `<component>.log.1` when over 50 MB at its start.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from milepost_devstack.credentials import Credentials, load_or_create
 from milepost_devstack.errors import StackError
 from milepost_devstack.net import LOOPBACK, http_status, port_in_use
 from milepost_devstack.postgres import PostgresServer
-from milepost_devstack.process import ProcessManager, ProcessSpec, tail
+from milepost_devstack.process import ProcessManager, ProcessSpec, rotate_log, tail
 from milepost_devstack.redis import RedisServer
 
 APPS = ("api", "admin", "ingest")
@@ -303,6 +303,8 @@ class Stack:
 
     def _start_postgres(self, credentials: Credentials, started: list[str]) -> None:
         server = self.postgres
+        if not server.is_running():
+            rotate_log(server.log_path)  # before prepare() creates it for the server's user
         server.prepare()
         if not server.initialized:
             self._report("initialising the Postgres cluster")
