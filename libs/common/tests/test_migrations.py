@@ -1,4 +1,3 @@
-import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -7,11 +6,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
-from sqlalchemy.pool import NullPool
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from milepost_common.domain.models import metadata
-from milepost_common.migrate import migrate
 from milepost_common.migrations.objects import include_object
 
 
@@ -84,12 +81,3 @@ async def test_audit_log_is_append_only(connection: AsyncConnection, statement: 
     with pytest.raises(DBAPIError, match="append-only"):
         async with connection.begin_nested():
             await connection.execute(text(statement))
-
-
-async def test_concurrent_migrations_are_serialised(committed_database: str) -> None:
-    await asyncio.gather(*(migrate(committed_database, partition_days_back=3) for _ in range(3)))
-    engine = create_async_engine(committed_database, poolclass=NullPool)
-    async with engine.connect() as conn:
-        heads = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalars()
-        assert list(heads)
-    await engine.dispose()

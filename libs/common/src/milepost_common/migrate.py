@@ -1,7 +1,9 @@
 """``milepost-migrate``: upgrade the shared schema to head and create position partitions.
 
 Safe when several processes start at once: a Postgres advisory lock serialises them, and the
-ones that wait find the schema already at head.
+ones that wait find the schema already at head. They wait by polling the lock with no
+transaction open: a session blocked in ``pg_advisory_lock()`` keeps its statement's snapshot,
+which a ``CREATE INDEX CONCURRENTLY`` run by the lock's holder waits out (a deadlock).
 
 ``milepost-migrate --check [--wait SECONDS]`` changes nothing: it exits 0 once the database is
 at the head revision(s) this release's migrations end in, and 1 (one line on stderr) when it is
@@ -30,6 +32,7 @@ from milepost_common.settings import CommonSettings, load_settings
 
 MIGRATION_LOCK_KEY = 0x6D696C65  # "mile"
 CHECK_INTERVAL_S = 2.0
+LOCK_POLL_INTERVAL_S = 0.5
 PARTITION_DAYS_AHEAD = 2
 DEFAULT_RETENTION_DAYS = 365
 
@@ -64,14 +67,28 @@ async def ensure_partitions(conn: AsyncConnection, days_back: int | None = None)
     return int(created or 0)
 
 
+async def acquire_migration_lock(
+    conn: AsyncConnection, poll_s: float = LOCK_POLL_INTERVAL_S
+) -> None:
+    """Take the session-level migration lock, waiting as long as it takes, between tries with
+    no transaction (so no snapshot) open."""
+    while True:
+        taken = await conn.scalar(
+            text("SELECT pg_try_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+        )
+        await conn.commit()
+        if taken:
+            return
+        await asyncio.sleep(poll_s)
+
+
 async def migrate(
     url: str, *, revision: str = "heads", partition_days_back: int | None = None
 ) -> None:
     engine = create_async_engine(url, poolclass=pool.NullPool)
     try:
         async with engine.connect() as conn:
-            await conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
-            await conn.commit()
+            await acquire_migration_lock(conn)
             try:
                 await conn.run_sync(_upgrade, revision)
                 await conn.commit()

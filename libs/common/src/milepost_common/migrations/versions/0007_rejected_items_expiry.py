@@ -14,6 +14,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
+from milepost_common.migrations.indexes import create_index_concurrently
+
 revision: str = "0007_rejected_items_expiry"
 down_revision: str | None = "0006_device_offline_since"
 branch_labels: str | Sequence[str] | None = None
@@ -21,14 +23,14 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    # Concurrently (outside the migration's transaction): ingest keeps writing batches while
-    # it builds. IF NOT EXISTS: a build cut short leaves an invalid index; drop it and rerun.
-    with op.get_context().autocommit_block():
-        op.execute(
-            "CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_ingest_batches_rejected_expiry"
-            " ON ingest_batches (rejected_items_expire_at)"
-            " WHERE rejected_items_expire_at IS NOT NULL"
-        )
+    # Concurrently: ingest keeps writing batches while it builds. A build cut short left an
+    # invalid index behind: it is dropped and built again.
+    create_index_concurrently(
+        "ix_ingest_batches_rejected_expiry",
+        "ingest_batches",
+        "rejected_items_expire_at",
+        where="rejected_items_expire_at IS NOT NULL",
+    )
 
 
 def downgrade() -> None:

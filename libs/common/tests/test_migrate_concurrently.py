@@ -1,0 +1,138 @@
+"""``milepost-migrate`` run several times at once (the migrate Job retried next to a second
+apply, compose and the Job both) from an empty database, and rerun after an index build that
+was cut short."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import make_url, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+
+from milepost_common.migrate import MIGRATION_LOCK_KEY, database_heads, migrate, release_heads
+from milepost_common.testing.plugin import clone_database, drop_database
+
+MIGRATORS = 3
+BEFORE_THE_INDEX = "0006_device_offline_since"
+INDEX = "ix_ingest_batches_rejected_expiry"
+
+
+@pytest.fixture
+async def empty_database(template_database_url: str) -> AsyncIterator[str]:
+    """A database with no schema at all (a copy of template0)."""
+    template0 = make_url(template_database_url).set(database="template0")
+    url = await clone_database(template0.render_as_string(hide_password=False), "milepost_empty")
+    yield url
+    await drop_database(url)
+
+
+async def invalid_indexes(url: str) -> list[str]:
+    engine = create_async_engine(url, poolclass=NullPool)
+    try:
+        async with engine.connect() as conn:
+            rows = await conn.execute(
+                text("SELECT indexrelid::regclass::text FROM pg_index WHERE NOT indisvalid")
+            )
+            return sorted(rows.scalars())
+    finally:
+        await engine.dispose()
+
+
+async def index_exists(url: str, name: str) -> bool:
+    engine = create_async_engine(url, poolclass=NullPool)
+    try:
+        async with engine.connect() as conn:
+            return bool(await conn.scalar(text("SELECT to_regclass(:n) IS NOT NULL"), {"n": name}))
+    finally:
+        await engine.dispose()
+
+
+async def start_migrators(url: str, count: int) -> list[asyncio.subprocess.Process]:
+    env = {**os.environ, "MILEPOST_DB__URL": url}
+    command = [sys.executable, "-m", "milepost_common.migrate", "--partition-days-back", "2"]
+    return [
+        await asyncio.create_subprocess_exec(
+            *command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        for _ in range(count)
+    ]
+
+
+async def outcomes(processes: list[asyncio.subprocess.Process]) -> list[tuple[int, str]]:
+    results = []
+    for process in processes:
+        _, err = await asyncio.wait_for(process.communicate(), 120)
+        results.append((process.returncode or 0, err.decode()[-300:]))
+    return results
+
+
+async def run_all_waiting_first(url: str, count: int) -> list[tuple[int, str]]:
+    """Start ``count`` migrators while the lock is held, so that every one of them is waiting
+    for it when the first to get it reaches the index built concurrently."""
+    engine = create_async_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as holder:
+            await holder.execute(text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
+            processes = await start_migrators(url, count)
+            others = text(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            for _ in range(600):
+                if await holder.scalar(others) == count:
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(1.0)  # each has asked for the lock by now
+            await holder.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK_KEY})
+    finally:
+        await engine.dispose()
+    return await outcomes(processes)
+
+
+async def cut_index_build_short(url: str) -> None:
+    """Leave the index as an interrupted CREATE INDEX CONCURRENTLY does: present, invalid."""
+    engine = create_async_engine(url, poolclass=NullPool)
+    builder = create_async_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as writer, builder.connect() as conn:
+            # An open writer: the build waits for it, and the timeout cancels the build there.
+            await writer.execute(text("LOCK TABLE ingest_batches IN ROW EXCLUSIVE MODE"))
+            await conn.execute(text("SET statement_timeout = '300ms'"))
+            with pytest.raises(DBAPIError, match="statement timeout"):
+                await conn.execute(
+                    text(
+                        f"CREATE INDEX CONCURRENTLY {INDEX} ON ingest_batches"
+                        " (rejected_items_expire_at) WHERE rejected_items_expire_at IS NOT NULL"
+                    )
+                )
+            await writer.rollback()
+    finally:
+        await builder.dispose()
+        await engine.dispose()
+
+
+@pytest.mark.slow
+async def test_runs_at_once_from_an_empty_database_all_succeed(empty_database: str) -> None:
+    results = await run_all_waiting_first(empty_database, MIGRATORS)
+
+    assert results == [(0, "")] * MIGRATORS
+    assert await database_heads(empty_database) == release_heads()
+    assert await invalid_indexes(empty_database) == []
+
+
+async def test_a_rerun_rebuilds_an_index_left_invalid(empty_database: str) -> None:
+    await migrate(empty_database, revision=BEFORE_THE_INDEX)
+    await cut_index_build_short(empty_database)
+    assert await invalid_indexes(empty_database) == [INDEX]
+
+    await migrate(empty_database, partition_days_back=2)
+
+    assert await invalid_indexes(empty_database) == []
+    assert await index_exists(empty_database, INDEX)
