@@ -5,10 +5,13 @@ ones that wait find the schema already at head. They wait by polling the lock wi
 transaction open: a session blocked in ``pg_advisory_lock()`` keeps its statement's snapshot,
 which a ``CREATE INDEX CONCURRENTLY`` run by the lock's holder waits out (a deadlock).
 
-``milepost-migrate --check [--wait SECONDS]`` changes nothing: it exits 0 once the database is
-at the head revision(s) this release's migrations end in, and 1 (one line on stderr) when it is
-not, or cannot be read, by the end of the wait. Kubernetes runs it as an init container of every
-app and worker pod, so a new release's pods start only after its migrate Job has run.
+``milepost-migrate --check [--wait SECONDS]`` changes nothing: it exits 0 once the head
+revision(s) this release's migrations end in have been applied, the database at them or past
+them (a later release's migrations run too: its revisions are recorded in
+``schema_revisions``), and 1 (one line on stderr) when the database is behind, or cannot be
+read, by the end of the wait. Kubernetes runs it as an init container of every app and worker
+pod, so a new release's pods start only after its migrate Job has run, and the previous
+release's pods still start on the new schema (a rollout's, a rollback's).
 """
 
 from __future__ import annotations
@@ -116,32 +119,49 @@ def _current_heads(connection: Connection) -> set[str]:
     return set(MigrationContext.configure(connection).get_current_heads())
 
 
-async def database_heads(url: str, *, connect_timeout_s: float = 5.0) -> set[str]:
-    """The revision(s) the database is at (empty before the first migration)."""
+def _recorded_revisions(connection: Connection) -> set[str]:
+    if connection.scalar(text("SELECT to_regclass('schema_revisions')")) is None:
+        return set()  # before 0009
+    return set(connection.scalars(text("SELECT revision FROM schema_revisions")))
+
+
+def _schema_state(connection: Connection) -> tuple[set[str], set[str]]:
+    return _current_heads(connection), _recorded_revisions(connection)
+
+
+async def schema_state(url: str, *, connect_timeout_s: float = 5.0) -> tuple[set[str], set[str]]:
+    """The revision(s) the database is at, and every revision recorded as applied."""
     engine = create_async_engine(
         url, poolclass=pool.NullPool, connect_args={"timeout": connect_timeout_s}
     )
     try:
         async with engine.connect() as conn:
-            return await conn.run_sync(_current_heads)
+            return await conn.run_sync(_schema_state)
     finally:
         await engine.dispose()
+
+
+async def database_heads(url: str, *, connect_timeout_s: float = 5.0) -> set[str]:
+    """The revision(s) the database is at (empty before the first migration)."""
+    current, _ = await schema_state(url, connect_timeout_s=connect_timeout_s)
+    return current
 
 
 async def check(
     url: str, *, wait_s: float = 0.0, interval_s: float = CHECK_INTERVAL_S
 ) -> str | None:
-    """None once the database is at this release's heads; otherwise why not, after polling
-    for up to ``wait_s`` seconds (a database not reachable yet counts as not ready)."""
+    """None once this release's heads are applied (the database at them or past them);
+    otherwise why not, after polling for up to ``wait_s`` seconds (a database not reachable
+    yet counts as not ready)."""
     expected = release_heads()
     deadline = time.monotonic() + wait_s
     while True:
         try:
-            current = await database_heads(url, connect_timeout_s=max(1.0, interval_s))
+            current, recorded = await schema_state(url, connect_timeout_s=max(1.0, interval_s))
         except (OSError, SQLAlchemyError, TimeoutError) as exc:
             problem = f"cannot read the schema version: {type(exc).__name__}"
         else:
-            if current == expected:
+            if expected <= current | recorded:
                 return None
             problem = (
                 f"the schema is at {', '.join(sorted(current)) or 'no revision'}; this release"
@@ -158,7 +178,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--check",
         action="store_true",
-        help="Change nothing: exit 0 when the schema is at this release's head, else 1.",
+        help="Change nothing: exit 0 when this release's head is applied (the schema at it or"
+        " past it), else 1.",
     )
     parser.add_argument(
         "--wait",
@@ -181,7 +202,7 @@ def main(argv: list[str] | None = None) -> None:
         if problem is not None:
             print(f"milepost-migrate: {problem}", file=sys.stderr)  # noqa: T201 - a CLI's answer
             raise SystemExit(1)
-        print("milepost-migrate: the schema is at this release's head")  # noqa: T201
+        print("milepost-migrate: the schema is at this release's head or past it")  # noqa: T201
         return
     asyncio.run(
         migrate(

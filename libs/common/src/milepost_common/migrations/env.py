@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from alembic import context
-from sqlalchemy import pool
+from alembic.runtime.migration import MigrationContext, MigrationInfo
+from sqlalchemy import pool, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -16,6 +18,32 @@ from milepost_common.migrations.objects import include_object
 config = context.config
 
 
+def record_revision(
+    ctx: MigrationContext,
+    step: MigrationInfo,
+    heads: Collection[str],  # noqa: ARG001 - Alembic passes these four by name
+    run_args: Mapping[str, Any],  # noqa: ARG001
+) -> None:
+    """Keep schema_revisions (0009) in step with each migration, in its transaction: what is
+    applied is recorded, what is downgraded is deleted (nothing before the table exists)."""
+    connection = ctx.connection
+    if (
+        connection is None
+        or connection.scalar(text("SELECT to_regclass('schema_revisions')")) is None
+    ):
+        return
+    for revision in step.up_revision_ids:
+        if step.is_upgrade:
+            connection.execute(
+                text("INSERT INTO schema_revisions (revision) VALUES (:r) ON CONFLICT DO NOTHING"),
+                {"r": revision},
+            )
+        else:
+            connection.execute(
+                text("DELETE FROM schema_revisions WHERE revision = :r"), {"r": revision}
+            )
+
+
 def _configure(connection: Connection) -> None:
     context.configure(
         connection=connection,
@@ -23,6 +51,7 @@ def _configure(connection: Connection) -> None:
         include_object=include_object,
         compare_type=True,
         compare_server_default=False,
+        on_version_apply=record_revision,
     )
     with context.begin_transaction():
         context.run_migrations()

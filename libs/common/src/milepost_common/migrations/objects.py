@@ -10,6 +10,7 @@ import re
 from typing import Any
 
 PARTITION_NAME = re.compile(r"^positions_p\d{8}$")
+REVISIONS_TABLE = "schema_revisions"
 
 ENSURE_PARTITIONS_FUNCTION = """
 CREATE OR REPLACE FUNCTION milepost_ensure_position_partitions(first_day date, last_day date)
@@ -58,5 +59,8 @@ CREATE TRIGGER audit_log_no_truncate
 def include_object(
     _obj: Any, name: str | None, type_: str, _reflected: bool, _compare_to: Any
 ) -> bool:
-    """Skip what the models do not describe: partitions of ``positions``."""
-    return not (type_ == "table" and name is not None and PARTITION_NAME.match(name))
+    """Skip what the models do not describe: partitions of ``positions`` and the migrations'
+    own record of the revisions applied (``schema_revisions``, like ``alembic_version``)."""
+    if type_ != "table" or name is None:
+        return True
+    return not (PARTITION_NAME.match(name) or name == REVISIONS_TABLE)
