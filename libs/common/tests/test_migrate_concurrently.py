@@ -21,6 +21,7 @@ from milepost_common.testing.plugin import clone_database, drop_database
 
 MIGRATORS = 3
 BEFORE_THE_INDEX = "0006_device_offline_since"
+BEFORE_THE_REPAIR = "0008_user_sessions_ended"
 INDEX = "ix_ingest_batches_rejected_expiry"
 
 
@@ -102,6 +103,7 @@ async def cut_index_build_short(url: str) -> None:
     builder = create_async_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
     try:
         async with engine.connect() as writer, builder.connect() as conn:
+            await conn.execute(text(f"DROP INDEX IF EXISTS {INDEX}"))
             # An open writer: the build waits for it, and the timeout cancels the build there.
             await writer.execute(text("LOCK TABLE ingest_batches IN ROW EXCLUSIVE MODE"))
             await conn.execute(text("SET statement_timeout = '300ms'"))
@@ -129,6 +131,21 @@ async def test_runs_at_once_from_an_empty_database_all_succeed(empty_database: s
 
 async def test_a_rerun_rebuilds_an_index_left_invalid(empty_database: str) -> None:
     await migrate(empty_database, revision=BEFORE_THE_INDEX)
+    await cut_index_build_short(empty_database)
+    assert await invalid_indexes(empty_database) == [INDEX]
+
+    await migrate(empty_database, partition_days_back=2)
+
+    assert await invalid_indexes(empty_database) == []
+    assert await index_exists(empty_database, INDEX)
+
+
+async def test_the_next_release_rebuilds_an_index_a_run_at_once_left_invalid(
+    empty_database: str,
+) -> None:
+    """Databases that two runs at once left at 0008 with 0007's index invalid (before the lock
+    was waited for safely) get it rebuilt by 0010."""
+    await migrate(empty_database, revision=BEFORE_THE_REPAIR)
     await cut_index_build_short(empty_database)
     assert await invalid_indexes(empty_database) == [INDEX]
 

@@ -81,3 +81,41 @@ async def test_audit_log_is_append_only(connection: AsyncConnection, statement: 
     with pytest.raises(DBAPIError, match="append-only"):
         async with connection.begin_nested():
             await connection.execute(text(statement))
+
+
+# Each foreign key whose referencing columns lead no valid index ("table(columns)"): a delete
+# (or key update) of a referenced row then scans the whole referencing table, in the FK's
+# trigger. A partial index "WHERE column IS NOT NULL" serves it (the trigger looks up = value).
+UNINDEXED_FOREIGN_KEYS = """
+SELECT format('%s(%s)', c.conrelid::regclass, string_agg(a.attname, ', ' ORDER BY k.ord))
+FROM pg_constraint c
+CROSS JOIN LATERAL unnest(c.conkey) WITH ORDINALITY AS k(attnum, ord)
+JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum
+WHERE c.contype = 'f' AND c.conparentid = 0
+  AND c.connamespace = 'public'::regnamespace
+  AND NOT EXISTS (
+    SELECT 1 FROM pg_index i
+    WHERE i.indrelid = c.conrelid AND i.indisvalid
+      AND (i.indkey::int2[])[0:cardinality(c.conkey) - 1] @> c.conkey
+      AND (i.indkey::int2[])[0:cardinality(c.conkey) - 1] <@ c.conkey
+      AND (
+        i.indpred IS NULL
+        OR (
+          cardinality(c.conkey) = 1
+          AND pg_get_expr(i.indpred, i.indrelid) = format(
+            '(%s IS NOT NULL)',
+            (SELECT quote_ident(attname) FROM pg_attribute
+             WHERE attrelid = c.conrelid AND attnum = c.conkey[1])
+          )
+        )
+      )
+  )
+GROUP BY c.oid, c.conrelid
+ORDER BY 1
+"""
+
+
+async def test_every_foreign_key_leads_an_index(connection: AsyncConnection) -> None:
+    unindexed = list((await connection.execute(text(UNINDEXED_FOREIGN_KEYS))).scalars())
+
+    assert not unindexed, f"foreign keys leading no index: {', '.join(unindexed)}"

@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Index, String, UniqueConstraint
+from sqlalchemy import Index, String, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from milepost_common.domain.base import id_field, jsonb_field, tz_field
@@ -30,6 +30,12 @@ class Alert(SQLModel, table=True):
         UniqueConstraint("rule_id", "device_id", "occurred_at", name="uq_alerts_rule_device_time"),
         Index("ix_alerts_org_occurred", "org_id", "occurred_at"),
         Index("ix_alerts_device_occurred", "device_id", "occurred_at"),
+        # A user's delete sets their acknowledgements to NULL: found without a scan.
+        Index(
+            "ix_alerts_acknowledged_by",
+            "acknowledged_by",
+            postgresql_where=text("acknowledged_by IS NOT NULL"),
+        ),
     )
 
     id: uuid.UUID = id_field()

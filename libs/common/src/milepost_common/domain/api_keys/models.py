@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Column, String
+from sqlalchemy import Column, Index, String, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Field, SQLModel
 
@@ -20,6 +20,14 @@ class ApiKey(SQLModel, table=True):
     """An upstream system's key: shown once, stored as a hash, found by its prefix."""
 
     __tablename__ = "api_keys"
+    __table_args__ = (
+        # A user's delete sets the keys they created to NULL: found without a scan.
+        Index(
+            "ix_api_keys_created_by_id",
+            "created_by_id",
+            postgresql_where=text("created_by_id IS NOT NULL"),
+        ),
+    )
 
     id: uuid.UUID = id_field()
     org_id: uuid.UUID = Field(foreign_key="organizations.id", index=True, ondelete="CASCADE")

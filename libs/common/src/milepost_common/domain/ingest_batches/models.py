@@ -50,6 +50,12 @@ class IngestBatch(SQLModel, table=True):
             "lease_expires_at",
             postgresql_where=text("status = 'processing'"),
         ),
+        # An API key's delete sets its batches' api_key_id to NULL: found without a scan.
+        Index(
+            "ix_ingest_batches_api_key_id",
+            "api_key_id",
+            postgresql_where=text("api_key_id IS NOT NULL"),
+        ),
     )
 
     id: uuid.UUID = id_field()
