@@ -22,6 +22,7 @@ from milepost_common.domain.organizations.schemas import OrganizationUpdate
 from milepost_common.domain.positions.models import Position
 from milepost_common.domain.principals import SYSTEM
 from milepost_common.domain.trips.models import MotionCheckpoint, Stop, Trip
+from milepost_common.domain.webhooks.models import DeliveryStatus, WebhookDelivery
 from milepost_common.testing.factories import (
     make_alert,
     make_batch,
@@ -30,6 +31,7 @@ from milepost_common.testing.factories import (
     make_organization,
     make_stop,
     make_trip,
+    make_webhook_delivery,
 )
 from milepost_worker.handlers import maintenance
 from milepost_worker.runtime import WorkerContext, build_context
@@ -276,3 +278,29 @@ class TestIngestBatchRetention:
         assert outcome.rows_deleted["ingest_batches"] == 3
         assert set(await batches_of(own_ctx, short.id)) == {*unfinished, young.id}
         assert set(await batches_of(own_ctx, long.id)) == longs
+
+
+class TestWebhookDeliveryRetention:
+    async def test_old_finished_deliveries_are_deleted_and_pending_ones_kept(
+        self, own_ctx: WorkerContext
+    ) -> None:
+        # Their payloads hold a position and the vehicle's name: they stayed forever.
+        now = utcnow()
+        old, recent = now - timedelta(days=100), now - timedelta(days=4)
+        async with unit_of_work(own_ctx.db) as session:
+            org = await make_organization(session, retention_days=5)
+            for status in (DeliveryStatus.SUCCEEDED, DeliveryStatus.SUCCEEDED, DeliveryStatus.DEAD):
+                await make_webhook_delivery(session, org, status, created_at=old)
+            pending = await make_webhook_delivery(session, org, created_at=old)
+            young = await make_webhook_delivery(
+                session, org, DeliveryStatus.SUCCEEDED, created_at=recent
+            )
+
+        outcome = await maintenance.apply_retention(own_ctx)
+
+        async with unit_of_work(own_ctx.db) as session:
+            kept = await session.scalars(
+                select(WebhookDelivery.id).where(WebhookDelivery.org_id == org.id)
+            )
+            assert set(kept) == {pending.id, young.id}
+        assert outcome.rows_deleted["webhook_deliveries"] == 3

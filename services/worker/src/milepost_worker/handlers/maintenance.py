@@ -19,6 +19,7 @@ from milepost_common.domain.positions import service as position_service
 from milepost_common.domain.trips import service as trip_service
 from milepost_common.domain.webhooks import delivery as webhook_delivery
 from milepost_common.domain.webhooks import events as webhook_events
+from milepost_common.domain.webhooks import service as webhook_service
 from milepost_common.live import LiveEvent
 from milepost_common.logging import get_logger
 from milepost_common.migrate import DEFAULT_RETENTION_DAYS
@@ -120,6 +121,10 @@ _EXPIRE: dict[str, Expire] = {
     "ingest_batches": lambda s, org, _, cutoff, n: batch_service.delete_expired_batches(
         s, org, cutoff, limit=n
     ),
+    # Succeeded or dead ones only, by created_at: their payloads hold positions and names.
+    "webhook_deliveries": lambda s, org, _, cutoff, n: webhook_service.delete_expired_deliveries(
+        s, org, cutoff, limit=n
+    ),
 }
 
 
@@ -140,8 +145,8 @@ async def _in_batches(
 async def apply_retention(ctx: WorkerContext, today: date | None = None) -> RetentionOutcome:
     """Drop position partitions past the longest retention; delete, in batches, each
     organization's older positions (those of organizations keeping less), trips, stops,
-    alerts, checkpoints and finished ingest batches; empty the rejected items kept past
-    their expiry (7 days)."""
+    alerts, checkpoints, finished ingest batches and finished webhook deliveries; empty the
+    rejected items kept past their expiry (7 days)."""
     outcome = RetentionOutcome()
     now = utcnow()
     today = today or now.date()

@@ -7,7 +7,7 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, update
+from sqlalchemy import delete, func, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
@@ -19,6 +19,9 @@ from milepost_common.domain.webhooks.models import DeliveryStatus, WebhookDelive
 from milepost_common.domain.webhooks.schemas import DeliveryFilters
 
 _ROWS_PER_INSERT = 1000
+# Retention deletes only these: a pending delivery (in flight or waiting for its next attempt)
+# is still work to do, whatever its age.
+FINISHED = (DeliveryStatus.SUCCEEDED, DeliveryStatus.DEAD)
 
 
 class WebhookEndpointRepository:
@@ -119,6 +122,25 @@ class WebhookDeliveryRepository:
             )
             created.extend(inserted.scalars())
         return created
+
+    async def delete_expired(self, org_id: uuid.UUID, cutoff: datetime, *, limit: int) -> int:
+        """Delete up to ``limit`` of the organization's finished deliveries created before
+        ``cutoff`` (by the ``(org_id, created_at)`` index; rows another transaction holds, an
+        operator's retry, are skipped until the next run); how many went."""
+        expired = (
+            select(col(WebhookDelivery.id))
+            .where(
+                col(WebhookDelivery.org_id) == org_id,
+                col(WebhookDelivery.created_at) < cutoff,
+                col(WebhookDelivery.status).in_(FINISHED),
+            )
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        result = await self.session.execute(
+            delete(WebhookDelivery).where(col(WebhookDelivery.id).in_(expired.scalar_subquery()))
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
 
     async def find_due(self, delivery_id: uuid.UUID, now: datetime) -> tuple[uuid.UUID, int] | None:
         """``(org_id, attempts)`` of the delivery if it is pending and due."""

@@ -354,3 +354,13 @@ async def retry_delivery(
         diff={"status": ["dead", "pending"], "attempts": [previous_attempts, 0]},
     )
     return delivery
+
+
+async def delete_expired_deliveries(
+    session: AsyncSession, org_id: uuid.UUID, cutoff: datetime, *, limit: int
+) -> int:
+    """Delete up to ``limit`` of the organization's ``succeeded`` and ``dead`` deliveries
+    created before ``cutoff`` (their payloads hold positions and vehicle names); never a
+    ``pending`` one, in flight or waiting for its next attempt. Retention: no principal;
+    repeat while it returns ``limit``."""
+    return await WebhookDeliveryRepository(session).delete_expired(org_id, cutoff, limit=limit)
