@@ -121,11 +121,12 @@ _DAYS_AHEAD = text(
 )
 # positions has no org_id index (it would slow every ingest write): the days before the
 # organization's watermark (``since``) are deleted already, so only the partitions after it
-# are read.
+# are read. The range is repeated on the outer DELETE: the subquery's alone prunes only the
+# subquery, and the DELETE then scanned every partition to find its rows.
 _DELETE_EXPIRED = text(
-    "DELETE FROM positions WHERE (device_id, fix_time) IN (SELECT device_id, "
-    "fix_time FROM positions WHERE org_id = :org AND fix_time >= :since "
-    "AND fix_time < :cutoff LIMIT :n)"
+    "DELETE FROM positions WHERE fix_time >= :since AND fix_time < :cutoff "
+    "AND (device_id, fix_time) IN (SELECT device_id, fix_time FROM positions "
+    "WHERE org_id = :org AND fix_time >= :since AND fix_time < :cutoff LIMIT :n)"
 )
 
 
