@@ -1,5 +1,5 @@
 """The metrics the monitoring (deploy/monitoring) alerts on: the backlog snapshot the heartbeat
-exports, failed batches and dead webhook deliveries."""
+exports, failed batches, dead webhook deliveries and failed beat jobs."""
 
 from __future__ import annotations
 
@@ -16,10 +16,11 @@ from milepost_common.domain.ingest_batches.models import BatchSource, BatchStatu
 from milepost_common.domain.webhooks.models import DeliveryStatus
 from milepost_common.migrate import PARTITION_DAYS_AHEAD
 from milepost_common.testing.factories import make_organization
-from milepost_worker.handlers import ingest_batches
+from milepost_worker.handlers import ingest_batches, maintenance
 from milepost_worker.handlers import system as system_handler
 from milepost_worker.handlers.webhooks import Outcome
 from milepost_worker.runtime import WorkerContext
+from milepost_worker.tasks import maintenance as maintenance_tasks
 from milepost_worker.tasks import system
 from milepost_worker.tasks import webhooks as webhook_tasks
 from milepost_worker.timeutil import utcnow
@@ -135,3 +136,26 @@ class TestGivenUp:
         webhook_tasks.deliver.run(str(uuid.uuid4()))
 
         assert sample("milepost_worker_webhook_deliveries_dead_total") == before + counted
+
+
+class TestRetentionTask:
+    def test_an_organization_failing_is_the_tasks_error(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # The handler goes on past a failing organization: the task still counts the run as
+        # failed, once, after the others were done.
+        class Runtime:
+            context = None
+
+            def run(self, coroutine: Coroutine[Any, Any, Any]) -> maintenance.RetentionOutcome:
+                coroutine.close()
+                return maintenance.RetentionOutcome(organizations_failed=[uuid.uuid4()])
+
+        monkeypatch.setattr(maintenance_tasks, "get_runtime", Runtime)
+        labels = {"task": "retention.apply", "outcome": "error"}
+        before = sample("milepost_worker_tasks_total", **labels)
+
+        with pytest.raises(maintenance.RetentionIncomplete):
+            maintenance_tasks.apply_retention.run()
+
+        assert sample("milepost_worker_tasks_total", **labels) == before + 1

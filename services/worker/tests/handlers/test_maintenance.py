@@ -211,6 +211,48 @@ class TestPartitionsAndRetention:
         await maintenance.apply_retention(own_ctx)
         assert (await retention_state(own_ctx, org.id))[1] == 0
 
+    async def test_an_organization_failing_does_not_stop_the_next(
+        self, own_ctx: WorkerContext, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # One statement timeout ended the run: every organization after it kept its expired
+        # rows, every hour.
+        old = utcnow() - timedelta(days=10)
+        async with unit_of_work(own_ctx.db) as session:
+            orgs = [await make_organization(session, retention_days=5) for _ in range(2)]
+            for org in orgs:
+                await make_trip(session, await make_device(session, org), old, old)
+        delete_trips = maintenance._EXPIRE["trips"]
+        first: list[uuid.UUID] = []
+
+        async def timing_out(
+            session: Any, org_id: uuid.UUID, since: datetime, cutoff: datetime, n: int
+        ) -> int:
+            if not first:
+                first.append(org_id)
+            if org_id == first[0]:
+                await session.execute(text("SET LOCAL statement_timeout = 1"))
+                await session.execute(text("SELECT pg_sleep(1)"))
+            return await delete_trips(session, org_id, since, cutoff, n)
+
+        monkeypatch.setitem(maintenance._EXPIRE, "trips", timing_out)
+
+        outcome = await maintenance.apply_retention(own_ctx)
+
+        (failed,) = first
+        (done,) = {org.id for org in orgs} - {failed}
+        assert outcome.organizations_failed == [failed]
+        async with unit_of_work(own_ctx.db) as session:
+            trips = dict(
+                (
+                    await session.execute(
+                        select(col(Trip.org_id), func.count()).group_by(col(Trip.org_id))
+                    )
+                ).all()
+            )
+        assert trips == {failed: 1}
+        assert (await retention_state(own_ctx, failed))[0] is None
+        assert (await retention_state(own_ctx, done))[0] is not None
+
 
 def rejected(unique_id: str = "unknown", index: int = 0) -> dict[str, Any]:
     fix = {"device_id": unique_id, "fix_time": "2026-01-01T00:00:00Z", "lat": 1.0, "lon": 1.0}

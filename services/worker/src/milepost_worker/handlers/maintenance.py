@@ -96,6 +96,12 @@ class RetentionOutcome:
     rows_deleted: dict[str, int] = field(default_factory=dict)
     # Batches whose rejected items expired and were emptied (the rows stay).
     rejected_items_cleared: int = 0
+    # Organizations whose pass failed (logged; their watermark stays for the next run).
+    organizations_failed: list[uuid.UUID] = field(default_factory=list)
+
+
+class RetentionIncomplete(Exception):
+    """Retention failed for some organizations (each one logged; the others were done)."""
 
 
 Expire = Callable[["AsyncSession", uuid.UUID, datetime, datetime, int], Awaitable[int]]
@@ -146,7 +152,8 @@ async def apply_retention(ctx: WorkerContext, today: date | None = None) -> Rete
     """Drop position partitions past the longest retention; delete, in batches, each
     organization's older positions (those of organizations keeping less), trips, stops,
     alerts, checkpoints, finished ingest batches and finished webhook deliveries; empty the
-    rejected items kept past their expiry (7 days)."""
+    rejected items kept past their expiry (7 days). An organization whose pass fails is
+    logged (``retention_failed``) and listed in ``organizations_failed``; the others go on."""
     outcome = RetentionOutcome()
     now = utcnow()
     today = today or now.date()
@@ -167,15 +174,33 @@ async def apply_retention(ctx: WorkerContext, today: date | None = None) -> Rete
     dropped_before = datetime.combine(oldest_kept, datetime.min.time(), tzinfo=UTC)
     for retention in retentions:
         cutoff = now - timedelta(days=retention.days)
-        since = retention.applied_until or _EPOCH
         deleted_until = cutoff if retention.days < longest else dropped_before
-        for table, expire in _EXPIRE.items():
-            if table == "positions" and retention.days >= longest:
-                continue  # the partitions dropped above already cover it
-            deleted = await _in_batches(ctx, size, expire, retention.org_id, since, cutoff, size)
-            outcome.rows_deleted[table] = outcome.rows_deleted.get(table, 0) + deleted
-        async with unit_of_work(ctx.db) as session:
-            await organization_service.record_retention_applied(
-                session, retention, deleted_until - RETENTION_WATERMARK_MARGIN
-            )
+        try:
+            await _expire_organization(ctx, retention, cutoff, retention.days >= longest, outcome)
+            async with unit_of_work(ctx.db) as session:
+                await organization_service.record_retention_applied(
+                    session, retention, deleted_until - RETENTION_WATERMARK_MARGIN
+                )
+        except Exception:
+            # One organization's failure (a statement timeout) must not stop the others'
+            # every hour: logged here, the run reported as failed by the task after them.
+            log.exception("retention_failed", org_id=str(retention.org_id))
+            outcome.organizations_failed.append(retention.org_id)
     return outcome
+
+
+async def _expire_organization(
+    ctx: WorkerContext,
+    retention: organization_service.Retention,
+    cutoff: datetime,
+    keeps_longest: bool,
+    outcome: RetentionOutcome,
+) -> None:
+    """Delete the organization's rows of every ``_EXPIRE`` table before ``cutoff``."""
+    size = ctx.settings.worker.retention_batch_size
+    since = retention.applied_until or _EPOCH
+    for table, expire in _EXPIRE.items():
+        if table == "positions" and keeps_longest:
+            continue  # the partitions dropped already cover it
+        deleted = await _in_batches(ctx, size, expire, retention.org_id, since, cutoff, size)
+        outcome.rows_deleted[table] = outcome.rows_deleted.get(table, 0) + deleted

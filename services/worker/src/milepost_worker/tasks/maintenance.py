@@ -33,14 +33,21 @@ def maintain_partitions() -> int:
 
 @celery_app.task(name=names.RETENTION_APPLY)
 def apply_retention() -> int:
-    """Drop and delete data past each organization's retention (batched, repeatable)."""
+    """Drop and delete data past each organization's retention (batched, repeatable); raises
+    RetentionIncomplete, after the others, when some organizations' pass failed."""
     runtime = get_runtime()
     with observed(names.RETENTION_APPLY):
         outcome = runtime.run(maintenance.apply_retention(runtime.context))
-    log.info(
-        "retention_applied",
-        partitions_dropped=outcome.partitions_dropped,
-        rows_deleted=outcome.rows_deleted,
-        rejected_items_cleared=outcome.rejected_items_cleared,
-    )
+        log.info(
+            "retention_applied",
+            partitions_dropped=outcome.partitions_dropped,
+            rows_deleted=outcome.rows_deleted,
+            rejected_items_cleared=outcome.rejected_items_cleared,
+            organizations_failed=[str(org_id) for org_id in outcome.organizations_failed],
+        )
+        if outcome.organizations_failed:
+            # After every other organization's pass: counted as the task's error.
+            raise maintenance.RetentionIncomplete(
+                f"{len(outcome.organizations_failed)} organization(s) failed (retention_failed)"
+            )
     return len(outcome.partitions_dropped) + sum(outcome.rows_deleted.values())
