@@ -51,6 +51,13 @@ class WorkerGroup(BaseModel):
         3600.0, gt=0, description="Partitions ahead and retention run this often."
     )
     retention_batch_size: int = Field(5000, gt=0, description="Rows per DELETE statement.")
+    partition_lock_timeout_ms: int = Field(
+        2000,
+        gt=0,
+        description="Creating or dropping a positions partition waits at most this long for "
+        "its ACCESS EXCLUSIVE lock on positions (held off by any open reader, an export's "
+        "cursor), then gives up until the next run: ingest's inserts queue behind the wait.",
+    )
     # Webhooks (the attempt's deadline, answer cap, per-organization limit and private
     # receivers: the `webhooks` group, MILEPOST_WEBHOOKS__*).
     webhook_sweep_interval_s: float = Field(15.0, gt=0)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
@@ -252,6 +255,94 @@ class TestPartitionsAndRetention:
         assert trips == {failed: 1}
         assert (await retention_state(own_ctx, failed))[0] is None
         assert (await retention_state(own_ctx, done))[0] is not None
+
+
+# Longer than the worker's 2 s lock timeout, short enough for a test that fails without it.
+READER_HOLD_S = 6.0
+
+
+async def hold_positions(ctx: WorkerContext, held: asyncio.Event, release: asyncio.Event) -> None:
+    """An open transaction that has read positions, as an export's cursor does for the whole
+    download: ACCESS SHARE on positions until ``release`` (or READER_HOLD_S)."""
+    async with ctx.db.engine.connect() as conn:
+        await conn.execute(text("SELECT count(*) FROM positions"))
+        held.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(release.wait(), READER_HOLD_S)
+        await conn.rollback()
+
+
+async def insert_fix(ctx: WorkerContext) -> float:
+    """Seconds an ingest-like insert into today's partition took."""
+    started = time.monotonic()
+    async with ctx.db.engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO positions (device_id, fix_time, org_id, lat, lon) "
+                "VALUES (:id, now(), :id, 1, 1)"
+            ),
+            {"id": uuid.uuid4()},
+        )
+    return time.monotonic() - started
+
+
+class TestPartitionLocks:
+    """Partition DDL waits for ACCESS EXCLUSIVE on positions behind any open reader, and
+    every ingest insert queued behind it (an export held both for its whole download)."""
+
+    async def while_positions_are_read(
+        self, ctx: WorkerContext, job: Any
+    ) -> tuple[Any, float, float]:
+        """``job``'s result, its seconds and an insert's, the insert sent while it waits."""
+        held, release = asyncio.Event(), asyncio.Event()
+        reader = asyncio.create_task(hold_positions(ctx, held, release))
+        await held.wait()
+        started = time.monotonic()
+        running = asyncio.create_task(job)
+        await asyncio.sleep(0.5)  # the DDL is queued for its lock by now
+        inserted_s = await insert_fix(ctx)
+        result = await running
+        elapsed = time.monotonic() - started
+        release.set()
+        await reader
+        return result, elapsed, inserted_s
+
+    async def test_creating_gives_up_instead_of_stalling_ingest(
+        self, own_ctx: WorkerContext
+    ) -> None:
+        ahead = "positions_p" + (utcnow() + timedelta(days=2)).strftime("%Y%m%d")
+        async with own_ctx.db.engine.begin() as conn:
+            await conn.execute(text(f"DROP TABLE {ahead}"))
+
+        created, elapsed, inserted_s = await self.while_positions_are_read(
+            own_ctx, maintenance.maintain_partitions(own_ctx)
+        )
+
+        assert elapsed < 3.5
+        assert inserted_s < 3.0
+        assert created == 0
+        await maintenance.maintain_partitions(own_ctx)  # the next run, unlocked
+        async with own_ctx.db.engine.connect() as conn:
+            assert await conn.scalar(text(f"SELECT to_regclass('{ahead}')")) is not None
+
+    async def test_dropping_gives_up_instead_of_stalling_ingest(
+        self, own_ctx: WorkerContext
+    ) -> None:
+        ancient = (utcnow() - timedelta(days=400)).date()
+        async with unit_of_work(own_ctx.db) as session:
+            await session.execute(
+                text("SELECT milepost_ensure_position_partitions(:d, :d)"), {"d": ancient}
+            )
+        name = "positions_p" + ancient.strftime("%Y%m%d")
+
+        outcome, elapsed, inserted_s = await self.while_positions_are_read(
+            own_ctx, maintenance.apply_retention(own_ctx)
+        )
+
+        assert elapsed < 3.5
+        assert inserted_s < 3.0
+        assert (outcome.partitions_dropped, outcome.partitions_deferred) == ([], [name])
+        assert (await maintenance.apply_retention(own_ctx)).partitions_dropped == [name]
 
 
 def rejected(unique_id: str = "unknown", index: int = 0) -> dict[str, Any]:

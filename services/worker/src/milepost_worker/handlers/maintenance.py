@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy.exc import DBAPIError
+
 from milepost_common.db import unit_of_work
 from milepost_common.domain.alerts import service as alert_service
 from milepost_common.domain.devices import service as device_service
@@ -78,10 +80,29 @@ async def detect_offline(ctx: WorkerContext) -> OfflineOutcome:
     return OfflineOutcome(len(created), len(silent), deliveries)
 
 
+# Postgres' lock_not_available: a lock wait ran past ``lock_timeout``.
+_LOCK_NOT_AVAILABLE = "55P03"
+
+
+def _lock_timed_out(exc: DBAPIError) -> bool:
+    return getattr(exc.orig, "sqlstate", None) == _LOCK_NOT_AVAILABLE
+
+
 async def maintain_partitions(ctx: WorkerContext) -> int:
-    """Create the daily position partitions ahead (and back to the longest retention)."""
-    async with unit_of_work(ctx.db) as session:
-        return await position_service.create_partitions(session)
+    """Create the daily position partitions ahead (and back to the longest retention); 0,
+    logged (``partitions_deferred``), when positions stays locked past the lock timeout."""
+    timeout_ms = ctx.settings.worker.partition_lock_timeout_ms
+    try:
+        async with unit_of_work(ctx.db) as session:
+            return await position_service.create_partitions(session, lock_timeout_ms=timeout_ms)
+    except DBAPIError as exc:
+        if not _lock_timed_out(exc):
+            raise
+        # A reader holds positions (an export's cursor, for the whole download). Waiting on
+        # would queue every ingest insert behind this DDL; partitions are made two days
+        # ahead, so giving up until the next hourly run is harmless.
+        log.warning("partitions_deferred", lock_timeout_ms=timeout_ms)
+        return 0
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -96,6 +117,8 @@ class RetentionOutcome:
     rows_deleted: dict[str, int] = field(default_factory=dict)
     # Batches whose rejected items expired and were emptied (the rows stay).
     rejected_items_cleared: int = 0
+    # Partitions past the longest retention left for the next run: positions stayed locked.
+    partitions_deferred: list[str] = field(default_factory=list)
     # Organizations whose pass failed (logged; their watermark stays for the next run).
     organizations_failed: list[uuid.UUID] = field(default_factory=list)
 
@@ -162,9 +185,19 @@ async def apply_retention(ctx: WorkerContext, today: date | None = None) -> Rete
         longest = max([r.days for r in retentions] or [DEFAULT_RETENTION_DAYS])
         oldest_kept = today - timedelta(days=longest)
         expired_partitions = await position_service.list_expired_partitions(session, oldest_kept)
-    for name in expired_partitions:
-        async with unit_of_work(ctx.db) as session:
-            await position_service.drop_partition(session, name)
+    timeout_ms = ctx.settings.worker.partition_lock_timeout_ms
+    for index, name in enumerate(expired_partitions):
+        try:
+            async with unit_of_work(ctx.db) as session:
+                await position_service.drop_partition(session, name, lock_timeout_ms=timeout_ms)
+        except DBAPIError as exc:
+            if not _lock_timed_out(exc):
+                raise
+            # As for creating them (above): the next hourly run drops them; the rest of
+            # retention goes on meanwhile.
+            log.warning("partition_drop_deferred", partition=name, lock_timeout_ms=timeout_ms)
+            outcome.partitions_deferred = expired_partitions[index:]
+            break
         outcome.partitions_dropped.append(name)
     size = ctx.settings.worker.retention_batch_size
     outcome.rejected_items_cleared = await _in_batches(

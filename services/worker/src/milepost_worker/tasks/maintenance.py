@@ -41,6 +41,7 @@ def apply_retention() -> int:
         log.info(
             "retention_applied",
             partitions_dropped=outcome.partitions_dropped,
+            partitions_deferred=outcome.partitions_deferred,
             rows_deleted=outcome.rows_deleted,
             rejected_items_cleared=outcome.rejected_items_cleared,
             organizations_failed=[str(org_id) for org_id in outcome.organizations_failed],

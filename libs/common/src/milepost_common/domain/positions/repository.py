@@ -119,6 +119,9 @@ _DAYS_AHEAD = text(
     " WHERE i.inhparent = 'positions'::regclass"
     " AND c.relname ~ '^positions_p[0-9]{8}$'"
 )
+# Until the transaction ends, a lock wait gives up after ``timeout`` (SQLSTATE 55P03): the
+# partitions' DDL takes ACCESS EXCLUSIVE on positions, and every insert queues behind it.
+_LOCAL_LOCK_TIMEOUT = text("SELECT set_config('lock_timeout', :timeout, true)")
 # positions has no org_id index (it would slow every ingest write): the days before the
 # organization's watermark (``since``) are deleted already, so only the partitions after it
 # are read. The range is repeated on the outer DELETE: the subquery's alone prunes only the
@@ -300,6 +303,11 @@ class PositionRepository:
         """Days from today (UTC) to the last daily partition; None without one."""
         days = await self.session.scalar(_DAYS_AHEAD)
         return None if days is None else int(days)
+
+    async def limit_lock_waits(self, timeout_ms: int) -> None:
+        """Until this transaction ends, a statement waiting longer than ``timeout_ms`` for a
+        lock fails (SQLSTATE 55P03, lock_not_available)."""
+        await self.session.execute(_LOCAL_LOCK_TIMEOUT, {"timeout": f"{timeout_ms}ms"})
 
     async def create_partitions(self) -> int:
         """The daily partitions from the longest retention back to two days ahead, on this

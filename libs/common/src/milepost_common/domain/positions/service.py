@@ -222,10 +222,14 @@ async def partition_days_ahead(session: AsyncSession) -> int:
     return -1 if days is None else days
 
 
-async def create_partitions(session: AsyncSession) -> int:
+async def create_partitions(session: AsyncSession, *, lock_timeout_ms: int) -> int:
     """Create the missing daily partitions, from the longest retention back to two days
-    ahead (the worker's beat job: no principal); how many were created. Idempotent."""
-    return await PositionRepository(session).create_partitions()
+    ahead (the worker's beat job: no principal); how many were created. Idempotent. Each
+    creation takes ACCESS EXCLUSIVE on positions: waiting longer than ``lock_timeout_ms``
+    for it raises DBAPIError (SQLSTATE 55P03) and the transaction creates nothing."""
+    repository = PositionRepository(session)
+    await repository.limit_lock_waits(lock_timeout_ms)
+    return await repository.create_partitions()
 
 
 async def list_expired_partitions(session: AsyncSession, oldest_kept: date) -> list[str]:
@@ -241,9 +245,13 @@ async def list_expired_partitions(session: AsyncSession, oldest_kept: date) -> l
     return expired
 
 
-async def drop_partition(session: AsyncSession, name: str) -> None:
-    """Detach and drop a partition ``list_expired_partitions`` named (retention; no principal)."""
-    await PositionRepository(session).drop_partition(name)
+async def drop_partition(session: AsyncSession, name: str, *, lock_timeout_ms: int) -> None:
+    """Detach and drop a partition ``list_expired_partitions`` named (retention; no
+    principal). The detach takes ACCESS EXCLUSIVE on positions: waiting longer than
+    ``lock_timeout_ms`` for it raises DBAPIError (SQLSTATE 55P03), the partition kept."""
+    repository = PositionRepository(session)
+    await repository.limit_lock_waits(lock_timeout_ms)
+    await repository.drop_partition(name)
 
 
 async def delete_expired_positions(
