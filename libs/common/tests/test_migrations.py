@@ -24,17 +24,14 @@ async def test_models_and_migrations_do_not_drift(connection: AsyncConnection) -
     assert await connection.run_sync(_diff) == []
 
 
+PARTITION_NAMES = (
+    "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+    "WHERE i.inhparent = 'positions'::regclass"
+)
+
+
 async def test_partitions_cover_the_window(connection: AsyncConnection) -> None:
-    names = set(
-        (
-            await connection.execute(
-                text(
-                    "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-                    "WHERE i.inhparent = 'positions'::regclass"
-                )
-            )
-        ).scalars()
-    )
+    names = set((await connection.execute(text(PARTITION_NAMES))).scalars())
     today = datetime.now(UTC).date()
     for offset in (-30, 0, 1, 2):
         assert f"positions_p{(today + timedelta(days=offset)):%Y%m%d}" in names
@@ -48,6 +45,32 @@ async def test_ensure_partitions_is_idempotent(connection: AsyncConnection) -> N
         {"a": today, "b": today + timedelta(days=2)},
     )
     assert created == 0
+
+
+async def test_a_long_window_is_created_a_run_of_days_at_a_time(committed_database: str) -> None:
+    # Ten years in one transaction ran out of shared memory (every new table's locks are held
+    # until commit) having created nothing. A stand-in failure, a day another partition
+    # already covers, shows what the runs before it keep.
+    today = datetime.now(UTC).date()
+    blocked = today - timedelta(days=120)
+    engine = create_async_engine(committed_database, poolclass=NullPool)
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "CREATE TABLE positions_blocker PARTITION OF positions "
+                f"FOR VALUES FROM ('{blocked}') TO ('{blocked + timedelta(days=1)}')"
+            )
+        )
+
+    with pytest.raises(DBAPIError, match="overlap"):
+        await migrate(committed_database, partition_days_back=160)
+
+    async with engine.connect() as conn:
+        names = set((await conn.execute(text(PARTITION_NAMES))).scalars())
+    await engine.dispose()
+    kept = {f"positions_p{today - timedelta(days=n):%Y%m%d}" for n in range(-2, 90)}
+    assert kept - names == set()  # the run of the newest 100 days, committed
+    assert f"positions_p{today - timedelta(days=160):%Y%m%d}" not in names
 
 
 async def test_fix_without_partition_is_refused(connection: AsyncConnection) -> None:

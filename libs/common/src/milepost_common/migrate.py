@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import sys
 import time
+from datetime import date, timedelta
 from importlib.resources import files
 
 from alembic import command
@@ -38,6 +39,11 @@ CHECK_INTERVAL_S = 2.0
 LOCK_POLL_INTERVAL_S = 0.5
 PARTITION_DAYS_AHEAD = 2
 DEFAULT_RETENTION_DAYS = 365
+# Days of partitions created per transaction. Each creation holds several locks until commit
+# (the table, its indexes, its TOAST table), and the shared lock table has room for
+# max_locks_per_transaction (64 by default) per connection: the 3,650 days of a ten-year
+# retention in one transaction failed with "out of shared memory" having created nothing.
+PARTITIONS_PER_TRANSACTION = 100
 
 
 def alembic_config() -> Config:
@@ -52,22 +58,49 @@ def _upgrade(connection: Connection, revision: str) -> None:
     command.upgrade(cfg, revision)
 
 
-async def ensure_partitions(conn: AsyncConnection, days_back: int | None = None) -> int:
-    """Create daily partitions from today − the longest retention (the default's with no
-    organization yet) to today + 2 days: the window retention keeps, so that the one never
-    creates what the other drops again the next hour."""
+async def partition_runs(
+    conn: AsyncConnection, days_back: int | None = None
+) -> list[tuple[date, date]]:
+    """The days whose partitions must exist, today − the longest retention (the default's
+    with no organization yet) to today + 2 days by the database's clock (UTC), as ``(first,
+    last)`` runs of at most PARTITIONS_PER_TRANSACTION days, the newest first: ingest needs
+    the days ahead, and a pass cut short leaves no gap behind today."""
     if days_back is None:
         longest = await conn.scalar(text("SELECT max(retention_days) FROM organizations"))
         days_back = DEFAULT_RETENTION_DAYS if longest is None else int(longest)
+    today: date = await conn.scalar(text("SELECT (now() AT TIME ZONE 'UTC')::date"))
+    first = today - timedelta(days=days_back)
+    runs = []
+    last = today + timedelta(days=PARTITION_DAYS_AHEAD)
+    while last >= first:
+        start = max(first, last - timedelta(days=PARTITIONS_PER_TRANSACTION - 1))
+        runs.append((start, last))
+        last = start - timedelta(days=1)
+    return runs
+
+
+async def create_partitions_between(conn: AsyncConnection, first: date, last: date) -> int:
+    """Create the missing daily partitions of ``[first, last]`` in the caller's transaction;
+    how many were created."""
     created = await conn.scalar(
-        text(
-            "SELECT milepost_ensure_position_partitions("
-            "(now() AT TIME ZONE 'UTC')::date - CAST(:back AS integer), "
-            "(now() AT TIME ZONE 'UTC')::date + CAST(:ahead AS integer))"
-        ),
-        {"back": days_back, "ahead": PARTITION_DAYS_AHEAD},
+        text("SELECT milepost_ensure_position_partitions(:first, :last)"),
+        {"first": first, "last": last},
     )
     return int(created or 0)
+
+
+async def ensure_partitions(conn: AsyncConnection, days_back: int | None = None) -> int:
+    """Create daily partitions from today − the longest retention to today + 2 days: the
+    window retention keeps, so that the one never creates what the other drops again the
+    next hour. Commits each run of ``partition_runs`` (newest first): however long the
+    retention, creation progresses, and what is created stays if a later run fails."""
+    created = 0
+    runs = await partition_runs(conn, days_back)
+    await conn.commit()
+    for first, last in runs:
+        created += await create_partitions_between(conn, first, last)
+        await conn.commit()
+    return created
 
 
 async def acquire_migration_lock(
@@ -97,7 +130,6 @@ async def migrate(
                 await conn.commit()
                 if revision in ("head", "heads"):
                     await ensure_partitions(conn, partition_days_back)
-                    await conn.commit()
             except BaseException:
                 await conn.rollback()
                 raise

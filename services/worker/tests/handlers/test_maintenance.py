@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import col, func, select
 
 from milepost_common.db import unit_of_work
@@ -81,6 +82,28 @@ class TestPartitionsAndRetention:
             )
         assert await maintenance.maintain_partitions(own_ctx) >= 1
         assert await maintenance.maintain_partitions(own_ctx) == 0
+
+    async def test_partitions_are_made_a_run_of_days_at_a_time(
+        self, own_ctx: WorkerContext
+    ) -> None:
+        # A ten-year retention's 3,650 days in one transaction ran out of shared memory having
+        # made nothing, every hour. A day another partition covers stands in for the failure.
+        today = utcnow().date()
+        blocked = today - timedelta(days=120)
+        async with own_ctx.db.engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "CREATE TABLE positions_blocker PARTITION OF positions "
+                    f"FOR VALUES FROM ('{blocked}') TO ('{blocked + timedelta(days=1)}')"
+                )
+            )
+
+        with pytest.raises(DBAPIError, match="overlap"):
+            await maintenance.maintain_partitions(own_ctx)
+
+        day = f"positions_p{today - timedelta(days=90):%Y%m%d}"  # the test database has 40
+        async with own_ctx.db.engine.connect() as conn:
+            assert await conn.scalar(text(f"SELECT to_regclass('{day}')")) is not None
 
     async def test_partitions_are_not_made_again_for_retention_to_drop(
         self, own_ctx: WorkerContext

@@ -89,20 +89,28 @@ def _lock_timed_out(exc: DBAPIError) -> bool:
 
 
 async def maintain_partitions(ctx: WorkerContext) -> int:
-    """Create the daily position partitions ahead (and back to the longest retention); 0,
-    logged (``partitions_deferred``), when positions stays locked past the lock timeout."""
+    """Create the daily position partitions ahead (and back to the longest retention), a
+    transaction per run of days, the newest first; how many were created. Stops, logged
+    (``partitions_deferred``), when positions stays locked past the lock timeout."""
     timeout_ms = ctx.settings.worker.partition_lock_timeout_ms
-    try:
-        async with unit_of_work(ctx.db) as session:
-            return await position_service.create_partitions(session, lock_timeout_ms=timeout_ms)
-    except DBAPIError as exc:
-        if not _lock_timed_out(exc):
-            raise
-        # A reader holds positions (an export's cursor, for the whole download). Waiting on
-        # would queue every ingest insert behind this DDL; partitions are made two days
-        # ahead, so giving up until the next hourly run is harmless.
-        log.warning("partitions_deferred", lock_timeout_ms=timeout_ms)
-        return 0
+    async with unit_of_work(ctx.db) as session:
+        runs = await position_service.list_partition_runs(session)
+    created = 0
+    for first, last in runs:
+        try:
+            async with unit_of_work(ctx.db) as session:
+                created += await position_service.create_partitions(
+                    session, first, last, lock_timeout_ms=timeout_ms
+                )
+        except DBAPIError as exc:
+            if not _lock_timed_out(exc):
+                raise
+            # A reader holds positions (an export's cursor, for the whole download). Waiting
+            # on would queue every ingest insert behind this DDL; partitions are made two
+            # days ahead, so giving up until the next hourly run is harmless.
+            log.warning("partitions_deferred", lock_timeout_ms=timeout_ms, created=created)
+            break
+    return created
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

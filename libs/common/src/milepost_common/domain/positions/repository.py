@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import orjson
@@ -309,15 +309,22 @@ class PositionRepository:
         lock fails (SQLSTATE 55P03, lock_not_available)."""
         await self.session.execute(_LOCAL_LOCK_TIMEOUT, {"timeout": f"{timeout_ms}ms"})
 
-    async def create_partitions(self) -> int:
-        """The daily partitions from the longest retention back to two days ahead, on this
-        session's connection; how many were created. The statements are the migration
-        runner's (``milepost-migrate`` runs the same step)."""
-        # Imported here: the migration runner brings Alembic, which the apps reading
-        # positions need not load.
-        from milepost_common.migrate import ensure_partitions
+    # The statements of the next two are the migration runner's (``milepost-migrate`` runs
+    # the same step), imported when called: it brings Alembic, which the apps reading
+    # positions need not load.
+    async def partition_runs(self) -> list[tuple[date, date]]:
+        """The days from the longest retention back to two days ahead, as runs to create in
+        a transaction each, the newest first."""
+        from milepost_common.migrate import partition_runs
 
-        return await ensure_partitions(await self.session.connection())
+        return await partition_runs(await self.session.connection())
+
+    async def create_partitions(self, first: date, last: date) -> int:
+        """The missing daily partitions of ``[first, last]``, on this session's connection;
+        how many were created."""
+        from milepost_common.migrate import create_partitions_between
+
+        return await create_partitions_between(await self.session.connection(), first, last)
 
     async def drop_partition(self, name: str) -> None:
         """Detach the partition, then drop it (``name`` is one ``partition_names`` read)."""

@@ -41,6 +41,7 @@ __all__ = [
     "list_fixes_after",
     "list_latest_positions",
     "list_org_latest_positions",
+    "list_partition_runs",
     "list_positions",
     "load_storable_window",
     "partition_days_ahead",
@@ -222,14 +223,23 @@ async def partition_days_ahead(session: AsyncSession) -> int:
     return -1 if days is None else days
 
 
-async def create_partitions(session: AsyncSession, *, lock_timeout_ms: int) -> int:
-    """Create the missing daily partitions, from the longest retention back to two days
-    ahead (the worker's beat job: no principal); how many were created. Idempotent. Each
-    creation takes ACCESS EXCLUSIVE on positions: waiting longer than ``lock_timeout_ms``
-    for it raises DBAPIError (SQLSTATE 55P03) and the transaction creates nothing."""
+async def list_partition_runs(session: AsyncSession) -> list[tuple[date, date]]:
+    """The days whose partitions must exist, from the longest retention back to two days
+    ahead, as ``(first, last)`` runs of at most 100 days, the newest first: create each in
+    a transaction of its own (the worker's beat job: no principal)."""
+    return await PositionRepository(session).partition_runs()
+
+
+async def create_partitions(
+    session: AsyncSession, first: date, last: date, *, lock_timeout_ms: int
+) -> int:
+    """Create the missing daily partitions of ``[first, last]``; how many were created.
+    Idempotent. Each creation takes ACCESS EXCLUSIVE on positions: waiting longer than
+    ``lock_timeout_ms`` for it raises DBAPIError (SQLSTATE 55P03) and the transaction
+    creates nothing."""
     repository = PositionRepository(session)
     await repository.limit_lock_waits(lock_timeout_ms)
-    return await repository.create_partitions()
+    return await repository.create_partitions(first, last)
 
 
 async def list_expired_partitions(session: AsyncSession, oldest_kept: date) -> list[str]:
