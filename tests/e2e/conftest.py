@@ -17,29 +17,8 @@ import httpx
 import pytest
 
 from milepost_devstack.config import Ports, StackConfig
+from milepost_devstack.process import processes_in
 from milepost_devstack.stack import Stack
-
-
-def processes_using(directory: Path) -> list[str]:
-    """`pid cmdline` of every process whose working directory or command line is in `directory`.
-
-    Every process of the stack has one or the other: the apps, the worker and its children
-    run in the state directory; Postgres in its data directory; Redis and Traefik name
-    their configuration files there.
-    """
-    found = []
-    needle = str(directory)
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
-            continue
-        try:
-            cwd = os.readlink(proc / "cwd")
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
-            continue
-        if cwd.startswith(needle) or needle in cmdline:
-            found.append(f"{proc.name} {cmdline.strip()}")
-    return found
 
 
 @pytest.fixture(scope="session")
@@ -59,7 +38,7 @@ def stack() -> Iterator[Stack]:
         yield stack
     finally:
         stack.down()
-    leftovers = processes_using(state_dir)
+    leftovers = processes_in(state_dir)
     shutil.rmtree(state_dir, ignore_errors=True)
     assert leftovers == [], "processes of the stack survived `down`"
 

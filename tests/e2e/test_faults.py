@@ -37,11 +37,11 @@ import httpx
 import pytest
 
 from milepost_devstack.config import Ports, StackConfig
+from milepost_devstack.process import processes_in
 from milepost_devstack.stack import Stack
 from milepost_sim.fixes import SimFix
 from milepost_sim.push import Pusher
 from milepost_sim.script import Script, scripted_drive
-from tests.e2e.conftest import processes_using
 from tests.e2e.journey_support import (
     REQUEST_TIMEOUT_S,
     Tenant,
@@ -90,7 +90,7 @@ def fault_stack() -> Iterator[Stack]:
     finally:
         # Also when `up` failed (its error carries the failing component's log tail).
         stack.down()
-        leftovers = processes_using(state_dir)
+        leftovers = processes_in(state_dir)
         shutil.rmtree(state_dir, ignore_errors=True)
     assert leftovers == [], "processes of the fault stack survived `down`"
 

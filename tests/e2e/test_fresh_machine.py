@@ -26,7 +26,7 @@ import pytest
 
 from milepost_devstack.config import PORT_VARIABLES, STATE_DIR_VARIABLE, Ports
 from milepost_devstack.credentials import load_or_create
-from tests.e2e.conftest import processes_using
+from milepost_devstack.process import processes_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.xdist_group("fresh-machine")]
 
@@ -104,7 +104,7 @@ def fresh_environ(home: Path, venv: Path, state_dir: Path, ports: Ports) -> dict
 
 def kill_leftovers(directories: list[Path]) -> list[str]:
     """SIGKILL every process still using `directories` (after a failed `down`); return them."""
-    leftovers = [line for directory in directories for line in processes_using(directory)]
+    leftovers = [line for directory in directories for line in processes_in(directory)]
     for line in leftovers:
         try:
             os.kill(int(line.split(" ", 1)[0]), signal.SIGKILL)
@@ -163,5 +163,5 @@ class TestMakeUp:
         assert f"Console: {gateway}/admin/" in up.stdout
         assert "Next: make demo" in up.stdout
         assert down.returncode == 0, down.stdout[-4000:]
-        assert processes_using(machine.state_dir) == []
-        assert processes_using(machine.venv) == []
+        assert processes_in(machine.state_dir) == []
+        assert processes_in(machine.venv) == []

@@ -9,9 +9,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import pytest
 from kubernetes_support import OVERLAYS
-from stack_support import processes_in
 
 from milepost_devstack.config import Ports, StackConfig
+from milepost_devstack.process import processes_in
 from milepost_devstack.stack import Stack
 
 

@@ -22,24 +22,6 @@ def occupied(port: int) -> Iterator[None]:
         yield
 
 
-def processes_in(directory: Path) -> list[str]:
-    """`pid cmdline` of every process whose working directory or command line is in
-    `directory`: every process of a stack has one or the other (tests/e2e/conftest.py)."""
-    found = []
-    needle = str(directory)
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
-            continue
-        try:
-            cwd = os.readlink(proc / "cwd")
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
-            continue
-        if cwd.startswith(needle) or needle in cmdline:
-            found.append(f"{proc.name} {cmdline.strip()}")
-    return found
-
-
 @contextmanager
 def unrelated_process() -> Iterator[int]:
     """A process of nobody's stack, of the user a pidfile's owner would be (root runs

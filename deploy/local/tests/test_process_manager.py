@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from stack_support import alive
 
 from milepost_devstack.errors import StackError
 from milepost_devstack.net import wait_until
@@ -27,15 +28,6 @@ def processes(tmp_path: Path) -> ProcessManager:
 
 def sleeper(name: str, tmp_path: Path, script: str = "import time; time.sleep(60)") -> ProcessSpec:
     return ProcessSpec(name, [sys.executable, "-c", script], dict(os.environ), tmp_path)
-
-
-def alive(pid: int) -> bool:
-    """Whether `pid` runs (a zombie waiting for its reaper has finished running)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat[stat.rindex(")") + 2] != "Z"
 
 
 class TestStart:

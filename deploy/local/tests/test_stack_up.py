@@ -6,11 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from stack_support import occupied, processes_in
+from stack_support import occupied
 
 from milepost_devstack import cli, postgres
 from milepost_devstack.config import PORT_VARIABLES, Ports
 from milepost_devstack.errors import StackError
+from milepost_devstack.process import processes_in
 from milepost_devstack.stack import Stack
 
 

@@ -263,3 +263,23 @@ def tail(path: Path, lines: int) -> str:
     except FileNotFoundError:
         return ""
     return "\n".join(data.decode("utf-8", "replace").splitlines()[-lines:])
+
+
+def processes_in(directory: Path) -> list[str]:
+    """`pid cmdline` of every process whose working directory or command line is in
+    `directory`. Every process of a stack has one or the other: the apps, the worker and its
+    children run in the state directory; Postgres in its data directory; Redis and Traefik
+    name their configuration files there. What a stopped stack must have left: nothing."""
+    found = []
+    needle = str(directory)
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cwd = os.readlink(proc / "cwd")
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        if cwd.startswith(needle) or needle in cmdline:
+            found.append(f"{proc.name} {cmdline.strip()}")
+    return found
