@@ -11,8 +11,9 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 MAKEFLAGS += --no-print-directory
 
+# The uv running us (`uv run` sets UV: under it `python3` is the project's, without uv), else
 # uv from PATH, else the module (`pip install --user` may put the script off PATH).
-UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
+UV ?= $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 # From the committed lockfile as is: nothing re-locked or fetched behind the developer's back.
 RUN := $(UV) run --frozen
 PYTEST_WORKERS ?= 2
