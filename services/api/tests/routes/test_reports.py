@@ -232,6 +232,63 @@ class TestReports:
             ("2026-01-02", 10000.0, 1200.0, 0, 0.0, 70.0, 1),
         ]
 
+    @pytest.mark.parametrize(
+        ("zone", "summer_offset_h"), [("CET", 2), ("MET", 2), ("EET", 3), ("WET", 1)]
+    )
+    async def test_a_zone_named_like_an_abbreviation_keeps_its_summer_time(
+        self,
+        client: httpx.AsyncClient,
+        session: AsyncSession,
+        team: Team,
+        bearer: Bearer,
+        zone: str,
+        summer_offset_h: int,
+    ) -> None:
+        # Postgres's `AT TIME ZONE 'CET'` is the abbreviation's fixed +01:00: in summer every
+        # trip, stop and alert of local 00:00-01:00 counted on the day before, outside the range.
+        team.org.timezone = zone
+        session.add(team.org)
+        device = await make_device(session, team.org)
+        rule = await rule_for(session, team)
+        half_past_midnight = datetime(2026, 7, 2, 0, 30, tzinfo=UTC) - timedelta(
+            hours=summer_offset_h
+        )
+        ten_to_one = half_past_midnight + timedelta(minutes=20)
+        await trip(session, device, half_past_midnight, 20, 5, 40)
+        await make_stop(session, device, ten_to_one, ten_to_one + timedelta(hours=1))
+        await make_alert(session, device, ten_to_one, rule)
+
+        response = await client.get(
+            SUMMARY, params={"from": "2026-07-02", "to": "2026-07-03"}, headers=bearer(team.viewer)
+        )
+
+        assert response.status_code == 200
+        items = response.json()["items"]
+        assert [(r["date"], r["distance_m"], r["stops"], r["alerts"]) for r in items] == [
+            ("2026-07-02", 5000.0, 1, 1)
+        ]
+
+    async def test_a_range_from_mid_day_counts_that_day_from_there(
+        self, client: httpx.AsyncClient, session: AsyncSession, team: Team, bearer: Bearer
+    ) -> None:
+        team.org.timezone = "Europe/Berlin"  # 2026-03-29 has 23 hours there
+        session.add(team.org)
+        device = await make_device(session, team.org)
+        for hour in (11, 22, 23):  # 12:00 and 23:00 on the 28th, 00:00 on the 29th (CET)
+            await trip(session, device, datetime(2026, 3, 28, hour, tzinfo=UTC), 1, 5, 30)
+
+        response = await client.get(
+            SUMMARY,
+            params={"from": "2026-03-28T12:00:00+01:00", "to": "2026-03-30"},
+            headers=bearer(team.viewer),
+        )
+
+        assert response.status_code == 200
+        assert [(r["date"], r["distance_m"]) for r in response.json()["items"]] == [
+            ("2026-03-28", 10000.0),
+            ("2026-03-29", 5000.0),
+        ]
+
     async def test_range_is_validated(
         self, client: httpx.AsyncClient, team: Team, bearer: Bearer
     ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import select as sa_select
@@ -19,23 +20,27 @@ from milepost_common.domain.organizations.models import Organization
 from milepost_common.domain.trips.models import Trip
 
 # One row per vehicle and day; the vehicle's name and plate only where the row has activity
-# in the device's current tenure in this organization (devices.names).
+# in the device's current tenure in this organization (devices.names). A row's day is found
+# among the instants where the range's days begin (:cuts, with their dates, :days), cut by
+# Python's zone rules: Postgres's `AT TIME ZONE` reads `CET`, `EET`, `MET` and `WET` as
+# the fixed offsets of those abbreviations, one hour off in summer.
+_DAY_OF = "(CAST(:days AS date[]))[width_bucket({column}, CAST(:cuts AS timestamptz[]))]"
 _SUMMARY = """
 WITH t AS (
-    SELECT device_id, (start_time AT TIME ZONE :tz)::date AS day,
+    SELECT device_id, {day_of_start} AS day,
            sum(distance_m) AS distance_m, sum(duration_s) AS driving_time_s,
            max(max_speed) AS max_speed, max(start_time) AS last_at
     FROM trips
     WHERE org_id = :org_id AND start_time >= :start AND start_time < :end {vehicle}
     GROUP BY 1, 2
 ), s AS (
-    SELECT device_id, (start_time AT TIME ZONE :tz)::date AS day,
+    SELECT device_id, {day_of_start} AS day,
            count(*) AS stops, sum(duration_s) AS stopped_time_s, max(start_time) AS last_at
     FROM stops
     WHERE org_id = :org_id AND start_time >= :start AND start_time < :end {vehicle}
     GROUP BY 1, 2
 ), a AS (
-    SELECT device_id, (occurred_at AT TIME ZONE :tz)::date AS day, count(*) AS alerts,
+    SELECT device_id, {day_of_alert} AS day, count(*) AS alerts,
            max(occurred_at) AS last_at
     FROM alerts
     WHERE org_id = :org_id AND occurred_at >= :start AND occurred_at < :end {vehicle}
@@ -71,23 +76,33 @@ class ReportRepository:
     async def stream_summary_rows(
         self,
         org_id: uuid.UUID,
-        tz: str,
-        start: Any,
-        end: Any,
+        cuts: Sequence[datetime],
+        days: Sequence[date],
+        end: datetime,
         vehicle_id: uuid.UUID | None,
         *,
         chunk_rows: int,
     ) -> AsyncIterator[Sequence[Any]]:
-        """One row per vehicle and day of ``[start, end)`` (days in ``tz``), of one vehicle
-        or all, by day then vehicle, in chunks of ``chunk_rows`` through a server-side
-        cursor: a year of a large fleet is hundreds of thousands of rows."""
-        params: dict[str, Any] = {"org_id": org_id, "tz": tz, "start": start, "end": end}
+        """One row per vehicle and day of ``[cuts[0], end)``, the day ``days[i]`` beginning at
+        ``cuts[i]``, of one vehicle or all, by day then vehicle, in chunks of ``chunk_rows``
+        through a server-side cursor: a year of a large fleet is hundreds of thousands of
+        rows."""
+        params: dict[str, Any] = {
+            "org_id": org_id,
+            "cuts": list(cuts),
+            "days": list(days),
+            "start": cuts[0],
+            "end": end,
+        }
         vehicle = ""
         if vehicle_id is not None:
             params["vehicle_id"] = vehicle_id
             vehicle = "AND device_id = :vehicle_id"
         statement = _SUMMARY.format(
-            vehicle=vehicle, held=names.in_tenure_sql("d", ":org_id", "r.last_at")
+            vehicle=vehicle,
+            held=names.in_tenure_sql("d", ":org_id", "r.last_at"),
+            day_of_start=_DAY_OF.format(column="start_time"),
+            day_of_alert=_DAY_OF.format(column="occurred_at"),
         )
         result = await self.session.stream(text(statement), params)
         async for partition in result.partitions(chunk_rows):

@@ -53,6 +53,21 @@ def to_instant(value: datetime | date, zone: ZoneInfo) -> datetime:
     return datetime.combine(value, time.min, tzinfo=zone)
 
 
+def day_cuts(start: datetime, end: datetime, zone: ZoneInfo) -> tuple[list[datetime], list[date]]:
+    """Where each day of ``[start, end)`` begins, ``start`` then every midnight in ``zone``
+    after it, and each one's date there: the summary's days, cut by Python's zone rules."""
+    cuts, days = [start], [start.astimezone(zone).date()]
+    day = days[0] + timedelta(days=1)
+    while (midnight := to_instant(day, zone)) < end:
+        if midnight > cuts[-1]:
+            cuts.append(midnight)
+            days.append(day)
+        else:  # the day before had no instant (the zone skipped it): this one begins there
+            days[-1] = day
+        day += timedelta(days=1)
+    return cuts, days
+
+
 async def _zone_of(session: AsyncSession, actor: Principal) -> ZoneInfo:
     tz = await ReportRepository(session).org_timezone(actor.require_org())
     return org_zone(tz or "UTC")
@@ -164,8 +179,9 @@ async def _summary_chunks(
 ) -> AsyncIterator[list[SummaryRow]]:
     if vehicle_id is not None:
         await device_service.get_device(session, actor, vehicle_id)
+    cuts, days = day_cuts(start, end, zone)
     chunks = ReportRepository(session).stream_summary_rows(
-        actor.require_org(), zone.key, start, end, vehicle_id, chunk_rows=STREAM_CHUNK_ROWS
+        actor.require_org(), cuts, days, end, vehicle_id, chunk_rows=STREAM_CHUNK_ROWS
     )
     async for rows in chunks:
         yield [SummaryRow(**dict(zip(SUMMARY_COLUMNS, row, strict=True))) for row in rows]
