@@ -138,7 +138,9 @@ async def summarize(
     """Distance, driving time, time stopped, stops, max speed and alerts per vehicle and
     day, with the vehicle's name and plate, days cut in the organization's time zone;
     vehicles without activity are left out. Metres and km/h rounded to 0.1, durations to
-    whole seconds. Without `from` and `to`: the last 7 whole days."""
+    whole seconds. Without `from` and `to`: the last 7 whole days. An answer is kept up to
+    60 s: trips ended meanwhile, or a change of the organization's time zone, show in the
+    next one."""
     ctx, db = context_of(request), database_of(request)
     # A read-only session, opened lazily: a cached answer with both bounds given never
     # checks a connection out.
