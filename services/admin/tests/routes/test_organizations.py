@@ -28,6 +28,7 @@ from milepost_common.domain.sessions.models import RefreshToken
 from milepost_common.domain.trips.models import Trip
 from milepost_common.errors import Unauthorized
 from milepost_common.testing.factories import (
+    make_alert_rule,
     make_api_key,
     make_device,
     make_organization,
@@ -434,6 +435,29 @@ class TestTimelineRows:
             "52.7",
             "96.0",
         )
+
+    async def test_settings_and_rules_are_rounded_as_every_answer_shows_them(
+        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
+    ) -> None:
+        # Only the timeline's rows were rounded: 80.04 km/h went out as the API shows 80.0.
+        org = await make_organization(session, default_speed_limit_kmh=50.04)
+        await make_device(session, org, speed_limit_kmh=80.04, trip_min_distance_m=200.06)
+        await make_alert_rule(session, org.id, params={"limit_kmh": 90.04, "min_duration_s": 9.6})
+
+        response = await client.post(
+            f"/admin/v1/organizations/{org.id}/export", headers=staff.operator_auth
+        )
+
+        rows = {
+            line["type"]: line["data"]
+            for line in (orjson.loads(line) for line in response.content.splitlines())
+        }
+        assert rows["organization"]["default_speed_limit_kmh"] == 50.0
+        assert (rows["devices"]["speed_limit_kmh"], rows["devices"]["trip_min_distance_m"]) == (
+            80.0,
+            200.1,
+        )
+        assert rows["alert_rules"]["params"] == {"limit_kmh": 90.0, "min_duration_s": 10}
 
     async def test_rows_of_a_tenure_that_ended_carry_no_name(
         self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff

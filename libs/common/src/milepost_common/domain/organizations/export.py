@@ -56,8 +56,7 @@ class _Source:
     secret_fields: frozenset[str] = frozenset()
     # Fields shown in part (a receiver's URL without the query that may carry its token).
     shown_as: Mapping[str, Callable[[Any], Any]] = field(default_factory=dict)
-    # Rows of a device's timeline: the time that places them in a tenure; their numbers
-    # (and an alert's details) are measurements.
+    # Rows of a device's timeline: the time that places them in a tenure (and names them).
     time_field: str | None = None
 
 
@@ -139,13 +138,21 @@ def columns_of(kind: ExportKind) -> list[str]:
     return columns
 
 
+def _rounded(data: dict[str, Any]) -> dict[str, Any]:
+    """A row's measurements as answers show them (a device's speed limit, a geofence's
+    radius, a rule's params, an alert's details alike); what a device or a receiver sent
+    (a batch's rejected items, a delivery's payload) as it was."""
+    data = units.round_fields(data)
+    for nested in ("details", "params"):
+        if isinstance(data.get(nested), dict):
+            data[nested] = units.round_fields(data[nested])
+    return data
+
+
 def _shown(
     source: _Source, row: Any, data: dict[str, Any], devices: dict[uuid.UUID, Device]
 ) -> dict[str, Any]:
-    """A timeline row as answers show it: rounded measurements and the vehicle's name."""
-    data = units.round_fields(data)
-    if isinstance(data.get("details"), dict):
-        data["details"] = units.round_fields(data["details"])
+    """A timeline row with the vehicle's name after its ``device_id``."""
     name = names.name_of(
         devices.get(row.device_id), row.org_id, getattr(row, source.time_field or "")
     )
@@ -174,6 +181,7 @@ async def export_rows(
             data = row.model_dump(mode="json", exclude=set(source.secret_fields), warnings=False)
             for name, shown in source.shown_as.items():
                 data[name] = shown(data[name])
+            data = _rounded(data)
             if source.time_field is not None:
                 data = _shown(source, row, data, devices or {})
             yield (kind, data)
