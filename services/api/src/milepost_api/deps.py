@@ -6,14 +6,15 @@ Role checks (``ManagerUser``, ``OwnerUser``) run before anything loads a resourc
 order of answers is 401 → 403 → 404.
 """
 
+import re
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
-from typing import Annotated
+from datetime import UTC, date, datetime
+from typing import Annotated, Any
 
 import structlog
 from fastapi import Depends, Query, Request
 from fastapi.security import OAuth2PasswordBearer
-from pydantic import AwareDatetime
+from pydantic import AwareDatetime, BeforeValidator, Field
 from starlette.requests import HTTPConnection
 
 from milepost_api.context import ApiContext
@@ -146,13 +147,42 @@ def page_params(
 ByCreation = Annotated[paging.PageRequest, Depends(page_params(("created_at",), "created_at"))]
 
 
+DATE_TEXT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_NUMBER = re.compile(r"[+-]?[0-9]+(\.[0-9]*)?")
+
+
+def _not_a_number(value: Any) -> Any:
+    # Pydantic reads a string of digits as Unix seconds: `from=20260329`, an ISO 8601 date in
+    # its basic form, was 1970-08-23 and answered with nothing instead of a 422.
+    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        raise ValueError("Input should be ISO 8601 with an offset, not a number")
+    return value
+
+
+def _date_text_only(value: Any) -> Any:
+    # Pydantic reads a naive midnight (`2026-03-29T00:00:00`) as a date, and any other naive
+    # time is refused: a date is `YYYY-MM-DD` alone, a time needs its offset.
+    if isinstance(value, str) and DATE_TEXT.fullmatch(value) is None:
+        raise ValueError("Input should be a date (YYYY-MM-DD) or a time with an offset")
+    return value
+
+
+# An instant with its offset (ISO 8601), never a number of seconds.
+IsoInstant = Annotated[AwareDatetime, BeforeValidator(_not_a_number)]
+# That, or a date (midnight in the organization's time zone: the reports).
+InstantOrDate = Annotated[
+    IsoInstant | Annotated[date, BeforeValidator(_date_text_only)],
+    Field(union_mode="left_to_right"),
+]
+
+
 async def read_window(
     start: Annotated[
-        AwareDatetime | None,
+        IsoInstant | None,
         Query(alias="from", description="Inclusive lower bound (ISO 8601 with offset)."),
     ] = None,
     end: Annotated[
-        AwareDatetime | None,
+        IsoInstant | None,
         Query(alias="to", description="Exclusive upper bound (ISO 8601 with offset)."),
     ] = None,
 ) -> paging.Window:

@@ -289,6 +289,34 @@ class TestReports:
             ("2026-03-29", 5000.0),
         ]
 
+    @pytest.mark.parametrize(
+        ("path", "bound", "status"),
+        [
+            (SUMMARY, "20260329", 422),  # read as Unix seconds: 1970-08-23, and nothing in it
+            (SUMMARY, "2026-03-29T00:00:00", 422),  # a naive midnight passed as a date
+            (SUMMARY, "2026-03-29T10:00:00", 422),
+            (SUMMARY, "2026-03-29", 200),
+            (SUMMARY, "2026-03-29T00:00:00+02:00", 200),
+            ("/api/v1/trips", "20260329", 422),
+            ("/api/v1/alerts", "1774742400", 422),
+            ("/api/v1/trips", "2026-03-29T00:00:00Z", 200),
+        ],
+    )
+    async def test_a_bound_is_iso_8601_never_a_number_nor_naive(
+        self,
+        client: httpx.AsyncClient,
+        team: Team,
+        bearer: Bearer,
+        path: str,
+        bound: str,
+        status: int,
+    ) -> None:
+        response = await client.get(path, params={"from": bound}, headers=bearer(team.viewer))
+
+        assert response.status_code == status, response.text
+        if status == 422:
+            assert response.json()["error"]["code"] == "validation_failed"
+
     async def test_range_is_validated(
         self, client: httpx.AsyncClient, team: Team, bearer: Bearer
     ) -> None:

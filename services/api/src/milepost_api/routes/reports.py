@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import date, datetime
@@ -15,9 +14,16 @@ from typing import Annotated, Any, NamedTuple
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
-from pydantic import AwareDatetime, Field
 
-from milepost_api.deps import AUTHENTICATED, CurrentUser, bearer, context_of, current_user
+from milepost_api.deps import (
+    AUTHENTICATED,
+    DATE_TEXT,
+    CurrentUser,
+    InstantOrDate,
+    bearer,
+    context_of,
+    current_user,
+)
 from milepost_api.direct import UUID_TEXT, DirectRoute, direct
 from milepost_api.http_cache import HISTORY, cache_control
 from milepost_common.db import Database, unit_of_work
@@ -37,10 +43,8 @@ router = APIRouter(
     prefix="/v1/reports", tags=["reports"], responses=AUTHENTICATED, route_class=DirectRoute
 )
 
-# A date (midnight in the organization's time zone) or an instant with an offset.
-Instant = Annotated[AwareDatetime | date, Field(union_mode="left_to_right")]
 From = Annotated[
-    Instant | None,
+    InstantOrDate | None,
     Query(
         alias="from",
         description="Inclusive start: ISO 8601 with offset, or a date (midnight in the "
@@ -49,7 +53,7 @@ From = Annotated[
     ),
 ]
 To = Annotated[
-    Instant | None,
+    InstantOrDate | None,
     Query(
         alias="to",
         description="Exclusive end, like `from`; at most 366 days after it. Default: 7 days "
@@ -69,7 +73,6 @@ def _cache_key(user: Principal, *parts: object) -> str:
 
 
 _SUMMARY_QUERY = frozenset({"from", "to", "vehicle_id", "group_by"})
-_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 def _plain_date(raw: str | None) -> date | None:
@@ -77,7 +80,7 @@ def _plain_date(raw: str | None) -> date | None:
     anything else."""
     if raw is None:
         return None
-    if _DATE.fullmatch(raw) is None:
+    if DATE_TEXT.fullmatch(raw) is None:
         raise ValueError(raw)
     return date.fromisoformat(raw)
 
