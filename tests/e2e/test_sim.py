@@ -7,6 +7,7 @@ gateways and phones do, and the public API must then hold each of them exactly o
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat
 import time
@@ -99,6 +100,25 @@ class TestDemoSetup:
         assert active_keys(gateway, headers, after.org_id) == [after.api_key_id]
         login = {"username": demo.OWNER_EMAIL, "password": after.owner_password}
         assert gateway.post("/api/v1/auth/token", data=login).status_code == 200
+
+    def test_a_smaller_fleet_removes_the_demo_vehicles_beyond_it(
+        self, stack: Stack, gateway: httpx.Client, settings: demo.DemoSettings
+    ) -> None:
+        # They stayed registered and silent: the offline rule, on every vehicle, alerted.
+        larger = demo.setup(dataclasses.replace(settings, vehicles=VEHICLES + 2))
+        headers = operator_headers(stack, gateway)
+        devices = f"/admin/v1/organizations/{larger.org_id}/devices"
+        body = {"unique_id": "my-truck", "name": "My truck"}
+        mine = gateway.post(devices, json=body, headers=headers).json()["id"]
+        try:
+            smaller = demo.setup(settings)
+
+            wanted = [s.unique_id for s in fleet_specs(VEHICLES)]
+            assert sorted(smaller.device_ids) == wanted
+            page = gateway.get(devices, params={"limit": 100}, headers=headers).json()
+            assert sorted(d["unique_id"] for d in page["items"]) == [*wanted, "my-truck"]
+        finally:
+            gateway.delete(f"/admin/v1/devices/{mine}", headers=headers)
 
 
 class TestSimulator:

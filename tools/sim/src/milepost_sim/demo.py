@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import signal
 import sys
@@ -167,6 +168,9 @@ class _Caller:
     def post(self, url: str, body: Any = None) -> httpx.Response:
         return self.client.post(url, json=body, headers=self.headers)
 
+    def delete(self, url: str, **params: Any) -> httpx.Response:
+        return self.client.delete(url, params=params, headers=self.headers)
+
     def items(self, url: str, what: str, **params: Any) -> Iterator[dict[str, Any]]:
         """Every item of a list route, page after page."""
         cursor = None
@@ -284,6 +288,15 @@ def _devices(operator: _Caller, settings: DemoSettings, state: DemoState) -> Non
                 )
             existing[spec.unique_id] = _check(response, f"register {spec.unique_id}", 201)["id"]
         state.device_ids[spec.unique_id] = existing[spec.unique_id]
+    # A smaller fleet than before: the demo's vehicles beyond it would stay registered, silent,
+    # and the offline rule (every vehicle) would alert for each. Another vehicle is kept.
+    wanted = {spec.unique_id for spec in fleet_specs(settings.vehicles, settings.prefix)}
+    ours = re.compile(re.escape(settings.prefix) + "[0-9]{3,}")
+    for unique_id, device_id in existing.items():
+        if unique_id not in wanted and ours.fullmatch(unique_id):
+            removed = operator.delete(f"/admin/v1/devices/{device_id}", confirm=unique_id)
+            _check(removed, f"remove {unique_id}", 204)
+            state.device_ids.pop(unique_id, None)
 
 
 def _api_key(operator: _Caller, state: DemoState) -> None:
