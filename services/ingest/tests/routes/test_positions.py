@@ -236,6 +236,36 @@ class TestItemCodes:
         )
         assert kept == 1  # the old organization's fix, untouched
 
+    async def test_the_old_organization_writes_nothing_once_the_device_is_transferred(
+        self, client: httpx.AsyncClient, session: AsyncSession, fix: Fix
+    ) -> None:
+        # The ingest's device cache lags a transfer by seconds: the old organization's key
+        # stored a fix inside the new tenure, and the new organization's own fix at that
+        # instant was then a "duplicate", never stored.
+        old, new = await make_organization(session), await make_organization(session)
+        device = await make_device(session, old)
+        old_auth = {"Authorization": f"Bearer {(await make_api_key(session, old)).secret}"}
+        new_auth = {"Authorization": f"Bearer {(await make_api_key(session, new)).secret}"}
+        first = await push(
+            client, old_auth, [fix(device, datetime.now(UTC) - timedelta(minutes=1))]
+        )
+        assert first.json()["accepted"] == 1  # the device is in the ingest's cache now
+        operator = principal_for(await make_operator(session))
+        await device_tenure.transfer_device(session, operator, device, new)
+        later = datetime.now(UTC) + timedelta(seconds=2)
+
+        stale = await push(client, old_auth, [fix(device, later)])
+        own = await push(client, new_auth, [fix(device, later)])
+
+        assert stale.json()["accepted"] == 0
+        assert own.json()["accepted"] == 1
+        owner = await session.scalar(
+            select(col(Position.org_id)).where(
+                col(Position.device_id) == device.id, col(Position.fix_time) == later
+            )
+        )
+        assert owner == new.id
+
     async def test_a_device_registered_after_a_push_is_found_at_once(
         self,
         client: httpx.AsyncClient,

@@ -69,14 +69,19 @@ class InsertedPositions:
 # alternatives measured (nine typed arrays for unnest; COPY into a staging table, then the
 # same INSERT … SELECT … ON CONFLICT DO NOTHING) cost the app more CPU for the same database
 # work: bench/ingest/RESULTS.md. Parameters: org_id, batch_id, rows (NewPositions.to_json).
+# Only a fix of a device the organization holds, in its tenure, is written, whatever the
+# caller's device cache says: the ingest's lags a transfer by seconds, and a fix the old
+# organization pushed meanwhile would have taken the new one's (device_id, fix_time).
 INSERTED_CTE = """
     inserted AS (
         INSERT INTO positions (device_id, fix_time, org_id, lat, lon, speed, course, altitude,
                                accuracy, attributes, batch_id)
-        SELECT (f->>0)::uuid, (f->>1)::timestamptz, :org_id, (f->>2)::float8, (f->>3)::float8,
+        SELECT d.id, (f->>1)::timestamptz, :org_id, (f->>2)::float8, (f->>3)::float8,
                (f->>4)::float8, (f->>5)::float8, (f->>6)::float8, (f->>7)::float8, f->8,
                :batch_id
         FROM jsonb_array_elements(CAST(:rows AS jsonb)) AS f
+        JOIN devices AS d ON d.id = (f->>0)::uuid AND d.org_id = :org_id
+             AND (d.assigned_at IS NULL OR d.assigned_at <= (f->>1)::timestamptz)
         ON CONFLICT DO NOTHING
         RETURNING device_id
     )
