@@ -3,15 +3,26 @@ says so; every rule says it applies to fixes from its creation on (issue 15, ite
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
-from milepost_common.testing.factories import make_device
+from milepost_common.domain.alert_rules.models import AlertRule
+from milepost_common.domain.alerts.models import Alert
+from milepost_common.domain.devices.models import Device
+from milepost_common.domain.webhooks.models import WebhookDelivery, WebhookEndpoint
+from milepost_common.testing.factories import (
+    make_alert,
+    make_alert_rule,
+    make_device,
+    make_device_state,
+)
 from services.api.tests.api_support import Bearer, Team
 
 RULES = "/api/v1/alert-rules"
@@ -218,6 +229,117 @@ class TestUpdate:
 
         assert response.status_code == 422
         assert str(bare.id) in response.json()["error"]["details"][0]["msg"]
+
+
+class TestOpenEpisodes:
+    """A rule that stops applying to a vehicle ends the vehicle's open episode: the worker
+    evaluates a rule only where it applies, so the alert stayed open for ever, receivers
+    never got `alert.ended`, and the rule enabled again opened a second alert for it."""
+
+    async def open_episode(
+        self, session: AsyncSession, team: Team, rule: AlertRule, *, last_fix: datetime
+    ) -> tuple[Device, Alert]:
+        device = await make_device(session, team.org, speed_limit_kmh=80)
+        await make_device_state(session, device, last_fix_time=last_fix)
+        details = {"end_time": None, "limit_kmh": 80.0, "max_speed": 108.0}
+        alert = await make_alert(
+            session, device, last_fix - timedelta(minutes=4), rule, details=details
+        )
+        return device, alert
+
+    async def ended_events(self, session: AsyncSession, team: Team) -> list[dict[str, Any]]:
+        rows = await session.scalars(
+            select(WebhookDelivery).where(
+                col(WebhookDelivery.org_id) == team.org.id,
+                col(WebhookDelivery.event_type) == "alert.ended",
+            )
+        )
+        return [row.payload for row in rows.all()]
+
+    @pytest.fixture
+    async def receiver(self, session: AsyncSession, team: Team) -> None:
+        endpoint = WebhookEndpoint(
+            org_id=team.org.id,
+            url="https://hooks.example/alerts",
+            secret_encrypted="x",
+            event_types=["alert.created", "alert.ended"],
+        )
+        session.add(endpoint)
+        await session.flush()
+
+    async def test_disabling_a_rule_ends_its_open_alert_at_the_last_fix(
+        self,
+        client: httpx.AsyncClient,
+        session: AsyncSession,
+        team: Team,
+        bearer: Bearer,
+        receiver: None,
+    ) -> None:
+        rule = await make_alert_rule(session, team.org.id, params={"multiplier": 1.0})
+        last_fix = datetime(2026, 7, 1, 10, 5, tzinfo=UTC)
+        _, alert = await self.open_episode(session, team, rule, last_fix=last_fix)
+
+        response = await client.patch(
+            f"{RULES}/{rule.id}", json={"enabled": False}, headers=bearer(team.manager)
+        )
+
+        assert response.status_code == 200
+        await session.refresh(alert)
+        assert alert.details["end_time"] == "2026-07-01T10:05:00Z"
+        assert [event["data"]["id"] for event in await self.ended_events(session, team)] == [
+            str(alert.id)
+        ]
+
+    async def test_a_vehicle_taken_off_the_list_has_its_episode_ended_the_others_not(
+        self,
+        client: httpx.AsyncClient,
+        session: AsyncSession,
+        team: Team,
+        bearer: Bearer,
+        receiver: None,
+    ) -> None:
+        rule = await make_alert_rule(session, team.org.id, params={"multiplier": 1.0})
+        last_fix = datetime(2026, 7, 1, 10, 5, tzinfo=UTC)
+        _, left = await self.open_episode(session, team, rule, last_fix=last_fix)
+        kept_device, kept = await self.open_episode(session, team, rule, last_fix=last_fix)
+
+        response = await client.patch(
+            f"{RULES}/{rule.id}",
+            json={"vehicle_ids": [str(kept_device.id)]},
+            headers=bearer(team.manager),
+        )
+
+        assert response.status_code == 200
+        await session.refresh(left)
+        await session.refresh(kept)
+        assert (left.details["end_time"], kept.details["end_time"]) == (
+            "2026-07-01T10:05:00Z",
+            None,
+        )
+        assert len(await self.ended_events(session, team)) == 1
+
+    async def test_deleting_a_rule_tells_receivers_its_open_alert_ended(
+        self,
+        client: httpx.AsyncClient,
+        session: AsyncSession,
+        team: Team,
+        bearer: Bearer,
+        receiver: None,
+    ) -> None:
+        rule = await make_alert_rule(session, team.org.id, params={"multiplier": 1.0})
+        _, alert = await self.open_episode(
+            session, team, rule, last_fix=datetime(2026, 7, 1, 10, 5, tzinfo=UTC)
+        )
+        alert_id = alert.id
+
+        response = await client.delete(f"{RULES}/{rule.id}", headers=bearer(team.manager))
+
+        assert response.status_code == 204
+        (event,) = await self.ended_events(session, team)
+        assert (event["data"]["id"], event["data"]["details"]["end_time"]) == (
+            str(alert_id),
+            "2026-07-01T10:05:00Z",
+        )
 
 
 class TestInactiveVehicles:

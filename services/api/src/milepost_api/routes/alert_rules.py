@@ -107,9 +107,11 @@ async def get_alert_rule(
 async def update_alert_rule(
     user: ManagerUser, rule_id: uuid.UUID, body: AlertRuleUpdate, session: SessionDep
 ) -> AlertRuleRead:
-    """Managers and owners. Only the fields sent change; the type is fixed. New `params` or
-    `vehicle_ids` of an overspeed rule are checked as at creation (422 naming the vehicles
-    left without a limit)."""
+    """Managers and owners. Only the fields sent change (`params` are replaced whole); the
+    type is fixed. New `params` or `vehicle_ids` of an overspeed rule are checked as at
+    creation (422 naming the vehicles left without a limit). A vehicle the rule stops
+    applying to (`enabled: false`, taken off `vehicle_ids`, a geofence rule's other
+    `geofence_id`) has its open alert ended at its last fix, with `alert.ended`."""
     rule = await rule_service.update_alert_rule(session, user, rule_id, body)
     (answer,) = await rule_service.read_alert_rules(session, user, [rule])
     return answer
@@ -122,5 +124,6 @@ async def update_alert_rule(
     responses=error_responses(Unauthorized, Forbidden, RuleNotFound, ValidationFailed),
 )
 async def delete_alert_rule(user: ManagerUser, rule_id: uuid.UUID, session: SessionDep) -> None:
-    """Managers and owners. The rule's alerts go with it."""
+    """Managers and owners. The rule's alerts go with it; receivers get `alert.ended` for
+    the ones still open."""
     await rule_service.delete_alert_rule(session, user, rule_id)

@@ -7,7 +7,7 @@ a foreign id is answered like a missing one.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,12 +28,14 @@ from milepost_common.domain.alert_rules.schemas import (
     GeofenceParams,
     validate_params,
 )
+from milepost_common.domain.alerts import service as alert_service
 from milepost_common.domain.alerts.models import AlertType
 from milepost_common.domain.audit import service as audit
 from milepost_common.domain.base import count_for_org_locked
 from milepost_common.domain.devices.errors import DeviceNotFound
 from milepost_common.domain.geofences import service as geofence_service
 from milepost_common.domain.principals import Principal
+from milepost_common.domain.webhooks import delivery as webhook_delivery
 
 
 async def _check_overspeed(
@@ -184,11 +186,20 @@ async def update_alert_rule(
         )
     diff = audit.changes({k: getattr(rule, k) for k in changes}, changes)
     if diff:
+        watched = _watched_fence(rule)
         for name, value in changes.items():
             setattr(rule, name, value)
         rule.updated_at = datetime.now(UTC)
         session.add(rule)
         await session.flush()
+        same_watch = _watched_fence(rule) == watched
+        await _end_uncovered_episodes(
+            session,
+            rule,
+            lambda device_id: (
+                rule.enabled and same_watch and alert_service.rule_applies(rule, device_id)
+            ),
+        )
         await audit.record(
             session,
             actor,
@@ -201,8 +212,10 @@ async def update_alert_rule(
 
 
 async def delete_alert_rule(session: AsyncSession, actor: Principal, rule_id: uuid.UUID) -> None:
-    """Deletes the rule and, with it, its alerts. Raises AlertRuleNotFound. Audited."""
+    """Deletes the rule and, with it, its alerts; receivers get ``alert.ended`` for the ones
+    still open. Raises AlertRuleNotFound. Audited."""
     rule = await get_alert_rule(session, actor, rule_id)
+    await _end_uncovered_episodes(session, rule, lambda _device_id: False)
     await session.delete(rule)
     await session.flush()
     await audit.record(
@@ -213,3 +226,19 @@ async def delete_alert_rule(session: AsyncSession, actor: Principal, rule_id: uu
         target_id=rule_id,
         diff={"name": rule.name, "type": str(rule.type)},
     )
+
+
+def _watched_fence(rule: AlertRule) -> str | None:
+    """The geofence a geofence rule watches (None for the other types)."""
+    if rule.type in (AlertType.GEOFENCE_ENTER, AlertType.GEOFENCE_EXIT):
+        return str(rule.params.get("geofence_id"))
+    return None
+
+
+async def _end_uncovered_episodes(
+    session: AsyncSession, rule: AlertRule, covers: Callable[[uuid.UUID], bool]
+) -> None:
+    """End the rule's open episodes where it stops applying (``alert_service.end_rule_episodes``)
+    and queue their ``alert.ended`` (the webhook sweep sends them)."""
+    events = await alert_service.end_rule_episodes(session, rule.id, covers)
+    await webhook_delivery.create_deliveries(session, events, datetime.now(UTC))

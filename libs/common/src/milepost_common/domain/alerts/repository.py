@@ -129,6 +129,13 @@ class AlertRepository(TimelineRepository[Alert]):
         )
         return list(rows.all())
 
+    async def open_of_rule(self, rule_id: uuid.UUID) -> list[Alert]:
+        """The rule's alerts whose episode has not ended (``still_open``)."""
+        rows = await self.session.scalars(
+            select(Alert).where(col(Alert.rule_id) == rule_id, text(self.still_open))
+        )
+        return list(rows.all())
+
     async def update(self, alert_id: uuid.UUID, values: Mapping[str, Any]) -> None:
         await self.session.execute(update(Alert).where(col(Alert.id) == alert_id).values(**values))
 

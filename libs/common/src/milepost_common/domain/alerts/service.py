@@ -11,7 +11,7 @@ use cases, at the end; rule management is ``domain/alert_rules``.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
@@ -178,13 +178,48 @@ async def end_open_alerts(
     never touches an earlier tenure's rows again. The alerts ended."""
     alerts = await AlertRepository(session).open_of_device(device_id, org_id)
     for alert in alerts:
-        ended = {**alert.details, "end_time": _iso(at)}
-        if "duration_s" in ended:  # idle
-            ended["duration_s"] = max(0.0, (at - alert.occurred_at).total_seconds())
-        alert.details = ended
+        _end(alert, at)
         session.add(alert)
     await session.flush()
     return alerts
+
+
+async def end_rule_episodes(
+    session: AsyncSession, rule_id: uuid.UUID, covers: Callable[[uuid.UUID], bool]
+) -> list[webhook_events.Event]:
+    """End the rule's open episodes on the vehicles it no longer ``covers`` (it was disabled
+    or deleted, a vehicle left its list, a geofence rule watches another fence): the worker
+    evaluates a rule only where it applies, so nothing else would ever end them. Each ends
+    at its vehicle's last processed fix, under the worker's per-device lock (no batch is
+    half-way through meanwhile). Their ``alert.ended`` events, for the caller to deliver."""
+    alerts = [
+        alert
+        for alert in await AlertRepository(session).open_of_rule(rule_id)
+        if not covers(alert.device_id)
+    ]
+    states = await device_state.lock_device_states(
+        session, {alert.device_id: alert.org_id for alert in alerts}
+    )
+    events = []
+    for alert in alerts:
+        await session.refresh(alert)  # as the last batch before the lock left it
+        if alert.details.get("end_time") is not None:
+            continue
+        last_fix = states[alert.device_id].last_fix_time
+        _end(alert, max(last_fix, alert.occurred_at) if last_fix else alert.occurred_at)
+        session.add(alert)
+        device = await device_service.get_any_device(session, alert.device_id)
+        name = names.name_of(device, alert.org_id, alert.occurred_at)
+        events.append(webhook_events.alert_ended(alert, name))
+    await session.flush()
+    return events
+
+
+def _end(alert: Alert, at: datetime) -> None:
+    ended = {**alert.details, "end_time": _iso(at)}
+    if "duration_s" in ended:  # idle
+        ended["duration_s"] = max(0.0, (at - alert.occurred_at).total_seconds())
+    alert.details = ended
 
 
 async def record_offline_alerts(session: AsyncSession, now: datetime) -> list[Alert]:
