@@ -226,6 +226,13 @@ class TestLowBattery:
         assert sorted(engine.outputs) == [("b", 10 * S), ("b", 50 * S)]
         assert engine.outputs[("b", 10 * S)].details == {"battery_pct": 19, "threshold_pct": 20}
 
+    def test_a_threshold_near_full_still_ends_its_episode_at_a_full_battery(self) -> None:
+        # Recovery asked for threshold + 2 %: above 98 % no battery ever got there, and the
+        # rule never alerted again.
+        engine = RuleEngine([RuleSpec("b", LOW_BATTERY, {"threshold_pct": 99})])
+        feed(engine, [at(0, 0, battery=90), at(10, 0, battery=100), at(20, 0, battery=95)])
+        assert sorted(engine.outputs) == [("b", 0), ("b", 20 * S)]
+
     def test_state_survives_a_snapshot(self) -> None:
         engine = RuleEngine([self.RULE])
         feed(engine, [at(0, 0, battery=10)])

@@ -258,7 +258,9 @@ class RuleEngine:
             self._emit(
                 rule, fix.t, fix.lat, fix.lon, {"battery_pct": battery, "threshold_pct": threshold}
             )
-        elif state.get("low") and battery >= threshold + LOW_BATTERY_HYSTERESIS_PCT:
+        # Recovered a little above the threshold, but never above a full battery: with a
+        # threshold over 98 % the episode could never end, nor the rule alert again.
+        elif state.get("low") and battery >= min(threshold + LOW_BATTERY_HYSTERESIS_PCT, 100.0):
             state["low"] = False
 
 
