@@ -140,6 +140,23 @@ class TestGeofence:
         feed(engine, [at(50, 400, accuracy=30)])
         assert list(engine.outputs) == [("g", 50 * S)]
 
+    def test_jitter_at_the_edge_without_a_stated_accuracy_is_no_crossing(self) -> None:
+        # Judged exact, a vehicle parked on the edge of a 100 m circle with ±5 m of jitter
+        # raised an enter (and an end) on almost every fix: 24 alerts in an hour.
+        rule = RuleSpec("g", GEOFENCE_ENTER, {"geofence_id": "x"}, shape=Circle(LAT0, LON0, 100.0))
+        engine = RuleEngine([rule])
+        feed(engine, [at(0, 300)] + [at(30 * i, 95 if i % 2 else 105) for i in range(1, 120)])
+        assert engine.outputs == {}
+        feed(engine, [at(3600, 50)])
+        assert list(engine.outputs) == [("g", 3600 * S)]
+
+    def test_a_fix_reporting_more_than_a_small_circle_is_judged_at_half_its_radius(self) -> None:
+        # Inside by more than 60 m of accuracy, in a 50 m circle: never, so never entered.
+        rule = RuleSpec("g", GEOFENCE_ENTER, {"geofence_id": "x"}, shape=Circle(LAT0, LON0, 50.0))
+        engine = RuleEngine([rule])
+        feed(engine, [at(0, 500, accuracy=60), at(30, 0, accuracy=60), at(60, 5, accuracy=60)])
+        assert list(engine.outputs) == [("g", 30 * S)]
+
     def test_leaving_before_the_dwell_is_no_alert(self) -> None:
         rule = RuleSpec("g", GEOFENCE_ENTER, {"geofence_id": "x", "min_dwell_s": 60}, shape=CIRCLE)
         engine = RuleEngine([rule])

@@ -164,6 +164,21 @@ def _distance_to_ring(pts: Sequence[tuple[float, float]]) -> float:
 Shape = Circle | Polygon
 
 
+# A fix that states no accuracy is taken as this good (a phone's or tracker's usual few
+# metres): judged exact, a vehicle parked on a fence's edge crossed it with every fix's jitter.
+UNSTATED_ACCURACY_M = 10.0
+
+
+def boundary_margin_m(shape: Shape, accuracy_m: float | None) -> float:
+    """How far inside or outside a fix must be for ``side_of``: its accuracy, or
+    UNSTATED_ACCURACY_M without one, and never more than half a circle's radius (a fix
+    reporting 60 m at the centre of a 50 m circle was "too close to tell" for ever)."""
+    margin = UNSTATED_ACCURACY_M if accuracy_m is None else accuracy_m
+    if isinstance(shape, Circle):
+        margin = min(margin, shape.radius_m / 2)
+    return margin
+
+
 def side_of(shape: Shape, lat: float, lon: float, accuracy_m: float) -> str | None:
     """ "in" or "out" when the point is farther than ``accuracy_m`` from the boundary; None
     when it is too close to tell."""

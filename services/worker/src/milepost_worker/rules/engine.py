@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from milepost_worker.geo import Shape, side_of
+from milepost_worker.geo import Shape, boundary_margin_m, side_of
 from milepost_worker.motion.machine import MICROS, Fix
 
 OVERSPEED = "overspeed"
@@ -189,7 +189,8 @@ class RuleEngine:
             self._emit(rule, state["a"], state["alat"], state["alon"], _fence(rule, min_dwell))
         if rule.shape is None:
             return
-        side = side_of(rule.shape, fix.lat, fix.lon, _number(fix.accuracy) or 0.0)
+        margin = boundary_margin_m(rule.shape, _number(fix.accuracy))
+        side = side_of(rule.shape, fix.lat, fix.lon, margin)
         if side is None:
             return  # too close to the boundary for this fix's accuracy to tell
         confirmed = state.get("c")

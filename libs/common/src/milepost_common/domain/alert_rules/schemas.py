@@ -31,8 +31,14 @@ class OverspeedParams(_Params):
 
 
 class GeofenceParams(_Params):
+    """A fix counts inside or outside once it is farther from the boundary than its accuracy
+    (10 m for a fix that states none; at most half a circle's radius): a vehicle parked on
+    the edge does not cross it with every fix."""
+
     geofence_id: uuid.UUID
-    min_dwell_s: int = Field(0, ge=0, le=86_400)
+    min_dwell_s: int = Field(
+        0, ge=0, le=86_400, description="Seconds on the new side before the alert is raised."
+    )
 
 
 class IdleParams(_Params):
@@ -103,7 +109,9 @@ class AlertRuleCreate(BaseModel):
         description=(
             "By type: overspeed {limit_kmh?, multiplier=1.0, min_duration_s=0}; "
             "geofence_enter|geofence_exit {geofence_id, min_dwell_s=0}; idle {min_duration_s}; "
-            "offline {after_s}; low_battery {threshold_pct}."
+            "offline {after_s}; low_battery {threshold_pct}. A geofence rule counts a fix "
+            "inside or outside once it is farther from the boundary than its accuracy (10 m "
+            "when it states none; at most half a circle's radius)."
         ),
     )
     vehicle_ids: list[uuid.UUID] | None = Field(
