@@ -237,8 +237,10 @@ class TestOpenEpisodes:
     never got `alert.ended`, and the rule enabled again opened a second alert for it."""
 
     async def open_episode(
-        self, session: AsyncSession, team: Team, rule: AlertRule, *, last_fix: datetime
+        self, session: AsyncSession, team: Team, rule: AlertRule
     ) -> tuple[Device, Alert]:
+        """A vehicle whose last processed fix is LAST_FIX, speeding for 4 minutes till then."""
+        last_fix = self.LAST_FIX
         device = await make_device(session, team.org, speed_limit_kmh=80)
         await make_device_state(session, device, last_fix_time=last_fix)
         details = {"end_time": None, "limit_kmh": 80.0, "max_speed": 108.0}
@@ -256,8 +258,11 @@ class TestOpenEpisodes:
         )
         return [row.payload for row in rows.all()]
 
+    LAST_FIX = datetime(2026, 7, 1, 10, 5, tzinfo=UTC)
+
     @pytest.fixture
-    async def receiver(self, session: AsyncSession, team: Team) -> None:
+    async def rule(self, session: AsyncSession, team: Team) -> AlertRule:
+        """An overspeed rule of the team's organization, which has a receiver of alerts."""
         endpoint = WebhookEndpoint(
             org_id=team.org.id,
             url="https://hooks.example/alerts",
@@ -266,6 +271,7 @@ class TestOpenEpisodes:
         )
         session.add(endpoint)
         await session.flush()
+        return await make_alert_rule(session, team.org.id, params={"multiplier": 1.0})
 
     async def test_disabling_a_rule_ends_its_open_alert_at_the_last_fix(
         self,
@@ -273,11 +279,9 @@ class TestOpenEpisodes:
         session: AsyncSession,
         team: Team,
         bearer: Bearer,
-        receiver: None,
+        rule: AlertRule,
     ) -> None:
-        rule = await make_alert_rule(session, team.org.id, params={"multiplier": 1.0})
-        last_fix = datetime(2026, 7, 1, 10, 5, tzinfo=UTC)
-        _, alert = await self.open_episode(session, team, rule, last_fix=last_fix)
+        _, alert = await self.open_episode(session, team, rule)
 
         response = await client.patch(
             f"{RULES}/{rule.id}", json={"enabled": False}, headers=bearer(team.manager)
@@ -296,12 +300,10 @@ class TestOpenEpisodes:
         session: AsyncSession,
         team: Team,
         bearer: Bearer,
-        receiver: None,
+        rule: AlertRule,
     ) -> None:
-        rule = await make_alert_rule(session, team.org.id, params={"multiplier": 1.0})
-        last_fix = datetime(2026, 7, 1, 10, 5, tzinfo=UTC)
-        _, left = await self.open_episode(session, team, rule, last_fix=last_fix)
-        kept_device, kept = await self.open_episode(session, team, rule, last_fix=last_fix)
+        _, left = await self.open_episode(session, team, rule)
+        kept_device, kept = await self.open_episode(session, team, rule)
 
         response = await client.patch(
             f"{RULES}/{rule.id}",
@@ -324,12 +326,9 @@ class TestOpenEpisodes:
         session: AsyncSession,
         team: Team,
         bearer: Bearer,
-        receiver: None,
+        rule: AlertRule,
     ) -> None:
-        rule = await make_alert_rule(session, team.org.id, params={"multiplier": 1.0})
-        _, alert = await self.open_episode(
-            session, team, rule, last_fix=datetime(2026, 7, 1, 10, 5, tzinfo=UTC)
-        )
+        _, alert = await self.open_episode(session, team, rule)
         alert_id = alert.id
 
         response = await client.delete(f"{RULES}/{rule.id}", headers=bearer(team.manager))
