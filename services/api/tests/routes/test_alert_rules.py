@@ -230,6 +230,30 @@ class TestUpdate:
         assert response.status_code == 422
         assert str(bare.id) in response.json()["error"]["details"][0]["msg"]
 
+    async def test_a_vehicle_not_found_is_named(
+        self, client: httpx.AsyncClient, session: AsyncSession, team: Team, bearer: Bearer
+    ) -> None:
+        # "One or more vehicles not found." and nothing else: a rule read back after one of
+        # its vehicles was deleted could not be sent again without guessing which.
+        device = await make_device(session, team.org, speed_limit_kmh=80)
+        rule = await make_alert_rule(session, team.org.id, params={"multiplier": 1.0})
+        gone = "0b6f2a52-7d0c-4c8e-9a57-3e2f8f0b1c11"
+
+        response = await client.patch(
+            f"{RULES}/{rule.id}",
+            json={"vehicle_ids": [str(device.id), gone]},
+            headers=bearer(team.manager),
+        )
+
+        assert response.status_code == 404
+        assert response.json()["error"]["details"] == [
+            {
+                "loc": ["body", "vehicle_ids", 1],
+                "msg": f"Vehicle {gone} not found.",
+                "type": "not_found",
+            }
+        ]
+
 
 class TestOpenEpisodes:
     """A rule that stops applying to a vehicle ends the vehicle's open episode: the worker

@@ -6,7 +6,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection
 
-from sqlalchemy import func
 from sqlalchemy import select as sa_select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
@@ -77,10 +76,13 @@ class AlertRuleRepository:
             ).all()
         )
 
-    async def count_held_devices(self, org_id: uuid.UUID, device_ids: Collection[uuid.UUID]) -> int:
-        count = await self.session.scalar(
-            sa_select(func.count())
-            .select_from(Device)
-            .where(col(Device.org_id) == org_id, col(Device.id).in_(device_ids))
+    async def held_devices(
+        self, org_id: uuid.UUID, device_ids: Collection[uuid.UUID]
+    ) -> set[uuid.UUID]:
+        """Which of ``device_ids`` the organization holds."""
+        held = await self.session.scalars(
+            sa_select(col(Device.id)).where(
+                col(Device.org_id) == org_id, col(Device.id).in_(device_ids)
+            )
         )
-        return int(count or 0)
+        return set(held.all())

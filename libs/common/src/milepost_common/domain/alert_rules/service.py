@@ -105,9 +105,21 @@ async def _check_vehicles(
     if vehicle_ids is None:
         return None
     wanted = set(vehicle_ids)
-    found = await AlertRuleRepository(session).count_held_devices(actor.require_org(), wanted)
-    if found != len(wanted):
-        raise DeviceNotFound("One or more vehicles not found.")
+    held = await AlertRuleRepository(session).held_devices(actor.require_org(), wanted)
+    if held != wanted:
+        # Named, so that a rule read back (a vehicle deleted since) can be sent again without.
+        raise DeviceNotFound(
+            "One or more vehicles not found.",
+            details=[
+                {
+                    "loc": ["body", "vehicle_ids", index],
+                    "msg": f"Vehicle {vehicle_id} not found.",
+                    "type": "not_found",
+                }
+                for index, vehicle_id in enumerate(vehicle_ids)
+                if vehicle_id not in held
+            ],
+        )
     return sorted(wanted)
 
 
