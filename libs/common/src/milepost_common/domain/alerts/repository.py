@@ -130,9 +130,12 @@ class AlertRepository(TimelineRepository[Alert]):
         return list(rows.all())
 
     async def open_of_rule(self, rule_id: uuid.UUID) -> list[Alert]:
-        """The rule's alerts whose episode has not ended (``still_open``)."""
+        """The rule's alerts whose episode has not ended (``still_open``), as stored now
+        (alerts already in the session read again)."""
         rows = await self.session.scalars(
-            select(Alert).where(col(Alert.rule_id) == rule_id, text(self.still_open))
+            select(Alert)
+            .where(col(Alert.rule_id) == rule_id, text(self.still_open))
+            .execution_options(populate_existing=True)
         )
         return list(rows.all())
 

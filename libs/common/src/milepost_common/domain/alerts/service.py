@@ -192,18 +192,19 @@ async def end_rule_episodes(
     evaluates a rule only where it applies, so nothing else would ever end them. Each ends
     at its vehicle's last processed fix, under the worker's per-device lock (no batch is
     half-way through meanwhile). Their ``alert.ended`` events, for the caller to deliver."""
-    alerts = [
-        alert
-        for alert in await AlertRepository(session).open_of_rule(rule_id)
+    repository = AlertRepository(session)
+    uncovered = {
+        alert.device_id: alert.org_id
+        for alert in await repository.open_of_rule(rule_id)
         if not covers(alert.device_id)
-    ]
-    states = await device_state.lock_device_states(
-        session, {alert.device_id: alert.org_id for alert in alerts}
-    )
+    }
+    if not uncovered:
+        return []
+    states = await device_state.lock_device_states(session, uncovered)
     events = []
-    for alert in alerts:
-        await session.refresh(alert)  # as the last batch before the lock left it
-        if alert.details.get("end_time") is not None:
+    # Read again under the locks: a batch may have ended or moved an episode meanwhile.
+    for alert in await repository.open_of_rule(rule_id):
+        if alert.device_id not in states:
             continue
         last_fix = states[alert.device_id].last_fix_time
         _end(alert, max(last_fix, alert.occurred_at) if last_fix else alert.occurred_at)
