@@ -91,7 +91,10 @@ class TestDocs:
         page = browser.page()
         page.goto(stack.gateway_url + "/api/redoc")
 
-        expect(page.get_by_role("heading", name="Log in with email and password")).to_be_visible()
+        # ReDoc lays out the whole 400 KB document before the first operation shows: seconds
+        # on a loaded 2-core machine (it missed expect's default 5 s once in CI).
+        operation = page.get_by_role("heading", name="Log in with email and password")
+        expect(operation).to_be_visible(timeout=30_000)
         assert browser.left_loopback == []
         page.close()
 
