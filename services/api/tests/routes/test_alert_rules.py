@@ -14,8 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from milepost_common.domain.alert_rules.models import AlertRule
-from milepost_common.domain.alerts.models import Alert
+from milepost_common.domain.alerts.models import Alert, AlertType
 from milepost_common.domain.devices.models import Device
+from milepost_common.domain.geofences.models import Geofence
 from milepost_common.domain.webhooks.models import WebhookDelivery, WebhookEndpoint
 from milepost_common.testing.factories import (
     make_alert,
@@ -343,6 +344,39 @@ class TestOpenEpisodes:
             None,
         )
         assert len(await self.ended_events(session, team)) == 1
+
+    async def test_a_geofence_rule_pointed_at_another_fence_ends_the_dwell_a_rename_nothing(
+        self, client: httpx.AsyncClient, session: AsyncSession, team: Team, bearer: Bearer
+    ) -> None:
+        depot, yard = (
+            Geofence(
+                org_id=team.org.id,
+                name=name,
+                geometry={"type": "Point", "coordinates": [13.4, 52.5]},
+                radius_m=100,
+            )
+            for name in ("Depot", "Yard")
+        )
+        session.add_all([depot, yard])
+        await session.flush()
+        params = {"geofence_id": str(depot.id), "min_dwell_s": 0}
+        rule = await make_alert_rule(session, team.org.id, AlertType.GEOFENCE_ENTER, params=params)
+        _, dwell = await self.open_episode(session, team, rule)
+
+        renamed = await client.patch(
+            f"{RULES}/{rule.id}", json={"name": "Depot visits"}, headers=bearer(team.manager)
+        )
+        await session.refresh(dwell)
+        still_open = dwell.details["end_time"]
+        moved = await client.patch(
+            f"{RULES}/{rule.id}",
+            json={"params": {"geofence_id": str(yard.id)}},
+            headers=bearer(team.manager),
+        )
+
+        assert (renamed.status_code, moved.status_code) == (200, 200)
+        await session.refresh(dwell)
+        assert (still_open, dwell.details["end_time"]) == (None, "2026-07-01T10:05:00Z")
 
     async def test_deleting_a_rule_tells_receivers_its_open_alert_ended(
         self,

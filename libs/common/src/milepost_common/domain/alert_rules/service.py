@@ -205,13 +205,15 @@ async def update_alert_rule(
         session.add(rule)
         await session.flush()
         same_watch = _watched_fence(rule) == watched
-        await _end_uncovered_episodes(
-            session,
-            rule,
-            lambda device_id: (
-                rule.enabled and same_watch and alert_service.rule_applies(rule, device_id)
-            ),
-        )
+        # Only these change where the rule applies (a new name, or a new limit, does not).
+        if diff.keys() & {"enabled", "vehicle_ids"} or not same_watch:
+            await _end_uncovered_episodes(
+                session,
+                rule,
+                lambda device_id: (
+                    rule.enabled and same_watch and alert_service.rule_applies(rule, device_id)
+                ),
+            )
         await audit.record(
             session,
             actor,
@@ -240,13 +242,6 @@ async def delete_alert_rule(session: AsyncSession, actor: Principal, rule_id: uu
     )
 
 
-def _watched_fence(rule: AlertRule) -> str | None:
-    """The geofence a geofence rule watches (None for the other types)."""
-    if rule.type in (AlertType.GEOFENCE_ENTER, AlertType.GEOFENCE_EXIT):
-        return str(rule.params.get("geofence_id"))
-    return None
-
-
 async def _end_uncovered_episodes(
     session: AsyncSession, rule: AlertRule, covers: Callable[[uuid.UUID], bool]
 ) -> None:
@@ -254,3 +249,12 @@ async def _end_uncovered_episodes(
     and queue their ``alert.ended`` (the webhook sweep sends them)."""
     events = await alert_service.end_rule_episodes(session, rule.id, covers)
     await webhook_delivery.create_deliveries(session, events, datetime.now(UTC))
+
+
+def _watched_fence(rule: AlertRule) -> Any:
+    """The geofence a geofence rule watches (None for the other types), as the worker's
+    engine reads it (``rules.engine._watched``): a rule pointed at another fence starts
+    afresh there, so its open dwell ends here."""
+    if rule.type in (AlertType.GEOFENCE_ENTER, AlertType.GEOFENCE_EXIT):
+        return rule.params.get("geofence_id")
+    return None
