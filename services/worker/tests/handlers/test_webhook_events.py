@@ -12,7 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 from worker_support import at, base_time_s, golden_drive, latlon, write_batch
 
+from milepost_common.domain.alert_rules import service as alert_rule_service
 from milepost_common.domain.alert_rules.models import AlertRule
+from milepost_common.domain.alert_rules.schemas import AlertRuleUpdate
 from milepost_common.domain.alerts.models import Alert, AlertType
 from milepost_common.domain.devices import tenure as device_tenure
 from milepost_common.domain.devices.models import Device, DeviceState
@@ -27,6 +29,7 @@ from milepost_common.testing.factories import (
     make_device,
     make_operator,
     make_organization,
+    make_user,
     principal_for,
 )
 from milepost_worker.handlers.ingest_batches import BatchOutcome, process_batch
@@ -80,6 +83,10 @@ async def sent(session: AsyncSession, org: Organization) -> list[dict[str, Any]]
         assert row.payload["org_id"] == str(org.id)
         payloads.append(row.payload)
     return payloads
+
+
+def iso(fix: Fix) -> str:
+    return from_micros(fix.t).isoformat().replace("+00:00", "Z")
 
 
 def types_of(payloads: list[dict[str, Any]]) -> list[str]:
@@ -192,6 +199,59 @@ class TestAlertEnded:
         assert ended["id"] == payloads[0]["data"]["id"]
         assert ended["details"]["end_time"] is not None
         assert ended["vehicle_name"] == device.name
+
+    async def test_a_rule_disabled_and_enabled_again_between_batches_ends_its_alert_once(
+        self, ctx: WorkerContext, session: AsyncSession
+    ) -> None:
+        # The device's state kept the rule's open episode across the off-and-on: the next
+        # batch reopened the ended alert, and receivers got a second alert.ended for it.
+        org = await make_organization(session)
+        device = await make_device(session, org, speed_limit_kmh=50.0)
+        rule = AlertRule(
+            org_id=org.id, name="fast", type=AlertType.OVERSPEED, params={"min_duration_s": 20}
+        )
+        session.add(rule)
+        await subscribe(
+            session, ctx, org, WebhookEventType.ALERT_CREATED, WebhookEventType.ALERT_ENDED
+        )
+        manager = principal_for(await make_user(session, org))
+        t0 = base_time_s()
+        await process(
+            ctx, session, device, [at(10 * i, 250.0 * i, t0_s=t0, speed=90) for i in range(6)]
+        )
+        for enabled in (False, True):
+            await alert_rule_service.update_alert_rule(
+                session, manager, rule.id, AlertRuleUpdate(enabled=enabled)
+            )
+        await session.commit()
+
+        await process(
+            ctx,
+            session,
+            device,
+            [at(60 + 10 * i, 1500.0 + 250 * i, t0_s=t0, speed=90) for i in range(4)],
+        )
+        await process(
+            ctx,
+            session,
+            device,
+            [at(100 + 10 * i, 2500.0 + 20 * i, t0_s=t0, speed=20) for i in range(3)],
+        )
+
+        payloads = await sent(session, org)
+        # The episode cut by the off-and-on ended at the last fix before it; the speeding
+        # after it is an episode of its own, ended when the vehicle slowed down.
+        alerts = list(dict.fromkeys(p["data"]["id"] for p in payloads))
+        events = [
+            (p["type"], alerts.index(p["data"]["id"]), p["data"]["details"]["end_time"])
+            for p in payloads
+        ]
+        assert sorted(events, key=str) == [
+            ("alert.created", 0, None),
+            ("alert.created", 1, None),
+            ("alert.ended", 0, iso(at(50, 0, t0_s=t0))),
+            ("alert.ended", 1, iso(at(100, 0, t0_s=t0))),
+        ]
 
     async def test_a_geofence_dwell_that_ends(
         self, ctx: WorkerContext, session: AsyncSession

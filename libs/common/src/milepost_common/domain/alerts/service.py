@@ -209,6 +209,7 @@ async def end_rule_episodes(
         last_fix = states[alert.device_id].last_fix_time
         _end(alert, max(last_fix, alert.occurred_at) if last_fix else alert.occurred_at)
         session.add(alert)
+        device_state.forget_rule(states[alert.device_id], rule_id)
         device = await device_service.get_any_device(session, alert.device_id)
         name = names.name_of(device, alert.org_id, alert.occurred_at)
         events.append(webhook_events.alert_ended(alert, name))

@@ -87,6 +87,17 @@ def continue_from(
     state.updated_at = datetime.now(UTC)
 
 
+def forget_rule(state: DeviceState, rule_id: uuid.UUID) -> None:
+    """Drop the rule's state from where the worker continues (``rules``, keyed by rule id, in
+    the worker's snapshot): its open episode was ended for the rule that stopped applying, so
+    if it applies again before the next batch, that batch starts the rule afresh instead of
+    continuing the ended episode (and ending it a second time)."""
+    rules = (state.machine or {}).get("rules")
+    if isinstance(rules, dict) and str(rule_id) in rules:
+        kept = {key: value for key, value in rules.items() if key != str(rule_id)}
+        state.machine = {**state.machine, "rules": kept}  # a new dict: JSONB is not tracked
+
+
 def went_online(
     state: DeviceState, device: Device, fix_time: datetime, lat: float, lon: float, now: datetime
 ) -> list[webhook_events.Event]:
