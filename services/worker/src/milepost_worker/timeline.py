@@ -102,7 +102,7 @@ def replay(
     for fix in fixes:
         speed = machine.feed(fix)
         speeds.append(speed)
-        engine.feed(fix, speed, machine.moving)
+        engine.feed(fix, speed, None if machine.moving else machine.stop)
         last = fix
         if machine.checkpoint_due:
             checkpoints.append((fix.t, Snapshot(machine.to_json(), engine.snapshot(), fix.t)))

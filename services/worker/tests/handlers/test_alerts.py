@@ -13,6 +13,7 @@ from milepost_common.domain.alert_rules.models import AlertRule
 from milepost_common.domain.alerts.models import Alert, AlertType
 from milepost_common.domain.devices.models import DeviceState
 from milepost_common.domain.geofences.models import Geofence
+from milepost_common.domain.trips.models import Stop
 from milepost_common.testing.factories import make_device, make_organization
 from milepost_worker.handlers.ingest_batches import process_batch
 from milepost_worker.handlers.maintenance import detect_offline
@@ -108,6 +109,43 @@ class TestEveryAlertType:
         assert enter.details["geofence_id"] == str(circle.id)
         assert alerts["low_battery"][0].details == {"battery_pct": 12, "threshold_pct": 15}
         assert alerts["idle"][0].details["end_time"] is None
+
+    async def test_idling_starts_with_the_stop_or_when_the_ignition_came_on(
+        self, ctx: WorkerContext, session: AsyncSession
+    ) -> None:
+        # The motion rule knows a stop only min_duration (180 s) after it began: idling
+        # counted from then, so each idle alert started 3 minutes after the stop it was in
+        # and said it lasted 3 minutes less. It now starts with the stop, or when the ignition
+        # came on during it, and where the stop is.
+        org = await make_organization(session)
+        device = await make_device(session, org)
+        session.add(
+            AlertRule(
+                org_id=org.id, name="idle", type=AlertType.IDLE, params={"min_duration_s": 120}
+            )
+        )
+        t0 = base_time_s()
+        drive = [at(10 * i, 300.0 * i, t0_s=t0, speed=108, ignition=True) for i in range(10)]
+        parked = [at(100 + 10 * i, 2700.0, t0_s=t0, speed=0, ignition=True) for i in range(1, 60)]
+        drive_off = [
+            at(700 + 10 * i, 2700.0 + 300 * i, t0_s=t0, ignition=True) for i in range(1, 5)
+        ]
+        # Parked again with the engine off; started 5 minutes later.
+        second = [at(740 + 10 * i, 3900.0, t0_s=t0, speed=0, ignition=i > 30) for i in range(1, 60)]
+        batch = await write_batch(session, device, drive + parked + drive_off + second)
+        await session.commit()
+        await process_batch(ctx, batch.id)
+
+        stops = (
+            await session.scalars(
+                select(Stop).where(col(Stop.device_id) == device.id).order_by(col(Stop.start_time))
+            )
+        ).all()
+        idle = (await stored(session, device.id))["idle"]
+        assert [(a.occurred_at, a.lat, a.lon) for a in idle] == [
+            (stops[1].start_time, stops[1].lat, stops[1].lon),
+            (from_micros(second[30].t), stops[2].lat, stops[2].lon),
+        ]
 
     async def test_offline_once_per_silence(
         self, ctx: WorkerContext, session: AsyncSession

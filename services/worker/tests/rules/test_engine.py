@@ -6,7 +6,7 @@ import pytest
 from worker_support import LAT0, LON0, at, latlon
 
 from milepost_worker.geo import Circle, Polygon, parse_shape
-from milepost_worker.motion.machine import MICROS, Fix
+from milepost_worker.motion.machine import MICROS, Fix, StopSegment
 from milepost_worker.rules.engine import (
     GEOFENCE_ENTER,
     GEOFENCE_EXIT,
@@ -21,8 +21,10 @@ S = MICROS
 
 
 def feed(engine: RuleEngine, fixes: list[Fix], *, moving: bool = True) -> None:
+    """Feed ``fixes`` moving, or stopped in a stop that began at the first of them."""
+    stop = None if moving else StopSegment(fixes[0].t, fixes[0].lat, fixes[0].lon, fixes[0].t)
     for fix in fixes:
-        engine.feed(fix, fix.speed or 0.0, moving)
+        engine.feed(fix, fix.speed or 0.0, stop)
 
 
 class TestOverspeed:

@@ -17,7 +17,10 @@ detected elsewhere (beat).
   (inside for enter, outside for exit): ``details = {geofence_id, min_dwell_s, end_time}``,
   ``end_time`` null until the other side is confirmed, then that side's first fix.
 * idle: stopped with ignition on (the last reported ``ignition``) for ``min_duration_s``;
-  ``occurred_at`` is the start; ``details.end_time`` / ``duration_s`` once it ends.
+  ``occurred_at`` is the start: the stop's start, or the fix that reported the ignition on
+  if that came later (the motion rule knows a stop only ``min_duration`` after it began),
+  at the stop's position; ``details.end_time`` / ``duration_s`` once it ends (the first
+  fix seen moving or with the ignition off).
 * low_battery: ``battery`` below ``threshold_pct``, once per episode; the episode ends when the
   battery is back at ``threshold_pct + LOW_BATTERY_HYSTERESIS_PCT`` or more.
 """
@@ -30,7 +33,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from milepost_worker.geo import Shape, boundary_margin_m, side_of
-from milepost_worker.motion.machine import MICROS, Fix
+from milepost_worker.motion.machine import MICROS, Fix, StopSegment
 
 OVERSPEED = "overspeed"
 GEOFENCE_ENTER = "geofence_enter"
@@ -128,7 +131,9 @@ class RuleEngine:
                     keys.add((rule.id, int(state["a"])))
         return keys
 
-    def feed(self, fix: Fix, speed: float, moving: bool) -> None:
+    def feed(self, fix: Fix, speed: float, stop: StopSegment | None) -> None:
+        """Evaluate ``fix`` (its ``speed`` in km/h); ``stop`` is the vehicle's open stop, None
+        while it moves."""
         for rule in self.rules:
             state = self.states[rule.id]
             if rule.type == OVERSPEED:
@@ -136,7 +141,7 @@ class RuleEngine:
             elif rule.type in (GEOFENCE_ENTER, GEOFENCE_EXIT):
                 self._geofence(rule, state, fix)
             elif rule.type == IDLE:
-                self._idle(rule, state, fix, moving)
+                self._idle(rule, state, fix, stop)
             else:
                 self._low_battery(rule, state, fix)
 
@@ -214,15 +219,22 @@ class RuleEngine:
                 state.update(a=since, alat=lat, alon=lon)
                 self._emit(rule, since, lat, lon, _fence(rule, min_dwell))
 
-    def _idle(self, rule: RuleSpec, state: dict[str, Any], fix: Fix, moving: bool) -> None:
+    def _idle(
+        self, rule: RuleSpec, state: dict[str, Any], fix: Fix, stop: StopSegment | None
+    ) -> None:
         ignition = fix.attributes.get("ignition")
         if isinstance(ignition, bool):
+            if ignition and state.get("ign") is not True:
+                state["ign_t"] = fix.t  # when it came on
             state["ign"] = ignition
         min_duration = _number(rule.params.get("min_duration_s")) or 0.0
         start = state.get("s")
-        if not moving and state.get("ign") is True:
+        if stop is not None and state.get("ign") is True:
             if start is None:
-                state.update(s=fix.t, lat=fix.lat, lon=fix.lon, created=False)
+                # A state saved before ign_t was kept counts from this fix, as it did then.
+                came_on = state.get("ign_t", fix.t)
+                state.update(s=max(stop.start_t, came_on), lat=stop.lat, lon=stop.lon)
+                state["created"] = False
             if fix.t - state["s"] >= min_duration * MICROS:
                 state["created"] = True
             if state["created"]:

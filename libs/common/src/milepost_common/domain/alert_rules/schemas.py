@@ -111,7 +111,9 @@ class AlertRuleCreate(BaseModel):
             "geofence_enter|geofence_exit {geofence_id, min_dwell_s=0}; idle {min_duration_s}; "
             "offline {after_s}; low_battery {threshold_pct}. A geofence rule counts a fix "
             "inside or outside once it is farther from the boundary than its accuracy (10 m "
-            "when it states none; at most half a circle's radius)."
+            "when it states none; at most half a circle's radius). An idle alert counts "
+            "stopped time with the ignition on (the last `ignition` reported) from the stop's "
+            "start, or from the fix that reported the ignition on if that came later."
         ),
     )
     vehicle_ids: list[uuid.UUID] | None = Field(
