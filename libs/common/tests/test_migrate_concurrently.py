@@ -1,6 +1,6 @@
 """``milepost-migrate`` run several times at once (the migrate Job retried next to a second
-apply, compose and the Job both) from an empty database, and rerun after an index build that
-was cut short."""
+apply, compose and the Job both) from an empty database, rerun after an index build that
+was cut short, and run beside a long reader of a table it changes."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -16,7 +17,13 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from milepost_common.migrate import MIGRATION_LOCK_KEY, database_heads, migrate, release_heads
+from milepost_common.migrate import (
+    MIGRATION_LOCK_KEY,
+    MigrationLocked,
+    database_heads,
+    migrate,
+    release_heads,
+)
 from milepost_common.testing.plugin import clone_database, drop_database
 
 MIGRATORS = 3
@@ -153,3 +160,102 @@ async def test_the_next_release_rebuilds_an_index_a_run_at_once_left_invalid(
 
     assert await invalid_indexes(empty_database) == []
     assert await index_exists(empty_database, INDEX)
+
+
+async def newest_partition(url: str) -> str | None:
+    engine = create_async_engine(url, poolclass=NullPool)
+    try:
+        async with engine.connect() as conn:
+            return await conn.scalar(
+                text(
+                    "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+                    " WHERE i.inhparent = 'positions'::regclass ORDER BY c.relname DESC LIMIT 1"
+                )
+            )
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+async def partition_to_make(empty_database: str) -> str:
+    """A database at head whose newest position partition is missing: the next run makes it,
+    which takes an exclusive lock on positions."""
+    await migrate(empty_database, partition_days_back=2)
+    name = await newest_partition(empty_database)
+    engine = create_async_engine(empty_database, poolclass=NullPool)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text(f"DROP TABLE {name}"))
+    finally:
+        await engine.dispose()
+    assert name is not None
+    return name
+
+
+async def read_positions(url: str) -> float | str:
+    """Seconds a read of positions took, or what stopped it (3 s at most)."""
+    engine = create_async_engine(url, poolclass=NullPool)
+    started = time.monotonic()
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text("SET statement_timeout = '3s'"))
+            await conn.scalar(text("SELECT count(*) FROM positions"))
+        return time.monotonic() - started
+    except DBAPIError as exc:
+        return str(exc.orig)
+    finally:
+        await engine.dispose()
+
+
+async def test_ddl_waiting_behind_a_long_reader_holds_no_other_query_up(
+    empty_database: str, partition_to_make: str
+) -> None:
+    # An export's cursor reads positions for minutes. The migration's CREATE TABLE … PARTITION
+    # OF waited behind it for the exclusive lock, and every query on positions (each ingest
+    # insert, each history read) queued behind that wait until the export ended.
+    reader = create_async_engine(empty_database, poolclass=NullPool)
+    try:
+        async with reader.connect() as export:
+            await export.scalar(text("SELECT count(*) FROM positions"))  # its lock, kept
+            migrating = asyncio.create_task(
+                migrate(
+                    empty_database,
+                    partition_days_back=2,
+                    lock_timeout_ms=200,
+                    retry_delays_s=(0.3,) * 40,
+                )
+            )
+            await asyncio.sleep(0.5)
+            reads = [await read_positions(empty_database) for _ in range(4)]
+            await export.rollback()  # the export ends
+        await asyncio.wait_for(migrating, 30)
+    finally:
+        await reader.dispose()
+
+    assert all(isinstance(took, float) and took < 1.0 for took in reads), reads
+    assert await newest_partition(empty_database) == partition_to_make
+
+
+async def test_a_table_locked_past_every_try_is_a_clear_failure_that_changed_nothing(
+    empty_database: str, partition_to_make: str
+) -> None:
+    reader = create_async_engine(empty_database, poolclass=NullPool)
+    try:
+        async with reader.connect() as export:
+            await export.scalar(text("SELECT count(*) FROM positions"))
+            with pytest.raises(MigrationLocked, match="stayed locked past 100 ms on each of 3"):
+                await migrate(
+                    empty_database,
+                    partition_days_back=2,
+                    lock_timeout_ms=100,
+                    retry_delays_s=(0.1, 0.1),
+                )
+            await export.rollback()
+        assert await newest_partition(empty_database) != partition_to_make
+
+        # The migration lock was released: the next run makes the partition.
+        await migrate(empty_database, partition_days_back=2)
+    finally:
+        await reader.dispose()
+
+    assert await newest_partition(empty_database) == partition_to_make

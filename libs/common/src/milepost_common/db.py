@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import event
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -27,6 +27,14 @@ from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 from milepost_common.settings import DbSettings
 from milepost_common.tracing import trace_engine
+
+# Postgres' lock_not_available: a lock wait ran past ``lock_timeout``.
+LOCK_NOT_AVAILABLE = "55P03"
+
+
+def lock_timed_out(exc: DBAPIError) -> bool:
+    """Whether the statement gave up waiting for a lock (``lock_timeout``)."""
+    return getattr(exc.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE
 
 
 class Reader(Protocol):

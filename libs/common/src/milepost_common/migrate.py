@@ -5,6 +5,12 @@ ones that wait find the schema already at head. They wait by polling the lock wi
 transaction open: a session blocked in ``pg_advisory_lock()`` keeps its statement's snapshot,
 which a ``CREATE INDEX CONCURRENTLY`` run by the lock's holder waits out (a deadlock).
 
+Safe beside live traffic: a statement that needs a table's lock waits at most
+``--lock-timeout-ms`` (5 s) for it, since every later query on that table queues behind the
+waiting DDL (an export's cursor can hold ``positions`` for minutes); the run is rolled back
+and tried again after 1, 2, 4 … 30 s, about 3 minutes in all, then gives up with exit 1.
+Indexes built concurrently wait as long as it takes: they block no reader or writer.
+
 ``milepost-migrate --check [--wait SECONDS]`` changes nothing: it exits 0 once the head
 revision(s) this release's migrations end in have been applied, the database at them or past
 them (a later release's migrations run too: its revisions are recorded in
@@ -29,10 +35,14 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import pool, text
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
+from milepost_common.db import lock_timed_out
+from milepost_common.logging import get_logger
 from milepost_common.settings import CommonSettings, load_settings
+
+log = get_logger("milepost.migrate")
 
 MIGRATION_LOCK_KEY = 0x6D696C65  # "mile"
 CHECK_INTERVAL_S = 2.0
@@ -44,6 +54,13 @@ DEFAULT_RETENTION_DAYS = 365
 # max_locks_per_transaction (64 by default) per connection: the 3,650 days of a ten-year
 # retention in one transaction failed with "out of shared memory" having created nothing.
 PARTITIONS_PER_TRANSACTION = 100
+LOCK_TIMEOUT_MS = 5_000
+# Waits between the tries of a run whose DDL found a table locked: about 3 minutes in all.
+LOCK_RETRY_DELAYS_S: tuple[float, ...] = (1, 2, 4, 8, 15, 30, 30, 30, 30, 30)
+
+
+class MigrationLocked(Exception):
+    """Every try found a table the run changes locked past the lock timeout."""
 
 
 def alembic_config() -> Config:
@@ -119,17 +136,39 @@ async def acquire_migration_lock(
 
 
 async def migrate(
-    url: str, *, revision: str = "heads", partition_days_back: int | None = None
+    url: str,
+    *,
+    revision: str = "heads",
+    partition_days_back: int | None = None,
+    lock_timeout_ms: int = LOCK_TIMEOUT_MS,
+    retry_delays_s: tuple[float, ...] = LOCK_RETRY_DELAYS_S,
 ) -> None:
+    """Upgrade to ``revision`` and, at head, create the position partitions. Raises
+    MigrationLocked when every try found a table locked past ``lock_timeout_ms``."""
     engine = create_async_engine(url, poolclass=pool.NullPool)
     try:
         async with engine.connect() as conn:
             await acquire_migration_lock(conn)
             try:
-                await conn.run_sync(_upgrade, revision)
-                await conn.commit()
-                if revision in ("head", "heads"):
-                    await ensure_partitions(conn, partition_days_back)
+                for delay in (*retry_delays_s, None):
+                    try:
+                        await _apply(conn, revision, partition_days_back, lock_timeout_ms)
+                        break
+                    except DBAPIError as exc:
+                        await conn.rollback()
+                        if not lock_timed_out(exc):
+                            raise
+                        if delay is None:
+                            raise MigrationLocked(
+                                f"a table it changes stayed locked past {lock_timeout_ms} ms on"
+                                f" each of {len(retry_delays_s) + 1} tries (a long query or"
+                                " transaction: see pg_stat_activity); nothing was changed"
+                                " by the last try"
+                            ) from exc
+                        log.warning(
+                            "migration_lock_wait", lock_timeout_ms=lock_timeout_ms, retry_in_s=delay
+                        )
+                        await asyncio.sleep(delay)
             except BaseException:
                 await conn.rollback()
                 raise
@@ -140,6 +179,21 @@ async def migrate(
                 await conn.commit()
     finally:
         await engine.dispose()
+
+
+async def _apply(
+    conn: AsyncConnection, revision: str, partition_days_back: int | None, lock_timeout_ms: int
+) -> None:
+    # For the session, committed on its own: the migrations open their own transaction.
+    await conn.execute(
+        text("SELECT set_config('lock_timeout', :timeout, false)"),
+        {"timeout": f"{lock_timeout_ms}ms"},
+    )
+    await conn.commit()
+    await conn.run_sync(_upgrade, revision)
+    await conn.commit()
+    if revision in ("head", "heads"):
+        await ensure_partitions(conn, partition_days_back)
 
 
 def release_heads() -> set[str]:
@@ -221,6 +275,13 @@ def main(argv: list[str] | None = None) -> None:
         help="With --check: keep checking (every 2 s) for up to this long.",
     )
     parser.add_argument(
+        "--lock-timeout-ms",
+        type=int,
+        default=LOCK_TIMEOUT_MS,
+        help="How long a statement waits for a table's lock before the run is rolled back and"
+        " tried again later (default: %(default)s).",
+    )
+    parser.add_argument(
         "--partition-days-back",
         type=int,
         default=None,
@@ -236,11 +297,18 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(1)
         print("milepost-migrate: the schema is at this release's head or past it")  # noqa: T201
         return
-    asyncio.run(
-        migrate(
-            settings.db.url, revision=args.revision, partition_days_back=args.partition_days_back
+    try:
+        asyncio.run(
+            migrate(
+                settings.db.url,
+                revision=args.revision,
+                partition_days_back=args.partition_days_back,
+                lock_timeout_ms=args.lock_timeout_ms,
+            )
         )
-    )
+    except MigrationLocked as exc:
+        print(f"milepost-migrate: gave up: {exc}", file=sys.stderr)  # noqa: T201 - a CLI's answer
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

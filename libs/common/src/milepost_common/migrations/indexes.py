@@ -15,8 +15,12 @@ from sqlalchemy import text
 def create_index_concurrently(name: str, table: str, columns: str, where: str | None) -> None:
     """Build ``name`` on ``table (columns) [WHERE where]`` outside the migration's transaction
     (writers go on meanwhile), replacing an invalid leftover; a valid one is kept."""
+    bind = op.get_bind()
     with op.get_context().autocommit_block():
-        invalid = op.get_bind().scalar(
+        # No lock timeout here: the build blocks no reader or writer while it waits.
+        timeout = bind.scalar(text("SELECT current_setting('lock_timeout')"))
+        bind.execute(text("SET lock_timeout = 0"))
+        invalid = bind.scalar(
             text("SELECT NOT indisvalid FROM pg_index WHERE indexrelid = to_regclass(:name)"),
             {"name": name},
         )
@@ -25,4 +29,7 @@ def create_index_concurrently(name: str, table: str, columns: str, where: str | 
         predicate = f" WHERE {where}" if where else ""
         op.execute(
             f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON {table} ({columns}){predicate}"
+        )
+        bind.execute(
+            text("SELECT set_config('lock_timeout', :timeout, false)"), {"timeout": timeout}
         )

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import DBAPIError
 
-from milepost_common.db import unit_of_work
+from milepost_common.db import lock_timed_out, unit_of_work
 from milepost_common.domain.alerts import service as alert_service
 from milepost_common.domain.devices import service as device_service
 from milepost_common.domain.devices import state as device_state
@@ -80,14 +80,6 @@ async def detect_offline(ctx: WorkerContext) -> OfflineOutcome:
     return OfflineOutcome(len(created), len(silent), deliveries)
 
 
-# Postgres' lock_not_available: a lock wait ran past ``lock_timeout``.
-_LOCK_NOT_AVAILABLE = "55P03"
-
-
-def _lock_timed_out(exc: DBAPIError) -> bool:
-    return getattr(exc.orig, "sqlstate", None) == _LOCK_NOT_AVAILABLE
-
-
 async def maintain_partitions(ctx: WorkerContext) -> int:
     """Create the daily position partitions ahead (and back to the longest retention), a
     transaction per run of days, the newest first; how many were created. Stops, logged
@@ -103,7 +95,7 @@ async def maintain_partitions(ctx: WorkerContext) -> int:
                     session, first, last, lock_timeout_ms=timeout_ms
                 )
         except DBAPIError as exc:
-            if not _lock_timed_out(exc):
+            if not lock_timed_out(exc):
                 raise
             # A reader holds positions (an export's cursor, for the whole download). Waiting
             # on would queue every ingest insert behind this DDL; partitions are made two
@@ -199,7 +191,7 @@ async def apply_retention(ctx: WorkerContext, today: date | None = None) -> Rete
             async with unit_of_work(ctx.db) as session:
                 await position_service.drop_partition(session, name, lock_timeout_ms=timeout_ms)
         except DBAPIError as exc:
-            if not _lock_timed_out(exc):
+            if not lock_timed_out(exc):
                 raise
             # As for creating them (above): the next hourly run drops them; the rest of
             # retention goes on meanwhile.
