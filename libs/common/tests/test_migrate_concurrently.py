@@ -162,44 +162,32 @@ async def test_the_next_release_rebuilds_an_index_a_run_at_once_left_invalid(
     assert await index_exists(empty_database, INDEX)
 
 
-async def newest_partition(url: str) -> str | None:
+BEFORE_A_NEW_COLUMN = "0007_rejected_items_expiry"  # 0008 adds users.sessions_ended_at
+
+
+async def has_new_column(url: str) -> bool:
     engine = create_async_engine(url, poolclass=NullPool)
     try:
         async with engine.connect() as conn:
-            return await conn.scalar(
+            found = await conn.scalar(
                 text(
-                    "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
-                    " WHERE i.inhparent = 'positions'::regclass ORDER BY c.relname DESC LIMIT 1"
+                    "SELECT count(*) FROM information_schema.columns"
+                    " WHERE table_name = 'users' AND column_name = 'sessions_ended_at'"
                 )
             )
+            return bool(found)
     finally:
         await engine.dispose()
 
 
-@pytest.fixture
-async def partition_to_make(empty_database: str) -> str:
-    """A database at head whose newest position partition is missing: the next run makes it,
-    which takes an exclusive lock on positions."""
-    await migrate(empty_database, partition_days_back=2)
-    name = await newest_partition(empty_database)
-    engine = create_async_engine(empty_database, poolclass=NullPool)
-    try:
-        async with engine.begin() as conn:
-            await conn.execute(text(f"DROP TABLE {name}"))
-    finally:
-        await engine.dispose()
-    assert name is not None
-    return name
-
-
-async def read_positions(url: str) -> float | str:
-    """Seconds a read of positions took, or what stopped it (3 s at most)."""
+async def read_users(url: str) -> float | str:
+    """Seconds a read of users took, or what stopped it (3 s at most)."""
     engine = create_async_engine(url, poolclass=NullPool)
     started = time.monotonic()
     try:
         async with engine.connect() as conn:
             await conn.execute(text("SET statement_timeout = '3s'"))
-            await conn.scalar(text("SELECT count(*) FROM positions"))
+            await conn.scalar(text("SELECT count(*) FROM users"))
         return time.monotonic() - started
     except DBAPIError as exc:
         return str(exc.orig)
@@ -208,15 +196,16 @@ async def read_positions(url: str) -> float | str:
 
 
 async def test_ddl_waiting_behind_a_long_reader_holds_no_other_query_up(
-    empty_database: str, partition_to_make: str
+    empty_database: str,
 ) -> None:
-    # An export's cursor reads positions for minutes. The migration's CREATE TABLE … PARTITION
-    # OF waited behind it for the exclusive lock, and every query on positions (each ingest
-    # insert, each history read) queued behind that wait until the export ended.
+    # A long transaction reads users (a report, a console page's export). The release's
+    # ALTER TABLE users waited behind it for its exclusive lock, and every query on users
+    # (each sign-in, each token check) queued behind that wait until the reader ended.
+    await migrate(empty_database, revision=BEFORE_A_NEW_COLUMN)
     reader = create_async_engine(empty_database, poolclass=NullPool)
     try:
-        async with reader.connect() as export:
-            await export.scalar(text("SELECT count(*) FROM positions"))  # its lock, kept
+        async with reader.connect() as report:
+            await report.scalar(text("SELECT count(*) FROM users"))  # its lock, kept
             migrating = asyncio.create_task(
                 migrate(
                     empty_database,
@@ -226,23 +215,25 @@ async def test_ddl_waiting_behind_a_long_reader_holds_no_other_query_up(
                 )
             )
             await asyncio.sleep(0.5)
-            reads = [await read_positions(empty_database) for _ in range(4)]
-            await export.rollback()  # the export ends
+            reads = [await read_users(empty_database) for _ in range(4)]
+            await report.rollback()  # the report ends
         await asyncio.wait_for(migrating, 30)
     finally:
         await reader.dispose()
 
     assert all(isinstance(took, float) and took < 1.0 for took in reads), reads
-    assert await newest_partition(empty_database) == partition_to_make
+    assert await has_new_column(empty_database)
+    assert await database_heads(empty_database) == release_heads()
 
 
 async def test_a_table_locked_past_every_try_is_a_clear_failure_that_changed_nothing(
-    empty_database: str, partition_to_make: str
+    empty_database: str,
 ) -> None:
+    await migrate(empty_database, revision=BEFORE_A_NEW_COLUMN)
     reader = create_async_engine(empty_database, poolclass=NullPool)
     try:
-        async with reader.connect() as export:
-            await export.scalar(text("SELECT count(*) FROM positions"))
+        async with reader.connect() as report:
+            await report.scalar(text("SELECT count(*) FROM users"))
             with pytest.raises(MigrationLocked, match="stayed locked past 100 ms on each of 3"):
                 await migrate(
                     empty_database,
@@ -250,12 +241,12 @@ async def test_a_table_locked_past_every_try_is_a_clear_failure_that_changed_not
                     lock_timeout_ms=100,
                     retry_delays_s=(0.1, 0.1),
                 )
-            await export.rollback()
-        assert await newest_partition(empty_database) != partition_to_make
+            await report.rollback()
+        assert not await has_new_column(empty_database)
 
-        # The migration lock was released: the next run makes the partition.
+        # The migration lock was released: the next run applies the release.
         await migrate(empty_database, partition_days_back=2)
     finally:
         await reader.dispose()
 
-    assert await newest_partition(empty_database) == partition_to_make
+    assert await database_heads(empty_database) == release_heads()

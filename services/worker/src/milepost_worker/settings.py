@@ -55,8 +55,9 @@ class WorkerGroup(BaseModel):
         2000,
         gt=0,
         description="Creating or dropping a positions partition waits at most this long for "
-        "its ACCESS EXCLUSIVE lock on positions (held off by any open reader, an export's "
-        "cursor), then gives up until the next run: ingest's inserts queue behind the wait.",
+        "its lock on positions, then gives up until the next run. A drop's ACCESS EXCLUSIVE "
+        "lock is held off by any open reader (an export's cursor) and ingest's inserts queue "
+        "behind the wait; a creation's (SHARE UPDATE EXCLUSIVE) only by another DDL.",
     )
     # Webhooks (the attempt's deadline, answer cap, per-organization limit and private
     # receivers: the `webhooks` group, MILEPOST_WEBHOOKS__*).

@@ -15,7 +15,8 @@ REVISIONS_TABLE = "schema_revisions"
 ENSURE_PARTITIONS_FUNCTION = """
 CREATE OR REPLACE FUNCTION milepost_ensure_position_partitions(first_day date, last_day date)
 RETURNS integer LANGUAGE plpgsql AS $$
--- Daily partitions with UTC-midnight bounds; existing ones are left alone.
+-- Daily partitions with UTC-midnight bounds; existing ones are left alone. Each is created
+-- alone and attached: SHARE UPDATE EXCLUSIVE on positions, which no reader or writer holds.
 DECLARE
     day date := first_day;
     created integer := 0;
@@ -25,7 +26,10 @@ BEGIN
         name := 'positions_p' || to_char(day, 'YYYYMMDD');
         IF to_regclass(name) IS NULL THEN
             EXECUTE format(
-                'CREATE TABLE %I PARTITION OF positions FOR VALUES FROM (%L) TO (%L)',
+                'CREATE TABLE %I (LIKE positions INCLUDING DEFAULTS INCLUDING CONSTRAINTS)',
+                name);
+            EXECUTE format(
+                'ALTER TABLE positions ATTACH PARTITION %I FOR VALUES FROM (%L) TO (%L)',
                 name, day::timestamp AT TIME ZONE 'UTC', (day + 1)::timestamp AT TIME ZONE 'UTC');
             created := created + 1;
         END IF;

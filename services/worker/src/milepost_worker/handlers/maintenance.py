@@ -97,9 +97,9 @@ async def maintain_partitions(ctx: WorkerContext) -> int:
         except DBAPIError as exc:
             if not lock_timed_out(exc):
                 raise
-            # A reader holds positions (an export's cursor, for the whole download). Waiting
-            # on would queue every ingest insert behind this DDL; partitions are made two
-            # days ahead, so giving up until the next hourly run is harmless.
+            # Another DDL holds positions (retention dropping a partition, which itself
+            # waits behind readers). Partitions are made two days ahead, so giving up until
+            # the next hourly run is harmless.
             log.warning("partitions_deferred", lock_timeout_ms=timeout_ms, created=created)
             break
     return created

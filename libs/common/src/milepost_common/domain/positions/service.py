@@ -234,7 +234,8 @@ async def create_partitions(
     session: AsyncSession, first: date, last: date, *, lock_timeout_ms: int
 ) -> int:
     """Create the missing daily partitions of ``[first, last]``; how many were created.
-    Idempotent. Each creation takes ACCESS EXCLUSIVE on positions: waiting longer than
+    Idempotent. Each is attached, which takes SHARE UPDATE EXCLUSIVE on positions (no
+    reader or writer holds it; another DDL, a partition's drop, does): waiting longer than
     ``lock_timeout_ms`` for it raises DBAPIError (SQLSTATE 55P03) and the transaction
     creates nothing."""
     repository = PositionRepository(session)
