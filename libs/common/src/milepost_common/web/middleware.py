@@ -26,6 +26,9 @@ from milepost_common.metrics import REQUEST_LATENCY, REQUESTS
 REQUEST_ID_HEADER = "X-Request-ID"
 _REQUEST_ID = REQUEST_ID_HEADER.lower().encode()
 _ACCEPT_ENCODING = b"accept-encoding"
+_CACHE_CONTROL = b"cache-control"
+_NO_STORE = (_CACHE_CONTROL, b"no-store")
+_READS = frozenset({"GET", "HEAD"})
 # Smaller answers are not worth compressing.
 GZIP_MINIMUM_BYTES = 1024
 # zlib's own default: a third of the CPU of level 9 (Starlette's) for answers a few per cent
@@ -110,6 +113,7 @@ class EdgeMiddleware:
                 structlog.contextvars.unbind_contextvars("request_id", "org_id", "user_id")
             return
         marked = (_REQUEST_ID, request_id.encode("latin-1"))
+        write = scope["method"] not in _READS
         status = 500
         started = time.perf_counter()
 
@@ -117,7 +121,9 @@ class EdgeMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = _marked(message.get("headers", ()), marked, vary=not gzip)
+                message["headers"] = _marked(
+                    message.get("headers", ()), marked, vary=not gzip, no_store=write
+                )
             await send(message)
 
         try:
@@ -147,9 +153,17 @@ class EdgeMiddleware:
 
 
 def _marked(
-    headers: Sequence[tuple[bytes, bytes]], request_id: tuple[bytes, bytes], *, vary: bool
+    headers: Sequence[tuple[bytes, bytes]],
+    request_id: tuple[bytes, bytes],
+    *,
+    vary: bool,
+    no_store: bool,
 ) -> list[tuple[bytes, bytes]]:
     """``headers`` with the request id (replacing any) and each security header it lacks.
+
+    With ``no_store`` (the answer to a write), ``Cache-Control: no-store`` unless the app
+    chose a policy: such answers carry tokens, keys and one-time links, which no cache may
+    keep to show again (RFC 6749 5.1 requires it of token answers).
 
     With ``vary`` (an answer not compressed because the client did not ask), also what
     Starlette's GZip adds to such an answer that it would have compressed: ``Vary:
@@ -161,6 +175,8 @@ def _marked(
         out = list(headers)
     out.append(request_id)
     out.extend(h for h in SECURITY_HEADERS if h[0] not in present)
+    if no_store and _CACHE_CONTROL not in present:
+        out.append(_NO_STORE)
     if vary and _compressible(present):
         _add_vary(out, present)
     return out
