@@ -120,3 +120,29 @@ class TestCommands:
 
         assert result.returncode == 1
         assert result.stderr.strip() == "milepost-admin: Organization not found."
+
+    def test_a_refused_password_is_not_printed(self, cli_settings: AdminSettings) -> None:
+        # Long enough for the CLI's own check, too long for the model's (128).
+        password = "never-printed-" + "p" * 130
+        env = {
+            **os.environ,
+            "MILEPOST_ENV": "test",
+            "MILEPOST_DB__URL": cli_settings.db.url,
+            "MILEPOST_REDIS__URL": cli_settings.redis.url,
+            cli.PASSWORD_ENV: password,
+        }
+
+        result = subprocess.run(
+            [sys.executable, "-m", "milepost_admin.cli", "create-operator", "--email", "a@b.io"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+        assert result.returncode == 1
+        assert "never-printed" not in result.stderr + result.stdout
+        assert result.stderr.strip() == (
+            "milepost-admin: password: String should have at most 128 characters"
+        )

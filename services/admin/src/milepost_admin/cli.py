@@ -45,6 +45,7 @@ from milepost_common.tasks import (
     WORKER_HEARTBEAT_STALE_S,
     Publisher,
 )
+from milepost_common.web.errors import validation_details
 
 CLI = Principal(PrincipalKind.SYSTEM, None, None, "cli")
 
@@ -83,6 +84,15 @@ async def create_operator(
             return True
     finally:
         await db.dispose()
+
+
+def _problems(exc: ValidationError) -> str:
+    """Each refused field and why, never what was sent: pydantic's own text quotes the
+    input, a password among them."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in d['loc'])}: {d['msg']}"
+        for d in validation_details(exc.errors())
+    )
 
 
 def _print(model: BaseModel | dict[str, Any]) -> None:
@@ -281,7 +291,7 @@ def main(argv: list[str] | None = None) -> None:
             else:
                 asyncio.run(_dispatch(args, get_settings()))
         except (AppError, ValidationError) as exc:
-            message = exc.message if isinstance(exc, AppError) else str(exc)
+            message = exc.message if isinstance(exc, AppError) else _problems(exc)
             raise SystemExit(f"milepost-admin: {message}") from None
 
 
