@@ -1,5 +1,6 @@
 """The engine every app and worker uses: what happens to a pooled connection the server
-closed while it sat idle (Postgres restarted, a backend terminated)."""
+closed while it sat idle (Postgres restarted, a backend terminated), and what a failed
+statement's error says."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 
 import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import make_url, text
+from sqlalchemy.exc import DBAPIError
 
 from milepost_common.db import create_database
 from milepost_common.settings import DbSettings
@@ -40,3 +42,24 @@ async def test_a_connection_the_server_closed_is_replaced_without_a_pre_ping(
     before, after = await _backend_pid(committed_database, pre_ping=False)
 
     assert after != before  # a fresh connection, and no error for the request that got it
+
+
+async def test_a_failed_statement_names_no_parameter(database_url: str) -> None:
+    # A value a statement carried (a receiver's URL with its token) never reaches the error's
+    # text, which tracebacks put in the logs and the worker in a batch's last_error.
+    db = create_database(DbSettings(url=database_url, pool_size=1, max_overflow=0))
+    try:
+        async with db.sessionmaker() as session:
+            try:
+                await session.execute(
+                    text("SELECT 1 / 0 WHERE CAST(:v AS text) IS NOT NULL"),
+                    {"v": "token=never-shown"},
+                )
+            except DBAPIError as exc:
+                error = str(exc)
+            else:
+                raise AssertionError("no error")
+    finally:
+        await db.dispose()
+    assert "division by zero" in error
+    assert "never-shown" not in error

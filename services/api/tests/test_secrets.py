@@ -8,6 +8,9 @@ from typing import Any
 
 import httpx
 import pytest
+import structlog
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.api.tests.api_support import Bearer, Team
 
@@ -21,13 +24,20 @@ def logged(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> Any:
-    """Everything the app logged since the test began: the standard library's records and
-    the access log's lines (written straight to stdout)."""
+    """Everything the app logged since the test began: each record as the app's own handler
+    writes it (tracebacks included) and the access log's lines (written straight to stdout)."""
     # The test's own HTTP client logs the URLs it requests; the app is what is checked.
     monkeypatch.setattr(logging.getLogger("httpx"), "disabled", True)
     caplog.set_level(logging.DEBUG)
     capsys.readouterr()
-    return lambda: caplog.text + capsys.readouterr().out
+    rendered = next(
+        h.formatter
+        for h in logging.getLogger().handlers
+        if isinstance(h.formatter, structlog.stdlib.ProcessorFormatter)
+    )
+    return lambda: "\n".join(
+        [caplog.text, *map(rendered.format, caplog.records), capsys.readouterr().out]
+    )
 
 
 class TestSignInFlows:
@@ -137,3 +147,38 @@ class TestWebhookReceivers:
         assert response.status_code == 422
         assert SECRET not in response.text
         assert SECRET not in logged()
+
+    async def test_a_database_failure_logs_no_receiver_url(
+        self,
+        client: httpx.AsyncClient,
+        session: AsyncSession,
+        team: Team,
+        bearer: Bearer,
+        logged: Any,
+    ) -> None:
+        # A real failure of the insert (the trigger goes with the test's transaction): its
+        # traceback is logged, and the statement's parameters hold the receiver's URL.
+        await session.execute(
+            text(
+                "CREATE FUNCTION pg_temp.refuse() RETURNS trigger LANGUAGE plpgsql AS"
+                " $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$"
+            )
+        )
+        await session.execute(
+            text(
+                "CREATE TRIGGER refuse BEFORE INSERT ON webhook_endpoints"
+                " FOR EACH ROW EXECUTE FUNCTION pg_temp.refuse()"
+            )
+        )
+        response = await client.post(
+            "/api/v1/webhooks",
+            json={
+                "url": f"https://hooks.example.com/h?token={SECRET}",
+                "event_types": ["alert.created"],
+            },
+            headers=bearer(team.owner),
+        )
+        assert response.status_code == 500
+        text_logged = logged()
+        assert "refused by the test" in text_logged  # the failure itself is logged
+        assert SECRET not in text_logged

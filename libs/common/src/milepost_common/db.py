@@ -138,6 +138,12 @@ class SessionReads:
         """The session is its owner's to close."""
 
 
+# Every engine of the system's: a failed statement's text names its parameters otherwise, and
+# tracebacks reach the logs (and a batch's ``last_error``) with them: a receiver's URL with
+# its token, an encrypted secret. The statement itself and the error stay.
+ENGINE_OPTIONS: dict[str, Any] = {"hide_parameters": True}
+
+
 def create_database(settings: DbSettings, *, application_name: str = "milepost") -> Database:
     """Build the engine and session factory; connects lazily."""
     server_settings = {"application_name": application_name}
@@ -153,6 +159,7 @@ def create_database(settings: DbSettings, *, application_name: str = "milepost")
         pool_pre_ping=settings.pool_pre_ping,
         echo=settings.echo,
         connect_args={"timeout": settings.connect_timeout_s, "server_settings": server_settings},
+        **ENGINE_OPTIONS,
     )
     event.listen(engine.sync_engine, "checkout", _replace_if_closed)
     trace_engine(engine)

@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, c
 from sqlalchemy.pool import NullPool
 
 from milepost_common.auth import Realm, TokenCodec
-from milepost_common.db import Database, fetch_on, session_factory
+from milepost_common.db import ENGINE_OPTIONS, Database, fetch_on, session_factory
 from milepost_common.migrate import migrate
 from milepost_common.settings import AuthSettings, CommonSettings, Environment
 from milepost_common.testing import services
@@ -117,7 +117,7 @@ async def database_url(template_database_url: str) -> AsyncIterator[str]:
 
 @pytest.fixture(scope="session")
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    eng = create_async_engine(database_url, pool_size=5)
+    eng = create_async_engine(database_url, pool_size=5, **ENGINE_OPTIONS)
     yield eng
     await eng.dispose()
 
