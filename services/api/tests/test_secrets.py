@@ -11,7 +11,9 @@ import pytest
 import structlog
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
 
+from milepost_common.domain.audit.models import AuditEntry
 from services.api.tests.api_support import Bearer, Team
 
 SECRET = "Sekr3t-never-shown-0001"
@@ -96,6 +98,23 @@ class TestSignInFlows:
         for answer in answers:
             assert SECRET not in answer.text
         assert SECRET not in logged()
+
+    async def test_a_password_typed_as_the_email_is_not_audited(
+        self, client: httpx.AsyncClient, session: AsyncSession
+    ) -> None:
+        # Autofill (or haste) puts the password in the email field: the failure is audited,
+        # and the audit log, which operators read, must not keep what was typed there.
+        response = await client.post(
+            "/api/v1/auth/token", data={"username": SECRET, "password": OTHER}
+        )
+        assert response.status_code == 401
+        [entry] = (
+            await session.scalars(
+                select(AuditEntry).where(col(AuditEntry.action) == "auth.login_failed")
+            )
+        ).all()
+        assert SECRET.lower() not in repr(entry.model_dump()).lower()
+        assert entry.actor_label == "(not an email address)"
 
     async def test_a_refused_password_change_echoes_neither_password(
         self, client: httpx.AsyncClient, team: Team, bearer: Bearer, logged: Any

@@ -85,6 +85,19 @@ async def _may_log_in(session: AsyncSession, user: User, realm: Realm) -> bool:
     return org is not None and org.suspended_at is None
 
 
+NOT_AN_EMAIL = "(not an email address)"
+
+
+def _attempted_as(email: str) -> str:
+    """Who a failed login claimed to be, as the audit log keeps it: what was typed when it
+    has an email's shape, else a placeholder: what lands in the email field without one is
+    often the password, autofilled or typed first, and could match no account anyway."""
+    typed = normalize_email(email)
+    local, at, domain = typed.partition("@")
+    shaped = bool(at and local) and "." in domain and not any(c.isspace() for c in typed)
+    return typed if shaped else NOT_AN_EMAIL
+
+
 async def authenticate(
     session: AsyncSession,
     hasher: PasswordHasher,
@@ -103,7 +116,7 @@ async def authenticate(
             PrincipalKind.USER if realm is Realm.API else PrincipalKind.OPERATOR,
             user.id if user else None,
             user.org_id if user else None,
-            normalize_email(email),
+            _attempted_as(email),
             ip=ip,
             request_id=request_id,
         )
