@@ -223,6 +223,55 @@ class TestAlertsReconciled:
         ).scalar_one()
         assert deliveries == 1
 
+    async def test_a_backlog_that_starts_the_episode_earlier_keeps_its_alert(
+        self, ctx: WorkerContext, session: AsyncSession
+    ) -> None:
+        # Back in coverage, the tracker sends its live fix first and its backlog after: the
+        # backlog shows the same speeding episode began earlier.
+        org = await make_organization(session)
+        device = await make_device(session, org, speed_limit_kmh=50.0)
+        session.add(AlertRule(org_id=org.id, name="speeding", type=AlertType.OVERSPEED, params={}))
+        session.add(
+            WebhookEndpoint(
+                org_id=org.id,
+                url="http://127.0.0.1:9/hook",
+                secret_encrypted=ctx.box.encrypt("s"),
+                event_types=["alert.created", "alert.ended"],
+            )
+        )
+        t0 = base_time_s()
+        fast = [at(10 * i, 250.0 * i, t0_s=t0, speed=90) for i in range(20)]
+        live_batch = await write_batch(session, device, fast[10:])
+        backlog_batch = await write_batch(session, device, fast[:10])
+        await session.commit()
+        assert (await process_batch(ctx, live_batch.id)).alerts_created == 1
+        alert = (
+            await session.execute(select(Alert).where(col(Alert.device_id) == device.id))
+        ).scalar_one()
+        acked_at = from_micros(fast[10].t + 999)
+        await session.execute(
+            update(Alert).where(col(Alert.id) == alert.id).values(acknowledged_at=acked_at)
+        )
+        await session.commit()
+
+        backlog = await process_batch(ctx, backlog_batch.id)
+        # One episode, one alert: the one the owner was told of and acknowledged, now
+        # starting where the episode did; no second alert.created for it.
+        assert (backlog.alerts_created, backlog.deliveries) == (0, [])
+        again = (
+            await session.execute(
+                select(Alert)
+                .where(col(Alert.device_id) == device.id)
+                .execution_options(populate_existing=True)
+            )
+        ).scalar_one()
+        assert (again.id, again.acknowledged_at) == (alert.id, acked_at)
+        assert (again.occurred_at, again.lat, again.lon) == (
+            from_micros(fast[0].t),
+            fast[0].lat,
+            fast[0].lon,
+        )
+
 
 @st.composite
 def split_drives(draw: st.DrawFn) -> tuple[list[Fix], list[list[Fix]]]:

@@ -130,6 +130,43 @@ class TestReconcileAlerts:
 
         assert len(await alerts_of(session, device)) == 2
 
+    async def test_an_episode_whose_start_moved_keeps_its_alert(
+        self, session: AsyncSession
+    ) -> None:
+        # A late fix on the old side of a fence within the dwell: the dwell, and its alert,
+        # now start at the next fix of the new side.
+        device = await make_device(session)
+        rule = await overspeed_rule(session, device)
+        first = await alert_service.reconcile_alerts(
+            session, replay(device, rule, [episode(rule, T0 + 10 * MINUTE, None)])
+        )
+
+        outcome = await alert_service.reconcile_alerts(
+            session, replay(device, rule, [episode(rule, T0 + 12 * MINUTE, None)], after=T0)
+        )
+
+        assert (outcome.created, outcome.events) == ([], [])
+        stored = await alerts_of(session, device)
+        assert [(a.id, a.occurred_at) for a in stored] == [(first.created[0].id, T0 + 12 * MINUTE)]
+
+    async def test_an_episode_merged_into_an_earlier_one_is_deleted(
+        self, session: AsyncSession
+    ) -> None:
+        device = await make_device(session)
+        rule = await overspeed_rule(session, device)
+        earlier, later = episode(rule, T0, T0 + MINUTE), episode(rule, T0 + 5 * MINUTE, None)
+        first = await alert_service.reconcile_alerts(
+            session, replay(device, rule, [earlier, later])
+        )
+
+        outcome = await alert_service.reconcile_alerts(
+            session, replay(device, rule, [episode(rule, T0, None)], after=T0 - MINUTE)
+        )
+
+        assert (outcome.created, outcome.events) == ([], [])
+        stored = await alerts_of(session, device)
+        assert [(a.id, a.details["end_time"]) for a in stored] == [(first.created[0].id, None)]
+
 
 class TestEnabledRules:
     """What the worker evaluates: each enabled rule of the organizations with the geofence

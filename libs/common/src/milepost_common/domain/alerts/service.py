@@ -1,8 +1,9 @@
 """Alerts: written as the worker derives them, reconciled by ``(rule_id, device_id,
 occurred_at)``; read and acknowledged through the public API.
 
-A recomputation updates an alert in place (its ``id`` and acknowledgement survive) and
-removes the ones that no longer happen (:func:`reconcile_alerts`, with the webhook events of
+A recomputation updates an alert in place (its ``id`` and acknowledgement survive, and
+its ``occurred_at`` follows its episode's start when late fixes move it) and removes the
+ones that no longer happen (:func:`reconcile_alerts`, with the webhook events of
 what changed: ``alert.created`` for a new row, ``alert.ended`` when ``details.end_time`` was
 null or the alert is new). Reading and acknowledging are the public API's (and the map's)
 use cases, at the end; rule management is ``domain/alert_rules``.
@@ -114,6 +115,9 @@ class ReconciledAlerts:
     events: list[webhook_events.Event] = field(default_factory=list)
 
 
+_AlertKey = tuple[uuid.UUID, uuid.UUID, datetime]  # (device_id, rule_id, occurred_at)
+
+
 def _ends(details: Mapping[str, Any] | None) -> bool:
     return details is not None and details.get("end_time") is not None
 
@@ -122,24 +126,28 @@ async def reconcile_alerts(
     session: AsyncSession, devices: Sequence[DeviceAlerts]
 ) -> ReconciledAlerts:
     """Reconcile the devices' fix-derived alerts in their replays' scopes: new ones are
-    inserted, changed ones updated in place (id and acknowledgement kept), stored ones the
+    inserted, changed ones updated in place (id and acknowledgement kept), one whose
+    episode now starts elsewhere moved there in place (``_moved_alerts``), stored ones the
     replay no longer produces deleted. Returns the new ones with the events
     ``alert.created`` and ``alert.ended``. Idempotent: the same replay again changes
     nothing and derives no new event."""
     alerts = AlertRepository(session)
     existing = await alerts.list_in_scopes([d.scope() for d in devices if d.rule_ids])
     by_key = {(a.device_id, a.rule_id, a.occurred_at): a for a in existing}
-    wanted: dict[tuple[uuid.UUID, uuid.UUID, datetime], tuple[DeviceAlerts, FixAlert]] = {
+    wanted: dict[_AlertKey, tuple[DeviceAlerts, FixAlert]] = {
         (device.device_id, out.rule_id, out.occurred_at): (device, out)
         for device in devices
         for out in device.alerts
     }
-    await alerts.delete_ids(a.id for key, a in by_key.items() if key not in wanted)
+    gone = [alert for key, alert in by_key.items() if key not in wanted]
+    moved = _moved_alerts(gone, wanted, by_key.keys())
+    kept = {alert.id for alert in moved.values()}
+    await alerts.delete_ids(alert.id for alert in gone if alert.id not in kept)
     names = {device.device_id: device.vehicle_name for device in devices}
     reconciled = ReconciledAlerts()
     new_rows = []
     for key, (device, out) in wanted.items():
-        alert = by_key.get(key)
+        alert = by_key.get(key) or moved.get(key)
         if alert is None:
             new_rows.append(
                 {
@@ -153,9 +161,19 @@ async def reconcile_alerts(
                     "details": out.details,
                 }
             )
-        elif (alert.details, alert.lat, alert.lon) != (out.details, out.lat, out.lon):
+        elif (alert.occurred_at, alert.details, alert.lat, alert.lon) != (
+            out.occurred_at,
+            out.details,
+            out.lat,
+            out.lon,
+        ):
             now_ended = _ends(out.details) and not _ends(alert.details)
-            values = {"details": out.details, "lat": out.lat, "lon": out.lon}
+            values = {
+                "occurred_at": out.occurred_at,
+                "details": out.details,
+                "lat": out.lat,
+                "lon": out.lon,
+            }
             await alerts.update(alert.id, values)
             for attribute, value in values.items():
                 set_committed_value(alert, attribute, value)
@@ -168,6 +186,43 @@ async def reconcile_alerts(
         if _ends(alert.details):
             reconciled.events.append(webhook_events.alert_ended(alert, name))
     return reconciled
+
+
+def _moved_alerts(
+    gone: Sequence[Alert],
+    wanted: Mapping[_AlertKey, tuple[DeviceAlerts, FixAlert]],
+    stored: Collection[_AlertKey],
+) -> dict[_AlertKey, Alert]:
+    """Stored alerts the replay no longer produces under their key but as a new alert of the
+    same episode (late fixes moved its start), by their new key. Such an alert is moved, not
+    replaced, so the alert the owner was told of (``alert.created``, perhaps acknowledged)
+    stays the episode's one. Its episode is the replay's alert of the same rule and device
+    whose span overlaps it, the latest one starting before it, else the first after; when
+    that one is stored already, the two episodes merged and the gone one is deleted."""
+    moved: dict[_AlertKey, Alert] = {}
+    for alert in sorted(gone, key=lambda a: a.occurred_at):
+        span = _span(alert.occurred_at, alert.details)
+        overlapping = sorted(
+            key
+            for key, (_, out) in wanted.items()
+            if key[:2] == (alert.device_id, alert.rule_id)
+            and _overlap(span, _span(out.occurred_at, out.details))
+        )
+        before = [key for key in overlapping if key[2] < alert.occurred_at]
+        owner = before[-1] if before else overlapping[0] if overlapping else None
+        if owner is not None and owner not in stored and owner not in moved:
+            moved[owner] = alert
+    return moved
+
+
+def _span(occurred_at: datetime, details: Mapping[str, Any] | None) -> tuple[datetime, datetime]:
+    """An alert's episode, open-ended while it lasts (and for alerts with no ``end_time``)."""
+    end = details.get("end_time") if details else None
+    return occurred_at, datetime.fromisoformat(end) if end else datetime.max.replace(tzinfo=UTC)
+
+
+def _overlap(a: tuple[datetime, datetime], b: tuple[datetime, datetime]) -> bool:
+    return a[0] < b[1] and b[0] < a[1]
 
 
 async def end_open_alerts(
