@@ -66,9 +66,11 @@ def drives(draw: st.DrawFn) -> list[Fix]:
         speed_mps = draw(st.sampled_from([3.0, 12.0, 25.0]))
         ignition = draw(st.booleans())
         if kind == "gap":
-            t += draw(st.sampled_from([1800.0, 4000.0, 9000.0]))
-            east += draw(st.floats(-20_000, 20_000))
-            north += draw(st.floats(-20_000, 20_000))
+            # Silences short and long; back near where it was (a tracker that slept) or far.
+            t += draw(st.sampled_from([200.0, 600.0, 1800.0, 4000.0, 9000.0]))
+            reach = draw(st.sampled_from([50.0, 150.0, 20_000.0]))
+            east += draw(st.floats(-reach, reach))
+            north += draw(st.floats(-reach, reach))
             steps = 1
         for _ in range(steps):
             t += interval
