@@ -318,6 +318,19 @@ class TestObservability:
         assert "secret-key-in-path" not in gateway.log.read_text()
         assert "secret-key-encoded" not in gateway.log.read_text()
 
+    def test_access_log_skips_the_sso_callbacks_code(self, gateway: Gateway) -> None:
+        # The identity provider's one-time code and state ride in the callback's query.
+        callback = get(f"{gateway.url}/admin/login/sso/callback?code=one-time-code&state=s1")
+        get(f"{gateway.url}/admin/v1/access-log-marker")
+
+        wait_until(
+            lambda: "/admin/v1/access-log-marker" in gateway.log.read_text(),
+            timeout=10,
+            what="access log line",
+        )
+        assert callback.json()["backend"] == "admin"
+        assert "one-time-code" not in gateway.log.read_text()
+
     def test_metrics_entry_point_serves_router_metrics(self, gateway: Gateway) -> None:
         get(f"{gateway.url}/admin/health")
 
