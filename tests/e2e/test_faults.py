@@ -287,11 +287,27 @@ def batch_claimed(client: httpx.Client, api_key: str, batch_id: str) -> bool:
 
 def kill_group(stack: Stack, name: str) -> None:
     """SIGKILL the component's whole process group (a worker's prefork children too) and
-    wait until it is gone."""
+    wait until every process of it is gone: a child still exiting holds the ports it
+    inherited (the worker's metrics port), and the restart would find them taken."""
     record = stack.processes.running(name)
     assert record is not None, f"{name} is not running"
     os.killpg(record.pid, signal.SIGKILL)
-    eventually(lambda: stack.processes.running(name) is None, 10, f"{name} gone after SIGKILL")
+    eventually(lambda: not group_alive(record.pid), 10, f"{name}'s processes gone after SIGKILL")
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether a process of the group runs yet (a zombie has closed its files: not counted)."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
+            state, _ppid, pgrp = (proc / "stat").read_text().rsplit(")", 1)[1].split()[:3]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if int(pgrp) == pgid and state != "Z":
+            return True
+    return False
 
 
 class TestFaults:
