@@ -54,12 +54,14 @@ RULES = [
 
 @st.composite
 def drives(draw: st.DrawFn) -> list[Fix]:
-    """Parking with drift, driving at varying speed and heading, gaps; ignition and battery."""
+    """Parking with drift, driving at varying speed and heading, gaps, GPS outliers and
+    relocations (one fix, or all from there on, tens of kilometres away); ignition and
+    battery."""
     t, east, north = 0.0, 0.0, 0.0
     battery = 60.0
     fixes: list[Fix] = []
     for _ in range(draw(st.integers(1, 6))):
-        kind = draw(st.sampled_from(["park", "drive", "gap"]))
+        kind = draw(st.sampled_from(["park", "drive", "gap", "jump"]))
         steps = draw(st.integers(1, 40))
         interval = draw(st.sampled_from([5, 10, 30]))
         heading = draw(st.floats(0, 2 * math.pi))
@@ -72,6 +74,13 @@ def drives(draw: st.DrawFn) -> list[Fix]:
             east += draw(st.floats(-reach, reach))
             north += draw(st.floats(-reach, reach))
             steps = 1
+        if kind == "jump":
+            t += interval
+            far = draw(st.sampled_from([30_000.0, 300_000.0]))
+            fixes.append(at(t, east + far, north, accuracy=5.0, battery=battery))
+            if draw(st.booleans()):  # the vehicle is there from now on
+                east += far
+            continue
         for _ in range(steps):
             t += interval
             if kind == "drive":

@@ -100,14 +100,22 @@ def replay(
     last: Fix | None = None
     speeds: list[float] = []
     for fix in fixes:
+        last = fix  # the latest position, an outlier too: history shows it as sent
         speed = machine.feed(fix)
+        if speed is None:  # kept aside as an outlier: no rule sees it
+            continue
         speeds.append(speed)
         engine.feed(fix, speed, None if machine.moving else machine.stop)
-        last = fix
         if machine.checkpoint_due:
             checkpoints.append((fix.t, Snapshot(machine.to_json(), engine.snapshot(), fix.t)))
     if last is None:
         return None
+    if not speeds:
+        # Every fix an outlier: no rule saw one, so no alert is reproduced; own none (an open
+        # episode is re-emitted by each fix a rule sees, and would be deleted unseen).
+        scope = Scope(
+            scope.trips_from, scope.stops_from, last.t, frozenset(), scope.checkpoints_after
+        )
     trips = [s for s in machine.segments if isinstance(s, TripSegment)]
     stops = [s for s in machine.segments if isinstance(s, StopSegment)]
     final = Snapshot(machine.to_json(), engine.snapshot(), last.t)

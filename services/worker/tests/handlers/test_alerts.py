@@ -13,7 +13,8 @@ from milepost_common.domain.alert_rules.models import AlertRule
 from milepost_common.domain.alerts.models import Alert, AlertType
 from milepost_common.domain.devices.models import DeviceState
 from milepost_common.domain.geofences.models import Geofence
-from milepost_common.domain.trips.models import Stop
+from milepost_common.domain.positions import service as position_service
+from milepost_common.domain.trips.models import Stop, Trip
 from milepost_common.testing.factories import make_device, make_organization
 from milepost_worker.handlers.ingest_batches import process_batch
 from milepost_worker.handlers.maintenance import detect_offline
@@ -146,6 +147,28 @@ class TestEveryAlertType:
             (stops[1].start_time, stops[1].lat, stops[1].lon),
             (from_micros(second[30].t), stops[2].lat, stops[2].lon),
         ]
+
+    async def test_a_gps_outlier_makes_no_trip_and_no_alert(
+        self, ctx: WorkerContext, session: AsyncSession
+    ) -> None:
+        # Parked; one fix 300 km away 10 s later with no speed reported; parked again. The
+        # outlier made a 20 s trip of 600 km at 107,984 km/h and an overspeed alert saying so.
+        org = await make_organization(session, default_speed_limit_kmh=80.0)
+        device = await make_device(session, org)
+        session.add(AlertRule(org_id=org.id, name="fast", type=AlertType.OVERSPEED, params={}))
+        t0 = base_time_s()
+        fixes = [at(10 * i, 0, t0_s=t0) for i in range(30)]
+        fixes += [at(300, 300_000.0, t0_s=t0)]
+        fixes += [at(310 + 10 * i, 0, t0_s=t0) for i in range(30)]
+        batch = await write_batch(session, device, fixes)
+        await session.commit()
+        await process_batch(ctx, batch.id)
+
+        trips = (await session.scalars(select(Trip).where(col(Trip.device_id) == device.id))).all()
+        assert ([t.distance_m for t in trips], await stored(session, device.id)) == ([], {})
+        # The outlier stays in the position history, as sent.
+        history = await position_service.list_fixes_after(session, device.id, org.id, None, None)
+        assert len(history) == len(fixes)
 
     async def test_offline_once_per_silence(
         self, ctx: WorkerContext, session: AsyncSession

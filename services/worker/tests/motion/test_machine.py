@@ -148,6 +148,31 @@ class TestGap:
         assert stop.start_t == 7300 * S
 
 
+class TestJump:
+    def test_one_fix_far_away_is_kept_aside(self) -> None:
+        # Parked; one fix 300 km east 10 s later (a GPS outlier); parked again where it was.
+        fixes = [*parked(0, 300), at(310, 300_000.0), *parked(320, 900)]
+        machine = run(fixes)
+        assert kinds(machine) == ["stop"]
+        (stop,) = machine.segments
+        assert (stop.start_t, stop.end_t) == (0, 900 * S)
+
+    def test_two_fixes_that_agree_move_the_device_there(self) -> None:
+        # The first fix was the wrong one (a cold start 50 km off): the next two agree.
+        fixes = [at(0, 50_000.0), *parked(10, 600)]
+        machine = run(fixes)
+        assert kinds(machine) == ["stop", "stop"]
+        wrong, right = machine.segments
+        assert (wrong.start_t, wrong.end_t, wrong.closed) == (0, 0, True)
+        assert (right.start_t, right.end_t, right.closed) == (0, 600 * S, False)
+        assert (right.lat, right.lon) == pytest.approx(latlon(0.0))
+
+    def test_a_fast_drive_below_the_limit_is_a_trip(self) -> None:
+        # 300 km/h (a train, an autobahn): implausible only above max_speed (400 km/h).
+        fixes = parked(0, 300) + drive(310, 30, 830.0, 830.0) + parked(620, 1000, 24_900.0)
+        assert kinds(run(fixes)) == ["stop", "trip", "stop"]
+
+
 class TestSeveralTripsAndStops:
     def test_drive_of_several_trips_and_stops(self) -> None:
         fixes = (
@@ -196,7 +221,11 @@ class TestProperties:
             assert prev.end_t == cur.start_t
         assert not segments[-1].closed or isinstance(segments[-1], TripSegment)
         assert all(s.end_t >= s.start_t for s in segments)
-        assert max(s.end_t for s in segments) == fixes[-1].t
+        # Up to the last fix, unless it is kept aside as an outlier (only ever the last one).
+        if machine.jump is None:
+            assert max(s.end_t for s in segments) == fixes[-1].t
+        else:
+            assert machine.jump[0] == fixes[-1].t > max(s.end_t for s in segments)
 
     @given(wandering_fixes())
     def test_trip_distance_is_at_least_the_straight_line(self, fixes: list[Fix]) -> None:

@@ -243,6 +243,7 @@ def _params(device: Device, org: Organization) -> MotionParams:
         min_distance_m=device.trip_min_distance_m or org.trip_min_distance_m,
         min_duration_s=float(device.trip_min_duration_s or org.trip_min_duration_s),
         stop_gap_s=float(device.trip_stop_gap_s or org.trip_stop_gap_s),
+        max_speed_kmh=org.max_speed_kmh,
     )
 
 

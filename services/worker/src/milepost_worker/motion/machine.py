@@ -15,6 +15,12 @@ Rules (D = ``min_distance``, T = ``min_duration``, v = D / T; L = the previous f
   ends and a stop starts at W; P becomes the anchor.
 * Gap: P more than ``stop_gap`` after L, >= D from L and L->P faster than v on average: an open
   trip ends at L (an open stop ends at L), a trip runs L->P, and the device is stopped at P.
+* Jump: P >= D from L and reached from L faster than ``max_speed`` (the organization's
+  implausible speed) is a GPS outlier: kept aside, not fed. The next fix decides: reached
+  plausibly from L, the outlier is dropped; reached plausibly from the outlier and not from L,
+  the two agree (L was the outlier, or the tracker was moved): an open trip ends at L (an open
+  stop ends at L) and a stop at the kept fix begins there (when the track was lost), with no
+  trip between; neither, the next fix is kept aside instead.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ class MotionParams:
     min_distance_m: float = 200.0
     min_duration_s: float = 180.0
     stop_gap_s: float = 3600.0
+    max_speed_kmh: float = 400.0
 
     @property
     def min_speed_mps(self) -> float:
@@ -126,6 +133,7 @@ class MotionMachine:
     __slots__ = (
         "anchor",
         "checkpoint_due",
+        "jump",
         "moving",
         "params",
         "segments",
@@ -146,6 +154,8 @@ class MotionMachine:
         self.segments: list[TripSegment | StopSegment] = []
         # Set when a stop was just settled (its anchor fixed): the caller takes a checkpoint.
         self.checkpoint_due = False
+        # [t, lat, lon, speed] of a fix kept aside as an outlier (see "Jump"), until the next.
+        self.jump: list[Any] | None = None
 
     # -- persistence -------------------------------------------------------------------------
 
@@ -156,6 +166,7 @@ class MotionMachine:
             "window": [list(w) for w in self.window],
             "trip": self.trip.to_json() if self.trip else None,
             "stop": self.stop.to_json() if self.stop else None,
+            "jump": self.jump,
         }
 
     @classmethod
@@ -169,6 +180,8 @@ class MotionMachine:
         machine.window = [[int(w[0]), *w[1:]] for w in raw["window"]]
         machine.trip = TripSegment.from_json(raw["trip"]) if raw.get("trip") else None
         machine.stop = StopSegment.from_json(raw["stop"]) if raw.get("stop") else None
+        jump = raw.get("jump")
+        machine.jump = [int(jump[0]), *jump[1:]] if jump else None
         open_segment = machine.trip if machine.moving else machine.stop
         if open_segment is not None:
             machine.segments.append(open_segment)
@@ -189,8 +202,9 @@ class MotionMachine:
 
     # -- the rule ----------------------------------------------------------------------------
 
-    def feed(self, fix: Fix) -> float:
-        """Advance by one fix (strictly newer than the last); returns its speed in km/h.
+    def feed(self, fix: Fix) -> float | None:
+        """Advance by one fix (strictly newer than the last); returns its speed in km/h, or
+        None for a fix kept aside as an outlier (see "Jump": nothing else may use it).
 
         The speed is the reported one, else that of the leg from the previous fix.
         """
@@ -204,6 +218,14 @@ class MotionMachine:
 
         p = self.params
         last = self.window[-1]
+        if self._implausible(last, fix):
+            jump = self.jump
+            self.jump = [fix.t, fix.lat, fix.lon, fix.speed or 0.0]
+            if jump is None or self._implausible(jump, fix):
+                return None
+            self._relocate_to(jump)
+            last = self.window[-1]
+        self.jump = None
         dt_s = (fix.t - last[_T]) / MICROS
         leg_m = haversine_m(last[_LAT], last[_LON], fix.lat, fix.lon)
         speed = fix.speed if fix.speed is not None else (leg_m / dt_s * 3.6 if dt_s > 0 else 0.0)
@@ -215,6 +237,28 @@ class MotionMachine:
         else:
             self._stopped(fix, speed)
         return speed
+
+    def _implausible(self, origin: list[Any], fix: Fix) -> bool:
+        """``fix`` is >= D from ``origin`` and reached from it faster than ``max_speed``."""
+        p = self.params
+        leg_m = haversine_m(origin[_LAT], origin[_LON], fix.lat, fix.lon)
+        dt_s = (fix.t - origin[_T]) / MICROS
+        return leg_m >= p.min_distance_m and leg_m * 3.6 > p.max_speed_kmh * dt_s
+
+    def _relocate_to(self, jump: list[Any]) -> None:
+        """The fix kept aside and the one after it agree: the device is there. An open trip or
+        stop ends at the last fix fed, where a stop at ``jump`` begins (no trip between: how
+        it got there is unknown); the anchor is ``jump``."""
+        last = self.window[-1]
+        if self.moving:
+            self._close_trip_at(last)
+        elif self.stop is not None:
+            self.stop.end_t = last[_T]
+            self.stop.closed = True
+        t, lat, lon, speed = jump
+        self._settle_at(Fix(t=t, lat=lat, lon=lon), speed)
+        self.stop = StopSegment(last[_T], lat, lon, t)
+        self.segments.append(self.stop)
 
     def _settle_at(self, fix: Fix, speed: float) -> None:
         """Stopped, anchored at ``fix``: the window restarts there; a checkpoint is due."""

@@ -55,7 +55,14 @@ class OrganizationSettings(BaseModel):
     max_devices: int | None = Field(None, ge=0)
     ingest_rate_limit: Rate = None
     api_rate_limit: Rate = None
-    max_speed_kmh: float | None = Field(None, gt=0, le=2000)
+    max_speed_kmh: float | None = Field(
+        None,
+        gt=0,
+        le=2000,
+        description="Faster is implausible (400 by default): ingest rejects a fix reporting a"
+        " faster speed, and trips, stops and alerts leave out a fix reached faster from the"
+        " one before (a GPS outlier) unless the next fix agrees with it.",
+    )
     max_clock_skew_s: int | None = Field(None, ge=0, le=86_400)
 
 
