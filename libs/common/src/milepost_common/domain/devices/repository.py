@@ -85,8 +85,25 @@ class DeviceRepository:
         )
         return [(device, org) for device, org in await self.session.execute(query)]
 
-    async def get_for_org(self, org_id: uuid.UUID, device_id: uuid.UUID) -> Device | None:
+    async def get_for_org(
+        self, org_id: uuid.UUID, device_id: uuid.UUID, *, lock: bool = False
+    ) -> Device | None:
+        """The organization's device; with ``lock``, read afresh and locked (``FOR NO KEY
+        UPDATE``) until the transaction ends, and missing once a transfer has moved it."""
         query = select(Device).where(Device.id == device_id, Device.org_id == org_id)
+        if lock:
+            query = query.with_for_update(key_share=True).execution_options(populate_existing=True)
+        return (await self.session.scalars(query)).first()
+
+    async def relock(self, device: Device) -> Device | None:
+        """The device read afresh (its organization may have changed since it was read) and
+        locked (``FOR NO KEY UPDATE``) until the transaction ends; None once deleted."""
+        query = (
+            select(Device)
+            .where(Device.id == device.id)
+            .with_for_update(key_share=True)
+            .execution_options(populate_existing=True)
+        )
         return (await self.session.scalars(query)).first()
 
     async def owned_ids(

@@ -171,8 +171,12 @@ async def register_device(
 async def update_device(
     session: AsyncSession, actor: Principal, device_id: uuid.UUID, data: VehicleUpdate
 ) -> Device:
-    """Change the fields sent. Raises DeviceNotFound. Audited when something changed."""
-    device = await get_device(session, actor, device_id)
+    """Change the fields sent. Raises DeviceNotFound (also once a transfer moved it away
+    meanwhile: the row is locked, so the change lands before a transfer or not at all).
+    Audited when something changed."""
+    device = await DeviceRepository(session).get_for_org(actor.require_org(), device_id, lock=True)
+    if device is None:
+        raise DeviceNotFound()
     sent = data.model_dump(exclude_unset=True)
     if "name" in sent and sent["name"] is None:
         del sent["name"]
@@ -226,8 +230,12 @@ async def update_device_for_operator(
     session: AsyncSession, actor: Principal, device: Device, data: DeviceUpdate
 ) -> Device:
     """For operators: change the fields sent (``name: null`` is ignored; ``null`` clears
-    plate and speed limit). Audited (``devices.update``, under the device's organization)
-    when something changed."""
+    plate and speed limit). Audited (``devices.update``, under the device's organization
+    as it is now) when something changed. Raises DeviceNotFound once deleted meanwhile."""
+    locked = await DeviceRepository(session).relock(device)
+    if locked is None:
+        raise DeviceNotFound("Device not found.")
+    device = locked
     sent = data.model_dump(exclude_unset=True)
     if sent.get("name", "") is None:
         del sent["name"]

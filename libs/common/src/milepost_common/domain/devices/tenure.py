@@ -18,6 +18,7 @@ from milepost_common.domain.devices.errors import (
     DeviceDeletionNotConfirmed,
     DeviceHoldsOtherHistory,
     DeviceLimitReached,
+    DeviceNotFound,
 )
 from milepost_common.domain.devices.models import Device
 from milepost_common.domain.devices.repository import DeviceRepository
@@ -37,7 +38,8 @@ async def transfer_device(
     session: AsyncSession, actor: Principal, device: Device, target: Organization
 ) -> Device:
     """Move a device to ``target`` for the data it sends from now on; what is stored stays
-    with the old organization. Raises OrganizationSuspended or DeviceLimitReached (409).
+    with the old organization. Raises OrganizationSuspended or DeviceLimitReached (409), or
+    DeviceNotFound once deleted meanwhile.
 
     The old tenure ends here: its open trip, stop and alert episodes end at its last
     processed fix (the old organization's webhooks get ``trip.ended`` with ``reason:
@@ -48,18 +50,26 @@ async def transfer_device(
     organization. Audited under the old organization."""
     if device.org_id == target.id:
         return device
+    devices = DeviceRepository(session)
+    # Both read afresh under their locks: the target may have been suspended, and the device
+    # moved by another transfer, since the caller read them.
+    await devices.relock_org(target)
     if target.suspended_at is not None:
         raise OrganizationSuspended("The receiving organization is suspended.")
-    devices = DeviceRepository(session)
-    await devices.relock_org(target)
+    # The worker's per-device lock: no batch of the old tenure is half-way through meanwhile.
+    state = (await device_state.lock_device_states(session, {device.id: device.org_id}))[device.id]
+    locked = await devices.relock(device)
+    if locked is None:
+        raise DeviceNotFound("Device not found.")
+    device = locked
+    if device.org_id == target.id:
+        return device
     if target.max_devices is not None and await devices.count_for_org(target.id) >= (
         target.max_devices
     ):
         raise DeviceLimitReached()
     source = device.org_id
     now = datetime.now(UTC)
-    # The worker's per-device lock: no batch of the old tenure is half-way through meanwhile.
-    state = (await device_state.lock_device_states(session, {device.id: source}))[device.id]
     last_fix = await position_service.last_fix_time(session, device.id)
     ended = await trip_service.close_open_segments(session, device.id, source, state.last_fix_time)
     alerts = (
