@@ -386,8 +386,14 @@ async def acknowledge_alert(
     session: AsyncSession, actor: Principal, alert_id: uuid.UUID
 ) -> AlertRead:
     """Record who acknowledged the alert and when; idempotent (the first acknowledgement
-    stays). Raises AlertNotFound. Audited."""
-    alert = await get_alert(session, actor, alert_id)
+    stays). Raises AlertNotFound (also when the worker's recomputation dropped it
+    meanwhile). Audited."""
+    # Locked: of two at once, the second sees the first's acknowledgement.
+    alert = await AlertRepository(session).get_for_org(
+        actor.require_org(), alert_id, for_update=True
+    )
+    if alert is None:
+        raise AlertNotFound()
     if alert.acknowledged_at is None:
         alert.acknowledged_at = datetime.now(UTC)
         alert.acknowledged_by = actor.id

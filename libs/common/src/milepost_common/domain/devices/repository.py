@@ -326,8 +326,12 @@ class TimelineRepository(Generic[ModelT]):
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def get_for_org(self, org_id: uuid.UUID, row_id: uuid.UUID) -> ModelT | None:
-        return await find_by_id(self.session, self.model, row_id, org_id=org_id)
+    async def get_for_org(
+        self, org_id: uuid.UUID, row_id: uuid.UUID, *, for_update: bool = False
+    ) -> ModelT | None:
+        return await find_by_id(
+            self.session, self.model, row_id, org_id=org_id, for_update=for_update
+        )
 
     async def device_of(self, row: ModelT) -> Device | None:
         """The row's device, whichever organization holds it now."""

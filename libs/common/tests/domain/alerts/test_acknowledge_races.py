@@ -1,0 +1,118 @@
+"""Acknowledging an alert while someone else acknowledges it, or while the worker's
+recomputation drops it: the first acknowledgement stays, and a dropped alert is 404."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from milepost_common.db import Database, create_database, unit_of_work
+from milepost_common.domain.alerts import service as alert_service
+from milepost_common.domain.alerts.errors import AlertNotFound
+from milepost_common.domain.alerts.models import Alert
+from milepost_common.domain.principals import Principal
+from milepost_common.domain.users.models import OrgRole
+from milepost_common.settings import CommonSettings
+from milepost_common.testing.factories import (
+    make_alert,
+    make_device,
+    make_organization,
+    make_user,
+    principal_for,
+)
+
+
+@pytest.fixture
+async def db(
+    committed_database: str, settings_factory: Callable[..., Any]
+) -> AsyncIterator[Database]:
+    database = create_database(settings_factory(CommonSettings, db={"url": committed_database}).db)
+    yield database
+    await database.dispose()
+
+
+async def test_two_acknowledgements_at_once_keep_the_first(db: Database) -> None:
+    # Both read the alert unacknowledged: the second overwrote who acknowledged it and when,
+    # and the audit log had two acknowledgements.
+    async with unit_of_work(db) as session:
+        org = await make_organization(session)
+        device = await make_device(session, org)
+        alert = await make_alert(session, device, datetime.now(UTC) - timedelta(minutes=5))
+        first, second = [
+            principal_for(await make_user(session, org, role=OrgRole.MANAGER)) for _ in range(2)
+        ]
+    release = asyncio.Event()
+
+    async def acknowledge(actor: Principal, hold: asyncio.Event | None) -> uuid.UUID | None:
+        async with unit_of_work(db) as session:
+            read = await alert_service.acknowledge_alert(session, actor, alert.id)
+            if hold is not None:
+                await hold.wait()
+        return read.acknowledged_by
+
+    holding = asyncio.create_task(acknowledge(first, release))
+    await asyncio.sleep(0.3)
+    racing = asyncio.create_task(acknowledge(second, None))
+    await asyncio.sleep(0.3)
+    release.set()
+
+    assert await asyncio.gather(holding, racing) == [first.id, first.id]
+    async with unit_of_work(db) as session:
+        stored = await session.get(Alert, alert.id)
+        assert stored is not None
+        assert stored.acknowledged_by == first.id
+
+
+async def test_an_alert_the_worker_drops_meanwhile_is_not_found(db: Database) -> None:
+    # A late fix made the worker's recomputation drop the alert while it was being
+    # acknowledged: the acknowledgement's update matched no row and answered 500.
+    async with unit_of_work(db) as session:
+        org = await make_organization(session)
+        device = await make_device(session, org)
+        alert = await make_alert(session, device, datetime.now(UTC) - timedelta(minutes=5))
+        manager = principal_for(await make_user(session, org, role=OrgRole.MANAGER))
+    release = asyncio.Event()
+
+    async def drop() -> None:
+        async with unit_of_work(db) as session:
+            stored = await session.get(Alert, alert.id)
+            assert stored is not None
+            await alert_service.reconcile_alerts(
+                session,
+                [
+                    alert_service.DeviceAlerts(
+                        device_id=device.id,
+                        org_id=org.id,
+                        since=None,
+                        vehicle_name=device.name,
+                        rule_ids=[stored.rule_id],
+                        after=None,
+                        open_keys=[],
+                        resumed=False,
+                        alerts=[],
+                    )
+                ],
+            )
+            await release.wait()
+
+    async def acknowledge() -> str:
+        async with unit_of_work(db) as session:
+            try:
+                await alert_service.acknowledge_alert(session, manager, alert.id)
+            except AlertNotFound:
+                return "not_found"
+        return "acknowledged"
+
+    dropping = asyncio.create_task(drop())
+    await asyncio.sleep(0.3)
+    acknowledging = asyncio.create_task(acknowledge())
+    await asyncio.sleep(0.3)
+    release.set()
+    await dropping
+
+    assert await acknowledging == "not_found"
