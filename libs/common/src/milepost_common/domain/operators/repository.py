@@ -37,6 +37,18 @@ class OperatorRepository:
         query = searched(query, filters.q, filters.is_active)
         return await UserRepository(self.session).page(query, filters)
 
+    async def lock_accounts(self, user_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, User]:
+        """These accounts read afresh and locked (``FOR NO KEY UPDATE``, in id order: no
+        deadlock between two lockers of the same pair) until the transaction ends."""
+        query = (
+            select(User)
+            .where(col(User.id).in_(sorted(user_ids)))
+            .order_by(col(User.id))
+            .with_for_update(key_share=True)
+            .execution_options(populate_existing=True)
+        )
+        return {user.id: user for user in await self.session.scalars(query)}
+
     async def labels(
         self, model: type[SQLModel], label: str, ids: Collection[uuid.UUID]
     ) -> list[tuple[uuid.UUID, str]]:

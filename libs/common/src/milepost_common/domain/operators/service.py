@@ -25,6 +25,7 @@ from milepost_common.domain.principals import Principal
 from milepost_common.domain.users import service as user_service
 from milepost_common.domain.users.models import PlatformRole, User
 from milepost_common.domain.users.repository import UserRepository
+from milepost_common.errors import Forbidden
 
 
 async def create_operator(
@@ -92,11 +93,27 @@ def _not_self(actor: Principal, operator: User) -> None:
         raise OwnAccount()
 
 
+async def _lock_with_actor(session: AsyncSession, actor: Principal, operator: User) -> None:
+    """Lock the operator's and the actor's rows, then check that the actor is still an active
+    superadmin. Its role was checked when the request was authorized, before the locks: two
+    superadmins demoting or deactivating each other at once would both pass, leaving nobody
+    to manage operators. Raises Forbidden for the second."""
+    if actor.id is None:  # the platform itself (bootstrap, command line)
+        return
+    acting = (await OperatorRepository(session).lock_accounts({actor.id, operator.id})).get(
+        actor.id
+    )
+    if acting is None or not acting.is_active or acting.platform_role != PlatformRole.SUPERADMIN:
+        raise Forbidden()
+
+
 async def change_operator_role(
     session: AsyncSession, actor: Principal, operator: User, role: PlatformRole
 ) -> User:
-    """Idempotent. Raises OwnAccount (409) for the actor's own account. Audited."""
+    """Idempotent. Raises OwnAccount (409) for the actor's own account, Forbidden when the
+    actor is no longer a superadmin (demoted meanwhile). Audited."""
     _not_self(actor, operator)
+    await _lock_with_actor(session, actor, operator)
     if operator.platform_role == role:
         return operator
     before = operator.platform_role
@@ -119,6 +136,7 @@ async def deactivate_operator(session: AsyncSession, actor: Principal, operator:
     """Idempotent; the operator's tokens and console sessions stop at the next request.
     Raises OwnAccount (409) for the actor's own account. Audited."""
     _not_self(actor, operator)
+    await _lock_with_actor(session, actor, operator)
     return await user_service.set_active(session, actor, operator, False, "operators")
 
 
