@@ -247,7 +247,7 @@ async def _end_uncovered_episodes(
 ) -> None:
     """End the rule's open episodes where it stops applying (``alert_service.end_rule_episodes``)
     and queue their ``alert.ended`` (the webhook sweep sends them)."""
-    events = await alert_service.end_rule_episodes(session, rule.id, covers)
+    events = await alert_service.end_rule_episodes(session, rule, covers)
     await webhook_delivery.create_deliveries(session, events, datetime.now(UTC))
 
 

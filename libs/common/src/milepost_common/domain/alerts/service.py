@@ -240,7 +240,7 @@ async def end_open_alerts(
 
 
 async def end_rule_episodes(
-    session: AsyncSession, rule_id: uuid.UUID, covers: Callable[[uuid.UUID], bool]
+    session: AsyncSession, rule: AlertRule, covers: Callable[[uuid.UUID], bool]
 ) -> list[webhook_events.Event]:
     """End the rule's open episodes on the vehicles it no longer ``covers`` (it was disabled
     or deleted, a vehicle left its list, a geofence rule watches another fence): the worker
@@ -250,21 +250,27 @@ async def end_rule_episodes(
     repository = AlertRepository(session)
     uncovered = {
         alert.device_id: alert.org_id
-        for alert in await repository.open_of_rule(rule_id)
+        for alert in await repository.open_of_rule(rule.id)
         if not covers(alert.device_id)
     }
+    # Every vehicle of the organization the rule no longer covers, not only those with an
+    # episode open now: a batch in flight may be opening one with the rule as it read it,
+    # and waiting for its per-device lock lets the read below see that episode and end it.
+    for device_id in await device_service.org_device_ids(session, rule.org_id):
+        if not covers(device_id):
+            uncovered.setdefault(device_id, rule.org_id)
     if not uncovered:
         return []
     states = await device_state.lock_device_states(session, uncovered)
     events = []
     # Read again under the locks: a batch may have ended or moved an episode meanwhile.
-    for alert in await repository.open_of_rule(rule_id):
+    for alert in await repository.open_of_rule(rule.id):
         if alert.device_id not in states:
             continue
         last_fix = states[alert.device_id].last_fix_time
         _end(alert, max(last_fix, alert.occurred_at) if last_fix else alert.occurred_at)
         session.add(alert)
-        device_state.forget_rule(states[alert.device_id], rule_id)
+        device_state.forget_rule(states[alert.device_id], rule.id)
         device = await device_service.get_any_device(session, alert.device_id)
         name = names.name_of(device, alert.org_id, alert.occurred_at)
         events.append(webhook_events.alert_ended(alert, name))

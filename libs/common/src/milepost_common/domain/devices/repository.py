@@ -115,6 +115,11 @@ class DeviceRepository:
         )
         return set((await self.session.scalars(query)).all())
 
+    async def ids_for_org(self, org_id: uuid.UUID) -> list[uuid.UUID]:
+        """Every device the organization holds."""
+        query = sa_select(col(Device.id)).where(col(Device.org_id) == org_id)
+        return list((await self.session.scalars(query)).all())
+
     async def count_for_org(self, org_id: uuid.UUID) -> int:
         query = select(func.count()).select_from(Device).where(Device.org_id == org_id)
         return int(await self.session.scalar(query) or 0)

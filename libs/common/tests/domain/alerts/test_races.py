@@ -1,5 +1,6 @@
-"""Acknowledging an alert while someone else acknowledges it, or while the worker's
-recomputation drops it: the first acknowledgement stays, and a dropped alert is 404."""
+"""Alerts changed by a request while the worker works on them: an acknowledgement racing
+another or the worker's recomputation dropping the alert (the first acknowledgement stays; a
+dropped alert is 404), and a rule disabled while a batch opens one of its episodes."""
 
 from __future__ import annotations
 
@@ -10,16 +11,21 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlmodel import col, select
 
 from milepost_common.db import Database, create_database, unit_of_work
+from milepost_common.domain.alert_rules import service as alert_rule_service
+from milepost_common.domain.alert_rules.schemas import AlertRuleUpdate
 from milepost_common.domain.alerts import service as alert_service
 from milepost_common.domain.alerts.errors import AlertNotFound
-from milepost_common.domain.alerts.models import Alert
+from milepost_common.domain.alerts.models import Alert, AlertType
+from milepost_common.domain.devices import state as device_state
 from milepost_common.domain.principals import Principal
 from milepost_common.domain.users.models import OrgRole
 from milepost_common.settings import CommonSettings
 from milepost_common.testing.factories import (
     make_alert,
+    make_alert_rule,
     make_device,
     make_organization,
     make_user,
@@ -116,3 +122,59 @@ async def test_an_alert_the_worker_drops_meanwhile_is_not_found(db: Database) ->
     await dropping
 
     assert await acknowledging == "not_found"
+
+
+async def test_a_rule_disabled_while_a_batch_opens_its_episode_ends_that_episode(
+    db: Database,
+) -> None:
+    # The batch (under the device's lock) opened an overspeed episode with the rule as it
+    # read it; the rule was disabled meanwhile, found no open episode committed yet and ended
+    # nothing: the episode stayed open for good (no rule evaluates it again, no alert.ended).
+    async with unit_of_work(db) as session:
+        org = await make_organization(session)
+        device = await make_device(session, org)
+        rule = await make_alert_rule(session, org.id, params={"limit_kmh": 50})
+        manager = principal_for(await make_user(session, org, role=OrgRole.MANAGER))
+    start = datetime.now(UTC) - timedelta(minutes=5)
+    release = asyncio.Event()
+
+    async def process_batch() -> None:
+        async with unit_of_work(db) as session:
+            await device_state.lock_device_states(session, {device.id: org.id})
+            opened = alert_service.FixAlert(
+                rule.id, AlertType.OVERSPEED, start, 52.5, 13.4, {"limit_kmh": 50, "end_time": None}
+            )
+            await alert_service.reconcile_alerts(
+                session,
+                [
+                    alert_service.DeviceAlerts(
+                        device_id=device.id,
+                        org_id=org.id,
+                        since=None,
+                        vehicle_name=device.name,
+                        rule_ids=[rule.id],
+                        after=None,
+                        open_keys=[],
+                        resumed=True,
+                        alerts=[opened],
+                    )
+                ],
+            )
+            await release.wait()
+
+    async def disable_rule() -> None:
+        async with unit_of_work(db) as session:
+            await alert_rule_service.update_alert_rule(
+                session, manager, rule.id, AlertRuleUpdate(enabled=False)
+            )
+
+    processing = asyncio.create_task(process_batch())
+    await asyncio.sleep(0.3)
+    disabling = asyncio.create_task(disable_rule())
+    await asyncio.sleep(0.3)
+    release.set()
+    await asyncio.gather(processing, disabling)
+
+    async with unit_of_work(db) as session:
+        stored = (await session.scalars(select(Alert).where(col(Alert.rule_id) == rule.id))).one()
+    assert stored.details["end_time"] is not None
