@@ -145,3 +145,31 @@ async def test_a_transfer_into_an_organization_suspended_meanwhile_is_refused(
 
         with pytest.raises(OrganizationSuspended):
             await device_tenure.transfer_device(session, SYSTEM, stored, stale_target)
+
+
+async def test_a_transfer_of_a_device_deleted_meanwhile_is_not_found(db: Database) -> None:
+    # The transfer waited for the deletion's per-device lock, then tried to create the
+    # device's state again for a device no longer there: a foreign-key error, a 500.
+    async with unit_of_work(db) as session:
+        source, target = await make_organization(session), await make_organization(session)
+        device = await make_device(session, source)
+    release = asyncio.Event()
+
+    async def delete() -> None:
+        async with unit_of_work(db) as session:
+            stored = await session.get(Device, device.id)
+            assert stored is not None
+            await device_tenure.delete_device(session, SYSTEM, stored)
+            await release.wait()
+
+    deleting = asyncio.create_task(delete())
+    await asyncio.sleep(0.3)
+    transferring = asyncio.create_task(
+        _transfer_and_hold(db, device.id, target.id, asyncio.Event())
+    )
+    await asyncio.sleep(0.3)
+    release.set()
+    await deleting
+
+    with pytest.raises(DeviceNotFound):
+        await transferring

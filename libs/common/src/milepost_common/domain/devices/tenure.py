@@ -52,16 +52,13 @@ async def transfer_device(
         return device
     devices = DeviceRepository(session)
     # Both read afresh under their locks: the target may have been suspended, and the device
-    # moved by another transfer, since the caller read them.
+    # moved by another transfer or deleted, since the caller read them.
     await devices.relock_org(target)
     if target.suspended_at is not None:
         raise OrganizationSuspended("The receiving organization is suspended.")
+    device = await _relock(devices, device)
     # The worker's per-device lock: no batch of the old tenure is half-way through meanwhile.
     state = (await device_state.lock_device_states(session, {device.id: device.org_id}))[device.id]
-    locked = await devices.relock(device)
-    if locked is None:
-        raise DeviceNotFound("Device not found.")
-    device = locked
     if device.org_id == target.id:
         return device
     if target.max_devices is not None and await devices.count_for_org(target.id) >= (
@@ -109,6 +106,16 @@ async def transfer_device(
     return device
 
 
+async def _relock(devices: DeviceRepository, device: Device) -> Device:
+    """The device read afresh and locked, before its state (the per-device lock) in every
+    change of a tenure, so that two of them take the two locks in one order. Raises
+    DeviceNotFound once deleted meanwhile (instead of recreating its state for nothing)."""
+    locked = await devices.relock(device)
+    if locked is None:
+        raise DeviceNotFound("Device not found.")
+    return locked
+
+
 async def holds_other_history(session: AsyncSession, device: Device) -> bool:
     """Whether the device still holds rows of an organization it has left. Only a device
     ever transferred (the append-only audit log says so) can; the others cost one lookup."""
@@ -123,11 +130,13 @@ async def delete_device(
 ) -> None:
     """Delete the device with its history (positions, trips, stops, alerts, state). Raises
     DeviceDeletionNotConfirmed (400) when ``confirm`` is given and is not its unique_id,
+    DeviceNotFound when deleted meanwhile,
     DeviceHoldsOtherHistory (409) while it holds another organization's history (it was
     transferred; deleting would erase that organization's data). Audited
     (``devices.delete``, with what was deleted); the audit log keeps the record."""
     if confirm is not None and confirm != device.unique_id:
         raise DeviceDeletionNotConfirmed()
+    device = await _relock(DeviceRepository(session), device)
     # The worker's per-device lock: no batch of the device is half-way through meanwhile.
     await device_state.lock_device_states(session, {device.id: device.org_id})
     if await holds_other_history(session, device):
