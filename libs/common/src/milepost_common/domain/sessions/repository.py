@@ -22,7 +22,7 @@ class RefreshTokenRepository:
     ) -> RefreshToken | None:
         query = select(RefreshToken).where(RefreshToken.token_hash == token_hash)
         if for_update:
-            query = query.with_for_update()
+            query = query.with_for_update().execution_options(populate_existing=True)
         return (await self.session.scalars(query)).first()
 
     async def revoke_family(self, family_id: uuid.UUID, at: datetime) -> None:

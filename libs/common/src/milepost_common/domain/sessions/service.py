@@ -172,7 +172,14 @@ async def refresh(
     request_id: str | None = None,
 ) -> TokenPair:
     """Rotate a refresh token. Reuse of a rotated one revokes its family and is audited."""
-    token = await RefreshTokenRepository(session).find_by_hash(hash_secret(raw), for_update=True)
+    tokens = RefreshTokenRepository(session)
+    token = await tokens.find_by_hash(hash_secret(raw))
+    if token is not None:
+        # The account first, then the token (the order ``revoke_user_sessions`` takes):
+        # ending every session of the account waits for this refresh, then revokes the token
+        # it mints too.
+        await UserRepository(session).lock_row(token.user_id, share=True)
+        token = await tokens.find_by_hash(hash_secret(raw), for_update=True)
     now = datetime.now(UTC)
     if token is None or token.revoked_at is not None or token.expires_at <= now:
         raise RefreshTokenInvalid()
@@ -213,6 +220,9 @@ async def revoke_user_sessions(session: AsyncSession, user: User) -> None:
     changed or reset): its refresh tokens are revoked, its unused invitation and reset links
     die, and its console sessions are refused from their next request (``sessions_ended_at``)."""
     now = datetime.now(UTC)
+    # Locked first: a refresh in flight (which holds the row shared) commits before the
+    # revocation reads the tokens, so the one it mints is revoked too.
+    await UserRepository(session).lock_row(user.id)
     await RefreshTokenRepository(session).revoke_for_user(user.id, now)
     await OneTimeTokenRepository(session).use_up_unused(user.id, None, now)
     user.sessions_ended_at = now

@@ -41,6 +41,13 @@ class UserRepository:
     async def get(self, user_id: uuid.UUID) -> User | None:
         return await self.session.get(User, user_id)
 
+    async def lock_row(self, user_id: uuid.UUID, *, share: bool = False) -> None:
+        """Lock the account's row until the transaction ends (``FOR SHARE`` when ``share``,
+        else ``FOR NO KEY UPDATE``), leaving any loaded ``User`` and its pending changes as
+        they are."""
+        query = select(col(User.id)).where(col(User.id) == user_id)
+        await self.session.execute(query.with_for_update(read=share, key_share=not share))
+
     async def get_with_organization(
         self, user_id: uuid.UUID
     ) -> tuple[User, Organization | None] | None:

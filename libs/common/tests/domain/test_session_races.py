@@ -1,0 +1,108 @@
+"""A refresh racing what ends every session of the account (a password change or reset, a
+deactivation): the token pair the refresh mints is revoked with the others, not left over."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
+
+from milepost_common.auth import PasswordHasher, Realm, TokenCodec, hash_secret
+from milepost_common.db import Database, create_database, unit_of_work
+from milepost_common.domain.sessions import service as sessions
+from milepost_common.domain.sessions.models import RefreshToken, TokenPurpose
+from milepost_common.domain.users import service as user_service
+from milepost_common.domain.users.models import OrgRole, User
+from milepost_common.settings import AuthSettings, CommonSettings
+from milepost_common.testing.factories import (
+    DEFAULT_PASSWORD,
+    make_organization,
+    make_user,
+    principal_for,
+)
+
+SETTINGS = AuthSettings(
+    jwt_keys={"k": SecretStr("k" * 40)}, argon2_time_cost=1, argon2_memory_kib=64
+)
+CODEC = TokenCodec(SETTINGS, Realm.API)
+HASHER = PasswordHasher(SETTINGS)
+
+EndSessions = Callable[[AsyncSession, User], Awaitable[object]]
+
+
+@pytest.fixture
+async def db(
+    committed_database: str, settings_factory: Callable[..., Any]
+) -> AsyncIterator[Database]:
+    database = create_database(settings_factory(CommonSettings, db={"url": committed_database}).db)
+    yield database
+    await database.dispose()
+
+
+async def _change_password(session: AsyncSession, user: User) -> object:
+    return await user_service.change_own_password(
+        session,
+        principal_for(user),
+        HASHER,
+        current_password=DEFAULT_PASSWORD,
+        new_password="a new password 123",
+    )
+
+
+async def _reset_password(session: AsyncSession, user: User) -> object:
+    raw = await sessions.issue_one_time_token(session, user, TokenPurpose.PASSWORD_RESET)
+    return await sessions.redeem_one_time_token(
+        session, HASHER, raw, TokenPurpose.PASSWORD_RESET, "a new password 123"
+    )
+
+
+async def _deactivate(session: AsyncSession, user: User) -> object:
+    return await user_service.set_active(session, principal_for(user), user, False, "users")
+
+
+@pytest.mark.parametrize("end_sessions", [_change_password, _reset_password, _deactivate])
+async def test_a_refresh_racing_the_end_of_every_session_is_revoked_too(
+    db: Database, end_sessions: EndSessions
+) -> None:
+    # The refresh held its old token while the revocation waited for it, then committed a
+    # new one the revocation's statement could not see: a stolen refresh token refreshed at
+    # that moment kept working after the password had changed.
+    async with unit_of_work(db) as session:
+        org = await make_organization(session)
+        user = await make_user(session, org, role=OrgRole.MANAGER)
+        pair = await sessions.issue_token_pair(session, CODEC, SETTINGS, user, Realm.API)
+    assert pair.refresh_token is not None
+    release = asyncio.Event()
+
+    async def refresh() -> str | None:
+        async with unit_of_work(db) as session:
+            rotated = await sessions.refresh(session, CODEC, SETTINGS, pair.refresh_token or "")
+            await release.wait()
+        return rotated.refresh_token
+
+    async def end() -> None:
+        async with unit_of_work(db) as session:
+            stored = await session.get(User, user.id)
+            assert stored is not None
+            await end_sessions(session, stored)
+
+    refreshing = asyncio.create_task(refresh())
+    await asyncio.sleep(0.3)
+    ending = asyncio.create_task(end())
+    await asyncio.sleep(0.3)
+    release.set()
+    minted, _ = await asyncio.gather(refreshing, ending)
+
+    assert minted is not None
+    async with unit_of_work(db) as session:
+        token = (
+            await session.scalars(
+                select(RefreshToken).where(col(RefreshToken.token_hash) == hash_secret(minted))
+            )
+        ).one()
+    assert token.revoked_at is not None
