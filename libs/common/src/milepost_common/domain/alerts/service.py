@@ -247,18 +247,15 @@ async def end_rule_episodes(
     evaluates a rule only where it applies, so nothing else would ever end them. Each ends
     at its vehicle's last processed fix, under the worker's per-device lock (no batch is
     half-way through meanwhile). Their ``alert.ended`` events, for the caller to deliver."""
+    # A batch in flight may be opening an episode with the rule as it read it: once it has
+    # committed (and with the next ones held off) the read below sees every episode open.
+    await device_state.wait_for_batches(session, rule.org_id)
     repository = AlertRepository(session)
     uncovered = {
         alert.device_id: alert.org_id
         for alert in await repository.open_of_rule(rule.id)
         if not covers(alert.device_id)
     }
-    # Every vehicle of the organization the rule no longer covers, not only those with an
-    # episode open now: a batch in flight may be opening one with the rule as it read it,
-    # and waiting for its per-device lock lets the read below see that episode and end it.
-    for device_id in await device_service.org_device_ids(session, rule.org_id):
-        if not covers(device_id):
-            uncovered.setdefault(device_id, rule.org_id)
     if not uncovered:
         return []
     states = await device_state.lock_device_states(session, uncovered)

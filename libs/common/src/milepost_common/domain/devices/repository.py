@@ -115,11 +115,6 @@ class DeviceRepository:
         )
         return set((await self.session.scalars(query)).all())
 
-    async def ids_for_org(self, org_id: uuid.UUID) -> list[uuid.UUID]:
-        """Every device the organization holds."""
-        query = sa_select(col(Device.id)).where(col(Device.org_id) == org_id)
-        return list((await self.session.scalars(query)).all())
-
     async def count_for_org(self, org_id: uuid.UUID) -> int:
         query = select(func.count()).select_from(Device).where(Device.org_id == org_id)
         return int(await self.session.scalar(query) or 0)
@@ -378,6 +373,16 @@ def _of_an_active_organization() -> ColumnElement[bool]:
     return col(Device.org_id).not_in(suspended)
 
 
+# The first key of the organizations' batch locks (pg_advisory_xact_lock's two-key form): "batc".
+_BATCH_LOCK_SPACE = 0x62617463
+_HOLD_SHARED = text(
+    "SELECT pg_advisory_xact_lock_shared(:space, hashtext(o)) FROM unnest(CAST(:orgs AS text[])) o"
+)
+_HOLD_EXCLUSIVE = text(
+    "SELECT pg_advisory_xact_lock(:space, hashtext(o)) FROM unnest(CAST(:orgs AS text[])) o"
+)
+
+
 class DeviceStateRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -403,11 +408,21 @@ class DeviceStateRepository:
         )
         return {row[0]: row[1] for row in rows}
 
+    async def hold_orgs(self, org_ids: Collection[uuid.UUID], *, exclusive: bool = False) -> None:
+        """Take the organizations' batch locks until the transaction ends (shared: every
+        locker of device states; exclusive: what must wait for them; see
+        ``device_state.wait_for_batches``), in a fixed order."""
+        await self.session.execute(
+            _HOLD_EXCLUSIVE if exclusive else _HOLD_SHARED,
+            {"space": _BATCH_LOCK_SPACE, "orgs": sorted(str(o) for o in org_ids)},
+        )
+
     async def lock(
         self, org_by_device: Mapping[uuid.UUID, uuid.UUID]
     ) -> dict[uuid.UUID, DeviceState]:
-        """Create missing rows, then lock every row (in id order) until the transaction
-        ends."""
+        """Take the organizations' batch locks (shared), create missing rows, then lock every
+        row (in id order) until the transaction ends."""
+        await self.hold_orgs(set(org_by_device.values()))
         await self.session.execute(
             insert(DeviceState)
             .values([{"device_id": d, "org_id": o} for d, o in sorted(org_by_device.items())])

@@ -118,11 +118,6 @@ async def owned_device_ids(
     return await DeviceRepository(session).owned_ids(actor.require_org(), device_ids)
 
 
-async def org_device_ids(session: AsyncSession, org_id: uuid.UUID) -> list[uuid.UUID]:
-    """Every device the organization holds now."""
-    return await DeviceRepository(session).ids_for_org(org_id)
-
-
 async def get_vehicle(session: AsyncSession, actor: Principal, device_id: uuid.UUID) -> VehicleRead:
     """Raises DeviceNotFound when missing or of another organization."""
     device = await get_device(session, actor, device_id)

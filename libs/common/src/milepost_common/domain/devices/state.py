@@ -23,11 +23,20 @@ async def lock_device_states(
     """Create missing rows, then lock every row (in id order) until the transaction ends.
 
     The row lock is the per-device lock: two workers never process one device at once, and
-    the fixed order rules out deadlocks between batches sharing devices.
+    the fixed order rules out deadlocks between batches sharing devices. The organizations'
+    batch locks are taken first, shared (see :func:`wait_for_batches`).
     """
     if not org_by_device:
         return {}
     return await DeviceStateRepository(session).lock(org_by_device)
+
+
+async def wait_for_batches(session: AsyncSession, org_id: uuid.UUID) -> None:
+    """Wait until every batch now processing a device of the organization has committed, and
+    hold off its next ones until this transaction ends: each takes the organization's lock
+    shared before its devices' (``lock_device_states``). A rule's change needs it, since a
+    batch reads the rules once its devices are locked and works with what it read."""
+    await DeviceStateRepository(session).hold_orgs({org_id}, exclusive=True)
 
 
 def record_position(state: DeviceState, fix_time: datetime, values: Mapping[str, Any]) -> bool:
