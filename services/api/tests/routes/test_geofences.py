@@ -75,6 +75,22 @@ class TestGeofences:
         assert response.status_code == 422
         assert error_code(response) == "validation_failed"
 
+    async def test_a_polygon_across_the_antimeridian_is_422_saying_so(
+        self, client: httpx.AsyncClient, team: Team, bearer: Bearer
+    ) -> None:
+        # Read as GeoJSON reads it, the box meant around Fiji's 180th meridian was the band
+        # 359.8 degrees wide between its edges: inside the box was "out", Greenwich "in".
+        def box(west: float, east: float) -> dict[str, Any]:
+            ring = [[west, -17.0], [east, -17.0], [east, -16.0], [west, -16.0], [west, -17.0]]
+            return {"name": "Fiji", "geometry": {"type": "Polygon", "coordinates": [ring]}}
+
+        headers = bearer(team.manager)
+        across = await client.post("/api/v1/geofences", json=box(179.9, -179.9), headers=headers)
+        beside = await client.post("/api/v1/geofences", json=box(179.5, 179.99), headers=headers)
+
+        assert (across.status_code, beside.status_code) == (422, 201)
+        assert "antimeridian" in across.text
+
     async def test_in_use_geofence_cannot_be_deleted(
         self, client: httpx.AsyncClient, team: Team, bearer: Bearer
     ) -> None:

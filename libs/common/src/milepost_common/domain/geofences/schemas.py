@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal, NamedTuple, Self
@@ -49,6 +50,13 @@ class PolygonGeometry(BaseModel):
                 raise ValueError("each ring must be closed: its last position equals its first")
             if len(set(ring)) < 3:
                 raise ValueError("each ring needs at least three distinct positions")
+            # An edge is straight in [lon, lat] (RFC 7946): from 179.9 to -179.9 it runs the
+            # long way round, and the fence is the band between, not the box meant.
+            if any(abs(a[0] - b[0]) > 180 for a, b in itertools.pairwise(ring)):
+                raise ValueError(
+                    "an edge spans more than 180 degrees of longitude: a fence across the"
+                    " antimeridian is two geofences, one on each side of it"
+                )
         return self
 
 
