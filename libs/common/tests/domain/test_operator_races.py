@@ -5,31 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, func, select
 
-from milepost_common.db import Database, create_database, unit_of_work
+from milepost_common.db import Database, unit_of_work
 from milepost_common.domain.operators import service as operator_service
 from milepost_common.domain.principals import Principal
 from milepost_common.domain.users.models import PlatformRole, User
 from milepost_common.errors import AppError
-from milepost_common.settings import CommonSettings
 from milepost_common.testing.factories import make_operator, principal_for
 
 Change = Callable[[AsyncSession, Principal, User], Awaitable[User]]
-
-
-@pytest.fixture
-async def db(
-    committed_database: str, settings_factory: Callable[..., Any]
-) -> AsyncIterator[Database]:
-    database = create_database(settings_factory(CommonSettings, db={"url": committed_database}).db)
-    yield database
-    await database.dispose()
 
 
 async def _demote(session: AsyncSession, actor: Principal, operator: User) -> User:
@@ -40,15 +29,15 @@ async def _demote(session: AsyncSession, actor: Principal, operator: User) -> Us
 
 @pytest.mark.parametrize("change", [_demote, operator_service.deactivate_operator])
 async def test_two_superadmins_changing_each_other_at_once_leave_one(
-    db: Database, change: Change
+    committed_db: Database, change: Change
 ) -> None:
     # Each was still a superadmin when its request was authorized: both changes committed
     # and the platform had no active superadmin left.
-    async with unit_of_work(db) as session:
+    async with unit_of_work(committed_db) as session:
         first, second = [await make_operator(session) for _ in range(2)]
 
     async def act(actor: User, target_id: uuid.UUID, hold: asyncio.Event | None) -> str:
-        async with unit_of_work(db) as session:
+        async with unit_of_work(committed_db) as session:
             target = await session.get(User, target_id)
             assert target is not None
             try:
@@ -67,7 +56,7 @@ async def test_two_superadmins_changing_each_other_at_once_leave_one(
     release.set()
 
     assert await asyncio.gather(holding, racing) == ["done", "forbidden"]
-    async with unit_of_work(db) as session:
+    async with unit_of_work(committed_db) as session:
         left = await session.scalar(
             select(func.count())
             .select_from(User)

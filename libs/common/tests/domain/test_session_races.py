@@ -4,8 +4,7 @@ deactivation): the token pair the refresh mints is revoked with the others, not 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 import pytest
 from pydantic import SecretStr
@@ -13,12 +12,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from milepost_common.auth import PasswordHasher, Realm, TokenCodec, hash_secret
-from milepost_common.db import Database, create_database, unit_of_work
+from milepost_common.db import Database, unit_of_work
 from milepost_common.domain.sessions import service as sessions
 from milepost_common.domain.sessions.models import RefreshToken, TokenPurpose
 from milepost_common.domain.users import service as user_service
 from milepost_common.domain.users.models import OrgRole, User
-from milepost_common.settings import AuthSettings, CommonSettings
+from milepost_common.settings import AuthSettings
 from milepost_common.testing.factories import (
     DEFAULT_PASSWORD,
     make_organization,
@@ -33,15 +32,6 @@ CODEC = TokenCodec(SETTINGS, Realm.API)
 HASHER = PasswordHasher(SETTINGS)
 
 EndSessions = Callable[[AsyncSession, User], Awaitable[object]]
-
-
-@pytest.fixture
-async def db(
-    committed_database: str, settings_factory: Callable[..., Any]
-) -> AsyncIterator[Database]:
-    database = create_database(settings_factory(CommonSettings, db={"url": committed_database}).db)
-    yield database
-    await database.dispose()
 
 
 async def _change_password(session: AsyncSession, user: User) -> object:
@@ -67,12 +57,12 @@ async def _deactivate(session: AsyncSession, user: User) -> object:
 
 @pytest.mark.parametrize("end_sessions", [_change_password, _reset_password, _deactivate])
 async def test_a_refresh_racing_the_end_of_every_session_is_revoked_too(
-    db: Database, end_sessions: EndSessions
+    committed_db: Database, end_sessions: EndSessions
 ) -> None:
     # The refresh held its old token while the revocation waited for it, then committed a
     # new one the revocation's statement could not see: a stolen refresh token refreshed at
     # that moment kept working after the password had changed.
-    async with unit_of_work(db) as session:
+    async with unit_of_work(committed_db) as session:
         org = await make_organization(session)
         user = await make_user(session, org, role=OrgRole.MANAGER)
         pair = await sessions.issue_token_pair(session, CODEC, SETTINGS, user, Realm.API)
@@ -80,13 +70,13 @@ async def test_a_refresh_racing_the_end_of_every_session_is_revoked_too(
     release = asyncio.Event()
 
     async def refresh() -> str | None:
-        async with unit_of_work(db) as session:
+        async with unit_of_work(committed_db) as session:
             rotated = await sessions.refresh(session, CODEC, SETTINGS, pair.refresh_token or "")
             await release.wait()
         return rotated.refresh_token
 
     async def end() -> None:
-        async with unit_of_work(db) as session:
+        async with unit_of_work(committed_db) as session:
             stored = await session.get(User, user.id)
             assert stored is not None
             await end_sessions(session, stored)
@@ -99,7 +89,7 @@ async def test_a_refresh_racing_the_end_of_every_session_is_revoked_too(
     minted, _ = await asyncio.gather(refreshing, ending)
 
     assert minted is not None
-    async with unit_of_work(db) as session:
+    async with unit_of_work(committed_db) as session:
         token = (
             await session.scalars(
                 select(RefreshToken).where(col(RefreshToken.token_hash) == hash_secret(minted))

@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, c
 from sqlalchemy.pool import NullPool
 
 from milepost_common.auth import Realm, TokenCodec
-from milepost_common.db import ENGINE_OPTIONS, Database, fetch_on, session_factory
+from milepost_common.db import ENGINE_OPTIONS, Database, create_database, fetch_on, session_factory
 from milepost_common.migrate import migrate
 from milepost_common.settings import AuthSettings, CommonSettings, Environment
 from milepost_common.testing import services
@@ -167,6 +167,17 @@ async def committed_database(template_database_url: str) -> AsyncIterator[str]:
     url = await clone_database(template_database_url, "milepost_commit")
     yield url
     await drop_database(url)
+
+
+@pytest.fixture
+async def committed_db(
+    committed_database: str, settings_factory: Callable[..., CommonSettings]
+) -> AsyncIterator[Database]:
+    """A ``Database`` on ``committed_database``: sessions of their own, each committing, for
+    tests of what two transactions at once do."""
+    database = create_database(settings_factory(CommonSettings, db={"url": committed_database}).db)
+    yield database
+    await database.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -6,14 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-import pytest
 from sqlmodel import col, select
 
-from milepost_common.db import Database, create_database, unit_of_work
+from milepost_common.db import Database, unit_of_work
 from milepost_common.domain.alert_rules import service as alert_rule_service
 from milepost_common.domain.alert_rules.schemas import AlertRuleUpdate
 from milepost_common.domain.alerts import service as alert_service
@@ -22,7 +19,6 @@ from milepost_common.domain.alerts.models import Alert, AlertType
 from milepost_common.domain.devices import state as device_state
 from milepost_common.domain.principals import Principal
 from milepost_common.domain.users.models import OrgRole
-from milepost_common.settings import CommonSettings
 from milepost_common.testing.factories import (
     make_alert,
     make_alert_rule,
@@ -33,19 +29,10 @@ from milepost_common.testing.factories import (
 )
 
 
-@pytest.fixture
-async def db(
-    committed_database: str, settings_factory: Callable[..., Any]
-) -> AsyncIterator[Database]:
-    database = create_database(settings_factory(CommonSettings, db={"url": committed_database}).db)
-    yield database
-    await database.dispose()
-
-
-async def test_two_acknowledgements_at_once_keep_the_first(db: Database) -> None:
+async def test_two_acknowledgements_at_once_keep_the_first(committed_db: Database) -> None:
     # Both read the alert unacknowledged: the second overwrote who acknowledged it and when,
     # and the audit log had two acknowledgements.
-    async with unit_of_work(db) as session:
+    async with unit_of_work(committed_db) as session:
         org = await make_organization(session)
         device = await make_device(session, org)
         alert = await make_alert(session, device, datetime.now(UTC) - timedelta(minutes=5))
@@ -55,7 +42,7 @@ async def test_two_acknowledgements_at_once_keep_the_first(db: Database) -> None
     release = asyncio.Event()
 
     async def acknowledge(actor: Principal, hold: asyncio.Event | None) -> uuid.UUID | None:
-        async with unit_of_work(db) as session:
+        async with unit_of_work(committed_db) as session:
             read = await alert_service.acknowledge_alert(session, actor, alert.id)
             if hold is not None:
                 await hold.wait()
@@ -68,16 +55,16 @@ async def test_two_acknowledgements_at_once_keep_the_first(db: Database) -> None
     release.set()
 
     assert await asyncio.gather(holding, racing) == [first.id, first.id]
-    async with unit_of_work(db) as session:
+    async with unit_of_work(committed_db) as session:
         stored = await session.get(Alert, alert.id)
         assert stored is not None
         assert stored.acknowledged_by == first.id
 
 
-async def test_an_alert_the_worker_drops_meanwhile_is_not_found(db: Database) -> None:
+async def test_an_alert_the_worker_drops_meanwhile_is_not_found(committed_db: Database) -> None:
     # A late fix made the worker's recomputation drop the alert while it was being
     # acknowledged: the acknowledgement's update matched no row and answered 500.
-    async with unit_of_work(db) as session:
+    async with unit_of_work(committed_db) as session:
         org = await make_organization(session)
         device = await make_device(session, org)
         alert = await make_alert(session, device, datetime.now(UTC) - timedelta(minutes=5))
@@ -85,7 +72,7 @@ async def test_an_alert_the_worker_drops_meanwhile_is_not_found(db: Database) ->
     release = asyncio.Event()
 
     async def drop() -> None:
-        async with unit_of_work(db) as session:
+        async with unit_of_work(committed_db) as session:
             stored = await session.get(Alert, alert.id)
             assert stored is not None
             await alert_service.reconcile_alerts(
@@ -107,7 +94,7 @@ async def test_an_alert_the_worker_drops_meanwhile_is_not_found(db: Database) ->
             await release.wait()
 
     async def acknowledge() -> str:
-        async with unit_of_work(db) as session:
+        async with unit_of_work(committed_db) as session:
             try:
                 await alert_service.acknowledge_alert(session, manager, alert.id)
             except AlertNotFound:
@@ -125,12 +112,12 @@ async def test_an_alert_the_worker_drops_meanwhile_is_not_found(db: Database) ->
 
 
 async def test_a_rule_disabled_while_a_batch_opens_its_episode_ends_that_episode(
-    db: Database,
+    committed_db: Database,
 ) -> None:
     # The batch (under the device's lock) opened an overspeed episode with the rule as it
     # read it; the rule was disabled meanwhile, found no open episode committed yet and ended
     # nothing: the episode stayed open for good (no rule evaluates it again, no alert.ended).
-    async with unit_of_work(db) as session:
+    async with unit_of_work(committed_db) as session:
         org = await make_organization(session)
         device = await make_device(session, org)
         rule = await make_alert_rule(session, org.id, params={"limit_kmh": 50})
@@ -139,7 +126,7 @@ async def test_a_rule_disabled_while_a_batch_opens_its_episode_ends_that_episode
     release = asyncio.Event()
 
     async def process_batch() -> None:
-        async with unit_of_work(db) as session:
+        async with unit_of_work(committed_db) as session:
             await device_state.lock_device_states(session, {device.id: org.id})
             opened = alert_service.FixAlert(
                 rule.id, AlertType.OVERSPEED, start, 52.5, 13.4, {"limit_kmh": 50, "end_time": None}
@@ -163,7 +150,7 @@ async def test_a_rule_disabled_while_a_batch_opens_its_episode_ends_that_episode
             await release.wait()
 
     async def disable_rule() -> None:
-        async with unit_of_work(db) as session:
+        async with unit_of_work(committed_db) as session:
             await alert_rule_service.update_alert_rule(
                 session, manager, rule.id, AlertRuleUpdate(enabled=False)
             )
@@ -175,6 +162,6 @@ async def test_a_rule_disabled_while_a_batch_opens_its_episode_ends_that_episode
     release.set()
     await asyncio.gather(processing, disabling)
 
-    async with unit_of_work(db) as session:
+    async with unit_of_work(committed_db) as session:
         stored = (await session.scalars(select(Alert).where(col(Alert.rule_id) == rule.id))).one()
     assert stored.details["end_time"] is not None
