@@ -127,6 +127,11 @@ class StopSegment:
 _T, _LAT, _LON, _SPEED, _DIST, _VMAX = range(6)
 
 
+def _leg(origin: list[Any], fix: Fix) -> tuple[float, float]:
+    """Seconds and metres from ``origin`` (a window entry, or a fix kept aside) to ``fix``."""
+    return (fix.t - origin[_T]) / MICROS, haversine_m(origin[_LAT], origin[_LON], fix.lat, fix.lon)
+
+
 class MotionMachine:
     """The state of one device; feed fixes in time order, read the segments it opened."""
 
@@ -218,16 +223,16 @@ class MotionMachine:
 
         p = self.params
         last = self.window[-1]
-        if self._implausible(last, fix):
+        dt_s, leg_m = _leg(last, fix)
+        if self._too_fast(dt_s, leg_m):
             jump = self.jump
             self.jump = [fix.t, fix.lat, fix.lon, fix.speed or 0.0]
-            if jump is None or self._implausible(jump, fix):
+            if jump is None or self._too_fast(*_leg(jump, fix)):
                 return None
             self._relocate_to(jump)
             last = self.window[-1]
+            dt_s, leg_m = _leg(last, fix)
         self.jump = None
-        dt_s = (fix.t - last[_T]) / MICROS
-        leg_m = haversine_m(last[_LAT], last[_LON], fix.lat, fix.lon)
         speed = fix.speed if fix.speed is not None else (leg_m / dt_s * 3.6 if dt_s > 0 else 0.0)
 
         if dt_s > p.stop_gap_s and leg_m >= p.min_distance_m and leg_m / dt_s > p.min_speed_mps:
@@ -238,11 +243,9 @@ class MotionMachine:
             self._stopped(fix, speed)
         return speed
 
-    def _implausible(self, origin: list[Any], fix: Fix) -> bool:
-        """``fix`` is >= D from ``origin`` and reached from it faster than ``max_speed``."""
+    def _too_fast(self, dt_s: float, leg_m: float) -> bool:
+        """A leg >= D covered faster than ``max_speed``: implausible (see "Jump")."""
         p = self.params
-        leg_m = haversine_m(origin[_LAT], origin[_LON], fix.lat, fix.lon)
-        dt_s = (fix.t - origin[_T]) / MICROS
         return leg_m >= p.min_distance_m and leg_m * 3.6 > p.max_speed_kmh * dt_s
 
     def _relocate_to(self, jump: list[Any]) -> None:
