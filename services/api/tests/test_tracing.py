@@ -244,6 +244,33 @@ class TestApiSpans:
         server = next(s for s in spans if s.attributes.get("http.response.status_code") == 404)
         assert server.attributes["url.path"] == "[redacted]"
 
+    def test_the_log_names_the_collector_without_its_credentials(
+        self, traced_env: dict[str, str], collector: Collector, tmp_path: Path
+    ) -> None:
+        host = collector.url.removeprefix("http://")
+        env = {
+            **traced_env,
+            "MILEPOST_OTEL__ENDPOINT": f"http://milepost:otel-pass@{host}",
+            "MILEPOST_API__HOST": "127.0.0.1",
+            "MILEPOST_API__PORT": str(_free_port()),
+        }
+        binary = shutil.which("milepost-api")
+        assert binary, "milepost-api is installed with the workspace"
+        log = tmp_path / "api.log"
+        process = _start([binary], env, log)
+        try:
+            deadline = time.monotonic() + 30
+            while "tracing_on" not in log.read_text():
+                assert process.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.1)
+        finally:
+            _stop(process)
+
+        text = log.read_text()
+        assert "otel-pass" not in text
+        assert f'"endpoint":"{collector.url}"' in text
+
 
 class TestWorkerSpans:
     def test_a_prefork_child_traces_the_tasks_it_runs(

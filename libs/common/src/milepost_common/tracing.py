@@ -61,6 +61,14 @@ class _NoRawUrls(SpanProcessor):
         pass
 
 
+def _shown(endpoint: str) -> str:
+    """The endpoint as a log line may name it: no credentials, no query (a collector's token
+    may ride in either)."""
+    parts = urlsplit(endpoint)
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname or ''}{port}{parts.path}"
+
+
 def configure_tracing(settings: CommonSettings, *, service: str) -> bool:
     """Install the tracer provider and the instrumentations once per process when an endpoint
     is configured; True when tracing is on."""
@@ -99,7 +107,7 @@ def configure_tracing(settings: CommonSettings, *, service: str) -> bool:
     RedisInstrumentor().instrument(tracer_provider=_provider)
     HTTPXClientInstrumentor().instrument(tracer_provider=_provider)
     CeleryInstrumentor().instrument(tracer_provider=_provider)  # type: ignore[no-untyped-call]
-    log.info("tracing_on", endpoint=otel.endpoint, sample_ratio=otel.sample_ratio)
+    log.info("tracing_on", endpoint=_shown(otel.endpoint), sample_ratio=otel.sample_ratio)
     return True
 
 
