@@ -447,3 +447,5 @@ class TestRetriesExhausted:
         assert row.attempts == 3
         assert row.last_error is not None
         assert "statement timeout" in row.last_error
+        # Postgres' message, not the statement: the batch's clients read it.
+        assert ("[SQL:" in row.last_error, "device_state" in row.last_error) == (False, False)

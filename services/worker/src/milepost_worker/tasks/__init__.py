@@ -51,6 +51,16 @@ def is_transient(exc: BaseException) -> bool:
     return cause is not None and cause is not exc and is_transient(cause)
 
 
+def failure_text(exc: BaseException) -> str:
+    """Why a task's work failed, as its record keeps it for the owner's clients and operators
+    (a batch's ``last_error``): the error's kind and, from the database, its own message
+    without the statement (SQLAlchemy's text adds the SQL, a schema's insides); the worker's
+    log keeps the traceback."""
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        return f"{type(exc).__name__}: {str(exc.orig).splitlines()[0]}"
+    return f"{type(exc).__name__}: {exc}"
+
+
 def retry_delay_s(retries: int) -> float:
     """Exponential backoff with jitter, capped (always far below the visibility timeout)."""
     w = get_settings().worker

@@ -14,7 +14,7 @@ from milepost_worker.celery_app import celery_app
 from milepost_worker.handlers import ingest_batches
 from milepost_worker.runtime import get_runtime
 from milepost_worker.settings import get_settings
-from milepost_worker.tasks import is_transient, log, observed, retry_delay_s, send
+from milepost_worker.tasks import failure_text, is_transient, log, observed, retry_delay_s, send
 
 
 @celery_app.task(name=names.INGEST_BATCHES_PROCESS, bind=True, max_retries=None)
@@ -31,7 +31,7 @@ def process(self: Task[Any, Any], batch_id: str) -> None:
         except Retry:
             raise
         except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"
+            error = failure_text(exc)
             retries = self.request.retries
             if is_transient(exc) and retries < settings.worker.batch_max_retries:
                 delay = retry_delay_s(retries)
