@@ -10,12 +10,13 @@ from datetime import UTC, datetime, timedelta
 
 from sqlmodel import col, select
 
+from libs.common.tests.domain.alerts.alerts_support import episode, replay
 from milepost_common.db import Database, unit_of_work
 from milepost_common.domain.alert_rules import service as alert_rule_service
 from milepost_common.domain.alert_rules.schemas import AlertRuleUpdate
 from milepost_common.domain.alerts import service as alert_service
 from milepost_common.domain.alerts.errors import AlertNotFound
-from milepost_common.domain.alerts.models import Alert, AlertType
+from milepost_common.domain.alerts.models import Alert
 from milepost_common.domain.devices import state as device_state
 from milepost_common.domain.principals import Principal
 from milepost_common.domain.users.models import OrgRole
@@ -75,22 +76,7 @@ async def test_an_alert_the_worker_drops_meanwhile_is_not_found(committed_db: Da
         async with unit_of_work(committed_db) as session:
             stored = await session.get(Alert, alert.id)
             assert stored is not None
-            await alert_service.reconcile_alerts(
-                session,
-                [
-                    alert_service.DeviceAlerts(
-                        device_id=device.id,
-                        org_id=org.id,
-                        since=None,
-                        vehicle_name=device.name,
-                        rule_ids=[stored.rule_id],
-                        after=None,
-                        open_keys=[],
-                        resumed=False,
-                        alerts=[],
-                    )
-                ],
-            )
+            await alert_service.reconcile_alerts(session, replay(device, stored.rule_id, []))
             await release.wait()
 
     async def acknowledge() -> str:
@@ -128,24 +114,9 @@ async def test_a_rule_disabled_while_a_batch_opens_its_episode_ends_that_episode
     async def process_batch() -> None:
         async with unit_of_work(committed_db) as session:
             await device_state.lock_device_states(session, {device.id: org.id})
-            opened = alert_service.FixAlert(
-                rule.id, AlertType.OVERSPEED, start, 52.5, 13.4, {"limit_kmh": 50, "end_time": None}
-            )
+            opened = episode(rule, start, None)
             await alert_service.reconcile_alerts(
-                session,
-                [
-                    alert_service.DeviceAlerts(
-                        device_id=device.id,
-                        org_id=org.id,
-                        since=None,
-                        vehicle_name=device.name,
-                        rule_ids=[rule.id],
-                        after=None,
-                        open_keys=[],
-                        resumed=True,
-                        alerts=[opened],
-                    )
-                ],
+                session, replay(device, rule.id, [opened], resumed=True)
             )
             await release.wait()
 

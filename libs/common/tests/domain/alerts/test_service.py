@@ -10,6 +10,7 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
+from libs.common.tests.domain.alerts.alerts_support import episode, replay
 from milepost_common.domain.alert_rules.models import AlertRule
 from milepost_common.domain.alerts import service as alert_service
 from milepost_common.domain.alerts.models import Alert, AlertType
@@ -30,38 +31,6 @@ async def overspeed_rule(session: AsyncSession, device: Device) -> AlertRule:
     return rule
 
 
-def episode(rule: AlertRule, start: datetime, end: datetime | None) -> alert_service.FixAlert:
-    details: dict[str, Any] = {
-        "limit_kmh": 50,
-        "max_speed": 80.0,
-        "end_time": end.isoformat() if end else None,
-    }
-    return alert_service.FixAlert(rule.id, AlertType.OVERSPEED, start, 1.0, 2.0, details)
-
-
-def replay(
-    device: Device,
-    rule: AlertRule,
-    alerts: list[alert_service.FixAlert],
-    *,
-    after: datetime | None = None,
-    resumed: bool = False,
-) -> list[alert_service.DeviceAlerts]:
-    return [
-        alert_service.DeviceAlerts(
-            device_id=device.id,
-            org_id=device.org_id,
-            since=None,
-            vehicle_name=device.name,
-            rule_ids=[rule.id],
-            after=after,
-            open_keys=[],
-            resumed=resumed,
-            alerts=alerts,
-        )
-    ]
-
-
 async def alerts_of(session: AsyncSession, device: Device) -> list[Alert]:
     rows = await session.execute(
         select(Alert).where(col(Alert.device_id) == device.id).order_by(col(Alert.occurred_at))
@@ -74,13 +43,13 @@ class TestReconcileAlerts:
         device = await make_device(session, name="Van 1")
         rule = await overspeed_rule(session, device)
         opened = await alert_service.reconcile_alerts(
-            session, replay(device, rule, [episode(rule, T0, None)])
+            session, replay(device, rule.id, [episode(rule, T0, None)])
         )
         assert [e.type for e in opened.events] == ["alert.created"]
         assert len(opened.created) == 1
 
         ended = await alert_service.reconcile_alerts(
-            session, replay(device, rule, [episode(rule, T0, T0 + MINUTE)], resumed=True)
+            session, replay(device, rule.id, [episode(rule, T0, T0 + MINUTE)], resumed=True)
         )
 
         assert ended.created == []
@@ -92,7 +61,7 @@ class TestReconcileAlerts:
     async def test_the_same_replay_again_changes_nothing(self, session: AsyncSession) -> None:
         device = await make_device(session)
         rule = await overspeed_rule(session, device)
-        alerts = replay(device, rule, [episode(rule, T0, T0 + MINUTE)])
+        alerts = replay(device, rule.id, [episode(rule, T0, T0 + MINUTE)])
         first = await alert_service.reconcile_alerts(session, alerts)
         assert [e.type for e in first.events] == ["alert.created", "alert.ended"]
 
@@ -106,10 +75,10 @@ class TestReconcileAlerts:
         device = await make_device(session)
         rule = await overspeed_rule(session, device)
         early, late = episode(rule, T0, T0 + MINUTE), episode(rule, T0 + 30 * MINUTE, None)
-        await alert_service.reconcile_alerts(session, replay(device, rule, [early, late]))
+        await alert_service.reconcile_alerts(session, replay(device, rule.id, [early, late]))
 
         outcome = await alert_service.reconcile_alerts(
-            session, replay(device, rule, [], after=T0 + 20 * MINUTE)
+            session, replay(device, rule.id, [], after=T0 + 20 * MINUTE)
         )
 
         assert outcome.events == []
@@ -121,11 +90,11 @@ class TestReconcileAlerts:
         device = await make_device(session)
         rule = await overspeed_rule(session, device)
         await alert_service.reconcile_alerts(
-            session, replay(device, rule, [episode(rule, T0, T0 + MINUTE)])
+            session, replay(device, rule.id, [episode(rule, T0, T0 + MINUTE)])
         )
 
         await alert_service.reconcile_alerts(
-            session, replay(device, rule, [episode(rule, T0 + 30 * MINUTE, None)], resumed=True)
+            session, replay(device, rule.id, [episode(rule, T0 + 30 * MINUTE, None)], resumed=True)
         )
 
         assert len(await alerts_of(session, device)) == 2
@@ -138,11 +107,11 @@ class TestReconcileAlerts:
         device = await make_device(session)
         rule = await overspeed_rule(session, device)
         first = await alert_service.reconcile_alerts(
-            session, replay(device, rule, [episode(rule, T0 + 10 * MINUTE, None)])
+            session, replay(device, rule.id, [episode(rule, T0 + 10 * MINUTE, None)])
         )
 
         outcome = await alert_service.reconcile_alerts(
-            session, replay(device, rule, [episode(rule, T0 + 12 * MINUTE, None)], after=T0)
+            session, replay(device, rule.id, [episode(rule, T0 + 12 * MINUTE, None)], after=T0)
         )
 
         assert (outcome.created, outcome.events) == ([], [])
@@ -156,11 +125,11 @@ class TestReconcileAlerts:
         rule = await overspeed_rule(session, device)
         earlier, later = episode(rule, T0, T0 + MINUTE), episode(rule, T0 + 5 * MINUTE, None)
         first = await alert_service.reconcile_alerts(
-            session, replay(device, rule, [earlier, later])
+            session, replay(device, rule.id, [earlier, later])
         )
 
         outcome = await alert_service.reconcile_alerts(
-            session, replay(device, rule, [episode(rule, T0, None)], after=T0 - MINUTE)
+            session, replay(device, rule.id, [episode(rule, T0, None)], after=T0 - MINUTE)
         )
 
         assert (outcome.created, outcome.events) == ([], [])
