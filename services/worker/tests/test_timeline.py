@@ -103,6 +103,9 @@ def outcome(store: MemoryStore) -> dict[str, Any]:
         "trips": {k: v.to_json() for k, v in store.trips.items()},
         "stops": {k: v.to_json() for k, v in store.stops.items()},
         "alerts": {k: (v.type, v.lat, v.lon, v.details) for k, v in store.alerts.items()},
+        # What the next batch starts from.
+        "checkpoints": {k: v.to_json() for k, v in store.checkpoints.items()},
+        "state": store.state.to_json() if store.state else None,
     }
 
 

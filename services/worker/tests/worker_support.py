@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col, select
 
@@ -14,7 +15,7 @@ from milepost_common.domain.trips.models import Stop, Trip
 from milepost_worker.geo import EARTH_RADIUS_M
 from milepost_worker.motion.machine import MICROS, Fix, MotionParams, StopSegment, TripSegment
 from milepost_worker.rules.engine import AlertKey, AlertOut, RuleSpec
-from milepost_worker.timeline import Snapshot, replay, restart_point
+from milepost_worker.timeline import Replay, Replayer, Snapshot, replay, restart_point
 from milepost_worker.timeutil import from_micros
 
 LAT0, LON0 = 52.0, 13.0
@@ -69,19 +70,26 @@ class MemoryStore:
     def process(self, batch: list[Fix]) -> None:
         watermark = self.state.last_t if self.state else None
         late = restart_point(watermark, (f.t for f in batch))
+        newer = sorted(
+            (f for f in batch if watermark is None or f.t > watermark), key=lambda f: f.t
+        )
         if late is None:
-            start = self.state
-            fixes = sorted(
-                (f for f in batch if watermark is None or f.t > watermark), key=lambda f: f.t
-            )
-        else:
-            before = [a for a in self.checkpoints if a < late]
-            start = self.checkpoints[max(before)] if before else None
-            after = start.last_t if start else None
-            fixes = [
-                self.positions[t] for t in sorted(self.positions) if after is None or t > after
-            ]
-        result = replay(start, fixes, self.params, self.rules)
+            self.apply(replay(self.state, newer, self.params, self.rules))
+            return
+        before = [a for a in self.checkpoints if a < late]
+        start = self.checkpoints[max(before)] if before else None
+        after = start.last_t if start else None
+        fixes = [self.positions[t] for t in sorted(self.positions) if after is None or t > after]
+        replayer = Replayer(start, self.params, self.rules)
+        # As the checkpoints' JSON column returns them.
+        stored = {t: orjson.loads(orjson.dumps(s.to_json())) for t, s in self.checkpoints.items()}
+        last_late = max(f.t for f in batch if watermark is not None and f.t <= watermark)
+        converged = replayer.feed(fixes, stored, last_late)
+        self.apply(replayer.result())
+        if converged and newer:  # the stored rows after it stay; newer fixes continue the state
+            self.apply(replay(self.state, newer, self.params, self.rules))
+
+    def apply(self, result: Replay | None) -> None:
         if result is None:
             return
         scope = result.scope
@@ -97,7 +105,7 @@ class MemoryStore:
         self.checkpoints = {
             k: v for k, v in self.checkpoints.items() if not scope.owns_checkpoint(k)
         } | dict(result.checkpoints)
-        if self.state is None or result.final.last_t >= self.state.last_t:
+        if scope.until is None and (self.state is None or result.final.last_t >= self.state.last_t):
             self.state = result.final
 
 

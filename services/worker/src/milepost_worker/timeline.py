@@ -7,13 +7,20 @@ of every trip, stop, checkpoint and fix-derived alert in the returned ``Scope``;
 that scope that the replay did not produce are deleted, the others kept by key (trips and
 stops by ``start_time``, alerts by ``(rule_id, occurred_at)``), so ids and acknowledgements
 survive a recomputation.
+
+A late fix's replay stops where it converges: at a stored checkpoint, past the late fixes,
+whose state it reproduces exactly. From the same state over the same fixes, the rest of the
+replay would reproduce the stored rows, so they stay (``Until``), and the work is bounded by
+the distance to the next settled stop, not by the device's history.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from milepost_worker.motion.machine import (
     Fix,
@@ -43,27 +50,46 @@ class Snapshot:
         return cls(dict(raw["machine"]), dict(raw.get("rules") or {}), int(raw["last_t"]))
 
 
+@dataclass(frozen=True, slots=True)
+class Until:
+    """Where a converged replay stopped owning rows: at the checkpoint ``t`` it reproduced.
+    The segment open there (from ``segments_from``) and the episodes open there
+    (``open_keys``) continue in the stored rows, as does everything after ``t``."""
+
+    t: int
+    segments_from: int
+    open_keys: frozenset[AlertKey]
+
+
 @dataclass(slots=True)
 class Scope:
-    """The stored rows a replay from a snapshot owns (None: every row of the device)."""
+    """The stored rows a replay from a snapshot owns (None: every row of the device), up to
+    ``until`` when it converged."""
 
     trips_from: int | None
     stops_from: int | None
     alerts_after: int | None
     alert_keys: frozenset[AlertKey]
     checkpoints_after: int | None
+    until: Until | None = None
 
     def owns_trip(self, start_t: int) -> bool:
-        return self.trips_from is None or start_t >= self.trips_from
+        return (self.trips_from is None or start_t >= self.trips_from) and self._before(start_t)
 
     def owns_stop(self, start_t: int) -> bool:
-        return self.stops_from is None or start_t >= self.stops_from
+        return (self.stops_from is None or start_t >= self.stops_from) and self._before(start_t)
 
     def owns_alert(self, key: AlertKey) -> bool:
-        return self.alerts_after is None or key[1] > self.alerts_after or key in self.alert_keys
+        after = self.alerts_after is None or key[1] > self.alerts_after or key in self.alert_keys
+        until = self.until
+        return after and (until is None or (key[1] <= until.t and key not in until.open_keys))
 
     def owns_checkpoint(self, anchor_t: int) -> bool:
-        return self.checkpoints_after is None or anchor_t > self.checkpoints_after
+        after = self.checkpoints_after is None or anchor_t > self.checkpoints_after
+        return after and (self.until is None or anchor_t <= self.until.t)
+
+    def _before(self, start_t: int) -> bool:
+        return self.until is None or start_t < self.until.segments_from
 
 
 @dataclass(slots=True)
@@ -73,9 +99,8 @@ class Replay:
     stops: list[StopSegment]
     alerts: dict[AlertKey, AlertOut]
     checkpoints: list[tuple[int, Snapshot]]
-    final: Snapshot
+    final: Snapshot  # the state after ``last_fix``: the device's, unless ``scope.until``
     last_fix: Fix
-    speeds: list[float] = field(default_factory=list)
 
 
 def scope_of(start: Snapshot | None, params: MotionParams, rules: Sequence[RuleSpec]) -> Scope:
@@ -89,37 +114,81 @@ def scope_of(start: Snapshot | None, params: MotionParams, rules: Sequence[RuleS
     return Scope(anchor_t, stops_from, start.last_t, frozenset(pending), start.last_t)
 
 
+class Replayer:
+    """A replay fed in chunks (ascending, all newer than ``start``), which can stop where it
+    converges with the stored checkpoints (see the module's note)."""
+
+    def __init__(
+        self, start: Snapshot | None, params: MotionParams, rules: Sequence[RuleSpec]
+    ) -> None:
+        self.scope = scope_of(start, params, rules)
+        self.machine = MotionMachine.from_json(params, start.machine if start else None)
+        self.engine = RuleEngine(rules, start.rules if start else None)
+        self.checkpoints: list[tuple[int, Snapshot]] = []
+        self.last: Fix | None = None
+        self.seen = False  # a rule saw a fix (not every one was an outlier)
+
+    def feed(
+        self,
+        fixes: Iterable[Fix],
+        stored: Mapping[int, Mapping[str, Any]] | None = None,
+        after: int | None = None,
+    ) -> bool:
+        """Feed ``fixes``; True when a checkpoint later than ``after`` (the last late fix)
+        has the state ``stored`` holds for it: the replay converged, and stops there."""
+        machine, engine = self.machine, self.engine
+        for fix in fixes:
+            self.last = fix  # the latest position, an outlier too: history shows it as sent
+            speed = machine.feed(fix)
+            if speed is None:  # kept aside as an outlier: no rule sees it
+                continue
+            self.seen = True
+            engine.feed(fix, speed, None if machine.moving else machine.stop)
+            if not machine.checkpoint_due:
+                continue
+            snapshot = Snapshot(machine.to_json(), engine.snapshot(), fix.t)
+            self.checkpoints.append((fix.t, snapshot))
+            if stored is None or after is None or fix.t <= after:
+                continue
+            segments_from = machine.open_segment_start  # the stop just settled
+            if segments_from is not None and _same(stored.get(fix.t), snapshot):
+                self.scope.until = Until(fix.t, segments_from, frozenset(engine.pending_keys()))
+                return True
+        return False
+
+    def result(self) -> Replay | None:
+        """The replay's rows in its scope; None if it was fed no fix."""
+        last, scope = self.last, self.scope
+        if last is None:
+            return None
+        if not self.seen:
+            # Every fix an outlier: no rule saw one, so no alert is reproduced; own none (an
+            # open episode is re-emitted by each fix a rule sees, and would be deleted unseen).
+            scope = Scope(
+                scope.trips_from, scope.stops_from, last.t, frozenset(), scope.checkpoints_after
+            )
+        segments, alerts, until = self.machine.segments, self.engine.outputs, scope.until
+        if until is not None:  # what continues past the convergence is the stored rows'
+            segments = [s for s in segments if s.start_t < until.segments_from]
+            alerts = {k: v for k, v in alerts.items() if k not in until.open_keys}
+        trips = [s for s in segments if isinstance(s, TripSegment)]
+        stops = [s for s in segments if isinstance(s, StopSegment)]
+        final = Snapshot(self.machine.to_json(), self.engine.snapshot(), last.t)
+        return Replay(scope, trips, stops, alerts, self.checkpoints, final, last)
+
+
+def _same(stored: Mapping[str, Any] | None, snapshot: Snapshot) -> bool:
+    """The stored checkpoint's state (as its JSON column returns it) is ``snapshot``'s."""
+    return stored is not None and orjson.loads(orjson.dumps(snapshot.to_json())) == stored
+
+
 def replay(
     start: Snapshot | None, fixes: Iterable[Fix], params: MotionParams, rules: Sequence[RuleSpec]
 ) -> Replay | None:
     """Feed ``fixes`` (ascending, all newer than ``start``) from ``start``; None if none."""
-    scope = scope_of(start, params, rules)
-    machine = MotionMachine.from_json(params, start.machine if start else None)
-    engine = RuleEngine(rules, start.rules if start else None)
-    checkpoints: list[tuple[int, Snapshot]] = []
-    last: Fix | None = None
-    speeds: list[float] = []
-    for fix in fixes:
-        last = fix  # the latest position, an outlier too: history shows it as sent
-        speed = machine.feed(fix)
-        if speed is None:  # kept aside as an outlier: no rule sees it
-            continue
-        speeds.append(speed)
-        engine.feed(fix, speed, None if machine.moving else machine.stop)
-        if machine.checkpoint_due:
-            checkpoints.append((fix.t, Snapshot(machine.to_json(), engine.snapshot(), fix.t)))
-    if last is None:
-        return None
-    if not speeds:
-        # Every fix an outlier: no rule saw one, so no alert is reproduced; own none (an open
-        # episode is re-emitted by each fix a rule sees, and would be deleted unseen).
-        scope = Scope(
-            scope.trips_from, scope.stops_from, last.t, frozenset(), scope.checkpoints_after
-        )
-    trips = [s for s in machine.segments if isinstance(s, TripSegment)]
-    stops = [s for s in machine.segments if isinstance(s, StopSegment)]
-    final = Snapshot(machine.to_json(), engine.snapshot(), last.t)
-    return Replay(scope, trips, stops, engine.outputs, checkpoints, final, last, speeds)
+    replayer = Replayer(start, params, rules)
+    replayer.feed(fixes)
+    return replayer.result()
 
 
 def restart_point(watermark: int | None, batch_times: Iterable[int]) -> int | None:

@@ -6,7 +6,8 @@ One transaction per batch: the batch row is locked (a redelivered task waits, th
 process one device at once), and the batch is marked ``processed`` in the same transaction as
 its effects, so a crash anywhere leaves nothing half done and a retry redoes it all. Fixes
 newer than a device's watermark continue from its state; a late fix recomputes the device
-from the last settled stop before it (see ``milepost_worker.timeline``).
+from the last settled stop before it until the recomputation converges with the stored
+checkpoints, reading its fixes a chunk at a time (see ``milepost_worker.timeline``).
 
 This module orchestrates: the reads, the writes and what changes are the domain's
 (``trips.service.materialize_segments``, ``alerts.service.reconcile_alerts``, the batch's
@@ -20,6 +21,7 @@ import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -46,6 +48,9 @@ from milepost_worker.runtime import WorkerContext
 from milepost_worker.timeutil import from_micros, to_micros, utcnow
 
 log = get_logger("milepost.worker.batches")
+
+# Fixes a late fix's replay reads at a time: memory stays bounded however far back it goes.
+REPLAY_CHUNK = 10_000
 
 
 @dataclass(slots=True)
@@ -149,30 +154,28 @@ async def _process_locked(
         late = timeline.restart_point(
             snapshot.last_t if snapshot else None, (f.t for f in batch_fixes)
         )
-        if late is None:
-            start = snapshot
-            fixes = batch_fixes
-            metrics.FIXES.labels("continue").inc(len(fixes))
-        else:
-            checkpoint = await trip_service.find_checkpoint_before(
-                session, tenure, from_micros(late)
-            )
-            start = timeline.Snapshot.from_json(checkpoint.state) if checkpoint else None
-            stored = await position_service.list_fixes_after(
-                session, tenure.device_id, tenure.org_id, tenure.since, _moment(start)
-            )
-            fixes = [_fix(row) for row in stored]
+        newer = batch_fixes
+        if late is not None and snapshot is not None:
+            last_late = max(f.t for f in batch_fixes if f.t <= snapshot.last_t)
+            start, result = await _replay_late(session, tenure, late, last_late, params, specs)
             outcome.recomputed_devices += 1
-            metrics.FIXES.labels("recompute").inc(len(fixes))
-        result = timeline.replay(start, fixes, params, specs)
+            if result is not None:
+                work.append(DeviceWork(device, tenure, state, result, start, specs, False))
+            if result is None or result.scope.until is None:
+                continue  # it replayed the batch's newer fixes too
+            # Converged: the stored rows after it stay; newer fixes continue from the state.
+            newer = [f for f in batch_fixes if f.t > snapshot.last_t]
+        metrics.FIXES.labels("continue").inc(len(newer))
+        result = timeline.replay(snapshot, newer, params, specs)
         if result is not None:
-            work.append(DeviceWork(device, tenure, state, result, start, specs, late is None))
+            work.append(DeviceWork(device, tenure, state, result, snapshot, specs, True))
 
     now = utcnow()
     changes = await trip_service.materialize_segments(session, [_segments(w) for w in work])
     reconciled = await alert_service.reconcile_alerts(session, [_alerts(w) for w in work])
     changes.extend(reconciled.events)
     for item in work:
+        until = item.result.scope.until
         # Resumed from the latest state: nothing stored after the watermark to replace.
         if not item.resumed or item.result.checkpoints:
             await trip_service.replace_checkpoints(
@@ -180,8 +183,10 @@ async def _process_locked(
                 item.tenure,
                 from_micros(item.start.last_t) if item.start else None,
                 [(from_micros(t), snap.to_json()) for t, snap in item.result.checkpoints],
+                from_micros(until.t) if until else None,
             )
-        changes.extend(_update_state(item, events, now))
+        if until is None:  # a replay that converged left the device's state as it was
+            changes.extend(_update_state(item, events, now))
     await session.flush()
     created = reconciled.created
     outcome.deliveries = await webhook_delivery.create_deliveries(session, changes, now)
@@ -206,7 +211,41 @@ class DeviceWork:
     result: timeline.Replay
     start: timeline.Snapshot | None
     rules: list[RuleSpec]
-    resumed: bool  # continued from the device's latest state (no late fix)
+    resumed: bool  # continued from the device's latest state (no late fix, or after one)
+
+
+async def _replay_late(
+    session: AsyncSession,
+    tenure: trip_service.Tenure,
+    late: int,
+    last_late: int,
+    params: MotionParams,
+    specs: list[RuleSpec],
+) -> tuple[timeline.Snapshot | None, timeline.Replay | None]:
+    """Replay the device from its checkpoint before ``late`` (the batch's first late fix) to
+    its last fix, or until it converges with a checkpoint stored past ``last_late``: a fix
+    months late costs what the days until its next settled stop cost, not the months since."""
+    checkpoint = await trip_service.find_checkpoint_before(session, tenure, from_micros(late))
+    start = timeline.Snapshot.from_json(checkpoint.state) if checkpoint else None
+    replayer = timeline.Replayer(start, params, specs)
+    after = _moment(start)
+    while True:
+        rows = await position_service.list_fixes_after(
+            session, tenure.device_id, tenure.org_id, tenure.since, after, REPLAY_CHUNK
+        )
+        if not rows:
+            break
+        fixes = [_fix(row) for row in rows]
+        metrics.FIXES.labels("recompute").inc(len(fixes))
+        stored: dict[int, dict[str, Any]] = {}
+        if fixes[-1].t > last_late:
+            lower = from_micros(last_late) if after is None else max(after, from_micros(last_late))
+            states = await trip_service.checkpoint_states(session, tenure, lower, rows[-1][2])
+            stored = {to_micros(anchor): state for anchor, state in states}
+        if replayer.feed(fixes, stored, last_late) or len(rows) < REPLAY_CHUNK:
+            break
+        after = rows[-1][2]
+    return start, replayer.result()
 
 
 def _fix(row: position_service.StoredFix) -> Fix:
@@ -282,6 +321,7 @@ def _segments(item: DeviceWork) -> trip_service.DeviceSegments:
         stops_from=_at(scope.stops_from),
         trips=[_trip_span(trip) for trip in item.result.trips],
         stops=[_stop_span(stop) for stop in item.result.stops],
+        until=_at(scope.until.segments_from) if scope.until else None,
     )
 
 
@@ -299,6 +339,7 @@ def _fix_alert(out: AlertOut) -> alert_service.FixAlert:
 def _alerts(item: DeviceWork) -> alert_service.DeviceAlerts:
     """The replay's fix-derived alerts, for ``alert_service.reconcile_alerts``."""
     scope = item.result.scope
+    until = scope.until
     return alert_service.DeviceAlerts(
         device_id=item.device.id,
         org_id=item.tenure.org_id,
@@ -309,6 +350,10 @@ def _alerts(item: DeviceWork) -> alert_service.DeviceAlerts:
         open_keys=[(uuid.UUID(rule_id), from_micros(t)) for rule_id, t in scope.alert_keys],
         resumed=item.resumed,
         alerts=[_fix_alert(out) for out in item.result.alerts.values()],
+        until=_at(until.t) if until else None,
+        kept_keys=[(uuid.UUID(rule_id), from_micros(t)) for rule_id, t in until.open_keys]
+        if until
+        else (),
     )
 
 

@@ -10,7 +10,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Text, and_, cast, delete, func, or_, text, true, update
+from sqlalchemy import (
+    ColumnElement,
+    Text,
+    and_,
+    cast,
+    delete,
+    false,
+    func,
+    not_,
+    or_,
+    text,
+    true,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col, select
 
@@ -26,8 +39,8 @@ from milepost_common.domain.geofences.schemas import WatchedFence
 @dataclass(frozen=True, slots=True)
 class AlertScope:
     """One device's alerts of some rules in one organization's tenure (from ``since``, None:
-    no bound): after ``after`` (None: all, unless ``keys_only``) or with one of ``keys``
-    (rule id, occurred_at)."""
+    no bound): after ``after`` (None: all, unless ``keys_only``) up to ``until`` (None: no
+    bound), or with one of ``keys`` (rule id, occurred_at); none with one of ``excluded``."""
 
     device_id: uuid.UUID
     org_id: uuid.UUID
@@ -36,6 +49,8 @@ class AlertScope:
     after: datetime | None
     keys: Collection[tuple[uuid.UUID, datetime]]
     keys_only: bool = False
+    until: datetime | None = None
+    excluded: Collection[tuple[uuid.UUID, datetime]] = ()
 
 
 class AlertRepository(TimelineRepository[Alert]):
@@ -71,9 +86,17 @@ class AlertRepository(TimelineRepository[Alert]):
                 and_(col(Alert.rule_id) == r, col(Alert.occurred_at) == t) for r, t in scope.keys
             ]
             if not scope.keys_only:
+                at = col(Alert.occurred_at)
                 parts.append(
-                    col(Alert.occurred_at) > scope.after if scope.after is not None else true()
+                    and_(
+                        at > scope.after if scope.after is not None else true(),
+                        at <= scope.until if scope.until is not None else true(),
+                    )
                 )
+            excluded = [
+                and_(col(Alert.rule_id) == r, col(Alert.occurred_at) == t)
+                for r, t in scope.excluded
+            ]
             clauses.append(
                 and_(
                     col(Alert.device_id) == scope.device_id,
@@ -81,6 +104,7 @@ class AlertRepository(TimelineRepository[Alert]):
                     col(Alert.occurred_at) >= scope.since if scope.since is not None else true(),
                     col(Alert.rule_id).in_(list(scope.rule_ids)),
                     or_(*parts),
+                    not_(or_(false(), *excluded)),
                 )
             )
         if not clauses:

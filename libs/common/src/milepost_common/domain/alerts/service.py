@@ -80,7 +80,8 @@ class DeviceAlerts:
     for the rules it evaluated. The replay owns the stored alerts of those rules after
     ``after`` (None: all) and those with one of ``open_keys`` (episodes open at its start);
     one ``resumed`` from the device's latest state owns nothing stored after its watermark
-    but what ``open_keys`` and its own alerts name."""
+    but what ``open_keys`` and its own alerts name. One that converged owns none after
+    ``until`` nor any of ``kept_keys`` (episodes open there, which the stored rows continue)."""
 
     device_id: uuid.UUID
     org_id: uuid.UUID
@@ -91,6 +92,8 @@ class DeviceAlerts:
     open_keys: Collection[tuple[uuid.UUID, datetime]]
     resumed: bool
     alerts: Sequence[FixAlert]
+    until: datetime | None = None
+    kept_keys: Collection[tuple[uuid.UUID, datetime]] = ()
 
     def scope(self) -> AlertScope:
         keys = set(self.open_keys)
@@ -104,6 +107,8 @@ class DeviceAlerts:
             after=self.after,
             keys=keys,
             keys_only=self.resumed,
+            until=self.until,
+            excluded=self.kept_keys,
         )
 
 

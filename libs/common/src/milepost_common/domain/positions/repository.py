@@ -260,10 +260,16 @@ class PositionRepository:
         return rows
 
     async def fixes_of_device(
-        self, device_id: uuid.UUID, org_id: uuid.UUID, lower: datetime | None, *, strict: bool
+        self,
+        device_id: uuid.UUID,
+        org_id: uuid.UUID,
+        lower: datetime | None,
+        *,
+        strict: bool,
+        limit: int | None = None,
     ) -> Sequence[StoredFix]:
         """The device's fixes stored for the organization from ``lower`` on (after it, when
-        ``strict``; None: all of them), in time order."""
+        ``strict``; None: all of them), in time order; the first ``limit`` (None: all)."""
         query = _stored_fixes().where(
             col(Position.device_id) == device_id, col(Position.org_id) == org_id
         )
@@ -271,7 +277,7 @@ class PositionRepository:
             query = query.where(
                 col(Position.fix_time) > lower if strict else col(Position.fix_time) >= lower
             )
-        ordered = query.order_by(col(Position.fix_time))
+        ordered = query.order_by(col(Position.fix_time)).limit(limit)
         rows: Sequence[StoredFix] = (await self.session.execute(ordered)).all()
         return rows
 

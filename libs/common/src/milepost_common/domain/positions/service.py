@@ -93,14 +93,15 @@ async def list_fixes_after(
     org_id: uuid.UUID,
     since: datetime | None,
     after: datetime | None,
+    limit: int | None = None,
 ) -> Sequence[StoredFix]:
     """The device's fixes stored for the organization from ``since`` (its tenure's start,
     inclusive; None: no bound) and after ``after`` (exclusive; None: no bound), in time
-    order."""
+    order; the first ``limit`` of them (None: all)."""
     lower = max(after, since) if after is not None and since is not None else after or since
     strict = after is not None and lower == after
     return await PositionRepository(session).fixes_of_device(
-        device_id, org_id, lower, strict=strict
+        device_id, org_id, lower, strict=strict, limit=limit
     )
 
 

@@ -2,8 +2,8 @@
 by ``(device_id, start_time)``, always within one device's tenure in one organization) and
 the read side's pages.
 
-A scope is ``(device_id, org_id, from)``: the device's rows of that organization starting at
-or after ``from`` (None: all of them).
+A scope is ``(device_id, org_id, from, until)``: the device's rows of that organization
+starting at or after ``from`` and before ``until`` (None: no bound).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from milepost_common.domain.trips.models import (
     Trip,
 )
 
-Scope = tuple[uuid.UUID, uuid.UUID, datetime | None]
+Scope = tuple[uuid.UUID, uuid.UUID, datetime | None, datetime | None]
 SegmentT = TypeVar("SegmentT", Trip, Stop)
 
 # A device's latest checkpoint stays, however old: a late fix replays from it (a vehicle
@@ -43,10 +43,12 @@ _EXPIRED_CHECKPOINTS = text(
 
 def _scoped(table: type[Trip] | type[Stop], scopes: Iterable[Scope]) -> ColumnElement[bool]:
     clauses = []
-    for device_id, org_id, lower in scopes:
+    for device_id, org_id, lower, upper in scopes:
         clause = and_(col(table.device_id) == device_id, col(table.org_id) == org_id)
         if lower is not None:
             clause = and_(clause, col(table.start_time) >= lower)
+        if upper is not None:
+            clause = and_(clause, col(table.start_time) < upper)
         clauses.append(clause)
     return or_(false(), *clauses)
 
@@ -184,19 +186,39 @@ class MotionCheckpointRepository:
         )
         return rows.scalars().first()
 
+    async def states_between(
+        self,
+        device_id: uuid.UUID,
+        org_id: uuid.UUID,
+        since: datetime | None,
+        after: datetime,
+        upto: datetime,
+    ) -> list[tuple[datetime, dict[str, Any]]]:
+        """The checkpoints anchored in ``(after, upto]``, with their states."""
+        rows = await self.session.execute(
+            select(col(MotionCheckpoint.anchor_time), col(MotionCheckpoint.state)).where(
+                self._of(device_id, org_id, since),
+                col(MotionCheckpoint.anchor_time) > after,
+                col(MotionCheckpoint.anchor_time) <= upto,
+            )
+        )
+        return [(anchor, state) for anchor, state in rows]
+
     async def replace(
         self,
         device_id: uuid.UUID,
         org_id: uuid.UUID,
         since: datetime | None,
         after: datetime | None,
+        upto: datetime | None,
         checkpoints: Sequence[tuple[datetime, dict[str, Any]]],
     ) -> None:
-        """Delete the checkpoints at or after ``since`` and after ``after`` (None: no bound),
-        then store these."""
-        condition = col(MotionCheckpoint.anchor_time) > after if after is not None else true()
+        """Delete the checkpoints at or after ``since``, after ``after`` and up to ``upto``
+        (None: no bound), then store these."""
+        later = col(MotionCheckpoint.anchor_time) > after if after is not None else true()
+        earlier = col(MotionCheckpoint.anchor_time) <= upto if upto is not None else true()
         await self.session.execute(
-            delete(MotionCheckpoint).where(self._of(device_id, org_id, since), condition)
+            delete(MotionCheckpoint).where(self._of(device_id, org_id, since), later, earlier)
         )
         if checkpoints:
             stmt = insert(MotionCheckpoint).values(

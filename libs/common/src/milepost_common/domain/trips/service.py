@@ -15,7 +15,7 @@ new); a stop ``started`` when no row had its start. Event ids are stable
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, TypeVar
@@ -96,7 +96,8 @@ class StopSpan:
 @dataclass(frozen=True, slots=True)
 class DeviceSegments:
     """A replay's trips and stops of one device's tenure: they replace the stored ones
-    starting at or after ``trips_from`` / ``stops_from`` (None: all of the tenure's)."""
+    starting at or after ``trips_from`` / ``stops_from`` (None: all of the tenure's) and
+    before ``until`` (None: no bound; a replay that converged there)."""
 
     tenure: Tenure
     vehicle_name: str | None
@@ -104,22 +105,23 @@ class DeviceSegments:
     stops_from: datetime | None
     trips: Sequence[TripSpan]
     stops: Sequence[StopSpan]
+    until: datetime | None = None
 
 
-def _scopes(scopes: Mapping[Tenure, datetime | None]) -> list[Scope]:
-    return [(t.device_id, t.org_id, t.floor(start)) for t, start in scopes.items()]
+SegmentScope = tuple[Tenure, datetime | None, datetime | None]  # the tenure, from, until
 
 
-async def list_trips_from(
-    session: AsyncSession, scopes: Mapping[Tenure, datetime | None]
-) -> list[Trip]:
-    """Each device's trips in its tenure starting at or after its time (None: all of them)."""
+def _scopes(scopes: Iterable[SegmentScope]) -> list[Scope]:
+    return [(t.device_id, t.org_id, t.floor(lower), upper) for t, lower, upper in scopes]
+
+
+async def list_trips_from(session: AsyncSession, scopes: Iterable[SegmentScope]) -> list[Trip]:
+    """Each device's trips in its tenure starting at or after its time (None: all of them)
+    and before its ``until`` (None: no bound)."""
     return await TripRepository(session).list_from(_scopes(scopes))
 
 
-async def list_stops_from(
-    session: AsyncSession, scopes: Mapping[Tenure, datetime | None]
-) -> list[Stop]:
+async def list_stops_from(session: AsyncSession, scopes: Iterable[SegmentScope]) -> list[Stop]:
     """``list_trips_from`` for stops."""
     return await StopRepository(session).list_from(_scopes(scopes))
 
@@ -143,8 +145,8 @@ async def materialize_segments(
     """Replace the devices' trips and stops in their replays' scopes (rows kept by key, so
     ids survive); returns the events of the trips that started or ended and the stops that
     started. Idempotent: the same replay again changes nothing and derives no new event."""
-    trips = await list_trips_from(session, {d.tenure: d.trips_from for d in devices})
-    stops = await list_stops_from(session, {d.tenure: d.stops_from for d in devices})
+    trips = await list_trips_from(session, [(d.tenure, d.trips_from, d.until) for d in devices])
+    stops = await list_stops_from(session, [(d.tenure, d.stops_from, d.until) for d in devices])
     old_trips = {(t.device_id, t.start_time): t for t in trips}
     old_stops = {(s.device_id, s.start_time): s for s in stops}
     trip_rows: list[dict[str, Any]] = []
@@ -223,15 +225,26 @@ async def find_checkpoint_before(
     )
 
 
+async def checkpoint_states(
+    session: AsyncSession, tenure: Tenure, after: datetime, upto: datetime
+) -> list[tuple[datetime, dict[str, Any]]]:
+    """The tenure's checkpoints anchored in ``(after, upto]``, with their states."""
+    return await MotionCheckpointRepository(session).states_between(
+        tenure.device_id, tenure.org_id, tenure.since, after, upto
+    )
+
+
 async def replace_checkpoints(
     session: AsyncSession,
     tenure: Tenure,
     after: datetime | None,
     checkpoints: Sequence[tuple[datetime, dict[str, Any]]],
+    upto: datetime | None = None,
 ) -> None:
-    """Delete the tenure's checkpoints after ``after`` (None: all), then store these."""
+    """Delete the tenure's checkpoints after ``after`` (None: all) up to ``upto`` (None: no
+    bound), then store these."""
     await MotionCheckpointRepository(session).replace(
-        tenure.device_id, tenure.org_id, tenure.since, after, checkpoints
+        tenure.device_id, tenure.org_id, tenure.since, after, upto, checkpoints
     )
 
 
