@@ -179,6 +179,22 @@ class TestSessionsEnd:
         await console_as(client, staff.support)  # the operator logs in again
         assert (await client.get("/admin/organizations")).status_code == 200
 
+    async def test_a_password_reset_ends_them_in_the_tables_too(
+        self, client: httpx.AsyncClient, staff: Staff
+    ) -> None:
+        await console_as(client, staff.support)
+        link = await client.post(
+            f"/admin/v1/operators/{staff.support.id}/reset-password",
+            headers=staff.superadmin_auth,
+        )
+        form = {"token": token_of(link.json()["reset_url"]), "password": NEW_PASSWORD}
+        await client.post("/admin/password-reset", data={**form, "confirm": NEW_PASSWORD})
+
+        stolen = await client.get("/admin/models/user/list")
+
+        assert stolen.status_code == 303
+        assert stolen.headers["location"].startswith("/admin/login")
+
     async def test_a_redeemed_link_kills_the_accounts_other_links(
         self, client: httpx.AsyncClient, staff: Staff
     ) -> None:

@@ -67,13 +67,12 @@ def _here(request: Request) -> str:
     return quote(request.url.path + query, safe="/")  # one query parameter, all of it
 
 
-async def find_console(
-    request: Request, session: AsyncSession, ctx: AdminContext, store: SessionStore, ip: str
-) -> Console | None:
-    """The operator of the request's live session, re-checked in the database; None when
-    there is none (a session of a deactivated operator, or begun before the operator's
-    sessions were ended, is ended)."""
-    token = request.cookies.get(ctx.settings.admin.session_cookie)
+async def live_session(
+    session: AsyncSession, store: SessionStore, token: str | None
+) -> tuple[ConsoleSession, User] | None:
+    """The session of the cookie's ``token`` and its operator, or None: unknown or expired,
+    or (ended here) its operator deactivated, or the session begun before the operator's
+    sessions were ended. Every door of the console (its pages, the tables) asks this."""
     record = await store.get(token) if token else None
     if token is None or record is None:
         return None
@@ -81,6 +80,20 @@ async def find_console(
     if user is None or not user.is_active or record.begun_before(user.sessions_ended_at):
         await store.delete(token)
         return None
+    return record, user
+
+
+async def find_console(
+    request: Request, session: AsyncSession, ctx: AdminContext, store: SessionStore, ip: str
+) -> Console | None:
+    """The operator of the request's live session, re-checked in the database; None when
+    there is none (a session of a deactivated operator, or begun before the operator's
+    sessions were ended, is ended)."""
+    token = request.cookies.get(ctx.settings.admin.session_cookie)
+    live = await live_session(session, store, token)
+    if token is None or live is None:
+        return None
+    record, user = live
     principal = sessions.principal_of(user, ip=ip, request_id=request_id_of(request.scope))
     return Console(principal, user, record, token)
 

@@ -28,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from milepost_admin.console.deps import live_session
 from milepost_admin.console.render import content_security_policy, static_url
 from milepost_admin.console.sessions import SessionStore
 from milepost_admin.settings import AdminSettings
@@ -122,16 +123,14 @@ class ConsoleAuth(AuthenticationBackend):
 
     async def authenticate(self, request: Request) -> Response | bool:
         store: SessionStore = self._app.state.ctx.console_sessions
-        token = request.cookies.get(self._cookie)
-        record = await store.get(token) if token else None
-        if record is not None:
-            async with self._app.state.db.sessionmaker() as session:
-                user = await operator_service.find_operator(session, record.user_id)
-            if user is not None and user.is_active:
-                # What the console's top bar shows (its logout form needs the CSRF token).
-                request.state.console_me = user
-                request.state.console_csrf = record.csrf
-                return True
+        async with self._app.state.db.sessionmaker() as session:
+            live = await live_session(session, store, request.cookies.get(self._cookie))
+        if live is not None:
+            record, user = live
+            # What the console's top bar shows (its logout form needs the CSRF token).
+            request.state.console_me = user
+            request.state.console_csrf = record.csrf
+            return True
         return RedirectResponse(f"/admin/login?next={BASE_URL}/", status_code=303)
 
 
