@@ -152,6 +152,12 @@ class TestParameters:
         item = query("id=a&lat=north&lon=2&timestamp=yesterday&speed=fast")
         assert (item["lat"], item["fix_time"], item["speed"]) == ("north", "yesterday", "fast")
 
+    def test_a_number_no_double_holds_passes_as_sent(self) -> None:
+        huge, endless = "1" + "0" * 400, "9" * 5000  # beyond a double; beyond int()'s limit
+        item = query(f"id=a&lat={huge}&lon=2&speed={endless}&odo={endless}")
+        assert (item["lat"], item["speed"]) == (huge, endless)
+        assert item["attributes"] == {"odo": endless}
+
     def test_heading_is_an_alias_of_bearing_and_negative_means_unknown(self) -> None:
         assert query("id=a&heading=270")["course"] == 270.0
         assert query("id=a&bearing=-1&speed=-1")["course"] is None

@@ -58,10 +58,16 @@ class OsmandFix:
 
 def parse_number(text: str) -> int | float | None:
     """A decimal number as an ``int`` when written without a fraction or exponent, else a
-    ``float``; None for anything else (hex, ``nan``, ``inf``, words)."""
+    ``float``; None for anything else (hex, ``nan``, ``inf``, words, a number no double
+    holds)."""
     value = text.strip()
     if _INTEGER.fullmatch(value):
-        return int(value)
+        try:
+            integer = int(value)
+            float(integer)  # lat, speed, … are read as doubles; one too large is text
+        except (ValueError, OverflowError):  # over int()'s 4,300 digits, or beyond a double
+            return None
+        return integer
     if _DECIMAL.fullmatch(value):
         number = float(value)
         return number if math.isfinite(number) else None

@@ -242,6 +242,19 @@ class TestAnswers:
         ]
         assert batches[2].errors[0]["code"] == "invalid_coordinates"
 
+    async def test_a_number_too_long_for_a_double_is_a_rejected_fix_not_a_500(
+        self,
+        client: httpx.AsyncClient,
+        api_key: IssuedKey,
+        session: AsyncSession,
+        org: Organization,
+    ) -> None:
+        device = await make_device(session, org)
+        response = await client.get(osmand_url(api_key, now_query(device.unique_id, lat="9" * 400)))
+        assert (response.status_code, response.content) == (200, b"")
+        [batch] = await batches_of(session, org)
+        assert [error["code"] for error in batch.errors] == ["invalid_field"]
+
     async def test_unknown_device_is_400_and_not_recorded(
         self,
         client: httpx.AsyncClient,
