@@ -120,6 +120,21 @@ class TestBodyLimits:
         assert sender.pulled < sum(map(len, bomb))  # decoding stopped before the end
         assert peak < ingest_settings.ingest.max_decoded_bytes + 8 * MIB  # not 128 MB
 
+    @pytest.mark.parametrize(
+        ("line", "status"), [(b"0\n", 413), (b"\n", 422)], ids=["tiny", "blank"]
+    )
+    async def test_ndjson_of_millions_of_short_lines_costs_no_copy_per_line(
+        self, client: httpx.AsyncClient, auth: dict[str, str], line: bytes, status: int
+    ) -> None:
+        # 4 MiB decoded (from a few KiB sent): one object per line was ~80 MB, ~1 GB at the
+        # 40 MiB decoded limit.
+        encoder = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+        body = encoder.compress(line * (4 * MIB // len(line))) + encoder.flush()
+        headers = {**auth, "Content-Type": "application/x-ndjson", "Content-Encoding": "gzip"}
+        response, peak = await measured(client, Sender([body]), headers)
+        assert response.status_code == status
+        assert peak < 4 * MIB + 8 * MIB
+
     @pytest.mark.parametrize("gzip", [False, True])
     async def test_too_many_items_is_batch_too_large(
         self,
