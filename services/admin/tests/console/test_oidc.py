@@ -218,6 +218,23 @@ class TestSingleSignOn:
 
         assert response.status_code == 401
 
+    async def test_a_forged_error_link_cannot_put_its_words_on_the_login_page(
+        self, sso_client: httpx.AsyncClient, session: AsyncSession
+    ) -> None:
+        # Anyone can write a link to the callback with an error of their own: the console's
+        # genuine login page must not say what the link says.
+        lure = "Your account is locked: call +1 555 0100 and give your password"
+        response = await sso_client.get(
+            "/admin/login/sso/callback",
+            params={"error": "access_denied", "error_description": lure},
+        )
+
+        assert response.status_code == 401
+        assert "call +1 555 0100" not in response.text
+        assert "Single sign-on failed: the provider refused the login" in response.text
+        [failed] = await audit_entries(session, "auth.login_failed")
+        assert "call +1 555 0100" not in str(failed.diff)
+
 
 class TestVerifiedEmail:
     @pytest.mark.parametrize(

@@ -32,6 +32,11 @@ from milepost_common.web.middleware import request_id_of
 router = APIRouter(tags=["console"], include_in_schema=False, route_class=ConsoleRoute)
 LOGIN_CSRF_COOKIE = "milepost_admin_login"
 log = get_logger("milepost.admin.console")
+SSO_INVALID = "the provider's answer was not accepted"
+SSO_ERRORS = {
+    "access_denied": "the provider refused the login",
+    "mismatching_state": "the sign-in expired or began in another browser; try again",
+}
 
 
 def safe_next(raw: str | None) -> str:
@@ -207,14 +212,11 @@ async def sso_callback(
     try:
         claims = await sso.finish(request)
     except OAuthError as exc:
+        # The error and its description come from the callback's query, which anyone can
+        # write into a link: the page and the audit say only which kind of failure it was.
+        log.info("sso_refused", error=str(exc.error)[:100], description=str(exc.description)[:300])
         return await _sso_failed(
-            request,
-            session,
-            ctx,
-            store,
-            ip,
-            None,
-            exc.description or exc.error or "invalid response",
+            request, session, ctx, store, ip, None, SSO_ERRORS.get(exc.error, SSO_INVALID)
         )
     except httpx.HTTPError as exc:
         log.warning("sso_provider_error", error=type(exc).__name__)
