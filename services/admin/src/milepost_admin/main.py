@@ -80,7 +80,9 @@ def _error_page(request: Request, error: ErrorAnswer) -> Response | None:
     """The console's browser gets an error page, the JSON API keeps the envelope."""
     if not _console_path(request.url.path):
         return None
-    return error_page(request, error, back=request.headers.get("referer") or "/admin/")
+    # Not the Referer: every console page is sent with "Referrer-Policy: no-referrer", so
+    # the only Referer that arrives is another site's, which "Back" must not lead to.
+    return error_page(request, error, back="/admin/")
 
 
 async def _not_found_page(request: Request) -> Response | None:

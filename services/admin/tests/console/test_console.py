@@ -312,6 +312,19 @@ class TestErrorPages:
         assert api.status_code == 404
         assert api.json()["error"]["code"] == "not_found"
 
+    async def test_the_back_link_of_an_error_page_stays_in_the_console(
+        self, client: httpx.AsyncClient, staff: Staff
+    ) -> None:
+        # A page elsewhere links an operator to a console address that fails: the error
+        # page's "Back" must not lead to that page (the console sends no Referer of its own).
+        await log_in(client, staff.operator)
+
+        for referer in ("https://evil.example/phish", "javascript:alert(1)"):
+            page = await client.get("/admin/devices/not-an-id", headers={"Referer": referer})
+
+            assert page.status_code == 422
+            assert 'href="/admin/">← Back' in page.text
+
     @pytest.mark.parametrize(
         ("method", "path", "form"),
         [
