@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func
+from sqlalchemy import func, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -96,6 +96,31 @@ class TestIngestBatch:
             BatchStatus.RECEIVED, 1, [str(device.id)],
         )  # fmt: skip
         assert await positions_of(session, outcome.batch_id) == 1
+
+    async def test_of_two_fixes_at_one_time_the_first_is_stored_in_a_large_fleet(
+        self, session: AsyncSession
+    ) -> None:
+        # With thousands of devices the planner hashed the batch's fixes, and the last of
+        # two repeats was stored instead of the first.
+        org = await make_organization(session)
+        device = await make_device(session, org)
+        await session.execute(
+            text(
+                "INSERT INTO devices (id, org_id, unique_id, name, disabled, created_at,"
+                " updated_at) SELECT gen_random_uuid(), :org, 'fleet-' || n, 'v', false, now(),"
+                " now() FROM generate_series(1, 5000) AS n"
+            ),
+            {"org": org.id},
+        )
+        await session.execute(text("ANALYZE devices"))
+        first, repeat = item(device.unique_id, lat=10.0), item(device.unique_id, lat=11.0)
+        repeat["fix_time"] = first["fix_time"]
+        outcome = await push(session, key_actor(org), [first, repeat])
+        assert (outcome.response["accepted"], outcome.response["duplicates"]) == (1, 1)
+        lat = await session.scalar(
+            select(Position.lat).where(col(Position.batch_id) == outcome.batch_id)
+        )
+        assert lat == 10.0
 
     async def test_same_key_and_body_answers_the_first_outcome(self, session: AsyncSession) -> None:
         org = await make_organization(session)

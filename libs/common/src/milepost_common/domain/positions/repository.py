@@ -72,6 +72,8 @@ class InsertedPositions:
 # Only a fix of a device the organization holds, in its tenure, is written, whatever the
 # caller's device cache says: the ingest's lags a transfer by seconds, and a fix the old
 # organization pushed meanwhile would have taken the new one's (device_id, fix_time).
+# In the batch's order, so the first of two repeats is the one stored: a hash join (a large
+# fleet's plan) returned them in another order, and the last one was stored.
 INSERTED_CTE = """
     inserted AS (
         INSERT INTO positions (device_id, fix_time, org_id, lat, lon, speed, course, altitude,
@@ -79,9 +81,10 @@ INSERTED_CTE = """
         SELECT d.id, (f->>1)::timestamptz, :org_id, (f->>2)::float8, (f->>3)::float8,
                (f->>4)::float8, (f->>5)::float8, (f->>6)::float8, (f->>7)::float8, f->8,
                :batch_id
-        FROM jsonb_array_elements(CAST(:rows AS jsonb)) AS f
+        FROM jsonb_array_elements(CAST(:rows AS jsonb)) WITH ORDINALITY AS e(f, n)
         JOIN devices AS d ON d.id = (f->>0)::uuid AND d.org_id = :org_id
              AND (d.assigned_at IS NULL OR d.assigned_at <= (f->>1)::timestamptz)
+        ORDER BY e.n
         ON CONFLICT DO NOTHING
         RETURNING device_id
     )
