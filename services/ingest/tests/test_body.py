@@ -8,11 +8,15 @@ from collections.abc import AsyncIterator, Callable
 from functools import lru_cache
 
 import httpx
+import orjson
 import pytest
 from redis.asyncio import Redis
 
 from milepost_common.db import Database
+from milepost_common.domain.ingest_batches.models import BatchSource
+from milepost_common.errors import BatchTooLarge
 from milepost_common.testing.plugin import app_client
+from milepost_ingest.body import parse_items
 from milepost_ingest.main import create_app
 from milepost_ingest.settings import MIB, IngestSettings
 
@@ -135,6 +139,20 @@ class TestBodyLimits:
         assert response.status_code == status
         assert peak < 4 * MIB + 8 * MIB
 
+    async def test_json_of_millions_of_tiny_items_costs_no_object_per_item(
+        self, client: httpx.AsyncClient, auth: dict[str, str]
+    ) -> None:
+        # 4 MiB decoded of `0,` (from a few KiB sent): one object per item was ~110 MB,
+        # ~1.4 GB at the 40 MiB decoded limit.
+        encoder = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+        items = b"0," * (2 * MIB)
+        body = encoder.compress(b'{"positions": [' + items + b"0]}") + encoder.flush()
+        headers = {**auth, "Content-Type": "application/json", "Content-Encoding": "gzip"}
+        response, peak = await measured(client, Sender([body]), headers)
+        assert response.status_code == 413
+        assert response.json()["error"]["code"] == "batch_too_large"
+        assert peak < 4 * MIB + 8 * MIB
+
     @pytest.mark.parametrize("gzip", [False, True])
     async def test_too_many_items_is_batch_too_large(
         self,
@@ -158,3 +176,18 @@ class TestBodyLimits:
             json_body = {"positions": [{"device_id": "x"}] * 4}
             response = await client.post(URL, json=json_body, headers=auth)
             assert response.json()["error"]["code"] == "batch_too_large"
+
+
+class TestParseItems:
+    @pytest.mark.parametrize("count", [1, 3])
+    def test_items_holding_many_commas_are_counted_exactly(self, count: int) -> None:
+        item = orjson.dumps({"device_id": "x", "attributes": {"list": list(range(300))}})
+        body = b'{"positions": [' + b", ".join([item] * count) + b"]}"
+        parsed = parse_items(body, BatchSource.JSON, max_items=3)
+        assert [bytes(raw) for raw in parsed.raws] == [item] * count
+
+    def test_one_item_over_the_limit_is_batch_too_large(self) -> None:
+        item = orjson.dumps({"device_id": "x", "attributes": {"list": list(range(300))}})
+        body = b'{"positions": [' + b", ".join([item] * 4) + b"]}"
+        with pytest.raises(BatchTooLarge):
+            parse_items(body, BatchSource.JSON, max_items=3)

@@ -7,6 +7,7 @@ with 413 once a limit is crossed and never sits in memory whole.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import re
@@ -133,6 +134,30 @@ class _Envelope(msgspec.Struct):
 
 
 _ENVELOPE = msgspec.json.Decoder(_Envelope)
+# Decoded as a list, `{"positions": [0, 0, …]}` built one object per item before their number
+# was checked: 1.4 GB for the 40 MiB decoded limit (a few KiB gzipped). A body with more
+# commas than this many per item allowed is read into a struct of max_items + 1 fields
+# instead, whose decoder skips any item beyond them without building it. Real items hold
+# far fewer commas, so they keep the list (a fraction of the struct's cost when small).
+_COMMAS_PER_ITEM = 64
+
+
+@functools.lru_cache(maxsize=2)
+def _bounded_envelope(max_items: int) -> msgspec.json.Decoder[Any]:
+    fields = [(f"i{n}", msgspec.Raw, msgspec.Raw()) for n in range(max_items + 1)]
+    items = msgspec.defstruct("Items", fields, array_like=True)
+    envelope = msgspec.defstruct("BoundedEnvelope", [("positions", items | None, None)])
+    return msgspec.json.Decoder(envelope)
+
+
+def _json_positions(body: bytes | bytearray, max_items: int) -> list[Any] | None:
+    """``positions`` as a list of each item's JSON; at most max_items + 1 of them."""
+    if body.count(b",") < _COMMAS_PER_ITEM * max_items:
+        return _ENVELOPE.decode(body).positions
+    positions = _bounded_envelope(max_items).decode(body).positions
+    if positions is None:
+        return None
+    return [raw for raw in msgspec.structs.astuple(positions) if raw]  # an absent item is empty
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +183,7 @@ def parse_items(body: bytes | bytearray, source: BatchSource, max_items: int) ->
             raise _positions_missing("The body holds no positions.")
     else:
         try:
-            positions = _ENVELOPE.decode(body).positions
+            positions = _json_positions(body, max_items)
         except msgspec.ValidationError:
             positions = None
         except (msgspec.DecodeError, RecursionError):  # RecursionError: nested too deep
