@@ -3,6 +3,7 @@ console's 404 page, and the helpful 422 of the token form."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -18,6 +19,13 @@ from milepost_common.web.errors import FORM_HINT
 from services.admin.tests.admin_support import Staff, console_as
 
 NEW_PASSWORD = "a brand new operator passphrase"
+
+
+def hidden_token(html: str) -> str:
+    """The token the account form will post (its hidden field, as the page gives it)."""
+    match = re.search(r'name="token" id="account-token" value="([^"]*)"', html)
+    assert match, "no token field in the page"
+    return match.group(1)
 
 
 def token_of(link: str) -> str:
@@ -108,6 +116,30 @@ class TestResetPage:
         assert response.status_code == 422
         assert "The two passwords differ." in response.text
         assert await log_in(client, staff.support.email, DEFAULT_PASSWORD) == 200
+
+    async def test_the_form_shown_again_keeps_the_links_token(
+        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
+    ) -> None:
+        # The answer's address has no fragment: without the token in its form, the page's
+        # script would take the link for incomplete and hide the form.
+        token = await sessions.issue_one_time_token(
+            session, staff.support, TokenPurpose.PASSWORD_RESET
+        )
+        form = {"token": token, "password": NEW_PASSWORD, "confirm": NEW_PASSWORD + "!"}
+
+        again = await client.post("/admin/password-reset", data=form)
+        retried = await client.post(
+            "/admin/password-reset",
+            data={
+                "token": hidden_token(again.text),
+                "password": NEW_PASSWORD,
+                "confirm": NEW_PASSWORD,
+            },
+        )
+
+        assert hidden_token(again.text) == token
+        assert again.headers["cache-control"] == "no-store"
+        assert "Done: your password is set." in retried.text
 
     async def test_a_users_link_does_not_redeem_in_the_console(
         self, client: httpx.AsyncClient, session: AsyncSession

@@ -78,7 +78,10 @@ async def _redeem(
         )
     problem = _password_problem(password, confirm)
     if problem is not None:
-        return await _account_page(request, store, purpose, status_code=422, error=problem)
+        # The answer's address has no fragment: the form keeps the token for the next try.
+        return await _account_page(
+            request, store, purpose, status_code=422, error=problem, token=token
+        )
     try:
         await sessions.redeem_one_time_token(
             session, ctx.hasher, token, purpose, password, realm=Realm.ADMIN
