@@ -127,6 +127,7 @@ class Replayer:
         self.checkpoints: list[tuple[int, Snapshot]] = []
         self.last: Fix | None = None
         self.seen = False  # a rule saw a fix (not every one was an outlier)
+        self.fed = 0
 
     def feed(
         self,
@@ -139,6 +140,7 @@ class Replayer:
         machine, engine = self.machine, self.engine
         for fix in fixes:
             self.last = fix  # the latest position, an outlier too: history shows it as sent
+            self.fed += 1
             speed = machine.feed(fix)
             if speed is None:  # kept aside as an outlier: no rule sees it
                 continue

@@ -9,6 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, update
@@ -31,6 +32,7 @@ from milepost_common.domain.ingest_batches.models import BatchSource, BatchStatu
 from milepost_common.domain.webhooks.models import WebhookDelivery, WebhookEndpoint
 from milepost_common.live import latest_positions_key, org_channel
 from milepost_common.testing.factories import make_device, make_organization
+from milepost_worker.handlers import ingest_batches
 from milepost_worker.handlers.ingest_batches import process_batch, stale_batches
 from milepost_worker.motion.machine import MICROS, Fix, MotionParams
 from milepost_worker.rules.engine import RuleSpec
@@ -300,6 +302,11 @@ def split_drives(draw: st.DrawFn) -> tuple[list[Fix], list[list[Fix]]]:
 
 
 class TestOrderIndependenceInPostgres:
+    @pytest.fixture(autouse=True)
+    def small_chunks(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        # A late fix's replay reads the device's fixes a few at a time here.
+        monkeypatch.setattr(ingest_batches, "REPLAY_CHUNK", 7)
+
     @settings(
         max_examples=6, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None
     )

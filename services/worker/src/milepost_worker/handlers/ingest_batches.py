@@ -236,7 +236,6 @@ async def _replay_late(
         if not rows:
             break
         fixes = [_fix(row) for row in rows]
-        metrics.FIXES.labels("recompute").inc(len(fixes))
         stored: dict[int, dict[str, Any]] = {}
         if fixes[-1].t > last_late:
             lower = from_micros(last_late) if after is None else max(after, from_micros(last_late))
@@ -245,6 +244,7 @@ async def _replay_late(
         if replayer.feed(fixes, stored, last_late) or len(rows) < REPLAY_CHUNK:
             break
         after = rows[-1][2]
+    metrics.FIXES.labels("recompute").inc(replayer.fed)
     return start, replayer.result()
 
 
