@@ -84,7 +84,7 @@ async def write_fixes(url: str, fixes: int, batch: int) -> tuple[int, int, float
             count = min(chunk, total - done)
             for generated in fleet.batches(count, start, size, body=False):
                 values: dict[str, Any] = {"org_id": seeded.org_id, "batch_id": uuid.uuid4()}
-                values["rows"] = _rows_json(generated)
+                values["rows"], values["valid"] = _rows_json(generated), generated.size
                 row = await conn.fetchrow(sql, *(values[name] for name in order))
                 stored += int(row[0])
             done += count

@@ -114,7 +114,12 @@ async def direct_dedupe(
     sql, order = _dedupe_sql()
 
     async def write(conn: asyncpg.Connection, batch: Batch) -> None:
-        values = {"org_id": seed_.org_id, "batch_id": uuid.uuid4(), "rows": _rows_json(batch)}
+        values = {
+            "org_id": seed_.org_id,
+            "batch_id": uuid.uuid4(),
+            "rows": _rows_json(batch),
+            "valid": batch.size,
+        }
         await conn.fetchrow(sql, *(values[name] for name in order))
 
     return await _direct(

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from milepost_common.cache import TtlCache
+from milepost_common.domain.organizations.models import Organization
 from milepost_common.domain.positions import service as position_service
 from milepost_common.domain.positions.models import Position
 from milepost_common.domain.positions.service import NewPositions, StorableWindow
@@ -99,6 +100,40 @@ class TestStorePositions:
         ]
         assert stored[0].fix_time == moment
         assert {p.batch_id for p in stored} == {batch_id}
+
+    async def test_rows_the_device_does_not_take_are_reported_dropped(
+        self, session: AsyncSession
+    ) -> None:
+        # What a stale device cache hands in: a device of another organization (or none),
+        # a disabled one, a fix before the tenure. None is stored, none is a duplicate.
+        mine, foreign = await make_device(session), await make_device(session)
+        org = await session.get(Organization, mine.org_id)
+        disabled = await make_device(session, org, disabled=True)
+        moment = datetime.now(UTC) - timedelta(minutes=5)
+        mine.assigned_at = moment
+        session.add(mine)
+        await session.flush()
+        empty = orjson.Fragment(b"{}")
+        rows = NewPositions(
+            [
+                (device_id, at, 1.0, 1.0, None, None, None, None, empty)
+                for device_id, at in [
+                    (mine.id, moment),
+                    (foreign.id, moment),
+                    (uuid.uuid4(), moment),
+                    (disabled.id, moment),
+                    (mine.id, moment - timedelta(seconds=1)),
+                ]
+            ]
+        )
+        result = await position_service.store_positions(session, mine.org_id, uuid.uuid4(), rows)
+        assert result.count == 1
+        assert result.dropped == [
+            position_service.DroppedFix(2, gone=True, disabled=False, assigned_at=None),
+            position_service.DroppedFix(3, gone=True, disabled=False, assigned_at=None),
+            position_service.DroppedFix(4, gone=False, disabled=True, assigned_at=None),
+            position_service.DroppedFix(5, gone=False, disabled=False, assigned_at=moment),
+        ]
 
     async def test_nothing_to_store_is_no_statement(self, session: AsyncSession) -> None:
         result = await position_service.store_positions(

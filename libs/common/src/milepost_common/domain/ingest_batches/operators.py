@@ -18,7 +18,7 @@ from milepost_common.domain.ingest_batches.models import BatchSource, BatchStatu
 from milepost_common.domain.ingest_batches.repository import IngestBatchRepository
 from milepost_common.domain.ingest_batches.schemas import BatchFilters, OsmandDevice
 from milepost_common.domain.ingest_batches.service import load_policy
-from milepost_common.domain.ingest_batches.validation import check_items
+from milepost_common.domain.ingest_batches.validation import check_items, reject_dropped
 from milepost_common.domain.positions import service as position_service
 from milepost_common.domain.principals import Principal
 
@@ -105,6 +105,8 @@ async def replay_batch(session: AsyncSession, actor: Principal, batch: IngestBat
         inserted = await position_service.store_positions(
             session, locked.org_id, locked.id, checked.rows
         )
+        # A device moved, deleted or disabled since the policy was read: rejected, as then.
+        reject_dropped(checked, inserted.dropped, items)
         stored, duplicates = inserted.count, checked.valid - inserted.count
         original = [entry["index"] for entry in kept]
         locked.errors = [{**e, "index": original[e["index"]]} for e in checked.errors]

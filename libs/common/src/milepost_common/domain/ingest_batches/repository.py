@@ -34,7 +34,7 @@ from milepost_common.domain.ingest_batches.models import BatchSource, BatchStatu
 from milepost_common.domain.ingest_batches.schemas import BatchFilters
 from milepost_common.domain.organizations import repository as org_repository
 from milepost_common.domain.organizations.models import Organization
-from milepost_common.domain.positions.repository import INSERTED_CTE, NewPositions
+from milepost_common.domain.positions import repository as positions_sql
 
 # The backlog the worker's heartbeat exports.
 _WAITING = text(
@@ -76,26 +76,29 @@ _INSERT = text(
 )
 
 # The positions and, from what was inserted, the batch's counts and stored answer: one
-# statement, so the errors cross the wire once and the counts cost no extra round trip.
+# statement, so the errors cross the wire once and the counts cost no extra round trip. Rows
+# the insert dropped (positions_sql.INSERTED_CTE) are returned to be recorded as rejected.
 _STORE_AND_FINISH = text(
     f"""
-    WITH {INSERTED_CTE},
+    WITH {positions_sql.INSERTED_CTE},
     counted AS (
         SELECT count(*) AS n,
-               coalesce(jsonb_agg(DISTINCT device_id::text), '[]'::jsonb) AS devices
+               coalesce(jsonb_agg(DISTINCT device_id::text), '[]'::jsonb) AS devices,
+               {positions_sql.DROPPED_JSON} AS dropped
         FROM inserted
     )
     UPDATE ingest_batches AS b
     SET accepted = counted.n,
-        duplicates = CAST(:valid AS integer) - counted.n,
+        duplicates = CAST(:valid AS integer) - counted.n - jsonb_array_length(counted.dropped),
         device_ids = counted.devices,
         response = jsonb_build_object('batch_id', b.id, 'accepted', counted.n,
                                       'rejected', b.rejected,
-                                      'duplicates', CAST(:valid AS integer) - counted.n,
+                                      'duplicates', CAST(:valid AS integer) - counted.n
+                                                    - jsonb_array_length(counted.dropped),
                                       'errors', b.errors)
     FROM counted
     WHERE b.id = :batch_id
-    RETURNING b.response
+    RETURNING b.response, counted.dropped
     """  # noqa: S608 - constant SQL
 )
 
@@ -234,15 +237,15 @@ class IngestBatchRepository:
         return inserted
 
     async def store_and_finish(
-        self, batch_id: uuid.UUID, org_id: uuid.UUID, rows: NewPositions
-    ) -> dict[str, Any]:
-        """Insert the batch's new positions and store its counts; return its answer."""
+        self, batch_id: uuid.UUID, org_id: uuid.UUID, rows: positions_sql.NewPositions
+    ) -> tuple[dict[str, Any], list[positions_sql.DroppedFix]]:
+        """Insert the batch's new positions, store its counts; its answer, the rows dropped."""
         result = await self.session.execute(
             _STORE_AND_FINISH,
             {"org_id": org_id, "batch_id": batch_id, "rows": rows.to_json(), "valid": len(rows)},
         )
-        response: dict[str, Any] = result.scalar_one()
-        return response
+        response, dropped = result.one()
+        return response, positions_sql.dropped_fixes(dropped)
 
     async def find_by_idempotency_key(self, org_id: uuid.UUID, key: str) -> IngestBatch | None:
         query = select(IngestBatch).where(

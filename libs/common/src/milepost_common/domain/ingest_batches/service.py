@@ -33,6 +33,7 @@ from milepost_common.domain.ingest_batches.validation import (
     build_policy,
     check_items,
     named_devices,
+    reject_dropped,
 )
 from milepost_common.domain.positions import service as position_service
 from milepost_common.domain.principals import Principal
@@ -231,8 +232,29 @@ async def record_batch(
                 raise IdempotencyKeyReused()
         else:
             return prior
-    response = await repo.store_and_finish(batch_id, org_id, checked.rows)
+    response, dropped = await repo.store_and_finish(batch_id, org_id, checked.rows)
+    if dropped:
+        # The device cache was stale (a transfer, delete or disable within its seconds): those
+        # fixes were not stored, so they are rejected as an uncached look-up would have.
+        reject_dropped(checked, dropped, submission.items, submission.raws)
+        response = await _record_rejected(session, batch_id, checked, response)
     return BatchOutcome(batch_id, response, created=True, checked=checked)
+
+
+async def _record_rejected(
+    session: AsyncSession, batch_id: uuid.UUID, checked: CheckedItems, response: dict[str, Any]
+) -> dict[str, Any]:
+    """Store the batch's rejected items and counts again after the insert dropped some."""
+    batch = await IngestBatchRepository(session).get(batch_id)
+    assert batch is not None  # noqa: S101 - written in this transaction
+    batch.rejected = checked.rejected
+    batch.errors = checked.errors
+    batch.rejected_items = orjson.loads(_json(checked.rejected_items))  # NUL replaced
+    batch.rejected_items_expire_at = batch.received_at + REJECTED_ITEMS_KEPT
+    batch.response = {**response, "rejected": checked.rejected, "errors": checked.errors}
+    session.add(batch)
+    await session.flush()
+    return batch.response
 
 
 async def ingest_batch(

@@ -331,22 +331,54 @@ def check_items(
             if speed is not None and speed > max_speed:
                 raise _Rejected(ItemCode.IMPLAUSIBLE_SPEED, f"speed is above {max_speed:g} km/h.")
             device = devices.get(unique_id)
-            if device is None:
-                raise _Rejected(ItemCode.UNKNOWN_DEVICE, "Unknown device.")
-            if device.disabled:
-                raise _Rejected(ItemCode.UNKNOWN_DEVICE, "The device is disabled.")
-            if device.since is not None and fix_time < device.since:
-                raise _Rejected(
-                    ItemCode.BEFORE_TRANSFER,
-                    f"fix_time is before {_iso(device.since)}, when the device joined this "
-                    "organization.",
-                )
+            if (
+                device is None
+                or device.disabled
+                or (device.since is not None and fix_time < device.since)
+            ):
+                raise _device_rejection(device)
         except _Rejected as rejected:
             raw = raws[index] if raws is not None else None
             out.reject(index, item, rejected.code, rejected.message, raw)
             continue
         store((device.id, fix_time, lat, lon, speed, course, altitude, accuracy, attributes))
     return out
+
+
+def _device_rejection(device: DeviceRef | None) -> _Rejected:
+    """Why the device does not take a fix the caller found it does not take."""
+    if device is None:
+        return _Rejected(ItemCode.UNKNOWN_DEVICE, "Unknown device.")
+    if device.since is not None and not device.disabled:
+        return _Rejected(
+            ItemCode.BEFORE_TRANSFER,
+            f"fix_time is before {_iso(device.since)}, when the device joined this organization.",
+        )
+    return _Rejected(ItemCode.UNKNOWN_DEVICE, "The device is disabled.")
+
+
+def reject_dropped(
+    checked: CheckedItems,
+    dropped: Sequence[position_service.DroppedFix],
+    items: Sequence[Any],
+    raws: Sequence[Any] | None = None,
+) -> None:
+    """Move the rows the insert dropped (their device, as stored when it ran, did not take
+    them: moved, deleted or disabled since the policy was read) from ``rows`` to the
+    rejected items, with the code :func:`check_items` gives today's device."""
+    rejected = {error["index"] for error in checked.errors}
+    stored = [index for index in range(checked.total) if index not in rejected]
+    rows = checked.rows.rows
+    for fix in dropped:
+        index, device_id = stored[fix.ordinal - 1], rows[fix.ordinal - 1][0]
+        device = None if fix.gone else DeviceRef(device_id, fix.disabled, fix.assigned_at)
+        why = _device_rejection(device)
+        raw = raws[index] if raws is not None else None
+        checked.reject(index, items[index], why.code, why.message, raw)
+    left_out = {fix.ordinal - 1 for fix in dropped}
+    checked.rows.rows = [row for n, row in enumerate(rows) if n not in left_out]
+    checked.errors.sort(key=lambda error: int(error["index"]))
+    checked.rejected_items.sort(key=lambda entry: int(entry["index"]))
 
 
 def _general_fields(item: Any) -> tuple[Any, ...]:

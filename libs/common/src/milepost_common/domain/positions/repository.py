@@ -59,19 +59,44 @@ class NewPositions:
 
 
 @dataclass(frozen=True, slots=True)
+class DroppedFix:
+    """A row the insert left out because its device, as stored now, does not take it: the
+    caller's device cache was stale. ``ordinal``: 1-based, in ``NewPositions.rows``;
+    ``gone``: deleted, or in another organization now."""
+
+    ordinal: int
+    gone: bool
+    disabled: bool
+    assigned_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class InsertedPositions:
     count: int
     device_ids: list[uuid.UUID]
+    dropped: list[DroppedFix] = field(default_factory=list)
+
+
+def dropped_fixes(value: list[list[Any]]) -> list[DroppedFix]:
+    """The ``dropped`` column of the statements below, read."""
+    return [
+        DroppedFix(int(n), gone, disabled, None if at is None else datetime.fromisoformat(at))
+        for n, gone, disabled, at in value
+    ]
 
 
 # One round trip, duplicates skipped by the primary key (device_id, fix_time), whether they
 # repeat within the batch or are already stored. The fixes arrive as one JSON array; the
 # alternatives measured (nine typed arrays for unnest; COPY into a staging table, then the
 # same INSERT … SELECT … ON CONFLICT DO NOTHING) cost the app more CPU for the same database
-# work: bench/ingest/RESULTS.md. Parameters: org_id, batch_id, rows (NewPositions.to_json).
-# Only a fix of a device the organization holds, in its tenure, is written, whatever the
-# caller's device cache says: the ingest's lags a transfer by seconds, and a fix the old
-# organization pushed meanwhile would have taken the new one's (device_id, fix_time).
+# work: bench/ingest/RESULTS.md. Parameters: org_id, batch_id, rows (NewPositions.to_json),
+# valid (how many rows).
+# Only a fix of an enabled device the organization holds, in its tenure, is written,
+# whatever the caller's device cache says: the ingest's lags a transfer by seconds, and a
+# fix the old organization pushed meanwhile would have taken the new one's (device_id,
+# fix_time). ``dropped`` names the rows left out that way, so they are counted as rejected,
+# not as duplicates; it reads the rows again only when fewer were inserted than sent (the
+# one-time filter skips the scan otherwise), so a batch of new fixes costs no more.
 # In the batch's order, so the first of two repeats is the one stored: a hash join (a large
 # fleet's plan) returned them in another order, and the last one was stored.
 INSERTED_CTE = """
@@ -82,17 +107,32 @@ INSERTED_CTE = """
                (f->>4)::float8, (f->>5)::float8, (f->>6)::float8, (f->>7)::float8, f->8,
                :batch_id
         FROM jsonb_array_elements(CAST(:rows AS jsonb)) WITH ORDINALITY AS e(f, n)
-        JOIN devices AS d ON d.id = (f->>0)::uuid AND d.org_id = :org_id
+        JOIN devices AS d ON d.id = (f->>0)::uuid AND d.org_id = :org_id AND NOT d.disabled
              AND (d.assigned_at IS NULL OR d.assigned_at <= (f->>1)::timestamptz)
         ORDER BY e.n
         ON CONFLICT DO NOTHING
         RETURNING device_id
+    ),
+    dropped AS (
+        SELECT e.n, d.id IS NULL OR d.org_id <> :org_id AS gone, d.disabled, d.assigned_at
+        FROM jsonb_array_elements(CAST(:rows AS jsonb)) WITH ORDINALITY AS e(f, n)
+        LEFT JOIN devices AS d ON d.id = (f->>0)::uuid
+        WHERE (SELECT count(*) FROM inserted) < CAST(:valid AS integer)
+          AND (d.id IS NULL OR d.org_id <> :org_id OR d.disabled
+               OR d.assigned_at > (f->>1)::timestamptz)
     )
 """
+# The dropped rows as one JSON array of [ordinal, gone, disabled, assigned_at].
+DROPPED_JSON = """(
+    SELECT coalesce(jsonb_agg(jsonb_build_array(n, gone, coalesce(disabled, false),
+                                                assigned_at) ORDER BY n), '[]'::jsonb)
+    FROM dropped
+)"""
 INSERT_NEW_POSITIONS = text(
     f"""
     WITH {INSERTED_CTE}
-    SELECT count(*) AS n, coalesce(array_agg(DISTINCT device_id), '{{}}') AS device_ids
+    SELECT count(*) AS n, coalesce(array_agg(DISTINCT device_id), '{{}}') AS device_ids,
+           {DROPPED_JSON} AS dropped
     FROM inserted
     """  # noqa: S608 - constant SQL
 )
@@ -287,13 +327,14 @@ class PositionRepository:
     async def insert_new(
         self, org_id: uuid.UUID, batch_id: uuid.UUID, rows: NewPositions
     ) -> InsertedPositions:
-        """Insert the rows not stored yet; report how many were new and for which devices."""
+        """Insert the rows not stored yet; report how many were new, for which devices, and
+        the rows left out as their devices do not take them (see INSERTED_CTE)."""
         result = await self.session.execute(
             INSERT_NEW_POSITIONS,
-            {"org_id": org_id, "batch_id": batch_id, "rows": rows.to_json()},
+            {"org_id": org_id, "batch_id": batch_id, "rows": rows.to_json(), "valid": len(rows)},
         )
-        count, device_ids = result.one()
-        return InsertedPositions(int(count), list(device_ids))
+        count, device_ids, dropped = result.one()
+        return InsertedPositions(int(count), list(device_ids), dropped_fixes(dropped))
 
     async def last_fix_time(self, device_id: uuid.UUID) -> datetime | None:
         # One backward probe of the (device_id, fix_time) index per partition.

@@ -16,6 +16,7 @@ from milepost_common.db import Reader
 from milepost_common.domain import paging
 from milepost_common.domain.devices.errors import DeviceNotFound
 from milepost_common.domain.positions.repository import (
+    DroppedFix,
     InsertedPositions,
     NewPositions,
     PositionReads,
@@ -28,6 +29,7 @@ from milepost_common.errors import ValidationFailed
 from milepost_common.pagination import cursor_time, decode_cursor, encode_cursor
 
 __all__ = [
+    "DroppedFix",
     "InsertedPositions",
     "NewPositions",
     "StorableWindow",
