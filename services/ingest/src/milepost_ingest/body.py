@@ -41,6 +41,7 @@ _DECODE_STEP = 1024 * 1024  # decoded bytes produced per step: bounds the copy b
 # by scanning: blank lines cost no object, and at most one line more than a batch may hold
 # is copied (splitting 40 MiB of "0\n" made 20 million objects, about 1 GB).
 _NDJSON_LINE = re.compile(rb"\S[^\n]*")
+_BOM = b"\xef\xbb\xbf"
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +114,14 @@ async def read_body(chunks: AsyncIterator[bytes], *, gzip: bool, limits: BodyLim
     if decoder is not None and not decoder.eof:
         raise MalformedBody("The gzip stream is truncated.")
     return out
+
+
+def without_bom(body: bytearray) -> bytearray:
+    """The body without one leading UTF-8 byte order mark (RFC 8259 lets a parser ignore it;
+    some writers, .NET's among them, add it). Removed in place: no copy of the body."""
+    if body.startswith(_BOM):
+        del body[: len(_BOM)]
+    return body
 
 
 def body_hash(source: BatchSource, body: bytes | bytearray) -> str:

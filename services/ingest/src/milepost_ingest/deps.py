@@ -153,6 +153,7 @@ async def batch_submission(
     source = batch_body.batch_source(headers.get("content-type"))
     gzip = batch_body.is_gzip(headers.get("content-encoding"))
     data = await batch_body.read_body(request.stream(), gzip=gzip, limits=ctx.limits)
+    data = batch_body.without_bom(data)
     parsed = batch_body.parse_items(data, source, ctx.limits.max_items)
     return batch_service.Submission(
         source=source,

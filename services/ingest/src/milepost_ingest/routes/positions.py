@@ -28,8 +28,10 @@ _POSITION = PositionCreate.model_json_schema()
 _EXAMPLE = _POSITION["examples"][0]
 _REQUEST_BODY: dict[str, Any] = {
     "required": True,
-    "description": "Up to 10,000 positions. `Content-Encoding: gzip` is accepted. Each item is "
-    "checked on its own: an invalid item is rejected with its code, the others are stored.",
+    "description": "Up to 10,000 positions. `Content-Encoding: gzip` is accepted. A leading "
+    "UTF-8 byte order mark (EF BB BF, after gzip decoding) is ignored, in JSON and NDJSON. Each "
+    "item is checked on its own: an invalid item is rejected with its code, the others are "
+    "stored.",
     "content": {
         "application/json": {
             "schema": {
