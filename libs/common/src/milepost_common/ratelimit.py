@@ -209,18 +209,29 @@ class LoginThrottle:
     @staticmethod
     def _keys(email: str, ip: str) -> list[str]:
         digest = hashlib.sha256(normalize_email(email).encode()).hexdigest()
-        return [f"milepost:login:email:{digest}", f"milepost:login:ip:{ip}"]
+        return [f"milepost:login:email:{digest}", LoginThrottle._ip_key(ip)]
 
-    @contextlib.asynccontextmanager
-    async def attempt(self, email: str, ip: str) -> AsyncIterator[None]:
+    @staticmethod
+    def _ip_key(ip: str) -> str:
+        return f"milepost:login:ip:{ip}"
+
+    def attempt(self, email: str, ip: str) -> contextlib.AbstractAsyncContextManager[None]:
         """Reserve one attempt for the block; it stays counted if the block raises (a wrong
         password) and is released when it returns. Raises RateLimited when either bucket is
         full."""
-        keys = self._keys(email, ip)
+        return self._attempt(self._keys(email, ip), self._limits)
+
+    def ip_attempt(self, ip: str) -> contextlib.AbstractAsyncContextManager[None]:
+        """``attempt`` in the client IP's bucket alone, for a login that names no email
+        before it is checked (single sign-on): its failures spend the same per-IP budget."""
+        return self._attempt([self._ip_key(ip)], self._limits[1:])
+
+    @contextlib.asynccontextmanager
+    async def _attempt(self, keys: list[str], limits: tuple[int, ...]) -> AsyncIterator[None]:
         member = uuid.uuid4().hex
         try:
             wait_ms = int(
-                await self._reserve(keys=keys, args=[self.WINDOW_S * 1000, member, *self._limits])
+                await self._reserve(keys=keys, args=[self.WINDOW_S * 1000, member, *limits])
             )
         except Exception as exc:  # noqa: BLE001 - fail open
             log.warning("rate_limit_unavailable", error=type(exc).__name__)

@@ -85,6 +85,18 @@ class TestLogin:
         assert "Incorrect email or password" in response.text
         assert await audit_actions(session, action="auth.login_failed") == ["auth.login_failed"]
 
+    async def test_too_many_wrong_passwords_show_the_form_with_retry_after(
+        self, client: httpx.AsyncClient, staff: Staff
+    ) -> None:
+        for _ in range(3):
+            await submit_login(client, staff.operator.email, "wrong wrong wrong")
+
+        response = await submit_login(client, staff.operator.email, DEFAULT_PASSWORD)
+
+        assert response.status_code == 429
+        assert "Too many failed login attempts" in response.text
+        assert 0 < int(response.headers["Retry-After"]) <= 60
+
     async def test_pages_need_a_session(self, client: httpx.AsyncClient) -> None:
         response = await client.get("/admin/organizations?q=x")
 

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlparse
 import httpx
 import pytest
 import werkzeug.serving
-from admin_support import audit_entries
+from admin_support import audit_entries, submit_login
 from itsdangerous import BadSignature, TimestampSigner
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -27,7 +27,7 @@ from milepost_admin.main import create_app
 from milepost_admin.settings import AdminSettings
 from milepost_common.db import Database
 from milepost_common.domain.users.models import PlatformRole
-from milepost_common.testing.factories import make_operator
+from milepost_common.testing.factories import DEFAULT_PASSWORD, make_operator
 from milepost_common.testing.plugin import app_client
 
 with warnings.catch_warnings():
@@ -114,10 +114,14 @@ def provider() -> Iterator[Provider]:
 
 
 def sso_settings(
-    settings_factory: Callable[..., AdminSettings], provider: Provider, **oidc: Any
+    settings_factory: Callable[..., AdminSettings],
+    provider: Provider,
+    auth: dict[str, Any] | None = None,
+    **oidc: Any,
 ) -> AdminSettings:
     return settings_factory(
         AdminSettings,
+        auth=auth or {},
         oidc={
             "issuer": provider.url,
             "client_id": "milepost-admin",
@@ -234,6 +238,50 @@ class TestSingleSignOn:
         assert "Single sign-on failed: the provider refused the login" in response.text
         [failed] = await audit_entries(session, "auth.login_failed")
         assert "call +1 555 0100" not in str(failed.diff)
+
+
+class TestThrottle:
+    @pytest.fixture
+    async def throttled_client(
+        self,
+        provider: Provider,
+        settings_factory: Callable[..., AdminSettings],
+        database: Database,
+        redis: Redis,
+    ) -> AsyncIterator[httpx.AsyncClient]:
+        # One attempt a minute per email: five per client IP.
+        settings = sso_settings(settings_factory, provider, auth={"login_attempts_per_minute": 1})
+        async with app_client(create_app(settings), database) as client:
+            yield client
+
+    @staticmethod
+    async def forged(client: httpx.AsyncClient) -> httpx.Response:
+        return await client.get(
+            "/admin/login/sso/callback", params={"code": "forged", "state": "forged"}
+        )
+
+    async def test_forged_callbacks_stop_writing_audit_rows_once_the_ip_budget_is_spent(
+        self, throttled_client: httpx.AsyncClient, session: AsyncSession
+    ) -> None:
+        responses = [await self.forged(throttled_client) for _ in range(8)]
+
+        assert [response.status_code for response in responses] == [401] * 5 + [429] * 3
+        throttled = responses[-1]
+        assert "Too many failed login attempts" in throttled.text
+        assert 0 < int(throttled.headers["Retry-After"]) <= 60
+        assert len(await audit_entries(session, "auth.login_failed")) == 5
+
+    async def test_sso_failures_spend_the_budget_of_password_logins(
+        self, throttled_client: httpx.AsyncClient, session: AsyncSession
+    ) -> None:
+        operator = await make_operator(session)
+        for _ in range(5):
+            assert (await self.forged(throttled_client)).status_code == 401
+
+        response = await submit_login(throttled_client, operator.email, DEFAULT_PASSWORD)
+
+        assert response.status_code == 429
+        assert "Too many failed login attempts" in response.text
 
 
 class TestVerifiedEmail:

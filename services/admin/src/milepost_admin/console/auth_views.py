@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from typing import Annotated
+from typing import Annotated, Any
 
 import httpx
 from fastapi import APIRouter, Form, Request
@@ -81,6 +81,15 @@ async def _login_page(
     return response
 
 
+async def _throttled_page(
+    request: Request, ctx: ContextDep, store: StoreDep, exc: RateLimited
+) -> HTMLResponse:
+    """The login page saying the client's login budget is spent, and when to come back."""
+    response = await _login_page(request, ctx, store, error=exc.message, status_code=429)
+    response.headers.update(exc.headers)
+    return response
+
+
 async def _start_session(
     ctx: ContextDep, store: StoreDep, user: User, method: str, next_path: str
 ) -> Response:
@@ -133,7 +142,7 @@ async def login_submit(
     except LoginFailed as exc:
         return await _login_page(request, ctx, store, error=exc.message, status_code=401)
     except RateLimited as exc:
-        return await _login_page(request, ctx, store, error=exc.message, status_code=429)
+        return await _throttled_page(request, ctx, store, exc)
     return await _start_session(ctx, store, user, "password", next_path)
 
 
@@ -196,6 +205,39 @@ async def _sso_failed(
     )
 
 
+class _SsoFailed(Exception):
+    """Why a callback was not accepted, and the email when the provider gave one."""
+
+    def __init__(self, reason: str, email: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.email = email
+
+
+async def _sso_operator(
+    request: Request, session: SessionDep, sso: SingleSignOn
+) -> tuple[dict[str, Any], sso_service.SsoIdentity, sso_service.SsoMatch]:
+    """The provider's claims, its identity and the operator it names; raises _SsoFailed."""
+    try:
+        claims = await sso.finish(request)
+    except OAuthError as exc:
+        # The error and its description come from the callback's query, which anyone can
+        # write into a link: the page and the audit say only which kind of failure it was.
+        log.info("sso_refused", error=str(exc.error)[:100], description=str(exc.description)[:300])
+        raise _SsoFailed(SSO_ERRORS.get(exc.error, SSO_INVALID)) from exc
+    except httpx.HTTPError as exc:
+        log.warning("sso_provider_error", error=type(exc).__name__)
+        raise _SsoFailed("the provider did not answer") from exc
+    try:
+        identity = sso.identity(claims)
+    except SsoLoginRefused as exc:
+        raise _SsoFailed(exc.message) from exc
+    try:
+        return claims, identity, await sso_service.find_sso_operator(session, identity)
+    except SsoLoginRefused as exc:
+        raise _SsoFailed(exc.message, identity.email) from exc
+
+
 @router.get("/login/sso/callback", response_model=None)
 async def sso_callback(
     request: Request,
@@ -210,27 +252,14 @@ async def sso_callback(
             request, ctx, store, error="SSO is not configured.", status_code=404
         )
     try:
-        claims = await sso.finish(request)
-    except OAuthError as exc:
-        # The error and its description come from the callback's query, which anyone can
-        # write into a link: the page and the audit say only which kind of failure it was.
-        log.info("sso_refused", error=str(exc.error)[:100], description=str(exc.description)[:300])
-        return await _sso_failed(
-            request, session, ctx, store, ip, None, SSO_ERRORS.get(exc.error, SSO_INVALID)
-        )
-    except httpx.HTTPError as exc:
-        log.warning("sso_provider_error", error=type(exc).__name__)
-        return await _sso_failed(
-            request, session, ctx, store, ip, None, "the provider did not answer"
-        )
-    try:
-        identity = sso.identity(claims)
-    except SsoLoginRefused as exc:
-        return await _sso_failed(request, session, ctx, store, ip, None, exc.message)
-    try:
-        match = await sso_service.find_sso_operator(session, identity)
-    except SsoLoginRefused as exc:
-        return await _sso_failed(request, session, ctx, store, ip, identity.email, exc.message)
+        # Anyone can call the callback: its failures spend the client IP's login budget,
+        # as wrong passwords do, so a flood of forged links cannot flood the audit log.
+        async with ctx.throttle.ip_attempt(ip):
+            claims, identity, match = await _sso_operator(request, session, sso)
+    except RateLimited as exc:
+        return await _throttled_page(request, ctx, store, exc)
+    except _SsoFailed as exc:
+        return await _sso_failed(request, session, ctx, store, ip, exc.email, exc.reason)
     user = match.user
     role_claim = ctx.settings.oidc.role_claim
     claimed = claims.get(role_claim) if role_claim else None
