@@ -1,5 +1,6 @@
 """A refresh racing what ends every session of the account (a password change or reset, a
-deactivation): the token pair the refresh mints is revoked with the others, not left over."""
+deactivation, its organization's suspension): the token pair the refresh mints is revoked
+with the others, not left over."""
 
 from __future__ import annotations
 
@@ -13,13 +14,17 @@ from sqlmodel import col, select
 
 from milepost_common.auth import PasswordHasher, Realm, TokenCodec, hash_secret
 from milepost_common.db import Database, unit_of_work
+from milepost_common.domain.organizations import service as org_service
+from milepost_common.domain.organizations.models import Organization
 from milepost_common.domain.sessions import service as sessions
+from milepost_common.domain.sessions.errors import RefreshTokenInvalid
 from milepost_common.domain.sessions.models import RefreshToken, TokenPurpose
 from milepost_common.domain.users import service as user_service
 from milepost_common.domain.users.models import OrgRole, User
 from milepost_common.settings import AuthSettings
 from milepost_common.testing.factories import (
     DEFAULT_PASSWORD,
+    make_operator,
     make_organization,
     make_user,
     principal_for,
@@ -96,3 +101,76 @@ async def test_a_refresh_racing_the_end_of_every_session_is_revoked_too(
             )
         ).one()
     assert token.revoked_at is not None
+
+
+async def test_a_refresh_racing_the_suspension_of_its_organization_is_revoked_too(
+    committed_db: Database,
+) -> None:
+    # The refresh checked the organization before the suspension committed and minted a
+    # pair the suspension's revocation could not see: it worked again on reactivation.
+    async with unit_of_work(committed_db) as session:
+        org = await make_organization(session)
+        user = await make_user(session, org, role=OrgRole.MANAGER)
+        operator = await make_operator(session)
+        pair = await sessions.issue_token_pair(session, CODEC, SETTINGS, user, Realm.API)
+    assert pair.refresh_token is not None
+    release = asyncio.Event()
+
+    async def refresh() -> str | None:
+        async with unit_of_work(committed_db) as session:
+            rotated = await sessions.refresh(session, CODEC, SETTINGS, pair.refresh_token or "")
+            await release.wait()
+        return rotated.refresh_token
+
+    async def suspend() -> None:
+        async with unit_of_work(committed_db) as session:
+            stored = await session.get(Organization, org.id)
+            assert stored is not None
+            await org_service.suspend_organization(session, principal_for(operator), stored)
+
+    refreshing = asyncio.create_task(refresh())
+    await asyncio.sleep(0.3)
+    suspending = asyncio.create_task(suspend())
+    await asyncio.sleep(0.3)
+    release.set()
+    minted, _ = await asyncio.gather(refreshing, suspending)
+
+    assert minted is not None
+    async with unit_of_work(committed_db) as session:
+        stored = await session.get(Organization, org.id)
+        assert stored is not None
+        await org_service.reactivate_organization(session, principal_for(operator), stored)
+    async with unit_of_work(committed_db) as session:
+        with pytest.raises(RefreshTokenInvalid):
+            await sessions.refresh(session, CODEC, SETTINGS, minted)
+
+
+async def test_a_refresh_started_while_its_organization_is_being_suspended_is_refused(
+    committed_db: Database,
+) -> None:
+    async with unit_of_work(committed_db) as session:
+        org = await make_organization(session)
+        user = await make_user(session, org, role=OrgRole.MANAGER)
+        operator = await make_operator(session)
+        pair = await sessions.issue_token_pair(session, CODEC, SETTINGS, user, Realm.API)
+    release = asyncio.Event()
+
+    async def suspend() -> None:
+        async with unit_of_work(committed_db) as session:
+            stored = await session.get(Organization, org.id)
+            assert stored is not None
+            await org_service.suspend_organization(session, principal_for(operator), stored)
+            await release.wait()
+
+    async def refresh() -> None:
+        async with unit_of_work(committed_db) as session:
+            await sessions.refresh(session, CODEC, SETTINGS, pair.refresh_token or "")
+
+    suspending = asyncio.create_task(suspend())
+    await asyncio.sleep(0.3)
+    refreshing = asyncio.create_task(refresh())
+    await asyncio.sleep(0.3)
+    release.set()
+    await suspending
+    with pytest.raises(RefreshTokenInvalid):
+        await refreshing

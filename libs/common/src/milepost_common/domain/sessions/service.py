@@ -230,7 +230,13 @@ async def revoke_user_sessions(session: AsyncSession, user: User) -> None:
 
 
 async def revoke_org_sessions(session: AsyncSession, org_id: uuid.UUID) -> None:
-    """Revoke every refresh token of an organization's users (suspension)."""
+    """Revoke every refresh token of an organization's users (suspension), those minted by
+    refreshes in flight included."""
+    # As in ``revoke_user_sessions``, for each account: a refresh holds its account's row
+    # shared until it commits, so the revocation below sees the token it mints, and a
+    # refresh that starts now waits and then finds the organization suspended. Refreshes
+    # take no lock on the organization's row.
+    await UserRepository(session).lock_org_rows(org_id)
     await RefreshTokenRepository(session).revoke_for_org(org_id, datetime.now(UTC))
 
 

@@ -48,6 +48,12 @@ class UserRepository:
         query = select(col(User.id)).where(col(User.id) == user_id)
         await self.session.execute(query.with_for_update(read=share, key_share=not share))
 
+    async def lock_org_rows(self, org_id: uuid.UUID) -> None:
+        """Lock the rows of every account of the organization (``FOR NO KEY UPDATE``, in id
+        order) until the transaction ends."""
+        query = select(col(User.id)).where(col(User.org_id) == org_id).order_by(col(User.id))
+        await self.session.execute(query.with_for_update(key_share=True))
+
     async def get_with_organization(
         self, user_id: uuid.UUID
     ) -> tuple[User, Organization | None] | None:
