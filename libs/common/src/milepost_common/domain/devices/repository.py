@@ -123,6 +123,18 @@ class DeviceRepository:
         """The organization, locked until the transaction ends (its device count holds)."""
         return await self.session.get(Organization, org_id, with_for_update=True)
 
+    async def lock_orgs(self, org_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, Organization]:
+        """The organizations read afresh and locked (``FOR NO KEY UPDATE``, in id order) until
+        the transaction ends, by id; one deleted meanwhile is missing."""
+        query = (
+            select(Organization)
+            .where(col(Organization.id).in_(list(org_ids)))
+            .order_by(col(Organization.id))
+            .with_for_update(key_share=True)
+            .execution_options(populate_existing=True)
+        )
+        return {org.id: org for org in (await self.session.scalars(query)).all()}
+
     async def relock_org(self, org: Organization) -> None:
         """Read the organization afresh and lock it until the transaction ends."""
         await self.session.refresh(org, with_for_update=True)

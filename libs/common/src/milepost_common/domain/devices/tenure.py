@@ -22,7 +22,10 @@ from milepost_common.domain.devices.errors import (
 )
 from milepost_common.domain.devices.models import Device
 from milepost_common.domain.devices.repository import DeviceRepository
-from milepost_common.domain.organizations.errors import OrganizationSuspended
+from milepost_common.domain.organizations.errors import (
+    OrganizationNotFound,
+    OrganizationSuspended,
+)
 from milepost_common.domain.organizations.models import Organization
 from milepost_common.domain.positions import service as position_service
 from milepost_common.domain.principals import Principal
@@ -38,8 +41,9 @@ async def transfer_device(
     session: AsyncSession, actor: Principal, device: Device, target: Organization
 ) -> Device:
     """Move a device to ``target`` for the data it sends from now on; what is stored stays
-    with the old organization. Raises OrganizationSuspended or DeviceLimitReached (409), or
-    DeviceNotFound once deleted meanwhile.
+    with the old organization. Raises OrganizationSuspended or DeviceLimitReached (409),
+    DeviceNotFound once deleted meanwhile (its organization's deletion included), or
+    OrganizationNotFound once ``target`` is.
 
     The old tenure ends here: its open trip, stop and alert episodes end at its last
     processed fix (the old organization's webhooks get ``trip.ended`` with ``reason:
@@ -51,12 +55,22 @@ async def transfer_device(
     if device.org_id == target.id:
         return device
     devices = DeviceRepository(session)
-    # Both read afresh under their locks: the target may have been suspended, and the device
-    # moved by another transfer or deleted, since the caller read them.
-    await devices.relock_org(target)
+    # All read afresh under their locks: the target may have been suspended or deleted, and
+    # the device moved by another transfer or deleted, since the caller read them. Both
+    # organizations are locked before the device, the order of their deletion (the
+    # organization, then its devices by cascade), so a transfer and a deletion wait for
+    # each other instead of deadlocking; the source's deletion then took the device with it.
+    orgs = await devices.lock_orgs({device.org_id, target.id})
+    if target.id not in orgs:
+        raise OrganizationNotFound()
+    target = orgs[target.id]
     if target.suspended_at is not None:
         raise OrganizationSuspended("The receiving organization is suspended.")
     device = await _relock(devices, device)
+    if device.org_id not in orgs:
+        # Moved by another transfer meanwhile: where it is now is locked too (it cannot move
+        # again while the device is locked).
+        await devices.lock_orgs({device.org_id})
     # The worker's per-device lock: no batch of the old tenure is half-way through meanwhile.
     state = (await device_state.lock_device_states(session, {device.id: device.org_id}))[device.id]
     if device.org_id == target.id:
