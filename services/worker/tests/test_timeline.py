@@ -109,31 +109,37 @@ def outcome(store: MemoryStore) -> dict[str, Any]:
     }
 
 
-def in_order(fixes: list[Fix]) -> MemoryStore:
-    store = MemoryStore(MotionParams(), RULES)
+# Checkpoint grids: the worker's (hours: only settled stops here), and cells of a few fixes.
+GRIDS = st.sampled_from([None, 45.0, 300.0])
+
+
+def in_order(fixes: list[Fix], grid: float | None = None) -> MemoryStore:
+    store = MemoryStore(MotionParams(), RULES, checkpoint_every_s=grid)
     store.process(store.ingest(fixes))
     return store
 
 
 class TestOrderIndependence:
-    @given(drives(), st.integers(1, 8), st.randoms(use_true_random=False))
+    @given(drives(), st.integers(1, 8), st.randoms(use_true_random=False), GRIDS)
     @settings(max_examples=150)
     def test_random_batches_in_random_order_give_the_in_order_result(
-        self, fixes: list[Fix], batches: int, rnd: random.Random
+        self, fixes: list[Fix], batches: int, rnd: random.Random, grid: float | None
     ) -> None:
-        expected = in_order(fixes)
+        expected = in_order(fixes, grid)
         shuffled = list(fixes)
         rnd.shuffle(shuffled)
         cuts = sorted(rnd.sample(range(1, len(shuffled)), min(batches - 1, len(shuffled) - 1)))
-        store = MemoryStore(MotionParams(), RULES)
+        store = MemoryStore(MotionParams(), RULES, checkpoint_every_s=grid)
         for lo, hi in zip([0, *cuts], [*cuts, len(shuffled)], strict=False):
             store.process(store.ingest(shuffled[lo:hi]))
         assert outcome(store) == outcome(expected)
 
-    @given(drives(), st.integers(1, 30))
-    def test_batches_in_order_continue_from_the_state(self, fixes: list[Fix], size: int) -> None:
-        expected = in_order(fixes)
-        store = MemoryStore(MotionParams(), RULES)
+    @given(drives(), st.integers(1, 30), GRIDS)
+    def test_batches_in_order_continue_from_the_state(
+        self, fixes: list[Fix], size: int, grid: float | None
+    ) -> None:
+        expected = in_order(fixes, grid)
+        store = MemoryStore(MotionParams(), RULES, checkpoint_every_s=grid)
         for lo in range(0, len(fixes), size):
             store.process(store.ingest(fixes[lo : lo + size]))
         assert outcome(store) == outcome(expected)

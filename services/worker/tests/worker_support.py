@@ -60,6 +60,7 @@ class MemoryStore:
     checkpoints: dict[int, Snapshot] = field(default_factory=dict)
     state: Snapshot | None = None
     created: list[AlertKey] = field(default_factory=list)
+    checkpoint_every_s: float | None = None  # None: the worker's
 
     def ingest(self, fixes: list[Fix]) -> list[Fix]:
         fresh = [f for f in fixes if f.t not in self.positions]
@@ -74,20 +75,20 @@ class MemoryStore:
             (f for f in batch if watermark is None or f.t > watermark), key=lambda f: f.t
         )
         if late is None:
-            self.apply(replay(self.state, newer, self.params, self.rules))
+            self.apply(replay(self.state, newer, self.params, self.rules, self.checkpoint_every_s))
             return
         before = [a for a in self.checkpoints if a < late]
         start = self.checkpoints[max(before)] if before else None
         after = start.last_t if start else None
         fixes = [self.positions[t] for t in sorted(self.positions) if after is None or t > after]
-        replayer = Replayer(start, self.params, self.rules)
+        replayer = Replayer(start, self.params, self.rules, self.checkpoint_every_s)
         # As the checkpoints' JSON column returns them.
         stored = {t: orjson.loads(orjson.dumps(s.to_json())) for t, s in self.checkpoints.items()}
         last_late = max(f.t for f in batch if watermark is not None and f.t <= watermark)
         converged = replayer.feed(fixes, stored, last_late)
         self.apply(replayer.result())
         if converged and newer:  # the stored rows after it stay; newer fixes continue the state
-            self.apply(replay(self.state, newer, self.params, self.rules))
+            self.apply(replay(self.state, newer, self.params, self.rules, self.checkpoint_every_s))
 
     def apply(self, result: Replay | None) -> None:
         if result is None:

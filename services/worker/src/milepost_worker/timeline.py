@@ -10,8 +10,10 @@ survive a recomputation.
 
 A late fix's replay stops where it converges: at a stored checkpoint, past the late fixes,
 whose state it reproduces exactly. From the same state over the same fixes, the rest of the
-replay would reproduce the stored rows, so they stay (``Until``), and the work is bounded by
-the distance to the next settled stop, not by the device's history.
+replay would reproduce the stored rows, so they stay (``Until``). Checkpoints are taken where
+a stop settles and at the first fix of every ``CHECKPOINT_EVERY_S`` of UTC time (a grid, so a
+late fix moves at most its own cell's), so a late fix's replay starts and ends within hours
+of it, however long the device was parked or driving.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 import orjson
 
 from milepost_worker.motion.machine import (
+    MICROS,
     Fix,
     MotionMachine,
     MotionParams,
@@ -30,6 +33,9 @@ from milepost_worker.motion.machine import (
     TripSegment,
 )
 from milepost_worker.rules.engine import AlertKey, AlertOut, RuleEngine, RuleSpec
+
+# Besides each settled stop, a checkpoint at the first fix of every cell of this grid.
+CHECKPOINT_EVERY_S = 6 * 3600
 
 
 @dataclass(slots=True)
@@ -119,9 +125,15 @@ class Replayer:
     converges with the stored checkpoints (see the module's note)."""
 
     def __init__(
-        self, start: Snapshot | None, params: MotionParams, rules: Sequence[RuleSpec]
+        self,
+        start: Snapshot | None,
+        params: MotionParams,
+        rules: Sequence[RuleSpec],
+        checkpoint_every_s: float | None = None,
     ) -> None:
         self.scope = scope_of(start, params, rules)
+        self.cell_us = round((checkpoint_every_s or CHECKPOINT_EVERY_S) * MICROS)
+        self.previous_t = start.last_t if start else None
         self.machine = MotionMachine.from_json(params, start.machine if start else None)
         self.engine = RuleEngine(rules, start.rules if start else None)
         self.checkpoints: list[tuple[int, Snapshot]] = []
@@ -137,22 +149,24 @@ class Replayer:
     ) -> bool:
         """Feed ``fixes``; True when a checkpoint later than ``after`` (the last late fix)
         has the state ``stored`` holds for it: the replay converged, and stops there."""
-        machine, engine = self.machine, self.engine
+        machine, engine, cell_us = self.machine, self.engine, self.cell_us
         for fix in fixes:
             self.last = fix  # the latest position, an outlier too: history shows it as sent
             self.fed += 1
+            previous_t, self.previous_t = self.previous_t, fix.t
             speed = machine.feed(fix)
             if speed is None:  # kept aside as an outlier: no rule sees it
                 continue
             self.seen = True
             engine.feed(fix, speed, None if machine.moving else machine.stop)
-            if not machine.checkpoint_due:
+            new_cell = previous_t is not None and fix.t // cell_us != previous_t // cell_us
+            if not (machine.checkpoint_due or new_cell):
                 continue
             snapshot = Snapshot(machine.to_json(), engine.snapshot(), fix.t)
             self.checkpoints.append((fix.t, snapshot))
             if stored is None or after is None or fix.t <= after:
                 continue
-            segments_from = machine.open_segment_start  # the stop just settled
+            segments_from = machine.open_segment_start
             if segments_from is not None and _same(stored.get(fix.t), snapshot):
                 self.scope.until = Until(fix.t, segments_from, frozenset(engine.pending_keys()))
                 return True
@@ -185,10 +199,14 @@ def _same(stored: Mapping[str, Any] | None, snapshot: Snapshot) -> bool:
 
 
 def replay(
-    start: Snapshot | None, fixes: Iterable[Fix], params: MotionParams, rules: Sequence[RuleSpec]
+    start: Snapshot | None,
+    fixes: Iterable[Fix],
+    params: MotionParams,
+    rules: Sequence[RuleSpec],
+    checkpoint_every_s: float | None = None,
 ) -> Replay | None:
     """Feed ``fixes`` (ascending, all newer than ``start``) from ``start``; None if none."""
-    replayer = Replayer(start, params, rules)
+    replayer = Replayer(start, params, rules, checkpoint_every_s)
     replayer.feed(fixes)
     return replayer.result()
 

@@ -114,3 +114,26 @@ class TestLateFixReplay:
         # of the 700 and 300 after them.
         assert replayed[0] <= 200
         assert replayed[1] <= 200
+
+    async def test_a_fix_late_in_a_long_stop_replays_hours_not_days(
+        self, ctx: WorkerContext, session: AsyncSession
+    ) -> None:
+        # Parked for two days, a fix every 2 minutes: no stop settles after the first fix, so
+        # only the checkpoint grid (a cell of CHECKPOINT_EVERY_S, 6 h) bounds the replay.
+        org = await make_organization(session)
+        device = await make_device(session, org)
+        specs = await rules_of(session, org, device)
+        t0 = base_time_s() - 2 * 86_400
+        fixes = [at(t, 5.0 * (t % 7), t0_s=t0, speed=0.0) for t in range(0, 2 * 86_400, 120)]
+        await process_in_order(ctx, session, device, fixes, 500)
+
+        late = at(86_400 + 61, 3.0, t0_s=t0, speed=0.0)
+        before = recomputed()
+        await process_in_order(ctx, session, device, [late], 50)
+        replayed = recomputed() - before
+
+        store = MemoryStore(MotionParams(), specs)
+        store.process(store.ingest(sorted([*fixes, late], key=lambda f: f.t)))
+        assert await rows(session, device) == expected_rows(store)
+        # At most two cells of 180 fixes, of the 720 after the late fix.
+        assert replayed <= 2 * 180 + 1
