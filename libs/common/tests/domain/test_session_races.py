@@ -1,10 +1,11 @@
-"""A refresh racing what ends every session of the account (a password change or reset, a
-deactivation, its organization's suspension): the token pair the refresh mints is revoked
-with the others, not left over."""
+"""A refresh or a login racing what ends every session of the account (a password change or
+reset, a deactivation, its organization's suspension): the token pair the refresh mints is
+revoked with the others, not left over, and the login is refused or its session ended."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -17,10 +18,10 @@ from milepost_common.db import Database, unit_of_work
 from milepost_common.domain.organizations import service as org_service
 from milepost_common.domain.organizations.models import Organization
 from milepost_common.domain.sessions import service as sessions
-from milepost_common.domain.sessions.errors import RefreshTokenInvalid
+from milepost_common.domain.sessions.errors import LoginFailed, RefreshTokenInvalid
 from milepost_common.domain.sessions.models import RefreshToken, TokenPurpose
 from milepost_common.domain.users import service as user_service
-from milepost_common.domain.users.models import OrgRole, User
+from milepost_common.domain.users.models import OrgRole, PlatformRole, User
 from milepost_common.settings import AuthSettings
 from milepost_common.testing.factories import (
     DEFAULT_PASSWORD,
@@ -174,3 +175,86 @@ async def test_a_refresh_started_while_its_organization_is_being_suspended_is_re
     await suspending
     with pytest.raises(RefreshTokenInvalid):
         await refreshing
+
+
+async def _suspend_org(session: AsyncSession, user: User) -> object:
+    org = await session.get(Organization, user.org_id)
+    operator = await make_operator(session)
+    assert org is not None
+    return await org_service.suspend_organization(session, principal_for(operator), org)
+
+
+@pytest.mark.parametrize(
+    "end_sessions", [_change_password, _reset_password, _deactivate, _suspend_org]
+)
+async def test_a_login_racing_the_end_of_every_session_is_refused(
+    committed_db: Database, end_sessions: EndSessions
+) -> None:
+    # The login checked the account and its organization before the revocation committed,
+    # then minted a refresh token the revocation's statement could not see: a login with
+    # the old password, or into a suspended organization, kept a working session.
+    async with unit_of_work(committed_db) as session:
+        org = await make_organization(session)
+        user = await make_user(session, org, role=OrgRole.MANAGER)
+    release = asyncio.Event()
+
+    async def end() -> None:
+        async with unit_of_work(committed_db) as session:
+            stored = await session.get(User, user.id)
+            assert stored is not None
+            await end_sessions(session, stored)
+            await release.wait()
+
+    async def log_in() -> str | None:
+        async with unit_of_work(committed_db) as session:
+            found = await sessions.authenticate(
+                session, HASHER, Realm.API, user.email, DEFAULT_PASSWORD
+            )
+            pair = await sessions.issue_token_pair(session, CODEC, SETTINGS, found, Realm.API)
+        return pair.refresh_token
+
+    ending = asyncio.create_task(end())
+    await asyncio.sleep(0.3)
+    logging_in = asyncio.create_task(log_in())
+    await asyncio.sleep(0.3)
+    release.set()
+    await ending
+    with pytest.raises(LoginFailed):
+        await logging_in
+
+
+async def test_a_console_session_opened_by_a_login_a_password_reset_waited_for_is_ended(
+    committed_db: Database,
+) -> None:
+    # The reset read the time before waiting for the login: the console session the login
+    # opened meanwhile began after the stamp and outlived the reset.
+    async with unit_of_work(committed_db) as session:
+        operator = await make_operator(session, role=PlatformRole.SUPPORT)
+    release = asyncio.Event()
+
+    async def log_in() -> float:
+        async with unit_of_work(committed_db) as session:
+            await sessions.authenticate(
+                session, HASHER, Realm.ADMIN, operator.email, DEFAULT_PASSWORD
+            )
+            await release.wait()
+            return time.time()  # the console session is created here, before the commit
+
+    async def end() -> None:
+        async with unit_of_work(committed_db) as session:
+            stored = await session.get(User, operator.id)
+            assert stored is not None
+            await _reset_password(session, stored)
+
+    logging_in = asyncio.create_task(log_in())
+    await asyncio.sleep(0.3)
+    ending = asyncio.create_task(end())
+    await asyncio.sleep(0.3)
+    release.set()
+    began, _ = await asyncio.gather(logging_in, ending)
+
+    async with unit_of_work(committed_db) as session:
+        stored = await session.get(User, operator.id)
+    assert stored is not None
+    assert stored.sessions_ended_at is not None
+    assert began <= stored.sessions_ended_at.timestamp()

@@ -109,8 +109,19 @@ async def authenticate(
     request_id: str | None = None,
 ) -> User:
     """The user, or LoginFailed (no hint whether the email exists). Both outcomes audited."""
-    user = await UserRepository(session).find_by_email(email)
+    users = UserRepository(session)
+    user = await users.find_by_email(email)
     password_ok = await hasher.verify(password, user.password_hash if user else None)
+    if user is not None and password_ok:
+        # Locked before the checks below, then re-read: what ends the account's sessions
+        # (a suspension, a deactivation, a password change or reset) locks the row too, so
+        # it either committed first (and is seen here) or waits for this login to commit and
+        # then revokes what it mints. Not FOR SHARE as a refresh: the login updates the row
+        # (last_login_at) a statement or two later, which takes this lock anyway, and two
+        # logins of one account each holding it shared could deadlock on that update.
+        verified = user.password_hash
+        user = await users.get_locked(user.id)
+        password_ok = user is not None and user.password_hash == verified
     if user is None or not password_ok or not await _may_log_in(session, user, realm):
         anonymous = Principal(
             PrincipalKind.USER if realm is Realm.API else PrincipalKind.OPERATOR,
@@ -219,10 +230,11 @@ async def revoke_user_sessions(session: AsyncSession, user: User) -> None:
     """Every way into the account opened before now is closed (deactivation, a password
     changed or reset): its refresh tokens are revoked, its unused invitation and reset links
     die, and its console sessions are refused from their next request (``sessions_ended_at``)."""
-    now = datetime.now(UTC)
-    # Locked first: a refresh in flight (which holds the row shared) commits before the
-    # revocation reads the tokens, so the one it mints is revoked too.
+    # Locked first: a refresh or a login in flight (which holds the row) commits before the
+    # revocation reads the tokens, so the one it mints is revoked too; the time is read once
+    # the lock is held, so a console session that login opened began before it.
     await UserRepository(session).lock_row(user.id)
+    now = datetime.now(UTC)
     await RefreshTokenRepository(session).revoke_for_user(user.id, now)
     await OneTimeTokenRepository(session).use_up_unused(user.id, None, now)
     user.sessions_ended_at = now

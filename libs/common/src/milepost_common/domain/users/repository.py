@@ -48,6 +48,13 @@ class UserRepository:
         query = select(col(User.id)).where(col(User.id) == user_id)
         await self.session.execute(query.with_for_update(read=share, key_share=not share))
 
+    async def get_locked(self, user_id: uuid.UUID) -> User | None:
+        """The account re-read from the database and locked (``FOR NO KEY UPDATE``, the lock
+        an update of the row takes) until the transaction ends."""
+        query = select(User).where(col(User.id) == user_id).with_for_update(key_share=True)
+        query = query.execution_options(populate_existing=True)
+        return (await self.session.scalars(query)).first()
+
     async def lock_org_rows(self, org_id: uuid.UUID) -> None:
         """Lock the rows of every account of the organization (``FOR NO KEY UPDATE``, in id
         order) until the transaction ends."""
