@@ -19,6 +19,7 @@ from milepost_common.web.errors import FORM_HINT
 from services.admin.tests.admin_support import Staff, console_as
 
 NEW_PASSWORD = "a brand new operator passphrase"
+SESSION_COOKIE = "milepost_admin_session"
 
 
 def hidden_token(html: str) -> str:
@@ -223,6 +224,22 @@ class TestSessionsEnd:
         await client.post("/admin/password-reset", data={**form, "confirm": NEW_PASSWORD})
 
         stolen = await client.get("/admin/models/user/list")
+
+        assert stolen.status_code == 303
+        assert stolen.headers["location"].startswith("/admin/login")
+
+    async def test_a_login_over_a_live_session_ends_that_session(
+        self, client: httpx.AsyncClient, staff: Staff
+    ) -> None:
+        # Someone else signs in on the browser a support operator left signed in: the
+        # support operator's session must not stay usable (for hours) by its copied cookie.
+        await console_as(client, staff.support)
+        left_open = client.cookies[SESSION_COOKIE]
+        await console_as(client, staff.operator)
+        client.cookies.clear()
+        client.cookies.set(SESSION_COOKIE, left_open)
+
+        stolen = await client.get("/admin/organizations")
 
         assert stolen.status_code == 303
         assert stolen.headers["location"].startswith("/admin/login")

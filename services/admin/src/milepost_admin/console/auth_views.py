@@ -91,12 +91,17 @@ async def _throttled_page(
 
 
 async def _start_session(
-    ctx: ContextDep, store: StoreDep, user: User, method: str, next_path: str
+    request: Request, ctx: ContextDep, store: StoreDep, user: User, method: str, next_path: str
 ) -> Response:
+    """A new session in the cookie; the one the cookie named before (a login over a live
+    session) is deleted, not left to idle out."""
+    cookie = ctx.settings.admin.session_cookie
+    if replaced := request.cookies.get(cookie):
+        await store.delete(replaced)
     token, _ = await store.create(user.id, method)
     response = see_other(safe_next(next_path))
     response.set_cookie(
-        ctx.settings.admin.session_cookie,
+        cookie,
         token,
         max_age=ctx.settings.admin.session_ttl_s,
         path="/admin",
@@ -143,7 +148,7 @@ async def login_submit(
         return await _login_page(request, ctx, store, error=exc.message, status_code=401)
     except RateLimited as exc:
         return await _throttled_page(request, ctx, store, exc)
-    return await _start_session(ctx, store, user, "password", next_path)
+    return await _start_session(request, ctx, store, user, "password", next_path)
 
 
 @router.post("/logout", response_model=None)
@@ -282,5 +287,5 @@ async def sso_callback(
         },
     )
     next_path = str(request.session.pop("next", "/admin/"))
-    redirect: Response = await _start_session(ctx, store, user, "oidc", next_path)
+    redirect: Response = await _start_session(request, ctx, store, user, "oidc", next_path)
     return redirect
