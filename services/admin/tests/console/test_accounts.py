@@ -244,6 +244,42 @@ class TestSessionsEnd:
         assert stolen.status_code == 303
         assert stolen.headers["location"].startswith("/admin/login")
 
+    async def test_a_promotion_ends_the_operators_console_sessions(
+        self, client: httpx.AsyncClient, staff: Staff
+    ) -> None:
+        # A session opened as support (left open, or taken) does not gain the new rights:
+        # the operator signs in again to work with them.
+        await console_as(client, staff.support)
+        promoted = await client.patch(
+            f"/admin/v1/operators/{staff.support.id}",
+            json={"role": "operator"},
+            headers=staff.superadmin_auth,
+        )
+
+        stolen = await client.get("/admin/organizations")
+
+        assert promoted.status_code == 200
+        assert stolen.status_code == 303
+        assert stolen.headers["location"].startswith("/admin/login")
+        client.cookies.clear()
+        console = await console_as(client, staff.support)  # signed in again, as operator
+        created = await console.submit("/admin/organizations", {"name": "Acme"})
+        assert created.status_code == 303, created.text
+
+    async def test_a_role_changed_in_the_console_keeps_the_superadmins_own_session(
+        self, client: httpx.AsyncClient, staff: Staff
+    ) -> None:
+        console = await console_as(client, staff.superadmin)
+
+        changed = await console.submit(
+            f"/admin/operators/{staff.support.id}/role", {"role": "operator"}
+        )
+        page = await client.get("/admin/operators")
+
+        assert changed.status_code == 303
+        assert page.status_code == 200
+        assert f"Operator {staff.support.email} is now operator." in page.text
+
     async def test_a_redeemed_link_kills_the_accounts_other_links(
         self, client: httpx.AsyncClient, staff: Staff
     ) -> None:

@@ -110,15 +110,19 @@ async def _lock_with_actor(session: AsyncSession, actor: Principal, operator: Us
 async def change_operator_role(
     session: AsyncSession, actor: Principal, operator: User, role: PlatformRole
 ) -> User:
-    """Idempotent. Raises OwnAccount (409) for the actor's own account, Forbidden when the
-    actor is no longer a superadmin (demoted meanwhile). Audited."""
+    """Idempotent. A change ends the operator's console sessions and admin tokens: it signs
+    in again to work with the new role. Raises OwnAccount (409) for the actor's own account,
+    Forbidden when the actor is no longer a superadmin (demoted meanwhile). Audited."""
     _not_self(actor, operator)
     await _lock_with_actor(session, actor, operator)
     if operator.platform_role == role:
         return operator
     before = operator.platform_role
     operator.platform_role = role
-    operator.updated_at = datetime.now(UTC)
+    # A demotion is seen on the next request anyway (the role is re-read each time); ending
+    # the sessions also keeps a promotion from reaching a session left open or taken, and
+    # the SSO login that syncs a role opens its session after this.
+    operator.updated_at = operator.sessions_ended_at = datetime.now(UTC)
     session.add(operator)
     await session.flush()
     await audit.record(
