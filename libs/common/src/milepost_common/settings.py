@@ -166,7 +166,12 @@ class AuthSettings(BaseModel):
     argon2_time_cost: int = Field(3, ge=1)
     argon2_memory_kib: int = Field(65536, ge=8)
     argon2_max_concurrency: int = Field(4, ge=1, description="Hashes running at once.")
-    login_attempts_per_minute: int = Field(10, ge=1)
+    login_attempts_per_minute: int = Field(
+        10,
+        ge=1,
+        description="Failed logins a minute per email; five times as many per client IP, which"
+        " failed single sign-on callbacks spend too. Beyond either: 429 with Retry-After.",
+    )
     principal_cache_s: float = Field(5.0, ge=0, description="Active/suspended checks cache.")
 
 
