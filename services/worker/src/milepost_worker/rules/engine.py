@@ -134,12 +134,16 @@ class RuleEngine:
     def feed(self, fix: Fix, speed: float, stop: StopSegment | None) -> None:
         """Evaluate ``fix`` (its ``speed`` in km/h); ``stop`` is the vehicle's open stop, None
         while it moves."""
+        # The fix's side of each shape, by the shape's identity (the rules watching one fence
+        # share its shape): a fence is measured once per fix however many rules watch it; a
+        # fence of 10,000 vertices can cost milliseconds a measurement.
+        sides: dict[int, str | None] = {}
         for rule in self.rules:
             state = self.states[rule.id]
             if rule.type == OVERSPEED:
                 self._overspeed(rule, state, fix, speed)
             elif rule.type in (GEOFENCE_ENTER, GEOFENCE_EXIT):
-                self._geofence(rule, state, fix)
+                self._geofence(rule, state, fix, sides)
             elif rule.type == IDLE:
                 self._idle(rule, state, fix, stop)
             else:
@@ -186,7 +190,9 @@ class RuleEngine:
             for name in ("s", "lat", "lon", "max", "created"):
                 state.pop(name, None)
 
-    def _geofence(self, rule: RuleSpec, state: dict[str, Any], fix: Fix) -> None:
+    def _geofence(
+        self, rule: RuleSpec, state: dict[str, Any], fix: Fix, sides: dict[int, str | None]
+    ) -> None:
         min_dwell = _number(rule.params.get("min_dwell_s")) or 0.0
         if state.get("a") is not None:
             # The open dwell's alert, on every fix, as overspeed's open episode: a replay that
@@ -194,8 +200,11 @@ class RuleEngine:
             self._emit(rule, state["a"], state["alat"], state["alon"], _fence(rule, min_dwell))
         if rule.shape is None:
             return
-        margin = boundary_margin_m(rule.shape, _number(fix.accuracy))
-        side = side_of(rule.shape, fix.lat, fix.lon, margin)
+        if id(rule.shape) in sides:
+            side = sides[id(rule.shape)]
+        else:
+            margin = boundary_margin_m(rule.shape, _number(fix.accuracy))
+            side = sides[id(rule.shape)] = side_of(rule.shape, fix.lat, fix.lon, margin)
         if side is None:
             return  # too close to the boundary for this fix's accuracy to tell
         confirmed = state.get("c")
