@@ -91,6 +91,28 @@ class TestGeofences:
         assert (across.status_code, beside.status_code) == (422, 201)
         assert "antimeridian" in across.text
 
+    async def test_a_polygon_of_more_than_10000_positions_in_all_is_422(
+        self, client: httpx.AsyncClient, team: Team, bearer: Bearer
+    ) -> None:
+        # Every ring within its own 10,000, but the workers index and measure them all.
+        def ring(west: float, positions: int) -> list[list[float]]:
+            teeth = [[west + i / 1e4, 52.5 + 0.1 * (i % 2)] for i in range(positions - 2)]
+            return [*teeth, [west, 52.4], teeth[0]]
+
+        headers = bearer(team.manager)
+        over = {"type": "Polygon", "coordinates": [ring(13.0, 5_000), ring(13.6, 5_001)]}
+        at_cap = {"type": "Polygon", "coordinates": [ring(13.0, 5_000), ring(13.6, 5_000)]}
+        refused = await client.post(
+            GEOFENCES, json={"name": "comb", "geometry": over}, headers=headers
+        )
+        accepted = await client.post(
+            GEOFENCES, json={"name": "comb", "geometry": at_cap}, headers=headers
+        )
+
+        assert (refused.status_code, accepted.status_code) == (422, 201)
+        assert error_code(refused) == "validation_failed"
+        assert "at most 10,000 positions" in refused.text
+
     async def test_in_use_geofence_cannot_be_deleted(
         self, client: httpx.AsyncClient, team: Team, bearer: Bearer
     ) -> None:
