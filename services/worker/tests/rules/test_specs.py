@@ -116,6 +116,19 @@ class TestShapes:
         assert cache.shape(first) is kept
         assert [len(cache._shapes), cache._vertices] == [2, 8]
 
+    def test_the_least_recently_used_shapes_go_beyond_the_index_budget(self) -> None:
+        # Combs of 10,000 vertices (legal polygons), every edge spanning the fence's height:
+        # 100 bands of latitude each listing all 10,000 edges, ~9 MB a fence kept.
+        def comb(west: float) -> WatchedFence:
+            teeth = [[west + i / 1e5, float(i % 2)] for i in range(9_999)]
+            return fence({"type": "Polygon", "coordinates": [[*teeth, teeth[0]]]})
+
+        cache = specs.ShapeCache()
+        for west in (0.0, 1.0, 2.0):
+            cache.shape(comb(west))
+
+        assert [len(cache._shapes), cache._vertices] == [2, 19_998]
+
 
 def square(half_deg: float) -> WatchedFence:
     ring = [
