@@ -65,6 +65,13 @@ class ApiHttp(HttpSettings, DownloadSettings):
         description="Webhook endpoints one organization may have (each event is delivered to"
         " every one); one more answers 409.",
     )
+    max_api_keys_per_org: int = Field(
+        100,
+        ge=1,
+        description="Usable (not revoked, not expired) ingest keys one organization may have:"
+        " each key has the ingest rate limit to itself, so the count bounds what one"
+        " organization can push; one more answers 409.",
+    )
     stream_max_per_user: int = Field(
         20,
         ge=1,

@@ -1,11 +1,15 @@
 from __future__ import annotations
 
 import httpx
+import pytest
+from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import select
 
 from milepost_common.domain.api_keys.models import ApiKey
 from services.api.tests.api_support import Bearer, Team, actions
+
+KEYS = "/api/v1/api-keys"
 
 
 class TestApiKeys:
@@ -50,3 +54,34 @@ class TestApiKeys:
         assert names == ["one", "two", "three"]
         assert rest.json()["next_cursor"] is None
         assert too_many.status_code == 422
+
+
+class TestLimit:
+    async def test_one_key_over_the_limit_is_a_409_and_a_revoked_one_frees_room(
+        self,
+        api_app: FastAPI,
+        client: httpx.AsyncClient,
+        team: Team,
+        other_team: Team,
+        bearer: Bearer,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        # Each key has the ingest rate limit to itself: keys without end were pushes without end.
+        monkeypatch.setattr(api_app.state.ctx.settings.api, "max_api_keys_per_org", 2)
+        owner = bearer(team.owner)
+
+        issued = [
+            await client.post(KEYS, json={"name": f"gw-{i}"}, headers=owner) for i in range(2)
+        ]
+        over = await client.post(KEYS, json={"name": "gw-2"}, headers=owner)
+        elsewhere = await client.post(KEYS, json={"name": "gw"}, headers=bearer(other_team.owner))
+        await client.post(f"{KEYS}/{issued[0].json()['id']}/revoke", headers=owner)
+        again = await client.post(KEYS, json={"name": "gw-3"}, headers=owner)
+
+        assert [i.status_code for i in issued] == [201, 201]
+        assert over.status_code == 409
+        assert over.json()["error"]["code"] == "conflict"
+        assert over.json()["error"]["message"] == (
+            "The organization already has the most API keys in use it may have (2)."
+        )
+        assert (elsewhere.status_code, again.status_code) == (201, 201)

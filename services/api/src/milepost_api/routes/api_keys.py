@@ -10,6 +10,7 @@ from milepost_api.deps import AUTHENTICATED, ByCreation, ContextDep, OwnerUser
 from milepost_api.http_cache import REVALIDATE, cache_control
 from milepost_api.schemas import ApiKeyCreate, ApiKeyIssued, ApiKeyRead
 from milepost_common.domain.api_keys import service as api_key_service
+from milepost_common.domain.api_keys.errors import ApiKeyLimitReached
 from milepost_common.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
 from milepost_common.pagination import Page
 from milepost_common.web.deps import SessionDep
@@ -22,13 +23,16 @@ router = APIRouter(prefix="/v1/api-keys", tags=["api keys"], responses=AUTHENTIC
     "",
     status_code=status.HTTP_201_CREATED,
     summary="Issue an ingest API key",
-    responses=error_responses(Unauthorized, Forbidden, ValidationFailed),
+    responses=error_responses(Unauthorized, Forbidden, ApiKeyLimitReached, ValidationFailed),
 )
 async def issue_api_key(
     user: OwnerUser, body: ApiKeyCreate, session: SessionDep, ctx: ContextDep
 ) -> ApiKeyIssued:
     """Owners only. `key` is in this answer and never again (only its hash is stored).
-    Send it as `Authorization: Bearer <key>` or `X-API-Key` to `/ingest`."""
+    Send it as `Authorization: Bearer <key>` or `X-API-Key` to `/ingest`.
+
+    An organization has at most 100 usable (not revoked, not expired) keys by default (a
+    server setting): one more answers 409; revoking one frees room."""
     issued = await api_key_service.issue_api_key(
         session,
         user,
@@ -37,6 +41,7 @@ async def issue_api_key(
         scopes=body.scopes,
         expires_at=body.expires_at,
         pepper=ctx.settings.auth.api_key_pepper.get_secret_value(),
+        limit=ctx.settings.api.max_api_keys_per_org,
     )
     read = ApiKeyRead.model_validate(issued.api_key)
     return ApiKeyIssued(**read.model_dump(), key=issued.secret)

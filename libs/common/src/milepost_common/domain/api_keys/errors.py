@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from milepost_common.errors import Conflict, NotFound
+from milepost_common.errors import Conflict, LimitReached, NotFound
 
 
 class ApiKeyNotFound(NotFound):
@@ -11,3 +11,7 @@ class ApiKeyNotFound(NotFound):
 
 class ApiKeyRevoked(Conflict):
     default_message = "This API key is revoked; issue a new one."
+
+
+class ApiKeyLimitReached(LimitReached):
+    noun = "API keys in use"

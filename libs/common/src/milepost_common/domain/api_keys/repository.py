@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-from sqlalchemy import or_, text
+from sqlalchemy import func, or_, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -32,6 +32,19 @@ class ApiKeyRepository:
 
     async def get(self, key_id: uuid.UUID) -> ApiKey | None:
         return await self.session.get(ApiKey, key_id)
+
+    async def count_usable_for_org(self, org_id: uuid.UUID, now: datetime) -> int:
+        """The organization's keys that ingest still accepts: not revoked, not expired."""
+        query = (
+            select(func.count())
+            .select_from(ApiKey)
+            .where(
+                col(ApiKey.org_id) == org_id,
+                col(ApiKey.revoked_at).is_(None),
+                or_(col(ApiKey.expires_at).is_(None), col(ApiKey.expires_at) > now),
+            )
+        )
+        return int(await self.session.scalar(query) or 0)
 
     async def find_by_prefix_with_organization(
         self, prefix: str

@@ -13,11 +13,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from milepost_common.auth import hash_secret
 from milepost_common.domain import paging
-from milepost_common.domain.api_keys.errors import ApiKeyNotFound, ApiKeyRevoked
+from milepost_common.domain.api_keys.errors import (
+    ApiKeyLimitReached,
+    ApiKeyNotFound,
+    ApiKeyRevoked,
+)
 from milepost_common.domain.api_keys.models import ApiKey, Scope
 from milepost_common.domain.api_keys.repository import ApiKeyRepository
 from milepost_common.domain.api_keys.schemas import ApiKeyFilters
 from milepost_common.domain.audit import service as audit
+from milepost_common.domain.base import lock_org_for_limit
 from milepost_common.domain.principals import API_KEY_PREFIX, API_KEY_PREFIX_LEN, Principal
 
 _ALPHABET = string.ascii_letters + string.digits
@@ -43,8 +48,15 @@ async def issue_api_key(
     scopes: list[Scope] | None = None,
     expires_at: datetime | None = None,
     pepper: str = "",
+    limit: int | None = None,
 ) -> IssuedKey:
-    """Create a key; the secret is returned once and only its hash is stored. Audited."""
+    """Create a key; the secret is returned once and only its hash is stored. Audited.
+    Raises ApiKeyLimitReached when ``limit`` is given and the organization already has that
+    many usable keys (counted with its row locked)."""
+    if limit is not None:
+        await lock_org_for_limit(session, org_id)
+        if await ApiKeyRepository(session).count_usable_for_org(org_id, datetime.now(UTC)) >= limit:
+            raise ApiKeyLimitReached.at(limit)
     secret = _generate()
     api_key = ApiKey(
         org_id=org_id,
