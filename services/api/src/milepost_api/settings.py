@@ -72,6 +72,13 @@ class ApiHttp(HttpSettings, DownloadSettings):
         " each key has the ingest rate limit to itself, so the count bounds what one"
         " organization can push; one more answers 409.",
     )
+    max_users_per_org: int = Field(
+        1000,
+        ge=1,
+        description="Active members (invitations not yet accepted included) one organization"
+        " may have: each member has the api rate limit and stream_max_per_user streams to"
+        " itself; one more invitation answers 409.",
+    )
     stream_max_per_user: int = Field(
         20,
         ge=1,

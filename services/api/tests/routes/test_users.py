@@ -6,6 +6,8 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import pytest
+from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from milepost_common.db import create_database, unit_of_work
@@ -52,6 +54,38 @@ class TestTeam:
             headers=bearer(team.owner),
         )
         assert response.status_code == 409
+
+    async def test_one_member_over_the_limit_is_a_409_and_a_deactivated_one_frees_room(
+        self,
+        api_app: FastAPI,
+        client: httpx.AsyncClient,
+        team: Team,
+        other_team: Team,
+        bearer: Bearer,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        # Each member has the api's rate limit and streams to itself, and the owner holds
+        # the invitation link: members without end were requests without end.
+        monkeypatch.setattr(api_app.state.ctx.settings.api, "max_users_per_org", 4)
+        owner = bearer(team.owner)
+
+        def invite(email: str) -> dict[str, str]:
+            return {"email": email, "role": "viewer"}
+
+        invited = await client.post("/api/v1/users", json=invite("a@example.com"), headers=owner)
+        over = await client.post("/api/v1/users", json=invite("b@example.com"), headers=owner)
+        elsewhere = await client.post(
+            "/api/v1/users", json=invite("c@example.com"), headers=bearer(other_team.owner)
+        )
+        await client.post(f"/api/v1/users/{invited.json()['id']}/deactivate", headers=owner)
+        again = await client.post("/api/v1/users", json=invite("b@example.com"), headers=owner)
+
+        assert invited.status_code == 201  # the team's three and this one
+        assert over.status_code == 409
+        assert over.json()["error"]["message"] == (
+            "The organization already has the most active members it may have (4)."
+        )
+        assert (elsewhere.status_code, again.status_code) == (201, 201)
 
     async def test_the_last_owner_stays(
         self, client: httpx.AsyncClient, team: Team, bearer: Bearer

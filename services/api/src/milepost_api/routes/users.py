@@ -19,7 +19,12 @@ from milepost_api.schemas import (
     TeamMemberRead,
 )
 from milepost_common.domain.users import service as user_service
-from milepost_common.domain.users.errors import EmailTaken, LastOwner, UserNotFound
+from milepost_common.domain.users.errors import (
+    EmailTaken,
+    LastOwner,
+    MemberLimitReached,
+    UserNotFound,
+)
 from milepost_common.domain.users.models import OrgRole
 from milepost_common.domain.users.schemas import UserCreate, UserFilters, UserListSort, UserSort
 from milepost_common.errors import Conflict, Forbidden, Unauthorized, ValidationFailed
@@ -69,19 +74,25 @@ async def list_users(
     "",
     status_code=status.HTTP_201_CREATED,
     summary="Invite a team member",
-    responses=error_responses(Unauthorized, Forbidden, EmailTaken, ValidationFailed),
+    responses=error_responses(
+        Unauthorized, Forbidden, EmailTaken, MemberLimitReached, ValidationFailed
+    ),
 )
 async def create_user(
     user: OwnerUser, body: Invitation, session: SessionDep, ctx: ContextDep
 ) -> InvitedMember:
     """Owners only. The answer carries a one-time `invite_url` (48 hours) to hand to the
-    new member, who sets a password with `POST /auth/invitations/accept`."""
+    new member, who sets a password with `POST /auth/invitations/accept`.
+
+    An organization has at most 1,000 active members by default (a server setting;
+    invitations not yet accepted count, deactivated members do not): one more answers 409."""
     created = await user_service.create_user(
         session,
         user,
         user.require_org(),
         UserCreate(email=body.email, role=body.role, name=body.name),
         hasher=ctx.hasher,
+        limit=ctx.settings.api.max_users_per_org,
     )
     assert created.invitation_token is not None  # noqa: S101 - created without a password
     member = TeamMemberRead.model_validate(created.user)

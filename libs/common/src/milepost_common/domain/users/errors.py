@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from milepost_common.errors import Conflict, InvalidCredentials, NotFound
+from milepost_common.errors import Conflict, InvalidCredentials, LimitReached, NotFound
 
 
 class UserNotFound(NotFound):
@@ -11,6 +11,10 @@ class UserNotFound(NotFound):
 
 class EmailTaken(Conflict):
     default_message = "A user with this email already exists."
+
+
+class MemberLimitReached(LimitReached):
+    noun = "active members"
 
 
 class LastOwner(Conflict):

@@ -92,6 +92,15 @@ class UserRepository:
         query = select(func.count()).select_from(User).where(col(User.org_id) == org_id)
         return int(await self.session.scalar(query) or 0)
 
+    async def count_active_for_org(self, org_id: uuid.UUID) -> int:
+        """Members who can log in or still accept their invitation (not deactivated)."""
+        query = (
+            select(func.count())
+            .select_from(User)
+            .where(col(User.org_id) == org_id, col(User.is_active).is_(True))
+        )
+        return int(await self.session.scalar(query) or 0)
+
     async def count_other_owners_who_log_in(self, user: User) -> int:
         """Active owners of the user's organization besides the user who can log in: an
         invitation not yet accepted makes no owner."""

@@ -25,6 +25,7 @@ from milepost_common.domain.sessions.models import TokenPurpose
 from milepost_common.domain.users.errors import (
     EmailTaken,
     LastOwner,
+    MemberLimitReached,
     UserNotFound,
     WrongPassword,
 )
@@ -73,11 +74,18 @@ async def create_user(
     data: UserCreate,
     *,
     hasher: PasswordHasher,
+    limit: int | None = None,
 ) -> CreatedUser:
     """A member of ``org_id``; without a password, an invitation token (48 h) comes back.
 
-    Raises EmailTaken (409). Audited (``users.create``), never with the password.
+    Raises EmailTaken (409), or MemberLimitReached (409) when ``limit`` is given and the
+    organization already has that many active members (counted with its row locked).
+    Audited (``users.create``), never with the password.
     """
+    if limit is not None:
+        await lock_org_for_limit(session, org_id)
+        if await UserRepository(session).count_active_for_org(org_id) >= limit:
+            raise MemberLimitReached.at(limit)
     user = User(org_id=org_id, email=normalize_email(data.email), name=data.name, role=data.role)
     token = await new_account(session, user, data.password, hasher)
     await audit.record(
