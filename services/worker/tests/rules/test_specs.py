@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -48,6 +49,24 @@ class TestRuleSpecs:
         found = specs.rule_specs(rules, DEVICE, ORG, {})
 
         assert [s.id for s in found] == [str(mine.rule.id), str(named.rule.id)]
+
+    def test_rules_listing_thousands_of_vehicles_are_matched_at_once(self) -> None:
+        # 300 rules each listing 10,000 vehicles, a batch of 100 of them: each device was
+        # looked for in each rule's list, ~20 s of a worker for one batch.
+        vehicles = sorted(uuid.uuid4() for _ in range(10_000))
+        rules = [
+            rule(AlertType.LOW_BATTERY, params={"threshold_pct": 20}, vehicle_ids=vehicles)
+            for _ in range(300)
+        ]
+        batch = [Device(id=v, org_id=ORG.id, unique_id=str(v), name="v") for v in vehicles[-100:]]
+
+        started = time.perf_counter()
+        covered = specs.coverage(rules)
+        found = [specs.rule_specs(rules, device, ORG, {}, covered) for device in batch]
+        elapsed = time.perf_counter() - started
+
+        assert [len(f) for f in found] == [300] * 100
+        assert elapsed < 3.0
 
     def test_the_devices_limit_else_the_organizations(self) -> None:
         rules = [rule(AlertType.OVERSPEED)]

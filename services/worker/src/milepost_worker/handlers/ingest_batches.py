@@ -140,6 +140,7 @@ async def _process_locked(
     )
     rules = await alert_service.list_enabled_rules(session, orgs.keys())
     shapes = rule_specs.shapes_of(rules)
+    covered = rule_specs.coverage(rules)
 
     work: list[DeviceWork] = []
     for device_id in sorted(devices):
@@ -147,7 +148,7 @@ async def _process_locked(
         tenure = _tenure(device)
         org = orgs[device.org_id]
         state = states[device_id]
-        specs = rule_specs.rule_specs(rules, device, org, shapes)
+        specs = rule_specs.rule_specs(rules, device, org, shapes, covered)
         params = _params(device, org)
         snapshot = timeline.Snapshot.from_json(state.machine)
         batch_fixes = sorted(by_device[device_id], key=lambda f: f.t)
