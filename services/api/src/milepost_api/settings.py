@@ -52,6 +52,14 @@ class ApiHttp(HttpSettings, DownloadSettings):
         " every fix of the vehicles it covers (~0.6 µs each in the worker), so the count is"
         " bounded for the tenants sharing the workers; one more answers 409.",
     )
+    max_rule_vehicles_per_org: int = Field(
+        100_000,
+        ge=1,
+        description="Vehicles the alert rules of one organization may name in all (a rule"
+        " for every vehicle, `vehicle_ids: null`, names none): the workers read every"
+        " enabled rule's list for each of the organization's batches (100 rules of 10,000"
+        " vehicles: 0.8 s a batch); a list that would go over answers 409.",
+    )
     max_geofence_vertices_per_org: int = Field(
         200_000,
         ge=1,

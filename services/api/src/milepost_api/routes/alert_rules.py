@@ -11,7 +11,11 @@ from milepost_api.deps import AUTHENTICATED, ContextDep, CurrentUser, ManagerUse
 from milepost_api.http_cache import REVALIDATE, cache_control
 from milepost_common.domain import paging
 from milepost_common.domain.alert_rules import service as rule_service
-from milepost_common.domain.alert_rules.errors import AlertRuleLimitReached, AlertRuleNotFound
+from milepost_common.domain.alert_rules.errors import (
+    AlertRuleLimitReached,
+    AlertRuleNotFound,
+    RuleVehiclesLimitReached,
+)
 from milepost_common.domain.alert_rules.schemas import (
     AlertRuleCreate,
     AlertRuleRead,
@@ -42,6 +46,7 @@ RuleNotFound = AlertRuleNotFound
         DeviceNotFound,
         GeofenceNotFound,
         AlertRuleLimitReached,
+        RuleVehiclesLimitReached,
         ValidationFailed,
     ),
 )
@@ -56,10 +61,15 @@ async def create_alert_rule(
     has neither. The rule applies to fixes from now on (`applies_from`): positions already
     stored are not checked against it.
 
-    An organization has at most 1,000 rules by default (a server setting): one more answers
-    409."""
-    limit = ctx.settings.api.max_alert_rules_per_org
-    rule = await rule_service.create_alert_rule(session, user, body, limit=limit)
+    An organization has at most 1,000 rules by default, and its rules name at most 100,000
+    vehicles in all (`vehicle_ids`; server settings): past either, 409."""
+    rule = await rule_service.create_alert_rule(
+        session,
+        user,
+        body,
+        limit=ctx.settings.api.max_alert_rules_per_org,
+        max_listed=ctx.settings.api.max_rule_vehicles_per_org,
+    )
     (answer,) = await rule_service.read_alert_rules(session, user, [rule])
     return answer
 
@@ -101,18 +111,32 @@ async def get_alert_rule(
     "/{rule_id}",
     summary="Update an alert rule",
     responses=error_responses(
-        Unauthorized, Forbidden, RuleNotFound, DeviceNotFound, GeofenceNotFound, ValidationFailed
+        Unauthorized,
+        Forbidden,
+        RuleNotFound,
+        DeviceNotFound,
+        GeofenceNotFound,
+        RuleVehiclesLimitReached,
+        ValidationFailed,
     ),
 )
 async def update_alert_rule(
-    user: ManagerUser, rule_id: uuid.UUID, body: AlertRuleUpdate, session: SessionDep
+    user: ManagerUser,
+    rule_id: uuid.UUID,
+    body: AlertRuleUpdate,
+    session: SessionDep,
+    ctx: ContextDep,
 ) -> AlertRuleRead:
     """Managers and owners. Only the fields sent change (`params` are replaced whole); the
     type is fixed. New `params` or `vehicle_ids` of an overspeed rule are checked as at
     creation (422 naming the vehicles left without a limit). A vehicle the rule stops
     applying to (`enabled: false`, taken off `vehicle_ids`, a geofence rule's other
-    `geofence_id`) has its open alert ended at its last fix, with `alert.ended`."""
-    rule = await rule_service.update_alert_rule(session, user, rule_id, body)
+    `geofence_id`) has its open alert ended at its last fix, with `alert.ended`. New
+    `vehicle_ids` that would take the vehicles the organization's rules name past the limit
+    (100,000 by default) answer 409."""
+    rule = await rule_service.update_alert_rule(
+        session, user, rule_id, body, max_listed=ctx.settings.api.max_rule_vehicles_per_org
+    )
     (answer,) = await rule_service.read_alert_rules(session, user, [rule])
     return answer
 

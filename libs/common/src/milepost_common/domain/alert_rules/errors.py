@@ -20,6 +20,20 @@ class AlertRuleLimitReached(LimitReached):
     noun = "alert rules"
 
 
+class RuleVehiclesLimitReached(LimitReached):
+    """The organization's rules would name more vehicles than it may in all."""
+
+    noun = "vehicles named by rules"
+
+    @classmethod
+    def over(cls, limit: int, total: int) -> RuleVehiclesLimitReached:
+        return cls(
+            f"The organization's alert rules may name {limit:,} vehicles in all; with this"
+            f" rule they would name {total:,}. A rule for every vehicle takes"
+            " `vehicle_ids: null` and names none."
+        )
+
+
 class OverspeedLimitMissing(ValidationFailed):
     """An overspeed rule without ``limit_kmh`` covering vehicles that have no speed limit
     while the organization has no default: it would never fire for them."""

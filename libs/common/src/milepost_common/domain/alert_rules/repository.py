@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection
 
+from sqlalchemy import func
 from sqlalchemy import select as sa_select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
@@ -23,6 +24,18 @@ class AlertRuleRepository:
 
     async def get_for_org(self, org_id: uuid.UUID, rule_id: uuid.UUID) -> AlertRule | None:
         return await find_by_id(self.session, AlertRule, rule_id, org_id=org_id)
+
+    async def listed_vehicles_for_org(
+        self, org_id: uuid.UUID, *, besides: uuid.UUID | None = None
+    ) -> int:
+        """Vehicles the organization's rules name in all (each rule's ``vehicle_ids``; a
+        rule for all vehicles names none), the rule ``besides`` left out."""
+        query = sa_select(
+            func.coalesce(func.sum(func.cardinality(col(AlertRule.vehicle_ids))), 0)
+        ).where(col(AlertRule.org_id) == org_id)
+        if besides is not None:
+            query = query.where(col(AlertRule.id) != besides)
+        return int(await self.session.scalar(query) or 0)
 
     async def page_for_org(
         self, org_id: uuid.UUID, page: paging.PageRequest

@@ -18,6 +18,7 @@ from milepost_common.domain.alert_rules.errors import (
     AlertRuleLimitReached,
     AlertRuleNotFound,
     OverspeedLimitMissing,
+    RuleVehiclesLimitReached,
 )
 from milepost_common.domain.alert_rules.models import AlertRule
 from milepost_common.domain.alert_rules.repository import AlertRuleRepository
@@ -31,7 +32,7 @@ from milepost_common.domain.alert_rules.schemas import (
 from milepost_common.domain.alerts import service as alert_service
 from milepost_common.domain.alerts.models import AlertType
 from milepost_common.domain.audit import service as audit
-from milepost_common.domain.base import count_for_org_locked
+from milepost_common.domain.base import count_for_org_locked, lock_org_for_limit
 from milepost_common.domain.devices.errors import DeviceNotFound
 from milepost_common.domain.geofences import service as geofence_service
 from milepost_common.domain.principals import Principal
@@ -123,12 +124,37 @@ async def _check_vehicles(
     return sorted(wanted)
 
 
+async def _check_listed(
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    vehicle_ids: list[uuid.UUID] | None,
+    limit: int | None,
+    besides: uuid.UUID | None = None,
+) -> None:
+    """Raises RuleVehiclesLimitReached when ``vehicle_ids`` (in place of the rule
+    ``besides``'s) would take the vehicles the organization's rules name past ``limit``:
+    the workers read every enabled rule's list for each batch of the organization's
+    (100 rules of 10,000 vehicles: 0.8 s a batch). Counted with the organization locked."""
+    if limit is None or vehicle_ids is None:
+        return
+    await lock_org_for_limit(session, org_id)
+    named = await AlertRuleRepository(session).listed_vehicles_for_org(org_id, besides=besides)
+    if named + len(vehicle_ids) > limit:
+        raise RuleVehiclesLimitReached.over(limit, named + len(vehicle_ids))
+
+
 async def create_alert_rule(
-    session: AsyncSession, actor: Principal, data: AlertRuleCreate, *, limit: int
+    session: AsyncSession,
+    actor: Principal,
+    data: AlertRuleCreate,
+    *,
+    limit: int,
+    max_listed: int | None = None,
 ) -> AlertRule:
     """Raises ValidationFailed (params), OverspeedLimitMissing, DeviceNotFound,
     GeofenceNotFound, or AlertRuleLimitReached when the organization already has ``limit``
-    rules (every rule is checked against every fix of the vehicles it covers); the rule's
+    rules (every rule is checked against every fix of the vehicles it covers) or
+    RuleVehiclesLimitReached past ``max_listed`` vehicles named in all; the rule's
     own errors come first, and the count last, just before the insert, so the organization
     stays locked for as short a time as possible. Audited."""
     params = await _checked_params(session, actor, data.type, data.params)
@@ -137,6 +163,7 @@ async def create_alert_rule(
         await _check_overspeed(session, actor.require_org(), params, vehicle_ids)
     if await count_for_org_locked(session, AlertRule, actor.require_org()) >= limit:
         raise AlertRuleLimitReached.at(limit)
+    await _check_listed(session, actor.require_org(), vehicle_ids, max_listed)
     rule = AlertRule(
         org_id=actor.require_org(),
         name=data.name,
@@ -173,11 +200,17 @@ async def list_alert_rules(
 
 
 async def update_alert_rule(
-    session: AsyncSession, actor: Principal, rule_id: uuid.UUID, data: AlertRuleUpdate
+    session: AsyncSession,
+    actor: Principal,
+    rule_id: uuid.UUID,
+    data: AlertRuleUpdate,
+    *,
+    max_listed: int | None = None,
 ) -> AlertRule:
     """Change the fields sent (``vehicle_ids: null`` means all vehicles). Raises
     AlertRuleNotFound, ValidationFailed, OverspeedLimitMissing (when new params or vehicles
-    leave a covered vehicle without a limit), DeviceNotFound or GeofenceNotFound. Audited."""
+    leave a covered vehicle without a limit), DeviceNotFound, GeofenceNotFound, or
+    RuleVehiclesLimitReached (new vehicles past ``max_listed`` named in all). Audited."""
     rule = await get_alert_rule(session, actor, rule_id)
     sent = data.model_dump(exclude_unset=True)
     changes: dict[str, Any] = {}
@@ -195,6 +228,10 @@ async def update_alert_rule(
             rule.org_id,
             changes.get("params", rule.params),
             changes.get("vehicle_ids", rule.vehicle_ids),
+        )
+    if "vehicle_ids" in changes:
+        await _check_listed(
+            session, rule.org_id, changes["vehicle_ids"], max_listed, besides=rule.id
         )
     diff = audit.changes({k: getattr(rule, k) for k in changes}, changes)
     if diff:
