@@ -64,7 +64,8 @@ position's `data` is the vehicle's item of `GET /positions/latest`, an alert's i
 `GET /alerts` (named, rounded alike); a message the server cannot follow is answered with
 `{"type": "error", "message": "..."}`. Close codes: 4401 bad or expired token (or a first
 message that is no auth), 4408 no auth in time, 4429 too slow to keep up, 1009 a message over
-1 MiB, 1008 more streams open for one user on one server than it allows (20 by default).
+1 MiB, 1008 more streams open on one server than it allows for one user (20 by default) or
+for one organization (200 by default).
 """
 
 TAGS = [

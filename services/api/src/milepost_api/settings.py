@@ -93,6 +93,13 @@ class ApiHttp(HttpSettings, DownloadSettings):
         description="Streams one user may hold open in one api process; one more is closed"
         " with 1008 (every tab of a browser and every app holds one).",
     )
+    stream_max_per_org: int = Field(
+        200,
+        ge=1,
+        description="Streams the users of one organization may hold open in one api process"
+        " in all: each of the organization's events is handed to every one of them in the"
+        " event loop the process's tenants share; one more is closed with 1008.",
+    )
     stream_send_timeout_s: float = Field(
         5.0, gt=0, description="A client that cannot take one message this long is cut off."
     )

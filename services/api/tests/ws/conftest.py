@@ -29,6 +29,7 @@ async def stream_app(settings_factory: Callable[..., ApiSettings]) -> AsyncItera
             "stream_queue_size": 4,
             "stream_send_timeout_s": 0.5,
             "stream_max_per_user": 2,
+            "stream_max_per_org": 3,
         },
     )
     app = create_app(settings)

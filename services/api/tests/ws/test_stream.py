@@ -25,7 +25,7 @@ from milepost_api.settings import ApiSettings
 from milepost_common.domain.organizations import service as organization_service
 from milepost_common.domain.organizations.models import Organization
 from milepost_common.domain.principals import SYSTEM
-from milepost_common.domain.users.models import OrgRole
+from milepost_common.domain.users.models import OrgRole, User
 from milepost_common.live import LiveEvent, org_channel
 from milepost_common.testing.factories import make_device, make_organization, make_user
 from services.api.tests.api_support import Bearer, Team, serving
@@ -143,6 +143,34 @@ class TestOpenStreamsPerUser:
             return await third_stream() is None
 
         await eventually(seat_free)
+
+
+class TestOpenStreamsPerOrganization:
+    """An organization's users hold at most ``stream_max_per_org`` streams in a process (3
+    here): each of its events is handed to every one of them in the loop all tenants share."""
+
+    async def test_one_more_closes_with_1008_and_other_organizations_are_unaffected(
+        self, address: str, team: Team, other_team: Team, bearer: Bearer
+    ) -> None:
+        async def another_stream(owner: User) -> int | None:
+            """The close code of one more stream of ``owner`` (None: it was let in)."""
+            token = bearer(owner)["Authorization"].removeprefix("Bearer ")
+            async with connect(address) as ws:
+                await ws.send(orjson.dumps({"type": "auth", "token": token}).decode())
+                try:
+                    await receive(ws)
+                except ConnectionClosed as closed:
+                    return closed.rcvd.code if closed.rcvd else None
+                return None
+
+        viewer, manager = bearer(team.viewer), bearer(team.manager)
+        async with (
+            watching(address, viewer),
+            watching(address, viewer),
+            watching(address, manager),
+        ):
+            assert await another_stream(team.owner) == 1008
+            assert await another_stream(other_team.owner) is None
 
 
 class TestRelay:

@@ -43,25 +43,41 @@ RETRY_MAX_S = 5.0
 
 
 class OpenStreams:
-    """The streams each user holds open in this process, at most ``limit`` at once: a client
-    that opens streams in a loop (a bug, or worse) cannot fill the process with connections
-    that each hold tasks, a queue and a re-check of their principal."""
+    """The streams each user, and each organization, holds open in this process, at most
+    ``limit`` a user and ``org_limit`` an organization at once: a client that opens streams
+    in a loop (a bug, or worse) cannot fill the process with connections that each hold
+    tasks, a queue and a re-check of their principal, and every event of an organization is
+    handed to each of its streams here, in the loop every tenant of the process shares."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, org_limit: int | None = None) -> None:
         self.limit = limit
+        self.org_limit = org_limit
         self._held: Counter[uuid.UUID] = Counter()
+        self._held_by_org: Counter[uuid.UUID] = Counter()
 
-    def take(self, user_id: uuid.UUID) -> bool:
-        """A seat for one more stream of the user; False at the limit."""
+    def take(self, user_id: uuid.UUID, org_id: uuid.UUID | None = None) -> str | None:
+        """A seat for one more stream of the user (of the organization): None when taken,
+        else why not."""
         if self._held[user_id] >= self.limit:
-            return False
+            return f"At most {self.limit} open streams per user."
+        if (
+            org_id is not None
+            and self.org_limit is not None
+            and self._held_by_org[org_id] >= self.org_limit
+        ):
+            return f"At most {self.org_limit} open streams per organization."
         self._held[user_id] += 1
-        return True
+        if org_id is not None:
+            self._held_by_org[org_id] += 1
+        return None
 
-    def give_back(self, user_id: uuid.UUID) -> None:
-        self._held[user_id] -= 1
-        if self._held[user_id] <= 0:
-            del self._held[user_id]
+    def give_back(self, user_id: uuid.UUID, org_id: uuid.UUID | None = None) -> None:
+        for held, key in ((self._held, user_id), (self._held_by_org, org_id)):
+            if key is None:
+                continue
+            held[key] -= 1
+            if held[key] <= 0:
+                del held[key]
 
 
 class StreamHub:
@@ -204,7 +220,9 @@ async def start_stream_hub(app: FastAPI) -> None:
     hub = StreamHub(settings.redis.cache_url, settings.redis.socket_timeout_s)
     hub.start()
     app.state.stream_hub = hub
-    app.state.open_streams = OpenStreams(settings.api.stream_max_per_user)
+    app.state.open_streams = OpenStreams(
+        settings.api.stream_max_per_user, settings.api.stream_max_per_org
+    )
 
 
 async def stop_stream_hub(app: FastAPI) -> None:

@@ -17,9 +17,10 @@ suspension also closes the stream with 4401 within seconds.
 
 Each connection has a bounded queue: a client that does not keep up is cut off with 4429
 instead of letting memory grow. A user holds at most ``stream_max_per_user`` streams in one
-process (20 by default): one more is closed with 1008 right after its auth, before
-``ready``. Events come from the process's ``StreamHub`` (one Redis pub/sub connection for
-all clients), which fills the queues without ever waiting.
+process (20 by default), an organization ``stream_max_per_org`` (200): one more is closed
+with 1008 right after its auth, before ``ready``. Events come from the process's
+``StreamHub`` (one Redis pub/sub connection for all clients), which fills the queues
+without ever waiting.
 """
 
 from __future__ import annotations
@@ -97,14 +98,15 @@ class StreamSession:
             await self._authenticate_first()
             user_id = self.principal.id if self.principal else None
             assert user_id is not None  # noqa: S101 - an access token names its user
-            if not self.open_streams.take(user_id):
-                limit = self.open_streams.limit
-                raise _Close(CLOSE_TOO_MANY, f"At most {limit} open streams per user.")
+            org_id = self.principal.org_id if self.principal else None
+            refused = self.open_streams.take(user_id, org_id)
+            if refused is not None:
+                raise _Close(CLOSE_TOO_MANY, refused)
             try:
                 await self._send_now({"type": "ready"})
                 await self._relay()
             finally:
-                self.open_streams.give_back(user_id)
+                self.open_streams.give_back(user_id, org_id)
         except _Close as close:
             await self._close(close.code, close.reason)
         except WebSocketDisconnect:
