@@ -4,6 +4,7 @@ lookups and counts the features' repositories build on."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -65,6 +66,23 @@ async def find_by_id(
     if for_update or for_share:
         query = query.with_for_update(read=not for_update)
     return (await session.scalars(query)).first()
+
+
+async def lock_by_ids(
+    session: AsyncSession, model: type[ModelT], row_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, ModelT]:
+    """These rows read afresh and locked (``FOR NO KEY UPDATE``: rows that only reference
+    them go on) until the transaction ends, by id; one deleted meanwhile is missing. Locked
+    in id order, so two lockers of the same rows wait for each other, never deadlock."""
+    key = col(model.id)  # type: ignore[attr-defined]
+    query = (
+        select(model)
+        .where(key.in_(sorted(row_ids)))
+        .order_by(key)
+        .with_for_update(key_share=True)
+        .execution_options(populate_existing=True)
+    )
+    return {row.id: row for row in await session.scalars(query)}  # type: ignore[attr-defined]
 
 
 async def lock_org_for_limit(session: AsyncSession, org_id: uuid.UUID) -> None:

@@ -19,7 +19,7 @@ from sqlmodel.sql.expression import SelectOfScalar
 from milepost_common.domain import paging
 from milepost_common.domain.alerts.models import Alert
 from milepost_common.domain.audit.models import AuditEntry
-from milepost_common.domain.base import ModelT, find_by_id
+from milepost_common.domain.base import ModelT, find_by_id, lock_by_ids
 from milepost_common.domain.devices import names
 from milepost_common.domain.devices.models import Device, DeviceState
 from milepost_common.domain.devices.schemas import DeviceFilters, VehicleFilters, VehicleStatus
@@ -126,14 +126,7 @@ class DeviceRepository:
     async def lock_orgs(self, org_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, Organization]:
         """The organizations read afresh and locked (``FOR NO KEY UPDATE``, in id order) until
         the transaction ends, by id; one deleted meanwhile is missing."""
-        query = (
-            select(Organization)
-            .where(col(Organization.id).in_(list(org_ids)))
-            .order_by(col(Organization.id))
-            .with_for_update(key_share=True)
-            .execution_options(populate_existing=True)
-        )
-        return {org.id: org for org in (await self.session.scalars(query)).all()}
+        return await lock_by_ids(self.session, Organization, org_ids)
 
     async def relock_org(self, org: Organization) -> None:
         """Read the organization afresh and lock it until the transaction ends."""

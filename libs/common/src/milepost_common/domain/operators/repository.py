@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel, col, select
 
 from milepost_common.domain import paging
+from milepost_common.domain.base import lock_by_ids
 from milepost_common.domain.operators.schemas import OperatorFilters
 from milepost_common.domain.users.models import User
 from milepost_common.domain.users.repository import UserRepository, searched
@@ -40,14 +41,7 @@ class OperatorRepository:
     async def lock_accounts(self, user_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, User]:
         """These accounts read afresh and locked (``FOR NO KEY UPDATE``, in id order: no
         deadlock between two lockers of the same pair) until the transaction ends."""
-        query = (
-            select(User)
-            .where(col(User.id).in_(sorted(user_ids)))
-            .order_by(col(User.id))
-            .with_for_update(key_share=True)
-            .execution_options(populate_existing=True)
-        )
-        return {user.id: user for user in await self.session.scalars(query)}
+        return await lock_by_ids(self.session, User, user_ids)
 
     async def labels(
         self, model: type[SQLModel], label: str, ids: Collection[uuid.UUID]
