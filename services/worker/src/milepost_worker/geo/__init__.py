@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from array import array
+from bisect import bisect_left, bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +39,32 @@ Edge = tuple[int, float, float, float, float]
 # Latitude's room for rounding when converting metres to degrees: keeps every edge that
 # could be within the accuracy among the ones measured.
 _SLACK_DEG = 1e-9
+# A band with more edges than this crossing it from edge to edge sorts those by longitude
+# (``Spans``): a comb, whose every tooth crosses every band, is read near the fix only.
+_SPANS_FROM = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Spans:
+    """The edges of one ring that cross a band from its south to its north latitude, by
+    their western end (``wests``; ``width`` the widest's span of longitude): the ones wholly
+    east of a point inside the band cross its ray; those within reach are found by
+    bisection."""
+
+    ring: int
+    wests: array[float]  # doubles, not float objects: a comb's bands hold millions
+    edges: tuple[Edge, ...]
+    width: float
+
+    def near(self, west: float, east: float) -> tuple[Edge, ...]:
+        """The edges that may reach into [west, east] of longitude."""
+        return self.edges[
+            bisect_left(self.wests, west - self.width) : bisect_right(self.wests, east)
+        ]
+
+    def east_of(self, lon: float) -> int:
+        """How many lie wholly east of ``lon`` (by more than the rounding slack)."""
+        return len(self.wests) - bisect_right(self.wests, lon + _SLACK_DEG)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +80,11 @@ class Polygon:
     # (~90 µs for 10,000 vertices) instead of from every vertex (~8 ms).
     bands: tuple[tuple[Edge, ...], ...] = field(init=False, repr=False, compare=False)
     band_deg: float = field(init=False, repr=False, compare=False)
+    # Per band, when it has more than _SPANS_FROM: the edges that cross it from edge to edge,
+    # by ring (``Spans``), and the band's other edges; else None (its edges read one by one).
+    spans: tuple[tuple[tuple[Spans, ...], tuple[Edge, ...]] | None, ...] = field(
+        init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         lons = [v[0] for ring in self.rings for v in ring]
@@ -71,6 +104,44 @@ class Polygon:
             for band in range(self._band(low, count), self._band(high, count) + 1):
                 bands[band].append(edge)
         object.__setattr__(self, "bands", tuple(map(tuple, bands)))
+        object.__setattr__(
+            self, "spans", tuple(self._spans(b, edges) for b, edges in enumerate(bands))
+        )
+
+    @property
+    def index_entries(self) -> int:
+        """The edges its bands list, and their spans again: what the index holds."""
+        spanned = sum(len(s.edges) for band in self.spans if band for s in band[0])
+        return sum(map(len, self.bands)) + spanned
+
+    def _limits(self, band: int) -> tuple[float, float]:
+        """The band's south and north latitudes (the same arithmetic at build and read)."""
+        south = self.box[1] + band * self.band_deg
+        return south, south + self.band_deg
+
+    def _spans(
+        self, band: int, edges: list[Edge]
+    ) -> tuple[tuple[Spans, ...], tuple[Edge, ...]] | None:
+        if len(edges) <= _SPANS_FROM:
+            return None
+        south, north = self._limits(band)
+        across: dict[int, list[tuple[float, Edge]]] = {}
+        rest: list[Edge] = []
+        for edge in edges:
+            _, lon1, lat1, lon2, lat2 = edge
+            if (lat1 <= south and lat2 >= north) or (lat2 <= south and lat1 >= north):
+                across.setdefault(edge[0], []).append((min(lon1, lon2), edge))
+            else:
+                rest.append(edge)
+        if sum(map(len, across.values())) <= _SPANS_FROM:
+            return None
+        spans = []
+        for ring, keyed in sorted(across.items()):
+            keyed.sort(key=lambda pair: pair[0])
+            mine = tuple(edge for _, edge in keyed)
+            width = max(abs(e[3] - e[1]) for e in mine)
+            spans.append(Spans(ring, array("d", (west for west, _ in keyed)), mine, width))
+        return tuple(spans), tuple(rest)
 
     def _band(self, lat: float, count: int) -> int:
         """The band of a latitude, the first or last one beyond the box; monotonic in
@@ -117,15 +188,33 @@ class Polygon:
         ky = EARTH_RADIUS_M * _DEG
         count = len(self.bands)
         crossed = [False] * len(self.rings)
-        for ring, lon1, lat1, lon2, lat2 in self.bands[self._band(lat, count)]:
+        band = self._band(lat, count)
+        edges: Sequence[Edge] = self.bands[band]
+        spans = self.spans[band]
+        south, north = self._limits(band)
+        if spans is not None and south < lat < north:
+            # Every edge of a span crosses the fix's latitude: the ones wholly east of it
+            # cross its ray, the ones wholly west do not, the others are measured.
+            edges = list(spans[1])
+            for span in spans[0]:
+                crossed[span.ring] ^= span.east_of(lon) % 2 == 1
+                edges += span.near(lon - _SLACK_DEG, lon + _SLACK_DEG)
+        for ring, lon1, lat1, lon2, lat2 in edges:
             y1, y2 = (lat1 - lat) * ky, (lat2 - lat) * ky
             if _crosses((lon1 - lon) * kx, y1, (lon2 - lon) * kx, y2):
                 crossed[ring] = not crossed[ring]
         inside = crossed[0] and not any(crossed[1:])
         reach = metres / ky * (1 + _SLACK_DEG) + _SLACK_DEG
+        across = metres / kx * (1 + _SLACK_DEG) + _SLACK_DEG if kx > 0 else math.inf
         nearest = math.inf
-        for band in self.bands[self._band(lat - reach, count) : self._band(lat + reach, count) + 1]:
-            for _, lon1, lat1, lon2, lat2 in band:
+        for near in range(self._band(lat - reach, count), self._band(lat + reach, count) + 1):
+            spanned = self.spans[near]
+            if spanned is None:
+                nearby: Sequence[Edge] = self.bands[near]
+            else:
+                nearby = [e for span in spanned[0] for e in span.near(lon - across, lon + across)]
+                nearby += spanned[1]
+            for _, lon1, lat1, lon2, lat2 in nearby:
                 x1, y1 = (lon1 - lon) * kx, (lat1 - lat) * ky
                 x2, y2 = (lon2 - lon) * kx, (lat2 - lat) * ky
                 nearest = min(nearest, _distance_to_segment(x1, y1, x2, y2))
