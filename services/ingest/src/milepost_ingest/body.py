@@ -50,6 +50,11 @@ class BodyLimits:
     max_decoded_bytes: int
     max_items: int
 
+    def __post_init__(self) -> None:
+        # The decoder of bodies of tiny items (``_json_positions``) is made with the limits,
+        # at start-up: ~90 ms and 4 MB at 10,000 items, not paid by the first such request.
+        _bounded_envelope(self.max_items)
+
 
 def batch_source(content_type: str | None) -> BatchSource:
     """The batch format a Content-Type names; raises UnsupportedMediaType (415) otherwise."""
@@ -161,7 +166,9 @@ def _bounded_envelope(max_items: int) -> msgspec.json.Decoder[Any]:
 
 def _json_positions(body: bytes | bytearray, max_items: int) -> list[Any] | None:
     """``positions`` as a list of each item's JSON; at most max_items + 1 of them."""
-    if body.count(b",") < _COMMAS_PER_ITEM * max_items:
+    commas = _COMMAS_PER_ITEM * max_items
+    # A body shorter than that many bytes cannot hold them: most batches are not counted.
+    if len(body) < commas or body.count(b",") < commas:
         return _ENVELOPE.decode(body).positions
     positions = _bounded_envelope(max_items).decode(body).positions
     if positions is None:
