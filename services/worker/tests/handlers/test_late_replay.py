@@ -60,7 +60,7 @@ async def rules_of(session: AsyncSession, org: Organization, device: Device) -> 
     session.add_all(rules)
     await session.flush()
     enabled = await alert_service.list_enabled_rules(session, [org.id])
-    return rule_specs.rule_specs(enabled, device, org, {})
+    return rule_specs.rule_specs(enabled, device, org, {}, rule_specs.coverage(enabled))
 
 
 async def process_in_order(

@@ -49,32 +49,25 @@ class OpenStreams:
     tasks, a queue and a re-check of their principal, and every event of an organization is
     handed to each of its streams here, in the loop every tenant of the process shares."""
 
-    def __init__(self, limit: int, org_limit: int | None = None) -> None:
+    def __init__(self, limit: int, org_limit: int) -> None:
         self.limit = limit
         self.org_limit = org_limit
         self._held: Counter[uuid.UUID] = Counter()
         self._held_by_org: Counter[uuid.UUID] = Counter()
 
-    def take(self, user_id: uuid.UUID, org_id: uuid.UUID | None = None) -> str | None:
-        """A seat for one more stream of the user (of the organization): None when taken,
+    def take(self, user_id: uuid.UUID, org_id: uuid.UUID) -> str | None:
+        """A seat for one more stream of the user and its organization: None when taken,
         else why not."""
         if self._held[user_id] >= self.limit:
             return f"At most {self.limit} open streams per user."
-        if (
-            org_id is not None
-            and self.org_limit is not None
-            and self._held_by_org[org_id] >= self.org_limit
-        ):
+        if self._held_by_org[org_id] >= self.org_limit:
             return f"At most {self.org_limit} open streams per organization."
         self._held[user_id] += 1
-        if org_id is not None:
-            self._held_by_org[org_id] += 1
+        self._held_by_org[org_id] += 1
         return None
 
-    def give_back(self, user_id: uuid.UUID, org_id: uuid.UUID | None = None) -> None:
+    def give_back(self, user_id: uuid.UUID, org_id: uuid.UUID) -> None:
         for held, key in ((self._held, user_id), (self._held_by_org, org_id)):
-            if key is None:
-                continue
             held[key] -= 1
             if held[key] <= 0:
                 del held[key]

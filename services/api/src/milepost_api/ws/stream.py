@@ -96,9 +96,10 @@ class StreamSession:
         await self.ws.accept()
         try:
             await self._authenticate_first()
-            user_id = self.principal.id if self.principal else None
+            principal = self.principal
+            assert principal is not None  # noqa: S101 - set by the authentication above
+            user_id, org_id = principal.id, principal.require_org()
             assert user_id is not None  # noqa: S101 - an access token names its user
-            org_id = self.principal.org_id if self.principal else None
             refused = self.open_streams.take(user_id, org_id)
             if refused is not None:
                 raise _Close(CLOSE_TOO_MANY, refused)

@@ -16,8 +16,6 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import orjson
 
-from milepost_common.domain.alert_rules.models import AlertRule
-from milepost_common.domain.alerts import service as alert_service
 from milepost_common.domain.alerts.service import EnabledRule
 from milepost_common.domain.devices.models import Device
 from milepost_common.domain.geofences.schemas import WatchedFence
@@ -109,10 +107,11 @@ def rule_specs(
     device: Device,
     org: Organization,
     shapes: Mapping[uuid.UUID, geo.Shape],
-    covered: Coverage | None = None,
+    covered: Coverage,
 ) -> list[RuleSpec]:
     """The device's organization's enabled fix-derived rules that apply to it, in order
-    (``covered``: the rules' ``coverage``, else each rule's list is searched)."""
+    (``shapes`` and ``covered``: the rules' ``shapes_of`` and ``coverage``, made once for a
+    batch)."""
     limit = (
         device.speed_limit_kmh
         if device.speed_limit_kmh is not None
@@ -123,7 +122,7 @@ def rule_specs(
         if (
             rule.org_id != device.org_id
             or rule.type not in FIX_RULE_TYPES
-            or not _applies(rule, device.id, covered)
+            or not _applies(covered[rule.id], device.id)
         ):
             continue
         shape = shapes.get(fence.id) if fence is not None else None
@@ -131,8 +130,5 @@ def rule_specs(
     return specs
 
 
-def _applies(rule: AlertRule, device_id: uuid.UUID, covered: Coverage | None) -> bool:
-    if covered is None or rule.id not in covered:
-        return alert_service.rule_applies(rule, device_id)
-    vehicles = covered[rule.id]
+def _applies(vehicles: frozenset[uuid.UUID] | None, device_id: uuid.UUID) -> bool:
     return vehicles is None or device_id in vehicles
