@@ -21,7 +21,7 @@ import msgspec
 import orjson
 
 from milepost_common.domain.ingest_batches.models import BatchSource
-from milepost_common.domain.ingest_batches.validation import decode_item
+from milepost_common.domain.ingest_batches.validation import decode_item, without_lone_surrogates
 from milepost_common.errors import (
     BatchTooLarge,
     MalformedBody,
@@ -176,6 +176,21 @@ def _json_positions(body: bytes | bytearray, max_items: int) -> list[Any] | None
     return [raw for raw in msgspec.structs.astuple(positions) if raw]  # an absent item is empty
 
 
+def _decoded_positions(body: bytes | bytearray, max_items: int) -> list[Any] | None:
+    """``_json_positions``, or of the body with its lone surrogate escapes as U+FFFD (no
+    parser takes the document otherwise: one truncated emoji would refuse the whole batch);
+    None when ``positions`` is not a list; raises MalformedBody for a body that is not JSON."""
+    try:
+        return _json_positions(body, max_items)
+    except msgspec.ValidationError:
+        return None
+    except (msgspec.DecodeError, RecursionError):  # RecursionError: nested too deep
+        repaired = without_lone_surrogates(body)
+        if repaired == body:
+            raise MalformedBody() from None
+    return _decoded_positions(repaired, max_items)
+
+
 @dataclass(frozen=True, slots=True)
 class ParsedItems:
     """The items in order (typed where well-formed) and each one's JSON as sent."""
@@ -198,12 +213,7 @@ def parse_items(body: bytes | bytearray, source: BatchSource, max_items: int) ->
         if not raws:
             raise _positions_missing("The body holds no positions.")
     else:
-        try:
-            positions = _json_positions(body, max_items)
-        except msgspec.ValidationError:
-            positions = None
-        except (msgspec.DecodeError, RecursionError):  # RecursionError: nested too deep
-            raise MalformedBody() from None
+        positions = _decoded_positions(body, max_items)
         if positions is None:
             raise _positions_missing("`positions` must be a list of positions.")
         if not positions:

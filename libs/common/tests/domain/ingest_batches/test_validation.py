@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,6 +21,7 @@ from milepost_common.domain.ingest_batches.validation import (
     check_items,
     decode_item,
     named_devices,
+    without_lone_surrogates,
 )
 from milepost_common.domain.positions.service import StorableWindow
 
@@ -211,3 +213,23 @@ class TestProperties:
         assert fast.errors == general.errors
         assert fast.rejected_items == general.rejected_items
         assert orjson.loads(fast.rows.to_json()) == orjson.loads(general.rows.to_json())
+
+
+# Characters as Python holds them, lone surrogates and backslashes among them.
+_TEXT = st.lists(
+    st.characters() | st.sampled_from(["\ud83d", "\ude00", "\\", "u", "d800", "\ufffd"])
+).map("".join)
+
+
+class TestLoneSurrogates:
+    @given(text=_TEXT)
+    def test_the_json_of_any_text_reads_as_its_utf16_with_replacements(self, text: str) -> None:
+        # json.dumps escapes every non-ASCII code unit (\uXXXX) and every backslash.
+        written = json.dumps({"note": text}).encode()
+        expected = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+        assert orjson.loads(without_lone_surrogates(written)) == {"note": expected}
+
+    def test_text_without_a_lone_one_is_left_as_it_is(self) -> None:
+        for text in (b'"\\ud83d\\ude00"', b'"\\\\ud800"', b'"plain"', b'"\\u00e9"'):
+            assert without_lone_surrogates(text) == text

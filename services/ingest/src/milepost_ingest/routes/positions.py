@@ -29,7 +29,8 @@ _EXAMPLE = _POSITION["examples"][0]
 _REQUEST_BODY: dict[str, Any] = {
     "required": True,
     "description": "Up to 10,000 positions. `Content-Encoding: gzip` is accepted. A leading "
-    "UTF-8 byte order mark (EF BB BF, after gzip decoding) is ignored, in JSON and NDJSON. Each "
+    "UTF-8 byte order mark (EF BB BF, after gzip decoding) is ignored, in JSON and NDJSON; a "
+    "lone UTF-16 surrogate escape in a string (`\\ud83d`, half an emoji) is read as U+FFFD. Each "
     "item is checked on its own: an invalid item is rejected with its code, the others are "
     "stored.",
     "content": {

@@ -17,6 +17,7 @@ Python, which names the field at fault. Both end in the same checks of values.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -113,7 +114,37 @@ def decode_item(raw: Any) -> Any:
     try:
         return orjson.loads(memoryview(raw))
     except orjson.JSONDecodeError:
+        repaired = without_lone_surrogates(raw)
+        if repaired != raw:
+            return decode_item(repaired)
         return Unparseable(bytes(raw).decode("utf-8", "replace").strip())
+
+
+# An escape in JSON text, matched from its backslash: a surrogate pair, a lone surrogate, any
+# other \u escape or any other escaped character (so an escaped backslash followed by
+# "ud800" is text, not an escape).
+_ESCAPE = re.compile(
+    rb"\\(?:u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+    rb"|u[dD][89a-fA-F][0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|.)",
+    re.DOTALL,
+)
+_REPLACEMENT = rb"\ufffd"
+
+
+def _lone_as_replacement(match: re.Match[bytes]) -> bytes:
+    escape = match.group()
+    if len(escape) == 6 and escape[2] in b"dD" and escape[3] in b"89abcdefABCDEF":
+        return _REPLACEMENT
+    return escape
+
+
+def without_lone_surrogates(data: Any) -> bytes:
+    """JSON text (bytes-like) with each lone UTF-16 surrogate escape (``\\ud83d`` cut from
+    its pair, as a truncated emoji leaves it) written as U+FFFD, the replacement character.
+    No Unicode string holds one: the JSON parsers refuse the document it is in, and Postgres
+    any text or jsonb with it; a UTF-8 decoder reads a broken sequence the same way."""
+    data = bytes(data)
+    return _ESCAPE.sub(_lone_as_replacement, data) if b"\\u" in data else data
 
 
 @dataclass(frozen=True, slots=True)
