@@ -225,11 +225,15 @@ def parse_items(body: bytes | bytearray, source: BatchSource, max_items: int) ->
 
 
 def parse_json(body: bytes | bytearray) -> Any:
-    """Raises MalformedBody (400) for a body that is not JSON."""
+    """Raises MalformedBody (400) for a body that is not JSON (a lone surrogate escape reads
+    as U+FFFD, as in a batch)."""
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
-        raise MalformedBody() from None
+        repaired = without_lone_surrogates(body)
+        if repaired == body:
+            raise MalformedBody() from None
+    return parse_json(repaired)
 
 
 def parse_form(body: bytes | bytearray) -> list[tuple[str, str]]:

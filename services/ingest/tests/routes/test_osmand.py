@@ -276,6 +276,18 @@ class TestAnswers:
         assert response.status_code == 404
         assert response.json()["error"]["code"] == "not_found"
 
+    async def test_the_json_form_with_a_lone_surrogate_is_read(
+        self, client: httpx.AsyncClient, api_key: IssuedKey
+    ) -> None:
+        # Half an emoji in a free-text field: read as U+FFFD, not a malformed body.
+        body = TRACCAR_JSON.replace('"extras":{}', '"extras":{"note":"\\ud83d"}')
+
+        response = await client.post(
+            osmand_url(api_key), content=body, headers={"Content-Type": "application/json"}
+        )
+
+        assert response.json()["error"]["code"] == "not_found"  # as its device is unknown
+
     async def test_missing_id_is_400(self, client: httpx.AsyncClient, api_key: IssuedKey) -> None:
         response = await client.get(osmand_url(api_key, "lat=1&lon=2"))
         assert response.status_code == 400
