@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from pydantic_core import PydanticUndefined
 from milepost_admin.settings import AdminSettings
 from milepost_api.settings import ApiSettings
 from milepost_common.settings import DownloadSettings, HttpSettings
+from milepost_devstack.config import PORT_VARIABLES, Ports
 from milepost_ingest.settings import IngestSettings
 from milepost_worker.settings import WorkerSettings
 
@@ -75,6 +77,17 @@ def settings_defaults() -> dict[str, set[object]]:
                     found.setdefault(variable, set()).add(_default(setting.default))
             else:
                 found.setdefault(f"MILEPOST_{group.upper()}", set()).add(_default(field.default))
+    return found
+
+
+def other_defaults() -> dict[str, set[object]]:
+    """The defaults of the variables `make up` and Traefik's configuration read themselves."""
+    found: dict[str, set[object]] = {
+        PORT_VARIABLES[port.name]: {port.default} for port in fields(Ports)
+    }
+    traefik = (ROOT / "deploy/traefik/dynamic/milepost.toml").read_text()
+    for variable, value in re.findall(r'env "(MILEPOST_\w+)" \| default "([^"]*)"', traefik):
+        found.setdefault(variable, set()).add(value)
     return found
 
 
@@ -188,7 +201,7 @@ def _as_doc(value: object) -> str:
     [
         pytest.param(variables, cell, id=variables[0])
         for _, variables, cell in configuration_rows()
-        if variables[0] in settings_defaults()
+        if variables[0] in settings_defaults() | other_defaults()
         and re.fullmatch(r"(`[^`]*`|[\w.]+)(, (`[^`]*`|[\w.]+))*", cell)
     ],
 )
@@ -197,7 +210,7 @@ def test_the_configuration_tables_defaults_are_the_settings(
 ) -> None:
     """Rows whose default cell is a plain list, one value a variable (after the parenthesised
     ones, which the meaning column explains)."""
-    known = settings_defaults()
+    known = other_defaults() | settings_defaults()
     given = [WORDS.get(value, value.strip("`")) for value in defaults.split(", ")]
     checked = [v for v in variables if v in known][: len(given)]
 
