@@ -219,6 +219,20 @@ def test_the_configuration_tables_defaults_are_the_settings(
         assert value in {_as_doc(d) for d in known[variable]}, f"{variable}: README says {value}"
 
 
+def test_every_make_target_the_docs_show_exists() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    targets = set(re.findall(r"^([a-z][a-z-]*):", makefile, re.MULTILINE))
+    shown = {
+        (path.name, target)
+        for path in DOCS
+        # In code: `make up`, `make demo DEMO_ARGS=...`, a bash block's `make up && make ...`.
+        for target in re.findall(r"(?:`|^|&& |; )make ([a-z][a-z-]*)", path.read_text(), re.M)
+    }
+
+    assert shown, "no make command found: the pattern is wrong"
+    assert not {(name, target) for name, target in shown if target not in targets}
+
+
 def markdown_files() -> list[Path]:
     return [*DOCS, *sorted(ROOT.glob("bench/**/*.md"))]
 
