@@ -5,6 +5,7 @@ heading fails here instead of in a reader's first hour."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import fields
@@ -231,6 +232,46 @@ def test_every_make_target_the_docs_show_exists() -> None:
 
     assert shown, "no make command found: the pattern is wrong"
     assert not {(name, target) for name, target in shown if target not in targets}
+
+
+# Served, but in no OpenAPI document: the live stream is a WebSocket.
+NOT_IN_OPENAPI = frozenset({"/api/v1/stream"})
+ROUTE = re.compile(
+    r"(?:\b(GET|POST|PUT|PATCH|DELETE)(?:\|(?:GET|POST|PUT|PATCH|DELETE))*`? `?)?"
+    r"(/ingest/osmand/<[^>]*>|/(?:api|admin)/v1/[\w\-/{}.$…*]*|/ingest/(?:v1|osmand)/[\w\-/{}.$…*]*)"
+)
+
+
+def openapi_operations() -> dict[str, set[str]]:
+    """Each path of the committed OpenAPI documents (parameters as ``{}``) with its methods."""
+    found: dict[str, set[str]] = {}
+    for path in sorted((ROOT / "docs" / "openapi").glob("*.json")):
+        for route, operations in json.loads(path.read_text())["paths"].items():
+            methods = {method.upper() for method in operations}
+            found.setdefault(re.sub(r"\{[^}]+\}", "{}", route), set()).update(methods)
+    return found
+
+
+def test_every_route_the_docs_show_is_served() -> None:
+    """`POST /admin/v1/api-keys/{id}/revoke`, `/ingest/osmand/<api key>`, `/api/v1/reports/*.csv`:
+    a path with its parameters written any way, and its method where one is given."""
+    operations = openapi_operations()
+    wrong = []
+    for doc in DOCS:
+        for match in ROUTE.finditer(doc.read_text()):
+            method, shown = match.group(1), match.group(2).split("?")[0].rstrip(".")
+            route = re.sub(r"\{[^}]*\}|<[^>]*>|\$\w+|…", "{}", shown)
+            if route in NOT_IN_OPENAPI:
+                continue
+            paths = [
+                p for p in operations if re.fullmatch(re.escape(route).replace(r"\*", r"[^/]*"), p)
+            ]
+            if not paths:
+                wrong.append(f"{doc.name}: {shown}")
+            elif method and not any(method in operations[p] for p in paths):
+                wrong.append(f"{doc.name}: {method} {shown}")
+
+    assert not wrong
 
 
 def markdown_files() -> list[Path]:
