@@ -242,6 +242,8 @@ class TestPrivateReceivers:
             "http://[::1]:9000/hook",
             "http://[::ffff:169.254.169.254]/latest",
             "http://2130706433/hook",
+            "http://[fec0::1]/hook",  # site-local: not global, whatever ipaddress says
+            "http://192.0.0.8/hook",
             "http://localhost:3000/hook",
             "http://LOCALHOST./hook",
             "http://hooks.localhost/hook",

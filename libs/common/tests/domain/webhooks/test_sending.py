@@ -71,6 +71,16 @@ def test_public_ipv4_inside_ipv6_passes(wrap: Callable[[str], str]) -> None:
         # The local-use NAT64 prefix with bits between prefix and IPv4: where the IPv4 sits
         # depends on the operator's prefix length, so it is not judged public.
         ("64:ff9b:1:808:8:800::", False),
+        # Not globally reachable by the IANA registries, whatever the interpreter's
+        # ``ipaddress`` tables say (3.11 before its security releases calls these global).
+        ("fec0::1", False),  # site-local (deprecated, still routed in old networks)
+        ("192.0.0.8", False),  # IETF protocol assignments
+        ("192.0.0.200", False),
+        ("3fff::1", False),  # documentation
+        ("5f00::1", False),  # segment routing
+        ("100:0:0:1::1", False),  # dummy prefix
+        ("192.0.0.9", True),  # PCP anycast: global
+        ("192.0.0.10", True),  # TURN anycast: global
     ],
 )
 def test_plain_addresses(address: str, public: bool) -> None:

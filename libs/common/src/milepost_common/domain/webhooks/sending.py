@@ -31,6 +31,16 @@ _NAT64_LOCAL_USE = ipaddress.IPv6Network("64:ff9b:1::/48")
 _IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
 _IPV4_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")
 _UNJUDGEABLE = ipaddress.IPv4Address("0.0.0.0")  # noqa: S104 - never public: refused
+# Not globally reachable (IANA special-purpose registries) yet ``is_global`` on the Python
+# the services run (3.11 before its 2024 security releases) says they are.
+_NOT_GLOBAL = (
+    ipaddress.IPv4Network("192.0.0.0/24"),  # IETF protocol assignments (but .9 and .10)
+    ipaddress.IPv6Network("fec0::/10"),  # site-local, deprecated yet routed in old networks
+    ipaddress.IPv6Network("3fff::/20"),  # documentation
+    ipaddress.IPv6Network("5f00::/16"),  # segment routing SIDs
+    ipaddress.IPv6Network("100:0:0:1::/64"),  # dummy prefix
+)
+_GLOBAL_ANYCAST = (ipaddress.IPv4Address("192.0.0.9"), ipaddress.IPv4Address("192.0.0.10"))
 
 
 def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
@@ -53,14 +63,22 @@ def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
     return []
 
 
+def _is_global_unicast(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if ip in _GLOBAL_ANYCAST:
+        return True
+    if any(ip in net for net in _NOT_GLOBAL if net.version == ip.version):
+        return False
+    return ip.is_global and not ip.is_multicast
+
+
 def is_public_address(address: str) -> bool:
     """A globally reachable unicast address, judged by the IPv4 it carries if it carries one."""
     ip = ipaddress.ip_address(address)
     if isinstance(ip, ipaddress.IPv6Address):
         inner = embedded_ipv4(ip)
         if inner:
-            return all(v4.is_global and not v4.is_multicast for v4 in inner)
-    return ip.is_global and not ip.is_multicast
+            return all(_is_global_unicast(v4) for v4 in inner)
+    return _is_global_unicast(ip)
 
 
 def is_private_literal(host: str) -> bool:
