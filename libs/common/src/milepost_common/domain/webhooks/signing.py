@@ -47,5 +47,8 @@ def verify(
     current = time.time() if now is None else now
     if abs(current - t) > tolerance_s:
         return False
-    expected = signature(secret, body, t)
-    return any(hmac.compare_digest(expected, candidate) for candidate in parts.get("v1", []))
+    expected = signature(secret, body, t).encode()
+    # As bytes: compare_digest raises TypeError for a str that is not ASCII (a forged header).
+    return any(
+        hmac.compare_digest(expected, candidate.encode()) for candidate in parts.get("v1", [])
+    )
