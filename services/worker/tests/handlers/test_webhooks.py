@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import http.server
 import os
+import socket
 import threading
 import time
 import uuid
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import suppress
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from receivers import Endless, Holding, RawServer, drip, serve_holding
@@ -225,6 +227,35 @@ class TestDeliver:
         assert refused.last_error is not None
         assert refused.last_error.startswith("refused")
         assert Receiver.received == []
+
+    async def test_a_name_whose_first_address_refuses_is_reached_at_the_next(
+        self,
+        ctx: WorkerContext,
+        session: AsyncSession,
+        receiver: str,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        # DNS is outside the system: the receiver's name has an AAAA record whose service
+        # is down (nothing listens on ::1) before the A record that answers.
+        port = urlsplit(receiver).port
+        real = socket.getaddrinfo
+
+        def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+            if host != "hooks.test":
+                return real(host, *args, **kwargs)
+            return [
+                (socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("::1", port, 0, 0)),
+                (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port)),
+            ]
+
+        monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+        row = await pending(session, ctx, f"http://hooks.test:{port}/hook")
+
+        assert (await deliver(ctx, row.id)).status == DeliveryStatus.SUCCEEDED
+        delivered = await reload(session, row)
+        assert (delivered.attempts, delivered.last_error) == (1, None)
+        headers, _ = Receiver.received[0]
+        assert headers["Host"] == f"hooks.test:{port}"
 
     def test_the_setting_is_the_one_the_api_reads(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("MILEPOST_WEBHOOKS__ALLOW_PRIVATE", "true")

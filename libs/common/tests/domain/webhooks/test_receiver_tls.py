@@ -88,8 +88,8 @@ async def front_end(
         except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
             writer.close()
 
-    async def to_front_end(host: str, port: int, *, allow_private: bool) -> str:
-        return "127.0.0.1"
+    async def to_front_end(host: str, port: int, *, allow_private: bool) -> list[str]:
+        return ["127.0.0.1"]
 
     monkeypatch.setattr(sending, "resolve_receiver", to_front_end)
     server = await asyncio.start_server(answer, "127.0.0.1", 0, ssl=tls[0])

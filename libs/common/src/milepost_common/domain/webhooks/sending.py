@@ -3,9 +3,10 @@
 Every attempt has one deadline for all of it (resolving, connecting, sending, reading the
 answer), so a receiver that drips its answer byte by byte is cut off like one that never
 answers; at most ``max_response_bytes`` of the answer body are read and dropped. Receivers
-are reached only at public addresses unless ``allow_private``: the check runs on the resolved
-address at connect time, and an IPv4 address carried inside an IPv6 one (NAT64, 6to4, Teredo,
-IPv4-mapped and -compatible) is judged as that IPv4 address.
+are reached only at public addresses unless ``allow_private``: the check runs on every
+resolved address at connect time, connections go to those checked addresses only (the next
+one when one takes no connection), and an IPv4 address carried inside an IPv6 one (NAT64,
+6to4, Teredo, IPv4-mapped and -compatible) is judged as that IPv4 address.
 
 Nothing here logs: the URL's path and query often carry the receiver's own token.
 """
@@ -17,8 +18,9 @@ import ipaddress
 import ssl
 import time
 import uuid
+from contextlib import suppress
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 import httpx
 
@@ -94,8 +96,9 @@ def is_private_literal(host: str) -> bool:
         return False
 
 
-async def resolve_receiver(host: str, port: int, *, allow_private: bool) -> str:
-    """The address to connect to; raises AddressRefused for non-public ones (unless allowed).
+async def resolve_receiver(host: str, port: int, *, allow_private: bool) -> list[str]:
+    """The addresses to connect to, in the resolver's order, every one checked; raises
+    AddressRefused if any is not public (unless allowed).
 
     Resolved in the receivers' own threads (``resolving``), never the loop's shared ones: a
     name whose DNS never answers holds one of those, not the process's other work."""
@@ -104,7 +107,7 @@ async def resolve_receiver(host: str, port: int, *, allow_private: bool) -> str:
         raise AddressRefused(f"{host} does not resolve")
     if not allow_private and not all(is_public_address(a) for a in addresses):
         raise AddressRefused(f"{host} resolves to a non-public address")
-    return addresses[0]
+    return list(dict.fromkeys(addresses))
 
 
 def receiver_client(
@@ -150,7 +153,29 @@ async def _post(
     parts = urlsplit(url)
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    address = await resolve_receiver(host, port, allow_private=allow_private)
+    addresses = await resolve_receiver(host, port, allow_private=allow_private)
+    # As clients do (curl, browsers): an address that takes no connection (an AAAA record
+    # whose service is down) gives way to the next checked one; nothing was sent to it.
+    for address in addresses[:-1]:
+        with suppress(httpx.ConnectError):
+            return await _post_to(
+                client, address, parts, headers, body, timeout_s, max_response_bytes
+            )
+    return await _post_to(
+        client, addresses[-1], parts, headers, body, timeout_s, max_response_bytes
+    )
+
+
+async def _post_to(
+    client: httpx.AsyncClient,
+    address: str,
+    parts: SplitResult,
+    headers: dict[str, str],
+    body: bytes,
+    timeout_s: float,
+    max_response_bytes: int,
+) -> int:
+    host = parts.hostname or ""
     literal = f"[{address}]" if ":" in address else address
     netloc = f"{literal}:{parts.port}" if parts.port else literal
     target = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
