@@ -19,8 +19,11 @@ Sent to every enabled endpoint subscribed to the event type, as a signed `POST` 
 Answer with a `2xx` within 10 s; anything else (or no answer) is retried with exponential
 backoff and jitter, 8 attempts in all. Delivery is at least once: deduplicate on `id` (also
 in `Milepost-Event-Id`), which is stable — one happening is one event, whatever recomputes
-it. Verify `Milepost-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "{t}.{raw body}">` with the
-endpoint's secret. `410 Gone` disables the endpoint.
+it. Events are not ordered: a retried one can arrive after later ones of the same vehicle
+(order by the times in `data`). Verify `Milepost-Signature: t=<unix>,v1=<hex HMAC-SHA256 of
+"{t}.{raw body}">` with the endpoint's secret, comparing in constant time; `t` is when this
+attempt was signed: refuse one more than 5 minutes from your clock (a replayed request).
+`410 Gone` disables the endpoint.
 """
 
 EVENT_ID = "The event's `id`, the same on every attempt."

@@ -121,3 +121,17 @@ class TestDocumented:
             assert {"id", "type", "created_at", "org_id", "data"} <= set(event["required"])
         assert "reason" in schemas["TripEndedData"]["required"]
         assert sorted(schemas["WebhookEventType"]["enum"]) == sorted(EVERY_TYPE)
+
+    async def test_receivers_are_told_to_refuse_replays_and_not_to_rely_on_order(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        document = (await client.get("/api/openapi.json")).json()
+
+        for event_type in WebhookEventType:
+            terms = document["webhooks"][event_type.value]["post"]["description"]
+            # A signature checked without its time is replayable forever, and a plain ==
+            # leaks the expected signature by timing.
+            assert "5 minutes" in terms
+            assert "constant time" in terms
+            # A retried event arrives after later ones of the same vehicle.
+            assert "not ordered" in terms
