@@ -100,6 +100,23 @@ async def reload(session: AsyncSession, row: WebhookDelivery) -> WebhookDelivery
     return found
 
 
+def resolving_to(monkeypatch: pytest.MonkeyPatch, name: str, *addresses: str) -> None:
+    """DNS (outside the system) answers ``addresses``, in that order, for ``name``."""
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host != name:
+            return real(host, port, *args, **kwargs)
+        return [
+            (socket.AF_INET6, socket.SOCK_STREAM, 6, "", (a, port, 0, 0))
+            if ":" in a
+            else (socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port))
+            for a in addresses
+        ]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
 class TestDeliver:
     async def test_signed_post_succeeds(
         self, ctx: WorkerContext, session: AsyncSession, receiver: str
@@ -238,17 +255,7 @@ class TestDeliver:
         # DNS is outside the system: the receiver's name has an AAAA record whose service
         # is down (nothing listens on ::1) before the A record that answers.
         port = urlsplit(receiver).port
-        real = socket.getaddrinfo
-
-        def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
-            if host != "hooks.test":
-                return real(host, *args, **kwargs)
-            return [
-                (socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("::1", port, 0, 0)),
-                (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port)),
-            ]
-
-        monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+        resolving_to(monkeypatch, "hooks.test", "::1", "127.0.0.1")
         row = await pending(session, ctx, f"http://hooks.test:{port}/hook")
 
         assert (await deliver(ctx, row.id)).status == DeliveryStatus.SUCCEEDED
@@ -256,6 +263,27 @@ class TestDeliver:
         assert (delivered.attempts, delivered.last_error) == (1, None)
         headers, _ = Receiver.received[0]
         assert headers["Host"] == f"hooks.test:{port}"
+
+    async def test_a_name_with_any_private_address_is_refused_before_any_connection(
+        self,
+        ctx: WorkerContext,
+        session: AsyncSession,
+        receiver: str,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        # A name that resolves to a public address first and the receiver's loopback one
+        # after (rebinding, or a split horizon): no address of it is dialled.
+        port = urlsplit(receiver).port
+        resolving_to(monkeypatch, "hooks.test", "8.8.8.8", "127.0.0.1")
+        ctx.settings.webhooks.allow_private = False
+        try:
+            row = await pending(session, ctx, f"http://hooks.test:{port}/hook")
+            assert (await deliver(ctx, row.id)).status == DeliveryStatus.PENDING
+        finally:
+            ctx.settings.webhooks.allow_private = True
+        refused = await reload(session, row)
+        assert refused.last_error == "refused: hooks.test resolves to a non-public address"
+        assert Receiver.received == []
 
     def test_the_setting_is_the_one_the_api_reads(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("MILEPOST_WEBHOOKS__ALLOW_PRIVATE", "true")
