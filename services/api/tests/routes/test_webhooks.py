@@ -149,6 +149,8 @@ class TestWebhookLifecycle:
             {"url": "https://hooks.example.com/x", "event_types": ["everything"]},
             {"url": "ftp://hooks.example.com/x", "event_types": ["alert.created"]},
             {"url": "https://u:p@hooks.example.com/x", "event_types": ["alert.created"]},
+            # Was stored, then every attempt went to port 443 with Host: hooks.example.com:0.
+            {"url": "https://hooks.example.com:0/x", "event_types": ["alert.created"]},
         ):
             response = await client.post(
                 "/api/v1/webhooks", json=payload, headers=bearer(team.owner)

@@ -44,6 +44,8 @@ def _http_url(url: HttpUrl) -> HttpUrl:
         raise ValueError("at most 2048 characters")
     if url.username or url.password:
         raise ValueError("credentials in the URL are not allowed")
+    if url.port == 0:
+        raise ValueError("port 0 is not a port a receiver can listen on")
     return url
 
 
