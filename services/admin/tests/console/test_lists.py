@@ -279,7 +279,7 @@ class TestTables:
     ) -> None:
         org = await make_organization(session)
         delivery = await make_webhook_delivery(
-            session, org, url="https://hooks.example/in?token=CUSTOMER-TOKEN"
+            session, org, url="https://hooks.example/in/PATH-TOKEN?token=CUSTOMER-TOKEN"
         )
         await log_in(client, staff.support)
 
@@ -290,7 +290,8 @@ class TestTables:
         for page in (listing, details, organization):
             assert page.status_code == 200, page.text
             assert "CUSTOMER-TOKEN" not in page.text
-        assert "https://hooks.example/in?…" in organization.text
+            assert "PATH-TOKEN" not in page.text
+        assert "https://hooks.example/…" in organization.text
 
     async def test_the_tables_logout_leads_to_the_console(
         self, client: httpx.AsyncClient, staff: Staff

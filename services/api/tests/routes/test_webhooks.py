@@ -117,7 +117,8 @@ class TestWebhookLifecycle:
         self, client: httpx.AsyncClient, session: AsyncSession, team: Team, bearer: Bearer
     ) -> None:
         # Operators of the lowest role read the audit log: the receiver's own token, carried
-        # in its URL's query, stays between the organization and its receiver.
+        # in its URL's query or path (Slack's, Discord's), stays between the organization and
+        # its receiver.
         headers = bearer(team.owner)
         created = await client.post(
             "/api/v1/webhooks",
@@ -129,16 +130,18 @@ class TestWebhookLifecycle:
         )
         webhook = f"/api/v1/webhooks/{created.json()['id']}"
         moved = await client.patch(
-            webhook, json={"url": "https://hooks.example.com/v2?token=NEXT-TOKEN"}, headers=headers
+            webhook,
+            json={"url": "https://hooks.example.com:8443/services/T0/B0/NEXT-TOKEN"},
+            headers=headers,
         )
         deleted = await client.delete(webhook, headers=headers)
 
         assert (created.status_code, moved.status_code, deleted.status_code) == (201, 200, 204)
         diffs = {e.action: e.diff for e in (await session.scalars(select(AuditEntry))).all()}
-        assert diffs["webhooks.create"]["url"] == "https://hooks.example.com/in?…"
+        assert diffs["webhooks.create"]["url"] == "https://hooks.example.com/…"
         assert diffs["webhooks.update"]["url"] == [
-            "https://hooks.example.com/in?…",
-            "https://hooks.example.com/v2?…",
+            "https://hooks.example.com/…",
+            "https://hooks.example.com:8443/…",
         ]
         assert "TOKEN" not in str(diffs)
 

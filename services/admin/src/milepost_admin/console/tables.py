@@ -197,7 +197,8 @@ VIEWS = (
     _view(Geofence, "Geofences", "fa-solid fa-draw-polygon"),
     _view(AlertRule, "Alert rules", "fa-solid fa-bell"),
     _view(Alert, "Alerts", "fa-solid fa-triangle-exclamation"),
-    # The URL's query may carry the receiver's token: the organization's page shows the rest.
+    # The URL's path and query may carry the receiver's token: the organization's page shows
+    # its scheme, host and port.
     _view(WebhookEndpoint, "Webhook endpoints", "fa-solid fa-plug", ("secret_encrypted", "url")),
     _view(WebhookDelivery, "Webhook deliveries", "fa-solid fa-paper-plane"),
     _view(AuditEntry, "Audit log", "fa-solid fa-scroll"),

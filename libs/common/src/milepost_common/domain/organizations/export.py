@@ -54,7 +54,7 @@ class _Source:
     org_column: Any
     order_by: tuple[Any, ...]
     secret_fields: frozenset[str] = frozenset()
-    # Fields shown in part (a receiver's URL without the query that may carry its token).
+    # Fields shown in part (a receiver's URL without the path and query that may carry its token).
     shown_as: Mapping[str, Callable[[Any], Any]] = field(default_factory=dict)
     # Rows of a device's timeline: the time that places them in a tenure (and names them).
     time_field: str | None = None

@@ -318,11 +318,13 @@ async def list_org_endpoints(session: AsyncSession, org_id: uuid.UUID) -> list[E
 
 
 def receiver_address(url: str) -> str:
-    """The receiver's URL without its query, which may carry the receiver's own token: how
-    it is shown to operators and written in the audit log."""
+    """The receiver's scheme, host and port, its path and query as "…": how it is shown to
+    operators and written in the audit log. Either may carry the receiver's own token (a
+    Slack or Discord webhook's is in its path), which stays between the organization and
+    its receiver; the audit log keeps what it is given for good."""
     parts = urlsplit(url)  # no credentials: refused at creation
-    shown = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
-    return f"{shown}?…" if parts.query else shown
+    hidden = "/…" if parts.path.strip("/") or parts.query else "/"
+    return urlunsplit((parts.scheme, parts.netloc, hidden, "", ""))
 
 
 async def retry_delivery(
