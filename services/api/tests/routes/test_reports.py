@@ -190,6 +190,69 @@ class TestOutOfTheCalendar:
             "9999-12-27T00:00:00Z",
         )
 
+    @pytest.mark.parametrize(
+        ("path", "zone", "query"),
+        [
+            (SUMMARY, "Europe/Berlin", {"to": "9999-12-31T12:00:00Z"}),
+            ("/api/v1/reports/summary.csv", "Europe/Berlin", {"to": "9999-12-31T12:00:00Z"}),
+            (SUMMARY, "America/New_York", {"to": "9999-12-31T12:00:00-05:00"}),
+        ],
+    )
+    async def test_a_range_ending_on_the_calendars_last_day_answers(
+        self,
+        client: httpx.AsyncClient,
+        session: AsyncSession,
+        team: Team,
+        bearer: Bearer,
+        path: str,
+        zone: str,
+        query: dict[str, str],
+    ) -> None:
+        # Cutting the days stepped past 9999-12-31 looking for the next midnight: a 500.
+        team.org.timezone = zone
+        session.add(team.org)
+        await session.flush()
+
+        response = await client.get(path, params=query, headers=bearer(team.viewer))
+
+        assert response.status_code == 200, response.text
+
+    @pytest.mark.parametrize(
+        ("path", "zone", "query", "blamed"),
+        [
+            # Year 1 in UTC, but still year 0 on New York's clocks: no date to name the day.
+            (SUMMARY, "America/New_York", {"from": "0001-01-01T00:00:00Z"}, ["from"]),
+            # 9999-12-31 in UTC, already year 10000 in Tokyo.
+            (
+                "/api/v1/reports/summary.csv",
+                "Asia/Tokyo",
+                {"from": "9999-12-30T00:00:00Z", "to": "9999-12-31T20:00:00Z"},
+                ["from", "to"],
+            ),
+        ],
+    )
+    async def test_bounds_beyond_the_calendar_on_the_organizations_clock_are_a_422(
+        self,
+        client: httpx.AsyncClient,
+        session: AsyncSession,
+        team: Team,
+        bearer: Bearer,
+        path: str,
+        zone: str,
+        query: dict[str, str],
+        blamed: list[str],
+    ) -> None:
+        team.org.timezone = zone
+        session.add(team.org)
+        await session.flush()
+
+        response = await client.get(path, params=query, headers=bearer(team.viewer))
+
+        assert response.status_code == 422, response.text
+        error = response.json()["error"]
+        assert "between the years 1 and 9999" in error["message"]
+        assert [d["loc"] for d in error["details"]] == [["query", name] for name in blamed]
+
 
 class TestReports:
     async def test_summary_cuts_days_in_the_organizations_time_zone(

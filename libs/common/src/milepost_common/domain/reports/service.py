@@ -57,14 +57,15 @@ def day_cuts(start: datetime, end: datetime, zone: ZoneInfo) -> tuple[list[datet
     """Where each day of ``[start, end)`` begins, ``start`` then every midnight in ``zone``
     after it, and each one's date there: the summary's days, cut by Python's zone rules."""
     cuts, days = [start], [start.astimezone(zone).date()]
-    day = days[0] + timedelta(days=1)
-    while (midnight := to_instant(day, zone)) < end:
+    day = days[0]
+    # The calendar's last day has no next midnight to look for.
+    while day < date.max and (midnight := to_instant(day + timedelta(days=1), zone)) < end:
+        day += timedelta(days=1)
         if midnight > cuts[-1]:
             cuts.append(midnight)
             days.append(day)
         else:  # the day before had no instant (the zone skipped it): this one begins there
             days[-1] = day
-        day += timedelta(days=1)
     return cuts, days
 
 
@@ -85,8 +86,8 @@ def _check_range(start: datetime, end: datetime) -> None:
 
 def _out_of_calendar(given: Sequence[str]) -> ValidationFailed:
     return ValidationFailed(
-        "`from` and `to` must fall between the years 1 and 9999 in UTC (a bound left out is"
-        f" {DEFAULT_DAYS} days from the other).",
+        "`from` and `to` must fall between the years 1 and 9999, in UTC and in the"
+        f" organization's time zone (a bound left out is {DEFAULT_DAYS} days from the other).",
         details=[
             {"loc": ["query", name], "msg": "Out of the calendar's range.", "type": "value_error"}
             for name in given
@@ -103,7 +104,8 @@ def resolve_range(
     """``[start, end)`` as instants. Without both: the last ``DEFAULT_DAYS`` whole days in
     ``zone`` (today excluded); with one of them: ``DEFAULT_DAYS`` days from or to it. Raises
     ValidationFailed for an empty or too long range, or for bounds that are no instants in
-    UTC's calendar (a date near year 1 or 9999, moved by the defaults or the zone)."""
+    the calendar of UTC or of ``zone`` (a date near year 1 or 9999, moved by the defaults
+    or the zone)."""
     given = [name for name, bound in (("from", start), ("to", end)) if bound is not None]
     try:
         if start is None:
@@ -113,9 +115,11 @@ def resolve_range(
         elif end is None:
             end = start + timedelta(days=DEFAULT_DAYS)
         start_at, end_at = to_instant(start, zone), to_instant(end, zone)
-        # Every answer states them in UTC: they must be instants there too.
-        start_at.astimezone(UTC)
-        end_at.astimezone(UTC)
+        # Every answer states them in UTC, and the summary names their days on the
+        # organization's clock: they must be instants in both calendars.
+        for bound in (start_at, end_at):
+            bound.astimezone(UTC)
+            bound.astimezone(zone)
     except OverflowError:
         raise _out_of_calendar(given) from None
     _check_range(start_at, end_at)
