@@ -40,6 +40,8 @@ def decode_cursor(cursor: str) -> tuple[Any, UUID]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         key, item_id = orjson.loads(raw)
+        if not isinstance(item_id, str):  # UUID() of a number or a list raises AttributeError
+            raise TypeError(item_id)
         return key, UUID(item_id)
     except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
         raise ValidationFailed(
@@ -49,8 +51,14 @@ def decode_cursor(cursor: str) -> tuple[Any, UUID]:
 
 
 def cursor_time(key: Any) -> datetime:
+    """The instant a cursor holds; raises ValidationFailed (422) for anything else, a time
+    without its offset included (every cursor we issue has one: a naive time would be read
+    in the database's time zone)."""
     try:
-        return datetime.fromisoformat(key)
+        moment = datetime.fromisoformat(key)
+        if moment.tzinfo is None:
+            raise ValueError(key)
+        return moment
     except (TypeError, ValueError):
         raise ValidationFailed(
             "Invalid cursor.",
