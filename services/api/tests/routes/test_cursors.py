@@ -36,10 +36,10 @@ class TestTamperedCursors:
             ("/api/v1/trips", [["start_time", AT], 5]),  # a number where the id goes
             ("/api/v1/stops", [["start_time", AT], ["x"]]),  # a list there
             ("/api/v1/alerts", [["occurred_at", AT], 5]),
-            (POSITIONS, [AT, 5]),
+            (POSITIONS, [["fix_time", AT], 5]),
             ("/api/v1/trips", [["start_time", NAIVE], "{id}"]),  # a time without its offset
             ("/api/v1/alerts", [["occurred_at", NAIVE], "{id}"]),
-            (POSITIONS, [NAIVE, "{device}"]),
+            (POSITIONS, [["fix_time", NAIVE], "{device}"]),
         ],
     )
     async def test_a_422_not_a_500(
@@ -127,3 +127,35 @@ class TestWalkingPages:
             (base + timedelta(microseconds=n)).isoformat().replace("+00:00", "Z") for n in micros
         ]
         assert [i["fix_time"] for i in items] == (expected[::-1] if sort[0] == "-" else expected)
+
+
+class TestACursorKeepsItsOrder:
+    @pytest.mark.parametrize(
+        ("path", "sort"),
+        [("/api/v1/trips", "-start_time"), ("/api/v1/vehicles/{device}/positions", "-fix_time")],
+    )
+    async def test_a_newest_first_cursor_sent_without_its_sort_is_a_422(
+        self,
+        client: httpx.AsyncClient,
+        session: AsyncSession,
+        team: Team,
+        bearer: Bearer,
+        path: str,
+        sort: str,
+    ) -> None:
+        # Sent without `sort`, a positions cursor of a newest-first walk was read oldest
+        # first: the next "page" was the first page's fixes again.
+        device = await make_device(session, team.org)
+        base = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+        for minute in range(3):
+            await make_position(session, device, base + timedelta(minutes=minute))
+            await make_trip(session, device, base + timedelta(minutes=minute))
+        url, headers = path.format(device=device.id), bearer(team.viewer)
+        first = await client.get(url, params={"sort": sort, "limit": 2}, headers=headers)
+
+        reused = await client.get(
+            url, params={"cursor": first.json()["next_cursor"], "limit": 2}, headers=headers
+        )
+
+        assert reused.status_code == 422, reused.text
+        assert reused.json()["error"]["details"][0]["loc"] == ["query", "cursor"]

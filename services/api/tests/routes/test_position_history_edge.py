@@ -96,7 +96,7 @@ class TestTimesFromPostgres:
         ).json()
         ordered = sorted(times)
         assert [item["fix_time"] for item in page["items"]] == [written(t) for t in ordered[:-1]]
-        assert page["next_cursor"] == encode_cursor(ordered[-2], device.id)
+        assert page["next_cursor"] == encode_cursor(["fix_time", ordered[-2]], device.id)
 
 
 QUERIES = [

@@ -155,19 +155,27 @@ async def list_positions(
     window: paging.Window,
     page: paging.PageRequest,
 ) -> paging.PageResult[PositionRow]:
-    """A page of one vehicle's fixes by ``fix_time``. Raises DeviceNotFound."""
-    descending = page.sort is not None and page.sort.descending
+    """A page of one vehicle's fixes by ``fix_time``. Raises DeviceNotFound, and
+    ValidationFailed for a cursor of another vehicle or of the other order."""
+    sort = page.sort or paging.Sort("fix_time")
     after = None
     if page.cursor is not None:
         raw_key, cursor_device = decode_cursor(page.cursor)
-        if cursor_device != device_id:
+        # The cursor names its order, as the other lists' do: one of a newest-first walk
+        # read oldest first would give the first page again.
+        if not (
+            cursor_device == device_id
+            and isinstance(raw_key, list)
+            and len(raw_key) == 2
+            and raw_key[0] == sort.label
+        ):
             raise ValidationFailed(
                 "Invalid cursor.",
                 details=[
                     {"loc": ["query", "cursor"], "msg": "Invalid cursor.", "type": "value_error"}
                 ],
             )
-        after = cursor_time(raw_key)
+        after = cursor_time(raw_key[1])
     rows = await PositionReads(reads).history(
         device_id,
         actor.require_org(),
@@ -175,7 +183,7 @@ async def list_positions(
         after=after,
         start=window.start,
         end=window.end,
-        descending=descending,
+        descending=sort.descending,
     )
     if not rows:
         raise DeviceNotFound()
@@ -185,7 +193,9 @@ async def list_positions(
     # of the read.
     items: list[PositionRow] = rows[: page.limit]
     next_cursor = (
-        encode_cursor(row_time(items[-1][0]), device_id) if len(rows) > page.limit else None
+        encode_cursor([sort.label, row_time(items[-1][0])], device_id)
+        if len(rows) > page.limit
+        else None
     )
     return paging.PageResult(items, next_cursor)
 
