@@ -195,6 +195,8 @@ class TestRoutes:
             ("PATCH", "/admin/v1/devices/1", "admin"),
             ("POST", "/admin/v1/organizations/o/devices/import", "admin-imports"),
             ("POST", "/admin/organizations/o/devices/import", "admin-imports"),
+            ("POST", "/admin/organizations/o/export", "admin-console-export"),
+            ("GET", "/admin/v1/organizations/o/export", "admin-reads"),
             ("POST", "/ingest/v1/positions", "ingest"),
             ("GET", "/ingest/osmand/key", "ingest-osmand"),
         ],

@@ -25,6 +25,8 @@ from milepost_devstack.process import ProcessManager
 APPS = ("api", "admin", "ingest")
 LARGE_BODY_PATH_SUFFIX = "/large"
 STREAM_PATH_SUFFIX = "/stream"
+# The console's organization export: a form's POST answered with a long download.
+CONSOLE_EXPORT_PATH = "/admin/organizations/o-1/export"
 HUNG_PATH_SUFFIX = "/hung"
 WHOAMI_PATH_SUFFIX = "/whoami"
 MIB = 1024 * 1024
@@ -56,6 +58,9 @@ class _EchoHandler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         received = len(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+        if self.path == CONSOLE_EXPORT_PATH:
+            self._stream()
+            return
         self._answer({"backend": self.backend, "path": self.path, "received": received})
 
     def _answer(self, payload: dict[str, object]) -> None:
@@ -265,6 +270,23 @@ class TestBodyLimits:
         stream_released.clear()
         url = f"{gateway.url}/{app}/v1/export{STREAM_PATH_SUFFIX}"
         with httpx.stream("GET", url, timeout=10) as response:
+            parts = response.iter_bytes()
+            first = next(parts)
+            seen_before_the_rest = not stream_released.is_set()
+            stream_released.set()
+            rest = b"".join(parts)
+
+        assert first == b"first\n"
+        assert seen_before_the_rest
+        assert rest == b"rest\n"
+
+    def test_the_consoles_export_streams_through_unbuffered(self, gateway: Gateway) -> None:
+        # A form's POST: buffered like other writes, the whole export would be held by the
+        # gateway (memory, then disk) and the operator's browser would wait for its last row.
+        stream_released.clear()
+        url = f"{gateway.url}{CONSOLE_EXPORT_PATH}"
+        form = {"format": "ndjson", "csrf_token": "t"}
+        with httpx.stream("POST", url, data=form, timeout=10) as response:
             parts = response.iter_bytes()
             first = next(parts)
             seen_before_the_rest = not stream_released.is_set()
