@@ -186,6 +186,41 @@ class TestImportDevices:
         assert response.status_code == 200, response.text
         assert response.json()["created"] == 2
 
+    async def test_a_row_is_reported_at_the_line_it_starts_on(
+        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
+    ) -> None:
+        # A quoted value may hold a line break (a spreadsheet's cell of two lines): the row
+        # is where an editor shows it begin, and the rows after it keep their numbers.
+        org = await make_organization(session)
+        body = 'unique_id,name,speed_limit_kmh\nml-1,"Truck\nsecond line",fast\n\nml-2,T,\n'
+
+        response = await client.post(
+            f"/admin/v1/organizations/{org.id}/devices/import",
+            content=body,
+            headers={**staff.operator_auth, "Content-Type": "text/csv"},
+        )
+
+        assert response.status_code == 200, response.text
+        rows = [(r["line"], r["unique_id"], r["status"]) for r in response.json()["rows"]]
+        assert rows == [(2, "ml-1", "failed"), (5, "ml-2", "created")]
+
+    async def test_trailing_empty_rows_do_not_count_against_the_row_limit(
+        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
+    ) -> None:
+        # A spreadsheet saved as CSV often ends with rows of bare separators.
+        org = await make_organization(session)
+        rows = "".join(f"lim-{i},T,fast\n" for i in range(10_000))
+        body = f"unique_id,name,speed_limit_kmh\n{rows},,\n,,\n"
+
+        response = await client.post(
+            f"/admin/v1/organizations/{org.id}/devices/import",
+            content=body,
+            headers={**staff.operator_auth, "Content-Type": "text/csv"},
+        )
+
+        assert response.status_code == 200, response.text[:300]
+        assert response.json()["failed"] == 10_000
+
     async def test_a_file_the_csv_reader_refuses_is_400(
         self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
     ) -> None:

@@ -49,21 +49,29 @@ def _parse_rows(text: str) -> list[tuple[int, dict[str, str]]]:
 def _read_rows(text: str) -> list[tuple[int, dict[str, str]]]:
     # newline="": lines end in \n, \r\n or a lone \r (as the csv module expects its input).
     source = io.StringIO(text.lstrip("\ufeff"), newline="")
-    reader = csv.DictReader(source, skipinitialspace=True)
-    header = [name.strip() for name in reader.fieldnames or []]
+    reader = csv.reader(source, skipinitialspace=True)
+    header = [name.strip() for name in next(reader, [])]
     if "unique_id" not in header or "name" not in header:
         raise BadRequest(
             "The CSV needs a header line with at least unique_id and name "
             f"(known columns: {', '.join(IMPORT_COLUMNS)})."
         )
-    reader.fieldnames = header
     rows: list[tuple[int, dict[str, str]]] = []
+    # A row is reported at the line it starts on: a quoted value may span lines, and
+    # the reader's line_num is where the row ends.
+    first_line = reader.line_num + 1
     for record in reader:
+        line, first_line = first_line, reader.line_num + 1
+        values = {
+            name: value.strip()
+            for name, value in zip(header, record, strict=False)
+            if name in IMPORT_COLUMNS
+        }
+        if not any(values.values()):
+            continue
         if len(rows) >= MAX_IMPORT_ROWS:
             raise PayloadTooLarge(f"At most {MAX_IMPORT_ROWS} devices per import.")
-        values = {k: (v or "").strip() for k, v in record.items() if k in IMPORT_COLUMNS}
-        if any(values.values()):
-            rows.append((reader.line_num, values))
+        rows.append((line, values))
     return rows
 
 
