@@ -1,7 +1,8 @@
 """Export of all of an organization's data, streamed as NDJSON or CSV.
 
-Rows are read in chunks with a server-side cursor and serialised as they come, so memory
-stays flat whatever the size. Secrets (password, key and token hashes, webhook secrets)
+Rows are read in chunks with a server-side cursor (ingest batches, megabytes each, a few at
+a time by keyset) and serialised as they come, sent every few hundred rows or 256 KiB, so
+memory stays flat whatever the size. Secrets (password, key and token hashes, webhook secrets)
 never leave the database. NDJSON lines are ``{"type": <kind>, "data": {...}}``; CSV is
 one kind per file (a header, then one line per row, nested values as JSON). Positions are
 the rows stored under the organization, so a device transferred in brings only what was
@@ -46,6 +47,11 @@ from milepost_common.domain.webhooks.service import receiver_address
 from milepost_common.spreadsheets import cell_text
 
 CHUNK_ROWS = 2000
+# An ingest batch keeps up to 10,000 rejected items (its errors and its answer list them
+# again): megabytes a row, so a few rows a read.
+BATCH_PAGE_ROWS = 10
+# A chunk is sent once it holds this many rows or bytes, whichever comes first.
+SEND_ROWS, SEND_BYTES = 500, 256 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +64,8 @@ class _Source:
     shown_as: Mapping[str, Callable[[Any], Any]] = field(default_factory=dict)
     # Rows of a device's timeline: the time that places them in a tenure (and names them).
     time_field: str | None = None
+    # Rows of megabytes: read this many at a time (``OrganizationRepository.page_rows``).
+    page_rows: int | None = None
 
 
 _SOURCES: dict[ExportKind, _Source] = {
@@ -81,7 +89,10 @@ _SOURCES: dict[ExportKind, _Source] = {
         {"url": receiver_address},
     ),
     ExportKind.INGEST_BATCHES: _Source(
-        IngestBatch, IngestBatch.org_id, (col(IngestBatch.received_at), col(IngestBatch.id))
+        IngestBatch,
+        IngestBatch.org_id,
+        (col(IngestBatch.received_at), col(IngestBatch.id)),
+        page_rows=BATCH_PAGE_ROWS,
     ),
     ExportKind.POSITIONS: _Source(
         Position,
@@ -174,8 +185,14 @@ async def export_rows(
         source = _SOURCES[kind]
         if source.time_field is not None and devices is None:
             devices = {device.id: device for device in await orgs.devices(org_id)}
-        rows = orgs.stream_rows(
-            source.model, source.org_column, org_id, source.order_by, chunk_rows=CHUNK_ROWS
+        rows = (
+            orgs.stream_rows(
+                source.model, source.org_column, org_id, source.order_by, chunk_rows=CHUNK_ROWS
+            )
+            if source.page_rows is None
+            else orgs.page_rows(
+                source.model, source.org_column, org_id, source.order_by, page_rows=source.page_rows
+            )
         )
         async for row in rows:
             data = row.model_dump(mode="json", exclude=set(source.secret_fields), warnings=False)
@@ -190,13 +207,17 @@ async def export_rows(
 async def ndjson_lines(
     rows: AsyncIterator[tuple[ExportKind, dict[str, Any]]],
 ) -> AsyncIterator[bytes]:
-    """``{"type": kind, "data": row}`` per line, sent in chunks of a few hundred rows."""
+    """``{"type": kind, "data": row}`` per line, sent in chunks of a few hundred rows (or
+    ``SEND_BYTES``)."""
     buffer: list[bytes] = []
+    size = 0
     async for kind, data in rows:
         buffer.append(orjson.dumps({"type": kind.value, "data": data}) + b"\n")
-        if len(buffer) >= 500:
+        size += len(buffer[-1])
+        if len(buffer) >= SEND_ROWS or size >= SEND_BYTES:
             yield b"".join(buffer)
             buffer.clear()
+            size = 0
     if buffer:
         yield b"".join(buffer)
 
@@ -221,8 +242,9 @@ async def csv_lines(
     async for _, data in rows:
         writer.writerow([_cell(data.get(name)) for name in columns])
         count += 1
-        if count % 500 == 0:
+        if count >= SEND_ROWS or out.tell() >= SEND_BYTES:
             yield out.getvalue().encode()
             out.seek(0)
             out.truncate()
+            count = 0
     yield out.getvalue().encode()
