@@ -176,10 +176,7 @@ async def replay_failed(settings: AdminSettings, org_id: uuid.UUID) -> None:
     async def work(session: AsyncSession) -> None:
         org = await org_service.get_organization(session, org_id)
         replayed.extend(
-            [
-                (await batch_operators.replay_batch(session, CLI, batch)).id
-                for batch in await batch_operators.failed_batches(session, org.id)
-            ]
+            b.id for b in await batch_operators.replay_failed_batches(session, CLI, org.id)
         )
 
     await _run(settings, work)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import tracemalloc
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import orjson
 from admin_support import Staff, audit_actions
 from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -204,3 +206,35 @@ class TestReplayBatch:
         assert sorted(b["id"] for b in response.json()["items"]) == sorted(
             str(b.id) for b in failed
         )
+
+    async def test_replay_all_reads_one_failed_batch_at_a_time(
+        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
+    ) -> None:
+        # A batch keeps up to 10,000 rejected items: 500 failed ones read at once could take
+        # gigabytes. Here 60 batches of 400 items still rejected (no such device).
+        org = await make_organization(session)
+        fix = {"fix_time": "2026-01-01T00:00:00Z", "lat": 52.5, "lon": 13.4, "note": "x" * 40}
+        for n in range(60):
+            items = [
+                {"index": i, "code": "unknown_device", "item": {**fix, "device_id": f"u{n}-{i}"}}
+                for i in range(400)
+            ]
+            await make_batch(session, org, status=BatchStatus.FAILED, rejected_items=items)
+        one_batch = len(orjson.dumps(items))
+        session.expunge_all()  # only what the request reads is in memory
+
+        tracemalloc.start()
+        try:
+            response = await client.post(
+                f"/admin/v1/organizations/{org.id}/ingest-batches/replay-failed",
+                headers=staff.operator_auth,
+            )
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+        assert response.status_code == 202
+        assert len(response.json()["items"]) == 60
+        # One batch's work at a time (decoded, re-checked, written back: ~5 MB here, for 60
+        # or 120 batches alike), not every batch read at once (26 MB for these 60).
+        assert peak < 100 * one_batch, (peak, one_batch)

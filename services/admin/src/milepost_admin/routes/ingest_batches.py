@@ -92,9 +92,6 @@ async def replay_failed_batches(
     background: BackgroundTasks,
 ) -> BatchesReplayed:
     org = await org_service.get_organization(session, org_id)
-    replayed = [
-        await batch_operators.replay_batch(session, user, batch)
-        for batch in await batch_operators.failed_batches(session, org.id)
-    ]
+    replayed = await batch_operators.replay_failed_batches(session, user, org.id)
     background.add_task(enqueue.process_batches, db, publisher, [b.id for b in replayed])
-    return BatchesReplayed(items=[BatchReplayed.model_validate(b) for b in replayed])
+    return BatchesReplayed(items=replayed)

@@ -5,7 +5,6 @@ replay a batch's rejected items once their cause is fixed."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,7 +15,11 @@ from milepost_common.domain.devices import service as device_service
 from milepost_common.domain.ingest_batches.errors import BatchBusy, BatchNotFound
 from milepost_common.domain.ingest_batches.models import BatchSource, BatchStatus, IngestBatch
 from milepost_common.domain.ingest_batches.repository import IngestBatchRepository
-from milepost_common.domain.ingest_batches.schemas import BatchFilters, OsmandDevice
+from milepost_common.domain.ingest_batches.schemas import (
+    BatchFilters,
+    BatchReplayed,
+    OsmandDevice,
+)
 from milepost_common.domain.ingest_batches.service import load_policy
 from milepost_common.domain.ingest_batches.validation import check_items, reject_dropped
 from milepost_common.domain.positions import service as position_service
@@ -76,11 +79,17 @@ async def osmand_by_device(
     return summary
 
 
-async def failed_batches(
-    session: AsyncSession, org_id: uuid.UUID, *, limit: int = MAX_REPLAY_ALL
-) -> Sequence[IngestBatch]:
-    """The organization's failed batches, oldest first, locked for a replay."""
-    return await IngestBatchRepository(session).failed_for_org(org_id, limit=limit)
+async def replay_failed_batches(
+    session: AsyncSession, actor: Principal, org_id: uuid.UUID, *, limit: int = MAX_REPLAY_ALL
+) -> list[BatchReplayed]:
+    """``replay_batch`` for each of the organization's failed batches, oldest first (those
+    another transaction holds skipped), read one at a time: a batch keeps up to 10,000
+    rejected items, so ``limit`` of them at once could be gigabytes."""
+    batch_ids = await IngestBatchRepository(session).failed_for_org(org_id, limit=limit)
+    return [
+        BatchReplayed.model_validate(await _replay(session, actor, batch_id))
+        for batch_id in batch_ids
+    ]
 
 
 async def replay_batch(session: AsyncSession, actor: Principal, batch: IngestBatch) -> IngestBatch:
@@ -89,7 +98,11 @@ async def replay_batch(session: AsyncSession, actor: Principal, batch: IngestBat
     original indexes, and set the batch back to ``received`` so it is processed again (the
     caller publishes ``ingest_batches.process`` after commit; the reconciler covers a failed
     publish). Raises BatchBusy while a worker is processing it. Audited."""
-    locked = await IngestBatchRepository(session).get_for_update(batch.id)
+    return await _replay(session, actor, batch.id)
+
+
+async def _replay(session: AsyncSession, actor: Principal, batch_id: uuid.UUID) -> IngestBatch:
+    locked = await IngestBatchRepository(session).get_for_update(batch_id)
     if locked is None:
         raise BatchNotFound()
     if locked.status == BatchStatus.PROCESSING:

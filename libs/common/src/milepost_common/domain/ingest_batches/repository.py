@@ -487,11 +487,11 @@ class IngestBatchRepository:
         rows = (await self.session.execute(query)).all()
         return rows
 
-    async def failed_for_org(self, org_id: uuid.UUID, *, limit: int) -> Sequence[IngestBatch]:
-        """The organization's failed batches, oldest first, locked (those another
-        transaction holds skipped)."""
+    async def failed_for_org(self, org_id: uuid.UUID, *, limit: int) -> Sequence[uuid.UUID]:
+        """The ids of the organization's failed batches, oldest first, locked (those another
+        transaction holds skipped); ids only: a batch row can be megabytes."""
         query = (
-            select(IngestBatch)
+            select(col(IngestBatch.id))
             .where(IngestBatch.org_id == org_id, IngestBatch.status == BatchStatus.FAILED)
             .order_by(col(IngestBatch.received_at), col(IngestBatch.id))
             .limit(limit)

@@ -128,10 +128,7 @@ async def batches_replay_failed(
     background: BackgroundTasks,
 ) -> Response:
     org = await org_service.get_organization(session, org_id)
-    replayed = [
-        await batch_operators.replay_batch(session, console.principal, batch)
-        for batch in await batch_operators.failed_batches(session, org.id)
-    ]
+    replayed = await batch_operators.replay_failed_batches(session, console.principal, org.id)
     background.add_task(enqueue.process_batches, db, publisher, [b.id for b in replayed])
     await flash(store, console, "ok", f"{len(replayed)} failed batch(es) replayed.")
     return see_other(f"/admin/ingest-batches?org_id={org.id}")
