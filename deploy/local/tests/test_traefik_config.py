@@ -25,8 +25,8 @@ from milepost_devstack.process import ProcessManager
 APPS = ("api", "admin", "ingest")
 LARGE_BODY_PATH_SUFFIX = "/large"
 STREAM_PATH_SUFFIX = "/stream"
-# The console's organization export: a form's POST answered with a long download.
-CONSOLE_EXPORT_PATH = "/admin/organizations/o-1/export"
+# The organization export (console and JSON API): a POST answered with a long download.
+EXPORT_PATHS = ("/admin/organizations/o-1/export", "/admin/v1/organizations/o-1/export")
 HUNG_PATH_SUFFIX = "/hung"
 WHOAMI_PATH_SUFFIX = "/whoami"
 MIB = 1024 * 1024
@@ -58,7 +58,7 @@ class _EchoHandler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         received = len(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
-        if self.path == CONSOLE_EXPORT_PATH:
+        if self.path in EXPORT_PATHS:
             self._stream()
             return
         self._answer({"backend": self.backend, "path": self.path, "received": received})
@@ -280,12 +280,15 @@ class TestBodyLimits:
         assert seen_before_the_rest
         assert rest == b"rest\n"
 
-    def test_the_consoles_export_streams_through_unbuffered(self, gateway: Gateway) -> None:
-        # A form's POST: buffered like other writes, the whole export would be held by the
-        # gateway (memory, then disk) and the operator's browser would wait for its last row.
+    @pytest.mark.parametrize("path", EXPORT_PATHS)
+    def test_the_organization_export_streams_through_unbuffered(
+        self, gateway: Gateway, path: str
+    ) -> None:
+        # A POST: buffered like other writes, the whole export would be held by the gateway
+        # (memory, then disk) and the operator would wait for its last row.
         stream_released.clear()
-        url = f"{gateway.url}{CONSOLE_EXPORT_PATH}"
-        form = {"format": "ndjson", "csrf_token": "t"}
+        url = f"{gateway.url}{path}"
+        form = {"format": "ndjson"}
         with httpx.stream("POST", url, data=form, timeout=10) as response:
             parts = response.iter_bytes()
             first = next(parts)
