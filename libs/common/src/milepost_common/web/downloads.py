@@ -7,6 +7,7 @@ would otherwise hold a connection of the pool every other request needs, for eve
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -54,7 +55,10 @@ class Download(StreamingResponse):
         **kwargs: Any,
     ) -> None:
         super().__init__(content, **kwargs)
-        self._turns, self._send_timeout_s = turns, send_timeout_s
+        self._send_timeout_s = send_timeout_s
+        # The turn goes back once, when the answer ends, or when the response is dropped
+        # unsent (the request failed after the route returned it: its commit, a middleware).
+        self._give_back = weakref.finalize(self, turns.give_back)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         cut_off = False
@@ -76,7 +80,7 @@ class Download(StreamingResponse):
             # The server closes the connection: the answer was not completed.
             log.warning("download_cut_off", waited_s=self._send_timeout_s)
         finally:
-            self._turns.give_back()
+            self._give_back()
             close = getattr(self.body_iterator, "aclose", None)
             if close is not None:
                 await close()
