@@ -221,6 +221,24 @@ class TestImportDevices:
         assert response.status_code == 200, response.text[:300]
         assert response.json()["failed"] == 10_000
 
+    async def test_a_row_without_a_name_says_the_name_is_required(
+        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
+    ) -> None:
+        org = await make_organization(session)
+
+        response = await client.post(
+            f"/admin/v1/organizations/{org.id}/devices/import",
+            content="unique_id,name,plate\nnn-1,,AB-1\nnn-2\n",
+            headers={**staff.operator_auth, "Content-Type": "text/csv"},
+        )
+
+        assert response.status_code == 200, response.text
+        messages = [(r["line"], r["code"], r["message"]) for r in response.json()["rows"]]
+        assert messages == [
+            (2, "invalid_field", "name: Field required"),
+            (3, "invalid_field", "name: Field required"),
+        ]
+
     async def test_a_file_the_csv_reader_refuses_is_400(
         self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
     ) -> None:

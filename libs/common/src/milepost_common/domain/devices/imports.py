@@ -96,9 +96,8 @@ async def import_devices(
             )
             continue
         try:
-            data = VehicleCreate.model_validate(
-                {name: values.get(name) or None for name in IMPORT_COLUMNS}
-            )
+            # An empty cell is an absent value: a missing name reads "Field required".
+            data = VehicleCreate.model_validate({k: v for k, v in values.items() if v})
         except ValidationError as exc:
             problem = exc.errors()[0]
             where = ".".join(str(p) for p in problem["loc"])
