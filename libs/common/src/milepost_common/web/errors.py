@@ -234,6 +234,17 @@ def _unavailable(request: Request, exc: Exception) -> Response:
     )
 
 
+# What a dependency that cannot be reached raises: a lost or refused database connection
+# (asyncpg's connect errors reach us untranslated, as OSError), a pool or query timing out.
+DEPENDENCY_DOWN: tuple[type[Exception], ...] = (
+    OperationalError,
+    InterfaceError,
+    SqlTimeoutError,
+    OSError,
+    TimeoutError,
+)
+
+
 def _sqlstate(exc: Exception) -> str:
     source: Any = exc.orig if isinstance(exc, DBAPIError) else exc
     state = getattr(source, "sqlstate", None)
@@ -277,7 +288,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(errors.AppError, _app_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    for down in (OperationalError, InterfaceError, SqlTimeoutError, OSError, TimeoutError):
+    for down in DEPENDENCY_DOWN:
         app.add_exception_handler(down, _dependency_down)
     for refused in (DBAPIError, asyncpg.PostgresError):
         app.add_exception_handler(refused, _database_error)

@@ -18,7 +18,9 @@ suspension also closes the stream with 4401 within seconds.
 Each connection has a bounded queue: a client that does not keep up is cut off with 4429
 instead of letting memory grow. A user holds at most ``stream_max_per_user`` streams in one
 process (20 by default), an organization ``stream_max_per_org`` (200): one more is closed
-with 1008 right after its auth, before ``ready``. Events come from the process's
+with 1008 right after its auth, before ``ready``. Postgres out of reach while a client
+authenticates or subscribes closes with 1013 (try again later); another failure of the
+server with 1011. Events come from the process's
 ``StreamHub`` (one Redis pub/sub connection for all clients), which fills the queues
 without ever waiting.
 """
@@ -44,6 +46,7 @@ from milepost_common.domain.devices import service as device_service
 from milepost_common.domain.principals import Principal
 from milepost_common.errors import Unauthorized
 from milepost_common.logging import get_logger
+from milepost_common.web.errors import DEPENDENCY_DOWN
 from milepost_common.web.middleware import request_id_of
 
 router = APIRouter(tags=["stream"])
@@ -52,6 +55,8 @@ CLOSE_UNAUTHORIZED = 4401
 CLOSE_AUTH_TIMEOUT = 4408
 CLOSE_SLOW_CONSUMER = 4429
 CLOSE_TOO_MANY = 1008  # RFC 6455's policy violation: opening another will not help
+CLOSE_INTERNAL_ERROR = 1011
+CLOSE_TRY_AGAIN = 1013  # IANA's "Try Again Later": what 503 is to HTTP
 MAX_SUBSCRIBED = 10_000
 _SUBSCRIBE_ERROR = f'vehicle_ids: a list of at most {MAX_SUBSCRIBED:,} ids, or "all".'
 # Re-checks of the principal run every principal_cache_s, but not more often than this (a
@@ -112,6 +117,13 @@ class StreamSession:
             await self._close(close.code, close.reason)
         except WebSocketDisconnect:
             return
+        except DEPENDENCY_DOWN as exc:
+            # Postgres away while authenticating or subscribing (HTTP would answer 503).
+            log.warning("stream_dependency_unavailable", error=type(exc).__name__)
+            await self._close(CLOSE_TRY_AGAIN, "Service unavailable: reconnect later.")
+        except Exception:  # a close frame (1011), not uvicorn's bare disconnect (1006)
+            log.exception("stream_failed")
+            await self._close(CLOSE_INTERNAL_ERROR, "Internal server error.")
 
     async def _authenticate_first(self) -> None:
         timeout = self.ctx.settings.api.stream_auth_timeout_s
