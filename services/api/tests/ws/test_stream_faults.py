@@ -1,8 +1,10 @@
 """The live stream when what it stands on fails: Postgres away while a client authenticates
-or subscribes closes the stream with 1013 (try again later), as HTTP answers 503."""
+or subscribes closes the stream with 1013 (try again later), as HTTP answers 503; a client
+that reads nothing at all is dropped once cut off, not kept with what it did not take."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from urllib.parse import urlsplit, urlunsplit
@@ -10,12 +12,21 @@ from urllib.parse import urlsplit, urlunsplit
 import orjson
 import pytest
 from asgi_lifespan import LifespanManager
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession
 from websockets.asyncio.client import connect
 
 from milepost_api.main import create_app
 from milepost_api.settings import ApiSettings
-from services.api.tests.api_support import Bearer, serving
-from services.api.tests.ws.stream_support import authenticated, close_code, receive
+from milepost_common.testing.factories import make_device
+from services.api.tests.api_support import Bearer, Team, serving
+from services.api.tests.ws.stream_support import (
+    RawClient,
+    authenticated,
+    close_code,
+    publish,
+    receive,
+)
 from services.api.tests.ws.test_stream import Served, committed_team
 from services.api.tests.ws.test_stream_recovery import RedisProxy as TcpProxy
 
@@ -73,3 +84,38 @@ class TestPostgresAway:
 
             await ws.send(orjson.dumps(subscribe).decode())
             assert await close_code(ws) == 1013
+
+
+class TestClientReadingNothing:
+    async def test_is_reset_once_cut_off_instead_of_held_open(
+        self, address: str, session: AsyncSession, redis: Redis, team: Team, bearer: Bearer
+    ) -> None:
+        """Cut off (4429), a client that still reads nothing cannot take the close frame
+        either: the server used to close the socket politely, which waits for the client to
+        take the megabytes queued for it, so the socket and its buffers stayed for as long as
+        the client liked while its seat was free for another stream. Now it is reset."""
+        device = await make_device(session, team.org)
+        client = RawClient(address)
+        await client.open()
+        try:
+            token = bearer(team.viewer)["Authorization"].removeprefix("Bearer ")
+            client.send({"type": "auth", "token": token})
+            assert await client.next_text() == {"type": "ready"}
+            client.send({"type": "subscribe", "vehicle_ids": "all"})
+            assert (await client.next_text())["type"] == "subscribed"
+
+            blob = "x" * 256_000
+            for i in range(100):
+                await publish(redis, team.org.id, device.id, i=i, blob=blob)
+            # Cut off after the 0.5 s send timeout, then 5 s trying to send the close frame.
+            await asyncio.sleep(7)
+
+            with pytest.raises(ConnectionResetError):
+                await read_to_the_end(client)
+        finally:
+            client.close()
+
+
+async def read_to_the_end(client: RawClient) -> None:
+    while await asyncio.wait_for(client.reader.read(1 << 20), 10):
+        pass

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import gc
+import socket
+import struct
 from collections.abc import Callable
 from wsgiref.simple_server import WSGIServer
 
 import uvicorn
 from fastapi import FastAPI
 from prometheus_client import start_http_server
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from milepost_common.settings import HttpSettings
 
@@ -23,6 +26,30 @@ GATEWAY_IDLE_S = 90
 # stream's largest legitimate one, a subscription to 10,000 vehicle ids, is ~400 KB; a larger
 # message closes the connection with 1009 before any of it is parsed.
 WS_MAX_MESSAGE_BYTES = 1024 * 1024
+
+
+class WebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's WebSocket protocol (the one it picks itself), except that a connection whose
+    app has returned is reset when the peer takes nothing more: at once if the app could not
+    even write its close frame (a live-stream client cut off for reading nothing), else after
+    the closing handshake's timeout. uvicorn closes such a socket politely, which waits until
+    the peer has read every byte queued for it: a client that never reads kept the socket,
+    and megabytes of buffers, for as long as it liked, while its stream's seat was free."""
+
+    async def run_asgi(self) -> None:
+        await super().run_asgi()
+        delay = self.close_timeout if self.close_sent else 0.0
+        self.loop.call_later(delay, self._reset_unless_gone)
+
+    def _reset_unless_gone(self) -> None:
+        if self.disconnected:
+            return
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            # Linger 0: the kernel sends RST and drops what is queued instead of keeping it.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.transport.abort()
+
 
 # Young-generation threshold of the processes whose requests allocate thousands of objects
 # (ingest's pushes, the api's pages of fixes): with the default 700, the collector ran a few
@@ -61,6 +88,7 @@ def run(app_factory: Callable[[], FastAPI], http: HttpSettings) -> None:
             server_header=False,
             log_config=None,
             timeout_keep_alive=GATEWAY_IDLE_S + 10,
+            ws=WebSocketProtocol,
             ws_max_size=WS_MAX_MESSAGE_BYTES,
         )
     finally:
