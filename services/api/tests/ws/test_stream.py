@@ -27,7 +27,12 @@ from milepost_common.domain.organizations.models import Organization
 from milepost_common.domain.principals import SYSTEM
 from milepost_common.domain.users.models import OrgRole, User
 from milepost_common.live import LiveEvent, org_channel
-from milepost_common.testing.factories import make_device, make_organization, make_user
+from milepost_common.testing.factories import (
+    DEFAULT_PASSWORD,
+    make_device,
+    make_organization,
+    make_user,
+)
 from services.api.tests.api_support import Bearer, Team, serving
 from services.api.tests.ws.stream_support import (
     RawClient,
@@ -319,6 +324,26 @@ class TestPrincipalRecheck:
                 assert org is not None
                 await organization_service.suspend_organization(session, SYSTEM, org)
                 await session.commit()
+
+            assert await closed_within(ws, 5) == 4401
+
+    async def test_changing_the_password_closes_the_streams_of_older_tokens_with_4401(
+        self, recheck_served: Served, bearer: Bearer
+    ) -> None:
+        """As on HTTP: a password changed (or reset) ends every session begun before it."""
+        team = await committed_team(recheck_served.app)
+        async with watching(recheck_served.stream, bearer(team.viewer)) as ws:
+            await asyncio.sleep(1.1)  # tokens issued in the second of the change are kept
+            async with httpx.AsyncClient(base_url=f"http://{recheck_served.base}") as http:
+                changed = await http.post(
+                    "/api/v1/me/password",
+                    headers=bearer(team.viewer),
+                    json={
+                        "current_password": DEFAULT_PASSWORD,
+                        "new_password": "a new one, long enough",
+                    },
+                )
+            assert changed.status_code == 200
 
             assert await closed_within(ws, 5) == 4401
 
