@@ -58,17 +58,18 @@ their own time, ties broken by id; `sort=-field` from each list's allow-list. `f
 **Errors** share one envelope: `{"error": {"code", "message", "details", "trace_id"}}`.
 
 **Live stream.** `WebSocket /api/v1/stream`: send `{"type": "auth", "token": "..."}` first
-(within 5 s), then `{"type": "subscribe", "vehicle_ids": [...] | "all"}` (at most 10,000
-ids); receive `{"type": "position" | "alert", "data": {...}}` and a `ping` every 20 s: a
-position's `data` is the vehicle's item of `GET /positions/latest`, an alert's its item of
-`GET /alerts` (named, rounded alike); a message the server cannot follow is answered with
-`{"type": "error", "message": "..."}`; another `auth` message with a fresh token keeps the
-stream open past the first token's expiry. Close codes: 4401 bad or expired token (or a first
-message that is no auth; also soon after the account is deactivated, its password reset or
-the organization suspended), 4408 no auth in time, 4429 too slow to keep up, 1009 a message
-over 1 MiB, 1008 more streams open on one server than it allows for one user (20 by default)
-or for one organization (200 by default), 1013 the service is briefly unavailable (reconnect
-with backoff), 1011 a server error. Events are not replayed: what happens while a client is
+(within 5 s), then `{"type": "subscribe", "vehicle_ids": [...] | "all"}` (at most 10,000 ids);
+receive `{"type": "position" | "alert", "data": {...}}` and a `ping` every 20 s: a position's
+`data` is the vehicle's item of `GET /positions/latest`, an alert's its item of `GET /alerts`
+(named, rounded alike); a message the server cannot follow is answered with `{"type": "error",
+"message": "..."}`, as is a `subscribe` or `auth` over the caller's request rate limit (each
+counts as a request); another `auth` message with a fresh token keeps the stream open past the
+first token's expiry. Close codes: 4401 bad or expired token (or a first message that is no
+auth; also soon after the account is deactivated, its password reset or the organization
+suspended), 4408 no auth in time, 4429 too slow to keep up, 1009 a message over 1 MiB, 1008
+more streams open on one server than it allows for one user (20 by default) or for one
+organization (200 by default), 1013 the service is briefly unavailable (reconnect with
+backoff), 1011 a server error. Events are not replayed: what happens while a client is
 disconnected is read back from `GET /positions/latest` and `GET /alerts?from=...`.
 """
 

@@ -18,7 +18,9 @@ suspension also closes the stream with 4401 within seconds.
 Each connection has a bounded queue: a client that does not keep up is cut off with 4429
 instead of letting memory grow. A user holds at most ``stream_max_per_user`` streams in one
 process (20 by default), an organization ``stream_max_per_org`` (200): one more is closed
-with 1008 right after its auth, before ``ready``. Postgres out of reach while a client
+with 1008 right after its auth, before ``ready``. Each ``subscribe`` and renewed ``auth``
+counts as a request against the user's api rate limit; one over it is answered with an
+``error`` and not followed. Postgres out of reach while a client
 authenticates or subscribes closes with 1013 (try again later); another failure of the
 server with 1011. Events come from the process's
 ``StreamHub`` (one Redis pub/sub connection for all clients), which fills the queues
@@ -44,8 +46,9 @@ from milepost_common.auth import Realm
 from milepost_common.db import Database, unit_of_work
 from milepost_common.domain.devices import service as device_service
 from milepost_common.domain.principals import Principal
-from milepost_common.errors import Unauthorized
+from milepost_common.errors import RateLimited, Unauthorized
 from milepost_common.logging import get_logger
+from milepost_common.ratelimit import effective_rate
 from milepost_common.web.errors import DEPENDENCY_DOWN
 from milepost_common.web.middleware import request_id_of
 
@@ -59,6 +62,7 @@ CLOSE_INTERNAL_ERROR = 1011
 CLOSE_TRY_AGAIN = 1013  # IANA's "Try Again Later": what 503 is to HTTP
 MAX_SUBSCRIBED = 10_000
 _SUBSCRIBE_ERROR = f'vehicle_ids: a list of at most {MAX_SUBSCRIBED:,} ids, or "all".'
+_RATE_LIMITED = "Too many messages: subscribe and auth count against the request rate limit."
 # Re-checks of the principal run every principal_cache_s, but not more often than this (a
 # cache of 0 means every HTTP request is checked, not a query per connection in a loop).
 RECHECK_FLOOR_S = 1.0
@@ -185,12 +189,27 @@ class StreamSession:
         while True:
             message = _parse(await self._receive())
             kind = message.get("type")
-            if kind == "subscribe":
-                await self._subscribe(message.get("vehicle_ids"))
-            elif kind == "auth":
-                await self._authenticate(message)
-            else:
+            if kind not in ("subscribe", "auth"):
                 self._enqueue({"type": "error", "message": "Unknown message type."})
+            elif not await self._within_rate_limit():
+                self._enqueue({"type": "error", "message": _RATE_LIMITED})
+            elif kind == "subscribe":
+                await self._subscribe(message.get("vehicle_ids"))
+            else:
+                await self._authenticate(message)
+
+    async def _within_rate_limit(self) -> bool:
+        """Counts a message that makes the server work as one request of the user: the
+        budget HTTP requests draw on (a subscription to 10,000 ids costs ~0.1 s)."""
+        assert self.principal is not None  # noqa: S101 - authenticated before
+        rate = effective_rate(self.principal.rate_limit, self.ctx.settings.api.rate_limit)
+        if rate is None:
+            return True
+        try:
+            await self.ctx.limiter.enforce(rate, "api-user", str(self.principal.id))
+        except RateLimited:
+            return False
+        return True
 
     async def _receive(self) -> str:
         """The next message's text; a binary frame reads as text that is no JSON (the
