@@ -17,7 +17,7 @@ import orjson
 import pytest
 from asgi_lifespan import LifespanManager
 from sqlalchemy.dialects.postgresql import insert
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 
 from milepost_api.main import create_app
 from milepost_api.settings import ApiSettings
@@ -26,8 +26,10 @@ from milepost_common.auth import Realm, TokenCodec
 from milepost_common.db import create_database, unit_of_work
 from milepost_common.domain.alert_rules.models import AlertRule
 from milepost_common.domain.alerts.models import AlertType
+from milepost_common.domain.devices import tenure as device_tenure
 from milepost_common.domain.ingest_batches.models import BatchSource, BatchStatus, IngestBatch
 from milepost_common.domain.positions.models import Position
+from milepost_common.domain.principals import SYSTEM
 from milepost_common.settings import DbSettings
 from milepost_common.tasks import Publisher
 from milepost_common.testing.factories import make_device, make_organization, make_user
@@ -161,3 +163,84 @@ async def test_an_alert_from_a_real_worker_reaches_the_stream(
         assert uuid.UUID(str(alert["data"]["vehicle_id"])) == device.id  # type: ignore[index]
     finally:
         await db.dispose()
+
+
+async def test_after_a_transfer_only_the_new_organization_streams_the_vehicle(
+    worker: subprocess.Popen[bytes],
+    live_api: tuple[str, ApiSettings],
+    tmp_path: Path,
+) -> None:
+    """Audited: the worker publishes on the channel of the organization that holds the
+    device now, so the old organization's open stream gets nothing of the new tenure."""
+    address, settings = live_api
+    db = create_database(DbSettings(url=settings.db.url, pool_size=1))
+    try:
+        async with unit_of_work(db) as session:
+            old, new = await make_organization(session), await make_organization(session)
+            old_viewer, new_viewer = await make_user(session, old), await make_user(session, new)
+            device = await make_device(session, old)
+            device = await device_tenure.transfer_device(session, SYSTEM, device, new)
+            start = device.assigned_at
+        await asyncio.sleep(1.5)  # the fixes below are after the transfer, and in the past
+        async with unit_of_work(db) as session:
+            batch = IngestBatch(
+                org_id=new.id,
+                source=BatchSource.JSON,
+                status=BatchStatus.QUEUED,
+                accepted=3,
+                device_ids=[str(device.id)],
+                queued_at=datetime.now(UTC),
+            )
+            session.add(batch)
+            await session.flush()
+            await session.execute(
+                insert(Position).values(
+                    [
+                        {
+                            "device_id": device.id,
+                            "org_id": new.id,
+                            "fix_time": start + timedelta(seconds=0.4 * (i + 1)),
+                            "lat": 52.5,
+                            "lon": 13.4 + i * 0.001,
+                            "attributes": {},
+                            "batch_id": batch.id,
+                        }
+                        for i in range(3)
+                    ]
+                )
+            )
+        codec = TokenCodec(settings.auth, Realm.API)
+        async with connect(address) as was, connect(address) as now:
+            for ws, user in ((was, old_viewer), (now, new_viewer)):
+                token, _ = codec.issue(user.id, Realm.API, 600)
+                await ws.send(orjson.dumps({"type": "auth", "token": token}).decode())
+                assert orjson.loads(await ws.recv()) == {"type": "ready"}
+                await ws.send('{"type": "subscribe", "vehicle_ids": "all"}')
+                assert orjson.loads(await ws.recv())["type"] == "subscribed"
+
+            publisher = Publisher(settings.redis, settings.celery)
+            try:
+                await asyncio.to_thread(
+                    publisher.send_blocking, tasks.INGEST_BATCHES_PROCESS, str(batch.id)
+                )
+            finally:
+                publisher.close()
+
+            try:
+                position = await asyncio.wait_for(next_event(now), 90)
+            except TimeoutError:
+                log = (tmp_path / "worker.log").read_text(errors="replace")[-3000:]
+                raise AssertionError(f"no position on the stream; worker log:\n{log}") from None
+            assert position["data"]["vehicle_name"] == device.name  # type: ignore[index]
+            # Published in one pipeline with the new organization's: none came to the old.
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(next_event(was), 2)
+    finally:
+        await db.dispose()
+
+
+async def next_event(ws: ClientConnection) -> dict[str, object]:
+    while True:
+        message = orjson.loads(await ws.recv())
+        if message["type"] in ("position", "alert"):
+            return dict(message)
