@@ -1,6 +1,7 @@
 """The live stream when what it stands on fails: Postgres away while a client authenticates
 or subscribes closes the stream with 1013 (try again later), as HTTP answers 503; a client
-that reads nothing at all is dropped once cut off, not kept with what it did not take."""
+that reads nothing at all is dropped once cut off, or once it pings with 1 MiB unread, not
+kept with what it did not take."""
 
 from __future__ import annotations
 
@@ -114,6 +115,35 @@ class TestClientReadingNothing:
                 await read_to_the_end(client)
         finally:
             client.close()
+
+    async def test_pinging_without_reading_is_reset(
+        self, address: str, team: Team, bearer: Bearer
+    ) -> None:
+        """Every ping is answered with a pong that the server wrote whether or not the
+        client read anything: one sending pings and reading nothing grew the server's memory
+        as fast as it could send (26 MB of pings: +23 MB). Past 1 MiB of unread replies it
+        is reset."""
+        client = RawClient(address)
+        await client.open()
+        try:
+            token = bearer(team.viewer)["Authorization"].removeprefix("Bearer ")
+            client.send({"type": "auth", "token": token})
+            assert await client.next_text() == {"type": "ready"}
+
+            with pytest.raises(ConnectionError):
+                await ping_flood_then_read(client, megabytes=8)
+        finally:
+            client.close()
+
+
+async def ping_flood_then_read(client: RawClient, *, megabytes: int) -> None:
+    for _ in range(megabytes * 8):
+        for _ in range(1000):
+            client.protocol.send_ping(b"x" * 125)
+        for data in client.protocol.data_to_send():
+            client.writer.write(data)
+        await client.writer.drain()
+    await read_to_the_end(client)
 
 
 async def read_to_the_end(client: RawClient) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import socket
 import struct
@@ -28,18 +29,34 @@ GATEWAY_IDLE_S = 90
 WS_MAX_MESSAGE_BYTES = 1024 * 1024
 
 
+# Unread bytes a WebSocket peer may leave queued before it is reset. The app's own sends wait
+# once 64 KiB are (uvicorn's high-water mark); only the pongs uvicorn writes for each ping,
+# whether or not the peer reads, can go past it.
+WS_MAX_UNREAD_BYTES = 1024 * 1024
+
+
 class WebSocketProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's WebSocket protocol (the one it picks itself), except that a connection whose
-    app has returned is reset when the peer takes nothing more: at once if the app could not
-    even write its close frame (a live-stream client cut off for reading nothing), else after
-    the closing handshake's timeout. uvicorn closes such a socket politely, which waits until
-    the peer has read every byte queued for it: a client that never reads kept the socket,
-    and megabytes of buffers, for as long as it liked, while its stream's seat was free."""
+    """uvicorn's WebSocket protocol (the one it picks itself), except that a peer that reads
+    nothing cannot make the server keep what it does not take:
+
+    - a connection whose app has returned is reset when the peer takes nothing more: at once
+      if the app could not even write its close frame (a live-stream client cut off for
+      reading nothing), else after the closing handshake's timeout. uvicorn closes such a
+      socket politely, which waits until the peer has read every byte queued for it: the
+      socket and megabytes of buffers stayed as long as the client liked;
+    - a peer that pings with more than ``WS_MAX_UNREAD_BYTES`` unread is reset: each pong
+      was queued regardless, and memory grew as fast as the peer could send pings."""
 
     async def run_asgi(self) -> None:
         await super().run_asgi()
         delay = self.close_timeout if self.close_sent else 0.0
         self.loop.call_later(delay, self._reset_unless_gone)
+
+    def handle_ping(self) -> None:
+        if self.transport.get_write_buffer_size() > WS_MAX_UNREAD_BYTES:
+            self._reset_unless_gone()
+            return
+        super().handle_ping()
 
     def _reset_unless_gone(self) -> None:
         if self.disconnected:
@@ -47,7 +64,8 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         sock = self.transport.get_extra_info("socket")
         if sock is not None:
             # Linger 0: the kernel sends RST and drops what is queued instead of keeping it.
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            with contextlib.suppress(OSError):  # already closed by an earlier reset
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.transport.abort()
 
 
