@@ -29,20 +29,13 @@ from services.api.tests.ws.stream_support import (
     receive,
 )
 from services.api.tests.ws.test_stream import Served, committed_team
-from services.api.tests.ws.test_stream_recovery import RedisProxy as TcpProxy
+from services.api.tests.ws.test_stream_recovery import TcpProxy, proxy_to
 
 
 @pytest.fixture
 async def postgres_proxy(committed_database: str) -> AsyncIterator[TcpProxy]:
-    target = urlsplit(committed_database)
-    assert target.hostname
-    assert target.port
-    proxy = TcpProxy(target.hostname, target.port)
-    await proxy.start()
-    try:
+    async with proxy_to(committed_database) as proxy:
         yield proxy
-    finally:
-        await proxy.stop()
 
 
 @pytest.fixture

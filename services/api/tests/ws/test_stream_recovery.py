@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -59,7 +60,7 @@ class TestRedisRecovery:
     async def test_clients_stay_connected_through_a_redis_outage(
         self,
         proxied_address: str,
-        redis_proxy: RedisProxy,
+        redis_proxy: TcpProxy,
         session: AsyncSession,
         redis: Redis,
         team: Team,
@@ -94,7 +95,7 @@ class TestRedisRecovery:
     async def test_a_connection_gone_silent_is_replaced(
         self,
         proxied_address: str,
-        redis_proxy: RedisProxy,
+        redis_proxy: TcpProxy,
         session: AsyncSession,
         redis: Redis,
         team: Team,
@@ -121,12 +122,13 @@ class TestRedisRecovery:
             await eventually(delivered, timeout_s=15)
 
 
-@pytest.fixture
-async def redis_proxy(redis_url: str) -> AsyncIterator[RedisProxy]:
-    target = urlsplit(redis_url)
+@asynccontextmanager
+async def proxy_to(url: str) -> AsyncIterator[TcpProxy]:
+    """A running relay to the host and port of ``url``, stopped afterwards."""
+    target = urlsplit(url)
     assert target.hostname
     assert target.port
-    proxy = RedisProxy(target.hostname, target.port)
+    proxy = TcpProxy(target.hostname, target.port)
     await proxy.start()
     try:
         yield proxy
@@ -135,8 +137,14 @@ async def redis_proxy(redis_url: str) -> AsyncIterator[RedisProxy]:
 
 
 @pytest.fixture
+async def redis_proxy(redis_url: str) -> AsyncIterator[TcpProxy]:
+    async with proxy_to(redis_url) as proxy:
+        yield proxy
+
+
+@pytest.fixture
 async def proxied_address(
-    redis_proxy: RedisProxy,
+    redis_proxy: TcpProxy,
     redis_url: str,
     settings_factory: Callable[..., ApiSettings],
     database: Database,
@@ -161,10 +169,10 @@ async def proxied_address(
             app.state.db = own
 
 
-class RedisProxy:
-    """A TCP relay to the test Redis that a test takes down (connections dropped, the port
-    refusing) and brings back on the same port: a Redis restart as the app sees it, without
-    disturbing the Redis other tests share."""
+class TcpProxy:
+    """A TCP relay to a test server (Redis, Postgres) that a test takes down (connections
+    dropped, the port refusing) and brings back on the same port: a restart as the app sees
+    it, without disturbing the server other tests share."""
 
     def __init__(self, host: str, port: int) -> None:
         self.target = (host, port)

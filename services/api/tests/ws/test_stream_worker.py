@@ -181,6 +181,7 @@ async def test_after_a_transfer_only_the_new_organization_streams_the_vehicle(
             device = await make_device(session, old)
             device = await device_tenure.transfer_device(session, SYSTEM, device, new)
             start = device.assigned_at
+            assert start is not None
         await asyncio.sleep(1.5)  # the fixes below are after the transfer, and in the past
         async with unit_of_work(db) as session:
             batch = IngestBatch(
