@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable
 
@@ -17,7 +18,10 @@ from admin_support import (
     one_of_everything,
 )
 from fastapi import FastAPI
+from fastapi.routing import APIRoute, iter_route_contexts
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from milepost_common.domain.users.models import PlatformRole
 
 # A fixed unknown id: parametrized test ids must be the same in every xdist worker.
 MISSING = uuid.UUID("00000000-0000-4000-8000-00000000beef")
@@ -165,3 +169,100 @@ class TestRoleMatrix:
         )
 
         assert response.status_code == 409
+
+    async def test_every_operation_refuses_a_caller_without_credentials(
+        self, admin_app: FastAPI, client: httpx.AsyncClient
+    ) -> None:
+        """Reads included, walked from the app: a route added without an operator
+        dependency fails here (the matrix above only sends changes with a role)."""
+        answers = {
+            f"{method} {context.path}": await client.request(
+                method, re.sub(r"{\w+}", str(MISSING), context.path), json={}
+            )
+            for context in iter_route_contexts(admin_app.routes)
+            if isinstance(context.original_route, APIRoute)
+            and context.path.startswith("/admin/v1/")
+            and context.path != "/admin/v1/auth/token"
+            for method in sorted(context.original_route.methods - {"HEAD"})
+        }
+
+        assert len(answers) > 50
+        wrong = {
+            op: a.status_code
+            for op, a in answers.items()
+            if a.status_code != 401 or a.json()["error"]["code"] != "unauthorized"
+        }
+        assert not wrong
+
+
+class TestOperatorEdges:
+    """What the role checks alone do not settle: one's own account, the other realm's rows."""
+
+    async def test_nobody_changes_their_own_role_or_deactivates_themselves(
+        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
+    ) -> None:
+        me = staff.superadmin.id
+        deactivate = await client.post(
+            f"/admin/v1/operators/{me}/deactivate", headers=staff.superadmin_auth
+        )
+        console = await console_as(client, staff.superadmin)
+        by_form = [
+            await console.submit(f"/admin/operators/{me}/role", {"role": "support"}),
+            await console.submit(f"/admin/operators/{me}/deactivate"),
+        ]
+        await session.refresh(staff.superadmin)
+
+        assert deactivate.status_code == 409
+        assert deactivate.json()["error"]["code"] == "conflict"
+        assert [r.status_code for r in by_form] == [409, 409]
+        assert staff.superadmin.platform_role == PlatformRole.SUPERADMIN
+        assert staff.superadmin.is_active
+
+    async def test_lower_roles_cannot_raise_themselves(
+        self, client: httpx.AsyncClient, staff: Staff
+    ) -> None:
+        answers = [
+            await client.patch(
+                f"/admin/v1/operators/{who.id}", json={"role": "superadmin"}, headers=auth
+            )
+            for who, auth in (
+                (staff.support, staff.support_auth),
+                (staff.operator, staff.operator_auth),
+            )
+        ]
+        console = await console_as(client, staff.operator)
+        by_form = await console.submit(
+            f"/admin/operators/{staff.operator.id}/role", {"role": "superadmin"}
+        )
+
+        assert [a.status_code for a in answers] == [403, 403]
+        assert by_form.status_code == 403
+
+    async def test_an_operator_cannot_take_over_a_superadmin_through_the_member_routes(
+        self, client: httpx.AsyncClient, staff: Staff
+    ) -> None:
+        """The member routes (operator role) refuse operators' accounts as unknown: no reset
+        link, role or deactivation for a superadmin from there."""
+        target = staff.superadmin.id
+        answers = [
+            await client.post(
+                f"/admin/v1/users/{target}/reset-password", headers=staff.operator_auth
+            ),
+            await client.post(f"/admin/v1/users/{target}/deactivate", headers=staff.operator_auth),
+            await client.patch(
+                f"/admin/v1/users/{target}", json={"role": "owner"}, headers=staff.operator_auth
+            ),
+            await client.post(
+                f"/admin/v1/operators/{target}/reset-password", headers=staff.operator_auth
+            ),
+        ]
+        console = await console_as(client, staff.operator)
+        by_form = [
+            await console.submit(f"/admin/users/{target}/reset-password"),
+            await console.submit(f"/admin/users/{target}/deactivate"),
+            await console.submit(f"/admin/users/{target}/role", {"role": "owner"}),
+        ]
+
+        assert [a.status_code for a in answers] == [404, 404, 404, 403]
+        assert [r.status_code for r in by_form] == [404, 404, 404]
+        assert "mpot_" not in answers[0].text + by_form[0].text

@@ -24,6 +24,7 @@ from admin_support import (
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from milepost_admin.console import tables
 from milepost_common.domain.ingest_batches.models import BatchSource, BatchStatus, IngestBatch
 from milepost_common.domain.organizations import service as organization_service
 from milepost_common.testing.factories import (
@@ -200,6 +201,30 @@ class TestPages:
 
         assert listing.status_code == 200
         assert create.status_code in (403, 404)
+
+    @pytest.mark.parametrize("view", tables.VIEWS, ids=lambda v: v.identity)
+    async def test_no_table_takes_a_change_even_from_a_superadmin(
+        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff, view: type
+    ) -> None:
+        """SQLAdmin keeps its create, edit, delete and import routes mounted: each must refuse
+        (the change would skip audit, hashing and CSRF), whatever the operator's role."""
+        org = await make_organization(session, name="Kept")
+        await log_in(client, staff.superadmin)
+        base = f"/admin/models/{view.identity}"
+        form = {"name": "Changed", "platform_role": "superadmin"}
+        csv = {"file": ("a.csv", b"name\nx\n", "text/csv")}
+
+        answers = [
+            await client.post(f"{base}/create", data=form),
+            await client.post(f"{base}/edit/{org.id}", data=form),
+            await client.delete(f"{base}/delete", params={"pks": str(org.id)}),
+            await client.post(f"{base}/import", files=csv),
+            await client.get(f"{base}/export/csv"),
+        ]
+        await session.refresh(org)
+
+        assert [a.status_code for a in answers] == [403] * 5
+        assert org.name == "Kept"
 
     @pytest.mark.parametrize("table", ["organization", "device", "alert", "audit-entry"])
     async def test_a_table_row_that_cannot_exist_is_the_console_404(
