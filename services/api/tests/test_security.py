@@ -16,7 +16,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, APIWebSocketRoute, iter_route_contexts
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from milepost_api.deps import current_user
+from milepost_api.deps import current_user, manager_user, owner_user
 from services.api.tests.api_support import Bearer, Team, error_code, one_of_everything
 
 # Routes anyone may call: health, docs, the landing and account pages (static HTML), and the
@@ -56,6 +56,10 @@ BODIES: dict[str, Any] = {
     "update_webhook": {"enabled": True},
     "change_user_role": {"role": "viewer"},
 }
+# DESIGN: "owners also manage their team, vehicles and ingest keys" (and the webhooks, whose
+# secrets they hold): what only an owner may call. Every other change takes a manager.
+OWNER_ONLY = {("POST", "/api/v1/vehicles")}
+OWNER_PREFIXES = ("/api/v1/users", "/api/v1/api-keys", "/api/v1/webhooks")
 # Query parameters each list needs besides the foreign vehicle_id.
 QUERIES: dict[str, dict[str, str]] = {
     "summarize": {"from": "2026-01-01", "to": "2026-01-08"},
@@ -148,6 +152,32 @@ class TestRouteWalk:
                 " dependencies"
             )
         assert seen >= SELF_AUTHENTICATED
+
+    def test_every_change_declares_its_role_and_only_owner_routes_take_an_owner(
+        self, api_app: FastAPI
+    ) -> None:
+        """Roles by construction: a change without ManagerUser or OwnerUser, or an owner
+        check on a route DESIGN gives managers (or the reverse), fails here. Changing one's
+        own profile and password (/me) is every member's."""
+        wrong, checked = [], 0
+        for context in iter_route_contexts(api_app.routes):
+            route, path = context.original_route, context.path
+            if path in PUBLIC or not isinstance(route, APIRoute):
+                continue
+            deps = set(calls(route.dependant))
+            for method in route.methods - {"HEAD"}:
+                checked += 1
+                owner_only = path.startswith(OWNER_PREFIXES) or (method, path) in OWNER_ONLY
+                if (owner_user in deps) != owner_only:
+                    wrong.append(f"{method} {path}: owner check {owner_user in deps}")
+                elif (
+                    method != "GET"
+                    and not path.startswith("/api/v1/me")
+                    and not deps & {manager_user, owner_user}
+                ):
+                    wrong.append(f"{method} {path}: no role")
+        assert checked > 40
+        assert not wrong
 
     async def test_every_private_route_answers_401_without_a_token(
         self, api_app: FastAPI, client: httpx.AsyncClient
@@ -255,8 +285,12 @@ class TestRoles:
         self, api_app: FastAPI, client: httpx.AsyncClient, team: Team, bearer: Bearer
     ) -> None:
         headers = bearer(team.manager)
-        owner_prefixes = ("/api/v1/webhooks", "/api/v1/users", "/api/v1/api-keys")
-        ops = [op for op in private_operations(api_app) if op.path.startswith(owner_prefixes)]
+        ops = [
+            op
+            for op in private_operations(api_app)
+            if op.path.startswith(OWNER_PREFIXES) or (op.method, op.path) in OWNER_ONLY
+        ]
+        assert ("POST", "/api/v1/vehicles") in {(op.method, op.path) for op in ops}
         ids = {name: uuid.uuid4() for op in ops for name in op.path_params}
         for op in ops:
             response = await send(client, op, ids, headers)
