@@ -42,10 +42,19 @@ class KeyUsage:
         try:
             async with unit_of_work(self._database()) as session:
                 await api_key_service.record_usage(session, seen)
+        except asyncio.CancelledError:
+            # stop() cancelled the periodic task mid-write: its own last flush writes these.
+            self._keep(seen)
+            raise
         except Exception as exc:  # noqa: BLE001 - a missed timestamp waits for the next flush
             log.warning("key_usage_flush_failed", error=type(exc).__name__, keys=len(seen))
-            for key_id, used_at in seen.items():
-                self._seen[key_id] = max(used_at, self._seen.get(key_id, used_at))
+            self._keep(seen)
+
+    def _keep(self, seen: dict[uuid.UUID, datetime]) -> None:
+        """Put back what a flush did not write (the later time wins; writing one twice is
+        harmless: the UPDATE never moves a time backwards)."""
+        for key_id, used_at in seen.items():
+            self._seen[key_id] = max(used_at, self._seen.get(key_id, used_at))
 
     async def _run(self) -> None:
         while True:
