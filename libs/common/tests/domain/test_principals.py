@@ -96,6 +96,21 @@ class TestApiKeys:
         with pytest.raises(Unauthorized):
             await resolver().from_api_key(session, secret)
 
+    async def test_a_cached_key_stops_at_its_expiry_not_at_the_cache_s_end(
+        self, session: AsyncSession
+    ) -> None:
+        """The cache may hide a revocation for a few seconds, but an expiry is a moment the
+        owner chose: the key is refused from then on, however long the cache keeps keys."""
+        org = await make_organization(session)
+        issued = await make_api_key(
+            session, org, expires_at=datetime.now(UTC) + timedelta(milliseconds=300)
+        )
+        cached = PrincipalResolver(CODEC, cache_ttl_s=60)
+        await cached.from_api_key(session, issued.secret)
+        await asyncio.sleep(0.4)
+        with pytest.raises(Unauthorized):
+            await cached.from_api_key(session, issued.secret)
+
 
 class TestBusyCallers:
     """A key or token of a busy client expires from the cache while many of its requests are

@@ -43,6 +43,7 @@ class Principal:
     scopes: frozenset[str] = field(default_factory=frozenset)
     ip: str | None = None
     request_id: str | None = None
+    # When the credential presented stops working: the access token's or the API key's expiry.
     token_expires_at: datetime | None = None
     # The organization's own request limit for this realm (its plan); None: the default.
     rate_limit: str | None = None
@@ -135,7 +136,9 @@ class PrincipalResolver:
         """One hash and one indexed read; raises Unauthorized for unknown, revoked or expired
         keys and for keys of suspended organizations."""
         return await self._cache.get_or_load(
-            ("key", hash_secret(key, self.pepper)), lambda: self._load_key(session, key)
+            ("key", hash_secret(key, self.pepper)),
+            lambda: self._load_key(session, key),
+            ttl_of=_until_expiry,  # a key expiring sooner than the cache's time is not kept past it
         )
 
     async def _load_key(self, session: AsyncSession, key: str) -> Principal:
@@ -157,4 +160,12 @@ class PrincipalResolver:
             org.id,
             api_key.prefix,
             scopes=frozenset(api_key.scopes),
+            token_expires_at=api_key.expires_at,
         )
+
+
+def _until_expiry(principal: Principal) -> float | None:
+    """Seconds the principal may be cached for its credential's own expiry (None: no limit)."""
+    if principal.token_expires_at is None:
+        return None
+    return (principal.token_expires_at - datetime.now(UTC)).total_seconds()
