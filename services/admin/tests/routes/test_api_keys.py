@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import httpx
 import pytest
 from admin_support import Staff, audit_actions
@@ -114,3 +116,26 @@ class TestRotateApiKey:
             f"/admin/v1/api-keys/{issued.api_key.id}/rotate", headers=staff.operator_auth
         )
         assert again.status_code == 409
+
+    async def test_an_expired_key_is_refused_rather_than_renewed_already_expired(
+        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
+    ) -> None:
+        """The rotated key inherits the expiry: from an expired key it would be a secret that
+        never works, shown once, while the old key is revoked. Refused like a revoked one."""
+        org = await make_organization(session)
+        expired = await make_api_key(
+            session, org, name="Gateway", expires_at=datetime.now(UTC) - timedelta(days=1)
+        )
+
+        response = await client.post(
+            f"/admin/v1/api-keys/{expired.api_key.id}/rotate", headers=staff.operator_auth
+        )
+
+        assert response.status_code == 409, response.text
+        assert "expired" in response.json()["error"]["message"]
+        listed = await client.get(
+            f"/admin/v1/organizations/{org.id}/api-keys", headers=staff.support_auth
+        )
+        assert [(k["id"], k["revoked_at"]) for k in listed.json()["items"]] == [
+            (str(expired.api_key.id), None)
+        ]

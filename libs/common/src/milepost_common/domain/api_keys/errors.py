@@ -15,3 +15,7 @@ class ApiKeyRevoked(Conflict):
 
 class ApiKeyLimitReached(LimitReached):
     noun = "API keys in use"
+
+
+class ApiKeyExpired(Conflict):
+    default_message = "This API key is expired; issue a new one."

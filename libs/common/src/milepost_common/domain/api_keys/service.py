@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from milepost_common.auth import hash_secret
 from milepost_common.domain import paging
 from milepost_common.domain.api_keys.errors import (
+    ApiKeyExpired,
     ApiKeyLimitReached,
     ApiKeyNotFound,
     ApiKeyRevoked,
@@ -121,11 +122,14 @@ async def rotate_api_key(
 ) -> IssuedKey:
     """A new key with the same name, scopes and expiry; the old one is revoked at once.
 
-    Raises ApiKeyRevoked (409) for a revoked key (issue a new one instead). Audited
+    Raises ApiKeyRevoked or ApiKeyExpired (409) for a key ingest already refuses (issue a
+    new one instead: the new key would inherit the past expiry). Audited
     (``api_keys.rotate``, naming both prefixes).
     """
     if api_key.revoked_at is not None:
         raise ApiKeyRevoked()
+    if api_key.expires_at is not None and api_key.expires_at <= datetime.now(UTC):
+        raise ApiKeyExpired()
     issued = await issue_api_key(
         session,
         actor,
