@@ -65,6 +65,22 @@ class TestIssueApiKey:
 
         assert response.status_code == 422
 
+    async def test_an_expiry_without_an_offset_is_422(
+        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
+    ) -> None:
+        """Timestamps are accepted with an offset only (as the api's own key route does): a
+        bare local time would expire the key at a time nobody chose."""
+        org = await make_organization(session)
+
+        response = await client.post(
+            f"/admin/v1/organizations/{org.id}/api-keys",
+            json={"name": "Gateway", "expires_at": "2030-01-01T00:00:00"},
+            headers=staff.operator_auth,
+        )
+
+        assert response.status_code == 422, response.text
+        assert response.json()["error"]["details"][0]["loc"] == ["body", "expires_at"]
+
 
 class TestRevokeApiKey:
     async def test_idempotent_and_effective_at_once(

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from milepost_common.domain.api_keys.models import Scope
 from milepost_common.pagination import DEFAULT_LIMIT, MAX_LIMIT
@@ -17,7 +17,7 @@ class ApiKeyCreate(BaseModel):
 
     name: str = Field(min_length=1, max_length=200, examples=["Gateway EU-1"])
     scopes: list[Scope] | None = Field(None, min_length=1, description="Default: `ingest`.")
-    expires_at: datetime | None = None
+    expires_at: AwareDatetime | None = None  # with an offset, as every timestamp accepted
 
 
 class ApiKeyRead(BaseModel):
