@@ -55,6 +55,21 @@ class TestApiKeys:
         assert rest.json()["next_cursor"] is None
         assert too_many.status_code == 422
 
+    async def test_a_scope_given_twice_is_kept_once(
+        self, client: httpx.AsyncClient, team: Team, bearer: Bearer
+    ) -> None:
+        headers = bearer(team.owner)
+        issued = await client.post(
+            KEYS,
+            json={"name": "gw", "scopes": ["ingest:osmand", "ingest", "ingest:osmand"]},
+            headers=headers,
+        )
+        listed = await client.get(KEYS, headers=headers)
+
+        assert issued.status_code == 201, issued.text
+        assert issued.json()["scopes"] == ["ingest:osmand", "ingest"]
+        assert listed.json()["items"][0]["scopes"] == ["ingest:osmand", "ingest"]
+
 
 class TestLimit:
     async def test_one_key_over_the_limit_is_a_409_and_a_revoked_one_frees_room(

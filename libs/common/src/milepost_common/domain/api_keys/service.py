@@ -64,7 +64,8 @@ async def issue_api_key(
         name=name,
         prefix=secret[:API_KEY_PREFIX_LEN],
         key_hash=hash_secret(secret, pepper),
-        scopes=[s.value for s in (scopes or [Scope.INGEST])],
+        # Each scope once, in the order given (a repeated one grants nothing more).
+        scopes=list(dict.fromkeys(s.value for s in (scopes or [Scope.INGEST]))),
         created_by_id=actor.id if actor.kind in ("user", "operator") else None,
         expires_at=expires_at,
     )
