@@ -110,7 +110,7 @@ async def get_api_key(_user: SupportUser, api_key: ApiKeyDep) -> ApiKeyRead:
 
 @router.post(
     "/api-keys/{key_id}/revoke",
-    summary="Revoke an API key (idempotent; refused from the next request on)",
+    summary="Revoke an API key (idempotent; ingest refuses it within a few seconds)",
     responses=error_responses(*AUTH_ERRORS, NotFound),
 )
 async def revoke_api_key(user: OperatorUser, api_key: ApiKeyDep, session: SessionDep) -> ApiKeyRead:

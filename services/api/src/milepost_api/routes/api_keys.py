@@ -80,6 +80,8 @@ async def get_api_key(user: OwnerUser, key_id: uuid.UUID, session: SessionDep) -
     responses=error_responses(Unauthorized, Forbidden, NotFound, ValidationFailed),
 )
 async def revoke_api_key(user: OwnerUser, key_id: uuid.UUID, session: SessionDep) -> ApiKeyRead:
-    """Owners only; idempotent. Ingest refuses the key from its next request on."""
+    """Owners only; idempotent. Ingest refuses the key within a few seconds (each ingest
+    process re-checks a key it has just seen after at most 5 s by default); an expiry, by
+    contrast, holds to the instant."""
     api_key = await api_key_service.get_api_key(session, key_id, user.require_org())
     return ApiKeyRead.model_validate(await api_key_service.revoke_api_key(session, user, api_key))

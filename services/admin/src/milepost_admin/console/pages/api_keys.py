@@ -104,7 +104,9 @@ async def api_key_revoke(
 ) -> Response:
     api_key = await api_key_service.get_api_key(session, key_id)
     await api_key_service.revoke_api_key(session, console.principal, api_key)
-    await flash(store, console, "ok", f"Key {api_key.prefix}… revoked: refused from now on.")
+    await flash(
+        store, console, "ok", f"Key {api_key.prefix}… revoked: ingest refuses it within seconds."
+    )
     return see_other(f"/admin/api-keys/{api_key.id}")
 
 
