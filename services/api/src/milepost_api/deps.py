@@ -25,7 +25,6 @@ from milepost_common.domain.principals import Principal
 from milepost_common.domain.users.models import OrgRole
 from milepost_common.errors import RateLimited, Unauthorized, ValidationFailed
 from milepost_common.pagination import DEFAULT_LIMIT, MAX_LIMIT
-from milepost_common.ratelimit import effective_rate
 from milepost_common.web.errors import error_responses
 from milepost_common.web.middleware import request_id_of
 
@@ -79,9 +78,7 @@ async def current_user(
     ip = request.client.host if request.client else "unknown"
     principal = principal.with_request(ip, request_id_of(request.scope))
     structlog.contextvars.bind_contextvars(org_id=str(principal.org_id), user_id=str(principal.id))
-    rate = effective_rate(principal.rate_limit, ctx.settings.api.rate_limit)
-    if rate is not None:
-        await ctx.limiter.enforce(rate, "api-user", str(principal.id))
+    await ctx.charge_request(principal)
     return principal
 
 

@@ -121,6 +121,15 @@ class RawClient:
         self.protocol.send_text(orjson.dumps(message))
         self._flush()
 
+    async def authenticate(self, headers: dict[str, str]) -> None:
+        """Send the ``auth`` message of ``headers``' bearer token and expect ``ready``."""
+        self.send({"type": "auth", "token": headers["Authorization"].removeprefix("Bearer ")})
+        assert await self.next_text() == {"type": "ready"}
+
+    async def subscribe_all(self) -> None:
+        self.send({"type": "subscribe", "vehicle_ids": "all"})
+        assert (await self.next_text())["type"] == "subscribed"
+
     async def _frames(self) -> AsyncIterator[Frame]:
         while True:
             data = await asyncio.wait_for(self.reader.read(1 << 20), 10)

@@ -238,11 +238,8 @@ class TestRelay:
         client = RawClient(address)
         await client.open()
         try:
-            token = bearer(team.viewer)["Authorization"].removeprefix("Bearer ")
-            client.send({"type": "auth", "token": token})
-            assert await client.next_text() == {"type": "ready"}
-            client.send({"type": "subscribe", "vehicle_ids": "all"})
-            assert (await client.next_text())["type"] == "subscribed"
+            await client.authenticate(bearer(team.viewer))
+            await client.subscribe_all()
 
             # The client stops reading: the kernel buffers fill, then the server's sends
             # block; its per-connection queue holds 4 messages and one send may take 0.5 s.
@@ -412,11 +409,8 @@ class TestSharedSubscription:
         client = RawClient(address)
         await client.open()
         try:
-            token = bearer(team.viewer)["Authorization"].removeprefix("Bearer ")
-            client.send({"type": "auth", "token": token})
-            assert await client.next_text() == {"type": "ready"}
-            client.send({"type": "subscribe", "vehicle_ids": "all"})
-            assert (await client.next_text())["type"] == "subscribed"
+            await client.authenticate(bearer(team.viewer))
+            await client.subscribe_all()
 
             async with watching(address, bearer(team.manager), [str(quiet.id)]) as other:
                 blob = "x" * 256_000

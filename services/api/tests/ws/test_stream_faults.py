@@ -92,11 +92,8 @@ class TestClientReadingNothing:
         client = RawClient(address)
         await client.open()
         try:
-            token = bearer(team.viewer)["Authorization"].removeprefix("Bearer ")
-            client.send({"type": "auth", "token": token})
-            assert await client.next_text() == {"type": "ready"}
-            client.send({"type": "subscribe", "vehicle_ids": "all"})
-            assert (await client.next_text())["type"] == "subscribed"
+            await client.authenticate(bearer(team.viewer))
+            await client.subscribe_all()
 
             blob = "x" * 256_000
             for i in range(100):
@@ -119,9 +116,7 @@ class TestClientReadingNothing:
         client = RawClient(address)
         await client.open()
         try:
-            token = bearer(team.viewer)["Authorization"].removeprefix("Bearer ")
-            client.send({"type": "auth", "token": token})
-            assert await client.next_text() == {"type": "ready"}
+            await client.authenticate(bearer(team.viewer))
 
             with pytest.raises(ConnectionError):
                 await ping_flood_then_read(client, megabytes=8)

@@ -135,18 +135,8 @@ async def test_an_alert_from_a_real_worker_reaches_the_stream(
             )
         token, _ = TokenCodec(settings.auth, Realm.API).issue(viewer.id, Realm.API, 600)
         async with connect(address) as ws:
-            await ws.send(orjson.dumps({"type": "auth", "token": token}).decode())
-            assert orjson.loads(await ws.recv()) == {"type": "ready"}
-            await ws.send('{"type": "subscribe", "vehicle_ids": "all"}')
-            assert orjson.loads(await ws.recv())["type"] == "subscribed"
-
-            publisher = Publisher(settings.redis, settings.celery)
-            try:
-                await asyncio.to_thread(
-                    publisher.send_blocking, tasks.INGEST_BATCHES_PROCESS, str(batch.id)
-                )
-            finally:
-                publisher.close()
+            await subscribed_to_all(ws, token)
+            await process(settings, batch.id)
 
             async def first_alert() -> dict[str, object]:
                 while True:
@@ -213,19 +203,8 @@ async def test_after_a_transfer_only_the_new_organization_streams_the_vehicle(
         codec = TokenCodec(settings.auth, Realm.API)
         async with connect(address) as was, connect(address) as now:
             for ws, user in ((was, old_viewer), (now, new_viewer)):
-                token, _ = codec.issue(user.id, Realm.API, 600)
-                await ws.send(orjson.dumps({"type": "auth", "token": token}).decode())
-                assert orjson.loads(await ws.recv()) == {"type": "ready"}
-                await ws.send('{"type": "subscribe", "vehicle_ids": "all"}')
-                assert orjson.loads(await ws.recv())["type"] == "subscribed"
-
-            publisher = Publisher(settings.redis, settings.celery)
-            try:
-                await asyncio.to_thread(
-                    publisher.send_blocking, tasks.INGEST_BATCHES_PROCESS, str(batch.id)
-                )
-            finally:
-                publisher.close()
+                await subscribed_to_all(ws, codec.issue(user.id, Realm.API, 600)[0])
+            await process(settings, batch.id)
 
             try:
                 position = await asyncio.wait_for(next_event(now), 90)
@@ -245,3 +224,21 @@ async def next_event(ws: ClientConnection) -> dict[str, object]:
         message = orjson.loads(await ws.recv())
         if message["type"] in ("position", "alert"):
             return dict(message)
+
+
+async def subscribed_to_all(ws: ClientConnection, token: str) -> None:
+    await ws.send(orjson.dumps({"type": "auth", "token": token}).decode())
+    assert orjson.loads(await ws.recv()) == {"type": "ready"}
+    await ws.send('{"type": "subscribe", "vehicle_ids": "all"}')
+    assert orjson.loads(await ws.recv())["type"] == "subscribed"
+
+
+async def process(settings: ApiSettings, batch_id: uuid.UUID) -> None:
+    """Send the batch to the real worker, as ingest does after its commit."""
+    publisher = Publisher(settings.redis, settings.celery)
+    try:
+        await asyncio.to_thread(
+            publisher.send_blocking, tasks.INGEST_BATCHES_PROCESS, str(batch_id)
+        )
+    finally:
+        publisher.close()

@@ -48,7 +48,6 @@ from milepost_common.domain.devices import service as device_service
 from milepost_common.domain.principals import Principal
 from milepost_common.errors import RateLimited, Unauthorized
 from milepost_common.logging import get_logger
-from milepost_common.ratelimit import effective_rate
 from milepost_common.web.errors import DEPENDENCY_DOWN
 from milepost_common.web.middleware import request_id_of
 
@@ -202,11 +201,8 @@ class StreamSession:
         """Counts a message that makes the server work as one request of the user: the
         budget HTTP requests draw on (a subscription to 10,000 ids costs ~0.1 s)."""
         assert self.principal is not None  # noqa: S101 - authenticated before
-        rate = effective_rate(self.principal.rate_limit, self.ctx.settings.api.rate_limit)
-        if rate is None:
-            return True
         try:
-            await self.ctx.limiter.enforce(rate, "api-user", str(self.principal.id))
+            await self.ctx.charge_request(self.principal)
         except RateLimited:
             return False
         return True
