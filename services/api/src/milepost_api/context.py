@@ -16,7 +16,7 @@ from milepost_common.crypto import SecretBox
 from milepost_common.domain.principals import Principal, PrincipalResolver
 from milepost_common.domain.webhooks.sending import receiver_client
 from milepost_common.live import CACHE_KEY_PREFIX
-from milepost_common.ratelimit import LoginThrottle, RateLimiter, effective_rate
+from milepost_common.ratelimit import LoginThrottle, RateLimiter
 from milepost_common.web.downloads import Turns
 
 
@@ -43,14 +43,6 @@ class ApiContext:
     summaries: asyncio.Semaphore
     # Exports being streamed (``web.downloads``).
     exports: Turns
-
-    async def charge_request(self, principal: Principal) -> None:
-        """Spend one request of the user's rate limit (its organization's plan, else the
-        api's): every HTTP request, and each stream message that makes the server work.
-        Raises RateLimited."""
-        rate = effective_rate(principal.rate_limit, self.settings.api.rate_limit)
-        if rate is not None:
-            await self.limiter.enforce(rate, "api-user", str(principal.id))
 
 
 async def start_context(app: FastAPI) -> None:

@@ -25,6 +25,7 @@ from milepost_common.domain.principals import Principal
 from milepost_common.domain.users.models import OrgRole
 from milepost_common.errors import RateLimited, Unauthorized, ValidationFailed
 from milepost_common.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from milepost_common.ratelimit import effective_rate
 from milepost_common.web.errors import error_responses
 from milepost_common.web.middleware import request_id_of
 
@@ -78,8 +79,17 @@ async def current_user(
     ip = request.client.host if request.client else "unknown"
     principal = principal.with_request(ip, request_id_of(request.scope))
     structlog.contextvars.bind_contextvars(org_id=str(principal.org_id), user_id=str(principal.id))
-    await ctx.charge_request(principal)
+    await charge_request(ctx, principal)
     return principal
+
+
+async def charge_request(ctx: ApiContext, principal: Principal) -> None:
+    """Spend one request of the user's rate limit (its organization's plan, else the api's):
+    every HTTP request, and each stream message that makes the server work. Raises
+    RateLimited."""
+    rate = effective_rate(principal.rate_limit, ctx.settings.api.rate_limit)
+    if rate is not None:
+        await ctx.limiter.enforce(rate, "api-user", str(principal.id))
 
 
 def _until_expiry(principal: Principal) -> float | None:

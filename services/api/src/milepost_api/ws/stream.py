@@ -41,6 +41,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from milepost_api.context import ApiContext
+from milepost_api.deps import charge_request
 from milepost_api.ws.hub import OpenStreams, StreamHub
 from milepost_common.auth import Realm
 from milepost_common.db import Database, unit_of_work
@@ -202,7 +203,7 @@ class StreamSession:
         budget HTTP requests draw on (a subscription to 10,000 ids costs ~0.1 s)."""
         assert self.principal is not None  # noqa: S101 - authenticated before
         try:
-            await self.ctx.charge_request(self.principal)
+            await charge_request(self.ctx, self.principal)
         except RateLimited:
             return False
         return True
