@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from milepost_common.domain.audit.models import AuditEntry
+from milepost_common.web.middleware import log as access_log
 from services.api.tests.api_support import Bearer, Team
 
 SECRET = "Sekr3t-never-shown-0001"
@@ -37,9 +38,14 @@ def logged(
         for h in logging.getLogger().handlers
         if isinstance(h.formatter, structlog.stdlib.ProcessorFormatter)
     )
-    return lambda: "\n".join(
-        [caplog.text, *map(rendered.format, caplog.records), capsys.readouterr().out]
-    )
+
+    def everything() -> str:
+        access_log.flush()
+        return "\n".join(
+            [caplog.text, *map(rendered.format, caplog.records), capsys.readouterr().out]
+        )
+
+    return everything
 
 
 class TestSignInFlows:

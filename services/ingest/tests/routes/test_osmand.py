@@ -23,6 +23,7 @@ from milepost_common.domain.organizations.models import Organization
 from milepost_common.domain.positions.models import Position
 from milepost_common.testing.factories import make_device
 from milepost_common.testing.plugin import app_client
+from milepost_common.web.middleware import log as access_log
 from milepost_ingest.main import create_app
 from milepost_ingest.settings import IngestSettings
 
@@ -390,6 +391,7 @@ class TestKeyNeverLogged:
         await client.get(f"/ingest/osmand/{wrong}?id=1")
         # Every record the app logged, all fields included: the standard library's records
         # and the access log's lines, which go straight to stdout.
+        access_log.flush()
         logged = caplog.text + capsys.readouterr().out
         assert "/ingest/osmand/{api_key}" in logged
         assert api_key.secret not in logged
