@@ -13,6 +13,7 @@ from pathlib import Path
 from bench.api.seed import Seeded
 
 BARE = "bare FastAPI constant"
+BARE_APPS = "bare FastAPI constant, the apps' HTTP protocol"
 POSITIONS = "positions (limit=100)"
 HEALTH = "api /health (no auth, no database)"
 LATEST = "latest positions (fleet)"
@@ -37,6 +38,8 @@ BARS = (
 # accepts gzip asks for it (how the summary's bar, out of reach at 1.7 MB, could be restated);
 # the raw socket's row is the most any Python server here can send of the summary's bytes.
 CONTEXT = (
+    (HEALTH, BARE_APPS),
+    (BARE_APPS, BARE),
     (LATEST, LATEST_BYTES),
     (SUMMARY, SUMMARY_BYTES),
     (SUMMARY_RAW, HEALTH),
@@ -68,6 +71,7 @@ class Measure:
 def figures(best: dict[str, Measure], rss: dict[str, int | None]) -> dict[str, object]:
     """The best round's requests per second by endpoint, and the api's peak RSS (KiB)."""
     keys = {BARE: "bare", POSITIONS: "positions", LATEST: "latest", SUMMARY: "summary"}
+    keys |= {BARE_APPS: "bare_apps"}
     keys |= {HEALTH: "health", DIRECT: "direct"}
     keys |= {LATEST_BYTES: "latest_bytes", SUMMARY_BYTES: "summary_bytes"}
     keys |= {SUMMARY_RAW: "summary_raw", LATEST_CHURN: "latest_churn"}
@@ -100,7 +104,7 @@ def report(
         f" one fix every {args.interval_min} min per vehicle — scaled down from a fix every few"
         f" seconds to keep seeding to {seed_s:.0f} s), {seeded.trips:,} trips.",
         "Load: Debian's `wrk`, 1 thread, the same connections and duration for every phase;"
-        " api and bare app each one uvicorn process on their own port (the raw server one uvloop"
+        " api and bare apps each one uvicorn process on their own port (the raw server one uvloop"
         " process); best of the rounds."
         " CPU per request: the serving process's (the bench process's for the direct query)"
         " and all Postgres processes' user+system time over the phase, from `/proc`; wrk's"
@@ -137,7 +141,10 @@ def report(
         " direct query is the api's statement for that page sent by asyncpg from this process"
         " (a pool of the api's size, no HTTP), the floor of the positions read. The two"
         " `bare:` rows send a body of the same size as the cached read's from the bare app:"
-        " what the bytes alone cost; the `raw socket` row sends the summary's from a server"
+        " what the bytes alone cost; the `apps' HTTP protocol` row serves the bare app on the"
+        " protocols the apps run (each answer written in one call, `milepost_common.web.serve`):"
+        " what that alone is worth against stock uvicorn; the `raw socket` row sends the"
+        " summary's from a server"
         " with no HTTP framework on the same event loop (bench/api/raw.py): the ceiling for"
         " any server measured this way (there `wrk` reading the bytes is the limit: its CPU"
         " near 100 %); the `gzip accepted` rows ask for the cached reads as browsers and most"

@@ -10,11 +10,12 @@ else a throwaway local server), migrated, seeded with COPY (an organization, its
 ``--vehicles`` vehicles with their latest state, ``--days`` of positions every
 ``--interval-min`` minutes per vehicle and four trips a day each); a throwaway Redis; the api
 app (``milepost-api``: one uvicorn process, the per-user rate limit raised but still checked
-on every request), the bare app (one uvicorn process) and a raw socket server sending the
-summary's bytes (``bench.api.raw``) on their own ports. The same ``wrk`` (Debian's) drives
-them all: one thread, the same connections and duration, phases alternating over the
-rounds, the best round of each reported. Each positions request asks for a random vehicle's
-first page of 100 fixes. Results are printed and written to bench/api/RESULTS.md.
+on every request), the bare app (one uvicorn process, and a second on the apps' HTTP
+protocol) and a raw socket server sending the summary's bytes (``bench.api.raw``) on their
+own ports. The same ``wrk`` (Debian's) drives them all: one thread, the same connections and
+duration, phases alternating over the rounds, the best round of each reported. Each
+positions request asks for a random vehicle's first page of 100 fixes. Results are printed
+and written to bench/api/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ import redis
 
 from bench.api.report import (
     BARE,
+    BARE_APPS,
     DIRECT,
     HEALTH,
     LATEST,
@@ -308,7 +310,7 @@ def main() -> None:
         log(f"seeded in {seed_s:.0f} s")
         redis_url = stack.enter_context(services.provide_redis())
 
-        api_port, bare_port, raw_port = free_ports(3)
+        api_port, bare_port, bare_apps_port, raw_port = free_ports(4)
         env = {
             **os.environ,
             "MILEPOST_ENV": "local",
@@ -330,33 +332,21 @@ def main() -> None:
             stderr=subprocess.STDOUT,
         )
         stack.callback(stop, api)
-        bare = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "bench.api.bare:app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(bare_port),
-                "--workers",
-                "1",
-                "--no-access-log",
-                "--log-level",
-                "warning",
-            ],
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        bare, bare_apps = (
+            subprocess.Popen([sys.executable, "-m", "bench.api.bare", str(port), *kind], cwd=ROOT)
+            for port, kind in ((bare_port, []), (bare_apps_port, ["apps"]))
         )
         stack.callback(stop, bare)
+        stack.callback(stop, bare_apps)
         raw = subprocess.Popen([sys.executable, "-m", "bench.api.raw", str(raw_port)], cwd=ROOT)
         stack.callback(stop, raw)
         api_base = f"http://127.0.0.1:{api_port}"
         bare_base = f"http://127.0.0.1:{bare_port}"
+        bare_apps_base = f"http://127.0.0.1:{bare_apps_port}"
         raw_base = f"http://127.0.0.1:{raw_port}"
         wait_ready(f"{api_base}/api/ready")
         wait_ready(f"{bare_base}/bare")
+        wait_ready(f"{bare_apps_base}/bare")
         wait_ready(f"{raw_base}/bytes/2")
 
         auth = AuthSettings.model_validate({"jwt_keys": {"bench": JWT_KEYS.split('"')[3]}})
@@ -393,6 +383,8 @@ def main() -> None:
                 api.pid,
             ),
             HEALTH: (lua(work, "health", ["/api/health"], None), api_base, api.pid),
+            # Context, no bar: how much of the gap the apps' HTTP protocol closes by itself.
+            BARE_APPS: (lua(work, "bare", ["/bare"], None), bare_apps_base, bare_apps.pid),
             # Context, no bar: the cached reads as browsers and most clients ask for them.
             LATEST_GZIP: (
                 lua(work, "latest-gzip", ["/api/v1/positions/latest"], token, gzip=True),

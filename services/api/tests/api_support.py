@@ -34,7 +34,7 @@ from milepost_common.testing.factories import (
     make_device,
     make_trip,
 )
-from milepost_common.web.serve import WebSocketProtocol
+from milepost_common.web.serve import PROTOCOLS
 
 Bearer = Callable[..., dict[str, str]]
 
@@ -89,7 +89,7 @@ async def serving(app: ASGIApp) -> AsyncIterator[str]:
     """Serve ``app`` with uvicorn on a free loopback port in this event loop; yields the
     base URL. Real sockets: for WebSockets, webhooks and back-pressure."""
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_config=None, lifespan="off", ws=WebSocketProtocol
+        app, host="127.0.0.1", port=0, log_config=None, lifespan="off", **PROTOCOLS
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import socket
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any, cast
 from wsgiref.simple_server import WSGIServer
 
 import uvicorn
 from fastapi import FastAPI
 from prometheus_client import start_http_server
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from milepost_common.settings import HttpSettings
@@ -69,6 +72,76 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         self.transport.abort()
 
 
+# Bytes a connection holds back before writing them at once: past it, the transport has
+# them and pauses the app as usual (uvicorn's flow control) when the peer reads slowly.
+COALESCE_MAX_BYTES = 64 * 1024
+
+
+class _CoalescingTransport:
+    """A connection's transport whose writes of one loop iteration go out in one call.
+
+    uvicorn writes an answer's head and its body separately, and uvloop sends each at once:
+    two system calls and two TCP segments for a small answer. Written together, ``/api/health``
+    costs the server 90 µs of CPU instead of 125 (bench/api). What is held is written at the
+    next turn of the loop, before a close, or once it passes ``COALESCE_MAX_BYTES``.
+    Everything but writing is the transport's own."""
+
+    __slots__ = ("_held", "_loop", "_pending", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] = []
+        self._held = 0
+
+    def write(self, data: bytes) -> None:
+        if not self._pending:
+            self._loop.call_soon(self._flush)
+        self._pending.append(data)
+        self._held += len(data)
+        if self._held > COALESCE_MAX_BYTES:
+            self._flush()
+
+    def writelines(self, chunks: Iterable[bytes]) -> None:
+        for chunk in chunks:
+            self.write(chunk)
+
+    def get_write_buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size() + self._held
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._flush()
+        self._transport.set_protocol(protocol)
+
+    def _flush(self) -> None:
+        pending, self._pending, self._held = self._pending, [], 0
+        if pending and not self._transport.is_closing():
+            self._transport.writelines(pending)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+class HttpProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP/1.1 protocol (httptools), writing each answer in one call."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        coalescing = _CoalescingTransport(cast(asyncio.Transport, transport), self.loop)
+        super().connection_made(cast(asyncio.Transport, coalescing))
+
+
+# How uvicorn speaks HTTP and WebSocket for every app (and for tests serving one in-process).
+PROTOCOLS: dict[str, Any] = {
+    "http": HttpProtocol,
+    "ws": WebSocketProtocol,
+    "ws_max_size": WS_MAX_MESSAGE_BYTES,
+}
+
+
 # Young-generation threshold of the processes whose requests allocate thousands of objects
 # (ingest's pushes, the api's pages of fixes): with the default 700, the collector ran a few
 # times a request. Cycles among the requests' objects are still collected, less often.
@@ -106,8 +179,7 @@ def run(app_factory: Callable[[], FastAPI], http: HttpSettings) -> None:
             server_header=False,
             log_config=None,
             timeout_keep_alive=GATEWAY_IDLE_S + 10,
-            ws=WebSocketProtocol,
-            ws_max_size=WS_MAX_MESSAGE_BYTES,
+            **PROTOCOLS,
         )
     finally:
         if metrics_server is not None:
