@@ -6,6 +6,7 @@ traced (``DirectDispatch``)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -252,6 +253,7 @@ class TestDirectDispatch:
         response = await client.get(
             f"/api/v1/vehicles/{device.id}/positions?limit=1", headers=bearer(team.viewer)
         )
+        await asyncio.sleep(0)  # the loop's next turn writes the access log's line
         lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
         access = [line for line in lines if line.get("event") == "request"]
         metrics = (await client.get("/metrics")).text
