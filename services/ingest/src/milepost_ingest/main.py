@@ -36,4 +36,4 @@ def create_app(settings: IngestSettings) -> FastAPI:
 
 def serve() -> None:
     settings = get_settings()
-    web_serve.run(lambda: create_app(settings), settings.ingest)
+    web_serve.run(lambda: create_app(settings), settings.ingest, web_serve.WRITE_AT_ONCE)

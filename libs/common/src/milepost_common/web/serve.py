@@ -138,12 +138,16 @@ class HttpProtocol(HttpToolsProtocol):
         super().connection_made(cast(asyncio.Transport, coalescing))
 
 
-# How uvicorn speaks HTTP and WebSocket for every app (and for tests serving one in-process).
+# How uvicorn speaks HTTP and WebSocket for the apps (and for tests serving one in-process).
 PROTOCOLS: dict[str, Any] = {
     "http": HttpProtocol,
     "ws": WebSocketProtocol,
     "ws_max_size": WS_MAX_MESSAGE_BYTES,
 }
+# For an app whose requests are long CPU steps (ingest parses a batch of 1,000 fixes in one):
+# an answer held for the loop's turn would wait behind another request's step, and its few
+# answers a second gain nothing from a write fewer. uvicorn's own protocol writes at once.
+WRITE_AT_ONCE: dict[str, Any] = {**PROTOCOLS, "http": HttpToolsProtocol}
 
 
 # Young-generation threshold of the processes whose requests allocate thousands of objects
@@ -163,7 +167,9 @@ def start_metrics_server(http: HttpSettings) -> WSGIServer | None:
     return server
 
 
-def run(app_factory: Callable[[], FastAPI], http: HttpSettings) -> None:
+def run(
+    app_factory: Callable[[], FastAPI], http: HttpSettings, protocols: dict[str, Any] = PROTOCOLS
+) -> None:
     app = app_factory()
     # The app lives as long as the process: collected once, then out of the collector's
     # sight, so a full collection no longer walks its ~180,000 objects (63 ms, a pause for
@@ -183,7 +189,7 @@ def run(app_factory: Callable[[], FastAPI], http: HttpSettings) -> None:
             server_header=False,
             log_config=None,
             timeout_keep_alive=GATEWAY_IDLE_S + 10,
-            **PROTOCOLS,
+            **protocols,
         )
     finally:
         if metrics_server is not None:
