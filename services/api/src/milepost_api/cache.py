@@ -59,7 +59,6 @@ from redis.exceptions import ResponseError
 from starlette.requests import Request
 
 from milepost_api.http_cache import etag_of
-from milepost_api.liveness import QuietWatch
 from milepost_common.cache import SingleFlight
 from milepost_common.logging import get_logger
 from milepost_common.web.middleware import GZIP_LEVEL, GZIP_MINIMUM_BYTES, accepts_gzip
@@ -243,16 +242,24 @@ class KeyTracker:
 
     async def _listen(self, connection: AbstractConnection) -> None:
         """Applies reports until the connection breaks or stops answering PING."""
-        watch = QuietWatch(PING_INTERVAL_S, self._timeout_s)
+        quiet_since = time.monotonic()
+        ping_sent_at: float | None = None
         while True:
             message = await connection.read_response(timeout=READ_TIMEOUT_S)
+            now = time.monotonic()
             if message is not None:
-                watch.heard(pong=message[0] == b"pong")
+                quiet_since = now
                 if message[0] == b"message":
                     keys = message[2]
                     self.changed(None if keys is None else [key.decode() for key in keys])
-            elif watch.ping_due():
+                elif message[0] == b"pong":
+                    ping_sent_at = None
+            elif ping_sent_at is not None:
+                if now - ping_sent_at >= self._timeout_s:
+                    raise TimeoutError(f"no PONG within {self._timeout_s} s")
+            elif now - quiet_since >= PING_INTERVAL_S:
                 await connection.send_command("PING")
+                ping_sent_at = now
 
 
 class _Copy(NamedTuple):
