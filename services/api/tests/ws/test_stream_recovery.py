@@ -150,7 +150,6 @@ class TcpProxy:
         self.port = 0
         self._server: asyncio.Server | None = None
         self._relays: set[asyncio.Task[Any]] = set()
-        self._silenced: list[asyncio.Event] = []  # one per relay: set, it drops everything
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
@@ -165,25 +164,14 @@ class TcpProxy:
             task.cancel()
         await asyncio.gather(*self._relays, return_exceptions=True)
 
-    def silence(self) -> None:
-        """Every open connection stays open and carries nothing more, either way: the peer
-        lost without a close (a host gone, a NAT entry dropped). New connections work."""
-        for silenced in self._silenced:
-            silenced.set()
-
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._relays.add(task)
-        silenced = asyncio.Event()
-        self._silenced.append(silenced)
         try:
             upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
             try:
-                await asyncio.gather(
-                    _pump(reader, upstream_writer, silenced),
-                    _pump(upstream_reader, writer, silenced),
-                )
+                await asyncio.gather(_pump(reader, upstream_writer), _pump(upstream_reader, writer))
             finally:
                 upstream_writer.close()
         finally:
@@ -191,11 +179,8 @@ class TcpProxy:
             self._relays.discard(task)
 
 
-async def _pump(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, silenced: asyncio.Event
-) -> None:
+async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     while data := await reader.read(1 << 16):
-        if not silenced.is_set():
-            writer.write(data)
-            await writer.drain()
+        writer.write(data)
+        await writer.drain()
     writer.close()
