@@ -59,6 +59,7 @@ from redis.exceptions import ResponseError
 from starlette.requests import Request
 
 from milepost_api.http_cache import etag_of
+from milepost_api.liveness import QuietWatch
 from milepost_common.cache import SingleFlight
 from milepost_common.logging import get_logger
 from milepost_common.web.middleware import GZIP_LEVEL, GZIP_MINIMUM_BYTES, accepts_gzip
@@ -242,24 +243,16 @@ class KeyTracker:
 
     async def _listen(self, connection: AbstractConnection) -> None:
         """Applies reports until the connection breaks or stops answering PING."""
-        quiet_since = time.monotonic()
-        ping_sent_at: float | None = None
+        watch = QuietWatch(PING_INTERVAL_S, self._timeout_s)
         while True:
             message = await connection.read_response(timeout=READ_TIMEOUT_S)
-            now = time.monotonic()
             if message is not None:
-                quiet_since = now
+                watch.heard(pong=message[0] == b"pong")
                 if message[0] == b"message":
                     keys = message[2]
                     self.changed(None if keys is None else [key.decode() for key in keys])
-                elif message[0] == b"pong":
-                    ping_sent_at = None
-            elif ping_sent_at is not None:
-                if now - ping_sent_at >= self._timeout_s:
-                    raise TimeoutError(f"no PONG within {self._timeout_s} s")
-            elif now - quiet_since >= PING_INTERVAL_S:
+            elif watch.ping_due():
                 await connection.send_command("PING")
-                ping_sent_at = now
 
 
 class _Copy(NamedTuple):

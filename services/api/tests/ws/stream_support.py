@@ -22,11 +22,19 @@ from websockets.uri import parse_uri
 from milepost_common.live import LiveEvent, LiveEventType, org_channel
 
 
-async def receive(ws: ClientConnection, *, pings: bool = False) -> dict[str, Any]:
-    while True:
-        message = orjson.loads(await asyncio.wait_for(ws.recv(), 5))
-        if pings or message["type"] != "ping":
-            return dict(message)
+async def receive(
+    ws: ClientConnection, *, pings: bool = False, within_s: float = 5
+) -> dict[str, Any]:
+    """The next message, pings skipped unless asked for, within ``within_s`` in all (else
+    TimeoutError). One deadline around plain reads: on Python 3.11.2 (Debian's, as CI runs)
+    a ``wait_for`` cancelling a call that is itself in a ``wait_for`` loses the cancellation
+    when the inner wait ends at that moment (a ping arriving on the deadline), and then
+    waits for the whole stream."""
+    async with asyncio.timeout(within_s):
+        while True:
+            message = orjson.loads(await ws.recv())
+            if pings or message["type"] != "ping":
+                return dict(message)
 
 
 async def close_code(ws: ClientConnection) -> int | None:

@@ -92,6 +92,35 @@ class TestRedisRecovery:
         assert retries == sorted(retries)  # backing off
         assert any(e["event"] == "stream_hub_reconnected" for e in logged)
 
+    async def test_a_connection_gone_silent_is_replaced(
+        self,
+        proxied_address: str,
+        redis_proxy: TcpProxy,
+        session: AsyncSession,
+        redis: Redis,
+        team: Team,
+        bearer: Bearer,
+    ) -> None:
+        """A connection whose peer vanished without closing it reads like a quiet channel,
+        and TCP alone notices it after ~15 minutes: the hub pings Redis when it has heard
+        nothing for a ping interval and reconnects when no answer comes in time."""
+        device = await make_device(session, team.org)
+        async with watching(proxied_address, bearer(team.viewer)) as ws:
+            redis_proxy.silence()
+
+            async def delivered() -> bool:
+                await publish(redis, team.org.id, device.id, n=1)
+                try:
+                    return await receive(ws, within_s=0.5) == {
+                        "type": "alert",
+                        "data": {"n": 1},
+                    }
+                except TimeoutError:
+                    return False
+
+            # A ping interval (0.5 s) and Redis's socket timeout (2 s) without an answer.
+            await eventually(delivered, timeout_s=15)
+
 
 @asynccontextmanager
 async def proxy_to(url: str) -> AsyncIterator[TcpProxy]:
@@ -150,6 +179,7 @@ class TcpProxy:
         self.port = 0
         self._server: asyncio.Server | None = None
         self._relays: set[asyncio.Task[Any]] = set()
+        self._silenced: list[asyncio.Event] = []  # one per relay: set, it drops everything
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
@@ -164,14 +194,25 @@ class TcpProxy:
             task.cancel()
         await asyncio.gather(*self._relays, return_exceptions=True)
 
+    def silence(self) -> None:
+        """Every open connection stays open and carries nothing more, either way: the peer
+        lost without a close (a host gone, a NAT entry dropped). New connections work."""
+        for silenced in self._silenced:
+            silenced.set()
+
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._relays.add(task)
+        silenced = asyncio.Event()
+        self._silenced.append(silenced)
         try:
             upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
             try:
-                await asyncio.gather(_pump(reader, upstream_writer), _pump(upstream_reader, writer))
+                await asyncio.gather(
+                    _pump(reader, upstream_writer, silenced),
+                    _pump(upstream_reader, writer, silenced),
+                )
             finally:
                 upstream_writer.close()
         finally:
@@ -179,8 +220,11 @@ class TcpProxy:
             self._relays.discard(task)
 
 
-async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _pump(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, silenced: asyncio.Event
+) -> None:
     while data := await reader.read(1 << 16):
-        writer.write(data)
-        await writer.drain()
+        if not silenced.is_set():
+            writer.write(data)
+            await writer.drain()
     writer.close()

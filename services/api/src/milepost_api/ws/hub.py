@@ -5,9 +5,10 @@ channel while at least one local client of it is connected and hands each event 
 them. Callbacks must not block: a client that cannot keep up is cut off by its own session
 (its queue is bounded), never by slowing the others down.
 
-When the connection breaks (Redis restarted, connection killed) the hub reconnects with
-backoff and subscribes every channel still wanted; clients stay connected and miss the
-events published meanwhile.
+When the connection breaks (Redis restarted, connection killed, or silent: no answer to a
+PING sent after a ping interval without a message) the hub reconnects with backoff and
+subscribes every channel still wanted; clients stay connected and miss the events published
+meanwhile.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from milepost_api.liveness import QuietWatch
 from milepost_api.settings import ApiSettings
 from milepost_common.live import LiveEvent, org_channel
 from milepost_common.logging import get_logger
@@ -76,7 +78,7 @@ class OpenStreams:
 class StreamHub:
     """Reference-counted organization subscriptions over one pub/sub connection."""
 
-    def __init__(self, url: str, timeout_s: float) -> None:
+    def __init__(self, url: str, timeout_s: float, ping_interval_s: float) -> None:
         # Named so `CLIENT LIST` tells which process holds which connection.
         self.client_name = f"milepost-api-stream:{socket.gethostname()}:{os.getpid()}"
         self._redis = Redis.from_url(
@@ -89,6 +91,8 @@ class StreamHub:
             retry=Retry(NoBackoff(), 0, supported_errors=()),
         )
         self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        self._timeout_s = timeout_s
+        self._ping_interval_s = ping_interval_s
         self._clients: dict[uuid.UUID, set[Deliver]] = {}
         self._subscribed: set[uuid.UUID] = set()
         # One (un)subscribe or reconnect at a time, each deciding from the state it finds.
@@ -174,21 +178,30 @@ class StreamHub:
             self._broken = False
 
     async def _relay(self) -> None:
-        """Reads and fans out messages; returns when a subscribe or unsubscribe failed."""
+        """Reads and fans out messages; returns when a subscribe or unsubscribe failed, and
+        raises when the connection went silent: quiet for the clients' ping interval, then no
+        PONG within the socket timeout (``milepost_api.liveness``)."""
+        watch = QuietWatch(self._ping_interval_s, self._timeout_s)
         while not self._broken:
             if not self._pubsub.subscribed:
                 # Idle without channels: redis-py reads a PING reply itself before the first
                 # SUBSCRIBE on an idle connection, which must not race a read here.
                 self._wake.clear()
                 await self._wake.wait()
+                watch = QuietWatch(self._ping_interval_s, self._timeout_s)
                 continue
             message = await self._pubsub.get_message(timeout=READ_TIMEOUT_S)
             if message is not None:
-                self._fan_out(message)
+                watch.heard(pong=message["type"] == "pong")
+                if message["type"] != "pong":
+                    self._fan_out(message)
                 # A batch's events come in one pipeline and are read without a pause: the
                 # clients' send loops take each before the next, or a burst longer than a
                 # client's queue would cut off one that reads as fast as it can.
                 await asyncio.sleep(0)
+            elif watch.ping_due():
+                async with self._lock:
+                    await self._pubsub.ping()
 
     def _fan_out(self, message: dict[str, Any]) -> None:
         try:
@@ -210,7 +223,12 @@ class StreamHub:
 
 async def start_stream_hub(app: FastAPI) -> None:
     settings: ApiSettings = app.state.settings
-    hub = StreamHub(settings.redis.cache_url, settings.redis.socket_timeout_s)
+    # Redis is pinged as often as the clients are, when it has been silent that long.
+    hub = StreamHub(
+        settings.redis.cache_url,
+        settings.redis.socket_timeout_s,
+        settings.api.stream_ping_interval_s,
+    )
     hub.start()
     app.state.stream_hub = hub
     app.state.open_streams = OpenStreams(
